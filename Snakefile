@@ -1,0 +1,20 @@
+# Knowledge neurons in protein language models (arXiv:2312.10770), as a Snakemake workflow.
+# Thin on purpose: all logic lives in the kneurons package (src/kneurons) and workflow/rules.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/download.smk"
+include: "workflow/rules/labels.smk"
+include: "workflow/rules/split.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,140 @@
+"""Configuration: JSON-schema validation with defaults, plus the checks a schema cannot express.
+
+``validate_config`` is the one validation function: the Snakefile, the scripts and the tests
+all call it, so a bad configuration is rejected at parse time with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema" / "config.schema.yaml"
+
+#: fair-esm ESM-2 names and their (layers, embed_dim, heads).
+ESM2_ARCHITECTURES: dict[str, tuple[int, int, int]] = {
+    "esm2_t6_8M_UR50D": (6, 320, 20),
+    "esm2_t12_35M_UR50D": (12, 480, 20),
+    "esm2_t30_150M_UR50D": (30, 640, 20),
+    "esm2_t33_650M_UR50D": (33, 1280, 20),
+    "esm2_t36_3B_UR50D": (36, 2560, 40),
+    "esm2_t48_15B_UR50D": (48, 5120, 40),
+}
+
+
+def load_schema(path: str | Path | None = None) -> dict:
+    """Read the configuration schema (YAML)."""
+    with open(path or SCHEMA_PATH) as fh:
+        return yaml.safe_load(fh)
+
+
+def _with_defaults(validator_class):
+    """A jsonschema validator class that fills in ``default`` values before validating."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _key(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "<top level>"
+
+
+def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[str, Any]:
+    """Return a validated copy of ``config`` with every default filled in.
+
+    Raises ConfigError naming the offending key for schema violations (wrong types, unknown
+    keys, out-of-range values) and for impossible combinations.
+    """
+    cfg = copy.deepcopy(config) if config is not None else {}
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"configuration must be a mapping, got {type(cfg).__name__}")
+    schema = schema or load_schema()
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"  {_key(e)}: {e.message}" for e in errors[:10]]
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines))
+    _check_semantics(cfg)
+    return cfg
+
+
+def _check_semantics(cfg: dict[str, Any]) -> None:
+    problems: list[str] = []
+    fr = cfg["split"]["fractions"]
+    total = fr["train"] + fr["val"] + fr["test"]
+    if abs(total - 1.0) > 1e-6:
+        problems.append(f"split.fractions: train + val + test must be 1, got {total:g}")
+
+    data = cfg["data"]
+    src = data["source"]
+    if src == "tsv" and not data.get("tsv"):
+        problems.append("data.tsv: required when data.source is 'tsv'")
+    if src == "fasta" and not data.get("fasta"):
+        problems.append("data.fasta: required when data.source is 'fasta'")
+    if src == "expasy" and not data["expasy"].get("enzyme_dat"):
+        problems.append("data.expasy.enzyme_dat: required when data.source is 'expasy'")
+    if src == "brenda" and not data["brenda"].get("path"):
+        problems.append("data.brenda.path: required when data.source is 'brenda'")
+    if src in ("expasy", "brenda") and not data.get("sequences"):
+        problems.append(f"data.sequences: required when data.source is '{src}' (a TSV or FASTA with the sequences)")
+    syn = data["synthetic"]
+    if syn["length_min"] > syn["length_max"]:
+        problems.append("data.synthetic: length_min must not exceed length_max")
+    if syn["motif_length"] * syn["motifs_per_sequence"] > syn["length_min"] // 2:
+        problems.append("data.synthetic: motifs take more than half of the shortest sequence")
+
+    model = cfg["model"]
+    name = model["name"]
+    if name != "custom" and name not in ESM2_ARCHITECTURES:
+        known = ", ".join(["custom", *ESM2_ARCHITECTURES])
+        problems.append(f"model.name: unknown model {name!r}; known: {known}")
+    if name == "custom":
+        if model["pretrained"]:
+            problems.append("model.pretrained: a custom-size model has no pretrained weights")
+        c = model["custom"]
+        if c["embed_dim"] % c["attention_heads"]:
+            problems.append("model.custom: embed_dim must be divisible by attention_heads")
+    n_layers = ESM2_ARCHITECTURES[name][0] if name in ESM2_ARCHITECTURES else model["custom"]["num_layers"]
+    if cfg["train"]["freeze_layers"] > n_layers:
+        problems.append(f"train.freeze_layers: the model has only {n_layers} layers")
+
+    if cfg["ablate"]["fill"] == "pretrained" and not model["pretrained"]:
+        problems.append(
+            "ablate.fill: 'pretrained' needs pretrained weights (model.pretrained: true); "
+            "a random-init model has no pre-fine-tuning output to fill with"
+        )
+    if "random" in cfg["score"]["methods"] and not cfg["score"]["random"]["seeds"]:
+        problems.append("score.random.seeds: at least one seed is needed for the random method")
+    if problems:
+        raise ConfigError("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file and validate it."""
+    with open(path) as fh:
+        raw = yaml.safe_load(fh) or {}
+    try:
+        return validate_config(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def num_layers(cfg: dict[str, Any]) -> int:
+    """Number of transformer layers of the configured model (sets the scoring scatter width)."""
+    name = cfg["model"]["name"]
+    if name in ESM2_ARCHITECTURES:
+        return ESM2_ARCHITECTURES[name][0]
+    return int(cfg["model"]["custom"]["num_layers"])

@@ -1,0 +1,21 @@
+"""Errors the workflow reports to users: one class per kind, each message says what and where."""
+
+
+class KneuronsError(Exception):
+    """Base class of every error the workflow raises on purpose."""
+
+
+class InputError(KneuronsError, ValueError):
+    """Bad input data: the message names the file, line or value."""
+
+
+class ConfigError(KneuronsError, ValueError):
+    """Invalid configuration: the message names the key."""
+
+
+class ModelError(KneuronsError, RuntimeError):
+    """A model or checkpoint cannot be built or loaded."""
+
+
+class DownloadError(KneuronsError, RuntimeError):
+    """A download failed after its retries."""

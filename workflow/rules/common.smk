@@ -1,0 +1,30 @@
+# Shared by every stage: validated config, output paths, helpers. No rule reads another
+# step's internals: each takes its input files and config.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from kneurons.config import validate_config, num_layers  # noqa: E402
+
+# One validation function (schema + semantic checks) for Snakefile, scripts and tests.
+config.update(validate_config(config))
+
+R = config["results"]
+N_LAYERS = num_layers(config)
+LAYERS = list(range(N_LAYERS))
+
+# The file contract between stages.
+PROTEINS = f"{R}/data/proteins.tsv"
+LABELS = f"{R}/data/labels.tsv"
+CLASSES = f"{R}/data/classes.tsv"
+LABEL_REPORT = f"{R}/data/label_report.json"
+SPLIT = f"{R}/data/split.tsv"
+LEAKAGE = f"{R}/data/leakage_report.json"
+
+
+def all_targets():
+    """Everything `rule all` builds: stages append their final outputs to TARGETS."""
+    return TARGETS
+
+
+TARGETS = [LABEL_REPORT, SPLIT, LEAKAGE]
