@@ -8,10 +8,18 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/labels.smk"
 include: "workflow/rules/split.smk"
+include: "workflow/rules/finetune.smk"
+include: "workflow/rules/score.smk"
+include: "workflow/rules/characterise.smk"
+include: "workflow/rules/ablate.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:

@@ -90,6 +90,12 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
         problems.append("data.brenda.path: required when data.source is 'brenda'")
     if src in ("expasy", "brenda") and not data.get("sequences"):
         problems.append(f"data.sequences: required when data.source is '{src}' (a TSV or FASTA with the sequences)")
+    if src == "uniprot":
+        lacking = [f for f in ("accession", "ec", "sequence") if f not in data["uniprot"]["fields"]]
+        if lacking:
+            problems.append(
+                f"data.uniprot.fields: must include {', '.join(lacking)} (the proteins table needs them)"
+            )
     syn = data["synthetic"]
     if syn["length_min"] > syn["length_max"]:
         problems.append("data.synthetic: length_min must not exceed length_max")
@@ -107,6 +113,8 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
         c = model["custom"]
         if c["embed_dim"] % c["attention_heads"]:
             problems.append("model.custom: embed_dim must be divisible by attention_heads")
+    if model["checkpoint"] and not model["pretrained"]:
+        problems.append("model.checkpoint: only used with model.pretrained: true (set it, or remove the checkpoint)")
     n_layers = ESM2_ARCHITECTURES[name][0] if name in ESM2_ARCHITECTURES else model["custom"]["num_layers"]
     if cfg["train"]["freeze_layers"] > n_layers:
         problems.append(f"train.freeze_layers: the model has only {n_layers} layers")
@@ -116,8 +124,33 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
             "ablate.fill: 'pretrained' needs pretrained weights (model.pretrained: true); "
             "a random-init model has no pre-fine-tuning output to fill with"
         )
+    ablate = cfg["ablate"]
+    if "random" in cfg["score"]["methods"]:
+        extra = sorted(set(ablate["random_seeds"]) - set(cfg["score"]["random"]["seeds"]))
+        if extra:
+            problems.append(
+                f"ablate.random_seeds: seed(s) {extra} are not in score.random.seeds "
+                f"{cfg['score']['random']['seeds']} (random selections come from the random score tables)"
+            )
+    fractions = ablate["fractions"]
+    if len(fractions) < 2 or len(set(fractions)) != len(fractions):
+        problems.append("ablate.fractions: give at least two distinct fractions (an area under the curve needs two)")
+    if not ablate["modes"]:
+        problems.append("ablate.modes: give at least one of preserve, suppress")
+    if not ablate["scopes"]:
+        problems.append("ablate.scopes: give at least one of global, module_type, layer_module")
     if "random" in cfg["score"]["methods"] and not cfg["score"]["random"]["seeds"]:
         problems.append("score.random.seeds: at least one seed is needed for the random method")
+    if cfg["score"]["ig"]["method"] == "riemann_trapezoid" and cfg["score"]["ig"]["steps"] < 2:
+        problems.append("score.ig.steps: riemann_trapezoid needs at least 2 steps")
+    if cfg["characterise"]["enabled"]:
+        if "ig" not in cfg["score"]["methods"]:
+            problems.append("characterise.enabled: the characterisation ranks neurons by IG; add `ig` to score.methods")
+        if not cfg["score"]["ig"]["class_conditional"]:
+            problems.append(
+                "characterise.enabled: class-specific neurons need score.ig.class_conditional: true "
+                "(or set characterise.enabled: false)"
+            )
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
 

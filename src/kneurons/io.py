@@ -6,10 +6,31 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+# tempfile.mkstemp names: the prefix, 8 characters from this alphabet, the suffix.
+_TEMP_NAME = "[a-z0-9_]{8}"
+
+
+def remove_stale_temporaries(target: str | os.PathLike, suffix: str = "") -> list[Path]:
+    """Delete the leftover temporary files of ``atomic_path(target)`` (exactly its own names)."""
+    target = Path(target)
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.{_TEMP_NAME}{re.escape(suffix)}\.tmp")
+    removed = []
+    try:
+        candidates = list(target.parent.iterdir())
+    except OSError:
+        return removed
+    for p in candidates:
+        if pattern.fullmatch(p.name):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p)
+    return removed
 
 
 @contextlib.contextmanager
@@ -18,9 +39,12 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
 
     The temporary file lives in the same directory so the final ``os.replace`` is atomic.
     On any exception the temporary file is removed and ``path`` is left untouched.
+    Temporary files of ``path`` left by a killed earlier writer (SIGKILL runs no cleanup)
+    are removed first; only one job writes a given output at a time.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target, suffix)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)

@@ -18,6 +18,7 @@ import esm
 import torch
 from torch import nn
 
+from .attention import set_attention
 from .config import ESM2_ARCHITECTURES
 from .errors import ModelError
 
@@ -70,13 +71,17 @@ class EsmClassifier(nn.Module):
     """ESM-2 with a linear classification head on pooled token representations.
 
     ``pooling='mean'`` averages the final representations over residues (BOS, EOS and padding
-    excluded); ``pooling='bos'`` takes the BOS token.
+    excluded); ``pooling='bos'`` takes the BOS token. ``attention`` picks the self-attention
+    implementation (``sdpa`` fast path or fair-esm's ``reference``; see ``kneurons.attention``).
     """
 
-    def __init__(self, backbone: esm.model.esm2.ESM2, num_classes: int, pooling: str = "mean"):
+    def __init__(
+        self, backbone: esm.model.esm2.ESM2, num_classes: int, pooling: str = "mean", attention: str = "sdpa"
+    ):
         super().__init__()
         if pooling not in ("mean", "bos"):
             raise ModelError(f"unknown pooling {pooling!r}; use 'mean' or 'bos'")
+        set_attention(backbone, attention)
         self.esm = backbone
         self.pooling = pooling
         self.num_classes = int(num_classes)
@@ -180,8 +185,13 @@ def save_classifier(
         torch.save(payload, tmp)
 
 
-def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[EsmClassifier, dict]:
-    """Load a checkpoint written by ``save_classifier``; returns ``(model in eval mode, payload without weights)``."""
+def load_classifier(
+    path: str | Path, map_location: str | torch.device = "cpu", attention: str = "sdpa"
+) -> tuple[EsmClassifier, dict]:
+    """Load a checkpoint written by ``save_classifier``; returns ``(model in eval mode, payload without weights)``.
+
+    ``attention`` is the config's ``model.attention`` (``sdpa`` | ``reference``); weights do not depend on it.
+    """
     path = Path(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
@@ -190,7 +200,9 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ModelError(f"{path}: not a kneurons classifier checkpoint (format {payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})")
     spec = BackboneSpec(**payload["backbone"])
-    model = EsmClassifier(build_backbone(spec), num_classes=len(payload["labels"]), pooling=payload["pooling"])
+    model = EsmClassifier(
+        build_backbone(spec), num_classes=len(payload["labels"]), pooling=payload["pooling"], attention=attention
+    )
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:

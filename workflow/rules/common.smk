@@ -1,9 +1,16 @@
 # Shared by every stage: validated config, output paths, helpers. No rule reads another
 # step's internals: each takes its input files and config.
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# Jobs find the package the same way, in any working directory and any software environment
+# (conda envs under .snakemake/conda do not install it; SLURM jobs re-read this file):
+# PYTHONPATH precedes site-packages, so the workflow always runs its own src/.
+_SRC = str(Path(workflow.basedir) / "src")
+if _SRC not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
 from kneurons.config import validate_config, num_layers  # noqa: E402
 
 # One validation function (schema + semantic checks) for Snakefile, scripts and tests.

@@ -1,0 +1,94 @@
+"""Ablation engine vs the naive loop (one full forward pass per mask), in one process.
+
+Workload: the default config's model shape (custom ESM-2, 4 layers x 64 dim x 4 heads, 4 classes)
+and test-set size (72 proteins of 60-100 residues), and the default ablation grid: f in
+{0, .01, .02, .05, .1, .2, .3, .5, .75, 1}, preserve and suppress, scopes global + every
+module type + every (layer, module). Scores are seeded random values in the score-table
+contract (selection cost does not depend on where the values come from; where the top neurons
+sit does change how much prefix can be reused, see docs/performance.md).
+
+Both evaluators get the same masks, sequences and token budget; the script asserts that every
+prediction, hence every metric, is identical, and prints the wall-clock ratio.
+
+    .venv/bin/python benchmarks/bench_ablation.py            # one method (620 masks)
+    .venv/bin/python benchmarks/bench_ablation.py --methods 2 --n-test 36
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from kneurons.ablation import Fill, build_masks, evaluate_masks, evaluate_masks_naive, layout_of, metrics_table
+from kneurons.config import validate_config
+from kneurons.model import BackboneSpec, EsmClassifier, build_backbone
+
+AA = "ACDEFGHIKLMNPQRSTVWY"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--methods", type=int, default=1, help="score tables (independent random values) to ablate")
+    ap.add_argument("--n-test", type=int, default=72, help="test proteins")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 = steady timings on a shared machine)")
+    ap.add_argument("--fill", choices=["zero", "mean"], default="zero")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = validate_config({})
+    ab = cfg["ablate"]
+    c = cfg["model"]["custom"]
+    torch.manual_seed(0)
+    model = EsmClassifier(build_backbone(BackboneSpec("custom", c["num_layers"], c["embed_dim"], c["attention_heads"])), 4)
+    model.eval()
+    rng = np.random.default_rng(0)
+    seqs = ["".join(rng.choice(list(AA), int(rng.integers(60, 101)))) for _ in range(args.n_test)]
+    y = rng.integers(0, 4, len(seqs))
+    layout = layout_of(model)
+    fill = Fill()
+    if args.fill == "mean":
+        from kneurons.ablation import mean_activations
+
+        fill = Fill(kind="mean", means=mean_activations(model, seqs[: max(8, len(seqs) // 2)]))
+
+    keys, masks = [], []
+    for m in range(args.methods):
+        rows = [(layer, mod, i) for (layer, mod), n in zip(layout.blocks, layout.sizes) for i in range(n)]
+        scores = pd.DataFrame(rows, columns=["layer", "module", "neuron"])
+        scores["score"] = np.random.default_rng(100 + m).random(len(scores))
+        for scope in ab["scopes"]:
+            k, ms = build_masks(scores, layout, f"m{m}", scope, ab["fractions"], ab["modes"], ab["normalise"])
+            keys.append(k)
+            masks += ms
+    keys = pd.concat(keys, ignore_index=True)
+    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {args.threads}")
+    print(f"workload: {len(masks)} masks ({args.methods} method(s) x scopes {ab['scopes']} x {len(ab['modes'])} modes x "
+          f"{len(ab['fractions'])} f), {len(seqs)} test proteins, fill {args.fill}, token budget {ab['token_budget']}")  # fmt: skip
+
+    evaluate_masks(model, seqs[:4], masks[:2], fill)  # warm-up (allocator, kernels)
+    t = time.perf_counter()
+    fast = evaluate_masks(model, seqs, masks, fill, ab["token_budget"], masks_per_pass=1, device="cpu")
+    t_fast = time.perf_counter() - t
+    print(f"engine (dedup + cached prefix, 1 mask/pass): {t_fast:8.1f} s")
+    t = time.perf_counter()
+    naive = evaluate_masks_naive(model, seqs, masks, fill, ab["token_budget"], device="cpu")
+    t_naive = time.perf_counter() - t
+    print(f"naive loop (one full forward per mask):      {t_naive:8.1f} s")
+
+    same = bool((fast == naive).all())
+    labels = ["a", "b", "c", "d"]
+    m_fast = metrics_table(keys, fast, y, labels)
+    m_naive = metrics_table(keys, naive, y, labels)
+    metric_cols = [c for c in m_fast.columns if c == "accuracy" or c == "macro_f1" or c.startswith("recall_")]
+    identical = m_fast[metric_cols].equals(m_naive[metric_cols])
+    print(f"predictions identical: {same}; metrics identical: {identical}")
+    print(f"speed-up: {t_naive / t_fast:.2f}x ({len(masks) / t_fast:.1f} vs {len(masks) / t_naive:.1f} masks/s)")
+    assert same and identical, "the engine and the naive loop disagree"
+
+
+if __name__ == "__main__":
+    main()

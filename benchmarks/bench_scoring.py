@@ -1,0 +1,170 @@
+"""Integrated-gradients scoring: our implementation vs a straightforward captum loop, in one run.
+
+Ours (``kneurons.scoring.attribution_per_sequence``): the residual stream entering layer ``l`` once
+per batch without grad, only layers ``>= l`` with grad, alpha steps in the batch dimension.
+Reference: per layer, module and batch, ``captum.attr.IntegratedGradients`` on the full model with
+the module's output replaced (``kneurons.scoring.captum_ig_per_sequence``): the whole model runs
+for every module, and captum also stacks the alpha steps in its batch. Both get the same batches
+(length-sorted token-budget buckets), so the ratio measures the computation, not padding.
+
+Prints per layer: seconds (ours, reference), speed ratio, max |difference| (absolute and relative
+to the largest reference attribution); the total ratio over the measured layers; and the
+completeness error |sum_i attr_i - (F(a) - F(0))| for Riemann vs Gauss-Legendre at several steps.
+
+    .venv/bin/python benchmarks/bench_scoring.py                       # esm2_t6_8M shape, CPU
+    .venv/bin/python benchmarks/bench_scoring.py --model esm2_t33_650M_UR50D --device cuda --n-seqs 32 --length 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from kneurons.config import ESM2_ARCHITECTURES
+from kneurons.model import BackboneSpec, EsmClassifier, build_backbone, tokenize
+from kneurons.runtime import resolve_device
+from kneurons.scoring import (
+    attribution_per_sequence,
+    captum_ig_per_sequence,
+    integration_points,
+    make_batches,
+    target_at_scale,
+)
+
+AMINO = "ACDEFGHIKLMNPQRSTVWY"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _data(n: int, length: int, seed: int, n_classes: int) -> tuple[list[str], list[int]]:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(int(length * 0.8), int(length * 1.2) + 1, size=n)
+    seqs = ["".join(rng.choice(list(AMINO), size=int(k))) for k in lengths]
+    return seqs, rng.integers(0, n_classes, size=n).tolist()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="esm2_t6_8M_UR50D", choices=sorted(ESM2_ARCHITECTURES))
+    ap.add_argument("--layers", default="all", help="comma-separated layers, or 'all'")
+    ap.add_argument("--modules", default="k_proj", help="comma-separated module types")
+    ap.add_argument("--n-seqs", type=int, default=3)
+    ap.add_argument("--length", type=int, default=100, help="mean sequence length (uniform +-20%%)")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--method", default="riemann_right")
+    ap.add_argument("--target", default="prob", choices=["prob", "logit"])
+    ap.add_argument("--token-budget", type=int, default=1 << 16)
+    ap.add_argument("--attention", default="sdpa", choices=["sdpa", "reference"])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--completeness-layer", type=int, default=None, help="default: the middle layer")
+    ap.add_argument("--completeness-steps", default="4,8,16,32")
+    ap.add_argument("--no-reference", action="store_true", help="time ours only (large GPU shapes)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    device = resolve_device(args.device)
+    n_layers, dim, heads = ESM2_ARCHITECTURES[args.model]
+    spec = BackboneSpec(args.model, n_layers, dim, heads)
+    n_classes = 4
+    model = EsmClassifier(build_backbone(spec), n_classes, attention=args.attention).to(device).eval()
+    layers = list(range(n_layers)) if args.layers == "all" else [int(x) for x in args.layers.split(",")]
+    modules = args.modules.split(",")
+    seqs, gold = _data(args.n_seqs, args.length, args.seed, n_classes)
+    alphas, weights = integration_points(args.steps, args.method)
+    bf16 = device.type == "cuda"
+    print(
+        f"model {args.model}-shaped random init ({n_layers} layers, {dim} dim, {heads} heads), attention {args.attention}; "
+        f"device {device}{' (bf16 autocast for ours, fp32 reference)' if bf16 else ''}, threads {args.threads}; "
+        f"{args.n_seqs} sequences, lengths {min(map(len, seqs))}-{max(map(len, seqs))}; "
+        f"modules {','.join(modules)}; {args.steps} steps {args.method}, target {args.target}"
+    )
+    batches = make_batches(seqs, gold, args.token_budget, copies=len(alphas))
+    print(f"batches: {len(batches)} (same for both)")
+
+    # Warm-up (thread pools, allocator, kernels) so that neither side pays it inside the timing.
+    a2, w2 = integration_points(2, "riemann_right")
+    attribution_per_sequence(model, seqs[:1], gold[:1], n_layers - 1, modules[:1], a2, w2, device=device, bf16=bf16)
+    b0 = batches[0]
+    captum_ig_per_sequence(model, b0.tokens[:1].to(device), b0.gold[:1].to(device), n_layers - 1, modules[0], 2)
+
+    total_ours = total_ref = 0.0
+    print(f"{'layer':>5} {'ours_s':>8} {'ref_s':>8} {'ratio':>6} {'max_abs_diff':>12} {'max_rel_diff':>12}")
+    def run_ours(layer: int) -> tuple[dict[str, np.ndarray], float]:
+        _sync(device)
+        t0 = time.perf_counter()
+        out = attribution_per_sequence(
+            model, seqs, gold, layer, modules, alphas, weights, args.target,
+            token_budget=args.token_budget, device=device, bf16=bf16,
+        )
+        _sync(device)
+        return out, time.perf_counter() - t0
+
+    def run_reference(layer: int) -> tuple[dict[str, np.ndarray], float]:
+        out = {t: np.zeros((len(seqs), model.neuron_count(t))) for t in modules}
+        _sync(device)
+        t0 = time.perf_counter()
+        for t in modules:
+            for b in batches:
+                r = captum_ig_per_sequence(
+                    model, b.tokens.to(device), b.gold.to(device), layer, t, args.steps, args.method, args.target
+                )
+                out[t][b.index] = r.detach().double().cpu().numpy()
+        _sync(device)
+        return out, time.perf_counter() - t0
+
+    for i, layer in enumerate(layers):
+        if args.no_reference:
+            ours, t_ours = run_ours(layer)
+            total_ours += t_ours
+            print(f"{layer:>5} {t_ours:>8.2f}")
+            continue
+        # Alternate which side runs first, so drift in machine load does not favour one.
+        if i % 2 == 0:
+            ours, t_ours = run_ours(layer)
+            ref, t_ref = run_reference(layer)
+        else:
+            ref, t_ref = run_reference(layer)
+            ours, t_ours = run_ours(layer)
+        total_ours += t_ours
+        total_ref += t_ref
+        diff = max(np.abs(ours[t] - ref[t]).max() for t in modules)
+        scale = max(np.abs(ref[t]).max() for t in modules)
+        print(f"{layer:>5} {t_ours:>8.2f} {t_ref:>8.2f} {t_ref / t_ours:>6.2f} {diff:>12.3e} {diff / scale:>12.3e}")
+    n_units = args.n_seqs * len(modules) * len(layers)
+    print(f"ours: {total_ours:.2f} s, {n_units / total_ours:.2f} sequence-modules/s")
+    if not args.no_reference:
+        print(f"reference: {total_ref:.2f} s; speed ratio over layers {layers}: {total_ref / total_ours:.2f}x")
+
+    # Completeness: sum_i attr_i vs F(a) - F(0), per sequence, for one module.
+    layer = n_layers // 2 if args.completeness_layer is None else args.completeness_layer
+    module = modules[0]
+    tokens, g = tokenize(seqs).to(device), torch.tensor(gold, device=device)
+    gap = (
+        target_at_scale(model, tokens, g, layer, module, 1.0, args.target)
+        - target_at_scale(model, tokens, g, layer, module, 0.0, args.target)
+    ).double().cpu().numpy()
+    print(f"completeness, layer {layer} {module}: max |F(a) - F(0)| = {np.abs(gap).max():.3e}")
+    print(f"{'steps':>5} {'riemann_right':>14} {'gausslegendre':>14}   (max over sequences of |sum attr - gap| / |gap|)")
+    for m in [int(x) for x in args.completeness_steps.split(",")]:
+        row = []
+        for rule in ("riemann_right", "gausslegendre"):
+            al, wt = integration_points(m, rule)
+            attr = attribution_per_sequence(
+                model, seqs, gold, layer, [module], al, wt, args.target,
+                token_budget=args.token_budget, device=device, bf16=bf16,
+            )[module]
+            row.append(np.max(np.abs(attr.sum(1) - gap) / np.maximum(np.abs(gap), 1e-12)))
+        print(f"{m:>5} {row[0]:>14.3e} {row[1]:>14.3e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,746 @@
+"""Ablation engine: preserve or suppress the top-f neurons of a scope and measure test accuracy.
+
+A **mask** says, per module ``(layer, module)``, which output units get the fill value; it is
+applied by a forward hook on the module output (fair-esm's ``q_proj`` ... ``fc2``). Fills:
+
+* ``zero`` (the paper's reading): the unit outputs 0.
+* ``mean``: the unit outputs its dataset-mean activation, measured over the non-padding
+  tokens of the scoring set (``mean_activations``).
+* ``pretrained``: the unit outputs what its pre-fine-tuning weights give *on the input it
+  receives*, ``W_pre[i] . x + b_pre[i]`` (a per-neuron rollback of fine-tuning). This needs no
+  second forward pass, composes with the batched evaluation below, and is defined for every
+  unit of every layer; it is refused for a model that was not initialised from pretrained
+  weights (there is no pre-fine-tuning output to give).
+
+Evaluating hundreds of masks does not cost hundreds of full passes (``evaluate_masks``):
+
+1. identical masks are evaluated once (preserve f=1 and suppress f=0 are both the intact
+   model; preserve f=0 and suppress f=1 both fill the whole scope);
+2. the residual stream entering the first masked layer is computed once per sequence batch
+   and shared by every mask that starts there (``EsmClassifier.embed``/``run_layers``), so a
+   mask on layer ``l`` runs only layers ``>= l``;
+3. up to ``masks_per_pass`` masks run in one pass: the batch is repeated along the batch
+   dimension, copy ``j`` carrying mask ``j`` (the hook views the module output as
+   ``(T, copies, B, n)`` and fills per copy).
+
+``evaluate_masks_naive`` is the reference (one full forward per mask); tests and
+``benchmarks/bench_ablation.py`` check that both give the same predictions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from esm.modules import gelu
+from torch import nn
+
+from .batching import run_adaptive, token_budget_batches
+from .errors import ConfigError, InputError, ModelError
+from .hooks import OutputRecorder
+from .io import atomic_path, write_table_atomic
+from .metrics import classification_metrics
+from .model import MODULE_TYPES, EsmClassifier, get_alphabet, tokenize
+from .runtime import autocast
+from .selection import (
+    Block,
+    NeuronLayout,
+    filled_mask,
+    normalise_per_module,
+    resolve_normalisation,
+    row_keys,
+    scope_members,
+    score_seeds,
+    score_vector,
+)
+
+log = logging.getLogger(__name__)
+
+FILLS: tuple[str, ...] = ("zero", "mean", "pretrained")
+#: Key columns of an ablation table: one row per (method, scope, scope_name, mode, f, seed).
+KEY_COLUMNS: tuple[str, ...] = ("method", "scope", "scope_name", "mode", "f", "seed")
+
+#: A mask: per module, a boolean vector over its output units (True = gets the fill value).
+Mask = dict[Block, np.ndarray]
+
+
+def layout_of(model: EsmClassifier) -> NeuronLayout:
+    """The neuron layout of a classifier (every module of every layer)."""
+    return NeuronLayout.from_sizes(model.num_layers, {m: model.neuron_count(m) for m in MODULE_TYPES})
+
+
+def backbone_module(backbone: nn.Module, layer: int, module_type: str) -> nn.Linear:
+    """``module_type`` of layer ``layer`` of a fair-esm ESM-2 backbone (or an ``EsmClassifier``)."""
+    if isinstance(backbone, EsmClassifier):
+        return backbone.module(layer, module_type)
+    blk = backbone.layers[layer]
+    return getattr(blk, module_type) if module_type in ("fc1", "fc2") else getattr(blk.self_attn, module_type)
+
+
+# -- fill values ---------------------------------------------------------------------------
+@dataclass
+class Fill:
+    """What a masked unit outputs: ``zero``, ``mean`` (per-unit vectors) or ``pretrained`` (reference weights)."""
+
+    kind: str = "zero"
+    means: dict[Block, torch.Tensor] = field(default_factory=dict)
+    reference: dict[Block, tuple[torch.Tensor, torch.Tensor | None]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in FILLS:
+            raise ValueError(f"unknown fill {self.kind!r}; one of {', '.join(FILLS)}")
+
+    @classmethod
+    def from_reference(cls, reference: nn.Module, layout: NeuronLayout) -> Fill:
+        """``pretrained`` fill from a reference backbone (the pre-fine-tuning weights) of the same architecture."""
+        weights: dict[Block, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        for (layer, m), size in zip(layout.blocks, layout.sizes):
+            try:
+                mod = backbone_module(reference, layer, m)
+            except (IndexError, AttributeError) as exc:
+                raise ModelError(f"reference model has no {m} in layer {layer}: {exc}") from exc
+            if mod.out_features != size:
+                raise ModelError(
+                    f"reference model's layer {layer} {m} has {mod.out_features} units, the fine-tuned model {size}"
+                )
+            b = mod.bias.detach().clone() if mod.bias is not None else None
+            weights[(layer, m)] = (mod.weight.detach().clone(), b)
+        return cls(kind="pretrained", reference=weights)
+
+    def to(self, device: torch.device) -> Fill:
+        """A copy with every tensor on ``device``."""
+        return Fill(
+            kind=self.kind,
+            means={b: v.to(device) for b, v in self.means.items()},
+            reference={
+                b: (w.to(device), None if bias is None else bias.to(device)) for b, (w, bias) in self.reference.items()
+            },
+        )
+
+    def check(self, blocks: Sequence[Block]) -> None:
+        """Raise when a fill value is missing for one of ``blocks``."""
+        store = self.means if self.kind == "mean" else self.reference if self.kind == "pretrained" else None
+        if store is not None:
+            missing = [b for b in blocks if b not in store]
+            if missing:
+                raise ModelError(f"fill {self.kind!r}: no values for module(s) {missing[:3]}")
+
+
+@torch.no_grad()
+def mean_activations(
+    model: EsmClassifier,
+    sequences: Sequence[str],
+    token_budget: int = 8192,
+    device: torch.device | str = "cpu",
+) -> dict[Block, torch.Tensor]:
+    """Mean output of every neuron over the non-padding tokens (BOS/EOS included) of ``sequences``.
+
+    The ``mean`` fill value. Computed in fp32 so that it does not depend on the device's autocast.
+    """
+    if len(sequences) == 0:
+        raise InputError("mean fill: the scoring set is empty")
+    device = torch.device(device)
+    model = model.to(device).eval()
+    layout = layout_of(model)
+    alphabet = get_alphabet()
+    sums = {b: torch.zeros(n, dtype=torch.float64, device=device) for b, n in zip(layout.blocks, layout.sizes)}
+    count = 0
+    valid: torch.Tensor | None = None
+
+    def reduce(out: torch.Tensor) -> torch.Tensor:
+        return (out.double() * valid).sum((0, 1))
+
+    names = {f"{layer}:{m}": model.module(layer, m) for layer, m in layout.blocks}
+    for batch in token_budget_batches([len(s) for s in sequences], token_budget):
+        tokens = tokenize([sequences[i] for i in batch], alphabet).to(device)
+        valid = tokens.ne(alphabet.padding_idx).T.unsqueeze(-1).double()  # (T, B, 1)
+        with OutputRecorder(names, reduce=reduce) as rec:
+            model(tokens)
+        for name, outs in rec.outputs.items():
+            layer, m = name.split(":")
+            sums[(int(layer), m)] += outs[0]
+        count += int(valid.sum().item())
+    return {b: (s / count).float() for b, s in sums.items()}
+
+
+def make_fill(
+    kind: str,
+    model: EsmClassifier,
+    pretrained: bool,
+    scoring_sequences: Sequence[str] | None = None,
+    reference: nn.Module | Callable[[], nn.Module] | None = None,
+    token_budget: int = 8192,
+    device: torch.device | str = "cpu",
+    source: str = "checkpoint",
+) -> Fill:
+    """The fill of ``ablate.fill`` for ``model``.
+
+    ``mean`` measures the mean activations on ``scoring_sequences``. ``pretrained`` needs a
+    model fine-tuned from pretrained weights (``pretrained``, from the checkpoint's metadata)
+    and ``reference``: the pretrained backbone, or a function that loads it (called only here,
+    so a random-init model never triggers a download).
+    """
+    if kind == "zero":
+        return Fill()
+    if kind == "mean":
+        if not scoring_sequences:
+            raise InputError("ablate.fill 'mean': no scoring sequences to measure the mean activations on")
+        log.info("measuring mean activations on %d scoring sequences", len(scoring_sequences))
+        return Fill(kind="mean", means=mean_activations(model, scoring_sequences, token_budget, device))
+    if kind == "pretrained":
+        if not pretrained:
+            raise ConfigError(
+                f"ablate.fill: 'pretrained' fills a neuron with the output of its pre-fine-tuning weights, "
+                f"but {source} was fine-tuned from random initialisation (model.pretrained: false); "
+                f"use fill 'zero' or 'mean'"
+            )
+        if reference is None:
+            raise ModelError("ablate.fill 'pretrained': no pretrained reference model given")
+        ref = reference() if not isinstance(reference, nn.Module) else reference
+        return Fill.from_reference(ref, layout_of(model))
+    raise ValueError(f"unknown fill {kind!r}; one of {', '.join(FILLS)}")
+
+
+# -- hooks ----------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _mask_hooks(
+    model: EsmClassifier,
+    filled: dict[Block, torch.Tensor],
+    fill: Fill,
+) -> Iterator[None]:
+    """Fill the masked units of each module; ``filled[b]`` is ``(copies, n)`` bool, copy-major batch.
+
+    The hook needs the module *input* for the ``pretrained`` fill, hence a plain forward hook
+    rather than ``kneurons.hooks.module_output_hooks`` (which passes the output only).
+    """
+    handles = []
+
+    def make(block: Block, m: torch.Tensor) -> Callable:
+        copies = m.shape[0]
+        sel = m[None, :, None, :]  # (1, copies, 1, n)
+        if fill.kind == "mean":
+            value = fill.means[block]
+        elif fill.kind == "pretrained":
+            weight, bias = fill.reference[block]
+
+        def hook(_mod: nn.Module, inputs: tuple, out: torch.Tensor) -> torch.Tensor:
+            t, kb, n = out.shape
+            y = out.view(t, copies, kb // copies, n)
+            if fill.kind == "zero":
+                new = y.masked_fill(sel, 0.0)
+            elif fill.kind == "mean":
+                new = torch.where(sel, value.to(y.dtype), y)
+            else:
+                ref = F.linear(inputs[0], weight.to(inputs[0].dtype), None if bias is None else bias.to(inputs[0].dtype))
+                new = torch.where(sel, ref.view_as(y).to(y.dtype), y)
+            return new.view(t, kb, n)
+
+        return hook
+
+    try:
+        for block, m in filled.items():
+            handles.append(model.module(*block).register_forward_hook(make(block, m)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _canonical(mask: Mask) -> tuple:
+    """Hashable identity of a mask (blocks with no filled unit dropped)."""
+    return tuple(
+        (b, np.packbits(v).tobytes(), len(v)) for b, v in sorted(mask.items(), key=lambda kv: (kv[0][0], MODULE_TYPES.index(kv[0][1]))) if v.any()
+    )
+
+
+def _active(mask: Mask) -> Mask:
+    return {b: np.asarray(v, dtype=bool) for b, v in mask.items() if np.asarray(v).any()}
+
+
+def _chunk_tensors(
+    chunk: Sequence[Mask], sizes: dict[Block, int], device: torch.device
+) -> dict[Block, torch.Tensor]:
+    blocks = sorted({b for m in chunk for b in m}, key=lambda b: (b[0], MODULE_TYPES.index(b[1])))
+    out = {}
+    for b in blocks:
+        mat = np.zeros((len(chunk), sizes[b]), dtype=bool)
+        for j, m in enumerate(chunk):
+            if b in m:
+                mat[j] = m[b]
+        out[b] = torch.from_numpy(mat).to(device)
+    return out
+
+
+#: Where inside a transformer layer a module's output is produced: the masks on a module can
+#: start from a cached state just before it. 0: layer input (q/k/v need the whole attention);
+#: 1: attention context entering ``out_proj``; 2: residual after attention (``fc1``'s block);
+#: 3: ``fc2``'s input.
+POSITION: dict[str, int] = {"q_proj": 0, "k_proj": 0, "v_proj": 0, "out_proj": 1, "fc1": 2, "fc2": 3}
+
+
+def _ffn(layer: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """Second half of fair-esm's ``TransformerLayer.forward`` from the post-attention residual ``h``."""
+    return h + layer.fc2(gelu(layer.fc1(layer.final_layer_norm(h))))
+
+
+def _resume(layer: nn.Module, pos: int, state: dict[str, torch.Tensor], k: int) -> torch.Tensor:
+    """Layer output, computed from the cached state at ``pos`` with the batch repeated ``k`` times.
+
+    Replays the tail of ``TransformerLayer.forward`` op for op (tests check it is bit-identical).
+    """
+    rep = {name: t.repeat(1, k, 1) for name, t in state.items()}
+    if pos == 1:
+        return _ffn(layer, rep["x"] + layer.self_attn.out_proj(rep["ctx"]))
+    if pos == 2:
+        return _ffn(layer, rep["h"])
+    if pos == 3:
+        return rep["h"] + layer.fc2(rep["g"])
+    raise ValueError(f"no resume point {pos}")
+
+
+def _layer_with_states(
+    model: EsmClassifier, layer_idx: int, x: torch.Tensor, pm: torch.Tensor | None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Run one layer unmasked and keep the tensors its resume points need (inputs of out_proj, final LN, fc2)."""
+    layer = model.esm.layers[layer_idx]
+    state: dict[str, torch.Tensor] = {"x": x}
+
+    def keep(name: str) -> Callable:
+        def pre_hook(_mod: nn.Module, inputs: tuple) -> None:
+            state[name] = inputs[0]
+
+        return pre_hook
+
+    handles = [
+        layer.self_attn.out_proj.register_forward_pre_hook(keep("ctx")),
+        layer.final_layer_norm.register_forward_pre_hook(keep("h")),
+        layer.fc2.register_forward_pre_hook(keep("g")),
+    ]
+    try:
+        out = model.run_layers(x, pm, layer_idx, layer_idx + 1)
+    finally:
+        for h in handles:
+            h.remove()
+    return out, state
+
+
+def _predict(model: EsmClassifier, x: torch.Tensor, tokens: torch.Tensor, k: int) -> np.ndarray:
+    """Argmax class of each copy and sequence, ``(k, B)``, from the final residual stream of ``k`` stacked copies."""
+    logits = model.classify(x, tokens.repeat(k, 1))
+    return logits.float().argmax(-1).view(k, tokens.shape[0]).cpu().numpy()
+
+
+def mask_start(mask: Mask, n_layers: int) -> tuple[int, int]:
+    """``(layer, position)`` of the first masked module of ``mask``; ``(n_layers, 0)`` when nothing is masked."""
+    return min(((b[0], POSITION[b[1]]) for b, v in mask.items() if np.asarray(v).any()), default=(n_layers, 0))
+
+
+@torch.no_grad()
+def evaluate_masks(
+    model: EsmClassifier,
+    sequences: Sequence[str],
+    masks: Sequence[Mask],
+    fill: Fill | None = None,
+    token_budget: int = 8192,
+    masks_per_pass: int = 1,
+    reuse_prefix: bool = True,
+    dedup: bool = True,
+    device: torch.device | str = "cpu",
+    bf16: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Predicted class index of every sequence under every mask: ``(len(masks), len(sequences))``.
+
+    See the module docstring for the reuses (``dedup``, ``reuse_prefix``, ``masks_per_pass``);
+    with all of them off this is the naive loop. The prefix is walked layer by layer once
+    per sequence batch; at each resume point the masks that start there are run from the
+    cached state, so only the current layer's states are held in memory.
+    ``progress(done, total)`` is called after each sequence batch.
+    """
+    device = torch.device(device)
+    fill = (fill or Fill()).to(device)
+    model = model.to(device).eval()
+    layout = layout_of(model)
+    sizes = dict(zip(layout.blocks, layout.sizes))
+    n_layers = model.num_layers
+    if masks_per_pass < 1:
+        raise ValueError("masks_per_pass must be >= 1")
+    active = [_active(m) for m in masks]
+    for m in active:
+        for b, v in m.items():
+            if b not in sizes or len(v) != sizes[b]:
+                raise ModelError(f"mask on {b} with {len(v)} units does not fit the model ({sizes.get(b)} units)")
+    fill.check(sorted({b for m in active for b in m}, key=lambda b: (b[0], MODULE_TYPES.index(b[1]))))
+
+    if dedup:
+        index: dict[tuple, int] = {}
+        inverse = np.array([index.setdefault(_canonical(m), len(index)) for m in active], dtype=np.int64)
+        unique: list[Mask] = [{} for _ in index]
+        for m, u in zip(active, inverse):
+            unique[u] = m
+    else:
+        unique, inverse = active, np.arange(len(active))
+
+    starts = [mask_start(m, n_layers) if reuse_prefix else (0, 0) for m in unique]
+    by_start: dict[tuple[int, int], list[int]] = {}
+    for i, s in enumerate(starts):
+        by_start.setdefault(s, []).append(i)
+    chunks: dict[tuple[int, int], list[tuple[np.ndarray, dict[Block, torch.Tensor]]]] = {}
+    for s in sorted(by_start):
+        ids = by_start[s]
+        for i in range(0, len(ids), masks_per_pass):
+            part = np.asarray(ids[i : i + masks_per_pass])
+            chunks.setdefault(s, []).append((part, _chunk_tensors([unique[j] for j in part], sizes, device)))
+    start_layers = {s[0] for s in chunks}
+
+    preds = np.zeros((len(unique), len(sequences)), dtype=np.int64)
+    alphabet = get_alphabet()
+    lengths = [len(s) for s in sequences]
+    batches = token_budget_batches(lengths, token_budget)
+
+    def step(batch: list[int]) -> np.ndarray:
+        """Predictions ``(len(unique), len(batch))`` of one sequence batch under every mask."""
+        part = np.zeros((len(unique), len(batch)), dtype=np.int64)
+        tokens = tokenize([sequences[i] for i in batch], alphabet).to(device)
+        with autocast(device, bf16):
+            x, pm = model.embed(tokens)
+            for layer_idx in range(n_layers):
+                if layer_idx not in start_layers:
+                    x = model.run_layers(x, pm, layer_idx, layer_idx + 1)
+                    continue
+                out, state = _layer_with_states(model, layer_idx, x, pm)
+                layer = model.esm.layers[layer_idx]
+                for pos in range(4):
+                    for ids, filled in chunks.get((layer_idx, pos), []):
+                        k = len(ids)
+                        with _mask_hooks(model, filled, fill):
+                            if pos == 0:
+                                h, first = x.repeat(1, k, 1), layer_idx
+                            else:
+                                h, first = _resume(layer, pos, state, k), layer_idx + 1
+                            h = model.run_layers(h, None if pm is None else pm.repeat(k, 1), first)
+                        part[ids] = _predict(model, h, tokens, k)
+                x = out
+            for ids, _filled in chunks.get((n_layers, 0), []):
+                part[ids] = _predict(model, x.repeat(1, len(ids), 1), tokens, len(ids))
+        return part
+
+    # Predictions are per sequence, so a batch that runs out of memory is halved and retried.
+    ends = np.cumsum([len(b) for b in batches])
+    done = finished = 0
+    for batch, part in run_adaptive(step, batches, lengths, "ablation"):
+        preds[:, batch] = part
+        done += len(batch)
+        while finished < len(batches) and done >= ends[finished]:
+            finished += 1
+            if progress is not None:
+                progress(finished, len(batches))
+    return preds[inverse]
+
+
+@torch.no_grad()
+def evaluate_masks_naive(
+    model: EsmClassifier,
+    sequences: Sequence[str],
+    masks: Sequence[Mask],
+    fill: Fill | None = None,
+    token_budget: int = 8192,
+    device: torch.device | str = "cpu",
+    bf16: bool = True,
+) -> np.ndarray:
+    """Reference implementation: one full forward pass (``model(tokens)``) per mask and batch."""
+    device = torch.device(device)
+    fill = (fill or Fill()).to(device)
+    model = model.to(device).eval()
+    sizes = dict(zip(layout_of(model).blocks, layout_of(model).sizes))
+    alphabet = get_alphabet()
+    batches = token_budget_batches([len(s) for s in sequences], token_budget)
+    tokens_per_batch = [tokenize([sequences[i] for i in b], alphabet).to(device) for b in batches]
+    preds = np.zeros((len(masks), len(sequences)), dtype=np.int64)
+    for mi, mask in enumerate(masks):
+        filled = _chunk_tensors([_active(mask)], sizes, device)
+        with _mask_hooks(model, filled, fill):
+            for batch, tokens in zip(batches, tokens_per_batch):
+                with autocast(device, bf16):
+                    logits = model(tokens)
+                preds[mi, batch] = logits.float().argmax(-1).cpu().numpy()
+    return preds
+
+
+# -- masks from score tables ----------------------------------------------------------------
+def build_masks(
+    scores: pd.DataFrame,
+    layout: NeuronLayout,
+    method: str,
+    scope: str,
+    fractions: Sequence[float],
+    modes: Sequence[str],
+    normalise: str = "auto",
+    seeds: Sequence[int] | None = None,
+    source: str = "score table",
+) -> tuple[pd.DataFrame, list[Mask]]:
+    """Every (scope_name, mode, f[, seed]) mask of ``method`` in ``scope``; returns ``(key rows, masks)``.
+
+    ``seeds`` selects the random tables' seeds (each must be in the table); None uses the
+    table as it is (one set of global rows).
+    """
+    if seeds is not None:
+        present = score_seeds(scores)
+        missing = [s for s in seeds if s not in present]
+        if missing:
+            raise InputError(f"{source}: random seed(s) {missing} asked for by ablate.random_seeds are not in the table (has {present})")
+    rows: list[dict[str, Any]] = []
+    masks: list[Mask] = []
+    members = scope_members(layout, scope)
+    how = resolve_normalisation(normalise, method)
+    for seed in seeds if seeds is not None else [None]:
+        vec = normalise_per_module(score_vector(scores, layout, seed=seed, source=source), layout, how)
+        for scope_name, blocks in members.items():
+            idx = layout.flat_index(blocks)
+            values = vec[idx]
+            bounds = np.cumsum([0] + [layout.sizes[layout.index(b)] for b in blocks])
+            for mode in modes:
+                for f in fractions:
+                    filled, k = filled_mask(values, float(f), mode)
+                    masks.append({b: filled[bounds[i] : bounds[i + 1]] for i, b in enumerate(blocks)})
+                    rows.append(
+                        {
+                            "method": method,
+                            "scope": scope,
+                            "scope_name": scope_name,
+                            "layer": blocks[0][0] if scope == "layer_module" else None,
+                            "module": None if scope == "global" else blocks[0][1],
+                            "mode": mode,
+                            "f": float(f),
+                            "seed": seed,
+                            "n_scope": len(values),
+                            "n_selected": int(k),
+                            "n_filled": int(filled.sum()),
+                        }
+                    )
+    keys = pd.DataFrame(rows)
+    keys["layer"] = keys["layer"].astype("Int64")
+    keys["seed"] = keys["seed"].astype("Int64")
+    return keys, masks
+
+
+def metrics_table(keys: pd.DataFrame, preds: np.ndarray, y_true: np.ndarray, labels: Sequence[str]) -> pd.DataFrame:
+    """``keys`` plus accuracy, macro-F1 and per-class recall (``recall_<label>``) of each row's predictions."""
+    out = keys.copy()
+    acc, f1 = [], []
+    recall = {lab: [] for lab in labels}
+    for p in preds:
+        m = classification_metrics(y_true, p, list(labels))
+        acc.append(m["accuracy"])
+        f1.append(m["macro_f1"])
+        for lab in labels:
+            recall[lab].append(m["per_class"][lab]["recall"])
+    out["n_test"] = len(y_true)
+    out["accuracy"] = acc
+    out["macro_f1"] = f1
+    for lab in labels:
+        out[f"recall_{lab}"] = recall[lab]
+    return out
+
+
+# -- one job: a method in a scope -------------------------------------------------------------
+@dataclass
+class AblationResult:
+    """The rows (metrics per mask), the predictions behind them and the intact model's predictions."""
+
+    table: pd.DataFrame
+    preds: np.ndarray
+    full_pred: np.ndarray
+    y_true: np.ndarray
+    accessions: np.ndarray
+    seconds: float
+
+
+def run_ablation(
+    model: EsmClassifier,
+    sequences: Sequence[str],
+    y_true: np.ndarray,
+    labels: Sequence[str],
+    scores: pd.DataFrame,
+    method: str,
+    scope: str,
+    fractions: Sequence[float],
+    modes: Sequence[str] = ("preserve", "suppress"),
+    fill: Fill | None = None,
+    normalise: str = "auto",
+    random_seeds: Sequence[int] | None = None,
+    accessions: Sequence[str] | None = None,
+    token_budget: int = 8192,
+    masks_per_pass: int = 1,
+    device: torch.device | str = "cpu",
+    bf16: bool = True,
+    source: str = "score table",
+) -> AblationResult:
+    """Evaluate every mask of one (method, scope) job on the test sequences.
+
+    ``method == "random"`` evaluates one selection per seed of ``random_seeds``.
+    """
+    t0 = time.perf_counter()
+    fill = fill or Fill()
+    layout = layout_of(model)
+    seeds = list(random_seeds) if method == "random" else None
+    if method == "random" and not seeds:
+        raise InputError("ablate.random_seeds: at least one seed is needed for the random baseline")
+    keys, masks = build_masks(scores, layout, method, scope, fractions, modes, normalise, seeds, source)
+    keys.insert(keys.columns.get_loc("seed") + 1, "fill", fill.kind)
+    log.info("%s / %s: %d masks on %d test sequences", method, scope, len(masks), len(sequences))
+
+    def progress(done: int, total: int) -> None:
+        log.info("  batch %d/%d (%.1f s)", done, total, time.perf_counter() - t0)
+
+    preds = evaluate_masks(
+        model, sequences, [*masks, {}], fill, token_budget, masks_per_pass, device=device, bf16=bf16, progress=progress
+    )
+    table = metrics_table(keys, preds[:-1], np.asarray(y_true), labels)
+    return AblationResult(
+        table=table,
+        preds=preds[:-1],
+        full_pred=preds[-1],
+        y_true=np.asarray(y_true, dtype=np.int64),
+        accessions=np.asarray(accessions if accessions is not None else [str(i) for i in range(len(sequences))], dtype=str),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def load_test_set(split_path: str | Path, labels: Sequence[str]) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """``(accessions, sequences, label indices)`` of the test split of ``split.tsv``, in the checkpoint's label order.
+
+    Raises InputError naming the file and line of a label the model does not know, and when
+    the split has no test proteins.
+    """
+    split_path = Path(split_path)
+    df = pd.read_csv(split_path, sep="\t", dtype=str, keep_default_na=False)
+    missing = [c for c in ("accession", "sequence", "label", "split") if c not in df.columns]
+    if missing:
+        raise InputError(f"{split_path}: missing column(s) {missing}")
+    test = df[df["split"] == "test"]
+    if test.empty:
+        raise InputError(f"{split_path}: no rows with split == 'test' (the ablation evaluates on the test split)")
+    index = {lab: i for i, lab in enumerate(labels)}
+    unknown = ~test["label"].isin(index)
+    if unknown.any():
+        line = int(test.index[unknown.to_numpy()][0]) + 2  # header is line 1
+        raise InputError(
+            f"{split_path}: line {line}: label {test['label'][unknown].iloc[0]!r} is not one of the model's labels {list(labels)}"
+        )
+    return (
+        test["accession"].to_numpy(dtype=str),
+        test["sequence"].tolist(),
+        test["label"].map(index).to_numpy(dtype=np.int64),
+    )
+
+
+def save_predictions(path: str | Path, result: AblationResult) -> None:
+    """Write the per-protein predictions of every row (for bootstrap and paired tests) atomically (npz)."""
+    n_classes_max = int(max(result.preds.max(initial=0), result.full_pred.max(initial=0), result.y_true.max(initial=0)))
+    dtype = np.int16 if n_classes_max < np.iinfo(np.int16).max else np.int32
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(
+            fh,
+            keys=row_keys(result.table),
+            pred=result.preds.astype(dtype),
+            full_pred=result.full_pred.astype(dtype),
+            y_true=result.y_true.astype(dtype),
+            accession=result.accessions,
+        )
+
+
+def save_result(table_path: str | Path, pred_path: str | Path, result: AblationResult) -> None:
+    """Write the ablation table (TSV) and its predictions (npz)."""
+    save_predictions(pred_path, result)
+    write_table_atomic(result.table, table_path)
+
+
+def run_ablation_job(
+    checkpoint: str | Path,
+    split_path: str | Path,
+    scores_path: str | Path,
+    method: str,
+    scope: str,
+    cfg: dict[str, Any],
+    table_out: str | Path,
+    pred_out: str | Path,
+    scoring_set_path: str | Path | None = None,
+    device: torch.device | str = "cpu",
+    reference_loader: Callable[[], nn.Module] | None = None,
+) -> AblationResult:
+    """One workflow job: every mask of ``method`` in ``scope`` on the test split; writes the table and predictions.
+
+    ``cfg`` is the validated workflow config (sections ``ablate``, ``model``). For
+    ``fill: pretrained`` the reference backbone comes from ``reference_loader`` (default: the
+    pretrained fair-esm weights named in the checkpoint, via ``kneurons.pretrained``).
+    """
+    from .model import load_classifier
+    from .provenance import check_scores_match_checkpoint
+    from .scoring import read_score_table
+
+    device = torch.device(device)
+    ab = cfg["ablate"]
+    model, info = load_classifier(checkpoint, map_location=device, attention=cfg["model"].get("attention", "sdpa"))
+    labels = list(info["labels"])
+    accessions, sequences, y_true = load_test_set(split_path, labels)
+    scores, score_meta = read_score_table(scores_path)
+    # Scores of another model would rank this model's neurons meaninglessly.
+    check_scores_match_checkpoint(scores_path, checkpoint, score_meta)
+    scoring_sequences = None
+    if ab["fill"] == "mean":
+        if scoring_set_path is None:
+            raise InputError("ablate.fill 'mean' needs the scoring set (scores/scoring_set.tsv)")
+        from .scoring import read_scoring_set
+
+        scoring_sequences = read_scoring_set(scoring_set_path)["sequence"].tolist()
+    if reference_loader is None:
+
+        def reference_loader() -> nn.Module:
+            from .pretrained import load_pretrained_backbone
+
+            return load_pretrained_backbone(info["backbone"]["name"], cfg["model"].get("checkpoint"))
+
+    fill = make_fill(
+        ab["fill"],
+        model,
+        pretrained=bool(info.get("meta", {}).get("pretrained", False)),
+        scoring_sequences=scoring_sequences,
+        reference=reference_loader,
+        token_budget=ab["token_budget"],
+        device=device,
+        source=str(checkpoint),
+    )
+    per_pass = ab.get("masks_per_pass") or (16 if device.type == "cuda" else 1)
+    result = run_ablation(
+        model,
+        sequences,
+        y_true,
+        labels,
+        scores,
+        method,
+        scope,
+        ab["fractions"],
+        ab["modes"],
+        fill=fill,
+        normalise=ab["normalise"],
+        random_seeds=ab["random_seeds"],
+        accessions=accessions,
+        token_budget=ab["token_budget"],
+        masks_per_pass=per_pass,
+        device=device,
+        bf16=ab["bf16"],
+        source=str(scores_path),
+    )
+    save_result(table_out, pred_out, result)
+    log.info("%s / %s: %d rows in %.1f s", method, scope, len(result.table), result.seconds)
+    return result

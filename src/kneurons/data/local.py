@@ -1,0 +1,293 @@
+"""Local inputs: a UniProt TSV export and FASTA files with EC numbers in the headers.
+
+These are first-class inputs (compute nodes of clusters are often offline).
+
+* **TSV** (plain or gzip): a UniProt export (``Entry``, ``EC number``, ``Sequence`` required;
+  ``Length``, ``Protein names``, ``Organism``, ``Active site``, ``Binding site`` carried when
+  present), or a table that already uses the contract names (``accession``, ``ec``,
+  ``sequence``). Other columns are ignored. Tab-separated, one header line, no quoting.
+* **FASTA** (plain or gzip): the accession is the UniProt one in ``>sp|P12345|NAME_HUMAN ...``
+  (or ``tr|``), otherwise the first word of the header (``>P12345 ...``). EC numbers follow
+  ``EC=`` anywhere in the header: ``EC=1.1.1.1``, ``EC=1.1.1.1;2.3.4.5`` or
+  ``EC=1.1.1.1; 2.3.4.5``; a header without ``EC=`` is a non-enzyme. For UniProt headers
+  the protein name (text before ``OS=``) and organism (``OS=``) are kept.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import InputError
+from . import OPTIONAL_COLUMNS, PROTEIN_COLUMNS
+from .normalise import VALID_RESIDUES, normalise_proteins
+
+#: UniProt TSV headers (REST ``format=tsv``) -> contract column names.
+UNIPROT_HEADERS: dict[str, str] = {
+    "Entry": "accession",
+    "EC number": "ec",
+    "Sequence": "sequence",
+    "Length": "length",
+    "Protein names": "protein_name",
+    "Organism": "organism",
+    "Active site": "active_site",
+    "Binding site": "binding_site",
+}
+_CONTRACT = set(PROTEIN_COLUMNS) | set(OPTIONAL_COLUMNS)
+_SEQ_LINE_RE = re.compile(f"[^{''.join(sorted(VALID_RESIDUES))}*]")
+
+
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _check_not_utf16(path: Path, start: bytes) -> None:
+    # Spreadsheet programs on Windows save "Unicode text" as UTF-16; say so instead of
+    # reporting an undecodable byte.
+    if start[:2] in _UTF16_BOMS:
+        raise InputError(f"{path}: UTF-16 text (byte-order mark {start[:2].hex(' ').upper()}); save the file as UTF-8")
+
+
+def open_text(path: str | Path) -> io.TextIOBase:
+    """Open a plain or gzip-compressed UTF-8 text file (detected by its magic bytes, not its name).
+
+    A UTF-8 byte-order mark is dropped and Windows (CRLF) line endings read as ``\\n``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    gz = _is_gzip(path)
+    try:
+        with (gzip.open if gz else open)(path, "rb") as raw:
+            _check_not_utf16(path, raw.read(2))
+    except (EOFError, OSError, zlib.error) as exc:
+        raise InputError(f"{path}: corrupt or truncated gzip file ({exc})") from None
+    return gzip.open(path, "rt", encoding="utf-8-sig") if gz else open(path, encoding="utf-8-sig")
+
+
+def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, line)`` (1-based, line ending removed) of a plain or gzip file.
+
+    Lines are decoded one at a time so that a non-UTF-8 byte, like a corrupt or truncated
+    gzip stream, becomes an InputError naming the file and line. Windows line endings
+    (CRLF) and a UTF-8 byte-order mark are accepted: the lines read the same without them.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    lineno = 0
+    opener = gzip.open if _is_gzip(path) else open
+    try:
+        with opener(path, "rb") as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                if lineno == 1:
+                    _check_not_utf16(path, raw)
+                    raw = raw.removeprefix(b"\xef\xbb\xbf")
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise InputError(f"{path}, line {lineno}: not UTF-8 text ({exc.reason})") from None
+                yield lineno, line.rstrip("\r\n")
+    except (EOFError, OSError, zlib.error) as exc:
+        raise InputError(f"{path}, after line {lineno}: corrupt or truncated gzip file ({exc})") from None
+
+
+def sniff_format(path: str | Path) -> str:
+    """``fasta`` when the first non-empty line starts with ``>``, else ``tsv``."""
+    for _, line in read_lines(path):
+        if line.strip():
+            return "fasta" if line.lstrip().startswith(">") else "tsv"
+    raise InputError(f"{path}: empty file")
+
+
+def read_tsv_rows(path: str | Path) -> tuple[list[str], list[list[str]], list[int]]:
+    """Header, rows and their line numbers of a tab-separated file (blank lines skipped).
+
+    A row whose field count differs from the header's is an InputError naming the line.
+    """
+    header: list[str] | None = None
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    for lineno, line in read_lines(path):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if header is None:
+            header = [f.strip() for f in fields]
+            continue
+        if len(fields) != len(header):
+            raise InputError(
+                f"{path}, line {lineno}: expected {len(header)} tab-separated fields "
+                f"({', '.join(header)}), found {len(fields)}"
+            )
+        rows.append(fields)
+        lines.append(lineno)
+    if header is None:
+        raise InputError(f"{path}: empty file")
+    return header, rows, lines
+
+
+def read_uniprot_tsv(path: str | Path, require_ec: bool = True) -> pd.DataFrame:
+    """Read a UniProt TSV export (or a contract-named table) into the normalised proteins table.
+
+    With ``require_ec=False`` (sequence files for the ExPASy/BRENDA sources) a missing EC
+    column is allowed and filled with empty strings.
+    """
+    header, rows, lines = read_tsv_rows(path)
+    mapped = [UNIPROT_HEADERS.get(h, h if h in _CONTRACT else None) for h in header]
+    dupes = {m for m in mapped if m and mapped.count(m) > 1}
+    if dupes:
+        raise InputError(f"{path}, line 1: column(s) given twice: {', '.join(sorted(dupes))}")
+    keep = [i for i, m in enumerate(mapped) if m]
+    df = pd.DataFrame([[r[i] for i in keep] for r in rows], columns=[mapped[i] for i in keep], dtype=str)
+    if not require_ec and "ec" not in df.columns:
+        df["ec"] = ""
+    required = [c for c in PROTEIN_COLUMNS if c not in df.columns]
+    if required:
+        want = {v: k for k, v in UNIPROT_HEADERS.items()}
+        names = ", ".join(f"{want[c]!r} (or {c!r})" for c in required)
+        raise InputError(
+            f"{path}, line 1: missing required column(s) {names}; the header has: {', '.join(header)}"
+        )
+    if not rows:
+        raise InputError(f"{path}: no proteins (the file has a header but no rows)")
+    return normalise_proteins(df, str(path), lines)
+
+
+_UNIPROT_ID_RE = re.compile(r"^(?:sp|tr)\|([^|\s]+)\|(\S*)\s*(.*)$")
+_EC_FIELD_RE = re.compile(r"\bEC[=:]\s*([^\s;]+(?:\s*;\s*[^\s;=]+(?=\s|;|$))*)")
+
+
+def parse_fasta_header(header: str) -> dict[str, str]:
+    """Accession, EC numbers (``; ``-joined, unvalidated) and, for UniProt headers, protein
+    name and organism of one FASTA header (without the ``>``)."""
+    header = header.strip()
+    m = _UNIPROT_ID_RE.match(header)
+    out: dict[str, str] = {}
+    if m:
+        out["accession"], desc = m.group(1), m.group(3)
+        name = re.split(r"\s(?:OS|OX|GN|PE|SV|EC)=", " " + desc, maxsplit=1)[0].strip()
+        if name:
+            out["protein_name"] = name
+        os_m = re.search(r"\bOS=(.+?)(?=\s(?:OX|GN|PE|SV|EC)=|$)", desc)
+        if os_m:
+            out["organism"] = os_m.group(1).strip()
+    else:
+        parts = header.split(None, 1)
+        out["accession"] = parts[0] if parts else ""
+        desc = parts[1] if len(parts) > 1 else ""
+    ecs = [e.strip() for m in _EC_FIELD_RE.finditer(desc) for e in re.split(r"[;,]", m.group(1)) if e.strip()]
+    out["ec"] = "; ".join(ecs)
+    return out
+
+
+def read_fasta(path: str | Path) -> pd.DataFrame:
+    """Read a FASTA file with EC numbers in the headers into the normalised proteins table."""
+    records: list[dict[str, str]] = []
+    header_lines: list[int] = []
+    chunks: list[str] = []
+
+    def close() -> None:
+        if records:
+            if not chunks:
+                raise InputError(f"{path}, line {header_lines[-1]}: header without sequence")
+            records[-1]["sequence"] = "".join(chunks)
+
+    for lineno, line in read_lines(path):
+        s = line.strip()
+        if not s:
+            continue
+        if s.startswith(">"):
+            close()
+            chunks = []
+            rec = parse_fasta_header(s[1:])
+            if not rec["accession"] or "=" in rec["accession"]:
+                raise InputError(f"{path}, line {lineno}: header without an identifier")
+            records.append(rec)
+            header_lines.append(lineno)
+            continue
+        if not records:
+            raise InputError(f"{path}, line {lineno}: sequence data before the first '>' header (not FASTA?)")
+        bad = _SEQ_LINE_RE.search(s.upper())
+        if bad:
+            raise InputError(
+                f"{path}, line {lineno} (accession {records[-1]['accession']}): invalid character "
+                f"{bad.group()!r} in the sequence (allowed: the 20 standard amino acids and U, O, B, Z, X)"
+            )
+        chunks.append(s)
+    if not records:
+        raise InputError(f"{path}: empty file (no FASTA records)")
+    close()
+    df = pd.DataFrame(records).fillna("")
+    return normalise_proteins(df, str(path), header_lines)
+
+
+def read_proteins(path: str | Path, fmt: str = "auto") -> pd.DataFrame:
+    """Read a proteins file: ``tsv`` (UniProt export or contract names), ``fasta``, or ``auto``."""
+    fmt = sniff_format(path) if fmt == "auto" else fmt
+    if fmt == "fasta":
+        return read_fasta(path)
+    if fmt == "tsv":
+        return read_uniprot_tsv(path)
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def read_sequences(path: str | Path) -> pd.DataFrame:
+    """Sequences for the ExPASy/BRENDA sources: a TSV (EC column optional) or FASTA file."""
+    if sniff_format(path) == "fasta":
+        return read_fasta(path)
+    return read_uniprot_tsv(path, require_ec=False)
+
+
+def join_sequences(
+    pairs: dict[str, list[str]], sequences: pd.DataFrame, what: str, sequences_path: str
+) -> tuple[pd.DataFrame, dict]:
+    """Build the proteins table from ``{accession: [EC, ...]}`` and a sequences table.
+
+    EC numbers come from ``pairs`` (the ExPASy/BRENDA annotation), sequences and carried
+    columns from ``sequences``. Accessions without a sequence are counted and listed (first 20).
+    """
+    seq = sequences.set_index("accession")
+    # Accessions may carry an isoform suffix in one file but not the other; match exactly.
+    found = [a for a in pairs if a in seq.index]
+    missing = [a for a in pairs if a not in seq.index]
+    if not found:
+        raise InputError(
+            f"{sequences_path}: none of the {len(pairs)} accessions from {what} has a sequence here "
+            f"(e.g. {', '.join(list(pairs)[:3])})"
+        )
+    carried = [c for c in OPTIONAL_COLUMNS if c in seq.columns]
+    df = pd.DataFrame(
+        {
+            "accession": found,
+            "ec": ["; ".join(pairs[a]) for a in found],
+            "sequence": seq.loc[found, "sequence"].to_numpy(),
+            **{c: seq.loc[found, c].to_numpy() for c in carried},
+        }
+    )
+    stats = {
+        "accessions": len(pairs),
+        "with_sequence": len(found),
+        "without_sequence": len(missing),
+        "without_sequence_examples": missing[:20],
+    }
+    return normalise_proteins(df, what), stats
+
+
+def read_tsv_table(path: str | Path) -> pd.DataFrame:
+    """Read a contract table (proteins/labels/split .tsv) with every column as text.
+
+    Labels such as ``1`` or ``3.4`` must stay strings, and empty EC cells must stay empty
+    (not NaN), so later stages should read these tables through this function.
+    """
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)

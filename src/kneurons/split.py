@@ -1,0 +1,367 @@
+"""Train/validation/test splits: stratified random, or homology-aware with MMseqs2 clusters.
+
+Both methods put every class into every split (a class that cannot be spread that way is an
+error, not a silent gap in the test set). The homology split assigns whole clusters, so no
+test protein shares a cluster with a training protein. :func:`leakage_report` measures what
+is left: class counts per split, clusters shared across splits, and (with MMseqs2) the
+highest sequence identity of any test protein to any training protein.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import subprocess
+import tempfile
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+MMSEQS_INSTALL_HINT = (
+    "install MMseqs2: `sudo apt-get install mmseqs2` (Debian/Ubuntu), "
+    "`conda install -c conda-forge -c bioconda mmseqs2`, or a static binary from "
+    "https://github.com/soedinglab/MMseqs2/releases; set split.mmseqs.executable if it is not on PATH"
+)
+
+
+def _check_fractions(fractions: dict[str, float]) -> dict[str, float]:
+    fr = {s: float(fractions.get(s, 0.0)) for s in SPLITS}
+    unknown = set(fractions) - set(SPLITS)
+    if unknown:
+        raise ValueError(f"unknown split name(s) {sorted(unknown)}; expected {SPLITS}")
+    if any(v <= 0 for v in fr.values()) or abs(sum(fr.values()) - 1) > 1e-6:
+        raise ValueError(f"split fractions must be positive and sum to 1, got {fr}")
+    return fr
+
+
+def allocate(n: int, fractions: dict[str, float]) -> dict[str, int]:
+    """Split ``n`` items into per-split counts close to ``n * fraction``, at least 1 each.
+
+    Largest-remainder rounding; the minimum of one item per split is taken from the
+    largest split. Requires ``n >= len(SPLITS)``.
+    """
+    raw = {s: n * fractions[s] for s in SPLITS}
+    counts = {s: math.floor(v) for s, v in raw.items()}
+    for s in sorted(SPLITS, key=lambda s: raw[s] - counts[s], reverse=True)[: n - sum(counts.values())]:
+        counts[s] += 1
+    for s in SPLITS:
+        if counts[s] == 0:
+            donor = max(SPLITS, key=lambda t: counts[t])
+            counts[donor] -= 1
+            counts[s] += 1
+    return counts
+
+
+def _class_too_small(label: str, n: int, what: str = "proteins") -> InputError:
+    return InputError(
+        f"class {label!r} has {n} {what}; a train/val/test split needs at least {len(SPLITS)} "
+        "(one per split). Raise labels.min_class_size so such classes are dropped, or use a "
+        "coarser labels.level"
+    )
+
+
+def stratified_split(labels_df: pd.DataFrame, fractions: dict[str, float], seed: int) -> pd.DataFrame:
+    """Stratified random split: each class is shuffled (seeded) and cut by ``fractions``.
+
+    Returns a copy of ``labels_df`` (same row order) with a ``split`` column in
+    {train, val, test}. Every class gets at least one protein in every split.
+
+    Raises:
+        InputError: a class has fewer than three proteins.
+    """
+    fr = _check_fractions(fractions)
+    rng = np.random.default_rng(seed)
+    split = np.empty(len(labels_df), dtype=object)
+    labels = labels_df["label"].astype(str).to_numpy()
+    for lab in sorted(set(labels)):
+        idx = np.flatnonzero(labels == lab)
+        if len(idx) < len(SPLITS):
+            raise _class_too_small(lab, len(idx))
+        idx = rng.permutation(idx)
+        counts = allocate(len(idx), fr)
+        start = 0
+        for s in SPLITS:
+            split[idx[start : start + counts[s]]] = s
+            start += counts[s]
+    out = labels_df.copy()
+    out["split"] = split
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# MMseqs2
+
+
+def find_mmseqs(executable: str = "mmseqs") -> str:
+    """Path of the MMseqs2 executable, or an InputError saying how to install it."""
+    path = shutil.which(executable)
+    if path is None:
+        raise InputError(f"MMseqs2 executable {executable!r} not found; {MMSEQS_INSTALL_HINT}")
+    return path
+
+
+def _write_fasta(df: pd.DataFrame, path: Path) -> None:
+    with open(path, "w") as fh:
+        fh.writelines(f">{acc}\n{seq}\n" for acc, seq in zip(df["accession"], df["sequence"]))
+
+
+def _run(cmd: list[str], what: str) -> None:
+    log.info("running %s", " ".join(cmd))
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout)[-2000:]
+        raise RuntimeError(f"MMseqs2 {what} failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}")
+    log.debug("%s", proc.stdout[-2000:])
+
+
+def mmseqs_clusters(
+    labels_df: pd.DataFrame,
+    min_seq_id: float = 0.3,
+    coverage: float = 0.8,
+    cov_mode: int = 0,
+    executable: str = "mmseqs",
+    threads: int = 1,
+    workdir: str | Path | None = None,
+) -> dict[str, str]:
+    """Cluster the sequences with ``mmseqs easy-cluster``; return ``{accession: representative}``."""
+    exe = find_mmseqs(executable)
+    with tempfile.TemporaryDirectory(dir=workdir, prefix="kneurons-mmseqs-") as tmp:
+        tmp = Path(tmp)
+        _write_fasta(labels_df, tmp / "seqs.fasta")
+        _run(
+            [
+                exe, "easy-cluster", str(tmp / "seqs.fasta"), str(tmp / "clu"), str(tmp / "work"),
+                "--min-seq-id", str(min_seq_id), "-c", str(coverage), "--cov-mode", str(cov_mode),
+                "--threads", str(threads), "-v", "1",
+            ],
+            "easy-cluster",
+        )  # fmt: skip
+        table = pd.read_csv(
+            tmp / "clu_cluster.tsv", sep="\t", header=None, names=["rep", "member"], dtype=str
+        )
+    clusters = dict(zip(table["member"], table["rep"]))
+    missing = set(labels_df["accession"]) - set(clusters)
+    if missing:
+        raise RuntimeError(f"MMseqs2 left {len(missing)} sequences unclustered, e.g. {sorted(missing)[:3]}")
+    return clusters
+
+
+def homology_split(
+    labels_df: pd.DataFrame,
+    fractions: dict[str, float],
+    seed: int,
+    clusters: dict[str, str],
+) -> pd.DataFrame:
+    """Assign whole clusters to splits, stratified by each cluster's dominant class.
+
+    Clusters are visited from the largest down (ties in seeded random order); each goes to
+    the split whose share of its dominant class is furthest below target (relative
+    deficit), so large clusters land in train first and every split receives clusters of
+    every class that has at least three clusters.
+
+    Returns a copy of ``labels_df`` with columns ``cluster`` (representative accession) and
+    ``split``.
+
+    Raises:
+        InputError: a class ends up missing from a split (too few clusters).
+    """
+    fr = _check_fractions(fractions)
+    rng = np.random.default_rng(seed)
+    df = labels_df.copy()
+    df["cluster"] = df["accession"].map(clusters)
+    if df["cluster"].isna().any():
+        raise ValueError("clusters do not cover every accession")
+    members: dict[str, list[int]] = defaultdict(list)
+    for i, c in enumerate(df["cluster"]):
+        members[c].append(i)
+    labels = df["label"].astype(str).to_numpy()
+    totals = Counter(labels)
+    target = {(lab, s): totals[lab] * fr[s] for lab in totals for s in SPLITS}
+    current: Counter[tuple[str, str]] = Counter()
+
+    names = list(members)
+    order = rng.permutation(len(names))
+    # Largest first; the seeded permutation breaks ties between equal sizes.
+    ranked = sorted(order, key=lambda k: -len(members[names[k]]))
+    assignment: dict[str, str] = {}
+    for k in ranked:
+        c = names[k]
+        labs = Counter(labels[i] for i in members[c])
+        dominant = min(labs, key=lambda lab: (-labs[lab], lab))
+
+        # Relative deficit of the dominant class per split; ties go to the larger target.
+        best = max(
+            SPLITS,
+            key=lambda s, d=dominant: ((target[(d, s)] - current[(d, s)]) / target[(d, s)], target[(d, s)]),
+        )
+        assignment[c] = best
+        for lab, n in labs.items():
+            current[(lab, best)] += n
+    df["split"] = df["cluster"].map(assignment)
+
+    missing = [(lab, s) for lab in sorted(totals) for s in SPLITS if current[(lab, s)] == 0]
+    if missing:
+        detail = ", ".join(f"{lab!r} not in {s}" for lab, s in missing[:10])
+        n_clu = Counter(min(Counter(labels[i] for i in m).items(), key=lambda x: (-x[1], x[0]))[0]
+                        for m in members.values())  # fmt: skip
+        worst = ", ".join(f"{lab!r}: {n_clu.get(lab, 0)} clusters" for lab in sorted({m[0] for m in missing}))
+        raise InputError(
+            f"homology split cannot put every class in every split ({detail}); clusters per class: "
+            f"{worst}. Raise labels.min_class_size, lower split.mmseqs.min_seq_id, or use split.method: stratified"
+        )
+    return df
+
+
+# --------------------------------------------------------------------------------------------
+# Leakage
+
+
+def max_identity_vs_train(
+    split_df: pd.DataFrame,
+    executable: str = "mmseqs",
+    threads: int = 1,
+    workdir: str | Path | None = None,
+    coverage: float = 0.8,
+    cov_mode: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """Search the val and test proteins against train with one ``mmseqs easy-search``.
+
+    Only alignments meeting the clustering's coverage criterion (``-c coverage --cov-mode``)
+    count: a 100% identical 11-residue local hit says nothing about homology. Per query
+    split (``test``, ``val``): the highest identity (``fident``) of any of its proteins to
+    any training protein, the mean of each protein's best identity over proteins with a
+    hit, the number of proteins whose best hit reaches 0.3 / 0.5 / 0.9 identity, and the
+    worst pair.
+    """
+    exe = find_mmseqs(executable)
+    query = split_df[split_df["split"] != "train"]
+    train = split_df[split_df["split"] == "train"]
+    with tempfile.TemporaryDirectory(dir=workdir, prefix="kneurons-mmseqs-") as tmp:
+        tmp = Path(tmp)
+        _write_fasta(query, tmp / "q.fasta")
+        _write_fasta(train, tmp / "t.fasta")
+        _run(
+            [
+                exe, "easy-search", str(tmp / "q.fasta"), str(tmp / "t.fasta"), str(tmp / "hits.m8"),
+                str(tmp / "work"), "--format-output", "query,target,fident,alnlen,qcov,tcov",
+                "-c", str(coverage), "--cov-mode", str(cov_mode), "--threads", str(threads), "-v", "1",
+            ],
+            "easy-search",
+        )  # fmt: skip
+        hits = pd.read_csv(
+            tmp / "hits.m8", sep="\t", header=None, names=["query", "target", "fident", "alnlen", "qcov", "tcov"],
+            dtype={"query": str, "target": str},
+        )  # fmt: skip
+    best_all = hits.sort_values(["fident", "alnlen"], ascending=False).drop_duplicates("query")
+    split_of = dict(zip(query["accession"], query["split"]))
+    out: dict[str, dict[str, Any]] = {}
+    for name in ("test", "val"):
+        best = best_all[best_all["query"].map(split_of) == name]
+        result: dict[str, Any] = {
+            "queries": int((query["split"] == name).sum()),
+            "coverage": coverage,
+            "cov_mode": cov_mode,
+            "queries_with_hit": len(best),
+            "max_identity": None,
+        }
+        if len(best):
+            top = best.iloc[0]
+            result.update(
+                max_identity=float(top["fident"]),
+                mean_best_identity=float(best["fident"].mean()),
+                queries_at_least={str(t): int((best["fident"] >= t).sum()) for t in (0.3, 0.5, 0.9)},
+                worst_pair={
+                    "query": top["query"], "target": top["target"], "identity": float(top["fident"]),
+                    "alnlen": int(top["alnlen"]), "qcov": float(top["qcov"]), "tcov": float(top["tcov"]),
+                },
+            )  # fmt: skip
+        out[f"{name}_vs_train"] = result
+    return out
+
+
+def leakage_report(
+    split_df: pd.DataFrame,
+    method: str,
+    mmseqs_cfg: dict[str, Any] | None = None,
+    threads: int = 1,
+    workdir: str | Path | None = None,
+    compute_identity: bool = True,
+) -> dict[str, Any]:
+    """Class counts per split, clusters shared between splits and max test-vs-train identity.
+
+    Identity needs MMseqs2; where it is absent (a stratified split on a machine without it),
+    the report says so instead of failing.
+    """
+    mmseqs_cfg = mmseqs_cfg or {}
+    counts = (
+        split_df.groupby(["label", "split"])
+        .size()
+        .unstack(fill_value=0)
+        .reindex(columns=list(SPLITS), fill_value=0)
+    )
+    report: dict[str, Any] = {
+        "method": method,
+        "proteins": {s: int((split_df["split"] == s).sum()) for s in SPLITS},
+        "class_counts": {str(lab): {s: int(row[s]) for s in SPLITS} for lab, row in counts.iterrows()},
+    }
+    if "cluster" in split_df.columns:
+        by_split = {s: set(split_df.loc[split_df["split"] == s, "cluster"]) for s in SPLITS}
+        report["clusters"] = {s: len(v) for s, v in by_split.items()}
+        report["shared_clusters"] = {
+            "test_train": len(by_split["test"] & by_split["train"]),
+            "val_train": len(by_split["val"] & by_split["train"]),
+            "test_val": len(by_split["test"] & by_split["val"]),
+        }
+        report["mmseqs"] = dict(mmseqs_cfg)
+    executable = mmseqs_cfg.get("executable", "mmseqs")
+    if not compute_identity:
+        report["identity"] = {"computed": False, "reason": "disabled (split.identity: false)"}
+    elif shutil.which(executable) is None:
+        report["identity"] = {
+            "computed": False,
+            "reason": f"MMseqs2 ({executable!r}) not found, so test-vs-train identity was not computed; "
+            + MMSEQS_INSTALL_HINT,
+        }
+    else:
+        cov = {"coverage": mmseqs_cfg.get("coverage", 0.8), "cov_mode": mmseqs_cfg.get("cov_mode", 0)}
+        report["identity"] = {
+            "computed": True,
+            "tool": "mmseqs easy-search (default sensitivity), identity = fident, same coverage as clustering",
+            **max_identity_vs_train(split_df, executable, threads, workdir, **cov),
+        }
+    return report
+
+
+def split_labels(
+    labels_df: pd.DataFrame,
+    split_cfg: dict[str, Any],
+    seed: int,
+    threads: int = 1,
+    workdir: str | Path | None = None,
+) -> pd.DataFrame:
+    """Split by the ``split`` config section: ``stratified`` or ``homology`` (MMseqs2 clusters)."""
+    fractions = split_cfg["fractions"]
+    if split_cfg["method"] == "stratified":
+        return stratified_split(labels_df, fractions, seed)
+    mm = {
+        "min_seq_id": 0.3,
+        "coverage": 0.8,
+        "cov_mode": 0,
+        "executable": "mmseqs",
+        **split_cfg.get("mmseqs", {}),
+    }
+    clusters = mmseqs_clusters(
+        labels_df, mm["min_seq_id"], mm["coverage"], mm["cov_mode"], mm["executable"], threads, workdir
+    )
+    log.info("MMseqs2: %d clusters for %d proteins", len(set(clusters.values())), len(labels_df))
+    return homology_split(labels_df, fractions, seed, clusters)

@@ -1,0 +1,276 @@
+"""Ablation engine: selections, fills, the reuse-everything evaluator against the naive loop, job outputs."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from kneurons.ablation import (
+    POSITION,
+    Fill,
+    _layer_with_states,
+    _resume,
+    build_masks,
+    evaluate_masks,
+    evaluate_masks_naive,
+    layout_of,
+    load_test_set,
+    make_fill,
+    mean_activations,
+    run_ablation,
+    save_result,
+)
+from kneurons.errors import ConfigError, InputError
+from kneurons.model import MODULE_TYPES, BackboneSpec, EsmClassifier, build_backbone, get_alphabet, tokenize
+from kneurons.selection import (
+    NeuronLayout,
+    filled_mask,
+    global_top,
+    normalise_per_module,
+    row_keys,
+    score_vector,
+    top_k_count,
+)
+
+AA = "ACDEFGHIKLMNPQRSTVWY"
+GRID = [0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1]
+
+
+def tiny_model(seed: int = 0, layers: int = 2, dim: int = 16, classes: int = 3) -> EsmClassifier:
+    torch.manual_seed(seed)
+    return EsmClassifier(build_backbone(BackboneSpec("custom", layers, dim, 4)), classes).eval()
+
+
+def random_sequences(n: int, seed: int = 0, lo: int = 8, hi: int = 30) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return ["".join(rng.choice(list(AA), int(rng.integers(lo, hi)))) for _ in range(n)]
+
+
+def score_table(layout: NeuronLayout, method: str = "activation", seed: int = 0, seeds=None, label_rows: bool = True):
+    """A score table in the scoring contract (random values); class-conditional rows to be ignored."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for s in seeds if seeds is not None else [None]:
+        rows = [(layer, m, i) for (layer, m), n in zip(layout.blocks, layout.sizes) for i in range(n)]
+        df = pd.DataFrame(rows, columns=["layer", "module", "neuron"])
+        df["score"] = rng.random(len(df))
+        df["label"] = pd.array([None] * len(df), dtype="string")
+        df["seed"] = pd.array([s] * len(df), dtype="Int64")
+        frames.append(df)
+        if label_rows:
+            cond = df.copy()
+            cond["label"] = "1"
+            cond["score"] = -1000.0  # would dominate any selection if not ignored
+            frames.append(cond)
+    out = pd.concat(frames, ignore_index=True)
+    out.insert(0, "method", method)
+    return out
+
+
+# -- selection ---------------------------------------------------------------------------------
+def test_top_k_count_rounds_half_up_and_clips():
+    assert [top_k_count(f, 64) for f in GRID] == [0, 1, 1, 3, 6, 13, 19, 32, 48, 64]
+    assert top_k_count(0.5, 3) == 2 and top_k_count(1.0, 5) == 5 and top_k_count(0.0, 5) == 0
+
+
+def test_preserve_and_suppress_are_complements_of_the_top_k():
+    values = np.array([0.1, 5.0, -3.0, 2.0, 2.0, 0.0])
+    filled_p, k = filled_mask(values, 0.5, "preserve")
+    filled_s, k2 = filled_mask(values, 0.5, "suppress")
+    assert k == k2 == 3
+    # top 3: 5.0 (1), then the tie 2.0 at 3 and 4 (index order)
+    assert filled_s.tolist() == [False, True, False, True, True, False]
+    assert (filled_p == ~filled_s).all()
+
+
+def test_normalisation_keeps_order_within_a_module_and_balances_scales():
+    layout = NeuronLayout(((0, "q_proj"), (0, "k_proj")), (4, 4))
+    raw = np.array([1, 2, 3, 4, 1000, 2000, 3000, 4000], dtype=float)
+    for how in ("mean_abs", "max_abs"):
+        norm = normalise_per_module(raw, layout, how)
+        assert np.allclose(norm[:4], norm[4:])  # same shape, different scale -> same normalised scores
+        assert (np.argsort(norm[:4]) == np.argsort(raw[:4])).all()
+    assert (normalise_per_module(raw, layout, "none") == raw).all()
+    # without normalisation k_proj takes the whole global top half
+    top, n = global_top(raw, layout, 0.5, "none")
+    assert n == 4 and top[4:].all() and not top[:4].any()
+
+
+def test_score_vector_uses_global_rows_and_names_bad_tables():
+    model = tiny_model()
+    layout = layout_of(model)
+    table = score_table(layout)
+    vec = score_vector(table, layout, source="x.parquet")
+    assert vec.shape == (layout.total,) and (vec >= 0).all()  # the -1000 class rows were ignored
+    with pytest.raises(InputError, match=r"x\.parquet: 1 neuron\(s\) have no score"):
+        score_vector(table.drop(index=3), layout, source="x.parquet")
+    dup = pd.concat([table, table.iloc[[0]]])
+    with pytest.raises(InputError, match="has 2 global score rows"):
+        score_vector(dup, layout, source="x.parquet")
+    bad = table.copy()
+    bad.loc[5, "score"] = np.nan
+    with pytest.raises(InputError, match="not finite"):
+        score_vector(bad, layout, source="x.parquet")
+
+
+# -- the engine --------------------------------------------------------------------------------
+def random_masks(layout: NeuronLayout, n: int, seed: int = 0) -> list[dict]:
+    """Masks over random subsets of modules with random units filled, plus the edge cases."""
+    rng = np.random.default_rng(seed)
+    masks: list[dict] = [{}, {b: np.ones(s, bool) for b, s in zip(layout.blocks, layout.sizes)}]
+    for _ in range(n):
+        chosen = rng.choice(len(layout.blocks), size=int(rng.integers(1, 4)), replace=False)
+        masks.append({layout.blocks[i]: rng.random(layout.sizes[i]) < rng.random() for i in chosen})
+    masks.append(copy.deepcopy(masks[3]))  # a duplicate: dedup must map it back
+    return masks
+
+
+@pytest.mark.parametrize("fill_kind", ["zero", "mean", "pretrained"])
+def test_fast_evaluation_equals_naive_loop(fill_kind):
+    torch.set_num_threads(1)
+    model = tiny_model(layers=3)
+    layout = layout_of(model)
+    seqs = random_sequences(23)
+    if fill_kind == "zero":
+        fill = Fill()
+    elif fill_kind == "mean":
+        fill = Fill(kind="mean", means=mean_activations(model, random_sequences(9, seed=5)))
+    else:
+        fill = Fill.from_reference(tiny_model(seed=7, layers=3).esm, layout)
+    masks = random_masks(layout, 40)
+    # small token budget: several batches with padding
+    naive = evaluate_masks_naive(model, seqs, masks, fill, token_budget=200)
+    for per_pass in (1, 4):
+        fast = evaluate_masks(model, seqs, masks, fill, token_budget=200, masks_per_pass=per_pass)
+        assert (fast == naive).all()
+    # the masks do change predictions (the comparison is not vacuous)
+    assert (naive != naive[0]).any()
+
+
+def test_resume_points_replay_the_layer_bit_for_bit():
+    model = tiny_model(layers=2)
+    tokens = tokenize(random_sequences(5))
+    with torch.no_grad():
+        x, pm = model.embed(tokens)
+        out, state = _layer_with_states(model, 0, x, pm)
+        for pos in (1, 2, 3):
+            assert torch.equal(_resume(model.esm.layers[0], pos, state, 1), out)
+        assert torch.equal(_resume(model.esm.layers[0], 3, state, 2), out.repeat(1, 2, 1))
+    assert set(POSITION) == set(MODULE_TYPES)
+
+
+@pytest.mark.parametrize("fill_kind", ["zero", "mean", "pretrained"])
+def test_fill_matches_weight_surgery(fill_kind):
+    """Filling unit i of a module equals editing row i of its weights: zero -> 0, mean -> bias = mean, pretrained -> reference row."""
+    model = tiny_model(layers=2)
+    layout = layout_of(model)
+    seqs = random_sequences(17, seed=3)
+    reference = tiny_model(seed=11, layers=2)
+    means = mean_activations(model, random_sequences(8, seed=4))
+    fill = {"zero": Fill(), "mean": Fill(kind="mean", means=means), "pretrained": Fill.from_reference(reference, layout)}[
+        fill_kind
+    ]
+    rng = np.random.default_rng(1)
+    mask = {b: rng.random(s) < 0.5 for b, s in zip(layout.blocks, layout.sizes) if rng.random() < 0.6}
+    edited = copy.deepcopy(model)
+    with torch.no_grad():
+        for (layer, m), filled in mask.items():
+            lin = edited.module(layer, m)
+            rows = torch.from_numpy(filled)
+            if fill_kind == "pretrained":
+                ref = reference.module(layer, m)
+                lin.weight[rows] = ref.weight[rows]
+                lin.bias[rows] = ref.bias[rows]
+            else:
+                lin.weight[rows] = 0.0
+                lin.bias[rows] = 0.0 if fill_kind == "zero" else means[(layer, m)][rows]
+    expected = evaluate_masks_naive(edited, seqs, [{}])[0]
+    got = evaluate_masks(model, seqs, [mask], fill)[0]
+    assert (got == expected).all()
+    assert (evaluate_masks(model, seqs, [{}])[0] != got).any() or fill_kind == "pretrained"
+
+
+def test_mean_activations_by_hand():
+    model = tiny_model(layers=1)
+    seqs = ["ACDEFG", "KLMNPQRSTV"]
+    means = mean_activations(model, seqs, token_budget=8)  # one sequence per batch
+    alphabet = get_alphabet()
+    tokens = tokenize(seqs, alphabet)
+    from kneurons.hooks import OutputRecorder
+
+    with torch.no_grad(), OutputRecorder({"fc1": model.module(0, "fc1")}) as rec:
+        model(tokens)
+    out = rec.outputs["fc1"][0]  # (T, B, n), padded batch
+    valid = tokens.ne(alphabet.padding_idx).T
+    expected = out[valid].mean(0)
+    assert torch.allclose(means[(0, "fc1")], expected, atol=1e-5)
+
+
+def test_pretrained_fill_refused_for_random_init_model():
+    model = tiny_model()
+    with pytest.raises(ConfigError, match="random initialisation"):
+        make_fill("pretrained", model, pretrained=False, reference=lambda: pytest.fail("must not load"))
+    assert make_fill("zero", model, pretrained=False).kind == "zero"
+
+
+# -- masks from score tables and whole jobs -----------------------------------------------------
+def test_build_masks_rows_and_selection():
+    model = tiny_model(layers=2)
+    layout = layout_of(model)
+    table = score_table(layout, "random", seeds=[0, 1, 2])
+    keys, masks = build_masks(table, layout, "random", "layer_module", GRID, ["preserve", "suppress"], seeds=[0, 2])
+    assert len(keys) == len(masks) == 2 * len(layout.blocks) * 2 * len(GRID)
+    assert not keys.duplicated(["scope_name", "mode", "f", "seed"]).any()
+    row = keys[(keys.scope_name == "L1.fc1") & (keys["mode"] == "suppress") & (keys.f == 0.1) & (keys.seed == 2)]
+    mask = masks[row.index[0]]
+    assert list(mask) == [(1, "fc1")]
+    vec = score_vector(table, layout, seed=2)[layout.slice((1, "fc1"))]
+    k = top_k_count(0.1, len(vec))
+    assert set(np.flatnonzero(mask[(1, "fc1")])) == set(np.argsort(-vec)[:k])
+    assert int(row["n_filled"].iloc[0]) == k
+    with pytest.raises(InputError, match=r"random seed\(s\) \[7\]"):
+        build_masks(table, layout, "random", "global", GRID, ["preserve"], seeds=[7])
+    keys_mt, masks_mt = build_masks(table, layout, "random", "module_type", [0.5], ["preserve"], seeds=[0])
+    assert sorted(keys_mt.scope_name) == sorted(MODULE_TYPES)
+    k_proj = masks_mt[keys_mt.index[keys_mt.scope_name == "k_proj"][0]]
+    assert sorted(k_proj) == [(0, "k_proj"), (1, "k_proj")]
+
+
+def test_run_ablation_table_and_predictions(tmp_path):
+    model = tiny_model(layers=2)
+    layout = layout_of(model)
+    seqs = random_sequences(20, seed=2)
+    y = np.random.default_rng(0).integers(0, 3, len(seqs))
+    result = run_ablation(
+        model, seqs, y, ["a", "b", "c"], score_table(layout), "activation", "global", GRID, fill=Fill(),
+        accessions=[f"P{i}" for i in range(len(seqs))],
+    )  # fmt: skip
+    t = result.table
+    assert len(t) == 2 * len(GRID)
+    intact = (model(tokenize(seqs)).argmax(1).numpy() == y).mean()
+    with torch.no_grad():
+        pass
+    full_rows = t[((t["mode"] == "preserve") & (t.f == 1)) | ((t["mode"] == "suppress") & (t.f == 0))]
+    assert np.allclose(full_rows.accuracy, intact)
+    assert np.isclose((result.full_pred == y).mean(), intact)
+    assert np.allclose(t.accuracy, (result.preds == y[None, :]).mean(1))
+    assert {"recall_a", "recall_b", "recall_c", "macro_f1", "n_scope", "n_selected", "fill"} <= set(t.columns)
+    save_result(tmp_path / "g.tsv", tmp_path / "g.pred.npz", result)
+    with np.load(tmp_path / "g.pred.npz") as npz:
+        assert (npz["keys"] == row_keys(t)).all()
+        assert (npz["pred"] == result.preds).all()
+
+
+def test_load_test_set_names_line_of_unknown_label(tmp_path):
+    path = tmp_path / "split.tsv"
+    pd.DataFrame(
+        {"accession": ["A", "B", "C"], "sequence": ["ACD", "EFG", "HIK"], "label": ["1", "2", "9"], "split": ["test", "train", "test"]}
+    ).to_csv(path, sep="\t", index=False)
+    with pytest.raises(InputError, match=r"split\.tsv: line 4: label '9'"):
+        load_test_set(path, ["1", "2"])
+    acc, seqs, y = load_test_set(path, ["1", "2", "9"])
+    assert acc.tolist() == ["A", "C"] and y.tolist() == [0, 2]

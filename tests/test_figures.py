@@ -1,0 +1,152 @@
+"""Figures: every plot builds from tables in the result contract and is written atomically in each format."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kneurons.errors import InputError
+from kneurons.figures import (
+    METHOD_STYLE,
+    make_figure,
+    plot_ablation_curves,
+    plot_confusion,
+    plot_density,
+    plot_layer_module_gap,
+    plot_threshold_bars,
+    plot_training_curve,
+    save_figure,
+)
+from kneurons.selection import MODULE_TYPES
+from kneurons.stats import density, summarise_curves
+
+GRID = [0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1]
+
+
+def fake_curves(layers: int = 2) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    scopes = [("global", "global", None, None)] + [("module_type", m, None, m) for m in MODULE_TYPES]
+    scopes += [("layer_module", f"L{lay}.{m}", lay, m) for lay in range(layers) for m in MODULE_TYPES]
+    for method, seeds in (("activation", [None]), ("ig", [None]), ("gradxact", [None]), ("random", [0, 1, 2])):
+        for scope, name, layer, module in scopes:
+            for mode in ("preserve", "suppress"):
+                for seed in seeds:
+                    base = np.linspace(0.25, 0.97, len(GRID)) if mode == "preserve" else np.linspace(0.97, 0.25, len(GRID))
+                    shift = {"activation": 0.1, "ig": 0.15, "gradxact": 0.0, "random": 0.0}[method]
+                    acc = np.clip(base + (shift if mode == "preserve" else -shift) + rng.normal(0, 0.02, len(GRID)), 0, 1)
+                    for f, a in zip(GRID, acc):
+                        rows.append(
+                            {"method": method, "scope": scope, "scope_name": name, "layer": layer, "module": module,
+                             "mode": mode, "f": f, "seed": seed, "fill": "zero", "n_scope": 64, "n_test": 72,
+                             "accuracy": a, "macro_f1": a * 0.95, "recall_1": a, "recall_2": a, "recall_3": a,
+                             "full_accuracy": 0.97}
+                        )  # fmt: skip
+    df = pd.DataFrame(rows)
+    df["seed"] = df["seed"].astype("Int64")
+    df["layer"] = df["layer"].astype("Int64")
+    return df
+
+
+def fake_gap(curves: pd.DataFrame) -> pd.DataFrame:
+    lm = curves[(curves.scope == "layer_module") & (curves.method != "random")]
+    rows = []
+    for (method, name, mode), g in lm.groupby(["method", "scope_name", "mode"]):
+        gap = float(np.random.default_rng(len(rows)).normal(0, 0.05))
+        rows.append({"method": method, "scope": "layer_module", "scope_name": name, "mode": mode,
+                     "layer": g.layer.iloc[0], "module": g.module.iloc[0], "auc_gap": gap,
+                     "ci_lo": gap - 0.03, "ci_hi": gap + 0.03, "excludes_zero": abs(gap) > 0.03})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def fake_density() -> pd.DataFrame:
+    frames = []
+    rng = np.random.default_rng(1)
+    for method, seeds in (("ig", [None]), ("random", [0, 1])):
+        for seed in seeds:
+            rows = [(method, layer, m, i, rng.random() * (5 if m == "k_proj" and method == "ig" else 1), seed)
+                    for layer in range(2) for m in MODULE_TYPES for i in range(32 if m == "fc1" else 8)]  # fmt: skip
+            frames.append(pd.DataFrame(rows, columns=["method", "layer", "module", "neuron", "score", "seed"]))
+    out = []
+    for method in ("ig", "random"):
+        s = pd.concat([f for f in frames if f.method.iloc[0] == method], ignore_index=True)
+        s["seed"] = s["seed"].astype("Int64")
+        out.append(density(s, method, top_fraction=0.1))
+    return pd.concat(out, ignore_index=True)
+
+
+def test_styles_differ_in_marker_and_line_style():
+    markers = [s[2] for s in METHOD_STYLE.values()]
+    lines = [str(s[3]) for s in METHOD_STYLE.values()]
+    assert len(set(markers)) == len(markers) and len(set(lines)) == len(lines)
+
+
+@pytest.mark.parametrize("mode", ["preserve", "suppress"])
+def test_ablation_curves_panels_axes_and_files(tmp_path, mode):
+    fig = plot_ablation_curves(fake_curves(), mode)
+    axes = [a for a in fig.axes if a.get_visible() and a.axison]
+    assert len(axes) == 1 + len(MODULE_TYPES)
+    titles = {a.get_title() for a in axes}
+    assert "all modules (global)" in titles and "k_proj (all layers)" in titles
+    assert axes[0].get_ylabel() == "test accuracy"
+    assert mode in fig._suptitle.get_text().lower() and "n = 72" in fig._suptitle.get_text()
+    k_ax = next(a for a in axes if a.get_title() == "k_proj (all layers)")
+    assert len(k_ax.collections) == 1  # the random band
+    paths = save_figure(fig, tmp_path / f"acc_{mode}", ["png", "pdf"], dpi=60)
+    assert [p.suffix for p in paths] == [".png", ".pdf"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+    assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:4] == b"%PDF"
+
+
+def test_density_heatmap_and_bars_and_gap(tmp_path):
+    dens = fake_density()
+    fig = plot_density(dens)
+    assert len(fig.axes) == 3  # ig, random, colour bar
+    heat = fig.axes[0]
+    assert heat.get_ylabel().startswith("layer") and heat.get_xlabel() == "module type"
+    texts = [t.get_text() for t in heat.texts]
+    assert len(texts) == 3 * len(MODULE_TYPES)  # rows: all, layer 0, layer 1
+    save_figure(fig, tmp_path / "density", ["png"], 60)
+
+    curves = fake_curves()
+    summary = summarise_curves(curves, 0.97, 0.95)
+    fig = plot_threshold_bars(summary)
+    assert "smallest f" in fig.axes[0].get_ylabel()
+    save_figure(fig, tmp_path / "bars", ["png"], 60)
+
+    fig = plot_layer_module_gap(fake_gap(curves))
+    assert len(fig.axes) == 3 * 2 + 1
+    save_figure(fig, tmp_path / "gap", ["png"], 60)
+
+
+def test_training_and_confusion_figures(tmp_path):
+    curve = pd.DataFrame({"epoch": [1, 2, 3], "step": [10, 20, 30], "train_loss": [1.2, 0.6, 0.3],
+                          "val_accuracy": [0.5, 0.8, 0.9], "val_macro_f1": [0.4, 0.8, 0.9]})  # fmt: skip
+    metrics = {"best_epoch": 3, "test": {"n": 10, "accuracy": 0.9, "macro_f1": 0.88, "labels": ["1", "2"],
+                                          "confusion_matrix": [[5, 0], [1, 4]]}}  # fmt: skip
+    fig = plot_training_curve(curve, metrics)
+    assert "test accuracy 0.900" in fig._suptitle.get_text()
+    save_figure(fig, tmp_path / "train", ["png"], 60)
+    fig = plot_confusion(metrics)
+    ax = fig.axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == ["0", "1", "4", "5"]
+    assert ax.get_ylabel() == "true class (EC)"
+    save_figure(fig, tmp_path / "cm", ["png"], 60)
+    with pytest.raises(InputError, match="no 'val' confusion matrix"):
+        plot_confusion(metrics, "val")
+
+
+def test_make_figure_from_files_and_failure_leaves_nothing(tmp_path):
+    curves = fake_curves()
+    curves.to_csv(tmp_path / "curves.tsv", sep="\t", index=False)
+    paths = make_figure("accuracy_preserve", {"curves": tmp_path / "curves.tsv"}, tmp_path / "fig", ["png", "pdf"], 60)
+    assert all(p.exists() for p in paths)
+    (tmp_path / "metrics.json").write_text(json.dumps({"val": {}}))
+    with pytest.raises(InputError):
+        make_figure("confusion_matrix", {"metrics": tmp_path / "metrics.json"}, tmp_path / "cm", ["png"], 60)
+    assert not list(tmp_path.glob("cm*")) and not list(tmp_path.glob(".cm*"))
+    with pytest.raises(InputError, match="no ablation rows with mode"):
+        plot_ablation_curves(curves[curves["mode"] == "preserve"], "suppress")

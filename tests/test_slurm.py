@@ -1,0 +1,203 @@
+"""The SLURM profile: its shape, its resources, and a real end-to-end run on a one-node cluster.
+
+The end-to-end test starts munged, slurmctld and slurmd (tests/slurm_cluster.py) and runs the
+embedded default through a profile derived from profiles/slurm/config.yaml, changing only what a
+throw-away cluster without accounting, accounts or GPUs needs (listed in ``cluster_test_profile``).
+It needs root and apt (Debian's slurm + munge packages); without them it is skipped with the
+reason printed, except on CI (``CI=true``), where it fails instead.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from workflow_rules import REPO, workflow_rules
+
+PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
+#: Settings a real cluster needs from the plugin's own defaults (sacct status checks, account
+#: lookup, a 40 s grace period before the first check): the cluster profile must not change them.
+PLUGIN_DEFAULTS_KEPT = ("slurm-status-command", "slurm-no-account", "slurm-init-seconds-before-status-checks")
+GPU_RESOURCES = ("gpu", "cpus_per_gpu", "mem_mb", "runtime", "slurm_partition")
+
+
+def _profile() -> dict:
+    return yaml.safe_load(PROFILE.read_text())
+
+
+def _evaluate(exprs: dict, attempt: int) -> dict:
+    """Evaluate profile resource expressions with Snakemake's own parser, as a job would."""
+    from snakemake.resources import Resources
+
+    parsed = Resources.parse([f"{k}={v}" for k, v in exprs.items()], allow_expressions=True)
+    return {
+        k: r.evaluate(wildcards={}, input=[], attempt=attempt, threads=1, rulename="x", async_run=None).value
+        for k, r in parsed.items()
+    }
+
+
+# -- the cluster profile ----------------------------------------------------------------------
+def test_profile_targets_slurm_and_keeps_plugin_defaults():
+    prof = _profile()
+    assert prof["executor"] == "slurm"
+    assert isinstance(prof["jobs"], int) and prof["jobs"] > 0
+    assert prof["retries"] >= 1
+    assert prof["slurm-logdir"]
+    for key in PLUGIN_DEFAULTS_KEPT:
+        assert key not in prof, f"{key} overrides a plugin default that real clusters need"
+    defaults = prof["default-resources"]
+    for key in ("slurm_account", "slurm_partition", "runtime", "mem_mb"):
+        assert key in defaults, f"default-resources lacks {key}"
+
+
+def test_memory_and_runtime_grow_with_attempt():
+    prof = _profile()
+    sections = {"default": prof["default-resources"], **prof["set-resources"]}
+    for name, exprs in sections.items():
+        first, second = _evaluate(exprs, 1), _evaluate(exprs, 2)
+        for key in ("mem_mb", "runtime"):
+            assert isinstance(first[key], int) and first[key] > 0, (name, key, first[key])
+            assert second[key] > first[key], f"{name}: {key} does not grow on retry"
+
+
+def test_gpu_rules_get_gpu_resources():
+    """set-resources names only rules that exist, and every rule that declares a GPU is in it."""
+    prof = _profile()
+    rules = {r["name"]: r for r in workflow_rules()}
+    set_res = prof["set-resources"]
+    unknown = sorted(set(set_res) - set(rules))
+    assert not unknown, f"profiles/slurm set-resources names rules the workflow lacks: {unknown}"
+    gpu_rules = {n for n, r in rules.items() if "gpu" in r["resources"]}
+    assert gpu_rules, "no rule declares a `gpu` resource"
+    assert gpu_rules <= set(set_res), f"GPU rules without cluster resources: {sorted(gpu_rules - set(set_res))}"
+    for name in gpu_rules:
+        res = set_res[name]
+        assert all(k in res for k in GPU_RESOURCES), f"{name}: needs {GPU_RESOURCES}"
+        assert res["gpu"] == 1 and res["cpus_per_gpu"] >= 1
+        assert res["slurm_partition"] != prof["default-resources"]["slurm_partition"]
+    for name in set(set_res) - gpu_rules:
+        assert "gpu" not in set_res[name], f"{name} declares no gpu in the workflow but gets one on the cluster"
+
+
+def test_rules_with_own_memory_or_runtime_grow_on_retry():
+    """A rule's own static mem_mb/runtime beats default-resources, so it must be in set-resources."""
+    set_res = _profile()["set-resources"]
+    static = sorted(
+        r["name"] for r in workflow_rules() if {"mem_mb", "runtime"} & set(r["resources"]) and r["name"] not in set_res
+    )
+    assert not static, f"rules whose mem_mb/runtime would not grow with attempt on the cluster: {static}"
+
+
+def test_profile_accepted_by_snakemake(tmp_path):
+    """Snakemake and the installed plugin accept every key (a dry run through the profile)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--profile", str(PROFILE.parent), "--snakefile", str(REPO / "Snakefile"),
+         "--directory", str(tmp_path), "--configfile", str(REPO / "config" / "config.yaml"), "-n"],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "slurm_account=your_account" in out  # the profile's resources reached the jobs
+    gpu_jobs = re.findall(r"resources: [^\n]*gpu=1[^\n]*", out)
+    assert gpu_jobs, "no job got gpu=1 from the profile"
+
+
+# -- a real cluster ---------------------------------------------------------------------------
+def cluster_test_profile(default: dict, partition: str, cpus: int, memory_mb: int, logdir: Path) -> dict:
+    """The cluster profile, changed only where a throw-away single-node cluster differs from a real one."""
+    prof = copy.deepcopy(default)
+    # One dict per rule (YAML anchors in the profile make rules share one mapping).
+    prof["set-resources"] = {rule: dict(r) for rule, r in prof["set-resources"].items()}
+    res = prof["default-resources"]
+    # No accounting database, hence no accounts: without slurm_account the plugin tries to guess
+    # one with sacct, fails, and submits without (as on clusters that do not use accounts).
+    res.pop("slurm_account")
+    res["slurm_partition"] = partition
+    # Memory is not enforced here (no cgroups), but requests above the node's memory are refused.
+    cap = max(256, memory_mb // (cpus + 1))
+    res["mem_mb"] = f"min({cap}, {res['mem_mb']})"
+    for rule_res in prof["set-resources"].values():
+        for key in ("cpus_per_gpu", "gpu_model", "gres", "constraint"):
+            rule_res.pop(key, None)
+        rule_res["gpu"] = 0  # no GPUs on this node (0 also overrides a rule's own `gpu=1`)
+        rule_res["slurm_partition"] = partition
+        rule_res["mem_mb"] = f"min({cap}, {rule_res['mem_mb']})"
+    prof["max-threads"] = cpus  # a job asking for more CPUs than the node has would never start
+    prof["jobs"] = cpus
+    # No slurmdbd, so no sacct: squeue sees finished jobs for MinJobAge (600 s in the test config).
+    prof["slurm-status-command"] = "squeue"
+    prof["slurm-init-seconds-before-status-checks"] = 1
+    prof["seconds-between-status-checks"] = 2
+    prof["slurm-logdir"] = str(logdir)
+    prof["slurm-keep-successful-logs"] = True
+    prof["latency-wait"] = 5
+    prof["retries"] = 0  # fail fast: a retry here would only hide a broken job
+    prof["keep-going"] = False
+    return prof
+
+
+
+def _cluster_or_skip():
+    from slurm_cluster import ClusterUnavailable, ensure_installed
+
+    try:
+        ensure_installed()
+    except (ClusterUnavailable, subprocess.CalledProcessError) as exc:
+        reason = f"real SLURM test not possible here: {exc}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI=true: this test must run on CI)")
+        print(reason, file=sys.stderr)
+        pytest.skip(reason)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_embedded_default_runs_on_real_slurm(tmp_path):
+    _cluster_or_skip()
+    from slurm_cluster import single_node_cluster
+
+    targets = os.environ.get("KNEURONS_SLURM_TARGETS", "all").split()
+    work = tmp_path / "work"
+    logdir = tmp_path / "slurm-logs"
+    with single_node_cluster(tmp_path / "cluster") as cluster:
+        prof_dir = tmp_path / "profile"
+        prof_dir.mkdir()
+        prof = cluster_test_profile(_profile(), cluster.partition, cluster.cpus, cluster.real_memory_mb, logdir)
+        (prof_dir / "config.yaml").write_text(yaml.safe_dump(prof, sort_keys=False))
+        cmd = [
+            sys.executable, "-m", "snakemake", *targets, "--profile", str(prof_dir),
+            "--snakefile", str(REPO / "Snakefile"), "--directory", str(work),
+            "--configfile", str(REPO / "config" / "config.yaml"),
+        ]  # fmt: skip
+        t0 = time.monotonic()
+        proc = subprocess.run(cmd, env=cluster.env(), capture_output=True, text=True, check=False, timeout=1800)
+        elapsed = time.monotonic() - t0
+        out = proc.stdout + proc.stderr
+        queue = subprocess.run(
+            ["squeue", "--states=all", "-h", "-o", "%i|%T|%k"], env=cluster.env(),
+            capture_output=True, text=True, check=False,
+        ).stdout  # fmt: skip
+        assert proc.returncode == 0, f"{out[-6000:]}\n{cluster.logs()}"
+
+    print(f"SLURM end-to-end run of {targets}: {elapsed:.0f} s")
+    jobs = [ln.split("|") for ln in queue.splitlines() if ln.strip()]
+    assert jobs, "no job went through SLURM"
+    assert all(state == "COMPLETED" for _id, state, _c in jobs), queue
+    # Every submitted rule has its SLURM log, i.e. it ran as a batch job on the node.
+    ran = {p.name.removeprefix("rule_") for p in logdir.iterdir() if p.is_dir()}
+    submitted = set(re.findall(r"rule_(\w+?)(?:_wildcards_\S*)?$", "\n".join(c for *_x, c in jobs), re.MULTILINE))
+    assert submitted and submitted <= ran, (submitted, ran)
+    # Nothing left to do: all targets exist and are up to date.
+    again = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", *targets, "--snakefile", str(REPO / "Snakefile"),
+         "--directory", str(work), "--configfile", str(REPO / "config" / "config.yaml")],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]

@@ -1,0 +1,78 @@
+"""What the workflow's rules declare, read through Snakemake's own parser (for tests).
+
+The workflow is loaded in a subprocess (Snakemake changes the working directory, ``sys.path`` and
+the environment while parsing), with the embedded default config and a throw-away working dir.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+_SCRIPT = r"""
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import (
+    ConfigSettings, DeploymentSettings, OutputSettings, Quietness, ResourceSettings,
+)
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
+
+repo, workdir = Path(sys.argv[1]), Path(sys.argv[2])
+rules = []
+with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+    wf_api = api.workflow(
+        resource_settings=ResourceSettings(),
+        config_settings=ConfigSettings(configfiles=[repo / "config" / "config.yaml"]),
+        deployment_settings=DeploymentSettings(deployment_method={DeploymentMethod.CONDA}),
+        snakefile=repo / "Snakefile",
+        workdir=workdir,
+    )
+    wf = wf_api._workflow
+    for rule in wf.rules:
+        if rule.shellcmd is not None:
+            kind = "shell"
+        elif rule.script is not None:
+            kind = "script"
+        elif rule.notebook is not None:
+            kind = "notebook"
+        elif rule.wrapper is not None:
+            kind = "wrapper"
+        elif rule.norun:
+            kind = "none"
+        else:
+            kind = "run"
+        conda = rule.conda_env
+        rules.append({
+            "name": rule.name,
+            "kind": kind,
+            "conda": None if conda is None else (str(conda) if not callable(conda) else "<callable>"),
+            "basedir": str(rule.basedir.get_path_or_uri(secret_free=True)),
+            "resources": sorted(rule.resources.keys()),
+        })
+print("RULES-JSON " + json.dumps(rules))
+"""
+
+
+@lru_cache(maxsize=4)
+def workflow_rules(repo: Path = REPO) -> tuple[dict, ...]:
+    """One dict per rule of the workflow in ``repo``: name, kind (shell|script|notebook|wrapper|run|none),
+    conda (as written), basedir (the rule file's directory), resources (names declared)."""
+    with tempfile.TemporaryDirectory(prefix="kneurons-rules-") as workdir:
+        proc = subprocess.run(
+            [sys.executable, "-c", _SCRIPT, str(repo), workdir],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RULES-JSON ")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"loading the workflow failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return tuple(json.loads(line[len("RULES-JSON ") :]))

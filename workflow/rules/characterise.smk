@@ -1,0 +1,116 @@
+# What knowledge neurons know: class-specific neurons (selection, overlap, suppression) and where
+# the top IG neurons fire along held-out sequences (windows, logos, site AUROC).
+# Definitions: src/kneurons/characterise.py; figures: src/kneurons/characterise_plots.py.
+
+CHAR = f"{R}/characterise"
+CHAR_FIG = f"{R}/figures/characterise"
+CHAR_MODEL = f"{R}/model/best.pt"
+CHAR_IG = f"{R}/scores/ig.parquet"
+CHAR_CLASS = {
+    "neurons": f"{CHAR}/class_neurons.tsv",
+    "overlap": f"{CHAR}/class_overlap.tsv",
+    "matrix": f"{CHAR}/class_suppression.tsv",
+    "specificity": f"{CHAR}/class_specificity.tsv",
+    "summary": f"{CHAR}/class_summary.json",
+}
+CHAR_NEURONS = {
+    "neurons": f"{CHAR}/neurons.tsv",
+    "windows": f"{CHAR}/windows.tsv",
+    "pfm": f"{CHAR}/pfm.tsv",
+    "summary": f"{CHAR}/site_summary.tsv",
+    "info": f"{CHAR}/sites.json",
+}
+CHAR_FORMATS = list(dict.fromkeys(["png", *config["figures"]["formats"]]))
+#: name -> (report caption, label); each figure is written in every format, png is in the report.
+CHAR_FIGURES = {
+    "logos": ("characterise_logos.rst", "sequence logos of the top IG neurons"),
+    "site_auroc": ("characterise_site_auroc.rst", "site AUROC by module type and layer"),
+    "class_specificity": ("characterise_class_specificity.rst", "class-specific neurons: recall change, overlap"),
+}
+
+
+def char_figure_outputs():
+    """Named outputs ``<figure>_<format>`` of the figure rule; the png files go into the report."""
+    out = {}
+    for name, (caption, label) in CHAR_FIGURES.items():
+        for fmt in CHAR_FORMATS:
+            path = f"{CHAR_FIG}/{name}.{fmt}"
+            if fmt == "png":
+                path = report(path, caption=f"../report/{caption}", category="Characterisation", labels={"figure": label})
+            out[f"{name}_{fmt}"] = path
+    return out
+
+
+rule characterise_classes:
+    input:
+        model=CHAR_MODEL,
+        ig=CHAR_IG,
+        split=SPLIT,
+        scoring_set=f"{R}/scores/scoring_set.tsv",
+    output:
+        **CHAR_CLASS,
+    log:
+        f"{R}/logs/characterise/classes.log",
+    benchmark:
+        f"{R}/benchmarks/characterise/classes.tsv"
+    threads: 4
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=0 if config["device"] == "cpu" else 1,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/characterise_classes.py"
+
+
+rule characterise_neurons:
+    input:
+        model=CHAR_MODEL,
+        ig=CHAR_IG,
+        split=SPLIT,
+        class_neurons=CHAR_CLASS["neurons"],
+    output:
+        **CHAR_NEURONS,
+    log:
+        f"{R}/logs/characterise/neurons.log",
+    benchmark:
+        f"{R}/benchmarks/characterise/neurons.tsv"
+    threads: 4
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=0 if config["device"] == "cpu" else 1,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/characterise_neurons.py"
+
+
+rule characterise_figures:
+    input:
+        neurons=CHAR_NEURONS["neurons"],
+        pfm=CHAR_NEURONS["pfm"],
+        info=CHAR_NEURONS["info"],
+        matrix=CHAR_CLASS["matrix"],
+        overlap=CHAR_CLASS["overlap"],
+    output:
+        **char_figure_outputs(),
+    log:
+        f"{R}/logs/characterise/figures.log",
+    params:
+        figures=list(CHAR_FIGURES),
+        logos=config["characterise"]["logos"],
+        dpi=config["figures"]["dpi"],
+    conda:
+        "../../envs/plots.yaml"
+    script:
+        "../scripts/characterise_figures.py"
+
+
+if config["characterise"]["enabled"]:
+    TARGETS += [
+        *CHAR_CLASS.values(),
+        *CHAR_NEURONS.values(),
+        *(f"{CHAR_FIG}/{name}.{fmt}" for name in CHAR_FIGURES for fmt in CHAR_FORMATS),
+    ]

@@ -1,0 +1,102 @@
+# Download: one rule per source (data.source picks one), then `proteins` normalises the
+# chosen source into the contract table data/proteins.tsv (accession, ec, sequence, ...).
+# Readers and their formats: src/kneurons/data/ (uniprot.py, expasy.py, brenda.py, local.py).
+
+DATA = config["data"]
+DOWNLOAD = f"{R}/data/download"
+SYNTHETIC_MOTIFS = f"{DOWNLOAD}/synthetic_motifs.tsv"
+
+
+# Optional config paths as rule inputs: a one-element list, or empty when unset (the rule
+# that needs it is then never scheduled, since data.source selects another one).
+ENZYME_DAT = [DATA["expasy"]["enzyme_dat"]] if DATA["expasy"]["enzyme_dat"] else []
+BRENDA_FILE = [DATA["brenda"]["path"]] if DATA["brenda"]["path"] else []
+SEQUENCES = [DATA["sequences"]] if DATA["sequences"] else []
+ENZCLASS = [DATA["enzclass"]] if DATA["enzclass"] else []
+# The selected source's file for `proteins`: a download output or the user's own file.
+SOURCE_FILE = {
+    "synthetic": f"{DOWNLOAD}/synthetic.tsv",
+    "uniprot": f"{DOWNLOAD}/uniprot.tsv.gz",
+    "expasy": f"{DOWNLOAD}/expasy.tsv",
+    "brenda": f"{DOWNLOAD}/brenda.tsv",
+    "tsv": DATA["tsv"],
+    "fasta": DATA["fasta"],
+}[DATA["source"]]
+
+
+rule download_synthetic:
+    output:
+        proteins=f"{DOWNLOAD}/synthetic.tsv",
+        motifs=SYNTHETIC_MOTIFS,
+    log:
+        f"{R}/logs/data/download_synthetic.log",
+    params:
+        synthetic=DATA["synthetic"],
+        seed=config["seed"],
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/download_synthetic.py"
+
+
+rule download_uniprot:
+    output:
+        data=f"{DOWNLOAD}/uniprot.tsv.gz",
+        meta=f"{DOWNLOAD}/uniprot.json",
+    log:
+        f"{R}/logs/data/download_uniprot.log",
+    benchmark:
+        f"{R}/benchmarks/data/download_uniprot.tsv"
+    params:
+        uniprot=DATA["uniprot"],
+    resources:
+        runtime=240,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/download_uniprot.py"
+
+
+rule download_expasy:
+    input:
+        enzyme_dat=ENZYME_DAT,
+        sequences=SEQUENCES,
+    output:
+        data=f"{DOWNLOAD}/expasy.tsv",
+        meta=f"{DOWNLOAD}/expasy.json",
+    log:
+        f"{R}/logs/data/download_expasy.log",
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/download_expasy.py"
+
+
+rule download_brenda:
+    input:
+        brenda=BRENDA_FILE,
+        sequences=SEQUENCES,
+    output:
+        data=f"{DOWNLOAD}/brenda.tsv",
+        meta=f"{DOWNLOAD}/brenda.json",
+    log:
+        f"{R}/logs/data/download_brenda.log",
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/download_brenda.py"
+
+
+rule proteins:
+    input:
+        SOURCE_FILE,
+    output:
+        PROTEINS,
+    log:
+        f"{R}/logs/data/proteins.log",
+    params:
+        source=DATA["source"],
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/proteins.py"

@@ -1,0 +1,47 @@
+# Fine-tuning: ESM-2 (pretrained or random init) + classification head on the train split,
+# early stopping on validation macro-F1, metrics on val and test. Resumable: a rerun after a
+# kill continues from results/model/checkpoints/last.pt. Logic: src/kneurons/train.py.
+
+MODEL_DIR = f"{R}/model"
+BEST_MODEL = f"{MODEL_DIR}/best.pt"
+
+
+rule finetune:
+    input:
+        split=SPLIT,
+        classes=CLASSES,
+    output:
+        model=BEST_MODEL,
+        metrics=f"{MODEL_DIR}/metrics.json",
+        curve=f"{MODEL_DIR}/training_curve.tsv",
+        metadata=f"{MODEL_DIR}/run_metadata.json",
+    log:
+        f"{R}/logs/model/finetune.log",
+    benchmark:
+        f"{R}/benchmarks/model/finetune.tsv"
+    params:
+        model=config["model"],
+        train=config["train"],
+        seed=config["seed"],
+        device=config["device"],
+    # A custom-size model (the demo's 64-dim matmuls) is too small to gain much from threads,
+    # and on a busy machine a second OpenMP thread slowed it ~10x (docs/performance.md).
+    threads: 1 if config["model"]["name"] == "custom" else 4
+    resources:
+        # Host memory: the checkpoint is read on the CPU before it moves to the GPU (3B: ~11 GB).
+        mem_mb=4000 if config["model"]["name"] == "custom" else 32000,
+        runtime=720,
+        # `auto` may resolve to CUDA on the node that runs the job, so only `cpu` asks for none.
+        gpu=0 if config["device"] == "cpu" else 1,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/finetune.py"
+
+
+TARGETS += [
+    BEST_MODEL,
+    f"{MODEL_DIR}/metrics.json",
+    f"{MODEL_DIR}/training_curve.tsv",
+    f"{MODEL_DIR}/run_metadata.json",
+]

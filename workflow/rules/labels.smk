@@ -1,0 +1,21 @@
+# EC labels: level, policies (multi-EC, incomplete, preliminary, non-enzymes, min class
+# size, long sequences, non-standard residues, duplicates), each counted in label_report.json.
+# Logic: src/kneurons/labels.py.
+
+
+rule labels:
+    input:
+        proteins=PROTEINS,
+        enzclass=ENZCLASS,
+    output:
+        labels=LABELS,
+        classes=CLASSES,
+        report=LABEL_REPORT,
+    log:
+        f"{R}/logs/data/labels.log",
+    params:
+        labels=config["labels"],
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/labels.py"

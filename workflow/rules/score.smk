@@ -1,0 +1,72 @@
+# Neuron scoring: one job per (method, layer), gathered into one table per method.
+# The scatter width is the model's layer count (LAYERS, from common.smk), so a cluster runs
+# the layers of each method in parallel. Definitions: src/kneurons/scoring.py.
+
+SCORE_METHODS = list(config["score"]["methods"])
+SCORE_MODEL = BEST_MODEL  # finetune.smk
+SCORING_SET = f"{R}/scores/scoring_set.tsv"
+
+
+def score_table(method):
+    """The gathered score table of one method (the ablation and figure stages read these)."""
+    return f"{R}/scores/{method}.parquet"
+
+
+rule scoring_set:
+    input:
+        split=SPLIT,
+        classes=CLASSES,
+    output:
+        SCORING_SET,
+    log:
+        f"{R}/logs/score/scoring_set.log",
+    params:
+        split=config["score"]["split"],
+        max_sequences=config["score"]["max_sequences"],
+        seed=config["seed"],
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/scoring_set.py"
+
+
+rule score_layer:
+    input:
+        model=SCORE_MODEL,
+        scoring_set=SCORING_SET,
+    output:
+        f"{R}/scores/{{method}}/layer{{layer}}.parquet",
+    log:
+        f"{R}/logs/score/{{method}}/layer{{layer}}.log",
+    benchmark:
+        f"{R}/benchmarks/score/{{method}}/layer{{layer}}.tsv"
+    wildcard_constraints:
+        method="|".join(SCORE_METHODS),
+        layer=r"\d+",
+    threads: 4
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=0 if config["device"] == "cpu" else 1,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/score.py"
+
+
+rule gather_scores:
+    input:
+        expand(f"{R}/scores/{{{{method}}}}/layer{{layer}}.parquet", layer=LAYERS),
+    output:
+        f"{R}/scores/{{method}}.parquet",
+    log:
+        f"{R}/logs/score/{{method}}/gather.log",
+    wildcard_constraints:
+        method="|".join(SCORE_METHODS),
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/gather_scores.py"
+
+
+TARGETS += [score_table(m) for m in SCORE_METHODS]

@@ -1,0 +1,19 @@
+"""Train/val/test split of data/labels.tsv (stratified random or homology-aware)."""
+# ruff: noqa: F821  (`snakemake` is injected by Snakemake's script directive)
+
+from kneurons.data.local import read_tsv_table
+from kneurons.data.runlog import script_logging
+from kneurons.io import write_table_atomic
+from kneurons.split import split_labels
+
+log = script_logging(snakemake.log[0])
+labels = read_tsv_table(snakemake.input[0])
+split = split_labels(
+    labels,
+    snakemake.params.split,
+    snakemake.params.seed,
+    threads=snakemake.threads,
+    workdir=snakemake.resources.tmpdir,
+)
+write_table_atomic(split, snakemake.output[0])
+log.info("split: %s", split["split"].value_counts().to_dict())
