@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -166,7 +167,7 @@ def _start_munge(root: Path) -> tuple[subprocess.Popen, Path]:
             f"--log-file={log}/munged.log",
             f"--seed-file={mdir}/munged.seed",
         ],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     _wait(lambda: sock.exists(), 20, "munged socket", proc)
     return proc, sock
@@ -181,6 +182,10 @@ def _wait(cond, timeout: float, what: str, proc: subprocess.Popen | None = None)
             raise RuntimeError(f"{what}: process exited with code {proc.returncode}")
         time.sleep(0.25)
     raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _raise_on_sigterm(signum: int, _frame) -> None:
+    raise SystemExit(f"terminated by signal {signum}")
 
 
 def _queue_empty(env: dict[str, str]) -> bool:
@@ -214,6 +219,12 @@ def single_node_cluster(root: Path) -> Iterator[Cluster]:
     saved: Path | None = None
     wrote_system_conf = False
     env = dict(os.environ)
+    # A SIGTERM (e.g. `timeout`, a CI runner giving up) must still reach the clean-up below:
+    # turn it into an exception. The daemons run in their own sessions, so a signal sent to the
+    # test's process group does not kill them before their jobs are cancelled.
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        previous_handler = signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
         munged, sock = _start_munge(root)
         procs.append(munged)
@@ -227,7 +238,7 @@ def single_node_cluster(root: Path) -> Iterator[Cluster]:
         env["SLURM_CONF"] = str(conf)
         ctld = subprocess.Popen(
             ["slurmctld", "-D", "-i", "-f", str(conf)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )  # fmt: skip
         procs.append(ctld)
         def ctld_up() -> bool:
@@ -236,7 +247,7 @@ def single_node_cluster(root: Path) -> Iterator[Cluster]:
         _wait(ctld_up, 60, "slurmctld to answer `scontrol ping`", ctld)
         slurmd = subprocess.Popen(
             ["slurmd", "-D", "-N", nodename, "-f", str(conf)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )  # fmt: skip
         procs.append(slurmd)
 
@@ -260,3 +271,5 @@ def single_node_cluster(root: Path) -> Iterator[Cluster]:
             SYSTEM_CONF.unlink(missing_ok=True)
         if saved is not None:
             saved.rename(SYSTEM_CONF)
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)

@@ -143,7 +143,6 @@ def cluster_test_profile(default: dict, partition: str, cpus: int, memory_mb: in
     return prof
 
 
-
 def _cluster_or_skip():
     from slurm_cluster import ClusterUnavailable, ensure_installed
 
@@ -177,7 +176,9 @@ def test_embedded_default_runs_on_real_slurm(tmp_path):
             "--configfile", str(REPO / "config" / "config.yaml"),
         ]  # fmt: skip
         t0 = time.monotonic()
-        proc = subprocess.run(cmd, env=cluster.env(), capture_output=True, text=True, check=False, timeout=1800)
+        # On timeout subprocess.run kills Snakemake; leaving the `with` cancels its jobs.
+        timeout = int(os.environ.get("KNEURONS_SLURM_TIMEOUT", "3000"))
+        proc = subprocess.run(cmd, env=cluster.env(), capture_output=True, text=True, check=False, timeout=timeout)
         elapsed = time.monotonic() - t0
         out = proc.stdout + proc.stderr
         queue = subprocess.run(

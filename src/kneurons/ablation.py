@@ -16,12 +16,15 @@ Evaluating hundreds of masks does not cost hundreds of full passes (``evaluate_m
 
 1. identical masks are evaluated once (preserve f=1 and suppress f=0 are both the intact
    model; preserve f=0 and suppress f=1 both fill the whole scope);
-2. the residual stream entering the first masked layer is computed once per sequence batch
-   and shared by every mask that starts there (``EsmClassifier.embed``/``run_layers``), so a
-   mask on layer ``l`` runs only layers ``>= l``;
+2. the unmasked computation before the first masked module is done once per sequence batch
+   and shared by every mask that starts there: the residual stream entering each layer
+   (``EsmClassifier.embed``/``run_layers``) and, inside a layer, the inputs of ``out_proj``,
+   of the FFN and of ``fc2`` (``POSITION``). A mask whose first masked module is layer
+   ``l``'s ``fc2`` runs ``fc2`` and layers ``> l`` only;
 3. up to ``masks_per_pass`` masks run in one pass: the batch is repeated along the batch
    dimension, copy ``j`` carrying mask ``j`` (the hook views the module output as
-   ``(T, copies, B, n)`` and fills per copy).
+   ``(T, copies, B, n)`` and fills per copy). This pays on a GPU; on a CPU the larger
+   tensors only add memory traffic (1 per pass is the CPU default).
 
 ``evaluate_masks_naive`` is the reference (one full forward per mask); tests and
 ``benchmarks/bench_ablation.py`` check that both give the same predictions.

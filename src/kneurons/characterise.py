@@ -5,8 +5,8 @@ Two analyses, both on the fine-tuned classifier and the IG score table:
 * **Class-specific knowledge neurons.** From the class-conditional IG rows (column ``label``)
   each class gets its own neuron set: the top fraction ``f`` of all neurons, or (Dai et al.
   2022) those above ``threshold`` x the class's largest score. Neurons are ranked exactly as
-  the ``global`` ablation scope ranks them (``kneurons.selection``: per-module normalisation,
-  ``ablate.normalise``), so modules of different widths and scales compete fairly. Overlaps
+  the ``global`` ablation scope ranks them (``kneurons.selection``, ``ablate.normalise``; its
+  ``auto`` default leaves IG unnormalised, since attributions share one unit across modules). Overlaps
   between classes are Jaccard indices. Suppressing class ``c``'s set (``ablate.fill``, through
   ``kneurons.ablation.evaluate_masks``) and measuring every class's recall on the held-out
   split gives a class x class matrix of recall change; class ``c``'s *specificity* compares its
@@ -90,15 +90,15 @@ def _frame(layout: NeuronLayout, values: np.ndarray, order: np.ndarray) -> pd.Da
 
 
 def ranked_neurons(
-    scores: pd.DataFrame, layout: NeuronLayout, normalise: str = "mean_abs", source: str = "ig scores"
+    scores: pd.DataFrame, layout: NeuronLayout, normalise: str = "auto", source: str = "ig scores"
 ) -> pd.DataFrame:
-    """Every neuron ranked by per-module-normalised score (``kneurons.selection`` rules), best first.
+    """Every neuron ranked by its (``normalise``-d, ``kneurons.selection`` rules) IG score, best first.
 
     ``scores`` holds one row per neuron (no ``label``). Returns ``rank`` (1-based), the key
     columns, ``score`` and ``norm_score``.
     """
     raw = score_vector(scores, layout, source=source)
-    norm = normalise_per_module(raw, layout, normalise)
+    norm = normalise_per_module(raw, layout, normalise, method="ig")
     order = rank_order(norm)
     df = _frame(layout, norm, order)
     df.insert(3, "score", raw[order])
@@ -113,12 +113,12 @@ def select_class_neurons(
     method: str = "top_fraction",
     fraction: float = 0.01,
     threshold: float = 0.2,
-    normalise: str = "mean_abs",
+    normalise: str = "auto",
 ) -> pd.DataFrame:
     """Each class's knowledge neurons from class-conditional scores.
 
     Within a class, neurons are ranked exactly as the global ablation scope ranks them
-    (per-module normalisation, ``kneurons.selection``). ``top_fraction``: the top
+    (``ranked_neurons``). ``top_fraction``: the top
     ``fraction`` of all neurons (round half up, at least one). ``relative_threshold``: neurons
     whose normalised score exceeds ``threshold`` x the class's largest (Dai et al. 2022).
     Returns ``label, rank, layer, module, neuron, score, norm_score``.
@@ -552,7 +552,7 @@ def characterise_neurons(
     proteins: pd.DataFrame,
     cfg: dict[str, Any],
     class_sets: pd.DataFrame | None = None,
-    normalise: str = "mean_abs",
+    normalise: str = "auto",
     device: torch.device | str = "cpu",
     bf16: bool = True,
     seed: int = 0,
@@ -813,7 +813,7 @@ def run_class_job(
     check_scores_match_checkpoint(ig_path, checkpoint, require=False)  # scores of another model mislead
     _, per_class = split_ig_scores(ig, source=str(ig_path))
     layout = layout_of(model)
-    normalise = cfg["ablate"].get("normalise", "mean_abs")
+    normalise = cfg["ablate"]["normalise"]
     sets = select_class_neurons(
         per_class, layout, c["class_selection"], c["class_fraction"], c["class_threshold"], normalise
     )
@@ -888,7 +888,7 @@ def run_neuron_job(
         held,
         c,
         sets,
-        cfg["ablate"].get("normalise", "mean_abs"),
+        cfg["ablate"]["normalise"],
         device,
         cfg["train"].get("bf16", True),
         cfg["seed"],

@@ -157,8 +157,11 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file and validate it."""
-    with open(path) as fh:
-        raw = yaml.safe_load(fh) or {}
+    with open(path, encoding="utf-8-sig") as fh:
+        try:
+            raw = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as exc:  # its text gives the line and column
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     try:
         return validate_config(raw)
     except ConfigError as exc:

@@ -14,23 +14,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from .errors import InputError  # noqa: E402
-from .io import atomic_path  # noqa: E402
-from .selection import MODULE_TYPES  # noqa: E402
+from .errors import InputError
+from .io import atomic_path
+from .selection import MODULE_TYPES
 
 #: Method -> (label, colour, marker, line style). Unknown methods get a fallback style.
 METHOD_STYLE: dict[str, tuple[str, str, str, str]] = {
     "activation": ("activation", "#0072B2", "o", "-"),
     "ig": ("integrated gradients", "#D55E00", "s", "--"),
     "gradxact": ("gradient x activation", "#009E73", "^", "-."),
-    "random": ("random (mean, 95% band)", "#555555", "", ":"),
+    "random": ("random", "#555555", "", ":"),
 }
 HATCHES = {"activation": "", "ig": "///", "gradxact": "...", "random": "xx"}
 RC = {
@@ -147,8 +145,9 @@ def plot_ablation_curves(curves: pd.DataFrame, mode: str, metric: str = "accurac
             ax.set_title(title)
             _f_axis(ax)
             ax.set_ylim(0, 1.02)
+        short = "fraction preserved, f" if mode == "preserve" else "fraction suppressed, f"
         for ax in flat[: len(panels)]:
-            ax.set_xlabel("f")
+            ax.set_xlabel(short)
         for row in axes:
             row[0].set_ylabel(ylabel)
         legend_ax = flat[len(panels)]
@@ -159,7 +158,7 @@ def plot_ablation_curves(curves: pd.DataFrame, mode: str, metric: str = "accurac
             if method == "random":
                 handles.append(
                     (
-                        plt.Line2D([], [], color=colour, ls=ls, lw=1.2, label=label),
+                        plt.Line2D([], [], color=colour, ls=ls, lw=1.2, label="random (mean; band: 2.5-97.5% of seeds)"),
                         matplotlib.patches.Patch(color="#BBBBBB", alpha=0.6),
                     )
                 )
@@ -176,8 +175,7 @@ def plot_ablation_curves(curves: pd.DataFrame, mode: str, metric: str = "accurac
         for ax in flat[len(panels) + 1 :]:
             ax.axis("off")
         verb = "Preserve" if mode == "preserve" else "Suppress"
-        fig.suptitle(f"{verb} the top-f neurons: {ylabel} vs f ({_run_note(curves)})", y=1.0)
-        fig.supxlabel(MODE_AXIS[mode] + "; symlog axis", y=0.0, fontsize=9)
+        fig.suptitle(f"{verb} the top-f neurons: {ylabel} vs f, symlog x axis ({_run_note(curves)})", y=1.0)
         fig.tight_layout()
     return fig
 
@@ -200,8 +198,8 @@ def plot_density(density: pd.DataFrame) -> Figure:
     vmax = max(2.0, float(np.nanmax(density["enrichment"].to_numpy(dtype=float))))
     with plt.rc_context(RC):
         fig, axes = plt.subplots(
-            1, len(methods), figsize=(0.55 * len(types) * len(methods) + 1.6, 0.42 * (len(layers) + 1) + 1.3),
-            squeeze=False,
+            1, len(methods), figsize=(0.6 * len(types) * len(methods) + 2.2, 0.45 * (len(layers) + 1) + 1.8),
+            squeeze=False, layout="constrained",
         )  # fmt: skip
         im = None
         for ax, method in zip(axes[0], methods):
@@ -238,11 +236,10 @@ def plot_density(density: pd.DataFrame) -> Figure:
             ax.set_title(style(method)[0] + (f"\n(mean of {seeds} seeds)" if seeds > 1 else ""))
         axes[0][0].set_ylabel("layer (0 = first)")
         cb = fig.colorbar(im, ax=axes[0].tolist(), shrink=0.9, pad=0.02)
-        cb.set_label("enrichment (share of top neurons / share of all neurons)")
+        cb.set_label("enrichment\n(share of top neurons / share of all)")
         fig.suptitle(
             f"Where the global top {top['top_fraction']:.1%} neurons sit (N = {int(top['n_top'])} of "
-            f"{int(top['n_total'])}); cell: enrichment (count), * p < 0.05 vs random selection",
-            y=1.02,
+            f"{int(top['n_total'])})\ncell: enrichment (count of top neurons); * p < 0.05 vs random selection"
         )
     return fig
 
@@ -261,7 +258,7 @@ def plot_threshold_bars(summary: pd.DataFrame) -> Figure:
     with plt.rc_context(RC):
         fig, ax = plt.subplots(figsize=(1.0 * len(groups) + 2.2, 3.0))
         for i, method in enumerate(methods):
-            label, colour, marker, _ = style(method)
+            label, colour, _, _ = style(method)
             xs, heights, errs, missing = [], [], [[], []], []
             for g, name in enumerate(groups):
                 rows = s[(s["method"] == method) & (s["scope_name"] == name)]
@@ -278,20 +275,24 @@ def plot_threshold_bars(summary: pd.DataFrame) -> Figure:
                 errs[0].append(v - np.nanmin(vals))
                 errs[1].append(np.nanmax(vals) - v)
             kw = {"yerr": errs, "capsize": 2, "error_kw": {"lw": 0.8}} if method == "random" else {}
-            ax.bar(
+            name = "random (mean; whiskers: min-max of seeds)" if method == "random" else label
+            bars = ax.bar(
                 xs, heights, width=width * 0.95, color=colour if method != "random" else "#BBBBBB",
-                edgecolor="black", lw=0.5, hatch=HATCHES.get(method, ""), label=label.replace(" (mean, 95% band)", " (mean, min-max over seeds)"), **kw,
+                edgecolor="black", lw=0.5, hatch=HATCHES.get(method, ""), label=name, **kw,
             )  # fmt: skip
+            for bar, h, up in zip(bars, heights, errs[1]):
+                top = h + (up if method == "random" else 0.0)
+                ax.text(bar.get_x() + bar.get_width() / 2, top + 0.015, f"{h:.2g}", ha="center", va="bottom", fontsize=6, rotation=90)
             if missing:
                 ax.scatter(missing, [1.04] * len(missing), marker="x", color="black", s=14, zorder=3)
+        ax.scatter([], [], marker="x", color="black", s=14, label="never reached on the f grid")
         ax.set_xticks(range(len(groups)))
         ax.set_xticklabels(["all (global)" if g == "global" else g for g in groups], rotation=30, ha="right")
-        ax.set_ylim(0, 1.1)
-        ax.set_ylabel(f"smallest f keeping {keep:.0%}\nof intact test accuracy")
-        ax.set_xlabel("scope of the selection (module type: all layers)")
+        ax.set_ylim(0, 1.15)
+        ax.set_ylabel(f"smallest fraction f preserved\nkeeping {keep:.0%} of intact accuracy")
+        ax.set_xlabel("selection scope (a module type = that module in all layers)")
         ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        ax.text(1.0, -0.35, "x: never reached on the f grid", transform=ax.transAxes, ha="right", fontsize=7)
-        ax.set_title(f"Fewest neurons that keep {keep:.0%} of the intact accuracy (preserve top-f; lower = denser knowledge)")
+        ax.set_title(f"Fewest neurons that keep {keep:.0%} of the intact test accuracy (lower = knowledge more concentrated)")
         fig.tight_layout()
     return fig
 
@@ -308,8 +309,8 @@ def plot_layer_module_gap(gap: pd.DataFrame) -> Figure:
     lim = max(0.05, float(np.nanmax(np.abs(g["auc_gap"].to_numpy(dtype=float)))))
     with plt.rc_context(RC):
         fig, axes = plt.subplots(
-            len(modes), len(methods), figsize=(0.55 * len(types) * len(methods) + 1.8, 0.4 * len(layers) * len(modes) + 1.6),
-            squeeze=False,
+            len(modes), len(methods), figsize=(0.6 * len(types) * len(methods) + 2.2, 0.45 * len(layers) * len(modes) + 2.0),
+            squeeze=False, layout="constrained", sharex=True,
         )  # fmt: skip
         im = None
         for r, mode in enumerate(modes):
@@ -327,19 +328,22 @@ def plot_layer_module_gap(gap: pd.DataFrame) -> Figure:
                 for i in range(len(layers)):
                     for j in range(len(types)):
                         if not np.isnan(val[i, j]):
-                            ax.text(j, i, f"{val[i, j]:+.2f}{'*' if sig[i, j] else ''}", ha="center", va="center", fontsize=6.5)
+                            colour = "white" if abs(val[i, j]) > 0.6 * lim else "black"
+                            text = f"{val[i, j]:+.2f}{'*' if sig[i, j] else ''}"
+                            ax.text(j, i, text, ha="center", va="center", fontsize=6.5, color=colour)
                 ax.set_xticks(range(len(types)))
-                ax.set_xticklabels(types, rotation=45, ha="right")
                 ax.set_yticks(range(len(layers)))
                 ax.set_yticklabels(layers)
                 ax.set_title(f"{style(method)[0]}, {mode}")
                 if c == 0:
-                    ax.set_ylabel("layer")
+                    ax.set_ylabel("layer (0 = first)")
                 if r == len(modes) - 1:
+                    ax.set_xticklabels(types, rotation=45, ha="right")
                     ax.set_xlabel("module type")
         cb = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, pad=0.02)
-        cb.set_label("AUC gap to random (accuracy x f)")
-        fig.suptitle("Single-module ablation: area under the accuracy curve minus random's; * 95% interval excludes 0", y=1.02)
+        cb.set_label("AUC gap to random\n(area under accuracy vs f)")
+        fig.suptitle("Ablating one module of one layer: method's area under the accuracy curve minus random's\n"
+                     "* its 95% bootstrap interval excludes 0")
     return fig
 
 

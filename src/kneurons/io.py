@@ -85,3 +85,23 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def check_output_dir(path: str | os.PathLike, key: str = "results") -> Path:
+    """Raise ConfigError unless directory ``path`` exists or can be created, and is writable.
+
+    Run before a workflow starts, so that a results path under a regular file or on a
+    read-only file system is one clear message naming the config key, not a traceback
+    from deep inside the first job.
+    """
+    from .errors import ConfigError
+
+    path = Path(path).absolute()
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{key}: {path} cannot be created: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}: {path} cannot be created or written: {existing} is not writable")
+    return path

@@ -181,8 +181,10 @@ def save_classifier(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": meta or {},
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # Through a file object: torch.save(path) names the archive after the (random) temporary
+    # file, so identical checkpoints would differ in bytes and in sha256.
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)
 
 
 def load_classifier(

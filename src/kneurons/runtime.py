@@ -36,24 +36,3 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
 
-
-def exit_on_sigterm() -> None:
-    """Turn SIGTERM into ``SystemExit(143)`` in a workflow script, so that clean-up code runs.
-
-    Snakemake stopping a run, a SLURM time limit or preemption, and ``kill`` send SIGTERM,
-    whose default action ends Python at once: ``finally`` blocks and ``atomic_path`` would not
-    remove their temporary files. Only the main thread can install a handler; elsewhere this
-    does nothing.
-    """
-    import logging
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return
-
-    def handler(signum: int, _frame) -> None:
-        logging.getLogger("kneurons").error("terminated by signal %d; cleaning up (nothing partial is kept)", signum)
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, handler)

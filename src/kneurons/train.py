@@ -526,8 +526,9 @@ def fine_tune(
 
 
 def _save_tensors(path: Path, obj: Any) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # A file object keeps the bytes reproducible (torch.save(path) embeds the temporary name).
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def _load_state(path: Path) -> dict | None:

@@ -12,11 +12,14 @@ _SRC = str(Path(workflow.basedir) / "src")
 if _SRC not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
 from kneurons.config import validate_config, num_layers  # noqa: E402
+from kneurons.io import check_output_dir  # noqa: E402
 
 # One validation function (schema + semantic checks) for Snakefile, scripts and tests.
 config.update(validate_config(config))
 
 R = config["results"]
+# A results path under a regular file, or not writable: one clear error before any job starts.
+check_output_dir(R, "results")
 N_LAYERS = num_layers(config)
 LAYERS = list(range(N_LAYERS))
 

@@ -3,8 +3,8 @@
 
 import logging
 
-from kneurons.runtime import exit_on_sigterm
 from kneurons.scoring import gather_score_tables, write_score_table
+from kneurons.signals import exit_on_sigterm
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 exit_on_sigterm()  # SIGTERM (Snakemake, SLURM) -> clean exit: no temporary files left

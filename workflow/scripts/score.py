@@ -5,8 +5,9 @@ import logging
 
 import torch
 
-from kneurons.runtime import exit_on_sigterm, resolve_device, seed_everything
+from kneurons.runtime import resolve_device, seed_everything
 from kneurons.scoring import run_score_job
+from kneurons.signals import exit_on_sigterm
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 exit_on_sigterm()  # SIGTERM (Snakemake, SLURM) -> clean exit: no temporary files left

@@ -1,0 +1,183 @@
+"""Reliability through Snakemake: bad configuration and unwritable results stop the run before
+any job; a training job killed with SIGTERM (what SLURM sends at a time limit or preemption)
+resumes from its last epoch on the rerun and the run ends with the same outputs as an
+uninterrupted one; the same config and seed give byte-identical data tables.
+
+One tiny configuration (1-layer 16-dim model, 60 synthetic proteins) and targets that stop
+after fine-tuning keep the three Snakemake runs of the module fixture short; killed scoring and
+ablation jobs are tested on the library calls (test_reliability_model.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from kneurons.io import sha256_file
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {
+    "seed": 3,
+    "device": "cpu",
+    "data": {"source": "synthetic", "synthetic": {"n_classes": 3, "n_per_class": 20, "length_min": 30,
+                                                  "length_max": 40, "motif_length": 4, "motifs_per_sequence": 1}},
+    "labels": {"min_class_size": 5},
+    "split": {"identity": False, "fractions": {"train": 0.6, "val": 0.2, "test": 0.2}},
+    "model": {"name": "custom", "custom": {"num_layers": 1, "embed_dim": 16, "attention_heads": 2}},
+    # no early stop: every epoch runs, so the kill lands mid-training
+    "train": {"epochs": 40, "token_budget": 512, "early_stopping_patience": 100},
+    "score": {"methods": ["activation"], "max_sequences": 16},
+    "ablate": {"random_seeds": [0]},
+    "characterise": {"enabled": False},
+}  # fmt: skip
+TARGETS = ["results/model/metrics.json"]
+DATA_FILES = [
+    "download/synthetic.tsv",
+    "proteins.tsv",
+    "labels.tsv",
+    "classes.tsv",
+    "label_report.json",
+    "split.tsv",
+]
+
+
+def snakemake_cmd(workdir: Path, config: dict, targets: list[str]) -> list[str]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+            "--configfile", str(workdir / "config.yaml"), "--cores", "1", *targets]  # fmt: skip
+
+
+def run_snakemake(workdir: Path, config: dict, targets: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(snakemake_cmd(workdir, config, targets), capture_output=True, text=True, timeout=600,
+                          check=False)  # fmt: skip
+
+
+def descendants(pid: int) -> list[int]:
+    """Process ids below ``pid`` (from /proc), so the test signals only processes it started."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            out.extend(children)
+            todo.extend(children)
+    return out
+
+
+def job_process(snakemake_pid: int, script: str) -> int | None:
+    """The Python process running the workflow script ``script`` under this Snakemake run."""
+    for pid in descendants(snakemake_pid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            continue
+        if Path(argv[0]).name.startswith("python") and any(a.endswith(script) for a in argv[1:]):
+            return pid
+    return None
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> SimpleNamespace:
+    """Run A uninterrupted; run B with its training job killed by SIGTERM, then rerun to the end."""
+    base = tmp_path_factory.mktemp("reliability_workflow")
+    a, b = base / "a", base / "b"
+    proc_a = run_snakemake(a, TINY, TARGETS)
+    assert proc_a.returncode == 0, proc_a.stderr[-4000:]
+
+    proc = subprocess.Popen(snakemake_cmd(b, TINY, TARGETS), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    last = b / "results" / "model" / "checkpoints" / "last.pt"
+    killed_at_epoch = None
+    try:
+        deadline = time.monotonic() + 300
+        while killed_at_epoch is None:
+            assert proc.poll() is None, f"snakemake ended before the kill: {proc.stderr.read()[-4000:]}"
+            assert time.monotonic() < deadline, "training never wrote its first epoch checkpoint"
+            pid = job_process(proc.pid, "finetune.py") if last.exists() else None
+            if pid is not None:
+                os.kill(pid, signal.SIGTERM)
+                killed_at_epoch = torch.load(last, weights_only=True)["progress"]["epoch"]
+            time.sleep(0.02)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    killed = SimpleNamespace(returncode=proc.returncode, stderr=err, epoch=killed_at_epoch,
+                             model_files=sorted(p.name for p in (b / "results" / "model").rglob("*")),
+                             log=(b / "results" / "logs" / "model" / "finetune.log").read_text())  # fmt: skip
+    proc_b = run_snakemake(b, TINY, TARGETS)
+    assert proc_b.returncode == 0, proc_b.stderr[-4000:]
+    return SimpleNamespace(a=a / "results", b=b / "results", killed=killed)
+
+
+def test_sigterm_of_the_training_job_fails_cleanly(runs):
+    k = runs.killed
+    assert k.returncode != 0 and "finetune" in k.stderr
+    assert 1 <= k.epoch < TINY["train"]["epochs"]
+    # No declared output, no temporary file; only the resume state of the finished epochs.
+    assert k.model_files == ["checkpoints", "last.pt"] or k.model_files == [
+        "best_state.pt",
+        "checkpoints",
+        "last.pt",
+    ]
+    assert "terminated by signal 15" in k.log
+
+
+def test_rerun_resumes_training_and_matches_the_uninterrupted_run(runs):
+    meta = json.loads((runs.b / "model" / "run_metadata.json").read_text())
+    assert meta["resumed_from_epoch"] is not None and meta["resumed_from_epoch"] >= runs.killed.epoch
+    assert json.loads((runs.a / "model" / "run_metadata.json").read_text())["resumed_from_epoch"] is None
+    for name in ("metrics.json",):
+        assert json.loads((runs.a / "model" / name).read_text()) == json.loads(
+            (runs.b / "model" / name).read_text()
+        )
+    curves = [pd.read_csv(r / "model" / "training_curve.tsv", sep="\t").drop(columns=["tokens_per_s", "seconds"])
+              for r in (runs.a, runs.b)]  # fmt: skip
+    pd.testing.assert_frame_equal(*curves, check_exact=True)
+    sa, sb = (torch.load(r / "model" / "best.pt", weights_only=True)["state_dict"] for r in (runs.a, runs.b))
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    # byte-identical checkpoints, so score tables' checkpoint_sha256 provenance agrees too
+    assert sha256_file(runs.a / "model" / "best.pt") == sha256_file(runs.b / "model" / "best.pt")
+    assert not list(runs.b.rglob("*.tmp"))
+
+
+def test_same_config_and_seed_give_byte_identical_data_tables(runs):
+    for name in DATA_FILES:
+        assert (runs.a / "data" / name).read_bytes() == (runs.b / "data" / name).read_bytes(), name
+    assert (runs.a / "scores" / "scoring_set.tsv").read_bytes() == (
+        runs.b / "scores" / "scoring_set.tsv"
+    ).read_bytes()
+
+
+def test_bad_config_stops_before_any_job(tmp_path):
+    proc = run_snakemake(tmp_path / "run", {**TINY, "labels": {"level": 5}}, TARGETS)
+    assert proc.returncode != 0
+    assert "labels.level: 5 is greater than the maximum of 4" in proc.stderr
+    assert not (tmp_path / "run" / "results").exists()
+
+
+def test_unwritable_results_directory_is_one_clear_error(tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a directory should be")
+    proc = run_snakemake(tmp_path / "run", {**TINY, "results": str(blocker / "results")}, ["all"])
+    assert proc.returncode != 0
+    assert (
+        f"results: {blocker}/results cannot be created: {blocker} is a file, not a directory" in proc.stderr
+    )
+    assert blocker.read_text().startswith("a file")
