@@ -24,7 +24,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kneurons.ablation import Fill, build_masks, evaluate_masks, evaluate_masks_naive, layout_of, metrics_table
+from kneurons.ablation import (
+    Fill,
+    build_masks,
+    evaluate_masks,
+    evaluate_masks_naive,
+    layout_of,
+    metrics_table,
+)
 from kneurons.config import validate_config
 from kneurons.model import BackboneSpec, EsmClassifier, build_backbone
 

@@ -91,10 +91,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps per loop")
     ap.add_argument("--token-budget", type=int, default=8192, help="padded tokens per kneurons batch")
     ap.add_argument("--n-seqs", type=int, default=512, help="sequences in the pool")
-    ap.add_argument("--median-length", type=float, default=400, help="median sequence length (Swiss-Prot enzymes: 407)")
+    ap.add_argument(
+        "--median-length", type=float, default=400, help="median sequence length (Swiss-Prot enzymes: 407)"
+    )
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    ap.add_argument("--peak-tflops", type=float, default=None, help="GPU dense bf16 peak, if not in the table")
+    ap.add_argument(
+        "--peak-tflops", type=float, default=None, help="GPU dense bf16 peak, if not in the table"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
     args = ap.parse_args(argv)
@@ -114,7 +118,10 @@ def main(argv: list[str] | None = None) -> dict:
     plain = [order[i : i + per_batch].tolist() for i in range(0, len(seqs), per_batch)]
 
     results = {}
-    for name, batches, bf16, attention in (("plain", plain, False, "reference"), ("kneurons", ours, True, "sdpa")):
+    for name, batches, bf16, attention in (
+        ("plain", plain, False, "reference"),
+        ("kneurons", ours, True, "sdpa"),
+    ):
         seed_everything(args.seed)
         model, spec = build_classifier({**model_cfg, "attention": attention}, 7)
         model.to(device)
@@ -139,7 +146,9 @@ def main(argv: list[str] | None = None) -> dict:
         )
         if peak:
             for n in results:
-                achieved = results[n]["tokens_per_s"] * flops_per_token(spec.num_layers, spec.embed_dim, mean_len)
+                achieved = results[n]["tokens_per_s"] * flops_per_token(
+                    spec.num_layers, spec.embed_dim, mean_len
+                )
                 out[f"mfu_{n}"] = achieved / (peak * 1e12)
             out["peak_bf16_tflops"] = peak
     if args.json:

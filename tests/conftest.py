@@ -25,12 +25,22 @@ class TrainedSynthetic:
 
 #: Settings of the trained_synthetic fixture: 4 classes x 100 short proteins, a 2-layer 32-dim
 #: ESM-2, ~15 s on one CPU core; test accuracy >= 0.95 over data/training seeds 0-3.
-SYNTHETIC_DATA = dict(n_classes=4, n_per_class=100, length_min=40, length_max=60, motif_length=6,
-                      motifs_per_sequence=2, motif_noise=0.05)  # fmt: skip
-SYNTHETIC_MODEL = {"name": "custom", "pretrained": False, "pooling": "mean",
-                   "custom": {"num_layers": 2, "embed_dim": 32, "attention_heads": 4}}  # fmt: skip
-SYNTHETIC_TRAIN = {"epochs": 30, "lr": 0.003, "token_budget": 2048, "warmup_fraction": 0.1,
-                   "early_stopping_patience": 8}  # fmt: skip
+SYNTHETIC_DATA = {
+    "n_classes": 4,
+    "n_per_class": 100,
+    "length_min": 40,
+    "length_max": 60,
+    "motif_length": 6,
+    "motifs_per_sequence": 2,
+    "motif_noise": 0.05,
+}
+SYNTHETIC_MODEL = {
+    "name": "custom",
+    "pretrained": False,
+    "pooling": "mean",
+    "custom": {"num_layers": 2, "embed_dim": 32, "attention_heads": 4},
+}
+SYNTHETIC_TRAIN = {"epochs": 30, "lr": 0.003, "token_budget": 2048, "warmup_fraction": 0.1, "early_stopping_patience": 8}
 
 
 @pytest.fixture(scope="session")

@@ -251,9 +251,8 @@ def test_run_ablation_table_and_predictions(tmp_path):
     )  # fmt: skip
     t = result.table
     assert len(t) == 2 * len(GRID)
-    intact = (model(tokenize(seqs)).argmax(1).numpy() == y).mean()
     with torch.no_grad():
-        pass
+        intact = (model(tokenize(seqs)).argmax(1).numpy() == y).mean()
     full_rows = t[((t["mode"] == "preserve") & (t.f == 1)) | ((t["mode"] == "suppress") & (t.f == 0))]
     assert np.allclose(full_rows.accuracy, intact)
     assert np.isclose((result.full_pred == y).mean(), intact)
@@ -273,4 +272,5 @@ def test_load_test_set_names_line_of_unknown_label(tmp_path):
     with pytest.raises(InputError, match=r"split\.tsv: line 4: label '9'"):
         load_test_set(path, ["1", "2"])
     acc, seqs, y = load_test_set(path, ["1", "2", "9"])
+    assert seqs == ["ACD", "HIK"]
     assert acc.tolist() == ["A", "C"] and y.tolist() == [0, 2]

@@ -11,7 +11,14 @@ import torch
 
 from kneurons import pretrained
 from kneurons.errors import ModelError
-from kneurons.model import BackboneSpec, EsmClassifier, build_backbone, load_classifier, save_classifier, tokenize
+from kneurons.model import (
+    BackboneSpec,
+    EsmClassifier,
+    build_backbone,
+    load_classifier,
+    save_classifier,
+    tokenize,
+)
 from kneurons.pretrained import build_classifier, load_backbone, load_esm_checkpoint
 
 T6 = "esm2_t6_8M_UR50D"
@@ -89,7 +96,7 @@ def test_download_goes_to_hub_cache(t6_file, no_network, monkeypatch):
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(t6_file.read_bytes())
 
-    model, spec = build_classifier({"name": T6, "pretrained": True}, num_classes=3, downloader=fake_download)
+    model, _ = build_classifier({"name": T6, "pretrained": True}, num_classes=3, downloader=fake_download)
     assert calls == [(f"https://dl.fbaipublicfiles.com/fair-esm/models/{T6}.pt", no_network / f"{T6}.pt")]
     assert model.num_layers == 6 and model.num_classes == 3
     # Second call: found in the cache, no download.
@@ -107,7 +114,9 @@ def test_sha256_mismatch_names_the_file(tmp_path, no_network):
     path = tmp_path / f"{T6}.pt"
     with open(path, "wb") as fh:  # the official size, wrong content
         fh.truncate(30_104_453)
-    with pytest.raises(ModelError, match=rf"{path}: sha256 [0-9a-f]{{64}} does not match the official {T6}\.pt"):
+    with pytest.raises(
+        ModelError, match=rf"{path}: sha256 [0-9a-f]{{64}} does not match the official {T6}\.pt"
+    ):
         load_backbone({"name": T6, "pretrained": True, "checkpoint": str(path)})
 
 

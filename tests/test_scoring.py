@@ -37,6 +37,15 @@ from kneurons.scoring import (
 SEQS = ["MKTAYIAKQRQISFVKSHFSRQ", "MKVLAAGIVG", "MSTNPKPQRKTKRNTNRRPQDVKFPGG", "GAVLIPFWMS", "WWPLKQ"]
 
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one torch thread is as fast, and far faster when other jobs share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 def _model(seed: int = 0, layers: int = 2, classes: int = 3) -> EsmClassifier:
     torch.manual_seed(seed)
     return EsmClassifier(build_backbone(BackboneSpec("custom", layers, 32, 4)), num_classes=classes).eval()
@@ -287,13 +296,8 @@ def test_top_neurons_fire_on_planted_motifs(trained_synthetic):
         ig={"steps": 10, "method": "gausslegendre", "target": "prob", "class_conditional": True},
         random={"seeds": [0, 1, 2, 3, 4]},
     )
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        tables = {m: pd.concat([score_layer(model, subset, m, layer, cfg) for layer in range(model.num_layers)])
-                  for m in ("ig", "activation", "random")}  # fmt: skip
-    finally:
-        torch.set_num_threads(threads)
+    tables = {m: pd.concat([score_layer(model, subset, m, layer, cfg) for layer in range(model.num_layers)])
+              for m in ("ig", "activation", "random")}  # fmt: skip
     enrichment = _motif_enrichment(model, trained_synthetic.split, labels)
     rnd = tables["random"]
     random_values = [

@@ -143,6 +143,16 @@ def cluster_test_profile(default: dict, partition: str, cpus: int, memory_mb: in
     return prof
 
 
+def _failed_job_logs(out: str, lines: int = 30) -> str:
+    """The tails of the log files Snakemake names in its error messages (SLURM and rule logs)."""
+    parts = []
+    for path in dict.fromkeys(re.findall(r"(/\S+?\.log)\b", out)):
+        p = Path(path)
+        if p.is_file() and "/.snakemake/log/" not in path:
+            parts.append(f"--- {p} ---\n" + "\n".join(p.read_text(errors="replace").splitlines()[-lines:]))
+    return "\n".join(parts)
+
+
 def _cluster_or_skip():
     from slurm_cluster import ClusterUnavailable, ensure_installed
 
@@ -185,7 +195,7 @@ def test_embedded_default_runs_on_real_slurm(tmp_path):
             ["squeue", "--states=all", "-h", "-o", "%i|%T|%k"], env=cluster.env(),
             capture_output=True, text=True, check=False,
         ).stdout  # fmt: skip
-        assert proc.returncode == 0, f"{out[-6000:]}\n{cluster.logs()}"
+        assert proc.returncode == 0, f"{out[-6000:]}\n{_failed_job_logs(out)}\n{cluster.logs()}"
 
     print(f"SLURM end-to-end run of {targets}: {elapsed:.0f} s")
     jobs = [ln.split("|") for ln in queue.splitlines() if ln.strip()]

@@ -82,7 +82,8 @@ def test_outputs(trained_synthetic):
     assert (curve["tokens_per_s"] > 0).all()
     # the best epoch is the one with the best validation macro-F1
     assert metrics["best_epoch"] == int(curve.loc[curve["val_macro_f1"].idxmax(), "epoch"]) or (
-        curve.loc[curve["epoch"] == metrics["best_epoch"], "val_macro_f1"].item() == curve["val_macro_f1"].max()
+        curve.loc[curve["epoch"] == metrics["best_epoch"], "val_macro_f1"].item()
+        == curve["val_macro_f1"].max()
     )
     meta = json.loads((d / "run_metadata.json").read_text())
     assert meta["seed"] == 0 and meta["device"] == "cpu"
@@ -103,7 +104,9 @@ def test_same_seed_same_result_different_seed_different(tmp_path):
         runs[name] = fine_tune(split, labels, TINY_MODEL, train, tmp_path / name, seed=seed)
     assert runs["a"] == runs["b"]
     assert same_weights(tmp_path / "a" / "best.pt", tmp_path / "b" / "best.pt")
-    ca, cb = (pd.read_csv(tmp_path / n / "training_curve.tsv", sep="\t").drop(columns=TIMING_COLUMNS) for n in "ab")
+    ca, cb = (
+        pd.read_csv(tmp_path / n / "training_curve.tsv", sep="\t").drop(columns=TIMING_COLUMNS) for n in "ab"
+    )
     pd.testing.assert_frame_equal(ca, cb)
     assert not same_weights(tmp_path / "a" / "best.pt", tmp_path / "c" / "best.pt")
 
@@ -157,9 +160,13 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     meta = json.loads((killed / "run_metadata.json").read_text())
     assert meta["resumed_from_epoch"] is not None and meta["resumed_from_epoch"] >= done_at_kill
     assert json.loads((full / "run_metadata.json").read_text())["resumed_from_epoch"] is None
-    assert json.loads((killed / "metrics.json").read_text()) == json.loads((full / "metrics.json").read_text())
+    assert json.loads((killed / "metrics.json").read_text()) == json.loads(
+        (full / "metrics.json").read_text()
+    )
     assert same_weights(killed / "best.pt", full / "best.pt")
-    ck, cf = (pd.read_csv(d / "training_curve.tsv", sep="\t").drop(columns=TIMING_COLUMNS) for d in (killed, full))
+    ck, cf = (
+        pd.read_csv(d / "training_curve.tsv", sep="\t").drop(columns=TIMING_COLUMNS) for d in (killed, full)
+    )
     pd.testing.assert_frame_equal(ck, cf)
     assert len(cf) == 8
 
@@ -199,10 +206,14 @@ def test_freezing_and_head_only(tmp_path):
 def test_grad_accumulation_and_max_steps(tmp_path):
     split, labels = tiny_split()
     one = fine_tune(split, labels, TINY_MODEL, {"epochs": 2, "token_budget": 256}, tmp_path / "a")
-    two = fine_tune(split, labels, TINY_MODEL, {"epochs": 2, "token_budget": 256, "grad_accum": 2}, tmp_path / "b")
+    two = fine_tune(
+        split, labels, TINY_MODEL, {"epochs": 2, "token_budget": 256, "grad_accum": 2}, tmp_path / "b"
+    )
     batches_per_epoch = one["steps"] // 2
     assert two["steps"] == 2 * -(-batches_per_epoch // 2)  # ceil: a last odd batch is its own step
-    capped = fine_tune(split, labels, TINY_MODEL, {"epochs": 5, "token_budget": 256, "max_steps": 3}, tmp_path / "c")
+    capped = fine_tune(
+        split, labels, TINY_MODEL, {"epochs": 5, "token_budget": 256, "max_steps": 3}, tmp_path / "c"
+    )
     assert capped["steps"] == 3 and capped["epochs_run"] == 1
 
 
@@ -221,7 +232,9 @@ def test_class_weighting_changes_training(tmp_path):
     drop = split.index[(split["label"] == labels[0]) & (split["split"] == "train")][4:]
     split = split.drop(drop)
     a = fine_tune(split, labels, TINY_MODEL, {"epochs": 1, "token_budget": 256}, tmp_path / "a")
-    b = fine_tune(split, labels, TINY_MODEL, {"epochs": 1, "token_budget": 256, "class_weighting": True}, tmp_path / "b")
+    b = fine_tune(
+        split, labels, TINY_MODEL, {"epochs": 1, "token_budget": 256, "class_weighting": True}, tmp_path / "b"
+    )
     assert a["config_hash"] != b["config_hash"]
     assert not same_weights(tmp_path / "a" / "best.pt", tmp_path / "b" / "best.pt")
 

@@ -406,7 +406,7 @@ def plot_confusion(metrics: dict, part: str = "test") -> Figure:
         ax.set_ylabel("true class (EC)")
         cb = fig.colorbar(im, ax=ax, shrink=0.8)
         cb.set_label("share of the true class (recall)")
-        ax.set_title(f"{part} confusion matrix (n = {int(cm.sum())}; accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f})")
+        ax.set_title(f"{part} confusion matrix (n = {int(cm.sum())})\naccuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
         fig.tight_layout()
     return fig
 

@@ -143,7 +143,9 @@ def predict(
             return model(tokens).float().cpu().numpy()
 
     # Logits are per sequence, so an evaluation batch that runs out of memory is halved and retried.
-    for batch, logits in run_adaptive(step, token_budget_batches(lengths, token_budget), lengths, "evaluation"):
+    for batch, logits in run_adaptive(
+        step, token_budget_batches(lengths, token_budget), lengths, "evaluation"
+    ):
         out[batch] = logits
     return out
 
@@ -398,7 +400,9 @@ def fine_tune(
             tokens = tokenize([train_seqs[i] for i in batch], alphabet)
             tokens_seen += int((tokens != alphabet.padding_idx).sum())
             target = torch.as_tensor(train_y[batch])
-            loss = forward_backward(model, tokens.to(dev), target.to(dev), loss_fn, dev, bf16, 1.0 / group_size)
+            loss = forward_backward(
+                model, tokens.to(dev), target.to(dev), loss_fn, dev, bf16, 1.0 / group_size
+            )
             # Summed on the device: no host sync per batch.
             loss_sum = loss_sum + loss * len(batch)
             loss_n += len(batch)
@@ -481,7 +485,11 @@ def fine_tune(
         test_pred = predict(model, [seqs[i] for i in parts["test"]], token_budget, dev, bf16).argmax(1)
         metrics["test"] = classification_metrics(y_all[parts["test"]], test_pred, labels)
     meta = {
-        "metrics": {p: {k: metrics[p][k] for k in ("accuracy", "macro_f1", "n")} for p in ("val", "test") if p in metrics},
+        "metrics": {
+            p: {k: metrics[p][k] for k in ("accuracy", "macro_f1", "n")}
+            for p in ("val", "test")
+            if p in metrics
+        },
         "config_hash": chash,
         "pretrained": bool(model_cfg["pretrained"]),
         "model_name": spec.name,
@@ -497,7 +505,9 @@ def fine_tune(
         {
             "versions": _versions(),
             "device": str(dev),
-            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+            "device_name": torch.cuda.get_device_name(dev)
+            if dev.type == "cuda"
+            else platform.processor() or "cpu",
             "torch_threads": torch.get_num_threads(),
             "seed": seed,
             "deterministic": bool(train_cfg["deterministic"]),

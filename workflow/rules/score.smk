@@ -43,10 +43,15 @@ rule score_layer:
     wildcard_constraints:
         method="|".join(SCORE_METHODS),
         layer=r"\d+",
-    threads: 4
+    # As for finetune: a custom-size (demo) model gains nothing from a second OpenMP thread, and
+    # on a busy machine it slows down severalfold (docs/performance.md).
+    threads: 1 if config["model"]["name"] == "custom" else 4
     resources:
-        mem_mb=8000,
-        runtime=120,
+        # Host memory holds the model and the per-sequence score arrays; the tail's activations
+        # for token_budget tokens live on the GPU (or here on CPU runs).
+        mem_mb=4000 if config["model"]["name"] == "custom" else 16000,
+        runtime=240,
+        # `auto` may resolve to CUDA on the node that runs the job, so only `cpu` asks for none.
         gpu=0 if config["device"] == "cpu" else 1,
     conda:
         "../../envs/torch.yaml"

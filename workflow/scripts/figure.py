@@ -16,4 +16,4 @@ paths = make_figure(
     snakemake.config["figures"]["formats"],
     snakemake.config["figures"]["dpi"],
 )
-logging.info("wrote %s", ", ".join(map(str, paths)))
+logging.getLogger("figure").info("wrote %s", ", ".join(map(str, paths)))

@@ -18,7 +18,9 @@ labels = classes.sort_values("label_index")["label"].tolist()
 out_dir = Path(snakemake.output.model).parent
 for name in ("metrics", "curve", "metadata"):
     if Path(snakemake.output[name]).parent != out_dir:
-        raise ValueError(f"finetune outputs must share one directory: {snakemake.output[name]} is not in {out_dir}")
+        raise ValueError(
+            f"finetune outputs must share one directory: {snakemake.output[name]} is not in {out_dir}"
+        )
 fine_tune(
     split,
     labels,

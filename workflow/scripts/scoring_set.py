@@ -8,7 +8,7 @@ import pandas as pd
 from kneurons.io import write_table_atomic
 from kneurons.scoring import select_scoring_set
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+logging.basicConfig(filename=snakemake.log[0], filemode="w", level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 log = logging.getLogger("scoring_set")
 
 split = pd.read_csv(snakemake.input.split, sep="\t", dtype=str, keep_default_na=False)

@@ -59,7 +59,7 @@ def generate_synthetic(
     motifs = _class_motifs(rng, n_classes, motif_length)
 
     rows = []
-    n_non = int(round(non_enzyme_fraction * n_classes * n_per_class))
+    n_non = round(non_enzyme_fraction * n_classes * n_per_class)
     plan = [(c, i) for c in range(1, n_classes + 1) for i in range(n_per_class)] + [(0, i) for i in range(n_non)]
     for k, (c, i) in enumerate(plan):
         length = int(rng.integers(length_min, length_max + 1))
