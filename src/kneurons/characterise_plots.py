@@ -78,8 +78,9 @@ def plot_logos(neurons: pd.DataFrame, pfm: pd.DataFrame, n: int = 8, ncols: int 
     return fig
 
 
-def plot_auroc_by_module(neurons: pd.DataFrame, annotation: str = "") -> plt.Figure:
-    """Site AUROC of the characterised neurons by module type and by layer (0.5 = no enrichment)."""
+def plot_auroc_by_module(neurons: pd.DataFrame, annotation: str = "", alpha: float = 0.05) -> plt.Figure:
+    """Site AUROC of the characterised neurons by module type and by layer (0.5 = no enrichment);
+    neurons with BH q < ``alpha`` in red."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     a = neurons["site_auroc"].astype(float) if "site_auroc" in neurons else pd.Series(dtype=float)
     if not a.notna().any():
@@ -87,7 +88,7 @@ def plot_auroc_by_module(neurons: pd.DataFrame, annotation: str = "") -> plt.Fig
             _message(ax, f"Site AUROC not computed: {annotation or 'no residue annotations in the data'}")
         return fig
     df = neurons[a.notna()]
-    significant = df["site_q"] < 0.05
+    significant = df["site_q"] < alpha
     for ax, by, order in (
         (axes[0], "module", [m for m in MODULE_TYPES if m in set(df["module"])]),
         (axes[1], "layer", sorted(df["layer"].unique())),
@@ -111,7 +112,7 @@ def plot_auroc_by_module(neurons: pd.DataFrame, annotation: str = "") -> plt.Fig
         ax.set_ylim(0, 1)
         ax.set_xlabel("module type" if by == "module" else "layer")
         ax.set_ylabel("site AUROC")
-    axes[0].set_title("red: BH q < 0.05", fontsize=9)
+    axes[0].set_title(f"red: BH q < {alpha:g}", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -130,7 +131,7 @@ def plot_class_specificity(matrix: pd.DataFrame, overlap: pd.DataFrame) -> plt.F
         )
         lim = max(0.05, float(np.nanmax(np.abs(m.to_numpy()))))
         im = axes[0].imshow(m.to_numpy(), cmap="RdBu", vmin=-lim, vmax=lim)
-        _annotate(axes[0], m.to_numpy(), rows, labels)
+        _annotate(axes[0], m.to_numpy(), rows, labels, dark=lambda v: abs(v) > 0.6 * lim)
         axes[0].set_xlabel("evaluated class")
         axes[0].set_ylabel("suppressed class's neurons")
         axes[0].set_title("recall change")
@@ -143,14 +144,15 @@ def plot_class_specificity(matrix: pd.DataFrame, overlap: pd.DataFrame) -> plt.F
             index=labels, columns=labels
         )
         im = axes[1].imshow(j.to_numpy(), cmap="viridis", vmin=0, vmax=1)
-        _annotate(axes[1], j.to_numpy(), labels, labels)
+        _annotate(axes[1], j.to_numpy(), labels, labels, dark=lambda v: v < 0.6)
         axes[1].set_title("Jaccard overlap of class neuron sets")
         fig.colorbar(im, ax=axes[1], shrink=0.8)
     fig.tight_layout()
     return fig
 
 
-def _annotate(ax: plt.Axes, values: np.ndarray, rows: Sequence[str], cols: Sequence[str]) -> None:
+def _annotate(ax: plt.Axes, values: np.ndarray, rows: Sequence[str], cols: Sequence[str], dark=None) -> None:
+    """Tick labels and, for small matrices, the value in each cell (white where ``dark(value)``)."""
     ax.set_xticks(range(len(cols)))
     ax.set_xticklabels(cols, rotation=45, ha="right")
     ax.set_yticks(range(len(rows)))
@@ -159,7 +161,8 @@ def _annotate(ax: plt.Axes, values: np.ndarray, rows: Sequence[str], cols: Seque
         for i in range(values.shape[0]):
             for k in range(values.shape[1]):
                 if np.isfinite(values[i, k]):
-                    ax.text(k, i, f"{values[i, k]:.2f}", ha="center", va="center", fontsize=7)
+                    colour = "white" if dark is not None and dark(values[i, k]) else "black"
+                    ax.text(k, i, f"{values[i, k]:.2f}", ha="center", va="center", fontsize=7, color=colour)
 
 
 def make_figures(
@@ -171,6 +174,7 @@ def make_figures(
     out: dict[str, Sequence[str | Path]],
     logos: int = 8,
     dpi: int = 150,
+    alpha: float = 0.05,
 ) -> None:
     """Write the three characterisation figures; ``out`` maps ``logos``, ``site_auroc`` and
     ``class_specificity`` to the paths (one per format) of each."""
@@ -180,5 +184,5 @@ def make_figures(
     matrix = pd.read_csv(matrix_path, sep="\t", dtype={"suppressed": str, "evaluated": str})
     overlap = pd.read_csv(overlap_path, sep="\t", dtype={"class_a": str, "class_b": str})
     save_figure(plot_logos(neurons, pfm, logos), out["logos"], dpi)
-    save_figure(plot_auroc_by_module(neurons, info.get("annotation", "")), out["site_auroc"], dpi)
+    save_figure(plot_auroc_by_module(neurons, info.get("annotation", ""), alpha), out["site_auroc"], dpi)
     save_figure(plot_class_specificity(matrix, overlap), out["class_specificity"], dpi)

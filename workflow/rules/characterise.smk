@@ -102,6 +102,7 @@ rule characterise_figures:
         figures=list(CHAR_FIGURES),
         logos=config["characterise"]["logos"],
         dpi=config["figures"]["dpi"],
+        alpha=config["characterise"]["alpha"],
     conda:
         "../../envs/plots.yaml"
     script:

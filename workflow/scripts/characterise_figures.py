@@ -18,4 +18,5 @@ make_figures(
     out=paths,
     logos=snakemake.params.logos,
     dpi=snakemake.params.dpi,
+    alpha=snakemake.params.alpha,
 )
