@@ -169,3 +169,22 @@ def test_sdpa_under_bf16_autocast(tokens):
     scale = exact.abs().max()
     assert (f.float() - exact).abs().max() <= 0.03 * scale
     assert (f.float() - r.float()).abs().max() <= 0.03 * scale
+
+
+def test_config_switch_reaches_models(tmp_path):
+    """`model.attention` (default sdpa) selects the backend of built and loaded classifiers."""
+    from kneurons.config import validate_config
+    from kneurons.model import load_classifier, save_classifier
+    from kneurons.pretrained import build_classifier
+
+    cfg = validate_config({})
+    assert cfg["model"]["attention"] == "sdpa"
+    model, spec = build_classifier(cfg["model"], num_classes=2, download=False)
+    assert get_attention(model) == "sdpa"
+    ref, _ = build_classifier({**cfg["model"], "attention": "reference"}, num_classes=2, download=False)
+    assert get_attention(ref) == "reference"
+    save_classifier(tmp_path / "m.pt", model, spec, ["a", "b"])
+    assert get_attention(load_classifier(tmp_path / "m.pt")[0]) == "sdpa"
+    assert get_attention(load_classifier(tmp_path / "m.pt", attention="reference")[0]) == "reference"
+    with pytest.raises(Exception, match="attention"):
+        validate_config({"model": {"attention": "flash"}})

@@ -359,7 +359,13 @@ def fine_tune(
     resumed_from = None
     if resume and last_path.is_file():
         saved = _load_state(last_path)
-        if saved is not None and saved.get("config_hash") == chash:
+        # A state from another configuration, or written by another version of this code
+        # (missing progress fields), is not resumable: start afresh rather than crash.
+        if (
+            saved is not None
+            and saved.get("config_hash") == chash
+            and set(state) | {"best_val_pred"} <= set(saved.get("progress", {}))
+        ):
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
@@ -371,7 +377,7 @@ def fine_tune(
                 last_path, state["epoch"], state["step"], state["best_f1"],
             )  # fmt: skip
         else:
-            log.warning("%s belongs to another configuration or data; starting afresh", last_path)
+            log.warning("%s belongs to another configuration, data or code version; starting afresh", last_path)
             shutil.rmtree(ckpt_dir)
     elif ckpt_dir.exists():
         shutil.rmtree(ckpt_dir)

@@ -8,7 +8,9 @@ import torch
 from kneurons.characterise import run_class_job
 from kneurons.runtime import resolve_device, seed_everything
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+logging.basicConfig(
+    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+)
 cfg = snakemake.config
 torch.set_num_threads(max(1, int(snakemake.threads)))
 seed_everything(cfg["seed"])

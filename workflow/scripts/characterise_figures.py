@@ -5,10 +5,15 @@ import logging
 
 from kneurons.characterise_plots import make_figures
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+logging.basicConfig(
+    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+)
 # Outputs are named <figure>_<format>; group every format's path under its figure.
 outputs = dict(snakemake.output.items())
-paths = {name: [p for key, p in outputs.items() if key.rsplit("_", 1)[0] == name] for name in snakemake.params.figures}
+paths = {
+    name: [p for key, p in outputs.items() if key.rsplit("_", 1)[0] == name]
+    for name in snakemake.params.figures
+}
 make_figures(
     neurons_path=snakemake.input.neurons,
     pfm_path=snakemake.input.pfm,
