@@ -2,23 +2,28 @@
 
 munged, slurmctld and slurmd run in the foreground as children of the test process, with all
 their state under one temporary directory, and are stopped by PID afterwards. Nothing needs
-systemd. Two things leak outside the temporary directory on purpose, and both are undone on exit:
+systemd. Outside the temporary directory:
 
 * ``/etc/slurm/slurm.conf``: the SLURM executor plugin starts each job step with ``srun`` in an
   environment without ``SLURM_CONF``, so the default path must hold the test's configuration.
   A pre-existing file is saved beside it and put back.
-* nothing else: munge's socket, key and logs live in the temporary directory and slurm.conf
-  points at that socket (``AuthInfo=socket=...``).
+  A pre-existing file of our own (a killed earlier run) is stale and removed.
+* a lock file in the system temp directory, so that two test sessions on one machine take turns.
+
+munge's socket, key and logs live in the temporary directory; slurm.conf points at that socket
+(``AuthInfo=socket=...``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +34,8 @@ APT_PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
 BINARIES = ["munged", "slurmctld", "slurmd", "sbatch", "squeue", "srun", "sinfo", "scontrol"]
 SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
 PARTITION = "kntest"
+CONF_MARKER = "# Written by tests/slurm_cluster.py for one test run."
+LOCK_FILE = Path(tempfile.gettempdir()) / "kneurons-slurm-test.lock"
 
 
 class ClusterUnavailable(RuntimeError):
@@ -107,7 +114,7 @@ def _write_conf(root: Path, nodename: str, sock: Path) -> tuple[Path, int, int]:
         (root / sub).mkdir(parents=True, exist_ok=True)
     conf = root / "slurm.conf"
     conf.write_text(
-        f"""# Written by tests/slurm_cluster.py for one test run.
+        f"""{CONF_MARKER}
 ClusterName=kneurons-test
 SlurmctldHost={socket.gethostname().split(".")[0]}(127.0.0.1)
 MailProg=/bin/true
@@ -212,6 +219,20 @@ def single_node_cluster(root: Path) -> Iterator[Cluster]:
     The node is this machine as ``slurmd -C`` reports it, in one partition named ``kntest``.
     """
     ensure_installed()
+    # One cluster at a time per machine: job steps' srun reads the one /etc/slurm/slurm.conf, so
+    # a second test run (another pytest session) would steer this run's jobs to its controller.
+    lock = open(LOCK_FILE, "w")  # noqa: SIM115 - held until the end of the context
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        with _cluster(root) as cluster:
+            yield cluster
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+
+
+@contextlib.contextmanager
+def _cluster(root: Path) -> Iterator[Cluster]:
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     nodename = "kntest-node"
@@ -230,8 +251,11 @@ def single_node_cluster(root: Path) -> Iterator[Cluster]:
         procs.append(munged)
         conf, cpus, mem = _write_conf(root, nodename, sock)
         if SYSTEM_CONF.exists():
-            saved = SYSTEM_CONF.with_name(f"slurm.conf.kneurons-test-saved-{os.getpid()}")
-            SYSTEM_CONF.rename(saved)
+            if SYSTEM_CONF.read_text(errors="replace").startswith(CONF_MARKER):
+                SYSTEM_CONF.unlink()  # left by a killed earlier run (we hold the lock): stale
+            else:
+                saved = SYSTEM_CONF.with_name(f"slurm.conf.kneurons-test-saved-{os.getpid()}")
+                SYSTEM_CONF.rename(saved)
         SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(conf, SYSTEM_CONF)
         wrote_system_conf = True

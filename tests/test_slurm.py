@@ -129,8 +129,10 @@ def cluster_test_profile(default: dict, partition: str, cpus: int, memory_mb: in
         rule_res["gpu"] = 0  # no GPUs on this node (0 also overrides a rule's own `gpu=1`)
         rule_res["slurm_partition"] = partition
         rule_res["mem_mb"] = f"min({cap}, {rule_res['mem_mb']})"
-    prof["max-threads"] = cpus  # a job asking for more CPUs than the node has would never start
-    prof["jobs"] = cpus
+    # One CPU per job, so that two jobs share the node and one job's start-up and status-check
+    # latency overlaps another's work; a few more submitted than fit keeps the node busy.
+    prof["max-threads"] = 1
+    prof["jobs"] = 2 * cpus
     # No slurmdbd, so no sacct: squeue sees finished jobs for MinJobAge (600 s in the test config).
     prof["slurm-status-command"] = "squeue"
     prof["slurm-init-seconds-before-status-checks"] = 1

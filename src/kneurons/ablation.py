@@ -416,7 +416,9 @@ def evaluate_masks(
         tokens = tokenize([sequences[i] for i in batch], alphabet).to(device)
         with autocast(device, bf16):
             x, pm = model.embed(tokens)
-            for layer_idx in range(n_layers):
+            # The unmasked prefix is only needed up to the last resume point.
+            last = n_layers if (n_layers, 0) in chunks else max(start_layers, default=-1)
+            for layer_idx in range(min(last + 1, n_layers)):
                 if layer_idx not in start_layers:
                     x = model.run_layers(x, pm, layer_idx, layer_idx + 1)
                     continue

@@ -133,18 +133,32 @@ rule figure_layer_module_gap:
         "../scripts/figure.py"
 
 
-rule figure_training:
+rule figure_training_curve:
     input:
         curve=f"{MODEL_DIR}/training_curve.tsv",
         metrics=f"{MODEL_DIR}/metrics.json",
     output:
-        **figure_outputs("{training_figure}", "{training_figure}.rst", "3. Fine-tuning", "{training_figure}"),
+        **figure_outputs("training_curve", "training_curve.rst", "3. Fine-tuning", "training curve"),
     log:
-        f"{R}/logs/figures/{{training_figure}}.log",
-    wildcard_constraints:
-        training_figure="training_curve|confusion_matrix",
+        f"{R}/logs/figures/training_curve.log",
     params:
-        kind=lambda wc: wc.training_figure,
+        kind="training_curve",
+        run=RUN_DESCRIPTION,
+    conda:
+        "../../envs/plots.yaml"
+    script:
+        "../scripts/figure.py"
+
+
+rule figure_confusion_matrix:
+    input:
+        metrics=f"{MODEL_DIR}/metrics.json",
+    output:
+        **figure_outputs("confusion_matrix", "confusion_matrix.rst", "3. Fine-tuning", "test confusion matrix"),
+    log:
+        f"{R}/logs/figures/confusion_matrix.log",
+    params:
+        kind="confusion_matrix",
         run=RUN_DESCRIPTION,
     conda:
         "../../envs/plots.yaml"
