@@ -300,7 +300,7 @@ def _resume(layer: nn.Module, pos: int, state: dict[str, torch.Tensor], k: int) 
 
     Replays the tail of ``TransformerLayer.forward`` op for op (tests check it is bit-identical).
     """
-    rep = {name: t.repeat(1, k, 1) for name, t in state.items()}
+    rep = {name: t.repeat(1, k, 1) if k > 1 else t for name, t in state.items()}
     if pos == 1:
         return _ffn(layer, rep["x"] + layer.self_attn.out_proj(rep["ctx"]))
     if pos == 2:
@@ -338,7 +338,7 @@ def _layer_with_states(
 
 def _predict(model: EsmClassifier, x: torch.Tensor, tokens: torch.Tensor, k: int) -> np.ndarray:
     """Argmax class of each copy and sequence, ``(k, B)``, from the final residual stream of ``k`` stacked copies."""
-    logits = model.classify(x, tokens.repeat(k, 1))
+    logits = model.classify(x, tokens.repeat(k, 1) if k > 1 else tokens)
     return logits.float().argmax(-1).view(k, tokens.shape[0]).cpu().numpy()
 
 
@@ -429,10 +429,10 @@ def evaluate_masks(
                         k = len(ids)
                         with _mask_hooks(model, filled, fill):
                             if pos == 0:
-                                h, first = x.repeat(1, k, 1), layer_idx
+                                h, first = (x.repeat(1, k, 1) if k > 1 else x), layer_idx
                             else:
                                 h, first = _resume(layer, pos, state, k), layer_idx + 1
-                            h = model.run_layers(h, None if pm is None else pm.repeat(k, 1), first)
+                            h = model.run_layers(h, pm if pm is None or k == 1 else pm.repeat(k, 1), first)
                         part[ids] = _predict(model, h, tokens, k)
                 x = out
             for ids, _filled in chunks.get((n_layers, 0), []):

@@ -1,6 +1,9 @@
 # Paper figures (PNG + PDF) from the result tables, with report captions. `snakemake figures`
-# regenerates them from existing results (nothing upstream reruns while its outputs are up to
-# date); `snakemake --report results/report.html` gathers them. Logic: src/kneurons/figures.py.
+# draws the missing ones from existing results; to redraw all of them without touching training,
+# scoring or ablation (also after their code changed):
+#   snakemake figures --rerun-triggers mtime --forcerun figure_accuracy figure_density \
+#       figure_smallest_fraction figure_layer_module_gap figure_training_curve figure_confusion_matrix
+# `snakemake --report results/report.html` gathers them. Logic: src/kneurons/figures.py.
 
 FIG_DIR = f"{R}/figures"
 FIG_FORMATS = list(config["figures"]["formats"])
