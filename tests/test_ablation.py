@@ -274,3 +274,41 @@ def test_load_test_set_names_line_of_unknown_label(tmp_path):
     acc, seqs, y = load_test_set(path, ["1", "2", "9"])
     assert seqs == ["ACD", "HIK"]
     assert acc.tolist() == ["A", "C"] and y.tolist() == [0, 2]
+
+
+@pytest.mark.parametrize("fill_kind", ["mean", "pretrained"])
+def test_run_ablation_job_files_and_fills(tmp_path, fill_kind):
+    from kneurons.ablation import run_ablation_job
+    from kneurons.config import validate_config
+    from kneurons.model import save_classifier
+    from kneurons.stats import load_ablation
+
+    model = tiny_model(layers=2)
+    labels = ["1", "2", "3"]
+    save_classifier(tmp_path / "best.pt", model, BackboneSpec("custom", 2, 16, 4), labels, {"pretrained": fill_kind == "pretrained"})
+    seqs = random_sequences(30, seed=9)
+    split = pd.DataFrame(
+        {"accession": [f"P{i}" for i in range(30)], "sequence": seqs, "label": [labels[i % 3] for i in range(30)],
+         "split": ["test" if i % 2 else "train" for i in range(30)]}
+    )  # fmt: skip
+    split.to_csv(tmp_path / "split.tsv", sep="\t", index=False)
+    subset = split[split.split == "train"].assign(label_index=lambda d: d.label.map({lab: i for i, lab in enumerate(labels)}))
+    subset[["accession", "sequence", "label", "label_index"]].to_csv(tmp_path / "scoring_set.tsv", sep="\t", index=False)
+    from kneurons.io import sha256_file
+    from kneurons.scoring import write_score_table
+
+    meta = {"method": "ig", "checkpoint_sha256": sha256_file(tmp_path / "best.pt")}
+    write_score_table(score_table(layout_of(model), "ig"), tmp_path / "ig.parquet", meta)
+    cfg = validate_config({"ablate": {"fractions": [0, 0.5, 1], "scopes": ["module_type"]}})
+    cfg["ablate"]["fill"] = fill_kind  # config validation refuses pretrained for a custom model
+    loaded = []
+    result = run_ablation_job(
+        tmp_path / "best.pt", tmp_path / "split.tsv", tmp_path / "ig.parquet", "ig", "module_type", cfg,
+        tmp_path / "t.tsv", tmp_path / "t.pred.npz", scoring_set_path=tmp_path / "scoring_set.tsv",
+        reference_loader=lambda: loaded.append(1) or tiny_model(seed=5, layers=2).esm,
+    )  # fmt: skip
+    assert loaded == ([1] if fill_kind == "pretrained" else [])
+    t = result.table
+    assert len(t) == 6 * 2 * 3 and (t.fill == fill_kind).all() and (t.n_test == 15).all()
+    data = load_ablation([tmp_path / "t.tsv"], [tmp_path / "t.pred.npz"])
+    assert np.allclose(data.table.accuracy, data.correct.mean(1))
