@@ -43,6 +43,16 @@ SYNTHETIC_MODEL = {
 SYNTHETIC_TRAIN = {"epochs": 30, "lr": 0.003, "token_budget": 2048, "warmup_fraction": 0.1, "early_stopping_patience": 8}
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a test module: tiny models run as fast, far faster when other jobs
+    share the cores, and exact float equality between runs needs a fixed thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def trained_synthetic(tmp_path_factory) -> TrainedSynthetic:
     """Synthetic data -> extract_labels -> stratified_split -> fine_tune (CPU, seed 0)."""

@@ -39,13 +39,7 @@ def tiny_split(n_per_class: int = 20, seed: int = 0) -> tuple[pd.DataFrame, list
     return split, classes.sort_values("label_index")["label"].astype(str).tolist()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Exact float equality between runs needs the same thread count; 1 is also the fastest here.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def state_dict(path: Path) -> dict[str, torch.Tensor]:
