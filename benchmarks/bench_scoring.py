@@ -2,16 +2,25 @@
 
 Ours (``kneurons.scoring.attribution_per_sequence``): the residual stream entering layer ``l`` once
 per batch without grad, only layers ``>= l`` with grad, alpha steps in the batch dimension.
+``q_proj`` and ``k_proj`` share their passes; length-sorted token-budget batches.
 Reference: per layer, module and batch, ``captum.attr.IntegratedGradients`` on the full model with
 the module's output replaced (``kneurons.scoring.captum_ig_per_sequence``): the whole model runs
-for every module, and captum also stacks the alpha steps in its batch. Both get the same batches
-(length-sorted token-budget buckets), so the ratio measures the computation, not padding.
+for every module, and captum also stacks the alpha steps in its batch. The reference loop takes
+the sequences in input order, ``--reference-batch-size`` at a time, as a straightforward loop
+does; ``--same-batches`` gives it our length-sorted batches instead, so that the ratio measures
+the computation alone, without the padding that sorting saves.
+
+Sequence lengths are drawn from the real Swiss-Prot sample in ../shared/data when it is present
+(else from a log-normal with a similar median and spread), cropped at 1022 like the workflow's
+``labels.max_length`` crop, then multiplied by ``--length-scale`` (default 1/4, for CPU time: the
+shape of the distribution, hence the padding, is kept); residues are uniform random.
 
 Prints per layer: seconds (ours, reference), speed ratio, max |difference| (absolute and relative
 to the largest reference attribution); the total ratio over the measured layers; and the
 completeness error |sum_i attr_i - (F(a) - F(0))| for Riemann vs Gauss-Legendre at several steps.
 
-    .venv/bin/python benchmarks/bench_scoring.py                       # esm2_t6_8M shape, CPU
+    .venv/bin/python benchmarks/bench_scoring.py --threads 1           # esm2_t6_8M shape, CPU
+    .venv/bin/python benchmarks/bench_scoring.py --threads 1 --same-batches
     .venv/bin/python benchmarks/bench_scoring.py --model esm2_t33_650M_UR50D --device cuda --n-seqs 32 --length 300
 """
 
@@ -26,9 +35,11 @@ import torch
 
 from kneurons.batching import token_budget_batches
 from kneurons.config import ESM2_ARCHITECTURES
-from kneurons.model import BackboneSpec, EsmClassifier, build_backbone, tokenize
+from kneurons.model import MODULE_TYPES, BackboneSpec, EsmClassifier, build_backbone, tokenize
 from kneurons.runtime import resolve_device
 from kneurons.scoring import (
+    IG_MAX_PADDING,
+    ScoringBatch,
     attribution_per_sequence,
     captum_ig_per_sequence,
     integration_points,
@@ -44,20 +55,38 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _data(n: int, length: int, seed: int, n_classes: int) -> tuple[list[str], list[int]]:
+SWISSPROT_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "uniprot_reviewed_sample.tsv"
+
+
+def _real_lengths() -> np.ndarray | None:
+    if not SWISSPROT_SAMPLE.exists():
+        return None
+    import pandas as pd
+
+    return pd.read_csv(SWISSPROT_SAMPLE, sep="\t", usecols=["Sequence"])["Sequence"].str.len().to_numpy()
+
+
+def _data(n: int, length_scale: float, seed: int, n_classes: int) -> tuple[list[str], list[int], str]:
     rng = np.random.default_rng(seed)
-    lengths = rng.integers(int(length * 0.8), int(length * 1.2) + 1, size=n)
+    real = _real_lengths()
+    if real is not None:
+        lengths, source = rng.choice(real, size=n), f"drawn from {SWISSPROT_SAMPLE.name}"
+    else:  # Swiss-Prot-like: median ~330 residues, long right tail
+        lengths, source = np.rint(rng.lognormal(np.log(330), 0.65, size=n)).astype(int), "log-normal (sample absent)"
+    lengths = np.maximum(np.rint(np.minimum(lengths, 1022) * length_scale).astype(int), 5)
     seqs = ["".join(rng.choice(list(AMINO), size=int(k))) for k in lengths]
-    return seqs, rng.integers(0, n_classes, size=n).tolist()
+    return seqs, rng.integers(0, n_classes, size=n).tolist(), f"{source}, cropped at 1022, x {length_scale:g}"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="esm2_t6_8M_UR50D", choices=sorted(ESM2_ARCHITECTURES))
     ap.add_argument("--layers", default="all", help="comma-separated layers, or 'all'")
-    ap.add_argument("--modules", default="k_proj", help="comma-separated module types")
-    ap.add_argument("--n-seqs", type=int, default=3)
-    ap.add_argument("--length", type=int, default=100, help="mean sequence length (uniform +-20%%)")
+    ap.add_argument("--modules", default=",".join(MODULE_TYPES), help="comma-separated module types")
+    ap.add_argument("--n-seqs", type=int, default=16)
+    ap.add_argument("--length-scale", type=float, default=0.25, help="multiply the drawn lengths (CPU time)")
+    ap.add_argument("--reference-batch-size", type=int, default=8, help="sequences per batch of the reference loop")
+    ap.add_argument("--same-batches", action="store_true", help="give the reference our length-sorted batches")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--method", default="riemann_right")
     ap.add_argument("--target", default="prob", choices=["prob", "logit"])
@@ -80,17 +109,30 @@ def main() -> None:
     model = EsmClassifier(build_backbone(spec), n_classes, attention=args.attention).to(device).eval()
     layers = list(range(n_layers)) if args.layers == "all" else [int(x) for x in args.layers.split(",")]
     modules = args.modules.split(",")
-    seqs, gold = _data(args.n_seqs, args.length, args.seed, n_classes)
+    seqs, gold, length_source = _data(args.n_seqs, args.length_scale, args.seed, n_classes)
     alphas, weights = integration_points(args.steps, args.method)
     bf16 = device.type == "cuda"
     print(
         f"model {args.model}-shaped random init ({n_layers} layers, {dim} dim, {heads} heads), attention {args.attention}; "
         f"device {device}{' (bf16 autocast for ours, fp32 reference)' if bf16 else ''}, threads {args.threads}; "
-        f"{args.n_seqs} sequences, lengths {min(map(len, seqs))}-{max(map(len, seqs))}; "
+        f"{args.n_seqs} sequences, lengths {min(map(len, seqs))}-{max(map(len, seqs))} ({length_source}); "
         f"modules {','.join(modules)}; {args.steps} steps {args.method}, target {args.target}"
     )
-    batches = make_batches(seqs, gold, args.token_budget, copies=len(alphas))
-    print(f"batches: {len(batches)} (same for both)")
+    ours_batches = make_batches(seqs, gold, args.token_budget, copies=len(alphas), max_padding=IG_MAX_PADDING)
+    if args.same_batches:
+        batches = ours_batches
+    else:
+        bs = args.reference_batch_size
+        batches = [
+            ScoringBatch(np.arange(i, min(i + bs, len(seqs))), tokenize(seqs[i : i + bs]), torch.tensor(gold[i : i + bs]))
+            for i in range(0, len(seqs), bs)
+        ]
+    padded = [int(b.tokens.numel()) for b in ours_batches], [int(b.tokens.numel()) for b in batches]
+    print(
+        f"batches: ours {len(ours_batches)} length-sorted ({sum(padded[0])} padded tokens); reference "
+        f"{len(batches)} {'(the same)' if args.same_batches else f'in input order of {args.reference_batch_size}'} "
+        f"({sum(padded[1])} padded tokens); real tokens {sum(len(x) + 2 for x in seqs)}"
+    )
 
     # Warm-up (thread pools, allocator, kernels) so that neither side pays it inside the timing.
     a2, w2 = integration_points(2, "riemann_right")

@@ -276,6 +276,21 @@ def test_load_test_set_names_line_of_unknown_label(tmp_path):
     assert acc.tolist() == ["A", "C"] and y.tolist() == [0, 2]
 
 
+def test_load_test_set_cap_is_stratified_and_seeded(tmp_path):
+    path = tmp_path / "split.tsv"
+    labels = ["1"] * 60 + ["2"] * 30 + ["3"] * 10
+    pd.DataFrame(
+        {"accession": [f"P{i}" for i in range(100)], "sequence": ["ACD"] * 100, "label": labels, "split": "test"}
+    ).to_csv(path, sep="\t", index=False)
+    acc, _, y = load_test_set(path, ["1", "2", "3"], max_sequences=20, seed=3)
+    assert np.bincount(y).tolist() == [12, 6, 2]  # proportional to 60/30/10
+    assert list(acc) == sorted(acc, key=lambda a: int(a[1:]))  # the split file's order
+    again, _, _ = load_test_set(path, ["1", "2", "3"], max_sequences=20, seed=3)
+    other, _, _ = load_test_set(path, ["1", "2", "3"], max_sequences=20, seed=4)
+    assert (again == acc).all() and set(other) != set(acc)
+    assert len(load_test_set(path, ["1", "2", "3"], max_sequences=500)[0]) == 100
+
+
 @pytest.mark.parametrize("fill_kind", ["mean", "pretrained"])
 def test_run_ablation_job_files_and_fills(tmp_path, fill_kind):
     from kneurons.ablation import run_ablation_job

@@ -79,6 +79,26 @@ def test_other_rules_and_logit_target_equal_captum(model, method):
     np.testing.assert_allclose(_ours(model, 1, "v_proj", 6, method, "logit"), _captum(model, 1, "v_proj", 6, method, "logit"), rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.parametrize("method", ["riemann_right", "riemann_trapezoid", "gausslegendre"])
+@pytest.mark.parametrize("attention", ["sdpa", "reference"])
+def test_shared_query_key_pass_equals_captum(model, method, attention):
+    """q_proj and k_proj scored together share one pass per step (k's gradient rescaled by 1/alpha);
+    each must still equal captum's separate run, also for rules with an alpha = 0 step (trapezoid)
+    and on fair-esm's own attention code."""
+    from kneurons.attention import attention_backend
+
+    step_sizes, alpha_fn = approximation_parameters(method)
+    with attention_backend(model, attention):
+        both = attribution_per_sequence(
+            model, SEQS, GOLD, 1, ["k_proj", "q_proj", "fc2"], alpha_fn(5), step_sizes(5), dtype=torch.float64
+        )
+        for module in ("q_proj", "k_proj", "fc2"):
+            ref = _captum(model, 1, module, 5, method)
+            # k's 1/alpha weights reorder captum's float32 step-size rounding: 1e-6 of the largest
+            # attribution as the absolute floor (a wrong rescaling is off by factors, not 1e-6).
+            np.testing.assert_allclose(both[module], ref, rtol=RTOL, atol=RTOL * np.abs(ref).max())
+
+
 def test_alpha_chunks_and_small_batches_change_nothing(model):
     """A token budget that splits sequences into several batches and alpha steps into chunks."""
     big = _ours(model, 1, "out_proj", 7, "riemann_middle")

@@ -53,7 +53,8 @@ from .hooks import OutputRecorder
 from .io import atomic_path, write_table_atomic
 from .metrics import classification_metrics
 from .model import MODULE_TYPES, EsmClassifier, get_alphabet, tokenize
-from .runtime import autocast
+from .runtime import autocast, to_device
+from .split import stratified_subset
 from .selection import (
     Block,
     NeuronLayout,
@@ -164,7 +165,7 @@ def mean_activations(
 
     names = {f"{layer}:{m}": model.module(layer, m) for layer, m in layout.blocks}
     for batch in token_budget_batches([len(s) for s in sequences], token_budget):
-        tokens = tokenize([sequences[i] for i in batch], alphabet).to(device)
+        tokens = to_device(tokenize([sequences[i] for i in batch], alphabet), device)
         valid = tokens.ne(alphabet.padding_idx).T.unsqueeze(-1).double()  # (T, B, 1)
         with OutputRecorder(names, reduce=reduce) as rec:
             model(tokens)
@@ -413,7 +414,7 @@ def evaluate_masks(
     def step(batch: list[int]) -> np.ndarray:
         """Predictions ``(len(unique), len(batch))`` of one sequence batch under every mask."""
         part = np.zeros((len(unique), len(batch)), dtype=np.int64)
-        tokens = tokenize([sequences[i] for i in batch], alphabet).to(device)
+        tokens = to_device(tokenize([sequences[i] for i in batch], alphabet), device)
         with autocast(device, bf16):
             x, pm = model.embed(tokens)
             # The unmasked prefix is only needed up to the last resume point.
@@ -469,7 +470,7 @@ def evaluate_masks_naive(
     sizes = dict(zip(layout_of(model).blocks, layout_of(model).sizes))
     alphabet = get_alphabet()
     batches = token_budget_batches([len(s) for s in sequences], token_budget)
-    tokens_per_batch = [tokenize([sequences[i] for i in b], alphabet).to(device) for b in batches]
+    tokens_per_batch = [to_device(tokenize([sequences[i] for i in b], alphabet), device) for b in batches]
     preds = np.zeros((len(masks), len(sequences)), dtype=np.int64)
     for mi, mask in enumerate(masks):
         filled = _chunk_tensors([_active(mask)], sizes, device)
@@ -621,11 +622,14 @@ def run_ablation(
     )
 
 
-def load_test_set(split_path: str | Path, labels: Sequence[str]) -> tuple[np.ndarray, list[str], np.ndarray]:
+def load_test_set(
+    split_path: str | Path, labels: Sequence[str], max_sequences: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, list[str], np.ndarray]:
     """``(accessions, sequences, label indices)`` of the test split of ``split.tsv``, in the checkpoint's label order.
 
-    Raises InputError naming the file and line of a label the model does not know, and when
-    the split has no test proteins.
+    ``max_sequences`` keeps a label-stratified subset drawn with ``seed`` (``ablate.max_sequences``:
+    every mask costs a pass over the evaluated proteins). Raises InputError naming the file and
+    line of a label the model does not know, and when the split has no test proteins.
     """
     split_path = Path(split_path)
     df = pd.read_csv(split_path, sep="\t", dtype=str, keep_default_na=False)
@@ -642,6 +646,7 @@ def load_test_set(split_path: str | Path, labels: Sequence[str]) -> tuple[np.nda
         raise InputError(
             f"{split_path}: line {line}: label {test['label'][unknown].iloc[0]!r} is not one of the model's labels {list(labels)}"
         )
+    test = stratified_subset(test, max_sequences, seed)
     return (
         test["accession"].to_numpy(dtype=str),
         test["sequence"].tolist(),
@@ -697,7 +702,7 @@ def run_ablation_job(
     ab = cfg["ablate"]
     model, info = load_classifier(checkpoint, map_location=device, attention=cfg["model"].get("attention", "sdpa"))
     labels = list(info["labels"])
-    accessions, sequences, y_true = load_test_set(split_path, labels)
+    accessions, sequences, y_true = load_test_set(split_path, labels, ab.get("max_sequences"), cfg.get("seed", 0))
     scores, score_meta = read_score_table(scores_path)
     # Scores of another model would rank this model's neurons meaninglessly.
     check_scores_match_checkpoint(scores_path, checkpoint, score_meta)

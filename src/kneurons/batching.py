@@ -24,11 +24,15 @@ def token_budget_batches(
     shuffle: bool = False,
     seed: int = 0,
     extra_tokens: int = 2,
+    max_padding: float | None = None,
 ) -> list[list[int]]:
     """Group indices into batches whose padded size (batch x longest) stays within ``token_budget``.
 
     Indices are sorted by length so that each batch holds sequences of similar length.
     ``extra_tokens`` counts BOS/EOS. A sequence longer than the budget gets a batch of its own.
+    ``max_padding`` also closes a batch before its padding would exceed that fraction of its real
+    tokens: for passes that already repeat each sequence many times (integrated-gradient steps),
+    where more, tighter batches cost less than fewer, padded ones.
     With ``shuffle`` the order of the batches (not their content) is permuted with ``seed``,
     so training sees varied lengths while padding stays low.
     """
@@ -36,14 +40,18 @@ def token_budget_batches(
     order = np.argsort(lengths, kind="stable")
     batches: list[list[int]] = []
     current: list[int] = []
-    longest = 0
+    longest = real = 0
     for idx in order:
         n = int(lengths[idx])
-        if current and max(longest, n) * (len(current) + 1) > token_budget:
+        padded = max(longest, n) * (len(current) + 1)
+        if current and (
+            padded > token_budget or (max_padding is not None and padded > (1 + max_padding) * (real + n))
+        ):
             batches.append(current)
-            current, longest = [], 0
+            current, longest, real = [], 0, 0
         current.append(int(idx))
         longest = max(longest, n)
+        real += n
     if current:
         batches.append(current)
     if shuffle:

@@ -51,7 +51,7 @@ from .io import write_json_atomic, write_table_atomic
 from .metrics import confusion_matrix, per_class_scores
 from .model import EsmClassifier, get_alphabet, load_classifier, tokenize
 from .provenance import check_scores_match_checkpoint
-from .runtime import autocast
+from .runtime import autocast, to_device
 from .selection import NeuronLayout, normalise_per_module, rank_order, score_vector, top_k_count
 
 log = logging.getLogger(__name__)
@@ -362,7 +362,7 @@ def residue_activations(
     stop = int(neurons["layer"].max()) + 1
     try:
         for batch in token_budget_batches([len(s) for s in sequences], token_budget):
-            tokens = tokenize([sequences[i] for i in batch], alphabet).to(device)
+            tokens = to_device(tokenize([sequences[i] for i in batch], alphabet), device)
             with autocast(device, bf16):
                 x, pm = model.embed(tokens)
                 model.run_layers(x, pm, 0, stop)
@@ -807,7 +807,7 @@ def run_class_job(
     ``out["specificity"]`` (TSV) and ``out["summary"]`` (JSON); returns the summary.
     """
     c = cfg["characterise"]
-    model, info = load_classifier(checkpoint, map_location=device)
+    model, info = load_classifier(checkpoint, map_location=device, attention=cfg["model"].get("attention", "sdpa"))
     labels = [str(x) for x in info["labels"]]
     ig = pd.read_parquet(ig_path)
     check_scores_match_checkpoint(ig_path, checkpoint, require=False)  # scores of another model mislead
@@ -876,7 +876,7 @@ def run_neuron_job(
     ``out["info"]`` (JSON); returns the info. Missing annotations are reported, not an error.
     """
     c = cfg["characterise"]
-    model, info = load_classifier(checkpoint, map_location=device)
+    model, info = load_classifier(checkpoint, map_location=device, attention=cfg["model"].get("attention", "sdpa"))
     labels = [str(x) for x in info["labels"]]
     ig = pd.read_parquet(ig_path)
     check_scores_match_checkpoint(ig_path, checkpoint, require=False)  # scores of another model mislead

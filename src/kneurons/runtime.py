@@ -27,6 +27,18 @@ def autocast(device: torch.device, enabled: bool = True):
     return contextlib.nullcontext()
 
 
+def to_device(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """Move a host batch to ``device``; on CUDA through pinned memory and a non-blocking copy.
+
+    Pinned (page-locked) memory lets the copy run asynchronously, so the host prepares the next
+    batch while the GPU works; on the CPU this is the tensor itself.
+    """
+    device = torch.device(device)
+    if device.type != "cuda" or t.device.type == "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     """Seed python, numpy and torch; optionally switch torch to deterministic algorithms."""
     random.seed(seed)

@@ -20,7 +20,8 @@ Class-conditional scores (``label`` column) are the same per-sequence scores ave
 sequences of one class (their gold class is the target, so no extra model passes are needed).
 
 Efficiency: the residual stream entering layer ``l`` is computed once per batch without grad and
-shared by the layer's six modules; only layers ``>= l`` run with grad; the alpha steps go in the
+shared by the layer's six modules; only layers ``>= l`` run with grad; ``q_proj`` and ``k_proj``
+share their passes (``attribute_batch``); the alpha steps go in the
 batch dimension (in chunks that keep ``batch x tokens x chunk`` within the token budget); batches
 are length-sorted token-budget buckets; bf16 autocast on CUDA; neurons are tensor dimensions.
 """
@@ -45,7 +46,8 @@ from .errors import InputError, ModelError
 from .hooks import module_output_hook, module_output_hooks
 from .io import atomic_path, sha256_file
 from .model import MODULE_TYPES, EsmClassifier, get_alphabet, tokenize
-from .runtime import autocast
+from .runtime import autocast, to_device
+from .split import stratified_subset
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,9 @@ TARGETS: tuple[str, ...] = ("prob", "logit")
 #: Column order of every score table; ``label`` is NA for unconditional rows, ``seed`` NA except for random.
 SCORE_COLUMNS: list[str] = ["method", "layer", "module", "neuron", "label", "seed", "score"]
 METADATA_KEY = b"kneurons.scores"
+#: Attribution batches close before padding exceeds this fraction of their real tokens: the alpha
+#: steps already fill each pass, so tighter batches cost less than fewer, padded ones.
+IG_MAX_PADDING = 0.1
 
 
 # -- integration rule ----------------------------------------------------------------------
@@ -111,13 +116,17 @@ def make_batches(
     gold: Sequence[int] | None,
     token_budget: int,
     copies: int = 1,
+    max_padding: float | None = None,
 ) -> list[ScoringBatch]:
-    """Length-sorted token-budget batches; ``copies`` divides the budget for passes that repeat the batch."""
+    """Length-sorted token-budget batches; ``copies`` divides the budget for passes that repeat the batch.
+
+    ``max_padding``: see ``token_budget_batches`` (``attribution_per_sequence`` uses ``IG_MAX_PADDING``).
+    """
     alphabet = get_alphabet()
     lengths = [len(s) for s in sequences]
     gold_arr = np.zeros(len(sequences), dtype=np.int64) if gold is None else np.asarray(gold, dtype=np.int64)
     out = []
-    for idx in token_budget_batches(lengths, max(1, token_budget // max(1, copies))):
+    for idx in token_budget_batches(lengths, max(1, token_budget // max(1, copies)), max_padding=max_padding):
         idx = np.asarray(idx, dtype=np.int64)
         out.append(
             ScoringBatch(
@@ -202,7 +211,7 @@ def activation_per_sequence(
     lengths = [len(s) for s in sequences]
 
     def step(idx: list[int]) -> dict[str, np.ndarray]:
-        tokens = tokenize([sequences[i] for i in idx], alphabet).to(device)
+        tokens = to_device(tokenize([sequences[i] for i in idx], alphabet), device)
         mask = _residue_mask(tokens, pad)
         counts = mask.sum(0).clamp_min(1).float()  # (B, 1)
         current: dict[str, torch.Tensor] = {}
@@ -231,12 +240,15 @@ def _target(logits: torch.Tensor, gold: torch.Tensor, target: str) -> torch.Tens
     raise ValueError(f"unknown attribution target {target!r}; one of {', '.join(TARGETS)}")
 
 
-def _scaled_leaf(scale: torch.Tensor, held: dict[str, torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Hook function replacing a module output ``a`` by ``scale * a`` through a leaf ``z`` that gradients target."""
+def _scaled_leaf(scale: torch.Tensor | None, held: dict[str, torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Hook function replacing a module output ``a`` by ``scale * a`` through a leaf ``z`` that gradients target.
+
+    ``scale=None`` keeps the output as it is (a rider: only its gradient is wanted).
+    """
 
     def fn(a: torch.Tensor) -> torch.Tensor:
         a = a.detach()
-        z = (a * scale.to(a.dtype)).requires_grad_(True)
+        z = (a.detach() if scale is None else a * scale.to(a.dtype)).requires_grad_(True)
         held["a"], held["z"] = a, z
         # A fresh non-leaf: fair-esm scales q_proj's output in place after the module returns.
         return z * 1
@@ -257,35 +269,44 @@ def _module_attribution(
     target: str,
     alpha_chunk: int,
     bf16: bool,
-) -> torch.Tensor:
-    """Attributions (B, n_neurons) of one module for one batch whose residual stream ``x`` enters ``layer``.
+    riders: dict[str, torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Attributions ``{module: (B, n_neurons)}`` for one batch whose residual stream ``x`` enters ``layer``.
 
-    Alpha steps are stacked in the batch dimension (block ``j`` of the repeated batch is step ``j``);
-    the samples of a batch do not interact, so one backward of ``sum(F)`` gives every per-sample
-    gradient.
+    ``module_type``'s output is scaled by the alphas. Alpha steps are stacked in the batch
+    dimension (block ``j`` of the repeated batch is step ``j``); the samples of a batch do not
+    interact, so one backward of ``sum(F)`` gives every per-sample gradient.
+
+    ``riders`` ``{module: weights}``: modules of the same layer whose outputs enter the same passes
+    unscaled; their gradients are summed with their own weights per alpha step (see
+    ``attribute_batch`` for the one pair this is exact for).
     """
     T, B, _ = x.shape
     device = x.device
-    module = model.module(layer, module_type)
-    grad_sum: torch.Tensor | None = None
-    a_unscaled: torch.Tensor | None = None
+    riders = riders or {}
+    names = [module_type, *riders]
+    all_weights = {module_type: weights, **riders}
+    grad_sum: dict[str, torch.Tensor] = {}
+    a_unscaled: dict[str, torch.Tensor] = {}
     for start in range(0, len(alphas), alpha_chunk):
         al = alphas[start : start + alpha_chunk]
-        wt = weights[start : start + alpha_chunk]
         k = len(al)
         scale = al.repeat_interleave(B).view(1, k * B, 1)
-        held: dict[str, torch.Tensor] = {}
-        with torch.enable_grad(), autocast(device, bf16), module_output_hook(module, _scaled_leaf(scale, held)):
+        held = {t: {} for t in names}
+        hooks = [(model.module(layer, t), _scaled_leaf(scale if t == module_type else None, held[t])) for t in names]
+        with torch.enable_grad(), autocast(device, bf16), module_output_hooks(hooks):
             y = model.run_layers(x.repeat(1, k, 1), None if padding_mask is None else padding_mask.repeat(k, 1), layer)
             logits = model.classify(y, tokens.repeat(k, 1))
             f = _target(logits, gold.repeat(k), target)
-            (g,) = torch.autograd.grad(f.sum(), held["z"])
-        g = (_at_least_fp32(g).view(T, k, B, -1) * wt.view(1, k, 1, 1)).sum(1)
-        grad_sum = g if grad_sum is None else grad_sum + g
-        if a_unscaled is None:
-            a_unscaled = _at_least_fp32(held["a"][:, :B])
+            grads = torch.autograd.grad(f.sum(), [held[t]["z"] for t in names])
+        for t, g in zip(names, grads, strict=True):
+            wt = all_weights[t][start : start + alpha_chunk]
+            g = (_at_least_fp32(g).view(T, k, B, -1) * wt.view(1, k, 1, 1)).sum(1)
+            grad_sum[t] = g if t not in grad_sum else grad_sum[t] + g
+            if t not in a_unscaled:
+                a_unscaled[t] = _at_least_fp32(held[t]["a"][:, :B])
     mask = _residue_mask(tokens, model.esm.padding_idx)
-    return (a_unscaled * grad_sum * mask).sum(0)
+    return {t: (a_unscaled[t] * grad_sum[t] * mask).sum(0) for t in names}
 
 
 def attribution_per_sequence(
@@ -331,12 +352,12 @@ def attribution_per_sequence(
 
     def step(idx: list[int]) -> dict[str, np.ndarray]:
         attr = attribute_batch(
-            model, tokenize([sequences[i] for i in idx], alphabet).to(device),
-            torch.as_tensor(gold_arr[idx]).to(device), layer, module_types, al, wt, target, token_budget, bf16,
+            model, to_device(tokenize([sequences[i] for i in idx], alphabet), device),
+            to_device(torch.as_tensor(gold_arr[idx]), device), layer, module_types, al, wt, target, token_budget, bf16,
         )  # fmt: skip
         return {t: attr[t].double().cpu().numpy() for t in module_types}
 
-    batches = token_budget_batches(lengths, max(1, token_budget // max(1, len(al))))
+    batches = token_budget_batches(lengths, max(1, token_budget // max(1, len(al))), max_padding=IG_MAX_PADDING)
     try:
         # Attributions are per sequence (test_attribution_independent_of_padding_partner), so an
         # out-of-memory batch is halved and retried.
@@ -366,16 +387,36 @@ def attribute_batch(
 
     The residual stream entering ``layer`` is computed once, without grad, and shared by the
     modules; alpha steps run in chunks of ``token_budget // tokens.numel()`` copies.
+
+    ``q_proj`` and ``k_proj`` share their passes. Attention logits are bilinear in ``q`` and ``k``
+    (the head scaling and the rotary embedding are linear), so scaling ``q`` by ``alpha`` gives the
+    very same network as scaling ``k`` by ``alpha``, and the gradient w.r.t. the unscaled ``k`` in
+    the ``q``-scaled network is ``alpha`` times the gradient w.r.t. the scaled ``k``. One pass per
+    step thus serves both, with ``k``'s weights divided by ``alpha``; steps at ``alpha = 0`` (left
+    and trapezoid rules) give ``k`` its own pass.
     """
     device = tokens.device
     with torch.no_grad(), autocast(device, bf16):
         x, pm = model.embed(tokens)
         x = model.run_layers(x, pm, 0, layer)
     chunk = max(1, min(len(alphas), token_budget // max(1, tokens.numel())))
-    return {
-        t: _module_attribution(model, x, pm, tokens, gold, layer, t, alphas, weights, target, chunk, bf16)
-        for t in module_types
-    }
+
+    def run(t: str, al: torch.Tensor, wt: torch.Tensor, riders: dict[str, torch.Tensor] | None = None):
+        return _module_attribution(model, x, pm, tokens, gold, layer, t, al, wt, target, chunk, bf16, riders)
+
+    out: dict[str, torch.Tensor] = {}
+    todo = list(module_types)
+    if "q_proj" in todo and "k_proj" in todo:
+        nonzero = alphas != 0
+        k_weights = torch.where(nonzero, weights / torch.where(nonzero, alphas, torch.ones_like(alphas)), 0)
+        out.update(run("q_proj", alphas, weights, {"k_proj": k_weights}))
+        if not bool(nonzero.all()):
+            extra = run("k_proj", alphas[~nonzero], weights[~nonzero])["k_proj"]
+            out["k_proj"] = out["k_proj"] + extra
+        todo = [t for t in todo if t not in out]
+    for t in todo:
+        out.update(run(t, alphas, weights))
+    return {t: out[t] for t in module_types}
 
 
 def target_at_scale(
@@ -583,38 +624,8 @@ def select_scoring_set(
     if unknown:
         raise InputError(f"labels {unknown[:5]} of the split table are missing from classes.tsv")
     df["label_index"] = df["label"].map(index_of).astype(int)
-    if max_sequences is not None and len(df) > max_sequences:
-        quota = _stratified_quota(df["label"].value_counts().sort_index(), int(max_sequences))
-        rng = np.random.default_rng(seed)
-        keep: list[int] = []
-        for label, positions in df.groupby("label", sort=True).indices.items():
-            keep.extend(rng.choice(positions, size=quota[label], replace=False).tolist())
-        df = df.iloc[sorted(keep)]
+    df = stratified_subset(df, max_sequences, seed)
     return df[["accession", "sequence", "label", "label_index"]].reset_index(drop=True)
-
-
-def _stratified_quota(counts: pd.Series, total: int) -> dict[str, int]:
-    share = counts / counts.sum() * total
-    quota = np.floor(share).astype(int)
-    if total >= len(counts):  # every class represented when the budget allows
-        quota = quota.clip(lower=1)
-    quota = quota.clip(upper=counts)
-    left = total - int(quota.sum())
-    order = (share - np.floor(share)).sort_values(ascending=False, kind="stable").index
-    while left > 0:
-        moved = False
-        for label in order:
-            if left > 0 and quota[label] < counts[label]:
-                quota[label] += 1
-                left -= 1
-                moved = True
-        if not moved:
-            break
-    while left < 0:  # the at-least-one rule overshot: take from the largest quotas
-        label = quota.idxmax()
-        quota[label] -= 1
-        left += 1
-    return {str(k): int(v) for k, v in quota.items()}
 
 
 def subset_hash(accessions: Sequence[str]) -> str:

@@ -70,6 +70,49 @@ def _class_too_small(label: str, n: int, what: str = "proteins") -> InputError:
     )
 
 
+def _stratified_quota(counts: pd.Series, total: int) -> dict[str, int]:
+    """Per-label sizes summing to ``total``: proportional shares, largest remainders, at least one
+    per label while the total allows, never more than a label has."""
+    share = counts / counts.sum() * total
+    quota = np.floor(share).astype(int)
+    if total >= len(counts):  # every class represented when the budget allows
+        quota = quota.clip(lower=1)
+    quota = quota.clip(upper=counts)
+    left = total - int(quota.sum())
+    order = (share - np.floor(share)).sort_values(ascending=False, kind="stable").index
+    while left > 0:
+        moved = False
+        for label in order:
+            if left > 0 and quota[label] < counts[label]:
+                quota[label] += 1
+                left -= 1
+                moved = True
+        if not moved:
+            break
+    while left < 0:  # the at-least-one rule overshot: take from the largest quotas
+        label = quota.idxmax()
+        quota[label] -= 1
+        left += 1
+    return {str(k): int(v) for k, v in quota.items()}
+
+
+def stratified_subset(df: pd.DataFrame, max_rows: int | None, seed: int = 0, label_col: str = "label") -> pd.DataFrame:
+    """At most ``max_rows`` rows of ``df``, stratified by ``label_col``, drawn with ``seed``, in ``df``'s order.
+
+    Each label gets a share proportional to its size (largest remainders, at least one per label
+    while the budget allows). ``max_rows=None``, or a frame no larger, returns ``df`` unchanged.
+    """
+    if max_rows is None or len(df) <= max_rows:
+        return df
+    labels = df[label_col].astype(str)
+    quota = _stratified_quota(labels.value_counts().sort_index(), int(max_rows))
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    for label, positions in labels.groupby(labels, sort=True).indices.items():
+        keep.extend(rng.choice(positions, size=quota[str(label)], replace=False).tolist())
+    return df.iloc[sorted(keep)]
+
+
 def stratified_split(labels_df: pd.DataFrame, fractions: dict[str, float], seed: int) -> pd.DataFrame:
     """Stratified random split: each class is shuffled (seeded) and cut by ``fractions``.
 

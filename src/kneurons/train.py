@@ -38,7 +38,7 @@ from .io import atomic_path, write_json_atomic, write_table_atomic
 from .metrics import classification_metrics, macro_f1
 from .model import EsmClassifier, get_alphabet, save_classifier, tokenize
 from .pretrained import Downloader, build_classifier
-from .runtime import autocast, resolve_device, seed_everything
+from .runtime import autocast, resolve_device, seed_everything, to_device
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def predict(
     lengths = [len(s) for s in sequences]
 
     def step(batch: list[int]) -> np.ndarray:
-        tokens = tokenize([sequences[i] for i in batch], alphabet).to(device)
+        tokens = to_device(tokenize([sequences[i] for i in batch], alphabet), device)
         with autocast(device, bf16):
             return model(tokens).float().cpu().numpy()
 
@@ -407,7 +407,7 @@ def fine_tune(
             tokens_seen += int((tokens != alphabet.padding_idx).sum())
             target = torch.as_tensor(train_y[batch])
             loss = forward_backward(
-                model, tokens.to(dev), target.to(dev), loss_fn, dev, bf16, 1.0 / group_size
+                model, to_device(tokens, dev), to_device(target, dev), loss_fn, dev, bf16, 1.0 / group_size
             )
             # Summed on the device: no host sync per batch.
             loss_sum = loss_sum + loss * len(batch)
