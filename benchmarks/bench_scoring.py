@@ -21,7 +21,7 @@ completeness error |sum_i attr_i - (F(a) - F(0))| for Riemann vs Gauss-Legendre 
 
     .venv/bin/python benchmarks/bench_scoring.py --threads 1           # esm2_t6_8M shape, CPU
     .venv/bin/python benchmarks/bench_scoring.py --threads 1 --same-batches
-    .venv/bin/python benchmarks/bench_scoring.py --model esm2_t33_650M_UR50D --device cuda --n-seqs 32 --length 300
+    .venv/bin/python benchmarks/bench_scoring.py --model esm2_t33_650M_UR50D --device cuda --n-seqs 32 --length-scale 1
 """
 
 from __future__ import annotations

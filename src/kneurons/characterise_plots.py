@@ -135,7 +135,7 @@ def plot_class_specificity(matrix: pd.DataFrame, overlap: pd.DataFrame) -> plt.F
         axes[0].set_xlabel("evaluated class")
         axes[0].set_ylabel("suppressed class's neurons")
         axes[0].set_title("recall change")
-        fig.colorbar(im, ax=axes[0], shrink=0.8)
+        fig.colorbar(im, ax=axes[0], shrink=0.8, label="recall change (suppressed - intact)")
     if overlap.empty:
         _message(axes[1], "no class neuron sets")
     else:
@@ -146,7 +146,9 @@ def plot_class_specificity(matrix: pd.DataFrame, overlap: pd.DataFrame) -> plt.F
         im = axes[1].imshow(j.to_numpy(), cmap="viridis", vmin=0, vmax=1)
         _annotate(axes[1], j.to_numpy(), labels, labels, dark=lambda v: v < 0.6)
         axes[1].set_title("Jaccard overlap of class neuron sets")
-        fig.colorbar(im, ax=axes[1], shrink=0.8)
+        axes[1].set_xlabel("class")
+        axes[1].set_ylabel("class")
+        fig.colorbar(im, ax=axes[1], shrink=0.8, label="Jaccard index (0-1)")
     fig.tight_layout()
     return fig
 

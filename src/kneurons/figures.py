@@ -171,7 +171,7 @@ def plot_ablation_curves(curves: pd.DataFrame, mode: str, metric: str = "accurac
         if k:
             handles.append(plt.Line2D([], [], color="black", lw=0.6, ls=(0, (1, 2))))
             labels.append(f"chance (1/{k})")
-        legend_ax.legend(handles, labels, loc="center left", frameon=False, title=MODE_AXIS[mode].split(",")[0])
+        legend_ax.legend(handles, labels, loc="center left", frameon=False, title="neurons selected by")
         for ax in flat[len(panels) + 1 :]:
             ax.axis("off")
         verb = "Preserve" if mode == "preserve" else "Suppress"
@@ -292,7 +292,10 @@ def plot_threshold_bars(summary: pd.DataFrame) -> Figure:
         ax.set_ylabel(f"smallest fraction f preserved\nkeeping {keep:.0%} of intact accuracy")
         ax.set_xlabel("selection scope (a module type = that module in all layers)")
         ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        ax.set_title(f"Fewest neurons that keep {keep:.0%} of the intact test accuracy (lower = knowledge more concentrated)")
+        ax.set_title(
+            f"Fewest neurons that keep {keep:.0%} of the intact test accuracy\n(lower = knowledge more concentrated)",
+            loc="left",
+        )
         fig.tight_layout()
     return fig
 
