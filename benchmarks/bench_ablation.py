@@ -12,6 +12,7 @@ prediction, hence every metric, is identical, and prints the wall-clock ratio.
 
     .venv/bin/python benchmarks/bench_ablation.py            # one method (620 masks)
     .venv/bin/python benchmarks/bench_ablation.py --methods 2 --n-test 36
+    .venv/bin/python benchmarks/bench_ablation.py --model esm2_t6_8M_UR50D --n-test 24
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from kneurons.ablation import (
     layout_of,
     metrics_table,
 )
-from kneurons.config import validate_config
+from kneurons.config import ESM2_ARCHITECTURES, validate_config
 from kneurons.model import BackboneSpec, EsmClassifier, build_backbone
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
@@ -44,13 +45,20 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=72, help="test proteins")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 = steady timings on a shared machine)")
     ap.add_argument("--fill", choices=["zero", "mean"], default="zero")
+    ap.add_argument(
+        "--model", default="custom", choices=["custom", *sorted(ESM2_ARCHITECTURES)],
+        help="custom = the embedded default's 4 x 64 x 4 shape; or an ESM-2 shape (random weights)",
+    )  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = validate_config({})
     ab = cfg["ablate"]
     c = cfg["model"]["custom"]
+    shape = (
+        (c["num_layers"], c["embed_dim"], c["attention_heads"]) if args.model == "custom" else ESM2_ARCHITECTURES[args.model]
+    )
     torch.manual_seed(0)
-    model = EsmClassifier(build_backbone(BackboneSpec("custom", c["num_layers"], c["embed_dim"], c["attention_heads"])), 4)
+    model = EsmClassifier(build_backbone(BackboneSpec(args.model, *shape)), 4)
     model.eval()
     rng = np.random.default_rng(0)
     seqs = ["".join(rng.choice(list(AA), int(rng.integers(60, 101)))) for _ in range(args.n_test)]
@@ -71,7 +79,7 @@ def main() -> None:
             k, ms = build_masks(scores, layout, f"m{m}", scope, ab["fractions"], ab["modes"], ab["normalise"])
             jobs.append((scope, k, ms))
     n_masks = sum(len(ms) for _, _, ms in jobs)
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {args.threads}")
+    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {args.threads}; model {args.model} shape {shape}")
     print(f"workload: {n_masks} masks ({args.methods} method(s) x scopes {ab['scopes']} x {len(ab['modes'])} modes x "
           f"{len(ab['fractions'])} f), {len(seqs)} test proteins, fill {args.fill}, token budget {ab['token_budget']}")  # fmt: skip
     # warm-up on the full batch shape (allocator, kernels) so the first timed job pays no start-up cost
