@@ -84,8 +84,11 @@ def plot_auroc_by_module(neurons: pd.DataFrame, annotation: str = "", alpha: flo
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     a = neurons["site_auroc"].astype(float) if "site_auroc" in neurons else pd.Series(dtype=float)
     if not a.notna().any():
-        for ax in axes:
-            _message(ax, f"Site AUROC not computed: {annotation or 'no residue annotations in the data'}")
+        # One message across the figure (two panel-centred copies would overlap).
+        axes[1].set_axis_off()
+        _message(axes[0], "")
+        fig.text(0.5, 0.5, f"Site AUROC not computed: {annotation or 'no residue annotations in the data'}",
+                 ha="center", va="center", wrap=True)  # fmt: skip
         return fig
     df = neurons[a.notna()]
     significant = df["site_q"] < alpha
