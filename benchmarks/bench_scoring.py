@@ -217,13 +217,11 @@ def _padding_report(batch_size: int = 8) -> None:
     The timed comparison above gives both sides the same batches; this is the separate saving of
     length sorting (compute grows at least linearly with padded tokens).
     """
-    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "uniprot_reviewed_sample.tsv"
-    if not path.exists():
-        print(f"padding: skipped ({path} absent)")
+    real_lengths = _real_lengths()
+    if real_lengths is None:
+        print(f"padding: skipped ({SWISSPROT_SAMPLE} absent)")
         return
-    import pandas as pd
-
-    lengths = np.minimum(pd.read_csv(path, sep="\t", usecols=["Sequence"])["Sequence"].str.len().to_numpy(), 1022) + 2
+    lengths = np.minimum(real_lengths, 1022) + 2
     real = int(lengths.sum())
     fixed = sum(len(c) * int(c.max()) for c in np.array_split(lengths, np.arange(batch_size, len(lengths), batch_size)))
     budget = batch_size * int(lengths.mean())  # about the same number of sequences per batch

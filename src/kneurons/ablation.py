@@ -54,7 +54,6 @@ from .io import atomic_path, write_table_atomic
 from .metrics import classification_metrics
 from .model import MODULE_TYPES, EsmClassifier, get_alphabet, tokenize
 from .runtime import autocast, to_device
-from .split import stratified_subset
 from .selection import (
     Block,
     NeuronLayout,
@@ -66,6 +65,7 @@ from .selection import (
     score_seeds,
     score_vector,
 )
+from .split import read_split_rows, stratified_subset
 
 log = logging.getLogger(__name__)
 
@@ -631,26 +631,12 @@ def load_test_set(
     every mask costs a pass over the evaluated proteins). Raises InputError naming the file and
     line of a label the model does not know, and when the split has no test proteins.
     """
-    split_path = Path(split_path)
-    df = pd.read_csv(split_path, sep="\t", dtype=str, keep_default_na=False)
-    missing = [c for c in ("accession", "sequence", "label", "split") if c not in df.columns]
-    if missing:
-        raise InputError(f"{split_path}: missing column(s) {missing}")
-    test = df[df["split"] == "test"]
-    if test.empty:
-        raise InputError(f"{split_path}: no rows with split == 'test' (the ablation evaluates on the test split)")
-    index = {lab: i for i, lab in enumerate(labels)}
-    unknown = ~test["label"].isin(index)
-    if unknown.any():
-        line = int(test.index[unknown.to_numpy()][0]) + 2  # header is line 1
-        raise InputError(
-            f"{split_path}: line {line}: label {test['label'][unknown].iloc[0]!r} is not one of the model's labels {list(labels)}"
-        )
+    test = read_split_rows(split_path, "test", labels, "the ablation evaluates on the test split")
     test = stratified_subset(test, max_sequences, seed)
     return (
         test["accession"].to_numpy(dtype=str),
         test["sequence"].tolist(),
-        test["label"].map(index).to_numpy(dtype=np.int64),
+        test["label"].map({lab: i for i, lab in enumerate(labels)}).to_numpy(dtype=np.int64),
     )
 
 

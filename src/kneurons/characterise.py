@@ -53,6 +53,7 @@ from .model import EsmClassifier, get_alphabet, load_classifier, tokenize
 from .provenance import check_scores_match_checkpoint
 from .runtime import autocast, to_device
 from .selection import NeuronLayout, normalise_per_module, rank_order, score_vector, top_k_count
+from .split import read_split_rows
 
 log = logging.getLogger(__name__)
 
@@ -750,20 +751,7 @@ def load_held_out(
     Raises InputError naming the file and line of a label the model does not know, and when the
     split is empty.
     """
-    split_path = Path(split_path)
-    df = pd.read_csv(split_path, sep="\t", dtype=str, keep_default_na=False)
-    missing = [c for c in ("accession", "sequence", "label", "split") if c not in df.columns]
-    if missing:
-        raise InputError(f"{split_path}: missing column(s) {missing}")
-    rows = df[df["split"] == split]
-    if rows.empty:
-        raise InputError(f"{split_path}: no rows with split == {split!r} (characterise.split)")
-    unknown = ~rows["label"].isin(set(labels))
-    if unknown.any():
-        line = int(rows.index[unknown.to_numpy()][0]) + 2  # the header is line 1
-        raise InputError(
-            f"{split_path}: line {line}: label {rows['label'][unknown].iloc[0]!r} is not one of the model's labels {list(labels)}"
-        )
+    rows = read_split_rows(split_path, split, labels, "characterise.split")
     if max_proteins is not None and len(rows) > max_proteins:
         rows = rows.sample(n=max_proteins, random_state=seed).sort_index()
     return rows.reset_index(drop=True)

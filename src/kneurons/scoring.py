@@ -248,6 +248,7 @@ def _scaled_leaf(scale: torch.Tensor | None, held: dict[str, torch.Tensor]) -> C
 
     def fn(a: torch.Tensor) -> torch.Tensor:
         a = a.detach()
+        # A rider needs a leaf of its own: marking ``a`` itself would make ``held["a"]`` require grad.
         z = (a.detach() if scale is None else a * scale.to(a.dtype)).requires_grad_(True)
         held["a"], held["z"] = a, z
         # A fresh non-leaf: fair-esm scales q_proj's output in place after the module returns.
