@@ -15,7 +15,13 @@ Two analyses, both on the fine-tuned classifier and the IG score table:
 
 * **Where neurons fire.** For the top-N neurons of the global IG ranking, per-residue
   activations on held-out proteins give each neuron's highest-activating windows, a position
-  frequency matrix, a consensus and a sequence logo. Where residue annotations exist
+  frequency matrix, a consensus and a sequence logo. By default (``windows_from: top_class``)
+  the windows come from the held-out proteins of the neuron's top class (its largest
+  class-conditional IG score): a class's neuron is read where it does its work, not where it
+  merely takes its largest values (a neuron may be most active, as evidence against its class,
+  in another class's proteins; a residue detector fires on that residue in every class).
+  ``window_class`` and ``window_class_purity`` still describe the best windows over all
+  held-out proteins. Where residue annotations exist
   (UniProt active/binding sites, synthetic ``motif_sites``), each neuron's per-residue response,
   centred on each protein's median, is scored by AUROC for "annotated residue (+- flank) vs
   not" within annotated proteins (unannotated proteins are left out: a missing annotation is
@@ -25,10 +31,13 @@ Two analyses, both on the fine-tuned classifier and the IG score table:
   ``site_auroc_top_class`` only those of the neuron's top class (on synthetic data each class
   has its own motif, so a class's neuron is expected to fire on its own class's sites only).
 
-A neuron's *response* is its activation oriented so that "firing" is large: ``tail`` (default)
-centres on the neuron's median over held-out residues and flips the sign when its heavier
-tail is negative (q/k/v/fc1 outputs have no preferred sign); ``signed`` takes the raw value;
-``abs`` the distance from the median.
+A neuron's *response* is its activation oriented so that "firing" is large. All modes but
+``signed`` centre on the neuron's median over held-out residues (q/k/v/fc1 outputs have no
+preferred sign). ``top_class`` (default) takes the sign under which the neuron is more active in
+proteins of its top class than in the others (IG credits it to that class, so that direction is
+what it does for the class); ``tail`` flips the sign when the heavier tail is negative (also
+the fallback of ``top_class`` for a neuron without a top class or held-out labels); ``signed``
+takes the raw value; ``abs`` the distance from the median.
 """
 
 from __future__ import annotations
@@ -60,6 +69,8 @@ log = logging.getLogger(__name__)
 NEURON_KEY = ["layer", "module", "neuron"]
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 NO_ANNOTATION = "no residue annotations in the data"
+ORIENTATIONS = ("top_class", "tail", "signed", "abs")
+WINDOW_SOURCES = ("top_class", "all")
 
 
 # -- score tables ---------------------------------------------------------------------------
@@ -379,12 +390,24 @@ def residue_activations(
 
 
 # -- responses, windows, logos --------------------------------------------------------------
-def orient_responses(acts: list[np.ndarray], mode: str = "tail") -> tuple[list[np.ndarray], np.ndarray]:
+def orient_responses(
+    acts: list[np.ndarray],
+    mode: str = "tail",
+    protein_labels: Sequence[str] | None = None,
+    neuron_classes: Sequence[Any] | None = None,
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Turn raw activations into responses where "firing" is large; returns ``(responses, sign)``.
 
     ``tail``: ``sign x (a - median)`` with the sign of the heavier tail (99.5th vs 0.5th
-    percentile distance from the median); ``signed``: ``a``; ``abs``: ``|a - median|``.
+    percentile distance from the median); ``top_class``: the same centring, with the sign under
+    which the neuron responds more in proteins of its top class (``neuron_classes``, one per
+    neuron) than in the other proteins (``protein_labels``, one per protein), compared as the
+    mean over proteins of each protein's mean activation; a neuron without a top class, or whose
+    class holds none or all of the proteins, keeps the ``tail`` sign; ``signed``: ``a``;
+    ``abs``: ``|a - median|``.
     """
+    if mode not in ORIENTATIONS:
+        raise InputError(f"unknown response mode {mode!r}; use {', '.join(ORIENTATIONS)}")
     flat = np.concatenate(acts, axis=0) if acts else np.zeros((0, 0))
     n = flat.shape[1] if flat.ndim == 2 else 0
     sign = np.ones(n)
@@ -393,12 +416,36 @@ def orient_responses(acts: list[np.ndarray], mode: str = "tail") -> tuple[list[n
     med = np.median(flat, axis=0)
     if mode == "abs":
         return [np.abs(a - med) for a in acts], sign
-    if mode != "tail":
-        raise InputError(f"unknown response mode {mode!r}; use tail, signed or abs")
     hi = np.percentile(flat, 99.5, axis=0) - med
     lo = med - np.percentile(flat, 0.5, axis=0)
     sign = np.where(lo > hi, -1.0, 1.0)
+    if mode == "top_class" and protein_labels is not None and neuron_classes is not None and acts:
+        labels = np.asarray([str(x) for x in protein_labels])
+        means = np.stack([a.mean(axis=0) for a in acts])  # (proteins, neurons)
+        for j, cls in enumerate(neuron_classes):
+            own = labels == str(cls) if isinstance(cls, str) else np.zeros(len(labels), dtype=bool)
+            if own.any() and not own.all():
+                diff = means[own, j].mean() - means[~own, j].mean()
+                if diff != 0:
+                    sign[j] = np.sign(diff)
     return [(a - med) * sign for a in acts], sign
+
+
+def window_proteins(
+    protein_labels: np.ndarray, top_class: Any, mode: str = "top_class"
+) -> tuple[np.ndarray, str]:
+    """Indices of the proteins a neuron's best windows come from, and which set that is.
+
+    ``top_class``: the proteins of the neuron's top class (``all`` where it has none or the
+    class has no proteins here); ``all``: every protein.
+    """
+    if mode not in WINDOW_SOURCES:
+        raise InputError(f"unknown windows_from {mode!r}; use {', '.join(WINDOW_SOURCES)}")
+    if mode == "top_class" and isinstance(top_class, str):
+        own = np.flatnonzero(np.asarray(protein_labels) == top_class)
+        if len(own):
+            return own, "top_class"
+    return np.arange(len(protein_labels)), "all"
 
 
 def best_windows(
@@ -407,28 +454,39 @@ def best_windows(
     width: int = 9,
     n_windows: int = 20,
     per_protein: int = 1,
+    seed: int | None = 0,
 ) -> pd.DataFrame:
     """The ``n_windows`` highest-responding windows of one neuron (``responses``: one 1-D array per protein).
 
     Each window is centred on a peak residue (``center``, 1-based) and padded with ``-`` at
     sequence ends; at most ``per_protein`` non-overlapping peaks are taken from each protein.
     Returns ``protein, center, value, window`` sorted by value, best first.
+
+    Ties are common (in layer 0, ``v_proj`` depends on the residue alone, so every occurrence of
+    a residue responds the same): they are broken at random with ``seed``, between residues of a
+    protein and between proteins, so neither the N-terminus nor the order of the proteins (a
+    split sorted by class) decides which windows are read. ``seed=None`` takes the first.
     """
     left = (width - 1) // 2
     right = width - 1 - left
+    rng = np.random.default_rng(seed) if seed is not None else None
     rows = []
     for p, (r, seq) in enumerate(zip(responses, sequences)):
         r = np.asarray(r, dtype=np.float64).copy()
         for _ in range(min(per_protein, len(r))):
-            i = int(np.argmax(r))
-            if not np.isfinite(r[i]):
+            best = r.max() if len(r) else -np.inf
+            if not np.isfinite(best):
                 break
+            tied = np.flatnonzero(r == best)
+            i = int(tied[0] if rng is None or len(tied) == 1 else rng.choice(tied))
             padded = "-" * left + seq + "-" * right
             rows.append(
                 {"protein": p, "center": i + 1, "value": float(r[i]), "window": padded[i : i + width]}
             )
             r[max(0, i - width + 1) : i + width] = -np.inf
     df = pd.DataFrame(rows, columns=["protein", "center", "value", "window"])
+    if rng is not None and len(df):
+        df = df.iloc[rng.permutation(len(df))]
     return df.sort_values("value", ascending=False, kind="stable").head(n_windows).reset_index(drop=True)
 
 
@@ -591,7 +649,7 @@ def characterise_neurons(
     )
     log.info("per-residue activations of %d neurons on %d proteins", len(top), len(seqs))
     acts = residue_activations(model, seqs, top[NEURON_KEY], cfg["token_budget"], device, bf16)
-    responses, sign = orient_responses(acts, cfg["response"])
+    responses, sign = orient_responses(acts, cfg["response"], plabels, top["top_class"].tolist())
     top["orientation"] = sign
 
     columns = [c for c in cfg["site_columns"] if c in proteins.columns] if cfg["site_columns"] else None
@@ -614,15 +672,26 @@ def characterise_neurons(
     win_rows, pfm_rows, rows = [], [], []
     for j, nrow in top.iterrows():
         r_j = [r[:, j] for r in responses]
-        wins = best_windows(r_j, seqs, width, cfg["n_windows"], cfg["windows_per_protein"])
+        everywhere = best_windows(r_j, seqs, width, cfg["n_windows"], cfg["windows_per_protein"], seed + j)
+        pick, source = window_proteins(plabels, nrow.get("top_class"), cfg["windows_from"])
+        if source == "all":
+            wins = everywhere
+        else:
+            sub = [r_j[i] for i in pick]
+            wins = best_windows(
+                sub, [seqs[i] for i in pick], width, cfg["n_windows"], cfg["windows_per_protein"], seed + j
+            )
+            wins["protein"] = pick[wins["protein"].to_numpy(dtype=np.int64)]
         pfm = position_frequency_matrix(wins["window"], width)
         cons = consensus(pfm, cfg["consensus_min_frequency"])
         wl = plabels[wins["protein"].to_numpy()] if len(wins) else np.array([], dtype=str)
-        vc = pd.Series(wl).value_counts()
+        # Where the neuron fires most over *all* proteins, whatever set its windows come from.
+        vc = pd.Series(plabels[everywhere["protein"].to_numpy()]).value_counts()
         rec: dict[str, Any] = {
+            "windows_from": source,
             "window_consensus": cons,
             "window_class": vc.index[0] if len(vc) else "",
-            "window_class_purity": float(vc.iloc[0] / len(wl)) if len(vc) else float("nan"),
+            "window_class_purity": float(vc.iloc[0] / len(everywhere)) if len(vc) else float("nan"),
             "n_windows": len(wins),
         }
         auc = p = auc_c = p_c = float("nan")
@@ -682,7 +751,7 @@ def characterise_neurons(
     neurons["annotation"] = status
     order = [
         "rank", *NEURON_KEY, "score", "norm_score", "top_class", "class_share", "in_class_sets", "orientation",
-        "window_consensus", "window_class", "window_class_purity", "n_windows",
+        "windows_from", "window_consensus", "window_class", "window_class_purity", "n_windows",
         "site_auroc", "site_p", "site_q", "site_auroc_top_class", "site_p_top_class", "site_q_top_class",
         "n_site_residues", "n_residues", "annotation",
     ]  # fmt: skip

@@ -44,7 +44,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[
     cm = confusion_matrix(y_true, y_pred, n)
     s = per_class_scores(cm)
     return {
-        "n": int(len(np.asarray(y_true))),
+        "n": len(np.asarray(y_true)),
         "accuracy": accuracy(y_true, y_pred),
         "macro_f1": macro_f1(y_true, y_pred, n),
         "per_class": {
