@@ -7,8 +7,10 @@ module type + every (layer, module). Scores are seeded random values in the scor
 contract (selection cost does not depend on where the values come from; where the top neurons
 sit does change how much prefix can be reused, see docs/performance.md).
 
-Both evaluators get the same masks, sequences and token budget; the script asserts that every
-prediction, hence every metric, is identical, and prints the wall-clock ratio.
+Both evaluators get the same masks, sequences and token budget (the engine closes its sequence
+batches earlier, ``ablation.MAX_PADDING``, and redoes near-tied predictions on the naive loop's
+batches); the script asserts that every prediction, hence every metric, is identical, and
+prints the wall-clock ratio and how many (mask, batch) passes the near-tie check redid.
 
     .venv/bin/python benchmarks/bench_ablation.py            # one method (620 masks)
     .venv/bin/python benchmarks/bench_ablation.py --methods 2 --n-test 36
@@ -18,6 +20,7 @@ prediction, hence every metric, is identical, and prints the wall-clock ratio.
 from __future__ import annotations
 
 import argparse
+import logging
 import platform
 import time
 
@@ -51,6 +54,16 @@ def main() -> None:
     )  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    redone: list[str] = []  # near-tie recomputations the engine logs (kneurons.ablation._certify)
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "redone" in record.getMessage():
+                redone.append(record.getMessage())
+
+    ablation_log = logging.getLogger("kneurons.ablation")
+    ablation_log.setLevel(logging.INFO)
+    ablation_log.addHandler(Collect())
     cfg = validate_config({})
     ab = cfg["ablate"]
     c = cfg["model"]["custom"]
@@ -111,6 +124,7 @@ def main() -> None:
         print(f"{name:<16} {len(masks):>5} {timings['fast']:>9.1f} {timings['naive']:>9.1f} {timings['naive'] / timings['fast']:>5.2f}x")
     print(f"{'total':<16} {n_masks:>5} {t_fast:>9.1f} {t_naive:>9.1f} {t_naive / t_fast:>5.2f}x")
     print(f"predictions identical: {same}; metrics identical: {identical}")
+    print(f"near-tie passes redone on the naive batches: {sum(int(m.split()[1]) for m in redone)}")
     print(f"speed-up engine vs naive loop: {t_naive / t_fast:.2f}x")
     assert same and identical, "the engine and the naive loop disagree"
 

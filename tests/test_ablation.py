@@ -10,8 +10,11 @@ import pytest
 import torch
 
 from kneurons.ablation import (
+    MAX_PADDING,
     POSITION,
     Fill,
+    _active,
+    _certify,
     _layer_with_states,
     _resume,
     build_masks,
@@ -24,6 +27,7 @@ from kneurons.ablation import (
     run_ablation,
     save_result,
 )
+from kneurons.batching import token_budget_batches
 from kneurons.errors import ConfigError, InputError
 from kneurons.model import MODULE_TYPES, BackboneSpec, EsmClassifier, build_backbone, get_alphabet, tokenize
 from kneurons.selection import (
@@ -142,13 +146,38 @@ def test_fast_evaluation_equals_naive_loop(fill_kind):
     else:
         fill = Fill.from_reference(tiny_model(seed=7, layers=3).esm, layout)
     masks = random_masks(layout, 40)
-    # small token budget: several batches with padding
+    # small token budget: several batches with padding; the engine's tighter batches differ
+    lengths = [len(s) for s in seqs]
+    assert token_budget_batches(lengths, 200, max_padding=MAX_PADDING) != token_budget_batches(lengths, 200)
     naive = evaluate_masks_naive(model, seqs, masks, fill, token_budget=200)
     for per_pass in (1, 4):
         fast = evaluate_masks(model, seqs, masks, fill, token_budget=200, masks_per_pass=per_pass)
         assert (fast == naive).all()
     # the masks do change predictions (the comparison is not vacuous)
     assert (naive != naive[0]).any()
+
+
+def test_near_ties_are_recomputed_on_the_naive_loops_batches():
+    """``_certify`` redoes exactly the predictions within the margin, as the naive loop computes them."""
+    torch.set_num_threads(1)
+    model = tiny_model(layers=2)
+    layout = layout_of(model)
+    seqs = random_sequences(15, seed=2)
+    masks = [_active(m) for m in random_masks(layout, 6, seed=3)]
+    reference = token_budget_batches([len(s) for s in seqs], 120)
+    naive = evaluate_masks_naive(model, seqs, masks, token_budget=120)
+    preds = naive.copy()
+    margins = np.full(preds.shape, np.inf)
+    wrong = (naive + 1) % 3  # what a flipped near-tie would look like
+    preds[2, [0, 7]] = wrong[2, [0, 7]]
+    margins[2, [0, 7]] = 0.0  # unsure: recomputed
+    preds[4, 3] = wrong[4, 3]  # sure (margin inf): left as it is
+    sizes = dict(zip(layout.blocks, layout.sizes))
+    _certify(model, seqs, masks, preds, margins, reference, sizes, Fill(), torch.device("cpu"), True)
+    assert (preds[2] == naive[2]).all()
+    assert preds[4, 3] == wrong[4, 3]
+    preds[4, 3] = naive[4, 3]
+    assert (preds == naive).all()
 
 
 def test_resume_points_replay_the_layer_bit_for_bit():

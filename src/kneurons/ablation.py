@@ -24,7 +24,12 @@ Evaluating hundreds of masks does not cost hundreds of full passes (``evaluate_m
 3. up to ``masks_per_pass`` masks run in one pass: the batch is repeated along the batch
    dimension, copy ``j`` carrying mask ``j`` (the hook views the module output as
    ``(T, copies, B, n)`` and fills per copy). This pays on a GPU; on a CPU the larger
-   tensors only add memory traffic (1 per pass is the CPU default).
+   tensors only add memory traffic (1 per pass is the CPU default);
+4. every mask pays for every padded token, so sequence batches close before their padding
+   exceeds ``MAX_PADDING`` of their real tokens (fp32 only). Other batches change the logits
+   by float rounding (~1e-7 of their scale), which could flip an argmax only at a near-tie:
+   every prediction within ``CERTIFY_MARGIN`` of a tie is recomputed on the naive loop's own
+   batch (``_certify``), so the predictions stay those of the naive loop.
 
 ``evaluate_masks_naive`` is the reference (one full forward per mask); tests and
 ``benchmarks/bench_ablation.py`` check that both give the same predictions.
@@ -288,6 +293,13 @@ def _chunk_tensors(
 #: start from a cached state just before it. 0: layer input (q/k/v need the whole attention);
 #: 1: attention context entering ``out_proj``; 2: residual after attention (``fc1``'s block);
 #: 3: ``fc2``'s input.
+#: Batches of the mask evaluation close before their padding exceeds this fraction of their real
+#: tokens (``token_budget_batches(max_padding=...)``): every mask pays for every padded token.
+MAX_PADDING = 0.05
+#: A prediction whose relative top-2 logit margin is at most this is recomputed on the naive
+#: loop's batch when the evaluation ran other batches (``_certify``).
+CERTIFY_MARGIN = 1e-4
+
 POSITION: dict[str, int] = {"q_proj": 0, "k_proj": 0, "v_proj": 0, "out_proj": 1, "fc1": 2, "fc2": 3}
 
 
@@ -337,10 +349,20 @@ def _layer_with_states(
     return out, state
 
 
-def _predict(model: EsmClassifier, x: torch.Tensor, tokens: torch.Tensor, k: int) -> np.ndarray:
-    """Argmax class of each copy and sequence, ``(k, B)``, from the final residual stream of ``k`` stacked copies."""
-    logits = model.classify(x, tokens.repeat(k, 1) if k > 1 else tokens)
-    return logits.float().argmax(-1).view(k, tokens.shape[0]).cpu().numpy()
+def _predict(model: EsmClassifier, x: torch.Tensor, tokens: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Argmax class and relative top-2 logit margin of each copy and sequence, both ``(k, B)``.
+
+    The margin is ``(top1 - top2) / max(1, |top1|)``: how far the prediction is from a tie, on
+    the scale of float rounding (``CERTIFY_MARGIN``).
+    """
+    logits = model.classify(x, tokens.repeat(k, 1) if k > 1 else tokens).float()
+    top = logits.topk(min(2, logits.shape[-1]), dim=-1).values
+    if top.shape[-1] > 1:
+        margin = (top[:, 0] - top[:, 1]) / top[:, 0].abs().clamp_min(1.0)
+    else:
+        margin = torch.full_like(top[:, 0], float("inf"))
+    pred = logits.argmax(-1).view(k, tokens.shape[0]).cpu().numpy()
+    return pred, margin.view(k, tokens.shape[0]).cpu().numpy()
 
 
 def mask_start(mask: Mask, n_layers: int) -> tuple[int, int]:
@@ -361,11 +383,12 @@ def evaluate_masks(
     device: torch.device | str = "cpu",
     bf16: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    max_padding: float | None = MAX_PADDING,
 ) -> np.ndarray:
     """Predicted class index of every sequence under every mask: ``(len(masks), len(sequences))``.
 
-    See the module docstring for the reuses (``dedup``, ``reuse_prefix``, ``masks_per_pass``);
-    with all of them off this is the naive loop. The prefix is walked layer by layer once
+    See the module docstring for the reuses (``dedup``, ``reuse_prefix``, ``masks_per_pass``,
+    ``max_padding``); with all of them off (``max_padding=None``) this is the naive loop. The prefix is walked layer by layer once
     per sequence batch; at each resume point the masks that start there are run from the
     cached state, so only the current layer's states are held in memory.
     ``progress(done, total)`` is called after each sequence batch.
@@ -407,13 +430,18 @@ def evaluate_masks(
     start_layers = {s[0] for s in chunks}
 
     preds = np.zeros((len(unique), len(sequences)), dtype=np.int64)
+    margins = np.full((len(unique), len(sequences)), np.inf)
     alphabet = get_alphabet()
     lengths = [len(s) for s in sequences]
-    batches = token_budget_batches(lengths, token_budget)
+    reference = token_budget_batches(lengths, token_budget)
+    # Tighter batches only where the logits are fp32: bf16 rounding is too coarse to certify.
+    fp32 = not (bf16 and device.type == "cuda")
+    batches = token_budget_batches(lengths, token_budget, max_padding=max_padding) if fp32 and max_padding is not None else reference
 
-    def step(batch: list[int]) -> np.ndarray:
-        """Predictions ``(len(unique), len(batch))`` of one sequence batch under every mask."""
+    def step(batch: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Predictions and margins ``(len(unique), len(batch))`` of one sequence batch under every mask."""
         part = np.zeros((len(unique), len(batch)), dtype=np.int64)
+        gap = np.full((len(unique), len(batch)), np.inf)
         tokens = to_device(tokenize([sequences[i] for i in batch], alphabet), device)
         with autocast(device, bf16):
             x, pm = model.embed(tokens)
@@ -434,23 +462,65 @@ def evaluate_masks(
                             else:
                                 h, first = _resume(layer, pos, state, k), layer_idx + 1
                             h = model.run_layers(h, pm if pm is None or k == 1 else pm.repeat(k, 1), first)
-                        part[ids] = _predict(model, h, tokens, k)
+                        part[ids], gap[ids] = _predict(model, h, tokens, k)
                 x = out
             for ids, _filled in chunks.get((n_layers, 0), []):
-                part[ids] = _predict(model, x.repeat(1, len(ids), 1), tokens, len(ids))
-        return part
+                part[ids], gap[ids] = _predict(model, x.repeat(1, len(ids), 1), tokens, len(ids))
+        return part, gap
 
     # Predictions are per sequence, so a batch that runs out of memory is halved and retried.
     ends = np.cumsum([len(b) for b in batches])
     done = finished = 0
-    for batch, part in run_adaptive(step, batches, lengths, "ablation"):
+    ran: list[list[int]] = []
+    for batch, (part, gap) in run_adaptive(step, batches, lengths, "ablation"):
         preds[:, batch] = part
+        margins[:, batch] = gap
+        ran.append(list(batch))
         done += len(batch)
         while finished < len(batches) and done >= ends[finished]:
             finished += 1
             if progress is not None:
                 progress(finished, len(batches))
+    if fp32 and sorted(map(sorted, ran)) != sorted(map(sorted, reference)):
+        _certify(model, sequences, unique, preds, margins, reference, sizes, fill, device, bf16)
     return preds[inverse]
+
+
+def _certify(
+    model: EsmClassifier,
+    sequences: Sequence[str],
+    masks: Sequence[Mask],
+    preds: np.ndarray,
+    margins: np.ndarray,
+    reference: Sequence[Sequence[int]],
+    sizes: dict[Block, int],
+    fill: Fill,
+    device: torch.device,
+    bf16: bool,
+) -> None:
+    """Redo, on the naive loop's own batch, every prediction within ``CERTIFY_MARGIN`` of a tie.
+
+    Batches of other sizes change the logits by float rounding only (~1e-7 of their scale), which
+    can flip an argmax only where the top two logits (nearly) tie; those few predictions are
+    recomputed exactly as ``evaluate_masks_naive`` computes them, so predictions stay identical.
+    """
+    unsure = margins <= CERTIFY_MARGIN
+    if not unsure.any():
+        return
+    alphabet = get_alphabet()
+    redone = 0
+    for batch in reference:
+        cols = np.asarray(batch)
+        rows = np.flatnonzero(unsure[:, cols].any(axis=1))
+        if not len(rows):
+            continue
+        tokens = to_device(tokenize([sequences[i] for i in batch], alphabet), device)
+        for u in rows:
+            with _mask_hooks(model, _chunk_tensors([masks[u]], sizes, device), fill), autocast(device, bf16):
+                logits = model(tokens)
+            preds[u, cols] = logits.float().argmax(-1).cpu().numpy()
+            redone += 1
+    log.info("ablation: %d (mask, batch) passes redone on the reference batches for near-tied predictions", redone)
 
 
 @torch.no_grad()
