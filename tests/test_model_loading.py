@@ -207,6 +207,21 @@ def test_best_checkpoint_loads_without_training_code(trained_synthetic):
     assert (pred == y).mean() == pytest.approx(info["meta"]["metrics"]["test"]["accuracy"])
 
 
+def test_job_loader_runs_the_attention_the_config_names(trained_synthetic):
+    from esm.multihead_attention import MultiheadAttention
+
+    from kneurons.attention import SdpaMultiheadAttention
+    from kneurons.model import load_job_classifier
+
+    def kinds(model):
+        return {type(layer.self_attn) for layer in model.esm.layers}
+
+    ref, _ = load_job_classifier(trained_synthetic.checkpoint, {"model": {"attention": "reference"}})
+    assert kinds(ref) == {MultiheadAttention}
+    fast, _ = load_job_classifier(trained_synthetic.checkpoint, {"score": {}})  # partial config: the default
+    assert kinds(fast) == {SdpaMultiheadAttention}
+
+
 def test_save_and_reload_pretrained_shape(tmp_path, t6_file, no_network):
     model, spec = build_classifier({"name": T6, "pretrained": True, "checkpoint": str(t6_file)}, 4)
     save_classifier(tmp_path / "c.pt", model, spec, ["a", "b", "c", "d"], {"pretrained": True})

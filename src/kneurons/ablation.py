@@ -751,13 +751,13 @@ def run_ablation_job(
     ``fill: pretrained`` the reference backbone comes from ``reference_loader`` (default: the
     pretrained fair-esm weights named in the checkpoint, via ``kneurons.pretrained``).
     """
-    from .model import load_classifier
+    from .model import load_job_classifier
     from .provenance import check_scores_match_checkpoint
     from .scoring import read_score_table
 
     device = torch.device(device)
     ab = cfg["ablate"]
-    model, info = load_classifier(checkpoint, map_location=device, attention=cfg["model"].get("attention", "sdpa"))
+    model, info = load_job_classifier(checkpoint, cfg, device)
     labels = list(info["labels"])
     accessions, sequences, y_true = load_test_set(split_path, labels, ab.get("max_sequences"), cfg.get("seed", 0))
     scores, score_meta = read_score_table(scores_path)

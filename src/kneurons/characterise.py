@@ -58,7 +58,7 @@ from .errors import ConfigError, InputError
 from .features import ParseStats, annotation_columns, site_positions
 from .io import write_json_atomic, write_table_atomic
 from .metrics import confusion_matrix, per_class_scores
-from .model import EsmClassifier, get_alphabet, load_classifier, tokenize
+from .model import EsmClassifier, get_alphabet, load_job_classifier, tokenize
 from .provenance import check_scores_match_checkpoint
 from .runtime import autocast, to_device
 from .selection import NeuronLayout, normalise_per_module, rank_order, score_vector, top_k_count
@@ -864,7 +864,7 @@ def run_class_job(
     ``out["specificity"]`` (TSV) and ``out["summary"]`` (JSON); returns the summary.
     """
     c = cfg["characterise"]
-    model, info = load_classifier(checkpoint, map_location=device, attention=cfg["model"].get("attention", "sdpa"))
+    model, info = load_job_classifier(checkpoint, cfg, device)
     labels = [str(x) for x in info["labels"]]
     ig = pd.read_parquet(ig_path)
     check_scores_match_checkpoint(ig_path, checkpoint, require=False)  # scores of another model mislead
@@ -933,7 +933,7 @@ def run_neuron_job(
     ``out["info"]`` (JSON); returns the info. Missing annotations are reported, not an error.
     """
     c = cfg["characterise"]
-    model, info = load_classifier(checkpoint, map_location=device, attention=cfg["model"].get("attention", "sdpa"))
+    model, info = load_job_classifier(checkpoint, cfg, device)
     labels = [str(x) for x in info["labels"]]
     ig = pd.read_parquet(ig_path)
     check_scores_match_checkpoint(ig_path, checkpoint, require=False)  # scores of another model mislead

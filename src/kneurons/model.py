@@ -212,3 +212,14 @@ def load_classifier(
     model.eval()
     info = {k: v for k, v in payload.items() if k != "state_dict"}
     return model, info
+
+
+def load_job_classifier(
+    path: str | Path, cfg: dict, map_location: str | torch.device = "cpu"
+) -> tuple[EsmClassifier, dict]:
+    """``load_classifier`` for a workflow job: the attention implementation comes from ``cfg['model']``.
+
+    Scoring, ablation and characterisation must run the attention the config names; a partial
+    config (tests, library use) gets the schema default, ``sdpa``.
+    """
+    return load_classifier(path, map_location=map_location, attention=cfg.get("model", {}).get("attention", "sdpa"))

@@ -743,10 +743,10 @@ def run_score_job(
     ``cfg`` is the validated workflow config (sections ``score``, ``model``, ``seed``).
     """
     from . import __version__ as version
-    from .model import load_classifier
+    from .model import load_job_classifier
 
     device = torch.device(device)
-    model, info = load_classifier(checkpoint, map_location=device, attention=cfg["model"].get("attention", "sdpa"))
+    model, info = load_job_classifier(checkpoint, cfg, device)
     subset = read_scoring_set(scoring_set_path)
     labels = list(info["labels"])
     bad = subset[(subset["label_index"] >= len(labels)) | (subset["label_index"] < 0)]
