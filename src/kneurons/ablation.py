@@ -289,10 +289,6 @@ def _chunk_tensors(
     return out
 
 
-#: Where inside a transformer layer a module's output is produced: the masks on a module can
-#: start from a cached state just before it. 0: layer input (q/k/v need the whole attention);
-#: 1: attention context entering ``out_proj``; 2: residual after attention (``fc1``'s block);
-#: 3: ``fc2``'s input.
 #: Batches of the mask evaluation close before their padding exceeds this fraction of their real
 #: tokens (``token_budget_batches(max_padding=...)``): every mask pays for every padded token.
 MAX_PADDING = 0.05
@@ -301,6 +297,10 @@ MAX_PADDING = 0.05
 #: move fp32 logits by at most 2.1e-7 (4x64 and esm2_t6_8M shapes, random masks), 50x below.
 CERTIFY_MARGIN = 1e-5
 
+#: Where inside a transformer layer a module's output is produced: the masks on a module can
+#: start from a cached state just before it. 0: layer input (q/k/v need the whole attention);
+#: 1: attention context entering ``out_proj``; 2: residual after attention (``fc1``'s block);
+#: 3: ``fc2``'s input.
 POSITION: dict[str, int] = {"q_proj": 0, "k_proj": 0, "v_proj": 0, "out_proj": 1, "fc1": 2, "fc2": 3}
 
 
@@ -389,8 +389,8 @@ def evaluate_masks(
     """Predicted class index of every sequence under every mask: ``(len(masks), len(sequences))``.
 
     See the module docstring for the reuses (``dedup``, ``reuse_prefix``, ``masks_per_pass``,
-    ``max_padding``); with all of them off (``max_padding=None``) this is the naive loop. The prefix is walked layer by layer once
-    per sequence batch; at each resume point the masks that start there are run from the
+    ``max_padding``); with all of them off (``max_padding=None``) this is the naive loop. The
+    prefix is walked layer by layer once per sequence batch; at each resume point the masks that start there are run from the
     cached state, so only the current layer's states are held in memory.
     ``progress(done, total)`` is called after each sequence batch.
     """
@@ -483,7 +483,7 @@ def evaluate_masks(
             if progress is not None:
                 progress(finished, len(batches))
     if fp32 and sorted(map(sorted, ran)) != sorted(map(sorted, reference)):
-        _certify(model, sequences, unique, preds, margins, reference, sizes, fill, device, bf16)
+        _certify(model, sequences, unique, preds, margins, reference, token_budget, fill, device, bf16)
     return preds[inverse]
 
 
@@ -494,33 +494,32 @@ def _certify(
     preds: np.ndarray,
     margins: np.ndarray,
     reference: Sequence[Sequence[int]],
-    sizes: dict[Block, int],
+    token_budget: int,
     fill: Fill,
     device: torch.device,
     bf16: bool,
 ) -> None:
     """Redo, on the naive loop's own batch, every prediction within ``CERTIFY_MARGIN`` of a tie.
 
-    Batches of other sizes change the logits by float rounding only (~1e-7 of their scale), which
+    Batches of other sizes change the logits by float rounding only (~2e-7 of their scale), which
     can flip an argmax only where the top two logits (nearly) tie; those few predictions are
-    recomputed exactly as ``evaluate_masks_naive`` computes them, so predictions stay identical.
+    recomputed by ``evaluate_masks_naive`` itself, so predictions stay identical.
     """
     unsure = margins <= CERTIFY_MARGIN
     if not unsure.any():
         return
-    alphabet = get_alphabet()
     redone = 0
     for batch in reference:
         cols = np.asarray(batch)
         rows = np.flatnonzero(unsure[:, cols].any(axis=1))
         if not len(rows):
             continue
-        tokens = to_device(tokenize([sequences[i] for i in batch], alphabet), device)
-        for u in rows:
-            with _mask_hooks(model, _chunk_tensors([masks[u]], sizes, device), fill), autocast(device, bf16):
-                logits = model(tokens)
-            preds[u, cols] = logits.float().argmax(-1).cpu().numpy()
-            redone += 1
+        # A reference batch fits the token budget and is length-sorted, so the naive loop run on
+        # its sequences alone forms that very batch again.
+        preds[np.ix_(rows, cols)] = evaluate_masks_naive(
+            model, [sequences[i] for i in batch], [masks[u] for u in rows], fill, token_budget, device, bf16
+        )
+        redone += len(rows)
     log.info("ablation: %d (mask, batch) passes redone on the reference batches for near-tied predictions", redone)
 
 

@@ -31,7 +31,7 @@ def token_budget_batches(
     Indices are sorted by length so that each batch holds sequences of similar length.
     ``extra_tokens`` counts BOS/EOS. A sequence longer than the budget gets a batch of its own.
     ``max_padding`` also closes a batch before its padding would exceed that fraction of its real
-    tokens: for passes that already repeat each sequence many times (integrated-gradient steps),
+    tokens: for batches that are run many times (integrated-gradient steps, ablation masks),
     where more, tighter batches cost less than fewer, padded ones.
     With ``shuffle`` the order of the batches (not their content) is permuted with ``seed``,
     so training sees varied lengths while padding stays low.
