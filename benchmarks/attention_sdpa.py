@@ -87,7 +87,15 @@ def bench_ig(model, seqs, gold, layer: int, ig_steps: int, token_budget: int, de
 
     def run(s, g):
         return attribution_per_sequence(
-            model, s, g, layer, alphas=alphas, weights=weights, token_budget=token_budget, device=device, bf16=True
+            model,
+            s,
+            g,
+            layer,
+            alphas=alphas,
+            weights=weights,
+            token_budget=token_budget,
+            device=device,
+            bf16=True,
         )
 
     run(seqs[:2], gold[:2])  # warm-up (kernels, caches)
@@ -110,7 +118,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ig-seqs", type=int, default=64)
     ap.add_argument("--ig-steps", type=int, default=20)
     ap.add_argument("--token-budget", type=int, default=65536, help="padded tokens per IG pass")
-    ap.add_argument("--peak-tflops", type=float, default=None, help="bf16 dense peak for MFU (default: by GPU name)")
+    ap.add_argument(
+        "--peak-tflops", type=float, default=None, help="bf16 dense peak for MFU (default: by GPU name)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -140,7 +150,9 @@ def main(argv: list[str] | None = None) -> None:
             train_mem = _peak_mem(device)
             base.load_state_dict(state)
             _reset_mem(device)
-            seq_s = bench_ig(base, ig_seqs, ig_gold, spec.num_layers // 2, args.ig_steps, args.token_budget, device)
+            seq_s = bench_ig(
+                base, ig_seqs, ig_gold, spec.num_layers // 2, args.ig_steps, args.token_budget, device
+            )
             ig_mem = _peak_mem(device)
             flops = train_flops_per_token(spec, n_params, tokens.shape[1]) * tok_s
             mfu = flops / (peak * 1e12) if peak else float("nan")
@@ -150,7 +162,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{model_name}: fine-tune tokens/s sdpa/reference = {s[0] / r[0]:.2f}x; "
               f"IG sequences/s sdpa/reference = {s[3] / r[3]:.2f}x")  # fmt: skip
 
-    print("\n| model | attention | fine-tune tokens/s | MFU | peak mem fine-tune (GiB) | IG seq/s | peak mem IG (GiB) |")
+    print(
+        "\n| model | attention | fine-tune tokens/s | MFU | peak mem fine-tune (GiB) | IG seq/s | peak mem IG (GiB) |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|")
     for m, b, tok_s, mfu, tm, seq_s, im in rows:
         print(f"| {m} | {b} | {tok_s:,.0f} | {mfu:.1%} | {tm:.2f} | {seq_s:.2f} | {im:.2f} |")

@@ -72,7 +72,10 @@ def _data(n: int, length_scale: float, seed: int, n_classes: int) -> tuple[list[
     if real is not None:
         lengths, source = rng.choice(real, size=n), f"drawn from {SWISSPROT_SAMPLE.name}"
     else:  # Swiss-Prot-like: median ~330 residues, long right tail
-        lengths, source = np.rint(rng.lognormal(np.log(330), 0.65, size=n)).astype(int), "log-normal (sample absent)"
+        lengths, source = (
+            np.rint(rng.lognormal(np.log(330), 0.65, size=n)).astype(int),
+            "log-normal (sample absent)",
+        )
     lengths = np.maximum(np.rint(np.minimum(lengths, 1022) * length_scale).astype(int), 5)
     seqs = ["".join(rng.choice(list(AMINO), size=int(k))) for k in lengths]
     return seqs, rng.integers(0, n_classes, size=n).tolist(), f"{source}, cropped at 1022, x {length_scale:g}"
@@ -85,8 +88,12 @@ def main() -> None:
     ap.add_argument("--modules", default=",".join(MODULE_TYPES), help="comma-separated module types")
     ap.add_argument("--n-seqs", type=int, default=16)
     ap.add_argument("--length-scale", type=float, default=0.25, help="multiply the drawn lengths (CPU time)")
-    ap.add_argument("--reference-batch-size", type=int, default=8, help="sequences per batch of the reference loop")
-    ap.add_argument("--same-batches", action="store_true", help="give the reference our length-sorted batches")
+    ap.add_argument(
+        "--reference-batch-size", type=int, default=8, help="sequences per batch of the reference loop"
+    )
+    ap.add_argument(
+        "--same-batches", action="store_true", help="give the reference our length-sorted batches"
+    )
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--method", default="riemann_right")
     ap.add_argument("--target", default="prob", choices=["prob", "logit"])
@@ -124,7 +131,11 @@ def main() -> None:
     else:
         bs = args.reference_batch_size
         batches = [
-            ScoringBatch(np.arange(i, min(i + bs, len(seqs))), tokenize(seqs[i : i + bs]), torch.tensor(gold[i : i + bs]))
+            ScoringBatch(
+                np.arange(i, min(i + bs, len(seqs))),
+                tokenize(seqs[i : i + bs]),
+                torch.tensor(gold[i : i + bs]),
+            )
             for i in range(0, len(seqs), bs)
         ]
     padded = [int(b.tokens.numel()) for b in ours_batches], [int(b.tokens.numel()) for b in batches]
@@ -136,18 +147,32 @@ def main() -> None:
 
     # Warm-up (thread pools, allocator, kernels) so that neither side pays it inside the timing.
     a2, w2 = integration_points(2, "riemann_right")
-    attribution_per_sequence(model, seqs[:1], gold[:1], n_layers - 1, modules[:1], a2, w2, device=device, bf16=bf16)
+    attribution_per_sequence(
+        model, seqs[:1], gold[:1], n_layers - 1, modules[:1], a2, w2, device=device, bf16=bf16
+    )
     b0 = batches[0]
-    captum_ig_per_sequence(model, b0.tokens[:1].to(device), b0.gold[:1].to(device), n_layers - 1, modules[0], 2)
+    captum_ig_per_sequence(
+        model, b0.tokens[:1].to(device), b0.gold[:1].to(device), n_layers - 1, modules[0], 2
+    )
 
     total_ours = total_ref = 0.0
     print(f"{'layer':>5} {'ours_s':>8} {'ref_s':>8} {'ratio':>6} {'max_abs_diff':>12} {'max_rel_diff':>12}")
+
     def run_ours(layer: int) -> tuple[dict[str, np.ndarray], float]:
         _sync(device)
         t0 = time.perf_counter()
         out = attribution_per_sequence(
-            model, seqs, gold, layer, modules, alphas, weights, args.target,
-            token_budget=args.token_budget, device=device, bf16=bf16,
+            model,
+            seqs,
+            gold,
+            layer,
+            modules,
+            alphas,
+            weights,
+            args.target,
+            token_budget=args.token_budget,
+            device=device,
+            bf16=bf16,
         )
         _sync(device)
         return out, time.perf_counter() - t0
@@ -159,7 +184,14 @@ def main() -> None:
         for t in modules:
             for b in batches:
                 r = captum_ig_per_sequence(
-                    model, b.tokens.to(device), b.gold.to(device), layer, t, args.steps, args.method, args.target
+                    model,
+                    b.tokens.to(device),
+                    b.gold.to(device),
+                    layer,
+                    t,
+                    args.steps,
+                    args.method,
+                    args.target,
                 )
                 out[t][b.index] = r.detach().double().cpu().numpy()
         _sync(device)
@@ -182,29 +214,49 @@ def main() -> None:
         total_ref += t_ref
         diff = max(np.abs(ours[t] - ref[t]).max() for t in modules)
         scale = max(np.abs(ref[t]).max() for t in modules)
-        print(f"{layer:>5} {t_ours:>8.2f} {t_ref:>8.2f} {t_ref / t_ours:>6.2f} {diff:>12.3e} {diff / scale:>12.3e}")
+        print(
+            f"{layer:>5} {t_ours:>8.2f} {t_ref:>8.2f} {t_ref / t_ours:>6.2f} {diff:>12.3e} {diff / scale:>12.3e}"
+        )
     n_units = args.n_seqs * len(modules) * len(layers)
     print(f"ours: {total_ours:.2f} s, {n_units / total_ours:.2f} sequence-modules/s")
     if not args.no_reference:
-        print(f"reference: {total_ref:.2f} s; speed ratio over layers {layers}: {total_ref / total_ours:.2f}x")
+        print(
+            f"reference: {total_ref:.2f} s; speed ratio over layers {layers}: {total_ref / total_ours:.2f}x"
+        )
 
     # Completeness: sum_i attr_i vs F(a) - F(0), per sequence, for one module.
     layer = n_layers // 2 if args.completeness_layer is None else args.completeness_layer
     module = modules[0]
     tokens, g = tokenize(seqs).to(device), torch.tensor(gold, device=device)
     gap = (
-        target_at_scale(model, tokens, g, layer, module, 1.0, args.target)
-        - target_at_scale(model, tokens, g, layer, module, 0.0, args.target)
-    ).double().cpu().numpy()
+        (
+            target_at_scale(model, tokens, g, layer, module, 1.0, args.target)
+            - target_at_scale(model, tokens, g, layer, module, 0.0, args.target)
+        )
+        .double()
+        .cpu()
+        .numpy()
+    )
     print(f"completeness, layer {layer} {module}: max |F(a) - F(0)| = {np.abs(gap).max():.3e}")
-    print(f"{'steps':>5} {'riemann_right':>14} {'gausslegendre':>14}   (max over sequences of |sum attr - gap| / |gap|)")
+    print(
+        f"{'steps':>5} {'riemann_right':>14} {'gausslegendre':>14}   (max over sequences of |sum attr - gap| / |gap|)"
+    )
     for m in [int(x) for x in args.completeness_steps.split(",")]:
         row = []
         for rule in ("riemann_right", "gausslegendre"):
             al, wt = integration_points(m, rule)
             attr = attribution_per_sequence(
-                model, seqs, gold, layer, [module], al, wt, args.target,
-                token_budget=args.token_budget, device=device, bf16=bf16,
+                model,
+                seqs,
+                gold,
+                layer,
+                [module],
+                al,
+                wt,
+                args.target,
+                token_budget=args.token_budget,
+                device=device,
+                bf16=bf16,
             )[module]
             row.append(np.max(np.abs(attr.sum(1) - gap) / np.maximum(np.abs(gap), 1e-12)))
         print(f"{m:>5} {row[0]:>14.3e} {row[1]:>14.3e}")
@@ -223,7 +275,10 @@ def _padding_report(batch_size: int = 8) -> None:
         return
     lengths = np.minimum(real_lengths, 1022) + 2
     real = int(lengths.sum())
-    fixed = sum(len(c) * int(c.max()) for c in np.array_split(lengths, np.arange(batch_size, len(lengths), batch_size)))
+    fixed = sum(
+        len(c) * int(c.max())
+        for c in np.array_split(lengths, np.arange(batch_size, len(lengths), batch_size))
+    )
     budget = batch_size * int(lengths.mean())  # about the same number of sequences per batch
     sorted_batches = token_budget_batches(lengths - 2, budget)
     bucketed = sum(len(b) * int(lengths[b].max()) for b in sorted_batches)

@@ -40,7 +40,13 @@ SYNTHETIC_MODEL = {
     "pooling": "mean",
     "custom": {"num_layers": 2, "embed_dim": 32, "attention_heads": 4},
 }
-SYNTHETIC_TRAIN = {"epochs": 30, "lr": 0.003, "token_budget": 2048, "warmup_fraction": 0.1, "early_stopping_patience": 8}
+SYNTHETIC_TRAIN = {
+    "epochs": 30,
+    "lr": 0.003,
+    "token_budget": 2048,
+    "warmup_fraction": 0.1,
+    "early_stopping_patience": 8,
+}
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +75,9 @@ def trained_synthetic(tmp_path_factory) -> TrainedSynthetic:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # other tests and helpers share the cores; 1 thread is as fast for this size
     try:
-        metrics = fine_tune(split, labels, SYNTHETIC_MODEL, SYNTHETIC_TRAIN, out / "model", seed=0, device="cpu")
+        metrics = fine_tune(
+            split, labels, SYNTHETIC_MODEL, SYNTHETIC_TRAIN, out / "model", seed=0, device="cpu"
+        )
     finally:
         torch.set_num_threads(threads)
     return TrainedSynthetic(

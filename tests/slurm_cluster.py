@@ -65,7 +65,9 @@ class Cluster:
         for name in ("munged.log", "slurmctld.log", "slurmd.log"):
             path = self.root / "log" / name
             if path.exists():
-                parts.append(f"--- {name} (last 40 lines) ---\n" + "\n".join(path.read_text().splitlines()[-40:]))
+                parts.append(
+                    f"--- {name} (last 40 lines) ---\n" + "\n".join(path.read_text().splitlines()[-40:])
+                )
         return "\n".join(parts)
 
 
@@ -265,8 +267,12 @@ def _cluster(root: Path) -> Iterator[Cluster]:
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )  # fmt: skip
         procs.append(ctld)
+
         def ctld_up() -> bool:
-            return subprocess.run(["scontrol", "ping"], check=False, env=env, capture_output=True).returncode == 0
+            return (
+                subprocess.run(["scontrol", "ping"], check=False, env=env, capture_output=True).returncode
+                == 0
+            )
 
         _wait(ctld_up, 60, "slurmctld to answer `scontrol ping`", ctld)
         slurmd = subprocess.Popen(

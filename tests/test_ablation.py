@@ -54,12 +54,14 @@ def random_sequences(n: int, seed: int = 0, lo: int = 8, hi: int = 30) -> list[s
     return ["".join(rng.choice(list(AA), int(rng.integers(lo, hi)))) for _ in range(n)]
 
 
-def score_table(layout: NeuronLayout, method: str = "activation", seed: int = 0, seeds=None, label_rows: bool = True):
+def score_table(
+    layout: NeuronLayout, method: str = "activation", seed: int = 0, seeds=None, label_rows: bool = True
+):
     """A score table in the scoring contract (random values); class-conditional rows to be ignored."""
     rng = np.random.default_rng(seed)
     frames = []
     for s in seeds if seeds is not None else [None]:
-        rows = [(layer, m, i) for (layer, m), n in zip(layout.blocks, layout.sizes) for i in range(n)]
+        rows = [(layer, m, i) for (layer, m), n in zip(layout.blocks, layout.sizes, strict=False) for i in range(n)]
         df = pd.DataFrame(rows, columns=["layer", "module", "neuron"])
         df["score"] = rng.random(len(df))
         df["label"] = pd.array([None] * len(df), dtype="string")
@@ -125,7 +127,7 @@ def test_score_vector_uses_global_rows_and_names_bad_tables():
 def random_masks(layout: NeuronLayout, n: int, seed: int = 0) -> list[dict]:
     """Masks over random subsets of modules with random units filled, plus the edge cases."""
     rng = np.random.default_rng(seed)
-    masks: list[dict] = [{}, {b: np.ones(s, bool) for b, s in zip(layout.blocks, layout.sizes)}]
+    masks: list[dict] = [{}, {b: np.ones(s, bool) for b, s in zip(layout.blocks, layout.sizes, strict=False)}]
     for _ in range(n):
         chosen = rng.choice(len(layout.blocks), size=int(rng.integers(1, 4)), replace=False)
         masks.append({layout.blocks[i]: rng.random(layout.sizes[i]) < rng.random() for i in chosen})
@@ -199,11 +201,13 @@ def test_fill_matches_weight_surgery(fill_kind):
     seqs = random_sequences(17, seed=3)
     reference = tiny_model(seed=11, layers=2)
     means = mean_activations(model, random_sequences(8, seed=4))
-    fill = {"zero": Fill(), "mean": Fill(kind="mean", means=means), "pretrained": Fill.from_reference(reference, layout)}[
-        fill_kind
-    ]
+    fill = {
+        "zero": Fill(),
+        "mean": Fill(kind="mean", means=means),
+        "pretrained": Fill.from_reference(reference, layout),
+    }[fill_kind]
     rng = np.random.default_rng(1)
-    mask = {b: rng.random(s) < 0.5 for b, s in zip(layout.blocks, layout.sizes) if rng.random() < 0.6}
+    mask = {b: rng.random(s) < 0.5 for b, s in zip(layout.blocks, layout.sizes, strict=False) if rng.random() < 0.6}
     edited = copy.deepcopy(model)
     with torch.no_grad():
         for (layer, m), filled in mask.items():
@@ -250,10 +254,14 @@ def test_build_masks_rows_and_selection():
     model = tiny_model(layers=2)
     layout = layout_of(model)
     table = score_table(layout, "random", seeds=[0, 1, 2])
-    keys, masks = build_masks(table, layout, "random", "layer_module", GRID, ["preserve", "suppress"], seeds=[0, 2])
+    keys, masks = build_masks(
+        table, layout, "random", "layer_module", GRID, ["preserve", "suppress"], seeds=[0, 2]
+    )
     assert len(keys) == len(masks) == 2 * len(layout.blocks) * 2 * len(GRID)
     assert not keys.duplicated(["scope_name", "mode", "f", "seed"]).any()
-    row = keys[(keys.scope_name == "L1.fc1") & (keys["mode"] == "suppress") & (keys.f == 0.1) & (keys.seed == 2)]
+    row = keys[
+        (keys.scope_name == "L1.fc1") & (keys["mode"] == "suppress") & (keys.f == 0.1) & (keys.seed == 2)
+    ]
     mask = masks[row.index[0]]
     assert list(mask) == [(1, "fc1")]
     vec = score_vector(table, layout, seed=2)[layout.slice((1, "fc1"))]
@@ -295,7 +303,12 @@ def test_run_ablation_table_and_predictions(tmp_path):
 def test_load_test_set_names_line_of_unknown_label(tmp_path):
     path = tmp_path / "split.tsv"
     pd.DataFrame(
-        {"accession": ["A", "B", "C"], "sequence": ["ACD", "EFG", "HIK"], "label": ["1", "2", "9"], "split": ["test", "train", "test"]}
+        {
+            "accession": ["A", "B", "C"],
+            "sequence": ["ACD", "EFG", "HIK"],
+            "label": ["1", "2", "9"],
+            "split": ["test", "train", "test"],
+        }
     ).to_csv(path, sep="\t", index=False)
     with pytest.raises(InputError, match=r"split\.tsv: line 4: label '9'"):
         load_test_set(path, ["1", "2"])
@@ -308,7 +321,12 @@ def test_load_test_set_cap_is_stratified_and_seeded(tmp_path):
     path = tmp_path / "split.tsv"
     labels = ["1"] * 60 + ["2"] * 30 + ["3"] * 10
     pd.DataFrame(
-        {"accession": [f"P{i}" for i in range(100)], "sequence": ["ACD"] * 100, "label": labels, "split": "test"}
+        {
+            "accession": [f"P{i}" for i in range(100)],
+            "sequence": ["ACD"] * 100,
+            "label": labels,
+            "split": "test",
+        }
     ).to_csv(path, sep="\t", index=False)
     acc, _, y = load_test_set(path, ["1", "2", "3"], max_sequences=20, seed=3)
     assert np.bincount(y).tolist() == [12, 6, 2]  # proportional to 60/30/10
@@ -328,15 +346,25 @@ def test_run_ablation_job_files_and_fills(tmp_path, fill_kind):
 
     model = tiny_model(layers=2)
     labels = ["1", "2", "3"]
-    save_classifier(tmp_path / "best.pt", model, BackboneSpec("custom", 2, 16, 4), labels, {"pretrained": fill_kind == "pretrained"})
+    save_classifier(
+        tmp_path / "best.pt",
+        model,
+        BackboneSpec("custom", 2, 16, 4),
+        labels,
+        {"pretrained": fill_kind == "pretrained"},
+    )
     seqs = random_sequences(30, seed=9)
     split = pd.DataFrame(
         {"accession": [f"P{i}" for i in range(30)], "sequence": seqs, "label": [labels[i % 3] for i in range(30)],
          "split": ["test" if i % 2 else "train" for i in range(30)]}
     )  # fmt: skip
     split.to_csv(tmp_path / "split.tsv", sep="\t", index=False)
-    subset = split[split.split == "train"].assign(label_index=lambda d: d.label.map({lab: i for i, lab in enumerate(labels)}))
-    subset[["accession", "sequence", "label", "label_index"]].to_csv(tmp_path / "scoring_set.tsv", sep="\t", index=False)
+    subset = split[split.split == "train"].assign(
+        label_index=lambda d: d.label.map({lab: i for i, lab in enumerate(labels)})
+    )
+    subset[["accession", "sequence", "label", "label_index"]].to_csv(
+        tmp_path / "scoring_set.tsv", sep="\t", index=False
+    )
     from kneurons.io import sha256_file
     from kneurons.scoring import write_score_table
 

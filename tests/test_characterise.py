@@ -44,7 +44,7 @@ def fake_ig(layout: NeuronLayout, labels: list[str], seed: int = 0) -> pd.DataFr
     rng = np.random.default_rng(seed)
     frames = []
     for label in [None, *labels]:
-        for (layer, module), size in zip(layout.blocks, layout.sizes):
+        for (layer, module), size in zip(layout.blocks, layout.sizes, strict=False):
             frames.append(
                 pd.DataFrame(
                     {
@@ -422,13 +422,13 @@ def _motif_recovery(model, neurons, classes, motifs, test, width=13):
 def test_top_ig_neurons_recover_planted_motifs(trained_synthetic, synthetic_ig):
     model, ig = synthetic_ig
     test = _held_out(trained_synthetic)
-    motifs = dict(zip(trained_synthetic.motifs["ec_class"], trained_synthetic.motifs["motif"]))
+    motifs = dict(zip(trained_synthetic.motifs["ec_class"], trained_synthetic.motifs["motif"], strict=False))
     motif_len = len(next(iter(motifs.values())))
     res = ch.characterise_neurons(model, ig, test, char_cfg(top_n=8, permutations=100))
     n = res["neurons"]
     print(n[["rank", "layer", "module", "neuron", "top_class", "window_consensus", "site_auroc_top_class"]])
     assert res["info"]["annotated_proteins"] == len(test)  # motif_sites are the annotation
-    matches = np.array([ch.motif_match(c, motifs[k]) for c, k in zip(n["window_consensus"], n["top_class"])])
+    matches = np.array([ch.motif_match(c, motifs[k]) for c, k in zip(n["window_consensus"], n["top_class"], strict=False)])
     reads_motif = matches >= motif_len - 1  # one mismatch allowed: motifs are planted with noise
     recovered = reads_motif | (n["site_auroc_top_class"] >= 0.8).to_numpy()
     # Most of the top 8 IG neurons read their class's motif. Their windows come from their top
@@ -451,7 +451,7 @@ def test_top_ig_neurons_recover_planted_motifs(trained_synthetic, synthetic_ig):
 
     # Another class's motif is not what the top neurons read.
     shifted = {k: motifs[str(int(k) % len(motifs) + 1)] for k in motifs}
-    wrong = np.array([ch.motif_match(c, shifted[k]) for c, k in zip(n["window_consensus"], n["top_class"])])
+    wrong = np.array([ch.motif_match(c, shifted[k]) for c, k in zip(n["window_consensus"], n["top_class"], strict=False)])
     assert wrong.mean() < matches.mean() - 1.5
 
     # Every class has a class-specific neuron whose best windows spell its motif.

@@ -40,7 +40,9 @@ def _env_packages(path: Path) -> dict[str, tuple[str, str]]:
     pip_sections = []
     for dep in doc["dependencies"]:
         if isinstance(dep, dict):
-            assert set(dep) == {"pip"}, f"{path.name}: only a `pip:` mapping may appear in dependencies, got {dep}"
+            assert set(dep) == {"pip"}, (
+                f"{path.name}: only a `pip:` mapping may appear in dependencies, got {dep}"
+            )
             pip_sections.append(dep["pip"])
             continue
         m = CONDA_SPEC.match(str(dep))
@@ -49,7 +51,9 @@ def _env_packages(path: Path) -> dict[str, tuple[str, str]]:
         assert name not in packages, f"{path.name}: {m['name']} listed twice"
         packages[name] = (m["version"], "conda")
     for section in pip_sections:
-        assert "pip" in packages, f"{path.name}: a pip section needs `pip` itself pinned among the conda packages"
+        assert "pip" in packages, (
+            f"{path.name}: a pip section needs `pip` itself pinned among the conda packages"
+        )
         for dep in section:
             m = PIP_SPEC.match(str(dep))
             assert m, f"{path.name}: pip entry {dep!r} is not pinned as name==x.y.z"

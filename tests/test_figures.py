@@ -31,14 +31,27 @@ def fake_curves(layers: int = 2) -> pd.DataFrame:
     rows = []
     scopes = [("global", "global", None, None)] + [("module_type", m, None, m) for m in MODULE_TYPES]
     scopes += [("layer_module", f"L{lay}.{m}", lay, m) for lay in range(layers) for m in MODULE_TYPES]
-    for method, seeds in (("activation", [None]), ("ig", [None]), ("gradxact", [None]), ("random", [0, 1, 2])):
+    for method, seeds in (
+        ("activation", [None]),
+        ("ig", [None]),
+        ("gradxact", [None]),
+        ("random", [0, 1, 2]),
+    ):
         for scope, name, layer, module in scopes:
             for mode in ("preserve", "suppress"):
                 for seed in seeds:
-                    base = np.linspace(0.25, 0.97, len(GRID)) if mode == "preserve" else np.linspace(0.97, 0.25, len(GRID))
+                    base = (
+                        np.linspace(0.25, 0.97, len(GRID))
+                        if mode == "preserve"
+                        else np.linspace(0.97, 0.25, len(GRID))
+                    )
                     shift = {"activation": 0.1, "ig": 0.15, "gradxact": 0.0, "random": 0.0}[method]
-                    acc = np.clip(base + (shift if mode == "preserve" else -shift) + rng.normal(0, 0.02, len(GRID)), 0, 1)
-                    for f, a in zip(GRID, acc):
+                    acc = np.clip(
+                        base + (shift if mode == "preserve" else -shift) + rng.normal(0, 0.02, len(GRID)),
+                        0,
+                        1,
+                    )
+                    for f, a in zip(GRID, acc, strict=False):
                         rows.append(
                             {"method": method, "scope": scope, "scope_name": name, "layer": layer, "module": module,
                              "mode": mode, "f": f, "seed": seed, "fill": "zero", "n_scope": 64, "n_test": 72,
@@ -69,7 +82,9 @@ def fake_density() -> pd.DataFrame:
         for seed in seeds:
             rows = [(method, layer, m, i, rng.random() * (5 if m == "k_proj" and method == "ig" else 1), seed)
                     for layer in range(2) for m in MODULE_TYPES for i in range(32 if m == "fc1" else 8)]  # fmt: skip
-            frames.append(pd.DataFrame(rows, columns=["method", "layer", "module", "neuron", "score", "seed"]))
+            frames.append(
+                pd.DataFrame(rows, columns=["method", "layer", "module", "neuron", "score", "seed"])
+            )
     out = []
     for method in ("ig", "random"):
         s = pd.concat([f for f in frames if f.method.iloc[0] == method], ignore_index=True)
@@ -142,7 +157,9 @@ def test_training_and_confusion_figures(tmp_path):
 def test_make_figure_from_files_and_failure_leaves_nothing(tmp_path):
     curves = fake_curves()
     curves.to_csv(tmp_path / "curves.tsv", sep="\t", index=False)
-    paths = make_figure("accuracy_preserve", {"curves": tmp_path / "curves.tsv"}, tmp_path / "fig", ["png", "pdf"], 60)
+    paths = make_figure(
+        "accuracy_preserve", {"curves": tmp_path / "curves.tsv"}, tmp_path / "fig", ["png", "pdf"], 60
+    )
     assert all(p.exists() for p in paths)
     (tmp_path / "metrics.json").write_text(json.dumps({"val": {}}))
     with pytest.raises(InputError):

@@ -32,8 +32,8 @@ GOLD = [0, 2, 1, 2]
 RTOL, ATOL = 1e-6, 1e-12
 
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.fixture(scope="module")
 def model() -> EsmClassifier:
@@ -52,14 +52,25 @@ def _ours(model, layer, module, steps, method, target="prob", token_budget=10**6
     else:
         alphas, weights = integration_points(steps, method)
     return attribution_per_sequence(
-        model, SEQS, GOLD, layer, [module], alphas, weights, target, token_budget=token_budget, dtype=torch.float64
+        model,
+        SEQS,
+        GOLD,
+        layer,
+        [module],
+        alphas,
+        weights,
+        target,
+        token_budget=token_budget,
+        dtype=torch.float64,
     )[module]
 
 
 def _captum(model, layer, module, steps, method, target="prob"):
     tokens = tokenize(SEQS)
     assert tokens.eq(model.esm.padding_idx).any(), "the test batch must contain padding"
-    return captum_ig_per_sequence(model, tokens, torch.tensor(GOLD), layer, module, steps, method, target).numpy()
+    return captum_ig_per_sequence(
+        model, tokens, torch.tensor(GOLD), layer, module, steps, method, target
+    ).numpy()
 
 
 @pytest.mark.parametrize(("layer", "module"), [(0, "q_proj"), (1, "k_proj"), (2, "fc1")])
@@ -76,7 +87,12 @@ def test_ig_equals_captum(model, layer, module, method):
 
 @pytest.mark.parametrize("method", ["riemann_left", "riemann_middle", "riemann_trapezoid"])
 def test_other_rules_and_logit_target_equal_captum(model, method):
-    np.testing.assert_allclose(_ours(model, 1, "v_proj", 6, method, "logit"), _captum(model, 1, "v_proj", 6, method, "logit"), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        _ours(model, 1, "v_proj", 6, method, "logit"),
+        _captum(model, 1, "v_proj", 6, method, "logit"),
+        rtol=RTOL,
+        atol=ATOL,
+    )
 
 
 @pytest.mark.parametrize("method", ["riemann_right", "riemann_trapezoid", "gausslegendre"])
@@ -127,7 +143,10 @@ def test_gradxact_equals_input_x_gradient(model):
 
 def _completeness_error(model, layer, module, steps, method):
     tokens, gold = tokenize(SEQS), torch.tensor(GOLD)
-    gap = (target_at_scale(model, tokens, gold, layer, module, 1.0) - target_at_scale(model, tokens, gold, layer, module, 0.0)).numpy()
+    gap = (
+        target_at_scale(model, tokens, gold, layer, module, 1.0)
+        - target_at_scale(model, tokens, gold, layer, module, 0.0)
+    ).numpy()
     return np.abs(_ours(model, layer, module, steps, method).sum(1) - gap).max(), np.abs(gap).max()
 
 

@@ -33,7 +33,7 @@ def cfg(**kw) -> dict:
 
 
 def labels_of(df: pd.DataFrame) -> dict[str, str]:
-    return dict(zip(df["accession"], df["label"]))
+    return dict(zip(df["accession"], df["label"], strict=False))
 
 
 def step(report: dict, name: str) -> dict:
@@ -274,7 +274,7 @@ def test_report_steps_add_up_and_output_matches():
         assert s["remaining"] == n - s["dropped"]
         n = s["remaining"]
     assert n == len(out) == rep["output"]["proteins"] == classes["n"].sum()
-    assert rep["output"]["class_counts"] == dict(zip(classes["label"], classes["n"]))
+    assert rep["output"]["class_counts"] == dict(zip(classes["label"], classes["n"], strict=False))
 
 
 def test_carried_columns_and_no_mutation():

@@ -355,7 +355,7 @@ def test_model_steps_survive_out_of_memory_with_the_same_results(oom_above_two, 
     gold = [i % 3 for i in range(len(seqs))]
     layout = layout_of(model)
     rng = np.random.default_rng(0)
-    masks = [{b: rng.random(n) < 0.5 for b, n in zip(layout.blocks, layout.sizes)} for _ in range(3)]
+    masks = [{b: rng.random(n) < 0.5 for b, n in zip(layout.blocks, layout.sizes, strict=False)} for _ in range(3)]
     steps = {
         "activation": lambda: activation_per_sequence(model, seqs, 1, token_budget=400),
         "ig": lambda: attribution_per_sequence(

@@ -37,8 +37,8 @@ from kneurons.scoring import (
 SEQS = ["MKTAYIAKQRQISFVKSHFSRQ", "MKVLAAGIVG", "MSTNPKPQRKTKRNTNRRPQDVKFPGG", "GAVLIPFWMS", "WWPLKQ"]
 
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _model(seed: int = 0, layers: int = 2, classes: int = 3) -> EsmClassifier:
     torch.manual_seed(seed)
@@ -79,8 +79,10 @@ def test_mask_fn_keeps_units_and_fills_the_rest():
     keep = torch.zeros(n)
     keep[:5] = 1
     fill = torch.arange(n, dtype=torch.float32)
-    with torch.no_grad(), OutputRecorder({"fc1": model.module(0, "fc1")}) as rec, module_output_hooks(
-        {model.module(0, "fc1"): mask_fn(keep, fill)}
+    with (
+        torch.no_grad(),
+        OutputRecorder({"fc1": model.module(0, "fc1")}) as rec,
+        module_output_hooks({model.module(0, "fc1"): mask_fn(keep, fill)}),
     ):
         model(tokens)
     # The recorder was registered first, so it sees the unmasked output; recompute the masked one.
@@ -131,7 +133,9 @@ def test_attribution_independent_of_padding_partner():
     alphas, weights = integration_points(3, "riemann_middle")
     batched = attribution_per_sequence(model, SEQS, [0, 1, 2, 0, 1], 1, ["k_proj"], alphas, weights)["k_proj"]
     for i in (1, 4):
-        alone = attribution_per_sequence(model, [SEQS[i]], [[0, 1, 2, 0, 1][i]], 1, ["k_proj"], alphas, weights)["k_proj"]
+        alone = attribution_per_sequence(
+            model, [SEQS[i]], [[0, 1, 2, 0, 1][i]], 1, ["k_proj"], alphas, weights
+        )["k_proj"]
         np.testing.assert_allclose(batched[i], alone[0], rtol=1e-4, atol=1e-7)
 
 
@@ -161,10 +165,17 @@ def test_random_scores_seeded_per_layer_and_module():
 
 
 def test_score_table_metadata_round_trip_and_gather(tmp_path):
-    meta = {"method": "activation", "checkpoint_sha256": "x", "subset": {"n": 2}, "settings": {"reduce": "abs_mean"}}
+    meta = {
+        "method": "activation",
+        "checkpoint_sha256": "x",
+        "subset": {"n": 2},
+        "settings": {"reduce": "abs_mean"},
+    }
     paths = []
     for layer in (1, 0):
-        df = scores_table({t: np.random.default_rng(layer).random((2, 4)) for t in MODULE_TYPES}, "activation", layer)
+        df = scores_table(
+            {t: np.random.default_rng(layer).random((2, 4)) for t in MODULE_TYPES}, "activation", layer
+        )
         p = tmp_path / f"layer{layer}.parquet"
         write_score_table(df, p, {**meta, "layer": layer})
         paths.append(p)
@@ -185,7 +196,9 @@ def _split(n_per_class=(30, 10, 5)) -> tuple[pd.DataFrame, pd.DataFrame]:
     for c, n in zip(["1", "2", "3"], n_per_class, strict=True):
         for i in range(n):
             for split in ("train", "val", "test"):
-                rows.append({"accession": f"{split}{c}_{i}", "sequence": "MK" + "A" * i, "label": c, "split": split})
+                rows.append(
+                    {"accession": f"{split}{c}_{i}", "sequence": "MK" + "A" * i, "label": c, "split": split}
+                )
     classes = pd.DataFrame({"label_index": [0, 1, 2], "label": ["1", "2", "3"], "name": "", "n": 0})
     return pd.DataFrame(rows), classes
 
@@ -222,7 +235,9 @@ def test_run_score_job_writes_table_with_provenance(tmp_path):
     from kneurons.io import sha256_file
 
     assert meta["checkpoint_sha256"] == sha256_file(ckpt)
-    assert meta["subset"]["n"] == 5 and meta["subset"]["accessions_sha256"] == subset_hash(subset["accession"])
+    assert meta["subset"]["n"] == 5 and meta["subset"]["accessions_sha256"] == subset_hash(
+        subset["accession"]
+    )
     assert meta["settings"]["steps"] == 4 and meta["layer"] == 1
     assert set(back["label"].dropna()) == {"x", "y"}
     n_neurons = sum(model.neuron_count(t) for t in MODULE_TYPES)

@@ -94,8 +94,10 @@ def test_neuron_hooks_fire_and_are_used_on_fast_path(tokens):
         handles = []
         for layer in range(model.num_layers):
             for mt in ATTN_MODULES:
+
                 def hook(_m, _inp, out, key=f"{layer}.{mt}"):
                     seen[key] = out.detach().clone()
+
                 handles.append(model.module(layer, mt).register_forward_hook(hook))
         with torch.no_grad():
             model(tokens)
@@ -144,7 +146,9 @@ def test_head_weights_fall_back_to_reference(tokens):
 def test_switching_and_context_restore():
     model = _model()
     with attention_backend(model, "sdpa"):
-        assert all(type(m) is SdpaMultiheadAttention for m in model.modules() if isinstance(m, MultiheadAttention))
+        assert all(
+            type(m) is SdpaMultiheadAttention for m in model.modules() if isinstance(m, MultiheadAttention)
+        )
     assert get_attention(model) == "reference"
     set_attention(model, "sdpa")
     state = {k: v.clone() for k, v in model.state_dict().items()}

@@ -76,21 +76,27 @@ def test_gpu_rules_get_gpu_resources():
     assert not unknown, f"profiles/slurm set-resources names rules the workflow lacks: {unknown}"
     gpu_rules = {n for n, r in rules.items() if "gpu" in r["resources"]}
     assert gpu_rules, "no rule declares a `gpu` resource"
-    assert gpu_rules <= set(set_res), f"GPU rules without cluster resources: {sorted(gpu_rules - set(set_res))}"
+    assert gpu_rules <= set(set_res), (
+        f"GPU rules without cluster resources: {sorted(gpu_rules - set(set_res))}"
+    )
     for name in gpu_rules:
         res = set_res[name]
         assert all(k in res for k in GPU_RESOURCES), f"{name}: needs {GPU_RESOURCES}"
         assert res["gpu"] == 1 and res["cpus_per_gpu"] >= 1
         assert res["slurm_partition"] != prof["default-resources"]["slurm_partition"]
     for name in set(set_res) - gpu_rules:
-        assert "gpu" not in set_res[name], f"{name} declares no gpu in the workflow but gets one on the cluster"
+        assert "gpu" not in set_res[name], (
+            f"{name} declares no gpu in the workflow but gets one on the cluster"
+        )
 
 
 def test_rules_with_own_memory_or_runtime_grow_on_retry():
     """A rule's own static mem_mb/runtime beats default-resources, so it must be in set-resources."""
     set_res = _profile()["set-resources"]
     static = sorted(
-        r["name"] for r in workflow_rules() if {"mem_mb", "runtime"} & set(r["resources"]) and r["name"] not in set_res
+        r["name"]
+        for r in workflow_rules()
+        if {"mem_mb", "runtime"} & set(r["resources"]) and r["name"] not in set_res
     )
     assert not static, f"rules whose mem_mb/runtime would not grow with attempt on the cluster: {static}"
 
@@ -180,7 +186,9 @@ def test_embedded_default_runs_on_real_slurm(tmp_path):
     with single_node_cluster(tmp_path / "cluster") as cluster:
         prof_dir = tmp_path / "profile"
         prof_dir.mkdir()
-        prof = cluster_test_profile(_profile(), cluster.partition, cluster.cpus, cluster.real_memory_mb, logdir)
+        prof = cluster_test_profile(
+            _profile(), cluster.partition, cluster.cpus, cluster.real_memory_mb, logdir
+        )
         (prof_dir / "config.yaml").write_text(yaml.safe_dump(prof, sort_keys=False))
         cmd = [
             sys.executable, "-m", "snakemake", *targets, "--profile", str(prof_dir),
@@ -190,7 +198,9 @@ def test_embedded_default_runs_on_real_slurm(tmp_path):
         t0 = time.monotonic()
         # On timeout subprocess.run kills Snakemake; leaving the `with` cancels its jobs.
         timeout = int(os.environ.get("KNEURONS_SLURM_TIMEOUT", "3000"))
-        proc = subprocess.run(cmd, env=cluster.env(), capture_output=True, text=True, check=False, timeout=timeout)
+        proc = subprocess.run(
+            cmd, env=cluster.env(), capture_output=True, text=True, check=False, timeout=timeout
+        )
         elapsed = time.monotonic() - t0
         out = proc.stdout + proc.stderr
         queue = subprocess.run(
@@ -205,7 +215,9 @@ def test_embedded_default_runs_on_real_slurm(tmp_path):
     assert all(state == "COMPLETED" for _id, state, _c in jobs), queue
     # Every submitted rule has its SLURM log, i.e. it ran as a batch job on the node.
     ran = {p.name.removeprefix("rule_") for p in logdir.iterdir() if p.is_dir()}
-    submitted = set(re.findall(r"rule_(\w+?)(?:_wildcards_\S*)?$", "\n".join(c for *_x, c in jobs), re.MULTILINE))
+    submitted = set(
+        re.findall(r"rule_(\w+?)(?:_wildcards_\S*)?$", "\n".join(c for *_x, c in jobs), re.MULTILINE)
+    )
     assert submitted and submitted <= ran, (submitted, ran)
     # Nothing left to do: all targets exist and are up to date.
     again = subprocess.run(

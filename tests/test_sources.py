@@ -122,7 +122,7 @@ def test_read_fasta(tmp_path, compress):
         and df.loc[0, "protein_name"] == "Alcohol dehydrogenase 1A"
     )
     labels, _, report = extract_labels(df, {"min_class_size": 1, "multi_ec": "first", "non_enzymes": "class"})
-    assert dict(zip(labels.accession, labels.label)) == {
+    assert dict(zip(labels.accession, labels.label, strict=False)) == {
         "P07327": "1",
         "P12345": "1",
         "A0A0B4": "non-enzyme",

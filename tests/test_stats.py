@@ -47,7 +47,7 @@ def synthetic_data(n_test=200, seeds=(0, 1, 2, 3, 4), method_p=None, rng_seed=0)
     method_p = rand_p if method_p is None else method_p
     for method, seed_list, probs in (("ig", [None], method_p), ("random", list(seeds), rand_p)):
         for seed in seed_list:
-            for f, p in zip(GRID, probs):
+            for f, p in zip(GRID, probs, strict=False):
                 c = rng.random(n_test) < p
                 correct.append(c)
                 rows.append(
@@ -91,14 +91,22 @@ def test_paired_test_by_hand_and_calibrated_with_several_seeds():
         assert np.isclose(r.p_value, expect)
     assert per_f.ci_lo.isna().all()  # no bootstrap asked for
     # equal accuracies: p-values roughly uniform (a sign test on seed-averaged d would reject at p=0.3)
-    ps = np.concatenate([random_comparison(synthetic_data(n_test=100, rng_seed=s), n_boot=0)[1].p_value for s in range(30)])
+    ps = np.concatenate(
+        [random_comparison(synthetic_data(n_test=100, rng_seed=s), n_boot=0)[1].p_value for s in range(30)]
+    )
     assert 0.02 <= (ps[np.isfinite(ps)] < 0.05).mean() <= 0.10
 
 
 def test_no_random_rows_gives_empty_tables_with_columns():
     data = synthetic_data()
     keep = data.table.method != "random"
-    only = AblationData(data.table[keep].reset_index(drop=True), data.correct[keep.to_numpy()], data.y_true, data.full_pred, data.accessions)
+    only = AblationData(
+        data.table[keep].reset_index(drop=True),
+        data.correct[keep.to_numpy()],
+        data.y_true,
+        data.full_pred,
+        data.accessions,
+    )
     auc, per_f = random_comparison(only, n_boot=10)
     assert auc.empty and per_f.empty and "auc_gap" in auc.columns and "p_adj" in per_f.columns
 
@@ -130,7 +138,7 @@ def layout_scores(method: str, values: dict, layers: int = 2, sizes=None) -> pd.
     sizes = sizes or {"q_proj": 8, "k_proj": 8, "v_proj": 8, "out_proj": 8, "fc1": 32, "fc2": 8}
     layout = NeuronLayout.from_sizes(layers, sizes)
     rows = []
-    for (layer, m), n in zip(layout.blocks, layout.sizes):
+    for (layer, m), n in zip(layout.blocks, layout.sizes, strict=False):
         for i in range(n):
             rows.append((method, layer, m, i, values.get((layer, m, i), 0.0)))
     df = pd.DataFrame(rows, columns=["method", "layer", "module", "neuron", "score"])
@@ -195,7 +203,10 @@ def synthetic_ablation(trained_synthetic, tmp_path_factory):
         tables, preds = [], []
         for method in ("activation", "ig", "random"):
             scores = pd.concat(
-                [score_layer(model, subset, method, layer, cfg["score"]) for layer in range(model.num_layers)],
+                [
+                    score_layer(model, subset, method, layer, cfg["score"])
+                    for layer in range(model.num_layers)
+                ],
                 ignore_index=True,
             )
             result = run_ablation(
@@ -217,7 +228,9 @@ def test_activation_and_ig_preserve_curves_beat_random(synthetic_ablation):
     auc = auc.set_index("method")
     for method in ("activation", "ig"):
         row = auc.loc[method]
-        assert row.auc_gap > 0 and row.ci_lo > 0, f"{method}: gap {row.auc_gap:.3f} [{row.ci_lo:.3f}, {row.ci_hi:.3f}]"
+        assert row.auc_gap > 0 and row.ci_lo > 0, (
+            f"{method}: gap {row.auc_gap:.3f} [{row.ci_lo:.3f}, {row.ci_hi:.3f}]"
+        )
     # the intact and the fully filled model do not depend on the selection
     ends = per_f[per_f.f.isin([0.0, 1.0])]
     assert (ends.gap == 0).all()

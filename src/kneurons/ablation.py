@@ -112,7 +112,7 @@ class Fill:
     def from_reference(cls, reference: nn.Module, layout: NeuronLayout) -> Fill:
         """``pretrained`` fill from a reference backbone (the pre-fine-tuning weights) of the same architecture."""
         weights: dict[Block, tuple[torch.Tensor, torch.Tensor | None]] = {}
-        for (layer, m), size in zip(layout.blocks, layout.sizes):
+        for (layer, m), size in zip(layout.blocks, layout.sizes, strict=False):
             try:
                 mod = backbone_module(reference, layer, m)
             except (IndexError, AttributeError) as exc:
@@ -131,7 +131,8 @@ class Fill:
             kind=self.kind,
             means={b: v.to(device) for b, v in self.means.items()},
             reference={
-                b: (w.to(device), None if bias is None else bias.to(device)) for b, (w, bias) in self.reference.items()
+                b: (w.to(device), None if bias is None else bias.to(device))
+                for b, (w, bias) in self.reference.items()
             },
         )
 
@@ -161,7 +162,9 @@ def mean_activations(
     model = model.to(device).eval()
     layout = layout_of(model)
     alphabet = get_alphabet()
-    sums = {b: torch.zeros(n, dtype=torch.float64, device=device) for b, n in zip(layout.blocks, layout.sizes)}
+    sums = {
+        b: torch.zeros(n, dtype=torch.float64, device=device) for b, n in zip(layout.blocks, layout.sizes, strict=False)
+    }
     count = 0
     valid: torch.Tensor | None = None
 
@@ -249,7 +252,9 @@ def _mask_hooks(
             elif fill.kind == "mean":
                 new = torch.where(sel, value.to(y.dtype), y)
             else:
-                ref = F.linear(inputs[0], weight.to(inputs[0].dtype), None if bias is None else bias.to(inputs[0].dtype))
+                ref = F.linear(
+                    inputs[0], weight.to(inputs[0].dtype), None if bias is None else bias.to(inputs[0].dtype)
+                )
                 new = torch.where(sel, ref.view_as(y).to(y.dtype), y)
             return new.view(t, kb, n)
 
@@ -267,7 +272,9 @@ def _mask_hooks(
 def _canonical(mask: Mask) -> tuple:
     """Hashable identity of a mask (blocks with no filled unit dropped)."""
     return tuple(
-        (b, np.packbits(v).tobytes(), len(v)) for b, v in sorted(mask.items(), key=lambda kv: (kv[0][0], MODULE_TYPES.index(kv[0][1]))) if v.any()
+        (b, np.packbits(v).tobytes(), len(v))
+        for b, v in sorted(mask.items(), key=lambda kv: (kv[0][0], MODULE_TYPES.index(kv[0][1])))
+        if v.any()
     )
 
 
@@ -350,7 +357,9 @@ def _layer_with_states(
     return out, state
 
 
-def _predict(model: EsmClassifier, x: torch.Tensor, tokens: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _predict(
+    model: EsmClassifier, x: torch.Tensor, tokens: torch.Tensor, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Argmax class and relative top-2 logit margin of each copy and sequence, both ``(k, B)``.
 
     The margin is ``(top1 - top2) / max(1, |top1|)``: how far the prediction is from a tie, on
@@ -368,7 +377,9 @@ def _predict(model: EsmClassifier, x: torch.Tensor, tokens: torch.Tensor, k: int
 
 def mask_start(mask: Mask, n_layers: int) -> tuple[int, int]:
     """``(layer, position)`` of the first masked module of ``mask``; ``(n_layers, 0)`` when nothing is masked."""
-    return min(((b[0], POSITION[b[1]]) for b, v in mask.items() if np.asarray(v).any()), default=(n_layers, 0))
+    return min(
+        ((b[0], POSITION[b[1]]) for b, v in mask.items() if np.asarray(v).any()), default=(n_layers, 0)
+    )
 
 
 @torch.no_grad()
@@ -398,7 +409,7 @@ def evaluate_masks(
     fill = (fill or Fill()).to(device)
     model = model.to(device).eval()
     layout = layout_of(model)
-    sizes = dict(zip(layout.blocks, layout.sizes))
+    sizes = dict(zip(layout.blocks, layout.sizes, strict=False))
     n_layers = model.num_layers
     if masks_per_pass < 1:
         raise ValueError("masks_per_pass must be >= 1")
@@ -406,14 +417,16 @@ def evaluate_masks(
     for m in active:
         for b, v in m.items():
             if b not in sizes or len(v) != sizes[b]:
-                raise ModelError(f"mask on {b} with {len(v)} units does not fit the model ({sizes.get(b)} units)")
+                raise ModelError(
+                    f"mask on {b} with {len(v)} units does not fit the model ({sizes.get(b)} units)"
+                )
     fill.check(sorted({b for m in active for b in m}, key=lambda b: (b[0], MODULE_TYPES.index(b[1]))))
 
     if dedup:
         index: dict[tuple, int] = {}
         inverse = np.array([index.setdefault(_canonical(m), len(index)) for m in active], dtype=np.int64)
         unique: list[Mask] = [{} for _ in index]
-        for m, u in zip(active, inverse):
+        for m, u in zip(active, inverse, strict=False):
             unique[u] = m
     else:
         unique, inverse = active, np.arange(len(active))
@@ -437,7 +450,11 @@ def evaluate_masks(
     reference = token_budget_batches(lengths, token_budget)
     # Tighter batches only where the logits are fp32: bf16 rounding is too coarse to certify.
     fp32 = not (bf16 and device.type == "cuda")
-    batches = token_budget_batches(lengths, token_budget, max_padding=max_padding) if fp32 and max_padding is not None else reference
+    batches = (
+        token_budget_batches(lengths, token_budget, max_padding=max_padding)
+        if fp32 and max_padding is not None
+        else reference
+    )
 
     def step(batch: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """Predictions and margins ``(len(unique), len(batch))`` of one sequence batch under every mask."""
@@ -520,7 +537,9 @@ def _certify(
             model, [sequences[i] for i in batch], [masks[u] for u in rows], fill, token_budget, device, bf16
         )
         redone += len(rows)
-    log.info("ablation: %d (mask, batch) passes redone on the reference batches for near-tied predictions", redone)
+    log.info(
+        "ablation: %d (mask, batch) passes redone on the reference batches for near-tied predictions", redone
+    )
 
 
 @torch.no_grad()
@@ -537,7 +556,7 @@ def evaluate_masks_naive(
     device = torch.device(device)
     fill = (fill or Fill()).to(device)
     model = model.to(device).eval()
-    sizes = dict(zip(layout_of(model).blocks, layout_of(model).sizes))
+    sizes = dict(zip(layout_of(model).blocks, layout_of(model).sizes, strict=False))
     alphabet = get_alphabet()
     batches = token_budget_batches([len(s) for s in sequences], token_budget)
     tokens_per_batch = [to_device(tokenize([sequences[i] for i in b], alphabet), device) for b in batches]
@@ -545,7 +564,7 @@ def evaluate_masks_naive(
     for mi, mask in enumerate(masks):
         filled = _chunk_tensors([_active(mask)], sizes, device)
         with _mask_hooks(model, filled, fill):
-            for batch, tokens in zip(batches, tokens_per_batch):
+            for batch, tokens in zip(batches, tokens_per_batch, strict=False):
                 with autocast(device, bf16):
                     logits = model(tokens)
                 preds[mi, batch] = logits.float().argmax(-1).cpu().numpy()
@@ -573,7 +592,9 @@ def build_masks(
         present = score_seeds(scores)
         missing = [s for s in seeds if s not in present]
         if missing:
-            raise InputError(f"{source}: random seed(s) {missing} asked for by ablate.random_seeds are not in the table (has {present})")
+            raise InputError(
+                f"{source}: random seed(s) {missing} asked for by ablate.random_seeds are not in the table (has {present})"
+            )
     rows: list[dict[str, Any]] = []
     masks: list[Mask] = []
     members = scope_members(layout, scope)
@@ -609,7 +630,9 @@ def build_masks(
     return keys, masks
 
 
-def metrics_table(keys: pd.DataFrame, preds: np.ndarray, y_true: np.ndarray, labels: Sequence[str]) -> pd.DataFrame:
+def metrics_table(
+    keys: pd.DataFrame, preds: np.ndarray, y_true: np.ndarray, labels: Sequence[str]
+) -> pd.DataFrame:
     """``keys`` plus accuracy, macro-F1 and per-class recall (``recall_<label>``) of each row's predictions."""
     out = keys.copy()
     acc, f1 = [], []
@@ -679,7 +702,15 @@ def run_ablation(
         log.info("  batch %d/%d (%.1f s)", done, total, time.perf_counter() - t0)
 
     preds = evaluate_masks(
-        model, sequences, [*masks, {}], fill, token_budget, masks_per_pass, device=device, bf16=bf16, progress=progress
+        model,
+        sequences,
+        [*masks, {}],
+        fill,
+        token_budget,
+        masks_per_pass,
+        device=device,
+        bf16=bf16,
+        progress=progress,
     )
     table = metrics_table(keys, preds[:-1], np.asarray(y_true), labels)
     return AblationResult(
@@ -687,7 +718,9 @@ def run_ablation(
         preds=preds[:-1],
         full_pred=preds[-1],
         y_true=np.asarray(y_true, dtype=np.int64),
-        accessions=np.asarray(accessions if accessions is not None else [str(i) for i in range(len(sequences))], dtype=str),
+        accessions=np.asarray(
+            accessions if accessions is not None else [str(i) for i in range(len(sequences))], dtype=str
+        ),
         seconds=time.perf_counter() - t0,
     )
 
@@ -712,7 +745,9 @@ def load_test_set(
 
 def save_predictions(path: str | Path, result: AblationResult) -> None:
     """Write the per-protein predictions of every row (for bootstrap and paired tests) atomically (npz)."""
-    n_classes_max = int(max(result.preds.max(initial=0), result.full_pred.max(initial=0), result.y_true.max(initial=0)))
+    n_classes_max = int(
+        max(result.preds.max(initial=0), result.full_pred.max(initial=0), result.y_true.max(initial=0))
+    )
     dtype = np.int16 if n_classes_max < np.iinfo(np.int16).max else np.int32
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(
@@ -758,7 +793,9 @@ def run_ablation_job(
     ab = cfg["ablate"]
     model, info = load_job_classifier(checkpoint, cfg, device)
     labels = list(info["labels"])
-    accessions, sequences, y_true = load_test_set(split_path, labels, ab.get("max_sequences"), cfg.get("seed", 0))
+    accessions, sequences, y_true = load_test_set(
+        split_path, labels, ab.get("max_sequences"), cfg.get("seed", 0)
+    )
     scores, score_meta = read_score_table(scores_path)
     # Scores of another model would rank this model's neurons meaninglessly.
     check_scores_match_checkpoint(scores_path, checkpoint, score_meta)

@@ -161,7 +161,9 @@ def set_attention(model: nn.Module, backend: str) -> nn.Module:
     Works in place and returns ``model``. Parameters, buffers and hooks are kept.
     """
     if backend not in ATTENTION_BACKENDS:
-        raise ConfigError(f"model.attention: unknown backend {backend!r}; use one of {', '.join(ATTENTION_BACKENDS)}")
+        raise ConfigError(
+            f"model.attention: unknown backend {backend!r}; use one of {', '.join(ATTENTION_BACKENDS)}"
+        )
     target = SdpaMultiheadAttention if backend == "sdpa" else MultiheadAttention
     found = False
     for module in _attention_modules(model):

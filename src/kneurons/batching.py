@@ -125,7 +125,9 @@ def run_adaptive(
             _release_cached_memory()
             size = padded(idx)
             if len(idx) == 1:
-                length = "" if lengths_arr is None else f" of {int(lengths_arr[idx[0]]) - extra_tokens} residues"
+                length = (
+                    "" if lengths_arr is None else f" of {int(lengths_arr[idx[0]]) - extra_tokens} residues"
+                )
                 raise ModelError(
                     f"{what}: out of memory on a single sequence{length} (index {idx[0]}); "
                     "lower labels.max_length (or the token budget) or use a device with more memory"

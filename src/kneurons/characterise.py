@@ -157,7 +157,7 @@ def select_class_neurons(
 
 
 def _keys(df: pd.DataFrame) -> set[tuple[int, str, int]]:
-    return set(zip(df["layer"].astype(int), df["module"].astype(str), df["neuron"].astype(int)))
+    return set(zip(df["layer"].astype(int), df["module"].astype(str), df["neuron"].astype(int), strict=False))
 
 
 def class_overlap(class_sets: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -208,7 +208,7 @@ def neuron_class_profile(class_scores: pd.DataFrame) -> pd.DataFrame:
 def as_mask(neurons: pd.DataFrame, layout: NeuronLayout) -> Mask:
     """An ablation mask that fills the listed neurons (only the modules they touch)."""
     mask: Mask = {}
-    sizes = dict(zip(layout.blocks, layout.sizes))
+    sizes = dict(zip(layout.blocks, layout.sizes, strict=False))
     for (layer, module), g in neurons.groupby(["layer", "module"], sort=True):
         block = (int(layer), str(module))
         v = np.zeros(sizes[block], dtype=bool)
@@ -220,7 +220,7 @@ def as_mask(neurons: pd.DataFrame, layout: NeuronLayout) -> Mask:
 def random_matched_mask(neurons: pd.DataFrame, layout: NeuronLayout, rng: np.random.Generator) -> Mask:
     """A random mask with as many filled neurons in every (layer, module) as ``neurons`` has."""
     mask: Mask = {}
-    sizes = dict(zip(layout.blocks, layout.sizes))
+    sizes = dict(zip(layout.blocks, layout.sizes, strict=False))
     for (layer, module), g in neurons.groupby(["layer", "module"], sort=True):
         block = (int(layer), str(module))
         v = np.zeros(sizes[block], dtype=bool)
@@ -471,7 +471,7 @@ def best_windows(
     right = width - 1 - left
     rng = np.random.default_rng(seed) if seed is not None else None
     rows = []
-    for p, (r, seq) in enumerate(zip(responses, sequences)):
+    for p, (r, seq) in enumerate(zip(responses, sequences, strict=False)):
         r = np.asarray(r, dtype=np.float64).copy()
         for _ in range(min(per_protein, len(r))):
             best = r.max() if len(r) else -np.inf
@@ -507,7 +507,7 @@ def consensus(pfm: pd.DataFrame, min_frequency: float = 0.3) -> str:
     total = pfm.sum(axis=1).to_numpy()
     best = pfm.to_numpy().argmax(axis=1)
     freq = np.divide(pfm.to_numpy().max(axis=1), total, out=np.zeros(len(pfm)), where=total > 0)
-    return "".join(pfm.columns[b] if f >= min_frequency else "-" for b, f in zip(best, freq))
+    return "".join(pfm.columns[b] if f >= min_frequency else "-" for b, f in zip(best, freq, strict=False))
 
 
 def motif_match(cons: str, motif: str) -> int:
@@ -529,7 +529,7 @@ def site_tracks(
 ) -> list[np.ndarray | None]:
     """Per protein a boolean track: residue within ``flank`` of an annotated site (None if unannotated)."""
     tracks: list[np.ndarray | None] = []
-    for n, pos in zip(lengths, sites):
+    for n, pos in zip(lengths, sites, strict=False):
         if pos is None:
             tracks.append(None)
             continue

@@ -57,7 +57,7 @@ def plot_logos(neurons: pd.DataFrame, pfm: pd.DataFrame, n: int = 8, ncols: int 
     if top.empty:
         _message(axes.flat[0], "no neurons characterised")
         return fig
-    for ax, (_, row) in zip(axes.flat, top.iterrows()):
+    for ax, (_, row) in zip(axes.flat, top.iterrows(), strict=False):
         sel = pfm[
             (pfm["layer"] == row["layer"])
             & (pfm["module"] == row["module"])

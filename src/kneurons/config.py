@@ -89,7 +89,9 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
     if src == "brenda" and not data["brenda"].get("path"):
         problems.append("data.brenda.path: required when data.source is 'brenda'")
     if src in ("expasy", "brenda") and not data.get("sequences"):
-        problems.append(f"data.sequences: required when data.source is '{src}' (a TSV or FASTA with the sequences)")
+        problems.append(
+            f"data.sequences: required when data.source is '{src}' (a TSV or FASTA with the sequences)"
+        )
     if src == "uniprot":
         lacking = [f for f in ("accession", "ec", "sequence") if f not in data["uniprot"]["fields"]]
         if lacking:
@@ -114,7 +116,9 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
         if c["embed_dim"] % c["attention_heads"]:
             problems.append("model.custom: embed_dim must be divisible by attention_heads")
     if model["checkpoint"] and not model["pretrained"]:
-        problems.append("model.checkpoint: only used with model.pretrained: true (set it, or remove the checkpoint)")
+        problems.append(
+            "model.checkpoint: only used with model.pretrained: true (set it, or remove the checkpoint)"
+        )
     n_layers = ESM2_ARCHITECTURES[name][0] if name in ESM2_ARCHITECTURES else model["custom"]["num_layers"]
     if cfg["train"]["freeze_layers"] > n_layers:
         problems.append(f"train.freeze_layers: the model has only {n_layers} layers")
@@ -134,7 +138,9 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
             )
     fractions = ablate["fractions"]
     if len(fractions) < 2 or len(set(fractions)) != len(fractions):
-        problems.append("ablate.fractions: give at least two distinct fractions (an area under the curve needs two)")
+        problems.append(
+            "ablate.fractions: give at least two distinct fractions (an area under the curve needs two)"
+        )
     if not ablate["modes"]:
         problems.append("ablate.modes: give at least one of preserve, suppress")
     if not ablate["scopes"]:
@@ -145,7 +151,9 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
         problems.append("score.ig.steps: riemann_trapezoid needs at least 2 steps")
     if cfg["characterise"]["enabled"]:
         if "ig" not in cfg["score"]["methods"]:
-            problems.append("characterise.enabled: the characterisation ranks neurons by IG; add `ig` to score.methods")
+            problems.append(
+                "characterise.enabled: the characterisation ranks neurons by IG; add `ig` to score.methods"
+            )
         if not cfg["score"]["ig"]["class_conditional"]:
             problems.append(
                 "characterise.enabled: class-specific neurons need score.ig.class_conditional: true "

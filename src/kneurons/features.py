@@ -157,7 +157,7 @@ def site_positions(
     stats = ParseStats()
     lengths = df["sequence"].str.len().tolist() if "sequence" in df.columns else [None] * len(df)
     result: list[list[int] | None] = []
-    for i, (row, length) in enumerate(zip(df.itertuples(index=False), lengths)):
+    for i, (row, length) in enumerate(zip(df.itertuples(index=False), lengths, strict=False)):
         pos: set[int] = set()
         for col in columns:
             if col not in df.columns:

@@ -60,7 +60,9 @@ def method_order(methods: Sequence[str]) -> list[str]:
     return known + sorted(set(methods) - set(known))
 
 
-def save_figure(fig: Figure, base: str | Path, formats: Sequence[str] = ("png", "pdf"), dpi: int = 150) -> list[Path]:
+def save_figure(
+    fig: Figure, base: str | Path, formats: Sequence[str] = ("png", "pdf"), dpi: int = 150
+) -> list[Path]:
     """Write ``fig`` to ``base.<fmt>`` for every format, atomically; closes the figure."""
     paths = []
     try:
@@ -123,7 +125,7 @@ def plot_ablation_curves(curves: pd.DataFrame, mode: str, metric: str = "accurac
         nrows = int(np.ceil((len(panels) + 1) / ncols))
         fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.3 * nrows), sharey=True, squeeze=False)
         flat = axes.ravel()
-        for ax, (scope, name) in zip(flat, panels):
+        for ax, (scope, name) in zip(flat, panels, strict=False):
             sub = df[(df["scope"] == scope) & (df["scope_name"] == name)]
             rnd = sub[sub["method"] == "random"]
             if not rnd.empty:
@@ -158,7 +160,14 @@ def plot_ablation_curves(curves: pd.DataFrame, mode: str, metric: str = "accurac
             if method == "random":
                 handles.append(
                     (
-                        plt.Line2D([], [], color=colour, ls=ls, lw=1.2, label="random (mean; band: 2.5-97.5% of seeds)"),
+                        plt.Line2D(
+                            [],
+                            [],
+                            color=colour,
+                            ls=ls,
+                            lw=1.2,
+                            label="random (mean; band: 2.5-97.5% of seeds)",
+                        ),
                         matplotlib.patches.Patch(color="#BBBBBB", alpha=0.6),
                     )
                 )
@@ -202,7 +211,7 @@ def plot_density(density: pd.DataFrame) -> Figure:
             squeeze=False, layout="constrained",
         )  # fmt: skip
         im = None
-        for ax, method in zip(axes[0], methods):
+        for ax, method in zip(axes[0], methods, strict=False):
             rows = ["all", *[str(v) for v in layers]]
             val = np.full((len(rows), len(types)), np.nan)
             cnt = np.full_like(val, np.nan)
@@ -225,7 +234,15 @@ def plot_density(density: pd.DataFrame) -> Figure:
                     colour = "black" if val[i, j] > 0.6 * vmax else "white"
                     star = "*" if sig[i, j] else ""
                     n = f"{cnt[i, j]:.0f}" if float(cnt[i, j]).is_integer() else f"{cnt[i, j]:.1f}"
-                    ax.text(j, i, f"{val[i, j]:.1f}{star}\n({n})", ha="center", va="center", fontsize=6.5, color=colour)
+                    ax.text(
+                        j,
+                        i,
+                        f"{val[i, j]:.1f}{star}\n({n})",
+                        ha="center",
+                        va="center",
+                        fontsize=6.5,
+                        color=colour,
+                    )
             ax.axhline(0.5, color="white", lw=2)
             ax.set_xticks(range(len(types)))
             ax.set_xticklabels(types, rotation=45, ha="right")
@@ -280,9 +297,17 @@ def plot_threshold_bars(summary: pd.DataFrame) -> Figure:
                 xs, heights, width=width * 0.95, color=colour if method != "random" else "#BBBBBB",
                 edgecolor="black", lw=0.5, hatch=HATCHES.get(method, ""), label=name, **kw,
             )  # fmt: skip
-            for bar, h, up in zip(bars, heights, errs[1]):
+            for bar, h, up in zip(bars, heights, errs[1], strict=False):
                 top = h + (up if method == "random" else 0.0)
-                ax.text(bar.get_x() + bar.get_width() / 2, top + 0.015, f"{h:.2g}", ha="center", va="bottom", fontsize=6, rotation=90)
+                ax.text(
+                    bar.get_x() + bar.get_width() / 2,
+                    top + 0.015,
+                    f"{h:.2g}",
+                    ha="center",
+                    va="bottom",
+                    fontsize=6,
+                    rotation=90,
+                )
             if missing:
                 ax.scatter(missing, [1.04] * len(missing), marker="x", color="black", s=14, zorder=3)
         ax.scatter([], [], marker="x", color="black", s=14, label="never reached on the f grid")
@@ -323,7 +348,12 @@ def plot_layer_module_gap(gap: pd.DataFrame) -> Figure:
                 sig = np.zeros_like(val, dtype=bool)
                 for i, layer in enumerate(layers):
                     for j, t in enumerate(types):
-                        row = g[(g["method"] == method) & (g["mode"] == mode) & (g["layer"] == layer) & (g["module"] == t)]
+                        row = g[
+                            (g["method"] == method)
+                            & (g["mode"] == mode)
+                            & (g["layer"] == layer)
+                            & (g["module"] == t)
+                        ]
                         if not row.empty:
                             val[i, j] = row["auc_gap"].iloc[0]
                             sig[i, j] = bool(row["excludes_zero"].iloc[0])
@@ -345,8 +375,10 @@ def plot_layer_module_gap(gap: pd.DataFrame) -> Figure:
                     ax.set_xlabel("module type")
         cb = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, pad=0.02)
         cb.set_label("AUC gap to random\n(area under accuracy vs f)")
-        fig.suptitle("Ablating one module of one layer: method's area under the accuracy curve minus random's\n"
-                     "* its 95% bootstrap interval excludes 0")
+        fig.suptitle(
+            "Ablating one module of one layer: method's area under the accuracy curve minus random's\n"
+            "* its 95% bootstrap interval excludes 0"
+        )
     return fig
 
 
@@ -369,7 +401,9 @@ def plot_training_curve(curve: pd.DataFrame, metrics: dict | None = None) -> Fig
             ("val_macro_f1", ("validation macro-F1", "#D55E00", "s", "--")),
         ):
             if col in curve.columns:
-                b.plot(curve["epoch"], curve[col], color=colour, marker=marker, ls=ls, ms=3, lw=1.2, label=label)
+                b.plot(
+                    curve["epoch"], curve[col], color=colour, marker=marker, ls=ls, ms=3, lw=1.2, label=label
+                )
         b.set_xlabel("epoch")
         b.set_ylabel("score (0-1)")
         b.set_ylim(0, 1.02)
@@ -380,7 +414,11 @@ def plot_training_curve(curve: pd.DataFrame, metrics: dict | None = None) -> Fig
             b.plot([], [], color="grey", lw=0.8, ls=":", label=f"best epoch ({best})")
         b.legend(frameon=False, loc="lower right")
         test = (metrics or {}).get("test")
-        note = f"; test accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f} (n = {test['n']})" if test else ""
+        note = (
+            f"; test accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f} (n = {test['n']})"
+            if test
+            else ""
+        )
         fig.suptitle(f"Fine-tuning{note}")
         fig.tight_layout()
     return fig
@@ -400,7 +438,15 @@ def plot_confusion(metrics: dict, part: str = "test") -> Figure:
         im = ax.imshow(rec, cmap="Greys", vmin=0, vmax=1)
         for i in range(len(labels)):
             for j in range(len(labels)):
-                ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7, color="white" if rec[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{int(cm[i, j])}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if rec[i, j] > 0.5 else "black",
+                )
         ax.set_xticks(range(len(labels)))
         ax.set_xticklabels(labels, rotation=45, ha="right")
         ax.set_yticks(range(len(labels)))
@@ -409,7 +455,9 @@ def plot_confusion(metrics: dict, part: str = "test") -> Figure:
         ax.set_ylabel("true class (EC)")
         cb = fig.colorbar(im, ax=ax, shrink=0.8)
         cb.set_label("share of the true class (recall)")
-        ax.set_title(f"{part} confusion matrix (n = {int(cm.sum())})\naccuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
+        ax.set_title(
+            f"{part} confusion matrix (n = {int(cm.sum())})\naccuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}"
+        )
         fig.tight_layout()
     return fig
 
@@ -423,7 +471,9 @@ def _read_tsv(path: str | Path) -> pd.DataFrame:
     return df
 
 
-def make_figure(kind: str, inputs: dict[str, str | Path], base: str | Path, formats: Sequence[str], dpi: int) -> list[Path]:
+def make_figure(
+    kind: str, inputs: dict[str, str | Path], base: str | Path, formats: Sequence[str], dpi: int
+) -> list[Path]:
     """Build one workflow figure ``kind`` from its input tables and write ``base.<fmt>``."""
     if kind in ("accuracy_preserve", "accuracy_suppress"):
         fig = plot_ablation_curves(_read_tsv(inputs["curves"]), kind.split("_")[1])

@@ -9,7 +9,9 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
     """Counts ``C[i, j]`` of true class i predicted as j."""
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.asarray(y_pred, dtype=np.int64)
-    return np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    return np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(
+        n_classes, n_classes
+    )
 
 
 def per_class_scores(cm: np.ndarray) -> dict[str, np.ndarray]:
@@ -48,7 +50,8 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[
         "accuracy": accuracy(y_true, y_pred),
         "macro_f1": macro_f1(y_true, y_pred, n),
         "per_class": {
-            lab: {k: float(s[k][i]) for k in ("precision", "recall", "f1", "support")} for i, lab in enumerate(labels)
+            lab: {k: float(s[k][i]) for k in ("precision", "recall", "f1", "support")}
+            for i, lab in enumerate(labels)
         },
         "confusion_matrix": cm.tolist(),
         "labels": list(labels),

@@ -143,7 +143,11 @@ class EsmClassifier(nn.Module):
         if module_type not in MODULE_TYPES:
             raise ModelError(f"unknown module {module_type!r}; one of {', '.join(MODULE_TYPES)}")
         blk = self.esm.layers[layer]
-        return getattr(blk, module_type) if module_type in ("fc1", "fc2") else getattr(blk.self_attn, module_type)
+        return (
+            getattr(blk, module_type)
+            if module_type in ("fc1", "fc2")
+            else getattr(blk.self_attn, module_type)
+        )
 
     def neuron_count(self, module_type: str) -> int:
         """Output units of a module type (the same in every layer)."""
@@ -198,12 +202,19 @@ def load_classifier(
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated files, other formats, pickles with foreign globals
-        raise ModelError(f"{path}: not a readable kneurons classifier checkpoint ({exc.__class__.__name__}: {exc})") from exc
+        raise ModelError(
+            f"{path}: not a readable kneurons classifier checkpoint ({exc.__class__.__name__}: {exc})"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ModelError(f"{path}: not a kneurons classifier checkpoint (format {payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})")
+        raise ModelError(
+            f"{path}: not a kneurons classifier checkpoint (format {payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})"
+        )
     spec = BackboneSpec(**payload["backbone"])
     model = EsmClassifier(
-        build_backbone(spec), num_classes=len(payload["labels"]), pooling=payload["pooling"], attention=attention
+        build_backbone(spec),
+        num_classes=len(payload["labels"]),
+        pooling=payload["pooling"],
+        attention=attention,
     )
     try:
         model.load_state_dict(payload["state_dict"])
@@ -222,4 +233,6 @@ def load_job_classifier(
     Scoring, ablation and characterisation must run the attention the config names; a partial
     config (tests, library use) gets the schema default, ``sdpa``.
     """
-    return load_classifier(path, map_location=map_location, attention=cfg.get("model", {}).get("attention", "sdpa"))
+    return load_classifier(
+        path, map_location=map_location, attention=cfg.get("model", {}).get("attention", "sdpa")
+    )

@@ -37,7 +37,10 @@ MODEL_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 #: checked against the published files are listed; other files are loaded unverified (logged).
 KNOWN_CHECKPOINTS: dict[str, tuple[int, str]] = {
     "esm2_t6_8M_UR50D.pt": (30_104_453, "c3c1145126ec08895c39c24a5df5e6f899441bf641eb09c72504ef9b7acd9e40"),
-    "esm2_t12_35M_UR50D.pt": (134_095_705, "7f21e80e61d16a71735163ef555d3009afb0c98da74c48e29df08606973cc55e"),
+    "esm2_t12_35M_UR50D.pt": (
+        134_095_705,
+        "7f21e80e61d16a71735163ef555d3009afb0c98da74c48e29df08606973cc55e",
+    ),
 }
 
 #: The only non-tensor globals an official ESM-2 checkpoint needs.
@@ -202,6 +205,9 @@ def build_classifier(
     """An ``EsmClassifier`` on the configured backbone, with a freshly initialised head."""
     backbone, spec = load_backbone(model_cfg, download=download, downloader=downloader)
     classifier = EsmClassifier(
-        backbone, num_classes, pooling=model_cfg.get("pooling", "mean"), attention=model_cfg.get("attention", "sdpa")
+        backbone,
+        num_classes,
+        pooling=model_cfg.get("pooling", "mean"),
+        attention=model_cfg.get("attention", "sdpa"),
     )
     return classifier, spec

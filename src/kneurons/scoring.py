@@ -151,7 +151,14 @@ class _Progress:
         now = time.monotonic()
         if now - self.last >= self.every or self.done >= self.total:
             rate = self.done / max(now - self.start, 1e-9)
-            log.info("%s: %d/%d sequences (%.1f seq/s, %.0f s)", self.what, self.done, self.total, rate, now - self.start)
+            log.info(
+                "%s: %d/%d sequences (%.1f seq/s, %.0f s)",
+                self.what,
+                self.done,
+                self.total,
+                rate,
+                now - self.start,
+            )
             self.last = now
 
 
@@ -199,7 +206,9 @@ def activation_per_sequence(
     inside the hook (before fair-esm's in-place scaling of ``q_proj`` outputs).
     """
     if reduce not in ACTIVATION_REDUCTIONS:
-        raise ValueError(f"unknown activation reduction {reduce!r}; one of {', '.join(ACTIVATION_REDUCTIONS)}")
+        raise ValueError(
+            f"unknown activation reduction {reduce!r}; one of {', '.join(ACTIVATION_REDUCTIONS)}"
+        )
     device = torch.device(device)
     model = model.to(device).eval()
     pad = model.esm.padding_idx
@@ -215,8 +224,15 @@ def activation_per_sequence(
         mask = _residue_mask(tokens, pad)
         counts = mask.sum(0).clamp_min(1).float()  # (B, 1)
         current: dict[str, torch.Tensor] = {}
-        with torch.no_grad(), autocast(device, bf16), module_output_hooks(
-            [(model.module(layer, t), _token_reducer(current, t, reduce, mask, counts)) for t in module_types]
+        with (
+            torch.no_grad(),
+            autocast(device, bf16),
+            module_output_hooks(
+                [
+                    (model.module(layer, t), _token_reducer(current, t, reduce, mask, counts))
+                    for t in module_types
+                ]
+            ),
         ):
             x, pm = model.embed(tokens)
             model.run_layers(x, pm, 0, layer + 1)
@@ -240,7 +256,9 @@ def _target(logits: torch.Tensor, gold: torch.Tensor, target: str) -> torch.Tens
     raise ValueError(f"unknown attribution target {target!r}; one of {', '.join(TARGETS)}")
 
 
-def _scaled_leaf(scale: torch.Tensor | None, held: dict[str, torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+def _scaled_leaf(
+    scale: torch.Tensor | None, held: dict[str, torch.Tensor]
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """Hook function replacing a module output ``a`` by ``scale * a`` through a leaf ``z`` that gradients target.
 
     ``scale=None`` keeps the output as it is (a rider: only its gradient is wanted).
@@ -294,9 +312,14 @@ def _module_attribution(
         k = len(al)
         scale = al.repeat_interleave(B).view(1, k * B, 1)
         held = {t: {} for t in names}
-        hooks = [(model.module(layer, t), _scaled_leaf(scale if t == module_type else None, held[t])) for t in names]
+        hooks = [
+            (model.module(layer, t), _scaled_leaf(scale if t == module_type else None, held[t]))
+            for t in names
+        ]
         with torch.enable_grad(), autocast(device, bf16), module_output_hooks(hooks):
-            y = model.run_layers(x.repeat(1, k, 1), None if padding_mask is None else padding_mask.repeat(k, 1), layer)
+            y = model.run_layers(
+                x.repeat(1, k, 1), None if padding_mask is None else padding_mask.repeat(k, 1), layer
+            )
             logits = model.classify(y, tokens.repeat(k, 1))
             f = _target(logits, gold.repeat(k), target)
             grads = torch.autograd.grad(f.sum(), [held[t]["z"] for t in names])
@@ -344,7 +367,9 @@ def attribution_per_sequence(
     if len(gold) != n:
         raise InputError(f"{len(gold)} gold classes for {n} sequences")
     if n and (min(gold) < 0 or max(gold) >= model.num_classes):
-        raise ModelError(f"gold class indices must lie in 0..{model.num_classes - 1}, got {min(gold)}..{max(gold)}")
+        raise ModelError(
+            f"gold class indices must lie in 0..{model.num_classes - 1}, got {min(gold)}..{max(gold)}"
+        )
     out = {t: np.zeros((n, model.neuron_count(t)), dtype=np.float64) for t in module_types}
     progress = _Progress(f"{what} layer {layer}", n)
     alphabet = get_alphabet()
@@ -358,7 +383,9 @@ def attribution_per_sequence(
         )  # fmt: skip
         return {t: attr[t].double().cpu().numpy() for t in module_types}
 
-    batches = token_budget_batches(lengths, max(1, token_budget // max(1, len(al))), max_padding=IG_MAX_PADDING)
+    batches = token_budget_batches(
+        lengths, max(1, token_budget // max(1, len(al))), max_padding=IG_MAX_PADDING
+    )
     try:
         # Attributions are per sequence (test_attribution_independent_of_padding_partner), so an
         # out-of-memory batch is halved and retried.
@@ -459,8 +486,11 @@ def replaced_output_forward(
 def module_output(model: EsmClassifier, tokens: torch.Tensor, layer: int, module_type: str) -> torch.Tensor:
     """The module's output for ``tokens``, batch-first ``(B, T, n)``."""
     held = {}
-    with torch.no_grad(), module_output_hook(
-        model.module(layer, module_type), lambda a: held.__setitem__("a", a.detach().clone())
+    with (
+        torch.no_grad(),
+        module_output_hook(
+            model.module(layer, module_type), lambda a: held.__setitem__("a", a.detach().clone())
+        ),
     ):
         model(tokens)
     return held["a"].transpose(0, 1)
@@ -507,7 +537,9 @@ def random_scores(neuron_counts: dict[str, int], layer: int, seeds: Sequence[int
 
 
 # -- tables ------------------------------------------------------------------------------------
-def _frame(method: str, layer: int, module: str, scores: np.ndarray, label: str | None, seed: int | None) -> pd.DataFrame:
+def _frame(
+    method: str, layer: int, module: str, scores: np.ndarray, label: str | None, seed: int | None
+) -> pd.DataFrame:
     n = len(scores)
     return pd.DataFrame(
         {
@@ -570,7 +602,9 @@ def score_layer(
     if not 0 <= layer < model.num_layers:
         raise ModelError(f"layer {layer} does not exist; the model has {model.num_layers} layers")
     if method == "random":
-        return random_scores({t: model.neuron_count(t) for t in MODULE_TYPES}, layer, score_cfg["random"]["seeds"])
+        return random_scores(
+            {t: model.neuron_count(t) for t in MODULE_TYPES}, layer, score_cfg["random"]["seeds"]
+        )
     seqs = scoring_set["sequence"].astype(str).tolist()
     labels = scoring_set["label"].astype(str).tolist()
     gold = scoring_set["label_index"].astype(int).tolist()
@@ -579,7 +613,13 @@ def score_layer(
     if method == "activation":
         cond = bool(score_cfg["activation"].get("class_conditional", False))
         per = activation_per_sequence(
-            model, seqs, layer, reduce=score_cfg["activation"]["reduce"], token_budget=budget, device=device, bf16=bf16
+            model,
+            seqs,
+            layer,
+            reduce=score_cfg["activation"]["reduce"],
+            token_budget=budget,
+            device=device,
+            bf16=bf16,
         )
     elif method in ("ig", "gradxact"):
         ig = score_cfg["ig"]
@@ -589,8 +629,17 @@ def score_layer(
         else:
             alphas, weights = np.ones(1), np.ones(1)
         per = attribution_per_sequence(
-            model, seqs, gold, layer, alphas=alphas, weights=weights, target=ig["target"],
-            token_budget=budget, device=device, bf16=bf16, what=method,
+            model,
+            seqs,
+            gold,
+            layer,
+            alphas=alphas,
+            weights=weights,
+            target=ig["target"],
+            token_budget=budget,
+            device=device,
+            bf16=bf16,
+            what=method,
         )
     else:
         raise ValueError(f"unknown scoring method {method!r}; one of {', '.join(METHODS)}")
@@ -615,7 +664,9 @@ def select_scoring_set(
         raise InputError("scoring must not use the test split (it is reserved for ablation evaluation)")
     for col in ("accession", "sequence", "label", "split"):
         if col not in split_df.columns:
-            raise InputError(f"split table lacks column {col!r} (has: {', '.join(map(str, split_df.columns))})")
+            raise InputError(
+                f"split table lacks column {col!r} (has: {', '.join(map(str, split_df.columns))})"
+            )
     index_of = dict(zip(classes_df["label"].astype(str), classes_df["label_index"].astype(int), strict=True))
     df = split_df[split_df["split"] == split].copy()
     if df.empty:
@@ -681,7 +732,9 @@ def gather_score_tables(paths: Sequence[str | Path]) -> tuple[pd.DataFrame, dict
     for p, meta in zip(paths, metas, strict=True):
         for k in keys:
             if meta.get(k) != ref[k]:
-                raise InputError(f"{p}: {k} differs from {paths[0]} ({meta.get(k)!r} vs {ref[k]!r}); re-run the stale jobs")
+                raise InputError(
+                    f"{p}: {k} differs from {paths[0]} ({meta.get(k)!r} vs {ref[k]!r}); re-run the stale jobs"
+                )
     df = pd.concat(frames, ignore_index=True)
     df["_module"] = df["module"].map({t: i for i, t in enumerate(MODULE_TYPES)})
     df = df.sort_values(["label", "seed", "layer", "_module", "neuron"], na_position="first", kind="stable")
@@ -696,7 +749,9 @@ def gather_score_tables(paths: Sequence[str | Path]) -> tuple[pd.DataFrame, dict
 def read_scoring_set(path: str | Path) -> pd.DataFrame:
     """Read ``scores/scoring_set.tsv`` (accession, sequence, label, label_index), checking its columns and values."""
     path = Path(path)
-    df = pd.read_csv(path, sep="\t", dtype={"accession": str, "sequence": str, "label": str}, keep_default_na=False)
+    df = pd.read_csv(
+        path, sep="\t", dtype={"accession": str, "sequence": str, "label": str}, keep_default_na=False
+    )
     missing = [c for c in ("accession", "sequence", "label", "label_index") if c not in df.columns]
     if missing:
         raise InputError(f"{path}: missing columns {missing}")
@@ -708,7 +763,9 @@ def read_scoring_set(path: str | Path) -> pd.DataFrame:
     idx = pd.to_numeric(df["label_index"], errors="coerce")
     if idx.isna().any():
         row = int(idx.index[idx.isna()][0])
-        raise InputError(f"{path}: line {row + 2}: label_index {df['label_index'].iloc[row]!r} is not an integer")
+        raise InputError(
+            f"{path}: line {row + 2}: label_index {df['label_index'].iloc[row]!r} is not an integer"
+        )
     df["label_index"] = idx.astype(int)
     return df
 
@@ -719,8 +776,13 @@ def settings_for(method: str, score_cfg: dict[str, Any]) -> dict[str, Any]:
         return {"tokens": "non-padding incl. BOS/EOS", **score_cfg["activation"]}
     if method == "ig":
         ig = score_cfg["ig"]
-        return {"steps": ig["steps"], "method": ig["method"], "target": ig["target"], "baseline": "zero",
-                "class_conditional": ig["class_conditional"]}
+        return {
+            "steps": ig["steps"],
+            "method": ig["method"],
+            "target": ig["target"],
+            "baseline": "zero",
+            "class_conditional": ig["class_conditional"],
+        }
     if method == "gradxact":
         ig = score_cfg["ig"]
         return {"target": ig["target"], "class_conditional": ig["class_conditional"]}
@@ -751,7 +813,9 @@ def run_score_job(
     labels = list(info["labels"])
     bad = subset[(subset["label_index"] >= len(labels)) | (subset["label_index"] < 0)]
     if bad.empty:
-        mismatch = subset[[labels[i] != lab for i, lab in zip(subset["label_index"], subset["label"], strict=True)]]
+        mismatch = subset[
+            [labels[i] != lab for i, lab in zip(subset["label_index"], subset["label"], strict=True)]
+        ]
     else:
         mismatch = bad
     if not mismatch.empty:
@@ -761,8 +825,14 @@ def run_score_job(
             f"{row['label_index']} does not match the checkpoint's labels {labels} ({checkpoint})"
         )
     score_cfg = cfg["score"]
-    log.info("scoring %s layer %d: %d sequences, device %s, settings %s", method, layer, len(subset), device,
-             settings_for(method, score_cfg))
+    log.info(
+        "scoring %s layer %d: %d sequences, device %s, settings %s",
+        method,
+        layer,
+        len(subset),
+        device,
+        settings_for(method, score_cfg),
+    )
     start = time.monotonic()
     df = score_layer(model, subset, method, layer, score_cfg, device=device)
     meta = {
@@ -787,4 +857,3 @@ def run_score_job(
     write_score_table(df, out_path, meta)
     log.info("wrote %s (%d rows) in %.1f s", out_path, len(df), meta["seconds"])
     return df
-

@@ -175,13 +175,13 @@ def score_vector(
     if rows.empty:
         what = f" for seed {seed}" if seed is not None else ""
         raise InputError(f"{source}: no global (label-free) score rows{what}")
-    offsets = {b: int(o) for b, o in zip(layout.blocks, layout.offsets)}
-    sizes = dict(zip(layout.blocks, layout.sizes))
+    offsets = {b: int(o) for b, o in zip(layout.blocks, layout.offsets, strict=False)}
+    sizes = dict(zip(layout.blocks, layout.sizes, strict=False))
     layer = rows["layer"].to_numpy(dtype=np.int64)
     module = rows["module"].astype(str).to_numpy()
     neuron = rows["neuron"].to_numpy(dtype=np.int64)
     flat = np.empty(len(rows), dtype=np.int64)
-    for i, (lay, m, n) in enumerate(zip(layer, module, neuron)):
+    for i, (lay, m, n) in enumerate(zip(layer, module, neuron, strict=False)):
         b = (int(lay), m)
         if b not in offsets or not 0 <= n < sizes[b]:
             raise InputError(f"{source}: row {i}: neuron ({lay}, {m}, {n}) is not part of the model")
@@ -294,7 +294,9 @@ def filled_mask(normalised_in_scope: np.ndarray, f: float, mode: str) -> tuple[n
     raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
 
 
-def global_top(scores: np.ndarray, layout: NeuronLayout, fraction: float, normalise: str) -> tuple[np.ndarray, int]:
+def global_top(
+    scores: np.ndarray, layout: NeuronLayout, fraction: float, normalise: str
+) -> tuple[np.ndarray, int]:
     """Boolean flat mask of the global top ``ceil(fraction * total)`` neurons after per-module normalisation."""
     n_top = max(1, math.ceil(fraction * layout.total - 1e-9))
     return top_mask(normalise_per_module(scores, layout, normalise), n_top), n_top
@@ -305,4 +307,6 @@ def row_keys(table: pd.DataFrame) -> np.ndarray:
     seed = table["seed"].astype("Int64").astype(str).replace("<NA>", "")
     parts = [table[c].astype(str) for c in ("method", "scope", "scope_name", "mode")]
     f = table["f"].map(lambda v: f"{float(v):.6g}")
-    return (parts[0] + "|" + parts[1] + "|" + parts[2] + "|" + parts[3] + "|" + f + "|" + seed).to_numpy(dtype=str)
+    return (parts[0] + "|" + parts[1] + "|" + parts[2] + "|" + parts[3] + "|" + f + "|" + seed).to_numpy(
+        dtype=str
+    )

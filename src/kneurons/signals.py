@@ -19,7 +19,9 @@ def exit_on_sigterm() -> None:
         return
 
     def handler(signum: int, _frame) -> None:
-        logging.getLogger("kneurons").error("terminated by signal %d; cleaning up (nothing partial is kept)", signum)
+        logging.getLogger("kneurons").error(
+            "terminated by signal %d; cleaning up (nothing partial is kept)", signum
+        )
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, handler)

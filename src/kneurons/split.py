@@ -97,7 +97,9 @@ def _stratified_quota(counts: pd.Series, total: int) -> dict[str, int]:
     return {str(k): int(v) for k, v in quota.items()}
 
 
-def stratified_subset(df: pd.DataFrame, max_rows: int | None, seed: int = 0, label_col: str = "label") -> pd.DataFrame:
+def stratified_subset(
+    df: pd.DataFrame, max_rows: int | None, seed: int = 0, label_col: str = "label"
+) -> pd.DataFrame:
     """At most ``max_rows`` rows of ``df``, stratified by ``label_col``, drawn with ``seed``, in ``df``'s order.
 
     Each label gets a share proportional to its size (largest remainders, at least one per label
@@ -179,7 +181,7 @@ def find_mmseqs(executable: str = "mmseqs") -> str:
 
 def _write_fasta(df: pd.DataFrame, path: Path) -> None:
     with open(path, "w") as fh:
-        fh.writelines(f">{acc}\n{seq}\n" for acc, seq in zip(df["accession"], df["sequence"]))
+        fh.writelines(f">{acc}\n{seq}\n" for acc, seq in zip(df["accession"], df["sequence"], strict=False))
 
 
 def _run(cmd: list[str], what: str) -> None:
@@ -216,7 +218,7 @@ def mmseqs_clusters(
         table = pd.read_csv(
             tmp / "clu_cluster.tsv", sep="\t", header=None, names=["rep", "member"], dtype=str
         )
-    clusters = dict(zip(table["member"], table["rep"]))
+    clusters = dict(zip(table["member"], table["rep"], strict=False))
     missing = set(labels_df["accession"]) - set(clusters)
     if missing:
         raise RuntimeError(f"MMseqs2 left {len(missing)} sequences unclustered, e.g. {sorted(missing)[:3]}")
@@ -330,7 +332,7 @@ def max_identity_vs_train(
             dtype={"query": str, "target": str},
         )  # fmt: skip
     best_all = hits.sort_values(["fident", "alnlen"], ascending=False).drop_duplicates("query")
-    split_of = dict(zip(query["accession"], query["split"]))
+    split_of = dict(zip(query["accession"], query["split"], strict=False))
     out: dict[str, dict[str, Any]] = {}
     for name in ("test", "val"):
         best = best_all[best_all["query"].map(split_of) == name]

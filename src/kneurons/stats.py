@@ -75,7 +75,9 @@ class AblationData:
 
 def read_ablation_table(path: str | Path) -> pd.DataFrame:
     """An ablation TSV with the dtypes the writer used (nullable ints, string names)."""
-    df = pd.read_csv(path, sep="\t", dtype={"scope_name": str, "module": str, "method": str, "scope": str, "mode": str})
+    df = pd.read_csv(
+        path, sep="\t", dtype={"scope_name": str, "module": str, "method": str, "scope": str, "mode": str}
+    )
     for col in ("layer", "seed"):
         if col in df.columns:
             df[col] = df[col].astype("Int64")
@@ -92,7 +94,7 @@ def load_ablation(tables: Sequence[str | Path], predictions: Sequence[str | Path
         raise InputError("load_ablation: give one prediction file per ablation table (and at least one)")
     frames, correct = [], []
     ref = None
-    for tpath, ppath in zip(tables, predictions):
+    for tpath, ppath in zip(tables, predictions, strict=False):
         df = read_ablation_table(tpath)
         with np.load(ppath, allow_pickle=False) as npz:
             keys, pred, full, y, acc = (npz[k] for k in ("keys", "pred", "full_pred", "y_true", "accession"))
@@ -103,7 +105,9 @@ def load_ablation(tables: Sequence[str | Path], predictions: Sequence[str | Path
         elif not (np.array_equal(ref[0], y) and np.array_equal(ref[2], acc)):
             raise InputError(f"{ppath}: evaluated on other test proteins than {ref[3]}")
         elif not np.array_equal(ref[1], full):
-            raise InputError(f"{ppath}: the intact model predicts differently than in {ref[3]} (another checkpoint?)")
+            raise InputError(
+                f"{ppath}: the intact model predicts differently than in {ref[3]} (another checkpoint?)"
+            )
         frames.append(df)
         correct.append(pred.astype(np.int64) == y.astype(np.int64)[None, :])
     table = pd.concat(frames, ignore_index=True)
@@ -141,7 +145,7 @@ def summarise_curves(table: pd.DataFrame, full_accuracy: float, keep_accuracy: f
         acc = g["accuracy"].to_numpy(dtype=float)
         rows.append(
             {
-                **dict(zip(CURVE_KEYS, key)),
+                **dict(zip(CURVE_KEYS, key, strict=False)),
                 "layer": g["layer"].iloc[0],
                 "module": g["module"].iloc[0],
                 "n_scope": int(g["n_scope"].iloc[0]),
@@ -221,7 +225,7 @@ def random_comparison(
             else:
                 lo = hi = np.full(len(grid), np.nan)
                 auc_lo = auc_hi = np.nan
-            base = dict(zip(GROUP_KEYS, gkey))
+            base = dict(zip(GROUP_KEYS, gkey, strict=False))
             base = {"method": method, **base, "layer": gm["layer"].iloc[0], "module": gm["module"].iloc[0]}
             auc_rows.append(
                 {
@@ -260,12 +264,38 @@ def random_comparison(
                     }
                 )
     auc_cols = [
-        "method", *GROUP_KEYS, "layer", "module", "auc_method", "auc_random", "auc_gap", "ci_lo", "ci_hi",
-        "excludes_zero", "n_seeds", "n_test", "n_boot", "confidence",
+        "method",
+        *GROUP_KEYS,
+        "layer",
+        "module",
+        "auc_method",
+        "auc_random",
+        "auc_gap",
+        "ci_lo",
+        "ci_hi",
+        "excludes_zero",
+        "n_seeds",
+        "n_test",
+        "n_boot",
+        "confidence",
     ]
     f_cols = [
-        "method", *GROUP_KEYS, "layer", "module", "f", "acc_method", "acc_random", "gap", "ci_lo", "ci_hi",
-        "n_better", "n_worse", "p_value", "p_adj", "n_seeds", "n_test",
+        "method",
+        *GROUP_KEYS,
+        "layer",
+        "module",
+        "f",
+        "acc_method",
+        "acc_random",
+        "gap",
+        "ci_lo",
+        "ci_hi",
+        "n_better",
+        "n_worse",
+        "p_value",
+        "p_adj",
+        "n_seeds",
+        "n_test",
     ]
     auc = pd.DataFrame(auc_rows, columns=auc_cols)
     per_f = pd.DataFrame(f_rows, columns=[c for c in f_cols if c != "p_adj"])
@@ -284,7 +314,7 @@ def _curve_matrix(data: AblationData, rows: pd.DataFrame, grid: np.ndarray) -> n
     what = rows[list(CURVE_KEYS)].iloc[0].to_dict()
     if len(np.unique(f)) != len(f):
         raise InputError(f"ablation rows repeat an f for {what}")
-    pos = {float(v): int(i) for v, i in zip(f, rows.index)}
+    pos = {float(v): int(i) for v, i in zip(f, rows.index, strict=False)}
     missing = [float(g) for g in grid if float(g) not in pos]
     if missing:
         raise InputError(f"ablation rows lack f={missing} for {what}")
@@ -389,7 +419,9 @@ def run_stats(
     curves = data.table.copy()
     curves["full_accuracy"] = data.full_accuracy
     summary = summarise_curves(data.table, data.full_accuracy, st["keep_accuracy"])
-    gap, paired = random_comparison(data, n_boot=st["bootstrap"], confidence=st["confidence"], seed=cfg["seed"])
+    gap, paired = random_comparison(
+        data, n_boot=st["bootstrap"], confidence=st["confidence"], seed=cfg["seed"]
+    )
     dens = pd.concat(
         [
             density(read_scores(p), m, st["top_fraction"], cfg["ablate"]["normalise"], source=str(p))
@@ -397,7 +429,13 @@ def run_stats(
         ],
         ignore_index=True,
     )
-    frames = {"curves": curves, "summary": summary, "random_gap": gap, "paired_tests": paired, "density": dens}
+    frames = {
+        "curves": curves,
+        "summary": summary,
+        "random_gap": gap,
+        "paired_tests": paired,
+        "density": dens,
+    }
     for name, df in frames.items():
         write_table_atomic(df, out[name])
     return frames

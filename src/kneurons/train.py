@@ -377,7 +377,9 @@ def fine_tune(
                 last_path, state["epoch"], state["step"], state["best_f1"],
             )  # fmt: skip
         else:
-            log.warning("%s belongs to another configuration, data or code version; starting afresh", last_path)
+            log.warning(
+                "%s belongs to another configuration, data or code version; starting afresh", last_path
+            )
             shutil.rmtree(ckpt_dir)
     elif ckpt_dir.exists():
         shutil.rmtree(ckpt_dir)

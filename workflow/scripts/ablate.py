@@ -9,7 +9,9 @@ from kneurons.ablation import run_ablation_job
 from kneurons.runtime import resolve_device, seed_everything
 from kneurons.signals import exit_on_sigterm
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+logging.basicConfig(
+    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+)
 exit_on_sigterm()  # SIGTERM (Snakemake, SLURM) -> clean exit: no temporary files left
 cfg = snakemake.config
 torch.set_num_threads(max(1, int(snakemake.threads)))

@@ -6,7 +6,9 @@ from pathlib import Path
 
 from kneurons.figures import make_figure
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+logging.basicConfig(
+    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+)
 first = Path(snakemake.output[0])
 base = first.with_suffix("")  # every output is base.<format>
 paths = make_figure(

@@ -9,7 +9,12 @@ from kneurons.runtime import resolve_device, seed_everything
 from kneurons.scoring import run_score_job
 from kneurons.signals import exit_on_sigterm
 
-logging.basicConfig(filename=snakemake.log[0], filemode="w", level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+logging.basicConfig(
+    filename=snakemake.log[0],
+    filemode="w",
+    level=logging.INFO,
+    format="%(asctime)s %(levelname)s %(message)s",
+)
 exit_on_sigterm()  # SIGTERM (Snakemake, SLURM) -> clean exit: no temporary files left
 cfg = snakemake.config
 torch.set_num_threads(max(1, int(snakemake.threads)))

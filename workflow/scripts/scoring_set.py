@@ -8,7 +8,12 @@ import pandas as pd
 from kneurons.io import write_table_atomic
 from kneurons.scoring import select_scoring_set
 
-logging.basicConfig(filename=snakemake.log[0], filemode="w", level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+logging.basicConfig(
+    filename=snakemake.log[0],
+    filemode="w",
+    level=logging.INFO,
+    format="%(asctime)s %(levelname)s %(message)s",
+)
 log = logging.getLogger("scoring_set")
 
 split = pd.read_csv(snakemake.input.split, sep="\t", dtype=str, keep_default_na=False)
@@ -20,6 +25,10 @@ subset = select_scoring_set(
     max_sequences=snakemake.params.max_sequences,
     seed=snakemake.params.seed,
 )
-log.info("scoring subset: %d sequences from split %r; per class: %s", len(subset), snakemake.params.split,
-         subset["label"].value_counts().sort_index().to_dict())
+log.info(
+    "scoring subset: %d sequences from split %r; per class: %s",
+    len(subset),
+    snakemake.params.split,
+    subset["label"].value_counts().sort_index().to_dict(),
+)
 write_table_atomic(subset, snakemake.output[0])

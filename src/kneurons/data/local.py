@@ -55,7 +55,9 @@ def _check_not_utf16(path: Path, start: bytes) -> None:
     # Spreadsheet programs on Windows save "Unicode text" as UTF-16; say so instead of
     # reporting an undecodable byte.
     if start[:2] in _UTF16_BOMS:
-        raise InputError(f"{path}: UTF-16 text (byte-order mark {start[:2].hex(' ').upper()}); save the file as UTF-8")
+        raise InputError(
+            f"{path}: UTF-16 text (byte-order mark {start[:2].hex(' ').upper()}); save the file as UTF-8"
+        )
 
 
 def open_text(path: str | Path) -> io.TextIOBase:

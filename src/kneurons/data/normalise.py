@@ -73,7 +73,7 @@ def normalise_proteins(
         out[c] = out[c].fillna("").astype(str)
     first_seen: dict[str, int] = {}
     ecs, seqs = [], []
-    for acc, ec, seq, line in zip(out["accession"], out["ec"], out["sequence"], line_numbers):
+    for acc, ec, seq, line in zip(out["accession"], out["ec"], out["sequence"], line_numbers, strict=False):
         acc = acc.strip()
         if not acc:
             raise InputError(f"{where(source, line)}: empty accession")

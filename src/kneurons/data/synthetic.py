@@ -26,7 +26,7 @@ def _class_motifs(rng: np.random.Generator, n_classes: int, length: int) -> list
     while len(motifs) < n_classes:
         m = "".join(rng.choice(residues, size=length))
         # Require motifs to differ in most positions so classes are separable by motif alone.
-        if all(sum(a != b for a, b in zip(m, o)) >= length - 1 for o in motifs):
+        if all(sum(a != b for a, b in zip(m, o, strict=False)) >= length - 1 for o in motifs):
             motifs.append(m)
     return motifs
 
@@ -60,7 +60,9 @@ def generate_synthetic(
 
     rows = []
     n_non = round(non_enzyme_fraction * n_classes * n_per_class)
-    plan = [(c, i) for c in range(1, n_classes + 1) for i in range(n_per_class)] + [(0, i) for i in range(n_non)]
+    plan = [(c, i) for c in range(1, n_classes + 1) for i in range(n_per_class)] + [
+        (0, i) for i in range(n_non)
+    ]
     for k, (c, i) in enumerate(plan):
         length = int(rng.integers(length_min, length_max + 1))
         seq = rng.choice(residues, size=length, p=p)
