@@ -18,11 +18,11 @@ import time
 import numpy as np
 import torch
 
-from kneurons.attention import set_attention
 from kneurons.config import ESM2_ARCHITECTURES
-from kneurons.model import BackboneSpec, EsmClassifier, build_backbone, tokenize
-from kneurons.runtime import autocast, resolve_device
-from kneurons.scoring import attribution_per_sequence, integration_points
+from kneurons.model.attention import set_attention
+from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone, tokenize
+from kneurons.model.runtime import autocast, resolve_device
+from kneurons.scoring.methods import attribution_per_sequence, integration_points
 
 #: Dense bf16 peak TFLOP/s (no sparsity) by device-name substring, for MFU.
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kneurons.ablation import (
+from kneurons.ablation.engine import (
     Fill,
     build_masks,
     evaluate_masks,
@@ -37,7 +37,7 @@ from kneurons.ablation import (
     metrics_table,
 )
 from kneurons.config import ESM2_ARCHITECTURES, validate_config
-from kneurons.model import BackboneSpec, EsmClassifier, build_backbone
+from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -58,14 +58,14 @@ def main() -> None:
     )  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    redone: list[str] = []  # near-tie recomputations the engine logs (kneurons.ablation._certify)
+    redone: list[str] = []  # near-tie recomputations the engine logs (kneurons.ablation.engine._certify)
 
     class Collect(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             if "redone" in record.getMessage():
                 redone.append(record.getMessage())
 
-    ablation_log = logging.getLogger("kneurons.ablation")
+    ablation_log = logging.getLogger("kneurons.ablation.engine")
     ablation_log.setLevel(logging.INFO)
     ablation_log.addHandler(Collect())
     cfg = validate_config({})
@@ -85,13 +85,17 @@ def main() -> None:
     layout = layout_of(model)
     fill = Fill()
     if args.fill == "mean":
-        from kneurons.ablation import mean_activations
+        from kneurons.ablation.engine import mean_activations
 
         fill = Fill(kind="mean", means=mean_activations(model, seqs[: max(8, len(seqs) // 2)]))
 
     jobs = []  # (scope, keys, masks): one workflow job per (method, scope)
     for m in range(args.methods):
-        rows = [(layer, mod, i) for (layer, mod), n in zip(layout.blocks, layout.sizes, strict=False) for i in range(n)]
+        rows = [
+            (layer, mod, i)
+            for (layer, mod), n in zip(layout.blocks, layout.sizes, strict=False)
+            for i in range(n)
+        ]
         scores = pd.DataFrame(rows, columns=["layer", "module", "neuron"])
         scores["score"] = np.random.default_rng(100 + m).random(len(scores))
         for scope in ab["scopes"]:

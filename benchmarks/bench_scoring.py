@@ -1,10 +1,10 @@
 """Integrated-gradients scoring: our implementation vs a straightforward captum loop, in one run.
 
-Ours (``kneurons.scoring.attribution_per_sequence``): the residual stream entering layer ``l`` once
+Ours (``kneurons.scoring.methods.attribution_per_sequence``): the residual stream entering layer ``l`` once
 per batch without grad, only layers ``>= l`` with grad, alpha steps in the batch dimension.
 ``q_proj`` and ``k_proj`` share their passes; length-sorted token-budget batches.
 Reference: per layer, module and batch, ``captum.attr.IntegratedGradients`` on the full model with
-the module's output replaced (``kneurons.scoring.captum_ig_per_sequence``): the whole model runs
+the module's output replaced (``kneurons.scoring.methods.captum_ig_per_sequence``): the whole model runs
 for every module, and captum also stacks the alpha steps in its batch. The reference loop takes
 the sequences in input order, ``--reference-batch-size`` at a time, as a straightforward loop
 does; ``--same-batches`` gives it our length-sorted batches instead, so that the ratio measures
@@ -33,11 +33,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kneurons.batching import token_budget_batches
 from kneurons.config import ESM2_ARCHITECTURES
-from kneurons.model import MODULE_TYPES, BackboneSpec, EsmClassifier, build_backbone, tokenize
-from kneurons.runtime import resolve_device
-from kneurons.scoring import (
+from kneurons.model.batching import token_budget_batches
+from kneurons.model.classifier import MODULE_TYPES, BackboneSpec, EsmClassifier, build_backbone, tokenize
+from kneurons.model.runtime import resolve_device
+from kneurons.scoring.methods import (
     IG_MAX_PADDING,
     ScoringBatch,
     attribution_per_sequence,

@@ -4,7 +4,7 @@ Both loops train the same ESM-2-shaped classifier (random weights: speed does no
 them) on the same random protein-like sequences for ``--steps`` optimiser steps after
 ``--warmup`` untimed ones:
 
-* ``kneurons``: the library's loop (``kneurons.train.forward_backward`` / ``optimizer_step``):
+* ``kneurons``: the library's loop (``kneurons.model.train.forward_backward`` / ``optimizer_step``):
   length-sorted token-budget buckets in shuffled order, fused SDPA attention, bf16 autocast on CUDA;
 * ``plain``: fair-esm's reference attention, fp32, sequences in random order in fixed-size
   batches (the same mean number of sequences per step), so batches are padded to their longest member.
@@ -26,12 +26,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from kneurons.batching import token_budget_batches
 from kneurons.data.synthetic import SWISSPROT_FREQUENCIES
-from kneurons.model import get_alphabet, tokenize
-from kneurons.pretrained import build_classifier
-from kneurons.runtime import resolve_device, seed_everything
-from kneurons.train import _make_optimizer, forward_backward, optimizer_step
+from kneurons.model.batching import token_budget_batches
+from kneurons.model.classifier import get_alphabet, tokenize
+from kneurons.model.pretrained import build_classifier
+from kneurons.model.runtime import resolve_device, seed_everything
+from kneurons.model.train import _make_optimizer, forward_backward, optimizer_step
 
 #: Dense bf16 peak TFLOP/s by GPU name fragment (vendor data sheets, without sparsity).
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 80GB HBM3": 989.0, "H100 PCIe": 756.0,

@@ -15,7 +15,7 @@ import torch
 class TrainedSynthetic:
     """A fine-tuned classifier on the synthetic planted-motif data, with everything that made it."""
 
-    checkpoint: Path  # best.pt (kneurons.model.load_classifier)
+    checkpoint: Path  # best.pt (kneurons.model.classifier.load_classifier)
     split: pd.DataFrame  # like data/split.tsv
     labels: list[str]  # in label_index order
     motifs: pd.DataFrame  # ec_class, motif
@@ -62,10 +62,10 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def trained_synthetic(tmp_path_factory) -> TrainedSynthetic:
     """Synthetic data -> extract_labels -> stratified_split -> fine_tune (CPU, seed 0)."""
+    from kneurons.data.labels import extract_labels
+    from kneurons.data.split import stratified_split
     from kneurons.data.synthetic import generate_synthetic
-    from kneurons.labels import extract_labels
-    from kneurons.split import stratified_split
-    from kneurons.train import fine_tune
+    from kneurons.model.train import fine_tune
 
     out = tmp_path_factory.mktemp("trained_synthetic")
     proteins, motifs = generate_synthetic(**SYNTHETIC_DATA, seed=0)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from kneurons.ablation import (
+from kneurons.ablation.engine import (
     MAX_PADDING,
     POSITION,
     Fill,
@@ -25,12 +25,8 @@ from kneurons.ablation import (
     make_fill,
     mean_activations,
     run_ablation,
-    save_result,
 )
-from kneurons.batching import token_budget_batches
-from kneurons.errors import ConfigError, InputError
-from kneurons.model import MODULE_TYPES, BackboneSpec, EsmClassifier, build_backbone, get_alphabet, tokenize
-from kneurons.selection import (
+from kneurons.ablation.selection import (
     NeuronLayout,
     filled_mask,
     global_top,
@@ -39,6 +35,17 @@ from kneurons.selection import (
     score_vector,
     top_k_count,
 )
+from kneurons.errors import ConfigError, InputError
+from kneurons.model.batching import token_budget_batches
+from kneurons.model.classifier import (
+    MODULE_TYPES,
+    BackboneSpec,
+    EsmClassifier,
+    build_backbone,
+    get_alphabet,
+    tokenize,
+)
+from kneurons.tables import save_result
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
 GRID = [0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1]
@@ -61,7 +68,11 @@ def score_table(
     rng = np.random.default_rng(seed)
     frames = []
     for s in seeds if seeds is not None else [None]:
-        rows = [(layer, m, i) for (layer, m), n in zip(layout.blocks, layout.sizes, strict=False) for i in range(n)]
+        rows = [
+            (layer, m, i)
+            for (layer, m), n in zip(layout.blocks, layout.sizes, strict=False)
+            for i in range(n)
+        ]
         df = pd.DataFrame(rows, columns=["layer", "module", "neuron"])
         df["score"] = rng.random(len(df))
         df["label"] = pd.array([None] * len(df), dtype="string")
@@ -207,7 +218,11 @@ def test_fill_matches_weight_surgery(fill_kind):
         "pretrained": Fill.from_reference(reference, layout),
     }[fill_kind]
     rng = np.random.default_rng(1)
-    mask = {b: rng.random(s) < 0.5 for b, s in zip(layout.blocks, layout.sizes, strict=False) if rng.random() < 0.6}
+    mask = {
+        b: rng.random(s) < 0.5
+        for b, s in zip(layout.blocks, layout.sizes, strict=False)
+        if rng.random() < 0.6
+    }
     edited = copy.deepcopy(model)
     with torch.no_grad():
         for (layer, m), filled in mask.items():
@@ -232,7 +247,7 @@ def test_mean_activations_by_hand():
     means = mean_activations(model, seqs, token_budget=8)  # one sequence per batch
     alphabet = get_alphabet()
     tokens = tokenize(seqs, alphabet)
-    from kneurons.hooks import OutputRecorder
+    from kneurons.model.hooks import OutputRecorder
 
     with torch.no_grad(), OutputRecorder({"fc1": model.module(0, "fc1")}) as rec:
         model(tokens)
@@ -339,10 +354,10 @@ def test_load_test_set_cap_is_stratified_and_seeded(tmp_path):
 
 @pytest.mark.parametrize("fill_kind", ["mean", "pretrained"])
 def test_run_ablation_job_files_and_fills(tmp_path, fill_kind):
-    from kneurons.ablation import run_ablation_job
     from kneurons.config import validate_config
-    from kneurons.model import save_classifier
-    from kneurons.stats import load_ablation
+    from kneurons.jobs.ablate import run_ablation_job
+    from kneurons.model.classifier import save_classifier
+    from kneurons.tables import load_ablation
 
     model = tiny_model(layers=2)
     labels = ["1", "2", "3"]
@@ -366,7 +381,7 @@ def test_run_ablation_job_files_and_fills(tmp_path, fill_kind):
         tmp_path / "scoring_set.tsv", sep="\t", index=False
     )
     from kneurons.io import sha256_file
-    from kneurons.scoring import write_score_table
+    from kneurons.tables import write_score_table
 
     meta = {"method": "ig", "checkpoint_sha256": sha256_file(tmp_path / "best.pt")}
     write_score_table(score_table(layout_of(model), "ig"), tmp_path / "ig.parquet", meta)

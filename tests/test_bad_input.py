@@ -16,10 +16,10 @@ import yaml
 
 from kneurons.data.brenda import read_brenda
 from kneurons.data.expasy import read_enzyme_dat
+from kneurons.data.labels import extract_labels
 from kneurons.data.local import read_proteins, read_sequences
+from kneurons.data.split import stratified_split
 from kneurons.errors import InputError
-from kneurons.labels import extract_labels
-from kneurons.split import stratified_split
 
 REPO = Path(__file__).resolve().parents[1]
 GOOD_TSV = "Entry\tEC number\tSequence\nP1\t1.1.1.1\tMKV\nP2\t2.1.1.1\tMKW\n"

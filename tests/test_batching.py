@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kneurons.batching import token_budget_batches
+from kneurons.model.batching import token_budget_batches
 
 LENGTHS = np.random.default_rng(0).lognormal(np.log(80), 0.7, size=300).astype(int) + 1
 

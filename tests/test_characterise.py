@@ -1,4 +1,4 @@
-"""Characterisation of knowledge neurons (kneurons.characterise): units, model plumbing, science.
+"""Characterisation of knowledge neurons (kneurons.characterise.core): units, model plumbing, science.
 
 The science tests use the ``trained_synthetic`` fixture (planted class motifs as ground truth):
 class-specific neurons must hurt their own class when suppressed, and the top IG neurons'
@@ -16,11 +16,13 @@ import pytest
 import torch
 from scipy import stats as sstats
 
-from kneurons import characterise as ch
-from kneurons.ablation import Fill, evaluate_masks_naive, layout_of
+from kneurons.ablation.engine import Fill, evaluate_masks_naive, layout_of
+from kneurons.ablation.selection import NeuronLayout
+from kneurons.characterise import core as ch
 from kneurons.config import validate_config
 from kneurons.errors import ConfigError, InputError
-from kneurons.model import (
+from kneurons.jobs import characterise as char_jobs
+from kneurons.model.classifier import (
     MODULE_TYPES,
     BackboneSpec,
     EsmClassifier,
@@ -28,7 +30,6 @@ from kneurons.model import (
     save_classifier,
     tokenize,
 )
-from kneurons.selection import NeuronLayout
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -282,7 +283,7 @@ def test_random_matched_mask_keeps_module_composition():
 
 
 def test_residue_activations_equal_module_outputs():
-    from kneurons.scoring import module_output
+    from kneurons.scoring.methods import module_output
 
     model, _ = tiny_model()
     seqs = ["MKTAYIAKQRQISFVKSHFSRQ", "MLSD", "ACDEFGHIKLMNPQRSTVWYAC"]
@@ -339,8 +340,8 @@ def test_config_requires_class_conditional_ig():
 @pytest.fixture(scope="module")
 def synthetic_ig(trained_synthetic):
     """Gold-class and class-conditional IG scores of the fixture model (48 training proteins)."""
-    from kneurons.model import load_classifier
-    from kneurons.scoring import score_layer
+    from kneurons.model.classifier import load_classifier
+    from kneurons.scoring.methods import score_layer
 
     model, _ = load_classifier(trained_synthetic.checkpoint)
     split = trained_synthetic.split
@@ -428,7 +429,9 @@ def test_top_ig_neurons_recover_planted_motifs(trained_synthetic, synthetic_ig):
     n = res["neurons"]
     print(n[["rank", "layer", "module", "neuron", "top_class", "window_consensus", "site_auroc_top_class"]])
     assert res["info"]["annotated_proteins"] == len(test)  # motif_sites are the annotation
-    matches = np.array([ch.motif_match(c, motifs[k]) for c, k in zip(n["window_consensus"], n["top_class"], strict=False)])
+    matches = np.array(
+        [ch.motif_match(c, motifs[k]) for c, k in zip(n["window_consensus"], n["top_class"], strict=False)]
+    )
     reads_motif = matches >= motif_len - 1  # one mismatch allowed: motifs are planted with noise
     recovered = reads_motif | (n["site_auroc_top_class"] >= 0.8).to_numpy()
     # Most of the top 8 IG neurons read their class's motif. Their windows come from their top
@@ -451,7 +454,9 @@ def test_top_ig_neurons_recover_planted_motifs(trained_synthetic, synthetic_ig):
 
     # Another class's motif is not what the top neurons read.
     shifted = {k: motifs[str(int(k) % len(motifs) + 1)] for k in motifs}
-    wrong = np.array([ch.motif_match(c, shifted[k]) for c, k in zip(n["window_consensus"], n["top_class"], strict=False)])
+    wrong = np.array(
+        [ch.motif_match(c, shifted[k]) for c, k in zip(n["window_consensus"], n["top_class"], strict=False)]
+    )
     assert wrong.mean() < matches.mean() - 1.5
 
     # Every class has a class-specific neuron whose best windows spell its motif.
@@ -493,9 +498,9 @@ def _uniprot_tsv(path: Path, with_sites: bool = True, n_per_class: int = 12) -> 
 
 
 def _prepare_run(tmp_path: Path, with_sites: bool):
+    from kneurons.data.labels import extract_labels
     from kneurons.data.local import read_uniprot_tsv
-    from kneurons.labels import extract_labels
-    from kneurons.split import stratified_split
+    from kneurons.data.split import stratified_split
 
     tsv = tmp_path / "uniprot.tsv"
     _uniprot_tsv(tsv, with_sites)
@@ -515,10 +520,10 @@ def _prepare_run(tmp_path: Path, with_sites: bool):
 def _run_jobs(tmp_path, cfg, split_path):
     out_c = {k: tmp_path / f"c_{k}.tsv" for k in ("neurons", "overlap", "matrix", "specificity")}
     out_c["summary"] = tmp_path / "c_summary.json"
-    ch.run_class_job(tmp_path / "best.pt", tmp_path / "ig.parquet", split_path, cfg, out_c)
+    char_jobs.run_class_job(tmp_path / "best.pt", tmp_path / "ig.parquet", split_path, cfg, out_c)
     out_n = {k: tmp_path / f"n_{k}.tsv" for k in ("neurons", "windows", "pfm", "summary")}
     out_n["info"] = tmp_path / "n_info.json"
-    info = ch.run_neuron_job(
+    info = char_jobs.run_neuron_job(
         tmp_path / "best.pt", tmp_path / "ig.parquet", split_path, out_c["neurons"], cfg, out_n
     )
     return out_c, out_n, info
@@ -550,7 +555,7 @@ def test_run_on_uniprot_tsv_with_site_features(tmp_path):
 
 
 def test_missing_annotations_are_reported_not_fatal(tmp_path):
-    from kneurons.characterise_plots import make_figures
+    from kneurons.jobs.figures import make_figures
 
     cfg, _, split_path = _prepare_run(tmp_path, with_sites=False)
     out_c, out_n, info = _run_jobs(tmp_path, cfg, split_path)

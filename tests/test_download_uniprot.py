@@ -24,9 +24,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kneurons.data.local import read_tsv_table, read_uniprot_tsv
+from kneurons.data.local import read_uniprot_tsv
 from kneurons.data.uniprot import download_uniprot, next_link, retry_after_seconds
 from kneurons.errors import DownloadError
+from kneurons.tables import read_tsv_table
 
 HEADER = "Entry\tEC number\tSequence\tLength\tProtein names\tOrganism\tActive site\tBinding site"
 ENZYMES = [

@@ -1,18 +1,18 @@
-"""UniProt feature text and motif positions -> 1-based residue positions (kneurons.features)."""
+"""UniProt feature text and motif positions -> 1-based residue positions (kneurons.data.features)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from kneurons.errors import InputError
-from kneurons.features import (
+from kneurons.data.features import (
     ParseStats,
     annotation_columns,
     parse_position_list,
     parse_uniprot_sites,
     site_positions,
 )
+from kneurons.errors import InputError
 
 # Shaped like UniProt's REST TSV (fields ft_act_site, ft_binding), evidence codes included.
 ACT = (

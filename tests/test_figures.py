@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kneurons.ablation.selection import MODULE_TYPES
 from kneurons.errors import InputError
-from kneurons.figures import (
+from kneurons.figures.ablation import (
     METHOD_STYLE,
-    make_figure,
     plot_ablation_curves,
     plot_confusion,
     plot_density,
@@ -20,8 +20,8 @@ from kneurons.figures import (
     plot_training_curve,
     save_figure,
 )
-from kneurons.selection import MODULE_TYPES
-from kneurons.stats import density, summarise_curves
+from kneurons.jobs.figures import make_figure
+from kneurons.stats.ablation import density, summarise_curves
 
 GRID = [0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1]
 

@@ -13,8 +13,8 @@ import torch
 from captum.attr import InputXGradient
 from captum.attr._utils.approximation_methods import approximation_parameters
 
-from kneurons.model import BackboneSpec, EsmClassifier, build_backbone, tokenize
-from kneurons.scoring import (
+from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone, tokenize
+from kneurons.scoring.methods import (
     INTEGRATION_METHODS,
     attribution_per_sequence,
     captum_ig_per_sequence,
@@ -101,7 +101,7 @@ def test_shared_query_key_pass_equals_captum(model, method, attention):
     """q_proj and k_proj scored together share one pass per step (k's gradient rescaled by 1/alpha);
     each must still equal captum's separate run, also for rules with an alpha = 0 step (trapezoid)
     and on fair-esm's own attention code."""
-    from kneurons.attention import attention_backend
+    from kneurons.model.attention import attention_backend
 
     step_sizes, alpha_fn = approximation_parameters(method)
     with attention_backend(model, attention):

@@ -7,11 +7,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from kneurons.data.ec import parse_ec, parse_ec_list, read_enzclass
+from kneurons.data.labels import NON_ENZYME, extract_labels
 from kneurons.data.local import read_uniprot_tsv
 from kneurons.data.synthetic import generate_synthetic
-from kneurons.ec import parse_ec, parse_ec_list, read_enzclass
 from kneurons.errors import InputError
-from kneurons.labels import NON_ENZYME, extract_labels
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SEQ = "MKTAYIAKQR"  # a valid 10-residue sequence

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from kneurons import pretrained
 from kneurons.errors import ModelError
-from kneurons.model import (
+from kneurons.model import pretrained
+from kneurons.model.classifier import (
     BackboneSpec,
     EsmClassifier,
     build_backbone,
@@ -19,7 +19,7 @@ from kneurons.model import (
     save_classifier,
     tokenize,
 )
-from kneurons.pretrained import build_classifier, load_backbone, load_esm_checkpoint
+from kneurons.model.pretrained import build_classifier, load_backbone, load_esm_checkpoint
 
 T6 = "esm2_t6_8M_UR50D"
 
@@ -210,8 +210,8 @@ def test_best_checkpoint_loads_without_training_code(trained_synthetic):
 def test_job_loader_runs_the_attention_the_config_names(trained_synthetic):
     from esm.multihead_attention import MultiheadAttention
 
-    from kneurons.attention import SdpaMultiheadAttention
-    from kneurons.model import load_job_classifier
+    from kneurons.model.attention import SdpaMultiheadAttention
+    from kneurons.model.classifier import load_job_classifier
 
     def kinds(model):
         return {type(layer.self_attn) for layer in model.esm.layers}

@@ -26,12 +26,14 @@ import pandas as pd
 import pytest
 import torch
 
-from kneurons.ablation import Fill, evaluate_masks, layout_of, run_ablation_job
-from kneurons.batching import is_out_of_memory, run_adaptive
+from kneurons.ablation.engine import Fill, evaluate_masks, layout_of
 from kneurons.config import validate_config
 from kneurons.errors import InputError, ModelError
 from kneurons.io import sha256_file
-from kneurons.model import (
+from kneurons.jobs.ablate import run_ablation_job
+from kneurons.jobs.score import run_score_job
+from kneurons.model.batching import is_out_of_memory, run_adaptive
+from kneurons.model.classifier import (
     CHECKPOINT_FORMAT,
     BackboneSpec,
     EsmClassifier,
@@ -39,16 +41,10 @@ from kneurons.model import (
     load_classifier,
     save_classifier,
 )
-from kneurons.provenance import check_scores_match_checkpoint, score_table_metadata
-from kneurons.scoring import (
-    activation_per_sequence,
-    attribution_per_sequence,
-    gather_score_tables,
-    read_score_table,
-    run_score_job,
-    write_score_table,
-)
-from kneurons.train import predict
+from kneurons.model.train import predict
+from kneurons.provenance import check_scores_match_checkpoint
+from kneurons.scoring.methods import activation_per_sequence, attribution_per_sequence
+from kneurons.tables import gather_score_tables, read_score_table, score_table_metadata, write_score_table
 
 REPO = Path(__file__).resolve().parents[1]
 AA = "ACDEFGHIKLMNPQRSTVWY"
@@ -209,8 +205,8 @@ class Payload:
 
 
 def test_malicious_pickles_are_refused_without_running_code(tmp_path):
-    from kneurons.pretrained import load_esm_checkpoint
-    from kneurons.train import _load_state
+    from kneurons.model.pretrained import load_esm_checkpoint
+    from kneurons.model.train import _load_state
 
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
@@ -290,7 +286,7 @@ def test_run_adaptive_halves_retries_and_remembers(caplog):
         return [i * 10 for i in idx]
 
     lengths = [10] * 12
-    with caplog.at_level(logging.WARNING, logger="kneurons.batching"):
+    with caplog.at_level(logging.WARNING, logger="kneurons.model.batching"):
         got = list(run_adaptive(fn, [list(range(8)), list(range(8, 12))], lengths, what="scoring"))
     assert [i for idx, _ in got for i in idx] == list(range(12))
     assert all(res == [i * 10 for i in idx] for idx, res in got)
@@ -355,7 +351,9 @@ def test_model_steps_survive_out_of_memory_with_the_same_results(oom_above_two, 
     gold = [i % 3 for i in range(len(seqs))]
     layout = layout_of(model)
     rng = np.random.default_rng(0)
-    masks = [{b: rng.random(n) < 0.5 for b, n in zip(layout.blocks, layout.sizes, strict=False)} for _ in range(3)]
+    masks = [
+        {b: rng.random(n) < 0.5 for b, n in zip(layout.blocks, layout.sizes, strict=False)} for _ in range(3)
+    ]
     steps = {
         "activation": lambda: activation_per_sequence(model, seqs, 1, token_budget=400),
         "ig": lambda: attribution_per_sequence(
@@ -366,7 +364,7 @@ def test_model_steps_survive_out_of_memory_with_the_same_results(oom_above_two, 
     }
     expected = {name: run() for name, run in steps.items()}
     sizes = oom_above_two(model)
-    with caplog.at_level(logging.WARNING, logger="kneurons.batching"):
+    with caplog.at_level(logging.WARNING, logger="kneurons.model.batching"):
         got = {name: run() for name, run in steps.items()}
     assert max(sizes) > 2 and "halving the batch and retrying" in caplog.text
     for name in ("activation", "ig"):
@@ -385,10 +383,12 @@ RUNNER = textwrap.dedent(
     import numpy as np
     import torch
     torch.set_num_threads(1)
-    from kneurons.signals import exit_on_sigterm
+    from kneurons.jobs.signals import exit_on_sigterm
     exit_on_sigterm()  # what every workflow script does
-    import kneurons.ablation as ab
-    import kneurons.scoring as sc
+    import kneurons.ablation.engine as ab
+    import kneurons.scoring.methods as sc
+    import kneurons.jobs.score as score_job
+    import kneurons.jobs.ablate as ablate_job
 
     job, phase, marker = sys.argv[1], sys.argv[2], sys.argv[3]
     args = json.loads(open(sys.argv[4]).read())
@@ -411,13 +411,13 @@ RUNNER = textwrap.dedent(
         else:
             import pyarrow.parquet as pq
             after(pq, "write_table")  # the table is in the temporary file, not yet renamed
-        sc.run_score_job(**args)
+        score_job.run_score_job(**args)
     else:
         if phase == "compute":
             after(ab, "_predict")
         else:
             after(np, "savez_compressed")  # predictions in their temporary file, table not written
-        ab.run_ablation_job(**args)
+        ablate_job.run_ablation_job(**args)
     """
 )
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from kneurons.errors import InputError
-from kneurons.hooks import OutputRecorder, mask_fn, module_output_hook, module_output_hooks, scale_fn
-from kneurons.model import (
+from kneurons.jobs.score import run_score_job
+from kneurons.model.classifier import (
     MODULE_TYPES,
     BackboneSpec,
     EsmClassifier,
@@ -18,21 +18,18 @@ from kneurons.model import (
     save_classifier,
     tokenize,
 )
-from kneurons.scoring import (
-    SCORE_COLUMNS,
+from kneurons.model.hooks import OutputRecorder, mask_fn, module_output_hook, module_output_hooks, scale_fn
+from kneurons.scoring.methods import (
     activation_per_sequence,
     attribution_per_sequence,
-    gather_score_tables,
     integration_points,
     random_scores,
-    read_score_table,
-    run_score_job,
     score_layer,
     scores_table,
     select_scoring_set,
     subset_hash,
-    write_score_table,
 )
+from kneurons.tables import SCORE_COLUMNS, gather_score_tables, read_score_table, write_score_table
 
 SEQS = ["MKTAYIAKQRQISFVKSHFSRQ", "MKVLAAGIVG", "MSTNPKPQRKTKRNTNRRPQDVKFPGG", "GAVLIPFWMS", "WWPLKQ"]
 
@@ -94,7 +91,7 @@ def test_mask_fn_keeps_units_and_fills_the_rest():
 
 def test_recorder_clones_before_fair_esm_scales_q_in_place():
     """fair-esm's reference attention multiplies q_proj's output in place; the recorder must keep the raw one."""
-    from kneurons.attention import set_attention
+    from kneurons.model.attention import set_attention
 
     model, tokens = _model(), tokenize(SEQS[:2])
     set_attention(model.esm, "reference")
@@ -294,7 +291,7 @@ def _top_enrichment(scores: pd.DataFrame, enrichment: pd.DataFrame, fraction: fl
 def test_top_neurons_fire_on_planted_motifs(trained_synthetic):
     """Class-conditional IG and activation top neurons of class c fire more on c's planted motifs
     (relative to background residues) than random neurons do."""
-    from kneurons.model import load_classifier
+    from kneurons.model.classifier import load_classifier
 
     model, info = load_classifier(trained_synthetic.checkpoint)
     labels = list(info["labels"])

@@ -8,7 +8,8 @@ import pytest
 import torch
 from esm.multihead_attention import MultiheadAttention
 
-from kneurons.attention import (
+from kneurons.errors import ConfigError
+from kneurons.model.attention import (
     SdpaMultiheadAttention,
     attention_backend,
     disable_sdpa,
@@ -16,8 +17,7 @@ from kneurons.attention import (
     get_attention,
     set_attention,
 )
-from kneurons.errors import ConfigError
-from kneurons.model import BackboneSpec, EsmClassifier, build_backbone, tokenize
+from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone, tokenize
 
 ATOL = 1e-5
 RTOL = 1e-4
@@ -178,8 +178,8 @@ def test_sdpa_under_bf16_autocast(tokens):
 def test_config_switch_reaches_models(tmp_path):
     """`model.attention` (default sdpa) selects the backend of built and loaded classifiers."""
     from kneurons.config import validate_config
-    from kneurons.model import load_classifier, save_classifier
-    from kneurons.pretrained import build_classifier
+    from kneurons.model.classifier import load_classifier, save_classifier
+    from kneurons.model.pretrained import build_classifier
 
     cfg = validate_config({})
     assert cfg["model"]["attention"] == "sdpa"

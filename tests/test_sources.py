@@ -15,14 +15,9 @@ import yaml
 from kneurons.data import PROTEIN_COLUMNS
 from kneurons.data.brenda import brenda_proteins, protein_accessions, read_brenda
 from kneurons.data.expasy import expasy_proteins, read_enzyme_dat
-from kneurons.data.local import (
-    parse_fasta_header,
-    read_fasta,
-    read_proteins,
-    read_tsv_table,
-    read_uniprot_tsv,
-)
-from kneurons.labels import extract_labels
+from kneurons.data.labels import extract_labels
+from kneurons.data.local import parse_fasta_header, read_fasta, read_proteins, read_uniprot_tsv
+from kneurons.tables import read_tsv_table
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kneurons.errors import InputError
-from kneurons.split import (
+from kneurons.data.split import (
     SPLITS,
     allocate,
     homology_split,
@@ -18,6 +17,7 @@ from kneurons.split import (
     split_labels,
     stratified_split,
 )
+from kneurons.errors import InputError
 
 FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
 AA = np.array(list("ACDEFGHIKLMNPQRSTVWY"))

@@ -12,18 +12,17 @@ import pytest
 import torch
 from scipy import stats as sps
 
-from kneurons.ablation import Fill, load_test_set, run_ablation, save_result
+from kneurons.ablation.engine import Fill, load_test_set, run_ablation
+from kneurons.ablation.selection import MODULE_TYPES, NeuronLayout, row_keys
 from kneurons.errors import InputError
-from kneurons.selection import MODULE_TYPES, NeuronLayout, row_keys
-from kneurons.stats import (
-    AblationData,
+from kneurons.stats.ablation import (
     density,
     f_threshold,
-    load_ablation,
     random_comparison,
     summarise_curves,
     trapezoid_weights,
 )
+from kneurons.tables import AblationData, load_ablation, save_result
 
 GRID = np.array([0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1])
 
@@ -185,8 +184,8 @@ def test_density_of_random_scores_stays_inside_the_null_band():
 def synthetic_ablation(trained_synthetic, tmp_path_factory):
     """Score (activation, IG, random) and ablate (global scope, preserve) on the trained synthetic model."""
     from kneurons.config import validate_config
-    from kneurons.model import load_classifier
-    from kneurons.scoring import score_layer, select_scoring_set
+    from kneurons.model.classifier import load_classifier
+    from kneurons.scoring.methods import score_layer, select_scoring_set
 
     out = tmp_path_factory.mktemp("synthetic_ablation")
     threads = torch.get_num_threads()

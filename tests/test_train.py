@@ -18,10 +18,10 @@ import torch
 from kneurons.config import validate_config
 from kneurons.data.synthetic import generate_synthetic
 from kneurons.errors import ConfigError, InputError
-from kneurons.model import load_classifier
-from kneurons.pretrained import build_classifier
-from kneurons.runtime import seed_everything
-from kneurons.train import CURVE_COLUMNS, class_weights, fine_tune, warmup_linear_decay
+from kneurons.model.classifier import load_classifier
+from kneurons.model.pretrained import build_classifier
+from kneurons.model.runtime import seed_everything
+from kneurons.model.train import CURVE_COLUMNS, class_weights, fine_tune, warmup_linear_decay
 
 TINY_MODEL = {"name": "custom", "custom": {"num_layers": 2, "embed_dim": 16, "attention_heads": 2}}
 TIMING_COLUMNS = ["tokens_per_s", "seconds"]
@@ -29,8 +29,8 @@ TIMING_COLUMNS = ["tokens_per_s", "seconds"]
 
 def tiny_split(n_per_class: int = 20, seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
     """A small split table built the way the workflow builds one."""
-    from kneurons.labels import extract_labels
-    from kneurons.split import stratified_split
+    from kneurons.data.labels import extract_labels
+    from kneurons.data.split import stratified_split
 
     proteins, _ = generate_synthetic(n_classes=3, n_per_class=n_per_class, length_min=30, length_max=45,
                                      motif_length=5, motifs_per_sequence=2, seed=seed)  # fmt: skip
@@ -109,7 +109,7 @@ RUNNER = """
 import json, sys
 import pandas as pd, torch
 torch.set_num_threads(1)
-from kneurons.train import fine_tune
+from kneurons.model.train import fine_tune
 split = pd.read_csv(sys.argv[1], sep="\\t", dtype=str, keep_default_na=False)
 cfg = json.loads(sys.argv[3])
 fine_tune(split, cfg["labels"], cfg["model"], cfg["train"], sys.argv[2], seed=cfg["seed"])

@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .errors import ConfigError
+from kneurons.errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema" / "config.schema.yaml"
 

@@ -94,7 +94,7 @@ def check_output_dir(path: str | os.PathLike, key: str = "results") -> Path:
     read-only file system is one clear message naming the config key, not a traceback
     from deep inside the first job.
     """
-    from .errors import ConfigError
+    from kneurons.errors import ConfigError
 
     path = Path(path).absolute()
     existing = path

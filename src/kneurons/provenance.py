@@ -1,47 +1,22 @@
 """Provenance checks between stages: a score table must come from the checkpoint it is used with.
 
 Score tables (``scores/{method}.parquet``) carry the sha256 of the checkpoint they were computed
-on (metadata key ``kneurons.scores``, written by ``kneurons.scoring.write_score_table``). Ranking
+on (metadata key ``kneurons.scores``, written by ``kneurons.tables.write_score_table``). Ranking
 the neurons of one model by the scores of another gives plausible-looking but meaningless
 ablation curves, so every stage that combines a checkpoint with a score table checks the hash.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
-from .io import sha256_file
+from kneurons.errors import InputError
+from kneurons.io import sha256_file
+from kneurons.tables import score_table_metadata
 
 log = logging.getLogger(__name__)
-
-#: Parquet schema-metadata key of the score-table provenance (same as kneurons.scoring.METADATA_KEY).
-SCORES_METADATA_KEY = b"kneurons.scores"
-
-
-def score_table_metadata(path: str | Path) -> dict[str, Any]:
-    """The provenance stored in a score table's parquet metadata (``{}`` when it has none).
-
-    Reads the footer only, not the data.
-    """
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    try:
-        schema = pq.read_schema(path)
-    except Exception as exc:  # pyarrow raises several types for missing, truncated or foreign files
-        raise InputError(f"{path}: not a readable parquet score table ({exc})") from exc
-    raw = (schema.metadata or {}).get(SCORES_METADATA_KEY)
-    if not raw:
-        return {}
-    try:
-        meta = json.loads(raw)
-    except ValueError as exc:
-        raise InputError(f"{path}: unreadable score-table metadata ({exc})") from None
-    return meta if isinstance(meta, dict) else {}
 
 
 def check_scores_match_checkpoint(

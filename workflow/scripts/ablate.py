@@ -5,9 +5,9 @@ import logging
 
 import torch
 
-from kneurons.ablation import run_ablation_job
-from kneurons.runtime import resolve_device, seed_everything
-from kneurons.signals import exit_on_sigterm
+from kneurons.jobs.ablate import run_ablation_job
+from kneurons.jobs.signals import exit_on_sigterm
+from kneurons.model.runtime import resolve_device, seed_everything
 
 logging.basicConfig(
     filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"

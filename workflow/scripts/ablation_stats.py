@@ -3,7 +3,7 @@
 
 import logging
 
-from kneurons.stats import run_stats
+from kneurons.jobs.stats import run_stats
 
 logging.basicConfig(
     filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"

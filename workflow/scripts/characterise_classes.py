@@ -5,8 +5,8 @@ import logging
 
 import torch
 
-from kneurons.characterise import run_class_job
-from kneurons.runtime import resolve_device, seed_everything
+from kneurons.jobs.characterise import run_class_job
+from kneurons.model.runtime import resolve_device, seed_everything
 
 logging.basicConfig(
     filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"

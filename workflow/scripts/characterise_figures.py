@@ -3,7 +3,7 @@
 
 import logging
 
-from kneurons.characterise_plots import make_figures
+from kneurons.jobs.figures import make_figures
 
 logging.basicConfig(
     filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"

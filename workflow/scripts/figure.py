@@ -4,7 +4,7 @@
 import logging
 from pathlib import Path
 
-from kneurons.figures import make_figure
+from kneurons.jobs.figures import make_figure
 
 logging.basicConfig(
     filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"

@@ -6,9 +6,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from kneurons.data.local import read_tsv_table
 from kneurons.data.runlog import script_logging
-from kneurons.train import fine_tune
+from kneurons.model.train import fine_tune
+from kneurons.tables import read_tsv_table
 
 log = script_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

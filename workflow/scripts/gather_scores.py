@@ -3,8 +3,8 @@
 
 import logging
 
-from kneurons.scoring import gather_score_tables, write_score_table
-from kneurons.signals import exit_on_sigterm
+from kneurons.jobs.signals import exit_on_sigterm
+from kneurons.tables import gather_score_tables, write_score_table
 
 logging.basicConfig(
     filename=snakemake.log[0],

@@ -1,10 +1,10 @@
 """EC labels, class table and label report from data/proteins.tsv."""
 # ruff: noqa: F821  (`snakemake` is injected by Snakemake's script directive)
 
+from kneurons.data.labels import extract_labels
 from kneurons.data.local import read_proteins
 from kneurons.data.runlog import script_logging
 from kneurons.io import write_json_atomic, write_table_atomic
-from kneurons.labels import extract_labels
 
 log = script_logging(snakemake.log[0])
 proteins = read_proteins(snakemake.input.proteins, "tsv")

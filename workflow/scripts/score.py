@@ -5,9 +5,9 @@ import logging
 
 import torch
 
-from kneurons.runtime import resolve_device, seed_everything
-from kneurons.scoring import run_score_job
-from kneurons.signals import exit_on_sigterm
+from kneurons.jobs.score import run_score_job
+from kneurons.jobs.signals import exit_on_sigterm
+from kneurons.model.runtime import resolve_device, seed_everything
 
 logging.basicConfig(
     filename=snakemake.log[0],

@@ -1,10 +1,10 @@
 """Train/val/test split of data/labels.tsv (stratified random or homology-aware)."""
 # ruff: noqa: F821  (`snakemake` is injected by Snakemake's script directive)
 
-from kneurons.data.local import read_tsv_table
 from kneurons.data.runlog import script_logging
+from kneurons.data.split import split_labels
 from kneurons.io import write_table_atomic
-from kneurons.split import split_labels
+from kneurons.tables import read_tsv_table
 
 log = script_logging(snakemake.log[0])
 labels = read_tsv_table(snakemake.input[0])

@@ -23,9 +23,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..ec import parse_ec
-from ..errors import InputError
-from .local import join_sequences, read_lines, read_sequences
+from kneurons.data.ec import parse_ec
+from kneurons.data.local import join_sequences, read_lines, read_sequences
+from kneurons.errors import InputError
 
 _ACCESSION_RE = re.compile(
     r"^(?:[OPQ][0-9][A-Z0-9]{3}[0-9]|[A-NR-Z][0-9](?:[A-Z][A-Z0-9]{2}[0-9]){1,2})(?:-\d+)?$"

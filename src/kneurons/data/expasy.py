@@ -17,9 +17,9 @@ from typing import Any
 import pandas as pd
 from Bio.ExPASy import Enzyme
 
-from ..ec import parse_ec
-from ..errors import InputError
-from .local import join_sequences, open_text, read_sequences
+from kneurons.data.ec import parse_ec
+from kneurons.data.local import join_sequences, open_text, read_sequences
+from kneurons.errors import InputError
 
 
 class _CountingLines:

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import InputError
-from . import OPTIONAL_COLUMNS, PROTEIN_COLUMNS
-from .normalise import VALID_RESIDUES, normalise_proteins
+from kneurons.data import OPTIONAL_COLUMNS, PROTEIN_COLUMNS
+from kneurons.data.normalise import VALID_RESIDUES, normalise_proteins
+from kneurons.errors import InputError
 
 #: UniProt TSV headers (REST ``format=tsv``) -> contract column names.
 UNIPROT_HEADERS: dict[str, str] = {
@@ -284,12 +284,3 @@ def join_sequences(
         "without_sequence_examples": missing[:20],
     }
     return normalise_proteins(df, what), stats
-
-
-def read_tsv_table(path: str | Path) -> pd.DataFrame:
-    """Read a contract table (proteins/labels/split .tsv) with every column as text.
-
-    Labels such as ``1`` or ``3.4`` must stay strings, and empty EC cells must stay empty
-    (not NaN), so later stages should read these tables through this function.
-    """
-    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)

@@ -11,9 +11,9 @@ import re
 
 import pandas as pd
 
-from ..ec import format_ec_list, parse_ec_list
-from ..errors import InputError
-from . import OPTIONAL_COLUMNS, PROTEIN_COLUMNS
+from kneurons.data import OPTIONAL_COLUMNS, PROTEIN_COLUMNS
+from kneurons.data.ec import format_ec_list, parse_ec_list
+from kneurons.errors import InputError
 
 #: The 20 standard amino acids.
 STANDARD_RESIDUES = frozenset("ACDEFGHIKLMNPQRSTVWY")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from ..signals import exit_on_sigterm
+from kneurons.jobs.signals import exit_on_sigterm
 
 
 def script_logging(log_path: str, level: int = logging.INFO) -> logging.Logger:

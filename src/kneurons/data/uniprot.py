@@ -30,8 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import DownloadError
-from ..io import atomic_path, sha256_file, write_json_atomic
+from kneurons.errors import DownloadError
+from kneurons.io import atomic_path, sha256_file, write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,11 @@
 """Figures of the characterisation stage: sequence logos, site AUROC by module type, class specificity.
 
 Torch-free on purpose (the figure rules run in the plots environment); the inputs are the
-tables that ``kneurons.characterise`` writes.
+tables that ``kneurons.characterise.core`` writes.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,8 +17,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .io import atomic_path
-from .selection import MODULE_TYPES
+from kneurons.ablation.selection import MODULE_TYPES
+from kneurons.io import atomic_path
 
 NEURON_KEY = ["layer", "module", "neuron"]
 
@@ -168,26 +167,3 @@ def _annotate(ax: plt.Axes, values: np.ndarray, rows: Sequence[str], cols: Seque
                 if np.isfinite(values[i, k]):
                     colour = "white" if dark is not None and dark(values[i, k]) else "black"
                     ax.text(k, i, f"{values[i, k]:.2f}", ha="center", va="center", fontsize=7, color=colour)
-
-
-def make_figures(
-    neurons_path: str | Path,
-    pfm_path: str | Path,
-    info_path: str | Path,
-    matrix_path: str | Path,
-    overlap_path: str | Path,
-    out: dict[str, Sequence[str | Path]],
-    logos: int = 8,
-    dpi: int = 150,
-    alpha: float = 0.05,
-) -> None:
-    """Write the three characterisation figures; ``out`` maps ``logos``, ``site_auroc`` and
-    ``class_specificity`` to the paths (one per format) of each."""
-    neurons = pd.read_csv(neurons_path, sep="\t", dtype={"top_class": str, "module": str})
-    pfm = pd.read_csv(pfm_path, sep="\t")
-    info = json.loads(Path(info_path).read_text())
-    matrix = pd.read_csv(matrix_path, sep="\t", dtype={"suppressed": str, "evaluated": str})
-    overlap = pd.read_csv(overlap_path, sep="\t", dtype={"class_a": str, "class_b": str})
-    save_figure(plot_logos(neurons, pfm, logos), out["logos"], dpi)
-    save_figure(plot_auroc_by_module(neurons, info.get("annotation", ""), alpha), out["site_auroc"], dpi)
-    save_figure(plot_class_specificity(matrix, overlap), out["class_specificity"], dpi)

@@ -45,10 +45,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
+from kneurons.errors import InputError
 
 #: The neuron-bearing modules of a layer, in fair-esm's names (the same tuple as
-#: ``kneurons.model.MODULE_TYPES``; repeated here so this module needs no torch).
+#: ``kneurons.model.classifier.MODULE_TYPES``; repeated here so this module needs no torch).
 MODULE_TYPES: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 SCOPES: tuple[str, ...] = ("global", "module_type", "layer_module")
 MODES: tuple[str, ...] = ("preserve", "suppress")

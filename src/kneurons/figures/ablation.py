@@ -9,7 +9,6 @@ dotted mean. Axes name the quantity and its unit. Each ``plot_*`` returns a matp
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,9 +18,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .errors import InputError
-from .io import atomic_path
-from .selection import MODULE_TYPES
+from kneurons.ablation.selection import MODULE_TYPES
+from kneurons.errors import InputError
+from kneurons.io import atomic_path
 
 #: Method -> (label, colour, marker, line style). Unknown methods get a fallback style.
 METHOD_STYLE: dict[str, tuple[str, str, str, str]] = {
@@ -469,25 +468,3 @@ def _read_tsv(path: str | Path) -> pd.DataFrame:
         if col in df.columns:
             df[col] = df[col].astype("Int64")
     return df
-
-
-def make_figure(
-    kind: str, inputs: dict[str, str | Path], base: str | Path, formats: Sequence[str], dpi: int
-) -> list[Path]:
-    """Build one workflow figure ``kind`` from its input tables and write ``base.<fmt>``."""
-    if kind in ("accuracy_preserve", "accuracy_suppress"):
-        fig = plot_ablation_curves(_read_tsv(inputs["curves"]), kind.split("_")[1])
-    elif kind == "density":
-        fig = plot_density(_read_tsv(inputs["density"]))
-    elif kind == "smallest_fraction":
-        fig = plot_threshold_bars(_read_tsv(inputs["summary"]))
-    elif kind == "layer_module_gap":
-        fig = plot_layer_module_gap(_read_tsv(inputs["random_gap"]))
-    elif kind == "training_curve":
-        metrics = json.loads(Path(inputs["metrics"]).read_text())
-        fig = plot_training_curve(pd.read_csv(inputs["curve"], sep="\t"), metrics)
-    elif kind == "confusion_matrix":
-        fig = plot_confusion(json.loads(Path(inputs["metrics"]).read_text()))
-    else:
-        raise ValueError(f"unknown figure {kind!r}")
-    return save_figure(fig, base, formats, dpi)

@@ -26,7 +26,7 @@ Against random (``random_gap``, ``paired_tests``), for each non-random method an
   Benjamini-Hochberg adjustment over all tests in the table.
 
 Density (``density``): the global top ``N = ceil(top_fraction x total)`` neurons (ranked after
-the per-module normalisation of ``kneurons.selection``); for each group (module type, layer,
+the per-module normalisation of ``kneurons.ablation.selection``); for each group (module type, layer,
 layer x module type) ``enrichment = (count / N) / (group size / total)``. Under random
 selection of N neurons the count is hypergeometric; ``null_lo``/``null_hi`` are the 2.5% and
 97.5% quantiles of the enrichment under that null, ``p_enriched``/``p_depleted`` the one-sided
@@ -35,83 +35,23 @@ tail probabilities of the observed count.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from .errors import InputError
-from .selection import (
+from kneurons.ablation.selection import (
     MODULE_TYPES,
     NeuronLayout,
     global_top,
     resolve_normalisation,
-    row_keys,
     score_seeds,
     score_vector,
 )
+from kneurons.errors import InputError
+from kneurons.tables import AblationData
 
 CURVE_KEYS: tuple[str, ...] = ("method", "scope", "scope_name", "mode", "seed")
 GROUP_KEYS: tuple[str, ...] = ("scope", "scope_name", "mode")
-
-
-@dataclass
-class AblationData:
-    """All ablation rows with the per-protein correctness behind each (``correct[row]``)."""
-
-    table: pd.DataFrame
-    correct: np.ndarray  # (n_rows, n_test) bool
-    y_true: np.ndarray
-    full_pred: np.ndarray
-    accessions: np.ndarray
-
-    @property
-    def full_accuracy(self) -> float:
-        return float((self.full_pred == self.y_true).mean())
-
-
-def read_ablation_table(path: str | Path) -> pd.DataFrame:
-    """An ablation TSV with the dtypes the writer used (nullable ints, string names)."""
-    df = pd.read_csv(
-        path, sep="\t", dtype={"scope_name": str, "module": str, "method": str, "scope": str, "mode": str}
-    )
-    for col in ("layer", "seed"):
-        if col in df.columns:
-            df[col] = df[col].astype("Int64")
-    return df
-
-
-def load_ablation(tables: Sequence[str | Path], predictions: Sequence[str | Path]) -> AblationData:
-    """Concatenate the per-job tables and their prediction files (``.pred.npz``), checking that they match.
-
-    Raises InputError naming the file when rows and predictions do not align or when jobs
-    were evaluated on different test sets.
-    """
-    if len(tables) != len(predictions) or not tables:
-        raise InputError("load_ablation: give one prediction file per ablation table (and at least one)")
-    frames, correct = [], []
-    ref = None
-    for tpath, ppath in zip(tables, predictions, strict=False):
-        df = read_ablation_table(tpath)
-        with np.load(ppath, allow_pickle=False) as npz:
-            keys, pred, full, y, acc = (npz[k] for k in ("keys", "pred", "full_pred", "y_true", "accession"))
-        if len(keys) != len(df) or not np.array_equal(keys, row_keys(df)):
-            raise InputError(f"{ppath}: its rows do not match {tpath} (was one of them rewritten?)")
-        if ref is None:
-            ref = (y.astype(np.int64), full.astype(np.int64), acc, ppath)
-        elif not (np.array_equal(ref[0], y) and np.array_equal(ref[2], acc)):
-            raise InputError(f"{ppath}: evaluated on other test proteins than {ref[3]}")
-        elif not np.array_equal(ref[1], full):
-            raise InputError(
-                f"{ppath}: the intact model predicts differently than in {ref[3]} (another checkpoint?)"
-            )
-        frames.append(df)
-        correct.append(pred.astype(np.int64) == y.astype(np.int64)[None, :])
-    table = pd.concat(frames, ignore_index=True)
-    return AblationData(table, np.concatenate(correct), ref[0], ref[1], ref[2])
 
 
 def trapezoid_weights(f: np.ndarray) -> np.ndarray:
@@ -382,60 +322,3 @@ def density(
     out["seed"] = out["seed"].astype("Int64")
     out["layer"] = out["layer"].astype("Int64")
     return out
-
-
-def read_scores(path: str | Path) -> pd.DataFrame:
-    """A gathered score table (parquet) without torch: ``label`` as string, ``seed`` as nullable int."""
-    path = Path(path)
-    try:
-        df = pd.read_parquet(path)
-    except Exception as exc:
-        raise InputError(f"{path}: not a readable parquet score table ({exc})") from exc
-    for col in ("method", "layer", "module", "neuron", "score"):
-        if col not in df.columns:
-            raise InputError(f"{path}: score table lacks column {col!r}")
-    if "label" in df.columns:
-        df["label"] = df["label"].astype("string")
-    if "seed" in df.columns:
-        df["seed"] = df["seed"].astype("Int64")
-    return df
-
-
-def run_stats(
-    tables: Sequence[str | Path],
-    predictions: Sequence[str | Path],
-    score_paths: dict[str, str | Path],
-    cfg: dict,
-    out: dict[str, str | Path],
-) -> dict[str, pd.DataFrame]:
-    """The statistics stage: writes ``out['curves' | 'summary' | 'random_gap' | 'paired_tests' | 'density']`` (TSV).
-
-    ``cfg`` is the validated workflow config (sections ``stats``, ``ablate``, ``seed``).
-    """
-    from .io import write_table_atomic
-
-    st = cfg["stats"]
-    data = load_ablation(tables, predictions)
-    curves = data.table.copy()
-    curves["full_accuracy"] = data.full_accuracy
-    summary = summarise_curves(data.table, data.full_accuracy, st["keep_accuracy"])
-    gap, paired = random_comparison(
-        data, n_boot=st["bootstrap"], confidence=st["confidence"], seed=cfg["seed"]
-    )
-    dens = pd.concat(
-        [
-            density(read_scores(p), m, st["top_fraction"], cfg["ablate"]["normalise"], source=str(p))
-            for m, p in score_paths.items()
-        ],
-        ignore_index=True,
-    )
-    frames = {
-        "curves": curves,
-        "summary": summary,
-        "random_gap": gap,
-        "paired_tests": paired,
-        "density": dens,
-    }
-    for name, df in frames.items():
-        write_table_atomic(df, out[name])
-    return frames

@@ -52,25 +52,24 @@ import torch.nn.functional as F
 from esm.modules import gelu
 from torch import nn
 
-from .batching import run_adaptive, token_budget_batches
-from .errors import ConfigError, InputError, ModelError
-from .hooks import OutputRecorder
-from .io import atomic_path, write_table_atomic
-from .metrics import classification_metrics
-from .model import MODULE_TYPES, EsmClassifier, get_alphabet, tokenize
-from .runtime import autocast, to_device
-from .selection import (
+from kneurons.ablation.selection import (
     Block,
     NeuronLayout,
     filled_mask,
     normalise_per_module,
     resolve_normalisation,
-    row_keys,
     scope_members,
     score_seeds,
     score_vector,
 )
-from .split import read_split_rows, stratified_subset
+from kneurons.data.split import stratified_subset
+from kneurons.errors import ConfigError, InputError, ModelError
+from kneurons.model.batching import run_adaptive, token_budget_batches
+from kneurons.model.classifier import MODULE_TYPES, EsmClassifier, get_alphabet, tokenize
+from kneurons.model.hooks import OutputRecorder
+from kneurons.model.runtime import autocast, to_device
+from kneurons.stats.metrics import classification_metrics
+from kneurons.tables import read_split_rows
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +162,8 @@ def mean_activations(
     layout = layout_of(model)
     alphabet = get_alphabet()
     sums = {
-        b: torch.zeros(n, dtype=torch.float64, device=device) for b, n in zip(layout.blocks, layout.sizes, strict=False)
+        b: torch.zeros(n, dtype=torch.float64, device=device)
+        for b, n in zip(layout.blocks, layout.sizes, strict=False)
     }
     count = 0
     valid: torch.Tensor | None = None
@@ -232,7 +232,7 @@ def _mask_hooks(
     """Fill the masked units of each module; ``filled[b]`` is ``(copies, n)`` bool, copy-major batch.
 
     The hook needs the module *input* for the ``pretrained`` fill, hence a plain forward hook
-    rather than ``kneurons.hooks.module_output_hooks`` (which passes the output only).
+    rather than ``kneurons.model.hooks.module_output_hooks`` (which passes the output only).
     """
     handles = []
 
@@ -741,109 +741,3 @@ def load_test_set(
         test["sequence"].tolist(),
         test["label"].map({lab: i for i, lab in enumerate(labels)}).to_numpy(dtype=np.int64),
     )
-
-
-def save_predictions(path: str | Path, result: AblationResult) -> None:
-    """Write the per-protein predictions of every row (for bootstrap and paired tests) atomically (npz)."""
-    n_classes_max = int(
-        max(result.preds.max(initial=0), result.full_pred.max(initial=0), result.y_true.max(initial=0))
-    )
-    dtype = np.int16 if n_classes_max < np.iinfo(np.int16).max else np.int32
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(
-            fh,
-            keys=row_keys(result.table),
-            pred=result.preds.astype(dtype),
-            full_pred=result.full_pred.astype(dtype),
-            y_true=result.y_true.astype(dtype),
-            accession=result.accessions,
-        )
-
-
-def save_result(table_path: str | Path, pred_path: str | Path, result: AblationResult) -> None:
-    """Write the ablation table (TSV) and its predictions (npz)."""
-    save_predictions(pred_path, result)
-    write_table_atomic(result.table, table_path)
-
-
-def run_ablation_job(
-    checkpoint: str | Path,
-    split_path: str | Path,
-    scores_path: str | Path,
-    method: str,
-    scope: str,
-    cfg: dict[str, Any],
-    table_out: str | Path,
-    pred_out: str | Path,
-    scoring_set_path: str | Path | None = None,
-    device: torch.device | str = "cpu",
-    reference_loader: Callable[[], nn.Module] | None = None,
-) -> AblationResult:
-    """One workflow job: every mask of ``method`` in ``scope`` on the test split; writes the table and predictions.
-
-    ``cfg`` is the validated workflow config (sections ``ablate``, ``model``). For
-    ``fill: pretrained`` the reference backbone comes from ``reference_loader`` (default: the
-    pretrained fair-esm weights named in the checkpoint, via ``kneurons.pretrained``).
-    """
-    from .model import load_job_classifier
-    from .provenance import check_scores_match_checkpoint
-    from .scoring import read_score_table
-
-    device = torch.device(device)
-    ab = cfg["ablate"]
-    model, info = load_job_classifier(checkpoint, cfg, device)
-    labels = list(info["labels"])
-    accessions, sequences, y_true = load_test_set(
-        split_path, labels, ab.get("max_sequences"), cfg.get("seed", 0)
-    )
-    scores, score_meta = read_score_table(scores_path)
-    # Scores of another model would rank this model's neurons meaninglessly.
-    check_scores_match_checkpoint(scores_path, checkpoint, score_meta)
-    scoring_sequences = None
-    if ab["fill"] == "mean":
-        if scoring_set_path is None:
-            raise InputError("ablate.fill 'mean' needs the scoring set (scores/scoring_set.tsv)")
-        from .scoring import read_scoring_set
-
-        scoring_sequences = read_scoring_set(scoring_set_path)["sequence"].tolist()
-    if reference_loader is None:
-
-        def reference_loader() -> nn.Module:
-            from .pretrained import load_pretrained_backbone
-
-            return load_pretrained_backbone(info["backbone"]["name"], cfg["model"].get("checkpoint"))
-
-    fill = make_fill(
-        ab["fill"],
-        model,
-        pretrained=bool(info.get("meta", {}).get("pretrained", False)),
-        scoring_sequences=scoring_sequences,
-        reference=reference_loader,
-        token_budget=ab["token_budget"],
-        device=device,
-        source=str(checkpoint),
-    )
-    per_pass = ab.get("masks_per_pass") or (16 if device.type == "cuda" else 1)
-    result = run_ablation(
-        model,
-        sequences,
-        y_true,
-        labels,
-        scores,
-        method,
-        scope,
-        ab["fractions"],
-        ab["modes"],
-        fill=fill,
-        normalise=ab["normalise"],
-        random_seeds=ab["random_seeds"],
-        accessions=accessions,
-        token_budget=ab["token_budget"],
-        masks_per_pass=per_pass,
-        device=device,
-        bf16=ab["bf16"],
-        source=str(scores_path),
-    )
-    save_result(table_out, pred_out, result)
-    log.info("%s / %s: %d rows in %.1f s", method, scope, len(result.table), result.seconds)
-    return result

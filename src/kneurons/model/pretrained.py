@@ -22,10 +22,10 @@ from typing import Any
 import esm
 import torch
 
-from .config import ESM2_ARCHITECTURES
-from .errors import ModelError
-from .io import sha256_file
-from .model import BackboneSpec, EsmClassifier, build_backbone
+from kneurons.config import ESM2_ARCHITECTURES
+from kneurons.errors import ModelError
+from kneurons.io import sha256_file
+from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone
 
 log = logging.getLogger(__name__)
 

@@ -29,25 +29,23 @@ are length-sorted token-budget buckets; bf16 autocast on CUDA; neurons are tenso
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .batching import run_adaptive, token_budget_batches
-from .errors import InputError, ModelError
-from .hooks import module_output_hook, module_output_hooks
-from .io import atomic_path, sha256_file
-from .model import MODULE_TYPES, EsmClassifier, get_alphabet, tokenize
-from .runtime import autocast, to_device
-from .split import stratified_subset
+from kneurons.data.split import stratified_subset
+from kneurons.errors import InputError, ModelError
+from kneurons.model.batching import run_adaptive, token_budget_batches
+from kneurons.model.classifier import MODULE_TYPES, EsmClassifier, get_alphabet, tokenize
+from kneurons.model.hooks import module_output_hook, module_output_hooks
+from kneurons.model.runtime import autocast, to_device
+from kneurons.tables import SCORE_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +59,6 @@ INTEGRATION_METHODS: tuple[str, ...] = (
 )
 ACTIVATION_REDUCTIONS: tuple[str, ...] = ("abs_mean", "mean", "max")
 TARGETS: tuple[str, ...] = ("prob", "logit")
-#: Column order of every score table; ``label`` is NA for unconditional rows, ``seed`` NA except for random.
-SCORE_COLUMNS: list[str] = ["method", "layer", "module", "neuron", "label", "seed", "score"]
-METADATA_KEY = b"kneurons.scores"
 #: Attribution batches close before padding exceeds this fraction of their real tokens: the alpha
 #: steps already fill each pass, so tighter batches cost less than fewer, padded ones.
 IG_MAX_PADDING = 0.1
@@ -685,91 +680,6 @@ def subset_hash(accessions: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(map(str, accessions)).encode()).hexdigest()
 
 
-# -- score table files -------------------------------------------------------------------------------
-def write_score_table(df: pd.DataFrame, path: str | Path, meta: dict[str, Any]) -> None:
-    """Write a score table as parquet atomically, with ``meta`` as JSON under the key ``kneurons.scores``."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pandas(df[SCORE_COLUMNS], preserve_index=False)
-    md = dict(table.schema.metadata or {})
-    md[METADATA_KEY] = json.dumps(meta, sort_keys=True, default=str).encode()
-    table = table.replace_schema_metadata(md)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-
-
-def read_score_table(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Read a score table and its metadata (``{}`` when absent)."""
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:
-        raise InputError(f"{path}: not a readable parquet score table ({exc})") from exc
-    raw = (table.schema.metadata or {}).get(METADATA_KEY)
-    df = table.to_pandas()
-    missing = [c for c in SCORE_COLUMNS if c not in df.columns]
-    if missing:
-        raise InputError(f"{path}: score table lacks columns {missing}")
-    df["label"] = df["label"].astype("string")
-    df["seed"] = df["seed"].astype("Int64")
-    return df, (json.loads(raw) if raw else {})
-
-
-def gather_score_tables(paths: Sequence[str | Path]) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Concatenate per-layer tables of one method; their provenance (checkpoint, subset, settings) must agree."""
-    frames, metas = [], []
-    for p in paths:
-        df, meta = read_score_table(p)
-        frames.append(df)
-        metas.append(meta)
-    if not frames:
-        raise InputError("no score tables to gather")
-    keys = ("method", "checkpoint_sha256", "subset", "settings")
-    ref = {k: metas[0].get(k) for k in keys}
-    for p, meta in zip(paths, metas, strict=True):
-        for k in keys:
-            if meta.get(k) != ref[k]:
-                raise InputError(
-                    f"{p}: {k} differs from {paths[0]} ({meta.get(k)!r} vs {ref[k]!r}); re-run the stale jobs"
-                )
-    df = pd.concat(frames, ignore_index=True)
-    df["_module"] = df["module"].map({t: i for i, t in enumerate(MODULE_TYPES)})
-    df = df.sort_values(["label", "seed", "layer", "_module", "neuron"], na_position="first", kind="stable")
-    layers = sorted(int(m["layer"]) for m in metas if "layer" in m)
-    if len(set(layers)) != len(layers):
-        raise InputError(f"layer tables overlap: layers {layers}")
-    meta = {**ref, "layers": layers}
-    return df.reset_index(drop=True)[SCORE_COLUMNS], meta
-
-
-# -- one workflow job ----------------------------------------------------------------------------------
-def read_scoring_set(path: str | Path) -> pd.DataFrame:
-    """Read ``scores/scoring_set.tsv`` (accession, sequence, label, label_index), checking its columns and values."""
-    path = Path(path)
-    df = pd.read_csv(
-        path, sep="\t", dtype={"accession": str, "sequence": str, "label": str}, keep_default_na=False
-    )
-    missing = [c for c in ("accession", "sequence", "label", "label_index") if c not in df.columns]
-    if missing:
-        raise InputError(f"{path}: missing columns {missing}")
-    if df.empty:
-        raise InputError(f"{path}: no sequences")
-    bad = df.index[df["sequence"].str.len() == 0]
-    if len(bad):
-        raise InputError(f"{path}: line {int(bad[0]) + 2}: empty sequence")
-    idx = pd.to_numeric(df["label_index"], errors="coerce")
-    if idx.isna().any():
-        row = int(idx.index[idx.isna()][0])
-        raise InputError(
-            f"{path}: line {row + 2}: label_index {df['label_index'].iloc[row]!r} is not an integer"
-        )
-    df["label_index"] = idx.astype(int)
-    return df
-
-
 def settings_for(method: str, score_cfg: dict[str, Any]) -> dict[str, Any]:
     """The settings that determine a method's scores (recorded in the table metadata)."""
     if method == "activation":
@@ -789,71 +699,3 @@ def settings_for(method: str, score_cfg: dict[str, Any]) -> dict[str, Any]:
     if method == "random":
         return {"seeds": list(score_cfg["random"]["seeds"])}
     raise ValueError(f"unknown scoring method {method!r}; one of {', '.join(METHODS)}")
-
-
-def run_score_job(
-    checkpoint: str | Path,
-    scoring_set_path: str | Path,
-    method: str,
-    layer: int,
-    cfg: dict[str, Any],
-    out_path: str | Path,
-    device: torch.device | str = "cpu",
-) -> pd.DataFrame:
-    """Score the six modules of one layer by one method and write ``out_path`` with its provenance.
-
-    ``cfg`` is the validated workflow config (sections ``score``, ``model``, ``seed``).
-    """
-    from . import __version__ as version
-    from .model import load_job_classifier
-
-    device = torch.device(device)
-    model, info = load_job_classifier(checkpoint, cfg, device)
-    subset = read_scoring_set(scoring_set_path)
-    labels = list(info["labels"])
-    bad = subset[(subset["label_index"] >= len(labels)) | (subset["label_index"] < 0)]
-    if bad.empty:
-        mismatch = subset[
-            [labels[i] != lab for i, lab in zip(subset["label_index"], subset["label"], strict=True)]
-        ]
-    else:
-        mismatch = bad
-    if not mismatch.empty:
-        row = mismatch.iloc[0]
-        raise InputError(
-            f"{scoring_set_path}: line {int(mismatch.index[0]) + 2}: label {row['label']!r} with label_index "
-            f"{row['label_index']} does not match the checkpoint's labels {labels} ({checkpoint})"
-        )
-    score_cfg = cfg["score"]
-    log.info(
-        "scoring %s layer %d: %d sequences, device %s, settings %s",
-        method,
-        layer,
-        len(subset),
-        device,
-        settings_for(method, score_cfg),
-    )
-    start = time.monotonic()
-    df = score_layer(model, subset, method, layer, score_cfg, device=device)
-    meta = {
-        "method": method,
-        "layer": int(layer),
-        "checkpoint": str(checkpoint),
-        "checkpoint_sha256": sha256_file(checkpoint),
-        "subset": {
-            "n": len(subset),
-            "split": score_cfg["split"],
-            "max_sequences": score_cfg["max_sequences"],
-            "seed": cfg.get("seed", 0),
-            "accessions_sha256": subset_hash(subset["accession"].tolist()),
-        },
-        "settings": settings_for(method, score_cfg),
-        "device": str(device),
-        "dtype": "bfloat16 autocast" if device.type == "cuda" and score_cfg.get("bf16", True) else "float32",
-        "kneurons": version,
-        "torch": torch.__version__,
-        "seconds": round(time.monotonic() - start, 3),
-    }
-    write_score_table(df, out_path, meta)
-    log.info("wrote %s (%d rows) in %.1f s", out_path, len(df), meta["seconds"])
-    return df

@@ -5,10 +5,10 @@ Two analyses, both on the fine-tuned classifier and the IG score table:
 * **Class-specific knowledge neurons.** From the class-conditional IG rows (column ``label``)
   each class gets its own neuron set: the top fraction ``f`` of all neurons, or (Dai et al.
   2022) those above ``threshold`` x the class's largest score. Neurons are ranked exactly as
-  the ``global`` ablation scope ranks them (``kneurons.selection``, ``ablate.normalise``; its
+  the ``global`` ablation scope ranks them (``kneurons.ablation.selection``, ``ablate.normalise``; its
   ``auto`` default leaves IG unnormalised, since attributions share one unit across modules). Overlaps
   between classes are Jaccard indices. Suppressing class ``c``'s set (``ablate.fill``, through
-  ``kneurons.ablation.evaluate_masks``) and measuring every class's recall on the held-out
+  ``kneurons.ablation.engine.evaluate_masks``) and measuring every class's recall on the held-out
   split gives a class x class matrix of recall change; class ``c``'s *specificity* compares its
   own recall drop with the mean drop of the other classes, against random sets with the same
   number of neurons in every module (seeded).
@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,17 +51,20 @@ import pandas as pd
 import torch
 from scipy import stats as sstats
 
-from .ablation import Fill, Mask, evaluate_masks, layout_of, mean_activations
-from .batching import token_budget_batches
-from .errors import ConfigError, InputError
-from .features import ParseStats, annotation_columns, site_positions
-from .io import write_json_atomic, write_table_atomic
-from .metrics import confusion_matrix, per_class_scores
-from .model import EsmClassifier, get_alphabet, load_job_classifier, tokenize
-from .provenance import check_scores_match_checkpoint
-from .runtime import autocast, to_device
-from .selection import NeuronLayout, normalise_per_module, rank_order, score_vector, top_k_count
-from .split import read_split_rows
+from kneurons.ablation.engine import Fill, Mask, evaluate_masks, layout_of
+from kneurons.ablation.selection import (
+    NeuronLayout,
+    normalise_per_module,
+    rank_order,
+    score_vector,
+    top_k_count,
+)
+from kneurons.data.features import ParseStats, annotation_columns, site_positions
+from kneurons.errors import InputError
+from kneurons.model.batching import token_budget_batches
+from kneurons.model.classifier import EsmClassifier, get_alphabet, tokenize
+from kneurons.model.runtime import autocast, to_device
+from kneurons.stats.metrics import confusion_matrix, per_class_scores
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,7 @@ def _frame(layout: NeuronLayout, values: np.ndarray, order: np.ndarray) -> pd.Da
 def ranked_neurons(
     scores: pd.DataFrame, layout: NeuronLayout, normalise: str = "auto", source: str = "ig scores"
 ) -> pd.DataFrame:
-    """Every neuron ranked by its (``normalise``-d, ``kneurons.selection`` rules) IG score, best first.
+    """Every neuron ranked by its (``normalise``-d, ``kneurons.ablation.selection`` rules) IG score, best first.
 
     ``scores`` holds one row per neuron (no ``label``). Returns ``rank`` (1-based), the key
     columns, ``score`` and ``norm_score``.
@@ -261,7 +263,7 @@ def class_suppression(
     """Suppress each class's neurons; recall change of every class, and each class's specificity.
 
     All masks (each class's set and ``random_sets`` random sets per class with the same number
-    of neurons in every module) go through ``kneurons.ablation.evaluate_masks`` in one call.
+    of neurons in every module) go through ``kneurons.ablation.engine.evaluate_masks`` in one call.
     Returns ``(matrix, specificity)``. ``matrix``: ``suppressed, evaluated, recall_base,
     recall, recall_change`` for every pair of classes. ``specificity`` per suppressed class:
     ``n_neurons, drop_own, drop_other`` (mean over the other classes), ``specificity_diff``
@@ -808,152 +810,3 @@ def site_summary(neurons: pd.DataFrame, alpha: float = 0.05, status: str = "") -
 
 
 # -- stage jobs (the workflow scripts call these) ----------------------------------------------
-def load_held_out(
-    split_path: str | Path,
-    labels: Sequence[str],
-    split: str = "test",
-    max_proteins: int | None = None,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Rows of ``split`` in split.tsv (all columns kept), at most ``max_proteins`` (seeded sample).
-
-    Raises InputError naming the file and line of a label the model does not know, and when the
-    split is empty.
-    """
-    rows = read_split_rows(split_path, split, labels, "characterise.split")
-    if max_proteins is not None and len(rows) > max_proteins:
-        rows = rows.sample(n=max_proteins, random_state=seed).sort_index()
-    return rows.reset_index(drop=True)
-
-
-def make_fill(
-    kind: str,
-    model: EsmClassifier,
-    model_cfg: dict[str, Any],
-    mean_sequences: Sequence[str] | None = None,
-    token_budget: int = 8192,
-    device: torch.device | str = "cpu",
-) -> Fill:
-    """The ``ablate.fill`` value for class suppression, as the ablation stage defines it."""
-    if kind == "zero":
-        return Fill()
-    if kind == "mean":
-        if not mean_sequences:
-            raise ConfigError("ablate.fill: 'mean' needs the scoring set's sequences")
-        return Fill(kind="mean", means=mean_activations(model, mean_sequences, token_budget, device))
-    if kind == "pretrained":
-        from .pretrained import load_pretrained_backbone
-
-        reference = load_pretrained_backbone(model_cfg["name"], model_cfg.get("checkpoint"), download=False)
-        return Fill.from_reference(reference, layout_of(model))
-    raise ConfigError(f"ablate.fill: unknown fill {kind!r}")
-
-
-def run_class_job(
-    checkpoint: str | Path,
-    ig_path: str | Path,
-    split_path: str | Path,
-    cfg: dict[str, Any],
-    out: dict[str, str | Path],
-    scoring_set_path: str | Path | None = None,
-    device: torch.device | str = "cpu",
-) -> dict[str, Any]:
-    """Class-specific neurons: selection, overlap, suppression. ``cfg`` is the whole validated config.
-
-    Writes ``out["neurons"]`` (class sets), ``out["overlap"]``, ``out["matrix"]``,
-    ``out["specificity"]`` (TSV) and ``out["summary"]`` (JSON); returns the summary.
-    """
-    c = cfg["characterise"]
-    model, info = load_job_classifier(checkpoint, cfg, device)
-    labels = [str(x) for x in info["labels"]]
-    ig = pd.read_parquet(ig_path)
-    check_scores_match_checkpoint(ig_path, checkpoint, require=False)  # scores of another model mislead
-    _, per_class = split_ig_scores(ig, source=str(ig_path))
-    layout = layout_of(model)
-    normalise = cfg["ablate"]["normalise"]
-    sets = select_class_neurons(
-        per_class, layout, c["class_selection"], c["class_fraction"], c["class_threshold"], normalise
-    )
-    overlap, shared = class_overlap(sets)
-    held = load_held_out(split_path, labels, c["split"], c["max_proteins"], cfg["seed"])
-    index = {lab: i for i, lab in enumerate(labels)}
-    mean_seqs = None
-    if cfg["ablate"]["fill"] == "mean":
-        mean_seqs = pd.read_csv(scoring_set_path, sep="\t", dtype=str, keep_default_na=False)[
-            "sequence"
-        ].tolist()
-    fill = make_fill(cfg["ablate"]["fill"], model, cfg["model"], mean_seqs, c["token_budget"], device)
-    matrix, spec = class_suppression(
-        model, held["sequence"].tolist(), held["label"].map(index).to_numpy(), labels, sets, fill,
-        c["random_sets"], cfg["seed"], c["token_budget"], device, cfg["train"].get("bf16", True),
-    )  # fmt: skip
-    off = matrix[matrix["suppressed"] != matrix["evaluated"]]["recall_change"]
-    diag = matrix[matrix["suppressed"] == matrix["evaluated"]]["recall_change"]
-    summary = {
-        "classes": sorted(set(sets["label"])),
-        "selection": c["class_selection"],
-        "fraction": c["class_fraction"] if c["class_selection"] == "top_fraction" else None,
-        "threshold": c["class_threshold"] if c["class_selection"] == "relative_threshold" else None,
-        "normalise": normalise,
-        "fill": fill.kind,
-        "neurons_per_class": {str(k): int(v) for k, v in sets.groupby("label").size().items()},
-        "shared_by_all": shared,
-        "mean_jaccard_between_classes": float(
-            overlap.loc[overlap["class_a"] != overlap["class_b"], "jaccard"].mean()
-        ),
-        "held_out_split": c["split"],
-        "held_out_proteins": len(held),
-        "mean_recall_change_own": float(diag.mean()),
-        "mean_recall_change_other": float(off.mean()),
-        "mean_specificity_diff": float(spec["specificity_diff"].mean()),
-        "mean_random_specificity_diff": float(spec["random_diff_mean"].mean()),
-        "random_sets": c["random_sets"],
-    }
-    write_table_atomic(sets, out["neurons"])
-    write_table_atomic(overlap, out["overlap"])
-    write_table_atomic(matrix, out["matrix"])
-    write_table_atomic(spec, out["specificity"])
-    write_json_atomic(out["summary"], summary)
-    log.info("class summary: %s", summary)
-    return summary
-
-
-def run_neuron_job(
-    checkpoint: str | Path,
-    ig_path: str | Path,
-    split_path: str | Path,
-    class_neurons_path: str | Path | None,
-    cfg: dict[str, Any],
-    out: dict[str, str | Path],
-    device: torch.device | str = "cpu",
-) -> dict[str, Any]:
-    """Where the top-N IG neurons fire: per-neuron table, windows, PFMs, site summary, info JSON.
-
-    Writes ``out["neurons"]``, ``out["windows"]``, ``out["pfm"]``, ``out["summary"]`` (TSV) and
-    ``out["info"]`` (JSON); returns the info. Missing annotations are reported, not an error.
-    """
-    c = cfg["characterise"]
-    model, info = load_job_classifier(checkpoint, cfg, device)
-    labels = [str(x) for x in info["labels"]]
-    ig = pd.read_parquet(ig_path)
-    check_scores_match_checkpoint(ig_path, checkpoint, require=False)  # scores of another model mislead
-    held = load_held_out(split_path, labels, c["split"], c["max_proteins"], cfg["seed"])
-    sets = pd.read_csv(class_neurons_path, sep="\t", dtype={"label": str}) if class_neurons_path else None
-    res = characterise_neurons(
-        model,
-        ig,
-        held,
-        c,
-        sets,
-        cfg["ablate"]["normalise"],
-        device,
-        cfg["train"].get("bf16", True),
-        cfg["seed"],
-    )
-    write_table_atomic(res["neurons"], out["neurons"])
-    write_table_atomic(res["windows"], out["windows"])
-    write_table_atomic(res["pfm"], out["pfm"])
-    write_table_atomic(res["summary"], out["summary"])
-    write_json_atomic(out["info"], res["info"])
-    log.info("annotations: %s", res["info"]["annotation"])
-    return res["info"]

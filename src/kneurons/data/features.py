@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .errors import InputError
+from kneurons.errors import InputError
 
 #: Columns of the normalised tables that carry residue annotations, and how each is written.
 SITE_COLUMNS: dict[str, str] = {

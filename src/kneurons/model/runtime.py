@@ -8,7 +8,7 @@ import random
 import numpy as np
 import torch
 
-from .errors import ConfigError
+from kneurons.errors import ConfigError
 
 
 def resolve_device(device: str = "auto") -> torch.device:

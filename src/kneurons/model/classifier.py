@@ -18,9 +18,9 @@ import esm
 import torch
 from torch import nn
 
-from .attention import set_attention
-from .config import ESM2_ARCHITECTURES
-from .errors import ModelError
+from kneurons.config import ESM2_ARCHITECTURES
+from kneurons.errors import ModelError
+from kneurons.model.attention import set_attention
 
 #: The neuron-bearing modules of a layer, in fair-esm's names.
 MODULE_TYPES: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
@@ -72,7 +72,7 @@ class EsmClassifier(nn.Module):
 
     ``pooling='mean'`` averages the final representations over residues (BOS, EOS and padding
     excluded); ``pooling='bos'`` takes the BOS token. ``attention`` picks the self-attention
-    implementation (``sdpa`` fast path or fair-esm's ``reference``; see ``kneurons.attention``).
+    implementation (``sdpa`` fast path or fair-esm's ``reference``; see ``kneurons.model.attention``).
     """
 
     def __init__(
@@ -175,7 +175,7 @@ def save_classifier(
     Only tensors and plain Python containers are stored, so ``load_classifier`` can use
     ``torch.load(weights_only=True)``.
     """
-    from .io import atomic_path
+    from kneurons.io import atomic_path
 
     payload = {
         "format": CHECKPOINT_FORMAT,

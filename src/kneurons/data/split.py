@@ -15,14 +15,13 @@ import shutil
 import subprocess
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
+from kneurons.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -114,29 +113,6 @@ def stratified_subset(
     for label, positions in labels.groupby(labels, sort=True).indices.items():
         keep.extend(rng.choice(positions, size=quota[str(label)], replace=False).tolist())
     return df.iloc[sorted(keep)]
-
-
-def read_split_rows(split_path: str | Path, split: str, labels: Sequence[str], purpose: str) -> pd.DataFrame:
-    """Rows of ``split`` in split.tsv (every column, as strings; the index keeps file order).
-
-    Raises InputError when a contract column is missing, when the split is empty (naming
-    ``purpose``), and naming the file and line of a label the model does not know.
-    """
-    split_path = Path(split_path)
-    df = pd.read_csv(split_path, sep="\t", dtype=str, keep_default_na=False)
-    missing = [c for c in ("accession", "sequence", "label", "split") if c not in df.columns]
-    if missing:
-        raise InputError(f"{split_path}: missing column(s) {missing}")
-    rows = df[df["split"] == split]
-    if rows.empty:
-        raise InputError(f"{split_path}: no rows with split == {split!r} ({purpose})")
-    unknown = ~rows["label"].isin(set(labels))
-    if unknown.any():
-        line = int(rows.index[unknown.to_numpy()][0]) + 2  # the header is line 1
-        raise InputError(
-            f"{split_path}: line {line}: label {rows['label'][unknown].iloc[0]!r} is not one of the model's labels {list(labels)}"
-        )
-    return rows
 
 
 def stratified_split(labels_df: pd.DataFrame, fractions: dict[str, float], seed: int) -> pd.DataFrame:

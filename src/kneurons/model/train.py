@@ -31,14 +31,14 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .batching import run_adaptive, token_budget_batches
-from .config import load_schema
-from .errors import InputError
-from .io import atomic_path, write_json_atomic, write_table_atomic
-from .metrics import classification_metrics, macro_f1
-from .model import EsmClassifier, get_alphabet, save_classifier, tokenize
-from .pretrained import Downloader, build_classifier
-from .runtime import autocast, resolve_device, seed_everything, to_device
+from kneurons.config import load_schema
+from kneurons.errors import InputError
+from kneurons.io import atomic_path, write_json_atomic, write_table_atomic
+from kneurons.model.batching import run_adaptive, token_budget_batches
+from kneurons.model.classifier import EsmClassifier, get_alphabet, save_classifier, tokenize
+from kneurons.model.pretrained import Downloader, build_classifier
+from kneurons.model.runtime import autocast, resolve_device, seed_everything, to_device
+from kneurons.stats.metrics import classification_metrics, macro_f1
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def _merged(section: str, given: dict[str, Any] | None) -> dict[str, Any]:
 
 def check_train_config(model_cfg: dict[str, Any], train_cfg: dict[str, Any]) -> None:
     """Validate the ``model`` and ``train`` sections through the one validation function."""
-    from .config import validate_config
+    from kneurons.config import validate_config
 
     validate_config({"model": model_cfg, "train": train_cfg})
 

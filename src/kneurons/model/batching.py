@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from .errors import ModelError
+from kneurons.errors import ModelError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

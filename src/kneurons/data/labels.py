@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import validate_config
-from .data import OPTIONAL_COLUMNS
-from .data.normalise import NONSTANDARD_RESIDUES, normalise_proteins
-from .ec import EC_CLASS_NAMES, ECNumber, parse_ec_list, read_enzclass
-from .errors import InputError
+from kneurons.config import validate_config
+from kneurons.data import OPTIONAL_COLUMNS
+from kneurons.data.ec import EC_CLASS_NAMES, ECNumber, parse_ec_list, read_enzclass
+from kneurons.data.normalise import NONSTANDARD_RESIDUES, normalise_proteins
+from kneurons.errors import InputError
 
 log = logging.getLogger(__name__)
 

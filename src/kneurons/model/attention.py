@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from esm.multihead_attention import MultiheadAttention
 from torch import nn
 
-from .errors import ConfigError
+from kneurons.errors import ConfigError
 
 #: Values of the ``model.attention`` config key.
 ATTENTION_BACKENDS: tuple[str, ...] = ("sdpa", "reference")

@@ -1,0 +1,1 @@
+"""Characterisation: class-specific neurons and where neurons fire along sequences."""

@@ -1,0 +1,1 @@
+"""The job seam: what every workflow script calls, and the per-stage job adapters."""

@@ -1,0 +1,100 @@
+"""The ablation job: every mask of one (method, scope) on the test split."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from kneurons.ablation.engine import AblationResult, load_test_set, make_fill, run_ablation
+from kneurons.errors import InputError
+from kneurons.tables import save_result
+
+log = logging.getLogger(__name__)
+
+
+def run_ablation_job(
+    checkpoint: str | Path,
+    split_path: str | Path,
+    scores_path: str | Path,
+    method: str,
+    scope: str,
+    cfg: dict[str, Any],
+    table_out: str | Path,
+    pred_out: str | Path,
+    scoring_set_path: str | Path | None = None,
+    device: torch.device | str = "cpu",
+    reference_loader: Callable[[], nn.Module] | None = None,
+) -> AblationResult:
+    """One workflow job: every mask of ``method`` in ``scope`` on the test split; writes the table and predictions.
+
+    ``cfg`` is the validated workflow config (sections ``ablate``, ``model``). For
+    ``fill: pretrained`` the reference backbone comes from ``reference_loader`` (default: the
+    pretrained fair-esm weights named in the checkpoint, via ``kneurons.model.pretrained``).
+    """
+    from kneurons.model.classifier import load_job_classifier
+    from kneurons.provenance import check_scores_match_checkpoint
+    from kneurons.tables import read_score_table
+
+    device = torch.device(device)
+    ab = cfg["ablate"]
+    model, info = load_job_classifier(checkpoint, cfg, device)
+    labels = list(info["labels"])
+    accessions, sequences, y_true = load_test_set(
+        split_path, labels, ab.get("max_sequences"), cfg.get("seed", 0)
+    )
+    scores, score_meta = read_score_table(scores_path)
+    # Scores of another model would rank this model's neurons meaninglessly.
+    check_scores_match_checkpoint(scores_path, checkpoint, score_meta)
+    scoring_sequences = None
+    if ab["fill"] == "mean":
+        if scoring_set_path is None:
+            raise InputError("ablate.fill 'mean' needs the scoring set (scores/scoring_set.tsv)")
+        from kneurons.tables import read_scoring_set
+
+        scoring_sequences = read_scoring_set(scoring_set_path)["sequence"].tolist()
+    if reference_loader is None:
+
+        def reference_loader() -> nn.Module:
+            from kneurons.model.pretrained import load_pretrained_backbone
+
+            return load_pretrained_backbone(info["backbone"]["name"], cfg["model"].get("checkpoint"))
+
+    fill = make_fill(
+        ab["fill"],
+        model,
+        pretrained=bool(info.get("meta", {}).get("pretrained", False)),
+        scoring_sequences=scoring_sequences,
+        reference=reference_loader,
+        token_budget=ab["token_budget"],
+        device=device,
+        source=str(checkpoint),
+    )
+    per_pass = ab.get("masks_per_pass") or (16 if device.type == "cuda" else 1)
+    result = run_ablation(
+        model,
+        sequences,
+        y_true,
+        labels,
+        scores,
+        method,
+        scope,
+        ab["fractions"],
+        ab["modes"],
+        fill=fill,
+        normalise=ab["normalise"],
+        random_seeds=ab["random_seeds"],
+        accessions=accessions,
+        token_budget=ab["token_budget"],
+        masks_per_pass=per_pass,
+        device=device,
+        bf16=ab["bf16"],
+        source=str(scores_path),
+    )
+    save_result(table_out, pred_out, result)
+    log.info("%s / %s: %d rows in %.1f s", method, scope, len(result.table), result.seconds)
+    return result

@@ -1,0 +1,178 @@
+"""The characterisation jobs: class-specific neurons and where the top neurons fire."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from kneurons.ablation.engine import Fill, layout_of, mean_activations
+from kneurons.characterise.core import (
+    characterise_neurons,
+    class_overlap,
+    class_suppression,
+    select_class_neurons,
+    split_ig_scores,
+)
+from kneurons.errors import ConfigError
+from kneurons.io import write_json_atomic, write_table_atomic
+from kneurons.model.classifier import EsmClassifier, load_job_classifier
+from kneurons.provenance import check_scores_match_checkpoint
+from kneurons.tables import read_split_rows
+
+log = logging.getLogger(__name__)
+
+
+def load_held_out(
+    split_path: str | Path,
+    labels: Sequence[str],
+    split: str = "test",
+    max_proteins: int | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Rows of ``split`` in split.tsv (all columns kept), at most ``max_proteins`` (seeded sample).
+
+    Raises InputError naming the file and line of a label the model does not know, and when the
+    split is empty.
+    """
+    rows = read_split_rows(split_path, split, labels, "characterise.split")
+    if max_proteins is not None and len(rows) > max_proteins:
+        rows = rows.sample(n=max_proteins, random_state=seed).sort_index()
+    return rows.reset_index(drop=True)
+
+
+def make_fill(
+    kind: str,
+    model: EsmClassifier,
+    model_cfg: dict[str, Any],
+    mean_sequences: Sequence[str] | None = None,
+    token_budget: int = 8192,
+    device: torch.device | str = "cpu",
+) -> Fill:
+    """The ``ablate.fill`` value for class suppression, as the ablation stage defines it."""
+    if kind == "zero":
+        return Fill()
+    if kind == "mean":
+        if not mean_sequences:
+            raise ConfigError("ablate.fill: 'mean' needs the scoring set's sequences")
+        return Fill(kind="mean", means=mean_activations(model, mean_sequences, token_budget, device))
+    if kind == "pretrained":
+        from kneurons.model.pretrained import load_pretrained_backbone
+
+        reference = load_pretrained_backbone(model_cfg["name"], model_cfg.get("checkpoint"), download=False)
+        return Fill.from_reference(reference, layout_of(model))
+    raise ConfigError(f"ablate.fill: unknown fill {kind!r}")
+
+
+def run_class_job(
+    checkpoint: str | Path,
+    ig_path: str | Path,
+    split_path: str | Path,
+    cfg: dict[str, Any],
+    out: dict[str, str | Path],
+    scoring_set_path: str | Path | None = None,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """Class-specific neurons: selection, overlap, suppression. ``cfg`` is the whole validated config.
+
+    Writes ``out["neurons"]`` (class sets), ``out["overlap"]``, ``out["matrix"]``,
+    ``out["specificity"]`` (TSV) and ``out["summary"]`` (JSON); returns the summary.
+    """
+    c = cfg["characterise"]
+    model, info = load_job_classifier(checkpoint, cfg, device)
+    labels = [str(x) for x in info["labels"]]
+    ig = pd.read_parquet(ig_path)
+    check_scores_match_checkpoint(ig_path, checkpoint, require=False)  # scores of another model mislead
+    _, per_class = split_ig_scores(ig, source=str(ig_path))
+    layout = layout_of(model)
+    normalise = cfg["ablate"]["normalise"]
+    sets = select_class_neurons(
+        per_class, layout, c["class_selection"], c["class_fraction"], c["class_threshold"], normalise
+    )
+    overlap, shared = class_overlap(sets)
+    held = load_held_out(split_path, labels, c["split"], c["max_proteins"], cfg["seed"])
+    index = {lab: i for i, lab in enumerate(labels)}
+    mean_seqs = None
+    if cfg["ablate"]["fill"] == "mean":
+        mean_seqs = pd.read_csv(scoring_set_path, sep="\t", dtype=str, keep_default_na=False)[
+            "sequence"
+        ].tolist()
+    fill = make_fill(cfg["ablate"]["fill"], model, cfg["model"], mean_seqs, c["token_budget"], device)
+    matrix, spec = class_suppression(
+        model, held["sequence"].tolist(), held["label"].map(index).to_numpy(), labels, sets, fill,
+        c["random_sets"], cfg["seed"], c["token_budget"], device, cfg["train"].get("bf16", True),
+    )  # fmt: skip
+    off = matrix[matrix["suppressed"] != matrix["evaluated"]]["recall_change"]
+    diag = matrix[matrix["suppressed"] == matrix["evaluated"]]["recall_change"]
+    summary = {
+        "classes": sorted(set(sets["label"])),
+        "selection": c["class_selection"],
+        "fraction": c["class_fraction"] if c["class_selection"] == "top_fraction" else None,
+        "threshold": c["class_threshold"] if c["class_selection"] == "relative_threshold" else None,
+        "normalise": normalise,
+        "fill": fill.kind,
+        "neurons_per_class": {str(k): int(v) for k, v in sets.groupby("label").size().items()},
+        "shared_by_all": shared,
+        "mean_jaccard_between_classes": float(
+            overlap.loc[overlap["class_a"] != overlap["class_b"], "jaccard"].mean()
+        ),
+        "held_out_split": c["split"],
+        "held_out_proteins": len(held),
+        "mean_recall_change_own": float(diag.mean()),
+        "mean_recall_change_other": float(off.mean()),
+        "mean_specificity_diff": float(spec["specificity_diff"].mean()),
+        "mean_random_specificity_diff": float(spec["random_diff_mean"].mean()),
+        "random_sets": c["random_sets"],
+    }
+    write_table_atomic(sets, out["neurons"])
+    write_table_atomic(overlap, out["overlap"])
+    write_table_atomic(matrix, out["matrix"])
+    write_table_atomic(spec, out["specificity"])
+    write_json_atomic(out["summary"], summary)
+    log.info("class summary: %s", summary)
+    return summary
+
+
+def run_neuron_job(
+    checkpoint: str | Path,
+    ig_path: str | Path,
+    split_path: str | Path,
+    class_neurons_path: str | Path | None,
+    cfg: dict[str, Any],
+    out: dict[str, str | Path],
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """Where the top-N IG neurons fire: per-neuron table, windows, PFMs, site summary, info JSON.
+
+    Writes ``out["neurons"]``, ``out["windows"]``, ``out["pfm"]``, ``out["summary"]`` (TSV) and
+    ``out["info"]`` (JSON); returns the info. Missing annotations are reported, not an error.
+    """
+    c = cfg["characterise"]
+    model, info = load_job_classifier(checkpoint, cfg, device)
+    labels = [str(x) for x in info["labels"]]
+    ig = pd.read_parquet(ig_path)
+    check_scores_match_checkpoint(ig_path, checkpoint, require=False)  # scores of another model mislead
+    held = load_held_out(split_path, labels, c["split"], c["max_proteins"], cfg["seed"])
+    sets = pd.read_csv(class_neurons_path, sep="\t", dtype={"label": str}) if class_neurons_path else None
+    res = characterise_neurons(
+        model,
+        ig,
+        held,
+        c,
+        sets,
+        cfg["ablate"]["normalise"],
+        device,
+        cfg["train"].get("bf16", True),
+        cfg["seed"],
+    )
+    write_table_atomic(res["neurons"], out["neurons"])
+    write_table_atomic(res["windows"], out["windows"])
+    write_table_atomic(res["pfm"], out["pfm"])
+    write_table_atomic(res["summary"], out["summary"])
+    write_json_atomic(out["info"], res["info"])
+    log.info("annotations: %s", res["info"]["annotation"])
+    return res["info"]

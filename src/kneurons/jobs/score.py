@@ -1,0 +1,86 @@
+"""The scoring job: one (method, layer) score table from the checkpoint and the scoring set."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from kneurons.errors import InputError
+from kneurons.io import sha256_file
+from kneurons.scoring.methods import score_layer, settings_for, subset_hash
+from kneurons.tables import read_scoring_set, write_score_table
+
+log = logging.getLogger(__name__)
+
+
+def run_score_job(
+    checkpoint: str | Path,
+    scoring_set_path: str | Path,
+    method: str,
+    layer: int,
+    cfg: dict[str, Any],
+    out_path: str | Path,
+    device: torch.device | str = "cpu",
+) -> pd.DataFrame:
+    """Score the six modules of one layer by one method and write ``out_path`` with its provenance.
+
+    ``cfg`` is the validated workflow config (sections ``score``, ``model``, ``seed``).
+    """
+    from kneurons import __version__ as version
+    from kneurons.model.classifier import load_job_classifier
+
+    device = torch.device(device)
+    model, info = load_job_classifier(checkpoint, cfg, device)
+    subset = read_scoring_set(scoring_set_path)
+    labels = list(info["labels"])
+    bad = subset[(subset["label_index"] >= len(labels)) | (subset["label_index"] < 0)]
+    if bad.empty:
+        mismatch = subset[
+            [labels[i] != lab for i, lab in zip(subset["label_index"], subset["label"], strict=True)]
+        ]
+    else:
+        mismatch = bad
+    if not mismatch.empty:
+        row = mismatch.iloc[0]
+        raise InputError(
+            f"{scoring_set_path}: line {int(mismatch.index[0]) + 2}: label {row['label']!r} with label_index "
+            f"{row['label_index']} does not match the checkpoint's labels {labels} ({checkpoint})"
+        )
+    score_cfg = cfg["score"]
+    log.info(
+        "scoring %s layer %d: %d sequences, device %s, settings %s",
+        method,
+        layer,
+        len(subset),
+        device,
+        settings_for(method, score_cfg),
+    )
+    start = time.monotonic()
+    df = score_layer(model, subset, method, layer, score_cfg, device=device)
+    meta = {
+        "method": method,
+        "layer": int(layer),
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": sha256_file(checkpoint),
+        "subset": {
+            "n": len(subset),
+            "split": score_cfg["split"],
+            "max_sequences": score_cfg["max_sequences"],
+            "seed": cfg.get("seed", 0),
+            "accessions_sha256": subset_hash(subset["accession"].tolist()),
+        },
+        "settings": settings_for(method, score_cfg),
+        "device": str(device),
+        "dtype": "bfloat16 autocast" if device.type == "cuda" and score_cfg.get("bf16", True) else "float32",
+        "kneurons": version,
+        "torch": torch.__version__,
+        "seconds": round(time.monotonic() - start, 3),
+    }
+    write_score_table(df, out_path, meta)
+    log.info("wrote %s (%d rows) in %.1f s", out_path, len(df), meta["seconds"])
+    return df

@@ -1,0 +1,1 @@
+"""Neuron scoring methods (activation, integrated gradients, grad x activation, random)."""

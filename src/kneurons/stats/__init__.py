@@ -1,0 +1,1 @@
+"""Statistics over ablation results: curves, gaps to random, density; classification metrics."""
