@@ -149,6 +149,16 @@ class EsmClassifier(nn.Module):
             else getattr(blk.self_attn, module_type)
         )
 
+    # -- tokens --------------------------------------------------------------------------
+    @property
+    def padding_idx(self) -> int:
+        """Token id of padding (never part of a neuron's activation)."""
+        return int(self.esm.padding_idx)
+
+    def tokenize(self, sequences: list[str]) -> torch.Tensor:
+        """Token ids ``(B, T)`` of ``sequences`` with BOS/EOS and right padding, on the CPU."""
+        return tokenize(list(sequences))
+
     def neuron_count(self, module_type: str) -> int:
         """Output units of a module type (the same in every layer)."""
         return self.module(0, module_type).out_features
