@@ -1,11 +1,14 @@
 """ESM-2 backbone + classification head, with the residual-stream API that scoring and ablation use.
 
-The backbone is fair-esm's own ``ESM2`` module (pretrained or random weights). ``EsmClassifier``
-splits its forward pass into ``embed`` -> ``run_layers`` -> ``classify`` so that a caller can
-compute the residual stream entering layer ``l`` once and re-run only layers ``>= l``.
+``EsmClassifier`` splits its forward pass into ``embed`` -> ``run_layers`` -> ``classify`` so that
+a caller can compute the residual stream entering layer ``l`` once and re-run only layers
+``>= l``; inside a layer it offers the resume points (``RESUME_POINTS``, ``position_of``,
+``run_layer_with_states``, ``resume_layer``) and the named modules ``q_proj`` ... ``fc2``.
 
-Inside the layers fair-esm keeps tensors time-first, ``(T, B, E)``; the module outputs that
-define neurons (``q_proj`` ... ``fc2``) are therefore ``(T, B, n_neurons)``.
+What the backbone library does inside is its backend's business (``kneurons.model.backend``;
+today ``kneurons.model.fair_esm``): callers never reach into ``model.esm``. The stream and module
+outputs keep the backend's layout; ``batch_dim`` says where the batch is (fair-esm: time-first
+``(T, B, E)``, module outputs ``(T, B, n_neurons)``).
 """
 
 from __future__ import annotations
@@ -14,16 +17,36 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import esm
 import torch
 from torch import nn
 
 from kneurons.config import ESM2_ARCHITECTURES
 from kneurons.errors import ModelError
-from kneurons.model.attention import set_attention
+from kneurons.model.backend import (
+    MODULE_TYPES,
+    RESUME_POINTS,
+    LayerState,
+    backend_for,
+    position_of,
+    repeat_padding,
+)
+from kneurons.model.fair_esm import build_backbone, get_alphabet, tokenize
 
-#: The neuron-bearing modules of a layer, in fair-esm's names.
-MODULE_TYPES: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+# Stages import the module names and fair-esm's tokenizer from here (model.tokenize is the API).
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "MODULE_TYPES",
+    "RESUME_POINTS",
+    "BackboneSpec",
+    "EsmClassifier",
+    "build_backbone",
+    "get_alphabet",
+    "load_classifier",
+    "load_job_classifier",
+    "save_classifier",
+    "tokenize",
+]
+
 CHECKPOINT_FORMAT = "kneurons-classifier/1"
 
 
@@ -51,60 +74,44 @@ class BackboneSpec:
         return cls(name=name, num_layers=layers, embed_dim=dim, attention_heads=heads)
 
 
-def build_backbone(spec: BackboneSpec) -> esm.model.esm2.ESM2:
-    """The fair-esm ESM-2 architecture with random weights."""
-    return esm.model.esm2.ESM2(
-        num_layers=spec.num_layers,
-        embed_dim=spec.embed_dim,
-        attention_heads=spec.attention_heads,
-        alphabet="ESM-1b",
-        token_dropout=spec.token_dropout,
-    )
-
-
-def get_alphabet() -> esm.data.Alphabet:
-    """The ESM-2 alphabet (shared by every ESM-2 size)."""
-    return esm.data.Alphabet.from_architecture("ESM-1b")
-
-
 class EsmClassifier(nn.Module):
     """ESM-2 with a linear classification head on pooled token representations.
 
     ``pooling='mean'`` averages the final representations over residues (BOS, EOS and padding
     excluded); ``pooling='bos'`` takes the BOS token. ``attention`` picks the self-attention
     implementation (``sdpa`` fast path or fair-esm's ``reference``; see ``kneurons.model.attention``).
+    The backbone stays the registered submodule ``esm`` (checkpoint keys ``esm.*``); ``backend``
+    is the plain object that knows its insides.
     """
 
-    def __init__(
-        self, backbone: esm.model.esm2.ESM2, num_classes: int, pooling: str = "mean", attention: str = "sdpa"
-    ):
+    #: Resume points inside a layer, in forward order (``kneurons.model.backend``).
+    RESUME_POINTS = RESUME_POINTS
+
+    def __init__(self, backbone: nn.Module, num_classes: int, pooling: str = "mean", attention: str = "sdpa"):
         super().__init__()
         if pooling not in ("mean", "bos"):
             raise ModelError(f"unknown pooling {pooling!r}; use 'mean' or 'bos'")
-        set_attention(backbone, attention)
+        self.backend = backend_for(backbone)
+        self.backend.set_attention(attention)
         self.esm = backbone
         self.pooling = pooling
         self.num_classes = int(num_classes)
-        self.head = nn.Linear(backbone.embed_dim, self.num_classes)
+        self.head = nn.Linear(self.backend.embed_dim, self.num_classes)
 
     # -- the residual-stream API --------------------------------------------------------
     @property
     def num_layers(self) -> int:
-        return len(self.esm.layers)
+        """Transformer layers."""
+        return self.backend.num_layers
+
+    @property
+    def batch_dim(self) -> int:
+        """Where the batch is in the residual stream and in module outputs."""
+        return self.backend.batch_dim
 
     def embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Token embedding as ESM2.forward computes it; returns ``(x (T,B,E), padding_mask (B,T) | None)``."""
-        e = self.esm
-        padding_mask = tokens.eq(e.padding_idx)
-        x = e.embed_scale * e.embed_tokens(tokens)
-        if e.token_dropout:
-            x = x.masked_fill((tokens == e.mask_idx).unsqueeze(-1), 0.0)
-            mask_ratio_train = 0.15 * 0.8
-            src_lengths = (~padding_mask).sum(-1)
-            mask_ratio_observed = (tokens == e.mask_idx).sum(-1).to(x.dtype) / src_lengths
-            x = x * (1 - mask_ratio_train) / (1 - mask_ratio_observed)[:, None, None]
-        x = x * (1 - padding_mask.unsqueeze(-1).type_as(x))
-        return x.transpose(0, 1), (padding_mask if padding_mask.any() else None)
+        """Residual stream entering layer 0 and the padding mask ``(B, T)`` (None when nothing is padded)."""
+        return self.backend.embed(tokens)
 
     def run_layers(
         self,
@@ -113,23 +120,18 @@ class EsmClassifier(nn.Module):
         start: int = 0,
         stop: int | None = None,
     ) -> torch.Tensor:
-        """Run transformer layers ``start .. stop-1`` on the residual stream ``x`` (T,B,E)."""
-        for layer in self.esm.layers[start:stop]:
-            x, _ = layer(x, self_attn_padding_mask=padding_mask, need_head_weights=False)
-        return x
+        """Run transformer layers ``start .. stop-1`` on the residual stream ``x``."""
+        return self.backend.run_layers(x, padding_mask, start, stop)
 
     def classify(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Final layer norm, pooling and head on the residual stream after the last layer."""
-        h = self.esm.emb_layer_norm_after(x).transpose(0, 1)  # (B, T, E)
-        return self.head(self.pool(h, tokens))
+        return self.head(self.pool(self.backend.final_norm(x), tokens))
 
     def pool(self, h: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Pool (B,T,E) representations to (B,E)."""
         if self.pooling == "bos":
             return h[:, 0]
-        e = self.esm
-        residue = (tokens != e.padding_idx) & (tokens != e.cls_idx) & (tokens != e.eos_idx)
-        w = residue.unsqueeze(-1).to(h.dtype)
+        w = self.backend.residue_mask(tokens).unsqueeze(-1).to(h.dtype)
         return (h * w).sum(1) / w.sum(1).clamp_min(1.0)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -137,39 +139,57 @@ class EsmClassifier(nn.Module):
         x, padding_mask = self.embed(tokens)
         return self.classify(self.run_layers(x, padding_mask), tokens)
 
+    # -- resume points inside a layer ------------------------------------------------------
+    @staticmethod
+    def position_of(module_type: str) -> int:
+        """Index in ``RESUME_POINTS`` of the resume point just before ``module_type``'s output."""
+        return position_of(module_type)
+
+    def run_layer_with_states(
+        self, layer: int, x: torch.Tensor, padding_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, LayerState]:
+        """Output of layer ``layer`` on ``x`` and the state cached at each of its resume points."""
+        return self.backend.run_layer_with_states(layer, x, padding_mask)
+
+    def resume_layer(self, layer: int, position: int, state: LayerState, copies: int = 1) -> torch.Tensor:
+        """Output of layer ``layer`` recomputed from resume point ``position`` of ``state``.
+
+        The batch is repeated ``copies`` times (copy-major, as ``repeat_stream``); forward hooks
+        on the modules at and after the resume point fire. Bit-identical to the layer's own pass.
+        """
+        return self.backend.resume_layer(layer, position, state, copies)
+
+    def repeat_stream(self, x: torch.Tensor, copies: int) -> torch.Tensor:
+        """The residual stream with its batch repeated ``copies`` times (copy-major); ``x`` itself for 1."""
+        return self.backend.repeat_stream(x, copies)
+
+    @staticmethod
+    def repeat_padding(padding_mask: torch.Tensor | None, copies: int) -> torch.Tensor | None:
+        """The padding mask repeated like ``repeat_stream``."""
+        return repeat_padding(padding_mask, copies)
+
     # -- neurons ---------------------------------------------------------------------
     def module(self, layer: int, module_type: str) -> nn.Linear:
         """The ``module_type`` linear of transformer layer ``layer`` (0-based)."""
-        if module_type not in MODULE_TYPES:
-            raise ModelError(f"unknown module {module_type!r}; one of {', '.join(MODULE_TYPES)}")
-        blk = self.esm.layers[layer]
-        return (
-            getattr(blk, module_type)
-            if module_type in ("fc1", "fc2")
-            else getattr(blk.self_attn, module_type)
-        )
-
-    # -- tokens --------------------------------------------------------------------------
-    @property
-    def padding_idx(self) -> int:
-        """Token id of padding (never part of a neuron's activation)."""
-        return int(self.esm.padding_idx)
-
-    def tokenize(self, sequences: list[str]) -> torch.Tensor:
-        """Token ids ``(B, T)`` of ``sequences`` with BOS/EOS and right padding, on the CPU."""
-        return tokenize(list(sequences))
+        return self.backend.module(layer, module_type)
 
     def neuron_count(self, module_type: str) -> int:
         """Output units of a module type (the same in every layer)."""
         return self.module(0, module_type).out_features
 
+    # -- tokens --------------------------------------------------------------------------
+    @property
+    def padding_idx(self) -> int:
+        """Token id of padding (never part of a neuron's activation)."""
+        return self.backend.padding_idx
 
-def tokenize(sequences: list[str], alphabet: esm.data.Alphabet | None = None) -> torch.Tensor:
-    """Token ids (B, T) with BOS/EOS and right padding, as fair-esm's batch converter makes them."""
-    alphabet = alphabet or get_alphabet()
-    converter = alphabet.get_batch_converter()
-    _, _, tokens = converter([(str(i), s) for i, s in enumerate(sequences)])
-    return tokens
+    def tokenize(self, sequences: list[str]) -> torch.Tensor:
+        """Token ids ``(B, T)`` of ``sequences`` with BOS/EOS and right padding, on the CPU."""
+        return self.backend.tokenize(list(sequences))
+
+    def token_mask(self, tokens: torch.Tensor) -> torch.Tensor:
+        """True at non-padding tokens, shaped to broadcast against a module output (fair-esm ``(T,B,1)``)."""
+        return self.backend.token_mask(tokens)
 
 
 # -- checkpoints -------------------------------------------------------------------------
@@ -204,7 +224,7 @@ def save_classifier(
 def load_classifier(
     path: str | Path, map_location: str | torch.device = "cpu", attention: str = "sdpa"
 ) -> tuple[EsmClassifier, dict]:
-    """Load a checkpoint written by ``save_classifier``; returns ``(model in eval mode, payload without weights)``.
+    """Load a checkpoint written by ``save_classifier``: ``(model in eval mode, payload without weights)``.
 
     ``attention`` is the config's ``model.attention`` (``sdpa`` | ``reference``); weights do not depend on it.
     """
@@ -216,9 +236,8 @@ def load_classifier(
             f"{path}: not a readable kneurons classifier checkpoint ({exc.__class__.__name__}: {exc})"
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ModelError(
-            f"{path}: not a kneurons classifier checkpoint (format {payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})"
-        )
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise ModelError(f"{path}: not a kneurons classifier checkpoint (format {found!r})")
     spec = BackboneSpec(**payload["backbone"])
     model = EsmClassifier(
         build_backbone(spec),

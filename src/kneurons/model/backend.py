@@ -1,0 +1,123 @@
+"""What every model backend provides, and how to find the backend of a bare backbone.
+
+A **backend** wraps the transformer of one library (today fair-esm's ``ESM2``; later Hugging Face
+ESM-2 or ESM C) and is the only code that knows its insides: tensor layout, attention internals,
+module names. ``EsmClassifier`` delegates to it, so scoring, ablation and characterisation see
+one API whatever the library: embed, run layers from ``l``, the named modules ``q_proj`` ...
+``fc2`` of every layer, and the **resume points** inside a layer. A new model family is one new
+class implementing :class:`Backend`, listed in ``BACKENDS``.
+
+Resume points are where a layer's computation can restart from cached tensors, so that masks on
+a module re-run only what comes after it (the ablation engine). Every backend has the same four,
+in forward order (``RESUME_POINTS``); ``POSITION`` says at which one each module's output is
+produced.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from kneurons.errors import ModelError
+
+#: The neuron-bearing modules of a layer, in fair-esm's names (every backend uses them).
+MODULE_TYPES: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+
+#: Resume points inside a transformer layer, in forward order (their index is the position):
+#: the layer input (q/k/v need the whole attention), the attention context entering
+#: ``out_proj``, the residual after attention (``fc1``'s block), and ``fc2``'s input.
+RESUME_POINTS: tuple[str, ...] = ("layer_input", "attention_context", "post_attention", "ffn_hidden")
+
+#: The resume point just before each module: masks on it can start from the state cached there.
+POSITION: dict[str, int] = {"q_proj": 0, "k_proj": 0, "v_proj": 0, "out_proj": 1, "fc1": 2, "fc2": 3}
+
+#: Tensors a backend caches at the resume points of one layer (its own names and layout).
+LayerState = dict[str, "torch.Tensor | None"]
+
+
+def position_of(module_type: str) -> int:
+    """Index in ``RESUME_POINTS`` of the resume point just before ``module_type``."""
+    try:
+        return POSITION[module_type]
+    except KeyError:
+        raise ModelError(f"unknown module {module_type!r}; one of {', '.join(MODULE_TYPES)}") from None
+
+
+class Backend(Protocol):
+    """The transformer of one library, behind the classifier's API.
+
+    The residual stream and module outputs keep the library's own layout; ``batch_dim`` says
+    where the batch is in them (fair-esm: time-first ``(T, B, E)``, batch at 1). The padding
+    mask returned by ``embed`` is ``(B, T)`` (True = padding) or None when nothing is padded.
+    """
+
+    batch_dim: int
+
+    @property
+    def num_layers(self) -> int:
+        """Transformer layers."""
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the residual stream."""
+
+    @property
+    def padding_idx(self) -> int:
+        """Token id of padding."""
+
+    def tokenize(self, sequences: list[str]) -> torch.Tensor:
+        """Token ids ``(B, T)`` with the library's special tokens and right padding, on the CPU."""
+
+    def residue_mask(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(B, T)`` True at residues (special tokens and padding excluded): what mean pooling averages."""
+
+    def token_mask(self, tokens: torch.Tensor) -> torch.Tensor:
+        """True at non-padding tokens, shaped to broadcast against a module output."""
+
+    def embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Residual stream entering layer 0 and the padding mask."""
+
+    def run_layers(
+        self, x: torch.Tensor, padding_mask: torch.Tensor | None, start: int = 0, stop: int | None = None
+    ) -> torch.Tensor:
+        """Layers ``start .. stop-1`` on the residual stream."""
+
+    def final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        """Final layer norm of the stream after the last layer, batch-first ``(B, T, E)``."""
+
+    def module(self, layer: int, module_type: str) -> nn.Linear:
+        """The ``module_type`` linear of layer ``layer``."""
+
+    def repeat_stream(self, x: torch.Tensor, copies: int) -> torch.Tensor:
+        """The residual stream with its batch repeated ``copies`` times (copy-major)."""
+
+    def run_layer_with_states(
+        self, layer: int, x: torch.Tensor, padding_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, LayerState]:
+        """Output of layer ``layer`` and the tensors cached at each of its resume points."""
+
+    def resume_layer(self, layer: int, position: int, state: LayerState, copies: int = 1) -> torch.Tensor:
+        """Output of layer ``layer`` from resume point ``position``, the batch repeated ``copies`` times."""
+
+
+def backend_for(backbone: nn.Module) -> Backend:
+    """The backend of a bare backbone (e.g. pretrained reference weights), by its class."""
+    from kneurons.model.fair_esm import FairEsmBackend
+
+    for cls in (FairEsmBackend,):
+        if cls.accepts(backbone):
+            return cls(backbone)
+    raise ModelError(f"no model backend for a {type(backbone).__name__} backbone")
+
+
+def module_of(model: nn.Module, layer: int, module_type: str) -> nn.Linear:
+    """Module ``(layer, module_type)`` of a classifier or of a bare backbone of a known backend."""
+    backend = getattr(model, "backend", None) or backend_for(model)
+    return backend.module(layer, module_type)
+
+
+def repeat_padding(padding_mask: torch.Tensor | None, copies: int) -> torch.Tensor | None:
+    """The ``(B, T)`` padding mask of a batch repeated ``copies`` times (copy-major)."""
+    return padding_mask if padding_mask is None or copies == 1 else padding_mask.repeat(copies, 1)

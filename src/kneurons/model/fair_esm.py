@@ -1,0 +1,199 @@
+"""The fair-esm backend: the only code that knows the insides of fair-esm's ``ESM2``.
+
+fair-esm specifics kept here: tensors inside the layers are time-first ``(T, B, E)`` (module
+outputs ``(T, B, n_neurons)``); ``MultiheadAttention`` scales the ``q_proj`` output in place
+(see ``kneurons.model.hooks``); the feed-forward block uses fair-esm's own ``gelu``; the
+self-attention implementation is switched by ``kneurons.model.attention.set_attention``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import esm
+import torch
+from esm.modules import gelu
+from torch import nn
+
+from kneurons.errors import ModelError
+from kneurons.model.attention import set_attention
+from kneurons.model.backend import MODULE_TYPES, LayerState, repeat_padding
+
+if TYPE_CHECKING:
+    from kneurons.model.classifier import BackboneSpec
+
+
+def build_backbone(spec: BackboneSpec) -> esm.model.esm2.ESM2:
+    """The fair-esm ESM-2 architecture with random weights."""
+    return esm.model.esm2.ESM2(
+        num_layers=spec.num_layers,
+        embed_dim=spec.embed_dim,
+        attention_heads=spec.attention_heads,
+        alphabet="ESM-1b",
+        token_dropout=spec.token_dropout,
+    )
+
+
+def get_alphabet() -> esm.data.Alphabet:
+    """The ESM-2 alphabet (shared by every ESM-2 size)."""
+    return esm.data.Alphabet.from_architecture("ESM-1b")
+
+
+def tokenize(sequences: list[str], alphabet: esm.data.Alphabet | None = None) -> torch.Tensor:
+    """Token ids (B, T) with BOS/EOS and right padding, as fair-esm's batch converter makes them."""
+    alphabet = alphabet or get_alphabet()
+    converter = alphabet.get_batch_converter()
+    _, _, tokens = converter([(str(i), s) for i, s in enumerate(sequences)])
+    return tokens
+
+
+class FairEsmBackend:
+    """fair-esm's ``ESM2`` behind the classifier API (see ``kneurons.model.backend.Backend``).
+
+    Holds a reference to the backbone, not a copy: the classifier owns the parameters (its state
+    dict keys stay ``esm.*``), and ``.to(device)`` moves them in place.
+    """
+
+    name = "fair-esm"
+    #: Time-first ``(T, B, E)``: the batch is dimension 1 of the stream and of module outputs.
+    batch_dim = 1
+
+    def __init__(self, backbone: esm.model.esm2.ESM2) -> None:
+        self.backbone = backbone
+
+    @staticmethod
+    def accepts(backbone: nn.Module) -> bool:
+        """True for a fair-esm ESM-2 backbone."""
+        return isinstance(backbone, esm.model.esm2.ESM2)
+
+    def set_attention(self, attention: str) -> None:
+        """Self-attention implementation: ``sdpa`` or fair-esm's ``reference``."""
+        set_attention(self.backbone, attention)
+
+    # -- sizes and tokens -----------------------------------------------------------------
+    @property
+    def num_layers(self) -> int:
+        """Transformer layers."""
+        return len(self.backbone.layers)
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the residual stream."""
+        return int(self.backbone.embed_dim)
+
+    @property
+    def padding_idx(self) -> int:
+        """Token id of padding."""
+        return int(self.backbone.padding_idx)
+
+    def tokenize(self, sequences: list[str]) -> torch.Tensor:
+        """Token ids ``(B, T)`` with BOS/EOS and right padding, on the CPU."""
+        return tokenize(list(sequences))
+
+    def residue_mask(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(B, T)`` True at residues: BOS, EOS and padding excluded."""
+        e = self.backbone
+        return (tokens != e.padding_idx) & (tokens != e.cls_idx) & (tokens != e.eos_idx)
+
+    def token_mask(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(T, B, 1)`` True at non-padding tokens (BOS/EOS included), like a module output."""
+        return tokens.ne(self.backbone.padding_idx).T.unsqueeze(-1)
+
+    # -- the residual stream --------------------------------------------------------------
+    def embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Token embedding as ESM2.forward computes it; returns ``(x (T,B,E), padding_mask (B,T) | None)``."""
+        e = self.backbone
+        padding_mask = tokens.eq(e.padding_idx)
+        x = e.embed_scale * e.embed_tokens(tokens)
+        if e.token_dropout:
+            x = x.masked_fill((tokens == e.mask_idx).unsqueeze(-1), 0.0)
+            mask_ratio_train = 0.15 * 0.8
+            src_lengths = (~padding_mask).sum(-1)
+            mask_ratio_observed = (tokens == e.mask_idx).sum(-1).to(x.dtype) / src_lengths
+            x = x * (1 - mask_ratio_train) / (1 - mask_ratio_observed)[:, None, None]
+        x = x * (1 - padding_mask.unsqueeze(-1).type_as(x))
+        return x.transpose(0, 1), (padding_mask if padding_mask.any() else None)
+
+    def run_layers(
+        self, x: torch.Tensor, padding_mask: torch.Tensor | None, start: int = 0, stop: int | None = None
+    ) -> torch.Tensor:
+        """Transformer layers ``start .. stop-1`` on the residual stream ``x`` (T,B,E)."""
+        for layer in self.backbone.layers[start:stop]:
+            x, _ = layer(x, self_attn_padding_mask=padding_mask, need_head_weights=False)
+        return x
+
+    def final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        """Final layer norm after the last layer, batch-first ``(B, T, E)``."""
+        return self.backbone.emb_layer_norm_after(x).transpose(0, 1)
+
+    def repeat_stream(self, x: torch.Tensor, copies: int) -> torch.Tensor:
+        """``x`` (T,B,E) with its batch repeated ``copies`` times (copy-major)."""
+        return x.repeat(1, copies, 1) if copies > 1 else x
+
+    # -- modules and resume points --------------------------------------------------------
+    def module(self, layer: int, module_type: str) -> nn.Linear:
+        """The ``module_type`` linear of transformer layer ``layer`` (0-based)."""
+        if module_type not in MODULE_TYPES:
+            raise ModelError(f"unknown module {module_type!r}; one of {', '.join(MODULE_TYPES)}")
+        blk = self.backbone.layers[layer]
+        return (
+            getattr(blk, module_type)
+            if module_type in ("fc1", "fc2")
+            else getattr(blk.self_attn, module_type)
+        )
+
+    def run_layer_with_states(
+        self, layer: int, x: torch.Tensor, padding_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, LayerState]:
+        """Run one layer and keep the inputs of ``out_proj``, the final layer norm and ``fc2``.
+
+        The state holds ``x`` and ``padding_mask`` (layer input), ``ctx`` (attention context),
+        ``h`` (post-attention residual) and ``g`` (``fc2``'s input).
+        """
+        blk = self.backbone.layers[layer]
+        state: LayerState = {"x": x, "padding_mask": padding_mask}
+
+        def keep(name: str) -> Callable:
+            def pre_hook(_mod: nn.Module, inputs: tuple) -> None:
+                state[name] = inputs[0]
+
+            return pre_hook
+
+        handles = [
+            blk.self_attn.out_proj.register_forward_pre_hook(keep("ctx")),
+            blk.final_layer_norm.register_forward_pre_hook(keep("h")),
+            blk.fc2.register_forward_pre_hook(keep("g")),
+        ]
+        try:
+            out = self.run_layers(x, padding_mask, layer, layer + 1)
+        finally:
+            for h in handles:
+                h.remove()
+        return out, state
+
+    def resume_layer(self, layer: int, position: int, state: LayerState, copies: int = 1) -> torch.Tensor:
+        """Layer output from the state cached at resume point ``position``, the batch repeated ``copies``x.
+
+        Replays the tail of ``TransformerLayer.forward`` op for op (tests check it is bit-identical),
+        calling the modules so that their forward hooks (masks) fire.
+        """
+        blk = self.backbone.layers[layer]
+
+        def rep(name: str) -> torch.Tensor:
+            return self.repeat_stream(state[name], copies)
+
+        if position == 0:
+            return self.run_layers(rep("x"), repeat_padding(state["padding_mask"], copies), layer, layer + 1)
+        if position == 1:
+            return self._ffn(blk, rep("x") + blk.self_attn.out_proj(rep("ctx")))
+        if position == 2:
+            return self._ffn(blk, rep("h"))
+        if position == 3:
+            return rep("h") + blk.fc2(rep("g"))
+        raise ModelError(f"no resume point {position}")
+
+    @staticmethod
+    def _ffn(blk: nn.Module, h: torch.Tensor) -> torch.Tensor:
+        """Second half of ``TransformerLayer.forward`` from the post-attention residual ``h``."""
+        return h + blk.fc2(gelu(blk.fc1(blk.final_layer_norm(h))))
