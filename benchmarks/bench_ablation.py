@@ -8,7 +8,7 @@ contract (selection cost does not depend on where the values come from; where th
 sit does change how much prefix can be reused, see docs/performance.md).
 
 Both evaluators get the same masks, sequences and token budget (the engine closes its sequence
-batches earlier, ``ablation.MAX_PADDING``, and redoes near-tied predictions on the naive loop's
+batches earlier, ``ablation.engine.MAX_PADDING``, and redoes near-tied predictions on the naive loop's
 batches); the script asserts that every prediction, hence every metric, is identical, and
 prints the wall-clock ratio and how many (mask, batch) passes the near-tie check redid.
 
@@ -28,14 +28,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kneurons.ablation.engine import (
-    Fill,
-    build_masks,
-    evaluate_masks,
-    evaluate_masks_naive,
-    layout_of,
-    metrics_table,
-)
+from kneurons.ablation.engine import evaluate_masks
+from kneurons.ablation.fill import Fill, mean_activations
+from kneurons.ablation.masks import build_masks, layout_of, metrics_table
+from kneurons.ablation.naive import evaluate_masks_naive
 from kneurons.config import ESM2_ARCHITECTURES, validate_config
 from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone
 
@@ -85,8 +81,6 @@ def main() -> None:
     layout = layout_of(model)
     fill = Fill()
     if args.fill == "mean":
-        from kneurons.ablation.engine import mean_activations
-
         fill = Fill(kind="mean", means=mean_activations(model, seqs[: max(8, len(seqs) // 2)]))
 
     jobs = []  # (scope, keys, masks): one workflow job per (method, scope)
@@ -102,11 +96,16 @@ def main() -> None:
             k, ms = build_masks(scores, layout, f"m{m}", scope, ab["fractions"], ab["modes"], ab["normalise"])
             jobs.append((scope, k, ms))
     n_masks = sum(len(ms) for _, _, ms in jobs)
+    machine = platform.processor() or platform.machine()
     print(
-        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {args.threads}; model {args.model} shape {shape}"
+        f"machine: {machine}, torch {torch.__version__}, threads {args.threads}; "
+        f"model {args.model} shape {shape}"
     )
-    print(f"workload: {n_masks} masks ({args.methods} method(s) x scopes {ab['scopes']} x {len(ab['modes'])} modes x "
-          f"{len(ab['fractions'])} f), {len(seqs)} test proteins, fill {args.fill}, token budget {ab['token_budget']}")  # fmt: skip
+    grid = f"{len(ab['modes'])} modes x {len(ab['fractions'])} f"
+    print(
+        f"workload: {n_masks} masks ({args.methods} method(s) x scopes {ab['scopes']} x {grid}), "
+        f"{len(seqs)} test proteins, fill {args.fill}, token budget {ab['token_budget']}"
+    )
     # warm-up on the full batch shape (allocator, kernels) so the first timed job pays no start-up cost
     evaluate_masks(model, seqs, jobs[0][2][:2], fill, ab["token_budget"])
     evaluate_masks_naive(model, seqs, jobs[0][2][:2], fill, ab["token_budget"])
@@ -135,9 +134,8 @@ def main() -> None:
         cols = [c for c in m_fast.columns if c in ("accuracy", "macro_f1") or c.startswith("recall_")]
         identical &= m_fast[cols].equals(m_naive[cols])
         name = f"{keys['method'].iloc[0]}/{scope}"
-        print(
-            f"{name:<16} {len(masks):>5} {timings['fast']:>9.1f} {timings['naive']:>9.1f} {timings['naive'] / timings['fast']:>5.2f}x"
-        )
+        fast_s, naive_s = timings["fast"], timings["naive"]
+        print(f"{name:<16} {len(masks):>5} {fast_s:>9.1f} {naive_s:>9.1f} {naive_s / fast_s:>5.2f}x")
     print(f"{'total':<16} {n_masks:>5} {t_fast:>9.1f} {t_naive:>9.1f} {t_naive / t_fast:>5.2f}x")
     print(f"predictions identical: {same}; metrics identical: {identical}")
     print(f"near-tie passes redone on the naive batches: {sum(int(m.split()[1]) for m in redone)}")

@@ -9,23 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from kneurons.ablation.engine import (
-    MAX_PADDING,
-    POSITION,
-    Fill,
-    _active,
-    _certify,
-    _layer_with_states,
-    _resume,
-    build_masks,
-    evaluate_masks,
-    evaluate_masks_naive,
-    layout_of,
-    load_test_set,
-    make_fill,
-    mean_activations,
-    run_ablation,
-)
+from kneurons.ablation.engine import MAX_PADDING, _certify, evaluate_masks
+from kneurons.ablation.fill import Fill, make_fill, mean_activations
+from kneurons.ablation.masks import active, build_masks, layout_of
+from kneurons.ablation.naive import evaluate_masks_naive
+from kneurons.ablation.run import load_test_set, run_ablation
 from kneurons.ablation.selection import (
     NeuronLayout,
     filled_mask,
@@ -36,6 +24,7 @@ from kneurons.ablation.selection import (
     top_k_count,
 )
 from kneurons.errors import ConfigError, InputError
+from kneurons.model.backend import POSITION, RESUME_POINTS
 from kneurons.model.batching import token_budget_batches
 from kneurons.model.classifier import (
     MODULE_TYPES,
@@ -176,7 +165,7 @@ def test_near_ties_are_recomputed_on_the_naive_loops_batches():
     model = tiny_model(layers=2)
     layout = layout_of(model)
     seqs = random_sequences(15, seed=2)
-    masks = [_active(m) for m in random_masks(layout, 6, seed=3)]
+    masks = [active(m) for m in random_masks(layout, 6, seed=3)]
     reference = token_budget_batches([len(s) for s in seqs], 120)
     naive = evaluate_masks_naive(model, seqs, masks, token_budget=120)
     preds = naive.copy()
@@ -197,16 +186,22 @@ def test_resume_points_replay_the_layer_bit_for_bit():
     tokens = tokenize(random_sequences(5))
     with torch.no_grad():
         x, pm = model.embed(tokens)
-        out, state = _layer_with_states(model, 0, x, pm)
-        for pos in (1, 2, 3):
-            assert torch.equal(_resume(model.esm.layers[0], pos, state, 1), out)
-        assert torch.equal(_resume(model.esm.layers[0], 3, state, 2), out.repeat(1, 2, 1))
+        out, state = model.run_layer_with_states(0, x, pm)
+        assert torch.equal(out, model.run_layers(x, pm, 0, 1))
+        for pos in (0, 1, 2, 3):
+            assert torch.equal(model.resume_layer(0, pos, state, 1), out)
+        assert torch.equal(model.resume_layer(0, 3, state, 2), out.repeat(1, 2, 1))
+        assert torch.equal(model.resume_layer(0, 0, state, 2), out.repeat(1, 2, 1))
     assert set(POSITION) == set(MODULE_TYPES)
+    assert {model.position_of(m) for m in MODULE_TYPES} == set(range(len(RESUME_POINTS)))
 
 
 @pytest.mark.parametrize("fill_kind", ["zero", "mean", "pretrained"])
 def test_fill_matches_weight_surgery(fill_kind):
-    """Filling unit i of a module equals editing row i of its weights: zero -> 0, mean -> bias = mean, pretrained -> reference row."""
+    """Filling unit i of a module equals editing row i of its weights.
+
+    zero -> 0, mean -> bias = mean, pretrained -> reference row.
+    """
     model = tiny_model(layers=2)
     layout = layout_of(model)
     seqs = random_sequences(17, seed=3)
@@ -260,8 +255,13 @@ def test_mean_activations_by_hand():
 def test_pretrained_fill_refused_for_random_init_model():
     model = tiny_model()
     with pytest.raises(ConfigError, match="random initialisation"):
-        make_fill("pretrained", model, pretrained=False, reference=lambda: pytest.fail("must not load"))
-    assert make_fill("zero", model, pretrained=False).kind == "zero"
+        make_fill(
+            "pretrained",
+            model,
+            {"meta": {"pretrained": False}},
+            reference=lambda: pytest.fail("must not load"),
+        )
+    assert make_fill("zero", model, {"meta": {"pretrained": False}}).kind == "zero"
 
 
 # -- masks from score tables and whole jobs -----------------------------------------------------
@@ -352,12 +352,12 @@ def test_load_test_set_cap_is_stratified_and_seeded(tmp_path):
     assert len(load_test_set(path, ["1", "2", "3"], max_sequences=500)[0]) == 100
 
 
-@pytest.mark.parametrize("fill_kind", ["mean", "pretrained"])
-def test_run_ablation_job_files_and_fills(tmp_path, fill_kind):
+def write_job_inputs(tmp_path, fill_kind: str) -> dict:
+    """Checkpoint, split, scoring set and IG table of an ablation job; returns its config."""
     from kneurons.config import validate_config
-    from kneurons.jobs.ablate import run_ablation_job
+    from kneurons.io import sha256_file
     from kneurons.model.classifier import save_classifier
-    from kneurons.tables import load_ablation
+    from kneurons.tables import write_score_table
 
     model = tiny_model(layers=2)
     labels = ["1", "2", "3"]
@@ -370,7 +370,8 @@ def test_run_ablation_job_files_and_fills(tmp_path, fill_kind):
     )
     seqs = random_sequences(30, seed=9)
     split = pd.DataFrame(
-        {"accession": [f"P{i}" for i in range(30)], "sequence": seqs, "label": [labels[i % 3] for i in range(30)],
+        {"accession": [f"P{i}" for i in range(30)], "sequence": seqs,
+         "label": [labels[i % 3] for i in range(30)],
          "split": ["test" if i % 2 else "train" for i in range(30)]}
     )  # fmt: skip
     split.to_csv(tmp_path / "split.tsv", sep="\t", index=False)
@@ -380,17 +381,28 @@ def test_run_ablation_job_files_and_fills(tmp_path, fill_kind):
     subset[["accession", "sequence", "label", "label_index"]].to_csv(
         tmp_path / "scoring_set.tsv", sep="\t", index=False
     )
-    from kneurons.io import sha256_file
-    from kneurons.tables import write_score_table
-
     meta = {"method": "ig", "checkpoint_sha256": sha256_file(tmp_path / "best.pt")}
     write_score_table(score_table(layout_of(model), "ig"), tmp_path / "ig.parquet", meta)
     cfg = validate_config({"ablate": {"fractions": [0, 0.5, 1], "scopes": ["module_type"]}})
     cfg["ablate"]["fill"] = fill_kind  # config validation refuses pretrained for a custom model
+    return cfg
+
+
+def job_files(tmp_path) -> tuple:
+    """Positional file arguments of ``run_ablation_job`` (ig, module_type) on ``write_job_inputs``' files."""
+    return (tmp_path / "best.pt", tmp_path / "split.tsv", tmp_path / "ig.parquet", "ig", "module_type")
+
+
+@pytest.mark.parametrize("fill_kind", ["mean", "pretrained"])
+def test_run_ablation_job_files_and_fills(tmp_path, fill_kind):
+    from kneurons.jobs.ablate import run_ablation_job
+    from kneurons.tables import load_ablation
+
+    cfg = write_job_inputs(tmp_path, fill_kind)
     loaded = []
     result = run_ablation_job(
-        tmp_path / "best.pt", tmp_path / "split.tsv", tmp_path / "ig.parquet", "ig", "module_type", cfg,
-        tmp_path / "t.tsv", tmp_path / "t.pred.npz", scoring_set_path=tmp_path / "scoring_set.tsv",
+        *job_files(tmp_path), cfg, tmp_path / "t.tsv", tmp_path / "t.pred.npz",
+        scoring_set_path=tmp_path / "scoring_set.tsv",
         reference_loader=lambda: loaded.append(1) or tiny_model(seed=5, layers=2).esm,
     )  # fmt: skip
     assert loaded == ([1] if fill_kind == "pretrained" else [])
@@ -398,3 +410,24 @@ def test_run_ablation_job_files_and_fills(tmp_path, fill_kind):
     assert len(t) == 6 * 2 * 3 and (t.fill == fill_kind).all() and (t.n_test == 15).all()
     data = load_ablation([tmp_path / "t.tsv"], [tmp_path / "t.pred.npz"])
     assert np.allclose(data.table.accuracy, data.correct.mean(1))
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_pretrained_reference_honours_model_download(tmp_path, monkeypatch, download):
+    """The job's default reference loader passes ``model.download`` on (it used to download regardless)."""
+    import kneurons.model.pretrained as pretrained
+    from kneurons.jobs.ablate import run_ablation_job
+
+    cfg = write_job_inputs(tmp_path, "pretrained")
+    cfg["model"]["download"] = download
+    cfg["model"]["checkpoint"] = str(tmp_path / "esm2.pt")
+    calls = []
+
+    def loader(name, checkpoint=None, download=True, downloader=None):
+        calls.append((name, checkpoint, download))
+        return tiny_model(seed=5, layers=2).esm
+
+    monkeypatch.setattr(pretrained, "load_pretrained_backbone", loader)
+    result = run_ablation_job(*job_files(tmp_path), cfg, tmp_path / "t.tsv", tmp_path / "t.pred.npz")
+    assert calls == [("custom", str(tmp_path / "esm2.pt"), download)]
+    assert (result.table.fill == "pretrained").all()

@@ -12,7 +12,8 @@ import pytest
 import torch
 from scipy import stats as sps
 
-from kneurons.ablation.engine import Fill, load_test_set, run_ablation
+from kneurons.ablation.fill import Fill
+from kneurons.ablation.run import load_test_set, run_ablation
 from kneurons.ablation.selection import MODULE_TYPES, NeuronLayout, row_keys
 from kneurons.errors import InputError
 from kneurons.stats.ablation import (

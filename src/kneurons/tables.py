@@ -23,7 +23,7 @@ from kneurons.errors import InputError
 from kneurons.io import atomic_path, write_table_atomic
 
 if TYPE_CHECKING:
-    from kneurons.ablation.engine import AblationResult
+    from kneurons.ablation.run import AblationResult
 
 
 def read_tsv_table(path: str | Path) -> pd.DataFrame:

@@ -10,7 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from kneurons.ablation.engine import AblationResult, load_test_set, make_fill, run_ablation
+from kneurons.ablation.fill import make_fill
+from kneurons.ablation.run import AblationResult, load_test_set, run_ablation
 from kneurons.errors import InputError
 from kneurons.tables import save_result
 
@@ -34,7 +35,7 @@ def run_ablation_job(
 
     ``cfg`` is the validated workflow config (sections ``ablate``, ``model``). For
     ``fill: pretrained`` the reference backbone comes from ``reference_loader`` (default: the
-    pretrained fair-esm weights named in the checkpoint, via ``kneurons.model.pretrained``).
+    pretrained weights named in the checkpoint, ``kneurons.ablation.fill.pretrained_reference``).
     """
     from kneurons.model.classifier import load_job_classifier
     from kneurons.provenance import check_scores_match_checkpoint
@@ -57,17 +58,11 @@ def run_ablation_job(
         from kneurons.tables import read_scoring_set
 
         scoring_sequences = read_scoring_set(scoring_set_path)["sequence"].tolist()
-    if reference_loader is None:
-
-        def reference_loader() -> nn.Module:
-            from kneurons.model.pretrained import load_pretrained_backbone
-
-            return load_pretrained_backbone(info["backbone"]["name"], cfg["model"].get("checkpoint"))
-
     fill = make_fill(
         ab["fill"],
         model,
-        pretrained=bool(info.get("meta", {}).get("pretrained", False)),
+        info,
+        cfg["model"],
         scoring_sequences=scoring_sequences,
         reference=reference_loader,
         token_budget=ab["token_budget"],

@@ -10,7 +10,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from kneurons.ablation.engine import Fill, layout_of, mean_activations
+from kneurons.ablation.fill import make_fill
+from kneurons.ablation.masks import layout_of
 from kneurons.characterise.core import (
     characterise_neurons,
     class_overlap,
@@ -18,9 +19,8 @@ from kneurons.characterise.core import (
     select_class_neurons,
     split_ig_scores,
 )
-from kneurons.errors import ConfigError
 from kneurons.io import write_json_atomic, write_table_atomic
-from kneurons.model.classifier import EsmClassifier, load_job_classifier
+from kneurons.model.classifier import load_job_classifier
 from kneurons.provenance import check_scores_match_checkpoint
 from kneurons.tables import read_split_rows
 
@@ -43,29 +43,6 @@ def load_held_out(
     if max_proteins is not None and len(rows) > max_proteins:
         rows = rows.sample(n=max_proteins, random_state=seed).sort_index()
     return rows.reset_index(drop=True)
-
-
-def make_fill(
-    kind: str,
-    model: EsmClassifier,
-    model_cfg: dict[str, Any],
-    mean_sequences: Sequence[str] | None = None,
-    token_budget: int = 8192,
-    device: torch.device | str = "cpu",
-) -> Fill:
-    """The ``ablate.fill`` value for class suppression, as the ablation stage defines it."""
-    if kind == "zero":
-        return Fill()
-    if kind == "mean":
-        if not mean_sequences:
-            raise ConfigError("ablate.fill: 'mean' needs the scoring set's sequences")
-        return Fill(kind="mean", means=mean_activations(model, mean_sequences, token_budget, device))
-    if kind == "pretrained":
-        from kneurons.model.pretrained import load_pretrained_backbone
-
-        reference = load_pretrained_backbone(model_cfg["name"], model_cfg.get("checkpoint"), download=False)
-        return Fill.from_reference(reference, layout_of(model))
-    raise ConfigError(f"ablate.fill: unknown fill {kind!r}")
 
 
 def run_class_job(
@@ -101,7 +78,10 @@ def run_class_job(
         mean_seqs = pd.read_csv(scoring_set_path, sep="\t", dtype=str, keep_default_na=False)[
             "sequence"
         ].tolist()
-    fill = make_fill(cfg["ablate"]["fill"], model, cfg["model"], mean_seqs, c["token_budget"], device)
+    fill = make_fill(
+        cfg["ablate"]["fill"], model, info, cfg["model"], mean_seqs, token_budget=c["token_budget"],
+        device=device, source=str(checkpoint),
+    )  # fmt: skip
     matrix, spec = class_suppression(
         model, held["sequence"].tolist(), held["label"].map(index).to_numpy(), labels, sets, fill,
         c["random_sets"], cfg["seed"], c["token_budget"], device, cfg["train"].get("bf16", True),

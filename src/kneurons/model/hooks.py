@@ -122,3 +122,19 @@ class OutputRecorder:
 
     def __exit__(self, *exc) -> None:
         self._stack.close()
+
+
+def per_copy(output: torch.Tensor, copies: int, batch_dim: int) -> torch.Tensor:
+    """View of a module output whose batch holds ``copies`` copy-major copies, a copy axis before the batch.
+
+    Fair-esm's ``(T, copies * B, n)`` becomes ``(T, copies, B, n)``; ``batch_dim`` is the
+    model's (``EsmClassifier.batch_dim``), so hooks need not know the backend's layout.
+    """
+    shape = output.shape
+    return output.view(*shape[:batch_dim], copies, shape[batch_dim] // copies, *shape[batch_dim + 1 :])
+
+
+def per_copy_units(units: torch.Tensor, ndim: int, batch_dim: int) -> torch.Tensor:
+    """``(copies, n)`` per-copy unit values that broadcast against ``per_copy`` of an ``ndim``-d output."""
+    copies, n = units.shape
+    return units.view(*(1,) * batch_dim, copies, *(1,) * (ndim - batch_dim - 1), n)

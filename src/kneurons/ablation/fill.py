@@ -1,0 +1,230 @@
+"""Fills: what a masked unit outputs, and the forward hooks that put it there.
+
+* ``zero`` (the paper's reading): the unit outputs 0.
+* ``mean``: the unit outputs its dataset-mean activation, measured over the non-padding
+  tokens of the scoring set (``mean_activations``).
+* ``pretrained``: the unit outputs what its pre-fine-tuning weights give *on the input it
+  receives*, ``W_pre[i] . x + b_pre[i]`` (a per-neuron rollback of fine-tuning). This needs no
+  second forward pass, composes with the batched evaluation of the engine, and is defined for
+  every unit of every layer; it is refused for a model that was not initialised from pretrained
+  weights (there is no pre-fine-tuning output to give).
+
+``make_fill`` is the one place that builds the ``ablate.fill`` of a job (ablation and class
+suppression alike).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kneurons.ablation.masks import layout_of
+from kneurons.ablation.selection import Block, NeuronLayout
+from kneurons.errors import ConfigError, InputError, ModelError
+from kneurons.model.backend import module_of
+from kneurons.model.classifier import EsmClassifier
+from kneurons.model.hooks import OutputRecorder, per_copy, per_copy_units
+from kneurons.model.inference import Batch, run_batches
+
+log = logging.getLogger(__name__)
+
+FILLS: tuple[str, ...] = ("zero", "mean", "pretrained")
+
+
+@dataclass
+class Fill:
+    """What a masked unit outputs: ``zero``, ``mean`` (per-unit values) or ``pretrained`` (reference rows)."""
+
+    kind: str = "zero"
+    means: dict[Block, torch.Tensor] = field(default_factory=dict)
+    reference: dict[Block, tuple[torch.Tensor, torch.Tensor | None]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in FILLS:
+            raise ValueError(f"unknown fill {self.kind!r}; one of {', '.join(FILLS)}")
+
+    @classmethod
+    def from_reference(cls, reference: nn.Module, layout: NeuronLayout) -> Fill:
+        """``pretrained`` fill from a reference (bare backbone or classifier) of the same architecture."""
+        weights: dict[Block, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        for (layer, m), size in zip(layout.blocks, layout.sizes, strict=False):
+            try:
+                mod = module_of(reference, layer, m)
+            except (IndexError, AttributeError) as exc:
+                raise ModelError(f"reference model has no {m} in layer {layer}: {exc}") from exc
+            if mod.out_features != size:
+                raise ModelError(
+                    f"reference model's layer {layer} {m} has {mod.out_features} units, "
+                    f"the fine-tuned model {size}"
+                )
+            b = mod.bias.detach().clone() if mod.bias is not None else None
+            weights[(layer, m)] = (mod.weight.detach().clone(), b)
+        return cls(kind="pretrained", reference=weights)
+
+    def to(self, device: torch.device) -> Fill:
+        """A copy with every tensor on ``device``."""
+        return Fill(
+            kind=self.kind,
+            means={b: v.to(device) for b, v in self.means.items()},
+            reference={
+                b: (w.to(device), None if bias is None else bias.to(device))
+                for b, (w, bias) in self.reference.items()
+            },
+        )
+
+    def check(self, blocks: Sequence[Block]) -> None:
+        """Raise when a fill value is missing for one of ``blocks``."""
+        store = self.means if self.kind == "mean" else self.reference if self.kind == "pretrained" else None
+        if store is not None:
+            missing = [b for b in blocks if b not in store]
+            if missing:
+                raise ModelError(f"fill {self.kind!r}: no values for module(s) {missing[:3]}")
+
+
+@torch.no_grad()
+def mean_activations(
+    model: EsmClassifier,
+    sequences: Sequence[str],
+    token_budget: int = 8192,
+    device: torch.device | str = "cpu",
+) -> dict[Block, torch.Tensor]:
+    """Mean output of every neuron over the non-padding tokens (BOS/EOS included) of ``sequences``.
+
+    The ``mean`` fill value. Computed in fp32 so that it does not depend on the device's autocast.
+    """
+    if len(sequences) == 0:
+        raise InputError("mean fill: the scoring set is empty")
+    device = torch.device(device)
+    model = model.to(device).eval()
+    layout = layout_of(model)
+    sums = {
+        b: torch.zeros(n, dtype=torch.float64, device=device)
+        for b, n in zip(layout.blocks, layout.sizes, strict=False)
+    }
+    names = {f"{layer}:{m}": model.module(layer, m) for layer, m in layout.blocks}
+
+    def step(batch: Batch) -> tuple[dict[str, torch.Tensor], int]:
+        valid = model.token_mask(batch.tokens).double()
+
+        def reduce(out: torch.Tensor) -> torch.Tensor:
+            return (out.double() * valid).sum(tuple(range(out.dim() - 1)))
+
+        with OutputRecorder(names, reduce=reduce) as rec:
+            model(batch.tokens)
+        return {name: outs[0] for name, outs in rec.outputs.items()}, int(valid.sum().item())
+
+    count = 0
+    for _batch, (batch_sums, tokens) in run_batches(
+        model, sequences, step, token_budget, device, use_autocast=False, what="mean fill"
+    ):
+        for name, s in batch_sums.items():
+            layer, m = name.split(":")
+            sums[(int(layer), m)] += s
+        count += tokens
+    return {b: (s / count).float() for b, s in sums.items()}
+
+
+def pretrained_reference(info: Mapping[str, Any], model_cfg: Mapping[str, Any]) -> Callable[[], nn.Module]:
+    """Loader of the pre-fine-tuning backbone of a checkpoint with info ``info``.
+
+    The backbone name is the checkpoint's (``info["backbone"]["name"]``), the weights file
+    ``model.checkpoint`` (else the hub cache); it downloads only if ``model.download`` allows.
+    """
+
+    def load() -> nn.Module:
+        from kneurons.model import pretrained
+
+        return pretrained.load_pretrained_backbone(
+            info["backbone"]["name"],
+            model_cfg.get("checkpoint"),
+            download=bool(model_cfg.get("download", True)),
+        )
+
+    return load
+
+
+def make_fill(
+    kind: str,
+    model: EsmClassifier,
+    info: Mapping[str, Any],
+    model_cfg: Mapping[str, Any] | None = None,
+    scoring_sequences: Sequence[str] | None = None,
+    reference: nn.Module | Callable[[], nn.Module] | None = None,
+    token_budget: int = 8192,
+    device: torch.device | str = "cpu",
+    source: str = "checkpoint",
+) -> Fill:
+    """The fill of ``ablate.fill`` for ``model``, loaded with checkpoint info ``info``.
+
+    ``mean`` measures the mean activations on ``scoring_sequences``. ``pretrained`` needs a
+    model fine-tuned from pretrained weights (``info["meta"]["pretrained"]``) and a reference:
+    the pretrained backbone, or a function that loads it (called only here, so a random-init
+    model never triggers a download); by default ``pretrained_reference(info, model_cfg)``.
+    """
+    if kind == "zero":
+        return Fill()
+    if kind == "mean":
+        if not scoring_sequences:
+            raise InputError("ablate.fill 'mean': no scoring sequences to measure the mean activations on")
+        log.info("measuring mean activations on %d scoring sequences", len(scoring_sequences))
+        return Fill(kind="mean", means=mean_activations(model, scoring_sequences, token_budget, device))
+    if kind == "pretrained":
+        if not info.get("meta", {}).get("pretrained", False):
+            raise ConfigError(
+                f"ablate.fill: 'pretrained' fills a neuron with the output of its pre-fine-tuning weights, "
+                f"but {source} was fine-tuned from random initialisation (model.pretrained: false); "
+                f"use fill 'zero' or 'mean'"
+            )
+        if reference is None:
+            reference = pretrained_reference(info, model_cfg or {})
+        ref = reference() if not isinstance(reference, nn.Module) else reference
+        return Fill.from_reference(ref, layout_of(model))
+    raise ValueError(f"unknown fill {kind!r}; one of {', '.join(FILLS)}")
+
+
+@contextlib.contextmanager
+def fill_hooks(model: EsmClassifier, filled: dict[Block, torch.Tensor], fill: Fill) -> Iterator[None]:
+    """Fill the masked units of each module; ``filled[b]`` is ``(copies, n)`` bool, copy-major batch.
+
+    The hook needs the module *input* for the ``pretrained`` fill, hence a plain forward hook
+    rather than ``kneurons.model.hooks.module_output_hooks`` (which passes the output only).
+    """
+    handles = []
+    batch_dim = model.batch_dim
+
+    def make(block: Block, m: torch.Tensor) -> Callable:
+        copies = m.shape[0]
+        if fill.kind == "mean":
+            value = fill.means[block]
+        elif fill.kind == "pretrained":
+            weight, bias = fill.reference[block]
+
+        def hook(_mod: nn.Module, inputs: tuple, out: torch.Tensor) -> torch.Tensor:
+            y = per_copy(out, copies, batch_dim)
+            sel = per_copy_units(m, out.dim(), batch_dim)
+            if fill.kind == "zero":
+                new = y.masked_fill(sel, 0.0)
+            elif fill.kind == "mean":
+                new = torch.where(sel, value.to(y.dtype), y)
+            else:
+                x = inputs[0]
+                ref = F.linear(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype))
+                new = torch.where(sel, ref.view_as(y).to(y.dtype), y)
+            return new.view(out.shape)
+
+        return hook
+
+    try:
+        for block, m in filled.items():
+            handles.append(model.module(*block).register_forward_hook(make(block, m)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()

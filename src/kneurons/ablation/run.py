@@ -1,0 +1,119 @@
+"""One ablation job in library form: every mask of a (method, scope) on the test split, as metrics.
+
+``run_ablation`` builds the masks from a score table (``kneurons.ablation.masks``), evaluates them
+with the engine and returns the metric rows with the predictions behind them (``AblationResult``,
+written by ``kneurons.tables.save_result``); ``load_test_set`` reads the proteins it runs on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from kneurons.ablation.engine import evaluate_masks
+from kneurons.ablation.fill import Fill
+from kneurons.ablation.masks import build_masks, layout_of, metrics_table
+from kneurons.data.split import stratified_subset
+from kneurons.errors import InputError
+from kneurons.model.classifier import EsmClassifier
+from kneurons.tables import read_split_rows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AblationResult:
+    """The rows (metrics per mask), the predictions behind them and the intact model's predictions."""
+
+    table: pd.DataFrame
+    preds: np.ndarray
+    full_pred: np.ndarray
+    y_true: np.ndarray
+    accessions: np.ndarray
+    seconds: float
+
+
+def run_ablation(
+    model: EsmClassifier,
+    sequences: Sequence[str],
+    y_true: np.ndarray,
+    labels: Sequence[str],
+    scores: pd.DataFrame,
+    method: str,
+    scope: str,
+    fractions: Sequence[float],
+    modes: Sequence[str] = ("preserve", "suppress"),
+    fill: Fill | None = None,
+    normalise: str = "auto",
+    random_seeds: Sequence[int] | None = None,
+    accessions: Sequence[str] | None = None,
+    token_budget: int = 8192,
+    masks_per_pass: int = 1,
+    device: torch.device | str = "cpu",
+    bf16: bool = True,
+    source: str = "score table",
+) -> AblationResult:
+    """Evaluate every mask of one (method, scope) job on the test sequences.
+
+    ``method == "random"`` evaluates one selection per seed of ``random_seeds``.
+    """
+    t0 = time.perf_counter()
+    fill = fill or Fill()
+    layout = layout_of(model)
+    seeds = list(random_seeds) if method == "random" else None
+    if method == "random" and not seeds:
+        raise InputError("ablate.random_seeds: at least one seed is needed for the random baseline")
+    keys, masks = build_masks(scores, layout, method, scope, fractions, modes, normalise, seeds, source)
+    keys.insert(keys.columns.get_loc("seed") + 1, "fill", fill.kind)
+    log.info("%s / %s: %d masks on %d test sequences", method, scope, len(masks), len(sequences))
+
+    def progress(done: int, total: int) -> None:
+        log.info("  batch %d/%d (%.1f s)", done, total, time.perf_counter() - t0)
+
+    preds = evaluate_masks(
+        model,
+        sequences,
+        [*masks, {}],
+        fill,
+        token_budget,
+        masks_per_pass,
+        device=device,
+        bf16=bf16,
+        progress=progress,
+    )
+    table = metrics_table(keys, preds[:-1], np.asarray(y_true), labels)
+    return AblationResult(
+        table=table,
+        preds=preds[:-1],
+        full_pred=preds[-1],
+        y_true=np.asarray(y_true, dtype=np.int64),
+        accessions=np.asarray(
+            accessions if accessions is not None else [str(i) for i in range(len(sequences))], dtype=str
+        ),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def load_test_set(
+    split_path: str | Path, labels: Sequence[str], max_sequences: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """``(accessions, sequences, label indices)`` of the test split of ``split.tsv`` (checkpoint label order).
+
+    ``max_sequences`` keeps a label-stratified subset drawn with ``seed`` (``ablate.max_sequences``:
+    every mask costs a pass over the evaluated proteins). Raises InputError naming the file and
+    line of a label the model does not know, and when the split has no test proteins.
+    """
+    test = read_split_rows(split_path, "test", labels, "the ablation evaluates on the test split")
+    test = stratified_subset(test, max_sequences, seed)
+    return (
+        test["accession"].to_numpy(dtype=str),
+        test["sequence"].tolist(),
+        test["label"].map({lab: i for i, lab in enumerate(labels)}).to_numpy(dtype=np.int64),
+    )
