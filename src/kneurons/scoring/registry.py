@@ -9,7 +9,7 @@ Adding a method means one ``MethodSpec`` here and one class with the ``ScoringMe
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -22,7 +22,7 @@ class MethodSpec:
     ``class_conditional``: it can write per-class rows (column ``label``).
     ``section``: the ``score`` config section holding its settings; ``settings_keys`` the keys of
     that section that determine its scores (``None``: all of them), in the order they are recorded,
-    where ``fixed_settings`` supplies constants recorded among them.
+    where ``fixed_settings`` (name, value) pairs supply constants recorded among them.
     ``implementation``: ``"module:Class"`` of the class implementing it.
     """
 
@@ -37,17 +37,15 @@ class MethodSpec:
     section: str
     settings_keys: tuple[str, ...] | None
     implementation: str
-    fixed_settings: dict[str, Any] = field(default_factory=dict)
+    fixed_settings: tuple[tuple[str, Any], ...] = ()
 
     def settings(self, score_cfg: dict[str, Any]) -> dict[str, Any]:
         """The settings that determine this method's scores (recorded in the score-table metadata)."""
         section = score_cfg[self.section]
+        fixed = dict(self.fixed_settings)
         if self.settings_keys is None:
-            return {**self.fixed_settings, **section}
-        return {
-            k: self.fixed_settings[k] if k in self.fixed_settings else _plain(section[k])
-            for k in self.settings_keys
-        }
+            return {**fixed, **section}
+        return {k: fixed[k] if k in fixed else _plain(section[k]) for k in self.settings_keys}
 
     def load(self) -> type:
         """The implementing class (imports torch)."""
@@ -68,14 +66,14 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec(
             name="activation", label="activation", colour="#0072B2", marker="o", linestyle="-", hatch="",
             attribution=False, class_conditional=True, section="activation", settings_keys=None,
-            fixed_settings={"tokens": "non-padding incl. BOS/EOS"},
+            fixed_settings=(("tokens", "non-padding incl. BOS/EOS"),),
             implementation="kneurons.scoring.activation:Activation",
         ),
         MethodSpec(
             name="ig", label="integrated gradients", colour="#D55E00", marker="s", linestyle="--",
             hatch="///", attribution=True, class_conditional=True, section="ig",
             settings_keys=("steps", "method", "target", "baseline", "class_conditional"),
-            fixed_settings={"baseline": "zero"},
+            fixed_settings=(("baseline", "zero"),),
             implementation="kneurons.scoring.ig:IntegratedGradients",
         ),
         MethodSpec(
