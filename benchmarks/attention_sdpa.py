@@ -22,7 +22,8 @@ from kneurons.config import ESM2_ARCHITECTURES
 from kneurons.model.attention import set_attention
 from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone, tokenize
 from kneurons.model.runtime import autocast, resolve_device
-from kneurons.scoring.methods import attribution_per_sequence, integration_points
+from kneurons.scoring.ig import attribution_per_sequence
+from kneurons.scoring.integration import integration_points
 
 #: Dense bf16 peak TFLOP/s (no sparsity) by device-name substring, for MFU.
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}

@@ -1,10 +1,10 @@
 """Integrated-gradients scoring: our implementation vs a straightforward captum loop, in one run.
 
-Ours (``kneurons.scoring.methods.attribution_per_sequence``): the residual stream entering layer ``l`` once
+Ours (``kneurons.scoring.ig.attribution_per_sequence``): the residual stream entering layer ``l`` once
 per batch without grad, only layers ``>= l`` with grad, alpha steps in the batch dimension.
 ``q_proj`` and ``k_proj`` share their passes; length-sorted token-budget batches.
 Reference: per layer, module and batch, ``captum.attr.IntegratedGradients`` on the full model with
-the module's output replaced (``kneurons.scoring.methods.captum_ig_per_sequence``): the whole model runs
+the module's output replaced (``kneurons.scoring.reference.captum_ig_per_sequence``): the whole model runs
 for every module, and captum also stacks the alpha steps in its batch. The reference loop takes
 the sequences in input order, ``--reference-batch-size`` at a time, as a straightforward loop
 does; ``--same-batches`` gives it our length-sorted batches instead, so that the ratio measures
@@ -21,7 +21,8 @@ completeness error |sum_i attr_i - (F(a) - F(0))| for Riemann vs Gauss-Legendre 
 
     .venv/bin/python benchmarks/bench_scoring.py --threads 1           # esm2_t6_8M shape, CPU
     .venv/bin/python benchmarks/bench_scoring.py --threads 1 --same-batches
-    .venv/bin/python benchmarks/bench_scoring.py --model esm2_t33_650M_UR50D --device cuda --n-seqs 32 --length-scale 1
+    .venv/bin/python benchmarks/bench_scoring.py --model esm2_t33_650M_UR50D --device cuda \
+        --n-seqs 32 --length-scale 1
 """
 
 from __future__ import annotations
@@ -37,15 +38,9 @@ from kneurons.config import ESM2_ARCHITECTURES
 from kneurons.model.batching import token_budget_batches
 from kneurons.model.classifier import MODULE_TYPES, BackboneSpec, EsmClassifier, build_backbone, tokenize
 from kneurons.model.runtime import resolve_device
-from kneurons.scoring.methods import (
-    IG_MAX_PADDING,
-    ScoringBatch,
-    attribution_per_sequence,
-    captum_ig_per_sequence,
-    integration_points,
-    make_batches,
-    target_at_scale,
-)
+from kneurons.scoring.ig import IG_MAX_PADDING, attribution_per_sequence
+from kneurons.scoring.integration import integration_points
+from kneurons.scoring.reference import ScoringBatch, captum_ig_per_sequence, make_batches, target_at_scale
 
 AMINO = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -120,8 +115,10 @@ def main() -> None:
     alphas, weights = integration_points(args.steps, args.method)
     bf16 = device.type == "cuda"
     print(
-        f"model {args.model}-shaped random init ({n_layers} layers, {dim} dim, {heads} heads), attention {args.attention}; "
-        f"device {device}{' (bf16 autocast for ours, fp32 reference)' if bf16 else ''}, threads {args.threads}; "
+        f"model {args.model}-shaped random init ({n_layers} layers, {dim} dim, {heads} heads), "
+        f"attention {args.attention}; "
+        f"device {device}{' (bf16 autocast for ours, fp32 reference)' if bf16 else ''}, "
+        f"threads {args.threads}; "
         f"{args.n_seqs} sequences, lengths {min(map(len, seqs))}-{max(map(len, seqs))} ({length_source}); "
         f"modules {','.join(modules)}; {args.steps} steps {args.method}, target {args.target}"
     )
@@ -141,7 +138,8 @@ def main() -> None:
     padded = [int(b.tokens.numel()) for b in ours_batches], [int(b.tokens.numel()) for b in batches]
     print(
         f"batches: ours {len(ours_batches)} length-sorted ({sum(padded[0])} padded tokens); reference "
-        f"{len(batches)} {'(the same)' if args.same_batches else f'in input order of {args.reference_batch_size}'} "
+        f"{len(batches)} "
+        f"{'(the same)' if args.same_batches else f'in input order of {args.reference_batch_size}'} "
         f"({sum(padded[1])} padded tokens); real tokens {sum(len(x) + 2 for x in seqs)}"
     )
 
@@ -215,7 +213,8 @@ def main() -> None:
         diff = max(np.abs(ours[t] - ref[t]).max() for t in modules)
         scale = max(np.abs(ref[t]).max() for t in modules)
         print(
-            f"{layer:>5} {t_ours:>8.2f} {t_ref:>8.2f} {t_ref / t_ours:>6.2f} {diff:>12.3e} {diff / scale:>12.3e}"
+            f"{layer:>5} {t_ours:>8.2f} {t_ref:>8.2f} {t_ref / t_ours:>6.2f} "
+            f"{diff:>12.3e} {diff / scale:>12.3e}"
         )
     n_units = args.n_seqs * len(modules) * len(layers)
     print(f"ours: {total_ours:.2f} s, {n_units / total_ours:.2f} sequence-modules/s")
@@ -239,7 +238,8 @@ def main() -> None:
     )
     print(f"completeness, layer {layer} {module}: max |F(a) - F(0)| = {np.abs(gap).max():.3e}")
     print(
-        f"{'steps':>5} {'riemann_right':>14} {'gausslegendre':>14}   (max over sequences of |sum attr - gap| / |gap|)"
+        f"{'steps':>5} {'riemann_right':>14} {'gausslegendre':>14}   "
+        "(max over sequences of |sum attr - gap| / |gap|)"
     )
     for m in [int(x) for x in args.completeness_steps.split(",")]:
         row = []
@@ -283,8 +283,9 @@ def _padding_report(batch_size: int = 8) -> None:
     sorted_batches = token_budget_batches(lengths - 2, budget)
     bucketed = sum(len(b) * int(lengths[b].max()) for b in sorted_batches)
     print(
-        f"padding on {len(lengths)} UniProt lengths: input-order batches of {batch_size}: {fixed / real:.2f}x the real "
-        f"tokens; length-sorted buckets (budget {budget}, mean batch {len(lengths) / len(sorted_batches):.1f}): "
+        f"padding on {len(lengths)} UniProt lengths: input-order batches of {batch_size}: "
+        f"{fixed / real:.2f}x the real tokens; length-sorted buckets (budget {budget}, "
+        f"mean batch {len(lengths) / len(sorted_batches):.1f}): "
         f"{bucketed / real:.3f}x; ratio {fixed / bucketed:.2f}"
     )
 

@@ -283,7 +283,7 @@ def test_random_matched_mask_keeps_module_composition():
 
 
 def test_residue_activations_equal_module_outputs():
-    from kneurons.scoring.methods import module_output
+    from kneurons.scoring.reference import module_output
 
     model, _ = tiny_model()
     seqs = ["MKTAYIAKQRQISFVKSHFSRQ", "MLSD", "ACDEFGHIKLMNPQRSTVWYAC"]
@@ -341,7 +341,7 @@ def test_config_requires_class_conditional_ig():
 def synthetic_ig(trained_synthetic):
     """Gold-class and class-conditional IG scores of the fixture model (48 training proteins)."""
     from kneurons.model.classifier import load_classifier
-    from kneurons.scoring.methods import score_layer
+    from kneurons.scoring.base import score_layer
 
     model, _ = load_classifier(trained_synthetic.checkpoint)
     split = trained_synthetic.split

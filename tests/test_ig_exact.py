@@ -14,11 +14,10 @@ from captum.attr import InputXGradient
 from captum.attr._utils.approximation_methods import approximation_parameters
 
 from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone, tokenize
-from kneurons.scoring.methods import (
-    INTEGRATION_METHODS,
-    attribution_per_sequence,
+from kneurons.scoring.ig import attribution_per_sequence
+from kneurons.scoring.integration import INTEGRATION_METHODS, integration_points
+from kneurons.scoring.reference import (
     captum_ig_per_sequence,
-    integration_points,
     module_output,
     replaced_output_forward,
     target_at_scale,

@@ -43,7 +43,8 @@ from kneurons.model.classifier import (
 )
 from kneurons.model.train import predict
 from kneurons.provenance import check_scores_match_checkpoint
-from kneurons.scoring.methods import activation_per_sequence, attribution_per_sequence
+from kneurons.scoring.activation import activation_per_sequence
+from kneurons.scoring.ig import attribution_per_sequence
 from kneurons.tables import gather_score_tables, read_score_table, score_table_metadata, write_score_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -386,7 +387,7 @@ RUNNER = textwrap.dedent(
     from kneurons.jobs.signals import exit_on_sigterm
     exit_on_sigterm()  # what every workflow script does
     import kneurons.ablation.engine as ab
-    import kneurons.scoring.methods as sc
+    import kneurons.scoring.base as sc
     import kneurons.jobs.score as score_job
     import kneurons.jobs.ablate as ablate_job
 
@@ -407,7 +408,7 @@ RUNNER = textwrap.dedent(
 
     if job == "score":
         if phase == "compute":
-            after(sc._Progress, "step")  # after the first batch
+            after(sc.Progress, "step")  # after the first batch
         else:
             import pyarrow.parquet as pq
             after(pq, "write_table")  # the table is in the temporary file, not yet renamed

@@ -19,16 +19,13 @@ from kneurons.model.classifier import (
     tokenize,
 )
 from kneurons.model.hooks import OutputRecorder, mask_fn, module_output_hook, module_output_hooks, scale_fn
-from kneurons.scoring.methods import (
-    activation_per_sequence,
-    attribution_per_sequence,
-    integration_points,
-    random_scores,
-    score_layer,
-    scores_table,
-    select_scoring_set,
-    subset_hash,
-)
+from kneurons.scoring.activation import activation_per_sequence
+from kneurons.scoring.base import score_layer
+from kneurons.scoring.ig import attribution_per_sequence
+from kneurons.scoring.integration import integration_points
+from kneurons.scoring.random import random_scores
+from kneurons.scoring.rows import scores_table
+from kneurons.scoring.subset import select_scoring_set, subset_hash
 from kneurons.tables import SCORE_COLUMNS, gather_score_tables, read_score_table, write_score_table
 
 SEQS = ["MKTAYIAKQRQISFVKSHFSRQ", "MKVLAAGIVG", "MSTNPKPQRKTKRNTNRRPQDVKFPGG", "GAVLIPFWMS", "WWPLKQ"]
@@ -90,7 +87,7 @@ def test_mask_fn_keeps_units_and_fills_the_rest():
 
 
 def test_recorder_clones_before_fair_esm_scales_q_in_place():
-    """fair-esm's reference attention multiplies q_proj's output in place; the recorder must keep the raw one."""
+    """fair-esm's reference attention multiplies q_proj's output in place; the recorder keeps the raw one."""
     from kneurons.model.attention import set_attention
 
     model, tokens = _model(), tokenize(SEQS[:2])
@@ -187,6 +184,60 @@ def test_score_table_metadata_round_trip_and_gather(tmp_path):
         gather_score_tables([paths[0], tmp_path / "stale.parquet"])
 
 
+# -- the registry ---------------------------------------------------------------------------------------
+def test_registry_is_the_schema_enum_and_names_its_classes():
+    import yaml
+
+    from kneurons.config import SCHEMA_PATH, load_schema
+    from kneurons.scoring import registry
+
+    names = list(registry.METHODS)
+    assert load_schema()["properties"]["score"]["properties"]["methods"]["items"]["enum"] == names
+    with open(SCHEMA_PATH) as fh:  # the YAML file repeats the registry for its readers
+        assert yaml.safe_load(fh)["properties"]["score"]["properties"]["methods"]["items"]["enum"] == names
+    cfg = _score_cfg()
+    for name, spec in registry.METHODS.items():
+        method = registry.build(name, cfg)
+        assert method.name == name and method.spec is spec
+    assert [n for n in names if registry.is_attribution(n)] == ["ig", "gradxact"]
+    assert not registry.is_attribution("unknown")
+    with pytest.raises(ValueError, match="unknown scoring method 'nope'; one of activation, ig"):
+        registry.get("nope")
+
+
+def test_registry_settings_are_the_recorded_score_settings():
+    from kneurons.scoring import registry
+
+    cfg = _score_cfg()
+    assert registry.get("activation").settings(cfg) == {
+        "tokens": "non-padding incl. BOS/EOS",
+        "reduce": "abs_mean",
+        "class_conditional": False,
+    }
+    assert registry.get("ig").settings(cfg) == {
+        "steps": 4,
+        "method": "riemann_right",
+        "target": "prob",
+        "baseline": "zero",
+        "class_conditional": True,
+    }
+    assert registry.get("gradxact").settings(cfg) == {"target": "prob", "class_conditional": True}
+    assert registry.get("random").settings(cfg) == {"seeds": [0, 1]}
+
+
+def test_registry_config_selection_and_figures_import_without_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import kneurons.scoring.registry, kneurons.config, kneurons.ablation.selection, "
+        "kneurons.figures.ablation, kneurons.scoring.rows, kneurons.scoring.subset, "
+        "kneurons.scoring.integration; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 # -- the scoring subset -------------------------------------------------------------------------------
 def _split(n_per_class=(30, 10, 5)) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = []
@@ -275,8 +326,9 @@ def _motif_enrichment(model: EsmClassifier, split: pd.DataFrame, labels: list[st
             sel = torch.from_numpy((held["label"].astype(str) == c).to_numpy().copy())
             m, b = motif[sel].unsqueeze(-1), background[sel].unsqueeze(-1)
             ratio = ((a[sel] * m).sum((0, 1)) / m.sum()) / ((a[sel] * b).sum((0, 1)) / b.sum())
-            frames.append(pd.DataFrame({"layer": int(layer), "module": module, "neuron": np.arange(a.shape[-1]),
-                                        "label": c, "enrichment": ratio.numpy()}))  # fmt: skip
+            frames.append(pd.DataFrame({"layer": int(layer), "module": module,
+                                        "neuron": np.arange(a.shape[-1]), "label": c,
+                                        "enrichment": ratio.numpy()}))  # fmt: skip
     return pd.concat(frames, ignore_index=True)
 
 

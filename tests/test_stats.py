@@ -186,7 +186,8 @@ def synthetic_ablation(trained_synthetic, tmp_path_factory):
     """Score (activation, IG, random) and ablate (global scope, preserve) on the trained synthetic model."""
     from kneurons.config import validate_config
     from kneurons.model.classifier import load_classifier
-    from kneurons.scoring.methods import score_layer, select_scoring_set
+    from kneurons.scoring.base import score_layer
+    from kneurons.scoring.subset import select_scoring_set
 
     out = tmp_path_factory.mktemp("synthetic_ablation")
     threads = torch.get_num_threads()

@@ -14,6 +14,7 @@ import jsonschema
 import yaml
 
 from kneurons.errors import ConfigError
+from kneurons.scoring.registry import METHODS
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema" / "config.schema.yaml"
 
@@ -29,9 +30,17 @@ ESM2_ARCHITECTURES: dict[str, tuple[int, int, int]] = {
 
 
 def load_schema(path: str | Path | None = None) -> dict:
-    """Read the configuration schema (YAML)."""
+    """Read the configuration schema (YAML), with the ``score.methods`` enum from the scoring registry.
+
+    The registry is the one list of methods; the YAML file repeats it for readers of the schema
+    (tests/test_scoring.py keeps the two equal).
+    """
     with open(path or SCHEMA_PATH) as fh:
-        return yaml.safe_load(fh)
+        schema = yaml.safe_load(fh)
+    methods = schema.get("properties", {}).get("score", {}).get("properties", {}).get("methods")
+    if methods is not None:
+        methods["items"]["enum"] = list(METHODS)
+    return schema
 
 
 def _with_defaults(validator_class):

@@ -6,7 +6,7 @@ import logging
 import pandas as pd
 
 from kneurons.io import write_table_atomic
-from kneurons.scoring.methods import select_scoring_set
+from kneurons.scoring.subset import select_scoring_set
 
 logging.basicConfig(
     filename=snakemake.log[0],

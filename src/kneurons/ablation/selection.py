@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from kneurons.errors import InputError
+from kneurons.scoring.registry import is_attribution
 
 #: The neuron-bearing modules of a layer, in fair-esm's names (the same tuple as
 #: ``kneurons.model.classifier.MODULE_TYPES``; repeated here so this module needs no torch).
@@ -53,8 +54,6 @@ MODULE_TYPES: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1"
 SCOPES: tuple[str, ...] = ("global", "module_type", "layer_module")
 MODES: tuple[str, ...] = ("preserve", "suppress")
 NORMALISATIONS: tuple[str, ...] = ("auto", "mean_abs", "max_abs", "none")
-#: Methods whose scores share a unit across modules (``auto`` leaves them unnormalised).
-ATTRIBUTION_METHODS: tuple[str, ...] = ("ig", "gradxact")
 
 Block = tuple[int, str]
 
@@ -211,12 +210,15 @@ def _describe(layout: NeuronLayout, flat: int) -> str:
 
 
 def resolve_normalisation(how: str, method: str) -> str:
-    """The normalisation ``how`` means for ``method`` (``auto``: none for attributions, mean_abs otherwise)."""
+    """The normalisation ``how`` means for ``method`` (``auto``: none for attributions, mean_abs otherwise).
+
+    Attributions (``MethodSpec.attribution`` in the scoring registry) share a unit across modules.
+    """
     if how not in NORMALISATIONS:
         raise ValueError(f"unknown normalisation {how!r}; one of {', '.join(NORMALISATIONS)}")
     if how != "auto":
         return how
-    return "none" if method in ATTRIBUTION_METHODS else "mean_abs"
+    return "none" if is_attribution(method) else "mean_abs"
 
 
 def normalise_per_module(

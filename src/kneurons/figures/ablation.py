@@ -21,15 +21,12 @@ from matplotlib.figure import Figure
 from kneurons.ablation.selection import MODULE_TYPES
 from kneurons.errors import InputError
 from kneurons.io import atomic_path
+from kneurons.scoring.registry import METHODS
 
-#: Method -> (label, colour, marker, line style). Unknown methods get a fallback style.
+#: Method -> (label, colour, marker, line style), from the scoring registry (registry order).
 METHOD_STYLE: dict[str, tuple[str, str, str, str]] = {
-    "activation": ("activation", "#0072B2", "o", "-"),
-    "ig": ("integrated gradients", "#D55E00", "s", "--"),
-    "gradxact": ("gradient x activation", "#009E73", "^", "-."),
-    "random": ("random", "#555555", "", ":"),
+    m.name: (m.label, m.colour, m.marker, m.linestyle) for m in METHODS.values()
 }
-HATCHES = {"activation": "", "ig": "///", "gradxact": "...", "random": "xx"}
 RC = {
     "font.size": 9,
     "axes.titlesize": 9,
@@ -49,8 +46,14 @@ F_TICKS = [0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1]
 
 
 def style(method: str) -> tuple[str, str, str, str]:
-    """(label, colour, marker, line style) of a method."""
+    """(label, colour, marker, line style) of a method; methods the registry lacks get a fallback style."""
     return METHOD_STYLE.get(method, (method, "#CC79A7", "D", (0, (1, 1))))
+
+
+def _hatch(method: str) -> str:
+    """Bar hatch of a method (none for methods the registry lacks)."""
+    spec = METHODS.get(method)
+    return "" if spec is None else spec.hatch
 
 
 def method_order(methods: Sequence[str]) -> list[str]:
@@ -294,7 +297,7 @@ def plot_threshold_bars(summary: pd.DataFrame) -> Figure:
             name = "random (mean; whiskers: min-max of seeds)" if method == "random" else label
             bars = ax.bar(
                 xs, heights, width=width * 0.95, color=colour if method != "random" else "#BBBBBB",
-                edgecolor="black", lw=0.5, hatch=HATCHES.get(method, ""), label=name, **kw,
+                edgecolor="black", lw=0.5, hatch=_hatch(method), label=name, **kw,
             )  # fmt: skip
             for bar, h, up in zip(bars, heights, errs[1], strict=False):
                 top = h + (up if method == "random" else 0.0)

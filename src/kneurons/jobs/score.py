@@ -12,7 +12,9 @@ import torch
 
 from kneurons.errors import InputError
 from kneurons.io import sha256_file
-from kneurons.scoring.methods import score_layer, settings_for, subset_hash
+from kneurons.scoring import registry
+from kneurons.scoring.base import score_layer
+from kneurons.scoring.subset import subset_hash
 from kneurons.tables import read_scoring_set, write_score_table
 
 log = logging.getLogger(__name__)
@@ -52,13 +54,14 @@ def run_score_job(
             f"{row['label_index']} does not match the checkpoint's labels {labels} ({checkpoint})"
         )
     score_cfg = cfg["score"]
+    settings = registry.get(method).settings(score_cfg)
     log.info(
         "scoring %s layer %d: %d sequences, device %s, settings %s",
         method,
         layer,
         len(subset),
         device,
-        settings_for(method, score_cfg),
+        settings,
     )
     start = time.monotonic()
     df = score_layer(model, subset, method, layer, score_cfg, device=device)
@@ -74,7 +77,7 @@ def run_score_job(
             "seed": cfg.get("seed", 0),
             "accessions_sha256": subset_hash(subset["accession"].tolist()),
         },
-        "settings": settings_for(method, score_cfg),
+        "settings": settings,
         "device": str(device),
         "dtype": "bfloat16 autocast" if device.type == "cuda" and score_cfg.get("bf16", True) else "float32",
         "kneurons": version,

@@ -1,0 +1,139 @@
+"""The shape every scoring method has (captum-style: one class per method, one ``attribute()``), and
+``score_layer``, the one (method, layer) scoring step a job runs.
+
+A method class is built from the validated ``score`` config section (``from_config``) and holds its
+settings; ``score_layer(model, scoring_set, layer, device)`` gives the score-table rows of one layer.
+Methods that score sequences (activation, ig, gradxact) share ``attribute(model, sequences, gold,
+layer, module_types, device) -> {module: (n_seq, n_neurons)}``, per-sequence scores whose means over
+all sequences (and, class-conditionally, over each class's sequences) are the table. Random scores
+do not look at sequences; that class draws its rows directly. The registry
+(``kneurons.scoring.registry``) names the classes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+
+from kneurons.errors import ModelError
+from kneurons.model.classifier import MODULE_TYPES, EsmClassifier
+from kneurons.scoring import registry
+from kneurons.scoring.rows import scores_table
+
+log = logging.getLogger(__name__)
+
+
+class Progress:
+    """Log progress of a scoring job at most every ``every`` seconds (and at the end)."""
+
+    def __init__(self, what: str, total: int, every: float = 10.0):
+        self.what, self.total, self.every = what, total, every
+        self.done = 0
+        self.start = self.last = time.monotonic()
+
+    def step(self, n: int) -> None:
+        """Count ``n`` more sequences done; log when ``every`` seconds have passed or all are done."""
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= self.every or self.done >= self.total:
+            rate = self.done / max(now - self.start, 1e-9)
+            log.info(
+                "%s: %d/%d sequences (%.1f seq/s, %.0f s)",
+                self.what,
+                self.done,
+                self.total,
+                rate,
+                now - self.start,
+            )
+            self.last = now
+
+
+def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """bf16/fp16 (autocast) -> float32 for reductions; float32 and float64 stay as they are."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
+def residue_mask(tokens: torch.Tensor, padding_idx: int) -> torch.Tensor:
+    """(T, B, 1) bool mask of non-padding tokens (BOS and EOS included), time-first like module outputs."""
+    return tokens.ne(padding_idx).T.unsqueeze(-1)
+
+
+class ScoringMethod(ABC):
+    """A scoring method with its settings; ``name`` is its key in ``registry.METHODS``."""
+
+    name: ClassVar[str]
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, score_cfg: dict[str, Any]) -> ScoringMethod:
+        """The method with its settings from the validated ``score`` config section."""
+
+    @property
+    def spec(self) -> registry.MethodSpec:
+        """The method's registry entry (label, styles, ranking rule, settings keys)."""
+        return registry.get(self.name)
+
+    @abstractmethod
+    def score_layer(
+        self, model: EsmClassifier, scoring_set: pd.DataFrame, layer: int, device: torch.device | str = "cpu"
+    ) -> pd.DataFrame:
+        """Score-table rows of the six modules of ``layer``.
+
+        ``scoring_set`` has columns ``sequence, label, label_index``.
+        """
+
+
+class PerSequenceMethod(ScoringMethod):
+    """A method that scores each sequence; the table holds means over sequences (and over classes)."""
+
+    class_conditional: bool
+
+    @abstractmethod
+    def attribute(
+        self,
+        model: EsmClassifier,
+        sequences: Sequence[str],
+        gold: Sequence[int] | None,
+        layer: int,
+        module_types: Sequence[str] = MODULE_TYPES,
+        device: torch.device | str = "cpu",
+    ) -> dict[str, np.ndarray]:
+        """Per-sequence scores ``{module: (n_seq, n_neurons)}`` of the modules of ``layer``.
+
+        ``gold``: the gold class index of each sequence (the target of attributions).
+        """
+
+    def score_layer(
+        self, model: EsmClassifier, scoring_set: pd.DataFrame, layer: int, device: torch.device | str = "cpu"
+    ) -> pd.DataFrame:
+        """Means of ``attribute`` over all sequences, and over each class's with ``class_conditional``."""
+        seqs = scoring_set["sequence"].astype(str).tolist()
+        labels = scoring_set["label"].astype(str).tolist()
+        gold = scoring_set["label_index"].astype(int).tolist()
+        per = self.attribute(model, seqs, gold, layer, device=device)
+        return scores_table(per, self.name, layer, labels, class_conditional=self.class_conditional)
+
+
+def score_layer(
+    model: EsmClassifier,
+    scoring_set: pd.DataFrame,
+    method: str,
+    layer: int,
+    score_cfg: dict[str, Any],
+    device: torch.device | str = "cpu",
+) -> pd.DataFrame:
+    """The score table of one (method, layer) job: all six modules of ``layer``.
+
+    ``score_cfg`` is the validated ``score`` section of the config; ``scoring_set`` has columns
+    ``sequence, label, label_index``.
+    """
+    if not 0 <= layer < model.num_layers:
+        raise ModelError(f"layer {layer} does not exist; the model has {model.num_layers} layers")
+    return registry.build(method, score_cfg).score_layer(model, scoring_set, layer, device)
