@@ -357,6 +357,7 @@ def test_run_ablation_job_files_and_fills(tmp_path, fill_kind):
     from kneurons.config import validate_config
     from kneurons.jobs.ablate import run_ablation_job
     from kneurons.model.classifier import save_classifier
+    from kneurons.settings import job_settings
     from kneurons.tables import load_ablation
 
     model = tiny_model(layers=2)
@@ -389,7 +390,8 @@ def test_run_ablation_job_files_and_fills(tmp_path, fill_kind):
     cfg["ablate"]["fill"] = fill_kind  # config validation refuses pretrained for a custom model
     loaded = []
     result = run_ablation_job(
-        tmp_path / "best.pt", tmp_path / "split.tsv", tmp_path / "ig.parquet", "ig", "module_type", cfg,
+        tmp_path / "best.pt", tmp_path / "split.tsv", tmp_path / "ig.parquet", "ig", "module_type",
+        job_settings("ablate", cfg),
         tmp_path / "t.tsv", tmp_path / "t.pred.npz", scoring_set_path=tmp_path / "scoring_set.tsv",
         reference_loader=lambda: loaded.append(1) or tiny_model(seed=5, layers=2).esm,
     )  # fmt: skip

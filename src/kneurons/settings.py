@@ -35,7 +35,10 @@ def score_settings(score: Config, method: str) -> dict[str, Any]:
     if method != "random":  # random scores never run the model
         keys.append("token_budget")
     section = SCORE_METHOD_SECTIONS[method]
-    return {**_pick(score, *keys), section: score[section]}
+    sub = score[section]
+    if method == "gradxact":  # one step at alpha = 1: IG's integration rule plays no part
+        sub = _pick(sub, "target", "class_conditional")
+    return {**_pick(score, *keys), section: sub}
 
 
 def _download_synthetic(cfg: Config) -> dict[str, Any]:
