@@ -79,6 +79,7 @@ def workflow_rules(repo: Path = REPO) -> tuple[dict, ...]:
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RULES-JSON ")), None)
     if proc.returncode != 0 or line is None:
         raise RuntimeError(
-            f"loading the workflow failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+            f"loading the workflow failed (rc {proc.returncode}):\n"
+            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         )
     return tuple(json.loads(line[len("RULES-JSON ") :]))
