@@ -31,7 +31,11 @@ test: $(BIN)/.installed
 dryrun: $(BIN)/.installed
 	$(BIN)/snakemake -n
 
+# Python (ruff), the workflow's format (snakefmt) and Snakemake's own workflow lint; all must be clean.
 lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
 
 clean:

@@ -396,12 +396,13 @@ def job_files(tmp_path) -> tuple:
 @pytest.mark.parametrize("fill_kind", ["mean", "pretrained"])
 def test_run_ablation_job_files_and_fills(tmp_path, fill_kind):
     from kneurons.jobs.ablate import run_ablation_job
+    from kneurons.settings import job_settings
     from kneurons.tables import load_ablation
 
     cfg = write_job_inputs(tmp_path, fill_kind)
     loaded = []
     result = run_ablation_job(
-        *job_files(tmp_path), cfg, tmp_path / "t.tsv", tmp_path / "t.pred.npz",
+        *job_files(tmp_path), job_settings("ablate", cfg), tmp_path / "t.tsv", tmp_path / "t.pred.npz",
         scoring_set_path=tmp_path / "scoring_set.tsv",
         reference_loader=lambda: loaded.append(1) or tiny_model(seed=5, layers=2).esm,
     )  # fmt: skip

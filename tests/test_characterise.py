@@ -30,6 +30,7 @@ from kneurons.model.classifier import (
     save_classifier,
     tokenize,
 )
+from kneurons.settings import job_settings
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -520,11 +521,22 @@ def _prepare_run(tmp_path: Path, with_sites: bool):
 def _run_jobs(tmp_path, cfg, split_path):
     out_c = {k: tmp_path / f"c_{k}.tsv" for k in ("neurons", "overlap", "matrix", "specificity")}
     out_c["summary"] = tmp_path / "c_summary.json"
-    char_jobs.run_class_job(tmp_path / "best.pt", tmp_path / "ig.parquet", split_path, cfg, out_c)
+    char_jobs.run_class_job(
+        tmp_path / "best.pt",
+        tmp_path / "ig.parquet",
+        split_path,
+        job_settings("characterise_classes", cfg),
+        out_c,
+    )
     out_n = {k: tmp_path / f"n_{k}.tsv" for k in ("neurons", "windows", "pfm", "summary")}
     out_n["info"] = tmp_path / "n_info.json"
     info = char_jobs.run_neuron_job(
-        tmp_path / "best.pt", tmp_path / "ig.parquet", split_path, out_c["neurons"], cfg, out_n
+        tmp_path / "best.pt",
+        tmp_path / "ig.parquet",
+        split_path,
+        out_c["neurons"],
+        job_settings("characterise_neurons", cfg),
+        out_n,
     )
     return out_c, out_n, info
 

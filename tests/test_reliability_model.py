@@ -45,6 +45,7 @@ from kneurons.model.train import predict
 from kneurons.provenance import check_scores_match_checkpoint
 from kneurons.scoring.activation import activation_per_sequence
 from kneurons.scoring.ig import attribution_per_sequence
+from kneurons.settings import job_settings
 from kneurons.tables import gather_score_tables, read_score_table, score_table_metadata, write_score_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,6 +66,9 @@ CFG = validate_config(
         "characterise": {"enabled": False},
     }
 )  # fmt: skip
+#: What the score and ablation rules pass their jobs (kneurons.settings), built from CFG.
+ACT = job_settings("score_layer", CFG, method="activation")
+ABLATE = job_settings("ablate", CFG)
 
 
 def tiny_model(seed: int) -> EsmClassifier:
@@ -94,7 +98,7 @@ def work(tmp_path_factory) -> SimpleNamespace:
     table.assign(split=["train"] * 24 + ["test"] * 16).to_csv(d / "split.tsv", sep="\t", index=False)
     layers = []
     for layer in (0, 1):
-        run_score_job(d / "a.pt", d / "scoring_set.tsv", "activation", layer, CFG, d / f"act{layer}.parquet")
+        run_score_job(d / "a.pt", d / "scoring_set.tsv", "activation", layer, ACT, d / f"act{layer}.parquet")
         layers.append(d / f"act{layer}.parquet")
     df, meta = gather_score_tables(layers)
     write_score_table(df, d / "activation.parquet", meta)
@@ -105,13 +109,14 @@ def work(tmp_path_factory) -> SimpleNamespace:
 def ig_job(work: SimpleNamespace, out: Path) -> dict:
     """Arguments of one IG scoring job (layer 1 of checkpoint a on the small set)."""
     return {"checkpoint": str(work.a), "scoring_set_path": str(work.small_set), "method": "ig", "layer": 1,
-            "cfg": CFG, "out_path": str(out)}  # fmt: skip
+            "settings": job_settings("score_layer", CFG, method="ig"), "out_path": str(out)}  # fmt: skip
 
 
 def ablation_job(work: SimpleNamespace, table: Path, pred: Path) -> dict:
     """Arguments of one ablation job (activation scores, global scope)."""
     return {"checkpoint": str(work.a), "split_path": str(work.split), "scores_path": str(work.scores),
-            "method": "activation", "scope": "global", "cfg": CFG, "table_out": str(table), "pred_out": str(pred)}  # fmt: skip
+            "method": "activation", "scope": "global", "settings": ABLATE, "table_out": str(table),
+            "pred_out": str(pred)}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +142,7 @@ def test_truncated_checkpoint_names_the_file(work, tmp_path):
             load_classifier(bad)
         out = tmp_path / "scores" / "layer0.parquet"
         with pytest.raises(ModelError, match="best.pt"):
-            run_score_job(bad, work.scoring_set, "activation", 0, CFG, out)
+            run_score_job(bad, work.scoring_set, "activation", 0, ACT, out)
         assert not out.parent.exists() or list(out.parent.iterdir()) == []
 
 
@@ -163,7 +168,7 @@ def test_checkpoint_of_another_architecture_names_the_file(work, tmp_path):
 
 def test_layer_beyond_the_checkpoint_is_refused(work, tmp_path):
     with pytest.raises(ModelError, match="layer 5 does not exist; the model has 2 layers"):
-        run_score_job(work.a, work.scoring_set, "activation", 5, CFG, tmp_path / "layer5.parquet")
+        run_score_job(work.a, work.scoring_set, "activation", 5, ACT, tmp_path / "layer5.parquet")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -172,10 +177,10 @@ def test_ablation_refuses_scores_of_another_model(work, tmp_path):
     table, pred = tmp_path / "t.tsv", tmp_path / "t.pred.npz"
     assert score_table_metadata(work.scores)["checkpoint_sha256"] == sha256_file(work.a)
     with pytest.raises(InputError, match=r"activation\.parquet: scores were computed on a different model"):
-        run_ablation_job(work.b, work.split, work.scores, "activation", "global", CFG, table, pred)
+        run_ablation_job(work.b, work.split, work.scores, "activation", "global", ABLATE, table, pred)
     assert list(tmp_path.iterdir()) == []
     # the same table with its own model runs (the check is not a blanket refusal)
-    run_ablation_job(work.a, work.split, work.scores, "activation", "global", CFG, table, pred)
+    run_ablation_job(work.a, work.split, work.scores, "activation", "global", ABLATE, table, pred)
     assert table.exists() and pred.exists()
 
 
@@ -495,7 +500,7 @@ def test_scoring_is_deterministic_on_cpu(work, uninterrupted, tmp_path):
         "scoring_set_path": work.scoring_set,
         "method": "activation",
         "layer": 1,
-        "cfg": CFG,
+        "settings": ACT,
     }
     pairs.append(
         (work.dir / "act1.parquet", tmp_path / "act.parquet", {**act, "out_path": tmp_path / "act.parquet"})

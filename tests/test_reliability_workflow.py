@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,8 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = {
     "seed": 3,
     "device": "cpu",
-    "data": {"source": "synthetic", "synthetic": {"n_classes": 3, "n_per_class": 20, "length_min": 30,
-                                                  "length_max": 40, "motif_length": 4, "motifs_per_sequence": 1}},
+    "data": {"source": "synthetic",
+             "synthetic": {"n_classes": 3, "n_per_class": 20, "length_min": 30, "length_max": 40,
+                           "motif_length": 4, "motifs_per_sequence": 1}},
     "labels": {"min_class_size": 5},
     "split": {"identity": False, "fractions": {"train": 0.6, "val": 0.2, "test": 0.2}},
     "model": {"name": "custom", "custom": {"num_layers": 1, "embed_dim": 16, "attention_heads": 2}},
@@ -55,13 +57,14 @@ DATA_FILES = [
 def snakemake_cmd(workdir: Path, config: dict, targets: list[str]) -> list[str]:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-            "--configfile", str(workdir / "config.yaml"), "--cores", "1", *targets]  # fmt: skip
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+            "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", "1",
+            *targets]  # fmt: skip
 
 
 def run_snakemake(workdir: Path, config: dict, targets: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(snakemake_cmd(workdir, config, targets), capture_output=True, text=True, timeout=600,
-                          check=False)  # fmt: skip
+    return subprocess.run(snakemake_cmd(workdir, config, targets), capture_output=True, text=True,
+                          timeout=600, check=False)  # fmt: skip
 
 
 def descendants(pid: int) -> list[int]:
@@ -99,8 +102,8 @@ def runs(tmp_path_factory) -> SimpleNamespace:
     proc_a = run_snakemake(a, TINY, TARGETS)
     assert proc_a.returncode == 0, proc_a.stderr[-4000:]
 
-    proc = subprocess.Popen(snakemake_cmd(b, TINY, TARGETS), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+    proc = subprocess.Popen(snakemake_cmd(b, TINY, TARGETS), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
     last = b / "results" / "model" / "checkpoints" / "last.pt"
     killed_at_epoch = None
     try:
@@ -147,8 +150,8 @@ def test_rerun_resumes_training_and_matches_the_uninterrupted_run(runs):
         assert json.loads((runs.a / "model" / name).read_text()) == json.loads(
             (runs.b / "model" / name).read_text()
         )
-    curves = [pd.read_csv(r / "model" / "training_curve.tsv", sep="\t").drop(columns=["tokens_per_s", "seconds"])
-              for r in (runs.a, runs.b)]  # fmt: skip
+    curves = [pd.read_csv(r / "model" / "training_curve.tsv", sep="\t")
+              .drop(columns=["tokens_per_s", "seconds"]) for r in (runs.a, runs.b)]  # fmt: skip
     pd.testing.assert_frame_equal(*curves, check_exact=True)
     sa, sb = (torch.load(r / "model" / "best.pt", weights_only=True)["state_dict"] for r in (runs.a, runs.b))
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -178,3 +181,22 @@ def test_unwritable_results_directory_is_one_clear_error(tmp_path):
         f"results: {blocker}/results cannot be created: {blocker} is a file, not a directory" in proc.stderr
     )
     assert blocker.read_text().startswith("a file")
+
+
+@pytest.mark.slow
+def test_changed_scoring_setting_reruns_its_score_jobs(tmp_path):
+    """The params rerun-trigger: after the scores are made, `score.activation.reduce: max` plans the
+    activation score jobs and their gather again, and nothing upstream (the settings seam)."""
+    config = {**TINY, "train": {**TINY["train"], "epochs": 2}}
+    target = ["results/scores/activation.parquet"]
+    done = run_snakemake(tmp_path / "run", config, target)
+    assert done.returncode == 0, done.stderr[-4000:]
+    same = run_snakemake(tmp_path / "run", config, ["-n", *target])
+    assert same.returncode == 0 and "Nothing to be done" in same.stdout + same.stderr
+    changed = {**config, "score": {**config["score"], "activation": {"reduce": "max"}}}
+    plan = run_snakemake(tmp_path / "run", changed, ["-n", *target])
+    assert plan.returncode == 0, plan.stderr[-4000:]
+    text = plan.stdout + plan.stderr
+    assert "score_layer" in text and "gather_scores" in text, text[-3000:]
+    for upstream in ("finetune", "scoring_set", "split"):
+        assert not re.search(rf"\brule {upstream}:|^{upstream}\s+\d", text, re.M), text[-3000:]

@@ -49,12 +49,15 @@ with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
         else:
             kind = "run"
         conda = rule.conda_env
+        params = {k: "<callable>" if callable(v) else v for k, v in rule.params.items()}
         rules.append({
             "name": rule.name,
             "kind": kind,
             "conda": None if conda is None else (str(conda) if not callable(conda) else "<callable>"),
             "basedir": str(rule.basedir.get_path_or_uri(secret_free=True)),
             "resources": sorted(rule.resources.keys()),
+            "params": params,
+            "message": rule.message,
         })
 print("RULES-JSON " + json.dumps(rules))
 """
@@ -63,7 +66,8 @@ print("RULES-JSON " + json.dumps(rules))
 @lru_cache(maxsize=4)
 def workflow_rules(repo: Path = REPO) -> tuple[dict, ...]:
     """One dict per rule of the workflow in ``repo``: name, kind (shell|script|notebook|wrapper|run|none),
-    conda (as written), basedir (the rule file's directory), resources (names declared)."""
+    conda (as written), basedir (the rule file's directory), resources (names declared), params (by name;
+    functions of wildcards as ``"<callable>"``) and message."""
     with tempfile.TemporaryDirectory(prefix="kneurons-rules-") as workdir:
         proc = subprocess.run(
             [sys.executable, "-c", _SCRIPT, str(repo), workdir],
@@ -75,6 +79,7 @@ def workflow_rules(repo: Path = REPO) -> tuple[dict, ...]:
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RULES-JSON ")), None)
     if proc.returncode != 0 or line is None:
         raise RuntimeError(
-            f"loading the workflow failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+            f"loading the workflow failed (rc {proc.returncode}):\n"
+            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         )
     return tuple(json.loads(line[len("RULES-JSON ") :]))

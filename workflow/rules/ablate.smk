@@ -5,27 +5,12 @@
 
 ABLATE_METHODS = list(config["score"]["methods"])
 ABLATE_SCOPES = list(config["ablate"]["scopes"])
-ABLATION_DIR = f"{R}/ablation"
 STATS_DIR = f"{R}/stats"
 #: The statistics tables (TSV, one row per curve / per f / per group; see src/kneurons/stats.py).
-STATS = {name: f"{STATS_DIR}/{name}.tsv" for name in ("curves", "summary", "random_gap", "paired_tests", "density")}
-
-
-def ablation_table(method, scope):
-    """Metrics of every mask of one job: one row per (method, scope, scope_name, mode, f, seed)."""
-    return f"{ABLATION_DIR}/{method}/{scope}.tsv"
-
-
-def ablation_predictions(method, scope):
-    """Per-protein predictions behind the rows of ``ablation_table`` (bootstrap, paired tests)."""
-    return f"{ABLATION_DIR}/{method}/{scope}.pred.npz"
-
-
-def ablation_inputs(wildcards):
-    inputs = {"model": BEST_MODEL, "split": SPLIT, "scores": score_table(wildcards.method)}
-    if config["ablate"]["fill"] == "mean":
-        inputs["scoring_set"] = SCORING_SET  # mean activations are measured on the scoring data
-    return inputs
+STATS = {
+    name: f"{STATS_DIR}/{name}.tsv"
+    for name in ("curves", "summary", "random_gap", "paired_tests", "density")
+}
 
 
 rule ablate:
@@ -41,16 +26,17 @@ rule ablate:
     wildcard_constraints:
         method="|".join(ABLATE_METHODS),
         scope="|".join(ABLATE_SCOPES),
-    params:
-        # rerun when the ablation settings change (they are read from config by the script)
-        ablate=config["ablate"],
+    conda:
+        "../../envs/torch.yaml"
     threads: 4
     resources:
         mem_mb=8000,
         runtime=240,
         gpu=0 if config["device"] == "cpu" else 1,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        **rule_params("ablate", config),
+    message:
+        "Ablating the {wildcards.method} neurons, scope {wildcards.scope}"
     script:
         "../scripts/ablate.py"
 
@@ -58,7 +44,9 @@ rule ablate:
 rule ablation_stats:
     input:
         tables=[ablation_table(m, s) for m in ABLATE_METHODS for s in ABLATE_SCOPES],
-        preds=[ablation_predictions(m, s) for m in ABLATE_METHODS for s in ABLATE_SCOPES],
+        preds=[
+            ablation_predictions(m, s) for m in ABLATE_METHODS for s in ABLATE_SCOPES
+        ],
         scores=[score_table(m) for m in ABLATE_METHODS],
     output:
         **STATS,
@@ -66,16 +54,16 @@ rule ablation_stats:
         f"{R}/logs/stats/ablation_stats.log",
     benchmark:
         f"{R}/benchmarks/stats/ablation_stats.tsv"
-    params:
-        methods=ABLATE_METHODS,
-        stats=config["stats"],
-        normalise=config["ablate"]["normalise"],
+    conda:
+        "../../envs/plots.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../../envs/plots.yaml"
+    params:
+        **rule_params("ablation_stats", config),
+    message:
+        "Statistics over all ablation jobs"
     script:
         "../scripts/ablation_stats.py"
 

@@ -24,21 +24,15 @@ CHAR_FORMATS = list(dict.fromkeys(["png", *config["figures"]["formats"]]))
 #: name -> (report caption, label); each figure is written in every format, png is in the report.
 CHAR_FIGURES = {
     "logos": ("characterise_logos.rst", "sequence logos of the top IG neurons"),
-    "site_auroc": ("characterise_site_auroc.rst", "site AUROC by module type and layer"),
-    "class_specificity": ("characterise_class_specificity.rst", "class-specific neurons: recall change, overlap"),
+    "site_auroc": (
+        "characterise_site_auroc.rst",
+        "site AUROC by module type and layer",
+    ),
+    "class_specificity": (
+        "characterise_class_specificity.rst",
+        "class-specific neurons: recall change, overlap",
+    ),
 }
-
-
-def char_figure_outputs():
-    """Named outputs ``<figure>_<format>`` of the figure rule; the png files go into the report."""
-    out = {}
-    for name, (caption, label) in CHAR_FIGURES.items():
-        for fmt in CHAR_FORMATS:
-            path = f"{CHAR_FIG}/{name}.{fmt}"
-            if fmt == "png":
-                path = report(path, caption=f"../report/{caption}", category="Characterisation", labels={"figure": label})
-            out[f"{name}_{fmt}"] = path
-    return out
 
 
 rule characterise_classes:
@@ -53,13 +47,17 @@ rule characterise_classes:
         f"{R}/logs/characterise/classes.log",
     benchmark:
         f"{R}/benchmarks/characterise/classes.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 4
     resources:
         mem_mb=8000,
         runtime=120,
         gpu=0 if config["device"] == "cpu" else 1,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        **rule_params("characterise_classes", config),
+    message:
+        "Finding class-specific neurons and suppressing them"
     script:
         "../scripts/characterise_classes.py"
 
@@ -76,13 +74,17 @@ rule characterise_neurons:
         f"{R}/logs/characterise/neurons.log",
     benchmark:
         f"{R}/benchmarks/characterise/neurons.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 4
     resources:
         mem_mb=8000,
         runtime=120,
         gpu=0 if config["device"] == "cpu" else 1,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        **rule_params("characterise_neurons", config),
+    message:
+        "Characterising where the top IG neurons fire"
     script:
         "../scripts/characterise_neurons.py"
 
@@ -98,13 +100,13 @@ rule characterise_figures:
         **char_figure_outputs(),
     log:
         f"{R}/logs/characterise/figures.log",
-    params:
-        figures=list(CHAR_FIGURES),
-        logos=config["characterise"]["logos"],
-        dpi=config["figures"]["dpi"],
-        alpha=config["characterise"]["alpha"],
     conda:
         "../../envs/plots.yaml"
+    params:
+        **rule_params("characterise_figures", config),
+        figures=list(CHAR_FIGURES),
+    message:
+        "Drawing the characterisation figures"
     script:
         "../scripts/characterise_figures.py"
 

@@ -1,5 +1,5 @@
-# Shared by every stage: validated config, output paths, helpers. No rule reads another
-# step's internals: each takes its input files and config.
+# Shared by every stage: validated config, output paths, helpers. A job reads only its input
+# files and its params, built from the config by the settings seam (src/kneurons/settings.py).
 import os
 import sys
 from pathlib import Path
@@ -9,10 +9,13 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 # (conda envs under .snakemake/conda do not install it; SLURM jobs re-read this file):
 # PYTHONPATH precedes site-packages, so the workflow always runs its own src/.
 _SRC = str(Path(workflow.basedir) / "src")
-if _SRC not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
+# (Set here, not required from the user: so no `envvars:` directive, which would demand it.)
+_PYTHONPATH = os.environ.get("PYTHONPATH")
+if _SRC not in (_PYTHONPATH or "").split(os.pathsep):
+    os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC, _PYTHONPATH) if p))
 from kneurons.config import validate_config, num_layers  # noqa: E402
 from kneurons.io import check_output_dir  # noqa: E402
+from kneurons.settings import rule_params, run_description  # noqa: E402
 
 # One validation function (schema + semantic checks) for Snakefile, scripts and tests.
 config.update(validate_config(config))
@@ -33,8 +36,73 @@ LEAKAGE = f"{R}/data/leakage_report.json"
 
 
 def all_targets():
-    """Everything `rule all` builds: stages append their final outputs to TARGETS."""
+    """Everything the default target builds (stages append their final outputs to TARGETS)."""
     return TARGETS
 
 
 TARGETS = [LABEL_REPORT, SPLIT, LEAKAGE]
+
+
+# Path and output helpers of the stage files (Snakemake's lint wants functions here, not
+# beside the rules). Constants they name (SCORING_SET, BEST_MODEL, CHAR_FIGURES, FIG_FORMATS,
+# ...) are set by the stage files, before any of these is called.
+def score_table(method):
+    """The gathered score table of one method (the ablation and figure stages read these)."""
+    return f"{R}/scores/{method}.parquet"
+
+
+def ablation_table(method, scope):
+    """Metrics of every mask of one job: one row per (method, scope, scope_name, mode, f, seed)."""
+    return f"{R}/ablation/{method}/{scope}.tsv"
+
+
+def ablation_predictions(method, scope):
+    """Per-protein predictions behind the rows of ``ablation_table`` (bootstrap, paired tests)."""
+    return f"{R}/ablation/{method}/{scope}.pred.npz"
+
+
+def ablation_inputs(wildcards):
+    """Inputs of one ablation job; ``fill: mean`` also needs the scoring set."""
+    inputs = {
+        "model": BEST_MODEL,
+        "split": SPLIT,
+        "scores": score_table(wildcards.method),
+    }
+    if config["ablate"]["fill"] == "mean":
+        inputs["scoring_set"] = (
+            SCORING_SET  # mean activations are measured on the scoring data
+        )
+    return inputs
+
+
+def char_figure_outputs():
+    """Named outputs ``<figure>_<format>`` of the characterisation figure rule; png goes into the report."""
+    out = {}
+    for name, (caption, label) in CHAR_FIGURES.items():
+        for fmt in CHAR_FORMATS:
+            path = f"{CHAR_FIG}/{name}.{fmt}"
+            if fmt == "png":
+                path = report(
+                    path,
+                    caption=f"../report/{caption}",
+                    category="Characterisation",
+                    labels={"figure": label},
+                )
+            out[f"{name}_{fmt}"] = path
+    return out
+
+
+def figure_outputs(name, caption, category, label):
+    """Named outputs of one figure, one per format; the report format carries the caption."""
+    out = {}
+    for fmt in FIG_FORMATS:
+        path = f"{FIG_DIR}/{name}.{fmt}"
+        if fmt == REPORT_FORMAT:
+            path = report(
+                path,
+                caption=f"../report/{caption}",
+                category=category,
+                labels={"figure": label},
+            )
+        out[fmt] = path
+    return out

@@ -30,11 +30,12 @@ rule download_synthetic:
         motifs=SYNTHETIC_MOTIFS,
     log:
         f"{R}/logs/data/download_synthetic.log",
-    params:
-        synthetic=DATA["synthetic"],
-        seed=config["seed"],
     conda:
         "../../envs/data.yaml"
+    params:
+        **rule_params("download_synthetic", config),
+    message:
+        "Generating synthetic planted-motif proteins"
     script:
         "../scripts/download_synthetic.py"
 
@@ -47,12 +48,14 @@ rule download_uniprot:
         f"{R}/logs/data/download_uniprot.log",
     benchmark:
         f"{R}/benchmarks/data/download_uniprot.tsv"
-    params:
-        uniprot=DATA["uniprot"],
-    resources:
-        runtime=240,
     conda:
         "../../envs/data.yaml"
+    resources:
+        runtime=240,
+    params:
+        **rule_params("download_uniprot", config),
+    message:
+        "Downloading reviewed enzymes from UniProt"
     script:
         "../scripts/download_uniprot.py"
 
@@ -68,6 +71,10 @@ rule download_expasy:
         f"{R}/logs/data/download_expasy.log",
     conda:
         "../../envs/data.yaml"
+    params:
+        **rule_params("download_expasy", config),
+    message:
+        "Reading EC pairs from ExPASy enzyme.dat with their sequences"
     script:
         "../scripts/download_expasy.py"
 
@@ -83,6 +90,10 @@ rule download_brenda:
         f"{R}/logs/data/download_brenda.log",
     conda:
         "../../envs/data.yaml"
+    params:
+        **rule_params("download_brenda", config),
+    message:
+        "Reading EC pairs from the BRENDA file with their sequences"
     script:
         "../scripts/download_brenda.py"
 
@@ -94,9 +105,11 @@ rule proteins:
         PROTEINS,
     log:
         f"{R}/logs/data/proteins.log",
-    params:
-        source=DATA["source"],
     conda:
         "../../envs/data.yaml"
+    params:
+        **rule_params("proteins", config),
+    message:
+        "Normalising the {params.source} source into {output}"
     script:
         "../scripts/proteins.py"

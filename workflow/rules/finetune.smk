@@ -19,13 +19,8 @@ rule finetune:
         f"{R}/logs/model/finetune.log",
     benchmark:
         f"{R}/benchmarks/model/finetune.tsv"
-    params:
-        model=config["model"],
-        train=config["train"],
-        seed=config["seed"],
-        device=config["device"],
-    # A custom-size model (the demo's 64-dim matmuls) is too small to gain much from threads,
-    # and on a busy machine a second OpenMP thread slowed it ~10x (docs/performance.md).
+    conda:
+        "../../envs/torch.yaml"
     threads: 1 if config["model"]["name"] == "custom" else 4
     resources:
         # Host memory: the checkpoint is read on the CPU before it moves to the GPU (3B: ~11 GB).
@@ -33,8 +28,12 @@ rule finetune:
         runtime=720,
         # `auto` may resolve to CUDA on the node that runs the job, so only `cpu` asks for none.
         gpu=0 if config["device"] == "cpu" else 1,
-    conda:
-        "../../envs/torch.yaml"
+    # A custom-size model (the demo's 64-dim matmuls) is too small to gain much from threads,
+    # and on a busy machine a second OpenMP thread slowed it ~10x (docs/performance.md).
+    params:
+        **rule_params("finetune", config),
+    message:
+        "Fine-tuning the classifier on {input.split}"
     script:
         "../scripts/finetune.py"
 

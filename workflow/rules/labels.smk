@@ -13,9 +13,11 @@ rule labels:
         report=LABEL_REPORT,
     log:
         f"{R}/logs/data/labels.log",
-    params:
-        labels=config["labels"],
     conda:
         "../../envs/data.yaml"
+    params:
+        **rule_params("labels", config),
+    message:
+        "Extracting EC labels from {input.proteins}"
     script:
         "../scripts/labels.py"

@@ -7,11 +7,6 @@ SCORE_MODEL = BEST_MODEL  # finetune.smk
 SCORING_SET = f"{R}/scores/scoring_set.tsv"
 
 
-def score_table(method):
-    """The gathered score table of one method (the ablation and figure stages read these)."""
-    return f"{R}/scores/{method}.parquet"
-
-
 rule scoring_set:
     input:
         split=SPLIT,
@@ -20,12 +15,12 @@ rule scoring_set:
         SCORING_SET,
     log:
         f"{R}/logs/score/scoring_set.log",
-    params:
-        split=config["score"]["split"],
-        max_sequences=config["score"]["max_sequences"],
-        seed=config["seed"],
     conda:
         "../../envs/data.yaml"
+    params:
+        **rule_params("scoring_set", config),
+    message:
+        "Picking the scoring subset"
     script:
         "../scripts/scoring_set.py"
 
@@ -43,8 +38,8 @@ rule score_layer:
     wildcard_constraints:
         method="|".join(SCORE_METHODS),
         layer=r"\d+",
-    # As for finetune: a custom-size (demo) model gains nothing from a second OpenMP thread, and
-    # on a busy machine it slows down severalfold (docs/performance.md).
+    conda:
+        "../../envs/torch.yaml"
     threads: 1 if config["model"]["name"] == "custom" else 4
     resources:
         # Host memory holds the model and the per-sequence score arrays; the tail's activations
@@ -53,8 +48,12 @@ rule score_layer:
         runtime=240,
         # `auto` may resolve to CUDA on the node that runs the job, so only `cpu` asks for none.
         gpu=0 if config["device"] == "cpu" else 1,
-    conda:
-        "../../envs/torch.yaml"
+    # As for finetune: a custom-size (demo) model gains nothing from a second OpenMP thread, and
+    # on a busy machine it slows down severalfold (docs/performance.md).
+    params:
+        **rule_params("score_layer", config),
+    message:
+        "Scoring layer {wildcards.layer} by {wildcards.method}"
     script:
         "../scripts/score.py"
 
@@ -70,6 +69,10 @@ rule gather_scores:
         method="|".join(SCORE_METHODS),
     conda:
         "../../envs/torch.yaml"
+    params:
+        **rule_params("gather_scores", config),
+    message:
+        "Gathering the {wildcards.method} score tables of every layer"
     script:
         "../scripts/gather_scores.py"
 

@@ -12,12 +12,13 @@ rule split:
         f"{R}/logs/data/split.log",
     benchmark:
         f"{R}/benchmarks/data/split.tsv"
-    params:
-        split=config["split"],
-        seed=config["seed"],
-    threads: 2
     conda:
         "../../envs/data.yaml"
+    threads: 2
+    params:
+        **rule_params("split", config),
+    message:
+        "Splitting the labelled proteins into train/val/test"
     script:
         "../scripts/split.py"
 
@@ -31,10 +32,12 @@ rule leakage:
         f"{R}/logs/data/leakage.log",
     benchmark:
         f"{R}/benchmarks/data/leakage.tsv"
-    params:
-        split=config["split"],
-    threads: 2
     conda:
         "../../envs/data.yaml"
+    threads: 2
+    params:
+        **rule_params("leakage", config),
+    message:
+        "Writing the leakage report of {input}"
     script:
         "../scripts/leakage.py"

@@ -1,17 +1,14 @@
 """Statistics on all ablation jobs: curve summaries, gap to random, paired tests, density."""
 # ruff: noqa: F821  (`snakemake` is injected by Snakemake's script directive)
 
-import logging
-
+from kneurons.jobs import start
 from kneurons.jobs.stats import run_stats
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
-)
+job = start(snakemake)
 run_stats(
     tables=list(snakemake.input.tables),
     predictions=list(snakemake.input.preds),
-    score_paths=dict(zip(snakemake.params.methods, snakemake.input.scores, strict=False)),
-    cfg=snakemake.config,
+    score_paths=dict(zip(job.params["methods"], snakemake.input.scores, strict=True)),
+    settings=job.params,
     out=dict(snakemake.output),
 )

@@ -2,10 +2,11 @@
 # ruff: noqa: F821  (`snakemake` is injected by Snakemake's script directive)
 
 from kneurons.data.expasy import expasy_proteins
-from kneurons.data.runlog import script_logging
 from kneurons.io import write_json_atomic, write_table_atomic
+from kneurons.jobs import start
 
-log = script_logging(snakemake.log[0])
+job = start(snakemake)
+log = job.log
 proteins, meta = expasy_proteins(snakemake.input.enzyme_dat[0], snakemake.input.sequences[0])
 write_json_atomic(snakemake.output.meta, meta)
 write_table_atomic(proteins, snakemake.output.data)

@@ -3,14 +3,15 @@
 
 from kneurons.data.labels import extract_labels
 from kneurons.data.local import read_proteins
-from kneurons.data.runlog import script_logging
 from kneurons.io import write_json_atomic, write_table_atomic
+from kneurons.jobs import start
 
-log = script_logging(snakemake.log[0])
+job = start(snakemake)
+log = job.log
 proteins = read_proteins(snakemake.input.proteins, "tsv")
 enzclass = snakemake.input.enzclass[0] if snakemake.input.enzclass else None
 labels, classes, report = extract_labels(
-    proteins, snakemake.params.labels, enzclass, source=snakemake.input.proteins
+    proteins, job.params["labels"], enzclass, source=snakemake.input.proteins
 )
 write_json_atomic(snakemake.output.report, report)
 write_table_atomic(classes, snakemake.output.classes)

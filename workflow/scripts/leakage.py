@@ -1,14 +1,15 @@
 """Leakage report of data/split.tsv: class counts per split, shared clusters, max identity."""
 # ruff: noqa: F821  (`snakemake` is injected by Snakemake's script directive)
 
-from kneurons.data.runlog import script_logging
 from kneurons.data.split import leakage_report
 from kneurons.io import write_json_atomic
+from kneurons.jobs import start
 from kneurons.tables import read_tsv_table
 
-log = script_logging(snakemake.log[0])
+job = start(snakemake)
+log = job.log
 split = read_tsv_table(snakemake.input[0])
-cfg = snakemake.params.split
+cfg = job.params["split"]
 report = leakage_report(
     split,
     cfg["method"],

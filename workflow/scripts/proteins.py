@@ -2,11 +2,12 @@
 # ruff: noqa: F821  (`snakemake` is injected by Snakemake's script directive)
 
 from kneurons.data.local import read_proteins
-from kneurons.data.runlog import script_logging
 from kneurons.io import write_table_atomic
+from kneurons.jobs import start
 
-log = script_logging(snakemake.log[0])
-fmt = "fasta" if snakemake.params.source == "fasta" else "tsv"
+job = start(snakemake)
+log = job.log
+fmt = "fasta" if job.params["source"] == "fasta" else "tsv"
 proteins = read_proteins(snakemake.input[0], fmt)
 write_table_atomic(proteins, snakemake.output[0])
 log.info(

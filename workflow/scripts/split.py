@@ -1,17 +1,18 @@
 """Train/val/test split of data/labels.tsv (stratified random or homology-aware)."""
 # ruff: noqa: F821  (`snakemake` is injected by Snakemake's script directive)
 
-from kneurons.data.runlog import script_logging
 from kneurons.data.split import split_labels
 from kneurons.io import write_table_atomic
+from kneurons.jobs import start
 from kneurons.tables import read_tsv_table
 
-log = script_logging(snakemake.log[0])
+job = start(snakemake)
+log = job.log
 labels = read_tsv_table(snakemake.input[0])
 split = split_labels(
     labels,
-    snakemake.params.split,
-    snakemake.params.seed,
+    job.params["split"],
+    job.params["seed"],
     threads=snakemake.threads,
     workdir=snakemake.resources.tmpdir,
 )

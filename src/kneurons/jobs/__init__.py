@@ -1,1 +1,80 @@
-"""The job seam: what every workflow script calls, and the per-stage job adapters."""
+"""The job seam: ``start(snakemake)``, what every workflow script calls first, and the run_*_job adapters.
+
+``start`` gives a job its log file, writes an uncaught error (with traceback) into that log,
+turns SIGTERM into a clean exit, and, for model jobs, sets torch's thread count and seeds
+every generator. Torch-free at import: data jobs must not load torch, so it is imported only
+when a model job asks for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from kneurons.jobs.signals import exit_on_sigterm
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+@dataclass
+class Job:
+    """A started workflow job: its settings (the rule's params), logger, threads and device name."""
+
+    params: dict[str, Any]
+    log: logging.Logger
+    threads: int = 1
+    _device: Any = field(default=None, repr=False)
+
+    @property
+    def device(self):
+        """The torch device of ``params['device']`` (``auto`` resolved on the machine the job runs on)."""
+        if self._device is None:
+            from kneurons.model.runtime import resolve_device
+
+            self._device = resolve_device(self.params["device"])
+        return self._device
+
+
+def setup_logging(log_path: str, name: str = "kneurons", level: int = logging.INFO) -> logging.Logger:
+    """Log to ``log_path`` (the rule's log, rewritten) and warnings to stderr; log an uncaught
+    exception with its traceback before the job exits non-zero, so the rule's log says why it failed."""
+    root = logging.getLogger()
+    root.setLevel(level)
+    fmt = logging.Formatter(LOG_FORMAT)
+    file_handler = logging.FileHandler(log_path, mode="w")
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING)  # Snakemake's console shows problems; the log has everything
+    for handler in (file_handler, console):
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+    log = logging.getLogger(name)
+
+    def hook(exc_type, exc, tb):
+        log.error("%s: %s", exc_type.__name__, exc, exc_info=(exc_type, exc, tb))
+
+    sys.excepthook = hook
+    return log
+
+
+def start(snakemake: Any, model: bool = False) -> Job:
+    """Start the job of a workflow script: logging, error hook, SIGTERM, and for a ``model``
+    job torch's thread count (``snakemake.threads``) and seeding from ``params['seed']``.
+
+    Returns the ``Job`` whose ``params`` are the rule's settings (built by ``kneurons.settings``).
+    """
+    name = f"kneurons.{snakemake.rule}" if getattr(snakemake, "rule", None) else "kneurons"
+    log = setup_logging(snakemake.log[0], name)
+    exit_on_sigterm()  # SIGTERM (Snakemake, SLURM) -> clean exit: no temporary files left
+    params = dict(snakemake.params.items())
+    threads = max(1, int(snakemake.threads))
+    if model:
+        import torch
+
+        from kneurons.model.runtime import seed_everything
+
+        torch.set_num_threads(threads)
+        if "seed" in params:
+            seed_everything(params["seed"])
+    return Job(params=params, log=log, threads=threads)

@@ -24,16 +24,17 @@ def run_ablation_job(
     scores_path: str | Path,
     method: str,
     scope: str,
-    cfg: dict[str, Any],
+    settings: dict[str, Any],
     table_out: str | Path,
     pred_out: str | Path,
     scoring_set_path: str | Path | None = None,
     device: torch.device | str = "cpu",
     reference_loader: Callable[[], nn.Module] | None = None,
 ) -> AblationResult:
-    """One workflow job: every mask of ``method`` in ``scope`` on the test split; writes the table and predictions.
+    """One job: every mask of ``method`` in ``scope`` on the test split; writes the table and predictions.
 
-    ``cfg`` is the validated workflow config (sections ``ablate``, ``model``). For
+    ``settings`` are the rule's params (``kneurons.settings.job_settings('ablate', config)``): ``ablate``,
+    ``model.attention``, ``model.checkpoint``, ``seed``; a whole validated config works too. For
     ``fill: pretrained`` the reference backbone comes from ``reference_loader`` (default: the
     pretrained weights named in the checkpoint, ``kneurons.ablation.fill.pretrained_reference``).
     """
@@ -42,11 +43,11 @@ def run_ablation_job(
     from kneurons.tables import read_score_table
 
     device = torch.device(device)
-    ab = cfg["ablate"]
-    model, info = load_job_classifier(checkpoint, cfg, device)
+    ab = settings["ablate"]
+    model, info = load_job_classifier(checkpoint, settings, device)
     labels = list(info["labels"])
     accessions, sequences, y_true = load_test_set(
-        split_path, labels, ab.get("max_sequences"), cfg.get("seed", 0)
+        split_path, labels, ab.get("max_sequences"), settings.get("seed", 0)
     )
     scores, score_meta = read_score_table(scores_path)
     # Scores of another model would rank this model's neurons meaninglessly.
@@ -62,7 +63,7 @@ def run_ablation_job(
         ab["fill"],
         model,
         info,
-        cfg["model"],
+        settings["model"],
         scoring_sequences=scoring_sequences,
         reference=reference_loader,
         token_budget=ab["token_budget"],

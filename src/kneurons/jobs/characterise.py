@@ -49,42 +49,43 @@ def run_class_job(
     checkpoint: str | Path,
     ig_path: str | Path,
     split_path: str | Path,
-    cfg: dict[str, Any],
+    settings: dict[str, Any],
     out: dict[str, str | Path],
     scoring_set_path: str | Path | None = None,
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
-    """Class-specific neurons: selection, overlap, suppression. ``cfg`` is the whole validated config.
+    """Class-specific neurons: selection, overlap, suppression. ``settings``: the rule's params
+    (``kneurons.settings.job_settings('characterise_classes', config)``).
 
     Writes ``out["neurons"]`` (class sets), ``out["overlap"]``, ``out["matrix"]``,
     ``out["specificity"]`` (TSV) and ``out["summary"]`` (JSON); returns the summary.
     """
-    c = cfg["characterise"]
-    model, info = load_job_classifier(checkpoint, cfg, device)
+    c = settings["characterise"]
+    model, info = load_job_classifier(checkpoint, settings, device)
     labels = [str(x) for x in info["labels"]]
     ig = pd.read_parquet(ig_path)
     check_scores_match_checkpoint(ig_path, checkpoint, require=False)  # scores of another model mislead
     _, per_class = split_ig_scores(ig, source=str(ig_path))
     layout = layout_of(model)
-    normalise = cfg["ablate"]["normalise"]
+    normalise = settings["ablate"]["normalise"]
     sets = select_class_neurons(
         per_class, layout, c["class_selection"], c["class_fraction"], c["class_threshold"], normalise
     )
     overlap, shared = class_overlap(sets)
-    held = load_held_out(split_path, labels, c["split"], c["max_proteins"], cfg["seed"])
+    held = load_held_out(split_path, labels, c["split"], c["max_proteins"], settings["seed"])
     index = {lab: i for i, lab in enumerate(labels)}
     mean_seqs = None
-    if cfg["ablate"]["fill"] == "mean":
+    if settings["ablate"]["fill"] == "mean":
         mean_seqs = pd.read_csv(scoring_set_path, sep="\t", dtype=str, keep_default_na=False)[
             "sequence"
         ].tolist()
     fill = make_fill(
-        cfg["ablate"]["fill"], model, info, cfg["model"], mean_seqs, token_budget=c["token_budget"],
+        settings["ablate"]["fill"], model, info, settings["model"], mean_seqs, token_budget=c["token_budget"],
         device=device, source=str(checkpoint),
     )  # fmt: skip
     matrix, spec = class_suppression(
         model, held["sequence"].tolist(), held["label"].map(index).to_numpy(), labels, sets, fill,
-        c["random_sets"], cfg["seed"], c["token_budget"], device, cfg["train"].get("bf16", True),
+        c["random_sets"], settings["seed"], c["token_budget"], device, settings["train"].get("bf16", True),
     )  # fmt: skip
     off = matrix[matrix["suppressed"] != matrix["evaluated"]]["recall_change"]
     diag = matrix[matrix["suppressed"] == matrix["evaluated"]]["recall_change"]
@@ -122,7 +123,7 @@ def run_neuron_job(
     ig_path: str | Path,
     split_path: str | Path,
     class_neurons_path: str | Path | None,
-    cfg: dict[str, Any],
+    settings: dict[str, Any],
     out: dict[str, str | Path],
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
@@ -130,13 +131,14 @@ def run_neuron_job(
 
     Writes ``out["neurons"]``, ``out["windows"]``, ``out["pfm"]``, ``out["summary"]`` (TSV) and
     ``out["info"]`` (JSON); returns the info. Missing annotations are reported, not an error.
+    ``settings``: the rule's params (``kneurons.settings.job_settings('characterise_neurons', config)``).
     """
-    c = cfg["characterise"]
-    model, info = load_job_classifier(checkpoint, cfg, device)
+    c = settings["characterise"]
+    model, info = load_job_classifier(checkpoint, settings, device)
     labels = [str(x) for x in info["labels"]]
     ig = pd.read_parquet(ig_path)
     check_scores_match_checkpoint(ig_path, checkpoint, require=False)  # scores of another model mislead
-    held = load_held_out(split_path, labels, c["split"], c["max_proteins"], cfg["seed"])
+    held = load_held_out(split_path, labels, c["split"], c["max_proteins"], settings["seed"])
     sets = pd.read_csv(class_neurons_path, sep="\t", dtype={"label": str}) if class_neurons_path else None
     res = characterise_neurons(
         model,
@@ -144,10 +146,10 @@ def run_neuron_job(
         held,
         c,
         sets,
-        cfg["ablate"]["normalise"],
+        settings["ablate"]["normalise"],
         device,
-        cfg["train"].get("bf16", True),
-        cfg["seed"],
+        settings["train"].get("bf16", True),
+        settings["seed"],
     )
     write_table_atomic(res["neurons"], out["neurons"])
     write_table_atomic(res["windows"], out["windows"])

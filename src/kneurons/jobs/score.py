@@ -25,19 +25,20 @@ def run_score_job(
     scoring_set_path: str | Path,
     method: str,
     layer: int,
-    cfg: dict[str, Any],
+    settings: dict[str, Any],
     out_path: str | Path,
     device: torch.device | str = "cpu",
 ) -> pd.DataFrame:
     """Score the six modules of one layer by one method and write ``out_path`` with its provenance.
 
-    ``cfg`` is the validated workflow config (sections ``score``, ``model``, ``seed``).
+    ``settings`` are the rule's params (``kneurons.settings.job_settings('score_layer', config, method=m)``):
+    ``score`` (the method's keys), ``model.attention``, ``seed``; a whole validated config works too.
     """
     from kneurons import __version__ as version
     from kneurons.model.classifier import load_job_classifier
 
     device = torch.device(device)
-    model, info = load_job_classifier(checkpoint, cfg, device)
+    model, info = load_job_classifier(checkpoint, settings, device)
     subset = read_scoring_set(scoring_set_path)
     labels = list(info["labels"])
     bad = subset[(subset["label_index"] >= len(labels)) | (subset["label_index"] < 0)]
@@ -53,15 +54,15 @@ def run_score_job(
             f"{scoring_set_path}: line {int(mismatch.index[0]) + 2}: label {row['label']!r} with label_index "
             f"{row['label_index']} does not match the checkpoint's labels {labels} ({checkpoint})"
         )
-    score_cfg = cfg["score"]
-    settings = registry.get(method).settings(score_cfg)
+    score_cfg = settings["score"]
+    recorded = registry.get(method).settings(score_cfg)
     log.info(
         "scoring %s layer %d: %d sequences, device %s, settings %s",
         method,
         layer,
         len(subset),
         device,
-        settings,
+        recorded,
     )
     start = time.monotonic()
     df = score_layer(model, subset, method, layer, score_cfg, device=device)
@@ -74,10 +75,10 @@ def run_score_job(
             "n": len(subset),
             "split": score_cfg["split"],
             "max_sequences": score_cfg["max_sequences"],
-            "seed": cfg.get("seed", 0),
+            "seed": settings.get("seed", 0),
             "accessions_sha256": subset_hash(subset["accession"].tolist()),
         },
-        "settings": settings,
+        "settings": recorded,
         "device": str(device),
         "dtype": "bfloat16 autocast" if device.type == "cuda" and score_cfg.get("bf16", True) else "float32",
         "kneurons": version,

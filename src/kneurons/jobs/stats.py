@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -18,26 +19,28 @@ def run_stats(
     tables: Sequence[str | Path],
     predictions: Sequence[str | Path],
     score_paths: dict[str, str | Path],
-    cfg: dict,
+    settings: dict[str, Any],
     out: dict[str, str | Path],
 ) -> dict[str, pd.DataFrame]:
-    """The statistics stage: writes ``out['curves' | 'summary' | 'random_gap' | 'paired_tests' | 'density']`` (TSV).
+    """The statistics stage: writes ``out[name]`` (TSV) for name in curves, summary, random_gap,
+    paired_tests, density.
 
-    ``cfg`` is the validated workflow config (sections ``stats``, ``ablate``, ``seed``).
+    ``settings`` are the rule's params (``kneurons.settings.job_settings('ablation_stats', config)``):
+    ``stats``, ``ablate.normalise``, ``seed``.
     """
     from kneurons.io import write_table_atomic
 
-    st = cfg["stats"]
+    st = settings["stats"]
     data = load_ablation(tables, predictions)
     curves = data.table.copy()
     curves["full_accuracy"] = data.full_accuracy
     summary = summarise_curves(data.table, data.full_accuracy, st["keep_accuracy"])
     gap, paired = random_comparison(
-        data, n_boot=st["bootstrap"], confidence=st["confidence"], seed=cfg["seed"]
+        data, n_boot=st["bootstrap"], confidence=st["confidence"], seed=settings["seed"]
     )
     dens = pd.concat(
         [
-            density(read_scores(p), m, st["top_fraction"], cfg["ablate"]["normalise"], source=str(p))
+            density(read_scores(p), m, st["top_fraction"], settings["ablate"]["normalise"], source=str(p))
             for m, p in score_paths.items()
         ],
         ignore_index=True,

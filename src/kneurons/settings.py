@@ -1,0 +1,267 @@
+"""The settings seam: what each workflow rule passes to its job, built from the validated config.
+
+Every rule declares ``params: **rule_params("<rule>", config)``, and its script reads only
+``snakemake.params``, never the global config. The params are then exactly the settings the
+job reads, so Snakemake's params rerun-trigger reruns a job when, and only when, one of them
+changes. Each slice keeps the config's nesting (``{"score": {...}, "seed": 0, ...}``), so the
+job code reads ``settings["score"]["token_budget"]`` as it would read the config.
+
+A value may be a function of the job's wildcards (the scoring settings depend on the method);
+``job_settings`` evaluates those for one job. Torch-free: the Snakefile imports this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+Config = Mapping[str, Any]
+
+#: The subsections of ``score`` that each method reads (gradxact shares IG's target settings).
+SCORE_METHOD_SECTIONS = {"activation": "activation", "ig": "ig", "gradxact": "ig", "random": "random"}
+
+
+def _pick(section: Config, *keys: str) -> dict[str, Any]:
+    return {k: section[k] for k in keys}
+
+
+def score_settings(score: Config, method: str) -> dict[str, Any]:
+    """The ``score`` keys one method's job reads: its own subsection, the scoring subset's
+    ``split`` and ``max_sequences`` (recorded in the table's provenance), ``bf16`` and, for the
+    methods that run the model, ``token_budget``."""
+    keys = ["split", "max_sequences", "bf16"]
+    if method != "random":  # random scores never run the model
+        keys.append("token_budget")
+    section = SCORE_METHOD_SECTIONS[method]
+    sub = score[section]
+    if method == "gradxact":  # one step at alpha = 1: IG's integration rule plays no part
+        sub = _pick(sub, "target", "class_conditional")
+    return {**_pick(score, *keys), section: sub}
+
+
+def _download_synthetic(cfg: Config) -> dict[str, Any]:
+    return {"synthetic": cfg["data"]["synthetic"], "seed": cfg["seed"]}
+
+
+def _download_uniprot(cfg: Config) -> dict[str, Any]:
+    return {"uniprot": cfg["data"]["uniprot"]}
+
+
+def _proteins(cfg: Config) -> dict[str, Any]:
+    return {"source": cfg["data"]["source"]}
+
+
+def _labels(cfg: Config) -> dict[str, Any]:
+    return {"labels": cfg["labels"]}
+
+
+def _split(cfg: Config) -> dict[str, Any]:
+    # split.identity only concerns the leakage report: leaving it out spares a new split (and
+    # everything after it) when only the report's identity search is switched.
+    return {"split": _pick(cfg["split"], "method", "fractions", "mmseqs"), "seed": cfg["seed"]}
+
+
+def _leakage(cfg: Config) -> dict[str, Any]:
+    return {"split": _pick(cfg["split"], "method", "mmseqs", "identity")}
+
+
+def _finetune(cfg: Config) -> dict[str, Any]:
+    return {"model": cfg["model"], "train": cfg["train"], "seed": cfg["seed"], "device": cfg["device"]}
+
+
+def _scoring_set(cfg: Config) -> dict[str, Any]:
+    score = cfg["score"]
+    return {"split": score["split"], "max_sequences": score["max_sequences"], "seed": cfg["seed"]}
+
+
+def _score_layer(cfg: Config) -> dict[str, Any]:
+    score = cfg["score"]
+    return {
+        "score": lambda wildcards: score_settings(score, wildcards.method),
+        "model": _pick(cfg["model"], "attention"),
+        "seed": cfg["seed"],
+        "device": cfg["device"],
+    }
+
+
+def _ablate(cfg: Config) -> dict[str, Any]:
+    return {
+        # not `scopes`: the job's scope is its wildcard
+        "ablate": _pick(
+            cfg["ablate"],
+            "fill",
+            "fractions",
+            "modes",
+            "random_seeds",
+            "normalise",
+            "masks_per_pass",
+            "bf16",
+            "token_budget",
+            "max_sequences",
+        ),  # fmt: skip
+        # attention: how the model runs; checkpoint and download: the pretrained weights of
+        # `fill: pretrained` (the backbone's name comes from the fine-tuned checkpoint)
+        "model": _pick(cfg["model"], "attention", "checkpoint", "download"),
+        "seed": cfg["seed"],
+        "device": cfg["device"],
+    }
+
+
+def _ablation_stats(cfg: Config) -> dict[str, Any]:
+    return {
+        "methods": list(cfg["score"]["methods"]),
+        "stats": cfg["stats"],
+        "ablate": _pick(cfg["ablate"], "normalise"),
+        "seed": cfg["seed"],
+    }
+
+
+def _characterise_classes(cfg: Config) -> dict[str, Any]:
+    c = cfg["characterise"]
+    return {
+        "characterise": _pick(
+            c,
+            "split",
+            "max_proteins",
+            "class_selection",
+            "class_fraction",
+            "class_threshold",
+            "random_sets",
+            "token_budget",
+        ),  # fmt: skip
+        "ablate": _pick(cfg["ablate"], "fill", "normalise"),
+        # checkpoint and download: the pretrained weights of `ablate.fill: pretrained`
+        "model": _pick(cfg["model"], "attention", "checkpoint", "download"),
+        "train": _pick(cfg["train"], "bf16"),
+        "seed": cfg["seed"],
+        "device": cfg["device"],
+    }
+
+
+def _characterise_neurons(cfg: Config) -> dict[str, Any]:
+    return {
+        "characterise": _pick(
+            cfg["characterise"],
+            "split",
+            "max_proteins",
+            "top_n",
+            "token_budget",
+            "response",
+            "site_columns",
+            "site_flank",
+            "window",
+            "n_windows",
+            "windows_per_protein",
+            "windows_from",
+            "consensus_min_frequency",
+            "permutations",
+            "alpha",
+        ),  # fmt: skip
+        "ablate": _pick(cfg["ablate"], "normalise"),
+        "model": _pick(cfg["model"], "attention"),
+        "train": _pick(cfg["train"], "bf16"),
+        "seed": cfg["seed"],
+        "device": cfg["device"],
+    }
+
+
+def _characterise_figures(cfg: Config) -> dict[str, Any]:
+    c = cfg["characterise"]
+    return {"logos": c["logos"], "dpi": cfg["figures"]["dpi"], "alpha": c["alpha"]}
+
+
+def _figure(cfg: Config) -> dict[str, Any]:
+    return {
+        "run": run_description(cfg),
+        "formats": list(cfg["figures"]["formats"]),
+        "dpi": cfg["figures"]["dpi"],
+    }
+
+
+def _nothing(cfg: Config) -> dict[str, Any]:
+    return {}
+
+
+#: rule name -> its params. The six figure rules share `_figure` (their `kind` is the rule's own).
+RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
+    "download_synthetic": _download_synthetic,
+    "download_uniprot": _download_uniprot,
+    "download_expasy": _nothing,  # everything comes from its input files
+    "download_brenda": _nothing,
+    "proteins": _proteins,
+    "labels": _labels,
+    "split": _split,
+    "leakage": _leakage,
+    "finetune": _finetune,
+    "scoring_set": _scoring_set,
+    "score_layer": _score_layer,
+    "gather_scores": _nothing,
+    "ablate": _ablate,
+    "ablation_stats": _ablation_stats,
+    "characterise_classes": _characterise_classes,
+    "characterise_neurons": _characterise_neurons,
+    "characterise_figures": _characterise_figures,
+    **{
+        f"figure_{kind}": _figure
+        for kind in (
+            "accuracy",
+            "density",
+            "smallest_fraction",
+            "layer_module_gap",
+            "training_curve",
+            "confusion_matrix",
+        )
+    },  # fmt: skip
+}
+
+
+def rule_params(rule: str, config: Config) -> dict[str, Any]:
+    """The ``params`` of ``rule`` (values may be functions of the job's wildcards)."""
+    try:
+        build = RULES[rule]
+    except KeyError:
+        raise KeyError(f"no settings for rule {rule!r}; known: {', '.join(sorted(RULES))}") from None
+    return build(config)
+
+
+def job_settings(rule: str, config: Config, **wildcards: str) -> dict[str, Any]:
+    """The settings one job of ``rule`` receives: ``rule_params`` with wildcard functions evaluated."""
+    wc = SimpleNamespace(**wildcards)
+    return {k: v(wc) if callable(v) else v for k, v in rule_params(rule, config).items()}
+
+
+def run_description(config: Config) -> str:
+    """What was run, for the figure captions: model, data, split, scoring and ablation settings."""
+    m, d, lab, sp = config["model"], config["data"], config["labels"], config["split"]
+    if m["name"] == "custom":
+        c = m["custom"]
+        model = f"custom ESM-2 ({c['num_layers']} layers, {c['embed_dim']} dim, {c['attention_heads']} heads)"
+    else:
+        model = m["name"]
+    model += ", pretrained weights" if m["pretrained"] else ", random initialisation"
+    src = d["source"]
+    if src == "synthetic":
+        s = d["synthetic"]
+        data = (
+            f"synthetic planted-motif proteins ({s['n_classes']} classes x {s['n_per_class']}, "
+            f"lengths {s['length_min']}-{s['length_max']})"
+        )
+    elif src in ("tsv", "fasta"):
+        data = f"{src} file {Path(str(d[src])).name}"
+    else:
+        data = f"{src}"
+    fr = sp["fractions"]
+    sc, ab = config["score"], config["ablate"]
+    return (
+        f"Model: {model}, fine-tuned with seed {config['seed']}. Data: {data}; "
+        f"EC level {lab['level']} labels "
+        f"(classes with < {lab['min_class_size']} proteins dropped). Split: {sp['method']} "
+        f"train/val/test = {fr['train']}/{fr['val']}/{fr['test']}. "
+        f"Scores: {', '.join(sc['methods'])} on up to "
+        f"{sc['max_sequences']} {sc['split']} proteins "
+        f"(IG: {sc['ig']['steps']} steps, target {sc['ig']['target']}). "
+        f"Ablation on the test split: fill {ab['fill']}, per-module normalisation {ab['normalise']}, "
+        f"f in {ab['fractions']}, random baseline seeds {ab['random_seeds']}."
+    )

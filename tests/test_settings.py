@@ -1,0 +1,261 @@
+"""The settings seam: each rule's params are exactly what its job reads, so Snakemake's params
+rerun-trigger reruns a job when, and only when, a setting it uses changes.
+
+The rerun table is generated from the schema: every leaf key must have an entry in DEPENDS
+(a new key cannot be forgotten), and a changed valid value must change the params of exactly
+the rules listed there.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from workflow_rules import REPO, workflow_rules
+
+from kneurons.config import load_schema, validate_config
+from kneurons.settings import RULES, job_settings, rule_params
+
+BASE = validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+METHODS = ("activation", "ig", "gradxact", "random")
+SCORE = {f"score_layer[{m}]" for m in METHODS}
+MODEL_JOBS = {"score_layer[*]", "ablate", "characterise_classes", "characterise_neurons"}
+FIGURES = {
+    "figure_accuracy", "figure_density", "figure_smallest_fraction", "figure_layer_module_gap",
+    "figure_training_curve", "figure_confusion_matrix",
+}  # fmt: skip
+
+#: Keys whose change alters the DAG (which jobs exist, their input or output paths) besides any
+#: params: Snakemake reruns through the changed file set, not through params.
+DAG_KEYS = {
+    "results": "every path",
+    "data.source": "the download rule that `proteins` takes its input from",
+    "data.tsv": "input of `proteins` (source tsv)",
+    "data.fasta": "input of `proteins` (source fasta)",
+    "data.sequences": "inputs of download_expasy / download_brenda",
+    "data.enzclass": "input of `labels`",
+    "data.expasy.enzyme_dat": "input of download_expasy",
+    "data.brenda.path": "input of download_brenda",
+    "model.name": "the number of score_layer jobs (layers)",
+    "model.custom.num_layers": "the number of score_layer jobs",
+    "score.methods": "the score, gather and ablate jobs",
+    "ablate.scopes": "the ablate jobs and the figure set",
+    "ablate.modes": "the accuracy figures",
+    "ablate.fill": "`mean` adds the scoring set to the ablate inputs",
+    "characterise.enabled": "the characterisation jobs in the default target",
+    "figures.formats": "the figure outputs",
+}
+
+#: Key (or section prefix; the longest prefix wins) -> the rules whose params it changes.
+#: `score_layer[*]` stands for the score jobs of every method. The figure rules' `run`
+#: (the captions' run description, settings.run_description) names some keys of every stage.
+DEPENDS: dict[str, set[str]] = {
+    "results": set(),
+    "seed": {"download_synthetic", "split", "finetune", "scoring_set", "score_layer[*]", "ablate",
+             "ablation_stats", "characterise_classes", "characterise_neurons", *FIGURES},
+    "device": {"finetune", *MODEL_JOBS},
+    "data.source": {"proteins", *FIGURES},
+    "data.tsv": set(),  # only with source tsv (then also in the captions)
+    "data.fasta": set(),
+    "data.sequences": set(),
+    "data.enzclass": set(),
+    "data.expasy": set(),
+    "data.brenda": set(),
+    "data.uniprot": {"download_uniprot"},
+    "data.synthetic": {"download_synthetic"},
+    "data.synthetic.n_classes": {"download_synthetic", *FIGURES},
+    "data.synthetic.n_per_class": {"download_synthetic", *FIGURES},
+    "data.synthetic.length_min": {"download_synthetic", *FIGURES},
+    "data.synthetic.length_max": {"download_synthetic", *FIGURES},
+    "labels": {"labels"},
+    "labels.level": {"labels", *FIGURES},
+    "labels.min_class_size": {"labels", *FIGURES},
+    "split.method": {"split", "leakage", *FIGURES},
+    "split.fractions": {"split", *FIGURES},
+    "split.identity": {"leakage"},
+    "split.mmseqs": {"split", "leakage"},
+    "model": {"finetune"},
+    "model.name": {"finetune", *FIGURES},
+    "model.download": {"finetune", "ablate", "characterise_classes"},
+    "model.pretrained": {"finetune", *FIGURES},
+    "model.checkpoint": {"finetune", "ablate", "characterise_classes"},
+    "model.custom": {"finetune", *FIGURES},
+    "model.attention": {"finetune", *MODEL_JOBS},
+    "train": {"finetune"},
+    "train.bf16": {"finetune", "characterise_classes", "characterise_neurons"},
+    "score.methods": {"ablation_stats", *FIGURES},
+    "score.split": {"scoring_set", "score_layer[*]", *FIGURES},
+    "score.max_sequences": {"scoring_set", "score_layer[*]", *FIGURES},
+    "score.token_budget": {"score_layer[activation]", "score_layer[ig]", "score_layer[gradxact]"},
+    "score.bf16": {"score_layer[*]"},
+    "score.activation": {"score_layer[activation]"},
+    "score.ig": {"score_layer[ig]", "score_layer[gradxact]"},
+    "score.ig.steps": {"score_layer[ig]", *FIGURES},
+    "score.ig.method": {"score_layer[ig]"},
+    "score.ig.target": {"score_layer[ig]", "score_layer[gradxact]", *FIGURES},
+    "score.random": {"score_layer[random]"},
+    "ablate": {"ablate"},
+    "ablate.scopes": set(),
+    "ablate.fill": {"ablate", "characterise_classes", *FIGURES},
+    "ablate.normalise": {"ablate", "ablation_stats", "characterise_classes", "characterise_neurons",
+                         *FIGURES},
+    "ablate.fractions": {"ablate", *FIGURES},
+    "ablate.random_seeds": {"ablate", *FIGURES},
+    "stats": {"ablation_stats"},
+    "characterise": {"characterise_neurons"},
+    "characterise.enabled": set(),
+    "characterise.split": {"characterise_classes", "characterise_neurons"},
+    "characterise.max_proteins": {"characterise_classes", "characterise_neurons"},
+    "characterise.token_budget": {"characterise_classes", "characterise_neurons"},
+    "characterise.class_selection": {"characterise_classes"},
+    "characterise.class_fraction": {"characterise_classes"},
+    "characterise.class_threshold": {"characterise_classes"},
+    "characterise.random_sets": {"characterise_classes"},
+    "characterise.alpha": {"characterise_neurons", "characterise_figures"},
+    "characterise.logos": {"characterise_figures"},
+    "figures.formats": set(FIGURES),
+    "figures.dpi": {*FIGURES, "characterise_figures"},
+}  # fmt: skip
+
+#: Changes for keys whose simple change would be invalid (they change a companion key too; the
+#: expected rules are the union over every changed key).
+CHANGES: dict[str, dict[str, object]] = {
+    "split.fractions.train": {"split.fractions.train": 0.6, "split.fractions.val": 0.2},
+    "split.fractions.val": {"split.fractions.val": 0.2, "split.fractions.test": 0.1},
+    "split.fractions.test": {"split.fractions.test": 0.1, "split.fractions.train": 0.8},
+    "model.name": {"model.name": "esm2_t6_8M_UR50D"},
+    "model.pretrained": {"model.pretrained": True, "model.name": "esm2_t6_8M_UR50D"},
+    "model.checkpoint": {"model.checkpoint": "w.pt", "model.pretrained": True,
+                         "model.name": "esm2_t6_8M_UR50D"},
+    "model.custom.embed_dim": {"model.custom.embed_dim": 128},  # divisible by the heads
+    "model.custom.attention_heads": {"model.custom.attention_heads": 8},
+    "score.ig.class_conditional": {"score.ig.class_conditional": False, "characterise.enabled": False},
+    "score.random.seeds": {"score.random.seeds": [0, 1, 2, 3, 4, 5]},
+    "characterise.site_columns": {"characterise.site_columns": ["active_site"]},
+}  # fmt: skip
+
+
+def leaves(schema: dict, prefix: str = "") -> dict[str, dict]:
+    """Dotted leaf key -> its schema, for every key of the configuration schema."""
+    out = {}
+    for name, sub in schema.get("properties", {}).items():
+        key = f"{prefix}{name}"
+        if sub.get("type") == "object" and "properties" in sub:
+            out.update(leaves(sub, key + "."))
+        else:
+            out[key] = sub
+    return out
+
+
+LEAVES = leaves(load_schema())
+
+
+def _get(cfg, key):
+    for part in key.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
+def _set(cfg, key, value):
+    *path, last = key.split(".")
+    for part in path:
+        cfg = cfg[part]
+    cfg[last] = value
+
+
+def changed_value(key: str, sub: dict, value):
+    """Another value that the schema allows (enums: the next one; numbers: a step inside the range)."""
+    types = sub.get("type")
+    types = types if isinstance(types, list) else [types]
+    if "enum" in sub:
+        return sub["enum"][(sub["enum"].index(value) + 1) % len(sub["enum"])]
+    if value is None:
+        return {"integer": 5, "number": 5.0, "string": "other.tsv", "array": ["active_site"]}[types[0]]
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        step = 1 if isinstance(value, int) else 0.01
+        up = value + step
+        return up if up <= sub.get("maximum", float("inf")) else value - step
+    if isinstance(value, str):
+        return value + "2"
+    if isinstance(value, list):
+        return value[:-1]
+    raise AssertionError(f"{key}: no rule to change {value!r}")
+
+
+def all_job_settings(cfg: dict) -> dict[str, dict]:
+    """Job name (score_layer[method] per method) -> its settings."""
+    out = {}
+    for rule in RULES:
+        if rule == "score_layer":
+            out.update({f"score_layer[{m}]": job_settings(rule, cfg, method=m) for m in METHODS})
+        else:
+            out[rule] = job_settings(rule, cfg)
+    return out
+
+
+def expected_rules(key: str) -> set[str]:
+    prefixes = [p for p in DEPENDS if key == p or key.startswith(p + ".")]
+    assert prefixes, f"{key}: a schema key without an entry in DEPENDS (which rules does it change?)"
+    rules = DEPENDS[max(prefixes, key=len)]
+    return {r for x in rules for r in (SCORE if x == "score_layer[*]" else {x})}
+
+
+BASE_SETTINGS = all_job_settings(BASE)
+
+
+@pytest.mark.parametrize("key", sorted(LEAVES))
+def test_a_changed_key_changes_exactly_the_params_of_its_rules(key):
+    changes = CHANGES.get(key) or {key: changed_value(key, LEAVES[key], _get(BASE, key))}
+    cfg = copy.deepcopy(BASE)
+    for k, v in changes.items():
+        _set(cfg, k, v)
+    cfg = validate_config(cfg)  # the changed value is a valid configuration
+    assert any(_get(cfg, k) != _get(BASE, k) for k in changes)
+    changed = {job for job, s in all_job_settings(cfg).items() if s != BASE_SETTINGS[job]}
+    expected = set().union(*(expected_rules(k) for k in changes))
+    assert changed == expected, f"{key}: params changed in {sorted(changed)}, expected {sorted(expected)}"
+    if not expected:
+        assert any(k in DAG_KEYS or k.rsplit(".", 1)[0] in DAG_KEYS for k in changes) or key.startswith(
+            ("data.",)
+        ), f"{key}: changes no params; list it in DAG_KEYS with what it changes"
+
+
+def test_dag_keys_are_schema_keys():
+    assert set(DAG_KEYS) <= set(LEAVES)
+
+
+def test_no_script_reads_the_config():
+    scripts = sorted((REPO / "workflow" / "scripts").glob("*.py"))
+    assert len(scripts) >= 18
+    for path in scripts:
+        text = path.read_text()
+        assert "snakemake.config" not in text, f"{path.name} reads snakemake.config; pass settings as params"
+        assert re.search(r"^job = start\(snakemake", text, re.M), (
+            f"{path.name} does not call jobs.start first"
+        )
+
+
+def test_every_rule_passes_the_settings_seam_and_says_what_it_does():
+    """The params Snakemake sees are the seam's (functions of wildcards where the seam has them)."""
+    own = {"figure": {"kind"}, "characterise_figures": {"figures"}}
+    seen = set()
+    for rule in workflow_rules():
+        if rule["kind"] == "none":
+            continue
+        assert rule["message"], f"rule {rule['name']} has no message"
+        expected = {k: "<callable>" if callable(v) else v for k, v in rule_params(rule["name"], BASE).items()}
+        extra = own.get("figure" if rule["name"].startswith("figure_") else rule["name"], set())
+        params = {k: v for k, v in rule["params"].items() if k not in extra}
+        assert params == yaml.safe_load(yaml.safe_dump(expected)), rule["name"]
+        seen.add(rule["name"])
+    assert seen == set(RULES)
+
+
+def test_settings_module_is_torch_free():
+    text = Path(REPO / "src" / "kneurons" / "settings.py").read_text()
+    assert "import torch" not in text
