@@ -21,9 +21,8 @@ from torch import nn
 from kneurons.config import ESM2_ARCHITECTURES
 from kneurons.errors import ModelError
 from kneurons.model.attention import set_attention
+from kneurons.vocabulary import MODULE_TYPES
 
-#: The neuron-bearing modules of a layer, in fair-esm's names.
-MODULE_TYPES: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 CHECKPOINT_FORMAT = "kneurons-classifier/1"
 
 
