@@ -21,7 +21,8 @@ from kneurons.figures.ablation import (
     save_figure,
 )
 from kneurons.jobs.figures import make_figure
-from kneurons.stats.ablation import density, summarise_curves
+from kneurons.stats.curves import summarise_curves
+from kneurons.stats.density import density
 
 GRID = [0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1]
 
@@ -53,8 +54,9 @@ def fake_curves(layers: int = 2) -> pd.DataFrame:
                     )
                     for f, a in zip(GRID, acc, strict=False):
                         rows.append(
-                            {"method": method, "scope": scope, "scope_name": name, "layer": layer, "module": module,
-                             "mode": mode, "f": f, "seed": seed, "fill": "zero", "n_scope": 64, "n_test": 72,
+                            {"method": method, "scope": scope, "scope_name": name, "layer": layer,
+                             "module": module, "mode": mode, "f": f, "seed": seed, "fill": "zero",
+                             "n_scope": 64, "n_test": 72,
                              "accuracy": a, "macro_f1": a * 0.95, "recall_1": a, "recall_2": a, "recall_3": a,
                              "full_accuracy": 0.97}
                         )  # fmt: skip
@@ -81,7 +83,8 @@ def fake_density() -> pd.DataFrame:
     for method, seeds in (("ig", [None]), ("random", [0, 1])):
         for seed in seeds:
             rows = [(method, layer, m, i, rng.random() * (5 if m == "k_proj" and method == "ig" else 1), seed)
-                    for layer in range(2) for m in MODULE_TYPES for i in range(32 if m == "fc1" else 8)]  # fmt: skip
+                    for layer in range(2) for m in MODULE_TYPES
+                    for i in range(32 if m == "fc1" else 8)]  # fmt: skip
             frames.append(
                 pd.DataFrame(rows, columns=["method", "layer", "module", "neuron", "score", "seed"])
             )

@@ -15,13 +15,10 @@ from scipy import stats as sps
 from kneurons.ablation.engine import Fill, load_test_set, run_ablation
 from kneurons.ablation.selection import MODULE_TYPES, NeuronLayout, row_keys
 from kneurons.errors import InputError
-from kneurons.stats.ablation import (
-    density,
-    f_threshold,
-    random_comparison,
-    summarise_curves,
-    trapezoid_weights,
-)
+from kneurons.stats.curves import f_threshold, summarise_curves, trapezoid_weights
+from kneurons.stats.density import density
+from kneurons.stats.multiple import bh_qvalues
+from kneurons.stats.random import random_comparison
 from kneurons.tables import AblationData, load_ablation, save_result
 
 GRID = np.array([0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1])
@@ -95,6 +92,21 @@ def test_paired_test_by_hand_and_calibrated_with_several_seeds():
         [random_comparison(synthetic_data(n_test=100, rng_seed=s), n_boot=0)[1].p_value for s in range(30)]
     )
     assert 0.02 <= (ps[np.isfinite(ps)] < 0.05).mean() <= 0.10
+
+
+def test_bh_qvalues_equal_the_step_up_formula_with_ties():
+    # The one BH of the workflow (paired tests and site q-values) against its textbook formula:
+    # q_(i) = min over j >= i of p_(j) m / j, capped at 1; ties share the q of their last rank.
+    rng = np.random.default_rng(0)
+    for p in (rng.random(50), np.round(rng.random(200), 2), np.array([0.01, 0.01, 0.04, 0.04, 0.04, 1.0])):
+        order = np.argsort(p)
+        m = len(p)
+        stepped = np.minimum.accumulate((p[order] * m / np.arange(1, m + 1))[::-1])[::-1]
+        expect = np.empty(m)
+        expect[order] = np.minimum(stepped, 1.0)
+        np.testing.assert_allclose(bh_qvalues(p), expect, rtol=1e-12, atol=0)
+    p = np.array([0.02, np.nan, 0.02, 0.5])
+    np.testing.assert_allclose(bh_qvalues(p), [0.03, np.nan, 0.03, 0.5], rtol=1e-12)
 
 
 def test_no_random_rows_gives_empty_tables_with_columns():
