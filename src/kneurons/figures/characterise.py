@@ -1,7 +1,7 @@
 """Figures of the characterisation stage: sequence logos, site AUROC by module type, class specificity.
 
 Torch-free on purpose (the figure rules run in the plots environment); the inputs are the
-tables that ``kneurons.characterise.core`` writes.
+tables that ``kneurons.characterise`` writes.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from kneurons.ablation.engine import Fill, layout_of, mean_activations
-from kneurons.characterise.core import (
+from kneurons.characterise import (
     characterise_neurons,
     class_overlap,
     class_suppression,
