@@ -8,21 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kneurons.ablation.selection import MODULE_TYPES
 from kneurons.errors import InputError
-from kneurons.figures.ablation import (
-    METHOD_STYLE,
-    plot_ablation_curves,
-    plot_confusion,
-    plot_density,
-    plot_layer_module_gap,
-    plot_threshold_bars,
-    plot_training_curve,
-    save_figure,
-)
+from kneurons.figures.ablation import METHOD_STYLE, figure_files, save_figure
+from kneurons.figures.curves import plot_ablation_curves, plot_threshold_bars
+from kneurons.figures.heatmaps import plot_density, plot_layer_module_gap
+from kneurons.figures.training import plot_confusion, plot_training_curve
 from kneurons.jobs.figures import make_figure
 from kneurons.stats.curves import summarise_curves
 from kneurons.stats.density import density
+from kneurons.vocabulary import MODULE_TYPES
 
 GRID = [0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1]
 
@@ -117,6 +111,14 @@ def test_ablation_curves_panels_axes_and_files(tmp_path, mode):
     assert [p.suffix for p in paths] == [".png", ".pdf"]
     assert all(p.stat().st_size > 1000 for p in paths)
     assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:4] == b"%PDF"
+
+
+def test_figure_files_split_paths_into_base_and_formats(tmp_path):
+    base, formats = figure_files([tmp_path / "logos.png", tmp_path / "logos.pdf"])
+    assert base == tmp_path / "logos" and formats == ["png", "pdf"]
+    assert figure_files([str(tmp_path / "L0.k_proj.svg")]) == (tmp_path / "L0.k_proj", ["svg"])
+    with pytest.raises(ValueError, match="one base name"):
+        figure_files([tmp_path / "a.png", tmp_path / "b.pdf"])
 
 
 def test_density_heatmap_and_bars_and_gap(tmp_path):
