@@ -1,4 +1,4 @@
-"""Characterisation of knowledge neurons (kneurons.characterise.core): units, model plumbing, science.
+"""Characterisation of knowledge neurons (kneurons.characterise): units, model plumbing, science.
 
 The science tests use the ``trained_synthetic`` fixture (planted class motifs as ground truth):
 class-specific neurons must hurt their own class when suppressed, and the top IG neurons'
@@ -16,9 +16,11 @@ import pytest
 import torch
 from scipy import stats as sstats
 
-from kneurons.ablation.engine import Fill, evaluate_masks_naive, layout_of
+from kneurons import characterise as ch
+from kneurons.ablation.fill import Fill
+from kneurons.ablation.masks import layout_of
+from kneurons.ablation.naive import evaluate_masks_naive
 from kneurons.ablation.selection import NeuronLayout
-from kneurons.characterise import core as ch
 from kneurons.config import validate_config
 from kneurons.errors import ConfigError, InputError
 from kneurons.jobs import characterise as char_jobs
@@ -481,7 +483,10 @@ def _uniprot_tsv(path: Path, with_sites: bool = True, n_per_class: int = 12) -> 
     for r in prot.itertuples(index=False):
         sites = [int(x) for x in r.motif_sites.split(";")]
         if r.ec.startswith("1."):
-            act = f'ACT_SITE {sites[2]}; /note="Proton acceptor"; /evidence="ECO:0000255|PROSITE-ProRule:PRU10001"'
+            act = (
+                f'ACT_SITE {sites[2]}; /note="Proton acceptor"; '
+                '/evidence="ECO:0000255|PROSITE-ProRule:PRU10001"'
+            )
             bind = ""
         else:
             act = ""

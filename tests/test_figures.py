@@ -8,20 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kneurons.ablation.selection import MODULE_TYPES
 from kneurons.errors import InputError
-from kneurons.figures.ablation import (
-    METHOD_STYLE,
-    plot_ablation_curves,
-    plot_confusion,
-    plot_density,
-    plot_layer_module_gap,
-    plot_threshold_bars,
-    plot_training_curve,
-    save_figure,
-)
+from kneurons.figures.ablation import METHOD_STYLE, figure_files, save_figure
+from kneurons.figures.curves import plot_ablation_curves, plot_threshold_bars
+from kneurons.figures.heatmaps import plot_density, plot_layer_module_gap
+from kneurons.figures.training import plot_confusion, plot_training_curve
 from kneurons.jobs.figures import make_figure
-from kneurons.stats.ablation import density, summarise_curves
+from kneurons.stats.curves import summarise_curves
+from kneurons.stats.density import density
+from kneurons.vocabulary import MODULE_TYPES
 
 GRID = [0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1]
 
@@ -53,8 +48,9 @@ def fake_curves(layers: int = 2) -> pd.DataFrame:
                     )
                     for f, a in zip(GRID, acc, strict=False):
                         rows.append(
-                            {"method": method, "scope": scope, "scope_name": name, "layer": layer, "module": module,
-                             "mode": mode, "f": f, "seed": seed, "fill": "zero", "n_scope": 64, "n_test": 72,
+                            {"method": method, "scope": scope, "scope_name": name, "layer": layer,
+                             "module": module, "mode": mode, "f": f, "seed": seed, "fill": "zero",
+                             "n_scope": 64, "n_test": 72,
                              "accuracy": a, "macro_f1": a * 0.95, "recall_1": a, "recall_2": a, "recall_3": a,
                              "full_accuracy": 0.97}
                         )  # fmt: skip
@@ -81,7 +77,8 @@ def fake_density() -> pd.DataFrame:
     for method, seeds in (("ig", [None]), ("random", [0, 1])):
         for seed in seeds:
             rows = [(method, layer, m, i, rng.random() * (5 if m == "k_proj" and method == "ig" else 1), seed)
-                    for layer in range(2) for m in MODULE_TYPES for i in range(32 if m == "fc1" else 8)]  # fmt: skip
+                    for layer in range(2) for m in MODULE_TYPES
+                    for i in range(32 if m == "fc1" else 8)]  # fmt: skip
             frames.append(
                 pd.DataFrame(rows, columns=["method", "layer", "module", "neuron", "score", "seed"])
             )
@@ -114,6 +111,14 @@ def test_ablation_curves_panels_axes_and_files(tmp_path, mode):
     assert [p.suffix for p in paths] == [".png", ".pdf"]
     assert all(p.stat().st_size > 1000 for p in paths)
     assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:4] == b"%PDF"
+
+
+def test_figure_files_split_paths_into_base_and_formats(tmp_path):
+    base, formats = figure_files([tmp_path / "logos.png", tmp_path / "logos.pdf"])
+    assert base == tmp_path / "logos" and formats == ["png", "pdf"]
+    assert figure_files([str(tmp_path / "L0.k_proj.svg")]) == (tmp_path / "L0.k_proj", ["svg"])
+    with pytest.raises(ValueError, match="one base name"):
+        figure_files([tmp_path / "a.png", tmp_path / "b.pdf"])
 
 
 def test_density_heatmap_and_bars_and_gap(tmp_path):

@@ -26,7 +26,9 @@ import pandas as pd
 import pytest
 import torch
 
-from kneurons.ablation.engine import Fill, evaluate_masks, layout_of
+from kneurons.ablation.engine import evaluate_masks
+from kneurons.ablation.fill import Fill
+from kneurons.ablation.masks import layout_of
 from kneurons.config import validate_config
 from kneurons.errors import InputError, ModelError
 from kneurons.io import sha256_file

@@ -16,13 +16,10 @@ from kneurons.ablation.fill import Fill
 from kneurons.ablation.run import load_test_set, run_ablation
 from kneurons.ablation.selection import MODULE_TYPES, NeuronLayout, row_keys
 from kneurons.errors import InputError
-from kneurons.stats.ablation import (
-    density,
-    f_threshold,
-    random_comparison,
-    summarise_curves,
-    trapezoid_weights,
-)
+from kneurons.stats.curves import f_threshold, summarise_curves, trapezoid_weights
+from kneurons.stats.density import density
+from kneurons.stats.multiple import bh_qvalues
+from kneurons.stats.random import random_comparison
 from kneurons.tables import AblationData, load_ablation, save_result
 
 GRID = np.array([0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1])
@@ -51,8 +48,9 @@ def synthetic_data(n_test=200, seeds=(0, 1, 2, 3, 4), method_p=None, rng_seed=0)
                 c = rng.random(n_test) < p
                 correct.append(c)
                 rows.append(
-                    {"method": method, "scope": "global", "scope_name": "global", "layer": pd.NA, "module": None,
-                     "mode": "preserve", "f": f, "seed": seed, "n_scope": 100, "accuracy": c.mean(), "macro_f1": c.mean()}
+                    {"method": method, "scope": "global", "scope_name": "global", "layer": pd.NA,
+                     "module": None, "mode": "preserve", "f": f, "seed": seed, "n_scope": 100,
+                     "accuracy": c.mean(), "macro_f1": c.mean()}
                 )  # fmt: skip
     table = pd.DataFrame(rows)
     table["seed"] = table["seed"].astype("Int64")
@@ -97,6 +95,21 @@ def test_paired_test_by_hand_and_calibrated_with_several_seeds():
     assert 0.02 <= (ps[np.isfinite(ps)] < 0.05).mean() <= 0.10
 
 
+def test_bh_qvalues_equal_the_step_up_formula_with_ties():
+    # The one BH of the workflow (paired tests and site q-values) against its textbook formula:
+    # q_(i) = min over j >= i of p_(j) m / j, capped at 1; ties share the q of their last rank.
+    rng = np.random.default_rng(0)
+    for p in (rng.random(50), np.round(rng.random(200), 2), np.array([0.01, 0.01, 0.04, 0.04, 0.04, 1.0])):
+        order = np.argsort(p)
+        m = len(p)
+        stepped = np.minimum.accumulate((p[order] * m / np.arange(1, m + 1))[::-1])[::-1]
+        expect = np.empty(m)
+        expect[order] = np.minimum(stepped, 1.0)
+        np.testing.assert_allclose(bh_qvalues(p), expect, rtol=1e-12, atol=0)
+    p = np.array([0.02, np.nan, 0.02, 0.5])
+    np.testing.assert_allclose(bh_qvalues(p), [0.03, np.nan, 0.03, 0.5], rtol=1e-12)
+
+
 def test_no_random_rows_gives_empty_tables_with_columns():
     data = synthetic_data()
     keep = data.table.method != "random"
@@ -121,17 +134,46 @@ def test_summary_auc_and_threshold_per_curve():
     assert ig.f_threshold == f_threshold(GRID, acc, 1.0, 0.95, "preserve")
 
 
+def _save_npz(path, keys, pred, data) -> None:
+    """A prediction file as tables.save_predictions writes it (intact model always predicts class 0)."""
+    zeros = np.zeros(len(data.y_true), np.int16)
+    np.savez(path, keys=keys, pred=pred, full_pred=zeros, y_true=zeros, accession=data.accessions)
+
+
 def test_load_ablation_checks_alignment(tmp_path):
     data = synthetic_data(n_test=10)
     t = data.table.assign(fill="zero")
     t.to_csv(tmp_path / "a.tsv", sep="\t", index=False)
     pred = np.where(data.correct, 0, 1).astype(np.int16)
-    np.savez(tmp_path / "a.npz", keys=row_keys(t), pred=pred, full_pred=np.zeros(10, np.int16), y_true=np.zeros(10, np.int16), accession=data.accessions)  # fmt: skip
+    _save_npz(tmp_path / "a.npz", row_keys(t), pred, data)
     loaded = load_ablation([tmp_path / "a.tsv"], [tmp_path / "a.npz"])
     assert (loaded.correct == data.correct).all() and loaded.full_accuracy == 1.0
-    np.savez(tmp_path / "b.npz", keys=row_keys(t)[::-1], pred=pred, full_pred=np.zeros(10, np.int16), y_true=np.zeros(10, np.int16), accession=data.accessions)  # fmt: skip
+    _save_npz(tmp_path / "b.npz", row_keys(t)[::-1], pred, data)
     with pytest.raises(InputError, match=r"b\.npz: its rows do not match"):
         load_ablation([tmp_path / "a.tsv"], [tmp_path / "b.npz"])
+
+
+def test_row_keys_tell_every_row_apart():
+    # Under pandas 3 a missing seed became a string NaN: every key collapsed to one character.
+    data = synthetic_data(n_test=10)
+    keys = row_keys(data.table)
+    assert len(set(keys)) == len(keys)
+    assert keys[0] == "ig|global|global|preserve|0|" and keys[-1] == "random|global|global|preserve|1|4"
+    read_back = data.table.assign(seed=data.table["seed"].astype(float))  # NaN seeds, float column
+    assert (row_keys(read_back) == keys).all()
+
+
+def test_load_ablation_refuses_reordered_method_rows(tmp_path):
+    data = synthetic_data(n_test=10)
+    t = data.table.assign(fill="zero")
+    pred = np.where(data.correct, 0, 1).astype(np.int16)
+    _save_npz(tmp_path / "a.npz", row_keys(t), pred, data)
+    ig = np.flatnonzero(t.method == "ig")
+    order = np.arange(len(t))
+    order[ig] = ig[::-1]  # the ig rows (no seed) swapped among themselves, random rows in place
+    t.iloc[order].to_csv(tmp_path / "a.tsv", sep="\t", index=False)
+    with pytest.raises(InputError, match=r"a\.npz: its rows do not match"):
+        load_ablation([tmp_path / "a.tsv"], [tmp_path / "a.npz"])
 
 
 def layout_scores(method: str, values: dict, layers: int = 2, sizes=None) -> pd.DataFrame:

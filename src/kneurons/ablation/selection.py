@@ -47,12 +47,8 @@ import pandas as pd
 
 from kneurons.errors import InputError
 from kneurons.scoring.registry import is_attribution
+from kneurons.vocabulary import MODES, MODULE_TYPES, SCOPES
 
-#: The neuron-bearing modules of a layer, in fair-esm's names (the same tuple as
-#: ``kneurons.model.classifier.MODULE_TYPES``; repeated here so this module needs no torch).
-MODULE_TYPES: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
-SCOPES: tuple[str, ...] = ("global", "module_type", "layer_module")
-MODES: tuple[str, ...] = ("preserve", "suppress")
 NORMALISATIONS: tuple[str, ...] = ("auto", "mean_abs", "max_abs", "none")
 
 Block = tuple[int, str]
@@ -84,7 +80,7 @@ class NeuronLayout:
 
     @classmethod
     def from_scores(cls, scores: pd.DataFrame, source: str = "score table") -> NeuronLayout:
-        """The layout a score table covers: every (layer, module) present, ``max(neuron) + 1`` neurons each."""
+        """The layout a score table covers: each (layer, module) present, ``max(neuron) + 1`` neurons."""
         _require_columns(scores, ("layer", "module", "neuron"), source)
         bad = sorted(set(scores["module"]) - set(MODULE_TYPES))
         if bad:
@@ -299,16 +295,19 @@ def filled_mask(normalised_in_scope: np.ndarray, f: float, mode: str) -> tuple[n
 def global_top(
     scores: np.ndarray, layout: NeuronLayout, fraction: float, normalise: str
 ) -> tuple[np.ndarray, int]:
-    """Boolean flat mask of the global top ``ceil(fraction * total)`` neurons after per-module normalisation."""
+    """Flat boolean mask of the global top ``ceil(fraction * total)`` neurons, normalised per module."""
     n_top = max(1, math.ceil(fraction * layout.total - 1e-9))
     return top_mask(normalise_per_module(scores, layout, normalise), n_top), n_top
 
 
 def row_keys(table: pd.DataFrame) -> np.ndarray:
-    """One string per row identifying (method, scope, scope_name, mode, f, seed); aligns tables and predictions."""
-    seed = table["seed"].astype("Int64").astype(str).replace("<NA>", "")
-    parts = [table[c].astype(str) for c in ("method", "scope", "scope_name", "mode")]
-    f = table["f"].map(lambda v: f"{float(v):.6g}")
-    return (parts[0] + "|" + parts[1] + "|" + parts[2] + "|" + parts[3] + "|" + f + "|" + seed).to_numpy(
-        dtype=str
-    )
+    """One string per row, ``method|scope|scope_name|mode|f|seed``; aligns tables and predictions.
+
+    Built value by value: a missing seed (NA, or NaN in a column read back as float) is the
+    empty string whatever pandas' string dtype does with missing values.
+    """
+    seeds = ["" if pd.isna(v) else str(int(v)) for v in table["seed"]]
+    f = [f"{float(v):.6g}" for v in table["f"]]
+    names = [table[c].astype(object).map(str).tolist() for c in ("method", "scope", "scope_name", "mode")]
+    keys = ["|".join(parts) for parts in zip(*names, f, seeds, strict=True)]
+    return np.array(keys, dtype=str)

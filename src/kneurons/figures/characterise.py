@@ -1,13 +1,12 @@
 """Figures of the characterisation stage: sequence logos, site AUROC by module type, class specificity.
 
 Torch-free on purpose (the figure rules run in the plots environment); the inputs are the
-tables that ``kneurons.characterise.core`` writes.
+tables that ``kneurons.characterise`` writes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import matplotlib
 
@@ -17,19 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from kneurons.ablation.selection import MODULE_TYPES
-from kneurons.io import atomic_path
-
-NEURON_KEY = ["layer", "module", "neuron"]
-
-
-def save_figure(fig: plt.Figure, paths: Sequence[str | Path], dpi: int = 150) -> None:
-    """Save ``fig`` to every path (format from the suffix) atomically, then close it."""
-    for path in paths:
-        path = Path(path)
-        with atomic_path(path, suffix=path.suffix) as tmp:
-            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip("."))
-    plt.close(fig)
+from kneurons.vocabulary import MODULE_TYPES
 
 
 def _message(ax: plt.Axes, text: str) -> None:

@@ -12,7 +12,7 @@ import torch
 
 from kneurons.ablation.fill import make_fill
 from kneurons.ablation.masks import layout_of
-from kneurons.characterise.core import (
+from kneurons.characterise import (
     characterise_neurons,
     class_overlap,
     class_suppression,

@@ -9,24 +9,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from kneurons.figures.ablation import (
-    _read_tsv,
-    plot_ablation_curves,
-    plot_confusion,
-    plot_density,
-    plot_layer_module_gap,
-    plot_threshold_bars,
-    plot_training_curve,
-    save_figure,
-)
+from kneurons.figures.ablation import _read_tsv, figure_files, save_figure
 from kneurons.figures.characterise import (
     plot_auroc_by_module,
     plot_class_specificity,
     plot_logos,
 )
-from kneurons.figures.characterise import (
-    save_figure as save_figure_paths,
-)
+from kneurons.figures.curves import plot_ablation_curves, plot_threshold_bars
+from kneurons.figures.heatmaps import plot_density, plot_layer_module_gap
+from kneurons.figures.training import plot_confusion, plot_training_curve
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +40,13 @@ def make_figures(
     info = json.loads(Path(info_path).read_text())
     matrix = pd.read_csv(matrix_path, sep="\t", dtype={"suppressed": str, "evaluated": str})
     overlap = pd.read_csv(overlap_path, sep="\t", dtype={"class_a": str, "class_b": str})
-    save_figure_paths(plot_logos(neurons, pfm, logos), out["logos"], dpi)
-    save_figure_paths(
-        plot_auroc_by_module(neurons, info.get("annotation", ""), alpha), out["site_auroc"], dpi
+    save_figure(plot_logos(neurons, pfm, logos), *figure_files(out["logos"]), dpi)
+    save_figure(
+        plot_auroc_by_module(neurons, info.get("annotation", ""), alpha),
+        *figure_files(out["site_auroc"]),
+        dpi,
     )
-    save_figure_paths(plot_class_specificity(matrix, overlap), out["class_specificity"], dpi)
+    save_figure(plot_class_specificity(matrix, overlap), *figure_files(out["class_specificity"]), dpi)
 
 
 def make_figure(

@@ -9,7 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from kneurons.stats.ablation import density, random_comparison, summarise_curves
+from kneurons.stats.curves import summarise_curves
+from kneurons.stats.density import density
+from kneurons.stats.random import random_comparison
 from kneurons.tables import load_ablation, read_scores
 
 log = logging.getLogger(__name__)

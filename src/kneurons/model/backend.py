@@ -21,9 +21,7 @@ import torch
 from torch import nn
 
 from kneurons.errors import ModelError
-
-#: The neuron-bearing modules of a layer, in fair-esm's names (every backend uses them).
-MODULE_TYPES: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+from kneurons.vocabulary import MODULE_TYPES  # the neuron-bearing modules (every backend names them so)
 
 #: Resume points inside a transformer layer, in forward order (their index is the position):
 #: the layer input (q/k/v need the whole attention), the attention context entering

@@ -1,0 +1,73 @@
+"""Summaries of ablation curves (torch-free: runs in the plots env).
+
+Per curve (one method, scope, scope name, mode and seed; metric vs fraction ``f``):
+
+* ``auc_accuracy`` / ``auc_macro_f1``: trapezoid area under the metric over the f grid (not
+  rescaled; on the default grid 0..1 it is the curve's mean height).
+* ``f_threshold``: for ``preserve``, the smallest grid f whose accuracy is at least
+  ``keep_accuracy`` x the intact model's accuracy (NaN when none is); for ``suppress``, the
+  smallest grid f whose accuracy falls below it. The first crossing counts even if a later f
+  crosses back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+
+#: The columns that identify one curve of an ablation table.
+CURVE_KEYS: tuple[str, ...] = ("method", "scope", "scope_name", "mode", "seed")
+#: The columns that identify one comparison with random (every method and seed of a selection).
+GROUP_KEYS: tuple[str, ...] = ("scope", "scope_name", "mode")
+
+
+def trapezoid_weights(f: np.ndarray) -> np.ndarray:
+    """Weights ``w`` with ``w @ y == np.trapezoid(y, f)`` for increasing ``f``."""
+    f = np.asarray(f, dtype=np.float64)
+    w = np.zeros_like(f)
+    if len(f) > 1:
+        d = np.diff(f)
+        w[:-1] += d / 2
+        w[1:] += d / 2
+    return w
+
+
+def f_threshold(f: np.ndarray, acc: np.ndarray, full_accuracy: float, keep: float, mode: str) -> float:
+    """Smallest f keeping ``keep`` x full accuracy (preserve) or falling below it (suppress); NaN if none."""
+    target = keep * full_accuracy
+    hit = acc >= target - 1e-12 if mode == "preserve" else acc < target - 1e-12
+    return float(f[np.flatnonzero(hit)[0]]) if hit.any() else float("nan")
+
+
+def _sorted_curves(table: pd.DataFrame) -> Iterator[tuple[tuple, pd.DataFrame]]:
+    for key, g in table.groupby(list(CURVE_KEYS), dropna=False, sort=True):
+        yield key, g.sort_values("f")
+
+
+def summarise_curves(table: pd.DataFrame, full_accuracy: float, keep_accuracy: float = 0.95) -> pd.DataFrame:
+    """One row per curve: AUC of accuracy and macro-F1 over f, and ``f_threshold``."""
+    rows = []
+    for key, g in _sorted_curves(table):
+        f = g["f"].to_numpy(dtype=float)
+        acc = g["accuracy"].to_numpy(dtype=float)
+        rows.append(
+            {
+                **dict(zip(CURVE_KEYS, key, strict=False)),
+                "layer": g["layer"].iloc[0],
+                "module": g["module"].iloc[0],
+                "n_scope": int(g["n_scope"].iloc[0]),
+                "n_f": len(f),
+                "auc_accuracy": float(np.trapezoid(acc, f)),
+                "auc_macro_f1": float(np.trapezoid(g["macro_f1"].to_numpy(dtype=float), f)),
+                "full_accuracy": full_accuracy,
+                "keep_accuracy": keep_accuracy,
+                "f_threshold": f_threshold(f, acc, full_accuracy, keep_accuracy, str(key[3])),
+            }
+        )
+    out = pd.DataFrame(rows)
+    if not out.empty:
+        out["seed"] = out["seed"].astype("Int64")
+        out["layer"] = out["layer"].astype("Int64")
+    return out

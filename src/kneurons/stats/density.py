@@ -1,0 +1,96 @@
+"""Where the top neurons sit: enrichment of module types and layers (torch-free: runs in the plots env).
+
+The global top ``N = ceil(top_fraction x total)`` neurons (ranked after the per-module
+normalisation of ``kneurons.ablation.selection``); for each group (module type, layer, layer x
+module type) ``enrichment = (count / N) / (group size / total)``. Under random selection of N
+neurons the count is hypergeometric; ``null_lo``/``null_hi`` are the 2.5% and 97.5% quantiles of
+the enrichment under that null, ``p_enriched``/``p_depleted`` the one-sided tail probabilities
+of the observed count.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from kneurons.ablation.selection import (
+    NeuronLayout,
+    global_top,
+    resolve_normalisation,
+    score_seeds,
+    score_vector,
+)
+from kneurons.vocabulary import MODULE_TYPES
+
+#: A group of neurons: level, layer (or None), module type (or None), flat membership mask.
+Group = tuple[str, int | None, str | None, np.ndarray]
+
+
+def neuron_groups(layout: NeuronLayout) -> list[Group]:
+    """The groups whose enrichment is measured: module types, layers, and every (layer, module type)."""
+    block_ids = layout.block_ids()
+    layer_of = np.array([b[0] for b in layout.blocks])[block_ids]
+    module_of = np.array([b[1] for b in layout.blocks])[block_ids]
+    groups: list[Group] = []
+    for m in MODULE_TYPES:
+        sel = module_of == m
+        if sel.any():
+            groups.append(("module_type", None, m, sel))
+    for layer in range(layout.num_layers):
+        groups.append(("layer", layer, None, layer_of == layer))
+    for layer, m in layout.blocks:
+        groups.append(("layer_module", layer, m, (layer_of == layer) & (module_of == m)))
+    return groups
+
+
+def _enrichment(top: np.ndarray, n_top: int, sel: np.ndarray, total: int) -> dict[str, Any]:
+    """Count of top neurons in a group, its enrichment and the hypergeometric null of random selection."""
+    size = int(sel.sum())
+    count = int((top & sel).sum())
+    expected = n_top * size / total
+    dist = sps.hypergeom(total, size, n_top)
+    q_lo, q_hi = dist.ppf([0.025, 0.975])
+    return {
+        "count": count,
+        "expected": expected,
+        "enrichment": count / expected if expected > 0 else float("nan"),
+        "null_lo": q_lo / expected if expected > 0 else float("nan"),
+        "null_hi": q_hi / expected if expected > 0 else float("nan"),
+        "p_enriched": float(dist.sf(count - 1)),
+        "p_depleted": float(dist.cdf(count)),
+    }
+
+
+def density(
+    scores: pd.DataFrame,
+    method: str,
+    top_fraction: float = 0.01,
+    normalise: str = "auto",
+    source: str = "score table",
+) -> pd.DataFrame:
+    """Enrichment of module types, layers and (layer, module type) among a score table's global top neurons.
+
+    One set of rows per seed for random tables. ``level`` is ``module_type``, ``layer`` or
+    ``layer_module``.
+    """
+    layout = NeuronLayout.from_scores(scores, source)
+    groups = neuron_groups(layout)
+    rows = []
+    for seed in score_seeds(scores):
+        vec = score_vector(scores, layout, seed=seed, source=source)
+        top, n_top = global_top(vec, layout, top_fraction, resolve_normalisation(normalise, method))
+        for level, layer, m, sel in groups:
+            rows.append(
+                {
+                    "method": method, "seed": seed, "level": level, "layer": layer, "module": m,
+                    "n_neurons": int(sel.sum()), "n_total": layout.total, "n_top": n_top,
+                    "top_fraction": top_fraction, **_enrichment(top, n_top, sel, layout.total),
+                }
+            )  # fmt: skip
+    out = pd.DataFrame(rows)
+    out["seed"] = out["seed"].astype("Int64")
+    out["layer"] = out["layer"].astype("Int64")
+    return out

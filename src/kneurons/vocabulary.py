@@ -1,0 +1,16 @@
+"""The workflow's vocabulary (docs: DESIGN.md "Vocabulary"), defined once; torch-free.
+
+Every stage names modules, scopes, modes and neuron keys with these constants, so a table
+written by one stage reads the same in the next (and in the plots environment, without torch).
+"""
+
+from __future__ import annotations
+
+#: The neuron-bearing modules of a layer, in fair-esm's names and in layout order.
+MODULE_TYPES: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+#: Selection scopes: all modules ranked together, one module type across layers, one module.
+SCOPES: tuple[str, ...] = ("global", "module_type", "layer_module")
+#: Ablation modes: keep the top f and fill the rest, or fill the top f.
+MODES: tuple[str, ...] = ("preserve", "suppress")
+#: The columns that identify one neuron in every table (a list: pandas indexes with it).
+NEURON_KEY: list[str] = ["layer", "module", "neuron"]
