@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kneurons.config import section_defaults
 from kneurons.data.mmseqs import MMSEQS_INSTALL_HINT, max_identity_vs_train, mmseqs_clusters
 from kneurons.errors import InputError
 
@@ -273,13 +274,7 @@ def split_labels(
     fractions = split_cfg["fractions"]
     if split_cfg["method"] == "stratified":
         return stratified_split(labels_df, fractions, seed)
-    mm = {
-        "min_seq_id": 0.3,
-        "coverage": 0.8,
-        "cov_mode": 0,
-        "executable": "mmseqs",
-        **split_cfg.get("mmseqs", {}),
-    }
+    mm = {**section_defaults("split")["mmseqs"], **split_cfg.get("mmseqs", {})}
     clusters = mmseqs_clusters(
         labels_df, mm["min_seq_id"], mm["coverage"], mm["cov_mode"], mm["executable"], threads, workdir
     )
