@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +56,16 @@ class TrainData:
     fingerprint: str
 
     def seqs_of(self, part: str) -> list[str]:
+        """Sequences of ``part`` (train, val or test) in table order."""
         return [self.seqs[i] for i in self.parts[part]]
 
     def y_of(self, part: str) -> np.ndarray:
+        """Class indices of ``part`` in table order."""
         return self.y[self.parts[part]]
 
 
 def prepare_data(split: pd.DataFrame, labels: list[str]) -> TrainData:
+    """Check the split table (columns, labels, non-empty train and val) and index it."""
     for col in ("sequence", "label", "split"):
         if col not in split.columns:
             raise InputError(f"split table lacks column {col!r}")
@@ -100,14 +103,16 @@ class TrainRun:
     lengths: np.ndarray
     n_batches: int
     total_steps: int
-    trainable: list[torch.Tensor] = field(default_factory=list)
+    trainable: list[torch.Tensor]
 
     @property
     def bf16(self) -> bool:
+        """bf16 autocast requested (it applies on CUDA only)."""
         return bool(self.train_cfg["bf16"])
 
     @property
     def token_budget(self) -> int:
+        """Padded tokens per batch, for training and evaluation."""
         return int(self.train_cfg["token_budget"])
 
 
