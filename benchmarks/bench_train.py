@@ -4,7 +4,7 @@ Both loops train the same ESM-2-shaped classifier (random weights: speed does no
 them) on the same random protein-like sequences for ``--steps`` optimiser steps after
 ``--warmup`` untimed ones:
 
-* ``kneurons``: the library's loop (``kneurons.model.train.forward_backward`` / ``optimizer_step``):
+* ``kneurons``: the library's loop (``kneurons.model.optim.forward_backward`` / ``optimizer_step``):
   length-sorted token-budget buckets in shuffled order, fused SDPA attention, bf16 autocast on CUDA;
 * ``plain``: fair-esm's reference attention, fp32, sequences in random order in fixed-size
   batches (the same mean number of sequences per step), so batches are padded to their longest member.
@@ -29,9 +29,9 @@ from torch import nn
 from kneurons.data.synthetic import SWISSPROT_FREQUENCIES
 from kneurons.model.batching import token_budget_batches
 from kneurons.model.classifier import get_alphabet, tokenize
+from kneurons.model.optim import forward_backward, make_optimizer, optimizer_step
 from kneurons.model.pretrained import build_classifier
 from kneurons.model.runtime import resolve_device, seed_everything
-from kneurons.model.train import _make_optimizer, forward_backward, optimizer_step
 
 #: Dense bf16 peak TFLOP/s by GPU name fragment (vendor data sheets, without sparsity).
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 80GB HBM3": 989.0, "H100 PCIe": 756.0,
@@ -56,7 +56,7 @@ def run_loop(model, batches, seqs, labels, device, bf16, steps, warmup) -> dict:
     """Train for ``warmup`` untimed then ``steps`` timed steps; returns tokens, padded tokens, seconds."""
     alphabet = get_alphabet()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = _make_optimizer(model, 1e-4, 0.01)
+    optimizer = make_optimizer(model, 1e-4, 0.01)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
     real = padded = 0
@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    model_cfg = {"name": args.model, "pretrained": False,
-                 "custom": {"num_layers": args.layers, "embed_dim": args.dim, "attention_heads": args.heads}}  # fmt: skip
+    custom = {"num_layers": args.layers, "embed_dim": args.dim, "attention_heads": args.heads}
+    model_cfg = {"name": args.model, "pretrained": False, "custom": custom}
     seqs = sequences(args.n_seqs, args.median_length, args.seed)
     labels = np.random.default_rng(args.seed).integers(0, 7, size=len(seqs))
     lengths = [len(s) for s in seqs]
@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     out = {
         "model": spec.name, "layers": spec.num_layers, "dim": spec.embed_dim, "heads": spec.attention_heads,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda"
+        else f"cpu ({torch.get_num_threads()} threads)",
         "steps": args.steps, "token_budget": args.token_budget, "seqs_per_plain_batch": per_batch,
         "torch": torch.__version__, **{f"{k}_{n}": v for n, r in results.items() for k, v in r.items()},
         "speedup": results["kneurons"]["tokens_per_s"] / results["plain"]["tokens_per_s"],
@@ -154,7 +155,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         print(json.dumps(out))
         return out
-    print(f"model {out['model']} ({out['layers']} layers x {out['dim']} dim x {out['heads']} heads) on {out['device']}, "
+    print(f"model {out['model']} ({out['layers']} layers x {out['dim']} dim x {out['heads']} heads) "
+          f"on {out['device']}, "
           f"torch {out['torch']}, {args.steps} timed steps, token budget {args.token_budget}")  # fmt: skip
     print(f"{'loop':<10}{'tokens/s':>12}{'padding':>10}{'seconds':>10}{'MFU':>8}")
     for n in ("plain", "kneurons"):

@@ -214,7 +214,7 @@ class Payload:
 
 def test_malicious_pickles_are_refused_without_running_code(tmp_path):
     from kneurons.model.pretrained import load_esm_checkpoint
-    from kneurons.model.train import _load_state
+    from kneurons.model.train_state import load_state
 
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
@@ -228,7 +228,7 @@ def test_malicious_pickles_are_refused_without_running_code(tmp_path):
         ModelError, match=r"evil\.pt: cannot be read as an ESM checkpoint with weights_only=True"
     ):
         load_esm_checkpoint(evil)
-    assert _load_state(evil) is None  # a poisoned training resume state is ignored, not executed
+    assert load_state(evil) is None  # a poisoned training resume state is ignored, not executed
     assert not marker.exists()
     # the same file *would* run code under plain pickle semantics: the test is not vacuous
     torch.load(evil, weights_only=False)

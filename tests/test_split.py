@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kneurons.data.mmseqs import mmseqs_clusters
 from kneurons.data.split import (
     SPLITS,
     allocate,
     homology_split,
     leakage_report,
-    mmseqs_clusters,
     split_labels,
     stratified_split,
 )

@@ -80,13 +80,56 @@ def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[
     return cfg
 
 
-def _check_semantics(cfg: dict[str, Any]) -> None:
-    problems: list[str] = []
+def section_defaults(section: str) -> Any:
+    """Defaults of a top-level config section, read from the schema (nested objects filled too)."""
+
+    def fill(schema: dict) -> Any:
+        if schema.get("type") == "object" and "properties" in schema:
+            out = copy.deepcopy(schema.get("default", {}))
+            for key, sub in schema["properties"].items():
+                if key not in out and ("default" in sub or sub.get("type") == "object"):
+                    out[key] = fill(sub)
+                elif isinstance(out.get(key), dict) and sub.get("type") == "object":
+                    out[key] = {**fill(sub), **out[key]}
+            return out
+        return copy.deepcopy(schema.get("default"))
+
+    return fill(load_schema()["properties"][section])
+
+
+def with_defaults(section: str, given: dict[str, Any] | None) -> dict[str, Any]:
+    """``given`` over the schema defaults of ``section`` (nested objects merged one level); not validated."""
+    out = section_defaults(section)
+    for key, value in (given or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def sections_with_defaults(given: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
+    """The named sections with their defaults filled in, validated together by ``validate_config``.
+
+    For a library function that takes only some sections (``{"model": ..., "train": ...}``):
+    the sections are checked together, so a cross-section problem (``train.freeze_layers``
+    beyond the model's depth) is caught; the other sections take their defaults for the check.
+    """
+    filled = {section: with_defaults(section, cfg) for section, cfg in given.items()}
+    validate_config(filled)
+    return filled
+
+
+def _split_problems(cfg: dict[str, Any]) -> list[str]:
     fr = cfg["split"]["fractions"]
     total = fr["train"] + fr["val"] + fr["test"]
     if abs(total - 1.0) > 1e-6:
-        problems.append(f"split.fractions: train + val + test must be 1, got {total:g}")
+        return [f"split.fractions: train + val + test must be 1, got {total:g}"]
+    return []
 
+
+def _data_problems(cfg: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
     data = cfg["data"]
     src = data["source"]
     if src == "tsv" and not data.get("tsv"):
@@ -112,7 +155,12 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
         problems.append("data.synthetic: length_min must not exceed length_max")
     if syn["motif_length"] * syn["motifs_per_sequence"] > syn["length_min"] // 2:
         problems.append("data.synthetic: motifs take more than half of the shortest sequence")
+    return problems
 
+
+def _model_problems(cfg: dict[str, Any]) -> list[str]:
+    """Problems of ``model``, and of ``train.freeze_layers`` (which depends on the model's depth)."""
+    problems: list[str] = []
     model = cfg["model"]
     name = model["name"]
     if name != "custom" and name not in ESM2_ARCHITECTURES:
@@ -131,13 +179,17 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
     n_layers = ESM2_ARCHITECTURES[name][0] if name in ESM2_ARCHITECTURES else model["custom"]["num_layers"]
     if cfg["train"]["freeze_layers"] > n_layers:
         problems.append(f"train.freeze_layers: the model has only {n_layers} layers")
+    return problems
 
-    if cfg["ablate"]["fill"] == "pretrained" and not model["pretrained"]:
+
+def _ablate_problems(cfg: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    ablate = cfg["ablate"]
+    if ablate["fill"] == "pretrained" and not cfg["model"]["pretrained"]:
         problems.append(
             "ablate.fill: 'pretrained' needs pretrained weights (model.pretrained: true); "
             "a random-init model has no pre-fine-tuning output to fill with"
         )
-    ablate = cfg["ablate"]
     if "random" in cfg["score"]["methods"]:
         extra = sorted(set(ablate["random_seeds"]) - set(cfg["score"]["random"]["seeds"]))
         if extra:
@@ -154,20 +206,48 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
         problems.append("ablate.modes: give at least one of preserve, suppress")
     if not ablate["scopes"]:
         problems.append("ablate.scopes: give at least one of global, module_type, layer_module")
-    if "random" in cfg["score"]["methods"] and not cfg["score"]["random"]["seeds"]:
+    return problems
+
+
+def _score_problems(cfg: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    score = cfg["score"]
+    if "random" in score["methods"] and not score["random"]["seeds"]:
         problems.append("score.random.seeds: at least one seed is needed for the random method")
-    if cfg["score"]["ig"]["method"] == "riemann_trapezoid" and cfg["score"]["ig"]["steps"] < 2:
+    if score["ig"]["method"] == "riemann_trapezoid" and score["ig"]["steps"] < 2:
         problems.append("score.ig.steps: riemann_trapezoid needs at least 2 steps")
-    if cfg["characterise"]["enabled"]:
-        if "ig" not in cfg["score"]["methods"]:
-            problems.append(
-                "characterise.enabled: the characterisation ranks neurons by IG; add `ig` to score.methods"
-            )
-        if not cfg["score"]["ig"]["class_conditional"]:
-            problems.append(
-                "characterise.enabled: class-specific neurons need score.ig.class_conditional: true "
-                "(or set characterise.enabled: false)"
-            )
+    return problems
+
+
+def _characterise_problems(cfg: dict[str, Any]) -> list[str]:
+    if not cfg["characterise"]["enabled"]:
+        return []
+    problems: list[str] = []
+    if "ig" not in cfg["score"]["methods"]:
+        problems.append(
+            "characterise.enabled: the characterisation ranks neurons by IG; add `ig` to score.methods"
+        )
+    if not cfg["score"]["ig"]["class_conditional"]:
+        problems.append(
+            "characterise.enabled: class-specific neurons need score.ig.class_conditional: true "
+            "(or set characterise.enabled: false)"
+        )
+    return problems
+
+
+#: The checks a schema cannot express, per section; their problems are reported in this order.
+_SEMANTIC_CHECKS = (
+    _split_problems,
+    _data_problems,
+    _model_problems,
+    _ablate_problems,
+    _score_problems,
+    _characterise_problems,
+)
+
+
+def _check_semantics(cfg: dict[str, Any]) -> None:
+    problems = [p for check in _SEMANTIC_CHECKS for p in check(cfg)]
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
 

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from kneurons.config import validate_config
+from kneurons.config import sections_with_defaults
 from kneurons.data import OPTIONAL_COLUMNS
 from kneurons.data.ec import EC_CLASS_NAMES, ECNumber, parse_ec_list, read_enzclass
 from kneurons.data.normalise import NONSTANDARD_RESIDUES, normalise_proteins
@@ -42,7 +44,7 @@ NON_ENZYME = "non-enzyme"
 
 def labels_config(labels_cfg: dict[str, Any] | None) -> dict[str, Any]:
     """``labels_cfg`` with the schema defaults filled in (and validated)."""
-    return validate_config({"labels": dict(labels_cfg or {})})["labels"]
+    return sections_with_defaults({"labels": labels_cfg})["labels"]
 
 
 def class_names(labels: list[str], enzclass: str | None = None) -> dict[str, str]:
@@ -87,6 +89,236 @@ def _input_summary(ec_lists: list[list[ECNumber]], seqs: pd.Series) -> dict[str,
     }
 
 
+@dataclass
+class Labelling:
+    """The proteins being labelled: what each policy reads and narrows.
+
+    ``keep`` marks the proteins still in; ``labels`` their class (``None`` until
+    ``multi_ec_resolve``, except non-enzymes kept as a class); ``usable`` the labels their EC
+    numbers give at the level (set by ``incomplete``); ``seqs`` the sequences as the policies
+    change them (mapped residues, crops).
+    """
+
+    ec_lists: list[list[ECNumber]]
+    seqs: list[str]
+    keep: np.ndarray
+    labels: list[str | None]
+    usable: list[list[str]]
+    number_counts: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def start(cls, ec_lists: list[list[ECNumber]], seqs: list[str]) -> Labelling:
+        n = len(ec_lists)
+        return cls(ec_lists, list(seqs), np.ones(n, dtype=bool), [None] * n, [[] for _ in range(n)])
+
+    @property
+    def n(self) -> int:
+        """Proteins still in."""
+        return int(self.keep.sum())
+
+
+Step = dict[str, Any]
+Policy = Callable[[Labelling, dict[str, Any]], tuple[Labelling, Step | None]]
+
+
+def _step(step: str, policy: Any, before: int, after: int, **extra: Any) -> Step:
+    log.info("labels: %s (%s): %d -> %d proteins %s", step, policy, before, after, extra or "")
+    return {"step": step, "policy": policy, "dropped": before - after, "remaining": after, **extra}
+
+
+def non_enzymes(t: Labelling, cfg: dict[str, Any]) -> tuple[Labelling, Step]:
+    """Proteins without an EC number: dropped, or labelled ``non-enzyme`` (``class``)."""
+    before, n_non = t.n, 0
+    for i, ecs in enumerate(t.ec_lists):
+        if not ecs:
+            n_non += 1
+            if cfg["non_enzymes"] == "class":
+                t.labels[i] = NON_ENZYME
+            else:
+                t.keep[i] = False
+    return t, _step("non_enzymes", cfg["non_enzymes"], before, t.n, affected=n_non)
+
+
+def _multi_ec_proteins(t: Labelling) -> int:
+    # Only non-enzymes can have left before the multi-EC steps, so this counts the input's.
+    return sum(len(ecs) > 1 for ecs in t.ec_lists)
+
+
+def multi_ec_drop(t: Labelling, cfg: dict[str, Any]) -> tuple[Labelling, Step | None]:
+    """``multi_ec: drop``: proteins annotated with several EC numbers leave (no step otherwise).
+
+    Judged on the annotation: a second activity is a second activity, whatever its number's
+    completeness.
+    """
+    if cfg["multi_ec"] != "drop":
+        return t, None
+    before = t.n
+    for i, ecs in enumerate(t.ec_lists):
+        if t.keep[i] and len(ecs) > 1:
+            t.keep[i] = False
+    return t, _step("multi_ec", "drop", before, t.n, affected=_multi_ec_proteins(t))
+
+
+def _usable_numbers(t: Labelling, cfg: dict[str, Any]) -> list[list[str]]:
+    """Fill ``t.usable`` and ``t.number_counts`` (numbers of each kind, and the discarded ones) for
+    the enzymes still in; returns per protein the kinds of its discarded numbers."""
+    bad: list[list[str]] = [[] for _ in t.ec_lists]
+    for i, ecs in enumerate(t.ec_lists):
+        if not t.keep[i] or not ecs:
+            continue
+        for e in ecs:
+            lab = e.prefix(cfg["level"])
+            kind = "incomplete" if e.incomplete else "preliminary" if e.preliminary else "complete"
+            ok = kind == "complete" or (cfg[kind] == "keep" and lab is not None)
+            t.number_counts[kind] += 1
+            if ok:
+                t.usable[i].append(lab)  # type: ignore[arg-type]
+            else:
+                t.number_counts[f"{kind}_discarded"] += 1
+                bad[i].append(kind)
+    return bad
+
+
+def incomplete(t: Labelling, cfg: dict[str, Any]) -> tuple[Labelling, Step]:
+    """Incomplete numbers (``3.4.-.-``) that do not define the label at ``level`` (or all, with
+    ``drop``) are discarded; a protein left without a usable number because of one leaves here.
+
+    Judges the preliminary numbers too (``usable``), so that ``preliminary`` counts the same proteins.
+    """
+    before = t.n
+    bad = _usable_numbers(t, cfg)
+    for i, kinds in enumerate(bad):
+        if kinds and not t.usable[i] and "incomplete" in kinds:
+            t.keep[i] = False
+    counts = t.number_counts
+    return t, _step("incomplete", cfg["incomplete"], before, t.n, numbers=counts["incomplete"],
+                    numbers_discarded=counts["incomplete_discarded"])  # fmt: skip
+
+
+def preliminary(t: Labelling, cfg: dict[str, Any]) -> tuple[Labelling, Step]:
+    """Preliminary numbers (``4.2.2.n1``), likewise: the enzymes left without a usable number leave."""
+    before = t.n
+    for i, ecs in enumerate(t.ec_lists):
+        if t.keep[i] and ecs and not t.usable[i]:
+            t.keep[i] = False
+    counts = t.number_counts
+    return t, _step("preliminary", cfg["preliminary"], before, t.n, numbers=counts["preliminary"],
+                    numbers_discarded=counts["preliminary_discarded"])  # fmt: skip
+
+
+def multi_ec_resolve(t: Labelling, cfg: dict[str, Any]) -> tuple[Labelling, Step | None]:
+    """Label the enzymes: the first usable number gives the label; with ``agree`` a protein whose
+    usable numbers give different labels leaves. A step only for ``first`` / ``agree``."""
+    before, resolved = t.n, 0
+    for i in range(len(t.ec_lists)):
+        if not t.keep[i] or t.labels[i] == NON_ENZYME:
+            continue
+        labs = t.usable[i]
+        if len(t.ec_lists[i]) > 1 and cfg["multi_ec"] == "agree" and len(set(labs)) > 1:
+            t.keep[i] = False
+            continue
+        if len(t.ec_lists[i]) > 1:
+            resolved += 1
+        t.labels[i] = labs[0]
+    if cfg["multi_ec"] == "drop":
+        return t, None
+    return t, _step("multi_ec", cfg["multi_ec"], before, t.n, affected=_multi_ec_proteins(t), kept=resolved)
+
+
+def nonstandard(t: Labelling, cfg: dict[str, Any]) -> tuple[Labelling, Step]:
+    """Sequences with U, O, B, Z or X: dropped, mapped (U/O/B/Z -> X, ``to_x``) or kept."""
+    before, n_nonstd = t.n, 0
+    nonstd_chars = set(NONSTANDARD_RESIDUES)
+    to_x = str.maketrans({c: "X" for c in "UOBZ"})
+    for i, s in enumerate(t.seqs):
+        if t.keep[i] and nonstd_chars.intersection(s):
+            n_nonstd += 1
+            if cfg["nonstandard"] == "drop":
+                t.keep[i] = False
+            elif cfg["nonstandard"] == "to_x":
+                t.seqs[i] = s.translate(to_x)
+    return t, _step("nonstandard", cfg["nonstandard"], before, t.n, affected=n_nonstd)
+
+
+def long_sequences(t: Labelling, cfg: dict[str, Any]) -> tuple[Labelling, Step]:
+    """Sequences longer than ``max_length``: cropped to their first residues, or dropped."""
+    before, n_long, max_len = t.n, 0, cfg["max_length"]
+    for i, s in enumerate(t.seqs):
+        if t.keep[i] and len(s) > max_len:
+            n_long += 1
+            if cfg["long_sequences"] == "drop":
+                t.keep[i] = False
+            else:
+                t.seqs[i] = s[:max_len]
+    cropped = n_long if cfg["long_sequences"] == "crop" else 0
+    return t, _step("long_sequences", cfg["long_sequences"], before, t.n, affected=n_long,
+                    max_length=max_len, cropped=cropped)  # fmt: skip
+
+
+def duplicates(t: Labelling, cfg: dict[str, Any]) -> tuple[Labelling, Step]:
+    """Identical (final) sequences: ``drop`` keeps one copy when the copies agree on the label and
+    none when they disagree; ``keep_first`` keeps the first copy; ``keep`` keeps all."""
+    before = t.n
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(t.seqs):
+        if t.keep[i]:
+            groups.setdefault(s, []).append(i)
+    dup_groups = [g for g in groups.values() if len(g) > 1]
+    conflicting = 0
+    if cfg["duplicates"] != "keep":
+        for g in dup_groups:
+            agree = len({t.labels[i] for i in g}) == 1
+            if cfg["duplicates"] == "drop" and not agree:
+                conflicting += 1
+                t.keep[g] = False
+            else:
+                t.keep[g[1:]] = False
+    return t, _step("duplicates", cfg["duplicates"], before, t.n, groups=len(dup_groups),
+                    proteins_in_groups=sum(len(g) for g in dup_groups),
+                    conflicting_groups=conflicting)  # fmt: skip
+
+
+def min_class_size(t: Labelling, cfg: dict[str, Any]) -> tuple[Labelling, Step]:
+    """Classes with fewer than ``min_class_size`` proteins leave."""
+    before = t.n
+    sizes = Counter(t.labels[i] for i in np.flatnonzero(t.keep))
+    small = {lab: n for lab, n in sizes.items() if n < cfg["min_class_size"]}
+    for i in np.flatnonzero(t.keep):
+        if t.labels[i] in small:
+            t.keep[i] = False
+    return t, _step("min_class_size", cfg["min_class_size"], before, t.n,
+                    classes_dropped=dict(sorted(small.items())))  # fmt: skip
+
+
+#: The label policies in the order they run (the module docstring's). ``multi_ec`` is one
+#: policy in two places: ``drop`` judges the annotation before the numbers are checked,
+#: ``first`` / ``agree`` need the usable numbers, so they run after ``preliminary``.
+POLICIES: tuple[Policy, ...] = (
+    non_enzymes,
+    multi_ec_drop,
+    incomplete,
+    preliminary,
+    multi_ec_resolve,
+    nonstandard,
+    long_sequences,
+    duplicates,
+    min_class_size,
+)
+
+
+def _classes(final: Counter[str], enzclass: str | None) -> pd.DataFrame:
+    ordered = sorted(final)
+    names = class_names(ordered, enzclass)
+    return pd.DataFrame(
+        {
+            "label_index": range(len(ordered)),
+            "label": ordered,
+            "name": [names[lab] for lab in ordered],
+            "n": [final[lab] for lab in ordered],
+        }
+    )
+
+
 def extract_labels(
     proteins: pd.DataFrame,
     labels_cfg: dict[str, Any] | None,
@@ -111,180 +343,22 @@ def extract_labels(
         left after the policies (the message carries the step counts).
     """
     cfg = labels_config(labels_cfg)
-    level = cfg["level"]
     df = normalise_proteins(proteins, source)
     ec_lists = [parse_ec_list(s) for s in df["ec"]]
     report: dict[str, Any] = {
-        "level": level,
+        "level": cfg["level"],
         "policies": {k: v for k, v in cfg.items() if k != "level"},
         "input": _input_summary(ec_lists, df["sequence"]),
         "steps": [],
     }
-    steps: list[dict[str, Any]] = report["steps"]
+    table = Labelling.start(ec_lists, df["sequence"].tolist())
+    for policy in POLICIES:
+        table, step = policy(table, cfg)
+        if step is not None:
+            report["steps"].append(step)
 
-    def record(step: str, policy: Any, before: int, after: int, **extra: Any) -> None:
-        steps.append({"step": step, "policy": policy, "dropped": before - after, "remaining": after, **extra})
-        log.info("labels: %s (%s): %d -> %d proteins %s", step, policy, before, after, extra or "")
-
-    keep = np.ones(len(df), dtype=bool)
-    labels: list[str | None] = [None] * len(df)
-
-    # 1. non-enzymes
-    n_before = int(keep.sum())
-    n_non = 0
-    for i, ecs in enumerate(ec_lists):
-        if not ecs:
-            n_non += 1
-            if cfg["non_enzymes"] == "class":
-                labels[i] = NON_ENZYME
-            else:
-                keep[i] = False
-    record("non_enzymes", cfg["non_enzymes"], n_before, int(keep.sum()), affected=n_non)
-
-    # 2. multi-EC drop (judged on the annotation: a second activity is a second activity,
-    #    whatever its number's completeness)
-    n_before = int(keep.sum())
-    n_multi = sum(1 for i, ecs in enumerate(ec_lists) if keep[i] and len(ecs) > 1)
-    if cfg["multi_ec"] == "drop":
-        for i, ecs in enumerate(ec_lists):
-            if keep[i] and len(ecs) > 1:
-                keep[i] = False
-        record("multi_ec", "drop", n_before, int(keep.sum()), affected=n_multi)
-
-    # 3. incomplete / preliminary numbers
-    n_before = int(keep.sum())
-    usable: list[list[str]] = [[] for _ in ec_lists]
-    counts: Counter[str] = Counter()
-    dropped_by: Counter[str] = Counter()
-    for i, ecs in enumerate(ec_lists):
-        if not keep[i] or not ecs:
-            continue
-        bad_kinds = []
-        for e in ecs:
-            lab = e.prefix(level)
-            if e.incomplete:
-                kind, ok = "incomplete", cfg["incomplete"] == "keep" and lab is not None
-            elif e.preliminary:
-                kind, ok = "preliminary", cfg["preliminary"] == "keep" and lab is not None
-            else:
-                kind, ok = "complete", True
-            counts[kind] += 1
-            if ok:
-                usable[i].append(lab)  # type: ignore[arg-type]
-            else:
-                counts[f"{kind}_discarded"] += 1
-                bad_kinds.append(kind)
-        if not usable[i]:
-            keep[i] = False
-            dropped_by["incomplete" if "incomplete" in bad_kinds else "preliminary"] += 1
-    n_mid = n_before - dropped_by["incomplete"]
-    for kind, before, after in (("incomplete", n_before, n_mid), ("preliminary", n_mid, int(keep.sum()))):
-        record(
-            kind,
-            cfg[kind],
-            before,
-            after,
-            numbers=counts[kind],
-            numbers_discarded=counts[f"{kind}_discarded"],
-        )
-
-    # 4. multi-EC first / agree
-    n_before = int(keep.sum())
-    resolved = 0
-    for i in range(len(df)):
-        if not keep[i] or labels[i] == NON_ENZYME:
-            continue
-        labs = usable[i]
-        if len(ec_lists[i]) > 1 and cfg["multi_ec"] == "agree" and len(set(labs)) > 1:
-            keep[i] = False
-            continue
-        if len(ec_lists[i]) > 1:
-            resolved += 1
-        labels[i] = labs[0]
-    if cfg["multi_ec"] != "drop":
-        record("multi_ec", cfg["multi_ec"], n_before, int(keep.sum()), affected=n_multi, kept=resolved)
-
-    seqs = df["sequence"].tolist()
-
-    # 5. non-standard residues
-    n_before = int(keep.sum())
-    nonstd_chars = set(NONSTANDARD_RESIDUES)
-    n_nonstd = 0
-    to_x = str.maketrans({c: "X" for c in "UOBZ"})
-    for i, s in enumerate(seqs):
-        if keep[i] and nonstd_chars.intersection(s):
-            n_nonstd += 1
-            if cfg["nonstandard"] == "drop":
-                keep[i] = False
-            elif cfg["nonstandard"] == "to_x":
-                seqs[i] = s.translate(to_x)
-    record("nonstandard", cfg["nonstandard"], n_before, int(keep.sum()), affected=n_nonstd)
-
-    # 6. long sequences
-    n_before = int(keep.sum())
-    max_len = cfg["max_length"]
-    n_long = 0
-    for i, s in enumerate(seqs):
-        if keep[i] and len(s) > max_len:
-            n_long += 1
-            if cfg["long_sequences"] == "drop":
-                keep[i] = False
-            else:
-                seqs[i] = s[:max_len]
-    record(
-        "long_sequences",
-        cfg["long_sequences"],
-        n_before,
-        int(keep.sum()),
-        affected=n_long,
-        max_length=max_len,
-        cropped=n_long if cfg["long_sequences"] == "crop" else 0,
-    )
-
-    # 7. duplicates (identical final sequences)
-    n_before = int(keep.sum())
-    groups: dict[str, list[int]] = {}
-    for i, s in enumerate(seqs):
-        if keep[i]:
-            groups.setdefault(s, []).append(i)
-    dup_groups = [g for g in groups.values() if len(g) > 1]
-    conflicting = 0
-    if cfg["duplicates"] != "keep":
-        for g in dup_groups:
-            agree = len({labels[i] for i in g}) == 1
-            if cfg["duplicates"] == "drop" and not agree:
-                conflicting += 1
-                for i in g:
-                    keep[i] = False
-            else:
-                for i in g[1:]:
-                    keep[i] = False
-    record(
-        "duplicates",
-        cfg["duplicates"],
-        n_before,
-        int(keep.sum()),
-        groups=len(dup_groups),
-        proteins_in_groups=sum(len(g) for g in dup_groups),
-        conflicting_groups=conflicting,
-    )
-
-    # 8. minimum class size
-    n_before = int(keep.sum())
-    sizes = Counter(labels[i] for i in range(len(df)) if keep[i])
-    small = {lab: n for lab, n in sizes.items() if n < cfg["min_class_size"]}
-    for i in range(len(df)):
-        if keep[i] and labels[i] in small:
-            keep[i] = False
-    record(
-        "min_class_size",
-        cfg["min_class_size"],
-        n_before,
-        int(keep.sum()),
-        classes_dropped=dict(sorted(small.items())),
-    )
-
-    idx = np.flatnonzero(keep)
+    steps = report["steps"]
+    idx = np.flatnonzero(table.keep)
     report["dropped"] = {s["step"]: s["dropped"] for s in steps}
     summary = "; ".join(f"{s['step']}: -{s['dropped']}" for s in steps)
     if len(idx) == 0:
@@ -294,8 +368,8 @@ def extract_labels(
         )
     out_cols = ["accession", "sequence", "ec", "label", *(c for c in OPTIONAL_COLUMNS if c in df.columns)]
     out = df.iloc[idx].copy()
-    out["sequence"] = [seqs[i] for i in idx]
-    out["label"] = [labels[i] for i in idx]
+    out["sequence"] = [table.seqs[i] for i in idx]
+    out["label"] = [table.labels[i] for i in idx]
     out = out[out_cols].reset_index(drop=True)
 
     final = Counter(out["label"])
@@ -304,19 +378,9 @@ def extract_labels(
             f"{source or 'proteins'}: only {len(final)} class left after the label policies "
             f"({dict(final)}; {summary}); a classifier needs at least two"
         )
-    ordered = sorted(final)
-    names = class_names(ordered, enzclass)
-    classes = pd.DataFrame(
-        {
-            "label_index": range(len(ordered)),
-            "label": ordered,
-            "name": [names[lab] for lab in ordered],
-            "n": [final[lab] for lab in ordered],
-        }
-    )
     report["output"] = {
         "proteins": len(out),
-        "classes": len(ordered),
-        "class_counts": {lab: final[lab] for lab in ordered},
+        "classes": len(final),
+        "class_counts": {lab: final[lab] for lab in sorted(final)},
     }
-    return out, classes, report
+    return out, _classes(final, enzclass), report
