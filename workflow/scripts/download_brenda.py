@@ -3,10 +3,11 @@
 
 from kneurons.data.brenda import brenda_proteins
 from kneurons.data.runlog import script_logging
-from kneurons.io import write_json_atomic, write_table_atomic
+from kneurons.io import write_json_atomic
+from kneurons.tables import write_proteins
 
 log = script_logging(snakemake.log[0])
 proteins, meta = brenda_proteins(snakemake.input.brenda[0], snakemake.input.sequences[0])
 write_json_atomic(snakemake.output.meta, meta)
-write_table_atomic(proteins, snakemake.output.data)
+write_proteins(proteins, snakemake.output.data)
 log.info("BRENDA: %d proteins; %d accessions without sequence", len(proteins), meta["without_sequence"])

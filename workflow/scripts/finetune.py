@@ -3,18 +3,16 @@
 
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from kneurons.data.runlog import script_logging
 from kneurons.model.train import fine_tune
-from kneurons.tables import read_tsv_table
+from kneurons.tables import read_class_labels, read_split
 
 log = script_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
-split = read_tsv_table(snakemake.input.split)
-classes = pd.read_csv(snakemake.input.classes, sep="\t", dtype={"label": str}, keep_default_na=False)
-labels = classes.sort_values("label_index")["label"].tolist()
+split = read_split(snakemake.input.split)
+labels = read_class_labels(snakemake.input.classes)
 out_dir = Path(snakemake.output.model).parent
 for name in ("metrics", "curve", "metadata"):
     if Path(snakemake.output[name]).parent != out_dir:

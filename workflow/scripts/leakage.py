@@ -3,11 +3,10 @@
 
 from kneurons.data.runlog import script_logging
 from kneurons.data.split import leakage_report
-from kneurons.io import write_json_atomic
-from kneurons.tables import read_tsv_table
+from kneurons.tables import read_split, write_leakage_report
 
 log = script_logging(snakemake.log[0])
-split = read_tsv_table(snakemake.input[0])
+split = read_split(snakemake.input[0])
 cfg = snakemake.params.split
 report = leakage_report(
     split,
@@ -17,5 +16,5 @@ report = leakage_report(
     workdir=snakemake.resources.tmpdir,
     compute_identity=cfg["identity"],
 )
-write_json_atomic(snakemake.output[0], report)
+write_leakage_report(snakemake.output[0], report)
 log.info("leakage: %s", report.get("identity"))

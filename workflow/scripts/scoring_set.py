@@ -3,10 +3,8 @@
 
 import logging
 
-import pandas as pd
-
-from kneurons.io import write_table_atomic
 from kneurons.scoring.methods import select_scoring_set
+from kneurons.tables import read_classes, read_split, write_scoring_set
 
 logging.basicConfig(
     filename=snakemake.log[0],
@@ -16,8 +14,8 @@ logging.basicConfig(
 )
 log = logging.getLogger("scoring_set")
 
-split = pd.read_csv(snakemake.input.split, sep="\t", dtype=str, keep_default_na=False)
-classes = pd.read_csv(snakemake.input.classes, sep="\t", dtype={"label": str}, keep_default_na=False)
+split = read_split(snakemake.input.split)
+classes = read_classes(snakemake.input.classes)
 subset = select_scoring_set(
     split,
     classes,
@@ -31,4 +29,4 @@ log.info(
     snakemake.params.split,
     subset["label"].value_counts().sort_index().to_dict(),
 )
-write_table_atomic(subset, snakemake.output[0])
+write_scoring_set(subset, snakemake.output[0])

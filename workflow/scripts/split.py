@@ -3,11 +3,10 @@
 
 from kneurons.data.runlog import script_logging
 from kneurons.data.split import split_labels
-from kneurons.io import write_table_atomic
-from kneurons.tables import read_tsv_table
+from kneurons.tables import read_labels, write_split
 
 log = script_logging(snakemake.log[0])
-labels = read_tsv_table(snakemake.input[0])
+labels = read_labels(snakemake.input[0])
 split = split_labels(
     labels,
     snakemake.params.split,
@@ -15,5 +14,5 @@ split = split_labels(
     threads=snakemake.threads,
     workdir=snakemake.resources.tmpdir,
 )
-write_table_atomic(split, snakemake.output[0])
+write_split(split, snakemake.output[0])
 log.info("split: %s", split["split"].value_counts().to_dict())

@@ -459,12 +459,3 @@ def plot_confusion(metrics: dict, part: str = "test") -> Figure:
         )
         fig.tight_layout()
     return fig
-
-
-# -- the workflow's figure jobs ------------------------------------------------------------------------
-def _read_tsv(path: str | Path) -> pd.DataFrame:
-    df = pd.read_csv(path, sep="\t", dtype={"scope_name": str, "module": str, "method": str, "label": str})
-    for col in ("layer", "seed"):
-        if col in df.columns:
-            df[col] = df[col].astype("Int64")
-    return df

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from kneurons.stats.ablation import density, random_comparison, summarise_curves
-from kneurons.tables import load_ablation, read_scores
+from kneurons.tables import load_ablation, read_score_table, write_stats_tables
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +25,6 @@ def run_stats(
 
     ``cfg`` is the validated workflow config (sections ``stats``, ``ablate``, ``seed``).
     """
-    from kneurons.io import write_table_atomic
-
     st = cfg["stats"]
     data = load_ablation(tables, predictions)
     curves = data.table.copy()
@@ -37,7 +35,7 @@ def run_stats(
     )
     dens = pd.concat(
         [
-            density(read_scores(p), m, st["top_fraction"], cfg["ablate"]["normalise"], source=str(p))
+            density(read_score_table(p)[0], m, st["top_fraction"], cfg["ablate"]["normalise"], source=str(p))
             for m, p in score_paths.items()
         ],
         ignore_index=True,
@@ -49,6 +47,5 @@ def run_stats(
         "paired_tests": paired,
         "density": dens,
     }
-    for name, df in frames.items():
-        write_table_atomic(df, out[name])
+    write_stats_tables(frames, out)
     return frames

@@ -33,12 +33,13 @@ from torch import nn
 
 from kneurons.config import load_schema
 from kneurons.errors import InputError
-from kneurons.io import atomic_path, write_json_atomic, write_table_atomic
+from kneurons.io import atomic_path, write_json_atomic
 from kneurons.model.batching import run_adaptive, token_budget_batches
 from kneurons.model.classifier import EsmClassifier, get_alphabet, save_classifier, tokenize
 from kneurons.model.pretrained import Downloader, build_classifier
 from kneurons.model.runtime import autocast, resolve_device, seed_everything, to_device
 from kneurons.stats.metrics import classification_metrics, macro_f1
+from kneurons.tables import write_json_result, write_training_curve
 
 log = logging.getLogger(__name__)
 
@@ -506,8 +507,8 @@ def fine_tune(
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     save_classifier(out_dir / "best.pt", model.cpu(), spec, labels, meta)
-    write_json_atomic(out_dir / "metrics.json", metrics)
-    write_table_atomic(pd.DataFrame(state["curve"], columns=CURVE_COLUMNS), out_dir / "training_curve.tsv")
+    write_json_result(out_dir / "metrics.json", metrics)
+    write_training_curve(pd.DataFrame(state["curve"], columns=CURVE_COLUMNS), out_dir / "training_curve.tsv")
     write_json_atomic(
         out_dir / "run_metadata.json",
         {
