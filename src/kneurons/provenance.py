@@ -1,7 +1,7 @@
 """Provenance checks between stages: a score table must come from the checkpoint it is used with.
 
 Score tables (``scores/{method}.parquet``) carry the sha256 of the checkpoint they were computed
-on (metadata key ``kneurons.scores``, written by ``kneurons.tables.write_score_table``). Ranking
+on (metadata key ``kneurons.tables.METADATA_KEY``, written by ``write_score_table``). Ranking
 the neurons of one model by the scores of another gives plausible-looking but meaningless
 ablation curves, so every stage that combines a checkpoint with a score table checks the hash.
 """
@@ -46,7 +46,8 @@ def check_scores_match_checkpoint(
     actual = checkpoint_sha256 or sha256_file(checkpoint)
     if recorded != actual:
         raise InputError(
-            f"{scores_path}: scores were computed on a different model (checkpoint sha256 {recorded[:12]}..., "
-            f"recorded as {meta.get('checkpoint', '?')}), but {checkpoint} has sha256 {actual[:12]}...; "
+            f"{scores_path}: scores were computed on a different model "
+            f"(checkpoint sha256 {recorded[:12]}..., recorded as {meta.get('checkpoint', '?')}), "
+            f"but {checkpoint} has sha256 {actual[:12]}...; "
             "re-run the scoring stage for this checkpoint"
         )

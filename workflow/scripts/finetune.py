@@ -3,16 +3,13 @@
 
 from pathlib import Path
 
-import pandas as pd
-
 from kneurons.jobs import start
 from kneurons.model.train import fine_tune
-from kneurons.tables import read_tsv_table
+from kneurons.tables import read_class_labels, read_split
 
 job = start(snakemake, model=True)  # threads, seed (fine_tune reseeds with train.deterministic)
-split = read_tsv_table(snakemake.input.split)
-classes = pd.read_csv(snakemake.input.classes, sep="\t", dtype={"label": str}, keep_default_na=False)
-labels = classes.sort_values("label_index")["label"].tolist()
+split = read_split(snakemake.input.split)
+labels = read_class_labels(snakemake.input.classes)
 out_dir = Path(snakemake.output.model).parent
 for name in ("metrics", "curve", "metadata"):
     if Path(snakemake.output[name]).parent != out_dir:

@@ -2,13 +2,12 @@
 # ruff: noqa: F821  (`snakemake` is injected by Snakemake's script directive)
 
 from kneurons.data.split import leakage_report
-from kneurons.io import write_json_atomic
 from kneurons.jobs import start
-from kneurons.tables import read_tsv_table
+from kneurons.tables import read_split, write_leakage_report
 
 job = start(snakemake)
 log = job.log
-split = read_tsv_table(snakemake.input[0])
+split = read_split(snakemake.input[0])
 cfg = job.params["split"]
 report = leakage_report(
     split,
@@ -18,5 +17,5 @@ report = leakage_report(
     workdir=snakemake.resources.tmpdir,
     compute_identity=cfg["identity"],
 )
-write_json_atomic(snakemake.output[0], report)
+write_leakage_report(snakemake.output[0], report)
 log.info("leakage: %s", report.get("identity"))

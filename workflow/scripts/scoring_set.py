@@ -1,17 +1,15 @@
 """Pick the scoring subset (config score.split / max_sequences, stratified by label, seeded)."""
 # ruff: noqa: F821  (`snakemake` is injected by Snakemake's script directive)
 
-import pandas as pd
-
-from kneurons.io import write_table_atomic
 from kneurons.jobs import start
 from kneurons.scoring.subset import select_scoring_set
+from kneurons.tables import read_classes, read_split, write_scoring_set
 
 job = start(snakemake)
 log = job.log
 
-split = pd.read_csv(snakemake.input.split, sep="\t", dtype=str, keep_default_na=False)
-classes = pd.read_csv(snakemake.input.classes, sep="\t", dtype={"label": str}, keep_default_na=False)
+split = read_split(snakemake.input.split)
+classes = read_classes(snakemake.input.classes)
 subset = select_scoring_set(
     split,
     classes,
@@ -25,4 +23,4 @@ log.info(
     job.params["split"],
     subset["label"].value_counts().sort_index().to_dict(),
 )
-write_table_atomic(subset, snakemake.output[0])
+write_scoring_set(subset, snakemake.output[0])

@@ -2,13 +2,12 @@
 # ruff: noqa: F821  (`snakemake` is injected by Snakemake's script directive)
 
 from kneurons.data.split import split_labels
-from kneurons.io import write_table_atomic
 from kneurons.jobs import start
-from kneurons.tables import read_tsv_table
+from kneurons.tables import read_labels, write_split
 
 job = start(snakemake)
 log = job.log
-labels = read_tsv_table(snakemake.input[0])
+labels = read_labels(snakemake.input[0])
 split = split_labels(
     labels,
     job.params["split"],
@@ -16,5 +15,5 @@ split = split_labels(
     threads=snakemake.threads,
     workdir=snakemake.resources.tmpdir,
 )
-write_table_atomic(split, snakemake.output[0])
+write_split(split, snakemake.output[0])
 log.info("split: %s", split["split"].value_counts().to_dict())

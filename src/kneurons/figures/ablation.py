@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import pandas as pd
 from matplotlib.figure import Figure
 
 from kneurons.io import atomic_path
@@ -81,12 +80,3 @@ def figure_files(paths: Sequence[str | Path]) -> tuple[Path, list[str]]:
     if len(bases) != 1 or not all(formats):
         raise ValueError(f"figure paths must be one base name in several formats: {[str(p) for p in paths]}")
     return bases.pop(), formats
-
-
-# -- the workflow's figure jobs ------------------------------------------------------------------------
-def _read_tsv(path: str | Path) -> pd.DataFrame:
-    df = pd.read_csv(path, sep="\t", dtype={"scope_name": str, "module": str, "method": str, "label": str})
-    for col in ("layer", "seed"):
-        if col in df.columns:
-            df[col] = df[col].astype("Int64")
-    return df

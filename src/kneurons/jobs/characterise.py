@@ -19,10 +19,16 @@ from kneurons.characterise import (
     select_class_neurons,
     split_ig_scores,
 )
-from kneurons.io import write_json_atomic, write_table_atomic
 from kneurons.model.classifier import load_job_classifier
 from kneurons.provenance import check_scores_match_checkpoint
-from kneurons.tables import read_split_rows
+from kneurons.tables import (
+    read_characterise_table,
+    read_score_table,
+    read_scoring_set,
+    read_split_rows,
+    write_json_result,
+    write_result_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +69,9 @@ def run_class_job(
     c = settings["characterise"]
     model, info = load_job_classifier(checkpoint, settings, device)
     labels = [str(x) for x in info["labels"]]
-    ig = pd.read_parquet(ig_path)
-    check_scores_match_checkpoint(ig_path, checkpoint, require=False)  # scores of another model mislead
+    ig, ig_meta = read_score_table(ig_path)
+    # scores of another model mislead
+    check_scores_match_checkpoint(ig_path, checkpoint, ig_meta, require=False)
     _, per_class = split_ig_scores(ig, source=str(ig_path))
     layout = layout_of(model)
     normalise = settings["ablate"]["normalise"]
@@ -76,9 +83,7 @@ def run_class_job(
     index = {lab: i for i, lab in enumerate(labels)}
     mean_seqs = None
     if settings["ablate"]["fill"] == "mean":
-        mean_seqs = pd.read_csv(scoring_set_path, sep="\t", dtype=str, keep_default_na=False)[
-            "sequence"
-        ].tolist()
+        mean_seqs = read_scoring_set(scoring_set_path)["sequence"].tolist()
     fill = make_fill(
         settings["ablate"]["fill"], model, info, settings["model"], mean_seqs, token_budget=c["token_budget"],
         device=device, source=str(checkpoint),
@@ -109,11 +114,11 @@ def run_class_job(
         "mean_random_specificity_diff": float(spec["random_diff_mean"].mean()),
         "random_sets": c["random_sets"],
     }
-    write_table_atomic(sets, out["neurons"])
-    write_table_atomic(overlap, out["overlap"])
-    write_table_atomic(matrix, out["matrix"])
-    write_table_atomic(spec, out["specificity"])
-    write_json_atomic(out["summary"], summary)
+    write_result_table(sets, out["neurons"])
+    write_result_table(overlap, out["overlap"])
+    write_result_table(matrix, out["matrix"])
+    write_result_table(spec, out["specificity"])
+    write_json_result(out["summary"], summary)
     log.info("class summary: %s", summary)
     return summary
 
@@ -136,10 +141,11 @@ def run_neuron_job(
     c = settings["characterise"]
     model, info = load_job_classifier(checkpoint, settings, device)
     labels = [str(x) for x in info["labels"]]
-    ig = pd.read_parquet(ig_path)
-    check_scores_match_checkpoint(ig_path, checkpoint, require=False)  # scores of another model mislead
+    ig, ig_meta = read_score_table(ig_path)
+    # scores of another model mislead
+    check_scores_match_checkpoint(ig_path, checkpoint, ig_meta, require=False)
     held = load_held_out(split_path, labels, c["split"], c["max_proteins"], settings["seed"])
-    sets = pd.read_csv(class_neurons_path, sep="\t", dtype={"label": str}) if class_neurons_path else None
+    sets = read_characterise_table(class_neurons_path, "class_neurons") if class_neurons_path else None
     res = characterise_neurons(
         model,
         ig,
@@ -151,10 +157,10 @@ def run_neuron_job(
         settings["train"].get("bf16", True),
         settings["seed"],
     )
-    write_table_atomic(res["neurons"], out["neurons"])
-    write_table_atomic(res["windows"], out["windows"])
-    write_table_atomic(res["pfm"], out["pfm"])
-    write_table_atomic(res["summary"], out["summary"])
-    write_json_atomic(out["info"], res["info"])
+    write_result_table(res["neurons"], out["neurons"])
+    write_result_table(res["windows"], out["windows"])
+    write_result_table(res["pfm"], out["pfm"])
+    write_result_table(res["summary"], out["summary"])
+    write_json_result(out["info"], res["info"])
     log.info("annotations: %s", res["info"]["annotation"])
     return res["info"]

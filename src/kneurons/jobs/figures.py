@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import pandas as pd
-
-from kneurons.figures.ablation import _read_tsv, figure_files, save_figure
+from kneurons.figures.ablation import figure_files, save_figure
 from kneurons.figures.characterise import (
     plot_auroc_by_module,
     plot_class_specificity,
@@ -18,6 +15,13 @@ from kneurons.figures.characterise import (
 from kneurons.figures.curves import plot_ablation_curves, plot_threshold_bars
 from kneurons.figures.heatmaps import plot_density, plot_layer_module_gap
 from kneurons.figures.training import plot_confusion, plot_training_curve
+from kneurons.tables import (
+    read_characterise_table,
+    read_metrics,
+    read_sites_info,
+    read_stats_table,
+    read_training_curve,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +39,11 @@ def make_figures(
 ) -> None:
     """Write the three characterisation figures; ``out`` maps ``logos``, ``site_auroc`` and
     ``class_specificity`` to the paths (one per format) of each."""
-    neurons = pd.read_csv(neurons_path, sep="\t", dtype={"top_class": str, "module": str})
-    pfm = pd.read_csv(pfm_path, sep="\t")
-    info = json.loads(Path(info_path).read_text())
-    matrix = pd.read_csv(matrix_path, sep="\t", dtype={"suppressed": str, "evaluated": str})
-    overlap = pd.read_csv(overlap_path, sep="\t", dtype={"class_a": str, "class_b": str})
+    neurons = read_characterise_table(neurons_path, "neurons")
+    pfm = read_characterise_table(pfm_path, "pfm")
+    info = read_sites_info(info_path)
+    matrix = read_characterise_table(matrix_path, "class_suppression")
+    overlap = read_characterise_table(overlap_path, "class_overlap")
     save_figure(plot_logos(neurons, pfm, logos), *figure_files(out["logos"]), dpi)
     save_figure(
         plot_auroc_by_module(neurons, info.get("annotation", ""), alpha),
@@ -54,18 +58,17 @@ def make_figure(
 ) -> list[Path]:
     """Build one workflow figure ``kind`` from its input tables and write ``base.<fmt>``."""
     if kind in ("accuracy_preserve", "accuracy_suppress"):
-        fig = plot_ablation_curves(_read_tsv(inputs["curves"]), kind.split("_")[1])
+        fig = plot_ablation_curves(read_stats_table(inputs["curves"], "curves"), kind.split("_")[1])
     elif kind == "density":
-        fig = plot_density(_read_tsv(inputs["density"]))
+        fig = plot_density(read_stats_table(inputs["density"], "density"))
     elif kind == "smallest_fraction":
-        fig = plot_threshold_bars(_read_tsv(inputs["summary"]))
+        fig = plot_threshold_bars(read_stats_table(inputs["summary"], "summary"))
     elif kind == "layer_module_gap":
-        fig = plot_layer_module_gap(_read_tsv(inputs["random_gap"]))
+        fig = plot_layer_module_gap(read_stats_table(inputs["random_gap"], "random_gap"))
     elif kind == "training_curve":
-        metrics = json.loads(Path(inputs["metrics"]).read_text())
-        fig = plot_training_curve(pd.read_csv(inputs["curve"], sep="\t"), metrics)
+        fig = plot_training_curve(read_training_curve(inputs["curve"]), read_metrics(inputs["metrics"]))
     elif kind == "confusion_matrix":
-        fig = plot_confusion(json.loads(Path(inputs["metrics"]).read_text()))
+        fig = plot_confusion(read_metrics(inputs["metrics"]))
     else:
         raise ValueError(f"unknown figure {kind!r}")
     return save_figure(fig, base, formats, dpi)

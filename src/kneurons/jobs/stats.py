@@ -12,7 +12,7 @@ import pandas as pd
 from kneurons.stats.curves import summarise_curves
 from kneurons.stats.density import density
 from kneurons.stats.random import random_comparison
-from kneurons.tables import load_ablation, read_scores
+from kneurons.tables import load_ablation, read_score_table, write_stats_tables
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,6 @@ def run_stats(
     ``settings`` are the rule's params (``kneurons.settings.job_settings('ablation_stats', config)``):
     ``stats``, ``ablate.normalise``, ``seed``.
     """
-    from kneurons.io import write_table_atomic
-
     st = settings["stats"]
     data = load_ablation(tables, predictions)
     curves = data.table.copy()
@@ -42,7 +40,9 @@ def run_stats(
     )
     dens = pd.concat(
         [
-            density(read_scores(p), m, st["top_fraction"], settings["ablate"]["normalise"], source=str(p))
+            density(
+                read_score_table(p)[0], m, st["top_fraction"], settings["ablate"]["normalise"], source=str(p)
+            )
             for m, p in score_paths.items()
         ],
         ignore_index=True,
@@ -54,6 +54,5 @@ def run_stats(
         "paired_tests": paired,
         "density": dens,
     }
-    for name, df in frames.items():
-        write_table_atomic(df, out[name])
+    write_stats_tables(frames, out)
     return frames

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from kneurons.config import sections_with_defaults
-from kneurons.io import write_json_atomic, write_table_atomic
+from kneurons.io import write_json_atomic
 from kneurons.model.batching import token_budget_batches
 from kneurons.model.classifier import EsmClassifier, save_classifier
 from kneurons.model.inference import Batch, run_batches
@@ -39,6 +39,7 @@ from kneurons.model.runtime import to_device
 from kneurons.model.train_setup import TrainRun, config_hash, prepare_data, resume_or_start, setup_run
 from kneurons.model.train_state import TrainingState, save_tensors
 from kneurons.stats.metrics import classification_metrics, macro_f1
+from kneurons.tables import write_json_result, write_training_curve
 
 __all__ = ["CURVE_COLUMNS", "class_weights", "config_hash", "fine_tune", "predict", "warmup_linear_decay"]
 
@@ -274,8 +275,8 @@ def _write_outputs(
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     save_classifier(out_dir / "best.pt", run.model.cpu(), run.spec, run.labels, meta)
-    write_json_atomic(out_dir / "metrics.json", metrics)
-    write_table_atomic(pd.DataFrame(state.curve, columns=CURVE_COLUMNS), out_dir / "training_curve.tsv")
+    write_json_result(out_dir / "metrics.json", metrics)
+    write_training_curve(pd.DataFrame(state.curve, columns=CURVE_COLUMNS), out_dir / "training_curve.tsv")
     write_json_atomic(out_dir / "run_metadata.json", run_metadata)
 
 

@@ -1,0 +1,113 @@
+"""The tables seam: one reader and one writer per file that passes between stages.
+
+Torch-free, so data, statistics and figure jobs can use it. Each reader checks what its file
+must hold (columns, dtypes, provenance) and raises ``InputError`` naming the file (and the
+line where it can). Each writer writes the bytes the stage has always written.
+
+file                                    writer / reader
+-------------------------------------   -------------------------------------------------------------
+data/proteins.tsv, data/download/*.tsv  write_proteins / read_proteins_table
+data/labels.tsv                         write_labels / read_labels
+data/classes.tsv                        write_classes / read_classes, read_class_labels
+data/label_report.json                  write_label_report / read_label_report
+data/split.tsv                          write_split / read_split, read_split_rows
+data/leakage_report.json                write_leakage_report / (a report for people)
+scores/scoring_set.tsv                  write_scoring_set / read_scoring_set
+scores/{method}[/layer{l}].parquet      write_score_table, gather_score_tables /
+                                        read_score_table, score_table_metadata (footer only)
+ablation/{method}/{scope}.tsv, .npz     save_result (save_predictions) /
+                                        read_ablation_table, read_predictions, load_ablation
+stats/{name}.tsv                        write_stats_tables / read_stats_table
+characterise/*.tsv, *.json              write_result_table, write_json_result /
+                                        read_characterise_table, read_sites_info
+model/training_curve.tsv, metrics.json  write_training_curve, write_json_result /
+                                        read_training_curve, read_metrics
+"""
+
+from kneurons.tables.ablation import (
+    AblationData,
+    load_ablation,
+    read_ablation_table,
+    read_predictions,
+    save_predictions,
+    save_result,
+)
+from kneurons.tables.base import read_json, read_tsv, read_tsv_table
+from kneurons.tables.data import (
+    read_class_labels,
+    read_classes,
+    read_label_report,
+    read_labels,
+    read_proteins_table,
+    read_scoring_set,
+    read_split,
+    read_split_rows,
+    write_classes,
+    write_label_report,
+    write_labels,
+    write_leakage_report,
+    write_proteins,
+    write_scoring_set,
+    write_split,
+)
+from kneurons.tables.results import (
+    read_characterise_table,
+    read_metrics,
+    read_sites_info,
+    read_stats_table,
+    read_training_curve,
+    write_json_result,
+    write_result_table,
+    write_stats_tables,
+    write_training_curve,
+)
+from kneurons.tables.scores import (
+    METADATA_KEY,
+    SCORE_COLUMNS,
+    gather_score_tables,
+    read_score_table,
+    score_table_metadata,
+    write_score_table,
+)
+
+__all__ = [
+    "METADATA_KEY",
+    "SCORE_COLUMNS",
+    "AblationData",
+    "gather_score_tables",
+    "load_ablation",
+    "read_ablation_table",
+    "read_characterise_table",
+    "read_class_labels",
+    "read_classes",
+    "read_json",
+    "read_label_report",
+    "read_labels",
+    "read_metrics",
+    "read_predictions",
+    "read_proteins_table",
+    "read_score_table",
+    "read_scoring_set",
+    "read_sites_info",
+    "read_split",
+    "read_split_rows",
+    "read_stats_table",
+    "read_training_curve",
+    "read_tsv",
+    "read_tsv_table",
+    "save_predictions",
+    "save_result",
+    "score_table_metadata",
+    "write_classes",
+    "write_json_result",
+    "write_label_report",
+    "write_labels",
+    "write_leakage_report",
+    "write_proteins",
+    "write_result_table",
+    "write_score_table",
+    "write_scoring_set",
+    "write_split",
+    "write_stats_tables",
+    "write_training_curve",
+]

@@ -1,0 +1,119 @@
+"""Ablation files: ``ablation/{method}/{scope}.tsv`` (one row per curve point) and its ``.pred.npz``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from kneurons.ablation.selection import row_keys
+from kneurons.errors import InputError
+from kneurons.io import atomic_path, write_table_atomic
+from kneurons.tables.base import read_tsv
+
+if TYPE_CHECKING:
+    from kneurons.ablation.run import AblationResult
+
+#: The columns every ablation table has (the writer adds metrics such as macro_f1 and recalls).
+ABLATION_REQUIRED = ("method", "scope", "scope_name", "layer", "module", "mode", "f", "seed", "accuracy")
+_ABLATION_DTYPES = {"scope_name": str, "module": str, "method": str, "scope": str, "mode": str}
+_PREDICTION_ARRAYS = ("keys", "pred", "full_pred", "y_true", "accession")
+
+
+def save_predictions(path: str | Path, result: AblationResult) -> None:
+    """Write the per-protein predictions of every row (for bootstrap and paired tests) atomically (npz)."""
+    n_classes_max = int(
+        max(result.preds.max(initial=0), result.full_pred.max(initial=0), result.y_true.max(initial=0))
+    )
+    dtype = np.int16 if n_classes_max < np.iinfo(np.int16).max else np.int32
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(
+            fh,
+            keys=row_keys(result.table),
+            pred=result.preds.astype(dtype),
+            full_pred=result.full_pred.astype(dtype),
+            y_true=result.y_true.astype(dtype),
+            accession=result.accessions,
+        )
+
+
+def save_result(table_path: str | Path, pred_path: str | Path, result: AblationResult) -> None:
+    """Write the ablation table (TSV) and its predictions (npz)."""
+    save_predictions(pred_path, result)
+    write_table_atomic(result.table, table_path)
+
+
+@dataclass
+class AblationData:
+    """All ablation rows with the per-protein correctness behind each (``correct[row]``)."""
+
+    table: pd.DataFrame
+    correct: np.ndarray  # (n_rows, n_test) bool
+    y_true: np.ndarray
+    full_pred: np.ndarray
+    accessions: np.ndarray
+
+    @property
+    def full_accuracy(self) -> float:
+        return float((self.full_pred == self.y_true).mean())
+
+
+def read_ablation_table(path: str | Path) -> pd.DataFrame:
+    """An ablation TSV with the dtypes the writer used (nullable ints, string names)."""
+    df = read_tsv(
+        path, "ablation table", ABLATION_REQUIRED, dtype=_ABLATION_DTYPES, numeric=("f", "accuracy")
+    )
+    for col in ("layer", "seed"):
+        df[col] = df[col].astype("Int64")
+    return df
+
+
+def read_predictions(path: str | Path) -> tuple[np.ndarray, ...]:
+    """``keys, pred, full_pred, y_true, accession`` of an ablation job's ``.pred.npz``."""
+    path = Path(path)
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found (ablation predictions)") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable prediction file ({exc})") from None
+    if not hasattr(npz, "files"):  # a plain .npy array, not an archive of named arrays
+        raise InputError(f"{path}: not a prediction archive (npz) but a single array")
+    with npz:
+        missing = [k for k in _PREDICTION_ARRAYS if k not in npz.files]
+        if missing:
+            raise InputError(f"{path}: prediction file lacks array(s) {missing}")
+        return tuple(npz[k] for k in _PREDICTION_ARRAYS)
+
+
+def load_ablation(tables: Sequence[str | Path], predictions: Sequence[str | Path]) -> AblationData:
+    """Concatenate the per-job tables and their prediction files (``.pred.npz``), checking that they match.
+
+    Raises InputError naming the file when rows and predictions do not align or when jobs
+    were evaluated on different test sets.
+    """
+    if len(tables) != len(predictions) or not tables:
+        raise InputError("load_ablation: give one prediction file per ablation table (and at least one)")
+    frames, correct = [], []
+    ref = None
+    for tpath, ppath in zip(tables, predictions, strict=False):
+        df = read_ablation_table(tpath)
+        keys, pred, full, y, acc = read_predictions(ppath)
+        if len(keys) != len(df) or not np.array_equal(keys, row_keys(df)):
+            raise InputError(f"{ppath}: its rows do not match {tpath} (was one of them rewritten?)")
+        if ref is None:
+            ref = (y.astype(np.int64), full.astype(np.int64), acc, ppath)
+        elif not (np.array_equal(ref[0], y) and np.array_equal(ref[2], acc)):
+            raise InputError(f"{ppath}: evaluated on other test proteins than {ref[3]}")
+        elif not np.array_equal(ref[1], full):
+            raise InputError(
+                f"{ppath}: the intact model predicts differently than in {ref[3]} (another checkpoint?)"
+            )
+        frames.append(df)
+        correct.append(pred.astype(np.int64) == y.astype(np.int64)[None, :])
+    table = pd.concat(frames, ignore_index=True)
+    return AblationData(table, np.concatenate(correct), ref[0], ref[1], ref[2])

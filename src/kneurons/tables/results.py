@@ -1,0 +1,103 @@
+"""Result files read by the figures: statistics tables, characterisation tables, training outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from kneurons.io import write_json_atomic, write_table_atomic
+from kneurons.tables.base import read_json, read_tsv
+
+#: ``stats/{name}.tsv``: the columns its figures and readers rely on.
+STATS_REQUIRED: dict[str, tuple[str, ...]] = {
+    "curves": ("method", "scope", "scope_name", "mode", "f", "accuracy"),
+    "summary": ("method", "scope", "scope_name", "mode", "f_threshold", "full_accuracy", "keep_accuracy"),
+    "random_gap": ("method", "scope", "scope_name", "mode", "auc_gap", "ci_lo", "ci_hi"),
+    "paired_tests": ("method", "scope", "scope_name", "mode", "f", "gap", "p_value", "p_adj"),
+    "density": ("method", "level", "layer", "module", "count", "enrichment", "p_enriched"),
+}
+_STATS_NUMERIC: dict[str, tuple[str, ...]] = {
+    "curves": ("f", "accuracy"),
+    "summary": ("f_threshold", "full_accuracy"),
+    "random_gap": ("auc_gap", "ci_lo", "ci_hi"),
+    "paired_tests": ("f", "gap", "p_value", "p_adj"),
+    "density": ("count", "enrichment", "p_enriched"),
+}
+_STATS_DTYPES = {"scope_name": str, "module": str, "method": str, "label": str}
+
+#: ``characterise/{name}``: its reader's dtypes and required columns.
+CHARACTERISE_TABLES: dict[str, tuple[dict[str, Any] | None, tuple[str, ...]]] = {
+    "class_neurons": ({"label": str}, ("label", "layer", "module", "neuron")),
+    "class_overlap": ({"class_a": str, "class_b": str}, ("class_a", "class_b", "jaccard")),
+    "class_suppression": (
+        {"suppressed": str, "evaluated": str},
+        ("suppressed", "evaluated", "recall_change"),
+    ),
+    "neurons": ({"top_class": str, "module": str}, ("rank", "layer", "module", "neuron")),
+    "pfm": (None, ("layer", "module", "neuron")),
+}
+
+#: ``model/training_curve.tsv`` columns the figure reads.
+CURVE_REQUIRED = ("epoch", "train_loss")
+
+
+def write_result_table(df: pd.DataFrame, path: str | Path) -> None:
+    """Write a statistics or characterisation table (TSV) atomically."""
+    write_table_atomic(df, path)
+
+
+def write_stats_tables(frames: dict[str, pd.DataFrame], out: dict[str, str | Path]) -> None:
+    """Write every ``frames[name]`` to ``out[name]`` (``stats/{name}.tsv``)."""
+    for name, df in frames.items():
+        write_table_atomic(df, out[name])
+
+
+def read_stats_table(path: str | Path, name: str) -> pd.DataFrame:
+    """Read ``stats/{name}.tsv`` (curves, summary, random_gap, paired_tests, density).
+
+    Names stay strings and ``layer`` / ``seed`` nullable ints, as the statistics wrote them.
+    """
+    df = read_tsv(
+        path,
+        f"statistics table '{name}'",
+        STATS_REQUIRED[name],
+        dtype=_STATS_DTYPES,
+        numeric=_STATS_NUMERIC[name],
+    )
+    for col in ("layer", "seed"):
+        if col in df.columns:
+            df[col] = df[col].astype("Int64")
+    return df
+
+
+def read_characterise_table(path: str | Path, name: str) -> pd.DataFrame:
+    """Read ``characterise/{name}.tsv`` (class_neurons, class_overlap, class_suppression, neurons, pfm)."""
+    dtype, required = CHARACTERISE_TABLES[name]
+    return read_tsv(path, f"characterisation table '{name}'", required, dtype=dtype)
+
+
+def write_json_result(path: str | Path, obj: dict[str, Any]) -> None:
+    """Write a JSON result (class_summary, sites, metrics) atomically."""
+    write_json_atomic(path, obj)
+
+
+def read_sites_info(path: str | Path) -> dict[str, Any]:
+    """Read ``characterise/sites.json`` (the annotation used and what was missing)."""
+    return read_json(path, "site characterisation info")
+
+
+def write_training_curve(curve: pd.DataFrame, path: str | Path) -> None:
+    """Write ``model/training_curve.tsv`` atomically."""
+    write_table_atomic(curve, path)
+
+
+def read_training_curve(path: str | Path) -> pd.DataFrame:
+    """Read ``model/training_curve.tsv`` (one row per evaluation)."""
+    return read_tsv(path, "training curve", CURVE_REQUIRED, numeric=CURVE_REQUIRED)
+
+
+def read_metrics(path: str | Path) -> dict[str, Any]:
+    """Read ``model/metrics.json`` (val and test metrics, confusion matrices)."""
+    return read_json(path, "fine-tuning metrics")
