@@ -59,7 +59,10 @@ def _reset_mem(device: torch.device) -> None:
 
 
 def bench_train(model, tokens, labels, steps: int, warmup: int, device) -> tuple[float, float]:
-    """Fine-tuning steps (AdamW, bf16 autocast on CUDA): returns (tokens/s over non-pad tokens, seconds/step)."""
+    """Fine-tuning steps (AdamW, bf16 autocast on CUDA).
+
+    Returns (tokens/s over non-pad tokens, seconds/step).
+    """
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
     n_tokens = int((tokens != 1).sum())
@@ -164,13 +167,13 @@ def main(argv: list[str] | None = None) -> None:
               f"IG sequences/s sdpa/reference = {s[3] / r[3]:.2f}x")  # fmt: skip
 
     print(
-        "\n| model | attention | fine-tune tokens/s | MFU | peak mem fine-tune (GiB) | IG seq/s | peak mem IG (GiB) |"
+        "\n| model | attention | fine-tune tokens/s | MFU | peak mem fine-tune (GiB) | IG seq/s | peak mem IG (GiB) |"  # noqa: E501
     )
     print("|---|---|---:|---:|---:|---:|---:|")
     for m, b, tok_s, mfu, tm, seq_s, im in rows:
         print(f"| {m} | {b} | {tok_s:,.0f} | {mfu:.1%} | {tm:.2f} | {seq_s:.2f} | {im:.2f} |")
     print(f"\nbatch {args.batch} x <= {args.seq_len} residues, {args.steps} timed steps; IG: {args.ig_seqs} "
-          f"sequences, {args.ig_steps} steps, layer L/2, six modules, token budget {args.token_budget}")  # fmt: skip
+          f"sequences, {args.ig_steps} steps, layer L/2, six modules, token budget {args.token_budget}")  # fmt: skip  # noqa: E501
 
 
 if __name__ == "__main__":

@@ -204,14 +204,14 @@ def test_verified_download_is_complete(tmp_path):
         ({"device": "tpu"}, r"device: 'tpu' is not one of \['auto', 'cpu', 'cuda'\]"),
         ({"sed": 1}, r"<top level>: Additional properties are not allowed \('sed' was unexpected\)"),
         ({"train": {"epoch": 3}}, r"train: Additional properties are not allowed \('epoch' was unexpected\)"),
-        ({"ablate": {"fractions": [0, 0.5, 1.5]}}, r"ablate\.fractions\.2: 1\.5 is greater than the maximum of 1"),
+        ({"ablate": {"fractions": [0, 0.5, 1.5]}}, r"ablate\.fractions\.2: 1\.5 is greater than the maximum of 1"),  # noqa: E501
         ({"stats": {"keep_accuracy": -0.1}}, r"stats\.keep_accuracy: -0\.1 is less than the minimum of 0"),
         ({"split": {"fractions": {"train": 1.2, "val": 0.1, "test": 0.1}}},
          r"split\.fractions\.train: 1\.2 is greater than the maximum of 1"),
         ({"labels": {"level": 5}}, r"labels\.level: 5 is greater than the maximum of 4"),
         ({"split": {"fractions": {"train": 0.7, "val": 0.1, "test": 0.1}}},
          r"split\.fractions: train \+ val \+ test must be 1, got 0\.9"),
-        ({"model": {"name": "esm3_large"}}, r"model\.name: unknown model 'esm3_large'; known: custom, esm2_t6_8M_UR50D"),
+        ({"model": {"name": "esm3_large"}}, r"model\.name: unknown model 'esm3_large'; known: custom, esm2_t6_8M_UR50D"),  # noqa: E501
         ({"ablate": {"fill": "pretrained"}}, r"ablate\.fill: 'pretrained' needs pretrained weights"),
         ({"model": {"name": "esm2_t6_8M_UR50D", "pretrained": False}, "ablate": {"fill": "pretrained"}},
          r"ablate\.fill: 'pretrained' needs pretrained weights"),
@@ -244,10 +244,10 @@ def test_config_file_errors_name_the_file(tmp_path):
 
 
 # -- data files: Windows line endings and BOM accepted, gzip by content, duplicates refused ----------
-TSV = "Entry\tEC number\tSequence\tOrganism\nP1\t1.1.1.1\tMKVL\tHomo sapiens\nP2\t2.7.1.1; 2.7.1.2\tMKWA\t\nP3\t\tMAAA\tMus musculus\n"
+TSV = "Entry\tEC number\tSequence\tOrganism\nP1\t1.1.1.1\tMKVL\tHomo sapiens\nP2\t2.7.1.1; 2.7.1.2\tMKWA\t\nP3\t\tMAAA\tMus musculus\n"  # noqa: E501
 FASTA = ">sp|P1|A_HUMAN Alpha OS=Homo sapiens EC=1.1.1.1\nMKV\nL\n>P2 EC=2.7.1.1\nMKWA\n>P3\nMAAA\n"
-ENZYME_DAT = "ID   1.1.1.1\nDE   Alcohol dehydrogenase.\nDR   P07327, ADH1A_HUMAN;  P28469, ADH1A_MACMU;\n//\nID   2.7.1.1\nDR   P19367, HXK1_HUMAN;\n//\n"
-BRENDA = "ID\t1.1.1.1\nPR\t#1# Homo sapiens P07327 UniProt <1>\n///\nID\t2.7.1.1\nPR\t#1# Homo sapiens P19367 SwissProt <2>\n///\n"
+ENZYME_DAT = "ID   1.1.1.1\nDE   Alcohol dehydrogenase.\nDR   P07327, ADH1A_HUMAN;  P28469, ADH1A_MACMU;\n//\nID   2.7.1.1\nDR   P19367, HXK1_HUMAN;\n//\n"  # noqa: E501
+BRENDA = "ID\t1.1.1.1\nPR\t#1# Homo sapiens P07327 UniProt <1>\n///\nID\t2.7.1.1\nPR\t#1# Homo sapiens P19367 SwissProt <2>\n///\n"  # noqa: E501
 
 
 def windows(text: str, crlf: bool, bom: bool) -> bytes:
@@ -370,7 +370,7 @@ def test_failed_rename_keeps_the_previous_output_and_leaves_no_temporary(tmp_pat
 
     monkeypatch.setattr(kio.os, "replace", no_space)
     df2 = pd.DataFrame({"accession": ["P9"], "label": ["9"]})
-    for name, write in {"t.tsv": lambda p: write_table_atomic(df2, p), "t.parquet": lambda p: write_table_atomic(df2, p),
+    for name, write in {"t.tsv": lambda p: write_table_atomic(df2, p), "t.parquet": lambda p: write_table_atomic(df2, p),  # noqa: E501
                         "t.json": lambda p: write_json_atomic(p, {"n": 9})}.items():  # fmt: skip
         with pytest.raises(OSError, match="No space left on device"):
             write(tmp_path / name)

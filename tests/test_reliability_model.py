@@ -105,7 +105,7 @@ def work(tmp_path_factory) -> SimpleNamespace:
     df, meta = gather_score_tables(layers)
     write_score_table(df, d / "activation.parquet", meta)
     return SimpleNamespace(dir=d, a=d / "a.pt", b=d / "b.pt", scoring_set=d / "scoring_set.tsv",
-                           small_set=d / "small_set.tsv", split=d / "split.tsv", scores=d / "activation.parquet")  # fmt: skip
+                           small_set=d / "small_set.tsv", split=d / "split.tsv", scores=d / "activation.parquet")  # fmt: skip  # noqa: E501
 
 
 def ig_job(work: SimpleNamespace, out: Path) -> dict:
@@ -221,7 +221,7 @@ def test_malicious_pickles_are_refused_without_running_code(tmp_path):
     torch.save({"format": CHECKPOINT_FORMAT, "model": {}, "x": Payload(marker)}, evil)
     with pytest.raises(
         ModelError,
-        match=r"(?s)evil\.pt: not a readable kneurons classifier checkpoint .*unsupported GLOBAL posix\.mkdir",
+        match=r"(?s)evil\.pt: not a readable kneurons classifier checkpoint .*unsupported GLOBAL posix\.mkdir",  # noqa: E501
     ):
         load_classifier(evil)
     with pytest.raises(
@@ -254,7 +254,8 @@ FORBIDDEN_CALLS = re.compile(
 
 def test_no_unsafe_deserialisation_in_the_code():
     """Every torch.load passes weights_only=True; no pickle/yaml.load/eval/np.load(allow_pickle=True)
-    anywhere in the library or the workflow scripts (fair-esm's own loaders unpickle, so they are banned too)."""
+    anywhere in the library or the workflow scripts (fair-esm's own loaders unpickle, so they are
+    banned too)."""
     files = sorted((REPO / "src").rglob("*.py")) + sorted((REPO / "workflow" / "scripts").glob("*.py"))
     assert len(files) > 20
     problems, torch_loads = [], 0
@@ -434,7 +435,7 @@ def run_killed(job: str, phase: str, sig: int, args: dict, tmp_path: Path) -> in
     """Start the job in a subprocess, wait until it reaches ``phase``, send ``sig``; return its exit code."""
     marker = tmp_path / "reached"
     (tmp_path / "args.json").write_text(json.dumps(args, default=str))
-    proc = subprocess.Popen([sys.executable, "-c", RUNNER, job, phase, str(marker), str(tmp_path / "args.json")],
+    proc = subprocess.Popen([sys.executable, "-c", RUNNER, job, phase, str(marker), str(tmp_path / "args.json")],  # noqa: E501
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 120

@@ -106,7 +106,7 @@ def test_neuron_hooks_fire_and_are_used_on_fast_path(tokens):
         return seen
 
     seen_ref, seen_fast = record(ref), record(fast)
-    assert set(seen_fast) == {f"{l}.{m}" for l in range(2) for m in ATTN_MODULES}
+    assert set(seen_fast) == {f"{layer}.{m}" for layer in range(2) for m in ATTN_MODULES}
     for key in seen_ref:
         torch.testing.assert_close(seen_fast[key], seen_ref[key], atol=ATOL, rtol=RTOL, msg=key)
 

@@ -104,7 +104,7 @@ def test_rules_with_own_memory_or_runtime_grow_on_retry():
 def test_profile_accepted_by_snakemake(tmp_path):
     """Snakemake and the installed plugin accept every key (a dry run through the profile)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--profile", str(PROFILE.parent), "--snakefile", str(REPO / "Snakefile"),
+        [sys.executable, "-m", "snakemake", "--profile", str(PROFILE.parent), "--snakefile", str(REPO / "Snakefile"),  # noqa: E501
          "--directory", str(tmp_path), "--configfile", str(REPO / "config" / "config.yaml"), "-n"],
         capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip

@@ -25,7 +25,7 @@ UNIPROT_TSV = (
     "Entry\tEntry Name\tEC number\tSequence\tLength\tProtein names\tOrganism\tActive site\tBinding site\n"
     "P07327\tADH1A_HUMAN\t1.1.1.1\tMSTAGKVIKCKAAVLWE\t17\tAlcohol dehydrogenase 1A\tHomo sapiens (Human)\t"
     'ACT_SITE 5; /note="Proton acceptor"\tBINDING 2..4; /ligand="NAD(+)"\n'
-    "P00330\tADH1_YEAST\t1.1.1.1; 1.1.1.2\tMSIPETQKGVIFYESHG\t17\tAlcohol dehydrogenase 1\tSaccharomyces cerevisiae\t\t\n"
+    "P00330\tADH1_YEAST\t1.1.1.1; 1.1.1.2\tMSIPETQKGVIFYESHG\t17\tAlcohol dehydrogenase 1\tSaccharomyces cerevisiae\t\t\n"  # noqa: E501
     "Q9XYZ1\tNOEC_HUMAN\t\tMKVLAAGIVGLLLAQ\t15\tSome non-enzyme\tHomo sapiens (Human)\t\t\n"
 )
 
@@ -82,7 +82,7 @@ MKWWWWW
 
 >Q99999 some protein EC=3.4.-.-; 4.2.2.n1 source=lab
 MCCCC
-"""
+"""  # noqa: E501  (real UniProt FASTA header lines)
 
 
 def test_fasta_header_styles():
@@ -311,7 +311,7 @@ def test_workflow_synthetic_data_stages(tmp_path):
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "snakemake", "results/data/leakage_report.json", "--snakefile", str(repo / "Snakefile"),
+    cmd = [sys.executable, "-m", "snakemake", "results/data/leakage_report.json", "--snakefile", str(repo / "Snakefile"),  # noqa: E501
            "--directory", str(run), "--configfile", str(tmp_path / "c.yaml"), "--cores", "1"]  # fmt: skip
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

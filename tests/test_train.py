@@ -1,4 +1,5 @@
-"""Fine-tuning: accuracy on planted motifs, outputs, determinism, resume after kill, options, config checks."""
+"""Fine-tuning: accuracy on planted motifs, outputs, determinism, resume after kill, options,
+config checks."""
 
 from __future__ import annotations
 
@@ -124,11 +125,11 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     runner.write_text(RUNNER)
     # No early stop, so every epoch runs and the kill lands mid-training.
     cfg = {"labels": labels, "model": TINY_MODEL, "seed": 3,
-           "train": {"epochs": 8, "lr": 0.003, "token_budget": 256, "early_stopping_patience": 100}}  # fmt: skip
+           "train": {"epochs": 8, "lr": 0.003, "token_budget": 256, "early_stopping_patience": 100}}  # fmt: skip  # noqa: E501
     env = {**os.environ, "PYTHONHASHSEED": "0"}
 
     def run(out: Path) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, str(runner), str(split_path), str(out), json.dumps(cfg)], env=env,
+        return subprocess.Popen([sys.executable, str(runner), str(split_path), str(out), json.dumps(cfg)], env=env,  # noqa: E501
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
     full, killed = tmp_path / "full", tmp_path / "killed"

@@ -1,12 +1,12 @@
 # Ablation: preserve / suppress the top-f neurons of each scope, for every scoring method (random
 # over ablate.random_seeds), on the test split; then statistics over all jobs. One job per
-# (method, scope), so a cluster runs them in parallel. Logic: src/kneurons/ablation.py,
-# src/kneurons/selection.py (ranking rules), src/kneurons/stats.py.
+# (method, scope), so a cluster runs them in parallel. Logic: src/kneurons/ablation/,
+# src/kneurons/ablation/selection.py (ranking rules), src/kneurons/stats/.
 
 ABLATE_METHODS = list(config["score"]["methods"])
 ABLATE_SCOPES = list(config["ablate"]["scopes"])
 STATS_DIR = f"{R}/stats"
-#: The statistics tables (TSV, one row per curve / per f / per group; see src/kneurons/stats.py).
+#: The statistics tables (TSV, one row per curve / per f / per group; see src/kneurons/stats/).
 STATS = {
     name: f"{STATS_DIR}/{name}.tsv"
     for name in ("curves", "summary", "random_gap", "paired_tests", "density")

@@ -1,6 +1,6 @@
 # What knowledge neurons know: class-specific neurons (selection, overlap, suppression) and where
 # the top IG neurons fire along held-out sequences (windows, logos, site AUROC).
-# Definitions: src/kneurons/characterise.py; figures: src/kneurons/characterise_plots.py.
+# Definitions: src/kneurons/characterise/; figures: src/kneurons/figures/characterise.py.
 
 CHAR = f"{R}/characterise"
 CHAR_FIG = f"{R}/figures/characterise"

@@ -3,7 +3,7 @@
 # scoring or ablation (also after their code changed):
 #   snakemake figures --rerun-triggers mtime --forcerun figure_accuracy figure_density \
 #       figure_smallest_fraction figure_layer_module_gap figure_training_curve figure_confusion_matrix
-# `snakemake --report results/report.html` gathers them. Logic: src/kneurons/figures.py.
+# `snakemake --report results/report.html` gathers them. Logic: src/kneurons/figures/.
 
 FIG_DIR = f"{R}/figures"
 FIG_FORMATS = list(config["figures"]["formats"])

@@ -1,6 +1,6 @@
 # Fine-tuning: ESM-2 (pretrained or random init) + classification head on the train split,
 # early stopping on validation macro-F1, metrics on val and test. Resumable: a rerun after a
-# kill continues from results/model/checkpoints/last.pt. Logic: src/kneurons/train.py.
+# kill continues from results/model/checkpoints/last.pt. Logic: src/kneurons/model/train.py.
 
 MODEL_DIR = f"{R}/model"
 BEST_MODEL = f"{MODEL_DIR}/best.pt"

@@ -1,6 +1,6 @@
 # EC labels: level, policies (multi-EC, incomplete, preliminary, non-enzymes, min class
 # size, long sequences, non-standard residues, duplicates), each counted in label_report.json.
-# Logic: src/kneurons/labels.py.
+# Logic: src/kneurons/data/labels.py.
 
 
 rule labels:

@@ -1,6 +1,6 @@
 # Neuron scoring: one job per (method, layer), gathered into one table per method.
 # The scatter width is the model's layer count (LAYERS, from common.smk), so a cluster runs
-# the layers of each method in parallel. Definitions: src/kneurons/scoring.py.
+# the layers of each method in parallel. Definitions: src/kneurons/scoring/.
 
 SCORE_METHODS = list(config["score"]["methods"])
 SCORE_MODEL = BEST_MODEL  # finetune.smk

@@ -1,6 +1,6 @@
 # Train/val/test split (stratified random, or homology-aware: whole MMseqs2 clusters per
 # split) and the leakage report (class counts per split, shared clusters, max test-vs-train
-# identity when MMseqs2 is available). Logic: src/kneurons/split.py.
+# identity when MMseqs2 is available). Logic: src/kneurons/data/split.py.
 
 
 rule split:

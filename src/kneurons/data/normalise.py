@@ -61,7 +61,8 @@ def normalise_proteins(
     missing = [c for c in PROTEIN_COLUMNS if c not in df.columns]
     if missing:
         raise InputError(
-            f"{where(source)}: missing required column(s) {', '.join(missing)}; found {', '.join(map(str, df.columns))}"
+            f"{where(source)}: missing required column(s) {', '.join(missing)}; "
+            f"found {', '.join(map(str, df.columns))}"
         )
     if len(df) == 0:
         raise InputError(f"{where(source)}: no proteins (the table has a header but no rows)")

@@ -89,7 +89,8 @@ def load_esm_checkpoint(path: str | os.PathLike) -> dict:
     except Exception as exc:
         raise ModelError(
             f"{path}: cannot be read as an ESM checkpoint with weights_only=True and only "
-            f"argparse.Namespace allowed ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            f"argparse.Namespace allowed "
+            f"({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
         ) from exc
     if not isinstance(data, dict) or "model" not in data:
         raise ModelError(f"{path}: not an ESM checkpoint (expected a dict with a 'model' state dict)")

@@ -60,7 +60,7 @@ def activation_per_sequence(
         )
     device = torch.device(device)
     model = model.to(device).eval()
-    pad = model.esm.padding_idx
+    pad = model.padding_idx
     n = len(sequences)
     out = {t: np.zeros((n, model.neuron_count(t)), dtype=np.float64) for t in module_types}
     what = f"activation layer {layer}"

@@ -124,7 +124,7 @@ def _module_attribution(
             grad_sum[t] = g if t not in grad_sum else grad_sum[t] + g
             if t not in a_unscaled:
                 a_unscaled[t] = at_least_fp32(held[t]["a"][:, :B])
-    mask = residue_mask(tokens, model.esm.padding_idx)
+    mask = residue_mask(tokens, model.padding_idx)
     return {t: (a_unscaled[t] * grad_sum[t] * mask).sum(0) for t in names}
 
 

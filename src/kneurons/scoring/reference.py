@@ -122,5 +122,5 @@ def captum_ig_per_sequence(
     attr = IntegratedGradients(fwd, multiply_by_inputs=True).attribute(
         a, baselines=torch.zeros_like(a), target=gold, n_steps=steps, method=method
     )
-    mask = tokens.ne(model.esm.padding_idx).unsqueeze(-1).to(attr.dtype)
+    mask = tokens.ne(model.padding_idx).unsqueeze(-1).to(attr.dtype)
     return (attr * mask).sum(1)
