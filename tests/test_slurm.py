@@ -10,10 +10,12 @@ reason printed, except on CI (``CI=true``), where it fails instead.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -101,17 +103,53 @@ def test_rules_with_own_memory_or_runtime_grow_on_retry():
     assert not static, f"rules whose mem_mb/runtime would not grow with attempt on the cluster: {static}"
 
 
+#: Runs Snakemake's CLI in a subprocess and prints the resources of every planned job as JSON:
+#: the rules' `message:` replaces the job details (resources included) in the printed dry run.
+RESOURCE_PROBE = textwrap.dedent(
+    """
+    import json, sys
+    import snakemake.jobs as jobs
+    from snakemake.logging import LogEvent
+
+    planned = []
+    info = jobs.logger.info
+
+    def record(msg, *args, **kwargs):
+        extra = kwargs.get("extra") or {}
+        if extra.get("event") == LogEvent.JOB_INFO:
+            planned.append({"rule": extra.get("rule_name"), **dict(extra.get("resources") or {})})
+        return info(msg, *args, **kwargs)
+
+    jobs.logger.info = record
+    from snakemake.cli import main
+
+    try:
+        main(sys.argv[1:])
+    except SystemExit as exc:
+        code = exc.code
+    else:
+        code = 0
+    print("PLANNED-JOBS " + json.dumps(planned, default=str))
+    sys.exit(code)
+    """
+)
+
+
 def test_profile_accepted_by_snakemake(tmp_path):
     """Snakemake and the installed plugin accept every key (a dry run through the profile)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--profile", str(PROFILE.parent), "--snakefile", str(REPO / "Snakefile"),  # noqa: E501
-         "--directory", str(tmp_path), "--configfile", str(REPO / "config" / "config.yaml"), "-n"],
+        [sys.executable, "-c", RESOURCE_PROBE, "--profile", str(PROFILE.parent), "--snakefile",
+         str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
+         str(REPO / "config" / "config.yaml"), "-n"],
         capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
-    assert "slurm_account=your_account" in out  # the profile's resources reached the jobs
-    gpu_jobs = re.findall(r"resources: [^\n]*gpu=1[^\n]*", out)
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("PLANNED-JOBS "))
+    planned = json.loads(line.removeprefix("PLANNED-JOBS "))
+    # the profile's resources reached the jobs
+    assert any(job.get("slurm_account") == "your_account" for job in planned)
+    gpu_jobs = [job["rule"] for job in planned if job.get("gpu") == 1]
     assert gpu_jobs, "no job got gpu=1 from the profile"
 
 
