@@ -44,11 +44,14 @@ def report_error(log: logging.Logger, exc_type: type[BaseException], exc: BaseEx
 
     An expected error (``errors.EXPECTED_ERRORS``: bad input, configuration, a failed download,
     each message naming what and where) is one line, ``<ErrorClass>: <message>``, with no traceback:
-    that line is the last thing the job prints and the last line of its log. Anything else is
+    that line is the last thing the job prints and the last line of its log (the class is the
+    public one of ``EXPECTED_ERRORS``, ``InputError`` for its subclasses). Anything else is
     a bug or an unforeseen failure and keeps its traceback.
     """
     if issubclass(exc_type, EXPECTED_ERRORS):
-        log.error("%s: %s", exc_type.__name__, exc)
+        # the public class a user can look up (InputError), not an internal subclass
+        kind = next(c for c in EXPECTED_ERRORS if issubclass(exc_type, c))
+        log.error("%s: %s", kind.__name__, exc)
     else:
         log.error("%s: %s", exc_type.__name__, exc, exc_info=(exc_type, exc, tb))
 
