@@ -33,7 +33,8 @@ LAYERS = list(range(N_LAYERS))
 
 # The file contract between stages.
 PROTEINS = f"{R}/data/proteins.tsv"
-SOURCE_REPORT = f"{R}/data/source_report.json"
+# What reading the user's input rewrote; outside data/, which holds only the data tables.
+SOURCE_REPORT = f"{R}/provenance/source_report.json"
 DROPPED = f"{R}/data/dropped.tsv"
 LABELS = f"{R}/data/labels.tsv"
 CLASSES = f"{R}/data/classes.tsv"

@@ -1,5 +1,5 @@
 """Normalise the selected source into the contract table data/proteins.tsv, and say what reading
-the source rewrote (data/source_report.json, which the labels stage reads)."""
+the source rewrote (provenance/source_report.json, which the labels stage reads)."""
 # ruff: noqa: F821  (`snakemake` is injected by Snakemake's script directive)
 
 from kneurons.data.local import read_proteins, source_report

@@ -7,7 +7,7 @@ line where it can). Each writer writes the bytes the stage has always written.
 file                                    writer / reader
 -------------------------------------   -------------------------------------------------------------
 data/proteins.tsv, data/download/*.tsv  write_proteins / read_proteins_table
-data/source_report.json                 write_source_report / read_source_report
+provenance/source_report.json                 write_source_report / read_source_report
 data/dropped.tsv                        write_dropped / read_dropped
 data/labels.tsv                         write_labels / read_labels
 data/classes.tsv                        write_classes / read_classes, read_class_labels

@@ -35,12 +35,12 @@ def read_proteins_table(path: str | Path) -> pd.DataFrame:
 
 
 def write_source_report(path: str | Path, report: dict[str, Any]) -> None:
-    """Write ``data/source_report.json`` (the user's file and what reading it rewrote) atomically."""
+    """Write ``provenance/source_report.json`` (the user's file and what reading it rewrote) atomically."""
     write_json_atomic(path, report)
 
 
 def read_source_report(path: str | Path) -> dict[str, Any]:
-    """Read ``data/source_report.json``: the input file behind proteins.tsv, its format and counts."""
+    """Read ``provenance/source_report.json``: the input file behind proteins.tsv, its format and counts."""
     return read_json(path, "source report", SOURCE_REPORT_REQUIRED)
 
 
