@@ -19,3 +19,10 @@ class ModelError(KneuronsError, RuntimeError):
 
 class DownloadError(KneuronsError, RuntimeError):
     """A download failed after its retries."""
+
+
+#: Errors that end a job with their one-line message and no traceback: they come from what the
+#: user gave (input files, configuration) or from the network, and say what and where. A
+#: ModelError keeps its traceback: some are raised by internal misuse (an unknown module, a
+#: resume point the model lacks), where the traceback is what finds the bug.
+EXPECTED_ERRORS: tuple[type[KneuronsError], ...] = (InputError, ConfigError, DownloadError)

@@ -14,6 +14,30 @@ from typing import Any
 
 # tempfile.mkstemp names: the prefix, 8 characters from this alphabet, the suffix.
 _TEMP_NAME = "[a-z0-9_]{8}"
+_UMASK_RE = re.compile(r"^Umask:\s*([0-7]+)$", re.MULTILINE)
+
+
+def current_umask() -> int:
+    """The process's file-mode creation mask, read without changing it where the OS allows.
+
+    Linux states it in ``/proc/self/status``; elsewhere the only way is ``os.umask``, which
+    must set a mask to return the old one: a file another thread creates in that instant
+    would get the temporary mask (0o022, a common default), so it is restored at once.
+    """
+    try:
+        m = _UMASK_RE.search(Path("/proc/self/status").read_text())
+    except OSError:
+        m = None
+    if m:
+        return int(m.group(1), 8)
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def new_file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file: ``0o666`` less the umask."""
+    return 0o666 & ~current_umask()
 
 
 def remove_stale_temporaries(target: str | os.PathLike, suffix: str = "") -> list[Path]:
@@ -41,6 +65,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     On any exception the temporary file is removed and ``path`` is left untouched.
     Temporary files of ``path`` left by a killed earlier writer (SIGKILL runs no cleanup)
     are removed first; only one job writes a given output at a time.
+    The file gets the mode a plain ``open`` would give it (``0o666`` less the umask), not the
+    private 0o600 of ``mkstemp``, so that a group sharing the results directory can read them.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -50,6 +76,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # The writer may have replaced the file: set the mode on whatever is there now.
+        os.chmod(tmp_path, new_file_mode())
         os.replace(tmp_path, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

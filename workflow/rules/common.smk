@@ -14,6 +14,7 @@ _PYTHONPATH = os.environ.get("PYTHONPATH")
 if _SRC not in (_PYTHONPATH or "").split(os.pathsep):
     os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC, _PYTHONPATH) if p))
 from kneurons.config import validate_config, num_layers  # noqa: E402
+from kneurons.data.mmseqs import check_mmseqs_for_config  # noqa: E402
 from kneurons.io import check_output_dir  # noqa: E402
 from kneurons.settings import rule_params, run_description  # noqa: E402
 
@@ -23,11 +24,18 @@ config.update(validate_config(config))
 R = config["results"]
 # A results path under a regular file, or not writable: one clear error before any job starts.
 check_output_dir(R, "results")
+# A homology split needs MMseqs2: without `--sdm conda` (which installs it from envs/data.yaml)
+# it must be on PATH, checked now rather than after a long download.
+_SDM = getattr(workflow.deployment_settings, "deployment_method", None) or ()
+check_mmseqs_for_config(config, conda=any(m.name == "CONDA" for m in _SDM))
 N_LAYERS = num_layers(config)
 LAYERS = list(range(N_LAYERS))
 
 # The file contract between stages.
 PROTEINS = f"{R}/data/proteins.tsv"
+# What reading the user's input rewrote; outside data/, which holds only the data tables.
+SOURCE_REPORT = f"{R}/provenance/source_report.json"
+DROPPED = f"{R}/data/dropped.tsv"
 LABELS = f"{R}/data/labels.tsv"
 CLASSES = f"{R}/data/classes.tsv"
 LABEL_REPORT = f"{R}/data/label_report.json"

@@ -102,7 +102,8 @@ rule proteins:
     input:
         SOURCE_FILE,
     output:
-        PROTEINS,
+        proteins=PROTEINS,
+        report=SOURCE_REPORT,
     log:
         f"{R}/logs/data/proteins.log",
     conda:
@@ -110,6 +111,6 @@ rule proteins:
     params:
         **rule_params("proteins", config),
     message:
-        "Normalising the {params.source} source into {output}"
+        "Normalising the {params.source} source {input} into {output.proteins}"
     script:
         "../scripts/proteins.py"

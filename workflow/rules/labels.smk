@@ -1,18 +1,23 @@
 # EC labels: level, policies (multi-EC, incomplete, preliminary, non-enzymes, min class
-# size, long sequences, non-standard residues, duplicates), each counted in label_report.json.
+# size, long sequences, non-standard residues, duplicates), each counted in label_report.json;
+# every protein a policy removed is listed with its reason in dropped.tsv.
 # Logic: src/kneurons/data/labels.py.
 
 
 rule labels:
     input:
         proteins=PROTEINS,
+        source=SOURCE_REPORT,
         enzclass=ENZCLASS,
     output:
         labels=LABELS,
         classes=CLASSES,
         report=LABEL_REPORT,
+        dropped=DROPPED,
     log:
-        f"{R}/logs/data/labels.log",
+        log=f"{R}/logs/data/labels.log",
+        # the dropped proteins and why, kept when the job fails (Snakemake removes its outputs)
+        dropped=f"{R}/logs/data/labels_dropped.tsv",
     conda:
         "../../envs/data.yaml"
     params:

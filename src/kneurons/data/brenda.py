@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from kneurons.data.ec import parse_ec
-from kneurons.data.local import join_sequences, read_lines, read_sequences
+from kneurons.data.local import join_sequences, note_compression, read_lines, read_sequences
 from kneurons.errors import InputError
 
 _ACCESSION_RE = re.compile(
@@ -66,6 +66,7 @@ def protein_accessions(pr_text: str) -> list[str]:
 
 def read_brenda(path: str | Path) -> tuple[dict[str, list[str]], dict[str, Any]]:
     """Parse the BRENDA flat file into ``{accession: [EC, ...]}`` and parse statistics."""
+    note_compression(path)
     pairs: dict[str, list[str]] = {}
     ec: str | None = None
     field: tuple[str, int, list[str]] | None = None  # (code, line, text parts)

@@ -34,6 +34,7 @@ import pandas as pd
 from kneurons.config import sections_with_defaults
 from kneurons.data import OPTIONAL_COLUMNS
 from kneurons.data.ec import EC_CLASS_NAMES, ECNumber, parse_ec_list, read_enzclass
+from kneurons.data.label_report import DROPPED_COLUMNS, drop_details, input_summary
 from kneurons.data.normalise import NONSTANDARD_RESIDUES, normalise_proteins
 from kneurons.errors import InputError
 
@@ -55,38 +56,6 @@ def class_names(labels: list[str], enzclass: str | None = None) -> dict[str, str
         table.update(read_enzclass(enzclass))
     table[NON_ENZYME] = "Non-enzyme"
     return {lab: table.get(lab, "") for lab in labels}
-
-
-def _input_summary(ec_lists: list[list[ECNumber]], seqs: pd.Series) -> dict[str, Any]:
-    """Facts about the input before any policy (what the data README states)."""
-    level1_numbers: Counter[str] = Counter()
-    level1_proteins: Counter[str] = Counter()
-    for ecs in ec_lists:
-        level1_numbers.update(e.ec_class for e in ecs)
-        level1_proteins.update({e.ec_class for e in ecs})
-    lengths = seqs.str.len()
-    enzymes = [e for e in ec_lists if e]
-    return {
-        "proteins": len(ec_lists),
-        "enzymes": len(enzymes),
-        "non_enzymes": len(ec_lists) - len(enzymes),
-        "ec_numbers": sum(len(e) for e in ec_lists),
-        "multi_ec_proteins": sum(len(e) > 1 for e in ec_lists),
-        "incomplete_numbers": sum(x.incomplete for e in ec_lists for x in e),
-        "preliminary_numbers": sum(x.preliminary for e in ec_lists for x in e),
-        "proteins_with_incomplete": sum(any(x.incomplete for x in e) for e in ec_lists),
-        "proteins_with_preliminary": sum(any(x.preliminary for x in e) for e in ec_lists),
-        # Each annotated EC number counted under its level-1 class (as the data README counts).
-        "ec_level1_numbers": dict(sorted(level1_numbers.items())),
-        # Each enzyme counted once per distinct level-1 class it carries.
-        "ec_level1_proteins": dict(sorted(level1_proteins.items())),
-        "nonstandard_proteins": int(seqs.str.contains(f"[{''.join(sorted(NONSTANDARD_RESIDUES))}]").sum()),
-        "length": {
-            "min": int(lengths.min()),
-            "median": float(np.median(lengths)),
-            "max": int(lengths.max()),
-        },
-    }
 
 
 @dataclass
@@ -319,52 +288,85 @@ def _classes(final: Counter[str], enzclass: str | None) -> pd.DataFrame:
     )
 
 
-def extract_labels(
+class LabelPolicyError(InputError):
+    """No protein, or fewer than two classes, left after the label policies; ``dropped`` holds
+    the removed proteins and why (the ``data/dropped.tsv`` rows), for the user to read."""
+
+    def __init__(self, message: str, dropped: pd.DataFrame) -> None:
+        super().__init__(message)
+        self.dropped = dropped
+
+
+@dataclass
+class LabelResult:
+    """What the labels stage writes: labelled proteins, class table, label report, dropped proteins."""
+
+    labels: pd.DataFrame
+    classes: pd.DataFrame
+    report: dict[str, Any]
+    dropped: pd.DataFrame
+
+
+def _run_policies(df: pd.DataFrame, cfg: dict[str, Any]) -> tuple[Labelling, list[Step], pd.DataFrame]:
+    """Every policy in order: the labelling, the report steps, and the dropped proteins."""
+    table = Labelling.start([parse_ec_list(s) for s in df["ec"]], df["sequence"].tolist())
+    steps: list[Step] = []
+    dropped = [pd.DataFrame(columns=list(DROPPED_COLUMNS))]
+    accessions = df["accession"].tolist()
+    for policy in POLICIES:
+        before = table.keep.copy()
+        table, step = policy(table, cfg)
+        if step is not None:
+            steps.append(step)
+            dropped.append(drop_details(step, table, cfg, before, table.keep, accessions))
+    return table, steps, pd.concat(dropped, ignore_index=True)
+
+
+def label_proteins(
     proteins: pd.DataFrame,
     labels_cfg: dict[str, Any] | None,
     enzclass: str | None = None,
     source: str | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """Turn a proteins table into labelled proteins, the class table and the label report.
+    origin: str | None = None,
+) -> LabelResult:
+    """Turn a proteins table into labelled proteins, the class table, the label report and the
+    table of dropped proteins (``accession, step, policy, detail``).
 
     Args:
         proteins: the normalised proteins table (``accession, ec, sequence`` + optional columns).
         labels_cfg: the ``labels`` config section (missing keys take the schema defaults).
         enzclass: path of ExPASy's enzclass.txt for class names (level-1 names are built in).
-        source: file name used in error messages.
+        source: the file ``proteins`` was read from, named in errors about its rows.
+        origin: the user's input file the proteins came from, named when the policies leave
+            too little (defaults to ``source``).
 
     Returns:
-        ``(labels_df, classes_df, report)``: ``labels_df`` has ``accession, sequence, ec, label``
-        + the optional columns present; ``classes_df`` has ``label_index, label, name, n`` with
-        ``label_index`` following the sorted label order; ``report`` counts every policy.
+        ``labels``: ``accession, sequence, ec, label`` + the optional columns present; ``classes``:
+        ``label_index, label, name, n`` (``label_index`` in sorted label order); ``report``.
 
     Raises:
-        InputError: invalid EC strings or sequences, or no protein / fewer than two classes
-        left after the policies (the message carries the step counts).
+        InputError: invalid EC strings or sequences.
+        LabelPolicyError: no protein or fewer than two classes left after the policies (the
+            message carries each step's count; the error holds the dropped proteins).
     """
     cfg = labels_config(labels_cfg)
     df = normalise_proteins(proteins, source)
-    ec_lists = [parse_ec_list(s) for s in df["ec"]]
     report: dict[str, Any] = {
         "level": cfg["level"],
         "policies": {k: v for k, v in cfg.items() if k != "level"},
-        "input": _input_summary(ec_lists, df["sequence"]),
-        "steps": [],
+        "input": input_summary([parse_ec_list(s) for s in df["ec"]], df["sequence"]),
     }
-    table = Labelling.start(ec_lists, df["sequence"].tolist())
-    for policy in POLICIES:
-        table, step = policy(table, cfg)
-        if step is not None:
-            report["steps"].append(step)
-
-    steps = report["steps"]
+    table, steps, dropped = _run_policies(df, cfg)
+    report["steps"] = steps
     idx = np.flatnonzero(table.keep)
     report["dropped"] = {s["step"]: s["dropped"] for s in steps}
-    summary = "; ".join(f"{s['step']}: -{s['dropped']}" for s in steps)
+    summary = "; ".join(f"{s['step']}: -{s['dropped']}" for s in steps if s["dropped"])
+    where_ = origin or source or "proteins"
     if len(idx) == 0:
-        raise InputError(
-            f"{source or 'proteins'}: no protein left after the label policies ({summary}); "
-            "check the labels section of the config"
+        raise LabelPolicyError(
+            f"{where_}: no protein left after the label policies ({summary}); "
+            "check the labels section of the config",
+            dropped,
         )
     out_cols = ["accession", "sequence", "ec", "label", *(c for c in OPTIONAL_COLUMNS if c in df.columns)]
     out = df.iloc[idx].copy()
@@ -374,13 +376,25 @@ def extract_labels(
 
     final = Counter(out["label"])
     if len(final) < 2:
-        raise InputError(
-            f"{source or 'proteins'}: only {len(final)} class left after the label policies "
-            f"({dict(final)}; {summary}); a classifier needs at least two"
+        raise LabelPolicyError(
+            f"{where_}: only {len(final)} class left after the label policies "
+            f"({dict(final)}; {summary}); a classifier needs at least two",
+            dropped,
         )
     report["output"] = {
         "proteins": len(out),
         "classes": len(final),
         "class_counts": {lab: final[lab] for lab in sorted(final)},
     }
-    return out, _classes(final, enzclass), report
+    return LabelResult(out, _classes(final, enzclass), report, dropped)
+
+
+def extract_labels(
+    proteins: pd.DataFrame,
+    labels_cfg: dict[str, Any] | None,
+    enzclass: str | None = None,
+    source: str | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """``label_proteins`` without the dropped table: ``(labels_df, classes_df, report)``."""
+    result = label_proteins(proteins, labels_cfg, enzclass, source)
+    return result.labels, result.classes, result.report

@@ -5,7 +5,9 @@ These are first-class inputs (compute nodes of clusters are often offline).
 * **TSV** (plain or gzip): a UniProt export (``Entry``, ``EC number``, ``Sequence`` required;
   ``Length``, ``Protein names``, ``Organism``, ``Active site``, ``Binding site`` carried when
   present), or a table that already uses the contract names (``accession``, ``ec``,
-  ``sequence``). Other columns are ignored. Tab-separated, one header line, no quoting.
+  ``sequence``). Other columns are ignored. Tab-separated, one header line; fields may be
+  quoted the way spreadsheet programs save them (``"..."``, ``""`` for a quote inside, the
+  csv module's rules; one record per line), and empty trailing columns are ignored.
 * **FASTA** (plain or gzip): the accession is the UniProt one in ``>sp|P12345|NAME_HUMAN ...``
   (or ``tr|``), otherwise the first word of the header (``>P12345 ...``). EC numbers follow
   ``EC=`` anywhere in the header: ``EC=1.1.1.1``, ``EC=1.1.1.1;2.3.4.5`` or
@@ -15,18 +17,24 @@ These are first-class inputs (compute nodes of clusters are often offline).
 
 from __future__ import annotations
 
+import csv
+import difflib
 import gzip
 import io
+import logging
 import re
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from kneurons.data import OPTIONAL_COLUMNS, PROTEIN_COLUMNS
-from kneurons.data.normalise import VALID_RESIDUES, normalise_proteins
+from kneurons.data.normalise import NORMALISED, VALID_RESIDUES, normalise_proteins
 from kneurons.errors import InputError
+
+log = logging.getLogger(__name__)
 
 #: UniProt TSV headers (REST ``format=tsv``) -> contract column names.
 UNIPROT_HEADERS: dict[str, str] = {
@@ -68,6 +76,7 @@ def open_text(path: str | Path) -> io.TextIOBase:
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: file not found")
+    note_compression(path)
     gz = _is_gzip(path)
     try:
         with (gzip.open if gz else open)(path, "rb") as raw:
@@ -112,10 +121,33 @@ def sniff_format(path: str | Path) -> str:
     raise InputError(f"{path}: empty file")
 
 
+def split_tsv_line(line: str, where_: str) -> list[str]:
+    """The fields of one tab-separated line; quoted fields follow the csv module's rules.
+
+    A line without ``"`` is split on tabs as it is (the common, fast case); otherwise a field
+    that starts with ``"`` ends at the matching ``"``, and ``""`` inside it is one quote. A
+    quoted field must close on its line (``where_`` names the line in the error).
+    """
+    if '"' not in line:
+        return line.split("\t")
+    try:
+        return next(csv.reader([line], delimiter="\t", quotechar='"', strict=True))
+    except csv.Error as exc:
+        raise InputError(f"{where_}: unbalanced quotes ({exc}); a quoted field ends on its line") from None
+
+
+def _drop_trailing_empty(fields: list[str], width: int) -> list[str]:
+    # Spreadsheet programs save empty trailing columns as extra tabs; they carry nothing.
+    while len(fields) > width and not fields[-1].strip():
+        fields = fields[:-1]
+    return fields
+
+
 def read_tsv_rows(path: str | Path) -> tuple[list[str], list[list[str]], list[int]]:
     """Header, rows and their line numbers of a tab-separated file (blank lines skipped).
 
-    A row whose field count differs from the header's is an InputError naming the line.
+    Fields may be quoted (``split_tsv_line``); empty columns after the last named one are
+    dropped. A row whose field count differs from the header's is an InputError naming the line.
     """
     header: list[str] | None = None
     rows: list[list[str]] = []
@@ -123,10 +155,11 @@ def read_tsv_rows(path: str | Path) -> tuple[list[str], list[list[str]], list[in
     for lineno, line in read_lines(path):
         if not line.strip():
             continue
-        fields = line.split("\t")
+        fields = split_tsv_line(line, f"{path}, line {lineno}")
         if header is None:
-            header = [f.strip() for f in fields]
+            header = [f.strip() for f in _drop_trailing_empty(fields, 1)]
             continue
+        fields = _drop_trailing_empty(fields, len(header))
         if len(fields) != len(header):
             raise InputError(
                 f"{path}, line {lineno}: expected {len(header)} tab-separated fields "
@@ -137,6 +170,27 @@ def read_tsv_rows(path: str | Path) -> tuple[list[str], list[list[str]], list[in
     if header is None:
         raise InputError(f"{path}: empty file")
     return header, rows, lines
+
+
+def header_hints(header: list[str], wanted: list[str]) -> list[str]:
+    """Why header names come close to the ``wanted`` column names without matching them:
+    quotes left around a name, another case, or a near miss (one hint per wanted name)."""
+    hints = []
+    for want in wanted:
+        for have in header:
+            bare = have.strip().strip("\"'").strip()
+            if have != want and bare == want:
+                hints.append(f"{have!r} is {want!r} with quotes or spaces around it")
+            elif bare.casefold() == want.casefold() and bare != want:
+                hints.append(f"{have!r} differs from {want!r} in case (names are case-sensitive)")
+            else:
+                continue
+            break
+        else:
+            close = difflib.get_close_matches(want, header, n=1, cutoff=0.75)
+            if close:
+                hints.append(f"{close[0]!r} is close to {want!r} (a typing error?)")
+    return hints
 
 
 def read_uniprot_tsv(path: str | Path, require_ec: bool = True) -> pd.DataFrame:
@@ -158,8 +212,10 @@ def read_uniprot_tsv(path: str | Path, require_ec: bool = True) -> pd.DataFrame:
     if required:
         want = {v: k for k, v in UNIPROT_HEADERS.items()}
         names = ", ".join(f"{want[c]!r} (or {c!r})" for c in required)
+        hints = header_hints(header, [want[c] for c in required] + required)
+        why = f"; {'; '.join(hints)}" if hints else ""
         raise InputError(
-            f"{path}, line 1: missing required column(s) {names}; the header has: {', '.join(header)}"
+            f"{path}, line 1: missing required column(s) {names}; the header has: {', '.join(header)}{why}"
         )
     if not rows:
         raise InputError(f"{path}: no proteins (the file has a header but no rows)")
@@ -234,8 +290,21 @@ def read_fasta(path: str | Path) -> pd.DataFrame:
     return normalise_proteins(df, str(path), header_lines)
 
 
+def note_compression(path: str | Path) -> None:
+    """Log one line when the name and the content disagree on gzip (the content decides)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    gz = _is_gzip(path)
+    if path.suffix == ".gz" and not gz:
+        log.warning("%s: named .gz but not gzip-compressed; read as plain text", path)
+    elif gz and path.suffix != ".gz":
+        log.info("%s: gzip-compressed (without a .gz name); decompressed while reading", path)
+
+
 def read_proteins(path: str | Path, fmt: str = "auto") -> pd.DataFrame:
     """Read a proteins file: ``tsv`` (UniProt export or contract names), ``fasta``, or ``auto``."""
+    note_compression(path)
     fmt = sniff_format(path) if fmt == "auto" else fmt
     if fmt == "fasta":
         return read_fasta(path)
@@ -244,8 +313,22 @@ def read_proteins(path: str | Path, fmt: str = "auto") -> pd.DataFrame:
     raise ValueError(f"unknown format {fmt!r}")
 
 
+def source_report(path: str | Path, fmt: str, proteins: pd.DataFrame) -> dict[str, Any]:
+    """What reading ``path`` gave: the file, its format and compression, the proteins, and how
+    many of them normalising rewrote (``normalise_proteins``' counts: lower case, final ``*``,
+    ``EC`` prefixes)."""
+    return {
+        "file": str(path),
+        "format": fmt,
+        "gzip": _is_gzip(Path(path)),
+        "proteins": len(proteins),
+        "normalised": dict(proteins.attrs.get(NORMALISED, {})),
+    }
+
+
 def read_sequences(path: str | Path) -> pd.DataFrame:
     """Sequences for the ExPASy/BRENDA sources: a TSV (EC column optional) or FASTA file."""
+    note_compression(path)
     if sniff_format(path) == "fasta":
         return read_fasta(path)
     return read_uniprot_tsv(path, require_ec=False)

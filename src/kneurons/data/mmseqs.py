@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from kneurons.errors import InputError
+from kneurons.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,28 @@ def find_mmseqs(executable: str = "mmseqs") -> str:
     path = shutil.which(executable)
     if path is None:
         raise InputError(f"MMseqs2 executable {executable!r} not found; {MMSEQS_INSTALL_HINT}")
+    return path
+
+
+def check_mmseqs_for_config(config: dict[str, Any], conda: bool) -> str | None:
+    """Before any job runs: the MMseqs2 executable when ``split.method: homology`` needs it.
+
+    With ``conda`` (``--sdm conda``) Snakemake installs it from envs/data.yaml into the split
+    job's environment, so nothing is checked here. ``split.identity`` alone needs no check: the
+    leakage report then says the identity was not computed. Returns the executable's path (or
+    None when nothing was checked); raises ConfigError naming both ways to get MMseqs2.
+    """
+    split = config["split"]
+    if split["method"] != "homology" or conda:
+        return None
+    executable = split["mmseqs"]["executable"]
+    path = shutil.which(executable)
+    if path is None:
+        raise ConfigError(
+            f"split.method: homology needs MMseqs2, and {executable!r} (split.mmseqs.executable) is not "
+            "on PATH; either run Snakemake with `--sdm conda` (it installs MMseqs2 from envs/data.yaml) "
+            f"or {MMSEQS_INSTALL_HINT}"
+        )
     return path
 
 

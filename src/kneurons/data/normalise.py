@@ -21,6 +21,9 @@ STANDARD_RESIDUES = frozenset("ACDEFGHIKLMNPQRSTVWY")
 NONSTANDARD_RESIDUES = frozenset("UOBZX")
 VALID_RESIDUES = STANDARD_RESIDUES | NONSTANDARD_RESIDUES
 _INVALID_RE = re.compile(f"[^{''.join(sorted(VALID_RESIDUES))}]")
+_EC_PREFIX_RE = re.compile(r"(?:^|[;,])\s*EC\b", re.IGNORECASE)
+#: What ``normalise_proteins`` rewrote, counted per protein in ``DataFrame.attrs[NORMALISED]``.
+NORMALISED = "normalised"
 
 
 def where(source: str | None, line: int | None = None, accession: str | None = None) -> str:
@@ -54,7 +57,10 @@ def normalise_proteins(
     """Validate and normalise a proteins table to the contract columns.
 
     ``df`` must have ``accession, ec, sequence`` (+ any of ``OPTIONAL_COLUMNS``); other columns
-    are dropped. EC cells are re-joined canonically with ``; ``; sequences are upper-cased.
+    are dropped. EC cells are re-joined canonically with ``; `` (an ``EC``, ``EC:`` or ``EC ``
+    prefix removed); sequences are upper-cased and lose one final ``*`` (a stop), whatever the
+    format. ``attrs[NORMALISED]`` of the result counts the proteins each rewrite changed:
+    ``lower_case_sequences``, ``final_stop_removed``, ``ec_prefix_removed``.
     ``line_numbers`` (one per row) make errors name the input line; without them the row's
     position in a TSV with a header (row + 2) is used.
     """
@@ -74,6 +80,7 @@ def normalise_proteins(
         out[c] = out[c].fillna("").astype(str)
     first_seen: dict[str, int] = {}
     ecs, seqs = [], []
+    counts = dict.fromkeys(("lower_case_sequences", "final_stop_removed", "ec_prefix_removed"), 0)
     for acc, ec, seq, line in zip(out["accession"], out["ec"], out["sequence"], line_numbers, strict=False):
         acc = acc.strip()
         if not acc:
@@ -88,7 +95,12 @@ def normalise_proteins(
         except ValueError as exc:
             raise InputError(f"{where(source, line, acc)}: {exc}") from None
         seqs.append(check_sequence(seq, where(source, line, acc)))
+        counts["lower_case_sequences"] += seq != seq.upper()
+        counts["final_stop_removed"] += seq.rstrip().endswith("*")
+        counts["ec_prefix_removed"] += bool(_EC_PREFIX_RE.search(ec))
     out["accession"] = list(first_seen)
     out["ec"] = ecs
     out["sequence"] = seqs
-    return out.reset_index(drop=True)
+    out = out.reset_index(drop=True)
+    out.attrs[NORMALISED] = counts
+    return out

@@ -1,8 +1,9 @@
 """The job seam: ``start(snakemake)``, what every workflow script calls first, and the run_*_job adapters.
 
-``start`` gives a job its log file, writes an uncaught error (with traceback) into that log,
-turns SIGTERM into a clean exit, and, for model jobs, sets torch's thread count and seeds
-every generator. Torch-free at import: data jobs must not load torch, so it is imported only
+``start`` gives a job its log file, writes an uncaught error into that log and on stderr (an
+expected one, bad input or configuration, as one last line; anything else with its
+traceback), turns SIGTERM into a clean exit, and, for model jobs, sets torch's thread count
+and seeds every generator. Torch-free at import: data jobs must not load torch, so it is imported only
 when a model job asks for it.
 """
 
@@ -13,6 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from kneurons.errors import EXPECTED_ERRORS
 from kneurons.jobs.signals import exit_on_sigterm
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
@@ -37,9 +39,27 @@ class Job:
         return self._device
 
 
+def report_error(log: logging.Logger, exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+    """Log an uncaught error as the job's last words.
+
+    An expected error (``errors.EXPECTED_ERRORS``: bad input, configuration, a failed download,
+    each message naming what and where) is one line, ``<ErrorClass>: <message>``, with no traceback:
+    that line is the last thing the job prints and the last line of its log (the class is the
+    public one of ``EXPECTED_ERRORS``, ``InputError`` for its subclasses). Anything else is
+    a bug or an unforeseen failure and keeps its traceback.
+    """
+    if issubclass(exc_type, EXPECTED_ERRORS):
+        # the public class a user can look up (InputError), not an internal subclass
+        kind = next(c for c in EXPECTED_ERRORS if issubclass(exc_type, c))
+        log.error("%s: %s", kind.__name__, exc)
+    else:
+        log.error("%s: %s", exc_type.__name__, exc, exc_info=(exc_type, exc, tb))
+
+
 def setup_logging(log_path: str, name: str = "kneurons", level: int = logging.INFO) -> logging.Logger:
-    """Log to ``log_path`` (the rule's log, rewritten) and warnings to stderr; log an uncaught
-    exception with its traceback before the job exits non-zero, so the rule's log says why it failed."""
+    """Log to ``log_path`` (the rule's log, rewritten) and warnings to stderr; an uncaught
+    exception is logged by ``report_error`` before the job exits non-zero, so the rule's log
+    (and the console) end with why it failed."""
     root = logging.getLogger()
     root.setLevel(level)
     fmt = logging.Formatter(LOG_FORMAT)
@@ -52,7 +72,7 @@ def setup_logging(log_path: str, name: str = "kneurons", level: int = logging.IN
     log = logging.getLogger(name)
 
     def hook(exc_type, exc, tb):
-        log.error("%s: %s", exc_type.__name__, exc, exc_info=(exc_type, exc, tb))
+        report_error(log, exc_type, exc, tb)
 
     sys.excepthook = hook
     return log

@@ -7,6 +7,8 @@ line where it can). Each writer writes the bytes the stage has always written.
 file                                    writer / reader
 -------------------------------------   -------------------------------------------------------------
 data/proteins.tsv, data/download/*.tsv  write_proteins / read_proteins_table
+provenance/source_report.json                 write_source_report / read_source_report
+data/dropped.tsv                        write_dropped / read_dropped
 data/labels.tsv                         write_labels / read_labels
 data/classes.tsv                        write_classes / read_classes, read_class_labels
 data/label_report.json                  write_label_report / read_label_report
@@ -36,18 +38,22 @@ from kneurons.tables.base import read_json, read_tsv, read_tsv_table
 from kneurons.tables.data import (
     read_class_labels,
     read_classes,
+    read_dropped,
     read_label_report,
     read_labels,
     read_proteins_table,
     read_scoring_set,
+    read_source_report,
     read_split,
     read_split_rows,
     write_classes,
+    write_dropped,
     write_label_report,
     write_labels,
     write_leakage_report,
     write_proteins,
     write_scoring_set,
+    write_source_report,
     write_split,
 )
 from kneurons.tables.results import (
@@ -80,6 +86,7 @@ __all__ = [
     "read_characterise_table",
     "read_class_labels",
     "read_classes",
+    "read_dropped",
     "read_json",
     "read_label_report",
     "read_labels",
@@ -88,6 +95,7 @@ __all__ = [
     "read_proteins_table",
     "read_score_table",
     "read_scoring_set",
+    "read_source_report",
     "read_sites_info",
     "read_split",
     "read_split_rows",
@@ -99,6 +107,7 @@ __all__ = [
     "save_result",
     "score_table_metadata",
     "write_classes",
+    "write_dropped",
     "write_json_result",
     "write_label_report",
     "write_labels",
@@ -107,6 +116,7 @@ __all__ = [
     "write_result_table",
     "write_score_table",
     "write_scoring_set",
+    "write_source_report",
     "write_split",
     "write_stats_tables",
     "write_training_curve",

@@ -17,6 +17,8 @@ LABEL_REQUIRED = ("accession", "sequence", "ec", "label")
 CLASS_REQUIRED = ("label_index", "label")
 SPLIT_REQUIRED = ("accession", "sequence", "label", "split")
 SCORING_SET_COLUMNS = ("accession", "sequence", "label", "label_index")
+DROPPED_REQUIRED = ("accession", "step", "policy", "detail")
+SOURCE_REPORT_REQUIRED = ("file", "format", "proteins")
 
 
 def write_proteins(proteins: pd.DataFrame, path: str | Path) -> None:
@@ -30,6 +32,26 @@ def read_proteins_table(path: str | Path) -> pd.DataFrame:
     from kneurons.data.local import read_proteins
 
     return read_proteins(path, "tsv")
+
+
+def write_source_report(path: str | Path, report: dict[str, Any]) -> None:
+    """Write ``provenance/source_report.json`` (the user's file and what reading it rewrote) atomically."""
+    write_json_atomic(path, report)
+
+
+def read_source_report(path: str | Path) -> dict[str, Any]:
+    """Read ``provenance/source_report.json``: the input file behind proteins.tsv, its format and counts."""
+    return read_json(path, "source report", SOURCE_REPORT_REQUIRED)
+
+
+def write_dropped(dropped: pd.DataFrame, path: str | Path) -> None:
+    """Write ``data/dropped.tsv`` (``accession, step, policy, detail``) atomically."""
+    write_table_atomic(dropped[list(DROPPED_REQUIRED)], path)
+
+
+def read_dropped(path: str | Path) -> pd.DataFrame:
+    """Read ``data/dropped.tsv``: the proteins the label policies removed and why, as text."""
+    return read_tsv(path, "dropped proteins table", DROPPED_REQUIRED, text=True)
 
 
 def write_labels(labels: pd.DataFrame, path: str | Path) -> None:
