@@ -366,3 +366,27 @@ def test_top_neurons_fire_on_planted_motifs(trained_synthetic):
         per_class = tables[method][tables[method]["label"].notna()]
         value = _top_enrichment(per_class, enrichment)
         assert value > max(random_values) + 0.05, (method, value, random_values)
+
+
+@pytest.mark.parametrize("method", ["activation", "ig", "gradxact", "random"])
+def test_score_job_runs_on_its_rule_params_alone(tmp_path, method):
+    """The workflow passes a job only its rule's params (kneurons.settings): every method must run on
+    that slice and give the scores and recorded settings it gives with the whole config."""
+    from kneurons.config import validate_config
+    from kneurons.settings import job_settings
+
+    model = _model(layers=2, classes=2)
+    ckpt = tmp_path / "best.pt"
+    save_classifier(ckpt, model, BackboneSpec("custom", 2, 32, 4), ["x", "y"])
+    subset = pd.DataFrame({"accession": [f"A{i}" for i in range(5)], "sequence": SEQS, "label": list("xyxyx"),
+                           "label_index": [0, 1, 0, 1, 0]})  # fmt: skip
+    subset.to_csv(tmp_path / "scoring_set.tsv", sep="\t", index=False)
+    cfg = validate_config({"score": {"ig": {"steps": 3}, "random": {"seeds": [0, 1]}}, "ablate": {"random_seeds": [0]}})
+    params = job_settings("score_layer", cfg, method=method)
+    whole = run_score_job(ckpt, tmp_path / "scoring_set.tsv", method, 1, cfg, tmp_path / "a.parquet")
+    sliced = run_score_job(ckpt, tmp_path / "scoring_set.tsv", method, 1, params, tmp_path / "b.parquet")
+    pd.testing.assert_frame_equal(sliced, whole)
+    assert (
+        read_score_table(tmp_path / "b.parquet")[1]["settings"]
+        == read_score_table(tmp_path / "a.parquet")[1]["settings"]
+    )
