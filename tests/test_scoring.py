@@ -381,7 +381,9 @@ def test_score_job_runs_on_its_rule_params_alone(tmp_path, method):
     subset = pd.DataFrame({"accession": [f"A{i}" for i in range(5)], "sequence": SEQS, "label": list("xyxyx"),
                            "label_index": [0, 1, 0, 1, 0]})  # fmt: skip
     subset.to_csv(tmp_path / "scoring_set.tsv", sep="\t", index=False)
-    cfg = validate_config({"score": {"ig": {"steps": 3}, "random": {"seeds": [0, 1]}}, "ablate": {"random_seeds": [0]}})
+    cfg = validate_config(
+        {"score": {"ig": {"steps": 3}, "random": {"seeds": [0, 1]}}, "ablate": {"random_seeds": [0]}}
+    )
     params = job_settings("score_layer", cfg, method=method)
     whole = run_score_job(ckpt, tmp_path / "scoring_set.tsv", method, 1, cfg, tmp_path / "a.parquet")
     sliced = run_score_job(ckpt, tmp_path / "scoring_set.tsv", method, 1, params, tmp_path / "b.parquet")
