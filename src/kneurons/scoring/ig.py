@@ -298,6 +298,18 @@ class GradientXActivation(IntegratedGradients):
 
     name: ClassVar[str] = "gradxact"
 
+    @classmethod
+    def from_config(cls, score_cfg: dict[str, Any]) -> GradientXActivation:
+        """Settings from ``score.ig`` (``target``, ``class_conditional``: the gradxact job's params
+        carry no ``steps`` or ``method``), ``score.token_budget`` and ``score.bf16``."""
+        ig = score_cfg["ig"]
+        return cls(
+            target=ig["target"],
+            class_conditional=bool(ig.get("class_conditional", True)),
+            token_budget=int(score_cfg["token_budget"]),
+            bf16=bool(score_cfg.get("bf16", True)),
+        )
+
     def points(self) -> tuple[np.ndarray, np.ndarray]:
         """The single point ``alpha = 1``, weight 1."""
         return np.ones(1), np.ones(1)
