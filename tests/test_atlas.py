@@ -50,7 +50,8 @@ def test_atlas_holds_the_characterised_and_top_neurons_with_their_global_ranks(t
     out = tmp_path / "atlas/index.html"
     run_atlas_job(inputs, settings(top_per_method=10), out)
     html = out.read_text()
-    data = json.loads(re.search(r'<script type="application/json" id="atlas-data">(.*?)</script>', html, re.S)[1])
+    blob = re.search(r'<script type="application/json" id="atlas-data">(.*?)</script>', html, re.S)
+    data = json.loads(blob[1])
     ranks = {m: expected_ranks(p) for m, p in zip(METHODS, inputs["scores"], strict=True)}
     wanted = {f"L{a}.{b}.{c}" for a, b, c, _ in CHARACTERISED}
     for m in ("activation", "ig"):  # random's top neurons are not worth showing
