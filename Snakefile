@@ -20,6 +20,7 @@ include: "workflow/rules/score.smk"
 include: "workflow/rules/characterise.smk"
 include: "workflow/rules/ablate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/atlas.smk"
 
 
 rule all:

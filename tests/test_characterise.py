@@ -533,7 +533,8 @@ def _run_jobs(tmp_path, cfg, split_path):
         job_settings("characterise_classes", cfg),
         out_c,
     )
-    out_n = {k: tmp_path / f"n_{k}.tsv" for k in ("neurons", "windows", "pfm", "summary")}
+    names = ("neurons", "windows", "pfm", "summary", "window_activations")
+    out_n = {k: tmp_path / f"n_{k}.tsv" for k in names}
     out_n["info"] = tmp_path / "n_info.json"
     info = char_jobs.run_neuron_job(
         tmp_path / "best.pt",
@@ -565,6 +566,14 @@ def test_run_on_uniprot_tsv_with_site_features(tmp_path):
     assert len(neurons) == 6 and neurons["window_consensus"].str.len().eq(7).all()
     windows = pd.read_csv(out_n["windows"], sep="\t")
     assert set(windows["accession"]) <= set(test["accession"])
+    # Every window's residues carry the neuron's response; its peak residue's is the window's value.
+    acts = pd.read_csv(out_n["window_activations"], sep="\t", keep_default_na=False)
+    spelled = acts.groupby(["rank", "accession", "center"], sort=False)["residue"].apply("".join)
+    both = windows.join(spelled, on=["rank", "accession", "center"])
+    assert len(acts) == 7 * len(windows) and (both["window"] == both["residue"]).all()
+    peak = acts[acts["position"] == 3].merge(windows, on=["rank", "accession", "center"])
+    assert len(peak) == len(windows)
+    assert (peak["response"].astype(float) - peak["value"]).abs().max() < 1e-9
     summary = pd.read_csv(out_n["summary"], sep="\t")
     assert {"all", "module", "layer"} <= set(summary["group_by"])
     cls = json.loads(out_c["summary"].read_text())

@@ -172,6 +172,17 @@ def _characterise_figures(cfg: Config) -> dict[str, Any]:
     return {"logos": c["logos"], "dpi": cfg["figures"]["dpi"], "alpha": c["alpha"]}
 
 
+def _atlas(cfg: Config) -> dict[str, Any]:
+    # The ranking settings make the atlas's ranks and top flags those of the ablation and density.
+    return {
+        "atlas": cfg["atlas"],
+        "methods": list(cfg["score"]["methods"]),
+        "ablate": _pick(cfg["ablate"], "normalise"),
+        "stats": _pick(cfg["stats"], "top_fraction"),
+        "characterise": _pick(cfg["characterise"], "alpha"),
+    }
+
+
 def _figure(cfg: Config) -> dict[str, Any]:
     return {
         "run": run_description(cfg),
@@ -203,6 +214,7 @@ RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
     "characterise_classes": _characterise_classes,
     "characterise_neurons": _characterise_neurons,
     "characterise_figures": _characterise_figures,
+    "atlas": _atlas,
     **{
         f"figure_{kind}": _figure
         for kind in (

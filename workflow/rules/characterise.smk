@@ -19,6 +19,7 @@ CHAR_NEURONS = {
     "pfm": f"{CHAR}/pfm.tsv",
     "summary": f"{CHAR}/site_summary.tsv",
     "info": f"{CHAR}/sites.json",
+    "window_activations": f"{CHAR}/window_activations.tsv",
 }
 CHAR_FORMATS = list(dict.fromkeys(["png", *config["figures"]["formats"]]))
 #: name -> (report caption, label); each figure is written in every format, png is in the report.

@@ -114,3 +114,35 @@ def figure_outputs(name, caption, category, label):
             )
         out[fmt] = path
     return out
+
+
+def atlas_inputs(wildcards):
+    """Inputs of the atlas: scores, statistics, training metrics, the overview figures (png) and,
+    when the stage runs, the characterisation tables. The job also takes a ``claims`` table
+    (stats/claims.tsv) once a rule writes one; until then the page says "no verdicts yet".
+    """
+    inputs = {
+        "scores": [score_table(m) for m in ABLATE_METHODS],
+        "density": STATS["density"],
+        "random_gap": STATS["random_gap"],
+        "metrics": f"{MODEL_DIR}/metrics.json",
+    }
+    if "png" in FIG_FORMATS:
+        inputs.update(
+            {
+                f"fig_{name}": f"{FIG_DIR}/{name}.png"
+                for name in ATLAS_FIGURES
+                if name in FIGURES
+            }
+        )
+    if config["characterise"]["enabled"]:
+        inputs.update(
+            neurons=CHAR_NEURONS["neurons"],
+            windows=CHAR_NEURONS["windows"],
+            pfm=CHAR_NEURONS["pfm"],
+            window_activations=CHAR_NEURONS["window_activations"],
+            class_neurons=CHAR_CLASS["neurons"],
+            class_suppression=CHAR_CLASS["matrix"],
+            class_specificity=CHAR_CLASS["specificity"],
+        )
+    return inputs

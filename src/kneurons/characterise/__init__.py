@@ -43,6 +43,7 @@ from kneurons.characterise.windows import (
     orient_responses,
     position_frequency_matrix,
     window_proteins,
+    window_responses,
 )
 from kneurons.stats.multiple import bh_qvalues
 from kneurons.vocabulary import NEURON_KEY
@@ -53,5 +54,5 @@ __all__ = [
     "class_suppression", "consensus", "held_out_sites", "motif_match", "neuron_class_profile",
     "orient_responses", "per_class_recall", "position_frequency_matrix", "random_matched_mask",
     "ranked_neurons", "residue_activations", "select_class_neurons", "site_enrichment", "site_summary",
-    "site_tracks", "split_ig_scores", "top_neurons", "window_proteins",
+    "site_tracks", "split_ig_scores", "top_neurons", "window_proteins", "window_responses",
 ]  # fmt: skip

@@ -33,6 +33,7 @@ from kneurons.characterise.windows import (
     orient_responses,
     position_frequency_matrix,
     window_proteins,
+    window_responses,
 )
 from kneurons.errors import InputError
 from kneurons.model.classifier import EsmClassifier
@@ -47,6 +48,10 @@ NEURON_COLUMNS = [
     "windows_from", "window_consensus", "window_class", "window_class_purity", "n_windows",
     "site_auroc", "site_p", "site_q", "site_auroc_top_class", "site_p_top_class", "site_q_top_class",
     "n_site_residues", "n_residues", "annotation",
+]  # fmt: skip
+#: Columns of ``characterise/window_activations.tsv``: one row per residue of each best window.
+WINDOW_ACTIVATION_COLUMNS = [
+    "rank", *NEURON_KEY, "accession", "center", "position", "residue", "response",
 ]  # fmt: skip
 
 
@@ -146,10 +151,11 @@ def _neuron_tables(
     sites: SiteAnnotation,
     cfg: dict[str, Any],
     seed: int,
-) -> tuple[list[dict], list[pd.DataFrame], list[pd.DataFrame]]:
-    """Per top neuron: its record (windows, sites), its windows and its long position frequency matrix."""
+) -> tuple[list[dict], list[pd.DataFrame], list[pd.DataFrame], list[pd.DataFrame]]:
+    """Per top neuron: its record (windows, sites), its windows, its long position frequency matrix
+    and the response at every residue of its windows."""
     seqs = proteins["sequence"].astype(str).tolist()
-    rows, win_rows, pfm_rows = [], [], []
+    rows, win_rows, pfm_rows, resp_rows = [], [], [], []
     for j, nrow in top.iterrows():
         r_j = [r[:, j] for r in responses]
         cls = nrow.get("top_class")
@@ -164,7 +170,11 @@ def _neuron_tables(
         win_rows.append(_keyed(wins, nrow).assign(accession=acc, label=wl).drop(columns=["protein"]))
         long = pfm.reset_index().melt(id_vars="position", var_name="residue", value_name="count")
         pfm_rows.append(_keyed(long, nrow))
-    return rows, win_rows, pfm_rows
+        resp = window_responses(r_j, wins, cfg["window"])
+        resp["residue"] = [w[i] for w in wins["window"] for i in range(cfg["window"])]
+        resp_acc = np.repeat(np.asarray(acc), cfg["window"])
+        resp_rows.append(_keyed(resp, nrow).assign(accession=resp_acc).drop(columns=["protein"]))
+    return rows, win_rows, pfm_rows, resp_rows
 
 
 def characterise_neurons(
@@ -182,6 +192,7 @@ def characterise_neurons(
 
     ``cfg`` is the ``characterise`` config section. Returns a dict with ``neurons`` (one row
     per neuron), ``windows`` (their best windows), ``pfm`` (long position frequency matrices),
+    ``window_activations`` (the response at every residue of those windows),
     ``summary`` (site AUROC per module type and per layer) and ``info`` (annotation status,
     parse counts).
     """
@@ -199,7 +210,7 @@ def characterise_neurons(
     top["orientation"] = sign
     sites = held_out_sites(proteins, [len(s) for s in seqs], cfg["site_columns"], cfg["site_flank"])
     log.info("annotations: %s", sites.status)
-    rows, win_rows, pfm_rows = _neuron_tables(top, responses, proteins, plabels, sites, cfg, seed)
+    rows, win_rows, pfm_rows, resp_rows = _neuron_tables(top, responses, proteins, plabels, sites, cfg, seed)
 
     neurons = pd.concat([top, pd.DataFrame(rows)], axis=1)
     neurons["site_q"] = bh_qvalues(neurons["site_p"])
@@ -209,10 +220,12 @@ def characterise_neurons(
     windows = pd.concat(win_rows, ignore_index=True)
     windows = windows[["rank", *NEURON_KEY, "accession", "label", "center", "value", "window"]]
     pfm_long = pd.concat(pfm_rows, ignore_index=True)[["rank", *NEURON_KEY, "position", "residue", "count"]]
+    window_acts = pd.concat(resp_rows, ignore_index=True)[WINDOW_ACTIVATION_COLUMNS]
     return {
         "neurons": neurons,
         "windows": windows,
         "pfm": pfm_long,
+        "window_activations": window_acts,
         "summary": site_summary(neurons, cfg["alpha"], sites.status),
         "info": {
             "annotation": sites.status,

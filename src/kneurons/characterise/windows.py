@@ -124,6 +124,28 @@ def best_windows(
     return df.sort_values("value", ascending=False, kind="stable").head(n_windows).reset_index(drop=True)
 
 
+def window_responses(responses: Sequence[np.ndarray], windows: pd.DataFrame, width: int) -> pd.DataFrame:
+    """The response at every residue of each window of ``best_windows`` (NaN on end padding).
+
+    ``responses``: the neuron's 1-D responses per protein, indexed as ``windows["protein"]``.
+    Returns one row per window residue: ``protein, center, position`` (0-based within the
+    window) and ``response``, in window order; what the atlas colours each residue by.
+    """
+    left = (width - 1) // 2
+    rows = []
+    for p, center in zip(windows["protein"].to_numpy(), windows["center"].to_numpy(), strict=True):
+        r = np.asarray(responses[int(p)], dtype=np.float64)
+        at = int(center) - 1 - left + np.arange(width)
+        inside = (at >= 0) & (at < len(r))
+        values = np.full(width, np.nan)
+        values[inside] = r[at[inside]]
+        rows.append(pd.DataFrame({"protein": int(p), "center": int(center), "position": np.arange(width),
+                                  "response": values}))  # fmt: skip
+    if not rows:
+        return pd.DataFrame(columns=["protein", "center", "position", "response"])
+    return pd.concat(rows, ignore_index=True)
+
+
 def position_frequency_matrix(windows: Iterable[str], width: int) -> pd.DataFrame:
     """Counts of the 20 standard residues at each window position (rows 0..width-1; gaps ignored)."""
     counts = np.zeros((width, len(AMINO_ACIDS)), dtype=np.int64)

@@ -134,8 +134,9 @@ def run_neuron_job(
 ) -> dict[str, Any]:
     """Where the top-N IG neurons fire: per-neuron table, windows, PFMs, site summary, info JSON.
 
-    Writes ``out["neurons"]``, ``out["windows"]``, ``out["pfm"]``, ``out["summary"]`` (TSV) and
-    ``out["info"]`` (JSON); returns the info. Missing annotations are reported, not an error.
+    Writes ``out["neurons"]``, ``out["windows"]``, ``out["pfm"]``, ``out["summary"]`` (TSV),
+    ``out["info"]`` (JSON) and, when named, ``out["window_activations"]`` (TSV); returns the info.
+    Missing annotations are reported, not an error.
     ``settings``: the rule's params (``kneurons.settings.job_settings('characterise_neurons', config)``).
     """
     c = settings["characterise"]
@@ -160,6 +161,8 @@ def run_neuron_job(
     write_result_table(res["neurons"], out["neurons"])
     write_result_table(res["windows"], out["windows"])
     write_result_table(res["pfm"], out["pfm"])
+    if "window_activations" in out:  # the atlas colours window residues by these
+        write_result_table(res["window_activations"], out["window_activations"])
     write_result_table(res["summary"], out["summary"])
     write_json_result(out["info"], res["info"])
     log.info("annotations: %s", res["info"]["annotation"])

@@ -22,6 +22,7 @@ ablation/{method}/{scope}.tsv, .npz     save_result (save_predictions) /
 stats/{name}.tsv                        write_stats_tables / read_stats_table
 characterise/*.tsv, *.json              write_result_table, write_json_result /
                                         read_characterise_table, read_sites_info
+stats/claims.tsv                        (the claims stage) / read_claims
 model/training_curve.tsv, metrics.json  write_training_curve, write_json_result /
                                         read_training_curve, read_metrics
 """
@@ -58,6 +59,7 @@ from kneurons.tables.data import (
 )
 from kneurons.tables.results import (
     read_characterise_table,
+    read_claims,
     read_metrics,
     read_sites_info,
     read_stats_table,
@@ -84,6 +86,7 @@ __all__ = [
     "load_ablation",
     "read_ablation_table",
     "read_characterise_table",
+    "read_claims",
     "read_class_labels",
     "read_classes",
     "read_dropped",

@@ -37,7 +37,19 @@ CHARACTERISE_TABLES: dict[str, tuple[dict[str, Any] | None, tuple[str, ...]]] = 
     ),
     "neurons": ({"top_class": str, "module": str}, ("rank", "layer", "module", "neuron")),
     "pfm": (None, ("layer", "module", "neuron")),
+    "windows": (
+        {"module": str, "accession": str, "label": str, "window": str},
+        ("layer", "module", "neuron", "accession", "label", "center", "value", "window"),
+    ),
+    "window_activations": (
+        {"module": str, "accession": str, "residue": str},
+        ("layer", "module", "neuron", "accession", "center", "position", "response"),
+    ),
+    "class_specificity": ({"class": str}, ("class", "n_neurons", "drop_own", "drop_other")),
 }
+
+#: ``stats/claims.tsv``: one row per claim with its verdict (the atlas shows every column).
+CLAIMS_REQUIRED = ("claim", "verdict")
 
 #: ``model/training_curve.tsv`` columns the figure reads.
 CURVE_REQUIRED = ("epoch", "train_loss")
@@ -73,9 +85,15 @@ def read_stats_table(path: str | Path, name: str) -> pd.DataFrame:
 
 
 def read_characterise_table(path: str | Path, name: str) -> pd.DataFrame:
-    """Read ``characterise/{name}.tsv`` (class_neurons, class_overlap, class_suppression, neurons, pfm)."""
+    """Read ``characterise/{name}.tsv`` (a name of ``CHARACTERISE_TABLES``: class_neurons,
+    class_overlap, class_suppression, class_specificity, neurons, pfm, windows, window_activations)."""
     dtype, required = CHARACTERISE_TABLES[name]
     return read_tsv(path, f"characterisation table '{name}'", required, dtype=dtype)
+
+
+def read_claims(path: str | Path) -> pd.DataFrame:
+    """Read ``stats/claims.tsv`` (claims and their verdicts), every column as text."""
+    return read_tsv(path, "claims table", CLAIMS_REQUIRED, text=True)
 
 
 def write_json_result(path: str | Path, obj: dict[str, Any]) -> None:

@@ -1,0 +1,206 @@
+"""The atlas's data: everything the page shows, gathered from the result tables into one JSON object.
+
+Only tables are read (through ``kneurons.tables``), so the atlas is rebuilt without the model.
+Each optional input that is missing leaves its part of the page with a note saying so. Torch-free.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kneurons.ablation.selection import NeuronLayout
+from kneurons.atlas.neurons import (
+    class_profiles,
+    flat_indices,
+    neuron_id,
+    neuron_keys,
+    neuron_rows,
+    rank_method,
+    select_neurons,
+)
+from kneurons.scoring.registry import get as method_spec
+from kneurons.tables import (
+    read_characterise_table,
+    read_claims,
+    read_metrics,
+    read_score_table,
+    read_stats_table,
+)
+from kneurons.vocabulary import MODULE_TYPES, NEURON_KEY
+
+log = logging.getLogger(__name__)
+
+#: Overview figures, in page order: file stem -> heading.
+OVERVIEW_FIGURES = {
+    "accuracy_preserve": "Accuracy when only the top f neurons are preserved",
+    "accuracy_suppress": "Accuracy when the top f neurons are suppressed",
+    "density": "Density of knowledge neurons (layer x module type)",
+    "training_curve": "Fine-tuning curve",
+    "confusion_matrix": "Test confusion matrix",
+}
+
+
+@dataclass
+class AtlasInputs:
+    """Paths of the tables the atlas reads; ``None`` (or absent from a dict) = not available."""
+
+    scores: dict[str, Path]  # method -> gathered score table
+    density: Path
+    random_gap: Path | None = None
+    metrics: Path | None = None
+    figures: dict[str, Path] = field(default_factory=dict)  # OVERVIEW_FIGURES stem -> png
+    characterise: dict[str, Path] = field(default_factory=dict)  # characterise/<name>.tsv by name
+    claims: Path | None = None
+
+
+def _png_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """JSON-ready rows: NaN and NA become null."""
+    return [
+        {k: (None if pd.isna(v) else v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
+        for r in df.astype(object).to_dict("records")
+    ]
+
+
+def density_grid(density: pd.DataFrame) -> dict[str, Any]:
+    """Per method, the layer x module-type enrichment (first seed of random); for the neuron panel."""
+    grid: dict[str, Any] = {}
+    rows = density[density["level"] == "layer_module"]
+    for method, g in rows.groupby("method", sort=False):
+        if g["seed"].notna().any():
+            g = g[g["seed"] == g["seed"].min()]
+        layers = sorted(int(x) for x in g["layer"].dropna().unique())
+        cells = {(int(r.layer), str(r.module)): float(r.enrichment) for r in g.itertuples(index=False)}
+        grid[str(method)] = {
+            "layers": layers,
+            "modules": [m for m in MODULE_TYPES if any(k[1] == m for k in cells)],
+            "enrichment": {f"L{k[0]}.{k[1]}": (v if np.isfinite(v) else None) for k, v in cells.items()},
+        }
+    return grid
+
+
+def _details(char: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
+    """Per characterised neuron (by id): its position frequency matrix and its best windows with
+    the response at every residue."""
+    out: dict[str, Any] = {}
+    pfm, windows, acts = char.get("pfm"), char.get("windows"), char.get("window_activations")
+    if pfm is not None:
+        for key, g in pfm.groupby(NEURON_KEY, sort=False):
+            wide = g.pivot_table(index="position", columns="residue", values="count", aggfunc="sum")
+            out.setdefault(neuron_id(*key), {})["pfm"] = {
+                "residues": [str(c) for c in wide.columns],
+                "counts": wide.fillna(0).astype(int).to_numpy().tolist(),
+            }
+    by_window: dict[tuple, list[float | None]] = {}
+    if acts is not None:
+        for key, g in acts.groupby([*NEURON_KEY, "accession", "center"], sort=False):
+            g = g.sort_values("position")
+            by_window[tuple(key)] = [None if pd.isna(v) else float(v) for v in g["response"]]
+    if windows is not None:
+        for key, g in windows.groupby(NEURON_KEY, sort=False):
+            wins = []
+            for w in g.itertuples(index=False):
+                k = (*key, w.accession, w.center)
+                wins.append({"accession": str(w.accession), "label": str(w.label), "center": int(w.center),
+                             "value": float(w.value), "window": str(w.window),
+                             "responses": by_window.get(k)})  # fmt: skip
+            out.setdefault(neuron_id(*key), {})["windows"] = wins
+    return out
+
+
+def _suppression(char: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
+    """Per class set: the recall change of every class when that class's neurons are suppressed,
+    and the set's specificity against random sets."""
+    out: dict[str, Any] = {}
+    matrix, spec = char.get("class_suppression"), char.get("class_specificity")
+    if matrix is not None:
+        for label, g in matrix.groupby("suppressed", sort=True):
+            out[str(label)] = {"recall_change": {str(r.evaluated): float(r.recall_change)
+                                                 for r in g.itertuples(index=False)}}  # fmt: skip
+    if spec is not None:
+        for r in _records(spec):
+            out.setdefault(str(r["class"]), {})["specificity"] = r
+    return out
+
+
+def _class_sets(class_neurons: pd.DataFrame | None) -> dict[str, list[str]]:
+    if class_neurons is None:
+        return {}
+    sets = class_neurons.groupby(NEURON_KEY)["label"].apply(lambda s: sorted(map(str, s)))
+    return {neuron_id(*k): v for k, v in sets.items()}
+
+
+def _read_characterise(paths: Mapping[str, Path]) -> dict[str, pd.DataFrame]:
+    return {name: read_characterise_table(p, name) for name, p in paths.items()}
+
+
+def _overview(inputs: AtlasInputs) -> dict[str, Any]:
+    """Claims (when the table exists), the gap to random of the global scope, test metrics, figures."""
+    claims = None
+    if inputs.claims is not None and Path(inputs.claims).exists():
+        claims = _records(read_claims(inputs.claims))
+    gap = None
+    if inputs.random_gap is not None:
+        g = read_stats_table(inputs.random_gap, "random_gap")
+        g = g[g["scope"] == "global"]
+        gap = _records(g[["method", "mode", "auc_gap", "ci_lo", "ci_hi"]])
+    metrics = None
+    if inputs.metrics is not None:
+        m = read_metrics(inputs.metrics)
+        metrics = {split: {k: v for k, v in (m.get(split) or {}).items() if isinstance(v, int | float)}
+                   for split in ("val", "test") if isinstance(m.get(split), dict)}  # fmt: skip
+    figures = [
+        {"name": stem, "title": title, "src": _png_uri(path) if (path := inputs.figures.get(stem)) else None}
+        for stem, title in OVERVIEW_FIGURES.items()
+    ]
+    return {"claims": claims, "random_gap": gap, "metrics": metrics, "figures": figures}
+
+
+def build_atlas(inputs: AtlasInputs, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The atlas's data from its input tables; ``settings``: the ``atlas`` rule's params."""
+    a = settings["atlas"]
+    methods = [m for m in settings["methods"] if m in inputs.scores]
+    tables = {m: read_score_table(inputs.scores[m])[0] for m in methods}
+    layout = NeuronLayout.from_scores(tables[methods[0]], f"{methods[0]} scores")
+    top_fraction, normalise = settings["stats"]["top_fraction"], settings["ablate"]["normalise"]
+    rankings = [rank_method(tables[m], m, layout, top_fraction, normalise) for m in methods]
+    char = _read_characterise(inputs.characterise)
+    characterised = char.get("neurons")
+    first = flat_indices(layout, characterised) if characterised is not None else np.zeros(0, np.int64)
+    flat = select_neurons(rankings, first, a["top_per_method"], a["max_neurons"])
+    profiles = class_profiles(tables.get("ig"), neuron_keys(layout, flat))
+    sets = _class_sets(char.get("class_neurons"))
+    rows = neuron_rows(layout, rankings, flat, characterised, profiles, sets)
+    log.info("atlas: %d of %d neurons (cap %d)", len(rows), layout.total, a["max_neurons"])
+    return {
+        "methods": [
+            {"name": m, "label": method_spec(m).label, "colour": method_spec(m).colour, "random_seed": r.seed}
+            for m, r in zip(methods, rankings, strict=True)
+        ],  # fmt: skip
+        "n_neurons_total": layout.total,
+        "n_shown": len(rows),
+        "cap": {
+            "max_neurons": a["max_neurons"],
+            "top_per_method": a["top_per_method"],
+            "capped": len(rows) == a["max_neurons"],
+        },  # fmt: skip
+        "top_fraction": top_fraction,
+        "normalise": normalise,
+        "alpha": settings["characterise"]["alpha"],
+        "neurons": rows,
+        "details": _details(char),
+        "suppression": _suppression(char),
+        "density": density_grid(read_stats_table(inputs.density, "density")),
+        "overview": _overview(inputs),
+    }

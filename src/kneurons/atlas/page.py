@@ -1,0 +1,43 @@
+"""Render the atlas's data into one self-contained HTML page (Jinja2 template, vanilla JS, no network)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from kneurons.io import write_text_atomic
+
+
+def _environment() -> jinja2.Environment:
+    # The templates ship as package data, so an installed package renders the same page.
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("kneurons.atlas", "templates"),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2")),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def data_json(data: dict[str, Any]) -> str:
+    """``data`` as JSON that is safe inside ``<script type="application/json">``.
+
+    ``<``, ``>`` and ``&`` are written as unicode escapes, so no value (a class name, a claim's
+    text) can close the script element or open a comment; ``JSON.parse`` reads them back unchanged.
+    """
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def render_atlas(data: dict[str, Any], title: str = "kneurons neuron atlas") -> str:
+    """The atlas page (HTML text) for ``data`` from ``build_atlas``."""
+    template = _environment().get_template("index.html.j2")
+    return template.render(title=title, data=data, data_json=data_json(data))
+
+
+def write_atlas(data: dict[str, Any], path: str | Path, title: str = "kneurons neuron atlas") -> Path:
+    """Write the atlas page to ``path`` atomically; returns the path."""
+    write_text_atomic(path, render_atlas(data, title))
+    return Path(path)

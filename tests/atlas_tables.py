@@ -1,0 +1,129 @@
+"""Result tables for the atlas tests, written through the kneurons.tables writers (no model).
+
+A 2-layer model with 8-dim modules (fc1: 32): 144 neurons. Scores are seeded random numbers;
+four IG neurons are "characterised" with windows, responses and position frequency matrices.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kneurons.stats.density import density
+from kneurons.tables import (
+    write_json_result,
+    write_result_table,
+    write_score_table,
+    write_stats_tables,
+)
+from kneurons.vocabulary import MODULE_TYPES
+
+SIZES = {"q_proj": 8, "k_proj": 8, "v_proj": 8, "out_proj": 8, "fc1": 32, "fc2": 8}
+LAYERS = 2
+CLASSES = ["1", "2", "3"]
+METHODS = ["activation", "ig", "random"]
+WIDTH = 7
+#: Four characterised neurons: (layer, module, neuron, top class).
+CHARACTERISED = [(1, "k_proj", 3, "1"), (0, "fc1", 17, "2"), (1, "fc2", 5, "3"), (0, "k_proj", 0, "1")]
+
+
+def _keys() -> pd.DataFrame:
+    rows = [(layer, m, n) for layer in range(LAYERS) for m in MODULE_TYPES for n in range(SIZES[m])]
+    return pd.DataFrame(rows, columns=["layer", "module", "neuron"])
+
+
+def _score_rows(method: str, rng: np.random.Generator, label=None, seed=None) -> pd.DataFrame:
+    df = _keys()
+    df.insert(0, "method", method)
+    df["label"] = pd.array([label] * len(df), dtype="string")
+    df["seed"] = pd.array([seed] * len(df), dtype="Int64")
+    # fc1 activations on another scale: normalisation per module matters for the ranks.
+    scale = np.where(df["module"] == "fc1", 5.0, 1.0) if method == "activation" else 1.0
+    df["score"] = rng.gamma(2.0, 1.0, len(df)) * scale
+    return df
+
+
+def write_tables(root: Path, with_characterise: bool = True, claims: bool = False) -> dict:
+    """Write every atlas input under ``root``; returns the job's named inputs."""
+    rng = np.random.default_rng(7)
+    root.mkdir(parents=True, exist_ok=True)
+    scores, dens = {}, []
+    for method in METHODS:
+        if method == "random":
+            df = pd.concat([_score_rows(method, rng, seed=s) for s in (0, 1)], ignore_index=True)
+        elif method == "ig":
+            parts = [_score_rows(method, rng)] + [_score_rows(method, rng, label=c) for c in CLASSES]
+            df = pd.concat(parts, ignore_index=True)
+        else:
+            df = _score_rows(method, rng)
+        scores[method] = root / f"scores/{method}.parquet"
+        scores[method].parent.mkdir(parents=True, exist_ok=True)
+        write_score_table(df, scores[method], {"method": method})
+        dens.append(density(df, method, top_fraction=0.1))
+    stats = {"density": root / "stats/density.tsv", "random_gap": root / "stats/random_gap.tsv"}
+    stats["density"].parent.mkdir(parents=True, exist_ok=True)
+    gap = pd.DataFrame({"method": ["activation", "ig"], "scope": "global", "scope_name": "global",
+                        "mode": "preserve", "auc_gap": [0.21, 0.34], "ci_lo": [0.1, 0.2],
+                        "ci_hi": [0.3, 0.45]})  # fmt: skip
+    write_stats_tables({"density": pd.concat(dens, ignore_index=True), "random_gap": gap}, stats)
+    metrics = root / "model/metrics.json"
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    cm = [[10, 1, 0], [0, 11, 1], [1, 0, 12]]
+    write_json_result(metrics, {"test": {"accuracy": 0.917, "macro_f1": 0.915, "n": 36,
+                                         "confusion_matrix": cm, "labels": CLASSES}})  # fmt: skip
+    inputs = {"scores": [str(scores[m]) for m in METHODS], **{k: str(v) for k, v in stats.items()},
+              "metrics": str(metrics)}  # fmt: skip
+    if with_characterise:
+        inputs.update(_characterise(root / "characterise", rng))
+    if claims:
+        path = root / "stats/claims.tsv"
+        write_result_table(pd.DataFrame({"claim": ["activation beats random", "dense in k_proj"],
+                                         "verdict": ["supported", "not supported"]}), path)  # fmt: skip
+        inputs["claims"] = str(path)
+    return inputs
+
+
+def _characterise(out: Path, rng: np.random.Generator) -> dict[str, str]:
+    out.mkdir(parents=True, exist_ok=True)
+    neurons, windows, acts, pfm = [], [], [], []
+    residues = list("ACDEFGHIKLMNPQRSTVWY")
+    for rank, (layer, m, n, cls) in enumerate(CHARACTERISED, start=1):
+        key = {"rank": rank, "layer": layer, "module": m, "neuron": n}
+        neurons.append({**key, "ig_score": 1.0 / rank, "ig_norm_score": 1.0 / rank, "top_class": cls,
+                        "class_share": 0.8, "window_consensus": "--GHK--", "site_auroc": 0.7 + 0.05 * rank,
+                        "site_q": 0.01 * rank})  # fmt: skip
+        for w in range(3):
+            seq = "".join(rng.choice(residues, WIDTH))
+            center = 10 + w
+            windows.append({**key, "accession": f"P{rank}{w:04d}", "label": cls, "center": center,
+                            "value": 3.0 - w, "window": seq})  # fmt: skip
+            resp = rng.normal(0, 0.5, WIDTH)
+            resp[WIDTH // 2] = 3.0 - w
+            acts += [{**key, "accession": f"P{rank}{w:04d}", "center": center, "position": i,
+                      "residue": seq[i], "response": float(resp[i])} for i in range(WIDTH)]  # fmt: skip
+        for pos in range(WIDTH):
+            # The peak position is all G (a tall letter), the others uniform noise.
+            peak = np.eye(20, dtype=int)[residues.index("G")] * 20
+            counts = peak if pos == WIDTH // 2 else rng.multinomial(20, np.full(20, 1 / 20))
+            pfm += [{**key, "position": pos, "residue": r, "count": int(c)}
+                    for r, c in zip(residues, counts, strict=True)]  # fmt: skip
+    class_neurons = pd.DataFrame([{"label": c, "layer": la, "module": m, "neuron": n}
+                                  for la, m, n, c in CHARACTERISED])  # fmt: skip
+    matrix = pd.DataFrame([{"suppressed": s, "evaluated": e, "recall_base": 0.9, "recall": 0.9 - d,
+                            "recall_change": -d} for s in CLASSES for e in CLASSES
+                           for d in [0.5 if s == e else 0.05]])  # fmt: skip
+    spec = pd.DataFrame([{"class": c, "n_neurons": 2, "support": 12, "recall_base": 0.9, "drop_own": 0.5,
+                          "drop_other": 0.05, "specificity_diff": 0.45, "random_diff_lo": -0.1,
+                          "random_diff_hi": 0.1, "p_value": 0.05} for c in CLASSES])  # fmt: skip
+    tables = {
+        "neurons": pd.DataFrame(neurons), "windows": pd.DataFrame(windows),
+        "window_activations": pd.DataFrame(acts), "pfm": pd.DataFrame(pfm), "class_neurons": class_neurons,
+        "class_suppression": matrix, "class_specificity": spec,
+    }  # fmt: skip
+    paths = {}
+    for name, df in tables.items():
+        paths[name] = str(out / f"{name}.tsv")
+        write_result_table(df, paths[name])
+    return paths

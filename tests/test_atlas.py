@@ -1,0 +1,135 @@
+"""The neuron atlas's data and page, from result tables written through kneurons.tables (no model)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from atlas_tables import CHARACTERISED, CLASSES, METHODS, write_tables
+from workflow_rules import REPO
+
+from kneurons.atlas import OVERVIEW_FIGURES, AtlasInputs, build_atlas, render_atlas
+from kneurons.atlas.page import data_json
+from kneurons.characterise.windows import best_windows, window_responses
+from kneurons.config import validate_config
+from kneurons.jobs.atlas import run_atlas_job
+from kneurons.settings import job_settings
+from kneurons.tables import read_score_table
+
+
+def settings(**atlas) -> dict:
+    cfg = validate_config({"atlas": atlas, "score": {"methods": METHODS}, "stats": {"top_fraction": 0.1}})
+    return job_settings("atlas", cfg)
+
+
+def expected_ranks(path) -> pd.Series:
+    """Global rank of every neuron (id -> rank), computed here with pandas: activation and random
+    are divided by their module's mean |score| (ablate.normalise auto), IG is not; ties by layout."""
+    df, _ = read_score_table(path)
+    df = df[df["label"].isna()]
+    if df["seed"].notna().any():
+        df = df[df["seed"] == df["seed"].min()]
+    method = df["method"].iloc[0]
+    s = df["score"].astype(float)
+    if method != "ig":
+        s = s / df.groupby(["layer", "module"])["score"].transform(lambda x: x.abs().mean())
+    order = {"q_proj": 0, "k_proj": 1, "v_proj": 2, "out_proj": 3, "fc1": 4, "fc2": 5}
+    df = df.assign(norm=s, mo=df["module"].map(order)).sort_values(["layer", "mo", "neuron"])
+    df = df.sort_values("norm", ascending=False, kind="stable")
+    ids = [f"L{a}.{b}.{c}" for a, b, c in zip(df["layer"], df["module"], df["neuron"], strict=True)]
+    return pd.Series(np.arange(1, len(df) + 1), index=ids)
+
+
+def test_atlas_holds_the_characterised_and_top_neurons_with_their_global_ranks(tmp_path):
+    inputs = write_tables(tmp_path)
+    out = tmp_path / "atlas/index.html"
+    run_atlas_job(inputs, settings(top_per_method=10), out)
+    html = out.read_text()
+    blob = re.search(r'<script type="application/json" id="atlas-data">(.*?)</script>', html, re.S)
+    data = json.loads(blob[1])
+    ranks = {m: expected_ranks(p) for m, p in zip(METHODS, inputs["scores"], strict=True)}
+    wanted = {f"L{a}.{b}.{c}" for a, b, c, _ in CHARACTERISED}
+    for m in ("activation", "ig"):  # random's top neurons are not worth showing
+        wanted |= set(ranks[m].index[:10])
+    rows = {r["id"]: r for r in data["neurons"]}
+    assert set(rows) == wanted and data["n_shown"] == len(wanted) and data["n_neurons_total"] == 144
+    for nid, r in rows.items():
+        for m in METHODS:
+            assert r[f"rank_{m}"] == ranks[m][nid]
+            assert r[f"top_{m}"] == (ranks[m][nid] <= 15)  # ceil(0.1 x 144)
+    # Characterised neurons come first, with their details; the others have none.
+    assert [r["id"] for r in data["neurons"][:4]] == [f"L{a}.{b}.{c}" for a, b, c, _ in CHARACTERISED]
+    k3 = data["details"]["L1.k_proj.3"]
+    assert len(k3["windows"]) == 3 and len(k3["pfm"]["counts"]) == 7
+    assert k3["windows"][0]["responses"][3] == pytest.approx(3.0)  # the peak residue's response
+    assert rows["L1.k_proj.3"]["class_sets"] == ["1"] and rows["L1.k_proj.3"]["top_class"] == "1"
+    assert set(rows["L1.k_proj.3"]["profile"]) == set(CLASSES)
+    assert data["suppression"]["1"]["recall_change"]["1"] == pytest.approx(-0.5)
+    # Overview: no claims -> the "no verdicts yet" box; metrics and the gap table are shown.
+    assert "No verdicts yet" in html and data["overview"]["claims"] is None
+    assert "0.917" in html and "[0.200, 0.450]" in html
+    # Nothing on the page may reach the network.
+    assert "default-src 'none'" in html
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
+
+
+def test_the_cap_keeps_characterised_neurons_first(tmp_path):
+    inputs = write_tables(tmp_path)
+    out = tmp_path / "index.html"
+    run_atlas_job(inputs, settings(top_per_method=50, max_neurons=6), out)
+    data = json.loads(re.search(r'id="atlas-data">(.*?)</script>', out.read_text(), re.S)[1])
+    assert data["n_shown"] == 6 and data["cap"]["capped"]
+    assert [r["id"] for r in data["neurons"][:4]] == [f"L{a}.{b}.{c}" for a, b, c, _ in CHARACTERISED]
+    assert "the cap was reached" in out.read_text()
+
+
+def test_claims_are_shown_when_given_and_the_page_builds_without_characterisation(tmp_path):
+    inputs = write_tables(tmp_path, with_characterise=False, claims=True)
+    html = render_atlas(
+        build_atlas(
+            AtlasInputs(
+                scores=dict(zip(METHODS, inputs["scores"], strict=True)),
+                density=inputs["density"],
+                claims=inputs["claims"],
+            ),
+            settings(top_per_method=5),
+        )
+    )
+    assert "No verdicts yet" not in html
+    assert 'class="verdict not-supported">not supported<' in html and "dense in k_proj" in html
+    assert html.count("Not drawn for this run.") == len(OVERVIEW_FIGURES)
+
+
+def test_data_json_cannot_close_its_script_element():
+    text = data_json({"label": "</script><script>alert(1)</script> & <!--"})
+    assert "<" not in text and ">" not in text and "&" not in text
+    assert json.loads(text)["label"] == "</script><script>alert(1)</script> & <!--"
+
+
+def test_window_responses_follow_the_windows_and_pad_sequence_ends():
+    resp = [np.array([0.0, 5.0, 1.0, 2.0]), np.array([1.0, 0.5, 0.2, 0.1, 9.0])]
+    seqs = ["ACDE", "FGHIK"]
+    wins = best_windows(resp, seqs, width=3, n_windows=2, per_protein=1)
+    out = window_responses(resp, wins, 3)
+    assert out["response"].iloc[:3].isna().tolist() == [False, False, True]  # protein 1, peak at its end
+    assert out["response"].iloc[:3].tolist()[:2] == [0.1, 9.0]
+    assert out["response"].iloc[3:].tolist() == [0.0, 5.0, 1.0]
+
+
+def test_atlas_is_torch_free_and_ships_its_templates():
+    code = "import sys, kneurons.atlas, kneurons.jobs.atlas; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    toml = (REPO / "pyproject.toml").read_text()
+    assert '"kneurons.atlas" = ["templates/*"]' in toml
+
+
+def test_rule_lists_the_overview_figures_of_the_page():
+    text = (REPO / "workflow/rules/atlas.smk").read_text()
+    listed = re.search(r"ATLAS_FIGURES = \[(.*?)\]", text, re.S)[1]
+    assert re.findall(r'"(\w+)"', listed) == list(OVERVIEW_FIGURES)

@@ -1,0 +1,136 @@
+"""The atlas in a real browser: headless Chromium opens the page from file://.
+
+No console errors, no network requests, the neuron table's row count, sorting, filtering, and a
+neuron's panel with its logo. Screenshots of the overview and of one neuron panel are saved in
+tests/artefacts/ (git-ignored); with KNEURONS_ATLAS_DOCS=1 the overview also goes to
+docs/atlas-overview.png, and KNEURONS_ATLAS_PAGE=path/to/index.html screenshots that page
+(e.g. the demo's results/atlas/index.html) instead of the test's.
+Skipped where chromium or chromedriver (Debian packages) or selenium are missing; CI installs them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from atlas_tables import METHODS, write_tables
+from workflow_rules import REPO
+
+from kneurons.config import validate_config
+from kneurons.jobs.atlas import run_atlas_job
+from kneurons.settings import job_settings
+
+CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+ARTEFACTS = REPO / "tests" / "artefacts"
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (the `test` extra)")
+if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):
+    pytest.skip(
+        f"{CHROMIUM} or {DRIVER} missing: apt-get install chromium chromium-driver", allow_module_level=True
+    )
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import Select  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def browser():
+    opts = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"):
+        opts.add_argument(arg)
+    opts.binary_location = CHROMIUM
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    # The system driver: selenium must never download one.
+    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("atlas")
+    cfg = validate_config({"atlas": {"top_per_method": 10}, "stats": {"top_fraction": 0.1}})
+    settings = job_settings("atlas", cfg)
+    settings["methods"] = METHODS
+    return run_atlas_job(write_tables(tmp), settings, tmp / "atlas" / "index.html")
+
+
+def requests(driver) -> list[str]:
+    """URLs the page asked for since the last call (Chrome's performance log)."""
+    urls = []
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg["method"] == "Network.requestWillBeSent":
+            urls.append(msg["params"]["request"]["url"])
+    return urls
+
+
+def rows(driver) -> list:
+    return driver.find_elements(By.CSS_SELECTOR, "#neurons tbody tr")
+
+
+def column(driver, key: str) -> list[str]:
+    heads = [th.get_attribute("data-key") for th in driver.find_elements(By.CSS_SELECTOR, "#neurons th")]
+    i = heads.index(key) + 1
+    return [td.text for td in driver.find_elements(By.CSS_SELECTOR, f"#neurons tbody td:nth-child({i})")]
+
+
+def save(driver, name: str) -> Path:
+    ARTEFACTS.mkdir(exist_ok=True)
+    path = ARTEFACTS / name
+    driver.save_screenshot(str(path))
+    return path
+
+
+def test_page_works_offline_in_a_real_browser(browser, page):
+    browser.get(page.as_uri())
+    data = json.loads(browser.find_element(By.ID, "atlas-data").get_attribute("textContent"))
+    n = len(data["neurons"])
+    assert n > 10 and len(rows(browser)) == n
+    assert browser.find_element(By.ID, "count").text == f"{n} of {n} neurons"
+    # Sorting by a column reorders the table, both ways.
+    browser.find_element(By.CSS_SELECTOR, 'th[data-key="rank_activation"]').click()
+    ranks = [int(x) for x in column(browser, "rank_activation")]
+    assert ranks == sorted(ranks) and ranks != [int(x) for x in column(browser, "rank_ig")]
+    browser.find_element(By.CSS_SELECTOR, 'th[data-key="rank_activation"]').click()
+    assert [int(x) for x in column(browser, "rank_activation")] == sorted(ranks, reverse=True)
+    # Filtering by module leaves only that module.
+    Select(browser.find_element(By.ID, "filter-module")).select_by_value("k_proj")
+    modules = column(browser, "module")
+    assert modules and set(modules) == {"k_proj"}
+    assert len(modules) == sum(r["module"] == "k_proj" for r in data["neurons"])
+    Select(browser.find_element(By.ID, "filter-module")).select_by_value("")
+    # The search box finds a neuron by name.
+    browser.find_element(By.ID, "search").send_keys("L1.k_proj.3")
+    assert column(browser, "id") == ["L1.k_proj.3"]
+    browser.find_element(By.ID, "search").clear()
+    browser.execute_script("document.getElementById('search').dispatchEvent(new Event('input'))")
+    assert len(rows(browser)) == n
+    save(browser, "atlas-overview.png")
+    # Opening a characterised neuron shows its logo, windows, suppression and density cell.
+    browser.find_element(By.CSS_SELECTOR, 'tr[data-id="L1.k_proj.3"]').click()
+    logo = browser.find_element(By.CSS_SELECTOR, "#panel svg.logo")
+    assert logo.size["width"] > 100 and logo.size["height"] > 100
+    assert len(logo.find_elements(By.CSS_SELECTOR, "text.letter")) >= 7
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#panel .window")) == 3
+    assert browser.find_elements(By.CSS_SELECTOR, "#panel table.density td.here")
+    assert "own recall drop 0.500" in browser.find_element(By.ID, "panel").text
+    browser.execute_script("document.getElementById('table').scrollIntoView()")
+    save(browser, "atlas-neuron.png")
+    severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not severe, severe
+    remote = [u for u in requests(browser) if not u.startswith(("file:", "data:"))]
+    assert not remote, remote
+
+
+def test_screenshot_for_the_docs(browser, page):
+    """The README's overview screenshot (written only with KNEURONS_ATLAS_DOCS=1)."""
+    target = Path(os.environ.get("KNEURONS_ATLAS_PAGE") or page).resolve()
+    browser.get(target.as_uri())
+    assert rows(browser)
+    shot = save(browser, "atlas-overview-docs.png")
+    if os.environ.get("KNEURONS_ATLAS_DOCS") == "1":
+        shutil.copyfile(shot, REPO / "docs" / "atlas-overview.png")
