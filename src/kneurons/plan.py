@@ -157,16 +157,21 @@ def ablation_job_forward(layers: int, starts: Sequence[int], tokens: float) -> f
     return tokens * (layers + sum(layers - s for s in starts))
 
 
-def scoring_cost(method: str, cfg: dict[str, Any], layers: int, tokens: float) -> tuple[float, float]:
-    """``(forward, backward)`` token-layers of one method's ``layers`` score jobs."""
-    tri = layers * (layers + 1) / 2
+def score_job_cost(method: str, steps: int, layers: int, layer: int, tokens: float) -> tuple[float, float]:
+    """``(forward, backward)`` token-layers of the score job of ``layer``: the prefix to ``layer``
+    without grad, then per pass (``IG_PASSES_PER_LAYER`` x ``steps``) layers ``layer..L-1``."""
     if method == "random":
         return 0.0, 0.0
     if method == "activation":
-        return tokens * tri, 0.0
-    steps = cfg["score"]["ig"]["steps"] if method == "ig" else 1
-    tail = tokens * IG_PASSES_PER_LAYER * steps * tri
-    return tokens * layers * (layers - 1) / 2 + tail, tail
+        return tokens * (layer + 1), 0.0
+    tail = tokens * IG_PASSES_PER_LAYER * (steps if method == "ig" else 1) * (layers - layer)
+    return tokens * layer + tail, tail
+
+
+def scoring_cost(method: str, cfg: dict[str, Any], layers: int, tokens: float) -> tuple[float, float]:
+    """``(forward, backward)`` token-layers of one method's ``layers`` score jobs."""
+    per = [score_job_cost(method, cfg["score"]["ig"]["steps"], layers, lay, tokens) for lay in range(layers)]
+    return sum(p[0] for p in per), sum(p[1] for p in per)
 
 
 def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
