@@ -128,7 +128,7 @@ def data_size(cfg: dict[str, Any]) -> DataSize:
         cap = d["uniprot"]["max_entries"] if d["source"] == "uniprot" else None
         total = min(cap, SWISSPROT_ENZYMES) if cap else SWISSPROT_ENZYMES
         mean_len, classes = SWISSPROT_MEAN_LENGTH, CLASSES_PER_LEVEL[cfg["labels"]["level"]]
-        where, exact = f"estimate: {total:,} Swiss-Prot enzymes of ~{mean_len} residues", False
+        where, exact = f"{total:,} Swiss-Prot enzymes of ~{mean_len} residues", False
     fr = cfg["split"]["fractions"]
     n = {s: round(total * fr[s]) for s in ("train", "val", "test")}
     return DataSize(n, mean_len + 2, classes, where, exact)
