@@ -17,7 +17,10 @@ shape of the distribution, hence the padding, is kept); residues are uniform ran
 
 Prints per layer: seconds (ours, reference), speed ratio, max |difference| (absolute and relative
 to the largest reference attribution); the total ratio over the measured layers; and the
-completeness error |sum_i attr_i - (F(a) - F(0))| for Riemann vs Gauss-Legendre at several steps.
+completeness error |sum_i attr_i - (F(a) - F(0))| for Riemann vs Gauss-Legendre at several steps;
+and the comparison a user faces (``equal_accuracy``): captum's default rule (50 Gauss-Legendre
+steps) against our ``--method`` at the fewest steps that reach captum's completeness error, on
+every module of the completeness layer, both timed here.
 
     .venv/bin/python benchmarks/bench_scoring.py --threads 1           # esm2_t6_8M shape, CPU
     .venv/bin/python benchmarks/bench_scoring.py --threads 1 --same-batches
@@ -100,6 +103,9 @@ def main() -> None:
     ap.add_argument("--completeness-steps", default="4,8,16,32")
     ap.add_argument("--no-reference", action="store_true", help="time ours only (large GPU shapes)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--no-equal-accuracy", action="store_true", help="skip the comparison with captum's default rule"
+    )
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -260,7 +266,73 @@ def main() -> None:
             )[module]
             row.append(np.max(np.abs(attr.sum(1) - gap) / np.maximum(np.abs(gap), 1e-12)))
         print(f"{m:>5} {row[0]:>14.3e} {row[1]:>14.3e}")
+    if not args.no_equal_accuracy:
+        equal_accuracy(model, seqs, gold, batches, layer, modules, args, device, bf16)
     _padding_report()
+
+
+#: Step counts tried for our rule, smallest first, until it is as exact as captum's default.
+EQUAL_ACCURACY_STEPS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 50, 64)
+#: captum.attr.IntegratedGradients.attribute defaults: n_steps=50, method="gausslegendre".
+CAPTUM_DEFAULT = (50, "gausslegendre")
+
+
+def _completeness_error(attr: np.ndarray, gap: np.ndarray) -> float:
+    """Max over sequences of |sum_i attr_i - (F(a) - F(0))| / |F(a) - F(0)|."""
+    return float(np.max(np.abs(attr.sum(1) - gap) / np.maximum(np.abs(gap), 1e-12)))
+
+
+def equal_accuracy(model, seqs, gold, batches, layer, modules, args, device, bf16) -> None:
+    """The comparison a user faces: captum's default rule (50 Gauss-Legendre steps) vs our rule
+    (``--method``) at the fewest steps that reach captum's completeness error, on every module of
+    ``layer``; both timed in this process, captum on the reference batches."""
+    tokens, g = tokenize(seqs).to(device), torch.tensor(gold, device=device)
+    gaps = {
+        t: (
+            target_at_scale(model, tokens, g, layer, t, 1.0, args.target)
+            - target_at_scale(model, tokens, g, layer, t, 0.0, args.target)
+        )
+        .double()
+        .cpu()
+        .numpy()
+        for t in modules
+    }
+    steps, rule = CAPTUM_DEFAULT
+    _sync(device)
+    t0 = time.perf_counter()
+    captum = {t: np.zeros((len(seqs), model.neuron_count(t))) for t in modules}
+    for t in modules:
+        for b in batches:
+            r = captum_ig_per_sequence(
+                model, b.tokens.to(device), b.gold.to(device), layer, t, steps, rule, args.target
+            )
+            captum[t][b.index] = r.detach().double().cpu().numpy()
+    _sync(device)
+    t_captum = time.perf_counter() - t0
+    err_captum = max(_completeness_error(captum[t], gaps[t]) for t in modules)
+
+    def ours(m: int) -> tuple[dict[str, np.ndarray], float]:
+        al, wt = integration_points(m, args.method)
+        _sync(device)
+        t0 = time.perf_counter()
+        out = attribution_per_sequence(
+            model, seqs, gold, layer, modules, al, wt, args.target,
+            token_budget=args.token_budget, device=device, bf16=bf16,
+        )  # fmt: skip
+        _sync(device)
+        return out, time.perf_counter() - t0
+
+    for m in EQUAL_ACCURACY_STEPS:
+        out, t_ours = ours(m)
+        err = max(_completeness_error(out[t], gaps[t]) for t in modules)
+        if err <= err_captum:
+            break
+    print(
+        f"equal accuracy, layer {layer}, modules {','.join(modules)}: captum default ({steps} {rule}) "
+        f"{t_captum:.2f} s, completeness error {err_captum:.3e}; ours {args.method} x {m} steps "
+        f"{t_ours:.2f} s, error {err:.3e}{'' if err <= err_captum else ' (not reached)'}; "
+        f"ratio {t_captum / t_ours:.1f}x"
+    )
 
 
 def _padding_report(batch_size: int = 8) -> None:

@@ -432,3 +432,35 @@ def test_pretrained_reference_honours_model_download(tmp_path, monkeypatch, down
     result = run_ablation_job(*job_files(tmp_path), cfg, tmp_path / "t.tsv", tmp_path / "t.pred.npz")
     assert calls == [("custom", str(tmp_path / "esm2.pt"), download)]
     assert (result.table.fill == "pretrained").all()
+
+
+def test_random_baseline_per_seed_jobs_gather_into_the_one_job_files(tmp_path):
+    """One job per random seed, gathered in seed order: the TSV of one job over all seeds, byte for
+    byte, and the same predictions (the workflow's ablate_seed + gather_ablation_seeds)."""
+    from kneurons.io import sha256_file
+    from kneurons.jobs.ablate import run_ablation_job
+    from kneurons.settings import job_settings
+    from kneurons.tables import gather_results, read_predictions, write_score_table
+
+    cfg = write_job_inputs(tmp_path, "zero")
+    cfg["ablate"]["random_seeds"] = [3, 0, 7]
+    model_files = job_files(tmp_path)[:2]
+    meta = {"method": "random", "checkpoint_sha256": sha256_file(tmp_path / "best.pt")}
+    layout = layout_of(tiny_model(layers=2))
+    write_score_table(score_table(layout, "random", seeds=[0, 3, 7]), tmp_path / "random.parquet", meta)
+    args = (*model_files, tmp_path / "random.parquet", "random", "global")
+    run_ablation_job(*args, job_settings("ablate", cfg), tmp_path / "one.tsv", tmp_path / "one.pred.npz")
+    parts = []
+    for seed in cfg["ablate"]["random_seeds"]:
+        settings = job_settings("ablate_seed", cfg, seed=str(seed))
+        assert settings["ablate"]["random_seeds"] == [seed]
+        part = (tmp_path / f"{seed}.tsv", tmp_path / f"{seed}.pred.npz")
+        run_ablation_job(*args, settings, *part)
+        parts.append(part)
+    gather_results([p[0] for p in parts], [p[1] for p in parts], tmp_path / "g.tsv", tmp_path / "g.pred.npz")
+    assert (tmp_path / "g.tsv").read_bytes() == (tmp_path / "one.tsv").read_bytes()
+    gathered, one = read_predictions(tmp_path / "g.pred.npz"), read_predictions(tmp_path / "one.pred.npz")
+    for a, b in zip(gathered, one, strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    with pytest.raises(InputError, match=r"0\.pred\.npz: its rows do not match .*3\.tsv"):
+        gather_results([parts[0][0]], [parts[1][1]], tmp_path / "x.tsv", tmp_path / "x.pred.npz")

@@ -22,7 +22,7 @@ from kneurons.settings import RULES, job_settings, rule_params
 BASE = validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
 METHODS = ("activation", "ig", "gradxact", "random")
 SCORE = {f"score_layer[{m}]" for m in METHODS}
-MODEL_JOBS = {"score_layer[*]", "ablate", "characterise_classes", "characterise_neurons"}
+MODEL_JOBS = {"score_layer[*]", "ablate", "ablate_seed", "characterise_classes", "characterise_neurons"}
 FIGURES = {
     "figure_accuracy", "figure_density", "figure_smallest_fraction", "figure_layer_module_gap",
     "figure_training_curve", "figure_confusion_matrix",
@@ -45,6 +45,7 @@ DAG_KEYS = {
     "ablate.scopes": "the ablate jobs and the figure set",
     "ablate.modes": "the accuracy figures",
     "ablate.fill": "`mean` adds the scoring set to the ablate inputs",
+    "ablate.random_seeds": "the random baseline's per-seed jobs (ablate_seed) and what the gather reads",
     "characterise.enabled": "the characterisation jobs in the default target",
     "figures.formats": "the figure outputs",
 }
@@ -55,7 +56,7 @@ DAG_KEYS = {
 DEPENDS: dict[str, set[str]] = {
     "results": set(),
     "seed": {"download_synthetic", "split", "finetune", "scoring_set", "score_layer[*]", "ablate",
-             "ablation_stats", "characterise_classes", "characterise_neurons", *FIGURES},
+             "ablate_seed", "ablation_stats", "characterise_classes", "characterise_neurons", *FIGURES},
     "device": {"finetune", *MODEL_JOBS},
     "data.source": {"proteins", *FIGURES},
     "data.tsv": set(),  # only with source tsv (then also in the captions)
@@ -79,9 +80,9 @@ DEPENDS: dict[str, set[str]] = {
     "split.mmseqs": {"split", "leakage"},
     "model": {"finetune"},
     "model.name": {"finetune", *FIGURES},
-    "model.download": {"finetune", "ablate", "characterise_classes"},
+    "model.download": {"finetune", "ablate", "ablate_seed", "characterise_classes"},
     "model.pretrained": {"finetune", *FIGURES},
-    "model.checkpoint": {"finetune", "ablate", "characterise_classes"},
+    "model.checkpoint": {"finetune", "ablate", "ablate_seed", "characterise_classes"},
     "model.custom": {"finetune", *FIGURES},
     "model.attention": {"finetune", *MODEL_JOBS},
     "train": {"finetune"},
@@ -97,12 +98,13 @@ DEPENDS: dict[str, set[str]] = {
     "score.ig.method": {"score_layer[ig]"},
     "score.ig.target": {"score_layer[ig]", "score_layer[gradxact]", *FIGURES},
     "score.random": {"score_layer[random]"},
-    "ablate": {"ablate"},
+    "ablate": {"ablate", "ablate_seed"},
     "ablate.scopes": set(),
-    "ablate.fill": {"ablate", "characterise_classes", *FIGURES},
-    "ablate.normalise": {"ablate", "ablation_stats", "characterise_classes", "characterise_neurons",
-                         "atlas", *FIGURES},
-    "ablate.fractions": {"ablate", *FIGURES},
+    "ablate.fill": {"ablate", "ablate_seed", "characterise_classes", *FIGURES},
+    "ablate.normalise": {"ablate", "ablate_seed", "ablation_stats", "characterise_classes",
+                         "characterise_neurons", "atlas", *FIGURES},
+    "ablate.fractions": {"ablate", "ablate_seed", *FIGURES},
+    # ablate_seed: a job's seed is its wildcard, so the jobs of the seeds kept are unchanged
     "ablate.random_seeds": {"ablate", *FIGURES},
     "stats": {"ablation_stats"},
     "stats.top_fraction": {"ablation_stats", "atlas"},
@@ -195,6 +197,8 @@ def all_job_settings(cfg: dict) -> dict[str, dict]:
     for rule in RULES:
         if rule == "score_layer":
             out.update({f"score_layer[{m}]": job_settings(rule, cfg, method=m) for m in METHODS})
+        elif rule == "ablate_seed":  # the job of the first seed (the one every change keeps)
+            out[rule] = job_settings(rule, cfg, seed=str(BASE["ablate"]["random_seeds"][0]))
         else:
             out[rule] = job_settings(rule, cfg)
     return out

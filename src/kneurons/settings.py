@@ -109,6 +109,14 @@ def _ablate(cfg: Config) -> dict[str, Any]:
     }
 
 
+def _ablate_seed(cfg: Config) -> dict[str, Any]:
+    # One seed of the random baseline per job: the job's seed is its wildcard, so adding a seed
+    # to ablate.random_seeds runs the new seed's jobs only.
+    params = _ablate(cfg)
+    ab = {k: v for k, v in params["ablate"].items() if k != "random_seeds"}
+    return {**params, "ablate": lambda wildcards: {**ab, "random_seeds": [int(wildcards.seed)]}}
+
+
 def _ablation_stats(cfg: Config) -> dict[str, Any]:
     return {
         "methods": list(cfg["score"]["methods"]),
@@ -210,6 +218,8 @@ RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
     "score_layer": _score_layer,
     "gather_scores": _nothing,
     "ablate": _ablate,
+    "ablate_seed": _ablate_seed,
+    "gather_ablation_seeds": _nothing,  # its inputs, in seed order, are all it reads
     "ablation_stats": _ablation_stats,
     "characterise_classes": _characterise_classes,
     "characterise_neurons": _characterise_neurons,

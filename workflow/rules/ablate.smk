@@ -1,10 +1,12 @@
 # Ablation: preserve / suppress the top-f neurons of each scope, for every scoring method (random
 # over ablate.random_seeds), on the test split; then statistics over all jobs. One job per
-# (method, scope), so a cluster runs them in parallel. Logic: src/kneurons/ablation/,
-# src/kneurons/ablation/selection.py (ranking rules), src/kneurons/stats/.
+# (method, scope), and for the random baseline one per (scope, seed), gathered in seed order into
+# the same table, so a cluster (or two cores) runs them in parallel. Logic:
+# src/kneurons/ablation/, src/kneurons/ablation/selection.py (ranking rules), src/kneurons/stats/.
 
 ABLATE_METHODS = list(config["score"]["methods"])
 ABLATE_SCOPES = list(config["ablate"]["scopes"])
+RANDOM_SEEDS = list(config["ablate"]["random_seeds"])
 STATS_DIR = f"{R}/stats"
 #: The statistics tables (TSV, one row per curve / per f / per group; see src/kneurons/stats/).
 STATS = {
@@ -24,11 +26,15 @@ rule ablate:
     benchmark:
         f"{R}/benchmarks/ablation/{{method}}/{{scope}}.tsv"
     wildcard_constraints:
-        method="|".join(ABLATE_METHODS),
+        # the random baseline's tables are gathered from its per-seed jobs (ablate_seed);
+        # "(?!)" matches nothing, when random is the only method
+        method="|".join(m for m in ABLATE_METHODS if m != "random") or "(?!)",
         scope="|".join(ABLATE_SCOPES),
     conda:
         "../../envs/torch.yaml"
-    threads: 4
+    # A custom-size model (the demo's 64-dim matmuls) gains nothing from a second thread
+    # (measured: README, Performance); one thread lets two jobs share two cores.
+    threads: 1 if config["model"]["name"] == "custom" else 4
     resources:
         mem_mb=8000,
         runtime=240,
@@ -39,6 +45,67 @@ rule ablate:
         "Ablating the {wildcards.method} neurons, scope {wildcards.scope}"
     script:
         "../scripts/ablate.py"
+
+
+rule ablate_seed:
+    input:
+        unpack(ablation_inputs),
+    output:
+        table=ablation_seed_part("{method}", "{scope}", "{seed}", "tsv"),
+        pred=ablation_seed_part("{method}", "{scope}", "{seed}", "pred.npz"),
+    log:
+        f"{R}/logs/ablation/{{method}}/seeds/{{scope}}/{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/ablation/{{method}}/seeds/{{scope}}/{{seed}}.tsv"
+    wildcard_constraints:
+        method="random",
+        scope="|".join(ABLATE_SCOPES),
+        seed=r"\d+",
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1 if config["model"]["name"] == "custom" else 4
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=0 if config["device"] == "cpu" else 1,
+    params:
+        **rule_params("ablate_seed", config),
+    message:
+        "Ablating the random neurons of seed {wildcards.seed}, scope {wildcards.scope}"
+    script:
+        "../scripts/ablate.py"
+
+
+rule gather_ablation_seeds:
+    input:
+        tables=expand(
+            ablation_seed_part("{{method}}", "{{scope}}", "{seed}", "tsv"),
+            seed=RANDOM_SEEDS,
+        ),
+        preds=expand(
+            ablation_seed_part("{{method}}", "{{scope}}", "{seed}", "pred.npz"),
+            seed=RANDOM_SEEDS,
+        ),
+    output:
+        table=ablation_table("{method}", "{scope}"),
+        pred=ablation_predictions("{method}", "{scope}"),
+    log:
+        f"{R}/logs/ablation/{{method}}/{{scope}}.log",
+    wildcard_constraints:
+        method="random",
+        scope="|".join(ABLATE_SCOPES),
+    conda:
+        "../../envs/plots.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        **rule_params("gather_ablation_seeds", config),
+    message:
+        "Gathering the random baseline's seeds, scope {wildcards.scope}"
+    script:
+        "../scripts/gather_ablation_seeds.py"
 
 
 rule ablation_stats:

@@ -69,6 +69,11 @@ def ablation_predictions(method, scope):
     return f"{R}/ablation/{method}/{scope}.pred.npz"
 
 
+def ablation_seed_part(method, scope, seed, ext):
+    """One seed's part of a random-baseline ablation table (``ext``: ``tsv`` or ``pred.npz``)."""
+    return f"{R}/ablation/{method}/seeds/{scope}/{seed}.{ext}"
+
+
 def ablation_inputs(wildcards):
     """Inputs of one ablation job; ``fill: mean`` also needs the scoring set."""
     inputs = {

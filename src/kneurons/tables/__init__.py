@@ -17,7 +17,8 @@ data/leakage_report.json                write_leakage_report / (a report for peo
 scores/scoring_set.tsv                  write_scoring_set / read_scoring_set
 scores/{method}[/layer{l}].parquet      write_score_table, gather_score_tables /
                                         read_score_table, score_table_metadata (footer only)
-ablation/{method}/{scope}.tsv, .npz     save_result (save_predictions) /
+ablation/{method}/{scope}.tsv, .npz     save_result (save_predictions), gather_results (the random
+                                        baseline's per-seed parts, ablation/random/seeds/) /
                                         read_ablation_table, read_predictions, load_ablation
 stats/{name}.tsv                        write_stats_tables / read_stats_table
 characterise/*.tsv, *.json              write_result_table, write_json_result /
@@ -29,6 +30,7 @@ model/training_curve.tsv, metrics.json  write_training_curve, write_json_result 
 
 from kneurons.tables.ablation import (
     AblationData,
+    gather_results,
     load_ablation,
     read_ablation_table,
     read_predictions,
@@ -82,6 +84,7 @@ __all__ = [
     "METADATA_KEY",
     "SCORE_COLUMNS",
     "AblationData",
+    "gather_results",
     "gather_score_tables",
     "load_ablation",
     "read_ablation_table",

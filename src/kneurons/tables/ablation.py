@@ -26,18 +26,29 @@ _PREDICTION_ARRAYS = ("keys", "pred", "full_pred", "y_true", "accession")
 
 def save_predictions(path: str | Path, result: AblationResult) -> None:
     """Write the per-protein predictions of every row (for bootstrap and paired tests) atomically (npz)."""
-    n_classes_max = int(
-        max(result.preds.max(initial=0), result.full_pred.max(initial=0), result.y_true.max(initial=0))
+    _write_predictions(
+        path, row_keys(result.table), result.preds, result.full_pred, result.y_true, result.accessions
     )
+
+
+def _write_predictions(
+    path: str | Path,
+    keys: np.ndarray,
+    pred: np.ndarray,
+    full_pred: np.ndarray,
+    y_true: np.ndarray,
+    accession: np.ndarray,
+) -> None:
+    n_classes_max = int(max(pred.max(initial=0), full_pred.max(initial=0), y_true.max(initial=0)))
     dtype = np.int16 if n_classes_max < np.iinfo(np.int16).max else np.int32
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(
             fh,
-            keys=row_keys(result.table),
-            pred=result.preds.astype(dtype),
-            full_pred=result.full_pred.astype(dtype),
-            y_true=result.y_true.astype(dtype),
-            accession=result.accessions,
+            keys=keys,
+            pred=pred.astype(dtype),
+            full_pred=full_pred.astype(dtype),
+            y_true=y_true.astype(dtype),
+            accession=accession,
         )
 
 
@@ -45,6 +56,44 @@ def save_result(table_path: str | Path, pred_path: str | Path, result: AblationR
     """Write the ablation table (TSV) and its predictions (npz)."""
     save_predictions(pred_path, result)
     write_table_atomic(result.table, table_path)
+
+
+def gather_results(
+    tables: Sequence[str | Path],
+    predictions: Sequence[str | Path],
+    table_out: str | Path,
+    pred_out: str | Path,
+) -> None:
+    """Concatenate the parts of one ablation job, in the order given, into one table and its predictions.
+
+    The random baseline runs one job per seed; gathered in seed order, the parts make the table
+    and predictions that one job over all seeds writes (same rows, same order, same bytes in the
+    TSV: cells are carried as text). Raises InputError naming the file when a part's rows and
+    predictions disagree, or when parts were evaluated on other test proteins or another model.
+    """
+    if len(tables) != len(predictions) or not tables:
+        raise InputError("gather_results: give one prediction file per ablation table (and at least one)")
+    frames, keys, preds = [], [], []
+    ref = None
+    for tpath, ppath in zip(tables, predictions, strict=True):
+        df = read_ablation_table(tpath)  # the reader's checks and dtypes, for the row keys
+        text = read_tsv(tpath, "ablation table", ABLATION_REQUIRED, text=True)
+        k, pred, full, y, acc = read_predictions(ppath)
+        if ref is None:
+            ref = (text.columns.tolist(), full, y, acc, tpath)
+        elif text.columns.tolist() != ref[0]:
+            raise InputError(f"{tpath}: its columns differ from those of {ref[4]}")
+        elif not (np.array_equal(ref[2], y) and np.array_equal(ref[3], acc)):
+            raise InputError(f"{ppath}: evaluated on other test proteins than {ref[4]}")
+        elif not np.array_equal(ref[1], full):
+            raise InputError(f"{ppath}: the intact model predicts differently than in {ref[4]}")
+        if len(k) != len(text) or not np.array_equal(k, row_keys(df)):
+            raise InputError(f"{ppath}: its rows do not match {tpath} (was one of them rewritten?)")
+        frames.append(text)
+        keys.append(k)
+        preds.append(pred)
+    _write_predictions(pred_out, np.concatenate(keys), np.concatenate(preds), ref[1], ref[2], ref[3])
+    write_table_atomic(pd.concat(frames, ignore_index=True), table_out)
 
 
 @dataclass

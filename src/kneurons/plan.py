@@ -1,0 +1,254 @@
+"""The cost plan of a configuration, before anything runs: ``kneurons plan --configfile paper.yaml``.
+
+Per stage it counts the model passes as **token-layers** (one token through one transformer
+layer, forward or backward) from the model shape, the data size, the scoring subset and the
+ablation grid, and turns them into time with the throughput figures of ``THROUGHPUT`` (one
+table). Torch-free: it reads the validated config only (and ``data/split.tsv`` where a run has
+already made it).
+
+The counts (``T_x``: tokens of split x, ``L`` layers, BOS/EOS included, no padding):
+
+- finetune: ``epochs * T_train * L`` forward and as many backward, plus ``epochs * T_val * L``
+  and ``T_test * L`` forward (an upper bound: early stopping ends sooner);
+- score, per method, summed over its ``L`` layer jobs on the scoring subset ``T_s``: activation
+  ``T_s * L(L+1)/2``; IG with ``S`` steps ``T_s * (L(L-1)/2 + P * S * L(L+1)/2)`` forward and
+  ``T_s * P * S * L(L+1)/2`` backward, ``P = 5`` passes per layer (q_proj and k_proj share one);
+  grad x activation the same with ``S = 1``; random none;
+- ablate, per job on the evaluated test proteins ``T_e``: ``T_e * (L + sum over its distinct
+  masks m of (L - start_m))``, ``start_m`` the layer of the first masked module. Masks are distinct
+  per (scope name, mode, number of neurons ``k``); preserve all = suppress none = the intact model,
+  preserve none = suppress all. A ``layer_module`` mask starts at its layer; ``global`` and
+  ``module_type`` masks are counted from layer 0 (an upper bound, exact when layer 0 holds both the
+  top and the bottom of the ranking). The random baseline has one job per seed;
+- characterise: class suppression ``T_h * L * (1 + C * (1 + random_sets))`` (every set starts at
+  layer 0), the neurons' activations ``T_h * L``, ``T_h`` the held-out proteins (``max_proteins``).
+
+Time: ``flops = token_layers * (24 d^2 + 4 d t)`` forward (``t`` the mean tokens per sequence),
+backward twice that, divided by the device's effective FLOP/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kneurons.ablation.selection import NeuronLayout, scope_members, top_k_count
+from kneurons.config import ESM2_ARCHITECTURES, load_config
+from kneurons.vocabulary import MODULE_TYPES
+
+#: Effective FLOP/s of one token-layer pass (fp32 on CPU, bf16 autocast on GPU) by device. CPU:
+#: measured here (benchmarks/bench_plan.py; one thread of the 2-core development machine). GPUs:
+#: 35% of the dense bf16 peak, the utilisation an eager PyTorch transformer of this size reaches.
+THROUGHPUT: dict[str, tuple[float, str]] = {
+    "cpu": (6.0e9, "this CPU, one thread (measured)"),
+    "a100": (0.35 * 312e12, "NVIDIA A100, 35% of the bf16 peak"),
+    "h100": (0.35 * 989e12, "NVIDIA H100 SXM, 35% of the bf16 peak"),
+}
+#: UniProtKB/Swiss-Prot reviewed entries with an EC number (query ``(reviewed:true) AND (ec:*)``),
+#: about 270,000 (2024 releases), and their mean length after cropping at 1022 residues (the shared
+#: Swiss-Prot sample: median 407). An estimate: the download's ``X-Total-Results`` is the count.
+SWISSPROT_ENZYMES = 270_000
+SWISSPROT_MEAN_LENGTH = 420
+#: Classes per EC level for the estimate when the data are not there yet (level 1: the seven).
+CLASSES_PER_LEVEL = {1: 7, 2: 70, 3: 250, 4: 5000}
+#: Passes per layer of an IG job: six modules, q_proj and k_proj sharing theirs.
+IG_PASSES_PER_LAYER = 5
+BACKWARD_FACTOR = 2.0
+
+
+@dataclass
+class DataSize:
+    """Proteins per split, mean tokens per protein (BOS/EOS included), classes, and where they came from."""
+
+    n: dict[str, int]
+    mean_tokens: float
+    n_classes: int
+    source: str
+    exact: bool
+
+    def tokens(self, split: str, cap: int | None = None) -> float:
+        """Tokens of ``split``, of at most ``cap`` proteins."""
+        n = self.n[split] if cap is None else min(cap, self.n[split])
+        return n * self.mean_tokens
+
+
+@dataclass
+class StageCost:
+    """The passes of one stage: jobs, forward and backward token-layers, and the setting that caps it."""
+
+    stage: str
+    jobs: int
+    forward: float
+    backward: float
+    cap: str
+
+    def flops(self, dim: int, mean_tokens: float) -> float:
+        per = 24.0 * dim * dim + 4.0 * dim * mean_tokens
+        return per * (self.forward + BACKWARD_FACTOR * self.backward)
+
+
+def model_shape(cfg: dict[str, Any]) -> tuple[int, int]:
+    """``(layers, embed_dim)`` of the configured model."""
+    m = cfg["model"]
+    if m["name"] in ESM2_ARCHITECTURES:
+        layers, dim, _ = ESM2_ARCHITECTURES[m["name"]]
+        return layers, dim
+    return int(m["custom"]["num_layers"]), int(m["custom"]["embed_dim"])
+
+
+def neuron_layout(layers: int, dim: int) -> NeuronLayout:
+    """Every module of every layer of an ESM-2 of this shape (fc1 has ``4 * dim`` units)."""
+    return NeuronLayout.from_sizes(layers, {t: 4 * dim if t == "fc1" else dim for t in MODULE_TYPES})
+
+
+def data_size(cfg: dict[str, Any]) -> DataSize:
+    """Proteins per split: from ``{results}/data/split.tsv`` when a run made it, else estimated."""
+    split_path = Path(cfg["results"]) / "data" / "split.tsv"
+    if split_path.exists():
+        from kneurons.tables import read_split
+
+        split = read_split(split_path)
+        tokens = split["sequence"].str.len().clip(upper=cfg["labels"]["max_length"]).mean() + 2
+        n = {s: int((split["split"] == s).sum()) for s in ("train", "val", "test")}
+        return DataSize(n, float(tokens), int(split["label"].nunique()), str(split_path), True)
+    d = cfg["data"]
+    if d["source"] == "synthetic":
+        s = d["synthetic"]
+        total, mean_len, classes = (
+            s["n_classes"] * s["n_per_class"],
+            (s["length_min"] + s["length_max"]) / 2,
+            s["n_classes"],
+        )
+        where, exact = "data.synthetic", False
+    else:
+        cap = d["uniprot"]["max_entries"] if d["source"] == "uniprot" else None
+        total = min(cap, SWISSPROT_ENZYMES) if cap else SWISSPROT_ENZYMES
+        mean_len, classes = SWISSPROT_MEAN_LENGTH, CLASSES_PER_LEVEL[cfg["labels"]["level"]]
+        where, exact = f"{total:,} Swiss-Prot enzymes of ~{mean_len} residues", False
+    fr = cfg["split"]["fractions"]
+    n = {s: round(total * fr[s]) for s in ("train", "val", "test")}
+    return DataSize(n, mean_len + 2, classes, where, exact)
+
+
+def distinct_mask_starts(
+    layers: int, dim: int, scope: str, fractions: Sequence[float], modes: Sequence[str]
+) -> list[int]:
+    """Start layer of every distinct non-intact mask of one ablation job (see the module docstring)."""
+    starts = []
+    for blocks in scope_members(neuron_layout(layers, dim), scope).values():
+        n = sum(4 * dim if b[1] == "fc1" else dim for b in blocks)
+        start = blocks[0][0] if scope == "layer_module" else 0
+        filled = set()  # numbers of filled neurons, the same set of them for preserve and suppress ends
+        for mode in modes:
+            for f in fractions:
+                k = top_k_count(float(f), n)
+                key = (mode, k) if 0 < k < n else ("all" if (k == 0) == (mode == "preserve") else "none")
+                filled.add(key)
+        starts += [start] * len(filled - {"none"})
+    return starts
+
+
+def ablation_job_forward(layers: int, starts: Sequence[int], tokens: float) -> float:
+    """Forward token-layers of one ablation job: the shared prefix plus each mask's tail."""
+    return tokens * (layers + sum(layers - s for s in starts))
+
+
+def score_job_cost(method: str, steps: int, layers: int, layer: int, tokens: float) -> tuple[float, float]:
+    """``(forward, backward)`` token-layers of the score job of ``layer``: the prefix to ``layer``
+    without grad, then per pass (``IG_PASSES_PER_LAYER`` x ``steps``) layers ``layer..L-1``."""
+    if method == "random":
+        return 0.0, 0.0
+    if method == "activation":
+        return tokens * (layer + 1), 0.0
+    tail = tokens * IG_PASSES_PER_LAYER * (steps if method == "ig" else 1) * (layers - layer)
+    return tokens * layer + tail, tail
+
+
+def scoring_cost(method: str, cfg: dict[str, Any], layers: int, tokens: float) -> tuple[float, float]:
+    """``(forward, backward)`` token-layers of one method's ``layers`` score jobs."""
+    per = [score_job_cost(method, cfg["score"]["ig"]["steps"], layers, lay, tokens) for lay in range(layers)]
+    return sum(p[0] for p in per), sum(p[1] for p in per)
+
+
+def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
+    """The cost of every stage of ``cfg`` (validated) and the data size it assumed."""
+    layers, dim = model_shape(cfg)
+    data = data_size(cfg)
+    tr, sc, ab = cfg["train"], cfg["score"], cfg["ablate"]
+    t_train, t_val, t_test = (data.tokens(s) for s in ("train", "val", "test"))
+    train_fwd = layers * (tr["epochs"] * (t_train + t_val) + t_test)
+    train_bwd = layers * tr["epochs"] * t_train
+    out = [StageCost("finetune", 1, train_fwd, train_bwd, "train.epochs; data.uniprot.max_entries")]
+    t_score = data.tokens(sc["split"], sc["max_sequences"])
+    for method in sc["methods"]:
+        fwd, bwd = scoring_cost(method, cfg, layers, t_score)
+        cap = "score.ig.steps; score.max_sequences" if method == "ig" else "score.max_sequences"
+        out.append(StageCost(f"score {method}", layers, fwd, bwd, cap))
+    t_eval = data.tokens("test", ab["max_sequences"])
+    for scope in ab["scopes"]:
+        fwd = ablation_job_forward(
+            layers, distinct_mask_starts(layers, dim, scope, ab["fractions"], ab["modes"]), t_eval
+        )
+        jobs = sum(len(ab["random_seeds"]) if m == "random" else 1 for m in sc["methods"])
+        cap = "ablate.max_sequences; ablate.fractions" + (
+            "; ablate.scopes" if scope == "layer_module" else ""
+        )
+        out.append(StageCost(f"ablate {scope}", jobs, jobs * fwd, 0.0, cap))
+    ch = cfg["characterise"]
+    if ch["enabled"]:
+        t_held = data.tokens(ch["split"], ch["max_proteins"])
+        sets = 1 + data.n_classes * (1 + ch["random_sets"])
+        out.append(StageCost("characterise", 2, t_held * layers * (sets + 1), 0.0,
+                             "characterise.max_proteins; characterise.random_sets"))  # fmt: skip
+    return out, data
+
+
+def format_plan(cfg: dict[str, Any], gpu: str = "a100", budget_hours: float = 24.0) -> str:
+    """The plan as text: one row per stage (jobs, passes, hours on this CPU and on ``gpu``), then warnings."""
+    costs, data = plan_costs(cfg)
+    layers, dim = model_shape(cfg)
+    cpu_rate, gpu_rate = THROUGHPUT["cpu"][0], THROUGHPUT[gpu][0]
+    lines = [
+        f"model {cfg['model']['name']}: {layers} layers, {dim} dim",
+        f"data ({data.source}{'' if data.exact else ', estimated'}): "
+        + ", ".join(f"{k} {v:,}" for k, v in data.n.items())
+        + f" proteins, {data.mean_tokens:.0f} tokens each, {data.n_classes} classes",
+        f"{'stage':<22}{'jobs':>6}{'forward':>12}{'backward':>12}{'cpu h':>10}{gpu + ' h':>10}",
+    ]
+    warnings = []
+    for c in costs:
+        flops = c.flops(dim, data.mean_tokens)
+        cpu_h, gpu_h = flops / cpu_rate / 3600, flops / gpu_rate / 3600
+        lines.append(
+            f"{c.stage:<22}{c.jobs:>6}{c.forward:>12.3g}{c.backward:>12.3g}{cpu_h:>10.3g}{gpu_h:>10.3g}"
+        )
+        if gpu_h > budget_hours:
+            warnings.append(
+                f"warning: {c.stage} needs ~{gpu_h:.3g} h on {gpu} (budget {budget_hours:g} h); cap {c.cap}"
+            )
+    total = sum(c.flops(dim, data.mean_tokens) for c in costs)
+    lines.append(f"{'total':<22}{'':>30}{total / cpu_rate / 3600:>10.3g}{total / gpu_rate / 3600:>10.3g}")
+    lines.append("forward/backward: token-layers (one token through one layer); " + THROUGHPUT[gpu][1])
+    return "\n".join(lines + warnings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``kneurons plan --configfile FILE [--gpu a100] [--budget-hours 24]``: print the cost plan."""
+    parser = argparse.ArgumentParser(prog="kneurons plan", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["plan"])
+    parser.add_argument("--configfile", default="config/config.yaml")
+    parser.add_argument("--gpu", default="a100", choices=[k for k in THROUGHPUT if k != "cpu"])
+    parser.add_argument(
+        "--budget-hours", type=float, default=24.0, help="warn when a stage needs more GPU hours"
+    )
+    args = parser.parse_args(argv)
+    print(format_plan(load_config(args.configfile), args.gpu, args.budget_hours))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

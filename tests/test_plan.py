@@ -1,0 +1,142 @@
+"""The cost plan (``kneurons plan``): its pass counts are the passes the engines run.
+
+Token-layers are counted on the model itself: a forward hook on every layer's ``fc2`` (which every
+path through a layer runs once, a resumed one too) adds the tokens of each call; a backward hook
+adds those of each backward pass. Sequences of one length, so no batch has padding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from kneurons.ablation.fill import Fill
+from kneurons.ablation.masks import layout_of
+from kneurons.ablation.run import run_ablation
+from kneurons.config import validate_config
+from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone
+from kneurons.plan import (
+    ablation_job_forward,
+    distinct_mask_starts,
+    format_plan,
+    main,
+    neuron_layout,
+    plan_costs,
+    scoring_cost,
+)
+from kneurons.scoring import registry
+
+# the backward hook on layer l fires although its input needs no grad; the count is what matters
+pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+
+LAYERS, DIM, N_SEQ, LENGTH = 3, 16, 12, 20
+AA = "ACDEFGHIKLMNPQRSTVWY"
+
+
+def tiny_model() -> EsmClassifier:
+    torch.manual_seed(0)
+    return EsmClassifier(build_backbone(BackboneSpec("custom", LAYERS, DIM, 4)), 3).eval()
+
+
+def sequences() -> list[str]:
+    rng = np.random.default_rng(1)
+    return ["".join(rng.choice(list(AA), LENGTH)) for _ in range(N_SEQ)]
+
+
+class TokenLayers:
+    """Forward and backward token-layers run through ``model``'s layers, counted at each ``fc2``."""
+
+    def __init__(self, model: EsmClassifier):
+        self.forward = self.backward = 0
+        self.handles = []
+        for layer in range(model.num_layers):
+            fc2 = model.module(layer, "fc2")
+            self.handles.append(fc2.register_forward_hook(self._fwd))
+            self.handles.append(fc2.register_full_backward_hook(self._bwd))
+
+    def _fwd(self, module, args, output):
+        self.forward += output.numel() // output.shape[-1]
+
+    def _bwd(self, module, grad_in, grad_out):
+        self.backward += grad_out[0].numel() // grad_out[0].shape[-1]
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def extreme_layer0_scores(layout) -> pd.DataFrame:
+    """Scores whose layer 0 holds both the top and the bottom of every module type's ranking."""
+    rows = []
+    for (layer, module), n in zip(layout.blocks, layout.sizes, strict=True):
+        for i in range(n):
+            score = (1000.0 if i == 0 else -1000.0 if i == 1 else float(i)) if layer == 0 else 10.0 + i
+            rows.append(("activation", layer, module, i, score))
+    df = pd.DataFrame(rows, columns=["method", "layer", "module", "neuron", "score"])
+    df["label"] = pd.array([None] * len(df), dtype="string")
+    df["seed"] = pd.array([None] * len(df), dtype="Int64")
+    return df
+
+
+@pytest.mark.parametrize("scope", ["global", "module_type", "layer_module"])
+def test_ablation_plan_counts_the_passes_the_engine_runs(scope):
+    model, seqs = tiny_model(), sequences()
+    fractions, modes = [0, 0.01, 0.1, 0.5, 0.9, 1], ["preserve", "suppress"]
+    counter = TokenLayers(model)
+    try:
+        run_ablation(
+            model, seqs, np.zeros(N_SEQ, dtype=np.int64), ["a", "b", "c"],
+            extreme_layer0_scores(layout_of(model)), "activation", scope, fractions, modes, fill=Fill(),
+            normalise="none", token_budget=4 * (LENGTH + 2),
+        )  # fmt: skip
+    finally:
+        counter.close()
+    starts = distinct_mask_starts(LAYERS, DIM, scope, fractions, modes)
+    assert counter.forward == ablation_job_forward(LAYERS, starts, N_SEQ * (LENGTH + 2))
+    assert counter.backward == 0
+    assert len(neuron_layout(LAYERS, DIM).blocks) == len(layout_of(model).blocks)
+
+
+@pytest.mark.parametrize("method", ["activation", "ig", "gradxact"])
+def test_scoring_plan_counts_the_passes_of_every_layer_job(method):
+    model, seqs = tiny_model(), sequences()
+    cfg = validate_config({"score": {"ig": {"steps": 3, "method": "gausslegendre"}}})
+    score_cfg = {**cfg["score"], "token_budget": 64 * (LENGTH + 2)}
+    subset = pd.DataFrame({"sequence": seqs, "label": ["a", "b", "c"] * 4, "label_index": [0, 1, 2] * 4})
+    counter = TokenLayers(model)
+    try:
+        for layer in range(LAYERS):
+            registry.build(method, score_cfg).score_layer(model, subset, layer)
+    finally:
+        counter.close()
+    fwd, bwd = scoring_cost(method, cfg, LAYERS, N_SEQ * (LENGTH + 2))
+    assert (counter.forward, counter.backward) == (fwd, bwd)
+
+
+def test_plan_reads_the_split_of_a_run_and_warns_over_budget(tmp_path, capsys):
+    split = pd.DataFrame(
+        {"accession": [f"P{i}" for i in range(40)], "sequence": ["ACDEFGHIKL"] * 40,
+         "label": ["1", "2"] * 20, "split": ["train"] * 30 + ["val"] * 4 + ["test"] * 6}
+    )  # fmt: skip
+    (tmp_path / "data").mkdir()
+    split.to_csv(tmp_path / "data" / "split.tsv", sep="\t", index=False)
+    cfg = validate_config({"results": str(tmp_path), "ablate": {"random_seeds": [0, 1, 2]}})
+    costs, data = plan_costs(cfg)
+    assert data.exact and data.n == {"train": 30, "val": 4, "test": 6} and data.mean_tokens == 12
+    by_stage = {c.stage: c for c in costs}
+    layers, dim = 4, 64
+    starts = distinct_mask_starts(
+        layers, dim, "layer_module", cfg["ablate"]["fractions"], cfg["ablate"]["modes"]
+    )
+    jobs = len(cfg["score"]["methods"]) - 1 + 3  # the random baseline: one job per seed
+    assert by_stage["ablate layer_module"].jobs == jobs
+    assert by_stage["ablate layer_module"].forward == jobs * ablation_job_forward(layers, starts, 6 * 12)
+    assert by_stage["finetune"].backward == layers * cfg["train"]["epochs"] * 30 * 12
+    text = format_plan(cfg, "h100", budget_hours=1e-12)
+    assert "warning: ablate layer_module" in text and "ablate.scopes" in text
+    config = tmp_path / "c.yaml"
+    config.write_text(f"results: {tmp_path}\n")
+    assert main(["plan", "--configfile", str(config)]) == 0
+    assert "ablate layer_module" in capsys.readouterr().out
