@@ -115,6 +115,36 @@ class NeuronLayout:
         """Block position of every flat neuron index."""
         return np.repeat(np.arange(len(self.blocks)), self.sizes)
 
+    def keys(self, flat: np.ndarray) -> pd.DataFrame:
+        """``layer, module, neuron`` of the flat indices ``flat``, in their order."""
+        flat = np.asarray(flat, dtype=np.int64)
+        block = self.block_ids()[flat]
+        return pd.DataFrame(
+            {
+                "layer": [self.blocks[b][0] for b in block],
+                "module": [self.blocks[b][1] for b in block],
+                "neuron": (flat - self.offsets[block]).astype(np.int64),
+            }
+        )
+
+    def flat_of(self, keys: pd.DataFrame, source: str = "table") -> np.ndarray:
+        """Flat indices of the neurons in ``keys`` (columns ``layer, module, neuron``), in row order.
+
+        Raises InputError naming ``source`` and the row of a neuron that is not part of the layout.
+        """
+        offsets = {b: int(o) for b, o in zip(self.blocks, self.offsets, strict=True)}
+        sizes = dict(zip(self.blocks, self.sizes, strict=True))
+        layer = keys["layer"].to_numpy(dtype=np.int64)
+        module = keys["module"].astype(str).to_numpy()
+        neuron = keys["neuron"].to_numpy(dtype=np.int64)
+        flat = np.empty(len(keys), dtype=np.int64)
+        for i, (lay, m, n) in enumerate(zip(layer, module, neuron, strict=True)):
+            b = (int(lay), m)
+            if b not in offsets or not 0 <= n < sizes[b]:
+                raise InputError(f"{source}: row {i}: neuron ({lay}, {m}, {n}) is not part of the model")
+            flat[i] = offsets[b] + n
+        return flat
+
     def flat_index(self, blocks: Iterable[Block]) -> np.ndarray:
         """Flat indices of all neurons of ``blocks``, in layout order."""
         wanted = set(blocks)
@@ -170,17 +200,7 @@ def score_vector(
     if rows.empty:
         what = f" for seed {seed}" if seed is not None else ""
         raise InputError(f"{source}: no global (label-free) score rows{what}")
-    offsets = {b: int(o) for b, o in zip(layout.blocks, layout.offsets, strict=False)}
-    sizes = dict(zip(layout.blocks, layout.sizes, strict=False))
-    layer = rows["layer"].to_numpy(dtype=np.int64)
-    module = rows["module"].astype(str).to_numpy()
-    neuron = rows["neuron"].to_numpy(dtype=np.int64)
-    flat = np.empty(len(rows), dtype=np.int64)
-    for i, (lay, m, n) in enumerate(zip(layer, module, neuron, strict=False)):
-        b = (int(lay), m)
-        if b not in offsets or not 0 <= n < sizes[b]:
-            raise InputError(f"{source}: row {i}: neuron ({lay}, {m}, {n}) is not part of the model")
-        flat[i] = offsets[b] + n
+    flat = layout.flat_of(rows, source)
     counts = np.bincount(flat, minlength=layout.total)
     if (counts > 1).any():
         j = int(np.flatnonzero(counts > 1)[0])

@@ -19,9 +19,7 @@ import pandas as pd
 from kneurons.ablation.selection import NeuronLayout
 from kneurons.atlas.neurons import (
     class_profiles,
-    flat_indices,
     neuron_id,
-    neuron_keys,
     neuron_rows,
     rank_method,
     select_neurons,
@@ -177,9 +175,13 @@ def build_atlas(inputs: AtlasInputs, settings: Mapping[str, Any]) -> dict[str, A
     rankings = [rank_method(tables[m], m, layout, top_fraction, normalise) for m in methods]
     char = _read_characterise(inputs.characterise)
     characterised = char.get("neurons")
-    first = flat_indices(layout, characterised) if characterised is not None else np.zeros(0, np.int64)
+    first = (
+        layout.flat_of(characterised, "characterise/neurons.tsv")
+        if characterised is not None
+        else np.zeros(0, np.int64)
+    )
     flat = select_neurons(rankings, first, a["top_per_method"], a["max_neurons"])
-    profiles = class_profiles(tables.get("ig"), neuron_keys(layout, flat))
+    profiles = class_profiles(tables.get("ig"), layout.keys(flat))
     sets = _class_sets(char.get("class_neurons"))
     rows = neuron_rows(layout, rankings, flat, characterised, profiles, sets)
     log.info("atlas: %d of %d neurons (cap %d)", len(rows), layout.total, a["max_neurons"])

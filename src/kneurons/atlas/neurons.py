@@ -70,27 +70,6 @@ def select_neurons(
     return np.asarray(chosen[:cap], dtype=np.int64)
 
 
-def flat_indices(layout: NeuronLayout, keys: pd.DataFrame) -> np.ndarray:
-    """Flat layout indices of the neurons in ``keys`` (columns layer, module, neuron)."""
-    offsets = {b: int(o) for b, o in zip(layout.blocks, layout.offsets, strict=True)}
-    return np.asarray(
-        [offsets[(int(lay), str(m))] + int(n) for lay, m, n in keys[NEURON_KEY].itertuples(index=False)],
-        dtype=np.int64,
-    )
-
-
-def neuron_keys(layout: NeuronLayout, flat: np.ndarray) -> pd.DataFrame:
-    """Layer, module and neuron of the flat indices ``flat``."""
-    block = layout.block_ids()[flat]
-    return pd.DataFrame(
-        {
-            "layer": [layout.blocks[b][0] for b in block],
-            "module": [layout.blocks[b][1] for b in block],
-            "neuron": (flat - layout.offsets[block]).astype(np.int64),
-        }
-    )
-
-
 def class_profiles(ig: pd.DataFrame | None, keys: pd.DataFrame) -> dict[str, dict[str, float]]:
     """Per shown neuron (by id), its class-conditional IG score for every class (empty without them)."""
     if ig is None or "label" not in ig.columns or ig["label"].isna().all():
@@ -113,7 +92,7 @@ def neuron_rows(
     class_sets: Mapping[str, list[str]],
 ) -> list[dict]:
     """One JSON-ready record per shown neuron: key, per-method score/rank/top, class, sites."""
-    keys = neuron_keys(layout, flat)
+    keys = layout.keys(flat)
     char = {}
     if characterised is not None:
         char = {neuron_id(*k): r for k, r in zip(

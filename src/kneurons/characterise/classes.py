@@ -45,15 +45,7 @@ def split_ig_scores(scores: pd.DataFrame, source: str = "ig scores") -> tuple[pd
 
 def _frame(layout: NeuronLayout, values: np.ndarray, order: np.ndarray) -> pd.DataFrame:
     """Neuron key columns for flat indices ``order`` of ``layout`` with their ``values``."""
-    block = layout.block_ids()[order]
-    return pd.DataFrame(
-        {
-            "layer": [layout.blocks[b][0] for b in block],
-            "module": [layout.blocks[b][1] for b in block],
-            "neuron": order - layout.offsets[block],
-            "norm_score": values[order],
-        }
-    )
+    return layout.keys(order).assign(norm_score=values[order])
 
 
 def ranked_neurons(
