@@ -268,13 +268,19 @@ def test_scoring_set_stratified_seeded_never_test():
 
 
 # -- one workflow job --------------------------------------------------------------------------------
-def test_run_score_job_writes_table_with_provenance(tmp_path):
+def _score_job_inputs(tmp_path):
+    """A 2-layer, 2-class checkpoint ``best.pt`` and a 5-sequence ``scoring_set.tsv`` in ``tmp_path``."""
     model = _model(layers=2, classes=2)
     ckpt = tmp_path / "best.pt"
     save_classifier(ckpt, model, BackboneSpec("custom", 2, 32, 4), ["x", "y"])
     subset = pd.DataFrame({"accession": [f"A{i}" for i in range(5)], "sequence": SEQS, "label": list("xyxyx"),
                            "label_index": [0, 1, 0, 1, 0]})  # fmt: skip
     subset.to_csv(tmp_path / "scoring_set.tsv", sep="\t", index=False)
+    return model, ckpt, subset
+
+
+def test_run_score_job_writes_table_with_provenance(tmp_path):
+    model, ckpt, subset = _score_job_inputs(tmp_path)
     cfg = {"score": _score_cfg(), "model": {"attention": "sdpa"}, "seed": 0}
     out = tmp_path / "ig" / "layer1.parquet"
     df = run_score_job(ckpt, tmp_path / "scoring_set.tsv", "ig", 1, cfg, out, device="cpu")
@@ -375,12 +381,7 @@ def test_score_job_runs_on_its_rule_params_alone(tmp_path, method):
     from kneurons.config import validate_config
     from kneurons.settings import job_settings
 
-    model = _model(layers=2, classes=2)
-    ckpt = tmp_path / "best.pt"
-    save_classifier(ckpt, model, BackboneSpec("custom", 2, 32, 4), ["x", "y"])
-    subset = pd.DataFrame({"accession": [f"A{i}" for i in range(5)], "sequence": SEQS, "label": list("xyxyx"),
-                           "label_index": [0, 1, 0, 1, 0]})  # fmt: skip
-    subset.to_csv(tmp_path / "scoring_set.tsv", sep="\t", index=False)
+    _, ckpt, _ = _score_job_inputs(tmp_path)
     cfg = validate_config(
         {"score": {"ig": {"steps": 3}, "random": {"seeds": [0, 1]}}, "ablate": {"random_seeds": [0]}}
     )

@@ -103,8 +103,7 @@ class Activation(PerSequenceMethod):
         return cls(
             reduce=section["reduce"],
             class_conditional=bool(section.get("class_conditional", False)),
-            token_budget=int(score_cfg["token_budget"]),
-            bf16=bool(score_cfg.get("bf16", True)),
+            **cls.batch_settings(score_cfg),
         )
 
     def attribute(

@@ -95,6 +95,11 @@ class PerSequenceMethod(ScoringMethod):
 
     class_conditional: bool
 
+    @staticmethod
+    def batch_settings(score_cfg: dict[str, Any]) -> dict[str, Any]:
+        """``token_budget`` and ``bf16`` from the ``score`` section: how every such method batches."""
+        return {"token_budget": int(score_cfg["token_budget"]), "bf16": bool(score_cfg.get("bf16", True))}
+
     @abstractmethod
     def attribute(
         self,

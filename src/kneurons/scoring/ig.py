@@ -265,8 +265,7 @@ class IntegratedGradients(PerSequenceMethod):
             rule=ig["method"],
             target=ig["target"],
             class_conditional=bool(ig.get("class_conditional", True)),
-            token_budget=int(score_cfg["token_budget"]),
-            bf16=bool(score_cfg.get("bf16", True)),
+            **cls.batch_settings(score_cfg),
         )
 
     def points(self) -> tuple[np.ndarray, np.ndarray]:
@@ -306,8 +305,7 @@ class GradientXActivation(IntegratedGradients):
         return cls(
             target=ig["target"],
             class_conditional=bool(ig.get("class_conditional", True)),
-            token_budget=int(score_cfg["token_budget"]),
-            bf16=bool(score_cfg.get("bf16", True)),
+            **cls.batch_settings(score_cfg),
         )
 
     def points(self) -> tuple[np.ndarray, np.ndarray]:
