@@ -176,7 +176,7 @@ def _model_problems(cfg: dict[str, Any]) -> list[str]:
         problems.append(
             "model.checkpoint: only used with model.pretrained: true (set it, or remove the checkpoint)"
         )
-    n_layers = ESM2_ARCHITECTURES[name][0] if name in ESM2_ARCHITECTURES else model["custom"]["num_layers"]
+    n_layers = num_layers(cfg)
     if cfg["train"]["freeze_layers"] > n_layers:
         problems.append(f"train.freeze_layers: the model has only {n_layers} layers")
     return problems
@@ -265,9 +265,15 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: {exc}") from None
 
 
+def model_shape(cfg: dict[str, Any]) -> tuple[int, int, int]:
+    """``(layers, embed_dim, heads)`` of the configured model: an official name's, else ``model.custom``'s."""
+    model = cfg["model"]
+    if model["name"] in ESM2_ARCHITECTURES:
+        return ESM2_ARCHITECTURES[model["name"]]
+    c = model["custom"]
+    return int(c["num_layers"]), int(c["embed_dim"]), int(c["attention_heads"])
+
+
 def num_layers(cfg: dict[str, Any]) -> int:
     """Number of transformer layers of the configured model (sets the scoring scatter width)."""
-    name = cfg["model"]["name"]
-    if name in ESM2_ARCHITECTURES:
-        return ESM2_ARCHITECTURES[name][0]
-    return int(cfg["model"]["custom"]["num_layers"])
+    return model_shape(cfg)[0]

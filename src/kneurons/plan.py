@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from kneurons.ablation.selection import NeuronLayout, scope_members, top_k_count
-from kneurons.config import ESM2_ARCHITECTURES, load_config
+from kneurons.config import load_config, model_shape
 from kneurons.vocabulary import MODULE_TYPES
 
 #: Effective FLOP/s of one token-layer pass (fp32 on CPU, bf16 autocast on GPU) by device. CPU:
@@ -89,15 +89,6 @@ class StageCost:
     def flops(self, dim: int, mean_tokens: float) -> float:
         per = 24.0 * dim * dim + 4.0 * dim * mean_tokens
         return per * (self.forward + BACKWARD_FACTOR * self.backward)
-
-
-def model_shape(cfg: dict[str, Any]) -> tuple[int, int]:
-    """``(layers, embed_dim)`` of the configured model."""
-    m = cfg["model"]
-    if m["name"] in ESM2_ARCHITECTURES:
-        layers, dim, _ = ESM2_ARCHITECTURES[m["name"]]
-        return layers, dim
-    return int(m["custom"]["num_layers"]), int(m["custom"]["embed_dim"])
 
 
 def neuron_layout(layers: int, dim: int) -> NeuronLayout:
@@ -176,7 +167,7 @@ def scoring_cost(method: str, cfg: dict[str, Any], layers: int, tokens: float) -
 
 def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
     """The cost of every stage of ``cfg`` (validated) and the data size it assumed."""
-    layers, dim = model_shape(cfg)
+    layers, dim, _ = model_shape(cfg)
     data = data_size(cfg)
     tr, sc, ab = cfg["train"], cfg["score"], cfg["ablate"]
     t_train, t_val, t_test = (data.tokens(s) for s in ("train", "val", "test"))
@@ -210,7 +201,7 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
 def format_plan(cfg: dict[str, Any], gpu: str = "a100", budget_hours: float = 24.0) -> str:
     """The plan as text: one row per stage (jobs, passes, hours on this CPU and on ``gpu``), then warnings."""
     costs, data = plan_costs(cfg)
-    layers, dim = model_shape(cfg)
+    layers, dim, _ = model_shape(cfg)
     cpu_rate, gpu_rate = THROUGHPUT["cpu"][0], THROUGHPUT[gpu][0]
     lines = [
         f"model {cfg['model']['name']}: {layers} layers, {dim} dim",
