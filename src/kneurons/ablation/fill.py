@@ -197,7 +197,6 @@ def fill_hooks(model: EsmClassifier, filled: dict[Block, torch.Tensor], fill: Fi
     rather than ``kneurons.model.hooks.module_output_hooks`` (which passes the output only).
     """
     handles = []
-    batch_dim = model.batch_dim
 
     def make(block: Block, m: torch.Tensor) -> Callable:
         copies = m.shape[0]
@@ -207,8 +206,8 @@ def fill_hooks(model: EsmClassifier, filled: dict[Block, torch.Tensor], fill: Fi
             weight, bias = fill.reference[block]
 
         def hook(_mod: nn.Module, inputs: tuple, out: torch.Tensor) -> torch.Tensor:
-            y = per_copy(out, copies, batch_dim)
-            sel = per_copy_units(m, out.dim(), batch_dim)
+            y = per_copy(out, copies)
+            sel = per_copy_units(m, out.dim())
             if fill.kind == "zero":
                 new = y.masked_fill(sel, 0.0)
             elif fill.kind == "mean":

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from kneurons.errors import ModelError
+from kneurons.model.hooks import HookPoint
 from kneurons.vocabulary import MODULE_TYPES  # the neuron-bearing modules (every backend names them so)
 
 #: Resume points inside a transformer layer, in forward order (their index is the position):
@@ -46,9 +47,10 @@ def position_of(module_type: str) -> int:
 class Backend(Protocol):
     """The transformer of one library, behind the classifier's API.
 
-    The residual stream and module outputs keep the library's own layout; ``batch_dim`` says
-    where the batch is in them (fair-esm: time-first ``(T, B, E)``, batch at 1). The padding
-    mask returned by ``embed`` is ``(B, T)`` (True = padding) or None when nothing is padded.
+    The residual stream keeps the library's own layout; ``batch_dim`` says where the batch is in
+    it (fair-esm: time-first ``(T, B, E)``, batch at 1). Module outputs, as hooks see them, are
+    time-first ``(T, B, n)`` for every backend (``kneurons.model.hooks``). The padding mask
+    returned by ``embed`` is ``(B, T)`` (True = padding) or None when nothing is padded.
     """
 
     batch_dim: int
@@ -71,9 +73,6 @@ class Backend(Protocol):
     def residue_mask(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, T)`` True at residues (special tokens and padding excluded): what mean pooling averages."""
 
-    def token_mask(self, tokens: torch.Tensor) -> torch.Tensor:
-        """True at non-padding tokens, shaped to broadcast against a module output."""
-
     def embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Residual stream entering layer 0 and the padding mask."""
 
@@ -85,8 +84,8 @@ class Backend(Protocol):
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
         """Final layer norm of the stream after the last layer, batch-first ``(B, T, E)``."""
 
-    def module(self, layer: int, module_type: str) -> nn.Linear:
-        """The ``module_type`` linear of layer ``layer``."""
+    def module(self, layer: int, module_type: str) -> nn.Linear | HookPoint:
+        """Hook point of ``module_type`` in layer ``layer``: its forward hooks see ``(T, B, n)`` outputs."""
 
     def repeat_stream(self, x: torch.Tensor, copies: int) -> torch.Tensor:
         """The residual stream with its batch repeated ``copies`` times (copy-major)."""
@@ -110,7 +109,7 @@ def backend_for(backbone: nn.Module) -> Backend:
     raise ModelError(f"no model backend for a {type(backbone).__name__} backbone")
 
 
-def module_of(model: nn.Module, layer: int, module_type: str) -> nn.Linear:
+def module_of(model: nn.Module, layer: int, module_type: str) -> nn.Linear | HookPoint:
     """Module ``(layer, module_type)`` of a classifier or of a bare backbone of a known backend."""
     backend = getattr(model, "backend", None) or backend_for(model)
     return backend.module(layer, module_type)

@@ -31,6 +31,7 @@ from kneurons.model.backend import (
     repeat_padding,
 )
 from kneurons.model.fair_esm import build_backbone, get_alphabet, tokenize
+from kneurons.model.hooks import HookPoint
 
 # Stages import the module names and fair-esm's tokenizer from here (model.tokenize is the API).
 __all__ = [
@@ -106,7 +107,7 @@ class EsmClassifier(nn.Module):
 
     @property
     def batch_dim(self) -> int:
-        """Where the batch is in the residual stream and in module outputs."""
+        """Where the batch is in the residual stream (hooked module outputs are always time-first)."""
         return self.backend.batch_dim
 
     def embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -169,8 +170,8 @@ class EsmClassifier(nn.Module):
         return repeat_padding(padding_mask, copies)
 
     # -- neurons ---------------------------------------------------------------------
-    def module(self, layer: int, module_type: str) -> nn.Linear:
-        """The ``module_type`` linear of transformer layer ``layer`` (0-based)."""
+    def module(self, layer: int, module_type: str) -> nn.Linear | HookPoint:
+        """Hook point of module ``module_type`` in layer ``layer`` (0-based); hooks see ``(T, B, n)``."""
         return self.backend.module(layer, module_type)
 
     def neuron_count(self, module_type: str) -> int:
@@ -188,8 +189,8 @@ class EsmClassifier(nn.Module):
         return self.backend.tokenize(list(sequences))
 
     def token_mask(self, tokens: torch.Tensor) -> torch.Tensor:
-        """True at non-padding tokens, shaped to broadcast against a module output (fair-esm ``(T,B,1)``)."""
-        return self.backend.token_mask(tokens)
+        """``(T, B, 1)`` True at non-padding tokens (BOS/EOS included): broadcasts against hooked outputs."""
+        return tokens.ne(self.padding_idx).T.unsqueeze(-1)
 
 
 # -- checkpoints -------------------------------------------------------------------------

@@ -56,7 +56,8 @@ class FairEsmBackend:
     """
 
     name = "fair-esm"
-    #: Time-first ``(T, B, E)``: the batch is dimension 1 of the stream and of module outputs.
+    #: Time-first ``(T, B, E)``: the batch is dimension 1 of the stream; module outputs are time-first
+    #: too, so the linears serve as their own hook points.
     batch_dim = 1
 
     def __init__(self, backbone: esm.model.esm2.ESM2) -> None:
@@ -95,10 +96,6 @@ class FairEsmBackend:
         """``(B, T)`` True at residues: BOS, EOS and padding excluded."""
         e = self.backbone
         return (tokens != e.padding_idx) & (tokens != e.cls_idx) & (tokens != e.eos_idx)
-
-    def token_mask(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``(T, B, 1)`` True at non-padding tokens (BOS/EOS included), like a module output."""
-        return tokens.ne(self.backbone.padding_idx).T.unsqueeze(-1)
 
     # -- the residual stream --------------------------------------------------------------
     def embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -10,7 +10,13 @@ fair-esm detail that every hook author must know: ``MultiheadAttention`` multipl
 * a hook that returns a replacement must return a fresh non-leaf tensor (``out * mask`` is fine;
   a leaf that requires grad, or a view of a tensor the caller keeps, is not).
 
-Outputs are time-first ``(T, B, n_neurons)`` inside fair-esm layers.
+**Hook points.** ``EsmClassifier.module(layer, type)`` returns a hook point: an object with
+``out_features`` and ``register_forward_hook(hook)``. Whatever the backend's own layout, a hook
+sees the module output time-first ``(T, B, n_neurons)`` (the batch at ``OUTPUT_BATCH_DIM``) and
+returns a replacement in that layout or None; tensor inputs it receives are time-first too.
+fair-esm's linears are time-first already and serve as their own hook points; batch-first
+backends wrap theirs in :class:`HookPoint`. One layout means scoring, ablation and
+characterisation never ask which backend computed a tensor.
 """
 
 from __future__ import annotations
@@ -23,8 +29,80 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from kneurons.errors import ModelError
+
+#: Where the batch is in a module output as hooks see it: time-first ``(T, B, n)``.
+OUTPUT_BATCH_DIM = 1
+
 #: ``fn(output) -> replacement or None``; None keeps the module's own output.
 OutputFn = Callable[[torch.Tensor], "torch.Tensor | None"]
+
+
+#: ``hook(module, inputs, output) -> replacement or None``, as for ``nn.Module.register_forward_hook``.
+ForwardHook = Callable[[nn.Module, tuple, torch.Tensor], "torch.Tensor | None"]
+
+
+class HookPoint:
+    """A neuron-bearing module of a batch-first backend, seen time-first by forward hooks.
+
+    ``module`` computes ``(B, T, n)`` tensors. Hooks registered here receive the output (and the
+    tensor inputs) transposed to ``(T, B, n)`` views and may return a time-first replacement,
+    which is transposed back before the model continues. With ``on_input`` the neurons are the
+    module's *input* units (e.g. a gated hidden layer that exists only as the input of its down
+    projection): the hook runs as a forward pre-hook and a replacement replaces that input.
+    """
+
+    def __init__(self, module: nn.Module, batch_first: bool = True, on_input: bool = False) -> None:
+        self.module = module
+        self.batch_first = batch_first
+        self.on_input = on_input
+
+    def _time_first(self, t: torch.Tensor) -> torch.Tensor:
+        return t.transpose(0, 1) if self.batch_first and t.dim() >= 3 else t
+
+    @property
+    def out_features(self) -> int:
+        """Neurons at this point."""
+        return int(self.module.in_features if self.on_input else self.module.out_features)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """Weight of the linear whose outputs are the neurons (what the ``pretrained`` fill recomputes)."""
+        return self._linear().weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        """Bias of that linear (None when it has none)."""
+        return self._linear().bias
+
+    def _linear(self) -> nn.Module:
+        if self.on_input:
+            raise ModelError(
+                f"the neurons at the input of {type(self.module).__name__} are not the output of one "
+                f"linear layer, so they have no weight to recompute them from"
+            )
+        return self.module
+
+    def register_forward_hook(self, hook: ForwardHook) -> RemovableHandle:
+        """Register ``hook`` on the neurons' tensor, presented time-first; returns the removable handle."""
+        tf = self._time_first
+
+        def restore(new: torch.Tensor | None) -> torch.Tensor | None:
+            return None if new is None else tf(new)
+
+        if self.on_input:
+
+            def pre_hook(mod: nn.Module, args: tuple) -> tuple | None:
+                new = restore(hook(mod, (), tf(args[0])))
+                return None if new is None else (new, *args[1:])
+
+            return self.module.register_forward_pre_hook(pre_hook)
+
+        def forward_hook(mod: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+            seen = tuple(tf(t) if isinstance(t, torch.Tensor) else t for t in inputs)
+            return restore(hook(mod, seen, tf(output)))
+
+        return self.module.register_forward_hook(forward_hook)
 
 
 def _as_forward_hook(fn: OutputFn):
@@ -35,7 +113,7 @@ def _as_forward_hook(fn: OutputFn):
 
 
 @contextlib.contextmanager
-def module_output_hook(module: nn.Module, fn: OutputFn) -> Iterator[RemovableHandle]:
+def module_output_hook(module: nn.Module | HookPoint, fn: OutputFn) -> Iterator[RemovableHandle]:
     """Apply ``fn`` to ``module``'s output on every forward call inside the ``with`` block.
 
     ``fn`` receives the output tensor and returns a replacement, or None to keep it. The hook
@@ -50,7 +128,7 @@ def module_output_hook(module: nn.Module, fn: OutputFn) -> Iterator[RemovableHan
 
 @contextlib.contextmanager
 def module_output_hooks(
-    hooks: Mapping[nn.Module, OutputFn] | Iterable[tuple[nn.Module, OutputFn]],
+    hooks: Mapping[nn.Module | HookPoint, OutputFn] | Iterable[tuple[nn.Module | HookPoint, OutputFn]],
 ) -> Iterator[list[RemovableHandle]]:
     """Several ``module_output_hook``s at once (e.g. one mask per module); all removed on exit."""
     items = list(hooks.items()) if isinstance(hooks, Mapping) else list(hooks)
@@ -100,7 +178,7 @@ class OutputRecorder:
 
     def __init__(
         self,
-        modules: Mapping[str, nn.Module],
+        modules: Mapping[str, nn.Module | HookPoint],
         reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ):
         self.modules = dict(modules)
@@ -124,17 +202,16 @@ class OutputRecorder:
         self._stack.close()
 
 
-def per_copy(output: torch.Tensor, copies: int, batch_dim: int) -> torch.Tensor:
-    """View of a module output whose batch holds ``copies`` copy-major copies, a copy axis before the batch.
+def per_copy(output: torch.Tensor, copies: int, batch_dim: int = OUTPUT_BATCH_DIM) -> torch.Tensor:
+    """View of a tensor whose batch holds ``copies`` copy-major copies, a copy axis before the batch.
 
-    Fair-esm's ``(T, copies * B, n)`` becomes ``(T, copies, B, n)``; ``batch_dim`` is the
-    model's (``EsmClassifier.batch_dim``), so hooks need not know the backend's layout.
+    A hooked module output ``(T, copies * B, n)`` becomes ``(T, copies, B, n)``.
     """
     shape = output.shape
     return output.view(*shape[:batch_dim], copies, shape[batch_dim] // copies, *shape[batch_dim + 1 :])
 
 
-def per_copy_units(units: torch.Tensor, ndim: int, batch_dim: int) -> torch.Tensor:
+def per_copy_units(units: torch.Tensor, ndim: int, batch_dim: int = OUTPUT_BATCH_DIM) -> torch.Tensor:
     """``(copies, n)`` per-copy unit values that broadcast against ``per_copy`` of an ``ndim``-d output."""
     copies, n = units.shape
     return units.view(*(1,) * batch_dim, copies, *(1,) * (ndim - batch_dim - 1), n)

@@ -17,7 +17,7 @@ import torch
 from kneurons.model.classifier import MODULE_TYPES, EsmClassifier
 from kneurons.model.hooks import module_output_hooks
 from kneurons.model.inference import Batch, run_batches
-from kneurons.scoring.base import PerSequenceMethod, Progress, at_least_fp32, residue_mask
+from kneurons.scoring.base import PerSequenceMethod, Progress, at_least_fp32
 
 ACTIVATION_REDUCTIONS: tuple[str, ...] = ("abs_mean", "mean", "max")
 
@@ -60,14 +60,13 @@ def activation_per_sequence(
         )
     device = torch.device(device)
     model = model.to(device).eval()
-    pad = model.padding_idx
     n = len(sequences)
     out = {t: np.zeros((n, model.neuron_count(t)), dtype=np.float64) for t in module_types}
     what = f"activation layer {layer}"
     progress = Progress(what, n)
 
     def step(batch: Batch) -> dict[str, np.ndarray]:
-        mask = residue_mask(batch.tokens, pad)
+        mask = model.token_mask(batch.tokens)
         counts = mask.sum(0).clamp_min(1).float()  # (B, 1)
         current: dict[str, torch.Tensor] = {}
         hooks = [

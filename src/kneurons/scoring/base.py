@@ -60,11 +60,6 @@ def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
-def residue_mask(tokens: torch.Tensor, padding_idx: int) -> torch.Tensor:
-    """(T, B, 1) bool mask of non-padding tokens (BOS and EOS included), time-first like module outputs."""
-    return tokens.ne(padding_idx).T.unsqueeze(-1)
-
-
 class ScoringMethod(ABC):
     """A scoring method with its settings; ``name`` is its key in ``registry.METHODS``."""
 

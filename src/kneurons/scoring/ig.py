@@ -32,7 +32,7 @@ from kneurons.model.classifier import MODULE_TYPES, EsmClassifier
 from kneurons.model.hooks import module_output_hooks
 from kneurons.model.inference import Batch, run_batches
 from kneurons.model.runtime import autocast
-from kneurons.scoring.base import PerSequenceMethod, Progress, at_least_fp32, residue_mask
+from kneurons.scoring.base import PerSequenceMethod, Progress, at_least_fp32
 from kneurons.scoring.integration import integration_points
 
 TARGETS: tuple[str, ...] = ("prob", "logit")
@@ -95,7 +95,7 @@ def _module_attribution(
     unscaled; their gradients are summed with their own weights per alpha step (see
     ``attribute_batch`` for the one pair this is exact for).
     """
-    T, B, _ = x.shape
+    B, T = tokens.shape
     device = x.device
     riders = riders or {}
     names = [module_type, *riders]
@@ -112,19 +112,17 @@ def _module_attribution(
             for t in names
         ]
         with torch.enable_grad(), autocast(device, bf16), module_output_hooks(hooks):
-            y = model.run_layers(
-                x.repeat(1, k, 1), None if padding_mask is None else padding_mask.repeat(k, 1), layer
-            )
+            y = model.run_layers(model.repeat_stream(x, k), model.repeat_padding(padding_mask, k), layer)
             logits = model.classify(y, tokens.repeat(k, 1))
             f = target_value(logits, gold.repeat(k), target)
             grads = torch.autograd.grad(f.sum(), [held[t]["z"] for t in names])
         for t, g in zip(names, grads, strict=True):
             wt = all_weights[t][start : start + alpha_chunk]
-            g = (at_least_fp32(g).view(T, k, B, -1) * wt.view(1, k, 1, 1)).sum(1)
+            g = (at_least_fp32(g).reshape(T, k, B, -1) * wt.view(1, k, 1, 1)).sum(1)
             grad_sum[t] = g if t not in grad_sum else grad_sum[t] + g
             if t not in a_unscaled:
                 a_unscaled[t] = at_least_fp32(held[t]["a"][:, :B])
-    mask = residue_mask(tokens, model.padding_idx)
+    mask = model.token_mask(tokens)
     return {t: (a_unscaled[t] * grad_sum[t] * mask).sum(0) for t in names}
 
 
