@@ -107,7 +107,9 @@ DEPENDS: dict[str, set[str]] = {
     # ablate_seed: a job's seed is its wildcard, so the jobs of the seeds kept are unchanged
     "ablate.random_seeds": {"ablate", *FIGURES},
     "stats": {"ablation_stats"},
-    "stats.top_fraction": {"ablation_stats", "atlas"},
+    "stats.confidence": {"ablation_stats", "claims"},
+    "stats.top_fraction": {"ablation_stats", "atlas", "claims"},
+    "stats.claims": {"claims"},
     "characterise": {"characterise_neurons"},
     "characterise.enabled": set(),
     "characterise.split": {"characterise_classes", "characterise_neurons"},

@@ -122,14 +122,14 @@ def figure_outputs(name, caption, category, label):
 
 
 def atlas_inputs(wildcards):
-    """Inputs of the atlas: scores, statistics, training metrics, the overview figures (png) and,
-    when the stage runs, the characterisation tables. The job also takes a ``claims`` table
-    (stats/claims.tsv) once a rule writes one; until then the page says "no verdicts yet".
+    """Inputs of the atlas: scores, statistics, the claims' verdicts, training metrics, the
+    overview figures (png) and, when the stage runs, the characterisation tables.
     """
     inputs = {
         "scores": [score_table(m) for m in ABLATE_METHODS],
         "density": STATS["density"],
         "random_gap": STATS["random_gap"],
+        "claims": CLAIMS,
         "metrics": f"{MODEL_DIR}/metrics.json",
     }
     if "png" in FIG_FORMATS:
@@ -150,4 +150,12 @@ def atlas_inputs(wildcards):
             class_suppression=CHAR_CLASS["matrix"],
             class_specificity=CHAR_CLASS["specificity"],
         )
+    return inputs
+
+
+def claims_inputs(wildcards):
+    """The statistics behind the claims; class specificity only when the characterisation runs."""
+    inputs = {"random_gap": STATS["random_gap"], "density": STATS["density"]}
+    if config["characterise"]["enabled"]:
+        inputs["class_specificity"] = CHAR_CLASS["specificity"]
     return inputs
