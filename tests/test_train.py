@@ -106,6 +106,34 @@ def test_same_seed_same_result_different_seed_different(tmp_path):
     assert not same_weights(tmp_path / "a" / "best.pt", tmp_path / "c" / "best.pt")
 
 
+def test_replicates_share_the_backbone_initialisation():
+    """model.init_seed fixes the random backbone; the training seed draws the head (and what follows)."""
+    from kneurons.model.train_setup import prepare_data, setup_run
+
+    split, labels = tiny_split()
+    train = validate_config({"train": {"epochs": 1}})["train"]
+    data = prepare_data(split, labels)
+
+    def initial(seed: int, init_seed: int | None) -> dict[str, torch.Tensor]:
+        model_cfg = validate_config({"model": {**TINY_MODEL, "init_seed": init_seed}})["model"]
+        run = setup_run(data, labels, model_cfg, train, seed, "cpu", None)
+        return {k: v.clone() for k, v in run.model.state_dict().items()}
+
+    def backbone_equal(a, b):
+        return all(torch.equal(a[k], b[k]) for k in a if k.startswith("esm."))
+
+    def head_equal(a, b):
+        return all(torch.equal(a[k], b[k]) for k in a if k.startswith("head."))
+
+    r1, r2 = initial(1, 7), initial(2, 7)
+    assert backbone_equal(r1, r2) and not head_equal(r1, r2)
+    # Different initialisations: different backbones.
+    assert not backbone_equal(initial(1, 7), initial(1, 8))
+    # init_seed == seed draws exactly what a run without init_seed draws (backbone and head).
+    same, default = initial(3, 3), initial(3, None)
+    assert backbone_equal(same, default) and head_equal(same, default)
+
+
 RUNNER = """
 import json, sys
 import pandas as pd, torch

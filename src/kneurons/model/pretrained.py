@@ -202,9 +202,16 @@ def build_classifier(
     num_classes: int,
     download: bool = True,
     downloader: Downloader | None = None,
+    reseed: Callable[[], None] | None = None,
 ) -> tuple[EsmClassifier, BackboneSpec]:
-    """An ``EsmClassifier`` on the configured backbone, with a freshly initialised head."""
+    """An ``EsmClassifier`` on the configured backbone, with a freshly initialised head.
+
+    ``reseed`` runs between the backbone and the head: replicates share the backbone's random
+    initialisation (``model.init_seed``) and differ from the head on (their training seed).
+    """
     backbone, spec = load_backbone(model_cfg, download=download, downloader=downloader)
+    if reseed is not None:
+        reseed()
     classifier = EsmClassifier(
         backbone,
         num_classes,

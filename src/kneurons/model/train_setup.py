@@ -125,12 +125,22 @@ def setup_run(
     device: str,
     downloader: Downloader | None,
 ) -> TrainRun:
-    """Seed, then build model, optimiser and LR schedule (this order fixes the initial weights)."""
+    """Seed, then build model, optimiser and LR schedule (this order fixes the initial weights).
+
+    A random backbone is drawn from ``model.init_seed`` (None: ``seed``); when that differs from
+    ``seed``, everything after the backbone (head, data order, dropout) is reseeded with ``seed``.
+    Replicates (one ``seed`` each, one ``init_seed``) thus fine-tune the very same backbone, and a
+    run whose two seeds agree draws exactly what it drew before replicates existed.
+    """
     dev = resolve_device(device)
-    seed_everything(seed, train_cfg["deterministic"])
+    deterministic = train_cfg["deterministic"]
+    init_seed = model_cfg.get("init_seed")
+    init_seed = seed if init_seed is None else int(init_seed)
+    seed_everything(init_seed, deterministic)
     fingerprint = {"model": model_cfg, "train": train_cfg, "labels": labels, "seed": seed,
                    "data": data.fingerprint}  # fmt: skip
-    model, spec = build_classifier(model_cfg, len(labels), downloader=downloader)
+    reseed = None if init_seed == seed else (lambda: seed_everything(seed, deterministic))
+    model, spec = build_classifier(model_cfg, len(labels), downloader=downloader, reseed=reseed)
     model.to(dev)
     apply_freezing(model, train_cfg["freeze_layers"], train_cfg["head_only"])
     optimizer = make_optimizer(model, train_cfg["lr"], train_cfg["weight_decay"])
