@@ -79,7 +79,9 @@ def _ig_scores(checkpoint, split) -> pd.DataFrame:
     return pd.concat([score_layer(model, subset, "ig", layer, cfg) for layer in range(model.num_layers)])
 
 
-def test_planted_replicates_are_stable_only_from_one_initialisation(trained_synthetic, tmp_path, one_torch_thread):
+def test_planted_replicates_are_stable_only_from_one_initialisation(
+    trained_synthetic, tmp_path, one_torch_thread
+):
     """Replicate 1 (seed 1) from the fixture's backbone initialisation (init_seed 0) shares its top IG
     neurons far beyond random; from another initialisation the overlap is what random gives."""
     from kneurons.model.train import fine_tune
