@@ -61,11 +61,15 @@ def _key(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "<top level>"
 
 
-def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[str, Any]:
+def validate_config(
+    config: dict[str, Any], schema: dict | None = None, given: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Return a validated copy of ``config`` with every default filled in.
 
     Raises ConfigError naming the offending key for schema violations (wrong types, unknown
-    keys, out-of-range values) and for impossible combinations.
+    keys, out-of-range values) and for impossible combinations. ``given``: what the user wrote,
+    when ``config`` already has defaults filled in (``model.custom`` sizes the user did not give
+    yield to a pretrained checkpoint's architecture); by default ``config`` itself.
     """
     cfg = copy.deepcopy(config) if config is not None else {}
     if not isinstance(cfg, dict):
@@ -77,7 +81,7 @@ def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[
         lines = [f"  {_key(e)}: {e.message}" for e in errors[:10]]
         raise ConfigError("invalid configuration:\n" + "\n".join(lines))
     # The sizes the user gave, before defaults: a checkpoint's architecture replaces the others.
-    given_custom = set(((config or {}).get("model") or {}).get("custom") or {})
+    given_custom = set((((config if given is None else given) or {}).get("model") or {}).get("custom") or {})
     _check_semantics(cfg, _checkpoint_problems(cfg, given_custom))
     return cfg
 
@@ -118,7 +122,9 @@ def sections_with_defaults(given: dict[str, dict[str, Any] | None]) -> dict[str,
     beyond the model's depth) is caught; the other sections take their defaults for the check.
     """
     filled = {section: with_defaults(section, cfg) for section, cfg in given.items()}
-    validate_config(filled)
+    validated = validate_config(filled, given=given)
+    if "model" in filled:  # the architecture a pretrained checkpoint sets (``_checkpoint_problems``)
+        filled["model"]["custom"] = validated["model"]["custom"]
     return filled
 
 
