@@ -414,16 +414,21 @@ def test_run_ablation_job_files_and_fills(tmp_path, fill_kind):
 
 
 def test_pretrained_fill_refuses_other_weights_than_the_fine_tuned_ones(tmp_path):
-    """The default reference loader reads model.checkpoint again: its sha256 must be the one best.pt records."""
+    """The default reference loader reads model.checkpoint again: its sha256 must be best.pt's record."""
     import argparse
 
     from kneurons.io import sha256_file
 
     model = tiny_model(layers=2)
     backbone = tiny_model(seed=5, layers=2).esm
-    state = {("encoder." if k.startswith("lm_head") else "encoder.sentence_encoder.") + k: v
-             for k, v in backbone.state_dict().items() if not k.startswith("contact_head.regression")}
-    cfg = argparse.Namespace(encoder_layers=2, encoder_embed_dim=16, encoder_attention_heads=4, token_dropout=True)
+    state = {
+        ("encoder." if k.startswith("lm_head") else "encoder.sentence_encoder.") + k: v
+        for k, v in backbone.state_dict().items()
+        if not k.startswith("contact_head.regression")
+    }
+    cfg = argparse.Namespace(
+        encoder_layers=2, encoder_embed_dim=16, encoder_attention_heads=4, token_dropout=True
+    )
     weights = tmp_path / "esm2_mine.pt"
     torch.save({"model": state, "cfg": {"model": cfg}}, weights)
     info = {"backbone": {"name": "custom"}, "meta": {"pretrained": True, "weights_sha256": "0" * 64}}

@@ -119,7 +119,9 @@ def test_sha256_mismatch_names_the_file(tmp_path, no_network):
     with open(path, "wb") as fh:  # the official size, wrong content
         fh.truncate(30_099_493)
     with pytest.raises(
-        ModelError, match=rf"{path}: sha256 [0-9a-f]{{64}} does not match the official {T6}\.pt \(46f002a9[0-9a-f]+\); the file"
+        ModelError,
+        match=rf"{path}: sha256 [0-9a-f]{{64}} does not match the official {T6}\.pt "
+        r"\(46f002a9[0-9a-f]+\); the file",
     ):
         load_backbone({"name": T6, "pretrained": True, "checkpoint": str(path)})
 
@@ -255,7 +257,8 @@ def test_recognised_model_must_be_the_configured_one(t6_file, no_network, monkey
     monkeypatch.setitem(pretrained.KNOWN_CHECKPOINTS, "esm2_t12_35M_UR50D.pt", (None, _sha(t6_file)))
     with pytest.raises(
         ModelError,
-        match=rf"{t6_file} holds the official esm2_t12_35M_UR50D weights \(by sha256\), but model.name is {T6}",
+        match=rf"{t6_file} holds the official esm2_t12_35M_UR50D weights \(by sha256\), "
+        rf"but model.name is {T6}",
     ):
         load_backbone({"name": T6, "pretrained": True, "checkpoint": str(t6_file)})
 
@@ -263,7 +266,10 @@ def test_recognised_model_must_be_the_configured_one(t6_file, no_network, monkey
 def test_unknown_content_under_another_name_loads_unverified(t6_file, no_network, caplog):
     with caplog.at_level("INFO", logger="kneurons.model.pretrained"):
         load_backbone({"name": T6, "pretrained": True, "checkpoint": str(t6_file)})
-    assert f"{t6_file}: sha256 {_sha(t6_file)} is not that of an official checkpoint; loaded unverified" in caplog.text
+    assert (
+        f"{t6_file}: sha256 {_sha(t6_file)} is not that of an official checkpoint; loaded unverified"
+        in caplog.text
+    )
 
 
 def test_weights_sha256_of_files_and_snapshot_directories(tmp_path):
@@ -334,7 +340,9 @@ def test_missing_checkpoint_is_a_config_error(tmp_path):
     missing = tmp_path / "nowhere" / "esm2.pt"
     with pytest.raises(ConfigError, match=rf"model.checkpoint: {missing} does not exist"):
         validate_config({"model": {"name": T6, "pretrained": True, "checkpoint": str(missing)}})
-    with pytest.raises(ConfigError, match="a custom-size model has pretrained weights only from model.checkpoint"):
+    with pytest.raises(
+        ConfigError, match="a custom-size model has pretrained weights only from model.checkpoint"
+    ):
         validate_config({"model": {"name": "custom", "pretrained": True}})
 
 

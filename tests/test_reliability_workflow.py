@@ -193,9 +193,14 @@ def test_changed_local_checkpoint_reruns_finetune(tmp_path):
     from kneurons.model.classifier import BackboneSpec, build_backbone
 
     backbone = build_backbone(BackboneSpec("custom", 1, 16, 2))
-    state = {("encoder." if k.startswith("lm_head") else "encoder.sentence_encoder.") + k: v
-             for k, v in backbone.state_dict().items() if not k.startswith("contact_head.regression")}
-    cfg = argparse.Namespace(encoder_layers=1, encoder_embed_dim=16, encoder_attention_heads=2, token_dropout=True)
+    state = {
+        ("encoder." if k.startswith("lm_head") else "encoder.sentence_encoder.") + k: v
+        for k, v in backbone.state_dict().items()
+        if not k.startswith("contact_head.regression")
+    }
+    cfg = argparse.Namespace(
+        encoder_layers=1, encoder_embed_dim=16, encoder_attention_heads=2, token_dropout=True
+    )
     weights = tmp_path / "mine.pt"
     torch.save({"model": state, "cfg": {"model": cfg}}, weights)
     os.utime(weights, (1e9, 1e9))  # older than anything the run writes
@@ -211,7 +216,9 @@ def test_changed_local_checkpoint_reruns_finetune(tmp_path):
     weights.touch()
     plan = run_snakemake(run, config, ["-n", *TARGETS])
     text = plan.stdout + plan.stderr
-    assert plan.returncode == 0 and re.search(rf"Updated input files: {re.escape(str(weights))}", text), text[-3000:]
+    assert plan.returncode == 0 and re.search(rf"Updated input files: {re.escape(str(weights))}", text), text[
+        -3000:
+    ]
 
 
 def test_unwritable_results_directory_is_one_clear_error(tmp_path):

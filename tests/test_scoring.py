@@ -275,7 +275,9 @@ def _score_job_inputs(tmp_path):
     """A 2-layer, 2-class checkpoint ``best.pt`` and a 5-sequence ``scoring_set.tsv`` in ``tmp_path``."""
     model = _model(layers=2, classes=2)
     ckpt = tmp_path / "best.pt"
-    save_classifier(ckpt, model, BackboneSpec("custom", 2, 32, 4), ["x", "y"], {"weights_sha256": "random-init:3"})
+    save_classifier(
+        ckpt, model, BackboneSpec("custom", 2, 32, 4), ["x", "y"], {"weights_sha256": "random-init:3"}
+    )
     subset = pd.DataFrame({"accession": [f"A{i}" for i in range(5)], "sequence": SEQS, "label": list("xyxyx"),
                            "label_index": [0, 1, 0, 1, 0]})  # fmt: skip
     subset.to_csv(tmp_path / "scoring_set.tsv", sep="\t", index=False)

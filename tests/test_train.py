@@ -189,8 +189,11 @@ def test_pretrained_weights_are_recorded_and_a_replaced_file_does_not_resume(tmp
     def write_weights(seed: int) -> Path:
         torch.manual_seed(seed)
         backbone = build_backbone(BackboneSpec("custom", 2, 16, 2))
-        state = {("encoder." if k.startswith("lm_head") else "encoder.sentence_encoder.") + k: v
-                 for k, v in backbone.state_dict().items() if not k.startswith("contact_head.regression")}
+        state = {
+            ("encoder." if k.startswith("lm_head") else "encoder.sentence_encoder.") + k: v
+            for k, v in backbone.state_dict().items()
+            if not k.startswith("contact_head.regression")
+        }
         cfg = argparse.Namespace(encoder_layers=2, encoder_embed_dim=16, encoder_attention_heads=2,
                                  token_dropout=True)  # fmt: skip
         torch.save({"model": state, "cfg": {"model": cfg}}, tmp_path / "esm2_mine.pt")
@@ -287,7 +290,10 @@ def test_unknown_label_rejected(tmp_path):
         ({"train": {"warmup_fraction": 1.5}}, "train.warmup_fraction"),
         ({"train": {"optimizer": "sgd"}}, "Additional properties"),
         ({"model": {"custom": {"num_layers": 2, "embed_dim": 30, "attention_heads": 4}}}, "divisible"),
-        ({"model": {"pretrained": True}}, "custom-size model has pretrained weights only from model.checkpoint"),
+        (
+            {"model": {"pretrained": True}},
+            "custom-size model has pretrained weights only from model.checkpoint",
+        ),
         ({"model": {"checkpoint": "/x/esm2_t6_8M_UR50D.pt"}}, "model.checkpoint: only used with"),
         ({"model": {"pooling": "max"}}, "model.pooling"),
     ],

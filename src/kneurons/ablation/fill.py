@@ -154,7 +154,8 @@ def pretrained_reference(
         if not recorded:
             log.warning(
                 "%s records no sha256 of the weights it was fine-tuned from (written by older code); "
-                "the pretrained fill's reference weights cannot be checked against them", source
+                "the pretrained fill's reference weights cannot be checked against them",
+                source,
             )
             return backbone
         file = model_cfg.get("checkpoint") or pretrained.resolve_checkpoint(name, None, download=False)

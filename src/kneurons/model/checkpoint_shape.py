@@ -58,7 +58,10 @@ def _rebuild_tensor(storage: Any, offset: int, size: Any, *args: Any, **kwargs: 
 
 
 class _ShapeUnpickler(pickle.Unpickler):
-    _ALLOWED = {("argparse", "Namespace"): argparse.Namespace, ("collections", "OrderedDict"): collections.OrderedDict}
+    _ALLOWED = {
+        ("argparse", "Namespace"): argparse.Namespace,
+        ("collections", "OrderedDict"): collections.OrderedDict,
+    }
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self._ALLOWED:
@@ -128,8 +131,8 @@ def _check_tensors(path: Path, shape: tuple[int, int, int], state: dict) -> None
             f"{path}: cfg says {shape[0]} layers but the weights hold {max(layers) + 1}"
         )
     for key, value in state.items():
-        if str(key).endswith("embed_tokens.weight") and isinstance(value, TensorSize):
-            if len(value.size) == 2 and value.size[1] != shape[1]:
-                raise CheckpointShapeError(
-                    f"{path}: cfg says embed_dim {shape[1]} but embed_tokens is {value.size[1]} wide"
-                )
+        wide = isinstance(value, TensorSize) and len(value.size) == 2 and value.size[1] != shape[1]
+        if str(key).endswith("embed_tokens.weight") and wide:
+            raise CheckpointShapeError(
+                f"{path}: cfg says embed_dim {shape[1]} but embed_tokens is {value.size[1]} wide"
+            )

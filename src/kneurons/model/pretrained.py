@@ -54,16 +54,25 @@ KNOWN_CHECKPOINTS: dict[str, tuple[int | None, str]] = {
     # sha256: the ProteinGym module (70710214855), a codon-model weights table (70418766533), a
     # drug-target embedding report (65860610637). Size: that weights table (70418766533) and a
     # phase-4 run log's hub-cache listing (70882299836).
-    "esm2_t30_150M_UR50D.pt": (592_774_773, "881c7176cf198ef8dec26a3c375d40eb58d0c33df95c22562ca6cc6d3f812c62"),
+    "esm2_t30_150M_UR50D.pt": (
+        592_774_773,
+        "881c7176cf198ef8dec26a3c375d40eb58d0c33df95c22562ca6cc6d3f812c62",
+    ),
     # sha256: the ProteinGym module (70710214855), deeprank-gnn-esm's EXPECTED_CHECKSUMS
     # (17903604704), a peptide benchmark's DIFFPEPBUILDER_MODEL_ASSETS (67261791225). Size and
     # sha256 together: a GeoDock weights table (66661218247), an RBP embedding record (70107142280).
-    "esm2_t33_650M_UR50D.pt": (2_604_537_549, "ea9d0522b335a8778dea6535a65301f10208dece28cd5865482b0b1fc446168c"),
+    "esm2_t33_650M_UR50D.pt": (
+        2_604_537_549,
+        "ea9d0522b335a8778dea6535a65301f10208dece28cd5865482b0b1fc446168c",
+    ),
     # sha256: a SimpleFold workbench's artifact table (62508620278), a Protenix run note
     # (68916794358), a geometry audit's ESM_SHA256 (59881402791), an ESMFold baseline's table
     # (65755644178). Size: the SimpleFold table (62508620278), Protenix's weight list (55222812030),
     # an HTTP HEAD record (69111151216).
-    "esm2_t36_3B_UR50D.pt": (5_678_116_398, "7de8b4082ba15891959ab368b77ce3886697af1efb16d3c9e9e7b0c5d3f07500"),
+    "esm2_t36_3B_UR50D.pt": (
+        5_678_116_398,
+        "7de8b4082ba15891959ab368b77ce3886697af1efb16d3c9e9e7b0c5d3f07500",
+    ),
     # esm2_t48_15B_UR50D.pt: no public sha256 or size found; loaded unverified (logged).
 }
 
@@ -111,7 +120,7 @@ def official_name_of(sha: str) -> str | None:
 
 
 def verify_checkpoint(path: str | os.PathLike, name: str | None = None) -> str | None:
-    """The official model that ``path`` holds, recognised by its sha256 whatever the file name; None if unknown.
+    """The official model ``path`` holds, recognised by its sha256 whatever the file name; None if unknown.
 
     Raises ModelError when a file named like an official one holds other content (both
     checksums, and what to do), or when the recognised model is not ``name`` (an official name;
@@ -142,8 +151,9 @@ def verify_checkpoint(path: str | os.PathLike, name: str | None = None) -> str |
         )
         raise ModelError(
             f"{path}: sha256 {actual} does not match the official {path.name} ({sha}){size_note}; "
-            f"the file is truncated or another file: delete it and download {MODEL_URL.format(name=path.stem)} "
-            f"again (weights of your own: give the file another name; it then loads unverified)"
+            f"the file is truncated or another file: delete it and download "
+            f"{MODEL_URL.format(name=path.stem)} again "
+            "(weights of your own: give the file another name; it then loads unverified)"
         )
     log.info("%s: sha256 %s is not that of an official checkpoint; loaded unverified", path, actual)
     return None
@@ -223,7 +233,9 @@ def load_pretrained_backbone(
     if name != "custom" and name not in ESM2_ARCHITECTURES:
         raise ModelError(f"no pretrained weights for {name!r}; known: {', '.join(ESM2_ARCHITECTURES)}")
     if name == "custom" and checkpoint is None:
-        raise ModelError("model.checkpoint: a custom-size model has pretrained weights only from a local file")
+        raise ModelError(
+            "model.checkpoint: a custom-size model has pretrained weights only from a local file"
+        )
     path = resolve_checkpoint(name, checkpoint, download=download, downloader=downloader)
     recognised = verify_checkpoint(path, name)
     data = load_esm_checkpoint(path)

@@ -151,8 +151,8 @@ def setup_run(
     weight = class_weights(train_y, len(labels)).to(dev) if train_cfg["class_weighting"] else None
     return TrainRun(
         data=data, labels=labels, model_cfg=model_cfg, train_cfg=train_cfg, seed=seed, device=dev,
-        config_hash=config_hash(fingerprint), weights_sha256=weights, model=model, spec=spec, optimizer=optimizer,
-        scheduler=scheduler, loss_fn=nn.CrossEntropyLoss(weight=weight), lengths=lengths,
+        config_hash=config_hash(fingerprint), weights_sha256=weights, model=model, spec=spec,
+        optimizer=optimizer, scheduler=scheduler, loss_fn=nn.CrossEntropyLoss(weight=weight), lengths=lengths,
         n_batches=n_batches, total_steps=total_steps,
         trainable=[p for p in model.parameters() if p.requires_grad],
     )  # fmt: skip
