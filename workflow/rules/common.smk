@@ -74,6 +74,27 @@ def ablation_seed_part(method, scope, seed, ext):
     return f"{R}/ablation/{method}/seeds/{scope}/{seed}.{ext}"
 
 
+def checkpoint_inputs(wildcards):
+    """The local pretrained weights (``model.checkpoint``) as inputs of fine-tuning; none when unset.
+
+    A file (fair-esm ``.pt``, ESM C ``.pth``) is the input itself. A directory (a Hugging Face
+    snapshot) contributes its files, not itself: a directory's mtime changes only when entries
+    are added or removed, so a weights file rewritten in place would not rerun fine-tuning.
+    """
+    ckpt = config["model"]["checkpoint"]
+    if not (ckpt and config["model"]["pretrained"]):
+        return []
+    path = Path(ckpt).expanduser()
+    if path.is_dir():
+        return sorted(
+            str(f)
+            for f in path.rglob("*")
+            if f.is_file()
+            and not any(p.startswith(".") for p in f.relative_to(path).parts)
+        )
+    return [str(path)]
+
+
 def ablation_inputs(wildcards):
     """Inputs of one ablation job; ``fill: mean`` also needs the scoring set."""
     inputs = {

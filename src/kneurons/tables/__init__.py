@@ -75,6 +75,7 @@ from kneurons.tables.results import (
 from kneurons.tables.scores import (
     METADATA_KEY,
     SCORE_COLUMNS,
+    WEIGHTS_KEY,
     gather_score_tables,
     read_score_table,
     score_table_metadata,
@@ -84,6 +85,7 @@ from kneurons.tables.scores import (
 __all__ = [
     "METADATA_KEY",
     "SCORE_COLUMNS",
+    "WEIGHTS_KEY",
     "AblationData",
     "gather_results",
     "gather_score_tables",
