@@ -91,7 +91,7 @@ def official_state_dict(layers: int = LAYERS, d: int = DIM, seed: int = 0) -> di
 
 
 def official_forward(sd: dict[str, torch.Tensor], tokens: torch.Tensor, pad: int = 1) -> torch.Tensor:
-    """The esm package's ESMC forward (layers/attention.py, layers/blocks.py), transcribed: (B, T, d) after the norm."""
+    """The esm package's ESMC forward (layers/attention.py, blocks.py) transcribed: (B, T, d), final norm."""
     d = sd["embed.weight"].shape[1]
     n_layers = len({k.split(".")[2] for k in sd if k.startswith("transformer.blocks.")})
     heads, scale = d // 64, math.sqrt(n_layers / 36)
@@ -121,7 +121,9 @@ def official_forward(sd: dict[str, torch.Tensor], tokens: torch.Tensor, pad: int
         v = v.unflatten(-1, (heads, dh)).transpose(1, 2)
         ctx = F.scaled_dot_product_attention(q, k, v, mask).transpose(1, 2).flatten(-2)
         x = x + F.linear(ctx, sd[p + "attn.out_proj.weight"]) / scale
-        y = F.linear(F.layer_norm(x, (d,), sd[p + "ffn.0.weight"], sd[p + "ffn.0.bias"]), sd[p + "ffn.1.weight"])
+        y = F.linear(
+            F.layer_norm(x, (d,), sd[p + "ffn.0.weight"], sd[p + "ffn.0.bias"]), sd[p + "ffn.1.weight"]
+        )
         x1, x2 = y.chunk(2, dim=-1)
         x = x + F.linear(F.silu(x1) * x2, sd[p + "ffn.3.weight"]) / scale
     return F.layer_norm(x, (d,), sd["transformer.norm.weight"])
@@ -297,7 +299,11 @@ def test_load_official_pth_and_snapshots(tmp_path):
     with torch.no_grad():
         ref = from_pth(input_ids=tokens, attention_mask=real.long()).last_hidden_state
         torch.testing.assert_close(ref[real], official_forward(sd, tokens)[real], rtol=0, atol=2e-5)
-    for cls in (transformers.EsmcModel, transformers.EsmcForMaskedLM, transformers.EsmcForSequenceClassification):
+    for cls in (
+        transformers.EsmcModel,
+        transformers.EsmcForMaskedLM,
+        transformers.EsmcForSequenceClassification,
+    ):
         snap = cls(from_pth.config)
         base = snap if cls is transformers.EsmcModel else snap.esmc
         base.load_state_dict(from_pth.state_dict())
@@ -334,7 +340,12 @@ def test_load_refuses_what_is_not_esmc(tmp_path):
 def test_describe_and_rebuild_round_trip(tmp_path):
     model = tiny(seed=2)
     desc = model.backend.describe()
-    assert desc["backend"] == "esmc"
+    assert (desc["backend"], desc["num_layers"], desc["embed_dim"], desc["attention_heads"]) == (
+        "esmc",
+        2,
+        64,
+        4,
+    )
     path = tmp_path / "desc.pt"
     torch.save({"backbone": json.loads(json.dumps(desc)), "state": model.esm.state_dict()}, path)
     payload = torch.load(path, weights_only=True)
@@ -448,7 +459,11 @@ def test_ablation_engine_equals_naive_loop(fill_kind):
     layout = layout_of(model)
     assert list(layout.sizes) == [model.neuron_count(b[1]) for b in layout.blocks]
     seqs = random_sequences(17, seed=2)
-    fill = Fill() if fill_kind == "zero" else Fill(kind="mean", means=mean_activations(model, random_sequences(6, seed=5)))
+    fill = (
+        Fill()
+        if fill_kind == "zero"
+        else Fill(kind="mean", means=mean_activations(model, random_sequences(6, seed=5)))
+    )
     masks = _random_masks(layout, 30)
     naive = evaluate_masks_naive(model, seqs, masks, fill, token_budget=200)
     for per_pass in (1, 4):

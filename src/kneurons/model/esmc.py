@@ -96,12 +96,19 @@ def esmc_config(num_layers: int, embed_dim: int, heads: int, intermediate_size: 
     )
 
 
-def build_esmc_backbone(num_layers: int, embed_dim: int, heads: int, seed: int = 0) -> nn.Module:
-    """ESM C's architecture (transformers' ``EsmcModel``) with random weights drawn from ``seed``."""
+def build_esmc_backbone(num_layers: int, embed_dim: int, heads: int, seed: int | None = None) -> nn.Module:
+    """ESM C's architecture (transformers' ``EsmcModel``) with random weights.
+
+    Drawn from ``seed`` without touching the global generator, or, with None, from the global
+    generator as fair-esm's random init is (the job seeds it).
+    """
     config = esmc_config(num_layers, embed_dim, heads)
+    model = _transformers_esmc().EsmcModel
+    if seed is None:
+        return model(config).eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _transformers_esmc().EsmcModel(config).eval()
+        return model(config).eval()
 
 
 def rebuild(desc: dict[str, Any]) -> nn.Module:
@@ -114,7 +121,7 @@ def rebuild(desc: dict[str, Any]) -> nn.Module:
 
 # -- loading -------------------------------------------------------------------------------------
 def esmc_from_official(state_dict: dict[str, torch.Tensor]) -> tuple[Any, dict[str, torch.Tensor]]:
-    """Convert an EvolutionaryScale ``esm``-package ESM C state dict to ``(EsmcConfig, EsmcModel state dict)``.
+    """An EvolutionaryScale ``esm``-package ESM C state dict as ``(EsmcConfig, EsmcModel state dict)``.
 
     The fused ``attn.layernorm_qkv.1`` projection ``(3d, d)`` splits by rows into q, k, v (the
     esm package chunks its output in that order); the SwiGLU ``ffn.1`` ``(2h, d)`` splits into
@@ -151,7 +158,9 @@ def esmc_from_official(state_dict: dict[str, torch.Tensor]) -> tuple[Any, dict[s
         src, dst = f"transformer.blocks.{i}.", f"layers.{i}."
         qkv = take(src + "attn.layernorm_qkv.1.weight")
         if qkv.shape != (3 * d, d):
-            raise ModelError(f"official ESM C state dict: {src}attn.layernorm_qkv.1.weight is {tuple(qkv.shape)}")
+            raise ModelError(
+                f"official ESM C state dict: {src}attn.layernorm_qkv.1.weight is {tuple(qkv.shape)}"
+            )
         q, k, v = qkv.chunk(3, dim=0)
         gate, up = take(src + "ffn.1.weight").chunk(2, dim=0)
         out |= {
@@ -169,7 +178,9 @@ def esmc_from_official(state_dict: dict[str, torch.Tensor]) -> tuple[Any, dict[s
             dst + "mlp.up_proj.weight": up.clone(),
             dst + "mlp.down_proj.weight": take(src + "ffn.3.weight"),
         }
-    left = [k for k in sd if k not in used and not k.startswith(OFFICIAL_HEAD_PREFIXES) and ".rotary." not in k]
+    left = [
+        k for k in sd if k not in used and not k.startswith(OFFICIAL_HEAD_PREFIXES) and ".rotary." not in k
+    ]
     if left:
         raise ModelError(
             f"official ESM C state dict: {len(left)} keys this conversion does not know "
@@ -179,7 +190,7 @@ def esmc_from_official(state_dict: dict[str, torch.Tensor]) -> tuple[Any, dict[s
 
 
 def _read_snapshot_state(folder: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a transformers snapshot folder (safetensors or ``pytorch_model.bin``, sharded or not)."""
+    """All tensors of a transformers snapshot folder (safetensors or ``pytorch_model.bin``, sharded too)."""
     for index_name, single in (
         ("model.safetensors.index.json", "model.safetensors"),
         ("pytorch_model.bin.index.json", "pytorch_model.bin"),
@@ -220,7 +231,7 @@ def _from_snapshot(folder: Path) -> tuple[Any, dict[str, torch.Tensor]]:
 
 
 def is_esmc_checkpoint(path: str | os.PathLike) -> bool:
-    """True for what :func:`load_esmc_backbone` reads by its look: an ESM C snapshot folder or a ``.pth`` file."""
+    """True for what :func:`load_esmc_backbone` reads, by its look: an ESM C snapshot folder or a ``.pth``."""
     path = Path(path).expanduser()
     if path.is_dir():
         try:
@@ -255,7 +266,9 @@ def load_esmc_backbone(checkpoint_path: str | os.PathLike) -> nn.Module:
             raise ModelError(f"{path}: holds a {type(data).__name__}, not an ESM C state dict")
         config, state = esmc_from_official(data)
     else:
-        raise ModelError(f"model.checkpoint: {path} does not exist (ESM C weights: a snapshot folder or a .pth)")
+        raise ModelError(
+            f"model.checkpoint: {path} does not exist (ESM C weights: a snapshot folder or a .pth)"
+        )
     backbone = t.EsmcModel(config)
     try:
         backbone.load_state_dict(state, strict=True)
@@ -289,12 +302,25 @@ class EsmcBackend:
     def set_attention(self, attention: str) -> None:
         """Self-attention implementation: ``sdpa`` or the ``reference`` (transformers' eager) one."""
         if attention not in ATTENTION_IMPLEMENTATIONS:
-            raise ModelError(f"unknown attention {attention!r}; one of {', '.join(ATTENTION_IMPLEMENTATIONS)}")
+            raise ModelError(
+                f"unknown attention {attention!r}; one of {', '.join(ATTENTION_IMPLEMENTATIONS)}"
+            )
         self.backbone.set_attn_implementation(ATTENTION_IMPLEMENTATIONS[attention])
 
     def describe(self) -> dict[str, Any]:
-        """JSON-able description that :func:`rebuild` turns back into this architecture."""
-        return {"backend": self.name, "config": self.backbone.config.to_dict()}
+        """JSON-able description that :func:`rebuild` turns back into this architecture.
+
+        ``config`` is the whole ``EsmcConfig`` (vocabulary, hidden width of the gate, rotary base:
+        a checkpoint's architecture is more than its three sizes).
+        """
+        c = self.backbone.config
+        return {
+            "backend": self.name,
+            "num_layers": int(c.num_hidden_layers),
+            "embed_dim": int(c.hidden_size),
+            "attention_heads": int(c.num_attention_heads),
+            "config": c.to_dict(),
+        }
 
     # -- sizes and tokens -----------------------------------------------------------------
     @property
@@ -329,7 +355,7 @@ class EsmcBackend:
 
     # -- the residual stream --------------------------------------------------------------
     def embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Token embedding as ``EsmcModel.forward`` computes it; ``(x (B,T,E), padding_mask (B,T) | None)``."""
+        """Token embedding as ``EsmcModel.forward`` makes it: ``(x (B,T,E), padding_mask (B,T) | None)``."""
         padding_mask = tokens.eq(PAD_IDX)
         x = self.backbone.embed_tokens(tokens)
         return x, (padding_mask if padding_mask.any() else None)
@@ -441,4 +467,3 @@ class EsmcBackend:
     def _ffn(blk: nn.Module, h: torch.Tensor) -> torch.Tensor:
         """Second half of ``EsmcLayer.forward`` from the post-attention residual ``h``."""
         return h + blk.mlp(blk.post_attention_layernorm(h)) / blk.scaling_factor
-
