@@ -444,6 +444,20 @@ def test_ig_is_complete_and_equals_captum(double_model, module_type, steps):
     np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-12)
 
 
+def test_ig_gives_query_and_key_a_pass_each(double_model):
+    """With QK-LayerNorm, scaling q is not scaling k (the premise of the shared pass): no sharing."""
+    model, tokens, gold = double_model, double_model.tokenize(SEQS), torch.tensor(GOLD)
+    assert not model.qk_bilinear
+    at_half = {m: target_at_scale(model, tokens, gold, 1, m, 0.01) for m in ("q_proj", "k_proj")}
+    assert (at_half["q_proj"] - at_half["k_proj"]).abs().max() > 1e-4
+    alphas, weights = integration_points(4, "riemann_right")
+    kw = {"alphas": alphas, "weights": weights, "dtype": torch.float64}
+    both = attribution_per_sequence(model, SEQS, GOLD, 1, ["q_proj", "k_proj"], **kw)
+    for m in ("q_proj", "k_proj"):
+        ref = captum_ig_per_sequence(model, tokens, gold, 1, m, 4, "riemann_right").numpy()
+        np.testing.assert_allclose(both[m], ref, rtol=1e-6, atol=1e-12)
+
+
 def _random_masks(layout, n: int, seed: int = 0) -> list[dict]:
     rng = np.random.default_rng(seed)
     masks: list[dict] = [{}]

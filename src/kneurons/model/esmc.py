@@ -287,6 +287,9 @@ class EsmcBackend:
     name = "esmc"
     #: Batch-first ``(B, T, E)``: the batch is dimension 0 of the residual stream.
     batch_dim = 0
+    #: QK-LayerNorm sits between ``q_proj``/``k_proj`` and the attention logits, so scaling ``q`` is
+    #: not scaling ``k``: integrated gradients must not share their passes.
+    qk_bilinear = False
 
     def __init__(self, backbone: nn.Module) -> None:
         self.backbone = backbone
