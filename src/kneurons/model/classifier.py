@@ -110,6 +110,14 @@ class EsmClassifier(nn.Module):
         """Where the batch is in the residual stream (hooked module outputs are always time-first)."""
         return self.backend.batch_dim
 
+    @property
+    def qk_bilinear(self) -> bool:
+        """True when attention logits are bilinear in the ``q_proj`` and ``k_proj`` outputs (no norm between).
+
+        A backend that does not say so is taken not to be (the exact, slower choice).
+        """
+        return bool(getattr(self.backend, "qk_bilinear", False))
+
     def embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Residual stream entering layer 0 and the padding mask ``(B, T)`` (None when nothing is padded)."""
         return self.backend.embed(tokens)
