@@ -46,6 +46,7 @@ DAG_KEYS = {
     "ablate.modes": "the accuracy figures",
     "ablate.fill": "`mean` adds the scoring set to the ablate inputs",
     "ablate.random_seeds": "the random baseline's per-seed jobs (ablate_seed) and what the gather reads",
+    "train.replicates": "one fine-tuning, scoring, ablation and characterisation per replicate",
     "characterise.enabled": "the characterisation jobs in the default target",
     "figures.formats": "the figure outputs",
 }
@@ -86,6 +87,8 @@ DEPENDS: dict[str, set[str]] = {
     "model.custom": {"finetune", *FIGURES},
     "model.attention": {"finetune", *MODEL_JOBS},
     "train": {"finetune"},
+    # one more replicate adds jobs (DAG_KEYS), and changes no existing fine-tuning run's params
+    "train.replicates": {"ablation_stats", "claims", *FIGURES},
     "train.bf16": {"finetune", "characterise_classes", "characterise_neurons"},
     "score.methods": {"ablation_stats", "atlas", *FIGURES},
     "score.split": {"scoring_set", "score_layer[*]", *FIGURES},

@@ -76,6 +76,34 @@ def test_gap_to_random_detects_a_better_method_and_not_an_equal_one():
     assert (per_f.p_adj > 0.05).all()
 
 
+def test_replicates_pool_the_gap_and_widen_nothing_for_one():
+    """A list of one replicate gives the single-replicate numbers; R replicates average their gaps,
+    and a replicate that disagrees with the others widens the interval (fine-tuning variability)."""
+    better = np.minimum(1.0, np.linspace(0.3, 1.0, len(GRID)) + 0.25)
+    a = synthetic_data(method_p=better, rng_seed=0)
+    b = synthetic_data(method_p=better, rng_seed=1)
+    flat = synthetic_data(rng_seed=2)  # a replicate where the method equals random
+    one, _ = random_comparison(a, n_boot=400, seed=1)
+    listed, _ = random_comparison([a], n_boot=400, seed=1)
+    pd.testing.assert_frame_equal(one, listed)
+    ra, rb = (random_comparison(x, n_boot=400, seed=1)[0].iloc[0] for x in (a, b))
+    pooled, per_f = random_comparison([a, b], n_boot=400, seed=1)
+    assert pooled.iloc[0].auc_gap == pytest.approx((ra.auc_gap + rb.auc_gap) / 2)
+    assert pooled.iloc[0].n_replicates == 2 and pooled.iloc[0].ci_lo > 0
+    assert len(per_f) == len(GRID)
+    mixed, _ = random_comparison([a, flat], n_boot=400, seed=1)
+    width = lambda r: r.ci_hi - r.ci_lo  # noqa: E731
+    assert width(mixed.iloc[0]) > 1.5 * width(pooled.iloc[0])
+
+
+def test_replicates_must_share_rows_and_proteins():
+    a = synthetic_data()
+    other = synthetic_data()
+    other.accessions[0] = "Q0"
+    with pytest.raises(InputError, match="other test proteins"):
+        random_comparison([a, other], n_boot=10)
+
+
 def test_paired_test_by_hand_and_calibrated_with_several_seeds():
     data = synthetic_data(n_test=30, seeds=(0, 1, 2), rng_seed=5)
     _, per_f = random_comparison(data, n_boot=0)
@@ -277,3 +305,25 @@ def test_activation_and_ig_preserve_curves_beat_random(synthetic_ablation):
     # the intact and the fully filled model do not depend on the selection
     ends = per_f[per_f.f.isin([0.0, 1.0])]
     assert (ends.gap == 0).all()
+
+
+def test_pooled_density_of_one_replicate_is_its_own_and_sums_counts_for_more():
+    from kneurons.stats.density import pool_density
+
+    layout = NeuronLayout.from_sizes(2, dict.fromkeys(MODULE_TYPES, 32))
+    rows = [(layer, m, i) for layer, m in layout.blocks for i in range(32)]
+
+    def table(seed: int) -> pd.DataFrame:
+        df = pd.DataFrame(rows, columns=["layer", "module", "neuron"])
+        df["score"] = np.random.default_rng(seed).random(len(df)) + (df["module"] == "k_proj") * 0.5
+        return df
+
+    one = density(table(1), "ig", 0.1)
+    assert pool_density([one]) is one
+    two = pool_density([one, density(table(2), "ig", 0.1)])
+    k = two[(two["level"] == "module_type") & (two["module"] == "k_proj")].iloc[0]
+    k1 = one[(one["level"] == "module_type") & (one["module"] == "k_proj")].iloc[0]
+    assert k["count"] > k1["count"] and k["n_replicates"] == 2
+    assert k["enrichment"] > k["null_hi"] and k["p_enriched"] < 1e-6
+    # The null of the summed count: a random group's band is centred on enrichment 1.
+    assert k["null_lo"] < 1 < k["null_hi"]

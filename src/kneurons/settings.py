@@ -67,8 +67,27 @@ def _leakage(cfg: Config) -> dict[str, Any]:
     return {"split": _pick(cfg["split"], "method", "mmseqs", "identity")}
 
 
+def replicate_index(wildcards: Any) -> int:
+    """The replicate a job belongs to, from its ``rep`` wildcard: ``""`` (replicate 0, the main run's
+    paths) or ``replicates/<r>/``."""
+    rep = str(getattr(wildcards, "rep", "") or "")
+    return int(rep.strip("/").split("/")[-1]) if rep else 0
+
+
 def _finetune(cfg: Config) -> dict[str, Any]:
-    return {"model": cfg["model"], "train": cfg["train"], "seed": cfg["seed"], "device": cfg["device"]}
+    # Replicate r fine-tunes with seed + r from one backbone initialisation (init_seed, resolved
+    # here so that every replicate names the same one); the replicate count itself is not a
+    # setting of any one fine-tuning run, so adding replicates reruns none of the existing ones.
+    init_seed = cfg["model"]["init_seed"]
+    model = {**cfg["model"], "init_seed": cfg["seed"] if init_seed is None else init_seed}
+    train = {k: v for k, v in cfg["train"].items() if k != "replicates"}
+    seed = cfg["seed"]
+    return {
+        "model": model,
+        "train": train,
+        "seed": lambda wildcards: seed + replicate_index(wildcards),
+        "device": cfg["device"],
+    }
 
 
 def _scoring_set(cfg: Config) -> dict[str, Any]:
@@ -120,6 +139,7 @@ def _ablate_seed(cfg: Config) -> dict[str, Any]:
 def _ablation_stats(cfg: Config) -> dict[str, Any]:
     return {
         "methods": list(cfg["score"]["methods"]),
+        "replicates": cfg["train"]["replicates"],
         "stats": _pick(cfg["stats"], "bootstrap", "keep_accuracy", "top_fraction", "confidence"),
         "ablate": _pick(cfg["ablate"], "normalise"),
         "seed": cfg["seed"],
@@ -127,7 +147,10 @@ def _ablation_stats(cfg: Config) -> dict[str, Any]:
 
 
 def _claims(cfg: Config) -> dict[str, Any]:
-    return {"stats": _pick(cfg["stats"], "confidence", "top_fraction", "claims")}
+    return {
+        "stats": _pick(cfg["stats"], "confidence", "top_fraction", "claims"),
+        "replicates": cfg["train"]["replicates"],
+    }
 
 
 def _characterise_classes(cfg: Config) -> dict[str, Any]:
@@ -259,6 +282,11 @@ def job_settings(rule: str, config: Config, **wildcards: str) -> dict[str, Any]:
     return {k: v(wc) if callable(v) else v for k, v in rule_params(rule, config).items()}
 
 
+def _replicates_text(config: Config) -> str:
+    n, seed = config["train"]["replicates"], config["seed"]
+    return f"with seed {seed}" if n == 1 else f"{n} times (replicates: seeds {seed}-{seed + n - 1})"
+
+
 def run_description(config: Config) -> str:
     """What was run, for the figure captions: model, data, split, scoring and ablation settings."""
     m, d, lab, sp = config["model"], config["data"], config["labels"], config["split"]
@@ -282,7 +310,7 @@ def run_description(config: Config) -> str:
     fr = sp["fractions"]
     sc, ab = config["score"], config["ablate"]
     return (
-        f"Model: {model}, fine-tuned with seed {config['seed']}. Data: {data}; "
+        f"Model: {model}, fine-tuned {_replicates_text(config)}. Data: {data}; "
         f"EC level {lab['level']} labels "
         f"(classes with < {lab['min_class_size']} proteins dropped). Split: {sp['method']} "
         f"train/val/test = {fr['train']}/{fr['val']}/{fr['test']}. "

@@ -11,7 +11,14 @@ STATS_DIR = f"{R}/stats"
 #: The statistics tables (TSV, one row per curve / per f / per group; see src/kneurons/stats/).
 STATS = {
     name: f"{STATS_DIR}/{name}.tsv"
-    for name in ("curves", "summary", "random_gap", "paired_tests", "density")
+    for name in (
+        "curves",
+        "summary",
+        "random_gap",
+        "paired_tests",
+        "density",
+        "stability",
+    )
 }
 
 
@@ -22,9 +29,9 @@ rule ablate:
         table=ablation_table("{method}", "{scope}"),
         pred=ablation_predictions("{method}", "{scope}"),
     log:
-        f"{R}/logs/ablation/{{method}}/{{scope}}.log",
+        f"{R}/logs/{{rep}}ablation/{{method}}/{{scope}}.log",
     benchmark:
-        f"{R}/benchmarks/ablation/{{method}}/{{scope}}.tsv"
+        f"{R}/benchmarks/{{rep}}ablation/{{method}}/{{scope}}.tsv"
     wildcard_constraints:
         # the random baseline's tables are gathered from its per-seed jobs (ablate_seed);
         # "(?!)" matches nothing, when random is the only method
@@ -54,9 +61,9 @@ rule ablate_seed:
         table=ablation_seed_part("{method}", "{scope}", "{seed}", "tsv"),
         pred=ablation_seed_part("{method}", "{scope}", "{seed}", "pred.npz"),
     log:
-        f"{R}/logs/ablation/{{method}}/seeds/{{scope}}/{{seed}}.log",
+        f"{R}/logs/{{rep}}ablation/{{method}}/seeds/{{scope}}/{{seed}}.log",
     benchmark:
-        f"{R}/benchmarks/ablation/{{method}}/seeds/{{scope}}/{{seed}}.tsv"
+        f"{R}/benchmarks/{{rep}}ablation/{{method}}/seeds/{{scope}}/{{seed}}.tsv"
     wildcard_constraints:
         method="random",
         scope="|".join(ABLATE_SCOPES),
@@ -79,18 +86,20 @@ rule ablate_seed:
 rule gather_ablation_seeds:
     input:
         tables=expand(
-            ablation_seed_part("{{method}}", "{{scope}}", "{seed}", "tsv"),
+            ablation_seed_part("{{method}}", "{{scope}}", "{seed}", "tsv", "{{rep}}"),
             seed=RANDOM_SEEDS,
         ),
         preds=expand(
-            ablation_seed_part("{{method}}", "{{scope}}", "{seed}", "pred.npz"),
+            ablation_seed_part(
+                "{{method}}", "{{scope}}", "{seed}", "pred.npz", "{{rep}}"
+            ),
             seed=RANDOM_SEEDS,
         ),
     output:
         table=ablation_table("{method}", "{scope}"),
         pred=ablation_predictions("{method}", "{scope}"),
     log:
-        f"{R}/logs/ablation/{{method}}/{{scope}}.log",
+        f"{R}/logs/{{rep}}ablation/{{method}}/{{scope}}.log",
     wildcard_constraints:
         method="random",
         scope="|".join(ABLATE_SCOPES),
@@ -109,12 +118,21 @@ rule gather_ablation_seeds:
 
 
 rule ablation_stats:
+    # Replicate-major lists; the job cuts them into one list per replicate (params.replicates).
     input:
-        tables=[ablation_table(m, s) for m in ABLATE_METHODS for s in ABLATE_SCOPES],
-        preds=[
-            ablation_predictions(m, s) for m in ABLATE_METHODS for s in ABLATE_SCOPES
+        tables=[
+            ablation_table(m, s, p)
+            for p in REP_PREFIXES
+            for m in ABLATE_METHODS
+            for s in ABLATE_SCOPES
         ],
-        scores=[score_table(m) for m in ABLATE_METHODS],
+        preds=[
+            ablation_predictions(m, s, p)
+            for p in REP_PREFIXES
+            for m in ABLATE_METHODS
+            for s in ABLATE_SCOPES
+        ],
+        scores=[score_table(m, p) for p in REP_PREFIXES for m in ABLATE_METHODS],
     output:
         **STATS,
     log:

@@ -2,10 +2,12 @@
 # the top IG neurons fire along held-out sequences (windows, logos, site AUROC).
 # Definitions: src/kneurons/characterise/; figures: src/kneurons/figures/characterise.py.
 
-CHAR = f"{R}/characterise"
+# Per replicate (`rep`: "" for the main run, replicates/<r>/ for the others); the figures and the
+# atlas show the main run, the claims pool the class specificity of every replicate.
+CHAR = f"{R}/{{rep}}characterise"
 CHAR_FIG = f"{R}/figures/characterise"
-CHAR_MODEL = f"{R}/model/best.pt"
-CHAR_IG = f"{R}/scores/ig.parquet"
+CHAR_MODEL = f"{R}/{{rep}}model/best.pt"
+CHAR_IG = f"{R}/{{rep}}scores/ig.parquet"
 CHAR_CLASS = {
     "neurons": f"{CHAR}/class_neurons.tsv",
     "overlap": f"{CHAR}/class_overlap.tsv",
@@ -41,13 +43,13 @@ rule characterise_classes:
         model=CHAR_MODEL,
         ig=CHAR_IG,
         split=SPLIT,
-        scoring_set=f"{R}/scores/scoring_set.tsv",
+        scoring_set=SCORING_SET,
     output:
         **CHAR_CLASS,
     log:
-        f"{R}/logs/characterise/classes.log",
+        f"{R}/logs/{{rep}}characterise/classes.log",
     benchmark:
-        f"{R}/benchmarks/characterise/classes.tsv"
+        f"{R}/benchmarks/{{rep}}characterise/classes.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 4
@@ -72,9 +74,9 @@ rule characterise_neurons:
     output:
         **CHAR_NEURONS,
     log:
-        f"{R}/logs/characterise/neurons.log",
+        f"{R}/logs/{{rep}}characterise/neurons.log",
     benchmark:
-        f"{R}/benchmarks/characterise/neurons.tsv"
+        f"{R}/benchmarks/{{rep}}characterise/neurons.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 4
@@ -92,11 +94,11 @@ rule characterise_neurons:
 
 rule characterise_figures:
     input:
-        neurons=CHAR_NEURONS["neurons"],
-        pfm=CHAR_NEURONS["pfm"],
-        info=CHAR_NEURONS["info"],
-        matrix=CHAR_CLASS["matrix"],
-        overlap=CHAR_CLASS["overlap"],
+        neurons=CHAR_NEURONS["neurons"].replace("{rep}", ""),
+        pfm=CHAR_NEURONS["pfm"].replace("{rep}", ""),
+        info=CHAR_NEURONS["info"].replace("{rep}", ""),
+        matrix=CHAR_CLASS["matrix"].replace("{rep}", ""),
+        overlap=CHAR_CLASS["overlap"].replace("{rep}", ""),
     output:
         **char_figure_outputs(),
     log:
@@ -114,7 +116,7 @@ rule characterise_figures:
 
 if config["characterise"]["enabled"]:
     TARGETS += [
-        *CHAR_CLASS.values(),
-        *CHAR_NEURONS.values(),
+        *(f for pattern in CHAR_CLASS.values() for f in per_replicate(pattern)),
+        *(pattern.replace("{rep}", "") for pattern in CHAR_NEURONS.values()),
         *(f"{CHAR_FIG}/{name}.{fmt}" for name in CHAR_FIGURES for fmt in CHAR_FORMATS),
     ]

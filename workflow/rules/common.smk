@@ -30,6 +30,16 @@ _SDM = getattr(workflow.deployment_settings, "deployment_method", None) or ()
 check_mmseqs_for_config(config, conda=any(m.name == "CONDA" for m in _SDM))
 N_LAYERS = num_layers(config)
 LAYERS = list(range(N_LAYERS))
+#: Fine-tuning replicates (train.replicates). Replicate 0 is the main run and keeps the results
+#: layout (results/model, scores, ablation, characterise); replicate r > 0 has the same layout
+#: under results/replicates/<r>/. The `rep` wildcard is that path prefix ("" for replicate 0).
+REPLICATES = list(range(config["train"]["replicates"]))
+REP_PREFIXES = ["" if r == 0 else f"replicates/{r}/" for r in REPLICATES]
+
+
+wildcard_constraints:
+    rep=r"(replicates/\d+/)?",
+
 
 # The file contract between stages.
 PROTEINS = f"{R}/data/proteins.tsv"
@@ -54,24 +64,29 @@ TARGETS = [LABEL_REPORT, SPLIT, LEAKAGE]
 # Path and output helpers of the stage files (Snakemake's lint wants functions here, not
 # beside the rules). Constants they name (SCORING_SET, BEST_MODEL, CHAR_FIGURES, FIG_FORMATS,
 # ...) are set by the stage files, before any of these is called.
-def score_table(method):
-    """The gathered score table of one method (the ablation and figure stages read these)."""
-    return f"{R}/scores/{method}.parquet"
+def score_table(method, rep="{rep}"):
+    """The gathered score table of one method of one replicate (``rep``: its path prefix)."""
+    return f"{R}/{rep}scores/{method}.parquet"
 
 
-def ablation_table(method, scope):
+def ablation_table(method, scope, rep="{rep}"):
     """Metrics of every mask of one job: one row per (method, scope, scope_name, mode, f, seed)."""
-    return f"{R}/ablation/{method}/{scope}.tsv"
+    return f"{R}/{rep}ablation/{method}/{scope}.tsv"
 
 
-def ablation_predictions(method, scope):
+def ablation_predictions(method, scope, rep="{rep}"):
     """Per-protein predictions behind the rows of ``ablation_table`` (bootstrap, paired tests)."""
-    return f"{R}/ablation/{method}/{scope}.pred.npz"
+    return f"{R}/{rep}ablation/{method}/{scope}.pred.npz"
 
 
-def ablation_seed_part(method, scope, seed, ext):
+def ablation_seed_part(method, scope, seed, ext, rep="{rep}"):
     """One seed's part of a random-baseline ablation table (``ext``: ``tsv`` or ``pred.npz``)."""
-    return f"{R}/ablation/{method}/seeds/{scope}/{seed}.{ext}"
+    return f"{R}/{rep}ablation/{method}/seeds/{scope}/{seed}.{ext}"
+
+
+def per_replicate(pattern):
+    """``pattern`` (with a ``{rep}`` prefix) for every replicate, replicate-major."""
+    return [pattern.replace("{rep}", p) for p in REP_PREFIXES]
 
 
 def checkpoint_inputs(wildcards):
@@ -98,9 +113,9 @@ def checkpoint_inputs(wildcards):
 def ablation_inputs(wildcards):
     """Inputs of one ablation job; ``fill: mean`` also needs the scoring set."""
     inputs = {
-        "model": BEST_MODEL,
+        "model": BEST_MODEL.replace("{rep}", wildcards.rep),
         "split": SPLIT,
-        "scores": score_table(wildcards.method),
+        "scores": score_table(wildcards.method, wildcards.rep),
     }
     if config["ablate"]["fill"] == "mean":
         inputs["scoring_set"] = (
@@ -147,11 +162,12 @@ def atlas_inputs(wildcards):
     overview figures (png) and, when the stage runs, the characterisation tables.
     """
     inputs = {
-        "scores": [score_table(m) for m in ABLATE_METHODS],
+        # The atlas shows the main run (replicate 0); the statistics pool every replicate.
+        "scores": [score_table(m, "") for m in ABLATE_METHODS],
         "density": STATS["density"],
         "random_gap": STATS["random_gap"],
         "claims": CLAIMS,
-        "metrics": f"{MODEL_DIR}/metrics.json",
+        "metrics": MODEL_FILES["metrics"].replace("{rep}", ""),
     }
     if "png" in FIG_FORMATS:
         inputs.update(
@@ -162,15 +178,16 @@ def atlas_inputs(wildcards):
             }
         )
     if config["characterise"]["enabled"]:
-        inputs.update(
-            neurons=CHAR_NEURONS["neurons"],
-            windows=CHAR_NEURONS["windows"],
-            pfm=CHAR_NEURONS["pfm"],
-            window_activations=CHAR_NEURONS["window_activations"],
-            class_neurons=CHAR_CLASS["neurons"],
-            class_suppression=CHAR_CLASS["matrix"],
-            class_specificity=CHAR_CLASS["specificity"],
-        )
+        main = {
+            "neurons": CHAR_NEURONS["neurons"],
+            "windows": CHAR_NEURONS["windows"],
+            "pfm": CHAR_NEURONS["pfm"],
+            "window_activations": CHAR_NEURONS["window_activations"],
+            "class_neurons": CHAR_CLASS["neurons"],
+            "class_suppression": CHAR_CLASS["matrix"],
+            "class_specificity": CHAR_CLASS["specificity"],
+        }
+        inputs.update({k: v.replace("{rep}", "") for k, v in main.items()})
     return inputs
 
 
@@ -178,5 +195,5 @@ def claims_inputs(wildcards):
     """The statistics behind the claims; class specificity only when the characterisation runs."""
     inputs = {"random_gap": STATS["random_gap"], "density": STATS["density"]}
     if config["characterise"]["enabled"]:
-        inputs["class_specificity"] = CHAR_CLASS["specificity"]
+        inputs["class_specificity"] = per_replicate(CHAR_CLASS["specificity"])
     return inputs

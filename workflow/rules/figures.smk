@@ -119,8 +119,8 @@ rule figure_layer_module_gap:
 
 rule figure_training_curve:
     input:
-        curve=f"{MODEL_DIR}/training_curve.tsv",
-        metrics=f"{MODEL_DIR}/metrics.json",
+        curve=MODEL_FILES["curve"].replace("{rep}", ""),
+        metrics=MODEL_FILES["metrics"].replace("{rep}", ""),
     output:
         **figure_outputs(
             "training_curve", "training_curve.rst", "3. Fine-tuning", "training curve"
@@ -140,7 +140,7 @@ rule figure_training_curve:
 
 rule figure_confusion_matrix:
     input:
-        metrics=f"{MODEL_DIR}/metrics.json",
+        metrics=MODEL_FILES["metrics"].replace("{rep}", ""),
     output:
         **figure_outputs(
             "confusion_matrix",

@@ -1,9 +1,16 @@
 # Fine-tuning: ESM-2 (pretrained or random init) + classification head on the train split,
 # early stopping on validation macro-F1, metrics on val and test. Resumable: a rerun after a
-# kill continues from results/model/checkpoints/last.pt. Logic: src/kneurons/model/train.py.
+# kill continues from results/model/checkpoints/last.pt. One job per replicate (`rep`: "" for
+# the main run, replicates/<r>/ for replicate r, seed + r). Logic: src/kneurons/model/train.py.
 
-MODEL_DIR = f"{R}/model"
+MODEL_DIR = f"{R}/{{rep}}model"
 BEST_MODEL = f"{MODEL_DIR}/best.pt"
+MODEL_FILES = {
+    "model": BEST_MODEL,
+    "metrics": f"{MODEL_DIR}/metrics.json",
+    "curve": f"{MODEL_DIR}/training_curve.tsv",
+    "metadata": f"{MODEL_DIR}/run_metadata.json",
+}
 
 
 rule finetune:
@@ -13,14 +20,11 @@ rule finetune:
         # A changed local weights file reruns fine-tuning (nothing when model.checkpoint is unset).
         weights=checkpoint_inputs,
     output:
-        model=BEST_MODEL,
-        metrics=f"{MODEL_DIR}/metrics.json",
-        curve=f"{MODEL_DIR}/training_curve.tsv",
-        metadata=f"{MODEL_DIR}/run_metadata.json",
+        **MODEL_FILES,
     log:
-        f"{R}/logs/model/finetune.log",
+        f"{R}/logs/{{rep}}model/finetune.log",
     benchmark:
-        f"{R}/benchmarks/model/finetune.tsv"
+        f"{R}/benchmarks/{{rep}}model/finetune.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 1 if config["model"]["name"] == "custom" else 4
@@ -35,14 +39,9 @@ rule finetune:
     params:
         **rule_params("finetune", config),
     message:
-        "Fine-tuning the classifier on {input.split}"
+        "Fine-tuning the classifier on {input.split} -> {output.model}"
     script:
         "../scripts/finetune.py"
 
 
-TARGETS += [
-    BEST_MODEL,
-    f"{MODEL_DIR}/metrics.json",
-    f"{MODEL_DIR}/training_curve.tsv",
-    f"{MODEL_DIR}/run_metadata.json",
-]
+TARGETS += [f for pattern in MODEL_FILES.values() for f in per_replicate(pattern)]

@@ -1,4 +1,5 @@
-# Neuron scoring: one job per (method, layer), gathered into one table per method.
+# Neuron scoring: one job per (replicate, method, layer), gathered into one table per method.
+# The scoring set is shared: every replicate is scored on the same proteins.
 # The scatter width is the model's layer count (LAYERS, from common.smk), so a cluster runs
 # the layers of each method in parallel. Definitions: src/kneurons/scoring/.
 
@@ -30,11 +31,11 @@ rule score_layer:
         model=SCORE_MODEL,
         scoring_set=SCORING_SET,
     output:
-        f"{R}/scores/{{method}}/layer{{layer}}.parquet",
+        f"{R}/{{rep}}scores/{{method}}/layer{{layer}}.parquet",
     log:
-        f"{R}/logs/score/{{method}}/layer{{layer}}.log",
+        f"{R}/logs/{{rep}}score/{{method}}/layer{{layer}}.log",
     benchmark:
-        f"{R}/benchmarks/score/{{method}}/layer{{layer}}.tsv"
+        f"{R}/benchmarks/{{rep}}score/{{method}}/layer{{layer}}.tsv"
     wildcard_constraints:
         method="|".join(SCORE_METHODS),
         layer=r"\d+",
@@ -60,11 +61,14 @@ rule score_layer:
 
 rule gather_scores:
     input:
-        expand(f"{R}/scores/{{{{method}}}}/layer{{layer}}.parquet", layer=LAYERS),
+        expand(
+            f"{R}/{{{{rep}}}}scores/{{{{method}}}}/layer{{layer}}.parquet",
+            layer=LAYERS,
+        ),
     output:
-        f"{R}/scores/{{method}}.parquet",
+        score_table("{method}"),
     log:
-        f"{R}/logs/score/{{method}}/gather.log",
+        f"{R}/logs/{{rep}}score/{{method}}/gather.log",
     wildcard_constraints:
         method="|".join(SCORE_METHODS),
     conda:
@@ -77,4 +81,4 @@ rule gather_scores:
         "../scripts/gather_scores.py"
 
 
-TARGETS += [score_table(m) for m in SCORE_METHODS]
+TARGETS += [score_table(m, p) for p in REP_PREFIXES for m in SCORE_METHODS]

@@ -5,4 +5,9 @@ from kneurons.jobs import start
 from kneurons.jobs.claims import run_claims
 
 job = start(snakemake)
-run_claims(dict(snakemake.input), settings=job.params, out=snakemake.output.claims)
+inputs = {
+    "random_gap": snakemake.input.random_gap,
+    "density": snakemake.input.density,
+    "class_specificity": list(snakemake.input.get("class_specificity", [])),
+}
+run_claims(inputs, settings=job.params, out=snakemake.output.claims)

@@ -15,20 +15,27 @@ from kneurons.tables import read_characterise_table, read_stats_table, write_cla
 log = logging.getLogger(__name__)
 
 
-def run_claims(
-    inputs: Mapping[str, str | Path], settings: Mapping[str, Any], out: str | Path
-) -> pd.DataFrame:
-    """Write ``out`` (``stats/claims.tsv``) from ``inputs``: ``random_gap``, ``density`` and,
-    when the characterisation ran, ``class_specificity``.
+def run_claims(inputs: Mapping[str, Any], settings: Mapping[str, Any], out: str | Path) -> pd.DataFrame:
+    """Write ``out`` (``stats/claims.tsv``) from ``inputs``: ``random_gap``, ``density`` (both
+    pooled over replicates) and, when the characterisation ran, ``class_specificity`` (one table
+    per replicate; each class's recall drops are averaged over the replicates).
 
     ``settings`` are the rule's params (``kneurons.settings.job_settings('claims', config)``).
     """
     spec = inputs.get("class_specificity")
+    paths = [spec] if isinstance(spec, str | Path) else list(spec or [])
+    pooled = None
+    if paths:
+        frames = [read_characterise_table(p, "class_specificity") for p in paths]
+        pooled = (
+            pd.concat(frames).groupby("class", sort=True)[["drop_own", "drop_other"]].mean().reset_index()
+        )
     claims = evaluate_claims(
         read_stats_table(inputs["random_gap"], "random_gap"),
         read_stats_table(inputs["density"], "density"),
-        read_characterise_table(spec, "class_specificity") if spec else None,
+        pooled,
         settings["stats"],
+        n_replicates=int(settings.get("replicates", 1)),
     )
     write_claims(claims, out)
     for row in claims.itertuples():

@@ -261,8 +261,8 @@ def weights_identity(model_cfg: dict[str, Any], seed: int) -> str:
     """What the backbone's initial weights are: the weights file's sha256, or ``random-init:<seed>``.
 
     ``seed`` is the one random init is drawn from (``model.init_seed``, else the run's seed:
-    ``seed_everything`` before the backbone is built), so it names those weights. Call after the backbone was loaded: the file is then in
-    place (no download here) and its sha256 memoised.
+    ``seed_everything`` before the backbone is built), so it names those weights. Call after the
+    backbone was loaded: the file is then in place (no download here) and its sha256 memoised.
     """
     if not model_cfg.get("pretrained", False):
         return f"random-init:{seed}"

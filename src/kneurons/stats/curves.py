@@ -71,3 +71,23 @@ def summarise_curves(table: pd.DataFrame, full_accuracy: float, keep_accuracy: f
         out["seed"] = out["seed"].astype("Int64")
         out["layer"] = out["layer"].astype("Int64")
     return out
+
+
+def metric_columns(table: pd.DataFrame) -> list[str]:
+    """The per-row metrics of an ablation table: accuracy, macro-F1 and every ``recall_<label>``."""
+    return ["accuracy", "macro_f1", *(c for c in table.columns if str(c).startswith("recall_"))]
+
+
+def pool_replicates(tables: list[pd.DataFrame], full_accuracies: list[float]) -> tuple[pd.DataFrame, float]:
+    """Replicate 0's rows with every metric averaged over the replicates, and the mean intact accuracy.
+
+    The replicates' tables hold the same rows in the same order (``random_comparison`` checks the
+    row keys); one table is returned as it is.
+    """
+    if len(tables) == 1:
+        return tables[0], full_accuracies[0]
+    pooled = tables[0].copy()
+    for col in metric_columns(pooled):
+        pooled[col] = np.mean([t[col].to_numpy(dtype=float) for t in tables], axis=0)
+    pooled["n_replicates"] = len(tables)
+    return pooled, float(np.mean(full_accuracies))

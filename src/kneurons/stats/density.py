@@ -94,3 +94,45 @@ def density(
     out["seed"] = out["seed"].astype("Int64")
     out["layer"] = out["layer"].astype("Int64")
     return out
+
+
+def pool_density(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Density over replicates: each group's counts summed over the replicates' top sets.
+
+    ``enrichment`` = summed count / summed expectation. Under random selection the summed count is
+    a sum of independent hypergeometric counts (one per replicate); ``null_lo``/``null_hi`` and
+    the tail probabilities come from that sum's exact distribution (a convolution). One frame is
+    returned as it is.
+    """
+    if len(frames) == 1:
+        return frames[0]
+    keys = ["method", "seed", "level", "layer", "module"]
+    first = frames[0].reset_index(drop=True)
+    for i, f in enumerate(frames[1:], start=1):
+        if not f[keys].reset_index(drop=True).equals(first[keys]):
+            raise ValueError(f"density of replicate {i} has other groups than replicate 0's")
+    count = np.sum([f["count"].to_numpy() for f in frames], axis=0)
+    rows = []
+    for i, row in first.iterrows():
+        total, size, n_top = int(row["n_total"]), int(row["n_neurons"]), int(row["n_top"])
+        pmf = np.ones(1)
+        for _ in frames:
+            pmf = np.convolve(pmf, sps.hypergeom(total, size, n_top).pmf(np.arange(min(size, n_top) + 1)))
+        cdf = np.cumsum(pmf)
+        expected = len(frames) * n_top * size / total
+        c = int(count[i])
+        q_lo, q_hi = int(np.searchsorted(cdf, 0.025)), int(np.searchsorted(cdf, 0.975))
+        rows.append(
+            {
+                **row.to_dict(), "count": c, "expected": expected,
+                "enrichment": c / expected if expected > 0 else float("nan"),
+                "null_lo": q_lo / expected if expected > 0 else float("nan"),
+                "null_hi": q_hi / expected if expected > 0 else float("nan"),
+                "p_enriched": float(min(1.0, pmf[c:].sum())), "p_depleted": float(min(1.0, cdf[c])),
+                "n_replicates": len(frames),
+            }
+        )  # fmt: skip
+    out = pd.DataFrame(rows)
+    out["seed"] = out["seed"].astype("Int64")
+    out["layer"] = out["layer"].astype("Int64")
+    return out

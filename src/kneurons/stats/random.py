@@ -1,6 +1,8 @@
 """Each method against random selections of the same size (torch-free: runs in the plots env).
 
-For each non-random method and each (scope, scope name, mode) of the ablation table:
+For each non-random method and each (scope, scope name, mode) of the ablation table (of one
+replicate, or of several: the same grid of masks evaluated on the same test proteins by models
+fine-tuned with different seeds, see ``Replicates`` below):
 
 * the gap = method minus the mean over random seeds, per f and for the AUC;
 * its 95% interval by a two-level bootstrap: each replicate resamples the test proteins
@@ -15,10 +17,19 @@ For each non-random method and each (scope, scope name, mode) of the ablation ta
   0 even when both accuracies are equal (tests/test_stats.py shows it). ``n_better`` /
   ``n_worse`` count the proteins with ``d_i > 0`` / ``< 0``. ``p_adj`` is the
   Benjamini-Hochberg adjustment over all tests in the table.
+
+Replicates. With ``R > 1`` replicates the gap is the mean over replicates of each replicate's gap,
+and each bootstrap replicate resamples, in this order: the test proteins (once, shared by every
+replicate: they are the same proteins), each replicate's random seeds, and then the replicates
+themselves (with replacement), averaging the chosen replicates' gaps. The interval thus covers
+the fine-tuning seeds as well as the test proteins and the random selections. The paired test
+per f uses ``d_i`` averaged over replicates. With one replicate no replicate resampling is drawn,
+so the numbers are exactly those of the single-replicate analysis.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from kneurons.ablation.selection import row_keys
 from kneurons.errors import InputError
 from kneurons.stats.curves import CURVE_KEYS, GROUP_KEYS, trapezoid_weights
 from kneurons.stats.multiple import bh_qvalues
@@ -86,24 +98,30 @@ def _curve_matrix(data: AblationData, rows: pd.DataFrame, grid: np.ndarray) -> n
 
 
 def random_baseline(
-    data: AblationData, rnd: pd.DataFrame, n_boot: int, rng: np.random.Generator
+    data: AblationData,
+    rnd: pd.DataFrame,
+    n_boot: int,
+    rng: np.random.Generator,
+    counts: np.ndarray | None = None,
 ) -> RandomBaseline:
     """The random rows ``rnd`` of one group, and (``n_boot`` > 0) its bootstrap replicates.
 
     Each replicate resamples proteins and seeds; the weights are protein counts ``(n_test, B)``
-    and seed counts ``(B, S)``, each summing to 1.
+    and seed counts ``(B, S)``, each summing to 1. ``counts`` given: those protein weights (another
+    replicate's, shared), else drawn here.
     """
     seeds = sorted(int(s) for s in rnd["seed"].dropna().unique())
     grid = np.sort(rnd["f"].unique())
     correct = np.stack([_curve_matrix(data, rnd[rnd["seed"] == s], grid) for s in seeds])
-    counts = acc_boot = None
+    acc_boot = None
     if n_boot:
         n_test = data.correct.shape[1]
-        counts = rng.multinomial(n_test, np.full(n_test, 1 / n_test), size=n_boot).T / n_test
+        if counts is None:
+            counts = rng.multinomial(n_test, np.full(n_test, 1 / n_test), size=n_boot).T / n_test
         seed_idx = rng.integers(0, len(seeds), size=(n_boot, len(seeds)))
         seed_counts = np.stack([np.bincount(row, minlength=len(seeds)) for row in seed_idx]) / len(seeds)
         acc_boot = np.einsum("sfb,bs->fb", correct.astype(float) @ counts, seed_counts)
-    return RandomBaseline(seeds, grid, correct, counts, acc_boot)
+    return RandomBaseline(seeds, grid, correct, counts if n_boot else None, acc_boot)
 
 
 def bootstrap_p(replicates: np.ndarray) -> float:
@@ -116,17 +134,27 @@ def bootstrap_p(replicates: np.ndarray) -> float:
 
 
 def _gap_intervals(
-    c_m: np.ndarray, ref: RandomBaseline, w: np.ndarray, confidence: float
+    c_ms: list[np.ndarray],
+    refs: list[RandomBaseline],
+    w: np.ndarray,
+    confidence: float,
+    pick: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, float, float, float]:
     """Bootstrap intervals of the gap per f (``lo, hi``) and of the AUC gap, and the AUC gap's p-value.
 
+    ``pick`` ``(B, R)``: the replicates each bootstrap replicate averages (None: the one replicate).
     NaN without bootstrap.
     """
-    if ref.counts is None or ref.acc_boot is None:
-        nan = np.full(len(ref.grid), np.nan)
+    if refs[0].counts is None or any(r.acc_boot is None for r in refs):
+        nan = np.full(len(refs[0].grid), np.nan)
         return nan, nan, np.nan, np.nan, np.nan
     alpha = (1 - confidence) / 2
-    gap_boot = c_m @ ref.counts - ref.acc_boot  # (n_f, B)
+    per_rep = np.stack([c @ r.counts - r.acc_boot for c, r in zip(c_ms, refs, strict=True)])  # (R, n_f, B)
+    if pick is None:
+        gap_boot = per_rep[0]
+    else:
+        cols = np.arange(per_rep.shape[2])
+        gap_boot = per_rep[pick.T, :, cols[None, :]].mean(0).T  # (n_f, B)
     lo, hi = np.quantile(gap_boot, [alpha, 1 - alpha], axis=1)
     auc_boot = w @ gap_boot
     auc_lo, auc_hi = np.quantile(auc_boot, [alpha, 1 - alpha])
@@ -134,24 +162,33 @@ def _gap_intervals(
 
 
 def _compare(
-    c_m: np.ndarray, ref: RandomBaseline, base: dict[str, Any], n_boot: int, confidence: float
+    c_ms: list[np.ndarray],
+    refs: list[RandomBaseline],
+    base: dict[str, Any],
+    n_boot: int,
+    confidence: float,
+    pick: np.ndarray | None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One method's correctness ``c_m`` (n_f, n_test) against the baseline: its AUC row and per-f rows."""
-    n_test = c_m.shape[1]
+    """One method's correctness (``c_ms[r]``: (n_f, n_test) per replicate) against the baselines:
+    its AUC row and per-f rows."""
+    ref = refs[0]
+    n_test = c_ms[0].shape[1]
     w = trapezoid_weights(ref.grid)
-    acc_m, acc_r = c_m.mean(1), ref.accuracy
+    acc_m = np.mean([c.mean(1) for c in c_ms], axis=0)
+    acc_r = np.mean([r.accuracy for r in refs], axis=0)
     gap = acc_m - acc_r
-    lo, hi, auc_lo, auc_hi, auc_p = _gap_intervals(c_m, ref, w, confidence)
+    lo, hi, auc_lo, auc_hi, auc_p = _gap_intervals(c_ms, refs, w, confidence, pick)
     auc_row = {
         **base, "auc_method": float(w @ acc_m), "auc_random": float(w @ acc_r), "auc_gap": float(w @ gap),
         "ci_lo": float(auc_lo), "ci_hi": float(auc_hi), "p_value": auc_p,
         "excludes_zero": bool(auc_lo > 0 or auc_hi < 0),
         "n_seeds": len(ref.seeds), "n_test": n_test, "n_boot": n_boot, "confidence": confidence,
     }  # fmt: skip
-    mean_rand = ref.correct.mean(0)  # (n_f, n_test)
+    # d_i per protein, averaged over replicates (the proteins are the same in every replicate).
+    d_all = np.mean([c - r.correct.mean(0) for c, r in zip(c_ms, refs, strict=True)], axis=0)  # (n_f, n_test)
     f_rows = []
     for i, f in enumerate(ref.grid):
-        d = c_m[i] - mean_rand[i]
+        d = d_all[i]
         f_rows.append(
             {
                 **base, "f": float(f), "acc_method": float(acc_m[i]), "acc_random": float(acc_r[i]),
@@ -164,17 +201,20 @@ def _compare(
 
 
 def random_comparison(
-    data: AblationData,
+    data: AblationData | Sequence[AblationData],
     n_boot: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Gap of each method to random: ``(per-curve AUC gaps, per-f gaps with paired tests)``.
 
+    ``data``: one replicate's ablation data, or one per replicate (same rows, same test proteins).
     Both tables are empty (with their columns) when there are no random rows. The bootstrap
-    replicates (proteins and seeds) of a group are shared by all its methods.
+    replicates (proteins, seeds and replicates) of a group are shared by all its methods.
     """
-    t = data.table
+    datas = [data] if isinstance(data, AblationData) else list(data)
+    _check_replicates(datas)
+    t = datas[0].table
     auc_rows, f_rows = [], []
     rng = np.random.default_rng(seed)
     is_random = t["method"] == "random"
@@ -182,17 +222,33 @@ def random_comparison(
         rnd = g[is_random.loc[g.index]]
         if rnd.empty:
             continue
-        ref = random_baseline(data, rnd, n_boot, rng)
+        refs = [random_baseline(datas[0], rnd, n_boot, rng)]
+        refs += [random_baseline(d, rnd, n_boot, rng, counts=refs[0].counts) for d in datas[1:]]
+        pick = rng.integers(0, len(datas), size=(n_boot, len(datas))) if n_boot and len(datas) > 1 else None
         for method, gm in g[~is_random.loc[g.index]].groupby("method", sort=True):
             base = {"method": method, **dict(zip(GROUP_KEYS, gkey, strict=False))}
             base |= {"layer": gm["layer"].iloc[0], "module": gm["module"].iloc[0]}
-            c_m = _curve_matrix(data, gm, ref.grid).astype(float)
-            auc_row, rows = _compare(c_m, ref, base, n_boot, confidence)
+            c_ms = [_curve_matrix(d, gm, refs[0].grid).astype(float) for d in datas]
+            auc_row, rows = _compare(c_ms, refs, base, n_boot, confidence, pick)
+            auc_row["n_replicates"] = len(datas)
             auc_rows.append(auc_row)
             f_rows.extend(rows)
-    auc = pd.DataFrame(auc_rows, columns=AUC_COLUMNS)
+    auc = pd.DataFrame(auc_rows, columns=[*AUC_COLUMNS, "n_replicates"])
     per_f = pd.DataFrame(f_rows, columns=[c for c in PAIRED_COLUMNS if c != "p_adj"])
     per_f.insert(per_f.columns.get_loc("p_value") + 1, "p_adj", bh_qvalues(per_f["p_value"].to_numpy()))
     for df in (auc, per_f):
         df["layer"] = df["layer"].astype("Int64")
     return auc, per_f
+
+
+def _check_replicates(datas: list[AblationData]) -> None:
+    """Replicates must hold the same rows (masks) evaluated on the same test proteins."""
+    if not datas:
+        raise InputError("random_comparison: no ablation data")
+    first = datas[0]
+    keys = row_keys(first.table)
+    for i, d in enumerate(datas[1:], start=1):
+        if not np.array_equal(d.accessions, first.accessions):
+            raise InputError(f"replicate {i} was evaluated on other test proteins than replicate 0")
+        if not np.array_equal(row_keys(d.table), keys):
+            raise InputError(f"replicate {i}'s ablation rows differ from replicate 0's")

@@ -17,6 +17,7 @@ STATS_REQUIRED: dict[str, tuple[str, ...]] = {
     "random_gap": ("method", "scope", "scope_name", "mode", "auc_gap", "ci_lo", "ci_hi"),
     "paired_tests": ("method", "scope", "scope_name", "mode", "f", "gap", "p_value", "p_adj"),
     "density": ("method", "level", "layer", "module", "count", "enrichment", "p_enriched"),
+    "stability": ("method", "level", "module", "k_fraction", "replicate_a", "replicate_b", "jaccard"),
 }
 _STATS_NUMERIC: dict[str, tuple[str, ...]] = {
     "curves": ("f", "accuracy"),
@@ -24,8 +25,11 @@ _STATS_NUMERIC: dict[str, tuple[str, ...]] = {
     "random_gap": ("auc_gap", "ci_lo", "ci_hi"),
     "paired_tests": ("f", "gap", "p_value", "p_adj"),
     "density": ("count", "enrichment", "p_enriched"),
+    "stability": ("k_fraction", "jaccard", "random_lo", "random_hi", "spearman"),
 }
-_STATS_DTYPES = {"scope_name": str, "module": str, "method": str, "label": str}
+_STATS_DTYPES = {
+    "scope_name": str, "module": str, "method": str, "label": str, "replicate_a": str, "replicate_b": str,
+}  # fmt: skip
 
 #: ``characterise/{name}``: its reader's dtypes and required columns.
 CHARACTERISE_TABLES: dict[str, tuple[dict[str, Any] | None, tuple[str, ...]]] = {
@@ -67,7 +71,7 @@ def write_stats_tables(frames: dict[str, pd.DataFrame], out: dict[str, str | Pat
 
 
 def read_stats_table(path: str | Path, name: str) -> pd.DataFrame:
-    """Read ``stats/{name}.tsv`` (curves, summary, random_gap, paired_tests, density).
+    """Read ``stats/{name}.tsv`` (curves, summary, random_gap, paired_tests, density, stability).
 
     Names stay strings and ``layer`` / ``seed`` nullable ints, as the statistics wrote them.
     """
