@@ -19,6 +19,7 @@ include: "workflow/rules/finetune.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/characterise.smk"
 include: "workflow/rules/ablate.smk"
+include: "workflow/rules/external.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/atlas.smk"
 

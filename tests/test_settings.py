@@ -22,7 +22,8 @@ from kneurons.settings import RULES, job_settings, rule_params
 BASE = validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
 METHODS = ("activation", "ig", "gradxact", "random")
 SCORE = {f"score_layer[{m}]" for m in METHODS}
-MODEL_JOBS = {"score_layer[*]", "ablate", "ablate_seed", "characterise_classes", "characterise_neurons"}
+MODEL_JOBS = {"score_layer[*]", "ablate", "ablate_seed", "ablate_external", "characterise_classes",
+              "characterise_neurons"}  # fmt: skip
 FIGURES = {
     "figure_accuracy", "figure_density", "figure_smallest_fraction", "figure_layer_module_gap",
     "figure_training_curve", "figure_confusion_matrix",
@@ -46,6 +47,7 @@ DAG_KEYS = {
     "ablate.modes": "the accuracy figures",
     "ablate.fill": "`mean` adds the scoring set to the ablate inputs",
     "ablate.random_seeds": "the random baseline's per-seed jobs (ablate_seed) and what the gather reads",
+    "evaluate.external": "one external_set, ablate_external and external_stats job set per external set",
     "train.replicates": "one fine-tuning, scoring, ablation and characterisation per replicate",
     "characterise.enabled": "the characterisation jobs in the default target",
     "figures.formats": "the figure outputs",
@@ -56,8 +58,9 @@ DAG_KEYS = {
 #: (the captions' run description, settings.run_description) names some keys of every stage.
 DEPENDS: dict[str, set[str]] = {
     "results": set(),
-    "seed": {"download_synthetic", "split", "finetune", "scoring_set", "score_layer[*]", "ablate",
-             "ablate_seed", "ablation_stats", "characterise_classes", "characterise_neurons", *FIGURES},
+    "seed": {"download_synthetic", "external_synthetic", "split", "finetune", "scoring_set", "score_layer[*]",
+             "ablate", "ablate_seed", "ablate_external", "ablation_stats", "external_stats",
+             "characterise_classes", "characterise_neurons", *FIGURES},
     "device": {"finetune", *MODEL_JOBS},
     "data.source": {"proteins", *FIGURES},
     "data.tsv": set(),  # only with source tsv (then also in the captions)
@@ -67,13 +70,13 @@ DEPENDS: dict[str, set[str]] = {
     "data.expasy": set(),
     "data.brenda": set(),
     "data.uniprot": {"download_uniprot"},
-    "data.synthetic": {"download_synthetic"},
-    "data.synthetic.n_classes": {"download_synthetic", *FIGURES},
+    "data.synthetic": {"download_synthetic", "external_synthetic"},
+    "data.synthetic.n_classes": {"download_synthetic", "external_synthetic", *FIGURES},
     "data.synthetic.n_per_class": {"download_synthetic", *FIGURES},
-    "data.synthetic.length_min": {"download_synthetic", *FIGURES},
-    "data.synthetic.length_max": {"download_synthetic", *FIGURES},
-    "labels": {"labels"},
-    "labels.level": {"labels", *FIGURES},
+    "data.synthetic.length_min": {"download_synthetic", "external_synthetic", *FIGURES},
+    "data.synthetic.length_max": {"download_synthetic", "external_synthetic", *FIGURES},
+    "labels": {"labels", "external_set"},
+    "labels.level": {"labels", "external_set", *FIGURES},
     "labels.min_class_size": {"labels", *FIGURES},
     "split.method": {"split", "leakage", *FIGURES},
     "split.fractions": {"split", *FIGURES},
@@ -81,14 +84,14 @@ DEPENDS: dict[str, set[str]] = {
     "split.mmseqs": {"split", "leakage"},
     "model": {"finetune"},
     "model.name": {"finetune", *FIGURES},
-    "model.download": {"finetune", "ablate", "ablate_seed", "characterise_classes"},
+    "model.download": {"finetune", "ablate", "ablate_seed", "ablate_external", "characterise_classes"},
     "model.pretrained": {"finetune", *FIGURES},
-    "model.checkpoint": {"finetune", "ablate", "ablate_seed", "characterise_classes"},
+    "model.checkpoint": {"finetune", "ablate", "ablate_seed", "ablate_external", "characterise_classes"},
     "model.custom": {"finetune", *FIGURES},
     "model.attention": {"finetune", *MODEL_JOBS},
     "train": {"finetune"},
     # one more replicate adds jobs (DAG_KEYS), and changes no existing fine-tuning run's params
-    "train.replicates": {"ablation_stats", "claims", *FIGURES},
+    "train.replicates": {"ablation_stats", "external_stats", "claims", *FIGURES},
     "train.bf16": {"finetune", "characterise_classes", "characterise_neurons"},
     "score.methods": {"ablation_stats", "atlas", *FIGURES},
     "score.split": {"scoring_set", "score_layer[*]", *FIGURES},
@@ -101,18 +104,23 @@ DEPENDS: dict[str, set[str]] = {
     "score.ig.method": {"score_layer[ig]"},
     "score.ig.target": {"score_layer[ig]", "score_layer[gradxact]", *FIGURES},
     "score.random": {"score_layer[random]"},
-    "ablate": {"ablate", "ablate_seed"},
+    "ablate": {"ablate", "ablate_seed", "ablate_external"},
     "ablate.scopes": set(),
-    "ablate.fill": {"ablate", "ablate_seed", "characterise_classes", *FIGURES},
-    "ablate.normalise": {"ablate", "ablate_seed", "ablation_stats", "characterise_classes",
+    "ablate.fill": {"ablate", "ablate_seed", "ablate_external", "characterise_classes", *FIGURES},
+    "ablate.normalise": {"ablate", "ablate_seed", "ablate_external", "ablation_stats", "characterise_classes",
                          "characterise_neurons", "atlas", *FIGURES},
-    "ablate.fractions": {"ablate", "ablate_seed", *FIGURES},
+    "ablate.fractions": {"ablate", "ablate_seed", "ablate_external", *FIGURES},
     # ablate_seed: a job's seed is its wildcard, so the jobs of the seeds kept are unchanged
-    "ablate.random_seeds": {"ablate", *FIGURES},
+    "ablate.random_seeds": {"ablate", "ablate_external", *FIGURES},
     "stats": {"ablation_stats"},
-    "stats.confidence": {"ablation_stats", "claims"},
+    "stats.bootstrap": {"ablation_stats", "external_stats"},
+    "stats.confidence": {"ablation_stats", "external_stats", "claims"},
     "stats.top_fraction": {"ablation_stats", "atlas", "claims"},
     "stats.claims": {"claims"},
+    "ablate.max_sequences": {"ablate", "ablate_seed"},
+    "evaluate.external": {"claims"},
+    "evaluate.max_identity": {"external_set"},
+    "evaluate.synthetic": {"external_synthetic"},
     "characterise": {"characterise_neurons"},
     "characterise.enabled": set(),
     "characterise.split": {"characterise_classes", "characterise_neurons"},
@@ -132,6 +140,8 @@ DEPENDS: dict[str, set[str]] = {
 #: Changes for keys whose simple change would be invalid (they change a companion key too; the
 #: expected rules are the union over every changed key).
 CHANGES: dict[str, dict[str, object]] = {
+    "evaluate.external": {"evaluate.external": {"new": "written by the test"}},
+    "evaluate.max_identity": {"evaluate.max_identity": 0.9},
     "split.fractions.train": {"split.fractions.train": 0.6, "split.fractions.val": 0.2},
     "split.fractions.val": {"split.fractions.val": 0.2, "split.fractions.test": 0.1},
     "split.fractions.test": {"split.fractions.test": 0.1, "split.fractions.train": 0.8},
@@ -235,6 +245,10 @@ def test_a_changed_key_changes_exactly_the_params_of_its_rules(key, tmp_path):
     changes = CHANGES.get(key) or {key: changed_value(key, LEAVES[key], _get(BASE, key))}
     if "model.checkpoint" in changes:  # validation wants an existing file of the named model's shape
         changes = {**changes, "model.checkpoint": str(t6_config_only_checkpoint(tmp_path / "w.pt"))}
+    if "evaluate.external" in changes:  # validation reads every external set
+        ext = tmp_path / "new.tsv"
+        ext.write_text("Entry\tEC number\tSequence\nP1\t1.1.1.1\tMKTAYIAKQR\n")
+        changes = {**changes, "evaluate.external": {"new": str(ext)}}
     cfg = copy.deepcopy(BASE)
     for k, v in changes.items():
         _set(cfg, k, v)

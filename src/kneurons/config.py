@@ -7,13 +7,14 @@ all call it, so a bad configuration is rejected at parse time with a message nam
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-from kneurons.errors import ConfigError
+from kneurons.errors import ConfigError, InputError
 from kneurons.scoring.registry import METHODS
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema" / "config.schema.yaml"
@@ -166,6 +167,32 @@ def _data_problems(cfg: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _evaluate_problems(cfg: dict[str, Any]) -> list[str]:
+    """External sets: names usable in paths, and files that read (a malformed one stops the run
+    here, before any model work)."""
+    from kneurons.data.external import read_external
+
+    problems: list[str] = []
+    for name, path in cfg["evaluate"]["external"].items():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            problems.append(
+                f"evaluate.external.{name}: a set name may hold letters, digits, '_', '.' and '-'"
+            )
+            continue
+        if path == "synthetic":
+            if cfg["data"]["source"] != "synthetic":
+                problems.append(
+                    f"evaluate.external.{name}: 'synthetic' reuses the training data's planted motifs, "
+                    f"so it needs data.source synthetic (it is {cfg['data']['source']!r})"
+                )
+            continue
+        try:
+            read_external(name, path)
+        except (ConfigError, InputError) as exc:
+            problems.append(f"evaluate.external.{name}: {exc}")
+    return problems
+
+
 def _model_problems(cfg: dict[str, Any]) -> list[str]:
     """Problems of ``model``, and of ``train.freeze_layers`` (which depends on the model's depth)."""
     problems: list[str] = []
@@ -298,6 +325,7 @@ def _characterise_problems(cfg: dict[str, Any]) -> list[str]:
 _SEMANTIC_CHECKS = (
     _split_problems,
     _data_problems,
+    _evaluate_problems,
     _model_problems,
     _ablate_problems,
     _score_problems,

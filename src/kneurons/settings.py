@@ -128,6 +128,35 @@ def _ablate(cfg: Config) -> dict[str, Any]:
     }
 
 
+def _external_synthetic(cfg: Config) -> dict[str, Any]:
+    ev = cfg["evaluate"]["synthetic"]
+    return {
+        "synthetic": {**cfg["data"]["synthetic"], "n_per_class": ev["n_per_class"]},
+        "sequence_seed": ev["sequence_seed"],
+        "seed": cfg["seed"],
+    }
+
+
+def _external_set(cfg: Config) -> dict[str, Any]:
+    # The minimum class size belongs to a training set; an external set is labelled without it.
+    labels = {k: v for k, v in cfg["labels"].items() if k != "min_class_size"}
+    return {"labels": labels, "max_identity": cfg["evaluate"]["max_identity"]}
+
+
+def _ablate_external(cfg: Config) -> dict[str, Any]:
+    # Every protein of the set is evaluated: ablate.max_sequences caps the test split only.
+    params = _ablate(cfg)
+    return {**params, "ablate": {k: v for k, v in params["ablate"].items() if k != "max_sequences"}}
+
+
+def _external_stats(cfg: Config) -> dict[str, Any]:
+    return {
+        "stats": _pick(cfg["stats"], "bootstrap", "confidence"),
+        "replicates": cfg["train"]["replicates"],
+        "seed": cfg["seed"],
+    }
+
+
 def _ablate_seed(cfg: Config) -> dict[str, Any]:
     # One seed of the random baseline per job: the job's seed is its wildcard, so adding a seed
     # to ablate.random_seeds runs the new seed's jobs only.
@@ -150,6 +179,7 @@ def _claims(cfg: Config) -> dict[str, Any]:
     return {
         "stats": _pick(cfg["stats"], "confidence", "top_fraction", "claims"),
         "replicates": cfg["train"]["replicates"],
+        "external": sorted(cfg["evaluate"]["external"]),
     }
 
 
@@ -247,6 +277,10 @@ RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
     "ablate": _ablate,
     "ablate_seed": _ablate_seed,
     "gather_ablation_seeds": _nothing,  # its inputs, in seed order, are all it reads
+    "external_synthetic": _external_synthetic,
+    "external_set": _external_set,
+    "ablate_external": _ablate_external,
+    "external_stats": _external_stats,
     "ablation_stats": _ablation_stats,
     "claims": _claims,
     "characterise_classes": _characterise_classes,

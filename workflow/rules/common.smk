@@ -84,6 +84,31 @@ def ablation_seed_part(method, scope, seed, ext, rep="{rep}"):
     return f"{R}/{rep}ablation/{method}/seeds/{scope}/{seed}.{ext}"
 
 
+def external_source(wildcards):
+    """The file of an external set: the user's, or the generated one for ``synthetic``."""
+    path = EXTERNAL[wildcards.set]
+    if path == "synthetic":
+        return f"{R}/external/{wildcards.set}/synthetic.tsv"
+    return path
+
+
+def external_ablation(name, method, ext, rep="{rep}"):
+    """One replicate's ablation of one method on external set ``name`` (``ext``: tsv or pred.npz)."""
+    return f"{R}/{rep}external/{name}/ablation/{method}.{ext}"
+
+
+def external_ablation_inputs(wildcards):
+    """Inputs of one external ablation job; ``fill: mean`` also needs the scoring set."""
+    inputs = {
+        "model": BEST_MODEL.replace("{rep}", wildcards.rep),
+        "proteins": EXTERNAL_FILES["proteins"].replace("{set}", wildcards.set),
+        "scores": score_table(wildcards.method, wildcards.rep),
+    }
+    if config["ablate"]["fill"] == "mean":
+        inputs["scoring_set"] = SCORING_SET
+    return inputs
+
+
 def per_replicate(pattern):
     """``pattern`` (with a ``{rep}`` prefix) for every replicate, replicate-major."""
     return [pattern.replace("{rep}", p) for p in REP_PREFIXES]
@@ -194,6 +219,9 @@ def atlas_inputs(wildcards):
 def claims_inputs(wildcards):
     """The statistics behind the claims; class specificity only when the characterisation runs."""
     inputs = {"random_gap": STATS["random_gap"], "density": STATS["density"]}
+    inputs["external"] = [
+        EXTERNAL_STATS["random_gap"].replace("{set}", name) for name in sorted(EXTERNAL)
+    ]
     if config["characterise"]["enabled"]:
         inputs["class_specificity"] = per_replicate(CHAR_CLASS["specificity"])
     return inputs

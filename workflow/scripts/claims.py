@@ -9,5 +9,6 @@ inputs = {
     "random_gap": snakemake.input.random_gap,
     "density": snakemake.input.density,
     "class_specificity": list(snakemake.input.get("class_specificity", [])),
+    "external": list(snakemake.input.get("external", [])),
 }
 run_claims(inputs, settings=job.params, out=snakemake.output.claims)

@@ -23,7 +23,7 @@ from kneurons.ablation.masks import build_masks, layout_of, metrics_table
 from kneurons.data.split import stratified_subset
 from kneurons.errors import InputError
 from kneurons.model.classifier import EsmClassifier
-from kneurons.tables import read_split_rows
+from kneurons.tables import read_external_proteins, read_split_rows
 
 log = logging.getLogger(__name__)
 
@@ -116,4 +116,19 @@ def load_test_set(
         test["accession"].to_numpy(dtype=str),
         test["sequence"].tolist(),
         test["label"].map({lab: i for i, lab in enumerate(labels)}).to_numpy(dtype=np.int64),
+    )
+
+
+def load_external_set(path: str | Path, labels: Sequence[str]) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """``(accessions, sequences, label indices)`` of a labelled external set
+    (``external/<name>/proteins.tsv``)."""
+    ext = read_external_proteins(path)
+    index = {lab: i for i, lab in enumerate(labels)}
+    unknown = sorted(set(ext["label"]) - set(index))
+    if unknown:
+        raise InputError(f"{path}: labels {unknown} are not classes of the model ({list(labels)})")
+    return (
+        ext["accession"].to_numpy(dtype=str),
+        ext["sequence"].tolist(),
+        ext["label"].map(index).to_numpy(dtype=np.int64),
     )

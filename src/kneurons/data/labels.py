@@ -328,6 +328,7 @@ def label_proteins(
     enzclass: str | None = None,
     source: str | None = None,
     origin: str | None = None,
+    min_classes: int = 2,
 ) -> LabelResult:
     """Turn a proteins table into labelled proteins, the class table, the label report and the
     table of dropped proteins (``accession, step, policy, detail``).
@@ -339,6 +340,8 @@ def label_proteins(
         source: the file ``proteins`` was read from, named in errors about its rows.
         origin: the user's input file the proteins came from, named when the policies leave
             too little (defaults to ``source``).
+        min_classes: fewest classes the result may have (a classifier needs two; an external
+            test set may hold one).
 
     Returns:
         ``labels``: ``accession, sequence, ec, label`` + the optional columns present; ``classes``:
@@ -375,7 +378,7 @@ def label_proteins(
     out = out[out_cols].reset_index(drop=True)
 
     final = Counter(out["label"])
-    if len(final) < 2:
+    if len(final) < min_classes:
         raise LabelPolicyError(
             f"{where_}: only {len(final)} class left after the label policies "
             f"({dict(final)}; {summary}); a classifier needs at least two",

@@ -121,17 +121,18 @@ def sniff_format(path: str | Path) -> str:
     raise InputError(f"{path}: empty file")
 
 
-def split_tsv_line(line: str, where_: str) -> list[str]:
-    """The fields of one tab-separated line; quoted fields follow the csv module's rules.
+def split_tsv_line(line: str, where_: str, delimiter: str = "\t") -> list[str]:
+    """The fields of one tab-separated (or ``delimiter``-separated) line; quoted fields follow the
+    csv module's rules.
 
-    A line without ``"`` is split on tabs as it is (the common, fast case); otherwise a field
-    that starts with ``"`` ends at the matching ``"``, and ``""`` inside it is one quote. A
+    A line without ``"`` is split on the delimiter as it is (the common, fast case); otherwise a
+    field that starts with ``"`` ends at the matching ``"``, and ``""`` inside it is one quote. A
     quoted field must close on its line (``where_`` names the line in the error).
     """
     if '"' not in line:
-        return line.split("\t")
+        return line.split(delimiter)
     try:
-        return next(csv.reader([line], delimiter="\t", quotechar='"', strict=True))
+        return next(csv.reader([line], delimiter=delimiter, quotechar='"', strict=True))
     except csv.Error as exc:
         raise InputError(f"{where_}: unbalanced quotes ({exc}); a quoted field ends on its line") from None
 
@@ -143,8 +144,9 @@ def _drop_trailing_empty(fields: list[str], width: int) -> list[str]:
     return fields
 
 
-def read_tsv_rows(path: str | Path) -> tuple[list[str], list[list[str]], list[int]]:
-    """Header, rows and their line numbers of a tab-separated file (blank lines skipped).
+def read_tsv_rows(path: str | Path, delimiter: str = "\t") -> tuple[list[str], list[list[str]], list[int]]:
+    """Header, rows and their line numbers of a tab-separated file (blank lines skipped);
+    ``delimiter=","`` reads a CSV file the same way.
 
     Fields may be quoted (``split_tsv_line``); empty columns after the last named one are
     dropped. A row whose field count differs from the header's is an InputError naming the line.
@@ -155,14 +157,15 @@ def read_tsv_rows(path: str | Path) -> tuple[list[str], list[list[str]], list[in
     for lineno, line in read_lines(path):
         if not line.strip():
             continue
-        fields = split_tsv_line(line, f"{path}, line {lineno}")
+        fields = split_tsv_line(line, f"{path}, line {lineno}", delimiter)
         if header is None:
             header = [f.strip() for f in _drop_trailing_empty(fields, 1)]
             continue
         fields = _drop_trailing_empty(fields, len(header))
         if len(fields) != len(header):
+            sep = "tab" if delimiter == "\t" else repr(delimiter)
             raise InputError(
-                f"{path}, line {lineno}: expected {len(header)} tab-separated fields "
+                f"{path}, line {lineno}: expected {len(header)} {sep}-separated fields "
                 f"({', '.join(header)}), found {len(fields)}"
             )
         rows.append(fields)
@@ -193,13 +196,13 @@ def header_hints(header: list[str], wanted: list[str]) -> list[str]:
     return hints
 
 
-def read_uniprot_tsv(path: str | Path, require_ec: bool = True) -> pd.DataFrame:
+def read_uniprot_tsv(path: str | Path, require_ec: bool = True, delimiter: str = "\t") -> pd.DataFrame:
     """Read a UniProt TSV export (or a contract-named table) into the normalised proteins table.
 
     With ``require_ec=False`` (sequence files for the ExPASy/BRENDA sources) a missing EC
-    column is allowed and filled with empty strings.
+    column is allowed and filled with empty strings. ``delimiter=","``: the same columns as CSV.
     """
-    header, rows, lines = read_tsv_rows(path)
+    header, rows, lines = read_tsv_rows(path, delimiter)
     mapped = [UNIPROT_HEADERS.get(h, h if h in _CONTRACT else None) for h in header]
     dupes = {m for m in mapped if m and mapped.count(m) > 1}
     if dupes:
@@ -303,13 +306,19 @@ def note_compression(path: str | Path) -> None:
 
 
 def read_proteins(path: str | Path, fmt: str = "auto") -> pd.DataFrame:
-    """Read a proteins file: ``tsv`` (UniProt export or contract names), ``fasta``, or ``auto``."""
+    """Read a proteins file: ``tsv`` (UniProt export or contract names), ``csv`` (the same columns),
+    ``fasta``, or ``auto`` (FASTA by its first line, CSV by a ``.csv`` / ``.csv.gz`` name, else TSV)."""
     note_compression(path)
-    fmt = sniff_format(path) if fmt == "auto" else fmt
+    if fmt == "auto":
+        fmt = sniff_format(path)
+        if fmt == "tsv" and Path(path).name.lower().removesuffix(".gz").endswith(".csv"):
+            fmt = "csv"
     if fmt == "fasta":
         return read_fasta(path)
     if fmt == "tsv":
         return read_uniprot_tsv(path)
+    if fmt == "csv":
+        return read_uniprot_tsv(path, delimiter=",")
     raise ValueError(f"unknown format {fmt!r}")
 
 

@@ -102,6 +102,38 @@ def mmseqs_clusters(
     return clusters
 
 
+def best_hits(
+    query: pd.DataFrame,
+    target: pd.DataFrame,
+    executable: str = "mmseqs",
+    threads: int = 1,
+    workdir: str | Path | None = None,
+    coverage: float = 0.8,
+    cov_mode: int = 0,
+) -> pd.DataFrame:
+    """Each query protein's best hit among the targets (one ``mmseqs easy-search``): columns
+    ``query, target, fident, alnlen, qcov, tcov``, best identity first; proteins without a hit that
+    meets the coverage criterion are absent."""
+    exe = find_mmseqs(executable)
+    with tempfile.TemporaryDirectory(dir=workdir, prefix="kneurons-mmseqs-") as tmp:
+        tmp = Path(tmp)
+        _write_fasta(query, tmp / "q.fasta")
+        _write_fasta(target, tmp / "t.fasta")
+        _run(
+            [
+                exe, "easy-search", str(tmp / "q.fasta"), str(tmp / "t.fasta"), str(tmp / "hits.m8"),
+                str(tmp / "work"), "--format-output", "query,target,fident,alnlen,qcov,tcov",
+                "-c", str(coverage), "--cov-mode", str(cov_mode), "--threads", str(threads), "-v", "1",
+            ],
+            "easy-search",
+        )  # fmt: skip
+        names = ["query", "target", "fident", "alnlen", "qcov", "tcov"]
+        hits = pd.read_csv(
+            tmp / "hits.m8", sep="\t", header=None, names=names, dtype={"query": str, "target": str}
+        )
+    return hits.sort_values(["fident", "alnlen"], ascending=False).drop_duplicates("query")
+
+
 def max_identity_vs_train(
     split_df: pd.DataFrame,
     executable: str = "mmseqs",
@@ -119,26 +151,9 @@ def max_identity_vs_train(
     hit, the number of proteins whose best hit reaches 0.3 / 0.5 / 0.9 identity, and the
     worst pair.
     """
-    exe = find_mmseqs(executable)
     query = split_df[split_df["split"] != "train"]
     train = split_df[split_df["split"] == "train"]
-    with tempfile.TemporaryDirectory(dir=workdir, prefix="kneurons-mmseqs-") as tmp:
-        tmp = Path(tmp)
-        _write_fasta(query, tmp / "q.fasta")
-        _write_fasta(train, tmp / "t.fasta")
-        _run(
-            [
-                exe, "easy-search", str(tmp / "q.fasta"), str(tmp / "t.fasta"), str(tmp / "hits.m8"),
-                str(tmp / "work"), "--format-output", "query,target,fident,alnlen,qcov,tcov",
-                "-c", str(coverage), "--cov-mode", str(cov_mode), "--threads", str(threads), "-v", "1",
-            ],
-            "easy-search",
-        )  # fmt: skip
-        names = ["query", "target", "fident", "alnlen", "qcov", "tcov"]
-        hits = pd.read_csv(
-            tmp / "hits.m8", sep="\t", header=None, names=names, dtype={"query": str, "target": str}
-        )
-    best_all = hits.sort_values(["fident", "alnlen"], ascending=False).drop_duplicates("query")
+    best_all = best_hits(query, train, executable, threads, workdir, coverage, cov_mode)
     split_of = dict(zip(query["accession"], query["split"], strict=False))
     out: dict[str, dict[str, Any]] = {}
     for name in ("test", "val"):

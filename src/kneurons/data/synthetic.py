@@ -41,12 +41,16 @@ def generate_synthetic(
     motif_noise: float = 0.05,
     non_enzyme_fraction: float = 0.0,
     seed: int = 0,
+    sequence_seed: int | None = None,
+    accession_prefix: str = "SYN",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Generate the proteins table and the motif table.
 
     Returns ``(proteins, motifs)``: ``proteins`` has the normalised columns ``accession, ec,
     sequence`` plus ``protein_name, organism, motif_sites``; class ``c`` (1-based) gets EC
     numbers ``c.x.y.z`` so every label level is defined. ``motifs`` has ``ec_class, motif``.
+    The motifs come from ``seed``; ``sequence_seed`` draws new proteins carrying those motifs
+    (an independent test set of the same task), else the sequences continue ``seed``'s stream.
     """
     if length_min > length_max:
         raise ValueError("length_min must not exceed length_max")
@@ -57,6 +61,8 @@ def generate_synthetic(
     p = np.array(list(SWISSPROT_FREQUENCIES.values()))
     p = p / p.sum()
     motifs = _class_motifs(rng, n_classes, motif_length)
+    if sequence_seed is not None:
+        rng = np.random.default_rng([seed, sequence_seed])
 
     rows = []
     n_non = round(non_enzyme_fraction * n_classes * n_per_class)
@@ -84,7 +90,7 @@ def generate_synthetic(
             ec, name = "", "synthetic non-enzyme"
         rows.append(
             {
-                "accession": f"SYN{k:06d}",
+                "accession": f"{accession_prefix}{k:06d}",
                 "ec": ec,
                 "sequence": "".join(seq),
                 "protein_name": name,

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from kneurons.ablation.fill import make_fill
-from kneurons.ablation.run import AblationResult, load_test_set, run_ablation
+from kneurons.ablation.run import AblationResult, load_external_set, load_test_set, run_ablation
 from kneurons.errors import InputError
 from kneurons.tables import save_result
 
@@ -30,8 +30,12 @@ def run_ablation_job(
     scoring_set_path: str | Path | None = None,
     device: torch.device | str = "cpu",
     reference_loader: Callable[[], nn.Module] | None = None,
+    external_path: str | Path | None = None,
 ) -> AblationResult:
     """One job: every mask of ``method`` in ``scope`` on the test split; writes the table and predictions.
+
+    ``external_path``: evaluate on every protein of that external set (``external/<name>/proteins.tsv``)
+    instead of the test split (``ablate.max_sequences`` does not apply).
 
     ``settings`` are the rule's params (``kneurons.settings.job_settings('ablate', config)``): ``ablate``,
     ``model.attention``, ``model.checkpoint``, ``seed``; a whole validated config works too. For
@@ -46,9 +50,12 @@ def run_ablation_job(
     ab = settings["ablate"]
     model, info = load_job_classifier(checkpoint, settings, device)
     labels = list(info["labels"])
-    accessions, sequences, y_true = load_test_set(
-        split_path, labels, ab.get("max_sequences"), settings.get("seed", 0)
-    )
+    if external_path is not None:
+        accessions, sequences, y_true = load_external_set(external_path, labels)
+    else:
+        accessions, sequences, y_true = load_test_set(
+            split_path, labels, ab.get("max_sequences"), settings.get("seed", 0)
+        )
     scores, score_meta = read_score_table(scores_path)
     # Scores of another model would rank this model's neurons meaninglessly.
     check_scores_match_checkpoint(scores_path, checkpoint, score_meta)

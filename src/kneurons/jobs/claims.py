@@ -30,13 +30,27 @@ def run_claims(inputs: Mapping[str, Any], settings: Mapping[str, Any], out: str 
         pooled = (
             pd.concat(frames).groupby("class", sort=True)[["drop_own", "drop_other"]].mean().reset_index()
         )
-    claims = evaluate_claims(
-        read_stats_table(inputs["random_gap"], "random_gap"),
-        read_stats_table(inputs["density"], "density"),
-        pooled,
-        settings["stats"],
-        n_replicates=int(settings.get("replicates", 1)),
-    )
+    n_rep = int(settings.get("replicates", 1))
+    parts = [
+        evaluate_claims(
+            read_stats_table(inputs["random_gap"], "random_gap"),
+            read_stats_table(inputs["density"], "density"),
+            pooled,
+            settings["stats"],
+            n_replicates=n_rep,
+        )
+    ]
+    # External sets: the curve claims (1, 2, 4) on proteins the model never saw.
+    names = list(settings.get("external", []))
+    ext_paths = list(inputs.get("external") or [])
+    if len(names) != len(ext_paths):
+        raise ValueError(f"{len(ext_paths)} external statistics tables for {len(names)} sets {names}")
+    for name, path in zip(names, ext_paths, strict=True):
+        gap = read_stats_table(path, "random_gap")
+        rows = evaluate_claims(gap, None, None, settings["stats"], n_replicates=n_rep, set_name=name)
+        rows["figure"] = f"external/{name}/curves.tsv"
+        parts.append(rows)
+    claims = pd.concat(parts, ignore_index=True)
     write_claims(claims, out)
     for row in claims.itertuples():
         log.info("claim %s (%s): %s [%s]", row.claim, row.method, row.verdict, row.statistic)

@@ -103,7 +103,9 @@ def _auc_gap(random_gap: pd.DataFrame, method: str, mode: str) -> Evidence | Non
     return Evidence(float(r["auc_gap"]), float(r["ci_lo"]), float(r["ci_hi"]), p, "stats/random_gap.tsv")
 
 
-def _k_proj_enrichment(density: pd.DataFrame, method: str, confidence: float) -> Evidence | None:
+def _k_proj_enrichment(density: pd.DataFrame | None, method: str, confidence: float) -> Evidence | None:
+    if density is None:
+        return None
     rows = density[
         (density["method"] == method) & (density["level"] == "module_type") & (density["module"] == "k_proj")
     ]
@@ -142,13 +144,14 @@ def _class_specificity(spec: pd.DataFrame | None, confidence: float) -> Evidence
 
 def evaluate_claims(
     random_gap: pd.DataFrame,
-    density: pd.DataFrame,
+    density: pd.DataFrame | None,
     class_specificity: pd.DataFrame | None,
     settings: Mapping[str, Any],
     n_replicates: int = 1,
     set_name: str = "test",
 ) -> pd.DataFrame:
-    """One row per claim (``CLAIM_COLUMNS``), from the statistics tables of one evaluation set.
+    """One row per claim (``CLAIM_COLUMNS``), from the statistics tables of one evaluation set
+    (``density`` None: no density measured, as on an external set).
 
     ``settings`` is the ``stats`` config section (``confidence``, ``top_fraction`` and the
     ``claims`` margins). A claim whose table lacks its rows (a method not scored, the

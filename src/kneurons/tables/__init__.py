@@ -24,6 +24,9 @@ stats/{name}.tsv                        write_stats_tables / read_stats_table
 characterise/*.tsv, *.json              write_result_table, write_json_result /
                                         read_characterise_table, read_sites_info
 stats/claims.tsv                        write_claims / read_claims
+external/<name>/proteins.tsv            write_external_proteins / read_external_proteins
+external/<name>/report.json, metrics    write_json_result (a report for people)
+external/<name>/random_gap.tsv, curves  write_stats_tables / read_stats_table
 model/training_curve.tsv, metrics.json  write_training_curve, write_json_result /
                                         read_training_curve, read_metrics
 """
@@ -42,6 +45,7 @@ from kneurons.tables.data import (
     read_class_labels,
     read_classes,
     read_dropped,
+    read_external_proteins,
     read_label_report,
     read_labels,
     read_proteins_table,
@@ -51,6 +55,7 @@ from kneurons.tables.data import (
     read_split_rows,
     write_classes,
     write_dropped,
+    write_external_proteins,
     write_label_report,
     write_labels,
     write_leakage_report,
@@ -93,6 +98,8 @@ __all__ = [
     "read_ablation_table",
     "read_characterise_table",
     "read_claims",
+    "read_external_proteins",
+    "write_external_proteins",
     "write_claims",
     "read_class_labels",
     "read_classes",

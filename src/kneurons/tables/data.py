@@ -160,3 +160,18 @@ def read_scoring_set(path: str | Path) -> pd.DataFrame:
         )
     df["label_index"] = idx.astype(int)
     return df
+
+
+#: ``external/<name>/proteins.tsv``: the labelled proteins of an external set and their overlap
+#: with training (``kneurons.data.external``).
+EXTERNAL_REQUIRED = ("accession", "sequence", "label", "identical_to_train")
+
+
+def write_external_proteins(proteins: pd.DataFrame, path: str | Path) -> None:
+    """Write ``external/<name>/proteins.tsv`` atomically."""
+    write_table_atomic(proteins, path)
+
+
+def read_external_proteins(path: str | Path) -> pd.DataFrame:
+    """Read ``external/<name>/proteins.tsv`` (text columns; labels stay strings)."""
+    return read_tsv(path, "external set table", EXTERNAL_REQUIRED, text=True)

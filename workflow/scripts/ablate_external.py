@@ -1,0 +1,20 @@
+"""Preserve / suppress the top-f neurons (global scope) of one method on one external set."""
+# ruff: noqa: F821  (`snakemake` is injected by Snakemake's script directive)
+
+from kneurons.jobs import start
+from kneurons.jobs.ablate import run_ablation_job
+
+job = start(snakemake, model=True)
+run_ablation_job(
+    checkpoint=snakemake.input.model,
+    split_path=None,
+    scores_path=snakemake.input.scores,
+    method=snakemake.wildcards.method,
+    scope="global",
+    settings=job.params,
+    table_out=snakemake.output.table,
+    pred_out=snakemake.output.pred,
+    scoring_set_path=snakemake.input.get("scoring_set"),
+    device=job.device,
+    external_path=snakemake.input.proteins,
+)
