@@ -13,7 +13,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from kneurons.errors import ConfigError
+from kneurons.errors import ConfigError, ModelError
+from kneurons.model.hf_snapshot import HF_ORG, fair_esm_name, is_snapshot_dir, snapshot_shape
 from kneurons.scoring.registry import METHODS
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema" / "config.schema.yaml"
@@ -163,12 +164,16 @@ def _model_problems(cfg: dict[str, Any]) -> list[str]:
     problems: list[str] = []
     model = cfg["model"]
     name = model["name"]
-    if name != "custom" and name not in ESM2_ARCHITECTURES:
-        known = ", ".join(["custom", *ESM2_ARCHITECTURES])
+    if name != "custom" and fair_esm_name(name) not in ESM2_ARCHITECTURES:
+        known = ", ".join(["custom", *ESM2_ARCHITECTURES, *(f"{HF_ORG}/{n}" for n in ESM2_ARCHITECTURES)])
         problems.append(f"model.name: unknown model {name!r}; known: {known}")
+    problems += _backend_problems(model)
     if name == "custom":
-        if model["pretrained"]:
-            problems.append("model.pretrained: a custom-size model has no pretrained weights")
+        if model["pretrained"] and not model["checkpoint"]:
+            problems.append(
+                "model.pretrained: a custom-size model has no published weights; "
+                "give model.checkpoint (its architecture comes from the checkpoint)"
+            )
         c = model["custom"]
         if c["embed_dim"] % c["attention_heads"]:
             problems.append("model.custom: embed_dim must be divisible by attention_heads")
@@ -176,9 +181,35 @@ def _model_problems(cfg: dict[str, Any]) -> list[str]:
         problems.append(
             "model.checkpoint: only used with model.pretrained: true (set it, or remove the checkpoint)"
         )
-    n_layers = num_layers(cfg)
+    try:
+        n_layers = num_layers(cfg)
+    except ModelError as exc:  # an unreadable config.json of model.checkpoint
+        return [*problems, f"model.checkpoint: {exc}"]
     if cfg["train"]["freeze_layers"] > n_layers:
         problems.append(f"train.freeze_layers: the model has only {n_layers} layers")
+    return problems
+
+
+def _backend_problems(model: dict[str, Any]) -> list[str]:
+    """``model.backend`` against the name and an existing ``model.checkpoint`` (a missing one is the loader's error)."""
+    backend, name = model["backend"], model["name"]
+    problems: list[str] = []
+    if backend == "fair-esm" and name.startswith(f"{HF_ORG}/"):
+        problems.append(
+            f"model.name: {name} is a Hugging Face repository; with model.backend fair-esm "
+            f"use {fair_esm_name(name)}"
+        )
+    checkpoint = Path(model["checkpoint"]).expanduser() if model["checkpoint"] else None
+    if checkpoint is not None and backend in ("hf", "esmc") and checkpoint.is_file():
+        problems.append(
+            f"model.checkpoint: {checkpoint} is a file, but model.backend {backend} reads a "
+            f"snapshot directory (config.json + weights)"
+        )
+    if checkpoint is not None and backend == "fair-esm" and checkpoint.is_dir():
+        problems.append(
+            f"model.checkpoint: {checkpoint} is a directory, but model.backend fair-esm reads one "
+            f".pt file (use model.backend hf or auto for a Hugging Face snapshot)"
+        )
     return problems
 
 
@@ -266,10 +297,13 @@ def load_config(path: str | Path) -> dict[str, Any]:
 
 
 def model_shape(cfg: dict[str, Any]) -> tuple[int, int, int]:
-    """``(layers, embed_dim, heads)`` of the configured model: an official name's, else ``model.custom``'s."""
+    """``(layers, embed_dim, heads)`` of the configured model: an official name's, a pretrained HF
+    snapshot's (its config.json), else ``model.custom``'s."""
     model = cfg["model"]
-    if model["name"] in ESM2_ARCHITECTURES:
-        return ESM2_ARCHITECTURES[model["name"]]
+    if fair_esm_name(model["name"]) in ESM2_ARCHITECTURES:
+        return ESM2_ARCHITECTURES[fair_esm_name(model["name"])]
+    if model["pretrained"] and model["checkpoint"] and is_snapshot_dir(model["checkpoint"]):
+        return snapshot_shape(model["checkpoint"])
     c = model["custom"]
     return int(c["num_layers"]), int(c["embed_dim"]), int(c["attention_heads"])
 

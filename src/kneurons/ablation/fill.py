@@ -134,18 +134,14 @@ def mean_activations(
 def pretrained_reference(info: Mapping[str, Any], model_cfg: Mapping[str, Any]) -> Callable[[], nn.Module]:
     """Loader of the pre-fine-tuning backbone of a checkpoint with info ``info``.
 
-    The backbone name is the checkpoint's (``info["backbone"]["name"]``), the weights file
-    ``model.checkpoint`` (else the hub cache); it downloads only if ``model.download`` allows.
+    The backbone name and backend are the checkpoint's (``info["backbone"]``), the weights
+    ``model.checkpoint`` (else the backend's cache); it downloads only if ``model.download`` allows.
     """
 
     def load() -> nn.Module:
         from kneurons.model import pretrained
 
-        return pretrained.load_pretrained_backbone(
-            info["backbone"]["name"],
-            model_cfg.get("checkpoint"),
-            download=bool(model_cfg.get("download", True)),
-        )
+        return pretrained.load_reference_backbone(info["backbone"], dict(model_cfg))
 
     return load
 

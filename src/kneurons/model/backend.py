@@ -102,8 +102,9 @@ class Backend(Protocol):
 def backend_for(backbone: nn.Module) -> Backend:
     """The backend of a bare backbone (e.g. pretrained reference weights), by its class."""
     from kneurons.model.fair_esm import FairEsmBackend
+    from kneurons.model.hf_esm import HfEsmBackend
 
-    for cls in (FairEsmBackend,):
+    for cls in (FairEsmBackend, HfEsmBackend):
         if cls.accepts(backbone):
             return cls(backbone)
     raise ModelError(f"no model backend for a {type(backbone).__name__} backbone")

@@ -30,7 +30,8 @@ from kneurons.model.backend import (
     position_of,
     repeat_padding,
 )
-from kneurons.model.fair_esm import build_backbone, get_alphabet, tokenize
+from kneurons.model import fair_esm
+from kneurons.model.fair_esm import get_alphabet, tokenize
 from kneurons.model.hooks import HookPoint
 
 # Stages import the module names and fair-esm's tokenizer from here (model.tokenize is the API).
@@ -53,26 +54,47 @@ CHECKPOINT_FORMAT = "kneurons-classifier/1"
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """What is needed to rebuild an ESM-2 backbone: its size and its fair-esm name (or ``custom``)."""
+    """What is needed to rebuild an ESM-2 backbone: its size, its name (or ``custom``) and its backend.
+
+    ``backend`` is the library (``fair-esm``, ``hf``); checkpoints written before backends were
+    recorded load as fair-esm. ``hf_config`` holds an HF backbone's ``config.json`` values
+    (``kneurons.model.hf_esm.CONFIG_KEYS``) when they came from a snapshot.
+    """
 
     name: str
     num_layers: int
     embed_dim: int
     attention_heads: int
     token_dropout: bool = True
+    backend: str = "fair-esm"
+    hf_config: dict[str, Any] | None = None
 
     @classmethod
     def from_config(cls, model_cfg: dict[str, Any]) -> BackboneSpec:
-        """Build the spec from the ``model`` section of the workflow config."""
+        """Build the spec from the ``model`` section of the workflow config (``backend: auto`` resolved)."""
+        from kneurons.model.hf_snapshot import fair_esm_name, resolve_backend
+
         name = model_cfg["name"]
-        if name in ESM2_ARCHITECTURES:
-            layers, dim, heads = ESM2_ARCHITECTURES[name]
+        backend = resolve_backend(model_cfg)
+        if fair_esm_name(name) in ESM2_ARCHITECTURES:
+            layers, dim, heads = ESM2_ARCHITECTURES[fair_esm_name(name)]
         elif name == "custom":
             c = model_cfg["custom"]
             layers, dim, heads = c["num_layers"], c["embed_dim"], c["attention_heads"]
         else:
             raise ModelError(f"unknown model {name!r}; known: custom, {', '.join(ESM2_ARCHITECTURES)}")
-        return cls(name=name, num_layers=layers, embed_dim=dim, attention_heads=heads)
+        return cls(name=name, num_layers=layers, embed_dim=dim, attention_heads=heads, backend=backend)
+
+
+def build_backbone(spec: BackboneSpec) -> nn.Module:
+    """The backbone of ``spec`` with random weights, in its backend's library."""
+    if spec.backend == "fair-esm":
+        return fair_esm.build_backbone(spec)
+    if spec.backend == "hf":
+        from kneurons.model import hf_esm
+
+        return hf_esm.build_backbone(spec)
+    raise ModelError(f"no model backend {spec.backend!r}; known: fair-esm, hf")
 
 
 class EsmClassifier(nn.Module):

@@ -26,6 +26,7 @@ from kneurons.config import ESM2_ARCHITECTURES
 from kneurons.errors import ModelError
 from kneurons.io import sha256_file
 from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone
+from kneurons.model.hf_snapshot import resolve_backend
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,11 @@ def load_backbone(
     """The backbone the ``model`` config section asks for: pretrained weights or random init.
 
     Downloads happen only when both ``download`` and the config's ``model.download`` allow them.
+    The backend (``model.backend``, ``auto`` inferred) picks the library; fair-esm's path is below.
     """
+    backend = resolve_backend(model_cfg)
+    if backend != "fair-esm":
+        return load_backend_backbone(backend, model_cfg)
     spec = BackboneSpec.from_config(model_cfg)
     if model_cfg.get("pretrained", False):
         backbone = load_pretrained_backbone(
@@ -195,6 +200,30 @@ def load_backbone(
         )
         return backbone, spec
     return build_backbone(spec), spec
+
+
+def load_backend_backbone(backend: str, model_cfg: dict[str, Any]) -> tuple[torch.nn.Module, BackboneSpec]:
+    """The backbone and spec of a backend other than fair-esm (offline: no download)."""
+    if backend == "hf":
+        from kneurons.model.hf_esm import load_hf_backbone
+
+        return load_hf_backbone(model_cfg)
+    raise ModelError(f"model.backend: {backend!r} is not available in this version; use fair-esm or hf")
+
+
+def load_reference_backbone(backbone_info: dict[str, Any], model_cfg: dict[str, Any]) -> torch.nn.Module:
+    """The pretrained backbone a classifier was fine-tuned from (``ablate.fill: pretrained``).
+
+    ``backbone_info`` is the checkpoint's recorded spec (its name and backend; old checkpoints are
+    fair-esm); the weights come from ``model.checkpoint``, else the backend's cache.
+    """
+    backend = backbone_info.get("backend", "fair-esm")
+    if backend != "fair-esm":
+        cfg = {**model_cfg, "name": backbone_info["name"], "backend": backend, "pretrained": True}
+        return load_backend_backbone(backend, cfg)[0]
+    return load_pretrained_backbone(
+        backbone_info["name"], model_cfg.get("checkpoint"), download=bool(model_cfg.get("download", True))
+    )
 
 
 def build_classifier(
