@@ -394,7 +394,7 @@ def test_backend_resolution_and_config_checks(tmp_path, tiny):
     cfg = validate_config({"model": {"name": "custom", "pretrained": True, "checkpoint": str(snapshot)}})
     assert model_shape(cfg) == (3, 32, 4)
     refused = {
-        "has no published weights": {"name": "custom", "pretrained": True},
+        "has no pretrained weights unless": {"name": "custom", "pretrained": True},
         "is a Hugging Face repository": {"name": "facebook/esm2_t6_8M_UR50D", "backend": "fair-esm"},
         "reads a snapshot directory": {"name": "esm2_t6_8M_UR50D", "pretrained": True, "backend": "hf",
                                        "checkpoint": str(pt)},

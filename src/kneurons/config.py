@@ -171,8 +171,8 @@ def _model_problems(cfg: dict[str, Any]) -> list[str]:
     if name == "custom":
         if model["pretrained"] and not model["checkpoint"]:
             problems.append(
-                "model.pretrained: a custom-size model has no published weights; "
-                "give model.checkpoint (its architecture comes from the checkpoint)"
+                "model.pretrained: a custom-size model has no pretrained weights unless "
+                "model.checkpoint gives them (its architecture then comes from the checkpoint)"
             )
         c = model["custom"]
         if c["embed_dim"] % c["attention_heads"]:
