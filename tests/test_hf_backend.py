@@ -404,3 +404,15 @@ def test_backend_resolution_and_config_checks(tmp_path, tiny):
     for message, model in refused.items():
         with pytest.raises(ConfigError, match=message):
             validate_config({"model": model})
+
+
+def test_freezing_reaches_the_hf_layers_and_heads(tiny):
+    from kneurons.model.optim import apply_freezing
+
+    for model in classifier_pair(*tiny):
+        apply_freezing(model, freeze_layers=1, head_only=False)
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        assert model.head.weight.requires_grad
+        assert model.module(1, "fc1").weight.requires_grad
+        assert not model.module(0, "k_proj").weight.requires_grad
+        assert not any("contact_head" in n or "lm_head" in n or "embed" in n for n in trainable), trainable

@@ -297,6 +297,16 @@ class HfEsmBackend:
         a = get_alphabet()
         return (tokens != self.padding_idx) & (tokens != a.cls_idx) & (tokens != a.eos_idx)
 
+    # -- parameters -----------------------------------------------------------------------
+    def unused_parameters(self) -> list[nn.Parameter]:
+        """Parameters the classifier never uses: the contact head (kept frozen)."""
+        return list(self.backbone.contact_head.parameters())
+
+    def bottom_parameters(self, layers: int) -> list[nn.Parameter]:
+        """The token embeddings and the first ``layers`` layers (what ``train.freeze_layers`` freezes)."""
+        e = self.backbone
+        return [*e.embeddings.parameters(), *(p for layer in e.encoder.layer[:layers] for p in layer.parameters())]
+
     # -- the residual stream --------------------------------------------------------------
     def embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``EsmEmbeddings`` with the attention mask ``EsmModel`` gives it: token dropout's rescaling
