@@ -10,6 +10,7 @@ spellings and the offline hub cache must load; a missing transformers must say w
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -157,7 +158,9 @@ def test_resume_from_each_point_equals_the_plain_layer(tiny, attention):
         assert torch.equal(out, plain)
         for position in range(len(b.RESUME_POINTS)):
             assert torch.equal(b.resume_layer(1, position, state), plain), position
-            assert torch.equal(b.resume_layer(1, position, state, copies=3), b.repeat_stream(plain, 3)), position
+            assert torch.equal(b.resume_layer(1, position, state, copies=3), b.repeat_stream(plain, 3)), (
+                position
+            )
 
 
 def test_masks_fire_when_resuming_inside_a_layer(tiny):
@@ -203,7 +206,9 @@ def test_ablation_predictions_equal_fair_esm(tiny, fill_kind):
     layout = layout_of(a)
     assert layout == layout_of(b)
     rng = np.random.default_rng(0)
-    rows = [(layer, m, i) for (layer, m), n in zip(layout.blocks, layout.sizes, strict=True) for i in range(n)]
+    rows = [
+        (layer, m, i) for (layer, m), n in zip(layout.blocks, layout.sizes, strict=True) for i in range(n)
+    ]
     table = pd.DataFrame(rows, columns=["layer", "module", "neuron"])
     table["score"] = rng.random(len(table))
     table["label"] = pd.array([None] * len(table), dtype="string")
@@ -217,8 +222,12 @@ def test_ablation_predictions_equal_fair_esm(tiny, fill_kind):
         masks += built[:: 3 if scope == "layer_module" else 1]
     fills = {}
     for key, model in (("a", a), ("b", b)):
-        fills[key] = Fill() if fill_kind == "zero" else Fill(
-            kind="mean", means=mean_activations(model, random_sequences(6, seed=9), token_budget=256)
+        fills[key] = (
+            Fill()
+            if fill_kind == "zero"
+            else Fill(
+                kind="mean", means=mean_activations(model, random_sequences(6, seed=9), token_budget=256)
+            )
         )
     pa = evaluate_masks(a, seqs, masks, fills["a"], token_budget=256, bf16=False)
     pb = evaluate_masks(b, seqs, masks, fills["b"], token_budget=256, bf16=False, masks_per_pass=3)
@@ -283,7 +292,9 @@ def test_snapshot_of_a_task_model_with_gamma_beta_and_pytorch_bin_loads(tmp_path
     target = tmp_path / "task"
     target.mkdir()
     torch.save(state, target / "pytorch_model.bin")
-    config = (snapshot / "config.json").read_text().replace('"EsmForMaskedLM"', '"EsmForSequenceClassification"')
+    config = (
+        (snapshot / "config.json").read_text().replace('"EsmForMaskedLM"', '"EsmForSequenceClassification"')
+    )
     (target / "config.json").write_text(config)
     a, b = classifier_pair(fe, target)
     tokens = a.tokenize(SEQS)
@@ -295,7 +306,9 @@ def test_snapshot_of_a_task_model_with_gamma_beta_and_pytorch_bin_loads(tmp_path
     torch.save({k.removeprefix("esm."): v for k, v in state.items() if k.startswith("esm.")},
                bare / "pytorch_model.bin")  # fmt: skip
     (bare / "config.json").write_text(config)
-    assert torch.equal(load_snapshot(bare).encoder.layer[0].LayerNorm.weight, fe.layers[0].final_layer_norm.weight)
+    assert torch.equal(
+        load_snapshot(bare).encoder.layer[0].LayerNorm.weight, fe.layers[0].final_layer_norm.weight
+    )
     # a weight missing is named
     del state["esm.encoder.layer.0.attention.self.key.weight"]
     torch.save(state, target / "pytorch_model.bin")
@@ -327,7 +340,9 @@ def test_classifier_checkpoint_records_the_backend_and_reloads(tmp_path, tiny):
 
 
 def test_random_init_hf_backbone_from_the_config(tmp_path):
-    cfg = with_defaults("model", {"backend": "hf", "custom": {"num_layers": 2, "embed_dim": 16, "attention_heads": 2}})
+    cfg = with_defaults(
+        "model", {"backend": "hf", "custom": {"num_layers": 2, "embed_dim": 16, "attention_heads": 2}}
+    )
     model, spec = build_classifier(cfg, 2)
     assert isinstance(model.backend, HfEsmBackend) and spec.backend == "hf" and model.num_layers == 2
     save_classifier(tmp_path / "m.pt", model, spec, ["x", "y"])
@@ -352,7 +367,9 @@ def test_official_name_resolves_from_the_offline_hub_cache(tmp_path, monkeypatch
     assert resolve_backend(cfg["model"]) == "hf" and model_shape(cfg) == (6, 320, 20)
     backbone, spec = load_backbone(cfg["model"])
     assert spec.backend == "hf" and (spec.num_layers, spec.embed_dim, spec.attention_heads) == (6, 320, 20)
-    assert torch.equal(backbone.encoder.layer[5].attention.self.key.weight, fe.layers[5].self_attn.k_proj.weight)
+    assert torch.equal(
+        backbone.encoder.layer[5].attention.self.key.weight, fe.layers[5].self_attn.k_proj.weight
+    )
     # backend hf with the fair-esm spelling of the name reads the same cache entry
     _, spec2 = load_backbone({**cfg["model"], "name": "esm2_t6_8M_UR50D", "backend": "hf"})
     assert spec2.backend == "hf"
@@ -416,3 +433,10 @@ def test_freezing_reaches_the_hf_layers_and_heads(tiny):
         assert model.module(1, "fc1").weight.requires_grad
         assert not model.module(0, "k_proj").weight.requires_grad
         assert not any("contact_head" in n or "lm_head" in n or "embed" in n for n in trainable), trainable
+
+
+def test_the_hf_example_config_validates():
+    from kneurons.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "config" / "examples" / "hf.yaml")
+    assert cfg["model"]["backend"] == "hf" and model_shape(cfg) == (6, 320, 20)

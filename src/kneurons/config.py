@@ -191,7 +191,7 @@ def _model_problems(cfg: dict[str, Any]) -> list[str]:
 
 
 def _backend_problems(model: dict[str, Any]) -> list[str]:
-    """``model.backend`` against the name and an existing ``model.checkpoint`` (a missing one is the loader's error)."""
+    """``model.backend`` against the name and an existing ``model.checkpoint`` (a missing one: the loader)."""
     backend, name = model["backend"], model["name"]
     problems: list[str] = []
     if backend == "fair-esm" and name.startswith(f"{HF_ORG}/"):

@@ -22,6 +22,7 @@ from torch import nn
 
 from kneurons.config import ESM2_ARCHITECTURES
 from kneurons.errors import ModelError
+from kneurons.model import fair_esm
 from kneurons.model.backend import (
     MODULE_TYPES,
     RESUME_POINTS,
@@ -30,7 +31,6 @@ from kneurons.model.backend import (
     position_of,
     repeat_padding,
 )
-from kneurons.model import fair_esm
 from kneurons.model.fair_esm import get_alphabet, tokenize
 from kneurons.model.hooks import HookPoint
 

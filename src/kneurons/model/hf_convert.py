@@ -1,4 +1,4 @@
-"""Convert ESM-2 weights between fair-esm and Hugging Face layouts: ``kneurons convert --to hf|fair-esm SRC DEST``.
+"""ESM-2 weights between fair-esm and Hugging Face layouts: ``kneurons convert --to hf|fair-esm SRC DEST``.
 
 The two libraries hold the same tensors under other names (``MODULE_PAIRS``): fair-esm's
 ``layers.{i}.self_attn.q_proj`` is HF's ``esm.encoder.layer.{i}.attention.self.query`` and so on.
@@ -155,7 +155,7 @@ def write_hf_snapshot(dest: str | Path, state_dict: dict[str, torch.Tensor], con
 
 
 def write_fair_esm(dest: str | Path, state_dict: dict[str, torch.Tensor], config: dict) -> Path:
-    """Write a fair-esm checkpoint in the official layout, loadable by fair-esm and ``kneurons.model.pretrained``.
+    """Write a fair-esm checkpoint in the official layout (which fair-esm and ``pretrained`` read).
 
     The tensors go through fair-esm's ``ESM2`` (so every key it expects is there); a snapshot
     without a language-model head gets ESM2's fresh ``lm_head`` (logged: not used for classification).
@@ -174,9 +174,13 @@ def write_fair_esm(dest: str | Path, state_dict: dict[str, torch.Tensor], config
     result = model.load_state_dict(state_dict, strict=False)
     missing = [k for k in result.missing_keys if not k.startswith(("lm_head.", "contact_head."))]
     if missing or result.unexpected_keys:
-        raise ModelError(f"weights do not fit fair-esm's ESM2: missing {missing}, unexpected {result.unexpected_keys}")
+        raise ModelError(
+            f"weights do not fit fair-esm's ESM2: missing {missing}, unexpected {result.unexpected_keys}"
+        )
     if result.missing_keys:
-        log.warning("no %s in the source; written with ESM2's fresh initialisation", ", ".join(result.missing_keys))
+        log.warning(
+            "no %s in the source; written with ESM2's fresh initialisation", ", ".join(result.missing_keys)
+        )
     cfg = argparse.Namespace(
         encoder_layers=model.num_layers,
         encoder_embed_dim=model.embed_dim,
@@ -198,7 +202,9 @@ def convert_to_hf(src: str | Path, dest: str | Path) -> Path:
     data = load_esm_checkpoint(src)
     cfg = data.get("cfg", {}).get("model") if isinstance(data.get("cfg"), dict) else None
     if cfg is None or not hasattr(cfg, "encoder_attention_heads"):
-        raise ModelError(f"{src}: no ESM-2 config (cfg['model'].encoder_attention_heads); not an ESM-2 checkpoint")
+        raise ModelError(
+            f"{src}: no ESM-2 config (cfg['model'].encoder_attention_heads); not an ESM-2 checkpoint"
+        )
     state, config = fair_esm_to_hf(
         data["model"], int(cfg.encoder_attention_heads), bool(getattr(cfg, "token_dropout", True))
     )
@@ -220,15 +226,22 @@ def convert_to_fair_esm(src: str | Path, dest: str | Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     """``kneurons convert --to hf|fair-esm SRC DEST``."""
     parser = argparse.ArgumentParser(
-        prog="kneurons convert", description="Convert ESM-2 weights between fair-esm and Hugging Face layouts."
+        prog="kneurons convert",
+        description="Convert ESM-2 weights between fair-esm and Hugging Face layouts.",
     )
     parser.add_argument("--to", required=True, choices=["hf", "fair-esm"], help="the layout to write")
-    parser.add_argument("src", help="a fair-esm .pt file (--to hf) or an HF snapshot directory (--to fair-esm)")
+    parser.add_argument(
+        "src", help="a fair-esm .pt file (--to hf) or an HF snapshot directory (--to fair-esm)"
+    )
     parser.add_argument("dest", help="the snapshot directory (--to hf) or .pt file (--to fair-esm) to write")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        out = convert_to_hf(args.src, args.dest) if args.to == "hf" else convert_to_fair_esm(args.src, args.dest)
+        out = (
+            convert_to_hf(args.src, args.dest)
+            if args.to == "hf"
+            else convert_to_fair_esm(args.src, args.dest)
+        )
     except KneuronsError as exc:
         print(f"kneurons convert: {exc}", file=sys.stderr)
         return 1

@@ -140,7 +140,9 @@ def check_config(cfg: dict[str, Any], where: str) -> None:
 def build_backbone(spec: BackboneSpec) -> nn.Module:
     """An HF ``EsmModel`` (no pooler) of ``spec`` with random weights: its recorded config, else ESM-2's."""
     transformers = require_transformers()
-    cfg = spec.hf_config or esm2_config(spec.num_layers, spec.embed_dim, spec.attention_heads, spec.token_dropout)
+    cfg = spec.hf_config or esm2_config(
+        spec.num_layers, spec.embed_dim, spec.attention_heads, spec.token_dropout
+    )
     check_config(cfg, f"model {spec.name}")
     config = transformers.EsmConfig(**backbone_config(cfg))
     return transformers.EsmModel(config, add_pooling_layer=False).eval()
@@ -148,7 +150,7 @@ def build_backbone(spec: BackboneSpec) -> nn.Module:
 
 # -- snapshot directories -------------------------------------------------------------
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of one weights file: safetensors, or a ``pytorch_model.bin`` read with ``weights_only=True``."""
+    """Tensors of one weights file: safetensors, or ``pytorch_model.bin`` read with ``weights_only=True``."""
     try:
         if path.name.endswith(".safetensors"):
             from safetensors.torch import load_file
@@ -178,7 +180,7 @@ def snapshot_state_dict(snapshot: Path) -> dict[str, torch.Tensor]:
 
 
 def backbone_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``EsmModel`` keys of an ``EsmModel``, ``EsmForMaskedLM`` or ``EsmForSequenceClassification`` state dict.
+    """``EsmModel`` keys of an ``EsmModel``, ``EsmForMaskedLM`` or ``EsmForSequenceClassification`` state.
 
     Strips the task models' ``esm.`` prefix, drops their heads (``lm_head``, ``classifier``) and
     the pooler, and renames old LayerNorm ``gamma``/``beta`` to ``weight``/``bias``.
@@ -266,7 +268,7 @@ class HfEsmBackend:
         return is_hf_esm(backbone)
 
     def set_attention(self, attention: str) -> None:
-        """Self-attention implementation: ``sdpa`` (HF's SDPA) or ``reference`` (HF's eager softmax(QK^T)V)."""
+        """Self-attention: ``sdpa`` (HF's SDPA) or ``reference`` (HF's eager softmax(QK^T)V)."""
         impl = {"sdpa": "sdpa", "reference": "eager"}.get(attention)
         if impl is None:
             raise ModelError(f"unknown attention {attention!r}; use 'sdpa' or 'reference'")
@@ -305,7 +307,10 @@ class HfEsmBackend:
     def bottom_parameters(self, layers: int) -> list[nn.Parameter]:
         """The token embeddings and the first ``layers`` layers (what ``train.freeze_layers`` freezes)."""
         e = self.backbone
-        return [*e.embeddings.parameters(), *(p for layer in e.encoder.layer[:layers] for p in layer.parameters())]
+        return [
+            *e.embeddings.parameters(),
+            *(p for layer in e.encoder.layer[:layers] for p in layer.parameters()),
+        ]
 
     # -- the residual stream --------------------------------------------------------------
     def embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -418,7 +423,7 @@ class HfEsmBackend:
 
 
 def resolve_snapshot(model_cfg: dict[str, Any]) -> Path:
-    """The snapshot directory of the ``model`` section: ``model.checkpoint``, else the hub cache entry of the name."""
+    """The snapshot directory of ``model``: ``model.checkpoint``, else the hub cache entry of the name."""
     checkpoint = model_cfg.get("checkpoint")
     if checkpoint:
         path = Path(checkpoint).expanduser()
@@ -430,7 +435,9 @@ def resolve_snapshot(model_cfg: dict[str, Any]) -> Path:
         return path
     name = model_cfg["name"]
     if name == "custom":
-        raise ModelError("model.backend hf with model.name custom needs model.checkpoint (a snapshot directory)")
+        raise ModelError(
+            "model.backend hf with model.name custom needs model.checkpoint (a snapshot directory)"
+        )
     return hf_snapshot.find_snapshot(f"{hf_snapshot.HF_ORG}/{hf_snapshot.fair_esm_name(name)}")
 
 

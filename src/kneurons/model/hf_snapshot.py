@@ -35,7 +35,7 @@ def fair_esm_name(name: str) -> str:
 
 
 def hub_cache_dir() -> Path:
-    """The Hugging Face hub cache: ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``."""
+    """The hub cache: ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``."""
     if os.environ.get("HF_HUB_CACHE"):
         return Path(os.environ["HF_HUB_CACHE"]).expanduser()
     home = os.environ.get("HF_HOME") or os.path.join(
@@ -45,7 +45,7 @@ def hub_cache_dir() -> Path:
 
 
 def is_snapshot_dir(path: str | os.PathLike) -> bool:
-    """True for a directory holding a ``config.json`` (a Hugging Face snapshot or ``save_pretrained`` output)."""
+    """True for a directory holding a ``config.json`` (an HF snapshot or ``save_pretrained`` output)."""
     path = Path(path).expanduser()
     return path.is_dir() and (path / "config.json").is_file()
 
