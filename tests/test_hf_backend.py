@@ -440,3 +440,29 @@ def test_the_hf_example_config_validates():
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "config" / "examples" / "hf.yaml")
     assert cfg["model"]["backend"] == "hf" and model_shape(cfg) == (6, 320, 20)
+
+
+def test_pretrained_fill_reloads_the_hf_reference_and_matches_fair_esm(tmp_path, tiny):
+    """ablate.fill: pretrained on an HF checkpoint reloads the snapshot through the recorded backend;
+    fair-esm's engine on the same fine-tuned and reference weights predicts alike."""
+    from kneurons.ablation.fill import make_fill
+
+    reference_fe, snapshot = tiny
+    tuned = fair_backbone(layers=3, seed=5)  # the "fine-tuned" weights
+    a, b = classifier_pair(tuned, snapshot_of(tuned, tmp_path / "tuned"))
+    info = {"backbone": {"name": "custom", "backend": "hf"}, "meta": {"pretrained": True}}
+    fill_b = make_fill("pretrained", b, info, {"checkpoint": str(snapshot), "download": False})
+    fill_a = Fill.from_reference(reference_fe, layout_of(a))
+    for block, (weight, bias) in fill_a.reference.items():
+        assert torch.equal(fill_b.reference[block][0], weight) and torch.equal(
+            fill_b.reference[block][1], bias
+        )
+    layout = layout_of(a)
+    rng = np.random.default_rng(3)
+    masks = [{blk: rng.random(n) < 0.6 for blk, n in zip(layout.blocks, layout.sizes, strict=True) if rng.random() < 0.5}
+             for _ in range(12)]  # fmt: skip
+    seqs = random_sequences(20, seed=6)
+    pa = evaluate_masks(a, seqs, masks, fill_a, token_budget=256, bf16=False)
+    pb = evaluate_masks(b, seqs, masks, fill_b, token_budget=256, bf16=False)
+    assert (pa == pb).all()
+    assert (pa != evaluate_masks(a, seqs, [{}], bf16=False)[0]).any()  # the fill changes predictions

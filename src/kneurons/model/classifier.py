@@ -6,9 +6,10 @@ a caller can compute the residual stream entering layer ``l`` once and re-run on
 ``run_layer_with_states``, ``resume_layer``) and the named modules ``q_proj`` ... ``fc2``.
 
 What the backbone library does inside is its backend's business (``kneurons.model.backend``;
-today ``kneurons.model.fair_esm``): callers never reach into ``model.esm``. The stream and module
-outputs keep the backend's layout; ``batch_dim`` says where the batch is (fair-esm: time-first
-``(T, B, E)``, module outputs ``(T, B, n_neurons)``).
+``kneurons.model.fair_esm``, ``kneurons.model.hf_esm``): callers never reach into ``model.esm``.
+The stream keeps the backend's layout; ``batch_dim`` says where the batch is (fair-esm:
+time-first ``(T, B, E)``; HF: batch-first). Module outputs, as hooks see them, are ``(T, B, n)``.
+Checkpoints record the backend (``BackboneSpec.backend``), so ``load_classifier`` rebuilds it.
 """
 
 from __future__ import annotations
