@@ -459,8 +459,8 @@ def test_pretrained_fill_reloads_the_hf_reference_and_matches_fair_esm(tmp_path,
         )
     layout = layout_of(a)
     rng = np.random.default_rng(3)
-    masks = [{blk: rng.random(n) < 0.6 for blk, n in zip(layout.blocks, layout.sizes, strict=True) if rng.random() < 0.5}
-             for _ in range(12)]  # fmt: skip
+    blocks = list(zip(layout.blocks, layout.sizes, strict=True))
+    masks = [{blk: rng.random(n) < 0.6 for blk, n in blocks if rng.random() < 0.5} for _ in range(12)]
     seqs = random_sequences(20, seed=6)
     pa = evaluate_masks(a, seqs, masks, fill_a, token_budget=256, bf16=False)
     pb = evaluate_masks(b, seqs, masks, fill_b, token_budget=256, bf16=False)
