@@ -23,7 +23,7 @@ from kneurons.ablation.selection import (
     score_vector,
     top_k_count,
 )
-from kneurons.errors import ConfigError, InputError
+from kneurons.errors import ConfigError, InputError, ModelError
 from kneurons.model.backend import POSITION, RESUME_POINTS
 from kneurons.model.batching import token_budget_batches
 from kneurons.model.classifier import (
@@ -411,6 +411,37 @@ def test_run_ablation_job_files_and_fills(tmp_path, fill_kind):
     assert len(t) == 6 * 2 * 3 and (t.fill == fill_kind).all() and (t.n_test == 15).all()
     data = load_ablation([tmp_path / "t.tsv"], [tmp_path / "t.pred.npz"])
     assert np.allclose(data.table.accuracy, data.correct.mean(1))
+
+
+def test_pretrained_fill_refuses_other_weights_than_the_fine_tuned_ones(tmp_path):
+    """The default reference loader reads model.checkpoint again: its sha256 must be best.pt's record."""
+    import argparse
+
+    from kneurons.io import sha256_file
+
+    model = tiny_model(layers=2)
+    backbone = tiny_model(seed=5, layers=2).esm
+    state = {
+        ("encoder." if k.startswith("lm_head") else "encoder.sentence_encoder.") + k: v
+        for k, v in backbone.state_dict().items()
+        if not k.startswith("contact_head.regression")
+    }
+    cfg = argparse.Namespace(
+        encoder_layers=2, encoder_embed_dim=16, encoder_attention_heads=4, token_dropout=True
+    )
+    weights = tmp_path / "esm2_mine.pt"
+    torch.save({"model": state, "cfg": {"model": cfg}}, weights)
+    info = {"backbone": {"name": "custom"}, "meta": {"pretrained": True, "weights_sha256": "0" * 64}}
+    model_cfg = {"checkpoint": str(weights), "download": False}
+    with pytest.raises(
+        ModelError,
+        match=rf"the reference weights {weights} \(sha256 {sha256_file(weights)}\) are not the weights "
+        rf"{tmp_path / 'best.pt'} was fine-tuned from \(sha256 0{{64}}\)",
+    ):
+        make_fill("pretrained", model, info, model_cfg, source=str(tmp_path / "best.pt"))
+    info["meta"]["weights_sha256"] = sha256_file(weights)
+    fill = make_fill("pretrained", model, info, model_cfg, source=str(tmp_path / "best.pt"))
+    assert torch.equal(fill.reference[(1, "fc1")][0], backbone.layers[1].fc1.weight)
 
 
 @pytest.mark.parametrize("download", [False, True])

@@ -411,7 +411,7 @@ def test_backend_resolution_and_config_checks(tmp_path, tiny):
     cfg = validate_config({"model": {"name": "custom", "pretrained": True, "checkpoint": str(snapshot)}})
     assert model_shape(cfg) == (3, 32, 4)
     refused = {
-        "has no pretrained weights unless": {"name": "custom", "pretrained": True},
+        "has pretrained weights only from model.checkpoint": {"name": "custom", "pretrained": True},
         "is a Hugging Face repository": {"name": "facebook/esm2_t6_8M_UR50D", "backend": "fair-esm"},
         "reads a snapshot directory": {"name": "esm2_t6_8M_UR50D", "pretrained": True, "backend": "hf",
                                        "checkpoint": str(pt)},
@@ -435,11 +435,26 @@ def test_freezing_reaches_the_hf_layers_and_heads(tiny):
         assert not any("contact_head" in n or "lm_head" in n or "embed" in n for n in trainable), trainable
 
 
-def test_the_hf_example_config_validates():
-    from kneurons.config import load_config
+def test_the_hf_example_config_validates(tmp_path):
+    """config/examples/hf.yaml with its snapshot directory in place (a t6_8M-shaped config.json)."""
+    import json
 
-    cfg = load_config(Path(__file__).resolve().parents[1] / "config" / "examples" / "hf.yaml")
-    assert cfg["model"]["backend"] == "hf" and model_shape(cfg) == (6, 320, 20)
+    import yaml
+
+    from kneurons.model.hf_esm import esm2_config
+
+    raw = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "config" / "examples" / "hf.yaml").read_text()
+    )
+    snapshot = tmp_path / raw["model"]["checkpoint"]
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(json.dumps(esm2_config(6, 320, 20)))
+    raw["model"]["checkpoint"] = str(snapshot)
+    cfg = validate_config(raw)
+    assert resolve_backend(cfg["model"]) == "hf" and model_shape(cfg) == (6, 320, 20)
+    (snapshot / "config.json").write_text(json.dumps(esm2_config(2, 32, 4)))
+    with pytest.raises(ConfigError, match=r"holds an ESM-2 with \(layers, embed_dim, heads\) = \(2, 32, 4\)"):
+        validate_config(raw)
 
 
 def test_pretrained_fill_reloads_the_hf_reference_and_matches_fair_esm(tmp_path, tiny):

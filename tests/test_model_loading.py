@@ -82,8 +82,12 @@ def test_official_layout_needs_namespace_and_loads_safely(t6_file, t6_backbone, 
 def test_hub_cache_is_used_offline(t6_file, no_network):
     no_network.mkdir(parents=True)
     (no_network / f"{T6}.pt").symlink_to(t6_file)
-    # The cached file has the official name, so its size/sha256 are checked: a test file fails that.
-    with pytest.raises(ModelError, match=rf"{T6}\.pt: size \d+ bytes, expected 30104453"):
+    # The cached file has the official name, so its sha256 is checked: a test file fails that.
+    with pytest.raises(
+        ModelError,
+        match=rf"{T6}\.pt: sha256 [0-9a-f]{{64}} does not match the official {T6}\.pt \(46f002a9.*"
+        rf"size \d+ bytes, the official file has 30099493",
+    ):
         load_backbone({"name": T6, "pretrained": True})
 
 
@@ -113,9 +117,11 @@ def _sha(path: Path) -> str:
 def test_sha256_mismatch_names_the_file(tmp_path, no_network):
     path = tmp_path / f"{T6}.pt"
     with open(path, "wb") as fh:  # the official size, wrong content
-        fh.truncate(30_104_453)
+        fh.truncate(30_099_493)
     with pytest.raises(
-        ModelError, match=rf"{path}: sha256 [0-9a-f]{{64}} does not match the official {T6}\.pt"
+        ModelError,
+        match=rf"{path}: sha256 [0-9a-f]{{64}} does not match the official {T6}\.pt "
+        r"\(46f002a9[0-9a-f]+\); the file",
     ):
         load_backbone({"name": T6, "pretrained": True, "checkpoint": str(path)})
 
@@ -228,3 +234,123 @@ def test_save_and_reload_pretrained_shape(tmp_path, t6_file, no_network):
     again, info = load_classifier(tmp_path / "c.pt")
     assert info["backbone"]["name"] == T6
     assert torch.equal(again.esm.layers[3].fc2.weight, model.esm.layers[3].fc2.weight)
+
+
+# -- weights by content, custom + pretrained + checkpoint, missing checkpoint ------------------------
+def tiny_official_file(path: Path, shape=(2, 32, 4), seed: int = 0) -> Path:
+    """A fair-esm-layout checkpoint of a tiny ESM-2 (Namespace cfg, fairseq key prefixes)."""
+    torch.manual_seed(seed)
+    torch.save(official_layout(build_backbone(BackboneSpec("custom", *shape))), path)
+    return path
+
+
+def test_official_content_is_recognised_whatever_the_file_name(t6_file, no_network, monkeypatch, caplog):
+    monkeypatch.setitem(pretrained.KNOWN_CHECKPOINTS, f"{T6}.pt", (None, _sha(t6_file)))
+    with caplog.at_level("INFO", logger="kneurons.model.pretrained"):
+        _, spec = load_backbone({"name": T6, "pretrained": True, "checkpoint": str(t6_file)})
+    assert spec.num_layers == 6
+    assert f"{t6_file}: content is the official {T6}.pt" in caplog.text
+
+
+def test_recognised_model_must_be_the_configured_one(t6_file, no_network, monkeypatch):
+    # t6_file's content pinned as the official t12: configured as t6, it is refused by content.
+    monkeypatch.setitem(pretrained.KNOWN_CHECKPOINTS, "esm2_t12_35M_UR50D.pt", (None, _sha(t6_file)))
+    with pytest.raises(
+        ModelError,
+        match=rf"{t6_file} holds the official esm2_t12_35M_UR50D weights \(by sha256\), "
+        rf"but model.name is {T6}",
+    ):
+        load_backbone({"name": T6, "pretrained": True, "checkpoint": str(t6_file)})
+
+
+def test_unknown_content_under_another_name_loads_unverified(t6_file, no_network, caplog):
+    with caplog.at_level("INFO", logger="kneurons.model.pretrained"):
+        load_backbone({"name": T6, "pretrained": True, "checkpoint": str(t6_file)})
+    assert (
+        f"{t6_file}: sha256 {_sha(t6_file)} is not that of an official checkpoint; loaded unverified"
+        in caplog.text
+    )
+
+
+def test_weights_sha256_of_files_and_snapshot_directories(tmp_path):
+    a = tmp_path / "snap" / "model.safetensors"
+    a.parent.mkdir()
+    a.write_bytes(b"weights")
+    (tmp_path / "snap" / "config.json").write_text("{}")
+    assert pretrained.weights_sha256(a) == _sha(a)
+    before = pretrained.weights_sha256(tmp_path / "snap")
+    a.write_bytes(b"other weights")  # a rewritten file (new size and mtime) is hashed again
+    assert pretrained.weights_sha256(a) == _sha(a)
+    assert pretrained.weights_sha256(tmp_path / "snap") != before
+
+
+def test_weights_identity(tmp_path):
+    path = tiny_official_file(tmp_path / "w.pt")
+    assert pretrained.weights_identity({"pretrained": False, "name": "custom"}, 7) == "random-init:7"
+    cfg = {"pretrained": True, "name": "custom", "checkpoint": str(path)}
+    assert pretrained.weights_identity(cfg, 7) == _sha(path)
+
+
+def test_custom_pretrained_checkpoint_sets_the_architecture(tmp_path, no_network):
+    from kneurons.config import model_shape, validate_config
+
+    path = tiny_official_file(tmp_path / "mine.pt", (3, 48, 6))
+    cfg = validate_config({"model": {"name": "custom", "pretrained": True, "checkpoint": str(path)}})
+    assert model_shape(cfg) == (3, 48, 6)
+    assert cfg["model"]["custom"] == {"num_layers": 3, "embed_dim": 48, "attention_heads": 6}
+    assert validate_config(cfg) == cfg  # a job re-validates the filled config: still consistent
+    backbone, spec = load_backbone(cfg["model"])
+    assert (spec.name, spec.num_layers, spec.embed_dim, spec.attention_heads) == ("custom", 3, 48, 6)
+    # sizes given and agreeing are fine
+    validate_config({"model": {"name": "custom", "pretrained": True, "checkpoint": str(path),
+                               "custom": {"num_layers": 3}}})  # fmt: skip
+
+
+def test_custom_sizes_that_disagree_with_the_checkpoint(tmp_path):
+    from kneurons.config import validate_config
+    from kneurons.errors import ConfigError
+
+    path = tiny_official_file(tmp_path / "mine.pt", (3, 48, 6))
+    with pytest.raises(
+        ConfigError,
+        match=rf"model.custom: num_layers: 4 disagree\(s\) with model.checkpoint {path}, which holds "
+        r"\(num_layers, embed_dim, attention_heads\) = \(3, 48, 6\)",
+    ):
+        validate_config({"model": {"name": "custom", "pretrained": True, "checkpoint": str(path),
+                                   "custom": {"num_layers": 4}}})  # fmt: skip
+
+
+def test_official_name_needs_a_checkpoint_of_its_shape(tmp_path):
+    from kneurons.config import validate_config
+    from kneurons.errors import ConfigError
+
+    path = tiny_official_file(tmp_path / "small.pt")
+    with pytest.raises(
+        ConfigError,
+        match=rf"model.checkpoint: {path} holds an ESM-2 with \(layers, embed_dim, heads\) = \(2, 32, 4\), "
+        rf"but model.name {T6} has \(6, 320, 20\)",
+    ):
+        validate_config({"model": {"name": T6, "pretrained": True, "checkpoint": str(path)}})
+
+
+def test_missing_checkpoint_is_a_config_error(tmp_path):
+    from kneurons.config import validate_config
+    from kneurons.errors import ConfigError
+
+    missing = tmp_path / "nowhere" / "esm2.pt"
+    with pytest.raises(ConfigError, match=rf"model.checkpoint: {missing} does not exist"):
+        validate_config({"model": {"name": T6, "pretrained": True, "checkpoint": str(missing)}})
+    with pytest.raises(
+        ConfigError, match="a custom-size model has pretrained weights only from model.checkpoint"
+    ):
+        validate_config({"model": {"name": "custom", "pretrained": True}})
+
+
+def test_unreadable_checkpoint_is_a_config_error(tmp_path):
+    from kneurons.config import validate_config
+    from kneurons.errors import ConfigError
+
+    path = tmp_path / "junk.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match=rf"model.checkpoint: {path}: not"):
+        validate_config({"model": {"name": "custom", "pretrained": True, "checkpoint": str(path)}})

@@ -229,6 +229,11 @@ def test_malicious_pickles_are_refused_without_running_code(tmp_path):
     ):
         load_esm_checkpoint(evil)
     assert load_state(evil) is None  # a poisoned training resume state is ignored, not executed
+    # config validation reads a checkpoint's architecture with its own allow-list unpickler
+    from kneurons.model.checkpoint_shape import CheckpointShapeError, read_checkpoint_shape
+
+    with pytest.raises(CheckpointShapeError, match=r"global posix\.mkdir is not allowed"):
+        read_checkpoint_shape(evil)
     assert not marker.exists()
     # the same file *would* run code under plain pickle semantics: the test is not vacuous
     torch.load(evil, weights_only=False)

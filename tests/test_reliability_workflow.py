@@ -172,6 +172,55 @@ def test_bad_config_stops_before_any_job(tmp_path):
     assert not (tmp_path / "run" / "results").exists()
 
 
+def test_missing_checkpoint_stops_before_any_job(tmp_path):
+    missing = tmp_path / "weights" / "esm2_t6_8M_UR50D.pt"
+    model = {"name": "esm2_t6_8M_UR50D", "pretrained": True, "checkpoint": str(missing)}
+    proc = run_snakemake(tmp_path / "run", {**TINY, "model": model}, ["-n", *TARGETS])
+    assert proc.returncode != 0
+    assert f"model.checkpoint: {missing} does not exist" in proc.stdout + proc.stderr
+    assert not (tmp_path / "run" / "results").exists()
+
+
+def test_changed_local_checkpoint_reruns_finetune(tmp_path):
+    """model.checkpoint is an input of fine-tuning: a newer weights file plans the finetune job again.
+
+    A custom model from a local fair-esm file (it sets the architecture). The data rules run for
+    real; fine-tuning's outputs are stood in by files newer than its inputs.
+    """
+    import argparse
+    import os
+
+    from kneurons.model.classifier import BackboneSpec, build_backbone
+
+    backbone = build_backbone(BackboneSpec("custom", 1, 16, 2))
+    state = {
+        ("encoder." if k.startswith("lm_head") else "encoder.sentence_encoder.") + k: v
+        for k, v in backbone.state_dict().items()
+        if not k.startswith("contact_head.regression")
+    }
+    cfg = argparse.Namespace(
+        encoder_layers=1, encoder_embed_dim=16, encoder_attention_heads=2, token_dropout=True
+    )
+    weights = tmp_path / "mine.pt"
+    torch.save({"model": state, "cfg": {"model": cfg}}, weights)
+    os.utime(weights, (1e9, 1e9))  # older than anything the run writes
+    config = {**TINY, "model": {"name": "custom", "pretrained": True, "checkpoint": str(weights)}}
+    run = tmp_path / "run"
+    done = run_snakemake(run, config, ["results/data/split.tsv", "results/data/classes.tsv"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("best.pt", "metrics.json", "training_curve.tsv", "run_metadata.json"):
+        (run / "results" / "model").mkdir(parents=True, exist_ok=True)
+        (run / "results" / "model" / name).write_text("stand-in")
+    same = run_snakemake(run, config, ["-n", *TARGETS])
+    assert same.returncode == 0 and "Nothing to be done" in same.stdout + same.stderr, same.stdout[-3000:]
+    weights.touch()
+    plan = run_snakemake(run, config, ["-n", *TARGETS])
+    text = plan.stdout + plan.stderr
+    assert plan.returncode == 0 and re.search(rf"Updated input files: {re.escape(str(weights))}", text), text[
+        -3000:
+    ]
+
+
 def test_unwritable_results_directory_is_one_clear_error(tmp_path):
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where a directory should be")

@@ -182,6 +182,9 @@ def test_score_table_metadata_round_trip_and_gather(tmp_path):
     write_score_table(df, tmp_path / "stale.parquet", {**meta, "checkpoint_sha256": "y", "layer": 2})
     with pytest.raises(InputError, match="checkpoint_sha256 differs"):
         gather_score_tables([paths[0], tmp_path / "stale.parquet"])
+    write_score_table(df, tmp_path / "other.parquet", {**meta, "weights_sha256": "ab" * 32, "layer": 2})
+    with pytest.raises(InputError, match="weights_sha256 differs"):
+        gather_score_tables([paths[0], tmp_path / "other.parquet"])
 
 
 # -- the registry ---------------------------------------------------------------------------------------
@@ -272,7 +275,9 @@ def _score_job_inputs(tmp_path):
     """A 2-layer, 2-class checkpoint ``best.pt`` and a 5-sequence ``scoring_set.tsv`` in ``tmp_path``."""
     model = _model(layers=2, classes=2)
     ckpt = tmp_path / "best.pt"
-    save_classifier(ckpt, model, BackboneSpec("custom", 2, 32, 4), ["x", "y"])
+    save_classifier(
+        ckpt, model, BackboneSpec("custom", 2, 32, 4), ["x", "y"], {"weights_sha256": "random-init:3"}
+    )
     subset = pd.DataFrame({"accession": [f"A{i}" for i in range(5)], "sequence": SEQS, "label": list("xyxyx"),
                            "label_index": [0, 1, 0, 1, 0]})  # fmt: skip
     subset.to_csv(tmp_path / "scoring_set.tsv", sep="\t", index=False)
@@ -289,6 +294,7 @@ def test_run_score_job_writes_table_with_provenance(tmp_path):
     from kneurons.io import sha256_file
 
     assert meta["checkpoint_sha256"] == sha256_file(ckpt)
+    assert meta["weights_sha256"] == "random-init:3"  # the checkpoint's initial weights, passed on
     assert meta["subset"]["n"] == 5 and meta["subset"]["accessions_sha256"] == subset_hash(
         subset["accession"]
     )

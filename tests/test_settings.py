@@ -109,7 +109,9 @@ DEPENDS: dict[str, set[str]] = {
     # ablate_seed: a job's seed is its wildcard, so the jobs of the seeds kept are unchanged
     "ablate.random_seeds": {"ablate", *FIGURES},
     "stats": {"ablation_stats"},
-    "stats.top_fraction": {"ablation_stats", "atlas"},
+    "stats.confidence": {"ablation_stats", "claims"},
+    "stats.top_fraction": {"ablation_stats", "atlas", "claims"},
+    "stats.claims": {"claims"},
     "characterise": {"characterise_neurons"},
     "characterise.enabled": set(),
     "characterise.split": {"characterise_classes", "characterise_neurons"},
@@ -216,9 +218,22 @@ def expected_rules(key: str) -> set[str]:
 BASE_SETTINGS = all_job_settings(BASE)
 
 
+def t6_config_only_checkpoint(path: Path) -> Path:
+    """A fair-esm-layout file with esm2_t6_8M_UR50D's cfg and no tensors: what config validation reads."""
+    import argparse
+
+    import torch
+
+    cfg = argparse.Namespace(encoder_layers=6, encoder_embed_dim=320, encoder_attention_heads=20)
+    torch.save({"model": {}, "cfg": {"model": cfg}}, path)
+    return path
+
+
 @pytest.mark.parametrize("key", sorted(LEAVES))
-def test_a_changed_key_changes_exactly_the_params_of_its_rules(key):
+def test_a_changed_key_changes_exactly_the_params_of_its_rules(key, tmp_path):
     changes = CHANGES.get(key) or {key: changed_value(key, LEAVES[key], _get(BASE, key))}
+    if "model.checkpoint" in changes:  # validation wants an existing file of the named model's shape
+        changes = {**changes, "model.checkpoint": str(t6_config_only_checkpoint(tmp_path / "w.pt"))}
     cfg = copy.deepcopy(BASE)
     for k, v in changes.items():
         _set(cfg, k, v)

@@ -88,6 +88,8 @@ def test_outputs(trained_synthetic):
     _, info = load_classifier(d / "best.pt")
     assert info["meta"]["metrics"]["test"]["accuracy"] == metrics["test"]["accuracy"]
     assert info["meta"]["model_name"] == "custom"
+    # random init is drawn from the run's seed: that names the initial weights
+    assert info["meta"]["weights_sha256"] == meta["weights_sha256"] == "random-init:0"
 
 
 # -- determinism and resume ----------------------------------------------------------------
@@ -104,6 +106,34 @@ def test_same_seed_same_result_different_seed_different(tmp_path):
     )
     pd.testing.assert_frame_equal(ca, cb)
     assert not same_weights(tmp_path / "a" / "best.pt", tmp_path / "c" / "best.pt")
+
+
+def test_replicates_share_the_backbone_initialisation():
+    """model.init_seed fixes the random backbone; the training seed draws the head (and what follows)."""
+    from kneurons.model.train_setup import prepare_data, setup_run
+
+    split, labels = tiny_split()
+    train = validate_config({"train": {"epochs": 1}})["train"]
+    data = prepare_data(split, labels)
+
+    def initial(seed: int, init_seed: int | None) -> dict[str, torch.Tensor]:
+        model_cfg = validate_config({"model": {**TINY_MODEL, "init_seed": init_seed}})["model"]
+        run = setup_run(data, labels, model_cfg, train, seed, "cpu", None)
+        return {k: v.clone() for k, v in run.model.state_dict().items()}
+
+    def backbone_equal(a, b):
+        return all(torch.equal(a[k], b[k]) for k in a if k.startswith("esm."))
+
+    def head_equal(a, b):
+        return all(torch.equal(a[k], b[k]) for k in a if k.startswith("head."))
+
+    r1, r2 = initial(1, 7), initial(2, 7)
+    assert backbone_equal(r1, r2) and not head_equal(r1, r2)
+    # Different initialisations: different backbones.
+    assert not backbone_equal(initial(1, 7), initial(1, 8))
+    # init_seed == seed draws exactly what a run without init_seed draws (backbone and head).
+    same, default = initial(3, 3), initial(3, None)
+    assert backbone_equal(same, default) and head_equal(same, default)
 
 
 RUNNER = """
@@ -176,6 +206,40 @@ def test_changed_config_does_not_resume(tmp_path):
     # the same config again resumes from the finished state and trains no further
     fine_tune(split, labels, TINY_MODEL, {"epochs": 2, "token_budget": 256}, tmp_path)
     assert json.loads((tmp_path / "run_metadata.json").read_text())["resumed_from_epoch"] == 2
+
+
+def test_pretrained_weights_are_recorded_and_a_replaced_file_does_not_resume(tmp_path):
+    import argparse
+
+    from kneurons.io import sha256_file
+    from kneurons.model.classifier import BackboneSpec, build_backbone
+
+    def write_weights(seed: int) -> Path:
+        torch.manual_seed(seed)
+        backbone = build_backbone(BackboneSpec("custom", 2, 16, 2))
+        state = {
+            ("encoder." if k.startswith("lm_head") else "encoder.sentence_encoder.") + k: v
+            for k, v in backbone.state_dict().items()
+            if not k.startswith("contact_head.regression")
+        }
+        cfg = argparse.Namespace(encoder_layers=2, encoder_embed_dim=16, encoder_attention_heads=2,
+                                 token_dropout=True)  # fmt: skip
+        torch.save({"model": state, "cfg": {"model": cfg}}, tmp_path / "esm2_mine.pt")
+        return tmp_path / "esm2_mine.pt"
+
+    split, labels = tiny_split()
+    model = {"name": "custom", "pretrained": True, "checkpoint": str(write_weights(1))}
+    out = tmp_path / "run"
+    fine_tune(split, labels, model, {"epochs": 1, "token_budget": 256}, out)
+    sha = sha256_file(tmp_path / "esm2_mine.pt")
+    _, info = load_classifier(out / "best.pt")
+    assert info["meta"]["weights_sha256"] == sha
+    assert json.loads((out / "run_metadata.json").read_text())["weights_sha256"] == sha
+    # same path, other content: the saved training state belongs to other weights
+    write_weights(2)
+    fine_tune(split, labels, model, {"epochs": 1, "token_budget": 256}, out)
+    meta = json.loads((out / "run_metadata.json").read_text())
+    assert meta["resumed_from_epoch"] is None and meta["weights_sha256"] != sha
 
 
 # -- options ----------------------------------------------------------------------------------
@@ -254,7 +318,10 @@ def test_unknown_label_rejected(tmp_path):
         ({"train": {"warmup_fraction": 1.5}}, "train.warmup_fraction"),
         ({"train": {"optimizer": "sgd"}}, "Additional properties"),
         ({"model": {"custom": {"num_layers": 2, "embed_dim": 30, "attention_heads": 4}}}, "divisible"),
-        ({"model": {"pretrained": True}}, "custom-size model has no pretrained weights"),
+        (
+            {"model": {"pretrained": True}},
+            "custom-size model has pretrained weights only from model.checkpoint",
+        ),
         ({"model": {"checkpoint": "/x/esm2_t6_8M_UR50D.pt"}}, "model.checkpoint: only used with"),
         ({"model": {"pooling": "max"}}, "model.pooling"),
     ],

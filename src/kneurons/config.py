@@ -62,11 +62,15 @@ def _key(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "<top level>"
 
 
-def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[str, Any]:
+def validate_config(
+    config: dict[str, Any], schema: dict | None = None, given: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Return a validated copy of ``config`` with every default filled in.
 
     Raises ConfigError naming the offending key for schema violations (wrong types, unknown
-    keys, out-of-range values) and for impossible combinations.
+    keys, out-of-range values) and for impossible combinations. ``given``: what the user wrote,
+    when ``config`` already has defaults filled in (``model.custom`` sizes the user did not give
+    yield to a pretrained checkpoint's architecture); by default ``config`` itself.
     """
     cfg = copy.deepcopy(config) if config is not None else {}
     if not isinstance(cfg, dict):
@@ -77,7 +81,9 @@ def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[
     if errors:
         lines = [f"  {_key(e)}: {e.message}" for e in errors[:10]]
         raise ConfigError("invalid configuration:\n" + "\n".join(lines))
-    _check_semantics(cfg)
+    # The sizes the user gave, before defaults: a checkpoint's architecture replaces the others.
+    given_custom = set((((config if given is None else given) or {}).get("model") or {}).get("custom") or {})
+    _check_semantics(cfg, _checkpoint_problems(cfg, given_custom))
     return cfg
 
 
@@ -117,7 +123,9 @@ def sections_with_defaults(given: dict[str, dict[str, Any] | None]) -> dict[str,
     beyond the model's depth) is caught; the other sections take their defaults for the check.
     """
     filled = {section: with_defaults(section, cfg) for section, cfg in given.items()}
-    validate_config(filled)
+    validated = validate_config(filled, given=given)
+    if "model" in filled:  # the architecture a pretrained checkpoint sets (``_checkpoint_problems``)
+        filled["model"]["custom"] = validated["model"]["custom"]
     return filled
 
 
@@ -171,8 +179,8 @@ def _model_problems(cfg: dict[str, Any]) -> list[str]:
     if name == "custom":
         if model["pretrained"] and not model["checkpoint"]:
             problems.append(
-                "model.pretrained: a custom-size model has no pretrained weights unless "
-                "model.checkpoint gives them (its architecture then comes from the checkpoint)"
+                "model.pretrained: a custom-size model has pretrained weights only from model.checkpoint "
+                "(set it to the weights file, or use an official model.name)"
             )
         c = model["custom"]
         if c["embed_dim"] % c["attention_heads"]:
@@ -181,13 +189,68 @@ def _model_problems(cfg: dict[str, Any]) -> list[str]:
         problems.append(
             "model.checkpoint: only used with model.pretrained: true (set it, or remove the checkpoint)"
         )
-    try:
-        n_layers = num_layers(cfg)
-    except ModelError as exc:  # an unreadable config.json of model.checkpoint
-        return [*problems, f"model.checkpoint: {exc}"]
+    n_layers = num_layers(cfg)
     if cfg["train"]["freeze_layers"] > n_layers:
         problems.append(f"train.freeze_layers: the model has only {n_layers} layers")
     return problems
+
+
+def _checkpoint_problems(cfg: dict[str, Any], given_custom: set[str]) -> list[str]:
+    """A missing ``model.checkpoint``, and a checkpoint whose architecture is not the configured one.
+
+    With ``name: custom`` the architecture comes from the checkpoint: it is written into
+    ``model.custom`` (the sizes the user gave, ``given_custom``, must match it), so that
+    ``model_shape``, the layer scatter and a re-validation of this config all see it. The shape
+    of a fair-esm checkpoint file is read cheaply, without torch (``kneurons.model.checkpoint_shape``),
+    that of a Hugging Face snapshot directory from its config.json; other formats are checked
+    when the model is loaded.
+    """
+    model = cfg["model"]
+    ckpt = model["checkpoint"]
+    if not ckpt:
+        return []
+    path = Path(ckpt).expanduser()
+    if not path.exists():
+        return [f"model.checkpoint: {path} does not exist (the weights file or directory to fine-tune from)"]
+    if not model["pretrained"]:
+        return []
+    if is_snapshot_dir(path):
+        try:
+            shape = snapshot_shape(path)
+        except ModelError as exc:  # an unreadable config.json
+            return [f"model.checkpoint: {exc}"]
+    elif path.is_file():
+        from kneurons.model.checkpoint_shape import CheckpointShapeError, read_checkpoint_shape
+
+        try:
+            shape = read_checkpoint_shape(path)
+        except CheckpointShapeError as exc:
+            return [f"model.checkpoint: {exc}"]
+    else:
+        return []
+    if shape is None:
+        return []
+    name = model["name"]
+    official = ESM2_ARCHITECTURES.get(fair_esm_name(name))
+    if official is not None and shape != official:
+        return [
+            f"model.checkpoint: {path} holds an ESM-2 with (layers, embed_dim, heads) = {shape}, "
+            f"but model.name {name} has {official}"
+        ]
+    if name != "custom":
+        return []
+    keys = ("num_layers", "embed_dim", "attention_heads")
+    custom = model["custom"]
+    given = {k: custom[k] for k in keys if k in given_custom}
+    wrong = {k: v for k, v in given.items() if v != shape[keys.index(k)]}
+    if wrong:
+        return [
+            f"model.custom: {', '.join(f'{k}: {v}' for k, v in wrong.items())} disagree(s) with "
+            f"model.checkpoint {path}, which holds (num_layers, embed_dim, attention_heads) = {shape}; "
+            f"remove model.custom (the checkpoint sets the architecture) or correct it"
+        ]
+    custom.update(zip(keys, shape, strict=True))
+    return []
 
 
 def _backend_problems(model: dict[str, Any]) -> list[str]:
@@ -277,8 +340,8 @@ _SEMANTIC_CHECKS = (
 )
 
 
-def _check_semantics(cfg: dict[str, Any]) -> None:
-    problems = [p for check in _SEMANTIC_CHECKS for p in check(cfg)]
+def _check_semantics(cfg: dict[str, Any], first: list[str] | None = None) -> None:
+    problems = [*(first or []), *(p for check in _SEMANTIC_CHECKS for p in check(cfg))]
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
 
@@ -297,13 +360,14 @@ def load_config(path: str | Path) -> dict[str, Any]:
 
 
 def model_shape(cfg: dict[str, Any]) -> tuple[int, int, int]:
-    """``(layers, embed_dim, heads)`` of the configured model: an official name's, a pretrained HF
-    snapshot's (its config.json), else ``model.custom``'s."""
+    """``(layers, embed_dim, heads)`` of the configured model: an official name's, else ``model.custom``'s.
+
+    A validated config's pretrained checkpoint has that shape: ``validate_config`` refuses a
+    checkpoint of another shape, and for ``name: custom`` writes the checkpoint's into ``model.custom``.
+    """
     model = cfg["model"]
     if fair_esm_name(model["name"]) in ESM2_ARCHITECTURES:
         return ESM2_ARCHITECTURES[fair_esm_name(model["name"])]
-    if model["pretrained"] and model["checkpoint"] and is_snapshot_dir(model["checkpoint"]):
-        return snapshot_shape(model["checkpoint"])
     c = model["custom"]
     return int(c["num_layers"]), int(c["embed_dim"]), int(c["attention_heads"])
 

@@ -120,10 +120,14 @@ def _ablate_seed(cfg: Config) -> dict[str, Any]:
 def _ablation_stats(cfg: Config) -> dict[str, Any]:
     return {
         "methods": list(cfg["score"]["methods"]),
-        "stats": cfg["stats"],
+        "stats": _pick(cfg["stats"], "bootstrap", "keep_accuracy", "top_fraction", "confidence"),
         "ablate": _pick(cfg["ablate"], "normalise"),
         "seed": cfg["seed"],
     }
+
+
+def _claims(cfg: Config) -> dict[str, Any]:
+    return {"stats": _pick(cfg["stats"], "confidence", "top_fraction", "claims")}
 
 
 def _characterise_classes(cfg: Config) -> dict[str, Any]:
@@ -221,6 +225,7 @@ RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
     "ablate_seed": _ablate_seed,
     "gather_ablation_seeds": _nothing,  # its inputs, in seed order, are all it reads
     "ablation_stats": _ablation_stats,
+    "claims": _claims,
     "characterise_classes": _characterise_classes,
     "characterise_neurons": _characterise_neurons,
     "characterise_figures": _characterise_figures,

@@ -136,3 +136,34 @@ rule ablation_stats:
 
 
 TARGETS += list(STATS.values())
+
+CLAIMS = f"{STATS_DIR}/claims.tsv"
+
+
+rule claims:
+    input:
+        unpack(claims_inputs),
+    output:
+        claims=report(
+            CLAIMS,
+            caption="../report/claims.rst",
+            category="0. Verdicts",
+            labels={"table": "a verdict per claim"},
+        ),
+    log:
+        f"{R}/logs/stats/claims.log",
+    conda:
+        "../../envs/plots.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        **rule_params("claims", config),
+    message:
+        "A verdict per claim"
+    script:
+        "../scripts/claims.py"
+
+
+TARGETS += [CLAIMS]

@@ -74,6 +74,27 @@ def ablation_seed_part(method, scope, seed, ext):
     return f"{R}/ablation/{method}/seeds/{scope}/{seed}.{ext}"
 
 
+def checkpoint_inputs(wildcards):
+    """The local pretrained weights (``model.checkpoint``) as inputs of fine-tuning; none when unset.
+
+    A file (fair-esm ``.pt``, ESM C ``.pth``) is the input itself. A directory (a Hugging Face
+    snapshot) contributes its files, not itself: a directory's mtime changes only when entries
+    are added or removed, so a weights file rewritten in place would not rerun fine-tuning.
+    """
+    ckpt = config["model"]["checkpoint"]
+    if not (ckpt and config["model"]["pretrained"]):
+        return []
+    path = Path(ckpt).expanduser()
+    if path.is_dir():
+        return sorted(
+            str(f)
+            for f in path.rglob("*")
+            if f.is_file()
+            and not any(p.startswith(".") for p in f.relative_to(path).parts)
+        )
+    return [str(path)]
+
+
 def ablation_inputs(wildcards):
     """Inputs of one ablation job; ``fill: mean`` also needs the scoring set."""
     inputs = {
@@ -122,14 +143,14 @@ def figure_outputs(name, caption, category, label):
 
 
 def atlas_inputs(wildcards):
-    """Inputs of the atlas: scores, statistics, training metrics, the overview figures (png) and,
-    when the stage runs, the characterisation tables. The job also takes a ``claims`` table
-    (stats/claims.tsv) once a rule writes one; until then the page says "no verdicts yet".
+    """Inputs of the atlas: scores, statistics, the claims' verdicts, training metrics, the
+    overview figures (png) and, when the stage runs, the characterisation tables.
     """
     inputs = {
         "scores": [score_table(m) for m in ABLATE_METHODS],
         "density": STATS["density"],
         "random_gap": STATS["random_gap"],
+        "claims": CLAIMS,
         "metrics": f"{MODEL_DIR}/metrics.json",
     }
     if "png" in FIG_FORMATS:
@@ -150,4 +171,12 @@ def atlas_inputs(wildcards):
             class_suppression=CHAR_CLASS["matrix"],
             class_specificity=CHAR_CLASS["specificity"],
         )
+    return inputs
+
+
+def claims_inputs(wildcards):
+    """The statistics behind the claims; class specificity only when the characterisation runs."""
+    inputs = {"random_gap": STATS["random_gap"], "density": STATS["density"]}
+    if config["characterise"]["enabled"]:
+        inputs["class_specificity"] = CHAR_CLASS["specificity"]
     return inputs

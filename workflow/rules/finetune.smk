@@ -10,6 +10,8 @@ rule finetune:
     input:
         split=SPLIT,
         classes=CLASSES,
+        # A changed local weights file reruns fine-tuning (nothing when model.checkpoint is unset).
+        weights=checkpoint_inputs,
     output:
         model=BEST_MODEL,
         metrics=f"{MODEL_DIR}/metrics.json",

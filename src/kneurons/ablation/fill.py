@@ -32,6 +32,7 @@ from kneurons.model.backend import module_of
 from kneurons.model.classifier import EsmClassifier
 from kneurons.model.hooks import OutputRecorder, per_copy, per_copy_units
 from kneurons.model.inference import Batch, run_batches
+from kneurons.tables import WEIGHTS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -131,17 +132,38 @@ def mean_activations(
     return {b: (s / count).float() for b, s in sums.items()}
 
 
-def pretrained_reference(info: Mapping[str, Any], model_cfg: Mapping[str, Any]) -> Callable[[], nn.Module]:
+def pretrained_reference(
+    info: Mapping[str, Any], model_cfg: Mapping[str, Any], source: str = "the checkpoint"
+) -> Callable[[], nn.Module]:
     """Loader of the pre-fine-tuning backbone of a checkpoint with info ``info``.
 
     The backbone name and backend are the checkpoint's (``info["backbone"]``), the weights
     ``model.checkpoint`` (else the backend's cache); it downloads only if ``model.download`` allows.
+    The loaded weights must be the ones fine-tuning started from: their sha256 is compared with
+    the one the checkpoint (``source``) records, and a difference is an error.
     """
 
     def load() -> nn.Module:
         from kneurons.model import pretrained
 
-        return pretrained.load_reference_backbone(info["backbone"], dict(model_cfg))
+        backbone = pretrained.load_reference_backbone(info["backbone"], dict(model_cfg))
+        recorded = info.get("meta", {}).get(WEIGHTS_KEY)
+        if not recorded:
+            log.warning(
+                "%s records no sha256 of the weights it was fine-tuned from (written by older code); "
+                "the pretrained fill's reference weights cannot be checked against them",
+                source,
+            )
+            return backbone
+        file = pretrained.reference_weights_path(info["backbone"], dict(model_cfg))
+        actual = pretrained.weights_sha256(file)
+        if actual != recorded:
+            raise ModelError(
+                f"ablate.fill 'pretrained': the reference weights {file} (sha256 {actual}) are not "
+                f"the weights {source} was fine-tuned from (sha256 {recorded}); point model.checkpoint "
+                f"at the file fine-tuning used, or fine-tune again from {file}"
+            )
+        return backbone
 
     return load
 
@@ -179,7 +201,7 @@ def make_fill(
                 f"use fill 'zero' or 'mean'"
             )
         if reference is None:
-            reference = pretrained_reference(info, model_cfg or {})
+            reference = pretrained_reference(info, model_cfg or {}, source)
         ref = reference() if not isinstance(reference, nn.Module) else reference
         return Fill.from_reference(ref, layout_of(model))
     raise ValueError(f"unknown fill {kind!r}; one of {', '.join(FILLS)}")

@@ -15,7 +15,7 @@ from kneurons.io import sha256_file
 from kneurons.scoring import registry
 from kneurons.scoring.base import score_layer
 from kneurons.scoring.subset import subset_hash
-from kneurons.tables import read_scoring_set, write_score_table
+from kneurons.tables import WEIGHTS_KEY, read_scoring_set, write_score_table
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,8 @@ def run_score_job(
         "layer": int(layer),
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": sha256_file(checkpoint),
+        # The backbone weights the checkpoint was fine-tuned from (None: a checkpoint of older code).
+        WEIGHTS_KEY: info.get("meta", {}).get(WEIGHTS_KEY),
         "subset": {
             "n": len(subset),
             "split": score_cfg["split"],

@@ -12,6 +12,7 @@ torch >= 2.6 or unpickles arbitrary code. Here every checkpoint is read with
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import warnings
@@ -34,14 +35,46 @@ log = logging.getLogger(__name__)
 #: for classification and is not fetched).
 MODEL_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 
-#: (size in bytes, sha256) of official checkpoint files, by file name. Only values that were
-#: checked against the published files are listed; other files are loaded unverified (logged).
-KNOWN_CHECKPOINTS: dict[str, tuple[int, str]] = {
-    "esm2_t6_8M_UR50D.pt": (30_104_453, "c3c1145126ec08895c39c24a5df5e6f899441bf641eb09c72504ef9b7acd9e40"),
-    "esm2_t12_35M_UR50D.pt": (
-        134_095_705,
-        "7f21e80e61d16a71735163ef555d3009afb0c98da74c48e29df08606973cc55e",
+#: (size in bytes or None, sha256) of the official fair-esm checkpoint files, by file name. A pin
+#: needs two independent public sources that agree (different projects recording the file they
+#: downloaded from MODEL_URL); a size with fewer sources is None (not checked). The sources are
+#: files of the public code index searched for this (cited by what they are and their index id;
+#: the index did not name their repositories). A file is recognised by its sha256 whatever its
+#: name (``verify_checkpoint``).
+KNOWN_CHECKPOINTS: dict[str, tuple[int | None, str]] = {
+    # sha256: a ProteinGym ESM-2 replication module's MODELS table (index 70710214855), an ESM-2
+    # adapter pinning CHECKPOINT_SHA256 (69179131469), a FLIP baseline's CHECKPOINTS dict
+    # (70665176995). Size: an AMP-diffusion bundle verifier's _REQUIRED_ARTIFACTS (70685886600) and
+    # a benchmark protocol that rehashed its local copy (70150835813). The earlier pin here
+    # (30,104,453 bytes, sha256 c3c11451...) had no public source and is gone.
+    "esm2_t6_8M_UR50D.pt": (30_099_493, "46f002a9870c9bdecd0ea887acb1f9a38a6b561e8f8bf8a6990b679b9d31b928"),
+    # sha256: the ProteinGym module (70710214855), a data fetch script (70447925813), a FLIP
+    # README's checksum table (70121770308). Size: no public source found (the earlier
+    # 134,095,705 had none), so unchecked.
+    "esm2_t12_35M_UR50D.pt": (None, "7f21e80e61d16a71735163ef555d3009afb0c98da74c48e29df08606973cc55e"),
+    # sha256: the ProteinGym module (70710214855), a codon-model weights table (70418766533), a
+    # drug-target embedding report (65860610637). Size: that weights table (70418766533) and a
+    # phase-4 run log's hub-cache listing (70882299836).
+    "esm2_t30_150M_UR50D.pt": (
+        592_774_773,
+        "881c7176cf198ef8dec26a3c375d40eb58d0c33df95c22562ca6cc6d3f812c62",
     ),
+    # sha256: the ProteinGym module (70710214855), deeprank-gnn-esm's EXPECTED_CHECKSUMS
+    # (17903604704), a peptide benchmark's DIFFPEPBUILDER_MODEL_ASSETS (67261791225). Size and
+    # sha256 together: a GeoDock weights table (66661218247), an RBP embedding record (70107142280).
+    "esm2_t33_650M_UR50D.pt": (
+        2_604_537_549,
+        "ea9d0522b335a8778dea6535a65301f10208dece28cd5865482b0b1fc446168c",
+    ),
+    # sha256: a SimpleFold workbench's artifact table (62508620278), a Protenix run note
+    # (68916794358), a geometry audit's ESM_SHA256 (59881402791), an ESMFold baseline's table
+    # (65755644178). Size: the SimpleFold table (62508620278), Protenix's weight list (55222812030),
+    # an HTTP HEAD record (69111151216).
+    "esm2_t36_3B_UR50D.pt": (
+        5_678_116_398,
+        "7de8b4082ba15891959ab368b77ce3886697af1efb16d3c9e9e7b0c5d3f07500",
+    ),
+    # esm2_t48_15B_UR50D.pt: no public sha256 or size found; loaded unverified (logged).
 }
 
 #: The only non-tensor globals an official ESM-2 checkpoint needs.
@@ -55,30 +88,76 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def verify_checkpoint(path: str | os.PathLike) -> bool:
-    """Check size and sha256 of an official checkpoint file; ``False`` when no checksum is known.
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
-    Raises ModelError naming the file and both checksums on a mismatch.
+
+def weights_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a weights file; of a directory (a Hugging Face snapshot), of its files' names and sha256s.
+
+    Memoised per (path, size, mtime), so verifying a file on load and recording its identity in
+    the outputs hash a multi-GB file once per process.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        lines = [
+            f"{f.relative_to(path).as_posix()}\t{weights_sha256(f)}\n"
+            for f in sorted(path.rglob("*"))
+            if f.is_file() and not any(part.startswith(".") for part in f.relative_to(path).parts)
+        ]
+        return hashlib.sha256("".join(lines).encode()).hexdigest()
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        _SHA_CACHE[key] = sha256_file(path)
+    return _SHA_CACHE[key]
+
+
+def official_name_of(sha: str) -> str | None:
+    """The official model (e.g. ``esm2_t6_8M_UR50D``) whose pinned sha256 is ``sha``, else None."""
+    for file_name, (_size, pinned) in KNOWN_CHECKPOINTS.items():
+        if pinned == sha:
+            return file_name.removesuffix(".pt")
+    return None
+
+
+def verify_checkpoint(path: str | os.PathLike, name: str | None = None) -> str | None:
+    """The official model ``path`` holds, recognised by its sha256 whatever the file name; None if unknown.
+
+    Raises ModelError when a file named like an official one holds other content (both
+    checksums, and what to do), or when the recognised model is not ``name`` (an official name;
+    ``custom`` and None take any model).
     """
     path = Path(path)
+    actual = weights_sha256(path)
+    recognised = official_name_of(actual)
+    if recognised is not None:
+        if path.name != f"{recognised}.pt":
+            log.info("%s: content is the official %s.pt (sha256 %s)", path, recognised, actual)
+        else:
+            log.info("%s: sha256 matches the official file", path)
+        if name is not None and name != "custom" and recognised != name:
+            raise ModelError(
+                f"{path} holds the official {recognised} weights (by sha256), but model.name is {name}; "
+                f"set model.name: {recognised}, or point model.checkpoint at the {name} file"
+            )
+        return recognised
     known = KNOWN_CHECKPOINTS.get(path.name)
-    if known is None:
-        log.info("%s: no known sha256 for this file name; loaded unverified", path)
-        return False
-    size, sha = known
-    actual_size = path.stat().st_size
-    if actual_size != size:
-        raise ModelError(
-            f"{path}: size {actual_size} bytes, expected {size} for the official {path.name} "
-            f"(truncated or different file; delete it and download again)"
+    if known is not None:
+        size, sha = known
+        actual_size = path.stat().st_size
+        size_note = (
+            f"; size {actual_size} bytes, the official file has {size}"
+            if size is not None and size != actual_size
+            else ""
         )
-    actual = sha256_file(path)
-    if actual != sha:
         raise ModelError(
-            f"{path}: sha256 {actual} does not match the official {path.name} ({sha}); "
-            f"delete the file and download again"
+            f"{path}: sha256 {actual} does not match the official {path.name} ({sha}){size_note}; "
+            f"the file is truncated or another file: delete it and download "
+            f"{MODEL_URL.format(name=path.stem)} again "
+            "(weights of your own: give the file another name; it then loads unverified)"
         )
-    return True
+    log.info("%s: sha256 %s is not that of an official checkpoint; loaded unverified", path, actual)
+    return None
 
 
 def load_esm_checkpoint(path: str | os.PathLike) -> dict:
@@ -148,26 +227,57 @@ def load_pretrained_backbone(
     download: bool = True,
     downloader: Downloader | None = None,
 ) -> esm.model.esm2.ESM2:
-    """The pretrained fair-esm ESM-2 ``name`` (hub cache, download, or a local official-layout file)."""
-    if name not in ESM2_ARCHITECTURES:
+    """The pretrained fair-esm ESM-2 ``name`` (hub cache, download, or a local official-layout file).
+
+    ``name`` ``custom`` takes the architecture of the local ``checkpoint`` (which it needs).
+    """
+    if name != "custom" and name not in ESM2_ARCHITECTURES:
         raise ModelError(f"no pretrained weights for {name!r}; known: {', '.join(ESM2_ARCHITECTURES)}")
+    if name == "custom" and checkpoint is None:
+        raise ModelError(
+            "model.checkpoint: a custom-size model has pretrained weights only from a local file"
+        )
     path = resolve_checkpoint(name, checkpoint, download=download, downloader=downloader)
-    verify_checkpoint(path)
+    recognised = verify_checkpoint(path, name)
     data = load_esm_checkpoint(path)
+    # fair-esm picks its ESM-2 loader by the name's prefix; a custom file is an ESM-2 as well.
+    loader_name = name if name != "custom" else recognised or "esm2_custom"
     try:
         with warnings.catch_warnings():
             # The contact-regression weights are not loaded on purpose (no contact prediction here).
             warnings.filterwarnings("ignore", message="Regression weights not found")
-            backbone, _ = esm.pretrained.load_model_and_alphabet_core(name, data, None)
+            backbone, _ = esm.pretrained.load_model_and_alphabet_core(loader_name, data, None)
     except Exception as exc:
         raise ModelError(f"{path}: not a valid {name} checkpoint ({exc.__class__.__name__}: {exc})") from exc
-    want = ESM2_ARCHITECTURES[name]
     got = (backbone.num_layers, backbone.embed_dim, backbone.attention_heads)
-    if got != want:
+    if name != "custom" and got != ESM2_ARCHITECTURES[name]:
         raise ModelError(
-            f"{path}: holds an ESM-2 with (layers, embed_dim, heads) = {got}, but {name} has {want}"
+            f"{path}: holds an ESM-2 with (layers, embed_dim, heads) = {got}, "
+            f"but {name} has {ESM2_ARCHITECTURES[name]}"
         )
     return backbone
+
+
+def weights_identity(model_cfg: dict[str, Any], seed: int) -> str:
+    """What the backbone's initial weights are: the weights file's sha256, or ``random-init:<seed>``.
+
+    ``seed`` is the one random init is drawn from (``model.init_seed``, else the run's seed:
+    ``seed_everything`` before the backbone is built), so it names those weights. Call after the
+    backbone was loaded: the file is then in place (no download here) and its sha256 memoised.
+    """
+    if not model_cfg.get("pretrained", False):
+        return f"random-init:{seed}"
+    checkpoint = model_cfg.get("checkpoint")
+    if checkpoint is not None:  # a file, or a Hugging Face snapshot directory
+        return weights_sha256(Path(checkpoint).expanduser())
+    backend = resolve_backend(model_cfg)
+    if backend == "hf":
+        from kneurons.model.hf_esm import resolve_snapshot
+
+        return weights_sha256(resolve_snapshot(model_cfg))
+    if backend != "fair-esm":  # no cache lookup known for it here
+        return f"unhashed:{backend}:{model_cfg['name']}"
+    return weights_sha256(resolve_checkpoint(model_cfg["name"], None, download=False))
 
 
 def load_backbone(
@@ -226,14 +336,32 @@ def load_reference_backbone(backbone_info: dict[str, Any], model_cfg: dict[str, 
     )
 
 
+def reference_weights_path(backbone_info: dict[str, Any], model_cfg: dict[str, Any]) -> Path:
+    """Where ``load_reference_backbone`` reads the weights: ``model.checkpoint``, else the backend's cache."""
+    if model_cfg.get("checkpoint"):
+        return Path(model_cfg["checkpoint"]).expanduser()
+    if backbone_info.get("backend", "fair-esm") == "hf":
+        from kneurons.model.hf_esm import resolve_snapshot
+
+        return resolve_snapshot({**model_cfg, "name": backbone_info["name"]})
+    return resolve_checkpoint(backbone_info["name"], None, download=False)
+
+
 def build_classifier(
     model_cfg: dict[str, Any],
     num_classes: int,
     download: bool = True,
     downloader: Downloader | None = None,
+    reseed: Callable[[], None] | None = None,
 ) -> tuple[EsmClassifier, BackboneSpec]:
-    """An ``EsmClassifier`` on the configured backbone, with a freshly initialised head."""
+    """An ``EsmClassifier`` on the configured backbone, with a freshly initialised head.
+
+    ``reseed`` runs between the backbone and the head: replicates share the backbone's random
+    initialisation (``model.init_seed``) and differ from the head on (their training seed).
+    """
     backbone, spec = load_backbone(model_cfg, download=download, downloader=downloader)
+    if reseed is not None:
+        reseed()
     classifier = EsmClassifier(
         backbone,
         num_classes,

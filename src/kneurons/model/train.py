@@ -248,6 +248,7 @@ def _run_metadata(run: TrainRun, resumed_from: int | None, wall_seconds: float) 
         "n_trainable_params": sum(p.numel() for p in run.model.parameters() if p.requires_grad),
         "model_name": run.spec.name,
         "pretrained": bool(run.model_cfg["pretrained"]),
+        "weights_sha256": run.weights_sha256,
         "n_train": len(parts["train"]),
         "n_val": len(parts["val"]),
         "n_test": len(parts["test"]),
@@ -270,6 +271,7 @@ def _write_outputs(
         "config_hash": run.config_hash,
         "pretrained": bool(run.model_cfg["pretrained"]),
         "model_name": run.spec.name,
+        "weights_sha256": run.weights_sha256,
         "seed": run.seed,
         "best_epoch": state.best_epoch,
     }

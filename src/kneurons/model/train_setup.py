@@ -25,7 +25,7 @@ from kneurons.errors import InputError
 from kneurons.model.batching import token_budget_batches
 from kneurons.model.classifier import BackboneSpec, EsmClassifier
 from kneurons.model.optim import apply_freezing, class_weights, make_optimizer, warmup_linear_decay
-from kneurons.model.pretrained import Downloader, build_classifier
+from kneurons.model.pretrained import Downloader, build_classifier, weights_identity
 from kneurons.model.runtime import resolve_device, seed_everything
 from kneurons.model.train_state import TrainingState
 
@@ -95,6 +95,7 @@ class TrainRun:
     seed: int
     device: torch.device
     config_hash: str
+    weights_sha256: str
     model: EsmClassifier
     spec: BackboneSpec
     optimizer: torch.optim.Optimizer
@@ -125,12 +126,25 @@ def setup_run(
     device: str,
     downloader: Downloader | None,
 ) -> TrainRun:
-    """Seed, then build model, optimiser and LR schedule (this order fixes the initial weights)."""
+    """Seed, then build model, optimiser and LR schedule (this order fixes the initial weights).
+
+    A random backbone is drawn from ``model.init_seed`` (None: ``seed``); when that differs from
+    ``seed``, everything after the backbone (head, data order, dropout) is reseeded with ``seed``.
+    Replicates (one ``seed`` each, one ``init_seed``) thus fine-tune the very same backbone, and a
+    run whose two seeds agree draws exactly what it drew before replicates existed.
+    """
     dev = resolve_device(device)
-    seed_everything(seed, train_cfg["deterministic"])
+    deterministic = train_cfg["deterministic"]
+    init_seed = model_cfg.get("init_seed")
+    init_seed = seed if init_seed is None else int(init_seed)
+    seed_everything(init_seed, deterministic)
+    reseed = None if init_seed == seed else (lambda: seed_everything(seed, deterministic))
+    model, spec = build_classifier(model_cfg, len(labels), downloader=downloader, reseed=reseed)
+    weights = weights_identity(model_cfg, init_seed)
+    log.info("backbone weights: %s", weights)
+    # The weights' content, not only the checkpoint's path: a replaced file must not be resumed.
     fingerprint = {"model": model_cfg, "train": train_cfg, "labels": labels, "seed": seed,
-                   "data": data.fingerprint}  # fmt: skip
-    model, spec = build_classifier(model_cfg, len(labels), downloader=downloader)
+                   "data": data.fingerprint, "weights": weights}  # fmt: skip
     model.to(dev)
     apply_freezing(model, train_cfg["freeze_layers"], train_cfg["head_only"])
     optimizer = make_optimizer(model, train_cfg["lr"], train_cfg["weight_decay"])
@@ -147,8 +161,8 @@ def setup_run(
     weight = class_weights(train_y, len(labels)).to(dev) if train_cfg["class_weighting"] else None
     return TrainRun(
         data=data, labels=labels, model_cfg=model_cfg, train_cfg=train_cfg, seed=seed, device=dev,
-        config_hash=config_hash(fingerprint), model=model, spec=spec, optimizer=optimizer,
-        scheduler=scheduler, loss_fn=nn.CrossEntropyLoss(weight=weight), lengths=lengths,
+        config_hash=config_hash(fingerprint), weights_sha256=weights, model=model, spec=spec,
+        optimizer=optimizer, scheduler=scheduler, loss_fn=nn.CrossEntropyLoss(weight=weight), lengths=lengths,
         n_batches=n_batches, total_steps=total_steps,
         trainable=[p for p in model.parameters() if p.requires_grad],
     )  # fmt: skip

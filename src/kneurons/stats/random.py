@@ -6,7 +6,8 @@ For each non-random method and each (scope, scope name, mode) of the ablation ta
 * its 95% interval by a two-level bootstrap: each replicate resamples the test proteins
   (with replacement, the same proteins for method and random) and the random seeds (with
   replacement), so the interval covers both the test-set and the random-selection
-  variability;
+  variability; the AUC gap's ``p_value`` is the two-sided bootstrap p-value,
+  ``2 min(P*(gap <= 0), P*(gap >= 0))`` over the replicates (floored at ``1 / n_boot``);
 * a paired test per f across test proteins: ``d_i`` = method correct (0/1) minus the
   random seeds' mean correctness on protein ``i``; a two-sided paired t-test of mean(d) = 0,
   i.e. of equal expected accuracy (``p_value``; 1 when every ``d_i`` is 0). A sign test on
@@ -32,7 +33,7 @@ from kneurons.tables import AblationData
 
 AUC_COLUMNS: list[str] = [
     "method", *GROUP_KEYS, "layer", "module", "auc_method", "auc_random", "auc_gap", "ci_lo", "ci_hi",
-    "excludes_zero", "n_seeds", "n_test", "n_boot", "confidence",
+    "p_value", "excludes_zero", "n_seeds", "n_test", "n_boot", "confidence",
 ]  # fmt: skip
 PAIRED_COLUMNS: list[str] = [
     "method", *GROUP_KEYS, "layer", "module", "f", "acc_method", "acc_random", "gap", "ci_lo", "ci_hi",
@@ -105,18 +106,31 @@ def random_baseline(
     return RandomBaseline(seeds, grid, correct, counts, acc_boot)
 
 
+def bootstrap_p(replicates: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of a zero effect: ``2 min(P*(x <= 0), P*(x >= 0))``, in ``[1/B, 1]``."""
+    n = len(replicates)
+    if n == 0:
+        return float("nan")
+    tail = min(np.count_nonzero(replicates <= 0), np.count_nonzero(replicates >= 0))
+    return float(min(1.0, max(2 * tail, 1) / n))
+
+
 def _gap_intervals(
     c_m: np.ndarray, ref: RandomBaseline, w: np.ndarray, confidence: float
-) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Bootstrap intervals of the gap per f (``lo, hi``) and of the AUC gap; NaN without bootstrap."""
+) -> tuple[np.ndarray, np.ndarray, float, float, float]:
+    """Bootstrap intervals of the gap per f (``lo, hi``) and of the AUC gap, and the AUC gap's p-value.
+
+    NaN without bootstrap.
+    """
     if ref.counts is None or ref.acc_boot is None:
         nan = np.full(len(ref.grid), np.nan)
-        return nan, nan, np.nan, np.nan
+        return nan, nan, np.nan, np.nan, np.nan
     alpha = (1 - confidence) / 2
     gap_boot = c_m @ ref.counts - ref.acc_boot  # (n_f, B)
     lo, hi = np.quantile(gap_boot, [alpha, 1 - alpha], axis=1)
-    auc_lo, auc_hi = np.quantile(w @ gap_boot, [alpha, 1 - alpha])
-    return lo, hi, auc_lo, auc_hi
+    auc_boot = w @ gap_boot
+    auc_lo, auc_hi = np.quantile(auc_boot, [alpha, 1 - alpha])
+    return lo, hi, auc_lo, auc_hi, bootstrap_p(auc_boot)
 
 
 def _compare(
@@ -127,10 +141,11 @@ def _compare(
     w = trapezoid_weights(ref.grid)
     acc_m, acc_r = c_m.mean(1), ref.accuracy
     gap = acc_m - acc_r
-    lo, hi, auc_lo, auc_hi = _gap_intervals(c_m, ref, w, confidence)
+    lo, hi, auc_lo, auc_hi, auc_p = _gap_intervals(c_m, ref, w, confidence)
     auc_row = {
         **base, "auc_method": float(w @ acc_m), "auc_random": float(w @ acc_r), "auc_gap": float(w @ gap),
-        "ci_lo": float(auc_lo), "ci_hi": float(auc_hi), "excludes_zero": bool(auc_lo > 0 or auc_hi < 0),
+        "ci_lo": float(auc_lo), "ci_hi": float(auc_hi), "p_value": auc_p,
+        "excludes_zero": bool(auc_lo > 0 or auc_hi < 0),
         "n_seeds": len(ref.seeds), "n_test": n_test, "n_boot": n_boot, "confidence": confidence,
     }  # fmt: skip
     mean_rand = ref.correct.mean(0)  # (n_f, n_test)

@@ -23,7 +23,7 @@ ablation/{method}/{scope}.tsv, .npz     save_result (save_predictions), gather_r
 stats/{name}.tsv                        write_stats_tables / read_stats_table
 characterise/*.tsv, *.json              write_result_table, write_json_result /
                                         read_characterise_table, read_sites_info
-stats/claims.tsv                        (the claims stage) / read_claims
+stats/claims.tsv                        write_claims / read_claims
 model/training_curve.tsv, metrics.json  write_training_curve, write_json_result /
                                         read_training_curve, read_metrics
 """
@@ -66,6 +66,7 @@ from kneurons.tables.results import (
     read_sites_info,
     read_stats_table,
     read_training_curve,
+    write_claims,
     write_json_result,
     write_result_table,
     write_stats_tables,
@@ -74,6 +75,7 @@ from kneurons.tables.results import (
 from kneurons.tables.scores import (
     METADATA_KEY,
     SCORE_COLUMNS,
+    WEIGHTS_KEY,
     gather_score_tables,
     read_score_table,
     score_table_metadata,
@@ -83,6 +85,7 @@ from kneurons.tables.scores import (
 __all__ = [
     "METADATA_KEY",
     "SCORE_COLUMNS",
+    "WEIGHTS_KEY",
     "AblationData",
     "gather_results",
     "gather_score_tables",
@@ -90,6 +93,7 @@ __all__ = [
     "read_ablation_table",
     "read_characterise_table",
     "read_claims",
+    "write_claims",
     "read_class_labels",
     "read_classes",
     "read_dropped",

@@ -96,6 +96,14 @@ def read_claims(path: str | Path) -> pd.DataFrame:
     return read_tsv(path, "claims table", CLAIMS_REQUIRED, text=True)
 
 
+def write_claims(claims: pd.DataFrame, path: str | Path) -> None:
+    """Write ``stats/claims.tsv`` atomically."""
+    missing = [c for c in CLAIMS_REQUIRED if c not in claims.columns]
+    if missing:
+        raise ValueError(f"claims table lacks column(s) {missing}")
+    write_table_atomic(claims, path)
+
+
 def write_json_result(path: str | Path, obj: dict[str, Any]) -> None:
     """Write a JSON result (class_summary, sites, metrics) atomically."""
     write_json_atomic(path, obj)

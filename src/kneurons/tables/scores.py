@@ -1,6 +1,7 @@
 """Score tables (parquet): ``scores/{method}/layer{l}.parquet`` per job, ``scores/{method}.parquet`` gathered.
 
-The provenance (method, checkpoint sha256, scoring subset, settings, layer) travels in the
+The provenance (method, checkpoint sha256, backbone weights' sha256, scoring subset, settings,
+layer) travels in the
 parquet schema metadata under ``METADATA_KEY`` as JSON.
 """
 
@@ -22,6 +23,10 @@ SCORE_COLUMNS: list[str] = ["method", "layer", "module", "neuron", "label", "see
 
 #: Parquet schema-metadata key of the score-table provenance.
 METADATA_KEY = b"kneurons.scores"
+
+#: Provenance key (in score tables, ``best.pt``'s meta and run_metadata.json) of the backbone
+#: weights fine-tuning started from: the weights file's sha256, or ``random-init:<seed>``.
+WEIGHTS_KEY = "weights_sha256"
 
 _NUMERIC = ("layer", "neuron", "score")
 
@@ -100,7 +105,7 @@ def gather_score_tables(paths: Sequence[str | Path]) -> tuple[pd.DataFrame, dict
         metas.append(meta)
     if not frames:
         raise InputError("no score tables to gather")
-    keys = ("method", "checkpoint_sha256", "subset", "settings")
+    keys = ("method", "checkpoint_sha256", WEIGHTS_KEY, "subset", "settings")
     ref = {k: metas[0].get(k) for k in keys}
     for p, meta in zip(paths, metas, strict=True):
         for k in keys:

@@ -1,0 +1,195 @@
+"""A verdict per claim: the paper's claims (and ours) tested by decision rules fixed in advance.
+
+Each claim is a directional statement about one statistic. Its interval (at ``stats.confidence``)
+comes from the table that measured it, and one rule, the same for every claim, turns interval and
+equivalence margin into a verdict:
+
+* ``supported``: the interval excludes zero in the claimed direction;
+* ``not supported``: the interval excludes zero in the other direction, or lies entirely within
+  ``[-margin, +margin]`` (an effect too small to matter, measured precisely enough to say so);
+* ``inconclusive``: anything else (the interval holds zero and reaches beyond the margin).
+
+The claims (``CLAIMS``):
+
+1. preserving activation-selected neurons keeps more accuracy than random selections of the same
+   size: AUC gap to random, global scope, preserve (``stats/random_gap.tsv``: a bootstrap over
+   test proteins and random seeds);
+2. the same for IG-selected neurons;
+3. knowledge neurons are enriched in ``k_proj``: log2 enrichment of ``k_proj`` among the global
+   top ``stats.top_fraction`` of neurons, per method (``stats/density.tsv``); the interval is the
+   Clopper-Pearson interval of the top set's ``k_proj`` share, divided by ``k_proj``'s share of all
+   neurons, and the p-value the one-sided hypergeometric tail of random selections of that size;
+4. suppressing the top IG neurons hurts more than suppressing random ones: AUC gap, global scope,
+   suppress, claimed negative;
+5. class-specific neurons are specific: suppressing a class's own IG neurons drops its recall more
+   than the other classes' (``characterise/class_specificity.tsv``: mean over classes of own minus
+   other drop, t interval across classes, two-sided one-sample t-test).
+
+Torch-free: runs in the plots environment.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+#: Verdicts, in the order the report lists them.
+VERDICTS: tuple[str, ...] = ("supported", "not supported", "inconclusive")
+
+#: Columns of ``stats/claims.tsv``.
+CLAIM_COLUMNS: list[str] = [
+    "claim", "statement", "method", "set", "statistic", "estimate", "ci_lo", "ci_hi", "confidence",
+    "p_value", "n_replicates", "direction", "margin", "verdict", "rule", "figure", "source",
+]  # fmt: skip
+
+#: The figure behind each claim (``results/figures/...``), as the report and the atlas link it.
+FIGURE_OF: dict[str, str] = {
+    "1": "figures/accuracy_preserve.png",
+    "2": "figures/accuracy_preserve.png",
+    "3": "figures/density.png",
+    "4": "figures/accuracy_suppress.png",
+    "5": "figures/characterise/class_specificity.png",
+}
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One measured statistic: estimate, interval and p-value, and where it came from."""
+
+    estimate: float
+    ci_lo: float
+    ci_hi: float
+    p_value: float
+    source: str
+
+
+def verdict(ci_lo: float, ci_hi: float, direction: int, margin: float) -> str:
+    """The decision rule (module docstring) for a claim that the effect has sign ``direction`` (+1 / -1)."""
+    if not (math.isfinite(ci_lo) and math.isfinite(ci_hi)):
+        return "inconclusive"
+    lo, hi = (ci_lo, ci_hi) if direction > 0 else (-ci_hi, -ci_lo)
+    if lo > 0:
+        return "supported"
+    if hi < 0 or (-margin <= lo and hi <= margin):
+        return "not supported"
+    return "inconclusive"
+
+
+def rule_text(direction: int, margin: float, confidence: float) -> str:
+    """The decision rule of one claim in words."""
+    side = "above" if direction > 0 else "below"
+    other = "below" if direction > 0 else "above"
+    pct = f"{100 * confidence:g}%"
+    return (
+        f"supported if the {pct} interval lies {side} 0; not supported if it lies {other} 0 "
+        f"or within ±{margin:g}; inconclusive otherwise"
+    )
+
+
+def _auc_gap(random_gap: pd.DataFrame, method: str, mode: str) -> Evidence | None:
+    rows = random_gap[
+        (random_gap["method"] == method) & (random_gap["scope"] == "global") & (random_gap["mode"] == mode)
+    ]
+    if rows.empty:
+        return None
+    r = rows.iloc[0]
+    p = float(r["p_value"]) if "p_value" in rows.columns else float("nan")
+    return Evidence(float(r["auc_gap"]), float(r["ci_lo"]), float(r["ci_hi"]), p, "stats/random_gap.tsv")
+
+
+def _k_proj_enrichment(density: pd.DataFrame, method: str, confidence: float) -> Evidence | None:
+    rows = density[
+        (density["method"] == method) & (density["level"] == "module_type") & (density["module"] == "k_proj")
+    ]
+    if rows.empty:
+        return None
+    r = rows.iloc[0]
+    count, n_top = int(r["count"]), int(r["n_top"])
+    share = int(r["n_neurons"]) / int(r["n_total"])
+    alpha = 1 - confidence
+    # Clopper-Pearson bounds of the top set's k_proj share (exact binomial).
+    lo = sps.beta.ppf(alpha / 2, count, n_top - count + 1) if count > 0 else 0.0
+    hi = sps.beta.ppf(1 - alpha / 2, count + 1, n_top - count) if count < n_top else 1.0
+
+    def log2_ratio(p: float) -> float:
+        return math.log2(p / share) if p > 0 else float("-inf")
+
+    return Evidence(
+        log2_ratio(count / n_top), log2_ratio(lo), log2_ratio(hi), float(r["p_enriched"]), "stats/density.tsv"
+    )
+
+
+def _class_specificity(spec: pd.DataFrame | None, confidence: float) -> Evidence | None:
+    if spec is None or spec.empty:
+        return None
+    d = spec["drop_own"].astype(float).to_numpy() - spec["drop_other"].astype(float).to_numpy()
+    mean = float(d.mean())
+    if len(d) < 2 or np.all(d == d[0]):
+        lo = hi = mean
+        p = 1.0 if mean == 0 else 0.0
+    else:
+        half = sps.t.ppf(0.5 + confidence / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+        lo, hi = mean - half, mean + half
+        p = float(sps.ttest_1samp(d, 0.0).pvalue)
+    return Evidence(mean, float(lo), float(hi), p, "characterise/class_specificity.tsv")
+
+
+def evaluate_claims(
+    random_gap: pd.DataFrame,
+    density: pd.DataFrame,
+    class_specificity: pd.DataFrame | None,
+    settings: Mapping[str, Any],
+    n_replicates: int = 1,
+    set_name: str = "test",
+) -> pd.DataFrame:
+    """One row per claim (``CLAIM_COLUMNS``), from the statistics tables of one evaluation set.
+
+    ``settings`` is the ``stats`` config section (``confidence``, ``top_fraction`` and the
+    ``claims`` margins). A claim whose table lacks its rows (a method not scored, the
+    characterisation stage off) gets no row: a missing measurement is not a verdict.
+    """
+    confidence = float(settings["confidence"])
+    margins = settings["claims"]
+    top = settings["top_fraction"]
+    specs: list[tuple[str, str, str, str, int, float, Evidence | None]] = [
+        ("1", "preserving activation-selected neurons keeps more accuracy than random selections",
+         "activation", "AUC gap to random (global, preserve)", +1, margins["auc_margin"],
+         _auc_gap(random_gap, "activation", "preserve")),
+        ("2", "preserving IG-selected neurons keeps more accuracy than random selections",
+         "ig", "AUC gap to random (global, preserve)", +1, margins["auc_margin"],
+         _auc_gap(random_gap, "ig", "preserve")),
+        *(
+            ("3", "knowledge neurons are enriched in the key projections (k_proj)", m,
+             f"log2 enrichment of k_proj in the global top {top:g}", +1, margins["log2_enrichment_margin"],
+             _k_proj_enrichment(density, m, confidence))
+            for m in ("activation", "ig")
+        ),
+        ("4", "suppressing the top IG neurons hurts more than suppressing random ones",
+         "ig", "AUC gap to random (global, suppress)", -1, margins["auc_margin"],
+         _auc_gap(random_gap, "ig", "suppress")),
+        ("5", "class-specific neurons are specific: own-class recall drops more than other classes'",
+         "ig", "mean over classes of own minus other recall drop", +1, margins["specificity_margin"],
+         _class_specificity(class_specificity, confidence)),
+    ]  # fmt: skip
+    rows = []
+    for claim, statement, method, statistic, direction, margin, ev in specs:
+        if ev is None:
+            continue
+        rows.append(
+            {
+                "claim": claim, "statement": statement, "method": method, "set": set_name,
+                "statistic": statistic, "estimate": ev.estimate, "ci_lo": ev.ci_lo, "ci_hi": ev.ci_hi,
+                "confidence": confidence, "p_value": ev.p_value, "n_replicates": n_replicates,
+                "direction": "greater" if direction > 0 else "less", "margin": margin,
+                "verdict": verdict(ev.ci_lo, ev.ci_hi, direction, margin),
+                "rule": rule_text(direction, margin, confidence), "figure": FIGURE_OF[claim],
+                "source": ev.source,
+            }
+        )  # fmt: skip
+    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)

@@ -1,0 +1,190 @@
+"""A verdict per claim: the decision rule, the statistics behind each claim, and the science on the
+planted-motif model (claims 1 and 2 supported; random numbers named ``ig`` never are)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from kneurons.jobs.claims import run_claims
+from kneurons.stats.claims import CLAIM_COLUMNS, evaluate_claims, rule_text, verdict
+from kneurons.tables import read_claims, write_stats_tables
+
+SETTINGS = {
+    "confidence": 0.95,
+    "top_fraction": 0.01,
+    "claims": {"auc_margin": 0.01, "log2_enrichment_margin": 0.1, "specificity_margin": 0.02},
+}
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "direction", "expected"),
+    [
+        (0.02, 0.10, +1, "supported"),
+        (-0.10, -0.02, +1, "not supported"),  # the other direction
+        (-0.005, 0.008, +1, "not supported"),  # within the equivalence margin
+        (-0.05, 0.10, +1, "inconclusive"),
+        (-0.10, -0.02, -1, "supported"),  # a claimed decrease
+        (0.02, 0.10, -1, "not supported"),
+        (-0.05, 0.10, -1, "inconclusive"),
+        (float("nan"), 0.1, +1, "inconclusive"),
+    ],
+)
+def test_decision_rule(lo, hi, direction, expected):
+    assert verdict(lo, hi, direction, margin=0.01) == expected
+
+
+def test_rule_text_names_the_interval_side_and_margin():
+    text = rule_text(-1, 0.01, 0.95)
+    assert "95% interval lies below 0" in text and "±0.01" in text
+
+
+def _random_gap(rows: list[tuple[str, str, float, float, float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"method": m, "scope": "global", "scope_name": "all", "mode": mode, "auc_gap": g,
+             "ci_lo": lo, "ci_hi": hi, "p_value": 0.01}
+            for m, mode, g, lo, hi in rows
+        ]
+    )  # fmt: skip
+
+
+def _density(method: str, count: int, n_top: int = 100, n_neurons: int = 1000, total: int = 6000):
+    return pd.DataFrame(
+        [{"method": method, "seed": pd.NA, "level": "module_type", "layer": pd.NA, "module": "k_proj",
+          "n_neurons": n_neurons, "n_total": total, "n_top": n_top, "count": count,
+          "enrichment": count / (n_top * n_neurons / total), "p_enriched": 0.5}]
+    )  # fmt: skip
+
+
+def test_claims_from_tables():
+    gap = _random_gap(
+        [
+            ("activation", "preserve", 0.2, 0.1, 0.3),
+            ("ig", "preserve", 0.0, -0.05, 0.06),
+            ("ig", "suppress", -0.2, -0.3, -0.1),
+        ]
+    )
+    dens = pd.concat([_density("activation", 40), _density("ig", 17)], ignore_index=True)
+    spec = pd.DataFrame(
+        {"class": ["a", "b", "c"], "drop_own": [0.5, 0.6, 0.4], "drop_other": [0.0, 0.1, 0.0]}
+    )
+    claims = evaluate_claims(gap, dens, spec, SETTINGS)
+    assert list(claims.columns) == CLAIM_COLUMNS
+    got = {(r.claim, r.method): r.verdict for r in claims.itertuples()}
+    assert got == {
+        ("1", "activation"): "supported",
+        ("2", "ig"): "inconclusive",
+        ("3", "activation"): "supported",  # 40 of 100 where 1/6 is expected
+        ("3", "ig"): "inconclusive",  # 17 of 100: the expected share
+        ("4", "ig"): "supported",
+        ("5", "ig"): "supported",
+    }
+    k = claims[(claims["claim"] == "3") & (claims["method"] == "activation")].iloc[0]
+    lo, hi = sps.binomtest(40, 100).proportion_ci(0.95, method="exact")
+    assert k.estimate == pytest.approx(math.log2(0.4 * 6))
+    assert (k.ci_lo, k.ci_hi) == pytest.approx((math.log2(lo * 6), math.log2(hi * 6)))
+    five = claims[claims["claim"] == "5"].iloc[0]
+    d = np.array([0.5, 0.5, 0.4])
+    half = sps.t.ppf(0.975, 2) * d.std(ddof=1) / math.sqrt(3)
+    assert (five.ci_lo, five.ci_hi) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert set(claims["figure"]) >= {"figures/accuracy_preserve.png", "figures/density.png"}
+
+
+def test_a_missing_measurement_is_not_a_verdict():
+    """No ig rows, no characterisation: claims 2, 3 (ig), 4 and 5 are absent, not 'inconclusive'."""
+    gap = _random_gap([("activation", "preserve", 0.2, 0.1, 0.3)])
+    claims = evaluate_claims(gap, _density("activation", 30), None, SETTINGS)
+    assert sorted(zip(claims["claim"], claims["method"], strict=True)) == [
+        ("1", "activation"),
+        ("3", "activation"),
+    ]
+
+
+def test_claims_job_writes_the_table(tmp_path):
+    gap = _random_gap([("ig", "preserve", 0.2, 0.1, 0.3), ("ig", "suppress", -0.1, -0.2, 0.05)])
+    paths = {"random_gap": tmp_path / "random_gap.tsv", "density": tmp_path / "density.tsv"}
+    write_stats_tables({"random_gap": gap, "density": _density("ig", 30)}, paths)
+    out = tmp_path / "claims.tsv"
+    run_claims({k: str(v) for k, v in paths.items()}, {"stats": SETTINGS}, out)
+    back = read_claims(out)
+    assert list(back["claim"]) == ["2", "3", "4"]
+    assert list(back["verdict"]) == ["supported", "supported", "inconclusive"]
+
+
+# -- science: the planted-motif model -------------------------------------------------------------
+FRACTIONS = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0]
+RANDOM_SEEDS = [0, 1, 2, 3, 4]
+
+
+def _claims_for(trained_synthetic, tmp_path, scorers: dict[str, pd.DataFrame], model) -> pd.DataFrame:
+    """Ablate (global scope, both modes) every score table and the random baseline, then the claims."""
+    from kneurons.ablation.run import run_ablation
+    from kneurons.stats.density import density
+    from kneurons.stats.random import random_comparison
+    from kneurons.tables import load_ablation, save_result
+
+    labels = trained_synthetic.labels
+    test = trained_synthetic.split[trained_synthetic.split["split"] == "test"]
+    seqs = test["sequence"].tolist()
+    y = test["label"].astype(str).map({lab: i for i, lab in enumerate(labels)}).to_numpy()
+    tables, preds = [], []
+    for method, scores in scorers.items():
+        res = run_ablation(
+            model, seqs, y, labels, scores, method, "global", FRACTIONS,
+            random_seeds=RANDOM_SEEDS if method == "random" else None, token_budget=4096,
+        )  # fmt: skip
+        t, p = tmp_path / f"{method}.tsv", tmp_path / f"{method}.pred.npz"
+        save_result(t, p, res)
+        tables.append(t)
+        preds.append(p)
+    gap, _ = random_comparison(load_ablation(tables, preds), n_boot=1000, seed=0)
+    dens = pd.concat([density(s, m, 0.05) for m, s in scorers.items()], ignore_index=True)
+    return evaluate_claims(gap, dens, None, {**SETTINGS, "top_fraction": 0.05})
+
+
+@pytest.fixture(scope="module")
+def planted_scores(trained_synthetic):
+    from kneurons.model.classifier import load_classifier
+    from kneurons.scoring.base import score_layer
+    from kneurons.scoring.subset import select_scoring_set
+
+    model, info = load_classifier(trained_synthetic.checkpoint)
+    labels = list(info["labels"])
+    classes = pd.DataFrame({"label_index": range(len(labels)), "label": labels})
+    subset = select_scoring_set(trained_synthetic.split, classes, "train", 48, seed=0)
+    cfg = {
+        "token_budget": 4096, "bf16": True, "split": "train", "max_sequences": None,
+        "activation": {"reduce": "abs_mean", "class_conditional": False},
+        "ig": {"steps": 8, "method": "gausslegendre", "target": "prob", "class_conditional": False},
+        "random": {"seeds": RANDOM_SEEDS},
+    }  # fmt: skip
+    tables = {
+        m: pd.concat([score_layer(model, subset, m, layer, cfg) for layer in range(model.num_layers)])
+        for m in ("activation", "ig", "random")
+    }
+    return model, tables
+
+
+def test_planted_motifs_support_claims_1_and_2(trained_synthetic, planted_scores, tmp_path, one_torch_thread):
+    model, tables = planted_scores
+    claims = _claims_for(trained_synthetic, tmp_path, tables, model)
+    verdicts = {(r.claim, r.method): r.verdict for r in claims.itertuples()}
+    assert verdicts[("1", "activation")] == "supported", claims.to_string()
+    assert verdicts[("2", "ig")] == "supported", claims.to_string()
+
+
+def test_random_numbers_named_ig_never_support_claim_2(
+    trained_synthetic, planted_scores, tmp_path, one_torch_thread
+):
+    """A scorer returning random numbers under the name ``ig``: claim 2 is not supported or inconclusive."""
+    model, tables = planted_scores
+    fake = tables["ig"].copy()
+    fake["score"] = np.random.default_rng(12345).random(len(fake))
+    claims = _claims_for(trained_synthetic, tmp_path, {"ig": fake, "random": tables["random"]}, model)
+    two = claims[claims["claim"] == "2"]
+    assert len(two) == 1 and two["verdict"].iloc[0] in ("not supported", "inconclusive"), claims.to_string()
