@@ -481,3 +481,34 @@ def test_pretrained_fill_reloads_the_hf_reference_and_matches_fair_esm(tmp_path,
     pb = evaluate_masks(b, seqs, masks, fill_b, token_budget=256, bf16=False)
     assert (pa == pb).all()
     assert (pa != evaluate_masks(a, seqs, [{}], bf16=False)[0]).any()  # the fill changes predictions
+
+
+def test_esmc_loads_through_the_config_and_classifier_checkpoints(tmp_path):
+    """model.backend esmc (auto from a snapshot whose model_type is esmc): loaded, fine-tunable
+    (freezing reaches its layers), and rebuilt from best.pt with its whole EsmcConfig."""
+    pytest.importorskip("transformers.models.esmc")
+    from kneurons.model import esmc
+    from kneurons.model.optim import apply_freezing
+
+    torch.manual_seed(0)
+    esmc.build_esmc_backbone(2, 64, 4).save_pretrained(tmp_path / "esmc")
+    cfg = validate_config(
+        {"model": {"name": "custom", "pretrained": True, "checkpoint": str(tmp_path / "esmc")}}
+    )
+    assert resolve_backend(cfg["model"]) == "esmc" and model_shape(cfg) == (2, 64, 4)
+    model, spec = build_classifier(cfg["model"], 3)
+    assert spec.backend == "esmc" and type(model.backend).__name__ == "EsmcBackend"
+    apply_freezing(model, freeze_layers=1, head_only=False)
+    assert (
+        not model.module(0, "v_proj").weight.requires_grad and model.module(1, "v_proj").weight.requires_grad
+    )
+    save_classifier(tmp_path / "best.pt", model, spec, ["a", "b", "c"])
+    loaded, info = load_classifier(tmp_path / "best.pt")
+    assert info["backbone"]["backend"] == "esmc"
+    tokens = model.tokenize(SEQS)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(tokens), loaded(tokens))
+    random_cfg = with_defaults(
+        "model", {"backend": "esmc", "custom": {"num_layers": 1, "embed_dim": 32, "attention_heads": 2}}
+    )
+    assert build_classifier(random_cfg, 2)[0].num_layers == 1

@@ -14,7 +14,7 @@ import jsonschema
 import yaml
 
 from kneurons.errors import ConfigError, ModelError
-from kneurons.model.hf_snapshot import HF_ORG, fair_esm_name, is_snapshot_dir, snapshot_shape
+from kneurons.model.hf_snapshot import HF_ORG, fair_esm_name, is_snapshot_dir, resolve_backend, snapshot_shape
 from kneurons.scoring.registry import METHODS
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema" / "config.schema.yaml"
@@ -214,6 +214,8 @@ def _checkpoint_problems(cfg: dict[str, Any], given_custom: set[str]) -> list[st
         return [f"model.checkpoint: {path} does not exist (the weights file or directory to fine-tune from)"]
     if not model["pretrained"]:
         return []
+    if resolve_backend(model) == "esmc" and not path.is_dir():
+        return []  # an official ESM C .pth: its shape is read when it is loaded
     if is_snapshot_dir(path):
         try:
             shape = snapshot_shape(path)

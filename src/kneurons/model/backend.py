@@ -107,10 +107,11 @@ class Backend(Protocol):
 
 def backend_for(backbone: nn.Module) -> Backend:
     """The backend of a bare backbone (e.g. pretrained reference weights), by its class."""
+    from kneurons.model.esmc import EsmcBackend
     from kneurons.model.fair_esm import FairEsmBackend
     from kneurons.model.hf_esm import HfEsmBackend
 
-    for cls in (FairEsmBackend, HfEsmBackend):
+    for cls in (FairEsmBackend, HfEsmBackend, EsmcBackend):
         if cls.accepts(backbone):
             return cls(backbone)
     raise ModelError(f"no model backend for a {type(backbone).__name__} backbone")

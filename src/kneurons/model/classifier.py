@@ -57,9 +57,10 @@ CHECKPOINT_FORMAT = "kneurons-classifier/1"
 class BackboneSpec:
     """What is needed to rebuild an ESM-2 backbone: its size, its name (or ``custom``) and its backend.
 
-    ``backend`` is the library (``fair-esm``, ``hf``); checkpoints written before backends were
-    recorded load as fair-esm. ``hf_config`` holds an HF backbone's ``config.json`` values
-    (``kneurons.model.hf_esm.CONFIG_KEYS``) when they came from a snapshot.
+    ``backend`` is the library (``fair-esm``, ``hf``, ``esmc``); checkpoints written before
+    backends were recorded load as fair-esm. ``hf_config`` holds a transformers backbone's
+    ``config.json`` values (HF ESM-2: ``kneurons.model.hf_esm.CONFIG_KEYS``; ESM C: its whole
+    ``EsmcConfig``), so that the very architecture is rebuilt.
     """
 
     name: str
@@ -95,7 +96,13 @@ def build_backbone(spec: BackboneSpec) -> nn.Module:
         from kneurons.model import hf_esm
 
         return hf_esm.build_backbone(spec)
-    raise ModelError(f"no model backend {spec.backend!r}; known: fair-esm, hf")
+    if spec.backend == "esmc":
+        from kneurons.model import esmc
+
+        if spec.hf_config is not None:
+            return esmc.rebuild({"backend": "esmc", "config": spec.hf_config})
+        return esmc.build_esmc_backbone(spec.num_layers, spec.embed_dim, spec.attention_heads)
+    raise ModelError(f"no model backend {spec.backend!r}; known: fair-esm, hf, esmc")
 
 
 class EsmClassifier(nn.Module):
@@ -132,6 +139,14 @@ class EsmClassifier(nn.Module):
     def batch_dim(self) -> int:
         """Where the batch is in the residual stream (hooked module outputs are always time-first)."""
         return self.backend.batch_dim
+
+    @property
+    def qk_bilinear(self) -> bool:
+        """True when attention logits are bilinear in the ``q_proj`` and ``k_proj`` outputs (no norm between).
+
+        A backend that does not say so is taken not to be (the exact, slower choice).
+        """
+        return bool(getattr(self.backend, "qk_bilinear", False))
 
     def embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Residual stream entering layer 0 and the padding mask ``(B, T)`` (None when nothing is padded)."""

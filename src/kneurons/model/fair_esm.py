@@ -59,6 +59,8 @@ class FairEsmBackend:
     #: Time-first ``(T, B, E)``: the batch is dimension 1 of the stream; module outputs are time-first
     #: too, so the linears serve as their own hook points.
     batch_dim = 1
+    #: Attention logits are bilinear in the ``q_proj`` and ``k_proj`` outputs (IG shares their passes).
+    qk_bilinear = True
 
     def __init__(self, backbone: esm.model.esm2.ESM2) -> None:
         self.backbone = backbone

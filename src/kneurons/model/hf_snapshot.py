@@ -120,7 +120,8 @@ def resolve_backend(model_cfg: dict[str, Any]) -> str:
     """The backend of the ``model`` config section; ``auto`` is inferred.
 
     From ``model.checkpoint`` when it exists: a snapshot directory is ``hf`` (``esmc`` when its
-    config.json's ``model_type`` is ``esmc``), a file is ``fair-esm``. Otherwise from
+    config.json's ``model_type`` is ``esmc``), a ``.pth`` file (EvolutionaryScale's) ``esmc``,
+    another file ``fair-esm``. Otherwise from
     ``model.name``: ``facebook/...`` is ``hf``, anything else ``fair-esm``.
     """
     backend = model_cfg.get("backend", "auto")
@@ -132,5 +133,5 @@ def resolve_backend(model_cfg: dict[str, Any]) -> str:
         if is_snapshot_dir(path):
             return "esmc" if read_config(path).get("model_type") == "esmc" else "hf"
         if path.is_file():
-            return "fair-esm"
+            return "esmc" if path.suffix == ".pth" else "fair-esm"
     return "hf" if str(model_cfg.get("name", "")).startswith(f"{HF_ORG}/") else "fair-esm"

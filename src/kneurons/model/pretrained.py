@@ -318,7 +318,34 @@ def load_backend_backbone(backend: str, model_cfg: dict[str, Any]) -> tuple[torc
         from kneurons.model.hf_esm import load_hf_backbone
 
         return load_hf_backbone(model_cfg)
-    raise ModelError(f"model.backend: {backend!r} is not available in this version; use fair-esm or hf")
+    if backend == "esmc":
+        return _load_esmc(model_cfg)
+    raise ModelError(f"model.backend: unknown backend {backend!r}; one of fair-esm, hf, esmc")
+
+
+def _load_esmc(model_cfg: dict[str, Any]) -> tuple[torch.nn.Module, BackboneSpec]:
+    """ESM C: ``model.checkpoint`` (a snapshot folder or an official ``.pth``; nothing is downloaded),
+    or random init at ``model.custom``'s sizes."""
+    from kneurons.model import esmc
+
+    if model_cfg.get("pretrained", False):
+        if not model_cfg.get("checkpoint"):
+            raise ModelError("model.backend esmc: pretrained ESM C weights come only from model.checkpoint")
+        backbone = esmc.load_esmc_backbone(model_cfg["checkpoint"])
+    else:
+        c = model_cfg["custom"]
+        backbone = esmc.build_esmc_backbone(c["num_layers"], c["embed_dim"], c["attention_heads"])
+    desc = esmc.EsmcBackend(backbone).describe()
+    spec = BackboneSpec(
+        name=model_cfg["name"],
+        num_layers=desc["num_layers"],
+        embed_dim=desc["embed_dim"],
+        attention_heads=desc["attention_heads"],
+        token_dropout=False,
+        backend="esmc",
+        hf_config=desc["config"],
+    )
+    return backbone, spec
 
 
 def load_reference_backbone(backbone_info: dict[str, Any], model_cfg: dict[str, Any]) -> torch.nn.Module:

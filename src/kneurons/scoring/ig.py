@@ -148,7 +148,8 @@ def attribute_batch(
     very same network as scaling ``k`` by ``alpha``, and the gradient w.r.t. the unscaled ``k`` in
     the ``q``-scaled network is ``alpha`` times the gradient w.r.t. the scaled ``k``. One pass per
     step thus serves both, with ``k``'s weights divided by ``alpha``; steps at ``alpha = 0`` (left
-    and trapezoid rules) give ``k`` its own pass.
+    and trapezoid rules) give ``k`` its own pass. A model whose ``q`` and ``k`` pass through a norm
+    before the logits (``model.qk_bilinear`` False, e.g. ESM C's QK-LayerNorm) gets a pass each.
     """
     device = tokens.device
     with torch.no_grad(), autocast(device, bf16):
@@ -161,7 +162,7 @@ def attribute_batch(
 
     out: dict[str, torch.Tensor] = {}
     todo = list(module_types)
-    if "q_proj" in todo and "k_proj" in todo:
+    if "q_proj" in todo and "k_proj" in todo and model.qk_bilinear:
         nonzero = alphas != 0
         k_weights = torch.where(nonzero, weights / torch.where(nonzero, alphas, torch.ones_like(alphas)), 0)
         out.update(run("q_proj", alphas, weights, {"k_proj": k_weights}))

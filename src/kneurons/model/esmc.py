@@ -1,0 +1,482 @@
+"""The ESM C backend: the only code that knows the insides of ESM C (transformers' ``EsmcModel``).
+
+ESM C (EvolutionaryScale, 2024) comes through Hugging Face transformers (``transformers.models.esmc``,
+an optional dependency: ``pip install 'kneurons[esmc]'``), imported lazily so that the rest of the
+package works without it. EvolutionaryScale's own ``esm`` package cannot be installed next to
+fair-esm (both are the top-level module ``esm``), so its checkpoints are converted here
+(:func:`esmc_from_official`).
+
+ESM C specifics kept here: the residual stream and the modules are batch-first ``(B, T, E)``
+(hook points present module outputs time-first, as every backend's); a pre-norm layer with
+QK-LayerNorm and rotary embeddings whose two residual branches are divided by
+``sqrt(n_layers / 36)``; a SwiGLU feed-forward ``down_proj(silu(gate_proj(x)) * up_proj(x))``.
+
+Neurons (the DESIGN vocabulary): ``q_proj``/``k_proj``/``v_proj`` are the output units of the three
+projections (in the official layout: the fused ``layernorm_qkv`` projection's output units split
+into q, k, v in that order, ``d`` units each); ``out_proj`` is ``o_proj``'s output; an ``fc1``
+neuron is a unit of the gated hidden layer ``silu(gate_proj(x)) * up_proj(x)`` (after the gate,
+i.e. ``down_proj``'s input); ``fc2`` neurons are ``down_proj``'s output units.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+from torch import nn
+
+from kneurons.errors import ModelError
+from kneurons.model.backend import MODULE_TYPES, LayerState, repeat_padding
+from kneurons.model.hooks import HookPoint
+
+#: What to install when transformers (with ESM C) is missing.
+INSTALL_HINT = "pip install 'kneurons[esmc]' (transformers >= 5.24 with ESM C)"
+
+#: The ESM C sequence vocabulary, fixed by the weights (every ESM C checkpoint shares it; the same
+#: list as transformers' ``tokenization_esmc.SEQUENCE_VOCAB`` and the esm package's tokenizer).
+VOCAB: tuple[str, ...] = (
+    "<cls>", "<pad>", "<eos>", "<unk>",
+    "L", "A", "G", "V", "S", "E", "R", "T", "I", "D", "P", "K", "Q", "N", "F", "Y", "M", "H", "W", "C",
+    "X", "B", "U", "Z", "O", ".", "-", "|", "<mask>",
+)  # fmt: skip
+CLS_IDX, PAD_IDX, EOS_IDX, UNK_IDX = 0, 1, 2, 3
+_TOKEN_ID = {tok: i for i, tok in enumerate(VOCAB) if len(tok) == 1}
+
+#: Attention implementations by the ``model.attention`` config value.
+ATTENTION_IMPLEMENTATIONS = {"sdpa": "sdpa", "reference": "eager"}
+
+#: Keys of an official checkpoint that are not part of the backbone (the masked-LM head).
+OFFICIAL_HEAD_PREFIXES = ("sequence_head.",)
+#: Keys of a transformers snapshot that are heads (EsmcForMaskedLM, EsmcForSequenceClassification).
+HF_HEAD_PREFIXES = ("lm_head.", "classifier.")
+
+
+def _transformers_esmc() -> SimpleNamespace:
+    """transformers' ESM C classes, or one ModelError saying what to install."""
+    try:
+        from transformers import EsmcConfig, EsmcModel
+        from transformers.masking_utils import create_bidirectional_mask
+    except ImportError as exc:
+        raise ModelError(
+            f"the ESM C backend needs Hugging Face transformers with ESM C support "
+            f"({exc.__class__.__name__}: {exc}); install it with {INSTALL_HINT}"
+        ) from exc
+    return SimpleNamespace(
+        EsmcConfig=EsmcConfig, EsmcModel=EsmcModel, create_bidirectional_mask=create_bidirectional_mask
+    )
+
+
+def swiglu_hidden(embed_dim: int, expansion_ratio: float = 8 / 3) -> int:
+    """Width of ESM C's gated hidden layer: ``expansion_ratio * d`` rounded up to a multiple of 256."""
+    return int(((expansion_ratio * embed_dim) + 255) // 256 * 256)
+
+
+def esmc_config(num_layers: int, embed_dim: int, heads: int, intermediate_size: int | None = None) -> Any:
+    """An ``EsmcConfig`` of ESM C's architecture at the given size (vocabulary 64, bias-free linears)."""
+    t = _transformers_esmc()
+    if embed_dim % heads:
+        raise ModelError(f"ESM C: embed_dim {embed_dim} is not a multiple of the {heads} attention heads")
+    return t.EsmcConfig(
+        vocab_size=64,
+        hidden_size=embed_dim,
+        num_hidden_layers=num_layers,
+        num_attention_heads=heads,
+        intermediate_size=intermediate_size or swiglu_hidden(embed_dim),
+        hidden_act="silu",
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        pad_token_id=PAD_IDX,
+        bos_token_id=CLS_IDX,
+        eos_token_id=EOS_IDX,
+    )
+
+
+def build_esmc_backbone(num_layers: int, embed_dim: int, heads: int, seed: int | None = None) -> nn.Module:
+    """ESM C's architecture (transformers' ``EsmcModel``) with random weights.
+
+    Drawn from ``seed`` without touching the global generator, or, with None, from the global
+    generator as fair-esm's random init is (the job seeds it).
+    """
+    config = esmc_config(num_layers, embed_dim, heads)
+    model = _transformers_esmc().EsmcModel
+    if seed is None:
+        return model(config).eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return model(config).eval()
+
+
+def rebuild(desc: dict[str, Any]) -> nn.Module:
+    """The (randomly initialised) backbone that ``EsmcBackend.describe()`` recorded; load weights into it."""
+    if desc.get("backend") != EsmcBackend.name:
+        raise ModelError(f"not an ESM C backbone description (backend {desc.get('backend')!r})")
+    t = _transformers_esmc()
+    return t.EsmcModel(t.EsmcConfig.from_dict(dict(desc["config"]))).eval()
+
+
+# -- loading -------------------------------------------------------------------------------------
+def esmc_from_official(state_dict: dict[str, torch.Tensor]) -> tuple[Any, dict[str, torch.Tensor]]:
+    """An EvolutionaryScale ``esm``-package ESM C state dict as ``(EsmcConfig, EsmcModel state dict)``.
+
+    The fused ``attn.layernorm_qkv.1`` projection ``(3d, d)`` splits by rows into q, k, v (the
+    esm package chunks its output in that order); the SwiGLU ``ffn.1`` ``(2h, d)`` splits into
+    ``gate_proj`` (first half, the one passed through SiLU) and ``up_proj``. Sizes come from the
+    tensors; heads are ``d / 64`` (every ESM C has 64-dim heads). The masked-LM head is dropped;
+    any other key the conversion does not use is an error.
+    """
+    sd = dict(state_dict)
+    if "embed.weight" not in sd or "transformer.norm.weight" not in sd:
+        raise ModelError(
+            "not an official ESM C state dict (no 'embed.weight' / 'transformer.norm.weight'); "
+            f"first keys: {', '.join(list(sd)[:5])}"
+        )
+    vocab, d = sd["embed.weight"].shape
+    blocks = sorted({int(k.split(".")[2]) for k in sd if k.startswith("transformer.blocks.")})
+    if blocks != list(range(len(blocks))) or not blocks:
+        raise ModelError(f"official ESM C state dict: transformer blocks {blocks} are not 0..n-1")
+    if d % 64:
+        raise ModelError(f"official ESM C state dict: width {d} is not a multiple of the 64-dim heads")
+    hidden = sd["transformer.blocks.0.ffn.3.weight"].shape[1]
+    config = esmc_config(len(blocks), d, d // 64, intermediate_size=hidden)
+    config.vocab_size = int(vocab)
+
+    used: set[str] = set()
+
+    def take(key: str) -> torch.Tensor:
+        if key not in sd:
+            raise ModelError(f"official ESM C state dict: missing {key}")
+        used.add(key)
+        return sd[key]
+
+    out = {"embed_tokens.weight": take("embed.weight"), "norm.weight": take("transformer.norm.weight")}
+    for i in blocks:
+        src, dst = f"transformer.blocks.{i}.", f"layers.{i}."
+        qkv = take(src + "attn.layernorm_qkv.1.weight")
+        if qkv.shape != (3 * d, d):
+            raise ModelError(
+                f"official ESM C state dict: {src}attn.layernorm_qkv.1.weight is {tuple(qkv.shape)}"
+            )
+        q, k, v = qkv.chunk(3, dim=0)
+        gate, up = take(src + "ffn.1.weight").chunk(2, dim=0)
+        out |= {
+            dst + "input_layernorm.weight": take(src + "attn.layernorm_qkv.0.weight"),
+            dst + "input_layernorm.bias": take(src + "attn.layernorm_qkv.0.bias"),
+            dst + "self_attn.q_proj.weight": q.clone(),
+            dst + "self_attn.k_proj.weight": k.clone(),
+            dst + "self_attn.v_proj.weight": v.clone(),
+            dst + "self_attn.q_norm.weight": take(src + "attn.q_ln.weight"),
+            dst + "self_attn.k_norm.weight": take(src + "attn.k_ln.weight"),
+            dst + "self_attn.o_proj.weight": take(src + "attn.out_proj.weight"),
+            dst + "post_attention_layernorm.weight": take(src + "ffn.0.weight"),
+            dst + "post_attention_layernorm.bias": take(src + "ffn.0.bias"),
+            dst + "mlp.gate_proj.weight": gate.clone(),
+            dst + "mlp.up_proj.weight": up.clone(),
+            dst + "mlp.down_proj.weight": take(src + "ffn.3.weight"),
+        }
+    left = [
+        k for k in sd if k not in used and not k.startswith(OFFICIAL_HEAD_PREFIXES) and ".rotary." not in k
+    ]
+    if left:
+        raise ModelError(
+            f"official ESM C state dict: {len(left)} keys this conversion does not know "
+            f"(e.g. {', '.join(left[:4])}); biases or other variants are not supported"
+        )
+    return config, out
+
+
+def _read_snapshot_state(folder: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a transformers snapshot folder (safetensors or ``pytorch_model.bin``, sharded too)."""
+    for index_name, single in (
+        ("model.safetensors.index.json", "model.safetensors"),
+        ("pytorch_model.bin.index.json", "pytorch_model.bin"),
+    ):
+        index = folder / index_name
+        if index.is_file():
+            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        elif (folder / single).is_file():
+            files = [single]
+        else:
+            continue
+        state: dict[str, torch.Tensor] = {}
+        for name in files:
+            path = folder / name
+            if name.endswith(".safetensors"):
+                from safetensors.torch import load_file
+
+                state |= load_file(path)
+            else:
+                state |= torch.load(path, map_location="cpu", weights_only=True)
+        return state
+    raise ModelError(f"{folder}: no model.safetensors or pytorch_model.bin (with or without an index) found")
+
+
+def _from_snapshot(folder: Path) -> tuple[Any, dict[str, torch.Tensor]]:
+    """``(EsmcConfig, EsmcModel state dict)`` of a transformers snapshot of EsmcModel or one with a head."""
+    t = _transformers_esmc()
+    cfg = json.loads((folder / "config.json").read_text())
+    if cfg.get("model_type") != "esmc":
+        raise ModelError(f"{folder}/config.json: model_type {cfg.get('model_type')!r}, not 'esmc'")
+    config = t.EsmcConfig.from_dict(cfg)
+    state = {}
+    for key, value in _read_snapshot_state(folder).items():
+        if key.startswith(HF_HEAD_PREFIXES):
+            continue
+        state[key.removeprefix("esmc.")] = value
+    return config, state
+
+
+def is_esmc_checkpoint(path: str | os.PathLike) -> bool:
+    """True for what :func:`load_esmc_backbone` reads, by its look: an ESM C snapshot folder or a ``.pth``."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        try:
+            return json.loads((path / "config.json").read_text()).get("model_type") == "esmc"
+        except (OSError, ValueError):
+            return False
+    return path.is_file() and path.suffix == ".pth"
+
+
+def load_esmc_backbone(checkpoint_path: str | os.PathLike) -> nn.Module:
+    """Pretrained ESM C from a local file: a transformers snapshot folder or an official ``.pth``.
+
+    A folder needs ``config.json`` with ``model_type: esmc`` and the weights of ``EsmcModel``,
+    ``EsmcForMaskedLM`` or ``EsmcForSequenceClassification`` (heads are dropped). A file is an
+    EvolutionaryScale ``esm``-package state dict (``esmc_300m_2024_12_v0.pth``, ...), read with
+    ``torch.load(weights_only=True)`` and converted by :func:`esmc_from_official`. Every backbone
+    tensor must be present, and nothing else (a strict load).
+    """
+    t = _transformers_esmc()
+    path = Path(checkpoint_path).expanduser()
+    if path.is_dir():
+        config, state = _from_snapshot(path)
+    elif path.is_file():
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ModelError(
+                f"{path}: cannot be read as an ESM C state dict with weights_only=True "
+                f"({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from exc
+        if not isinstance(data, dict):
+            raise ModelError(f"{path}: holds a {type(data).__name__}, not an ESM C state dict")
+        config, state = esmc_from_official(data)
+    else:
+        raise ModelError(
+            f"model.checkpoint: {path} does not exist (ESM C weights: a snapshot folder or a .pth)"
+        )
+    backbone = t.EsmcModel(config)
+    try:
+        backbone.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelError(f"{path}: weights do not fit ESM C's architecture: {exc}") from exc
+    return backbone.float().eval()
+
+
+# -- the backend ---------------------------------------------------------------------------------
+class EsmcBackend:
+    """transformers' ``EsmcModel`` behind the classifier API (see ``kneurons.model.backend.Backend``).
+
+    Holds a reference to the backbone (the classifier owns the parameters, keys ``esm.*``).
+    """
+
+    name = "esmc"
+    #: Batch-first ``(B, T, E)``: the batch is dimension 0 of the residual stream.
+    batch_dim = 0
+    #: QK-LayerNorm sits between ``q_proj``/``k_proj`` and the attention logits, so scaling ``q`` is
+    #: not scaling ``k``: integrated gradients must not share their passes.
+    qk_bilinear = False
+
+    def __init__(self, backbone: nn.Module) -> None:
+        self.backbone = backbone
+        self._esmc = _transformers_esmc()
+        self._hook_points: dict[tuple[int, str], HookPoint] = {}
+
+    @staticmethod
+    def accepts(backbone: nn.Module) -> bool:
+        """True for transformers' ``EsmcModel`` (never imports transformers itself)."""
+        mod = sys.modules.get("transformers.models.esmc.modeling_esmc")
+        return mod is not None and isinstance(backbone, mod.EsmcModel)
+
+    def set_attention(self, attention: str) -> None:
+        """Self-attention implementation: ``sdpa`` or the ``reference`` (transformers' eager) one."""
+        if attention not in ATTENTION_IMPLEMENTATIONS:
+            raise ModelError(
+                f"unknown attention {attention!r}; one of {', '.join(ATTENTION_IMPLEMENTATIONS)}"
+            )
+        self.backbone.set_attn_implementation(ATTENTION_IMPLEMENTATIONS[attention])
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description that :func:`rebuild` turns back into this architecture.
+
+        ``config`` is the whole ``EsmcConfig`` (vocabulary, hidden width of the gate, rotary base:
+        a checkpoint's architecture is more than its three sizes).
+        """
+        c = self.backbone.config
+        return {
+            "backend": self.name,
+            "num_layers": int(c.num_hidden_layers),
+            "embed_dim": int(c.hidden_size),
+            "attention_heads": int(c.num_attention_heads),
+            "config": c.to_dict(),
+        }
+
+    # -- parameters -----------------------------------------------------------------------
+    def unused_parameters(self) -> list[nn.Parameter]:
+        """Parameters the classifier never uses: none (``EsmcModel`` carries no head)."""
+        return []
+
+    def bottom_parameters(self, layers: int) -> list[nn.Parameter]:
+        """The token embedding and the first ``layers`` layers (what ``train.freeze_layers`` freezes)."""
+        e = self.backbone
+        return [*e.embed_tokens.parameters(), *(p for layer in e.layers[:layers] for p in layer.parameters())]
+
+    # -- sizes and tokens -----------------------------------------------------------------
+    @property
+    def num_layers(self) -> int:
+        """Transformer layers."""
+        return len(self.backbone.layers)
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the residual stream."""
+        return int(self.backbone.config.hidden_size)
+
+    @property
+    def padding_idx(self) -> int:
+        """Token id of padding."""
+        return PAD_IDX
+
+    def tokenize(self, sequences: list[str]) -> torch.Tensor:
+        """Token ids ``(B, T)``: ``<cls>`` residues ``<eos>``, right-padded with ``<pad>``, on the CPU.
+
+        Characters outside the vocabulary become ``<unk>``, as ESM C's tokenizer does.
+        """
+        ids = [[CLS_IDX, *(_TOKEN_ID.get(c, UNK_IDX) for c in s), EOS_IDX] for s in sequences]
+        tokens = torch.full((len(ids), max((len(t) for t in ids), default=2)), PAD_IDX, dtype=torch.long)
+        for row, t in enumerate(ids):
+            tokens[row, : len(t)] = torch.tensor(t, dtype=torch.long)
+        return tokens
+
+    def residue_mask(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(B, T)`` True at residues: ``<cls>``, ``<eos>`` and padding excluded."""
+        return (tokens != PAD_IDX) & (tokens != CLS_IDX) & (tokens != EOS_IDX)
+
+    # -- the residual stream --------------------------------------------------------------
+    def embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Token embedding as ``EsmcModel.forward`` makes it: ``(x (B,T,E), padding_mask (B,T) | None)``."""
+        padding_mask = tokens.eq(PAD_IDX)
+        x = self.backbone.embed_tokens(tokens)
+        return x, (padding_mask if padding_mask.any() else None)
+
+    def _layer_inputs(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> tuple[Any, tuple]:
+        """Attention mask and rotary ``(cos, sin)`` as ``EsmcModel.forward`` builds them for ``x``."""
+        positions = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
+        rotary = self.backbone.rotary_emb(x, positions)
+        mask = self._esmc.create_bidirectional_mask(
+            config=self.backbone.config,
+            inputs_embeds=x,
+            attention_mask=None if padding_mask is None else ~padding_mask,
+        )
+        return mask, rotary
+
+    def run_layers(
+        self, x: torch.Tensor, padding_mask: torch.Tensor | None, start: int = 0, stop: int | None = None
+    ) -> torch.Tensor:
+        """Transformer layers ``start .. stop-1`` on the residual stream ``x`` (B,T,E)."""
+        mask, rotary = self._layer_inputs(x, padding_mask)
+        for layer in self.backbone.layers[start:stop]:
+            x = layer(x, mask, position_embeddings=rotary)
+        return x
+
+    def final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        """Final layer norm after the last layer, batch-first ``(B, T, E)``."""
+        return self.backbone.norm(x)
+
+    def repeat_stream(self, x: torch.Tensor, copies: int) -> torch.Tensor:
+        """``x`` (B,T,E) with its batch repeated ``copies`` times (copy-major)."""
+        return x.repeat(copies, 1, 1) if copies > 1 else x
+
+    # -- modules and resume points --------------------------------------------------------
+    def module(self, layer: int, module_type: str) -> HookPoint:
+        """The hook point of ``module_type`` in transformer layer ``layer`` (0-based), time-first outputs.
+
+        ``fc1`` is the gated hidden layer, seen as ``down_proj``'s input; ``fc2`` is ``down_proj``'s output.
+        """
+        if module_type not in MODULE_TYPES:
+            raise ModelError(f"unknown module {module_type!r}; one of {', '.join(MODULE_TYPES)}")
+        key = (layer, module_type)
+        if key not in self._hook_points:
+            blk = self.backbone.layers[layer]
+            attn, mlp = blk.self_attn, blk.mlp
+            target = {
+                "q_proj": attn.q_proj,
+                "k_proj": attn.k_proj,
+                "v_proj": attn.v_proj,
+                "out_proj": attn.o_proj,
+                "fc1": mlp.down_proj,
+                "fc2": mlp.down_proj,
+            }[module_type]
+            self._hook_points[key] = HookPoint(target, batch_first=True, on_input=module_type == "fc1")
+        return self._hook_points[key]
+
+    def run_layer_with_states(
+        self, layer: int, x: torch.Tensor, padding_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, LayerState]:
+        """Run one layer and keep the inputs of ``o_proj``, the post-attention norm and ``down_proj``.
+
+        The state holds ``x`` and ``padding_mask`` (layer input), ``ctx`` (attention context),
+        ``h`` (post-attention residual) and ``g`` (the gated hidden layer, ``fc2``'s input, taken
+        before any ``fc1`` hook, which fires again when the layer resumes there).
+        """
+        blk = self.backbone.layers[layer]
+        state: LayerState = {"x": x, "padding_mask": padding_mask}
+
+        def keep(name: str) -> Callable:
+            def pre_hook(_mod: nn.Module, inputs: tuple) -> None:
+                state[name] = inputs[0]
+
+            return pre_hook
+
+        handles = [
+            blk.self_attn.o_proj.register_forward_pre_hook(keep("ctx")),
+            blk.post_attention_layernorm.register_forward_pre_hook(keep("h")),
+            blk.mlp.down_proj.register_forward_pre_hook(keep("g"), prepend=True),
+        ]
+        try:
+            out = self.run_layers(x, padding_mask, layer, layer + 1)
+        finally:
+            for h in handles:
+                h.remove()
+        return out, state
+
+    def resume_layer(self, layer: int, position: int, state: LayerState, copies: int = 1) -> torch.Tensor:
+        """Layer output from the state cached at resume point ``position``, the batch repeated ``copies``x.
+
+        Replays the tail of ``EsmcLayer.forward`` op for op (tests check it is bit-identical),
+        calling the modules so that their hooks (masks) fire.
+        """
+        blk = self.backbone.layers[layer]
+        scale = blk.scaling_factor
+
+        def rep(name: str) -> torch.Tensor:
+            return self.repeat_stream(state[name], copies)
+
+        if position == 0:
+            return self.run_layers(rep("x"), repeat_padding(state["padding_mask"], copies), layer, layer + 1)
+        if position == 1:
+            return self._ffn(blk, rep("x") + blk.self_attn.o_proj(rep("ctx")) / scale)
+        if position == 2:
+            return self._ffn(blk, rep("h"))
+        if position == 3:
+            return rep("h") + blk.mlp.down_proj(rep("g")) / scale
+        raise ModelError(f"no resume point {position}")
+
+    @staticmethod
+    def _ffn(blk: nn.Module, h: torch.Tensor) -> torch.Tensor:
+        """Second half of ``EsmcLayer.forward`` from the post-attention residual ``h``."""
+        return h + blk.mlp(blk.post_attention_layernorm(h)) / blk.scaling_factor
