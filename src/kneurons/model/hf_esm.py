@@ -261,6 +261,8 @@ class HfEsmBackend:
     def __init__(self, backbone: nn.Module) -> None:
         self.backbone = backbone
         self._hook_points: dict[tuple[int, str], HookPoint] = {}
+        alphabet = get_alphabet()  # ESM-2's ids (check_config holds the snapshot to them)
+        self._cls_idx, self._eos_idx = alphabet.cls_idx, alphabet.eos_idx
 
     @staticmethod
     def accepts(backbone: nn.Module) -> bool:
@@ -296,8 +298,7 @@ class HfEsmBackend:
 
     def residue_mask(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, T)`` True at residues: BOS (``<cls>``), EOS and padding excluded."""
-        a = get_alphabet()
-        return (tokens != self.padding_idx) & (tokens != a.cls_idx) & (tokens != a.eos_idx)
+        return (tokens != self.padding_idx) & (tokens != self._cls_idx) & (tokens != self._eos_idx)
 
     # -- parameters -----------------------------------------------------------------------
     def unused_parameters(self) -> list[nn.Parameter]:
