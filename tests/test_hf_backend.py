@@ -512,3 +512,28 @@ def test_esmc_loads_through_the_config_and_classifier_checkpoints(tmp_path):
         "model", {"backend": "esmc", "custom": {"num_layers": 1, "embed_dim": 32, "attention_heads": 2}}
     )
     assert build_classifier(random_cfg, 2)[0].num_layers == 1
+
+
+def test_sharded_snapshot_loads(tmp_path, tiny):
+    """A snapshot split into shards with a model.safetensors.index.json (how large models are stored)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from kneurons.model.hf_esm import snapshot_state_dict
+
+    fe, snapshot = tiny
+    state = snapshot_state_dict(snapshot)
+    keys = sorted(state)
+    shards = {"model-00001-of-00002.safetensors": keys[::2], "model-00002-of-00002.safetensors": keys[1::2]}
+    target = tmp_path / "sharded"
+    target.mkdir()
+    for name, part in shards.items():
+        save_file({k: state[k].contiguous() for k in part}, str(target / name))
+    weight_map = {k: name for name, part in shards.items() for k in part}
+    (target / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    (target / "config.json").write_text((snapshot / "config.json").read_text())
+    a, b = classifier_pair(fe, target)
+    tokens = a.tokenize(SEQS)
+    with torch.no_grad():
+        assert torch.allclose(a(tokens), b(tokens), atol=1e-5)
