@@ -84,6 +84,8 @@ DEPENDS: dict[str, set[str]] = {
     "split.mmseqs": {"split", "leakage"},
     "model": {"finetune"},
     "model.name": {"finetune", *FIGURES},
+    # the scoring, ablation and characterisation jobs read the backend from the checkpoint
+    "model.backend": {"finetune"},
     "model.download": {"finetune", "ablate", "ablate_seed", "ablate_external", "characterise_classes"},
     "model.pretrained": {"finetune", *FIGURES},
     "model.checkpoint": {"finetune", "ablate", "ablate_seed", "ablate_external", "characterise_classes"},

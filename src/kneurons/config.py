@@ -14,7 +14,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from kneurons.errors import ConfigError, InputError
+from kneurons.errors import ConfigError, InputError, ModelError
+from kneurons.model.hf_snapshot import HF_ORG, fair_esm_name, is_snapshot_dir, resolve_backend, snapshot_shape
 from kneurons.scoring.registry import METHODS
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema" / "config.schema.yaml"
@@ -198,9 +199,10 @@ def _model_problems(cfg: dict[str, Any]) -> list[str]:
     problems: list[str] = []
     model = cfg["model"]
     name = model["name"]
-    if name != "custom" and name not in ESM2_ARCHITECTURES:
-        known = ", ".join(["custom", *ESM2_ARCHITECTURES])
+    if name != "custom" and fair_esm_name(name) not in ESM2_ARCHITECTURES:
+        known = ", ".join(["custom", *ESM2_ARCHITECTURES, *(f"{HF_ORG}/{n}" for n in ESM2_ARCHITECTURES)])
         problems.append(f"model.name: unknown model {name!r}; known: {known}")
+    problems += _backend_problems(model)
     if name == "custom":
         if model["pretrained"] and not model["checkpoint"]:
             problems.append(
@@ -225,9 +227,10 @@ def _checkpoint_problems(cfg: dict[str, Any], given_custom: set[str]) -> list[st
 
     With ``name: custom`` the architecture comes from the checkpoint: it is written into
     ``model.custom`` (the sizes the user gave, ``given_custom``, must match it), so that
-    ``model_shape``, the layer scatter and a re-validation of this config all see it. Only a
-    fair-esm checkpoint file's shape is read here (cheaply, without torch:
-    ``kneurons.model.checkpoint_shape``); other formats are checked when the model is loaded.
+    ``model_shape``, the layer scatter and a re-validation of this config all see it. The shape
+    of a fair-esm checkpoint file is read cheaply, without torch (``kneurons.model.checkpoint_shape``),
+    that of a Hugging Face snapshot directory from its config.json; other formats are checked
+    when the model is loaded.
     """
     model = cfg["model"]
     ckpt = model["checkpoint"]
@@ -236,21 +239,32 @@ def _checkpoint_problems(cfg: dict[str, Any], given_custom: set[str]) -> list[st
     path = Path(ckpt).expanduser()
     if not path.exists():
         return [f"model.checkpoint: {path} does not exist (the weights file or directory to fine-tune from)"]
-    if not model["pretrained"] or not path.is_file():
+    if not model["pretrained"]:
         return []
-    from kneurons.model.checkpoint_shape import CheckpointShapeError, read_checkpoint_shape
+    if resolve_backend(model) == "esmc" and not path.is_dir():
+        return []  # an official ESM C .pth: its shape is read when it is loaded
+    if is_snapshot_dir(path):
+        try:
+            shape = snapshot_shape(path)
+        except ModelError as exc:  # an unreadable config.json
+            return [f"model.checkpoint: {exc}"]
+    elif path.is_file():
+        from kneurons.model.checkpoint_shape import CheckpointShapeError, read_checkpoint_shape
 
-    try:
-        shape = read_checkpoint_shape(path)
-    except CheckpointShapeError as exc:
-        return [f"model.checkpoint: {exc}"]
+        try:
+            shape = read_checkpoint_shape(path)
+        except CheckpointShapeError as exc:
+            return [f"model.checkpoint: {exc}"]
+    else:
+        return []
     if shape is None:
         return []
     name = model["name"]
-    if name in ESM2_ARCHITECTURES and shape != ESM2_ARCHITECTURES[name]:
+    official = ESM2_ARCHITECTURES.get(fair_esm_name(name))
+    if official is not None and shape != official:
         return [
             f"model.checkpoint: {path} holds an ESM-2 with (layers, embed_dim, heads) = {shape}, "
-            f"but model.name {name} has {ESM2_ARCHITECTURES[name]}"
+            f"but model.name {name} has {official}"
         ]
     if name != "custom":
         return []
@@ -266,6 +280,29 @@ def _checkpoint_problems(cfg: dict[str, Any], given_custom: set[str]) -> list[st
         ]
     custom.update(zip(keys, shape, strict=True))
     return []
+
+
+def _backend_problems(model: dict[str, Any]) -> list[str]:
+    """``model.backend`` against the name and an existing ``model.checkpoint`` (a missing one: the loader)."""
+    backend, name = model["backend"], model["name"]
+    problems: list[str] = []
+    if backend == "fair-esm" and name.startswith(f"{HF_ORG}/"):
+        problems.append(
+            f"model.name: {name} is a Hugging Face repository; with model.backend fair-esm "
+            f"use {fair_esm_name(name)}"
+        )
+    checkpoint = Path(model["checkpoint"]).expanduser() if model["checkpoint"] else None
+    if checkpoint is not None and backend in ("hf", "esmc") and checkpoint.is_file():
+        problems.append(
+            f"model.checkpoint: {checkpoint} is a file, but model.backend {backend} reads a "
+            f"snapshot directory (config.json + weights)"
+        )
+    if checkpoint is not None and backend == "fair-esm" and checkpoint.is_dir():
+        problems.append(
+            f"model.checkpoint: {checkpoint} is a directory, but model.backend fair-esm reads one "
+            f".pt file (use model.backend hf or auto for a Hugging Face snapshot)"
+        )
+    return problems
 
 
 def _ablate_problems(cfg: dict[str, Any]) -> list[str]:
@@ -359,8 +396,8 @@ def model_shape(cfg: dict[str, Any]) -> tuple[int, int, int]:
     checkpoint of another shape, and for ``name: custom`` writes the checkpoint's into ``model.custom``.
     """
     model = cfg["model"]
-    if model["name"] in ESM2_ARCHITECTURES:
-        return ESM2_ARCHITECTURES[model["name"]]
+    if fair_esm_name(model["name"]) in ESM2_ARCHITECTURES:
+        return ESM2_ARCHITECTURES[fair_esm_name(model["name"])]
     c = model["custom"]
     return int(c["num_layers"]), int(c["embed_dim"]), int(c["attention_heads"])
 

@@ -228,9 +228,18 @@ def format_plan(cfg: dict[str, Any], gpu: str = "a100", budget_hours: float = 24
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``kneurons plan --configfile FILE [--gpu a100] [--budget-hours 24]``: print the cost plan."""
+    """``kneurons plan --configfile FILE [--gpu a100] [--budget-hours 24]``: print the cost plan.
+
+    ``kneurons convert ...`` (ESM-2 weights between fair-esm and HF layouts) is handed to
+    ``kneurons.model.hf_convert.main``, which imports torch.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["convert"]:
+        from kneurons.model.hf_convert import main as convert_main
+
+        return convert_main(argv[1:])
     parser = argparse.ArgumentParser(prog="kneurons plan", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["plan"])
+    parser.add_argument("command", choices=["plan"], help="plan (or: kneurons convert --help)")
     parser.add_argument("--configfile", default="config/config.yaml")
     parser.add_argument("--gpu", default="a100", choices=[k for k in THROUGHPUT if k != "cpu"])
     parser.add_argument(

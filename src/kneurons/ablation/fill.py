@@ -137,8 +137,8 @@ def pretrained_reference(
 ) -> Callable[[], nn.Module]:
     """Loader of the pre-fine-tuning backbone of a checkpoint with info ``info``.
 
-    The backbone name is the checkpoint's (``info["backbone"]["name"]``), the weights file
-    ``model.checkpoint`` (else the hub cache); it downloads only if ``model.download`` allows.
+    The backbone name and backend are the checkpoint's (``info["backbone"]``), the weights
+    ``model.checkpoint`` (else the backend's cache); it downloads only if ``model.download`` allows.
     The loaded weights must be the ones fine-tuning started from: their sha256 is compared with
     the one the checkpoint (``source``) records, and a difference is an error.
     """
@@ -146,10 +146,7 @@ def pretrained_reference(
     def load() -> nn.Module:
         from kneurons.model import pretrained
 
-        name = info["backbone"]["name"]
-        backbone = pretrained.load_pretrained_backbone(
-            name, model_cfg.get("checkpoint"), download=bool(model_cfg.get("download", True))
-        )
+        backbone = pretrained.load_reference_backbone(info["backbone"], dict(model_cfg))
         recorded = info.get("meta", {}).get(WEIGHTS_KEY)
         if not recorded:
             log.warning(
@@ -158,7 +155,7 @@ def pretrained_reference(
                 source,
             )
             return backbone
-        file = model_cfg.get("checkpoint") or pretrained.resolve_checkpoint(name, None, download=False)
+        file = pretrained.reference_weights_path(info["backbone"], dict(model_cfg))
         actual = pretrained.weights_sha256(file)
         if actual != recorded:
             raise ModelError(

@@ -73,6 +73,12 @@ class Backend(Protocol):
     def residue_mask(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, T)`` True at residues (special tokens and padding excluded): what mean pooling averages."""
 
+    def unused_parameters(self) -> list[nn.Parameter]:
+        """Parameters the classifier never uses (language-model, contact heads): fine-tuning freezes them."""
+
+    def bottom_parameters(self, layers: int) -> list[nn.Parameter]:
+        """The token embedding and the first ``layers`` layers: what ``train.freeze_layers`` freezes."""
+
     def embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Residual stream entering layer 0 and the padding mask."""
 
@@ -103,8 +109,9 @@ def backend_for(backbone: nn.Module) -> Backend:
     """The backend of a bare backbone (e.g. pretrained reference weights), by its class."""
     from kneurons.model.esmc import EsmcBackend
     from kneurons.model.fair_esm import FairEsmBackend
+    from kneurons.model.hf_esm import HfEsmBackend
 
-    for cls in (FairEsmBackend, EsmcBackend):
+    for cls in (FairEsmBackend, HfEsmBackend, EsmcBackend):
         if cls.accepts(backbone):
             return cls(backbone)
     raise ModelError(f"no model backend for a {type(backbone).__name__} backbone")

@@ -6,9 +6,10 @@ a caller can compute the residual stream entering layer ``l`` once and re-run on
 ``run_layer_with_states``, ``resume_layer``) and the named modules ``q_proj`` ... ``fc2``.
 
 What the backbone library does inside is its backend's business (``kneurons.model.backend``;
-today ``kneurons.model.fair_esm``): callers never reach into ``model.esm``. The stream and module
-outputs keep the backend's layout; ``batch_dim`` says where the batch is (fair-esm: time-first
-``(T, B, E)``, module outputs ``(T, B, n_neurons)``).
+``kneurons.model.fair_esm``, ``kneurons.model.hf_esm``): callers never reach into ``model.esm``.
+The stream keeps the backend's layout; ``batch_dim`` says where the batch is (fair-esm:
+time-first ``(T, B, E)``; HF: batch-first). Module outputs, as hooks see them, are ``(T, B, n)``.
+Checkpoints record the backend (``BackboneSpec.backend``), so ``load_classifier`` rebuilds it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import nn
 
 from kneurons.config import ESM2_ARCHITECTURES
 from kneurons.errors import ModelError
+from kneurons.model import fair_esm
 from kneurons.model.backend import (
     MODULE_TYPES,
     RESUME_POINTS,
@@ -30,7 +32,7 @@ from kneurons.model.backend import (
     position_of,
     repeat_padding,
 )
-from kneurons.model.fair_esm import build_backbone, get_alphabet, tokenize
+from kneurons.model.fair_esm import get_alphabet, tokenize
 from kneurons.model.hooks import HookPoint
 
 # Stages import the module names and fair-esm's tokenizer from here (model.tokenize is the API).
@@ -53,26 +55,54 @@ CHECKPOINT_FORMAT = "kneurons-classifier/1"
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """What is needed to rebuild an ESM-2 backbone: its size and its fair-esm name (or ``custom``)."""
+    """What is needed to rebuild an ESM-2 backbone: its size, its name (or ``custom``) and its backend.
+
+    ``backend`` is the library (``fair-esm``, ``hf``, ``esmc``); checkpoints written before
+    backends were recorded load as fair-esm. ``hf_config`` holds a transformers backbone's
+    ``config.json`` values (HF ESM-2: ``kneurons.model.hf_esm.CONFIG_KEYS``; ESM C: its whole
+    ``EsmcConfig``), so that the very architecture is rebuilt.
+    """
 
     name: str
     num_layers: int
     embed_dim: int
     attention_heads: int
     token_dropout: bool = True
+    backend: str = "fair-esm"
+    hf_config: dict[str, Any] | None = None
 
     @classmethod
     def from_config(cls, model_cfg: dict[str, Any]) -> BackboneSpec:
-        """Build the spec from the ``model`` section of the workflow config."""
+        """Build the spec from the ``model`` section of the workflow config (``backend: auto`` resolved)."""
+        from kneurons.model.hf_snapshot import fair_esm_name, resolve_backend
+
         name = model_cfg["name"]
-        if name in ESM2_ARCHITECTURES:
-            layers, dim, heads = ESM2_ARCHITECTURES[name]
+        backend = resolve_backend(model_cfg)
+        if fair_esm_name(name) in ESM2_ARCHITECTURES:
+            layers, dim, heads = ESM2_ARCHITECTURES[fair_esm_name(name)]
         elif name == "custom":
             c = model_cfg["custom"]
             layers, dim, heads = c["num_layers"], c["embed_dim"], c["attention_heads"]
         else:
             raise ModelError(f"unknown model {name!r}; known: custom, {', '.join(ESM2_ARCHITECTURES)}")
-        return cls(name=name, num_layers=layers, embed_dim=dim, attention_heads=heads)
+        return cls(name=name, num_layers=layers, embed_dim=dim, attention_heads=heads, backend=backend)
+
+
+def build_backbone(spec: BackboneSpec) -> nn.Module:
+    """The backbone of ``spec`` with random weights, in its backend's library."""
+    if spec.backend == "fair-esm":
+        return fair_esm.build_backbone(spec)
+    if spec.backend == "hf":
+        from kneurons.model import hf_esm
+
+        return hf_esm.build_backbone(spec)
+    if spec.backend == "esmc":
+        from kneurons.model import esmc
+
+        if spec.hf_config is not None:
+            return esmc.rebuild({"backend": "esmc", "config": spec.hf_config})
+        return esmc.build_esmc_backbone(spec.num_layers, spec.embed_dim, spec.attention_heads)
+    raise ModelError(f"no model backend {spec.backend!r}; known: fair-esm, hf, esmc")
 
 
 class EsmClassifier(nn.Module):

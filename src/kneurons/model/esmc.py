@@ -325,6 +325,16 @@ class EsmcBackend:
             "config": c.to_dict(),
         }
 
+    # -- parameters -----------------------------------------------------------------------
+    def unused_parameters(self) -> list[nn.Parameter]:
+        """Parameters the classifier never uses: none (``EsmcModel`` carries no head)."""
+        return []
+
+    def bottom_parameters(self, layers: int) -> list[nn.Parameter]:
+        """The token embedding and the first ``layers`` layers (what ``train.freeze_layers`` freezes)."""
+        e = self.backbone
+        return [*e.embed_tokens.parameters(), *(p for layer in e.layers[:layers] for p in layer.parameters())]
+
     # -- sizes and tokens -----------------------------------------------------------------
     @property
     def num_layers(self) -> int:

@@ -99,6 +99,17 @@ class FairEsmBackend:
         e = self.backbone
         return (tokens != e.padding_idx) & (tokens != e.cls_idx) & (tokens != e.eos_idx)
 
+    # -- parameters -----------------------------------------------------------------------
+    def unused_parameters(self) -> list[nn.Parameter]:
+        """Parameters the classifier never uses: the LM and contact heads (kept frozen)."""
+        e = self.backbone
+        return [*e.contact_head.parameters(), *e.lm_head.parameters()]
+
+    def bottom_parameters(self, layers: int) -> list[nn.Parameter]:
+        """The token embedding and the first ``layers`` layers (what ``train.freeze_layers`` freezes)."""
+        e = self.backbone
+        return [e.embed_tokens.weight, *(p for layer in e.layers[:layers] for p in layer.parameters())]
+
     # -- the residual stream --------------------------------------------------------------
     def embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Token embedding as ESM2.forward computes it; returns ``(x (T,B,E), padding_mask (B,T) | None)``."""

@@ -29,15 +29,13 @@ def apply_freezing(model: EsmClassifier, freeze_layers: int, head_only: bool) ->
     """Freeze what is not trained; the LM and contact heads are never used by the classifier."""
     for p in model.esm.parameters():
         p.requires_grad_(not head_only)
-    for p in list(model.esm.contact_head.parameters()) + list(model.esm.lm_head.parameters()):
+    for p in model.backend.unused_parameters():
         p.requires_grad_(False)
     if head_only:
         return
     if freeze_layers > 0:
-        model.esm.embed_tokens.weight.requires_grad_(False)
-        for layer in model.esm.layers[:freeze_layers]:
-            for p in layer.parameters():
-                p.requires_grad_(False)
+        for p in model.backend.bottom_parameters(freeze_layers):
+            p.requires_grad_(False)
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:

@@ -27,6 +27,7 @@ from kneurons.config import ESM2_ARCHITECTURES
 from kneurons.errors import ModelError
 from kneurons.io import sha256_file
 from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone
+from kneurons.model.hf_snapshot import resolve_backend
 
 log = logging.getLogger(__name__)
 
@@ -269,9 +270,13 @@ def weights_identity(model_cfg: dict[str, Any], seed: int) -> str:
     checkpoint = model_cfg.get("checkpoint")
     if checkpoint is not None:  # a file, or a Hugging Face snapshot directory
         return weights_sha256(Path(checkpoint).expanduser())
-    if model_cfg.get("backend", "fair-esm") != "fair-esm":
-        # Only fair-esm's hub cache is known here; another backend's cache is not hashed.
-        return f"unhashed:{model_cfg['backend']}:{model_cfg['name']}"
+    backend = resolve_backend(model_cfg)
+    if backend == "hf":
+        from kneurons.model.hf_esm import resolve_snapshot
+
+        return weights_sha256(resolve_snapshot(model_cfg))
+    if backend != "fair-esm":  # no cache lookup known for it here
+        return f"unhashed:{backend}:{model_cfg['name']}"
     return weights_sha256(resolve_checkpoint(model_cfg["name"], None, download=False))
 
 
@@ -283,7 +288,11 @@ def load_backbone(
     """The backbone the ``model`` config section asks for: pretrained weights or random init.
 
     Downloads happen only when both ``download`` and the config's ``model.download`` allow them.
+    The backend (``model.backend``, ``auto`` inferred) picks the library; fair-esm's path is below.
     """
+    backend = resolve_backend(model_cfg)
+    if backend != "fair-esm":
+        return load_backend_backbone(backend, model_cfg)
     spec = BackboneSpec.from_config(model_cfg)
     if model_cfg.get("pretrained", False):
         backbone = load_pretrained_backbone(
@@ -301,6 +310,68 @@ def load_backbone(
         )
         return backbone, spec
     return build_backbone(spec), spec
+
+
+def load_backend_backbone(backend: str, model_cfg: dict[str, Any]) -> tuple[torch.nn.Module, BackboneSpec]:
+    """The backbone and spec of a backend other than fair-esm (offline: no download)."""
+    if backend == "hf":
+        from kneurons.model.hf_esm import load_hf_backbone
+
+        return load_hf_backbone(model_cfg)
+    if backend == "esmc":
+        return _load_esmc(model_cfg)
+    raise ModelError(f"model.backend: unknown backend {backend!r}; one of fair-esm, hf, esmc")
+
+
+def _load_esmc(model_cfg: dict[str, Any]) -> tuple[torch.nn.Module, BackboneSpec]:
+    """ESM C: ``model.checkpoint`` (a snapshot folder or an official ``.pth``; nothing is downloaded),
+    or random init at ``model.custom``'s sizes."""
+    from kneurons.model import esmc
+
+    if model_cfg.get("pretrained", False):
+        if not model_cfg.get("checkpoint"):
+            raise ModelError("model.backend esmc: pretrained ESM C weights come only from model.checkpoint")
+        backbone = esmc.load_esmc_backbone(model_cfg["checkpoint"])
+    else:
+        c = model_cfg["custom"]
+        backbone = esmc.build_esmc_backbone(c["num_layers"], c["embed_dim"], c["attention_heads"])
+    desc = esmc.EsmcBackend(backbone).describe()
+    spec = BackboneSpec(
+        name=model_cfg["name"],
+        num_layers=desc["num_layers"],
+        embed_dim=desc["embed_dim"],
+        attention_heads=desc["attention_heads"],
+        token_dropout=False,
+        backend="esmc",
+        hf_config=desc["config"],
+    )
+    return backbone, spec
+
+
+def load_reference_backbone(backbone_info: dict[str, Any], model_cfg: dict[str, Any]) -> torch.nn.Module:
+    """The pretrained backbone a classifier was fine-tuned from (``ablate.fill: pretrained``).
+
+    ``backbone_info`` is the checkpoint's recorded spec (its name and backend; old checkpoints are
+    fair-esm); the weights come from ``model.checkpoint``, else the backend's cache.
+    """
+    backend = backbone_info.get("backend", "fair-esm")
+    if backend != "fair-esm":
+        cfg = {**model_cfg, "name": backbone_info["name"], "backend": backend, "pretrained": True}
+        return load_backend_backbone(backend, cfg)[0]
+    return load_pretrained_backbone(
+        backbone_info["name"], model_cfg.get("checkpoint"), download=bool(model_cfg.get("download", True))
+    )
+
+
+def reference_weights_path(backbone_info: dict[str, Any], model_cfg: dict[str, Any]) -> Path:
+    """Where ``load_reference_backbone`` reads the weights: ``model.checkpoint``, else the backend's cache."""
+    if model_cfg.get("checkpoint"):
+        return Path(model_cfg["checkpoint"]).expanduser()
+    if backbone_info.get("backend", "fair-esm") == "hf":
+        from kneurons.model.hf_esm import resolve_snapshot
+
+        return resolve_snapshot({**model_cfg, "name": backbone_info["name"]})
+    return resolve_checkpoint(backbone_info["name"], None, download=False)
 
 
 def build_classifier(

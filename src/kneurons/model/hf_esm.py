@@ -1,0 +1,476 @@
+"""The Hugging Face backend: the only code that knows the insides of transformers' ``EsmModel``.
+
+HF specifics kept here: tensors are batch-first ``(B, T, E)`` (so every module is handed out
+wrapped in a batch-first ``HookPoint``: hooks see ``(T, B, n)`` as with fair-esm); the padding
+mask becomes HF's extended attention mask (``create_bidirectional_mask``: a boolean mask for
+SDPA, an additive one for eager attention); rotary embeddings are computed once per pass from
+the sequence length and handed to every ``EsmLayer``; ``model.attention`` maps ``sdpa`` to HF's
+``sdpa`` and ``reference`` to HF's ``eager`` attention.
+
+Module map (fair-esm names of ``kneurons.vocabulary.MODULE_TYPES``):
+``attention.self.{query,key,value}`` -> ``q_proj``/``k_proj``/``v_proj``, ``attention.output.dense``
+-> ``out_proj``, ``intermediate.dense`` -> ``fc1`` (its pre-activation output, as fair-esm's
+``fc1``), ``output.dense`` -> ``fc2``.
+
+transformers is an optional dependency (``pip install 'kneurons[hf]'``), imported only when an
+HF model is built or loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from kneurons.errors import ModelError
+from kneurons.model import hf_snapshot
+from kneurons.model.backend import MODULE_TYPES, LayerState, repeat_padding
+from kneurons.model.fair_esm import get_alphabet, tokenize
+from kneurons.model.hooks import HookPoint
+
+if TYPE_CHECKING:
+    from kneurons.model.classifier import BackboneSpec
+
+#: What the missing optional dependency is called, in every error about it.
+INSTALL_HINT = "pip install 'kneurons[hf]'"
+
+#: The ``config.json`` keys that fix an HF ESM-2 backbone (stored in classifier checkpoints).
+CONFIG_KEYS: tuple[str, ...] = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "max_position_embeddings",
+    "position_embedding_type",
+    "rope_theta",
+    "token_dropout",
+    "pad_token_id",
+    "mask_token_id",
+    "layer_norm_eps",
+    "emb_layer_norm_before",
+    "hidden_act",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+)
+
+#: Token ids ESM-2 uses everywhere (fair-esm's ``ESM-1b`` alphabet; HF's vocab.txt of ESM-2).
+ESM2_IDS = {"vocab_size": 33, "pad_token_id": 1, "mask_token_id": 32}
+
+#: The backbone's head-less modules whose weights a snapshot may lack (unused here).
+OPTIONAL_KEYS = re.compile(r"^(contact_head\.|rotary_embeddings\.inv_freq$)")
+
+#: Heads of HF task models and buffers that are not part of ``EsmModel``'s parameters.
+DROPPED_KEYS = re.compile(r"^(lm_head\.|classifier\.|pooler\.|embeddings\.position_ids$)")
+
+#: fair-esm module type -> (path inside an ``EsmLayer``).
+MODULE_PATHS: dict[str, str] = {
+    "q_proj": "attention.self.query",
+    "k_proj": "attention.self.key",
+    "v_proj": "attention.self.value",
+    "out_proj": "attention.output.dense",
+    "fc1": "intermediate.dense",
+    "fc2": "output.dense",
+}
+
+
+def require_transformers() -> Any:
+    """The ``transformers`` module; a ModelError naming the extra to install when it is missing."""
+    try:
+        import transformers
+        from transformers import EsmConfig, EsmModel  # noqa: F401  (the classes this backend needs)
+    except ImportError as exc:
+        raise ModelError(
+            f"the Hugging Face ESM-2 backend (model.backend: hf) needs transformers, which is not "
+            f"installed ({exc}); install it with: {INSTALL_HINT}"
+        ) from exc
+    return transformers
+
+
+def esm2_config(num_layers: int, embed_dim: int, attention_heads: int, token_dropout: bool = True) -> dict:
+    """``config.json`` values of an ESM-2 of this size, as the official HF ESM-2 repositories have them."""
+    return {
+        "architectures": ["EsmForMaskedLM"],
+        "model_type": "esm",
+        "vocab_size": 33,
+        "hidden_size": embed_dim,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": attention_heads,
+        "intermediate_size": 4 * embed_dim,
+        "max_position_embeddings": 1026,
+        "position_embedding_type": "rotary",
+        "rope_theta": 10000.0,
+        "token_dropout": bool(token_dropout),
+        "pad_token_id": 1,
+        "mask_token_id": 32,
+        "layer_norm_eps": 1e-5,
+        "emb_layer_norm_before": False,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        "initializer_range": 0.02,
+    }
+
+
+def backbone_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The ``CONFIG_KEYS`` of an HF config dict (what a classifier checkpoint records)."""
+    defaults = esm2_config(1, 8, 1)
+    return {k: cfg.get(k, defaults[k]) for k in CONFIG_KEYS}
+
+
+def check_config(cfg: dict[str, Any], where: str) -> None:
+    """Refuse an HF config this backend cannot run as ESM-2 (other vocabulary, a decoder, ESMFold)."""
+    if cfg.get("model_type", "esm") != "esm":
+        raise ModelError(f"{where}: model_type {cfg.get('model_type')!r} is not an ESM-2 (model_type 'esm')")
+    wrong = {k: cfg.get(k) for k, v in ESM2_IDS.items() if cfg.get(k) != v}
+    if wrong:
+        raise ModelError(
+            f"{where}: {wrong} differ from ESM-2's vocabulary ({ESM2_IDS}); the tokenizer is ESM-2's"
+        )
+    for key in ("is_decoder", "add_cross_attention", "is_folding_model"):
+        if cfg.get(key):
+            raise ModelError(f"{where}: {key} is set; only the ESM-2 encoder is supported")
+
+
+def build_backbone(spec: BackboneSpec) -> nn.Module:
+    """An HF ``EsmModel`` (no pooler) of ``spec`` with random weights: its recorded config, else ESM-2's."""
+    transformers = require_transformers()
+    cfg = spec.hf_config or esm2_config(
+        spec.num_layers, spec.embed_dim, spec.attention_heads, spec.token_dropout
+    )
+    check_config(cfg, f"model {spec.name}")
+    config = transformers.EsmConfig(**backbone_config(cfg))
+    return transformers.EsmModel(config, add_pooling_layer=False).eval()
+
+
+# -- snapshot directories -------------------------------------------------------------
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of one weights file: safetensors, or ``pytorch_model.bin`` read with ``weights_only=True``."""
+    try:
+        if path.name.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(f"{path}: not readable as weights ({exc.__class__.__name__}: {exc})") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: holds a {type(data).__name__}, not a state dict")
+    return data
+
+
+def snapshot_state_dict(snapshot: Path) -> dict[str, torch.Tensor]:
+    """The state dict of a snapshot directory (one weights file, or the shards its index names)."""
+    import json
+
+    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        index = snapshot / index_name
+        if index.is_file():
+            weight_map = json.loads(index.read_text()).get("weight_map", {})
+            state: dict[str, torch.Tensor] = {}
+            for shard in sorted(set(weight_map.values())):
+                state.update(read_weights(snapshot / shard))
+            return state
+    return read_weights(hf_snapshot.weights_file(snapshot))
+
+
+def backbone_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``EsmModel`` keys of an ``EsmModel``, ``EsmForMaskedLM`` or ``EsmForSequenceClassification`` state.
+
+    Strips the task models' ``esm.`` prefix, drops their heads (``lm_head``, ``classifier``) and
+    the pooler, and renames old LayerNorm ``gamma``/``beta`` to ``weight``/``bias``.
+    """
+    out: dict[str, torch.Tensor] = {}
+    prefixed = any(k.startswith("esm.") for k in state)
+    for key, value in state.items():
+        if prefixed:
+            if not key.startswith("esm."):
+                continue  # the task head (lm_head.*, classifier.*)
+            key = key[len("esm.") :]
+        if DROPPED_KEYS.match(key):
+            continue
+        key = re.sub(r"\.gamma$", ".weight", re.sub(r"\.beta$", ".bias", key))
+        out[key] = value
+    return out
+
+
+def check_vocab(snapshot: Path) -> None:
+    """A snapshot's ``vocab.txt``, when it has one, must be ESM-2's (the fair-esm alphabet, in order)."""
+    vocab = snapshot / "vocab.txt"
+    if not vocab.is_file():
+        return
+    tokens = vocab.read_text(encoding="utf-8").split()
+    if tokens != list(get_alphabet().all_toks):
+        raise ModelError(f"{vocab}: not ESM-2's vocabulary; this backend tokenizes with ESM-2's alphabet")
+
+
+def load_snapshot(snapshot: str | os.PathLike) -> nn.Module:
+    """The ``EsmModel`` of a snapshot directory (config.json + model.safetensors or pytorch_model.bin)."""
+    transformers = require_transformers()
+    snapshot = Path(snapshot).expanduser()
+    cfg = hf_snapshot.read_config(snapshot)
+    check_config(cfg, str(snapshot / "config.json"))
+    check_vocab(snapshot)
+    state = backbone_state_dict(snapshot_state_dict(snapshot))
+    config = transformers.EsmConfig(**backbone_config(cfg))
+    model = transformers.EsmModel(config, add_pooling_layer=False)
+    load_backbone_weights(model, state, str(snapshot))
+    return model.eval()
+
+
+def load_backbone_weights(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """Load ``state`` into an ``EsmModel``; only the unused contact head and rotary buffer may be absent."""
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise ModelError(f"{where}: weights do not fit config.json: {exc}") from exc
+    missing = [k for k in result.missing_keys if not OPTIONAL_KEYS.match(k)]
+    if missing or result.unexpected_keys:
+        raise ModelError(
+            f"{where}: not an ESM-2 EsmModel state dict: missing {missing[:5]}"
+            f"{' ...' if len(missing) > 5 else ''}, unexpected {result.unexpected_keys[:5]}"
+            f"{' ...' if len(result.unexpected_keys) > 5 else ''}"
+        )
+
+
+def is_hf_esm(backbone: nn.Module) -> bool:
+    """True for transformers' ``EsmModel`` (checked without importing transformers for other backbones)."""
+    if not type(backbone).__module__.startswith("transformers."):
+        return False
+    from transformers import EsmModel
+
+    return isinstance(backbone, EsmModel)
+
+
+# -- the backend ----------------------------------------------------------------------
+class HfEsmBackend:
+    """transformers' ``EsmModel`` behind the classifier API (see ``kneurons.model.backend.Backend``).
+
+    Holds a reference to the backbone (the classifier owns the parameters, keys ``esm.*``).
+    """
+
+    name = "hf"
+    #: Batch-first ``(B, T, E)``: the batch is dimension 0 of the residual stream.
+    batch_dim = 0
+
+    def __init__(self, backbone: nn.Module) -> None:
+        self.backbone = backbone
+        self._hook_points: dict[tuple[int, str], HookPoint] = {}
+        alphabet = get_alphabet()  # ESM-2's ids (check_config holds the snapshot to them)
+        self._cls_idx, self._eos_idx = alphabet.cls_idx, alphabet.eos_idx
+
+    @staticmethod
+    def accepts(backbone: nn.Module) -> bool:
+        """True for an HF ``EsmModel``."""
+        return is_hf_esm(backbone)
+
+    def set_attention(self, attention: str) -> None:
+        """Self-attention: ``sdpa`` (HF's SDPA) or ``reference`` (HF's eager softmax(QK^T)V)."""
+        impl = {"sdpa": "sdpa", "reference": "eager"}.get(attention)
+        if impl is None:
+            raise ModelError(f"unknown attention {attention!r}; use 'sdpa' or 'reference'")
+        self.backbone.set_attn_implementation(impl)
+
+    # -- sizes and tokens -----------------------------------------------------------------
+    @property
+    def num_layers(self) -> int:
+        """Transformer layers."""
+        return len(self.backbone.encoder.layer)
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the residual stream."""
+        return int(self.backbone.config.hidden_size)
+
+    @property
+    def padding_idx(self) -> int:
+        """Token id of padding."""
+        return int(self.backbone.config.pad_token_id)
+
+    def tokenize(self, sequences: list[str]) -> torch.Tensor:
+        """Token ids ``(B, T)``: ESM-2's vocabulary is fair-esm's alphabet, so fair-esm's converter serves."""
+        return tokenize(list(sequences))
+
+    def residue_mask(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(B, T)`` True at residues: BOS (``<cls>``), EOS and padding excluded."""
+        return (tokens != self.padding_idx) & (tokens != self._cls_idx) & (tokens != self._eos_idx)
+
+    # -- parameters -----------------------------------------------------------------------
+    def unused_parameters(self) -> list[nn.Parameter]:
+        """Parameters the classifier never uses: the contact head (kept frozen)."""
+        return list(self.backbone.contact_head.parameters())
+
+    def bottom_parameters(self, layers: int) -> list[nn.Parameter]:
+        """The token embeddings and the first ``layers`` layers (what ``train.freeze_layers`` freezes)."""
+        e = self.backbone
+        return [
+            *e.embeddings.parameters(),
+            *(p for layer in e.encoder.layer[:layers] for p in layer.parameters()),
+        ]
+
+    # -- the residual stream --------------------------------------------------------------
+    def embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``EsmEmbeddings`` with the attention mask ``EsmModel`` gives it: token dropout's rescaling
+        over the unpadded length, padding zeroed. Returns ``(x (B,T,E), padding_mask (B,T) | None)``."""
+        padding_mask = tokens.eq(self.padding_idx)
+        x = self.backbone.embeddings(input_ids=tokens, attention_mask=(~padding_mask).long())
+        return x, (padding_mask if padding_mask.any() else None)
+
+    def _layer_inputs(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> dict[str, Any]:
+        """The keyword arguments ``EsmModel.forward`` hands every ``EsmLayer`` for stream ``x``."""
+        from transformers.masking_utils import create_bidirectional_mask
+
+        e = self.backbone
+        attention_mask = create_bidirectional_mask(
+            config=e.config,
+            inputs_embeds=x,
+            attention_mask=None if padding_mask is None else (~padding_mask).long(),
+        )
+        position_embeddings = None
+        if e.rotary_embeddings is not None:
+            position_ids = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
+            position_embeddings = e.rotary_embeddings(x, position_ids)
+        return {"attention_mask": attention_mask, "position_embeddings": position_embeddings}
+
+    def run_layers(
+        self, x: torch.Tensor, padding_mask: torch.Tensor | None, start: int = 0, stop: int | None = None
+    ) -> torch.Tensor:
+        """``EsmLayer``s ``start .. stop-1`` on the residual stream ``x`` (B,T,E)."""
+        layers = self.backbone.encoder.layer[start:stop]
+        if len(layers) == 0:
+            return x
+        kwargs = self._layer_inputs(x, padding_mask)
+        for layer in layers:
+            x = layer(x, **kwargs)
+        return x
+
+    def final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        """``encoder.emb_layer_norm_after`` on the stream after the last layer, ``(B, T, E)``."""
+        return self.backbone.encoder.emb_layer_norm_after(x)
+
+    def repeat_stream(self, x: torch.Tensor, copies: int) -> torch.Tensor:
+        """``x`` (B,T,E) with its batch repeated ``copies`` times (copy-major)."""
+        return x.repeat(copies, 1, 1) if copies > 1 else x
+
+    # -- modules and resume points --------------------------------------------------------
+    def linear(self, layer: int, module_type: str) -> nn.Linear:
+        """The HF ``nn.Linear`` behind ``module_type`` of layer ``layer`` (batch-first outputs)."""
+        if module_type not in MODULE_TYPES:
+            raise ModelError(f"unknown module {module_type!r}; one of {', '.join(MODULE_TYPES)}")
+        return self.backbone.encoder.layer[layer].get_submodule(MODULE_PATHS[module_type])
+
+    def module(self, layer: int, module_type: str) -> HookPoint:
+        """Hook point of ``module_type`` in layer ``layer``: hooks see its output time-first ``(T, B, n)``."""
+        key = (layer, module_type)
+        if key not in self._hook_points:
+            self._hook_points[key] = HookPoint(self.linear(layer, module_type), batch_first=True)
+        return self._hook_points[key]
+
+    def run_layer_with_states(
+        self, layer: int, x: torch.Tensor, padding_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, LayerState]:
+        """Run one layer and keep the inputs of ``out_proj``, the FFN block and ``fc2``.
+
+        The state holds ``x`` and ``padding_mask`` (layer input), ``ctx`` (attention context,
+        ``attention.output.dense``'s input), ``h`` (post-attention residual, the input of the
+        layer's ``LayerNorm``) and ``g`` (``fc2``'s input, after the gelu).
+        """
+        blk = self.backbone.encoder.layer[layer]
+        state: LayerState = {"x": x, "padding_mask": padding_mask}
+
+        def keep(name: str) -> Callable:
+            def pre_hook(_mod: nn.Module, inputs: tuple) -> None:
+                state[name] = inputs[0]
+
+            return pre_hook
+
+        handles = [
+            blk.attention.output.dense.register_forward_pre_hook(keep("ctx")),
+            blk.LayerNorm.register_forward_pre_hook(keep("h")),
+            blk.output.dense.register_forward_pre_hook(keep("g")),
+        ]
+        try:
+            out = self.run_layers(x, padding_mask, layer, layer + 1)
+        finally:
+            for h in handles:
+                h.remove()
+        return out, state
+
+    def resume_layer(self, layer: int, position: int, state: LayerState, copies: int = 1) -> torch.Tensor:
+        """Layer output from the state cached at resume point ``position``, the batch repeated ``copies``x.
+
+        Replays the tail of ``EsmLayer.forward`` with HF's own submodules (``EsmSelfOutput``,
+        ``feed_forward_chunk``, ``EsmOutput``), so it is bit-identical and the hooks fire.
+        """
+        blk = self.backbone.encoder.layer[layer]
+
+        def rep(name: str) -> torch.Tensor:
+            return self.repeat_stream(state[name], copies)
+
+        if position == 0:
+            return self.run_layers(rep("x"), repeat_padding(state["padding_mask"], copies), layer, layer + 1)
+        if position == 1:
+            return blk.feed_forward_chunk(blk.attention.output(rep("ctx"), rep("x")))
+        if position == 2:
+            return blk.feed_forward_chunk(rep("h"))
+        if position == 3:
+            return blk.output(rep("g"), rep("h"))
+        raise ModelError(f"no resume point {position}")
+
+
+def resolve_snapshot(model_cfg: dict[str, Any]) -> Path:
+    """The snapshot directory of ``model``: ``model.checkpoint``, else the hub cache entry of the name."""
+    checkpoint = model_cfg.get("checkpoint")
+    if checkpoint:
+        path = Path(checkpoint).expanduser()
+        if not hf_snapshot.is_snapshot_dir(path):
+            raise ModelError(
+                f"model.checkpoint: {path} is not a Hugging Face snapshot directory "
+                f"(a directory with config.json and {' or '.join(hf_snapshot.WEIGHT_FILES)})"
+            )
+        return path
+    name = model_cfg["name"]
+    if name == "custom":
+        raise ModelError(
+            "model.backend hf with model.name custom needs model.checkpoint (a snapshot directory)"
+        )
+    return hf_snapshot.find_snapshot(f"{hf_snapshot.HF_ORG}/{hf_snapshot.fair_esm_name(name)}")
+
+
+def load_hf_backbone(model_cfg: dict[str, Any]) -> tuple[nn.Module, BackboneSpec]:
+    """The HF backbone the ``model`` config section asks for, and its spec (shape from config.json).
+
+    ``pretrained: true`` loads ``model.checkpoint`` (a snapshot directory) or the hub cache's
+    snapshot of ``facebook/<name>``; otherwise the architecture is built with random weights.
+    """
+    from kneurons.config import ESM2_ARCHITECTURES
+    from kneurons.model.classifier import BackboneSpec
+
+    if not model_cfg.get("pretrained", False):
+        spec = BackboneSpec.from_config(model_cfg)
+        return build_backbone(spec), spec
+    snapshot = resolve_snapshot(model_cfg)
+    backbone = load_snapshot(snapshot)
+    cfg = backbone_config(hf_snapshot.read_config(snapshot))
+    shape = (cfg["num_hidden_layers"], cfg["hidden_size"], cfg["num_attention_heads"])
+    official = ESM2_ARCHITECTURES.get(hf_snapshot.fair_esm_name(model_cfg["name"]))
+    if official is not None and shape != official:
+        raise ModelError(
+            f"{snapshot}: holds an ESM-2 with (layers, embed_dim, heads) = {shape}, "
+            f"but {model_cfg['name']} has {official}"
+        )
+    spec = BackboneSpec(
+        name=model_cfg["name"],
+        num_layers=shape[0],
+        embed_dim=shape[1],
+        attention_heads=shape[2],
+        token_dropout=bool(cfg["token_dropout"]),
+        backend="hf",
+        hf_config=cfg,
+    )
+    return backbone, spec
