@@ -25,7 +25,7 @@ SCORE = {f"score_layer[{m}]" for m in METHODS}
 MODEL_JOBS = {"score_layer[*]", "ablate", "ablate_seed", "ablate_external", "characterise_classes",
               "characterise_neurons"}  # fmt: skip
 FIGURES = {
-    "figure_accuracy", "figure_density", "figure_smallest_fraction", "figure_layer_module_gap",
+    "figure_accuracy", "figure_density", "figure_stability", "figure_smallest_fraction", "figure_layer_module_gap",
     "figure_training_curve", "figure_confusion_matrix",
 }  # fmt: skip
 

@@ -292,6 +292,7 @@ RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
         for kind in (
             "accuracy",
             "density",
+            "stability",
             "smallest_fraction",
             "layer_module_gap",
             "training_curve",

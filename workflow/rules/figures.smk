@@ -15,6 +15,7 @@ HAS_CURVE_SCOPES = bool({"global", "module_type"} & set(ABLATE_SCOPES))
 HAS_GAP = "layer_module" in ABLATE_SCOPES and "random" in ABLATE_METHODS
 FIGURES = {
     "density": "density",
+    "stability": "stability",
     "training_curve": "training",
     "confusion_matrix": "training",
 }
@@ -67,6 +68,29 @@ rule figure_density:
         kind="density",
     message:
         "Drawing the density figure"
+    script:
+        "../scripts/figure.py"
+
+
+rule figure_stability:
+    input:
+        stability=STATS["stability"],
+    output:
+        **figure_outputs(
+            "stability",
+            "stability.rst",
+            "2. Density",
+            "stability of the top neurons across replicates",
+        ),
+    log:
+        f"{R}/logs/figures/stability.log",
+    conda:
+        "../../envs/plots.yaml"
+    params:
+        **rule_params("figure_stability", config),
+        kind="stability",
+    message:
+        "Drawing the stability figure"
     script:
         "../scripts/figure.py"
 

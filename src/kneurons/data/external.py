@@ -43,7 +43,7 @@ def read_external(name: str, path: str | Path) -> pd.DataFrame:
     try:
         return read_proteins(path)
     except InputError as exc:
-        raise InputError(f"external set {name!r} ({path}): {exc}") from None
+        raise InputError(f"external set {name!r}: {exc}") from None
 
 
 def check_external_sets(sets: dict[str, str]) -> None:

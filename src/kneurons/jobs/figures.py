@@ -14,6 +14,7 @@ from kneurons.figures.characterise import (
 )
 from kneurons.figures.curves import plot_ablation_curves, plot_threshold_bars
 from kneurons.figures.heatmaps import plot_density, plot_layer_module_gap
+from kneurons.figures.stability import plot_stability
 from kneurons.figures.training import plot_confusion, plot_training_curve
 from kneurons.tables import (
     read_characterise_table,
@@ -61,6 +62,8 @@ def make_figure(
         fig = plot_ablation_curves(read_stats_table(inputs["curves"], "curves"), kind.split("_")[1])
     elif kind == "density":
         fig = plot_density(read_stats_table(inputs["density"], "density"))
+    elif kind == "stability":
+        fig = plot_stability(read_stats_table(inputs["stability"], "stability"))
     elif kind == "smallest_fraction":
         fig = plot_threshold_bars(read_stats_table(inputs["summary"], "summary"))
     elif kind == "layer_module_gap":

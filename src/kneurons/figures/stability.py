@@ -1,0 +1,65 @@
+"""Stability of the knowledge neurons across fine-tuning replicates (stats/stability.tsv)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from kneurons.figures.ablation import RC, method_order, style
+from kneurons.vocabulary import MODULE_TYPES
+
+
+def plot_stability(stab: pd.DataFrame) -> Figure:
+    """Jaccard overlap of the replicates' top neurons against random selections of the same size
+    and module composition.
+
+    Left: the global ranking at each top fraction, one line per method (mean over replicate
+    pairs; whiskers: min-max over pairs) and the random interval (grey band, the widest over
+    pairs). Right: per module type at the middle fraction. With one replicate the figure says so.
+    """
+    with plt.rc_context(RC):
+        if stab.empty:
+            fig, ax = plt.subplots(figsize=(6, 2.2), layout="constrained")
+            ax.axis("off")
+            text = "One fine-tuning replicate: no stability to measure\n(set train.replicates >= 2)"
+            ax.text(0.5, 0.5, text, ha="center", va="center")
+            return fig
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
+        glob = stab[stab["level"] == "global"]
+        fractions = sorted(glob["k_fraction"].unique())
+        x = np.arange(len(fractions))
+        band = glob.groupby("k_fraction")[["random_lo", "random_hi"]].agg(
+            {"random_lo": "min", "random_hi": "max"}
+        )
+        left.fill_between(x, band["random_lo"], band["random_hi"], color="0.85", label="random (95%)")
+        methods = method_order(glob["method"].unique())
+        for i, method in enumerate(methods):
+            label, colour, marker, _ = style(method)
+            g = glob[glob["method"] == method].groupby("k_fraction")["jaccard"]
+            mean, lo, hi = g.mean().reindex(fractions), g.min().reindex(fractions), g.max().reindex(fractions)
+            offset = (i - (len(methods) - 1) / 2) * 0.06
+            left.errorbar(x + offset, mean, yerr=[mean - lo, hi - mean], color=colour, marker=marker,
+                          capsize=3, label=label)  # fmt: skip
+        left.set_xticks(x, [f"{100 * f:g}%" for f in fractions])
+        left.set_xlabel("top fraction of all neurons")
+        left.set_ylabel("Jaccard overlap between replicates")
+        n_rep = len(set(stab["replicate_a"]) | set(stab["replicate_b"]))
+        left.set_title(f"global ranking ({n_rep} replicates)")
+        left.legend(fontsize="small")
+        mid = fractions[len(fractions) // 2]
+        per = stab[(stab["level"] == "module_type") & (stab["k_fraction"] == mid)]
+        types = [m for m in MODULE_TYPES if m in set(per["module"])]
+        width = 0.8 / max(1, len(methods))
+        for i, method in enumerate(methods):
+            label, colour, _, _ = style(method)
+            vals = per[per["method"] == method].groupby("module")["jaccard"].mean().reindex(types)
+            right.bar(np.arange(len(types)) + (i - (len(methods) - 1) / 2) * width, vals, width, color=colour,
+                      label=label)  # fmt: skip
+        hi = per.groupby("module")["random_hi"].max().reindex(types)
+        right.scatter(np.arange(len(types)), hi, marker="_", s=300, color="black", label="random 97.5%")
+        right.set_xticks(np.arange(len(types)), types)
+        right.set_title(f"per module type, top {100 * mid:g}%")
+        right.legend(fontsize="small")
+        return fig
