@@ -480,7 +480,14 @@ def test_random_baseline_per_seed_jobs_gather_into_the_one_job_files(tmp_path):
     layout = layout_of(tiny_model(layers=2))
     write_score_table(score_table(layout, "random", seeds=[0, 3, 7]), tmp_path / "random.parquet", meta)
     args = (*model_files, tmp_path / "random.parquet", "random", "global")
-    run_ablation_job(*args, job_settings("ablate", cfg), tmp_path / "one.tsv", tmp_path / "one.pred.npz")
+    # Every seed in one job, as ablate_external runs the random baseline (the ablate rule's params
+    # carry no random seeds: it ablates the scored methods only).
+    one_job = job_settings("ablate_external", cfg)
+    assert (
+        one_job["ablate"]["random_seeds"] == [3, 0, 7]
+        and "random_seeds" not in job_settings("ablate", cfg)["ablate"]
+    )
+    run_ablation_job(*args, one_job, tmp_path / "one.tsv", tmp_path / "one.pred.npz")
     parts = []
     for seed in cfg["ablate"]["random_seeds"]:
         settings = job_settings("ablate_seed", cfg, seed=str(seed))

@@ -105,6 +105,31 @@ def test_claims_are_shown_when_given_and_the_page_builds_without_characterisatio
     assert html.count("Not drawn for this run.") == len(OVERVIEW_FIGURES)
 
 
+def test_a_full_claims_table_is_shown_with_rounded_estimates_and_intervals(tmp_path):
+    from kneurons.stats.claims import evaluate_claims
+    from kneurons.tables import write_claims
+
+    gap = pd.DataFrame(
+        [{"method": "ig", "scope": "global", "scope_name": "all", "mode": "preserve",
+          "auc_gap": 0.123456, "ci_lo": 0.0501234, "ci_hi": 0.2009876, "p_value": 0.001}]
+    )  # fmt: skip
+    margins = {"auc_margin": 0.01, "log2_enrichment_margin": 0.1, "specificity_margin": 0.02}
+    settings_ = {"confidence": 0.95, "top_fraction": 0.01, "claims": margins}
+    path = tmp_path / "claims.tsv"
+    write_claims(evaluate_claims(gap, None, None, settings_, n_replicates=2), path)
+    inputs = write_tables(tmp_path, with_characterise=False)
+    data = build_atlas(
+        AtlasInputs(
+            scores=dict(zip(METHODS, inputs["scores"], strict=True)), density=inputs["density"], claims=path
+        ),
+        settings(top_per_method=5),
+    )
+    (row,) = data["overview"]["claims"]
+    assert row["estimate [interval]"] == "0.123 [0.0501, 0.201]" and row["p"] == "0.001"
+    assert row["verdict"] == "supported" and row["replicates"] == "2" and "ci_lo" not in row
+    assert 'class="verdict supported">supported<' in render_atlas(data)
+
+
 def test_data_json_cannot_close_its_script_element():
     text = data_json({"label": "</script><script>alert(1)</script> & <!--"})
     assert "<" not in text and ">" not in text and "&" not in text

@@ -107,13 +107,13 @@ def _score_layer(cfg: Config) -> dict[str, Any]:
 
 def _ablate(cfg: Config) -> dict[str, Any]:
     return {
-        # not `scopes`: the job's scope is its wildcard
+        # not `scopes`: the job's scope is its wildcard; not `random_seeds`: this rule ablates the
+        # scored methods, the random baseline runs one job per seed (ablate_seed)
         "ablate": _pick(
             cfg["ablate"],
             "fill",
             "fractions",
             "modes",
-            "random_seeds",
             "normalise",
             "masks_per_pass",
             "bf16",
@@ -144,9 +144,11 @@ def _external_set(cfg: Config) -> dict[str, Any]:
 
 
 def _ablate_external(cfg: Config) -> dict[str, Any]:
-    # Every protein of the set is evaluated: ablate.max_sequences caps the test split only.
+    # Every protein of the set is evaluated (ablate.max_sequences caps the test split only), and
+    # the random baseline's seeds run in one job: external sets are small.
     params = _ablate(cfg)
-    return {**params, "ablate": {k: v for k, v in params["ablate"].items() if k != "max_sequences"}}
+    ab = {k: v for k, v in params["ablate"].items() if k != "max_sequences"}
+    return {**params, "ablate": {**ab, "random_seeds": cfg["ablate"]["random_seeds"]}}
 
 
 def _external_stats(cfg: Config) -> dict[str, Any]:
@@ -161,7 +163,7 @@ def _ablate_seed(cfg: Config) -> dict[str, Any]:
     # One seed of the random baseline per job: the job's seed is its wildcard, so adding a seed
     # to ablate.random_seeds runs the new seed's jobs only.
     params = _ablate(cfg)
-    ab = {k: v for k, v in params["ablate"].items() if k != "random_seeds"}
+    ab = params["ablate"]
     return {**params, "ablate": lambda wildcards: {**ab, "random_seeds": [int(wildcards.seed)]}}
 
 

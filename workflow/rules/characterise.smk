@@ -52,7 +52,8 @@ rule characterise_classes:
         f"{R}/benchmarks/{{rep}}characterise/classes.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 4
+    # As for the other model steps: a custom-size (demo) model gains nothing from more threads.
+    threads: 1 if config["model"]["name"] == "custom" else 4
     resources:
         mem_mb=8000,
         runtime=120,
@@ -79,7 +80,8 @@ rule characterise_neurons:
         f"{R}/benchmarks/{{rep}}characterise/neurons.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 4
+    # As for the other model steps: a custom-size (demo) model gains nothing from more threads.
+    threads: 1 if config["model"]["name"] == "custom" else 4
     resources:
         mem_mb=8000,
         runtime=120,

@@ -143,11 +143,45 @@ def _read_characterise(paths: Mapping[str, Path]) -> dict[str, pd.DataFrame]:
     return {name: read_characterise_table(p, name) for name, p in paths.items()}
 
 
+def _number(text: str) -> str:
+    """A claims-table number (read as text) to 3 significant digits; other text as it is."""
+    try:
+        return f"{float(text):.3g}"
+    except ValueError:
+        return text
+
+
+def _claims_view(claims: pd.DataFrame) -> pd.DataFrame:
+    """The columns a reader needs, numbers rounded: estimate with its interval, p-value, verdict.
+
+    A table without the statistics columns (an older or hand-made one) is shown as it is.
+    """
+    if not {"estimate", "ci_lo", "ci_hi", "p_value", "statement"} <= set(claims.columns):
+        return claims
+    view = pd.DataFrame(
+        {
+            "claim": claims["claim"],
+            "statement": claims["statement"],
+            "method": claims["method"],
+            "set": claims["set"],
+            "statistic": claims["statistic"],
+            "estimate [interval]": [
+                f"{_number(e)} [{_number(lo)}, {_number(hi)}]"
+                for e, lo, hi in zip(claims["estimate"], claims["ci_lo"], claims["ci_hi"], strict=True)
+            ],
+            "p": claims["p_value"].map(_number),
+            "replicates": claims["n_replicates"],
+            "verdict": claims["verdict"],
+        }
+    )
+    return view
+
+
 def _overview(inputs: AtlasInputs) -> dict[str, Any]:
     """Claims (when the table exists), the gap to random of the global scope, test metrics, figures."""
     claims = None
     if inputs.claims is not None and Path(inputs.claims).exists():
-        claims = _records(read_claims(inputs.claims))
+        claims = _records(_claims_view(read_claims(inputs.claims)))
     gap = None
     if inputs.random_gap is not None:
         g = read_stats_table(inputs.random_gap, "random_gap")

@@ -90,7 +90,7 @@ def run_ablation_job(
         ab["modes"],
         fill=fill,
         normalise=ab["normalise"],
-        random_seeds=ab["random_seeds"],
+        random_seeds=ab.get("random_seeds"),
         accessions=accessions,
         token_budget=ab["token_budget"],
         masks_per_pass=per_pass,

@@ -15,6 +15,7 @@ produced.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 
 import torch
@@ -121,6 +122,33 @@ def module_of(model: nn.Module, layer: int, module_type: str) -> nn.Linear | Hoo
     """Module ``(layer, module_type)`` of a classifier or of a bare backbone of a known backend."""
     backend = getattr(model, "backend", None) or backend_for(model)
     return backend.module(layer, module_type)
+
+
+def run_keeping_inputs(
+    run: Callable[[], torch.Tensor],
+    state: LayerState,
+    taps: Mapping[str, nn.Module],
+    first: Collection[str] = (),
+) -> torch.Tensor:
+    """``run()`` while keeping the first input of each module of ``taps`` in ``state`` under its name.
+
+    What a backend's ``run_layer_with_states`` caches at the resume points. A name in ``first``
+    is read before the module's other pre-hooks (e.g. before an ``fc1`` hook point that sits on
+    the same module's input), so the state holds the unmasked tensor.
+    """
+
+    def keep(name: str) -> Callable:
+        def pre_hook(_mod: nn.Module, inputs: tuple) -> None:
+            state[name] = inputs[0]
+
+        return pre_hook
+
+    handles = [mod.register_forward_pre_hook(keep(name), prepend=name in first) for name, mod in taps.items()]
+    try:
+        return run()
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def repeat_padding(padding_mask: torch.Tensor | None, copies: int) -> torch.Tensor | None:

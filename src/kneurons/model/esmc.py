@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -32,7 +31,7 @@ import torch
 from torch import nn
 
 from kneurons.errors import ModelError
-from kneurons.model.backend import MODULE_TYPES, LayerState, repeat_padding
+from kneurons.model.backend import MODULE_TYPES, LayerState, repeat_padding, run_keeping_inputs
 from kneurons.model.hooks import HookPoint
 
 #: What to install when transformers (with ESM C) is missing.
@@ -436,22 +435,10 @@ class EsmcBackend:
         blk = self.backbone.layers[layer]
         state: LayerState = {"x": x, "padding_mask": padding_mask}
 
-        def keep(name: str) -> Callable:
-            def pre_hook(_mod: nn.Module, inputs: tuple) -> None:
-                state[name] = inputs[0]
-
-            return pre_hook
-
-        handles = [
-            blk.self_attn.o_proj.register_forward_pre_hook(keep("ctx")),
-            blk.post_attention_layernorm.register_forward_pre_hook(keep("h")),
-            blk.mlp.down_proj.register_forward_pre_hook(keep("g"), prepend=True),
-        ]
-        try:
-            out = self.run_layers(x, padding_mask, layer, layer + 1)
-        finally:
-            for h in handles:
-                h.remove()
+        taps = {"ctx": blk.self_attn.o_proj, "h": blk.post_attention_layernorm, "g": blk.mlp.down_proj}
+        out = run_keeping_inputs(
+            lambda: self.run_layers(x, padding_mask, layer, layer + 1), state, taps, first=("g",)
+        )
         return out, state
 
     def resume_layer(self, layer: int, position: int, state: LayerState, copies: int = 1) -> torch.Tensor:

@@ -8,7 +8,6 @@ self-attention implementation is switched by ``kneurons.model.attention.set_atte
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import esm
@@ -18,7 +17,7 @@ from torch import nn
 
 from kneurons.errors import ModelError
 from kneurons.model.attention import set_attention
-from kneurons.model.backend import MODULE_TYPES, LayerState, repeat_padding
+from kneurons.model.backend import MODULE_TYPES, LayerState, repeat_padding, run_keeping_inputs
 
 if TYPE_CHECKING:
     from kneurons.model.classifier import BackboneSpec
@@ -164,22 +163,10 @@ class FairEsmBackend:
         blk = self.backbone.layers[layer]
         state: LayerState = {"x": x, "padding_mask": padding_mask}
 
-        def keep(name: str) -> Callable:
-            def pre_hook(_mod: nn.Module, inputs: tuple) -> None:
-                state[name] = inputs[0]
-
-            return pre_hook
-
-        handles = [
-            blk.self_attn.out_proj.register_forward_pre_hook(keep("ctx")),
-            blk.final_layer_norm.register_forward_pre_hook(keep("h")),
-            blk.fc2.register_forward_pre_hook(keep("g")),
-        ]
-        try:
-            out = self.run_layers(x, padding_mask, layer, layer + 1)
-        finally:
-            for h in handles:
-                h.remove()
+        taps = {"ctx": blk.self_attn.out_proj, "h": blk.final_layer_norm, "g": blk.fc2}
+        out = run_keeping_inputs(
+            lambda: self.run_layers(x, padding_mask, layer, layer + 1), state, taps, first=()
+        )
         return out, state
 
     def resume_layer(self, layer: int, position: int, state: LayerState, copies: int = 1) -> torch.Tensor:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +28,7 @@ from torch import nn
 
 from kneurons.errors import ModelError
 from kneurons.model import hf_snapshot
-from kneurons.model.backend import MODULE_TYPES, LayerState, repeat_padding
+from kneurons.model.backend import MODULE_TYPES, LayerState, repeat_padding, run_keeping_inputs
 from kneurons.model.fair_esm import get_alphabet, tokenize
 from kneurons.model.hooks import HookPoint
 
@@ -383,22 +382,10 @@ class HfEsmBackend:
         blk = self.backbone.encoder.layer[layer]
         state: LayerState = {"x": x, "padding_mask": padding_mask}
 
-        def keep(name: str) -> Callable:
-            def pre_hook(_mod: nn.Module, inputs: tuple) -> None:
-                state[name] = inputs[0]
-
-            return pre_hook
-
-        handles = [
-            blk.attention.output.dense.register_forward_pre_hook(keep("ctx")),
-            blk.LayerNorm.register_forward_pre_hook(keep("h")),
-            blk.output.dense.register_forward_pre_hook(keep("g")),
-        ]
-        try:
-            out = self.run_layers(x, padding_mask, layer, layer + 1)
-        finally:
-            for h in handles:
-                h.remove()
+        taps = {"ctx": blk.attention.output.dense, "h": blk.LayerNorm, "g": blk.output.dense}
+        out = run_keeping_inputs(
+            lambda: self.run_layers(x, padding_mask, layer, layer + 1), state, taps, first=()
+        )
         return out, state
 
     def resume_layer(self, layer: int, position: int, state: LayerState, copies: int = 1) -> torch.Tensor:
