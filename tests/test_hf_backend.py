@@ -339,6 +339,23 @@ def test_classifier_checkpoint_records_the_backend_and_reloads(tmp_path, tiny):
     assert type(reloaded.backend).__name__ == "FairEsmBackend"
 
 
+def test_hf_q_and_k_share_their_ig_passes_exactly(tiny, monkeypatch):
+    """HF ESM-2's attention logits are bilinear in q and k (as fair-esm's): the shared IG pass for
+    q_proj and k_proj gives what one pass each gives."""
+    _, b = classifier_pair(*tiny)
+    assert b.qk_bilinear
+    seqs = random_sequences(6, seed=4)
+    scoring_set = pd.DataFrame({"sequence": seqs, "label": [str(i % 3) for i in range(6)],
+                                "label_index": [i % 3 for i in range(6)]})  # fmt: skip
+    score_cfg = with_defaults("score", {"token_budget": 256, "bf16": False, "ig": {"steps": 4}})
+    shared = score_layer(b, scoring_set, "ig", 0, score_cfg)
+    monkeypatch.setattr(type(b.backend), "qk_bilinear", False)
+    separate = score_layer(b, scoring_set, "ig", 0, score_cfg)
+    for module in ("q_proj", "k_proj"):
+        sel = (shared["module"] == module).to_numpy()
+        assert_close_rel(shared["score"].to_numpy()[sel], separate["score"].to_numpy()[sel])
+
+
 def test_random_init_hf_backbone_from_the_config(tmp_path):
     cfg = with_defaults(
         "model", {"backend": "hf", "custom": {"num_layers": 2, "embed_dim": 16, "attention_heads": 2}}

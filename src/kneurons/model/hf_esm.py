@@ -256,6 +256,9 @@ class HfEsmBackend:
     name = "hf"
     #: Batch-first ``(B, T, E)``: the batch is dimension 0 of the residual stream.
     batch_dim = 0
+    #: As in fair-esm, the head scaling and the rotary embedding are linear, so the attention
+    #: logits are bilinear in the ``q_proj`` and ``k_proj`` outputs (IG shares their passes).
+    qk_bilinear = True
 
     def __init__(self, backbone: nn.Module) -> None:
         self.backbone = backbone
