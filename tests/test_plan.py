@@ -140,3 +140,23 @@ def test_plan_reads_the_split_of_a_run_and_warns_over_budget(tmp_path, capsys):
     config.write_text(f"results: {tmp_path}\n")
     assert main(["plan", "--configfile", str(config)]) == 0
     assert "ablate layer_module" in capsys.readouterr().out
+
+
+def test_replicates_multiply_the_per_replicate_stages_and_external_sets_add_theirs(tmp_path):
+    ext = tmp_path / "ext.tsv"
+    ext.write_text("Entry\tEC number\tSequence\n" + "".join(f"P{i}\t1.1.1.1\t{'A' * 18}\n" for i in range(5)))
+    base = {"results": str(tmp_path / "results")}
+    one = {c.stage: c for c in plan_costs(validate_config({**base, "train": {"replicates": 1}}))[0]}
+    two = {
+        c.stage: c
+        for c in plan_costs(
+            validate_config({**base, "train": {"replicates": 2}, "evaluate": {"external": {"ext": str(ext)}}})
+        )[0]
+    }
+    for stage in ("finetune", "score ig", "ablate global", "ablate layer_module"):
+        assert two[stage].forward == pytest.approx(2 * one[stage].forward), stage
+        assert two[stage].jobs == 2 * one[stage].jobs, stage
+    # The external set: the global scope's passes over its 5 proteins of 20 tokens (passes are
+    # linear in tokens), per replicate.
+    test_tokens = plan_costs(validate_config(base))[1].tokens("test")
+    assert two["external ext"].forward == pytest.approx(two["ablate global"].forward * 5 * 20 / test_tokens)

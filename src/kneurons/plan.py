@@ -165,36 +165,65 @@ def scoring_cost(method: str, cfg: dict[str, Any], layers: int, tokens: float) -
     return sum(p[0] for p in per), sum(p[1] for p in per)
 
 
+def external_tokens(cfg: dict[str, Any], name: str, mean_tokens: float) -> float:
+    """Tokens of external set ``name``: its file read (torch-free), or the generated set's size."""
+    path = cfg["evaluate"]["external"][name]
+    if path == "synthetic":
+        s, ev = cfg["data"]["synthetic"], cfg["evaluate"]["synthetic"]
+        return s["n_classes"] * ev["n_per_class"] * ((s["length_min"] + s["length_max"]) / 2 + 2)
+    from kneurons.data.external import read_external
+
+    proteins = read_external(name, path)
+    return float((proteins["sequence"].str.len().clip(upper=cfg["labels"]["max_length"]) + 2).sum())
+
+
 def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
-    """The cost of every stage of ``cfg`` (validated) and the data size it assumed."""
+    """The cost of every stage of ``cfg`` (validated) and the data size it assumed.
+
+    Fine-tuning, scoring, ablation and class characterisation run once per replicate
+    (``train.replicates``); each external set adds the global scope's ablation per replicate.
+    """
     layers, dim, _ = model_shape(cfg)
     data = data_size(cfg)
     tr, sc, ab = cfg["train"], cfg["score"], cfg["ablate"]
+    reps = tr["replicates"]
+    rep_cap = "; train.replicates" if reps > 1 else ""
     t_train, t_val, t_test = (data.tokens(s) for s in ("train", "val", "test"))
     train_fwd = layers * (tr["epochs"] * (t_train + t_val) + t_test)
     train_bwd = layers * tr["epochs"] * t_train
-    out = [StageCost("finetune", 1, train_fwd, train_bwd, "train.epochs; data.uniprot.max_entries")]
+    out = [
+        StageCost("finetune", reps, reps * train_fwd, reps * train_bwd,
+                  "train.epochs; data.uniprot.max_entries" + rep_cap)
+    ]  # fmt: skip
     t_score = data.tokens(sc["split"], sc["max_sequences"])
     for method in sc["methods"]:
         fwd, bwd = scoring_cost(method, cfg, layers, t_score)
-        cap = "score.ig.steps; score.max_sequences" if method == "ig" else "score.max_sequences"
-        out.append(StageCost(f"score {method}", layers, fwd, bwd, cap))
+        cap = ("score.ig.steps; score.max_sequences" if method == "ig" else "score.max_sequences") + rep_cap
+        out.append(StageCost(f"score {method}", reps * layers, reps * fwd, reps * bwd, cap))
+    jobs = reps * sum(len(ab["random_seeds"]) if m == "random" else 1 for m in sc["methods"])
+
+    def ablation(stage: str, scope: str, tokens: float, cap: str) -> StageCost:
+        fwd = ablation_job_forward(
+            layers, distinct_mask_starts(layers, dim, scope, ab["fractions"], ab["modes"]), tokens
+        )
+        return StageCost(stage, jobs, jobs * fwd, 0.0, cap + rep_cap)
+
     t_eval = data.tokens("test", ab["max_sequences"])
     for scope in ab["scopes"]:
-        fwd = ablation_job_forward(
-            layers, distinct_mask_starts(layers, dim, scope, ab["fractions"], ab["modes"]), t_eval
-        )
-        jobs = sum(len(ab["random_seeds"]) if m == "random" else 1 for m in sc["methods"])
         cap = "ablate.max_sequences; ablate.fractions" + (
             "; ablate.scopes" if scope == "layer_module" else ""
         )
-        out.append(StageCost(f"ablate {scope}", jobs, jobs * fwd, 0.0, cap))
+        out.append(ablation(f"ablate {scope}", scope, t_eval, cap))
+    for name in cfg["evaluate"]["external"]:
+        tokens = external_tokens(cfg, name, data.mean_tokens)
+        out.append(ablation(f"external {name}", "global", tokens, "evaluate.external; ablate.fractions"))
     ch = cfg["characterise"]
     if ch["enabled"]:
         t_held = data.tokens(ch["split"], ch["max_proteins"])
         sets = 1 + data.n_classes * (1 + ch["random_sets"])
-        out.append(StageCost("characterise", 2, t_held * layers * (sets + 1), 0.0,
-                             "characterise.max_proteins; characterise.random_sets"))  # fmt: skip
+        # class suppression in every replicate; the neurons' residue activations in the main run
+        out.append(StageCost("characterise", reps + 1, t_held * layers * (reps * sets + 1), 0.0,
+                             "characterise.max_proteins; characterise.random_sets" + rep_cap))  # fmt: skip
     return out, data
 
 
