@@ -172,3 +172,14 @@ def test_make_figure_from_files_and_failure_leaves_nothing(tmp_path):
     assert not list(tmp_path.glob("cm*")) and not list(tmp_path.glob(".cm*"))
     with pytest.raises(InputError, match="no ablation rows with mode"):
         plot_ablation_curves(curves[curves["mode"] == "preserve"], "suppress")
+
+
+def test_curve_titles_say_when_replicates_were_pooled():
+    from kneurons.figures.curves import _run_note
+
+    curves = pd.DataFrame(
+        {"method": ["ig", "random"], "seed": pd.array([pd.NA, 0], dtype="Int64"), "n_test": [72, 72],
+         "fill": ["zero", "zero"]}
+    )  # fmt: skip
+    assert "replicates" not in _run_note(curves)
+    assert _run_note(curves.assign(n_replicates=2)).endswith("mean of 2 fine-tuning replicates")

@@ -34,6 +34,8 @@ def _run_note(curves: pd.DataFrame) -> str:
     parts = [f"test proteins n = {n_test}" if n_test else None, f"fill = {fill}"]
     if seeds:
         parts.append(f"random: {len(seeds)} seeds")
+    if "n_replicates" in curves and int(curves["n_replicates"].iloc[0]) > 1:
+        parts.append(f"mean of {int(curves['n_replicates'].iloc[0])} fine-tuning replicates")
     return "; ".join(p for p in parts if p)
 
 
