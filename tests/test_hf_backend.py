@@ -37,7 +37,8 @@ from kneurons.model.hf_convert import (
     write_fair_esm,
     write_hf_snapshot,
 )
-from kneurons.model.hf_esm import HfEsmBackend, load_snapshot, require_transformers
+from kneurons.model.hf_esm import HfEsmBackend, require_transformers
+from kneurons.model.hf_load import load_snapshot
 from kneurons.model.hf_snapshot import resolve_backend
 from kneurons.model.pretrained import build_classifier, load_backbone, load_esm_checkpoint
 from kneurons.scoring.base import score_layer
@@ -239,8 +240,8 @@ def test_ablation_predictions_equal_fair_esm(tiny, fill_kind):
 def test_round_trip_fair_esm_hf_fair_esm_gives_identical_tensors(tmp_path):
     fe = fair_backbone(layers=2, dim=24, heads=3)
     snapshot = snapshot_of(fe, tmp_path / "snap")
-    from kneurons.model.hf_esm import snapshot_state_dict
     from kneurons.model.hf_snapshot import read_config
+    from kneurons.model.snapshot_weights import snapshot_state_dict
 
     back = hf_to_fair_esm(snapshot_state_dict(snapshot), read_config(snapshot))
     original = fe.state_dict()
@@ -277,7 +278,7 @@ def test_snapshot_of_a_task_model_with_gamma_beta_and_pytorch_bin_loads(tmp_path
     """EsmForSequenceClassification keys (esm. prefix, classifier head), old LayerNorm gamma/beta,
     pytorch_model.bin: the same backbone as the safetensors snapshot."""
     fe, snapshot = tiny
-    from kneurons.model.hf_esm import snapshot_state_dict
+    from kneurons.model.snapshot_weights import snapshot_state_dict
 
     state = {}
     for key, value in snapshot_state_dict(snapshot).items():
@@ -537,7 +538,7 @@ def test_sharded_snapshot_loads(tmp_path, tiny):
 
     from safetensors.torch import save_file
 
-    from kneurons.model.hf_esm import snapshot_state_dict
+    from kneurons.model.snapshot_weights import snapshot_state_dict
 
     fe, snapshot = tiny
     state = snapshot_state_dict(snapshot)

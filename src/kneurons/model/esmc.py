@@ -3,8 +3,8 @@
 ESM C (EvolutionaryScale, 2024) comes through Hugging Face transformers (``transformers.models.esmc``,
 an optional dependency: ``pip install 'kneurons[esmc]'``), imported lazily so that the rest of the
 package works without it. EvolutionaryScale's own ``esm`` package cannot be installed next to
-fair-esm (both are the top-level module ``esm``), so its checkpoints are converted here
-(:func:`esmc_from_official`).
+fair-esm (both are the top-level module ``esm``), so its checkpoints are converted
+(``kneurons.model.esmc_load``).
 
 ESM C specifics kept here: the residual stream and the modules are batch-first ``(B, T, E)``
 (hook points present module outputs time-first, as every backend's); a pre-norm layer with
@@ -20,10 +20,7 @@ i.e. ``down_proj``'s input); ``fc2`` neurons are ``down_proj``'s output units.
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -50,13 +47,8 @@ _TOKEN_ID = {tok: i for i, tok in enumerate(VOCAB) if len(tok) == 1}
 #: Attention implementations by the ``model.attention`` config value.
 ATTENTION_IMPLEMENTATIONS = {"sdpa": "sdpa", "reference": "eager"}
 
-#: Keys of an official checkpoint that are not part of the backbone (the masked-LM head).
-OFFICIAL_HEAD_PREFIXES = ("sequence_head.",)
-#: Keys of a transformers snapshot that are heads (EsmcForMaskedLM, EsmcForSequenceClassification).
-HF_HEAD_PREFIXES = ("lm_head.", "classifier.")
 
-
-def _transformers_esmc() -> SimpleNamespace:
+def transformers_esmc() -> SimpleNamespace:
     """transformers' ESM C classes, or one ModelError saying what to install."""
     try:
         from transformers import EsmcConfig, EsmcModel
@@ -78,7 +70,7 @@ def swiglu_hidden(embed_dim: int, expansion_ratio: float = 8 / 3) -> int:
 
 def esmc_config(num_layers: int, embed_dim: int, heads: int, intermediate_size: int | None = None) -> Any:
     """An ``EsmcConfig`` of ESM C's architecture at the given size (vocabulary 64, bias-free linears)."""
-    t = _transformers_esmc()
+    t = transformers_esmc()
     if embed_dim % heads:
         raise ModelError(f"ESM C: embed_dim {embed_dim} is not a multiple of the {heads} attention heads")
     return t.EsmcConfig(
@@ -102,7 +94,7 @@ def build_esmc_backbone(num_layers: int, embed_dim: int, heads: int, seed: int |
     generator as fair-esm's random init is (the job seeds it).
     """
     config = esmc_config(num_layers, embed_dim, heads)
-    model = _transformers_esmc().EsmcModel
+    model = transformers_esmc().EsmcModel
     if seed is None:
         return model(config).eval()
     with torch.random.fork_rng(devices=[]):
@@ -114,166 +106,8 @@ def rebuild(desc: dict[str, Any]) -> nn.Module:
     """The (randomly initialised) backbone that ``EsmcBackend.describe()`` recorded; load weights into it."""
     if desc.get("backend") != EsmcBackend.name:
         raise ModelError(f"not an ESM C backbone description (backend {desc.get('backend')!r})")
-    t = _transformers_esmc()
+    t = transformers_esmc()
     return t.EsmcModel(t.EsmcConfig.from_dict(dict(desc["config"]))).eval()
-
-
-# -- loading -------------------------------------------------------------------------------------
-def esmc_from_official(state_dict: dict[str, torch.Tensor]) -> tuple[Any, dict[str, torch.Tensor]]:
-    """An EvolutionaryScale ``esm``-package ESM C state dict as ``(EsmcConfig, EsmcModel state dict)``.
-
-    The fused ``attn.layernorm_qkv.1`` projection ``(3d, d)`` splits by rows into q, k, v (the
-    esm package chunks its output in that order); the SwiGLU ``ffn.1`` ``(2h, d)`` splits into
-    ``gate_proj`` (first half, the one passed through SiLU) and ``up_proj``. Sizes come from the
-    tensors; heads are ``d / 64`` (every ESM C has 64-dim heads). The masked-LM head is dropped;
-    any other key the conversion does not use is an error.
-    """
-    sd = dict(state_dict)
-    if "embed.weight" not in sd or "transformer.norm.weight" not in sd:
-        raise ModelError(
-            "not an official ESM C state dict (no 'embed.weight' / 'transformer.norm.weight'); "
-            f"first keys: {', '.join(list(sd)[:5])}"
-        )
-    vocab, d = sd["embed.weight"].shape
-    blocks = sorted({int(k.split(".")[2]) for k in sd if k.startswith("transformer.blocks.")})
-    if blocks != list(range(len(blocks))) or not blocks:
-        raise ModelError(f"official ESM C state dict: transformer blocks {blocks} are not 0..n-1")
-    if d % 64:
-        raise ModelError(f"official ESM C state dict: width {d} is not a multiple of the 64-dim heads")
-    hidden = sd["transformer.blocks.0.ffn.3.weight"].shape[1]
-    config = esmc_config(len(blocks), d, d // 64, intermediate_size=hidden)
-    config.vocab_size = int(vocab)
-
-    used: set[str] = set()
-
-    def take(key: str) -> torch.Tensor:
-        if key not in sd:
-            raise ModelError(f"official ESM C state dict: missing {key}")
-        used.add(key)
-        return sd[key]
-
-    out = {"embed_tokens.weight": take("embed.weight"), "norm.weight": take("transformer.norm.weight")}
-    for i in blocks:
-        src, dst = f"transformer.blocks.{i}.", f"layers.{i}."
-        qkv = take(src + "attn.layernorm_qkv.1.weight")
-        if qkv.shape != (3 * d, d):
-            raise ModelError(
-                f"official ESM C state dict: {src}attn.layernorm_qkv.1.weight is {tuple(qkv.shape)}"
-            )
-        q, k, v = qkv.chunk(3, dim=0)
-        gate, up = take(src + "ffn.1.weight").chunk(2, dim=0)
-        out |= {
-            dst + "input_layernorm.weight": take(src + "attn.layernorm_qkv.0.weight"),
-            dst + "input_layernorm.bias": take(src + "attn.layernorm_qkv.0.bias"),
-            dst + "self_attn.q_proj.weight": q.clone(),
-            dst + "self_attn.k_proj.weight": k.clone(),
-            dst + "self_attn.v_proj.weight": v.clone(),
-            dst + "self_attn.q_norm.weight": take(src + "attn.q_ln.weight"),
-            dst + "self_attn.k_norm.weight": take(src + "attn.k_ln.weight"),
-            dst + "self_attn.o_proj.weight": take(src + "attn.out_proj.weight"),
-            dst + "post_attention_layernorm.weight": take(src + "ffn.0.weight"),
-            dst + "post_attention_layernorm.bias": take(src + "ffn.0.bias"),
-            dst + "mlp.gate_proj.weight": gate.clone(),
-            dst + "mlp.up_proj.weight": up.clone(),
-            dst + "mlp.down_proj.weight": take(src + "ffn.3.weight"),
-        }
-    left = [
-        k for k in sd if k not in used and not k.startswith(OFFICIAL_HEAD_PREFIXES) and ".rotary." not in k
-    ]
-    if left:
-        raise ModelError(
-            f"official ESM C state dict: {len(left)} keys this conversion does not know "
-            f"(e.g. {', '.join(left[:4])}); biases or other variants are not supported"
-        )
-    return config, out
-
-
-def _read_snapshot_state(folder: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a transformers snapshot folder (safetensors or ``pytorch_model.bin``, sharded too)."""
-    for index_name, single in (
-        ("model.safetensors.index.json", "model.safetensors"),
-        ("pytorch_model.bin.index.json", "pytorch_model.bin"),
-    ):
-        index = folder / index_name
-        if index.is_file():
-            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        elif (folder / single).is_file():
-            files = [single]
-        else:
-            continue
-        state: dict[str, torch.Tensor] = {}
-        for name in files:
-            path = folder / name
-            if name.endswith(".safetensors"):
-                from safetensors.torch import load_file
-
-                state |= load_file(path)
-            else:
-                state |= torch.load(path, map_location="cpu", weights_only=True)
-        return state
-    raise ModelError(f"{folder}: no model.safetensors or pytorch_model.bin (with or without an index) found")
-
-
-def _from_snapshot(folder: Path) -> tuple[Any, dict[str, torch.Tensor]]:
-    """``(EsmcConfig, EsmcModel state dict)`` of a transformers snapshot of EsmcModel or one with a head."""
-    t = _transformers_esmc()
-    cfg = json.loads((folder / "config.json").read_text())
-    if cfg.get("model_type") != "esmc":
-        raise ModelError(f"{folder}/config.json: model_type {cfg.get('model_type')!r}, not 'esmc'")
-    config = t.EsmcConfig.from_dict(cfg)
-    state = {}
-    for key, value in _read_snapshot_state(folder).items():
-        if key.startswith(HF_HEAD_PREFIXES):
-            continue
-        state[key.removeprefix("esmc.")] = value
-    return config, state
-
-
-def is_esmc_checkpoint(path: str | os.PathLike) -> bool:
-    """True for what :func:`load_esmc_backbone` reads, by its look: an ESM C snapshot folder or a ``.pth``."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        try:
-            return json.loads((path / "config.json").read_text()).get("model_type") == "esmc"
-        except (OSError, ValueError):
-            return False
-    return path.is_file() and path.suffix == ".pth"
-
-
-def load_esmc_backbone(checkpoint_path: str | os.PathLike) -> nn.Module:
-    """Pretrained ESM C from a local file: a transformers snapshot folder or an official ``.pth``.
-
-    A folder needs ``config.json`` with ``model_type: esmc`` and the weights of ``EsmcModel``,
-    ``EsmcForMaskedLM`` or ``EsmcForSequenceClassification`` (heads are dropped). A file is an
-    EvolutionaryScale ``esm``-package state dict (``esmc_300m_2024_12_v0.pth``, ...), read with
-    ``torch.load(weights_only=True)`` and converted by :func:`esmc_from_official`. Every backbone
-    tensor must be present, and nothing else (a strict load).
-    """
-    t = _transformers_esmc()
-    path = Path(checkpoint_path).expanduser()
-    if path.is_dir():
-        config, state = _from_snapshot(path)
-    elif path.is_file():
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ModelError(
-                f"{path}: cannot be read as an ESM C state dict with weights_only=True "
-                f"({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-            ) from exc
-        if not isinstance(data, dict):
-            raise ModelError(f"{path}: holds a {type(data).__name__}, not an ESM C state dict")
-        config, state = esmc_from_official(data)
-    else:
-        raise ModelError(
-            f"model.checkpoint: {path} does not exist (ESM C weights: a snapshot folder or a .pth)"
-        )
-    backbone = t.EsmcModel(config)
-    try:
-        backbone.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ModelError(f"{path}: weights do not fit ESM C's architecture: {exc}") from exc
-    return backbone.float().eval()
 
 
 # -- the backend ---------------------------------------------------------------------------------
@@ -292,7 +126,7 @@ class EsmcBackend:
 
     def __init__(self, backbone: nn.Module) -> None:
         self.backbone = backbone
-        self._esmc = _transformers_esmc()
+        self._esmc = transformers_esmc()
         self._hook_points: dict[tuple[int, str], HookPoint] = {}
 
     @staticmethod

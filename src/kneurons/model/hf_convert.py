@@ -24,7 +24,9 @@ import torch
 from kneurons.errors import KneuronsError, ModelError
 from kneurons.io import atomic_path
 from kneurons.model import hf_snapshot
-from kneurons.model.hf_esm import backbone_state_dict, esm2_config, snapshot_state_dict
+from kneurons.model.hf_esm import esm2_config
+from kneurons.model.hf_load import backbone_state_dict
+from kneurons.model.snapshot_weights import snapshot_state_dict
 
 log = logging.getLogger(__name__)
 

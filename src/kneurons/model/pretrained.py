@@ -272,7 +272,7 @@ def weights_identity(model_cfg: dict[str, Any], seed: int) -> str:
         return weights_sha256(Path(checkpoint).expanduser())
     backend = resolve_backend(model_cfg)
     if backend == "hf":
-        from kneurons.model.hf_esm import resolve_snapshot
+        from kneurons.model.hf_load import resolve_snapshot
 
         return weights_sha256(resolve_snapshot(model_cfg))
     if backend != "fair-esm":  # no cache lookup known for it here
@@ -315,7 +315,7 @@ def load_backbone(
 def load_backend_backbone(backend: str, model_cfg: dict[str, Any]) -> tuple[torch.nn.Module, BackboneSpec]:
     """The backbone and spec of a backend other than fair-esm (offline: no download)."""
     if backend == "hf":
-        from kneurons.model.hf_esm import load_hf_backbone
+        from kneurons.model.hf_load import load_hf_backbone
 
         return load_hf_backbone(model_cfg)
     if backend == "esmc":
@@ -326,12 +326,12 @@ def load_backend_backbone(backend: str, model_cfg: dict[str, Any]) -> tuple[torc
 def _load_esmc(model_cfg: dict[str, Any]) -> tuple[torch.nn.Module, BackboneSpec]:
     """ESM C: ``model.checkpoint`` (a snapshot folder or an official ``.pth``; nothing is downloaded),
     or random init at ``model.custom``'s sizes."""
-    from kneurons.model import esmc
+    from kneurons.model import esmc, esmc_load
 
     if model_cfg.get("pretrained", False):
         if not model_cfg.get("checkpoint"):
             raise ModelError("model.backend esmc: pretrained ESM C weights come only from model.checkpoint")
-        backbone = esmc.load_esmc_backbone(model_cfg["checkpoint"])
+        backbone = esmc_load.load_esmc_backbone(model_cfg["checkpoint"])
     else:
         c = model_cfg["custom"]
         backbone = esmc.build_esmc_backbone(c["num_layers"], c["embed_dim"], c["attention_heads"])
@@ -368,7 +368,7 @@ def reference_weights_path(backbone_info: dict[str, Any], model_cfg: dict[str, A
     if model_cfg.get("checkpoint"):
         return Path(model_cfg["checkpoint"]).expanduser()
     if backbone_info.get("backend", "fair-esm") == "hf":
-        from kneurons.model.hf_esm import resolve_snapshot
+        from kneurons.model.hf_load import resolve_snapshot
 
         return resolve_snapshot({**model_cfg, "name": backbone_info["name"]})
     return resolve_checkpoint(backbone_info["name"], None, download=False)

@@ -1,0 +1,41 @@
+"""Reading the weights of a Hugging Face-layout snapshot folder (ESM-2 and ESM C alike): one
+``model.safetensors`` or ``pytorch_model.bin`` (read with ``weights_only=True``), or the shards
+an index names."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from kneurons.errors import ModelError
+from kneurons.model import hf_snapshot
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of one weights file: safetensors, or ``pytorch_model.bin`` read with ``weights_only=True``."""
+    try:
+        if path.name.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(f"{path}: not readable as weights ({exc.__class__.__name__}: {exc})") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: holds a {type(data).__name__}, not a state dict")
+    return data
+
+
+def snapshot_state_dict(snapshot: Path) -> dict[str, torch.Tensor]:
+    """The state dict of a snapshot directory (one weights file, or the shards its index names)."""
+    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        index = snapshot / index_name
+        if index.is_file():
+            weight_map = json.loads(index.read_text()).get("weight_map", {})
+            state: dict[str, torch.Tensor] = {}
+            for shard in sorted(set(weight_map.values())):
+                state.update(read_weights(snapshot / shard))
+            return state
+    return read_weights(hf_snapshot.weights_file(snapshot))
