@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from kneurons.config import validate_config
-from kneurons.data.external import check_external_sets, label_external, overlap_with_train, read_external
+from kneurons.data.external import external_set_problems, label_external, overlap_with_train, read_external
 from kneurons.data.synthetic import generate_synthetic
 from kneurons.errors import ConfigError, InputError
 
@@ -102,7 +102,7 @@ def test_a_malformed_external_file_stops_config_validation_naming_it(tmp_path):
         validate_config({"data": {"source": "tsv", "tsv": str(_tsv(tmp_path / "d.tsv", ROWS))},
                          "evaluate": {"external": {"s": "synthetic"}}})  # fmt: skip
     good = _tsv(tmp_path / "good.tsv", ROWS)
-    check_external_sets({"good": str(good)})
+    assert external_set_problems({"good": str(good)}, "synthetic") == []
     assert validate_config({"evaluate": {"external": {"good": str(good)}}})["evaluate"]["external"]
 
 

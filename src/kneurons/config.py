@@ -7,14 +7,13 @@ all call it, so a bad configuration is rejected at parse time with a message nam
 from __future__ import annotations
 
 import copy
-import re
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-from kneurons.errors import ConfigError, InputError, ModelError
+from kneurons.errors import ConfigError, ModelError
 from kneurons.model.hf_snapshot import HF_ORG, fair_esm_name, is_snapshot_dir, resolve_backend, snapshot_shape
 from kneurons.scoring.registry import METHODS
 
@@ -169,29 +168,9 @@ def _data_problems(cfg: dict[str, Any]) -> list[str]:
 
 
 def _evaluate_problems(cfg: dict[str, Any]) -> list[str]:
-    """External sets: names usable in paths, and files that read (a malformed one stops the run
-    here, before any model work)."""
-    from kneurons.data.external import read_external
+    from kneurons.data.external import external_set_problems
 
-    problems: list[str] = []
-    for name, path in cfg["evaluate"]["external"].items():
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-            problems.append(
-                f"evaluate.external.{name}: a set name may hold letters, digits, '_', '.' and '-'"
-            )
-            continue
-        if path == "synthetic":
-            if cfg["data"]["source"] != "synthetic":
-                problems.append(
-                    f"evaluate.external.{name}: 'synthetic' reuses the training data's planted motifs, "
-                    f"so it needs data.source synthetic (it is {cfg['data']['source']!r})"
-                )
-            continue
-        try:
-            read_external(name, path)
-        except (ConfigError, InputError) as exc:
-            problems.append(f"evaluate.external.{name}: {exc}")
-    return problems
+    return external_set_problems(cfg["evaluate"]["external"], cfg["data"]["source"])
 
 
 def _model_problems(cfg: dict[str, Any]) -> list[str]:

@@ -1,5 +1,12 @@
 """Errors the workflow reports to users: one class per kind, each message says what and where."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 class KneuronsError(Exception):
     """Base class of every error the workflow raises on purpose."""
@@ -7,6 +14,15 @@ class KneuronsError(Exception):
 
 class InputError(KneuronsError, ValueError):
     """Bad input data: the message names the file, line or value."""
+
+
+class LabelPolicyError(InputError):
+    """No protein, or fewer classes than needed, left after the label policies; ``dropped`` holds
+    the removed proteins and why (the ``data/dropped.tsv`` rows), for the user to read."""
+
+    def __init__(self, message: str, dropped: pd.DataFrame) -> None:
+        super().__init__(message)
+        self.dropped = dropped
 
 
 class ConfigError(KneuronsError, ValueError):

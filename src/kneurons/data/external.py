@@ -17,6 +17,7 @@ Overlap with training is reported, never silently ignored:
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,10 +47,28 @@ def read_external(name: str, path: str | Path) -> pd.DataFrame:
         raise InputError(f"external set {name!r}: {exc}") from None
 
 
-def check_external_sets(sets: dict[str, str]) -> None:
-    """Read every external set once, so that a malformed file stops the run before any model work."""
+def external_set_problems(sets: dict[str, str], data_source: str) -> list[str]:
+    """What is wrong with ``evaluate.external`` (config validation, so that a malformed file stops
+    the run before any model work): set names unusable in paths, files that do not read, and
+    ``synthetic`` without synthetic training data (whose planted motifs it reuses)."""
+    problems: list[str] = []
     for name, path in sets.items():
-        read_external(name, path)
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            problems.append(
+                f"evaluate.external.{name}: a set name may hold letters, digits, '_', '.' and '-'"
+            )
+        elif path == "synthetic":
+            if data_source != "synthetic":
+                problems.append(
+                    f"evaluate.external.{name}: 'synthetic' reuses the training data's planted motifs, "
+                    f"so it needs data.source synthetic (it is {data_source!r})"
+                )
+        else:
+            try:
+                read_external(name, path)
+            except (ConfigError, InputError) as exc:
+                problems.append(f"evaluate.external.{name}: {exc}")
+    return problems
 
 
 def label_external(

@@ -36,7 +36,7 @@ from kneurons.data import OPTIONAL_COLUMNS
 from kneurons.data.ec import EC_CLASS_NAMES, ECNumber, parse_ec_list, read_enzclass
 from kneurons.data.label_report import DROPPED_COLUMNS, drop_details, input_summary
 from kneurons.data.normalise import NONSTANDARD_RESIDUES, normalise_proteins
-from kneurons.errors import InputError
+from kneurons.errors import LabelPolicyError
 
 log = logging.getLogger(__name__)
 
@@ -286,15 +286,6 @@ def _classes(final: Counter[str], enzclass: str | None) -> pd.DataFrame:
             "n": [final[lab] for lab in ordered],
         }
     )
-
-
-class LabelPolicyError(InputError):
-    """No protein, or fewer than two classes, left after the label policies; ``dropped`` holds
-    the removed proteins and why (the ``data/dropped.tsv`` rows), for the user to read."""
-
-    def __init__(self, message: str, dropped: pd.DataFrame) -> None:
-        super().__init__(message)
-        self.dropped = dropped
 
 
 @dataclass
