@@ -10,12 +10,36 @@ from typing import Any
 import torch
 from torch import nn
 
-from kneurons.ablation.fill import make_fill
+from kneurons.ablation.fill import Fill, make_fill
 from kneurons.ablation.run import AblationResult, load_external_set, load_test_set, run_ablation
 from kneurons.errors import InputError
-from kneurons.tables import save_result
+from kneurons.tables import read_scoring_set, save_result
 
 log = logging.getLogger(__name__)
+
+
+def job_fill(
+    kind: str,
+    model: nn.Module,
+    info: dict[str, Any],
+    model_settings: dict[str, Any],
+    scoring_set_path: str | Path | None,
+    token_budget: int,
+    device: torch.device,
+    source: str,
+    reference_loader: Callable[[], nn.Module] | None = None,
+) -> Fill:
+    """The fill of an ablation or characterisation job: ``mean`` reads the scoring set's sequences
+    (its mean activations), ``pretrained`` the reference weights (``make_fill``)."""
+    scoring_sequences = None
+    if kind == "mean":
+        if scoring_set_path is None:
+            raise InputError("ablate.fill 'mean' needs the scoring set (scores/scoring_set.tsv)")
+        scoring_sequences = read_scoring_set(scoring_set_path)["sequence"].tolist()
+    return make_fill(
+        kind, model, info, model_settings, scoring_sequences=scoring_sequences, reference=reference_loader,
+        token_budget=token_budget, device=device, source=source,
+    )  # fmt: skip
 
 
 def run_ablation_job(
@@ -59,24 +83,10 @@ def run_ablation_job(
     scores, score_meta = read_score_table(scores_path)
     # Scores of another model would rank this model's neurons meaninglessly.
     check_scores_match_checkpoint(scores_path, checkpoint, score_meta)
-    scoring_sequences = None
-    if ab["fill"] == "mean":
-        if scoring_set_path is None:
-            raise InputError("ablate.fill 'mean' needs the scoring set (scores/scoring_set.tsv)")
-        from kneurons.tables import read_scoring_set
-
-        scoring_sequences = read_scoring_set(scoring_set_path)["sequence"].tolist()
-    fill = make_fill(
-        ab["fill"],
-        model,
-        info,
-        settings["model"],
-        scoring_sequences=scoring_sequences,
-        reference=reference_loader,
-        token_budget=ab["token_budget"],
-        device=device,
-        source=str(checkpoint),
-    )
+    fill = job_fill(
+        ab["fill"], model, info, settings["model"], scoring_set_path, ab["token_budget"], device,
+        str(checkpoint), reference_loader,
+    )  # fmt: skip
     per_pass = ab.get("masks_per_pass") or (16 if device.type == "cuda" else 1)
     result = run_ablation(
         model,

@@ -10,7 +10,6 @@ from typing import Any
 import pandas as pd
 import torch
 
-from kneurons.ablation.fill import make_fill
 from kneurons.ablation.masks import layout_of
 from kneurons.characterise import (
     characterise_neurons,
@@ -19,12 +18,12 @@ from kneurons.characterise import (
     select_class_neurons,
     split_ig_scores,
 )
+from kneurons.jobs.ablate import job_fill
 from kneurons.model.classifier import load_job_classifier
 from kneurons.provenance import check_scores_match_checkpoint
 from kneurons.tables import (
     read_characterise_table,
     read_score_table,
-    read_scoring_set,
     read_split_rows,
     write_json_result,
     write_result_table,
@@ -81,12 +80,9 @@ def run_class_job(
     overlap, shared = class_overlap(sets)
     held = load_held_out(split_path, labels, c["split"], c["max_proteins"], settings["seed"])
     index = {lab: i for i, lab in enumerate(labels)}
-    mean_seqs = None
-    if settings["ablate"]["fill"] == "mean":
-        mean_seqs = read_scoring_set(scoring_set_path)["sequence"].tolist()
-    fill = make_fill(
-        settings["ablate"]["fill"], model, info, settings["model"], mean_seqs, token_budget=c["token_budget"],
-        device=device, source=str(checkpoint),
+    fill = job_fill(
+        settings["ablate"]["fill"], model, info, settings["model"], scoring_set_path, c["token_budget"],
+        device, str(checkpoint),
     )  # fmt: skip
     matrix, spec = class_suppression(
         model, held["sequence"].tolist(), held["label"].map(index).to_numpy(), labels, sets, fill,
