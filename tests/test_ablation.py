@@ -490,7 +490,7 @@ def test_random_baseline_per_seed_jobs_gather_into_the_one_job_files(tmp_path):
     run_ablation_job(*args, one_job, tmp_path / "one.tsv", tmp_path / "one.pred.npz")
     parts = []
     for seed in cfg["ablate"]["random_seeds"]:
-        settings = job_settings("ablate_seed", cfg, seed=str(seed))
+        settings = job_settings("ablate_seed", cfg, seeds=str(seed))
         assert settings["ablate"]["random_seeds"] == [seed]
         part = (tmp_path / f"{seed}.tsv", tmp_path / f"{seed}.pred.npz")
         run_ablation_job(*args, settings, *part)

@@ -46,7 +46,8 @@ DAG_KEYS = {
     "ablate.scopes": "the ablate jobs and the figure set",
     "ablate.modes": "the accuracy figures",
     "ablate.fill": "`mean` adds the scoring set to the ablate inputs",
-    "ablate.random_seeds": "the random baseline's per-seed jobs (ablate_seed) and what the gather reads",
+    "ablate.random_seeds": "the random baseline's seed-chunk jobs (ablate_seed) and what the gather reads",
+    "ablate.seeds_per_job": "how the random baseline's seeds are chunked into ablate_seed jobs",
     "evaluate.external": "one external_set, ablate_external and external_stats job set per external set",
     "train.replicates": "one fine-tuning, scoring, ablation and characterisation per replicate",
     "characterise.enabled": "the characterisation jobs in the default target",
@@ -112,8 +113,10 @@ DEPENDS: dict[str, set[str]] = {
     "ablate.normalise": {"ablate", "ablate_seed", "ablate_external", "ablation_stats", "characterise_classes",
                          "characterise_neurons", "atlas", *FIGURES},
     "ablate.fractions": {"ablate", "ablate_seed", "ablate_external", *FIGURES},
-    # ablate_seed: a job's seed is its wildcard, so the jobs of the seeds kept are unchanged
+    # ablate_seed: a job's seeds are its wildcard, so the jobs of the chunks kept are unchanged
     "ablate.random_seeds": {"ablate_external", *FIGURES},
+    # only the chunking of the same seeds into jobs (the DAG), not what a job computes
+    "ablate.seeds_per_job": set(),
     "stats": {"ablation_stats"},
     "stats.bootstrap": {"ablation_stats", "external_stats"},
     "stats.confidence": {"ablation_stats", "external_stats", "claims"},
@@ -142,6 +145,7 @@ DEPENDS: dict[str, set[str]] = {
 #: Changes for keys whose simple change would be invalid (they change a companion key too; the
 #: expected rules are the union over every changed key).
 CHANGES: dict[str, dict[str, object]] = {
+    "ablate.seeds_per_job": {"ablate.seeds_per_job": 2},
     "evaluate.external": {"evaluate.external": {"new": "written by the test"}},
     "evaluate.max_identity": {"evaluate.max_identity": 0.9},
     # the default's generated external set reuses the synthetic motifs, so it goes with them
@@ -217,7 +221,7 @@ def all_job_settings(cfg: dict) -> dict[str, dict]:
         if rule == "score_layer":
             out.update({f"score_layer[{m}]": job_settings(rule, cfg, method=m) for m in METHODS})
         elif rule == "ablate_seed":  # the job of the first seed (the one every change keeps)
-            out[rule] = job_settings(rule, cfg, seed=str(BASE["ablate"]["random_seeds"][0]))
+            out[rule] = job_settings(rule, cfg, seeds=str(BASE["ablate"]["random_seeds"][0]))
         else:
             out[rule] = job_settings(rule, cfg)
     return out
@@ -301,3 +305,25 @@ def test_every_rule_passes_the_settings_seam_and_says_what_it_does():
 def test_settings_module_is_torch_free():
     text = Path(REPO / "src" / "kneurons" / "settings.py").read_text()
     assert "import torch" not in text
+
+
+def test_random_seed_chunks_follow_seeds_per_job():
+    from kneurons.errors import ConfigError
+    from kneurons.settings import random_seed_chunks, seed_chunk_label
+
+    cfg = copy.deepcopy(BASE)
+    cfg["ablate"]["random_seeds"] = [3, 0, 7, 1, 9]
+    assert random_seed_chunks(cfg) == [[3, 0, 7, 1, 9]]  # auto, custom model: one job
+    cfg["ablate"]["seeds_per_job"] = 2
+    chunks = random_seed_chunks(cfg)
+    assert chunks == [[3, 0], [7, 1], [9]]  # config order, the last chunk shorter
+    assert [seed_chunk_label(c) for c in chunks] == ["3_0", "7_1", "9"]
+    named = {**cfg, "model": {**cfg["model"], "name": "esm2_t6_8M_UR50D"}}
+    named["ablate"] = {**cfg["ablate"], "seeds_per_job": "auto"}
+    assert random_seed_chunks(named) == [[3], [0], [7], [1], [9]]  # auto, named model: one per job
+    # what a chunk's job ablates: its wildcard's seeds
+    assert job_settings("ablate_seed", cfg, seeds="7_1")["ablate"]["random_seeds"] == [7, 1]
+    for bad in (0, "all"):
+        cfg["ablate"]["seeds_per_job"] = bad
+        with pytest.raises(ConfigError, match="seeds_per_job"):
+            validate_config(cfg)

@@ -108,7 +108,7 @@ def _score_layer(cfg: Config) -> dict[str, Any]:
 def _ablate(cfg: Config) -> dict[str, Any]:
     return {
         # not `scopes`: the job's scope is its wildcard; not `random_seeds`: this rule ablates the
-        # scored methods, the random baseline runs one job per seed (ablate_seed)
+        # scored methods, the random baseline runs in its own jobs per chunk of seeds (ablate_seed)
         "ablate": _pick(
             cfg["ablate"],
             "fill",
@@ -159,12 +159,37 @@ def _external_stats(cfg: Config) -> dict[str, Any]:
     }
 
 
+def per_job(setting: int | str, n_items: int, model_name: str) -> int:
+    """Items per job of a scatter (``*_per_job`` settings): ``auto`` is every item in one job for a
+    ``custom`` model, whose jobs are mostly interpreter and torch start-up (~2.5 s each), and one
+    item per job for a named ESM-2 model, so that a cluster runs them in parallel."""
+    if setting == "auto":
+        return max(n_items, 1) if model_name == "custom" else 1
+    return int(setting)
+
+
+def random_seed_chunks(cfg: Config) -> list[list[int]]:
+    """The random baseline's seeds per ablation job (``ablate.seeds_per_job``), in config order."""
+    seeds = list(cfg["ablate"]["random_seeds"])
+    size = per_job(cfg["ablate"]["seeds_per_job"], len(seeds), cfg["model"]["name"])
+    return [seeds[i : i + size] for i in range(0, len(seeds), size)]
+
+
+def seed_chunk_label(seeds: list[int]) -> str:
+    """The ``{seeds}`` wildcard of a chunk of random seeds: ``3`` or ``0_1_2``."""
+    return "_".join(str(s) for s in seeds)
+
+
 def _ablate_seed(cfg: Config) -> dict[str, Any]:
-    # One seed of the random baseline per job: the job's seed is its wildcard, so adding a seed
-    # to ablate.random_seeds runs the new seed's jobs only.
+    # The job's seeds are its wildcard, so a seed added to ablate.random_seeds runs in a new job
+    # and leaves the jobs of the kept chunks unchanged.
     params = _ablate(cfg)
     ab = params["ablate"]
-    return {**params, "ablate": lambda wildcards: {**ab, "random_seeds": [int(wildcards.seed)]}}
+
+    def ablate(wildcards: Any) -> dict[str, Any]:
+        return {**ab, "random_seeds": [int(s) for s in wildcards.seeds.split("_")]}
+
+    return {**params, "ablate": ablate}
 
 
 def _ablation_stats(cfg: Config) -> dict[str, Any]:

@@ -1,12 +1,13 @@
 # Ablation: preserve / suppress the top-f neurons of each scope, for every scoring method (random
 # over ablate.random_seeds), on the test split; then statistics over all jobs. One job per
-# (method, scope), and for the random baseline one per (scope, seed), gathered in seed order into
-# the same table, so a cluster (or two cores) runs them in parallel. Logic:
+# (method, scope), and for the random baseline one per (scope, chunk of seeds; ablate.seeds_per_job),
+# gathered in seed order into the same table, so a cluster runs them in parallel. Logic:
 # src/kneurons/ablation/, src/kneurons/ablation/selection.py (ranking rules), src/kneurons/stats/.
 
 ABLATE_METHODS = list(config["score"]["methods"])
 ABLATE_SCOPES = list(config["ablate"]["scopes"])
-RANDOM_SEEDS = list(config["ablate"]["random_seeds"])
+#: The random baseline's jobs: one per chunk of seeds (ablate.seeds_per_job), e.g. "0_1_2_3_4".
+SEED_CHUNKS = [seed_chunk_label(c) for c in random_seed_chunks(config)]
 STATS_DIR = f"{R}/stats"
 #: The statistics tables (TSV, one row per curve / per f / per group; see src/kneurons/stats/).
 STATS = {
@@ -33,7 +34,7 @@ rule ablate:
     benchmark:
         f"{R}/benchmarks/{{rep}}ablation/{{method}}/{{scope}}.tsv"
     wildcard_constraints:
-        # the random baseline's tables are gathered from its per-seed jobs (ablate_seed);
+        # the random baseline's tables are gathered from its seed-chunk jobs (ablate_seed);
         # "(?!)" matches nothing, when random is the only method
         method="|".join(m for m in ABLATE_METHODS if m != "random") or "(?!)",
         scope="|".join(ABLATE_SCOPES),
@@ -58,16 +59,16 @@ rule ablate_seed:
     input:
         unpack(ablation_inputs),
     output:
-        table=ablation_seed_part("{method}", "{scope}", "{seed}", "tsv"),
-        pred=ablation_seed_part("{method}", "{scope}", "{seed}", "pred.npz"),
+        table=ablation_seed_part("{method}", "{scope}", "{seeds}", "tsv"),
+        pred=ablation_seed_part("{method}", "{scope}", "{seeds}", "pred.npz"),
     log:
-        f"{R}/logs/{{rep}}ablation/{{method}}/seeds/{{scope}}/{{seed}}.log",
+        f"{R}/logs/{{rep}}ablation/{{method}}/seeds/{{scope}}/{{seeds}}.log",
     benchmark:
-        f"{R}/benchmarks/{{rep}}ablation/{{method}}/seeds/{{scope}}/{{seed}}.tsv"
+        f"{R}/benchmarks/{{rep}}ablation/{{method}}/seeds/{{scope}}/{{seeds}}.tsv"
     wildcard_constraints:
         method="random",
         scope="|".join(ABLATE_SCOPES),
-        seed=r"\d+",
+        seeds=r"\d+(_\d+)*",
     conda:
         "../../envs/torch.yaml"
     threads: 1 if config["model"]["name"] == "custom" else 4
@@ -78,7 +79,7 @@ rule ablate_seed:
     params:
         **rule_params("ablate_seed", config),
     message:
-        "Ablating the random neurons of seed {wildcards.seed}, scope {wildcards.scope}"
+        "Ablating the random neurons of seeds {wildcards.seeds}, scope {wildcards.scope}"
     script:
         "../scripts/ablate.py"
 
@@ -86,14 +87,14 @@ rule ablate_seed:
 rule gather_ablation_seeds:
     input:
         tables=expand(
-            ablation_seed_part("{{method}}", "{{scope}}", "{seed}", "tsv", "{{rep}}"),
-            seed=RANDOM_SEEDS,
+            ablation_seed_part("{{method}}", "{{scope}}", "{seeds}", "tsv", "{{rep}}"),
+            seeds=SEED_CHUNKS,
         ),
         preds=expand(
             ablation_seed_part(
-                "{{method}}", "{{scope}}", "{seed}", "pred.npz", "{{rep}}"
+                "{{method}}", "{{scope}}", "{seeds}", "pred.npz", "{{rep}}"
             ),
-            seed=RANDOM_SEEDS,
+            seeds=SEED_CHUNKS,
         ),
     output:
         table=ablation_table("{method}", "{scope}"),
@@ -112,7 +113,7 @@ rule gather_ablation_seeds:
     params:
         **rule_params("gather_ablation_seeds", config),
     message:
-        "Gathering the random baseline's seeds, scope {wildcards.scope}"
+        "Gathering the random baseline's seed chunks, scope {wildcards.scope}"
     script:
         "../scripts/gather_ablation_seeds.py"
 

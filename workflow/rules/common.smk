@@ -16,7 +16,12 @@ if _SRC not in (_PYTHONPATH or "").split(os.pathsep):
 from kneurons.config import validate_config, num_layers  # noqa: E402
 from kneurons.data.mmseqs import check_mmseqs_for_config  # noqa: E402
 from kneurons.io import check_output_dir  # noqa: E402
-from kneurons.settings import rule_params, run_description  # noqa: E402
+from kneurons.settings import (  # noqa: E402
+    random_seed_chunks,
+    rule_params,
+    run_description,
+    seed_chunk_label,
+)
 
 # One validation function (schema + semantic checks) for Snakefile, scripts and tests.
 config.update(validate_config(config))
@@ -79,9 +84,9 @@ def ablation_predictions(method, scope, rep="{rep}"):
     return f"{R}/{rep}ablation/{method}/{scope}.pred.npz"
 
 
-def ablation_seed_part(method, scope, seed, ext, rep="{rep}"):
-    """One seed's part of a random-baseline ablation table (``ext``: ``tsv`` or ``pred.npz``)."""
-    return f"{R}/{rep}ablation/{method}/seeds/{scope}/{seed}.{ext}"
+def ablation_seed_part(method, scope, seeds, ext, rep="{rep}"):
+    """One seed chunk's part of a random-baseline ablation table (``ext``: ``tsv`` or ``pred.npz``)."""
+    return f"{R}/{rep}ablation/{method}/seeds/{scope}/{seeds}.{ext}"
 
 
 def external_source(wildcards):

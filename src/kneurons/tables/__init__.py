@@ -18,7 +18,7 @@ scores/scoring_set.tsv                  write_scoring_set / read_scoring_set
 scores/{method}[/layer{l}].parquet      write_score_table, gather_score_tables /
                                         read_score_table, score_table_metadata (footer only)
 ablation/{method}/{scope}.tsv, .npz     save_result (save_predictions), gather_results (the random
-                                        baseline's per-seed parts, ablation/random/seeds/) /
+                                        baseline's seed-chunk parts, ablation/random/seeds/) /
                                         read_ablation_table, read_predictions, load_ablation
 stats/{name}.tsv                        write_stats_tables / read_stats_table
 characterise/*.tsv, *.json              write_result_table, write_json_result /
