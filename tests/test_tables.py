@@ -201,6 +201,32 @@ def test_gather_round_trip(tmp_path):
     assert back_meta == meta
 
 
+def test_gather_of_layer_chunks_is_the_gather_of_single_layers(tmp_path):
+    """Parts of several layers (score.layers_per_job) gather to the table, and provenance, that
+    one part per layer gives; a part from before chunks (``layer``) still counts; overlaps fail."""
+    meta = {"method": "ig", "checkpoint_sha256": "ab" * 32, "settings": {"steps": 4}}
+    singles, chunks = [], []
+    for layer in (2, 0, 1):  # out of order: the gather orders the rows
+        singles.append(tmp_path / f"single{layer}.parquet")
+        write_score_table(scores(layer), singles[-1], {**meta, "layers": [layer], "seconds": layer})
+    for name, layers in (("a", [2]), ("b", [0, 1])):
+        chunks.append(tmp_path / f"{name}.parquet")
+        df = pd.concat([scores(layer) for layer in layers], ignore_index=True)
+        write_score_table(df, chunks[-1], {**meta, "layers": layers, "seconds": 9})
+    want, want_meta = gather_score_tables(singles)
+    got, got_meta = gather_score_tables(chunks)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert got_meta == want_meta == {**meta, "weights_sha256": None, "subset": None, "layers": [0, 1, 2]}
+    write_score_table(scores(2), tmp_path / "old.parquet", {**meta, "layer": 2})  # one-layer-per-job code
+    old, old_meta = gather_score_tables([tmp_path / "old.parquet", chunks[1]])
+    pd.testing.assert_frame_equal(old, want, check_exact=True)
+    assert old_meta == want_meta
+    with pytest.raises(InputError, match=r"layer tables overlap: layers \[0, 1, 1\]"):
+        gather_score_tables([chunks[1], singles[2]])
+    with pytest.raises(InputError, match=r"layer tables overlap: layers \[0, 1, 2, 2\]"):
+        gather_score_tables([*chunks, tmp_path / "old.parquet"])
+
+
 def test_score_table_refusals_name_the_file(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -15,7 +15,8 @@ data/label_report.json                  write_label_report / read_label_report
 data/split.tsv                          write_split / read_split, read_split_rows
 data/leakage_report.json                write_leakage_report / (a report for people)
 scores/scoring_set.tsv                  write_scoring_set / read_scoring_set
-scores/{method}[/layer{l}].parquet      write_score_table, gather_score_tables /
+scores/{method}.parquet, scores/{method}/layers{first}-{last}.parquet
+                                        write_score_table, gather_score_tables /
                                         read_score_table, score_table_metadata (footer only)
 ablation/{method}/{scope}.tsv, .npz     save_result (save_predictions), gather_results (the random
                                         baseline's seed-chunk parts, ablation/random/seeds/) /

@@ -1,8 +1,8 @@
-"""Score tables (parquet): ``scores/{method}/layer{l}.parquet`` per job, ``scores/{method}.parquet`` gathered.
+"""Score tables (parquet): ``scores/{method}/layers{first}-{last}.parquet`` per job (a chunk of
+consecutive layers), ``scores/{method}.parquet`` gathered.
 
 The provenance (method, checkpoint sha256, backbone weights' sha256, scoring subset, settings,
-layer) travels in the
-parquet schema metadata under ``METADATA_KEY`` as JSON.
+the part's ``layers``) travels in the parquet schema metadata under ``METADATA_KEY`` as JSON.
 """
 
 from __future__ import annotations
@@ -96,8 +96,17 @@ def read_score_table(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     return df, meta
 
 
+def _part_layers(meta: dict[str, Any]) -> list[int]:
+    """The layers a part table holds, from its provenance: ``layers``, or ``layer`` (a part written by
+    the one-layer-per-job code before it); none when it records neither."""
+    if "layers" in meta:
+        return [int(layer) for layer in meta["layers"]]
+    return [int(meta["layer"])] if "layer" in meta else []
+
+
 def gather_score_tables(paths: Sequence[str | Path]) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Concatenate the per-layer tables of one method; their checkpoint, subset and settings must agree."""
+    """Concatenate the part tables of one method (one layer or a chunk of layers each) in one order;
+    their checkpoint, subset and settings must agree, and no layer may be in two parts."""
     frames, metas = [], []
     for p in paths:
         df, meta = read_score_table(p)
@@ -116,7 +125,7 @@ def gather_score_tables(paths: Sequence[str | Path]) -> tuple[pd.DataFrame, dict
     df = pd.concat(frames, ignore_index=True)
     df["_module"] = df["module"].map({t: i for i, t in enumerate(MODULE_TYPES)})
     df = df.sort_values(["label", "seed", "layer", "_module", "neuron"], na_position="first", kind="stable")
-    layers = sorted(int(m["layer"]) for m in metas if "layer" in m)
+    layers = sorted(layer for m in metas for layer in _part_layers(m))
     if len(set(layers)) != len(layers):
         raise InputError(f"layer tables overlap: layers {layers}")
     meta = {**ref, "layers": layers}
