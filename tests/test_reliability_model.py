@@ -69,7 +69,7 @@ CFG = validate_config(
     }
 )  # fmt: skip
 #: What the score and ablation rules pass their jobs (kneurons.settings), built from CFG.
-ACT = job_settings("score_layer", CFG, method="activation")
+ACT = job_settings("score_layers", CFG, method="activation")
 ABLATE = job_settings("ablate", CFG)
 
 
@@ -100,8 +100,8 @@ def work(tmp_path_factory) -> SimpleNamespace:
     table.assign(split=["train"] * 24 + ["test"] * 16).to_csv(d / "split.tsv", sep="\t", index=False)
     layers = []
     for layer in (0, 1):
-        run_score_job(d / "a.pt", d / "scoring_set.tsv", "activation", layer, ACT, d / f"act{layer}.parquet")
         layers.append(d / f"act{layer}.parquet")
+        run_score_job(d / "a.pt", d / "scoring_set.tsv", "activation", [layer], ACT, layers[-1])
     df, meta = gather_score_tables(layers)
     write_score_table(df, d / "activation.parquet", meta)
     return SimpleNamespace(dir=d, a=d / "a.pt", b=d / "b.pt", scoring_set=d / "scoring_set.tsv",
@@ -110,8 +110,8 @@ def work(tmp_path_factory) -> SimpleNamespace:
 
 def ig_job(work: SimpleNamespace, out: Path) -> dict:
     """Arguments of one IG scoring job (layer 1 of checkpoint a on the small set)."""
-    return {"checkpoint": str(work.a), "scoring_set_path": str(work.small_set), "method": "ig", "layer": 1,
-            "settings": job_settings("score_layer", CFG, method="ig"), "out_path": str(out)}  # fmt: skip
+    return {"checkpoint": str(work.a), "scoring_set_path": str(work.small_set), "method": "ig", "layers": [1],
+            "settings": job_settings("score_layers", CFG, method="ig"), "out_path": str(out)}  # fmt: skip
 
 
 def ablation_job(work: SimpleNamespace, table: Path, pred: Path) -> dict:
@@ -144,7 +144,7 @@ def test_truncated_checkpoint_names_the_file(work, tmp_path):
             load_classifier(bad)
         out = tmp_path / "scores" / "layer0.parquet"
         with pytest.raises(ModelError, match="best.pt"):
-            run_score_job(bad, work.scoring_set, "activation", 0, ACT, out)
+            run_score_job(bad, work.scoring_set, "activation", [0], ACT, out)
         assert not out.parent.exists() or list(out.parent.iterdir()) == []
 
 
@@ -170,7 +170,7 @@ def test_checkpoint_of_another_architecture_names_the_file(work, tmp_path):
 
 def test_layer_beyond_the_checkpoint_is_refused(work, tmp_path):
     with pytest.raises(ModelError, match="layer 5 does not exist; the model has 2 layers"):
-        run_score_job(work.a, work.scoring_set, "activation", 5, ACT, tmp_path / "layer5.parquet")
+        run_score_job(work.a, work.scoring_set, "activation", [5], ACT, tmp_path / "layer5.parquet")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -507,7 +507,7 @@ def test_scoring_is_deterministic_on_cpu(work, uninterrupted, tmp_path):
         "checkpoint": work.a,
         "scoring_set_path": work.scoring_set,
         "method": "activation",
-        "layer": 1,
+        "layers": [1],
         "settings": ACT,
     }
     pairs.append(

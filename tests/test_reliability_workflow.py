@@ -246,6 +246,6 @@ def test_changed_scoring_setting_reruns_its_score_jobs(tmp_path):
     plan = run_snakemake(tmp_path / "run", changed, ["-n", *target])
     assert plan.returncode == 0, plan.stderr[-4000:]
     text = plan.stdout + plan.stderr
-    assert "score_layer" in text and "gather_scores" in text, text[-3000:]
+    assert "score_layers" in text and "gather_scores" in text, text[-3000:]
     for upstream in ("finetune", "scoring_set", "split"):
         assert not re.search(rf"\brule {upstream}:|^{upstream}\s+\d", text, re.M), text[-3000:]

@@ -288,7 +288,7 @@ def test_run_score_job_writes_table_with_provenance(tmp_path):
     model, ckpt, subset = _score_job_inputs(tmp_path)
     cfg = {"score": _score_cfg(), "model": {"attention": "sdpa"}, "seed": 0}
     out = tmp_path / "ig" / "layer1.parquet"
-    df = run_score_job(ckpt, tmp_path / "scoring_set.tsv", "ig", 1, cfg, out, device="cpu")
+    df = run_score_job(ckpt, tmp_path / "scoring_set.tsv", "ig", [1], cfg, out, device="cpu")
     back, meta = read_score_table(out)
     pd.testing.assert_frame_equal(back, df)
     from kneurons.io import sha256_file
@@ -298,7 +298,7 @@ def test_run_score_job_writes_table_with_provenance(tmp_path):
     assert meta["subset"]["n"] == 5 and meta["subset"]["accessions_sha256"] == subset_hash(
         subset["accession"]
     )
-    assert meta["settings"]["steps"] == 4 and meta["layer"] == 1
+    assert meta["settings"]["steps"] == 4 and meta["layers"] == [1]
     assert set(back["label"].dropna()) == {"x", "y"}
     n_neurons = sum(model.neuron_count(t) for t in MODULE_TYPES)
     assert len(back) == 3 * n_neurons  # unconditional + 2 classes
@@ -311,7 +311,7 @@ def test_run_score_job_writes_table_with_provenance(tmp_path):
     bad = subset.assign(label_index=[1, 1, 0, 1, 0])
     bad.to_csv(tmp_path / "bad.tsv", sep="\t", index=False)
     with pytest.raises(InputError, match="line 2"):
-        run_score_job(ckpt, tmp_path / "bad.tsv", "activation", 0, cfg, tmp_path / "x.parquet")
+        run_score_job(ckpt, tmp_path / "bad.tsv", "activation", [0], cfg, tmp_path / "x.parquet")
     assert not (tmp_path / "x.parquet").exists()
 
 
@@ -391,9 +391,9 @@ def test_score_job_runs_on_its_rule_params_alone(tmp_path, method):
     cfg = validate_config(
         {"score": {"ig": {"steps": 3}, "random": {"seeds": [0, 1]}}, "ablate": {"random_seeds": [0]}}
     )
-    params = job_settings("score_layer", cfg, method=method)
-    whole = run_score_job(ckpt, tmp_path / "scoring_set.tsv", method, 1, cfg, tmp_path / "a.parquet")
-    sliced = run_score_job(ckpt, tmp_path / "scoring_set.tsv", method, 1, params, tmp_path / "b.parquet")
+    params = job_settings("score_layers", cfg, method=method)
+    whole = run_score_job(ckpt, tmp_path / "scoring_set.tsv", method, [1], cfg, tmp_path / "a.parquet")
+    sliced = run_score_job(ckpt, tmp_path / "scoring_set.tsv", method, [1], params, tmp_path / "b.parquet")
     pd.testing.assert_frame_equal(sliced, whole)
     assert (
         read_score_table(tmp_path / "b.parquet")[1]["settings"]

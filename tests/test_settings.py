@@ -21,8 +21,8 @@ from kneurons.settings import RULES, job_settings, rule_params
 
 BASE = validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
 METHODS = ("activation", "ig", "gradxact", "random")
-SCORE = {f"score_layer[{m}]" for m in METHODS}
-MODEL_JOBS = {"score_layer[*]", "ablate", "ablate_seed", "ablate_external", "characterise_classes",
+SCORE = {f"score_layers[{m}]" for m in METHODS}
+MODEL_JOBS = {"score_layers[*]", "ablate", "ablate_seed", "ablate_external", "characterise_classes",
               "characterise_neurons"}  # fmt: skip
 FIGURES = {
     "figure_accuracy", "figure_density", "figure_stability", "figure_smallest_fraction",
@@ -40,8 +40,9 @@ DAG_KEYS = {
     "data.enzclass": "input of `labels`",
     "data.expasy.enzyme_dat": "input of download_expasy",
     "data.brenda.path": "input of download_brenda",
-    "model.name": "the number of score_layer jobs (layers)",
-    "model.custom.num_layers": "the number of score_layer jobs",
+    "model.name": "the number of score_layers jobs (layers; `auto` chunks by the model)",
+    "model.custom.num_layers": "the number of score_layers jobs (layer chunks)",
+    "score.layers_per_job": "the score_layers jobs (their layer chunks) and the gather's inputs",
     "score.methods": "the score, gather and ablate jobs",
     "ablate.scopes": "the ablate jobs and the figure set",
     "ablate.modes": "the accuracy figures",
@@ -55,13 +56,13 @@ DAG_KEYS = {
 }
 
 #: Key (or section prefix; the longest prefix wins) -> the rules whose params it changes.
-#: `score_layer[*]` stands for the score jobs of every method. The figure rules' `run`
+#: `score_layers[*]` stands for the score jobs of every method. The figure rules' `run`
 #: (the captions' run description, settings.run_description) names some keys of every stage.
 DEPENDS: dict[str, set[str]] = {
     "results": set(),
-    "seed": {"download_synthetic", "external_synthetic", "split", "finetune", "scoring_set", "score_layer[*]",
-             "ablate", "ablate_seed", "ablate_external", "ablation_stats", "external_stats",
-             "characterise_classes", "characterise_neurons", *FIGURES},
+    "seed": {"download_synthetic", "external_synthetic", "split", "finetune", "scoring_set",
+             "score_layers[*]", "ablate", "ablate_seed", "ablate_external", "ablation_stats",
+             "external_stats", "characterise_classes", "characterise_neurons", *FIGURES},
     "device": {"finetune", *MODEL_JOBS},
     "data.source": {"proteins", *FIGURES},
     "data.tsv": set(),  # only with source tsv (then also in the captions)
@@ -97,16 +98,18 @@ DEPENDS: dict[str, set[str]] = {
     "train.replicates": {"ablation_stats", "external_stats", "claims", *FIGURES},
     "train.bf16": {"finetune", "characterise_classes", "characterise_neurons"},
     "score.methods": {"ablation_stats", "atlas", *FIGURES},
-    "score.split": {"scoring_set", "score_layer[*]", *FIGURES},
-    "score.max_sequences": {"scoring_set", "score_layer[*]", *FIGURES},
-    "score.token_budget": {"score_layer[activation]", "score_layer[ig]", "score_layer[gradxact]"},
-    "score.bf16": {"score_layer[*]"},
-    "score.activation": {"score_layer[activation]"},
-    "score.ig": {"score_layer[ig]", "score_layer[gradxact]"},
-    "score.ig.steps": {"score_layer[ig]", *FIGURES},
-    "score.ig.method": {"score_layer[ig]"},
-    "score.ig.target": {"score_layer[ig]", "score_layer[gradxact]", *FIGURES},
-    "score.random": {"score_layer[random]"},
+    "score.split": {"scoring_set", "score_layers[*]", *FIGURES},
+    "score.max_sequences": {"scoring_set", "score_layers[*]", *FIGURES},
+    "score.token_budget": {"score_layers[activation]", "score_layers[ig]", "score_layers[gradxact]"},
+    "score.bf16": {"score_layers[*]"},
+    # how the layers are split into jobs, not how any layer is scored (DAG_KEYS)
+    "score.layers_per_job": set(),
+    "score.activation": {"score_layers[activation]"},
+    "score.ig": {"score_layers[ig]", "score_layers[gradxact]"},
+    "score.ig.steps": {"score_layers[ig]", *FIGURES},
+    "score.ig.method": {"score_layers[ig]"},
+    "score.ig.target": {"score_layers[ig]", "score_layers[gradxact]", *FIGURES},
+    "score.random": {"score_layers[random]"},
     "ablate": {"ablate", "ablate_seed", "ablate_external"},
     "ablate.scopes": set(),
     "ablate.fill": {"ablate", "ablate_seed", "ablate_external", "characterise_classes", *FIGURES},
@@ -161,6 +164,7 @@ CHANGES: dict[str, dict[str, object]] = {
     "model.custom.attention_heads": {"model.custom.attention_heads": 8},
     "score.ig.class_conditional": {"score.ig.class_conditional": False, "characterise.enabled": False},
     "score.random.seeds": {"score.random.seeds": [0, 1, 2, 3, 4, 5]},
+    "score.layers_per_job": {"score.layers_per_job": 2},  # from `auto`
     "characterise.site_columns": {"characterise.site_columns": ["active_site"]},
 }  # fmt: skip
 
@@ -215,11 +219,11 @@ def changed_value(key: str, sub: dict, value):
 
 
 def all_job_settings(cfg: dict) -> dict[str, dict]:
-    """Job name (score_layer[method] per method) -> its settings."""
+    """Job name (score_layers[method] per method) -> its settings."""
     out = {}
     for rule in RULES:
-        if rule == "score_layer":
-            out.update({f"score_layer[{m}]": job_settings(rule, cfg, method=m) for m in METHODS})
+        if rule == "score_layers":
+            out.update({f"score_layers[{m}]": job_settings(rule, cfg, method=m) for m in METHODS})
         elif rule == "ablate_seed":  # the job of the first seed (the one every change keeps)
             out[rule] = job_settings(rule, cfg, seeds=str(BASE["ablate"]["random_seeds"][0]))
         else:
@@ -231,7 +235,7 @@ def expected_rules(key: str) -> set[str]:
     prefixes = [p for p in DEPENDS if key == p or key.startswith(p + ".")]
     assert prefixes, f"{key}: a schema key without an entry in DEPENDS (which rules does it change?)"
     rules = DEPENDS[max(prefixes, key=len)]
-    return {r for x in rules for r in (SCORE if x == "score_layer[*]" else {x})}
+    return {r for x in rules for r in (SCORE if x == "score_layers[*]" else {x})}
 
 
 BASE_SETTINGS = all_job_settings(BASE)

@@ -18,6 +18,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -34,13 +35,17 @@ def _profile() -> dict:
     return yaml.safe_load(PROFILE.read_text())
 
 
-def _evaluate(exprs: dict, attempt: int) -> dict:
-    """Evaluate profile resource expressions with Snakemake's own parser, as a job would."""
+def _evaluate(exprs: dict, attempt: int, layers: tuple[int, int] = (0, 0)) -> dict:
+    """Evaluate profile resource expressions with Snakemake's own parser, as a job would; the
+    wildcards are a scoring job's (``layers``: its first and last layer)."""
     from snakemake.resources import Resources
 
     parsed = Resources.parse([f"{k}={v}" for k, v in exprs.items()], allow_expressions=True)
+    wildcards = SimpleNamespace(first=str(layers[0]), last=str(layers[1]))
     return {
-        k: r.evaluate(wildcards={}, input=[], attempt=attempt, threads=1, rulename="x", async_run=None).value
+        k: r.evaluate(
+            wildcards=wildcards, input=[], attempt=attempt, threads=1, rulename="x", async_run=None
+        ).value
         for k, r in parsed.items()
     }
 
@@ -67,6 +72,9 @@ def test_memory_and_runtime_grow_with_attempt():
         for key in ("mem_mb", "runtime"):
             assert isinstance(first[key], int) and first[key] > 0, (name, key, first[key])
             assert second[key] > first[key], f"{name}: {key} does not grow on retry"
+    # a scoring job of several layers (score.layers_per_job) asks for time for each of them
+    score = prof["set-resources"]["score_layers"]
+    assert _evaluate(score, 1, layers=(0, 3))["runtime"] == 4 * _evaluate(score, 1)["runtime"]
 
 
 def test_gpu_rules_get_gpu_resources():

@@ -10,7 +10,8 @@ The counts (``T_x``: tokens of split x, ``L`` layers, BOS/EOS included, no paddi
 
 - finetune: ``epochs * T_train * L`` forward and as many backward, plus ``epochs * T_val * L``
   and ``T_test * L`` forward (an upper bound: early stopping ends sooner);
-- score, per method, summed over its ``L`` layer jobs on the scoring subset ``T_s``: activation
+- score, per method, summed over its ``L`` layers on the scoring subset ``T_s`` (one job per
+  chunk of ``score.layers_per_job`` layers, each layer scored on its own): activation
   ``T_s * L(L+1)/2``; IG with ``S`` steps ``T_s * (L(L-1)/2 + P * S * L(L+1)/2)`` forward and
   ``T_s * P * S * L(L+1)/2`` backward, ``P = 5`` passes per layer (q_proj and k_proj share one);
   grad x activation the same with ``S = 1``; random none;
@@ -38,6 +39,7 @@ from typing import Any
 
 from kneurons.ablation.selection import NeuronLayout, scope_members, top_k_count
 from kneurons.config import load_config, model_shape
+from kneurons.settings import score_layer_chunks
 from kneurons.vocabulary import MODULE_TYPES
 
 #: Effective FLOP/s of one token-layer pass (fp32 on CPU, bf16 autocast on GPU) by device. CPU:
@@ -149,7 +151,7 @@ def ablation_job_forward(layers: int, starts: Sequence[int], tokens: float) -> f
 
 
 def score_job_cost(method: str, steps: int, layers: int, layer: int, tokens: float) -> tuple[float, float]:
-    """``(forward, backward)`` token-layers of the score job of ``layer``: the prefix to ``layer``
+    """``(forward, backward)`` token-layers of scoring ``layer`` (in any job): the prefix to ``layer``
     without grad, then per pass (``IG_PASSES_PER_LAYER`` x ``steps``) layers ``layer..L-1``."""
     if method == "random":
         return 0.0, 0.0
@@ -160,7 +162,7 @@ def score_job_cost(method: str, steps: int, layers: int, layer: int, tokens: flo
 
 
 def scoring_cost(method: str, cfg: dict[str, Any], layers: int, tokens: float) -> tuple[float, float]:
-    """``(forward, backward)`` token-layers of one method's ``layers`` score jobs."""
+    """``(forward, backward)`` token-layers of scoring one method's ``layers`` layers."""
     per = [score_job_cost(method, cfg["score"]["ig"]["steps"], layers, lay, tokens) for lay in range(layers)]
     return sum(p[0] for p in per), sum(p[1] for p in per)
 
@@ -196,10 +198,11 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
                   "train.epochs; data.uniprot.max_entries" + rep_cap)
     ]  # fmt: skip
     t_score = data.tokens(sc["split"], sc["max_sequences"])
+    score_jobs = len(score_layer_chunks(cfg))
     for method in sc["methods"]:
         fwd, bwd = scoring_cost(method, cfg, layers, t_score)
         cap = ("score.ig.steps; score.max_sequences" if method == "ig" else "score.max_sequences") + rep_cap
-        out.append(StageCost(f"score {method}", reps * layers, reps * fwd, reps * bwd, cap))
+        out.append(StageCost(f"score {method}", reps * score_jobs, reps * fwd, reps * bwd, cap))
     jobs = reps * sum(len(ab["random_seeds"]) if m == "random" else 1 for m in sc["methods"])
 
     def ablation(stage: str, scope: str, tokens: float, cap: str) -> StageCost:

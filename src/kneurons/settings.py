@@ -17,6 +17,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from kneurons.config import num_layers
+
 Config = Mapping[str, Any]
 
 #: The subsections of ``score`` that each method reads (gradxact shares IG's target settings).
@@ -95,7 +97,7 @@ def _scoring_set(cfg: Config) -> dict[str, Any]:
     return {"split": score["split"], "max_sequences": score["max_sequences"], "seed": cfg["seed"]}
 
 
-def _score_layer(cfg: Config) -> dict[str, Any]:
+def _score_layers(cfg: Config) -> dict[str, Any]:
     score = cfg["score"]
     return {
         "score": lambda wildcards: score_settings(score, wildcards.method),
@@ -166,6 +168,16 @@ def per_job(setting: int | str, n_items: int, model_name: str) -> int:
     if setting == "auto":
         return max(n_items, 1) if model_name == "custom" else 1
     return int(setting)
+
+
+def score_layer_chunks(cfg: Config) -> list[tuple[int, int]]:
+    """The ``(first, last)`` layers (both included) of each scoring job of a method, in layer order:
+    ``score.layers_per_job`` consecutive layers per job (``per_job``), the last chunk shorter where
+    they do not divide the layer count. A job scores each of its layers on its own, so the
+    chunking changes which jobs exist, never a score: it is no job's setting."""
+    n = num_layers(cfg)
+    size = per_job(cfg["score"]["layers_per_job"], n, cfg["model"]["name"])
+    return [(first, min(first + size, n) - 1) for first in range(0, n, size)]
 
 
 def random_seed_chunks(cfg: Config) -> list[list[int]]:
@@ -299,7 +311,7 @@ RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
     "leakage": _leakage,
     "finetune": _finetune,
     "scoring_set": _scoring_set,
-    "score_layer": _score_layer,
+    "score_layers": _score_layers,
     "gather_scores": _nothing,
     "ablate": _ablate,
     "ablate_seed": _ablate_seed,

@@ -13,13 +13,14 @@ _SRC = str(Path(workflow.basedir) / "src")
 _PYTHONPATH = os.environ.get("PYTHONPATH")
 if _SRC not in (_PYTHONPATH or "").split(os.pathsep):
     os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC, _PYTHONPATH) if p))
-from kneurons.config import validate_config, num_layers  # noqa: E402
+from kneurons.config import validate_config  # noqa: E402
 from kneurons.data.mmseqs import check_mmseqs_for_config  # noqa: E402
 from kneurons.io import check_output_dir  # noqa: E402
 from kneurons.settings import (  # noqa: E402
     random_seed_chunks,
     rule_params,
     run_description,
+    score_layer_chunks,
     seed_chunk_label,
 )
 
@@ -33,8 +34,6 @@ check_output_dir(R, "results")
 # it must be on PATH, checked now rather than after a long download.
 _SDM = getattr(workflow.deployment_settings, "deployment_method", None) or ()
 check_mmseqs_for_config(config, conda=any(m.name == "CONDA" for m in _SDM))
-N_LAYERS = num_layers(config)
-LAYERS = list(range(N_LAYERS))
 #: Fine-tuning replicates (train.replicates). Replicate 0 is the main run and keeps the results
 #: layout (results/model, scores, ablation, characterise); replicate r > 0 has the same layout
 #: under results/replicates/<r>/. The `rep` wildcard is that path prefix ("" for replicate 0).
@@ -72,6 +71,11 @@ TARGETS = [LABEL_REPORT, SPLIT, LEAKAGE]
 def score_table(method, rep="{rep}"):
     """The gathered score table of one method of one replicate (``rep``: its path prefix)."""
     return f"{R}/{rep}scores/{method}.parquet"
+
+
+def score_chunk_runtime(wildcards):
+    """Minutes asked for one scoring job: 240 per layer of its chunk (they run one after another)."""
+    return 240 * (int(wildcards.last) - int(wildcards.first) + 1)
 
 
 def ablation_table(method, scope, rep="{rep}"):

@@ -1,4 +1,4 @@
-"""Gather the per-layer score tables of one method into one table (provenance must agree)."""
+"""Gather the score tables of one method's layer chunks into one table (provenance must agree)."""
 # ruff: noqa: F821  (`snakemake` is injected by Snakemake's script directive)
 
 from kneurons.jobs import start

@@ -1,9 +1,14 @@
-"""The scoring job: one (method, layer) score table from the checkpoint and the scoring set."""
+"""The scoring job: one score table of a method's chunk of layers from the checkpoint and the scoring set.
+
+The model is loaded once and each layer is scored on its own (``scoring.base.score_layer``), so a
+layer's scores are the same whichever chunk it is in (``settings.score_layer_chunks``).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,34 +18,17 @@ import torch
 from kneurons.errors import InputError
 from kneurons.io import sha256_file
 from kneurons.scoring import registry
-from kneurons.scoring.base import score_layer
+from kneurons.scoring.base import check_layer, score_layer
 from kneurons.scoring.subset import subset_hash
 from kneurons.tables import WEIGHTS_KEY, read_scoring_set, write_score_table
 
 log = logging.getLogger(__name__)
 
 
-def run_score_job(
-    checkpoint: str | Path,
-    scoring_set_path: str | Path,
-    method: str,
-    layer: int,
-    settings: dict[str, Any],
-    out_path: str | Path,
-    device: torch.device | str = "cpu",
-) -> pd.DataFrame:
-    """Score the six modules of one layer by one method and write ``out_path`` with its provenance.
-
-    ``settings`` are the rule's params (``kneurons.settings.job_settings('score_layer', config, method=m)``):
-    ``score`` (the method's keys), ``model.attention``, ``seed``; a whole validated config works too.
-    """
-    from kneurons import __version__ as version
-    from kneurons.model.classifier import load_job_classifier
-
-    device = torch.device(device)
-    model, info = load_job_classifier(checkpoint, settings, device)
-    subset = read_scoring_set(scoring_set_path)
-    labels = list(info["labels"])
+def _check_labels(
+    subset: pd.DataFrame, labels: list[str], scoring_set_path: str | Path, checkpoint: str | Path
+) -> None:
+    """The scoring set's ``label_index`` must name its ``label`` in the checkpoint's label map."""
     bad = subset[(subset["label_index"] >= len(labels)) | (subset["label_index"] < 0)]
     if bad.empty:
         mismatch = subset[
@@ -54,21 +42,57 @@ def run_score_job(
             f"{scoring_set_path}: line {int(mismatch.index[0]) + 2}: label {row['label']!r} with label_index "
             f"{row['label_index']} does not match the checkpoint's labels {labels} ({checkpoint})"
         )
+
+
+def run_score_job(
+    checkpoint: str | Path,
+    scoring_set_path: str | Path,
+    method: str,
+    layers: Sequence[int],
+    settings: dict[str, Any],
+    out_path: str | Path,
+    device: torch.device | str = "cpu",
+) -> pd.DataFrame:
+    """Score the six modules of each of ``layers`` by one method; write one table to ``out_path``.
+
+    The table holds the layers' rows in the order given, and its provenance records them as
+    ``layers`` (each layer's time is in the log). ``settings`` are the rule's params
+    (``kneurons.settings.job_settings('score_layers', config, method=m)``): ``score`` (the
+    method's keys), ``model.attention``, ``seed``; a whole validated config works too.
+    """
+    from kneurons import __version__ as version
+    from kneurons.model.classifier import load_job_classifier
+
+    layers = [int(layer) for layer in layers]
+    if not layers:
+        raise ValueError("a scoring job needs at least one layer")
+    device = torch.device(device)
+    model, info = load_job_classifier(checkpoint, settings, device)
+    subset = read_scoring_set(scoring_set_path)
+    _check_labels(subset, list(info["labels"]), scoring_set_path, checkpoint)
+    for layer in layers:  # refuse a bad chunk before scoring any of it
+        check_layer(model, layer)
     score_cfg = settings["score"]
     recorded = registry.get(method).settings(score_cfg)
     log.info(
-        "scoring %s layer %d: %d sequences, device %s, settings %s",
+        "scoring %s layers %s: %d sequences, device %s, settings %s",
         method,
-        layer,
+        layers,
         len(subset),
         device,
         recorded,
     )
     start = time.monotonic()
-    df = score_layer(model, subset, method, layer, score_cfg, device=device)
+    frames = []
+    for layer in layers:
+        began = time.monotonic()
+        frames.append(score_layer(model, subset, method, layer, score_cfg, device=device))
+        # per layer in the log only: the table's provenance keeps one timing field, `seconds`
+        log.info("layer %d: %d rows in %.1f s", layer, len(frames[-1]), time.monotonic() - began)
+    df = pd.concat(frames, ignore_index=True)
     meta = {
         "method": method,
-        "layer": int(layer),
+        "layers": layers,
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": sha256_file(checkpoint),
         # The backbone weights the checkpoint was fine-tuned from (None: a checkpoint of older code).

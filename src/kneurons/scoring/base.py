@@ -1,5 +1,5 @@
 """The shape every scoring method has (captum-style: one class per method, one ``attribute()``), and
-``score_layer``, the one (method, layer) scoring step a job runs.
+``score_layer``, the one (method, layer) scoring step; a job runs it for each layer of its chunk.
 
 A method class is built from the validated ``score`` config section (``from_config``) and holds its
 settings; ``score_layer(model, scoring_set, layer, device)`` gives the score-table rows of one layer.
@@ -121,6 +121,12 @@ class PerSequenceMethod(ScoringMethod):
         return scores_table(per, self.name, layer, labels, class_conditional=self.class_conditional)
 
 
+def check_layer(model: EsmClassifier, layer: int) -> None:
+    """Raise ModelError unless ``layer`` is one of ``model``'s layers."""
+    if not 0 <= layer < model.num_layers:
+        raise ModelError(f"layer {layer} does not exist; the model has {model.num_layers} layers")
+
+
 def score_layer(
     model: EsmClassifier,
     scoring_set: pd.DataFrame,
@@ -129,11 +135,10 @@ def score_layer(
     score_cfg: dict[str, Any],
     device: torch.device | str = "cpu",
 ) -> pd.DataFrame:
-    """The score table of one (method, layer) job: all six modules of ``layer``.
+    """The score table of one (method, layer): all six modules of ``layer``.
 
     ``score_cfg`` is the validated ``score`` section of the config; ``scoring_set`` has columns
     ``sequence, label, label_index``.
     """
-    if not 0 <= layer < model.num_layers:
-        raise ModelError(f"layer {layer} does not exist; the model has {model.num_layers} layers")
+    check_layer(model, layer)
     return registry.build(method, score_cfg).score_layer(model, scoring_set, layer, device)
