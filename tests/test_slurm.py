@@ -35,13 +35,14 @@ def _profile() -> dict:
     return yaml.safe_load(PROFILE.read_text())
 
 
-def _evaluate(exprs: dict, attempt: int, layers: tuple[int, int] = (0, 0)) -> dict:
+def _evaluate(exprs: dict, attempt: int, layers: tuple[int, int] = (0, 0), seeds: str = "0") -> dict:
     """Evaluate profile resource expressions with Snakemake's own parser, as a job would; the
-    wildcards are a scoring job's (``layers``: its first and last layer)."""
+    wildcards are a scoring job's (``layers``: its first and last layer) and a random-baseline
+    job's (``seeds``: its chunk of seeds, ``0_1_2``)."""
     from snakemake.resources import Resources
 
     parsed = Resources.parse([f"{k}={v}" for k, v in exprs.items()], allow_expressions=True)
-    wildcards = SimpleNamespace(first=str(layers[0]), last=str(layers[1]))
+    wildcards = SimpleNamespace(first=str(layers[0]), last=str(layers[1]), seeds=seeds)
     return {
         k: r.evaluate(
             wildcards=wildcards, input=[], attempt=attempt, threads=1, rulename="x", async_run=None
@@ -75,6 +76,9 @@ def test_memory_and_runtime_grow_with_attempt():
     # a scoring job of several layers (score.layers_per_job) asks for time for each of them
     score = prof["set-resources"]["score_layers"]
     assert _evaluate(score, 1, layers=(0, 3))["runtime"] == 4 * _evaluate(score, 1)["runtime"]
+    # and a random-baseline job of several seeds (ablate.seeds_per_job) for each seed
+    seeds = prof["set-resources"]["ablate_seed"]
+    assert _evaluate(seeds, 1, seeds="0_1_2")["runtime"] == 3 * _evaluate(seeds, 1)["runtime"]
 
 
 def test_gpu_rules_get_gpu_resources():

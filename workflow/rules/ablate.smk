@@ -74,7 +74,7 @@ rule ablate_seed:
     threads: 1 if config["model"]["name"] == "custom" else 4
     resources:
         mem_mb=8000,
-        runtime=240,
+        runtime=seed_chunk_runtime,
         gpu=0 if config["device"] == "cpu" else 1,
     params:
         **rule_params("ablate_seed", config),

@@ -78,6 +78,11 @@ def score_chunk_runtime(wildcards):
     return 240 * (int(wildcards.last) - int(wildcards.first) + 1)
 
 
+def seed_chunk_runtime(wildcards):
+    """Minutes asked for one random-baseline job: 240 per seed of its chunk."""
+    return 240 * len(wildcards.seeds.split("_"))
+
+
 def ablation_table(method, scope, rep="{rep}"):
     """Metrics of every mask of one job: one row per (method, scope, scope_name, mode, f, seed)."""
     return f"{R}/{rep}ablation/{method}/{scope}.tsv"
