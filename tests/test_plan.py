@@ -130,9 +130,16 @@ def test_plan_reads_the_split_of_a_run_and_warns_over_budget(tmp_path, capsys):
     starts = distinct_mask_starts(
         layers, dim, "layer_module", cfg["ablate"]["fractions"], cfg["ablate"]["modes"]
     )
-    jobs = len(cfg["score"]["methods"]) - 1 + 3  # the random baseline: one job per seed
-    assert by_stage["ablate layer_module"].jobs == jobs
-    assert by_stage["ablate layer_module"].forward == jobs * ablation_job_forward(layers, starts, 6 * 12)
+    evaluations = len(cfg["score"]["methods"]) - 1 + 3  # the random baseline: once per seed
+    # jobs: the random baseline's three seeds in one job (seeds_per_job auto, a custom model)
+    assert by_stage["ablate layer_module"].jobs == len(cfg["score"]["methods"])
+    assert by_stage["ablate layer_module"].forward == evaluations * ablation_job_forward(
+        layers, starts, 6 * 12
+    )
+    per_seed = validate_config({**cfg, "ablate": {**cfg["ablate"], "seeds_per_job": 1}})
+    by_stage_per_seed = {c.stage: c for c in plan_costs(per_seed)[0]}
+    assert by_stage_per_seed["ablate layer_module"].jobs == evaluations
+    assert by_stage_per_seed["ablate layer_module"].forward == by_stage["ablate layer_module"].forward
     assert by_stage["finetune"].backward == layers * cfg["train"]["epochs"] * 30 * 12
     text = format_plan(cfg, "h100", budget_hours=1e-12)
     assert "warning: ablate layer_module" in text and "ablate.scopes" in text

@@ -20,7 +20,9 @@ The counts (``T_x``: tokens of split x, ``L`` layers, BOS/EOS included, no paddi
   per (scope name, mode, number of neurons ``k``); preserve all = suppress none = the intact model,
   preserve none = suppress all. A ``layer_module`` mask starts at its layer; ``global`` and
   ``module_type`` masks are counted from layer 0 (an upper bound, exact when layer 0 holds both the
-  top and the bottom of the ranking). The random baseline has one job per seed;
+  top and the bottom of the ranking). The random baseline evaluates every mask once per seed, in
+  one job per chunk of ``ablate.seeds_per_job`` seeds; an external set's job per method carries
+  every seed;
 - characterise: class suppression ``T_h * L * (1 + C * (1 + random_sets))`` (every set starts at
   layer 0), the neurons' activations ``T_h * L``, ``T_h`` the held-out proteins (``max_proteins``).
 
@@ -39,14 +41,15 @@ from typing import Any
 
 from kneurons.ablation.selection import NeuronLayout, scope_members, top_k_count
 from kneurons.config import load_config, model_shape
-from kneurons.settings import score_layer_chunks
+from kneurons.settings import random_seed_chunks, score_layer_chunks
 from kneurons.vocabulary import MODULE_TYPES
 
 #: Effective FLOP/s of one token-layer pass (fp32 on CPU, bf16 autocast on GPU) by device. CPU:
-#: measured here (benchmarks/bench_plan.py; one thread of the 2-core development machine). GPUs:
+#: measured here on an idle machine (benchmarks/bench_plan.py; one thread of the 2-core development
+#: machine: 3.5e10-4.3e10 at the demo's 4 x 64 shape, 7.6e10-9.8e10 at 6 x 320). GPUs:
 #: 35% of the dense bf16 peak, the utilisation an eager PyTorch transformer of this size reaches.
 THROUGHPUT: dict[str, tuple[float, str]] = {
-    "cpu": (6.0e9, "this CPU, one thread (measured)"),
+    "cpu": (5.0e10, "this CPU, one thread (measured)"),
     "a100": (0.35 * 312e12, "NVIDIA A100, 35% of the bf16 peak"),
     "h100": (0.35 * 989e12, "NVIDIA H100 SXM, 35% of the bf16 peak"),
 }
@@ -203,23 +206,30 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
         fwd, bwd = scoring_cost(method, cfg, layers, t_score)
         cap = ("score.ig.steps; score.max_sequences" if method == "ig" else "score.max_sequences") + rep_cap
         out.append(StageCost(f"score {method}", reps * score_jobs, reps * fwd, reps * bwd, cap))
-    jobs = reps * sum(len(ab["random_seeds"]) if m == "random" else 1 for m in sc["methods"])
+    # The passes count one evaluation of the grid per method and per random seed; the jobs column
+    # counts Snakemake jobs (the random baseline's seeds chunked, an external set's all in one).
+    evaluations = reps * sum(len(ab["random_seeds"]) if m == "random" else 1 for m in sc["methods"])
+    random_jobs = len(random_seed_chunks(cfg)) if "random" in sc["methods"] else 0
+    test_jobs = reps * (len([m for m in sc["methods"] if m != "random"]) + random_jobs)
 
-    def ablation(stage: str, scope: str, tokens: float, cap: str) -> StageCost:
+    def ablation(stage: str, scope: str, tokens: float, cap: str, jobs: int) -> StageCost:
         fwd = ablation_job_forward(
             layers, distinct_mask_starts(layers, dim, scope, ab["fractions"], ab["modes"]), tokens
         )
-        return StageCost(stage, jobs, jobs * fwd, 0.0, cap + rep_cap)
+        return StageCost(stage, jobs, evaluations * fwd, 0.0, cap + rep_cap)
 
     t_eval = data.tokens("test", ab["max_sequences"])
     for scope in ab["scopes"]:
         cap = "ablate.max_sequences; ablate.fractions" + (
             "; ablate.scopes" if scope == "layer_module" else ""
         )
-        out.append(ablation(f"ablate {scope}", scope, t_eval, cap))
+        out.append(ablation(f"ablate {scope}", scope, t_eval, cap, test_jobs))
     for name in cfg["evaluate"]["external"]:
         tokens = external_tokens(cfg, name, data.mean_tokens)
-        out.append(ablation(f"external {name}", "global", tokens, "evaluate.external; ablate.fractions"))
+        out.append(
+            ablation(f"external {name}", "global", tokens, "evaluate.external; ablate.fractions",
+                     reps * len(sc["methods"]))
+        )  # fmt: skip
     ch = cfg["characterise"]
     if ch["enabled"]:
         t_held = data.tokens(ch["split"], ch["max_proteins"])
