@@ -167,3 +167,21 @@ def test_replicates_multiply_the_per_replicate_stages_and_external_sets_add_thei
     # linear in tokens), per replicate.
     test_tokens = plan_costs(validate_config(base))[1].tokens("test")
     assert two["external ext"].forward == pytest.approx(two["ablate global"].forward * 5 * 20 / test_tokens)
+
+
+def test_every_job_pays_its_start_up(tmp_path):
+    """A stage without passes (random scores) still costs its jobs' start-up; one with passes adds it."""
+    from kneurons.plan import JOB_STARTUP_S, THROUGHPUT, model_shape
+
+    cfg = validate_config({"results": str(tmp_path)})
+    costs, data = plan_costs(cfg)
+    _, dim, _ = model_shape(cfg)
+    by_stage = {c.stage: c for c in costs}
+    random = by_stage["score random"]
+    assert random.forward == random.backward == 0 and random.jobs == 1  # all layers in one job
+    assert random.hours(THROUGHPUT["cpu"][0], dim, data.mean_tokens) == JOB_STARTUP_S / 3600
+    ig = by_stage["score ig"]
+    passes = ig.flops(dim, data.mean_tokens) / THROUGHPUT["cpu"][0] / 3600
+    assert ig.hours(THROUGHPUT["cpu"][0], dim, data.mean_tokens) == pytest.approx(
+        passes + ig.jobs * JOB_STARTUP_S / 3600
+    )

@@ -27,7 +27,7 @@ The counts (``T_x``: tokens of split x, ``L`` layers, BOS/EOS included, no paddi
   layer 0), the neurons' activations ``T_h * L``, ``T_h`` the held-out proteins (``max_proteins``).
 
 Time: ``flops = token_layers * (24 d^2 + 4 d t)`` forward (``t`` the mean tokens per sequence),
-backward twice that, divided by the device's effective FLOP/s.
+backward twice that, divided by the device's effective FLOP/s, plus ``JOB_STARTUP_S`` per job.
 """
 
 from __future__ import annotations
@@ -63,6 +63,10 @@ CLASSES_PER_LEVEL = {1: 7, 2: 70, 3: 250, 4: 5000}
 #: Passes per layer of an IG job: six modules, q_proj and k_proj sharing theirs.
 IG_PASSES_PER_LAYER = 5
 BACKWARD_FACTOR = 2.0
+#: Seconds every job spends before and after its passes: interpreter, torch import, checkpoint
+#: load, tables (measured: a one-layer activation or random scoring job took 2.2-2.5 s in all,
+#: an ablation job 2.7 s more than its engine; docs/performance.md). Dominates a small model's run.
+JOB_STARTUP_S = 2.5
 
 
 @dataclass
@@ -92,8 +96,13 @@ class StageCost:
     cap: str
 
     def flops(self, dim: int, mean_tokens: float) -> float:
+        """Floating-point operations of the stage's passes (``24 d^2 + 4 d t`` per forward token-layer)."""
         per = 24.0 * dim * dim + 4.0 * dim * mean_tokens
         return per * (self.forward + BACKWARD_FACTOR * self.backward)
+
+    def hours(self, flop_rate: float, dim: int, mean_tokens: float) -> float:
+        """Hours at ``flop_rate`` FLOP/s, with every job's start-up (``JOB_STARTUP_S``)."""
+        return (self.flops(dim, mean_tokens) / flop_rate + self.jobs * JOB_STARTUP_S) / 3600
 
 
 def neuron_layout(layers: int, dim: int) -> NeuronLayout:
@@ -254,8 +263,7 @@ def format_plan(cfg: dict[str, Any], gpu: str = "a100", budget_hours: float = 24
     ]
     warnings = []
     for c in costs:
-        flops = c.flops(dim, data.mean_tokens)
-        cpu_h, gpu_h = flops / cpu_rate / 3600, flops / gpu_rate / 3600
+        cpu_h, gpu_h = c.hours(cpu_rate, dim, data.mean_tokens), c.hours(gpu_rate, dim, data.mean_tokens)
         lines.append(
             f"{c.stage:<22}{c.jobs:>6}{c.forward:>12.3g}{c.backward:>12.3g}{cpu_h:>10.3g}{gpu_h:>10.3g}"
         )
@@ -263,8 +271,9 @@ def format_plan(cfg: dict[str, Any], gpu: str = "a100", budget_hours: float = 24
             warnings.append(
                 f"warning: {c.stage} needs ~{gpu_h:.3g} h on {gpu} (budget {budget_hours:g} h); cap {c.cap}"
             )
-    total = sum(c.flops(dim, data.mean_tokens) for c in costs)
-    lines.append(f"{'total':<22}{'':>30}{total / cpu_rate / 3600:>10.3g}{total / gpu_rate / 3600:>10.3g}")
+    cpu_total = sum(c.hours(cpu_rate, dim, data.mean_tokens) for c in costs)
+    gpu_total = sum(c.hours(gpu_rate, dim, data.mean_tokens) for c in costs)
+    lines.append(f"{'total':<22}{'':>30}{cpu_total:>10.3g}{gpu_total:>10.3g}")
     lines.append("forward/backward: token-layers (one token through one layer); " + THROUGHPUT[gpu][1])
     return "\n".join(lines + warnings)
 
