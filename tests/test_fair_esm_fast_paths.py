@@ -1,4 +1,4 @@
-"""The fair-esm backend's gelu: bit-identical to fair-esm's, faster, and safe under autograd."""
+"""The fair-esm backend's fast paths (gelu, tokenisation): bit-identical to fair-esm's own."""
 
 from __future__ import annotations
 
@@ -48,3 +48,20 @@ def test_transformer_layers_use_it_and_match_the_formula() -> None:
         h = x + layer.self_attn(*(layer.self_attn_layer_norm(x),) * 3)[0]
         expected = h + layer.fc2(reference_gelu(layer.fc1(layer.final_layer_norm(h))))
     assert torch.equal(out, expected)
+
+
+def test_tokenize_gives_fair_esm_batch_converter_ids() -> None:
+    """The fast per-character path and fair-esm's own encoder give the same tensor, specials,
+    whitespace and unknown characters included (those take fair-esm's path)."""
+    import random
+
+    alphabet = fair_esm.get_alphabet()
+    assert all(t.startswith("<") for t in alphabet.all_toks if len(t) > 1)  # what the fast path relies on
+    singles = [t for t in alphabet.all_toks if len(t) == 1]
+    rng = random.Random(0)
+    seqs = ["".join(rng.choice(singles) for _ in range(rng.randint(0, 40))) for _ in range(200)]
+    seqs += ["MKT<mask>AYIA", "<cls>ACD", "AC DE", "  ", "", "ACD<unk>"]
+    reference = alphabet.get_batch_converter()([(str(i), s) for i, s in enumerate(seqs)])[2]
+    assert torch.equal(fair_esm.tokenize(seqs), reference)
+    with pytest.raises(KeyError):  # an unknown character fails as fair-esm's encoder fails
+        fair_esm.tokenize(["ACDj"])
