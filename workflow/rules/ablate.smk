@@ -69,11 +69,11 @@ rule ablate_seed:
         method="random",
         scope="|".join(ABLATE_SCOPES),
         seeds=r"\d+(_\d+)*",
-    conda:
-        "../../envs/torch.yaml"
     # The longest jobs (a chunk of seeds is that many ablation jobs' work) start first, so that
     # the short ones fill the cores at the end instead of one long job running alone.
     priority: 1
+    conda:
+        "../../envs/torch.yaml"
     threads: 1 if config["model"]["name"] == "custom" else 4
     resources:
         mem_mb=8000,
