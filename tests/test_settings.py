@@ -313,7 +313,7 @@ def test_settings_module_is_torch_free():
 
 def test_random_seed_chunks_follow_seeds_per_job():
     from kneurons.errors import ConfigError
-    from kneurons.settings import random_seed_chunks, seed_chunk_label
+    from kneurons.settings import random_seed_chunks, seed_chunk_label, seed_chunk_seeds
 
     cfg = copy.deepcopy(BASE)
     cfg["ablate"]["random_seeds"] = [3, 0, 7, 1, 9]
@@ -322,6 +322,7 @@ def test_random_seed_chunks_follow_seeds_per_job():
     chunks = random_seed_chunks(cfg)
     assert chunks == [[3, 0], [7, 1], [9]]  # config order, the last chunk shorter
     assert [seed_chunk_label(c) for c in chunks] == ["3_0", "7_1", "9"]
+    assert [seed_chunk_seeds(seed_chunk_label(c)) for c in chunks] == chunks
     named = {**cfg, "model": {**cfg["model"], "name": "esm2_t6_8M_UR50D"}}
     named["ablate"] = {**cfg["ablate"], "seeds_per_job": "auto"}
     assert random_seed_chunks(named) == [[3], [0], [7], [1], [9]]  # auto, named model: one per job

@@ -179,7 +179,7 @@ def scoring_cost(method: str, cfg: dict[str, Any], layers: int, tokens: float) -
     return sum(p[0] for p in per), sum(p[1] for p in per)
 
 
-def external_tokens(cfg: dict[str, Any], name: str, mean_tokens: float) -> float:
+def external_tokens(cfg: dict[str, Any], name: str) -> float:
     """Tokens of external set ``name``: its file read (torch-free), or the generated set's size."""
     path = cfg["evaluate"]["external"][name]
     if path == "synthetic":
@@ -234,7 +234,7 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
         )
         out.append(ablation(f"ablate {scope}", scope, t_eval, cap, test_jobs))
     for name in cfg["evaluate"]["external"]:
-        tokens = external_tokens(cfg, name, data.mean_tokens)
+        tokens = external_tokens(cfg, name)
         out.append(
             ablation(f"external {name}", "global", tokens, "evaluate.external; ablate.fractions",
                      reps * len(sc["methods"]))

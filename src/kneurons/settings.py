@@ -192,6 +192,11 @@ def seed_chunk_label(seeds: list[int]) -> str:
     return "_".join(str(s) for s in seeds)
 
 
+def seed_chunk_seeds(label: str) -> list[int]:
+    """The seeds of a ``{seeds}`` wildcard (the inverse of ``seed_chunk_label``)."""
+    return [int(s) for s in label.split("_")]
+
+
 def _ablate_seed(cfg: Config) -> dict[str, Any]:
     # The job's seeds are its wildcard, so a seed added to ablate.random_seeds runs in a new job
     # and leaves the jobs of the kept chunks unchanged.
@@ -199,7 +204,7 @@ def _ablate_seed(cfg: Config) -> dict[str, Any]:
     ab = params["ablate"]
 
     def ablate(wildcards: Any) -> dict[str, Any]:
-        return {**ab, "random_seeds": [int(s) for s in wildcards.seeds.split("_")]}
+        return {**ab, "random_seeds": seed_chunk_seeds(wildcards.seeds)}
 
     return {**params, "ablate": ablate}
 

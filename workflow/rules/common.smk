@@ -22,6 +22,7 @@ from kneurons.settings import (  # noqa: E402
     run_description,
     score_layer_chunks,
     seed_chunk_label,
+    seed_chunk_seeds,
 )
 
 # One validation function (schema + semantic checks) for Snakefile, scripts and tests.
@@ -80,7 +81,7 @@ def score_chunk_runtime(wildcards):
 
 def seed_chunk_runtime(wildcards):
     """Minutes asked for one random-baseline job: 240 per seed of its chunk."""
-    return 240 * len(wildcards.seeds.split("_"))
+    return 240 * len(seed_chunk_seeds(wildcards.seeds))
 
 
 def ablation_table(method, scope, rep="{rep}"):

@@ -66,7 +66,7 @@ def get_alphabet() -> esm.data.Alphabet:
 def _fast_encode(alphabet: esm.data.Alphabet) -> Callable[[str], list[int]]:
     """``alphabet.encode``, without its pass over every special token for plain residue strings.
 
-    fair-esm splits the text on each of its 33 tokens in turn (a quarter of the demo's fine-tuning
+    fair-esm splits the text on each of its 33 tokens in turn (a fifth of the demo's fine-tuning
     time, re-tokenising every epoch). Its multi-character tokens all start with ``<``, so a text
     without ``<`` whose characters are all single-character tokens encodes character by
     character; anything else (specials, whitespace, unknown characters) goes to fair-esm's own.
