@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from kneurons.ablation.engine import MAX_PADDING, _certify, evaluate_masks
+from kneurons.ablation import engine
+from kneurons.ablation.engine import MAX_PADDING, _certify, default_masks_per_pass, evaluate_masks
 from kneurons.ablation.fill import Fill, make_fill, mean_activations
 from kneurons.ablation.masks import active, build_masks, layout_of
 from kneurons.ablation.naive import evaluate_masks_naive
@@ -179,6 +180,26 @@ def test_near_ties_are_recomputed_on_the_naive_loops_batches():
     assert preds[4, 3] == wrong[4, 3]
     preds[4, 3] = naive[4, 3]
     assert (preds == naive).all()
+
+
+@pytest.mark.parametrize(("per_pass", "certified"), [(1, False), (3, True)])
+def test_stacked_masks_are_certified_even_on_the_naive_loops_batches(monkeypatch, per_pass, certified):
+    """Copies stacked in one pass are other matmul shapes: their near-ties are redone like other batches'."""
+    calls = []
+    real = engine._certify
+    monkeypatch.setattr(engine, "_certify", lambda *a: (calls.append(a), real(*a)))
+    model = tiny_model(layers=2)
+    seqs = random_sequences(11, seed=4)
+    masks = random_masks(layout_of(model), 8, seed=6)
+    # max_padding=None: the engine runs the naive loop's own batches
+    fast = evaluate_masks(model, seqs, masks, token_budget=150, masks_per_pass=per_pass, max_padding=None)
+    assert (fast == evaluate_masks_naive(model, seqs, masks, token_budget=150)).all()
+    assert bool(calls) == certified
+
+
+def test_default_masks_per_pass_by_device():
+    assert default_masks_per_pass("cpu") == 1
+    assert default_masks_per_pass(torch.device("cuda")) == 16
 
 
 def test_resume_points_replay_the_layer_bit_for_bit():

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from kneurons.ablation.engine import default_masks_per_pass
 from kneurons.ablation.fill import Fill, make_fill
 from kneurons.ablation.run import AblationResult, load_external_set, load_test_set, run_ablation
 from kneurons.errors import InputError
@@ -87,7 +88,7 @@ def run_ablation_job(
         ab["fill"], model, info, settings["model"], scoring_set_path, ab["token_budget"], device,
         str(checkpoint), reference_loader,
     )  # fmt: skip
-    per_pass = ab.get("masks_per_pass") or (16 if device.type == "cuda" else 1)
+    per_pass = ab.get("masks_per_pass") or default_masks_per_pass(device)
     result = run_ablation(
         model,
         sequences,
