@@ -14,6 +14,7 @@ import gzip
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -377,6 +378,29 @@ def test_failed_rename_keeps_the_previous_output_and_leaves_no_temporary(tmp_pat
     monkeypatch.undo()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(targets)  # no temporary files
     assert {name: (tmp_path / name).read_bytes() for name in targets} == before
+
+
+def test_sigterm_just_after_the_temporary_is_created_leaves_nothing(tmp_path, monkeypatch):
+    """A SIGTERM (as SystemExit, ``exit_on_sigterm``) the instant the temporary exists still removes it."""
+    from kneurons import io as kio
+    from kneurons.jobs.signals import exit_on_sigterm
+
+    real = kio._created
+
+    def created_then_signalled(path):
+        made = real(path)
+        signal.raise_signal(signal.SIGTERM)  # the handler raises here, before the caller's next step
+        return made
+
+    monkeypatch.setattr(kio, "_created", created_then_signalled)
+    previous = signal.getsignal(signal.SIGTERM)
+    exit_on_sigterm()
+    try:
+        with pytest.raises(SystemExit):
+            write_json_atomic(tmp_path / "t.json", {"n": 1})
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert list(tmp_path.iterdir()) == []
 
 
 FSIZE_CHILD = textwrap.dedent(

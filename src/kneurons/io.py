@@ -7,12 +7,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-# tempfile.mkstemp names: the prefix, 8 characters from this alphabet, the suffix.
+# Temporary names: the prefix, 8 characters from this alphabet (as tempfile's), the suffix.
+_TEMP_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789_"
 _TEMP_NAME = "[a-z0-9_]{8}"
 _UMASK_RE = re.compile(r"^Umask:\s*([0-7]+)$", re.MULTILINE)
 
@@ -66,15 +67,18 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     Temporary files of ``path`` left by a killed earlier writer (SIGKILL runs no cleanup)
     are removed first; only one job writes a given output at a time.
     The file gets the mode a plain ``open`` would give it (``0o666`` less the umask), not the
-    private 0o600 of ``mkstemp``, so that a group sharing the results directory can read them.
+    private 0o600 it is created with, so that a group sharing the results directory can read them.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target, suffix)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    # The name is known before the file exists, and the file is made inside the ``try``: a SIGTERM
+    # turned into SystemExit (``exit_on_sigterm``) just after creation still removes it, which
+    # ``tempfile.mkstemp`` (it returns the name only once the file exists) could not guarantee.
+    tmp_path = _temporary_name(target, suffix)
     try:
+        while not _created(tmp_path):
+            tmp_path = _temporary_name(target, suffix)
         yield tmp_path
         # The writer may have replaced the file: set the mode on whatever is there now.
         os.chmod(tmp_path, new_file_mode())
@@ -83,6 +87,21 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def _temporary_name(target: Path, suffix: str) -> Path:
+    """A temporary name beside ``target`` that ``remove_stale_temporaries`` recognises."""
+    random = "".join(secrets.choice(_TEMP_ALPHABET) for _ in range(8))
+    return target.parent / f".{target.name}.{random}{suffix}.tmp"
+
+
+def _created(path: Path) -> bool:
+    """Create ``path`` empty with mode 0o600 (as ``mkstemp``); False if it already exists."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return False
+    return True
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
