@@ -290,6 +290,32 @@ def test_no_unsafe_deserialisation_in_the_code():
 
 
 # -- out of memory: halve the batch, retry, say so -------------------------------------------------------
+def test_sigterm_inside_torch_save_exits_as_terminated(tmp_path, monkeypatch):
+    """SystemExit (a SIGTERM, ``exit_on_sigterm``) raised while torch.save writes stays SystemExit.
+
+    torch's zip writer then fails its own clean-up with a RuntimeError ("unexpected pos") that
+    would hide it; ``save_tensors`` raises the SystemExit again and leaves no temporary.
+    """
+    import io as stdio
+
+    from kneurons.model import train_state
+
+    class StoppedMidWrite(stdio.FileIO):
+        writes = 0
+
+        def write(self, b):
+            StoppedMidWrite.writes += 1
+            if StoppedMidWrite.writes == 3:
+                raise SystemExit(143)
+            return super().write(b)
+
+    monkeypatch.setattr(train_state, "open", lambda path, mode: StoppedMidWrite(path, mode), raising=False)
+    with pytest.raises(SystemExit) as stopped:
+        train_state.save_tensors(tmp_path / "best_state.pt", {"w": torch.randn(64, 64), "b": torch.zeros(4)})
+    assert stopped.value.code == 143
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_run_adaptive_halves_retries_and_remembers(caplog):
     calls: list[list[int]] = []
 

@@ -244,7 +244,7 @@ def save_classifier(
     Only tensors and plain Python containers are stored, so ``load_classifier`` can use
     ``torch.load(weights_only=True)``.
     """
-    from kneurons.io import atomic_path
+    from kneurons.model.train_state import save_tensors
 
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -254,10 +254,7 @@ def save_classifier(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": meta or {},
     }
-    # Through a file object: torch.save(path) names the archive after the (random) temporary
-    # file, so identical checkpoints would differ in bytes and in sha256.
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        torch.save(payload, fh)
+    save_tensors(path, payload)
 
 
 def load_classifier(

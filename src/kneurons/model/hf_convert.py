@@ -27,6 +27,7 @@ from kneurons.model import hf_snapshot
 from kneurons.model.hf_esm import esm2_config
 from kneurons.model.hf_load import backbone_state_dict
 from kneurons.model.snapshot_weights import snapshot_state_dict
+from kneurons.model.train_state import save_tensors
 
 log = logging.getLogger(__name__)
 
@@ -192,8 +193,7 @@ def write_fair_esm(dest: str | Path, state_dict: dict[str, torch.Tensor], config
     payload = {"model": {f"encoder.{k}": v for k, v in model.state_dict().items()}, "cfg": {"model": cfg}}
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(dest) as tmp, open(tmp, "wb") as fh:
-        torch.save(payload, fh)
+    save_tensors(dest, payload)
     return dest
 
 
