@@ -7,11 +7,15 @@
 # Most important first (the ablation engine on CUDA, then attention, IG scoring, fine-tuning);
 # each step has its own time limit, so one that hangs or runs out of memory costs only its
 # own slot, and the next one still runs. Each step's output goes to OUTDIR/<step>.log; a
-# summary of exit codes and seconds goes to OUTDIR/summary.tsv. Needs the project installed
-# (.venv, or PYTHON=...) with a CUDA build of torch.
+# summary of exit codes and seconds goes to OUTDIR/summary.tsv. Python: $PYTHON, else .venv's,
+# else python3, with a CUDA build of torch and the project's dependencies (pyproject.toml). A
+# machine image with CUDA torch, pandas, pyarrow, scipy and pyyaml typically still lacks
+# fair-esm, captum and jsonschema (with jsonschema-specifications, referencing, rpds-py):
+# install those first (offline: from wheels brought along).
 set -u
 out="${1:-${OUT:-gpu-checks}}"
 py="${PYTHON:-.venv/bin/python}"
+[ -x "$py" ] || py=python3
 mkdir -p "$out"
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}src"
 printf 'step\texit\tseconds\n' >"$out/summary.tsv"
