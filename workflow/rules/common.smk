@@ -14,6 +14,7 @@ _PYTHONPATH = os.environ.get("PYTHONPATH")
 if _SRC not in (_PYTHONPATH or "").split(os.pathsep):
     os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC, _PYTHONPATH) if p))
 from kneurons.config import validate_config  # noqa: E402
+from kneurons.config_cli import typed_config_values  # noqa: E402
 from kneurons.data.mmseqs import check_mmseqs_for_config  # noqa: E402
 from kneurons.io import check_output_dir  # noqa: E402
 from kneurons.settings import (  # noqa: E402
@@ -25,8 +26,9 @@ from kneurons.settings import (  # noqa: E402
     seed_chunk_seeds,
 )
 
-# One validation function (schema + semantic checks) for Snakefile, scripts and tests.
-config.update(validate_config(config))
+# One validation function (schema + semantic checks) for Snakefile, scripts and tests; nested
+# `--config` values arrive as strings ('36'), read as YAML where the schema needs another type.
+config.update(validate_config(typed_config_values(config)))
 
 R = config["results"]
 # A results path under a regular file, or not writable: one clear error before any job starts.
