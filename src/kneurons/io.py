@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-# Temporary names: the prefix, 8 characters from this alphabet (as tempfile's), the suffix.
+# Temporary names: the prefix, _TEMP_LENGTH characters from this alphabet (as tempfile's), the suffix.
 _TEMP_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789_"
-_TEMP_NAME = "[a-z0-9_]{8}"
+_TEMP_LENGTH = 8
+_TEMP_NAME = f"[{_TEMP_ALPHABET}]{{{_TEMP_LENGTH}}}"
 _UMASK_RE = re.compile(r"^Umask:\s*([0-7]+)$", re.MULTILINE)
 
 
@@ -91,7 +92,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
 
 def _temporary_name(target: Path, suffix: str) -> Path:
     """A temporary name beside ``target`` that ``remove_stale_temporaries`` recognises."""
-    random = "".join(secrets.choice(_TEMP_ALPHABET) for _ in range(8))
+    random = "".join(secrets.choice(_TEMP_ALPHABET) for _ in range(_TEMP_LENGTH))
     return target.parent / f".{target.name}.{random}{suffix}.tmp"
 
 

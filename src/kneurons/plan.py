@@ -262,8 +262,10 @@ def format_plan(cfg: dict[str, Any], gpu: str = "a100", budget_hours: float = 24
         f"{'stage':<22}{'jobs':>6}{'forward':>12}{'backward':>12}{'cpu h':>10}{gpu + ' h':>10}",
     ]
     warnings = []
+    cpu_total = gpu_total = 0.0
     for c in costs:
         cpu_h, gpu_h = c.hours(cpu_rate, dim, data.mean_tokens), c.hours(gpu_rate, dim, data.mean_tokens)
+        cpu_total, gpu_total = cpu_total + cpu_h, gpu_total + gpu_h
         lines.append(
             f"{c.stage:<22}{c.jobs:>6}{c.forward:>12.3g}{c.backward:>12.3g}{cpu_h:>10.3g}{gpu_h:>10.3g}"
         )
@@ -271,8 +273,6 @@ def format_plan(cfg: dict[str, Any], gpu: str = "a100", budget_hours: float = 24
             warnings.append(
                 f"warning: {c.stage} needs ~{gpu_h:.3g} h on {gpu} (budget {budget_hours:g} h); cap {c.cap}"
             )
-    cpu_total = sum(c.hours(cpu_rate, dim, data.mean_tokens) for c in costs)
-    gpu_total = sum(c.hours(gpu_rate, dim, data.mean_tokens) for c in costs)
     lines.append(f"{'total':<22}{'':>30}{cpu_total:>10.3g}{gpu_total:>10.3g}")
     lines.append("forward/backward: token-layers (one token through one layer); " + THROUGHPUT[gpu][1])
     return "\n".join(lines + warnings)
