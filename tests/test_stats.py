@@ -327,3 +327,36 @@ def test_pooled_density_of_one_replicate_is_its_own_and_sums_counts_for_more():
     assert k["enrichment"] > k["null_hi"] and k["p_enriched"] < 1e-6
     # The null of the summed count: a random group's band is centred on enrichment 1.
     assert k["null_lo"] < 1 < k["null_hi"]
+
+
+def test_pooling_a_replicate_with_itself_is_one_selection_with_twice_the_counts():
+    """pool_density([d, d]) is d's enrichment with every count and the top-set size doubled, so the
+    claim's share interval takes 2 count of 2 n_top (it used one replicate's n_top: +1 in log2)."""
+    from kneurons.stats.claims import evaluate_claims
+    from kneurons.stats.density import pool_density
+
+    layout = NeuronLayout.from_sizes(2, dict.fromkeys(MODULE_TYPES, 32))
+    df = pd.DataFrame(
+        [(layer, m, i) for layer, m in layout.blocks for i in range(32)],
+        columns=["layer", "module", "neuron"],
+    )
+    df["score"] = np.random.default_rng(3).random(len(df)) + (df["module"] == "k_proj") * 0.3
+    one = density(df, "ig", 0.1)
+    two = pool_density([one, one])
+    assert (two["count"] == 2 * one["count"]).all() and (two["n_top"] == 2 * one["n_top"]).all()
+    assert (two[["n_neurons", "n_total"]].to_numpy() == one[["n_neurons", "n_total"]].to_numpy()).all()
+    np.testing.assert_allclose(two["enrichment"], one["enrichment"])
+    np.testing.assert_allclose(
+        two["enrichment"], (two["count"] / two["n_top"]) / (two["n_neurons"] / two["n_total"])
+    )
+    settings = {
+        "confidence": 0.95,
+        "top_fraction": 0.1,
+        "claims": {"auc_margin": 0.01, "log2_enrichment_margin": 0.1, "specificity_margin": 0.02},
+    }
+    no_gap = pd.DataFrame(columns=["method", "scope", "mode", "auc_gap", "ci_lo", "ci_hi"])
+    c1 = evaluate_claims(no_gap, one, None, settings).iloc[0]
+    c2 = evaluate_claims(no_gap, two, None, settings).iloc[0]
+    assert c2["estimate"] == pytest.approx(c1["estimate"])
+    # Twice the selections: a narrower interval around the same estimate, never NaN.
+    assert c1["ci_lo"] < c2["ci_lo"] < c2["estimate"] < c2["ci_hi"] < c1["ci_hi"]

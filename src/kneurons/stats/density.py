@@ -6,6 +6,11 @@ module type) ``enrichment = (count / N) / (group size / total)``. Under random s
 neurons the count is hypergeometric; ``null_lo``/``null_hi`` are the 2.5% and 97.5% quantiles of
 the enrichment under that null, ``p_enriched``/``p_depleted`` the one-sided tail probabilities
 of the observed count.
+
+Pooled over replicates (``pool_density``) the same columns describe the pooled selections:
+``n_top`` and ``count`` are summed over the replicates' top sets (``n_replicates`` of them, each
+of ``n_top / n_replicates`` neurons) while ``n_neurons`` and ``n_total`` stay one model's sizes,
+so ``enrichment = (count / n_top) / (n_neurons / n_total)`` holds for every row, pooled or not.
 """
 
 from __future__ import annotations
@@ -88,6 +93,7 @@ def density(
                     "method": method, "seed": seed, "level": level, "layer": layer, "module": m,
                     "n_neurons": int(sel.sum()), "n_total": layout.total, "n_top": n_top,
                     "top_fraction": top_fraction, **_enrichment(top, n_top, sel, layout.total),
+                    "n_replicates": 1,
                 }
             )  # fmt: skip
     out = pd.DataFrame(rows)
@@ -99,7 +105,10 @@ def density(
 def pool_density(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """Density over replicates: each group's counts summed over the replicates' top sets.
 
-    ``enrichment`` = summed count / summed expectation. Under random selection the summed count is
+    ``n_top`` becomes the number of selections pooled (the replicates' top-set sizes summed), so
+    the pooled row reads like one selection of that size: ``enrichment`` = summed count / summed
+    expectation = ``(count / n_top) / (n_neurons / n_total)``, and a share's interval takes
+    ``count`` of ``n_top``. Under random selection the summed count is
     a sum of independent hypergeometric counts (one per replicate); ``null_lo``/``null_hi`` and
     the tail probabilities come from that sum's exact distribution (a convolution). One frame is
     returned as it is.
@@ -111,20 +120,25 @@ def pool_density(frames: list[pd.DataFrame]) -> pd.DataFrame:
     for i, f in enumerate(frames[1:], start=1):
         if not f[keys].reset_index(drop=True).equals(first[keys]):
             raise ValueError(f"density of replicate {i} has other groups than replicate 0's")
+    for col in ("n_total", "n_neurons"):
+        if any(not f[col].reset_index(drop=True).equals(first[col]) for f in frames[1:]):
+            raise ValueError(f"density of the replicates differs in {col}: not the same model's neurons")
     count = np.sum([f["count"].to_numpy() for f in frames], axis=0)
+    n_tops = np.stack([f["n_top"].to_numpy() for f in frames], axis=1)
     rows = []
     for i, row in first.iterrows():
-        total, size, n_top = int(row["n_total"]), int(row["n_neurons"]), int(row["n_top"])
+        total, size = int(row["n_total"]), int(row["n_neurons"])
         pmf = np.ones(1)
-        for _ in frames:
+        for n_top in map(int, n_tops[i]):
             pmf = np.convolve(pmf, sps.hypergeom(total, size, n_top).pmf(np.arange(min(size, n_top) + 1)))
         cdf = np.cumsum(pmf)
-        expected = len(frames) * n_top * size / total
+        pooled_top = int(n_tops[i].sum())
+        expected = pooled_top * size / total
         c = int(count[i])
         q_lo, q_hi = int(np.searchsorted(cdf, 0.025)), int(np.searchsorted(cdf, 0.975))
         rows.append(
             {
-                **row.to_dict(), "count": c, "expected": expected,
+                **row.to_dict(), "n_top": pooled_top, "count": c, "expected": expected,
                 "enrichment": c / expected if expected > 0 else float("nan"),
                 "null_lo": q_lo / expected if expected > 0 else float("nan"),
                 "null_hi": q_hi / expected if expected > 0 else float("nan"),
