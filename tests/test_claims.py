@@ -4,6 +4,8 @@ planted-motif model (claims 1 and 2 supported; random numbers named ``ig`` never
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,7 +14,8 @@ from scipy import stats as sps
 
 from kneurons.jobs.claims import run_claims
 from kneurons.stats.claims import CLAIM_COLUMNS, evaluate_claims, rule_text, verdict
-from kneurons.tables import read_claims, write_stats_tables
+from kneurons.stats.metrics import classification_metrics
+from kneurons.tables import read_claims, write_json_result, write_result_table, write_stats_tables
 
 SETTINGS = {
     "confidence": 0.95,
@@ -105,15 +108,243 @@ def test_a_missing_measurement_is_not_a_verdict():
     ]
 
 
+def _model_metrics(path: Path, y: np.ndarray, pred: np.ndarray, labels: list[str]) -> Path:
+    """``model/metrics.json`` as fine-tuning writes it (its test part), for predictions ``pred``."""
+    write_json_result(path, {"test": classification_metrics(y, pred, labels)})
+    return path
+
+
 def test_claims_job_writes_the_table(tmp_path):
     gap = _random_gap([("ig", "preserve", 0.2, 0.1, 0.3), ("ig", "suppress", -0.1, -0.2, 0.05)])
     paths = {"random_gap": tmp_path / "random_gap.tsv", "density": tmp_path / "density.tsv"}
     write_stats_tables({"random_gap": gap, "density": _density("ig", 30)}, paths)
+    y = np.arange(200) % 4
+    metrics = _model_metrics(tmp_path / "metrics.json", y, y, ["1", "2", "3", "4"])
     out = tmp_path / "claims.tsv"
-    run_claims({k: str(v) for k, v in paths.items()}, {"stats": SETTINGS}, out)
+    run_claims({**{k: str(v) for k, v in paths.items()}, "metrics": [str(metrics)]}, {"stats": SETTINGS}, out)
     back = read_claims(out)
     assert list(back["claim"]) == ["2", "3", "4"]
     assert list(back["verdict"]) == ["supported", "supported", "inconclusive"]
+    assert list(back["note"]) == ["", "", ""]
+
+
+# -- the baseline rule: a model that learned nothing -------------------------------------------------
+FRACS = [0.0, 0.05, 0.2, 0.5, 1.0]
+SEEDS = [0, 1, 2]
+
+
+def _write_ablation(
+    root: Path, method: str, y: np.ndarray, full_pred: np.ndarray, pred_of, n_classes: int = 4
+) -> tuple[Path, Path]:
+    """One ablation job's table and predictions (global scope, both modes, ``FRACS``) where
+    ``pred_of(mode, f, seed)`` gives the predictions of each mask, written by the ablation writer."""
+    from kneurons.ablation.run import AblationResult
+    from kneurons.stats.metrics import accuracy, macro_f1
+    from kneurons.tables import save_result
+
+    rows, preds = [], []
+    for seed in SEEDS if method == "random" else [None]:
+        for mode in ("preserve", "suppress"):
+            for f in FRACS:
+                pred = pred_of(mode, f, seed)
+                preds.append(pred)
+                row = {"method": method, "scope": "global", "scope_name": "global", "layer": pd.NA}
+                row |= {"module": None, "mode": mode, "f": f, "seed": seed, "fill": "zero", "n_scope": 144}
+                rows.append(row | {"accuracy": accuracy(y, pred), "macro_f1": macro_f1(y, pred, n_classes)})
+    table = pd.DataFrame(rows)
+    table["seed"] = table["seed"].astype("Int64")
+    table["layer"] = table["layer"].astype("Int64")
+    accessions = np.array([f"P{i}" for i in range(len(y))])
+    result = AblationResult(table, np.stack(preds), full_pred, y, accessions, 0.0)
+    paths = root / f"{method}.tsv", root / f"{method}.pred.npz"
+    save_result(*paths, result)
+    return paths
+
+
+def _one_class_model_files(root: Path, learned: bool) -> dict[str, Path | list[Path]]:
+    """A model that predicts one class (``learned`` False: the intact accuracy is the majority
+    share 0.31), or one that predicts every protein right; either way, preserving the IG neurons
+    keeps its predictions while random selections move them all to a rare class (10% of the
+    proteins), and suppressing the IG neurons moves them there too: AUC gaps far from zero."""
+    root.mkdir(parents=True, exist_ok=True)
+    y = np.repeat([0, 1, 2, 3], [93, 30, 90, 87])  # shares 0.31, 0.10, 0.30, 0.29
+    intact = y.copy() if learned else np.zeros_like(y)
+    rare = np.ones_like(y)
+    ig = _write_ablation(
+        root, "ig", y, intact, lambda mode, f, seed: intact if (mode == "preserve" or f == 0) else rare
+    )
+    rnd = _write_ablation(
+        root, "random", y, intact, lambda mode, f, seed: intact if (mode == "suppress" or f == 1) else rare
+    )
+    metrics = _model_metrics(root / "metrics.json", y, intact, ["1", "2", "3", "4"])
+    return {"tables": [ig[0], rnd[0]], "preds": [ig[1], rnd[1]], "metrics": metrics}
+
+
+@pytest.mark.parametrize("learned", [False, True])
+def test_a_model_at_baseline_makes_every_claim_of_its_set_inconclusive(tmp_path, learned):
+    """The issue's real-data case: the intact model predicts one class (accuracy = majority share),
+    and ablation moves that constant prediction to another class. Claims 2 and 4 would be
+    'supported' on the test split and on an external set; the baseline rule makes them
+    inconclusive, statistics kept, with the reason in ``note``. A model that learned keeps them."""
+    from kneurons.jobs.external import run_external_stats
+    from kneurons.stats.random import random_comparison
+    from kneurons.tables import load_ablation
+
+    files = _one_class_model_files(tmp_path / "run", learned)
+    # the test split: random_gap from the pooled statistics, model/metrics.json from fine-tuning
+    gap, _ = random_comparison([load_ablation(files["tables"], files["preds"])], n_boot=500, seed=0)
+    main = {"random_gap": tmp_path / "random_gap.tsv", "density": tmp_path / "density.tsv"}
+    write_stats_tables({"random_gap": gap, "density": _density("ig", 40)}, main)
+    # an external set: its job writes random_gap.tsv and metrics.json from the same kind of tables
+    ext = {
+        k: tmp_path / "ext" / f"{k}.{e}"
+        for k, e in (("curves", "tsv"), ("random_gap", "tsv"), ("metrics", "json"))
+    }
+    run_external_stats(
+        [files["tables"]], [files["preds"]], {"stats": {"bootstrap": 500, "confidence": 0.95}, "seed": 0}, ext
+    )
+    inputs = {k: str(v) for k, v in main.items()} | {"metrics": [str(files["metrics"])]}
+    inputs |= {"external": [str(ext["random_gap"])], "external_metrics": [str(ext["metrics"])]}
+    claims = run_claims(inputs, {"stats": SETTINGS, "replicates": 1, "external": ["new"]}, tmp_path / "c.tsv")
+    curve = claims[claims["claim"].isin(["2", "4"])]
+    assert len(curve) == 4 and (curve["ci_lo"] * curve["ci_hi"] > 0).all()  # intervals clear of zero
+    assert (curve["estimate"].abs() > 0.1).all(), curve.to_string()
+    assert set(claims["verdict"]) == {"supported" if learned else "inconclusive"}, claims.to_string()
+    # both metrics files report the majority baseline beside the accuracy
+    from kneurons.tables import read_intact_metrics
+
+    ext_metrics = read_intact_metrics(ext["metrics"])
+    assert ext_metrics["majority_baseline"] == pytest.approx(0.31)
+    assert ext_metrics["accuracy"] == pytest.approx(1.0 if learned else 0.31) and ext_metrics["n"] == 300
+    assert read_intact_metrics(files["metrics"], "test") == ext_metrics
+    written = read_claims(tmp_path / "c.tsv")
+    if learned:
+        assert set(claims["note"]) == set(written["note"]) == {""}, claims.to_string()
+        return
+    for note in (*claims["note"], *written["note"]):
+        assert re.fullmatch(
+            r"model at baseline: accuracy 0\.310 \[0\.\d{3}, 0\.\d{3}\], majority 0\.310 \(n = 300\)", note
+        ), note
+    assert set(written["source"]) == {
+        "stats/random_gap.tsv",
+        "external/new/random_gap.tsv",
+        "stats/density.tsv",
+    }
+
+
+def test_the_atlas_shows_the_note(tmp_path):
+    from kneurons.atlas.build import _claims_view
+    from kneurons.stats.claims import IntactModel
+    from kneurons.tables import write_claims
+
+    gap = _random_gap([("ig", "preserve", 0.2, 0.1, 0.3)])
+    intact = IntactModel(accuracy=0.31, n=300, majority=0.31)
+    write_claims(evaluate_claims(gap, None, None, SETTINGS, intact=intact), tmp_path / "c.tsv")
+    view = _claims_view(read_claims(tmp_path / "c.tsv"))
+    assert view["verdict"].tolist() == ["inconclusive"]
+    assert view["note"].iloc[0].startswith("model at baseline: accuracy 0.310 [")
+
+
+# -- an independent recomputation of every claim, for 1, 2 and 3 replicates -----------------------
+def _score_table(method: str, rng: np.random.Generator, k_boost: float) -> pd.DataFrame:
+    """Scores of a 2-layer model with 8-unit modules (fc1: 32), k_proj scores raised by ``k_boost``."""
+    from kneurons.ablation.selection import NeuronLayout
+
+    layout = NeuronLayout.from_sizes(
+        2, {"q_proj": 8, "k_proj": 8, "v_proj": 8, "out_proj": 8, "fc1": 32, "fc2": 8}
+    )
+    rows = [
+        (method, layer, m, i)
+        for (layer, m), n in zip(layout.blocks, layout.sizes, strict=True)
+        for i in range(n)
+    ]
+    df = pd.DataFrame(rows, columns=["method", "layer", "module", "neuron"])
+    df["score"] = rng.random(len(df)) + k_boost * (df["module"] == "k_proj")
+    df["label"] = pd.array([None] * len(df), dtype="string")
+    return df
+
+
+def _replicate_files(root: Path, r: int, y: np.ndarray, rng: np.random.Generator, at_baseline: bool) -> dict:
+    """Replicate ``r``'s ablation tables, score-table density, class specificity and metrics."""
+    from kneurons.stats.density import density
+
+    root.mkdir(parents=True, exist_ok=True)
+    n = len(y)
+
+    def noisy(p_correct: float) -> np.ndarray:
+        right = rng.random(n) < p_correct
+        return np.where(right, y, (y + 1 + rng.integers(0, 3, n)) % 4)
+
+    intact = np.zeros_like(y) if at_baseline else noisy(0.9)
+    p_method = {"activation": 0.75, "ig": 0.8}
+    files = {"tables": [], "preds": []}
+    for method in ("activation", "ig", "random"):
+
+        def pred_of(mode, f, seed, method=method):
+            if (mode == "preserve" and f == 1) or (mode == "suppress" and f == 0):
+                return intact
+            if method == "random":
+                return noisy(0.5)
+            return noisy(p_method[method] if mode == "preserve" else 0.3)
+
+        t, p = _write_ablation(root, method, y, intact, pred_of)
+        files["tables"].append(t)
+        files["preds"].append(p)
+    files["density"] = pd.concat(
+        [density(_score_table(m, rng, boost), m, 0.1) for m, boost in (("activation", 0.3), ("ig", 0.6))],
+        ignore_index=True,
+    )
+    spec = pd.DataFrame({"class": ["1", "2", "3", "4"], "n_neurons": 5})
+    spec["drop_own"], spec["drop_other"] = rng.uniform(0.2, 0.6, 4), rng.uniform(0.0, 0.2, 4)
+    files["class_specificity"] = root / "class_specificity.tsv"
+    write_result_table(spec, files["class_specificity"])
+    files["metrics"] = _model_metrics(root / "metrics.json", y, intact, ["1", "2", "3", "4"])
+    return files
+
+
+@pytest.mark.parametrize(("n_rep", "at_baseline"), [(1, False), (2, False), (3, False), (3, True)])
+def test_claims_equal_an_independent_recomputation(tmp_path, n_rep, at_baseline):
+    """Claims 1-5 from the project's own statistics (gap to random, density per replicate pooled,
+    class specificity per replicate, metrics per replicate) equal a recomputation by other code
+    (tests/claims_check.py): estimates, intervals, p-values, verdicts, notes and sources, at full
+    precision in the job's frame and to three significant digits in the written claims.tsv. The
+    pooled density's count and n_top are the replicates' sums (item 1 of issue #25)."""
+    from claims_check import SetFiles, compare, recompute
+
+    from kneurons.stats.density import pool_density
+    from kneurons.stats.random import random_comparison
+    from kneurons.tables import load_ablation
+
+    rng = np.random.default_rng(100 + n_rep)
+    y = np.repeat([0, 1, 2, 3], [70, 50, 40, 40])
+    reps = [_replicate_files(tmp_path / f"rep{r}", r, y, rng, at_baseline) for r in range(n_rep)]
+    gap, _ = random_comparison([load_ablation(f["tables"], f["preds"]) for f in reps], n_boot=400, seed=0)
+    pooled = pool_density([f["density"] for f in reps])
+
+    def k_proj(d: pd.DataFrame) -> pd.DataFrame:
+        return d[(d["level"] == "module_type") & (d["module"] == "k_proj")].set_index("method")
+
+    for col in ("count", "n_top"):
+        assert (k_proj(pooled)[col] == sum(k_proj(f["density"])[col] for f in reps)).all(), col
+    assert (pooled["n_replicates"] == n_rep).all()
+    stats = {"random_gap": tmp_path / "random_gap.tsv", "density": tmp_path / "density.tsv"}
+    write_stats_tables({"random_gap": gap, "density": pooled}, stats)
+    inputs = {name: str(v) for name, v in stats.items()} | {"metrics": [str(f["metrics"]) for f in reps]}
+    inputs["class_specificity"] = [str(f["class_specificity"]) for f in reps]
+    claims = run_claims(inputs, {"stats": SETTINGS, "replicates": n_rep}, tmp_path / "claims.tsv")
+
+    labels = [str(v + 1) for v in y]
+    test_set = SetFiles("test", stats["random_gap"], [f["metrics"] for f in reps], "test")
+    test_set.density, test_set.labels = stats["density"], labels
+    test_set.ablation = [f["tables"] for f in reps]
+    test_set.class_specificity = [f["class_specificity"] for f in reps]
+    want = recompute([test_set], SETTINGS)
+    assert len(want) == 6  # claims 1, 2, 3 (two methods), 4 and 5
+    assert bool((want["baseline"] != "").all()) == at_baseline
+    assert compare(claims, want, rel=1e-9) == []
+    assert compare(read_claims(tmp_path / "claims.tsv"), want, rel=5e-3) == []
+    if not at_baseline:  # the rules are exercised, not only the baseline
+        assert {"supported"} <= set(want["verdict"]), want.to_string()
 
 
 # -- science: the planted-motif model -------------------------------------------------------------

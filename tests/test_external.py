@@ -108,7 +108,7 @@ def test_a_malformed_external_file_stops_config_validation_naming_it(tmp_path):
 
 def test_claims_get_rows_per_external_set(tmp_path):
     from kneurons.jobs.claims import run_claims
-    from kneurons.tables import read_claims, write_stats_tables
+    from kneurons.tables import read_claims, write_json_result, write_stats_tables
 
     def gap(rows):
         return pd.DataFrame(
@@ -131,11 +131,20 @@ def test_claims_get_rows_per_external_set(tmp_path):
                   "claims": {"auc_margin": 0.01, "log2_enrichment_margin": 0.1, "specificity_margin": 0.02}},
         "replicates": 2, "external": ["new"],
     }  # fmt: skip
-    run_claims(
-        {**{k: str(v) for k, v in paths.items()}, "external": [str(ext)]}, settings, tmp_path / "c.tsv"
-    )
+    # the intact model beats the majority-class baseline on both sets (the baseline rule passes)
+    good = {"n": 100, "accuracy": 0.9, "majority_baseline": 0.25, "macro_f1": 0.9}
+    metrics = [tmp_path / "m0.json", tmp_path / "m1.json"]
+    for m in metrics:
+        write_json_result(m, {"test": good})
+    write_json_result(tmp_path / "ext_metrics.json", good)
+    inputs = {k: str(v) for k, v in paths.items()} | {"metrics": [str(m) for m in metrics]}
+    inputs |= {"external": [str(ext)], "external_metrics": [str(tmp_path / "ext_metrics.json")]}
+    run_claims(inputs, settings, tmp_path / "c.tsv")
     claims = read_claims(tmp_path / "c.tsv")
     rows = claims[claims["set"] == "new"]
     assert sorted(rows["claim"]) == ["2", "4"]
     assert dict(zip(rows["claim"], rows["verdict"], strict=True)) == {"2": "inconclusive", "4": "supported"}
     assert set(claims["n_replicates"]) == {"2"}
+    # each row cites the table it came from: an external set's own gap to random
+    assert set(rows["source"]) == {"external/new/random_gap.tsv"}
+    assert set(claims.loc[claims["set"] == "test", "source"]) == {"stats/random_gap.tsv", "stats/density.tsv"}

@@ -2,7 +2,8 @@
 
 The end-to-end test starts munged, slurmctld and slurmd (tests/slurm_cluster.py) and runs the
 embedded default through a profile derived from profiles/slurm/config.yaml, changing only what a
-throw-away cluster without accounting, accounts or GPUs needs (listed in ``cluster_test_profile``).
+throw-away cluster without accounting, accounts or GPUs needs (listed in ``cluster_test_profile``),
+then checks the run's claims.tsv against an independent recomputation (tests/claims_check.py).
 It needs root and apt (Debian's slurm + munge packages); without them it is skipped with the
 reason printed, except on CI (``CI=true``), where it fails instead.
 """
@@ -276,3 +277,14 @@ def test_embedded_default_runs_on_real_slurm(tmp_path):
         capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
+    if targets == ["all"]:
+        # claims.tsv equals an independent recomputation from the run's own tables (issue #25)
+        from claims_check import compare, recompute, workflow_sets
+
+        from kneurons.config import load_config
+        from kneurons.tables import read_claims
+
+        config = load_config(REPO / "config" / "config.yaml")
+        results = work / config["results"]
+        want = recompute(workflow_sets(results, config), config["stats"])
+        assert compare(read_claims(results / "stats" / "claims.tsv"), want, rel=5e-3) == []

@@ -8,7 +8,9 @@ job = start(snakemake)
 inputs = {
     "random_gap": snakemake.input.random_gap,
     "density": snakemake.input.density,
+    "metrics": list(snakemake.input.metrics),
     "class_specificity": list(snakemake.input.get("class_specificity", [])),
     "external": list(snakemake.input.get("external", [])),
+    "external_metrics": list(snakemake.input.get("external_metrics", [])),
 }
 run_claims(inputs, settings=job.params, out=snakemake.output.claims)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from kneurons.data.external import label_external, overlap_with_train, read_external
 from kneurons.stats.curves import pool_replicates
-from kneurons.stats.metrics import accuracy, macro_f1
+from kneurons.stats.metrics import accuracy, macro_f1, majority_share
 from kneurons.stats.random import random_comparison
 from kneurons.tables import (
     AblationData,
@@ -81,7 +81,8 @@ def run_external_stats(
 
 def _intact_metrics(datas: list[AblationData]) -> dict[str, Any]:
     """The fine-tuned (intact) model's accuracy and macro-F1 (over the set's classes) on the set,
-    per replicate and their mean."""
+    per replicate and their mean, beside the set's size and majority-class baseline (the share of
+    its most frequent class; every replicate is evaluated on the same proteins)."""
     per = []
     for d in datas:
         n_classes = int(max(d.y_true.max(), d.full_pred.max())) + 1
@@ -94,6 +95,8 @@ def _intact_metrics(datas: list[AblationData]) -> dict[str, Any]:
         )
     return {
         "replicates": per,
+        "n": len(datas[0].y_true),
         "accuracy": float(np.mean([p["accuracy"] for p in per])),
+        "majority_baseline": majority_share(datas[0].y_true),
         "macro_f1": float(np.mean([p["macro_f1"] for p in per])),
     }

@@ -25,6 +25,19 @@ The claims (``CLAIMS``):
    than the other classes' (``characterise/class_specificity.tsv``: mean over classes of own minus
    other drop, t interval across classes, two-sided one-sample t-test).
 
+Every claim rests on the fine-tuned model having learned something on the set it is judged on: a
+model that predicts one class scores the majority-class share, and ablating it merely moves that
+constant prediction to another class, which can look like an effect. So before any rule applies,
+the **baseline rule**: the intact model's accuracy on the set (``IntactModel``: the mean over the
+replicates, from ``model/metrics.json``'s test part or ``external/<name>/metrics.json``) must beat
+the set's majority-class share with its interval excluding it. The interval is the exact binomial
+(Clopper-Pearson) interval at ``stats.confidence`` over the set's ``n`` proteins, taken at the
+replicate-pooled count of correct proteins ``n x accuracy`` (not an integer when the replicates
+differ; the Beta quantiles take it as it is), and the majority share is a property of the set,
+not an estimate. Otherwise every claim row of that set keeps its statistics, its verdict is
+``inconclusive`` and ``note`` says why (``model at baseline: accuracy 0.312 [0.270, 0.356],
+majority 0.312 (n = 480)``). ``note`` is empty when the rule passes.
+
 Torch-free: runs in the plots environment.
 """
 
@@ -45,7 +58,7 @@ VERDICTS: tuple[str, ...] = ("supported", "not supported", "inconclusive")
 #: Columns of ``stats/claims.tsv``.
 CLAIM_COLUMNS: list[str] = [
     "claim", "statement", "method", "set", "statistic", "estimate", "ci_lo", "ci_hi", "confidence",
-    "p_value", "n_replicates", "direction", "margin", "verdict", "rule", "figure", "source",
+    "p_value", "n_replicates", "direction", "margin", "verdict", "note", "rule", "figure", "source",
 ]  # fmt: skip
 
 #: The figure behind each claim (``results/figures/...``), as the report and the atlas link it.
@@ -67,6 +80,39 @@ class Evidence:
     ci_hi: float
     p_value: float
     source: str
+
+
+@dataclass(frozen=True)
+class IntactModel:
+    """The fine-tuned (intact) model on one evaluation set: its accuracy (the mean over the
+    replicates, all evaluated on the same ``n`` proteins) and the set's majority-class share."""
+
+    accuracy: float
+    n: int
+    majority: float
+
+
+def clopper_pearson(count: float, n: int, confidence: float) -> tuple[float, float]:
+    """Exact binomial (Clopper-Pearson) interval of a share ``count / n`` at ``confidence``.
+
+    ``count`` may be fractional (a count pooled over replicates): the Beta quantiles are continuous in it.
+    """
+    alpha = 1 - confidence
+    lo = float(sps.beta.ppf(alpha / 2, count, n - count + 1)) if count > 0 else 0.0
+    hi = float(sps.beta.ppf(1 - alpha / 2, count + 1, n - count)) if count < n else 1.0
+    return lo, hi
+
+
+def baseline_note(model: IntactModel, confidence: float) -> str:
+    """The baseline rule (module docstring): ``""`` when the intact model's accuracy interval lies
+    above the majority-class share, else the note that makes every claim of the set inconclusive."""
+    lo, hi = clopper_pearson(model.accuracy * model.n, model.n, confidence)
+    if lo > model.majority:
+        return ""
+    return (
+        f"model at baseline: accuracy {model.accuracy:.3f} [{lo:.3f}, {hi:.3f}], "
+        f"majority {model.majority:.3f} (n = {model.n})"
+    )
 
 
 def verdict(ci_lo: float, ci_hi: float, direction: int, margin: float) -> str:
@@ -92,7 +138,7 @@ def rule_text(direction: int, margin: float, confidence: float) -> str:
     )
 
 
-def _auc_gap(random_gap: pd.DataFrame, method: str, mode: str) -> Evidence | None:
+def _auc_gap(random_gap: pd.DataFrame, method: str, mode: str, source: str) -> Evidence | None:
     rows = random_gap[
         (random_gap["method"] == method) & (random_gap["scope"] == "global") & (random_gap["mode"] == mode)
     ]
@@ -100,7 +146,7 @@ def _auc_gap(random_gap: pd.DataFrame, method: str, mode: str) -> Evidence | Non
         return None
     r = rows.iloc[0]
     p = float(r["p_value"]) if "p_value" in rows.columns else float("nan")
-    return Evidence(float(r["auc_gap"]), float(r["ci_lo"]), float(r["ci_hi"]), p, "stats/random_gap.tsv")
+    return Evidence(float(r["auc_gap"]), float(r["ci_lo"]), float(r["ci_hi"]), p, source)
 
 
 def _k_proj_enrichment(density: pd.DataFrame | None, method: str, confidence: float) -> Evidence | None:
@@ -114,10 +160,7 @@ def _k_proj_enrichment(density: pd.DataFrame | None, method: str, confidence: fl
     r = rows.iloc[0]
     count, n_top = int(r["count"]), int(r["n_top"])
     share = int(r["n_neurons"]) / int(r["n_total"])
-    alpha = 1 - confidence
-    # Clopper-Pearson bounds of the top set's k_proj share (exact binomial).
-    lo = sps.beta.ppf(alpha / 2, count, n_top - count + 1) if count > 0 else 0.0
-    hi = sps.beta.ppf(1 - alpha / 2, count + 1, n_top - count) if count < n_top else 1.0
+    lo, hi = clopper_pearson(count, n_top, confidence)
 
     def log2_ratio(p: float) -> float:
         return math.log2(p / share) if p > 0 else float("-inf")
@@ -149,24 +192,30 @@ def evaluate_claims(
     settings: Mapping[str, Any],
     n_replicates: int = 1,
     set_name: str = "test",
+    intact: IntactModel | None = None,
+    random_gap_source: str = "stats/random_gap.tsv",
 ) -> pd.DataFrame:
     """One row per claim (``CLAIM_COLUMNS``), from the statistics tables of one evaluation set
     (``density`` None: no density measured, as on an external set).
 
     ``settings`` is the ``stats`` config section (``confidence``, ``top_fraction`` and the
     ``claims`` margins). A claim whose table lacks its rows (a method not scored, the
-    characterisation stage off) gets no row: a missing measurement is not a verdict.
+    characterisation stage off) gets no row: a missing measurement is not a verdict. ``intact``:
+    the intact model on the set, for the baseline rule (None: the rule is not applied, as for
+    tables without a model behind them). ``random_gap_source``: the file ``random_gap`` was read
+    from, named in the ``source`` column. Verdicts are decided on these full-precision values.
     """
     confidence = float(settings["confidence"])
+    note = baseline_note(intact, confidence) if intact is not None else ""
     margins = settings["claims"]
     top = settings["top_fraction"]
     specs: list[tuple[str, str, str, str, int, float, Evidence | None]] = [
         ("1", "preserving activation-selected neurons keeps more accuracy than random selections",
          "activation", "AUC gap to random (global, preserve)", +1, margins["auc_margin"],
-         _auc_gap(random_gap, "activation", "preserve")),
+         _auc_gap(random_gap, "activation", "preserve", random_gap_source)),
         ("2", "preserving IG-selected neurons keeps more accuracy than random selections",
          "ig", "AUC gap to random (global, preserve)", +1, margins["auc_margin"],
-         _auc_gap(random_gap, "ig", "preserve")),
+         _auc_gap(random_gap, "ig", "preserve", random_gap_source)),
         *(
             ("3", "knowledge neurons are enriched in the key projections (k_proj)", m,
              f"log2 enrichment of k_proj in the global top {top:g}", +1, margins["log2_enrichment_margin"],
@@ -175,7 +224,7 @@ def evaluate_claims(
         ),
         ("4", "suppressing the top IG neurons hurts more than suppressing random ones",
          "ig", "AUC gap to random (global, suppress)", -1, margins["auc_margin"],
-         _auc_gap(random_gap, "ig", "suppress")),
+         _auc_gap(random_gap, "ig", "suppress", random_gap_source)),
         ("5", "class-specific neurons are specific: own-class recall drops more than other classes'",
          "ig", "mean over classes of own minus other recall drop", +1, margins["specificity_margin"],
          _class_specificity(class_specificity, confidence)),
@@ -190,8 +239,8 @@ def evaluate_claims(
                 "statistic": statistic, "estimate": ev.estimate, "ci_lo": ev.ci_lo, "ci_hi": ev.ci_hi,
                 "confidence": confidence, "p_value": ev.p_value, "n_replicates": n_replicates,
                 "direction": "greater" if direction > 0 else "less", "margin": margin,
-                "verdict": verdict(ev.ci_lo, ev.ci_hi, direction, margin),
-                "rule": rule_text(direction, margin, confidence), "figure": FIGURE_OF[claim],
+                "verdict": "inconclusive" if note else verdict(ev.ci_lo, ev.ci_hi, direction, margin),
+                "note": note, "rule": rule_text(direction, margin, confidence), "figure": FIGURE_OF[claim],
                 "source": ev.source,
             }
         )  # fmt: skip

@@ -32,6 +32,13 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float((y_true == np.asarray(y_pred)).mean()) if len(y_true) else float("nan")
 
 
+def majority_share(y_true: np.ndarray) -> float:
+    """Share of the most frequent class: the accuracy of a model that always predicts it (the
+    majority-class baseline a model must beat before its neurons say anything)."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    return float(np.bincount(y_true).max() / len(y_true)) if len(y_true) else float("nan")
+
+
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     """Unweighted mean F1 over the classes present in ``y_true``."""
     cm = confusion_matrix(y_true, y_pred, n_classes)
@@ -41,13 +48,15 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict:
-    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix, JSON-ready."""
+    """Accuracy, the majority-class baseline (``majority_share``), macro-F1, per-class
+    precision/recall/F1/support and the confusion matrix, JSON-ready."""
     n = len(labels)
     cm = confusion_matrix(y_true, y_pred, n)
     s = per_class_scores(cm)
     return {
         "n": len(np.asarray(y_true)),
         "accuracy": accuracy(y_true, y_pred),
+        "majority_baseline": majority_share(y_true),
         "macro_f1": macro_f1(y_true, y_pred, n),
         "per_class": {
             lab: {k: float(s[k][i]) for k in ("precision", "recall", "f1", "support")}

@@ -26,10 +26,11 @@ characterise/*.tsv, *.json              write_result_table, write_json_result /
                                         read_characterise_table, read_sites_info
 stats/claims.tsv                        write_claims / read_claims
 external/<name>/proteins.tsv            write_external_proteins / read_external_proteins
-external/<name>/report.json, metrics    write_json_result (a report for people)
+external/<name>/report.json            write_json_result (a report for people)
+external/<name>/metrics.json            write_json_result / read_intact_metrics
 external/<name>/random_gap.tsv, curves  write_stats_tables / read_stats_table
 model/training_curve.tsv, metrics.json  write_training_curve, write_json_result /
-                                        read_training_curve, read_metrics
+                                        read_training_curve, read_metrics, read_intact_metrics
 """
 
 from kneurons.tables.ablation import (
@@ -68,6 +69,7 @@ from kneurons.tables.data import (
 from kneurons.tables.results import (
     read_characterise_table,
     read_claims,
+    read_intact_metrics,
     read_metrics,
     read_sites_info,
     read_stats_table,
@@ -100,6 +102,7 @@ __all__ = [
     "read_characterise_table",
     "read_claims",
     "read_external_proteins",
+    "read_intact_metrics",
     "write_external_proteins",
     "write_claims",
     "read_class_labels",

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from kneurons.errors import InputError
 from kneurons.io import write_json_atomic, write_table_atomic
 from kneurons.tables.base import read_json, read_tsv
 
@@ -131,3 +132,27 @@ def read_training_curve(path: str | Path) -> pd.DataFrame:
 def read_metrics(path: str | Path) -> dict[str, Any]:
     """Read ``model/metrics.json`` (val and test metrics, confusion matrices)."""
     return read_json(path, "fine-tuning metrics")
+
+
+#: What the claims read of an intact model's metrics on one evaluation set.
+INTACT_KEYS = ("accuracy", "n", "majority_baseline")
+
+
+def read_intact_metrics(path: str | Path, part: str | None = None) -> dict[str, float]:
+    """The intact model's ``accuracy``, the set's size ``n`` and its ``majority_baseline`` on one set:
+    ``part`` ``test`` of ``model/metrics.json``, or (``part`` None) ``external/<name>/metrics.json``.
+
+    InputError naming the file when a value is missing (a file written before the majority baseline
+    was recorded: rerun the rule that wrote it).
+    """
+    data = read_json(path, "fine-tuning metrics" if part else "external set metrics")
+    block = data.get(part) if part else data
+    where = f"{path}" + (f" ({part!r})" if part else "")
+    if not isinstance(block, dict):
+        raise InputError(f"{where}: no {part} metrics (was the split's {part} part empty?)")
+    missing = [k for k in INTACT_KEYS if not isinstance(block.get(k), int | float)]
+    if missing:
+        raise InputError(
+            f"{where}: lacks {', '.join(missing)} (written by an older version; rerun the rule that made it)"
+        )
+    return {k: float(block[k]) for k in INTACT_KEYS}

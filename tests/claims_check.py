@@ -1,0 +1,268 @@
+"""An independent recomputation of the claims table, for tests (never imports ``kneurons.stats``).
+
+From the files a run writes (the gap to random, the pooled density, each replicate's class
+specificity and metrics, and optionally the ablation tables and the sets' true labels), this
+recomputes every claim's estimate, interval, p-value, verdict and baseline note with its own code
+(pandas, numpy and scipy's ready-made tests), and compares the result with the claims the workflow
+made: ``evaluate_claims``' frame at full precision, or a written ``claims.tsv`` within a relative
+5e-3 (three significant digits), a p-value written as ``< 0.001`` read as a bound.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+CURVE_CLAIMS = {("1", "activation"): "preserve", ("2", "ig"): "preserve", ("4", "ig"): "suppress"}
+DIRECTION = {"1": +1, "2": +1, "3": +1, "4": -1, "5": +1}
+MARGIN_KEY = {
+    "1": "auc_margin",
+    "2": "auc_margin",
+    "3": "log2_enrichment_margin",
+    "4": "auc_margin",
+    "5": "specificity_margin",
+}
+
+
+@dataclass
+class SetFiles:
+    """The files behind one evaluation set's claims."""
+
+    name: str  # "test" or the external set's name
+    random_gap: Path
+    metrics: list[Path]  # model/metrics.json per replicate (part "test"), or [external metrics.json]
+    part: str | None  # "test" for model/metrics.json, None for an external set's metrics.json
+    density: Path | None = None  # the pooled stats/density.tsv (test set only)
+    class_specificity: list[Path] = field(default_factory=list)  # one per replicate
+    ablation: list[list[Path]] = field(default_factory=list)  # per replicate: its ablation tables
+    labels: list[str] | None = None  # the set's true labels (majority share recomputed from them)
+
+
+def _share_interval(count: float, n: int, confidence: float) -> tuple[float, float]:
+    """Clopper-Pearson: scipy's exact binomial interval for an integer count; the Beta quantiles
+    that define it for a count pooled over replicates."""
+    if abs(count - round(count)) < 1e-9:
+        ci = sps.binomtest(int(round(count)), n).proportion_ci(confidence_level=confidence, method="exact")
+        return float(ci.low), float(ci.high)
+    a = 1 - confidence
+    return float(sps.beta(count, n - count + 1).ppf(a / 2)), float(
+        sps.beta(count + 1, n - count).ppf(1 - a / 2)
+    )
+
+
+def _rule(lo: float, hi: float, direction: int, margin: float) -> str:
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "inconclusive"
+    if direction < 0:
+        lo, hi = -hi, -lo
+    if lo > 0:
+        return "supported"
+    if hi < 0 or (lo >= -margin and hi <= margin):
+        return "not supported"
+    return "inconclusive"
+
+
+def _tail_of_sum(count: int, total: int, size: int, each: int, reps: int) -> float:
+    """P(sum of ``reps`` independent hypergeometric(total, size, each) counts >= ``count``)."""
+    pmf = sps.hypergeom(total, size, each).pmf(np.arange(min(size, each) + 1))
+
+    @cache
+    def tail(c: int, r: int) -> float:
+        if c <= 0:
+            return 1.0
+        if r == 0:
+            return 0.0
+        return float(sum(p * tail(c - a, r - 1) for a, p in enumerate(pmf)))
+
+    return min(1.0, tail(count, reps))
+
+
+def _auc_gap(tables: list[list[Path]], method: str, mode: str) -> float:
+    """Trapezoid area of (method's accuracy - random's, seeds averaged), both averaged over replicates."""
+
+    def curve(paths: list[Path], name: str) -> pd.Series:
+        t = pd.concat([pd.read_csv(p, sep="\t") for p in paths])
+        t = t[(t["method"] == name) & (t["scope"] == "global") & (t["mode"] == mode)]
+        return t.groupby("f")["accuracy"].mean()  # over seeds for random; one row per f otherwise
+
+    m = pd.concat([curve(paths, method) for paths in tables], axis=1).mean(axis=1)
+    rnd = pd.concat([curve(paths, "random") for paths in tables], axis=1).mean(axis=1)
+    gap = (m - rnd).sort_index()
+    return float(np.trapezoid(gap.to_numpy(), gap.index.to_numpy(dtype=float)))
+
+
+def _baseline(s: SetFiles, confidence: float) -> str:
+    blocks = []
+    for p in s.metrics:
+        data = json.loads(Path(p).read_text())
+        blocks.append(data[s.part] if s.part else data)
+    acc = float(np.mean([b["accuracy"] for b in blocks]))
+    if s.labels is not None:
+        counts = pd.Series(s.labels).value_counts()
+        n, majority = int(counts.sum()), float(counts.iloc[0] / counts.sum())
+        assert all(int(b["n"]) == n for b in blocks), (s.name, [b["n"] for b in blocks], n)
+    else:
+        n, majority = int(blocks[0]["n"]), float(blocks[0]["majority_baseline"])
+    lo, hi = _share_interval(acc * n, n, confidence)
+    return "" if lo > majority else f"{acc} {lo} {hi} {majority} {n}"
+
+
+def recompute(sets: list[SetFiles], stats: dict) -> pd.DataFrame:
+    """Every claim row of every set, recomputed: ``claim, method, set, estimate, ci_lo, ci_hi,
+    p_value, verdict, baseline`` (the numbers the note must show, or ``""``) and ``source``."""
+    conf = float(stats["confidence"])
+    margins = stats["claims"]
+    rows = []
+    for s in sets:
+        base = _baseline(s, conf)
+        gap_source = "stats/random_gap.tsv" if s.part else f"external/{s.name}/random_gap.tsv"
+        found = []
+        gap = pd.read_csv(s.random_gap, sep="\t")
+        for (claim, method), mode in CURVE_CLAIMS.items():
+            r = gap[(gap["method"] == method) & (gap["scope"] == "global") & (gap["mode"] == mode)]
+            if r.empty:
+                continue
+            r = r.iloc[0]
+            est = float(r["auc_gap"])
+            if s.ablation:
+                again = _auc_gap(s.ablation, method, mode)
+                assert math.isclose(est, again, rel_tol=1e-9, abs_tol=1e-12), (
+                    s.name,
+                    method,
+                    mode,
+                    est,
+                    again,
+                )
+            found.append(
+                (claim, method, est, float(r["ci_lo"]), float(r["ci_hi"]), float(r["p_value"]), gap_source)
+            )
+        if s.density is not None:
+            dens = pd.read_csv(s.density, sep="\t")
+            for method in ("activation", "ig"):
+                r = dens[
+                    (dens["method"] == method)
+                    & (dens["level"] == "module_type")
+                    & (dens["module"] == "k_proj")
+                ]
+                if r.empty:
+                    continue
+                r = r.iloc[0]
+                count, n_top, reps = int(r["count"]), int(r["n_top"]), int(r["n_replicates"])
+                share = int(r["n_neurons"]) / int(r["n_total"])
+                lo, hi = _share_interval(count, n_top, conf)
+
+                def log2r(p: float, share: float = share) -> float:
+                    return math.log2(p / share) if p > 0 else float("-inf")
+
+                p = _tail_of_sum(count, int(r["n_total"]), int(r["n_neurons"]), n_top // reps, reps)
+                found.append(
+                    ("3", method, log2r(count / n_top), log2r(lo), log2r(hi), p, "stats/density.tsv")
+                )
+        if s.class_specificity:
+            spec = pd.concat([pd.read_csv(p, sep="\t", dtype={"class": str}) for p in s.class_specificity])
+            per_class = spec.groupby("class")[["drop_own", "drop_other"]].mean()
+            d = (per_class["drop_own"] - per_class["drop_other"]).to_numpy(dtype=float)
+            mean = float(d.mean())
+            if len(d) < 2 or np.ptp(d) == 0:
+                lo = hi = mean
+                p = 1.0 if mean == 0 else 0.0
+            else:
+                lo, hi = sps.t.interval(conf, len(d) - 1, loc=mean, scale=sps.sem(d))
+                p = float(sps.ttest_1samp(d, 0.0).pvalue)
+            found.append(("5", "ig", mean, float(lo), float(hi), p, "characterise/class_specificity.tsv"))
+        for claim, method, est, lo, hi, p, source in found:
+            verdict = "inconclusive" if base else _rule(lo, hi, DIRECTION[claim], margins[MARGIN_KEY[claim]])
+            rows.append(
+                {
+                    "claim": claim,
+                    "method": method,
+                    "set": s.name,
+                    "estimate": est,
+                    "ci_lo": lo,
+                    "ci_hi": hi,
+                    "p_value": p,
+                    "verdict": verdict,
+                    "baseline": base,
+                    "source": source,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _number(text: object) -> tuple[float, bool]:
+    """A claims-table value as (number, is an upper bound): ``< 0.001`` reads as (0.001, True)."""
+    t = str(text).strip()
+    m = re.fullmatch(r"<\s*(\S+)", t)
+    return (float(m.group(1)), True) if m else (float(t), False)
+
+
+def compare(got: pd.DataFrame, want: pd.DataFrame, rel: float) -> list[str]:
+    """What differs between the claims ``got`` (the workflow's, full precision or as written) and the
+    recomputed ``want``: numbers beyond ``rel`` (relative), verdicts, notes, sources, rows."""
+    problems = []
+    key = ["claim", "method", "set"]
+    g = got.assign(claim=got["claim"].astype(str)).set_index(key)
+    w = want.set_index(key)
+    if sorted(g.index) != sorted(w.index):
+        return [f"rows differ: got {sorted(g.index)}, recomputed {sorted(w.index)}"]
+    for k, row in w.iterrows():
+        have = g.loc[k]
+        for col in ("estimate", "ci_lo", "ci_hi", "p_value"):
+            value, bound = _number(have[col])
+            if bound:
+                ok = row[col] <= value * (1 + rel)
+            elif math.isinf(row[col]) or math.isinf(value):
+                ok = row[col] == value
+            else:
+                ok = math.isclose(value, row[col], rel_tol=rel, abs_tol=1e-12)
+            if not ok:
+                problems.append(f"{k} {col}: {have[col]} vs recomputed {row[col]!r}")
+        if have["verdict"] != row["verdict"]:
+            problems.append(f"{k} verdict: {have['verdict']} vs recomputed {row['verdict']}")
+        if str(have["source"]) != row["source"]:
+            problems.append(f"{k} source: {have['source']} vs recomputed {row['source']}")
+        note = "" if pd.isna(have["note"]) else str(have["note"])
+        if bool(note) != bool(row["baseline"]):
+            problems.append(f"{k} note: {note!r} vs recomputed baseline {row['baseline']!r}")
+        elif note:
+            shown = [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?", note)]
+            acc, lo, hi, majority, n = (float(x) for x in row["baseline"].split())
+            if not np.allclose(shown, [acc, lo, hi, majority, n], atol=6e-4):
+                problems.append(f"{k} note: {note!r} vs recomputed {row['baseline']!r}")
+    return problems
+
+
+def workflow_sets(results: Path, config: dict) -> list[SetFiles]:
+    """The files behind a workflow run's claims (``results``: its results directory; ``config``: the
+    validated configuration it ran with): the test split and every external set, every replicate."""
+    reps = ["" if r == 0 else f"replicates/{r}/" for r in range(config["train"]["replicates"])]
+    methods = list(config["score"]["methods"])
+    split = pd.read_csv(results / "data" / "split.tsv", sep="\t", dtype=str, keep_default_na=False)
+    test = SetFiles(
+        "test",
+        results / "stats" / "random_gap.tsv",
+        [results / p / "model/metrics.json" for p in reps],
+        "test",
+    )
+    test.density = results / "stats" / "density.tsv"
+    test.labels = split.loc[split["split"] == "test", "label"].tolist()
+    test.ablation = [[results / p / f"ablation/{m}/global.tsv" for m in methods] for p in reps]
+    if config["characterise"]["enabled"]:
+        test.class_specificity = [results / p / "characterise/class_specificity.tsv" for p in reps]
+    sets = [test]
+    for name in sorted(config["evaluate"]["external"]):
+        ext = results / "external" / name
+        s = SetFiles(name, ext / "random_gap.tsv", [ext / "metrics.json"], None)
+        proteins = pd.read_csv(ext / "proteins.tsv", sep="\t", dtype=str, keep_default_na=False)
+        s.labels = proteins["label"].tolist()
+        s.ablation = [[results / p / f"external/{name}/ablation/{m}.tsv" for m in methods] for p in reps]
+        sets.append(s)
+    return sets
