@@ -18,6 +18,8 @@ from kneurons.errors import ModelError
 transformers = pytest.importorskip("transformers", reason="the ESM C backend needs transformers")
 pytest.importorskip("transformers.models.esmc", reason="this transformers has no ESM C")
 
+from model_files import official_state_dict  # noqa: E402
+
 from kneurons.ablation.engine import evaluate_masks  # noqa: E402
 from kneurons.ablation.fill import Fill, mean_activations  # noqa: E402
 from kneurons.ablation.masks import layout_of  # noqa: E402
@@ -56,33 +58,6 @@ def random_sequences(n: int, seed: int = 0, lo: int = 8, hi: int = 30) -> list[s
 
 
 # -- the official (esm package) layout ------------------------------------------------------------
-def official_state_dict(layers: int = LAYERS, d: int = DIM, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random tensors under the names and shapes of EvolutionaryScale's ``esmc_*.pth`` (bias-free linears)."""
-    g = torch.Generator().manual_seed(seed)
-    h = swiglu_hidden(d)
-
-    def r(*shape: int, scale: float = 0.1, mean: float = 0.0) -> torch.Tensor:
-        return mean + scale * torch.randn(*shape, generator=g)
-
-    sd = {"embed.weight": r(64, d, scale=1.0), "transformer.norm.weight": r(d, mean=1.0)}
-    for i in range(layers):
-        p = f"transformer.blocks.{i}."
-        sd |= {
-            p + "attn.layernorm_qkv.0.weight": r(d, mean=1.0),
-            p + "attn.layernorm_qkv.0.bias": r(d),
-            p + "attn.layernorm_qkv.1.weight": r(3 * d, d),
-            p + "attn.out_proj.weight": r(d, d),
-            p + "attn.q_ln.weight": r(d, mean=1.0),
-            p + "attn.k_ln.weight": r(d, mean=1.0),
-            p + "ffn.0.weight": r(d, mean=1.0),
-            p + "ffn.0.bias": r(d),
-            p + "ffn.1.weight": r(2 * h, d),
-            p + "ffn.3.weight": r(d, h),
-        }
-    sd |= {"sequence_head.0.weight": r(d, d), "sequence_head.0.bias": r(d)}  # the LM head: dropped
-    return sd
-
-
 def official_forward(sd: dict[str, torch.Tensor], tokens: torch.Tensor, pad: int = 1) -> torch.Tensor:
     """The esm package's ESMC forward (layers/attention.py, blocks.py) transcribed: (B, T, d), final norm."""
     d = sd["embed.weight"].shape[1]

@@ -14,7 +14,13 @@ import jsonschema
 import yaml
 
 from kneurons.errors import ConfigError, ModelError
-from kneurons.model.hf_snapshot import HF_ORG, fair_esm_name, is_snapshot_dir, resolve_backend, snapshot_shape
+from kneurons.model.hf_snapshot import (
+    HF_ORG,
+    fair_esm_name,
+    is_snapshot_dir,
+    resolve_backend,
+    snapshot_shape,
+)
 from kneurons.scoring.registry import METHODS
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema" / "config.schema.yaml"
@@ -81,6 +87,11 @@ def validate_config(
     if errors:
         lines = [f"  {_key(e)}: {e.message}" for e in errors[:10]]
         raise ConfigError("invalid configuration:\n" + "\n".join(lines))
+    # An external set whose file is null is removed: Snakemake merges every --configfile over the
+    # embedded default key by key, so removing a set the default defines takes a value, not a
+    # missing key (and an empty mapping merges into the default's sets, removing none).
+    external = cfg["evaluate"]["external"]
+    cfg["evaluate"]["external"] = {name: path for name, path in external.items() if path is not None}
     # The sizes the user gave, before defaults: a checkpoint's architecture replaces the others.
     given_custom = set((((config if given is None else given) or {}).get("model") or {}).get("custom") or {})
     _check_semantics(cfg, _checkpoint_problems(cfg, given_custom))
@@ -271,9 +282,10 @@ def _backend_problems(model: dict[str, Any]) -> list[str]:
             f"use {fair_esm_name(name)}"
         )
     checkpoint = Path(model["checkpoint"]).expanduser() if model["checkpoint"] else None
-    if checkpoint is not None and backend in ("hf", "esmc") and checkpoint.is_file():
+    # (esmc reads a file too: EvolutionaryScale's official .pth)
+    if checkpoint is not None and backend == "hf" and checkpoint.is_file():
         problems.append(
-            f"model.checkpoint: {checkpoint} is a file, but model.backend {backend} reads a "
+            f"model.checkpoint: {checkpoint} is a file, but model.backend hf reads a "
             f"snapshot directory (config.json + weights)"
         )
     if checkpoint is not None and backend == "fair-esm" and checkpoint.is_dir():
