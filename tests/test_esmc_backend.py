@@ -486,3 +486,67 @@ def test_masks_on_q_and_k_of_one_layer_fire_together():
         masked = model(tokens)
     with torch.no_grad():
         assert torch.equal(masked, edited(tokens))
+
+
+def test_errors_of_an_official_file_name_the_file(tmp_path):
+    """Each way an official ESM C file can be wrong is a ModelError naming the file (a missing
+    ``ffn.3.weight`` was a bare KeyError); weights with NaN or inf are refused, naming the tensor."""
+    sd = official_state_dict()
+    block0 = "transformer.blocks.0."
+    wide = official_state_dict(d=96)  # 96 is not a multiple of the 64-dim heads
+    nan = sd[block0 + "ffn.1.weight"].clone().fill_(float("nan"))
+    inf = sd["embed.weight"].clone().fill_(float("inf"))
+    cases = {
+        "missing ffn.3.weight": (
+            {k: v for k, v in sd.items() if k != block0 + "ffn.3.weight"},
+            r"missing .*ffn\.3",
+        ),
+        "missing key": ({k: v for k, v in sd.items() if not k.endswith("q_ln.weight")}, r"missing .*q_ln"),
+        "wrong qkv shape": (
+            sd | {block0 + "attn.layernorm_qkv.1.weight": torch.zeros(2 * DIM, DIM)},
+            r"\(128, 64\)",
+        ),
+        "width": (wide, "width 96 is not a multiple"),
+        "missing block": (
+            {k: v for k, v in sd.items() if not k.startswith(block0)},
+            r"blocks \[1\] are not 0",
+        ),
+        "extra key": (sd | {block0 + "attn.layernorm_qkv.1.bias": torch.zeros(3 * DIM)}, "does not know"),
+        "NaN": (sd | {block0 + "ffn.1.weight": nan}, r"tensor transformer\.blocks\.0\.ffn\.1\.weight .* NaN"),
+        "inf": (sd | {"embed.weight": inf}, r"tensor embed\.weight .* inf"),
+    }
+    for what, (state, message) in cases.items():
+        path = tmp_path / f"{what.replace(' ', '_')}.pth"
+        torch.save(state, path)
+        with pytest.raises(ModelError, match=message) as err:
+            load_esmc_backbone(path)
+        assert str(path) in str(err.value), (what, str(err.value))
+
+
+def test_a_snapshot_with_nan_weights_or_without_config_is_refused_naming_what(tmp_path):
+    model = transformers.EsmcModel(esmc_from_official(official_state_dict())[0])
+    with torch.no_grad():
+        model.layers[1].mlp.down_proj.weight[0, 0] = float("nan")
+    model.save_pretrained(tmp_path / "nan")
+    with pytest.raises(
+        ModelError, match=r"model\.safetensors: tensor layers\.1\.mlp\.down_proj\.weight .* 1 NaN"
+    ):
+        load_esmc_backbone(tmp_path / "nan")
+    (tmp_path / "no_config").mkdir()
+    (tmp_path / "no_config" / "model.safetensors").write_bytes(b"")
+    with pytest.raises(
+        ModelError, match=r"no_config is a directory without config\.json: .*holds: model\.safetensors\)"
+    ):
+        load_esmc_backbone(tmp_path / "no_config")
+
+
+def test_mask_tokens_are_esmc_tokenizers_mask():
+    """``<mask>`` reads as transformers' EsmcTokenizer reads it (id 32); ``_`` is the same mask, as the
+    esm package's tokenize_sequence reads it (it replaces ``_`` by ``<mask>`` before encoding)."""
+    seqs = ["MK<mask>TAYIAK", "<mask>G<mask>", "MKT_AY__K", "A<mas>C"]
+    tokenizer = transformers.EsmcTokenizer()
+    tokens = tiny().tokenize(seqs)
+    want = tokenizer([s.replace("_", "<mask>") for s in seqs], padding=True, return_tensors="pt")["input_ids"]
+    assert torch.equal(tokens, want)
+    assert tokenizer.mask_token_id == 32 and int((tokens == 32).sum()) == 6
+    assert (tokens[3, 2:7] == tokenizer.unk_token_id).all()  # "<mas>" is no token: five unknown characters

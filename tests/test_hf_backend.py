@@ -555,3 +555,60 @@ def test_sharded_snapshot_loads(tmp_path, tiny):
     tokens = a.tokenize(SEQS)
     with torch.no_grad():
         assert torch.allclose(a(tokens), b(tokens), atol=1e-5)
+
+
+def test_a_folder_without_config_json_says_what_is_missing(tmp_path):
+    """An existing folder given as a snapshot was reported as "does not exist"; now the config check
+    and each loader say what it lacks and what it holds."""
+    from kneurons.model.pretrained import load_backbone
+
+    folder = tmp_path / "esm2_t6_8M_UR50D"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"")
+    (folder / "vocab.txt").write_text("<cls>\n")
+    why = r"UR50D is a directory without config\.json: .*\(the folder holds: model\.safetensors, vocab\.txt\)"
+    for backend in ("auto", "hf"):
+        model = {
+            "name": "facebook/esm2_t6_8M_UR50D",
+            "backend": backend,
+            "pretrained": True,
+            "checkpoint": str(folder),
+        }
+        with pytest.raises(ConfigError, match=why):
+            validate_config({"model": model})
+        with pytest.raises(
+            ModelError, match=why
+        ):  # the loader (a job on another machine, a folder changed since)
+            load_backbone(model | {"backend": "hf"})
+    with pytest.raises(ModelError, match=r"is a directory, not a fair-esm \.pt file .*without config\.json"):
+        load_backbone(
+            {"name": "esm2_t6_8M_UR50D", "backend": "fair-esm", "pretrained": True, "checkpoint": str(folder)}
+        )
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").unlink()
+    model = {"name": "custom", "backend": "hf", "pretrained": True, "checkpoint": str(folder)}
+    with pytest.raises(ModelError, match=r"without weights \(model\.safetensors or pytorch_model\.bin"):
+        load_backbone(model)
+
+
+def test_weights_with_nan_or_inf_are_refused_naming_the_tensor_and_file(tmp_path, tiny):
+    import re
+
+    from kneurons.model.hf_convert import hf_to_fair_esm, write_fair_esm
+    from kneurons.model.pretrained import load_backbone, load_pretrained_backbone
+
+    fe, snapshot = tiny
+    state, config = fair_esm_to_hf(fe.state_dict(), fe.attention_heads, bool(fe.token_dropout))
+    key = next(k for k in state if k.endswith("layer.1.attention.self.key.weight"))
+    state[key] = state[key].clone()
+    state[key][3, 4] = float("inf")
+    bad = write_hf_snapshot(tmp_path / "bad", state, config)
+    with pytest.raises(
+        ModelError, match=rf"bad/model\.safetensors: tensor {re.escape(key)} \(32, 32\) holds 0 NaN and 1 inf"
+    ):
+        load_backbone({"name": "custom", "backend": "hf", "pretrained": True, "checkpoint": str(bad)})
+    state[key][3, 4] = float("nan")
+    pt = write_fair_esm(tmp_path / "bad.pt", hf_to_fair_esm(state, config), config)
+    k_proj = r"encoder\.layers\.1\.self_attn\.k_proj\.weight"
+    with pytest.raises(ModelError, match=rf"bad\.pt: tensor {k_proj} \(32, 32\) holds 1 NaN and 0 inf"):
+        load_pretrained_backbone("custom", pt)

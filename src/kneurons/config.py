@@ -19,6 +19,7 @@ from kneurons.model.hf_snapshot import (
     fair_esm_name,
     is_snapshot_dir,
     resolve_backend,
+    snapshot_dir_problem,
     snapshot_shape,
 )
 from kneurons.scoring.registry import METHODS
@@ -233,6 +234,11 @@ def _checkpoint_problems(cfg: dict[str, Any], given_custom: set[str]) -> list[st
         return []
     if resolve_backend(model) == "esmc" and not path.is_dir():
         return []  # an official ESM C .pth: its shape is read when it is loaded
+    # A folder is a snapshot (for every backend but fair-esm, which _backend_problems refuses a
+    # folder for): without config.json, say what it lacks rather than leave the loader to call it
+    # missing (weights are looked for when the model is loaded).
+    if path.is_dir() and not is_snapshot_dir(path) and model["backend"] != "fair-esm":
+        return [f"model.checkpoint: {snapshot_dir_problem(path)}"]
     if is_snapshot_dir(path):
         try:
             shape = snapshot_shape(path)

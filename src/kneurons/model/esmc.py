@@ -42,7 +42,24 @@ VOCAB: tuple[str, ...] = (
     "X", "B", "U", "Z", "O", ".", "-", "|", "<mask>",
 )  # fmt: skip
 CLS_IDX, PAD_IDX, EOS_IDX, UNK_IDX = 0, 1, 2, 3
-_TOKEN_ID = {tok: i for i, tok in enumerate(VOCAB) if len(tok) == 1}
+MASK_IDX = VOCAB.index("<mask>")  # 32
+#: One character -> its id. ``_`` is the mask, as ESM C's own tokenizer reads it: the esm package's
+#: ``esm/utils/constants/esm3.py`` has ``MASK_STR_SHORT = "_"``, and ``esm/utils/encoding.py``
+#: ``tokenize_sequence`` replaces it with ``<mask>`` before encoding (transformers 5.24.0's
+#: ``EsmcTokenizer`` reads ``<mask>`` as id 32 but ``_`` as ``<unk>``).
+_TOKEN_ID = {tok: i for i, tok in enumerate(VOCAB) if len(tok) == 1} | {"_": MASK_IDX}
+
+
+def token_ids(sequence: str) -> list[int]:
+    """ESM C's ids of one sequence's characters (no ``<cls>``/``<eos>``): ``<mask>`` and ``_`` are the
+    mask, any other character outside the vocabulary ``<unk>``, as ESM C's tokenizer reads them."""
+    ids: list[int] = []
+    for k, part in enumerate(sequence.split("<mask>")):
+        if k:
+            ids.append(MASK_IDX)
+        ids.extend(_TOKEN_ID.get(c, UNK_IDX) for c in part)
+    return ids
+
 
 #: Attention implementations by the ``model.attention`` config value.
 ATTENTION_IMPLEMENTATIONS = {"sdpa": "sdpa", "reference": "eager"}
@@ -187,9 +204,10 @@ class EsmcBackend:
     def tokenize(self, sequences: list[str]) -> torch.Tensor:
         """Token ids ``(B, T)``: ``<cls>`` residues ``<eos>``, right-padded with ``<pad>``, on the CPU.
 
-        Characters outside the vocabulary become ``<unk>``, as ESM C's tokenizer does.
+        ``<mask>`` and ``_`` become the mask, other characters outside the vocabulary ``<unk>``,
+        as ESM C's tokenizer does (``token_ids``).
         """
-        ids = [[CLS_IDX, *(_TOKEN_ID.get(c, UNK_IDX) for c in s), EOS_IDX] for s in sequences]
+        ids = [[CLS_IDX, *token_ids(s), EOS_IDX] for s in sequences]
         tokens = torch.full((len(ids), max((len(t) for t in ids), default=2)), PAD_IDX, dtype=torch.long)
         for row, t in enumerate(ids):
             tokens[row, : len(t)] = torch.tensor(t, dtype=torch.long)

@@ -14,7 +14,8 @@ from torch import nn
 
 from kneurons.errors import ModelError
 from kneurons.model.esmc import esmc_config, transformers_esmc
-from kneurons.model.snapshot_weights import snapshot_state_dict
+from kneurons.model.hf_snapshot import read_config, snapshot_dir_problem
+from kneurons.model.snapshot_weights import refuse_non_finite, snapshot_state_dict
 
 #: Keys of an official checkpoint that are not part of the backbone (the masked-LM head).
 OFFICIAL_HEAD_PREFIXES = ("sequence_head.",)
@@ -22,46 +23,50 @@ OFFICIAL_HEAD_PREFIXES = ("sequence_head.",)
 HF_HEAD_PREFIXES = ("lm_head.", "classifier.")
 
 
-def esmc_from_official(state_dict: dict[str, torch.Tensor]) -> tuple[Any, dict[str, torch.Tensor]]:
+def esmc_from_official(
+    state_dict: dict[str, torch.Tensor], source: str = "official ESM C state dict"
+) -> tuple[Any, dict[str, torch.Tensor]]:
     """An EvolutionaryScale ``esm``-package ESM C state dict as ``(EsmcConfig, EsmcModel state dict)``.
 
     The fused ``attn.layernorm_qkv.1`` projection ``(3d, d)`` splits by rows into q, k, v (the
     esm package chunks its output in that order); the SwiGLU ``ffn.1`` ``(2h, d)`` splits into
     ``gate_proj`` (first half, the one passed through SiLU) and ``up_proj``. Sizes come from the
     tensors; heads are ``d / 64`` (every ESM C has 64-dim heads). The masked-LM head is dropped;
-    any other key the conversion does not use is an error.
+    any other key the conversion does not use is an error. Every error is a ModelError naming
+    ``source`` (the file the state dict came from).
     """
     sd = dict(state_dict)
     if "embed.weight" not in sd or "transformer.norm.weight" not in sd:
         raise ModelError(
-            "not an official ESM C state dict (no 'embed.weight' / 'transformer.norm.weight'); "
+            f"{source}: not an official ESM C state dict (no 'embed.weight' / 'transformer.norm.weight'); "
             f"first keys: {', '.join(list(sd)[:5])}"
         )
     vocab, d = sd["embed.weight"].shape
     blocks = sorted({int(k.split(".")[2]) for k in sd if k.startswith("transformer.blocks.")})
     if blocks != list(range(len(blocks))) or not blocks:
-        raise ModelError(f"official ESM C state dict: transformer blocks {blocks} are not 0..n-1")
+        raise ModelError(f"{source}: transformer blocks {blocks} are not 0..n-1 (a block is missing)")
     if d % 64:
-        raise ModelError(f"official ESM C state dict: width {d} is not a multiple of the 64-dim heads")
-    hidden = sd["transformer.blocks.0.ffn.3.weight"].shape[1]
-    config = esmc_config(len(blocks), d, d // 64, intermediate_size=hidden)
-    config.vocab_size = int(vocab)
+        raise ModelError(f"{source}: width {d} is not a multiple of the 64-dim heads")
 
     used: set[str] = set()
 
     def take(key: str) -> torch.Tensor:
         if key not in sd:
-            raise ModelError(f"official ESM C state dict: missing {key}")
+            raise ModelError(f"{source}: missing {key}")
         used.add(key)
         return sd[key]
 
+    hidden = take("transformer.blocks.0.ffn.3.weight").shape[1]
+    config = esmc_config(len(blocks), d, d // 64, intermediate_size=hidden)
+    config.vocab_size = int(vocab)
     out = {"embed_tokens.weight": take("embed.weight"), "norm.weight": take("transformer.norm.weight")}
     for i in blocks:
         src, dst = f"transformer.blocks.{i}.", f"layers.{i}."
         qkv = take(src + "attn.layernorm_qkv.1.weight")
         if qkv.shape != (3 * d, d):
             raise ModelError(
-                f"official ESM C state dict: {src}attn.layernorm_qkv.1.weight is {tuple(qkv.shape)}"
+                f"{source}: {src}attn.layernorm_qkv.1.weight is {tuple(qkv.shape)}, not {(3 * d, d)} "
+                f"(the fused q, k, v projection of width {d})"
             )
         q, k, v = qkv.chunk(3, dim=0)
         gate, up = take(src + "ffn.1.weight").chunk(2, dim=0)
@@ -85,7 +90,7 @@ def esmc_from_official(state_dict: dict[str, torch.Tensor]) -> tuple[Any, dict[s
     ]
     if left:
         raise ModelError(
-            f"official ESM C state dict: {len(left)} keys this conversion does not know "
+            f"{source}: {len(left)} keys the ESM C conversion does not know "
             f"(e.g. {', '.join(left[:4])}); biases or other variants are not supported"
         )
     return config, out
@@ -94,7 +99,9 @@ def esmc_from_official(state_dict: dict[str, torch.Tensor]) -> tuple[Any, dict[s
 def _from_snapshot(folder: Path) -> tuple[Any, dict[str, torch.Tensor]]:
     """``(EsmcConfig, EsmcModel state dict)`` of a transformers snapshot of EsmcModel or one with a head."""
     t = transformers_esmc()
-    cfg = json.loads((folder / "config.json").read_text())
+    if not (folder / "config.json").is_file():  # what the folder lacks; missing weights: snapshot_state_dict
+        raise ModelError(f"model.checkpoint: {snapshot_dir_problem(folder)}")
+    cfg = read_config(folder)
     if cfg.get("model_type") != "esmc":
         raise ModelError(f"{folder}/config.json: model_type {cfg.get('model_type')!r}, not 'esmc'")
     config = t.EsmcConfig.from_dict(cfg)
@@ -140,7 +147,8 @@ def load_esmc_backbone(checkpoint_path: str | os.PathLike) -> nn.Module:
             ) from exc
         if not isinstance(data, dict):
             raise ModelError(f"{path}: holds a {type(data).__name__}, not an ESM C state dict")
-        config, state = esmc_from_official(data)
+        refuse_non_finite(data, path)
+        config, state = esmc_from_official(data, str(path))
     else:
         raise ModelError(
             f"model.checkpoint: {path} does not exist (ESM C weights: a snapshot folder or a .pth)"

@@ -92,11 +92,9 @@ def resolve_snapshot(model_cfg: dict[str, Any]) -> Path:
     checkpoint = model_cfg.get("checkpoint")
     if checkpoint:
         path = Path(checkpoint).expanduser()
-        if not hf_snapshot.is_snapshot_dir(path):
-            raise ModelError(
-                f"model.checkpoint: {path} is not a Hugging Face snapshot directory "
-                f"(a directory with config.json and {' or '.join(hf_snapshot.WEIGHT_FILES)})"
-            )
+        problem = hf_snapshot.snapshot_dir_problem(path)
+        if problem:
+            raise ModelError(f"model.checkpoint: {problem}")
         return path
     name = model_cfg["name"]
     if name == "custom":

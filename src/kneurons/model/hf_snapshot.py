@@ -50,6 +50,36 @@ def is_snapshot_dir(path: str | os.PathLike) -> bool:
     return path.is_dir() and (path / "config.json").is_file()
 
 
+#: Index files of a sharded snapshot (they name the weight shards).
+INDEX_FILES: tuple[str, ...] = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def snapshot_dir_problem(path: str | os.PathLike) -> str | None:
+    """What keeps ``path`` from being a snapshot directory, in words (what is missing and what the
+    folder holds); None when it has a ``config.json`` and weights (a file of ``WEIGHT_FILES`` or an
+    index of ``INDEX_FILES``)."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        return f"{path} does not exist"
+    if not path.is_dir():
+        return f"{path} is a file, not a snapshot directory"
+    missing = []
+    if not (path / "config.json").is_file():
+        missing.append("config.json")
+    if not any((path / name).is_file() for name in (*WEIGHT_FILES, *INDEX_FILES)):
+        missing.append(f"weights ({' or '.join(WEIGHT_FILES)}, or a sharded index)")
+    if not missing:
+        return None
+    held = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
+    shown = (
+        ", ".join(held[:8]) + (f", ... ({len(held)} entries)" if len(held) > 8 else "") if held else "nothing"
+    )
+    return (
+        f"{path} is a directory without {' and without '.join(missing)}: a Hugging Face snapshot holds "
+        f"config.json beside its weights (the folder holds: {shown})"
+    )
+
+
 def find_snapshot(repo_id: str) -> Path:
     """The snapshot directory of ``repo_id`` in the hub cache, offline.
 

@@ -27,7 +27,8 @@ from kneurons.config import ESM2_ARCHITECTURES
 from kneurons.errors import ModelError
 from kneurons.io import sha256_file
 from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone
-from kneurons.model.hf_snapshot import resolve_backend
+from kneurons.model.hf_snapshot import resolve_backend, snapshot_dir_problem
+from kneurons.model.snapshot_weights import refuse_non_finite
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,8 @@ def verify_checkpoint(path: str | os.PathLike, name: str | None = None) -> str |
 
 
 def load_esm_checkpoint(path: str | os.PathLike) -> dict:
-    """Read an official-layout ESM checkpoint safely (tensors, containers and argparse.Namespace only)."""
+    """Read an official-layout ESM checkpoint safely (tensors, containers and argparse.Namespace only);
+    weights with NaN or inf are refused, naming the tensor."""
     path = Path(path)
     try:
         with torch.serialization.safe_globals(CHECKPOINT_SAFE_GLOBALS):
@@ -174,6 +176,8 @@ def load_esm_checkpoint(path: str | os.PathLike) -> dict:
         ) from exc
     if not isinstance(data, dict) or "model" not in data:
         raise ModelError(f"{path}: not an ESM checkpoint (expected a dict with a 'model' state dict)")
+    if isinstance(data["model"], dict):
+        refuse_non_finite(data["model"], path)
     return data
 
 
@@ -195,6 +199,11 @@ def resolve_checkpoint(
     """
     if checkpoint is not None:
         path = Path(checkpoint).expanduser()
+        if path.is_dir():
+            raise ModelError(
+                f"model.checkpoint: {path} is a directory, not a fair-esm .pt file (weights of {name}); "
+                f"{snapshot_dir_problem(path) or 'a Hugging Face snapshot: set model.backend hf or auto'}"
+            )
         if not path.is_file():
             raise ModelError(f"model.checkpoint: {path} does not exist (weights of {name})")
         return path

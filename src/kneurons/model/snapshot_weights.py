@@ -5,6 +5,7 @@ an index names."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -13,18 +14,33 @@ from kneurons.errors import ModelError
 from kneurons.model import hf_snapshot
 
 
+def refuse_non_finite(state: Mapping[str, object], where: str | Path) -> None:
+    """A ModelError naming the tensor and the file (``where``) when a weight holds NaN or inf: such
+    weights give NaN logits, and every score and verdict after them would be noise."""
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+            n_nan, n_inf = int(torch.isnan(value).sum()), int(torch.isinf(value).sum())
+            raise ModelError(
+                f"{where}: tensor {key} {tuple(value.shape)} holds {n_nan} NaN and {n_inf} inf value(s); "
+                "the weights are corrupt (download or convert them again)"
+            )
+
+
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of one weights file: safetensors, or ``pytorch_model.bin`` read with ``weights_only=True``."""
+    """Tensors of one weights file: safetensors, or ``pytorch_model.bin`` read with ``weights_only=True``;
+    NaN or inf refused (``refuse_non_finite``)."""
     try:
         if path.name.endswith(".safetensors"):
             from safetensors.torch import load_file
 
-            return load_file(str(path), device="cpu")
-        data = torch.load(path, map_location="cpu", weights_only=True)
+            data = load_file(str(path), device="cpu")
+        else:
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ModelError(f"{path}: not readable as weights ({exc.__class__.__name__}: {exc})") from exc
     if not isinstance(data, dict):
         raise ModelError(f"{path}: holds a {type(data).__name__}, not a state dict")
+    refuse_non_finite(data, path)
     return data
 
 
