@@ -148,3 +148,25 @@ def test_claims_get_rows_per_external_set(tmp_path):
     # each row cites the table it came from: an external set's own gap to random
     assert set(rows["source"]) == {"external/new/random_gap.tsv"}
     assert set(claims.loc[claims["set"] == "test", "source"]) == {"stats/random_gap.tsv", "stats/density.tsv"}
+
+
+def test_a_tab_separated_file_named_csv_reads_and_a_bad_header_shows_its_separators(tmp_path):
+    """CLEAN's New-392 and Price-149 ship tab-separated files named .csv: the delimiter comes from the
+    header line, not the name. A header that fails still says which delimiter was used and shows
+    the line with its separators visible."""
+    tab_csv = _tsv(tmp_path / "new392.csv", ROWS)
+    assert read_external("new392", tab_csv)["accession"].tolist() == ["P1", "P2", "P3"]
+    comma_tsv = tmp_path / "comma.tsv"
+    comma_tsv.write_text("Entry,EC number,Sequence\n" + "".join(f"{a},{e},{s}\n" for a, e, s in ROWS))
+    assert read_external("comma", comma_tsv)["accession"].tolist() == ["P1", "P2", "P3"]
+    semicolon = tmp_path / "semi.csv"
+    semicolon.write_text("Entry;EC number;Sequence\nP1;1.1.1.1;MKV\n")
+    with pytest.raises(
+        InputError,
+        match=r"read as tab-separated \(sniffed from the header line\).*'Entry;EC number;Sequence'",
+    ):
+        read_external("semi", semicolon)
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("Entry\tEC_number\tSequence\nP1\t1.1.1.1\tMKV\n")
+    with pytest.raises(InputError, match=r"read as tab-separated .*'Entry\\tEC_number\\tSequence'"):
+        read_external("mixed", mixed)

@@ -5,7 +5,8 @@ These are first-class inputs (compute nodes of clusters are often offline).
 * **TSV** (plain or gzip): a UniProt export (``Entry``, ``EC number``, ``Sequence`` required;
   ``Length``, ``Protein names``, ``Organism``, ``Active site``, ``Binding site`` carried when
   present), or a table that already uses the contract names (``accession``, ``ec``,
-  ``sequence``). Other columns are ignored. Tab-separated, one header line; fields may be
+  ``sequence``). Other columns are ignored. Tab- or comma-separated (the delimiter is sniffed
+  from the header line, whatever the file's name: a tab when it holds one), one header line; fields may be
   quoted the way spreadsheet programs save them (``"..."``, ``""`` for a quote inside, the
   csv module's rules; one record per line), and empty trailing columns are ignored.
 * **FASTA** (plain or gzip): the accession is the UniProt one in ``>sp|P12345|NAME_HUMAN ...``
@@ -121,6 +122,24 @@ def sniff_format(path: str | Path) -> str:
     raise InputError(f"{path}: empty file")
 
 
+#: The delimiters a table may use, by name (sniffed from its header line).
+DELIMITERS: dict[str, str] = {"\t": "tab", ",": "comma"}
+
+
+def header_line(path: str | Path) -> str:
+    """The first non-empty line of a file (its header, for a table)."""
+    for _, line in read_lines(path):
+        if line.strip():
+            return line
+    raise InputError(f"{path}: empty file")
+
+
+def sniff_delimiter(header: str) -> str:
+    """A table's delimiter, from its header line whatever the file's name: a tab when the line holds
+    one, else a comma when it holds one, else a tab (a one-column header)."""
+    return "\t" if "\t" in header or "," not in header else ","
+
+
 def split_tsv_line(line: str, where_: str, delimiter: str = "\t") -> list[str]:
     """The fields of one tab-separated (or ``delimiter``-separated) line; quoted fields follow the
     csv module's rules.
@@ -196,12 +215,17 @@ def header_hints(header: list[str], wanted: list[str]) -> list[str]:
     return hints
 
 
-def read_uniprot_tsv(path: str | Path, require_ec: bool = True, delimiter: str = "\t") -> pd.DataFrame:
+def read_uniprot_tsv(path: str | Path, require_ec: bool = True, delimiter: str | None = None) -> pd.DataFrame:
     """Read a UniProt TSV export (or a contract-named table) into the normalised proteins table.
 
     With ``require_ec=False`` (sequence files for the ExPASy/BRENDA sources) a missing EC
-    column is allowed and filled with empty strings. ``delimiter=","``: the same columns as CSV.
+    column is allowed and filled with empty strings. ``delimiter``: ``"\\t"`` or ``","`` (the same
+    columns as CSV); None sniffs it from the header line, whatever the file's name (CLEAN's New-392
+    and Price-149 ship tab-separated files named ``.csv``).
     """
+    sniffed = delimiter is None
+    line = header_line(path)
+    delimiter = sniff_delimiter(line) if delimiter is None else delimiter
     header, rows, lines = read_tsv_rows(path, delimiter)
     mapped = [UNIPROT_HEADERS.get(h, h if h in _CONTRACT else None) for h in header]
     dupes = {m for m in mapped if m and mapped.count(m) > 1}
@@ -217,8 +241,11 @@ def read_uniprot_tsv(path: str | Path, require_ec: bool = True, delimiter: str =
         names = ", ".join(f"{want[c]!r} (or {c!r})" for c in required)
         hints = header_hints(header, [want[c] for c in required] + required)
         why = f"; {'; '.join(hints)}" if hints else ""
+        how = "sniffed from the header line" if sniffed else "as asked"
         raise InputError(
-            f"{path}, line 1: missing required column(s) {names}; the header has: {', '.join(header)}{why}"
+            f"{path}, line 1: missing required column(s) {names}; the header has: {', '.join(header)}{why}; "
+            f"read as {DELIMITERS.get(delimiter, repr(delimiter))}-separated ({how}), the header line with "
+            f"its separators shown: {line!r}"
         )
     if not rows:
         raise InputError(f"{path}: no proteins (the file has a header but no rows)")
@@ -306,19 +333,16 @@ def note_compression(path: str | Path) -> None:
 
 
 def read_proteins(path: str | Path, fmt: str = "auto") -> pd.DataFrame:
-    """Read a proteins file: ``tsv`` (UniProt export or contract names), ``csv`` (the same columns),
-    ``fasta``, or ``auto`` (FASTA by its first line, CSV by a ``.csv`` / ``.csv.gz`` name, else TSV)."""
+    """Read a proteins file: ``tsv`` (a table: UniProt export or contract names, tab- or
+    comma-separated as its header line shows, whatever the file's name), ``fasta``, or ``auto``
+    (FASTA by its first line, else a table)."""
     note_compression(path)
     if fmt == "auto":
         fmt = sniff_format(path)
-        if fmt == "tsv" and Path(path).name.lower().removesuffix(".gz").endswith(".csv"):
-            fmt = "csv"
     if fmt == "fasta":
         return read_fasta(path)
     if fmt == "tsv":
         return read_uniprot_tsv(path)
-    if fmt == "csv":
-        return read_uniprot_tsv(path, delimiter=",")
     raise ValueError(f"unknown format {fmt!r}")
 
 
