@@ -4,7 +4,10 @@ training, config validation before any model work, and the claims rows per set."
 from __future__ import annotations
 
 import shutil
+import sys
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -40,18 +43,28 @@ def test_tsv_csv_and_fasta_read_the_same_proteins(tmp_path):
 
 def test_labels_keep_the_model_classes_and_count_the_rest(tmp_path):
     proteins = read_external("a", _tsv(tmp_path / "a.tsv", ROWS))
-    kept, report = label_external("a", proteins, LABELS_CFG, MODEL_LABELS, "a.tsv")
+    kept, report, dropped = label_external("a", proteins, LABELS_CFG, MODEL_LABELS, "a.tsv")
     assert list(kept["label"]) == ["1", "2"]
     assert report["unknown_class"] == {"7": 1} and report["kept"] == 2
+    why = "class 7 is not one of the model's (1, 2, 3, 4)"
+    assert dropped.to_dict("records") == [
+        {"accession": "P3", "step": "model_classes", "policy": "drop", "detail": why}
+    ]
     # One class is a valid external set (a classifier's two-class minimum does not apply).
-    one, _ = label_external("b", proteins.iloc[:1], LABELS_CFG, MODEL_LABELS, "b.tsv")
+    one, _, _ = label_external("b", proteins.iloc[:1], LABELS_CFG, MODEL_LABELS, "b.tsv")
     assert list(one["label"]) == ["1"]
     with pytest.raises(InputError, match="none of its 1 labelled proteins"):
         label_external("c", proteins.iloc[2:], LABELS_CFG, MODEL_LABELS, "c.tsv")
 
 
+def _labelled(proteins: pd.DataFrame) -> pd.DataFrame:
+    """Proteins with their level-1 label (the EC number's class)."""
+    return proteins.assign(label=proteins["ec"].str.split(".").str[0])
+
+
 def test_a_set_built_from_training_proteins_is_flagged(tmp_path):
     train, _ = generate_synthetic(n_classes=2, n_per_class=10, length_min=40, length_max=50, seed=0)
+    train = _labelled(train)
     new, _ = generate_synthetic(
         n_classes=2,
         n_per_class=5,
@@ -61,20 +74,22 @@ def test_a_set_built_from_training_proteins_is_flagged(tmp_path):
         sequence_seed=3,
         accession_prefix="EXT",
     )
-    ext = pd.concat([train.iloc[:4], new], ignore_index=True)
-    out, report = overlap_with_train(ext, train)
-    assert report["identical_to_train"] == 4
+    ext = pd.concat([train.iloc[:4], _labelled(new)], ignore_index=True)
+    out, report, _ = overlap_with_train(ext, train)
+    assert report["identical_to_train"] == 4 and report["label_conflict"] == 0
     assert out["identical_to_train"].tolist() == [True] * 4 + [False] * len(new)
     assert out.loc[:3, "nearest_train"].tolist() == train["accession"].iloc[:4].tolist()
     if shutil.which("mmseqs"):
         assert report["mmseqs"] and (out.loc[:3, "identity_to_train"] == 1.0).all()
-        dropped, rep2 = overlap_with_train(ext, train, max_identity=0.95)
-        assert rep2["dropped_above_max_identity"] >= 4 and not dropped["identical_to_train"].any()
+        kept, rep2, gone = overlap_with_train(ext, train, max_identity=0.95)
+        assert rep2["dropped_above_max_identity"] == len(gone) >= 4 and not kept["identical_to_train"].any()
+        assert set(gone["step"]) == {"max_identity"} and set(train["accession"][:4]) <= set(gone["accession"])
 
 
 def test_max_identity_without_mmseqs_is_a_config_error(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     train, _ = generate_synthetic(n_classes=2, n_per_class=5, length_min=40, length_max=50, seed=0)
+    train = _labelled(train)
     with pytest.raises(ConfigError, match="MMseqs2"):
         overlap_with_train(train.iloc[:2], train, max_identity=0.9)
 
@@ -170,3 +185,119 @@ def test_a_tab_separated_file_named_csv_reads_and_a_bad_header_shows_its_separat
     mixed.write_text("Entry\tEC_number\tSequence\nP1\t1.1.1.1\tMKV\n")
     with pytest.raises(InputError, match=r"read as tab-separated .*'Entry\\tEC_number\\tSequence'"):
         read_external("mixed", mixed)
+
+
+# -- the external set's job: full-length overlap, label conflicts, what was dropped and why ----------
+def _sequence(rng: np.random.Generator, n: int) -> str:
+    return "".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), n))
+
+
+def _external_run(tmp_path: Path, max_length: int = 30) -> tuple[dict, dict]:
+    """A run's data tables (three training proteins; the split crops them to ``max_length``, as the
+    labels stage does) and an external set, a tab-separated file named .csv as CLEAN ships them:
+
+    E1 shares T1's first ``max_length`` residues, then differs; E2 is T2 exactly but of another
+    class; E3 and E4 share their first ``max_length`` residues only; E5 is of a class the model
+    lacks; E6 has two EC numbers (``multi_ec: drop``); E7 is T3 exactly (shorter than the crop).
+    """
+    from kneurons.data.labels import label_proteins
+    from kneurons.tables import write_classes, write_proteins, write_split
+
+    rng = np.random.default_rng(4)
+    t1, t2, t3 = _sequence(rng, 50), _sequence(rng, 40), _sequence(rng, 25)
+    train = pd.DataFrame(
+        {"accession": ["T1", "T2", "T3"], "ec": ["1.1.1.1", "2.7.1.1", "1.2.3.4"], "sequence": [t1, t2, t3]}
+    )
+    labels_cfg = {**LABELS_CFG, "max_length": max_length, "min_class_size": 1}
+    result = label_proteins(train, labels_cfg)
+    paths = {k: tmp_path / f"{k}.tsv" for k in ("proteins", "split", "classes")}
+    write_proteins(train, paths["proteins"])
+    write_split(result.labels.assign(split="train"), paths["split"])
+    write_classes(result.classes, paths["classes"])
+    shared = _sequence(rng, max_length)
+    rows = [
+        ("E1", "1.1.1.2", t1[:max_length] + _sequence(rng, 18)),
+        ("E2", "1.3.1.1", t2),
+        ("E3", "2.7.1.2", shared + _sequence(rng, 12)),
+        ("E4", "2.7.1.3", shared + _sequence(rng, 14)),
+        ("E5", "7.1.1.1", _sequence(rng, 33)),
+        ("E6", "1.1.1.1; 2.7.1.1", _sequence(rng, 31)),
+        ("E7", "1.1.1.9", t3),
+    ]
+    paths["external"] = _tsv(tmp_path / "new392.csv", rows)
+    settings = {
+        "labels": {k: v for k, v in labels_cfg.items() if k != "min_class_size"},
+        "max_identity": None,
+        "mmseqs": {"executable": "mmseqs", "coverage": 0.8, "cov_mode": 0},
+    }
+    return paths, settings
+
+
+def _run_external_set(paths: dict, settings: dict, tmp_path: Path) -> dict:
+    from kneurons.jobs.external import run_external_set
+
+    out = {
+        k: tmp_path / "out" / f"{k}.{e}"
+        for k, e in (("proteins", "tsv"), ("dropped", "tsv"), ("report", "json"))
+    }
+    run_external_set(
+        "new392", paths["external"], paths["split"], paths["classes"], paths["proteins"], settings, out
+    )
+    return out
+
+
+def test_overlap_with_training_is_measured_on_full_length_sequences(tmp_path, caplog):
+    """Duplicates, identity and identical_to_train compare full-length sequences (cropped ones made
+    E1 a copy of T1 and E3/E4 one protein); a protein identical to a training protein of another
+    class is flagged (label_conflict) and counted; every dropped protein is listed with its reason
+    in dropped.tsv (data/dropped.tsv's columns) and the log line says why proteins were dropped."""
+    from kneurons.tables import read_dropped, read_external_proteins, read_json
+
+    paths, settings = _external_run(tmp_path)
+    with caplog.at_level("INFO", logger="kneurons.jobs.external"):
+        out = _run_external_set(paths, settings, tmp_path)
+    ext = read_external_proteins(out["proteins"]).set_index("accession")
+    assert ext.index.tolist() == ["E1", "E2", "E3", "E4", "E7"]
+    assert (ext["sequence"].str.len() <= 30).all()  # cropped for the model
+    assert ext.index[ext["identical_to_train"] == "True"].tolist() == ["E2", "E7"]
+    assert ext.index[ext["label_conflict"] == "True"].tolist() == ["E2"]
+    assert ext.loc[["E2", "E7"], "nearest_train"].tolist() == ["T2", "T3"]
+    report = read_json(out["report"], "external report")
+    assert report["overlap_with_train"]["identical_to_train"] == 2
+    assert report["overlap_with_train"]["label_conflict"] == 1
+    assert report["dropped"] == {"model_classes": 1, "multi_ec": 1} and report["evaluated"] == 5
+    duplicates = next(s for s in report["policy_steps"] if s["step"] == "duplicates")
+    assert duplicates["groups"] == 0
+    dropped = read_dropped(out["dropped"])
+    assert dropped[["accession", "step"]].values.tolist() == [["E6", "multi_ec"], ["E5", "model_classes"]]
+    assert "class 7 is not one of the model's (1, 2)" in dropped["detail"].iloc[1]
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("external set new392"))
+    assert "2 dropped (1 by the label policies (multi_ec 1); 1 of classes the model lacks)" in line, line
+    assert "2 identical to training (1 of another label)" in line, line
+    if shutil.which("mmseqs"):  # identities of full-length sequences: E1 is not T1
+        assert ext.loc[["E2", "E7"], "identity_to_train"].astype(float).tolist() == [1.0, 1.0]
+        assert ext.loc["E1", "identity_to_train"] == "" or float(ext.loc["E1", "identity_to_train"]) < 1.0
+
+
+def test_the_identity_search_uses_the_split_mmseqs_settings(tmp_path):
+    """split.mmseqs's executable, coverage and cov_mode (they were hard-coded): an executable that
+    records its arguments and answers with one hit stands in for MMseqs2."""
+    paths, settings = _external_run(tmp_path)
+    args = tmp_path / "args.txt"
+    exe = tmp_path / "my-mmseqs"
+    exe.write_text(
+        f"#!{sys.executable}\nimport sys, pathlib\n"
+        f"pathlib.Path({str(args)!r}).write_text(' '.join(sys.argv[1:]))\n"
+        "pathlib.Path(sys.argv[4]).write_text('E1\\tT1\\t0.6\\t48\\t1.0\\t0.96\\n')\n"
+    )
+    exe.chmod(0o755)
+    settings["mmseqs"] = {"executable": str(exe), "coverage": 0.5, "cov_mode": 1}
+    out = _run_external_set(paths, settings, tmp_path)
+    called = args.read_text()
+    assert called.startswith("easy-search ") and " -c 0.5 --cov-mode 1 " in called, called
+    from kneurons.tables import read_external_proteins, read_json
+
+    ext = read_external_proteins(out["proteins"]).set_index("accession")
+    assert ext.loc["E1", "identity_to_train"] == "0.6" and ext.loc["E1", "nearest_train"] == "T1"
+    report = read_json(out["report"], "external report")["overlap_with_train"]
+    assert (report["mmseqs"], report["coverage"], report["cov_mode"]) == (True, 0.5, 1)

@@ -83,7 +83,8 @@ DEPENDS: dict[str, set[str]] = {
     "split.method": {"split", "leakage", *FIGURES},
     "split.fractions": {"split", *FIGURES},
     "split.identity": {"leakage"},
-    "split.mmseqs": {"split", "leakage"},
+    "split.mmseqs": {"split", "leakage", "external_set"},
+    "split.mmseqs.min_seq_id": {"split", "leakage"},  # the external identity search does not cluster
     "model": {"finetune"},
     "model.name": {"finetune", *FIGURES},
     # the scoring, ablation and characterisation jobs read the backend from the checkpoint

@@ -140,9 +140,14 @@ def _external_synthetic(cfg: Config) -> dict[str, Any]:
 
 
 def _external_set(cfg: Config) -> dict[str, Any]:
-    # The minimum class size belongs to a training set; an external set is labelled without it.
+    # The minimum class size belongs to a training set; an external set is labelled without it. Its
+    # identity to training is searched with the split's MMseqs2 criterion (min_seq_id: clustering only).
     labels = {k: v for k, v in cfg["labels"].items() if k != "min_class_size"}
-    return {"labels": labels, "max_identity": cfg["evaluate"]["max_identity"]}
+    return {
+        "labels": labels,
+        "max_identity": cfg["evaluate"]["max_identity"],
+        "mmseqs": _pick(cfg["split"]["mmseqs"], "executable", "coverage", "cov_mode"),
+    }
 
 
 def _ablate_external(cfg: Config) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 # External test sets (evaluate.external: name -> file): label each set against the model's
-# classes and report its overlap with training (external_set), evaluate the knowledge neurons of
+# classes, list the proteins dropped and report its overlap with training (external_set), evaluate the knowledge neurons of
 # every replicate on it (ablate_external: the global scope's preserve/suppress masks of every
 # method and the random baseline) and pool the replicates (external_stats); the claims table gets
 # rows per set. Logic: src/kneurons/data/external.py, src/kneurons/jobs/external.py.
@@ -8,6 +8,7 @@ EXTERNAL = dict(config["evaluate"]["external"])
 EXT_DIR = f"{R}/external/{{set}}"
 EXTERNAL_FILES = {
     "proteins": f"{EXT_DIR}/proteins.tsv",
+    "dropped": f"{EXT_DIR}/dropped.tsv",
     "report": f"{EXT_DIR}/report.json",
 }
 EXTERNAL_STATS = {
@@ -39,6 +40,8 @@ rule external_set:
         source=external_source,
         split=SPLIT,
         classes=CLASSES,
+        # the training proteins at full length: the overlap is measured on uncropped sequences
+        proteins=PROTEINS,
     output:
         **EXTERNAL_FILES,
     log:

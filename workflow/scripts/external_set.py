@@ -1,4 +1,5 @@
-"""Label one external test set against the model's classes and report its overlap with training."""
+"""Label one external test set against the model's classes, list what was dropped and why, and report
+its overlap with training (full-length sequences: data/proteins.tsv holds the training proteins')."""
 # ruff: noqa: F821  (`snakemake` is injected by Snakemake's script directive)
 
 from kneurons.jobs import start
@@ -10,8 +11,8 @@ run_external_set(
     path=snakemake.input.source,
     split_path=snakemake.input.split,
     classes_path=snakemake.input.classes,
+    proteins_path=snakemake.input.proteins,
     settings=job.params,
-    out_proteins=snakemake.output.proteins,
-    out_report=snakemake.output.report,
+    out=dict(snakemake.output),
     threads=snakemake.threads,
 )

@@ -4,14 +4,20 @@ An external set is a file the user names in ``evaluate.external`` (``name: path`
 export, a CSV with the same columns (``Entry``, ``EC number``, ``Sequence``) or a FASTA file with EC
 numbers in the headers, read by the data stage's own readers. Its proteins get their labels through
 the run's label policies (``labels`` section) except the minimum class size, which is a property of
-a training set; proteins of classes the model does not have are dropped and counted.
+a training set, with duplicates judged on full-length sequences (``EXTERNAL_POLICIES``); proteins
+of classes the model does not have are dropped. Every dropped protein is listed with its reason
+(``DROPPED_COLUMNS``, as ``data/dropped.tsv``).
 
-Overlap with training is reported, never silently ignored:
+Overlap with training is reported, never silently ignored, on full-length sequences (the set's as
+read, the training proteins' from ``data/proteins.tsv``; only the model sees them cropped to
+``labels.max_length``):
 
 * ``identical_to_train``: the sequence equals a training protein's (always checked);
-* ``identity_to_train``: with MMseqs2 on PATH, each protein's best identity to any training
-  protein (``mmseqs easy-search``, the split's coverage criterion; empty when no hit qualifies),
-  and ``evaluate.max_identity`` drops the proteins above it (identical ones included).
+* ``label_conflict``: identical to a training protein of another label;
+* ``identity_to_train``: with MMseqs2 (``split.mmseqs.executable``) on PATH, each protein's best
+  identity to any training protein (``mmseqs easy-search`` with the split's ``coverage`` and
+  ``cov_mode``; empty when no hit qualifies), and ``evaluate.max_identity`` drops the proteins
+  above it (identical ones included).
 """
 
 from __future__ import annotations
@@ -19,21 +25,28 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from kneurons.data.labels import LabelPolicyError, label_proteins
+from kneurons.config import section_defaults
+from kneurons.data.label_report import DROPPED_COLUMNS
+from kneurons.data.labels import EXTERNAL_POLICIES, LabelPolicyError, label_proteins
 from kneurons.data.local import read_proteins
 from kneurons.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
 #: Columns of ``external/<name>/proteins.tsv`` besides the labelled proteins' own.
-OVERLAP_COLUMNS: tuple[str, ...] = ("identical_to_train", "identity_to_train", "nearest_train")
+OVERLAP_COLUMNS: tuple[str, ...] = (
+    "identical_to_train",
+    "label_conflict",
+    "identity_to_train",
+    "nearest_train",
+)
 
 
 def read_external(name: str, path: str | Path) -> pd.DataFrame:
@@ -71,21 +84,32 @@ def external_set_problems(sets: dict[str, str], data_source: str) -> list[str]:
     return problems
 
 
+def _dropped(accessions: Sequence[str], step: str, policy: Any, details: Sequence[str]) -> pd.DataFrame:
+    """Rows of the dropped-proteins table (``DROPPED_COLUMNS``) for proteins one step removed."""
+    return pd.DataFrame(
+        {"accession": list(accessions), "step": step, "policy": str(policy), "detail": list(details)},
+        columns=list(DROPPED_COLUMNS),
+    )
+
+
 def label_external(
     name: str,
     proteins: pd.DataFrame,
     labels_cfg: dict[str, Any],
     model_labels: Sequence[str],
     source: str,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Labels of an external set's proteins by the run's policies, kept to the model's classes.
+) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame]:
+    """Labels of an external set's proteins by the run's policies (``EXTERNAL_POLICIES``: duplicates on
+    full-length sequences), kept to the model's classes.
 
-    Returns the labelled proteins (``accession, sequence, ec, label, ...``) and a report (counts per
-    policy step, proteins of unknown classes, class counts).
+    Returns the labelled proteins (``accession, sequence, ec, label, ...``; sequences cropped to
+    ``max_length`` for the model), a report (counts per policy step, proteins of unknown classes,
+    class counts) and every dropped protein (``DROPPED_COLUMNS``: the policies' steps, then
+    ``model_classes`` for a class the model does not have).
     """
     cfg = {**labels_cfg, "min_class_size": 1}
     try:
-        result = label_proteins(proteins, cfg, source=source, min_classes=1)
+        result = label_proteins(proteins, cfg, source=source, min_classes=1, policies=EXTERNAL_POLICIES)
     except LabelPolicyError as exc:
         raise InputError(f"external set {name!r}: {exc}") from None
     labelled, steps = result.labels, result.report["steps"]
@@ -97,6 +121,20 @@ def label_external(
             f"external set {name!r} ({source}): none of its {len(labelled)} labelled proteins is of a "
             f"class the model knows ({', '.join(model_labels)}); found {dict(unknown)}"
         )
+    lacking = labelled[~known]
+    model_classes = ", ".join(model_labels)
+    dropped = pd.concat(
+        [
+            result.dropped,
+            _dropped(
+                lacking["accession"],
+                "model_classes",
+                "drop",
+                [f"class {lab} is not one of the model's ({model_classes})" for lab in lacking["label"]],
+            ),
+        ],
+        ignore_index=True,
+    )
     report = {
         "name": name,
         "file": source,
@@ -107,63 +145,107 @@ def label_external(
         "kept": len(kept),
         "class_counts": {str(k): int(v) for k, v in kept["label"].value_counts().sort_index().items()},
     }
-    return kept, report
+    return kept, report, dropped
 
 
 def overlap_with_train(
     proteins: pd.DataFrame,
     train: pd.DataFrame,
     max_identity: float | None = None,
-    mmseqs: str = "mmseqs",
+    mmseqs: Mapping[str, Any] | None = None,
     threads: int = 1,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+    full_length: Mapping[str, str] | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame]:
     """Mark (and with ``max_identity`` drop) the external proteins that training already saw.
 
-    Adds ``OVERLAP_COLUMNS``; the report counts identical proteins, the identity distribution and
-    the dropped proteins. Without MMseqs2 only identical sequences are found, and ``max_identity``
-    is a ConfigError (it cannot be honoured).
+    ``train``: the training proteins (``accession``, full-length ``sequence``, ``label``);
+    ``full_length``: the external proteins' full-length sequences by accession (default: their
+    ``sequence``), compared in place of the cropped ones the model reads; ``mmseqs``: the split's
+    MMseqs2 settings (``executable``, ``coverage``, ``cov_mode``; schema defaults when None).
+
+    Adds ``OVERLAP_COLUMNS``; returns the proteins kept, a report (identical proteins, label
+    conflicts, the identity distribution, the proteins dropped) and the dropped proteins
+    (``DROPPED_COLUMNS``, step ``max_identity``). Without MMseqs2 only identical sequences are
+    found, and ``max_identity`` is a ConfigError (it cannot be honoured).
     """
+    settings = {**section_defaults("split")["mmseqs"], **(mmseqs or {})}
     out = proteins.copy()
-    train_seqs = dict(zip(train["sequence"], train["accession"], strict=False))
-    out["identical_to_train"] = out["sequence"].isin(train_seqs)
+    query = out["accession"].map(full_length) if full_length is not None else out["sequence"]
+    if query.isna().any():
+        missing = out.loc[query.isna(), "accession"].tolist()
+        raise ValueError(f"no full-length sequence for external protein(s) {missing[:5]}")
+    same: dict[str, list[tuple[str, str]]] = {}
+    for acc, seq, lab in zip(train["accession"], train["sequence"], train["label"].astype(str), strict=True):
+        same.setdefault(seq, []).append((acc, lab))
+    matches = [same.get(seq, []) for seq in query]
+    out["identical_to_train"] = [bool(m) for m in matches]
+    out["label_conflict"] = [
+        any(lab != str(own) for _, lab in m) for m, own in zip(matches, out["label"], strict=True)
+    ]
     out["identity_to_train"] = np.nan
-    out["nearest_train"] = out["sequence"].map(train_seqs).fillna("")
-    have_mmseqs = shutil.which(mmseqs) is not None
+    out["nearest_train"] = [m[0][0] if m else "" for m in matches]
+    executable = settings["executable"]
+    have_mmseqs = shutil.which(executable) is not None
     if have_mmseqs:
         from kneurons.data.mmseqs import best_hits
 
-        hits = best_hits(out, train, mmseqs, threads).set_index("query")
+        hits = best_hits(
+            pd.DataFrame({"accession": out["accession"], "sequence": query.to_numpy()}),
+            train,
+            executable,
+            threads,
+            coverage=settings["coverage"],
+            cov_mode=settings["cov_mode"],
+        ).set_index("query")
         out["identity_to_train"] = out["accession"].map(hits["fident"]).astype(float)
         nearest = out["accession"].map(hits["target"])
         out["nearest_train"] = out["nearest_train"].where(out["identical_to_train"], nearest.fillna(""))
         out.loc[out["identical_to_train"], "identity_to_train"] = 1.0
     elif max_identity is not None:
         raise ConfigError(
-            "evaluate.max_identity needs MMseqs2 on PATH (or --sdm conda) to measure identity to training"
+            f"evaluate.max_identity needs MMseqs2 ({executable!r}, split.mmseqs.executable) on PATH "
+            "(or --sdm conda) to measure identity to training"
         )
     report: dict[str, Any] = {
         "identical_to_train": int(out["identical_to_train"].sum()),
+        "label_conflict": int(out["label_conflict"].sum()),
         "mmseqs": have_mmseqs,
+        "coverage": settings["coverage"],
+        "cov_mode": settings["cov_mode"],
         "max_identity": max_identity,
     }
     if have_mmseqs:
         ident = out["identity_to_train"]
         report["with_hit"] = int(ident.notna().sum())
         report["at_least"] = {str(t): int((ident >= t).sum()) for t in (0.3, 0.5, 0.9)}
-    dropped = 0
+    dropped = _dropped([], "max_identity", max_identity, [])
     if max_identity is not None:
         too_close = out["identical_to_train"] | (out["identity_to_train"] > max_identity)
-        dropped = int(too_close.sum())
+        gone = out[too_close]
+        dropped = _dropped(
+            gone["accession"],
+            "max_identity",
+            max_identity,
+            [
+                f"identical to training protein {near}"
+                if same_seq
+                else f"identity {ident:.3f} to training protein {near}"
+                for same_seq, ident, near in zip(
+                    gone["identical_to_train"], gone["identity_to_train"], gone["nearest_train"], strict=True
+                )
+            ],
+        )
         out = out[~too_close].reset_index(drop=True)
         if out.empty:
             raise InputError(
                 f"every external protein is more than {max_identity} identical to a training protein"
             )
-    report["dropped_above_max_identity"] = dropped
+    report["dropped_above_max_identity"] = len(dropped)
     if report["identical_to_train"]:
         log.warning(
-            "%d external proteins are identical to training proteins%s",
+            "%d external proteins are identical to training proteins (%d of them with another label)%s",
             report["identical_to_train"],
+            report["label_conflict"],
             " (dropped)" if max_identity is not None else " (kept; set evaluate.max_identity to drop them)",
         )
-    return out, report
+    return out, report, dropped

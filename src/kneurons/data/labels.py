@@ -17,14 +17,17 @@ label report counts it there:
    label and drops all copies when they disagree; ``keep_first`` keeps the first copy.
 8. ``min_class_size``: classes with fewer proteins are dropped.
 
-``ec`` in the output keeps the protein's annotated EC numbers; ``label`` is the class.
+``ec`` in the output keeps the protein's annotated EC numbers; ``label`` is the class. An external
+test set runs ``EXTERNAL_POLICIES``: steps 6 and 7 swapped, so that its duplicates are judged on
+full-length sequences (two proteins sharing their first ``max_length`` residues are two proteins)
+and the crop only fits them to the model.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -275,6 +278,20 @@ POLICIES: tuple[Policy, ...] = (
 )
 
 
+#: The policies of an external test set: duplicates on full-length sequences, then the crop.
+EXTERNAL_POLICIES: tuple[Policy, ...] = (
+    non_enzymes,
+    multi_ec_drop,
+    incomplete,
+    preliminary,
+    multi_ec_resolve,
+    nonstandard,
+    duplicates,
+    long_sequences,
+    min_class_size,
+)
+
+
 def _classes(final: Counter[str], enzclass: str | None) -> pd.DataFrame:
     ordered = sorted(final)
     names = class_names(ordered, enzclass)
@@ -298,13 +315,15 @@ class LabelResult:
     dropped: pd.DataFrame
 
 
-def _run_policies(df: pd.DataFrame, cfg: dict[str, Any]) -> tuple[Labelling, list[Step], pd.DataFrame]:
+def _run_policies(
+    df: pd.DataFrame, cfg: dict[str, Any], policies: Sequence[Policy] = POLICIES
+) -> tuple[Labelling, list[Step], pd.DataFrame]:
     """Every policy in order: the labelling, the report steps, and the dropped proteins."""
     table = Labelling.start([parse_ec_list(s) for s in df["ec"]], df["sequence"].tolist())
     steps: list[Step] = []
     dropped = [pd.DataFrame(columns=list(DROPPED_COLUMNS))]
     accessions = df["accession"].tolist()
-    for policy in POLICIES:
+    for policy in policies:
         before = table.keep.copy()
         table, step = policy(table, cfg)
         if step is not None:
@@ -320,6 +339,7 @@ def label_proteins(
     source: str | None = None,
     origin: str | None = None,
     min_classes: int = 2,
+    policies: Sequence[Policy] = POLICIES,
 ) -> LabelResult:
     """Turn a proteins table into labelled proteins, the class table, the label report and the
     table of dropped proteins (``accession, step, policy, detail``).
@@ -333,6 +353,7 @@ def label_proteins(
             too little (defaults to ``source``).
         min_classes: fewest classes the result may have (a classifier needs two; an external
             test set may hold one).
+        policies: the steps in their order (``POLICIES``; ``EXTERNAL_POLICIES`` for an external set).
 
     Returns:
         ``labels``: ``accession, sequence, ec, label`` + the optional columns present; ``classes``:
@@ -350,7 +371,7 @@ def label_proteins(
         "policies": {k: v for k, v in cfg.items() if k != "level"},
         "input": input_summary([parse_ec_list(s) for s in df["ec"]], df["sequence"]),
     }
-    table, steps, dropped = _run_policies(df, cfg)
+    table, steps, dropped = _run_policies(df, cfg, policies)
     report["steps"] = steps
     idx = np.flatnonzero(table.keep)
     report["dropped"] = {s["step"]: s["dropped"] for s in steps}

@@ -4,7 +4,7 @@ the knowledge neurons' ablation on it (pooled over replicates)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from kneurons.data.external import label_external, overlap_with_train, read_external
+from kneurons.errors import InputError
 from kneurons.stats.curves import pool_replicates
 from kneurons.stats.metrics import accuracy, macro_f1, majority_share
 from kneurons.stats.random import random_comparison
@@ -19,7 +20,9 @@ from kneurons.tables import (
     AblationData,
     load_ablation,
     read_class_labels,
+    read_proteins_table,
     read_split,
+    write_dropped,
     write_external_proteins,
     write_json_result,
     write_stats_tables,
@@ -28,33 +31,77 @@ from kneurons.tables import (
 log = logging.getLogger(__name__)
 
 
+def training_proteins(split: pd.DataFrame, proteins: pd.DataFrame) -> pd.DataFrame:
+    """The training proteins (``accession, sequence, label``) with their full-length sequences: the
+    split holds them cropped to ``labels.max_length``, ``data/proteins.tsv`` as read."""
+    train = split.loc[split["split"] == "train", ["accession", "label"]]
+    full = proteins.set_index("accession")["sequence"]
+    missing = sorted(set(train["accession"]) - set(full.index))
+    if missing:
+        raise InputError(
+            f"training proteins missing from the proteins table: {missing[:5]} (not this run's?)"
+        )
+    return train.assign(sequence=train["accession"].map(full).to_numpy()).reset_index(drop=True)
+
+
+def _why_dropped(dropped: pd.DataFrame) -> str:
+    """The dropped proteins in one phrase per reason, for the log line."""
+    by_step = dropped["step"].value_counts()
+    policies = {k: int(v) for k, v in by_step.items() if k not in ("model_classes", "max_identity")}
+    each = ", ".join(f"{k} {v}" for k, v in policies.items())
+    parts = [
+        f"{sum(policies.values())} by the label policies ({each})"
+        if policies
+        else "none by the label policies",
+        f"{int(by_step.get('model_classes', 0))} of classes the model lacks",
+    ]
+    if "max_identity" in by_step:
+        parts.append(f"{int(by_step['max_identity'])} above evaluate.max_identity")
+    return "; ".join(parts)
+
+
 def run_external_set(
     name: str,
     path: str | Path,
     split_path: str | Path,
     classes_path: str | Path,
+    proteins_path: str | Path,
     settings: dict[str, Any],
-    out_proteins: str | Path,
-    out_report: str | Path,
+    out: Mapping[str, str | Path],
     threads: int = 1,
 ) -> pd.DataFrame:
-    """Read, label and check external set ``name`` against the training split; write its proteins
-    and report. ``settings``: the rule's params (``labels``, ``max_identity``)."""
+    """Read, label and check external set ``name`` against the training split; write its proteins,
+    the proteins dropped and why, and its report (``out``: ``proteins``, ``dropped``, ``report``).
+
+    ``proteins_path``: the run's ``data/proteins.tsv`` (the training proteins at full length, for
+    the overlap). ``settings``: the rule's params (``labels``, ``max_identity``, ``mmseqs``).
+    """
     proteins = read_external(name, path)
     labels = read_class_labels(classes_path)
-    labelled, report = label_external(name, proteins, settings["labels"], labels, str(path))
-    split = read_split(split_path)
-    train = split[split["split"] == "train"]
-    checked, overlap = overlap_with_train(labelled, train, settings["max_identity"], threads=threads)
+    labelled, report, dropped = label_external(name, proteins, settings["labels"], labels, str(path))
+    train = training_proteins(read_split(split_path), read_proteins_table(proteins_path))
+    full_length = dict(zip(proteins["accession"], proteins["sequence"], strict=True))
+    checked, overlap, too_close = overlap_with_train(
+        labelled, train, settings["max_identity"], settings["mmseqs"], threads, full_length
+    )
+    dropped = pd.concat([dropped, too_close], ignore_index=True)
     report["overlap_with_train"] = overlap
     report["evaluated"] = len(checked)
-    write_external_proteins(checked, out_proteins)
-    write_json_result(out_report, report)
+    report["dropped"] = {str(k): int(v) for k, v in dropped["step"].value_counts().sort_index().items()}
+    write_external_proteins(checked, out["proteins"])
+    write_dropped(dropped, out["dropped"])
+    write_json_result(out["report"], report)
     log.info(
-        "external set %s: %d proteins read, %d of the model's classes, %d identical to training, "
-        "%d evaluated",
-        name, report["read"], report["kept"], overlap["identical_to_train"], len(checked),
-    )  # fmt: skip
+        "external set %s: %d proteins read, %d dropped (%s), %d evaluated; %d identical to training "
+        "(%d of another label)",
+        name,
+        report["read"],
+        len(dropped),
+        _why_dropped(dropped),
+        len(checked),
+        overlap["identical_to_train"],
+        overlap["label_conflict"],
+    )
     return checked
 
 

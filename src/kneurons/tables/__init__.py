@@ -8,7 +8,8 @@ file                                    writer / reader
 -------------------------------------   -------------------------------------------------------------
 data/proteins.tsv, data/download/*.tsv  write_proteins / read_proteins_table
 provenance/source_report.json                 write_source_report / read_source_report
-data/dropped.tsv                        write_dropped / read_dropped
+data/dropped.tsv, external/<name>/dropped.tsv
+                                        write_dropped / read_dropped
 data/labels.tsv                         write_labels / read_labels
 data/classes.tsv                        write_classes / read_classes, read_class_labels
 data/label_report.json                  write_label_report / read_label_report

@@ -45,12 +45,14 @@ def read_source_report(path: str | Path) -> dict[str, Any]:
 
 
 def write_dropped(dropped: pd.DataFrame, path: str | Path) -> None:
-    """Write ``data/dropped.tsv`` (``accession, step, policy, detail``) atomically."""
+    """Write ``data/dropped.tsv`` or ``external/<name>/dropped.tsv`` (``accession, step, policy, detail``)
+    atomically."""
     write_table_atomic(dropped[list(DROPPED_REQUIRED)], path)
 
 
 def read_dropped(path: str | Path) -> pd.DataFrame:
-    """Read ``data/dropped.tsv``: the proteins the label policies removed and why, as text."""
+    """Read ``data/dropped.tsv`` (the proteins the label policies removed and why) or an external
+    set's ``dropped.tsv`` (also those of classes the model lacks, or too close to training), as text."""
     return read_tsv(path, "dropped proteins table", DROPPED_REQUIRED, text=True)
 
 
