@@ -278,17 +278,10 @@ POLICIES: tuple[Policy, ...] = (
 )
 
 
-#: The policies of an external test set: duplicates on full-length sequences, then the crop.
-EXTERNAL_POLICIES: tuple[Policy, ...] = (
-    non_enzymes,
-    multi_ec_drop,
-    incomplete,
-    preliminary,
-    multi_ec_resolve,
-    nonstandard,
-    duplicates,
-    long_sequences,
-    min_class_size,
+#: The policies of an external test set: ``POLICIES`` with ``duplicates`` (on full-length
+#: sequences) before ``long_sequences`` (the crop).
+EXTERNAL_POLICIES: tuple[Policy, ...] = tuple(
+    {long_sequences: duplicates, duplicates: long_sequences}.get(p, p) for p in POLICIES
 )
 
 
