@@ -57,7 +57,7 @@ def _density(method: str, count: int, n_top: int = 100, n_neurons: int = 1000, t
     return pd.DataFrame(
         [{"method": method, "seed": pd.NA, "level": "module_type", "layer": pd.NA, "module": "k_proj",
           "n_neurons": n_neurons, "n_total": total, "n_top": n_top, "count": count,
-          "enrichment": count / (n_top * n_neurons / total), "p_enriched": 0.5}]
+          "enrichment": count / (n_top * n_neurons / total), "p_enriched": 0.5, "q_enriched": 0.5}]
     )  # fmt: skip
 
 

@@ -16,7 +16,7 @@ STATS_REQUIRED: dict[str, tuple[str, ...]] = {
     "summary": ("method", "scope", "scope_name", "mode", "f_threshold", "full_accuracy", "keep_accuracy"),
     "random_gap": ("method", "scope", "scope_name", "mode", "auc_gap", "ci_lo", "ci_hi"),
     "paired_tests": ("method", "scope", "scope_name", "mode", "f", "gap", "p_value", "p_adj"),
-    "density": ("method", "level", "layer", "module", "count", "enrichment", "p_enriched"),
+    "density": ("method", "level", "layer", "module", "count", "enrichment", "p_enriched", "q_enriched"),
     "stability": ("method", "level", "module", "k_fraction", "replicate_a", "replicate_b", "jaccard"),
 }
 _STATS_NUMERIC: dict[str, tuple[str, ...]] = {
@@ -24,7 +24,7 @@ _STATS_NUMERIC: dict[str, tuple[str, ...]] = {
     "summary": ("f_threshold", "full_accuracy"),
     "random_gap": ("auc_gap", "ci_lo", "ci_hi"),
     "paired_tests": ("f", "gap", "p_value", "p_adj"),
-    "density": ("count", "enrichment", "p_enriched"),
+    "density": ("count", "enrichment", "p_enriched", "q_enriched"),
     "stability": ("k_fraction", "jaccard", "random_lo", "random_hi", "spearman"),
 }
 _STATS_DTYPES = {
