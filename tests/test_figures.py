@@ -141,6 +141,26 @@ def test_density_q_values_are_benjamini_hochberg_per_method_and_seed():
     assert list(dens.columns).index("q_enriched") == list(dens.columns).index("p_enriched") + 1
 
 
+def test_stability_figure_labels_both_axes_and_says_what_the_bands_are():
+    from kneurons.figures.stability import plot_stability
+    from kneurons.stats.stability import stability
+
+    def table(seed: int) -> pd.DataFrame:
+        rng = np.random.default_rng(seed)
+        rows = [
+            (layer, m, i) for layer in range(2) for m in MODULE_TYPES for i in range(32 if m == "fc1" else 8)
+        ]
+        df = pd.DataFrame(rows, columns=["layer", "module", "neuron"]).assign(method="ig")
+        return df.assign(score=rng.random(len(df)))
+
+    fig = plot_stability(stability({"0": table(0), "1": table(1)}, "ig", fractions=(0.05, 0.2)))
+    left, right = fig.axes[:2]
+    assert left.get_ylabel() and right.get_ylabel() == left.get_ylabel()
+    assert right.get_xlabel()
+    legend = " ".join(t.get_text() for ax in (left, right) for t in ax.get_legend().get_texts())
+    assert "shaded: random selections' 95% interval" in legend and "97.5%" in legend, legend
+
+
 def test_styles_differ_in_marker_and_line_style():
     markers = [s[2] for s in METHOD_STYLE.values()]
     lines = [str(s[3]) for s in METHOD_STYLE.values()]
