@@ -158,7 +158,7 @@ def test_stability_figure_labels_both_axes_and_says_what_the_bands_are():
     assert left.get_ylabel() and right.get_ylabel() == left.get_ylabel()
     assert right.get_xlabel()
     legend = " ".join(t.get_text() for ax in (left, right) for t in ax.get_legend().get_texts())
-    assert "shaded: random selections' 95% interval" in legend and "97.5%" in legend, legend
+    assert "shaded, in each method's colour: random selections'" in legend and "97.5%" in legend, legend
 
 
 def test_styles_differ_in_marker_and_line_style():
@@ -182,6 +182,16 @@ def test_ablation_curves_panels_axes_and_files(tmp_path, mode):
     assert [p.suffix for p in paths] == [".png", ".pdf"]
     assert all(p.stat().st_size > 1000 for p in paths)
     assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:4] == b"%PDF"
+
+
+def test_curves_name_their_intact_line_as_the_mean_of_the_replicates():
+    def legend(curves: pd.DataFrame) -> list[str]:
+        fig = plot_ablation_curves(curves, "preserve")
+        return [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+
+    curves = fake_curves().assign(full_accuracy=0.951)
+    assert "intact model (0.951)" in legend(curves)  # one replicate: its own accuracy
+    assert "intact model, mean of 2 replicates (0.951)" in legend(curves.assign(n_replicates=2))
 
 
 def test_figure_files_split_paths_into_base_and_formats(tmp_path):
@@ -219,10 +229,12 @@ def test_training_and_confusion_figures(tmp_path):
     metrics = {"best_epoch": 3, "test": {"n": 10, "accuracy": 0.9, "macro_f1": 0.88, "labels": ["1", "2"],
                                           "confusion_matrix": [[5, 0], [1, 4]]}}  # fmt: skip
     fig = plot_training_curve(curve, metrics)
-    assert "test accuracy 0.900" in fig._suptitle.get_text()
+    # replicate 0's intact accuracy, named as such (the curves show the mean over replicates)
+    assert "replicate 0; test accuracy 0.900" in fig._suptitle.get_text()
     save_figure(fig, tmp_path / "train", ["png"], 60)
     fig = plot_confusion(metrics)
     ax = fig.axes[0]
+    assert "confusion matrix, replicate 0" in ax.get_title()
     assert sorted(t.get_text() for t in ax.texts) == ["0", "1", "4", "5"]
     assert ax.get_ylabel() == "true class (EC)"
     save_figure(fig, tmp_path / "cm", ["png"], 60)

@@ -1,4 +1,5 @@
-"""A verdict per claim from the statistics tables (results/stats/claims.tsv)."""
+"""A verdict per claim from the statistics tables (results/stats/claims.tsv, and rendered for the
+report's first screen: results/stats/verdicts.html)."""
 # ruff: noqa: F821  (`snakemake` is injected by Snakemake's script directive)
 
 from kneurons.jobs import start
@@ -11,4 +12,4 @@ inputs = {
     "class_specificity": list(snakemake.input.get("class_specificity", [])),
     "external": list(snakemake.input.get("external", [])),
 }
-run_claims(inputs, settings=job.params, out=snakemake.output.claims)
+run_claims(inputs, settings=job.params, out=snakemake.output.claims, verdicts=snakemake.output.verdicts)

@@ -13,7 +13,9 @@ from kneurons.vocabulary import MODULE_TYPES
 
 JACCARD_LABEL = "Jaccard overlap between replicates"
 #: What the shaded bands of the left panel are, in the figure itself.
-BAND_LABEL = "shaded: random selections' 95% interval\n(same size, same neurons per module)"
+BAND_LABEL = (
+    "shaded, in each method's colour: random selections'\n95% interval (same size, same neurons per module)"
+)
 
 
 def plot_stability(stab: pd.DataFrame) -> Figure:

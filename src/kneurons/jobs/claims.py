@@ -10,15 +10,22 @@ from typing import Any
 import pandas as pd
 
 from kneurons.stats.claims import evaluate_claims
-from kneurons.tables import read_characterise_table, read_stats_table, write_claims
+from kneurons.tables import read_characterise_table, read_stats_table, write_claims, write_verdicts
 
 log = logging.getLogger(__name__)
 
 
-def run_claims(inputs: Mapping[str, Any], settings: Mapping[str, Any], out: str | Path) -> pd.DataFrame:
-    """Write ``out`` (``stats/claims.tsv``) from ``inputs``: ``random_gap``, ``density`` (both
-    pooled over replicates) and, when the characterisation ran, ``class_specificity`` (one table
-    per replicate; each class's recall drops are averaged over the replicates).
+def run_claims(
+    inputs: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    out: str | Path,
+    verdicts: str | Path | None = None,
+) -> pd.DataFrame:
+    """Write ``out`` (``stats/claims.tsv``) and, where given, ``verdicts`` (``stats/verdicts.html``,
+    the same table rendered for the report's first screen) from ``inputs``: ``random_gap``,
+    ``density`` (both pooled over replicates) and, when the characterisation ran,
+    ``class_specificity`` (one table per replicate; each class's recall drops are averaged over the
+    replicates). Returns the claims with their numbers at full precision.
 
     ``settings`` are the rule's params (``kneurons.settings.job_settings('claims', config)``).
     """
@@ -52,6 +59,8 @@ def run_claims(inputs: Mapping[str, Any], settings: Mapping[str, Any], out: str 
         parts.append(rows)
     claims = pd.concat(parts, ignore_index=True)
     write_claims(claims, out)
+    if verdicts is not None:
+        write_verdicts(claims, verdicts)
     for row in claims.itertuples():
         log.info("claim %s (%s): %s [%s]", row.claim, row.method, row.verdict, row.statistic)
     return claims

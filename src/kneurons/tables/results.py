@@ -52,9 +52,6 @@ CHARACTERISE_TABLES: dict[str, tuple[dict[str, Any] | None, tuple[str, ...]]] = 
     "class_specificity": ({"class": str}, ("class", "n_neurons", "drop_own", "drop_other")),
 }
 
-#: ``stats/claims.tsv``: one row per claim with its verdict (the atlas shows every column).
-CLAIMS_REQUIRED = ("claim", "verdict")
-
 #: ``model/training_curve.tsv`` columns the figure reads.
 CURVE_REQUIRED = ("epoch", "train_loss")
 
@@ -93,19 +90,6 @@ def read_characterise_table(path: str | Path, name: str) -> pd.DataFrame:
     class_overlap, class_suppression, class_specificity, neurons, pfm, windows, window_activations)."""
     dtype, required = CHARACTERISE_TABLES[name]
     return read_tsv(path, f"characterisation table '{name}'", required, dtype=dtype)
-
-
-def read_claims(path: str | Path) -> pd.DataFrame:
-    """Read ``stats/claims.tsv`` (claims and their verdicts), every column as text."""
-    return read_tsv(path, "claims table", CLAIMS_REQUIRED, text=True)
-
-
-def write_claims(claims: pd.DataFrame, path: str | Path) -> None:
-    """Write ``stats/claims.tsv`` atomically."""
-    missing = [c for c in CLAIMS_REQUIRED if c not in claims.columns]
-    if missing:
-        raise ValueError(f"claims table lacks column(s) {missing}")
-    write_table_atomic(claims, path)
 
 
 def write_json_result(path: str | Path, obj: dict[str, Any]) -> None:
