@@ -93,9 +93,9 @@ def test_report_first_screen_is_the_verdict_table_and_the_atlas_opens(report):
 
 @pytest.mark.skipif(chromium_missing() is not None, reason=str(chromium_missing()))
 @pytest.mark.skipif(os.environ.get("KNEURONS_REPORT_DOCS") != "1", reason="only with KNEURONS_REPORT_DOCS=1")
-def test_screenshot_for_the_docs(report):
+def test_screenshot_for_the_docs(request):
     """The README's report screenshot (docs/report-first-screen.png)."""
-    target = Path(os.environ.get("KNEURONS_REPORT") or report).resolve()
+    target = Path(os.environ.get("KNEURONS_REPORT") or request.getfixturevalue("report")).resolve()
     claims = read_claims(target.parent / "stats" / "claims.tsv")
     driver = chromium()
     try:

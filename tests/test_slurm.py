@@ -2,7 +2,8 @@
 
 The end-to-end test starts munged, slurmctld and slurmd (tests/slurm_cluster.py) and runs the
 embedded default through a profile derived from profiles/slurm/config.yaml, changing only what a
-throw-away cluster without accounting, accounts or GPUs needs (listed in ``cluster_test_profile``).
+throw-away cluster without accounting, accounts or GPUs needs (listed in ``cluster_test_profile``),
+then opens the run's report in headless Chromium (the verdicts on the first screen, the atlas link).
 It needs root and Debian's slurm + munge packages installed beforehand (``.ci/run`` installs them,
 then runs ``make test-slurm``; no test installs system packages); without them it is skipped with
 the reason printed, except on CI (``CI=true``), where it fails instead.
@@ -329,3 +330,32 @@ def test_embedded_default_runs_on_real_slurm(tmp_path):
         capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
+    if targets == ["all"]:
+        _check_the_report(work)
+
+
+def _check_the_report(work: Path) -> None:
+    """The embedded default's report, as a person opens it (tests/browser.py): the verdict table on
+    the first screen, a claim's figure one click away, the atlas opening from it. Where Chromium is
+    missing the check is reported, not run (CI=true: a failure)."""
+    from browser import check_report, chromium, chromium_missing
+
+    from kneurons.tables import read_claims
+
+    report = work / "results" / "report.html"
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--report", str(report), "--snakefile", str(REPO / "Snakefile"),
+         "--directory", str(work), "--configfile", str(REPO / "config" / "config.yaml")],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    missing = chromium_missing()
+    if missing:
+        assert os.environ.get("CI") != "true", f"the report's browser check needs Chromium on CI: {missing}"
+        print(f"report written, its browser check not run: {missing}", file=sys.stderr)
+        return
+    driver = chromium()
+    try:
+        check_report(driver, report, len(read_claims(work / "results" / "stats" / "claims.tsv")))
+    finally:
+        driver.quit()
