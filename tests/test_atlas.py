@@ -105,25 +105,35 @@ def test_claims_are_shown_when_given_and_the_page_builds_without_characterisatio
     assert html.count("Not drawn for this run.") == len(OVERVIEW_FIGURES)
 
 
-def test_a_full_claims_table_is_shown_with_rounded_estimates_and_intervals(tmp_path):
+def _atlas_with_one_claim(tmp_path, auc_gap: float, ci_lo: float, ci_hi: float, **gap) -> dict:
+    """The atlas's data with claims.tsv holding one claim (IG, preserve) of these statistics."""
     from kneurons.stats.claims import evaluate_claims
     from kneurons.tables import write_claims
 
-    gap = pd.DataFrame(
-        [{"method": "ig", "scope": "global", "scope_name": "all", "mode": "preserve",
-          "auc_gap": 0.123456, "ci_lo": 0.0501234, "ci_hi": 0.2009876, "p_value": 0.001}]
-    )  # fmt: skip
+    row = {
+        "method": "ig",
+        "scope": "global",
+        "scope_name": "all",
+        "mode": "preserve",
+        "auc_gap": auc_gap,
+        "ci_lo": ci_lo,
+        "ci_hi": ci_hi,
+        "p_value": 0.001,
+        **gap,
+    }
     margins = {"auc_margin": 0.01, "log2_enrichment_margin": 0.1, "specificity_margin": 0.02}
     settings_ = {"confidence": 0.95, "top_fraction": 0.01, "claims": margins}
     path = tmp_path / "claims.tsv"
-    write_claims(evaluate_claims(gap, None, None, settings_, n_replicates=2), path)
+    write_claims(evaluate_claims(pd.DataFrame([row]), None, None, settings_, n_replicates=2), path)
     inputs = write_tables(tmp_path, with_characterise=False)
-    data = build_atlas(
-        AtlasInputs(
-            scores=dict(zip(METHODS, inputs["scores"], strict=True)), density=inputs["density"], claims=path
-        ),
-        settings(top_per_method=5),
+    scores = dict(zip(METHODS, inputs["scores"], strict=True))
+    return build_atlas(
+        AtlasInputs(scores=scores, density=inputs["density"], claims=path), settings(top_per_method=5)
     )
+
+
+def test_a_full_claims_table_is_shown_with_rounded_estimates_and_intervals(tmp_path):
+    data = _atlas_with_one_claim(tmp_path, 0.123456, 0.0501234, 0.2009876)
     (row,) = data["overview"]["claims"]
     # rounded to what the interval supports (its width, 0.151, to 3 significant digits)
     assert row["estimate [interval]"] == "0.123 [0.050, 0.201]" and row["p"] == "0.001"
@@ -132,25 +142,7 @@ def test_a_full_claims_table_is_shown_with_rounded_estimates_and_intervals(tmp_p
 
 
 def test_bootstrap_floor_p_values_read_below_the_floor_and_are_explained(tmp_path):
-    from kneurons.stats.claims import evaluate_claims
-    from kneurons.tables import write_claims
-
-    gap = pd.DataFrame(
-        [{"method": "ig", "scope": "global", "scope_name": "all", "mode": "preserve",
-          "auc_gap": 0.2, "ci_lo": 0.1, "ci_hi": 0.3, "p_value": 0.001, "n_boot": 1000}]
-    )  # fmt: skip
-    margins = {"auc_margin": 0.01, "log2_enrichment_margin": 0.1, "specificity_margin": 0.02}
-    path = tmp_path / "claims.tsv"
-    write_claims(
-        evaluate_claims(gap, None, None, {"confidence": 0.95, "top_fraction": 0.01, "claims": margins}), path
-    )
-    inputs = write_tables(tmp_path, with_characterise=False)
-    data = build_atlas(
-        AtlasInputs(
-            scores=dict(zip(METHODS, inputs["scores"], strict=True)), density=inputs["density"], claims=path
-        ),
-        settings(top_per_method=5),
-    )
+    data = _atlas_with_one_claim(tmp_path, 0.2, 0.1, 0.3, n_boot=1000)  # p 0.001 = 1/B: no draw crossed 0
     (row,) = data["overview"]["claims"]
     assert row["p"] == "< 0.001" and row["claimed"] == "> 0 (±0.01)"
     html = render_atlas(data)
@@ -177,7 +169,7 @@ def test_intact_accuracy_names_replicate_0_beside_the_curves_mean_of_replicates(
                     "n_test": [72],
                 }
             )
-        },  # fmt: skip
+        },
         {"curves": curves},
     )
     html = render_atlas(
@@ -187,7 +179,7 @@ def test_intact_accuracy_names_replicate_0_beside_the_curves_mean_of_replicates(
                 density=inputs["density"],
                 metrics=inputs["metrics"],
                 curves=curves,
-            ),  # fmt: skip
+            ),
             settings(top_per_method=5),
         )
     )
@@ -209,7 +201,7 @@ def test_neuron_panel_numbers_are_rounded_rates_not_float_noise(tmp_path):
             scores=dict(zip(METHODS, inputs["scores"], strict=True)),
             density=inputs["density"],
             characterise={k: inputs[k] for k in ("class_neurons", "class_suppression", "class_specificity")},
-        ),  # fmt: skip
+        ),
         settings(top_per_method=5),
     )
     shown = data["suppression"][CLASSES[0]]["specificity"]
@@ -221,9 +213,11 @@ def test_page_holds_each_figure_once(tmp_path):
     import base64
 
     png = tmp_path / "fig.png"
-    png.write_bytes(base64.b64decode(
-        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
-    ))  # fmt: skip
+    png.write_bytes(
+        base64.b64decode(
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+        )
+    )
     inputs = write_tables(tmp_path, with_characterise=False)
     html = render_atlas(
         build_atlas(
@@ -231,7 +225,7 @@ def test_page_holds_each_figure_once(tmp_path):
                 scores=dict(zip(METHODS, inputs["scores"], strict=True)),
                 density=inputs["density"],
                 figures=dict.fromkeys(OVERVIEW_FIGURES, png),
-            ),  # fmt: skip
+            ),
             settings(top_per_method=5),
         )
     )

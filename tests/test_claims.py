@@ -127,8 +127,12 @@ def test_numbers_are_rounded_to_what_the_interval_supports():
     assert interval_texts(0.5, 0.5, 0.5) == ("0.500", "0.500", "0.500")  # no width: 3 significant digits
     assert interval_texts(-1.0, float("-inf"), 2.9) == ("-1.00", "-inf", "2.90")
     assert [significant(x) for x in (0.0140709, 1.76e-17, 1234.5, 0.0, float("nan"))] == [
-        "0.0141", "1.76e-17", "1230", "0", "",
-    ]  # fmt: skip
+        "0.0141",
+        "1.76e-17",
+        "1230",
+        "0",
+        "",
+    ]
     # a bootstrap p-value at its floor 1/B says so; above it, 3 significant digits
     assert p_text(0.001, 0.001) == "< 0.001" and p_text(0.002, 0.001) == "0.002"
     assert p_text(1.7e-17, float("nan")) == "1.7e-17" and p_text(0.0140709) == "0.0141"  # exact tails

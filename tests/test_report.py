@@ -24,34 +24,36 @@ from pathlib import Path
 import pytest
 import yaml
 from browser import check_report, chromium, chromium_missing
-from workflow_rules import REPO
+from workflow_rules import REPO, TINY_CONFIG
 
 from kneurons.tables import read_claims
 
 pytestmark = pytest.mark.slow
 
 TINY = {
-    "seed": 3,
-    "device": "cpu",
-    "data": {"source": "synthetic",
-             "synthetic": {"n_classes": 3, "n_per_class": 20, "length_min": 30, "length_max": 40,
-                           "motif_length": 4, "motifs_per_sequence": 1}},
-    "labels": {"min_class_size": 5},
-    "split": {"identity": False, "fractions": {"train": 0.6, "val": 0.2, "test": 0.2}},
-    "model": {"name": "custom", "custom": {"num_layers": 1, "embed_dim": 16, "attention_heads": 2}},
+    **TINY_CONFIG,
     "train": {"epochs": 3, "token_budget": 512, "replicates": 1},
     "score": {"methods": ["activation", "random"], "max_sequences": 16},
     "ablate": {"random_seeds": [0, 1], "scopes": ["global"], "fractions": [0.0, 0.1, 0.5, 1.0]},
     "stats": {"bootstrap": 50},
-    "characterise": {"enabled": False},
     "evaluate": {"external": {}},
     "figures": {"formats": ["png"], "dpi": 50},
-}  # fmt: skip
+}
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-           "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), *args]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        *args,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     return proc
