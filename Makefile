@@ -1,5 +1,7 @@
 # Two commands do all the set-up (README): `make demo` runs the workflow on the embedded
-# default, `make test` runs the test suite. Both create .venv on first use.
+# default, `make test` runs the fast test suite. Both create .venv on first use. Neither installs
+# system packages: `make test-slurm` (the real single-node SLURM run) needs Debian's slurm and munge
+# packages installed first, as `.ci/run` does.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -7,7 +9,7 @@ CORES ?= 2
 # The CPU build of torch; on a GPU machine install your CUDA build into $(VENV) first.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test figures report lint dryrun clean
+.PHONY: demo test test-slurm figures report lint dryrun clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +27,14 @@ figures: $(BIN)/.installed
 report: $(BIN)/.installed
 	$(BIN)/snakemake --cores $(CORES) --report results/report.html
 
+# The fast suite: everything but the real SLURM cluster; -rs prints why each skipped test skipped.
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -rs -m "not slurm" $(PYTEST_ARGS)
+
+# The embedded default end to end through a real one-node SLURM cluster (tests/test_slurm.py): root,
+# with slurmctld, slurmd, slurm-client and munge installed (.ci/run installs them); 13-18 min on 2 cores.
+test-slurm: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -rs -m slurm $(PYTEST_ARGS)
 
 dryrun: $(BIN)/.installed
 	$(BIN)/snakemake -n

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kneurons.stats.density import density
+from kneurons.stats.density import density, with_q_values
 from kneurons.tables import (
     write_json_result,
     write_result_table,
@@ -67,7 +67,9 @@ def write_tables(root: Path, with_characterise: bool = True, claims: bool = Fals
     gap = pd.DataFrame({"method": ["activation", "ig"], "scope": "global", "scope_name": "global",
                         "mode": "preserve", "auc_gap": [0.21, 0.34], "ci_lo": [0.1, 0.2],
                         "ci_hi": [0.3, 0.45]})  # fmt: skip
-    write_stats_tables({"density": pd.concat(dens, ignore_index=True), "random_gap": gap}, stats)
+    write_stats_tables(
+        {"density": with_q_values(pd.concat(dens, ignore_index=True)), "random_gap": gap}, stats
+    )
     metrics = root / "model/metrics.json"
     metrics.parent.mkdir(parents=True, exist_ok=True)
     cm = [[10, 1, 0], [0, 11, 1], [1, 0, 12]]

@@ -39,7 +39,7 @@ LOCK_FILE = Path(tempfile.gettempdir()) / "kneurons-slurm-test.lock"
 
 
 class ClusterUnavailable(RuntimeError):
-    """SLURM cannot be started here (not root, or the packages are missing and cannot be installed)."""
+    """SLURM cannot be started here (not root, or the packages are not installed)."""
 
 
 @dataclass
@@ -71,26 +71,21 @@ class Cluster:
         return "\n".join(parts)
 
 
-def ensure_installed(allow_apt: bool = True) -> None:
-    """Make sure the SLURM and munge binaries exist, installing Debian's packages if needed.
+def ensure_installed() -> None:
+    """Check that the SLURM and munge binaries exist; never installs anything.
 
-    Raises ClusterUnavailable with the reason when that is impossible (not root, no apt-get).
+    A test must not install system packages: ``.ci/run`` installs ``APT_PACKAGES`` before it runs
+    ``make test-slurm``. Raises ClusterUnavailable with the reason (not root, or which binaries are
+    missing and how to get them).
     """
     if os.geteuid() != 0:
         raise ClusterUnavailable("needs root (daemons run as root, /etc/slurm/slurm.conf is written)")
-    if all(shutil.which(b) for b in BINARIES):
-        return
-    if not allow_apt or shutil.which("apt-get") is None:
-        missing = [b for b in BINARIES if not shutil.which(b)]
-        raise ClusterUnavailable(f"SLURM binaries missing ({', '.join(missing)}) and apt-get is unavailable")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *APT_PACKAGES], check=True, env=env
-    )
     missing = [b for b in BINARIES if not shutil.which(b)]
     if missing:
-        raise ClusterUnavailable(f"apt-get install {' '.join(APT_PACKAGES)} left {missing} missing")
+        raise ClusterUnavailable(
+            f"SLURM binaries missing ({', '.join(missing)}): install the Debian packages "
+            f"{' '.join(APT_PACKAGES)} first (apt-get install {' '.join(APT_PACKAGES)}; .ci/run does)"
+        )
 
 
 def _free_port() -> int:

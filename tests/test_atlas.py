@@ -71,7 +71,7 @@ def test_atlas_holds_the_characterised_and_top_neurons_with_their_global_ranks(t
     assert set(rows["L1.k_proj.3"]["profile"]) == set(CLASSES)
     assert data["suppression"]["1"]["recall_change"]["1"] == pytest.approx(-0.5)
     # Overview: no claims -> the "no verdicts yet" box; metrics and the gap table are shown.
-    assert "No verdicts yet" in html and data["overview"]["claims"] is None
+    assert "No verdicts yet" in html and "overview" not in data  # rendered into the page, not its JSON
     assert "0.917" in html and "[0.200, 0.450]" in html
     # Nothing on the page may reach the network.
     assert "default-src 'none'" in html
@@ -105,29 +105,131 @@ def test_claims_are_shown_when_given_and_the_page_builds_without_characterisatio
     assert html.count("Not drawn for this run.") == len(OVERVIEW_FIGURES)
 
 
-def test_a_full_claims_table_is_shown_with_rounded_estimates_and_intervals(tmp_path):
+def _atlas_with_one_claim(tmp_path, auc_gap: float, ci_lo: float, ci_hi: float, **gap) -> dict:
+    """The atlas's data with claims.tsv holding one claim (IG, preserve) of these statistics."""
     from kneurons.stats.claims import evaluate_claims
     from kneurons.tables import write_claims
 
-    gap = pd.DataFrame(
-        [{"method": "ig", "scope": "global", "scope_name": "all", "mode": "preserve",
-          "auc_gap": 0.123456, "ci_lo": 0.0501234, "ci_hi": 0.2009876, "p_value": 0.001}]
-    )  # fmt: skip
+    row = {
+        "method": "ig",
+        "scope": "global",
+        "scope_name": "all",
+        "mode": "preserve",
+        "auc_gap": auc_gap,
+        "ci_lo": ci_lo,
+        "ci_hi": ci_hi,
+        "p_value": 0.001,
+        **gap,
+    }
     margins = {"auc_margin": 0.01, "log2_enrichment_margin": 0.1, "specificity_margin": 0.02}
     settings_ = {"confidence": 0.95, "top_fraction": 0.01, "claims": margins}
     path = tmp_path / "claims.tsv"
-    write_claims(evaluate_claims(gap, None, None, settings_, n_replicates=2), path)
+    write_claims(evaluate_claims(pd.DataFrame([row]), None, None, settings_, n_replicates=2), path)
     inputs = write_tables(tmp_path, with_characterise=False)
+    scores = dict(zip(METHODS, inputs["scores"], strict=True))
+    return build_atlas(
+        AtlasInputs(scores=scores, density=inputs["density"], claims=path), settings(top_per_method=5)
+    )
+
+
+def test_a_full_claims_table_is_shown_with_rounded_estimates_and_intervals(tmp_path):
+    data = _atlas_with_one_claim(tmp_path, 0.123456, 0.0501234, 0.2009876)
+    (row,) = data["overview"]["claims"]
+    # rounded to what the interval supports (its width, 0.151, to 3 significant digits)
+    assert row["estimate [interval]"] == "0.123 [0.050, 0.201]" and row["p"] == "0.001"
+    assert row["verdict"] == "supported" and row["replicates"] == "2" and "ci_lo" not in row
+    assert 'class="verdict supported">supported<' in render_atlas(data)
+
+
+def test_bootstrap_floor_p_values_read_below_the_floor_and_are_explained(tmp_path):
+    data = _atlas_with_one_claim(tmp_path, 0.2, 0.1, 0.3, n_boot=1000)  # p 0.001 = 1/B: no draw crossed 0
+    (row,) = data["overview"]["claims"]
+    assert row["p"] == "< 0.001" and row["claimed"] == "> 0 (±0.01)"
+    html = render_atlas(data)
+    assert "p &lt; 0.001: no bootstrap draw fell on the other side of 0" in html and "1/B" in html
+
+
+def test_intact_accuracy_names_replicate_0_beside_the_curves_mean_of_replicates(tmp_path):
+    from kneurons.tables import write_stats_tables
+
+    inputs = write_tables(tmp_path, with_characterise=False)
+    curves = tmp_path / "stats" / "curves.tsv"
+    write_stats_tables(
+        {
+            "curves": pd.DataFrame(
+                {
+                    "method": ["ig"],
+                    "scope": "global",
+                    "scope_name": "global",
+                    "mode": "preserve",
+                    "f": [0.1],
+                    "accuracy": [0.5],
+                    "full_accuracy": [0.951],
+                    "n_replicates": [2],
+                    "n_test": [72],
+                }
+            )
+        },
+        {"curves": curves},
+    )
+    html = render_atlas(
+        build_atlas(
+            AtlasInputs(
+                scores=dict(zip(METHODS, inputs["scores"], strict=True)),
+                density=inputs["density"],
+                metrics=inputs["metrics"],
+                curves=curves,
+            ),
+            settings(top_per_method=5),
+        )
+    )
+    text = re.sub(r"<[^>]+>", "", re.search(r'<p id="intact-accuracy">(.*?)</p>', html, re.S)[1])
+    assert "replicate 0, test split: intact accuracy 0.917" in text, text
+    assert "intact line is 0.951: the mean of 2 replicates' intact accuracies on the 72 test proteins" in text
+
+
+def test_neuron_panel_numbers_are_rounded_rates_not_float_noise(tmp_path):
+    from kneurons.tables import write_result_table
+
+    inputs = write_tables(tmp_path)
+    spec = pd.read_csv(inputs["class_specificity"], sep="\t")
+    spec["random_diff_lo"], spec["drop_other"] = 1.7578531223231644e-17, -3.700743415417188e-17
+    spec["random_diff_hi"] = 0.28842592592592586
+    write_result_table(spec, inputs["class_specificity"])
     data = build_atlas(
         AtlasInputs(
-            scores=dict(zip(METHODS, inputs["scores"], strict=True)), density=inputs["density"], claims=path
+            scores=dict(zip(METHODS, inputs["scores"], strict=True)),
+            density=inputs["density"],
+            characterise={k: inputs[k] for k in ("class_neurons", "class_suppression", "class_specificity")},
         ),
         settings(top_per_method=5),
     )
-    (row,) = data["overview"]["claims"]
-    assert row["estimate [interval]"] == "0.123 [0.0501, 0.201]" and row["p"] == "0.001"
-    assert row["verdict"] == "supported" and row["replicates"] == "2" and "ci_lo" not in row
-    assert 'class="verdict supported">supported<' in render_atlas(data)
+    shown = data["suppression"][CLASSES[0]]["specificity"]
+    assert shown["random_diff_lo"] == 0.0 and shown["drop_other"] == 0.0 and shown["random_diff_hi"] == 0.288
+    assert "e-17" not in data_json(data)
+
+
+def test_page_holds_each_figure_once(tmp_path):
+    import base64
+
+    png = tmp_path / "fig.png"
+    png.write_bytes(
+        base64.b64decode(
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+        )
+    )
+    inputs = write_tables(tmp_path, with_characterise=False)
+    html = render_atlas(
+        build_atlas(
+            AtlasInputs(
+                scores=dict(zip(METHODS, inputs["scores"], strict=True)),
+                density=inputs["density"],
+                figures=dict.fromkeys(OVERVIEW_FIGURES, png),
+            ),
+            settings(top_per_method=5),
+        )
+    )
+    assert html.count("data:image/png;base64,") == len(OVERVIEW_FIGURES)
 
 
 def test_data_json_cannot_close_its_script_element():

@@ -17,34 +17,22 @@ from pathlib import Path
 
 import pytest
 from atlas_tables import METHODS, write_tables
+from browser import chromium, chromium_missing, requests, save
 from workflow_rules import REPO
 
 from kneurons.config import validate_config
 from kneurons.jobs.atlas import run_atlas_job
 from kneurons.settings import job_settings
 
-CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-ARTEFACTS = REPO / "tests" / "artefacts"
-
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (the `test` extra)")
-if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):
-    pytest.skip(
-        f"{CHROMIUM} or {DRIVER} missing: apt-get install chromium chromium-driver", allow_module_level=True
-    )
-from selenium.webdriver.chrome.service import Service  # noqa: E402
+if chromium_missing():
+    pytest.skip(chromium_missing(), allow_module_level=True)
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def browser():
-    opts = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"):
-        opts.add_argument(arg)
-    opts.binary_location = CHROMIUM
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    # The system driver: selenium must never download one.
-    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
+    driver = chromium()
     yield driver
     driver.quit()
 
@@ -58,16 +46,6 @@ def page(tmp_path_factory) -> Path:
     return run_atlas_job(write_tables(tmp), settings, tmp / "atlas" / "index.html")
 
 
-def requests(driver) -> list[str]:
-    """URLs the page asked for since the last call (Chrome's performance log)."""
-    urls = []
-    for entry in driver.get_log("performance"):
-        msg = json.loads(entry["message"])["message"]
-        if msg["method"] == "Network.requestWillBeSent":
-            urls.append(msg["params"]["request"]["url"])
-    return urls
-
-
 def rows(driver) -> list:
     return driver.find_elements(By.CSS_SELECTOR, "#neurons tbody tr")
 
@@ -76,13 +54,6 @@ def column(driver, key: str) -> list[str]:
     heads = [th.get_attribute("data-key") for th in driver.find_elements(By.CSS_SELECTOR, "#neurons th")]
     i = heads.index(key) + 1
     return [td.text for td in driver.find_elements(By.CSS_SELECTOR, f"#neurons tbody td:nth-child({i})")]
-
-
-def save(driver, name: str) -> Path:
-    ARTEFACTS.mkdir(exist_ok=True)
-    path = ARTEFACTS / name
-    driver.save_screenshot(str(path))
-    return path
 
 
 def test_page_works_offline_in_a_real_browser(browser, page):

@@ -60,7 +60,7 @@ def _density(method: str, count: int, n_top: int = 100, n_neurons: int = 1000, t
     return pd.DataFrame(
         [{"method": method, "seed": pd.NA, "level": "module_type", "layer": pd.NA, "module": "k_proj",
           "n_neurons": n_neurons, "n_total": total, "n_top": n_top, "count": count,
-          "enrichment": count / (n_top * n_neurons / total), "p_enriched": 0.5}]
+          "enrichment": count / (n_top * n_neurons / total), "p_enriched": 0.5, "q_enriched": 0.5}]
     )  # fmt: skip
 
 
@@ -345,6 +345,74 @@ def test_claims_equal_an_independent_recomputation(tmp_path, n_rep, at_baseline)
     assert compare(read_claims(tmp_path / "claims.tsv"), want, rel=5e-3) == []
     if not at_baseline:  # the rules are exercised, not only the baseline
         assert {"supported"} <= set(want["verdict"]), want.to_string()
+
+
+# -- what people read: claims.tsv rounded, the verdict table rendered ----------------------------
+def test_numbers_are_rounded_to_what_the_interval_supports():
+    from kneurons.tables.claims import interval_texts, p_text, significant
+
+    # the interval's width to 3 significant digits sets the decimals of all three numbers
+    assert interval_texts(0.09570138888, 0.05277708333, 0.14366527777) == ("0.0957", "0.0528", "0.1437")
+    assert interval_texts(-2.415037499, -7.719121648, -0.005397909) == ("-2.42", "-7.72", "-0.01")
+    assert interval_texts(0.111, 1.7578531223231644e-17, 0.2884259259) == ("0.111", "0.000", "0.288")
+    assert interval_texts(0.5, 0.5, 0.5) == ("0.500", "0.500", "0.500")  # no width: 3 significant digits
+    assert interval_texts(-1.0, float("-inf"), 2.9) == ("-1.00", "-inf", "2.90")
+    assert [significant(x) for x in (0.0140709, 1.76e-17, 1234.5, 0.0, float("nan"))] == [
+        "0.0141",
+        "1.76e-17",
+        "1230",
+        "0",
+        "",
+    ]
+    # a bootstrap p-value at its floor 1/B says so; above it, 3 significant digits
+    assert p_text(0.001, 0.001) == "< 0.001" and p_text(0.002, 0.001) == "0.002"
+    assert p_text(1.7e-17, float("nan")) == "1.7e-17" and p_text(0.0140709) == "0.0141"  # exact tails
+
+
+def test_claims_table_is_written_rounded_and_reads_back(tmp_path):
+    gap = _random_gap([("ig", "preserve", 0.09570138888, 0.05277708333, 0.14366527777)])
+    gap["n_boot"], gap["p_value"] = 1000, 0.001  # no draw crossed zero: the bootstrap's floor
+    claims = evaluate_claims(gap, _density("ig", 30), None, SETTINGS, n_replicates=2)
+    path = tmp_path / "claims.tsv"
+    from kneurons.tables import write_claims
+
+    write_claims(claims, path)
+    back = read_claims(path)
+    row = back[back["claim"] == "2"].iloc[0]
+    assert (row.estimate, row.ci_lo, row.ci_hi) == ("0.0957", "0.0528", "0.1437")
+    assert row.p_value == "< 0.001" and row.p_floor == "0.001" and row.verdict == "supported"
+    three = back[back["claim"] == "3"].iloc[0]
+    assert three.p_floor == "" and not three.p_value.startswith("<")  # hypergeometric: exact tail
+    assert "e-1" not in path.read_text() and list(back.columns) == CLAIM_COLUMNS
+    # the verdicts are decided on full precision: a lower bound that rounds to 0.000 still counts
+    gap = _random_gap([("ig", "preserve", 0.1, 0.00004, 0.2)])
+    claims = evaluate_claims(gap, None, None, SETTINGS)
+    write_claims(claims, path)
+    row = read_claims(path).iloc[0]
+    assert row.ci_lo == "0.000" and row.verdict == "supported"
+
+
+def test_verdict_table_for_the_report_links_each_claims_figure_and_the_atlas():
+    from kneurons.tables.claims import render_verdicts
+
+    gap = _random_gap([("ig", "preserve", 0.2, 0.1, 0.3), ("ig", "suppress", -0.1, -0.2, 0.05)])
+    claims = evaluate_claims(gap, _density("ig", 30), None, SETTINGS, n_replicates=2)
+    out = render_verdicts(claims)
+    rows = out[out.index("<tbody>") : out.index("</tbody>")].split("<tr>")[1:]
+    assert len(rows) == len(claims) == 3
+    for row, (_, claim) in zip(rows, claims.iterrows(), strict=True):
+        assert f">{claim.verdict}</td>" in row and claim.statement in row
+        figure = claim.figure.rsplit(".", 1)[0]  # linked by path without extension (png or pdf)
+        assert "})(&#x27;" + figure + "&#x27;)" in row, row
+    assert "})(&#x27;atlas/index&#x27;)" in out and "open the neuron atlas" in out
+    assert "Pooled over 2 fine-tuning replicate(s)" in out and "note" not in out.split("<tbody>")[0]
+    # #25's note column, where the table has one, is shown
+    claims["note"] = ["", "model at baseline: accuracy 0.31, majority 0.31", ""]
+    out = render_verdicts(claims)
+    assert "<th>note</th>" in out and "model at baseline: accuracy 0.31" in out
+    # an external set's row has a table, not a figure: named, not linked
+    claims.loc[0, "figure"] = "external/new/curves.tsv"
+    assert "none (a table)" in render_verdicts(claims)
 
 
 # -- science: the planted-motif model -------------------------------------------------------------

@@ -135,7 +135,8 @@ def test_claims_get_rows_per_external_set(tmp_path):
     ext_gap = gap([("ig", "preserve", 0.0, -0.1, 0.1), ("ig", "suppress", -0.2, -0.3, -0.1)])
     dens = pd.DataFrame(
         [{"method": "ig", "seed": pd.NA, "level": "module_type", "layer": pd.NA, "module": "k_proj",
-          "n_neurons": 10, "n_total": 60, "n_top": 6, "count": 1, "enrichment": 1.0, "p_enriched": 0.6}]
+          "n_neurons": 10, "n_total": 60, "n_top": 6, "count": 1, "enrichment": 1.0, "p_enriched": 0.6,
+          "q_enriched": 0.6}]
     )  # fmt: skip
     paths = {"random_gap": tmp_path / "g.tsv", "density": tmp_path / "d.tsv"}
     write_stats_tables({"random_gap": train_gap, "density": dens}, paths)

@@ -15,7 +15,7 @@ from kneurons.figures.heatmaps import plot_density, plot_layer_module_gap
 from kneurons.figures.training import plot_confusion, plot_training_curve
 from kneurons.jobs.figures import make_figure
 from kneurons.stats.curves import summarise_curves
-from kneurons.stats.density import density
+from kneurons.stats.density import density, pool_density, with_q_values
 from kneurons.vocabulary import MODULE_TYPES
 
 GRID = [0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1]
@@ -87,7 +87,78 @@ def fake_density() -> pd.DataFrame:
         s = pd.concat([f for f in frames if f.method.iloc[0] == method], ignore_index=True)
         s["seed"] = s["seed"].astype("Int64")
         out.append(density(s, method, top_fraction=0.1))
-    return pd.concat(out, ignore_index=True)
+    return with_q_values(pd.concat(out, ignore_index=True))
+
+
+def test_density_figure_says_what_it_counts_stars_q_values_and_centres_its_colours_on_one():
+    """Item by item: the title names the per-replicate top set and the pooling, a star needs a
+    Benjamini-Hochberg q (not a raw p) below 0.05, and the colour scale is diverging and logarithmic
+    around 1, so that depletion to 0.25 is as far from neutral as enrichment to 4."""
+    from matplotlib.colors import to_rgb
+
+    one = fake_density()
+    one = one[one["method"] == "ig"].drop(columns="q_enriched")
+    pooled = with_q_values(pool_density([one, one]))
+    cells = pooled.index[pooled["level"] == "layer_module"]
+    pooled.loc[cells, ["p_enriched", "q_enriched"]] = 0.5
+    pooled.loc[cells[0], ["p_enriched", "q_enriched"]] = [0.01, 0.2]  # significant only uncorrected
+    pooled.loc[cells[1], ["p_enriched", "q_enriched"]] = [0.001, 0.01]
+    fig = plot_density(pooled)
+    n_total = int(one["n_total"].iloc[0])
+    per_rep = int(one["n_top"].iloc[0])
+    title = fig._suptitle.get_text()
+    assert f"= {per_rep} of {n_total} neurons per replicate, counts summed over 2 replicates" in title
+    assert "q <" in title and "p <" not in title
+    heat = fig.axes[0]
+    rows = ["all", *sorted({str(v) for v in pooled["layer"].dropna()})]
+    texts = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in heat.texts}
+    lm = pooled[pooled["level"] == "layer_module"]
+    types = [m for m in MODULE_TYPES if m in set(lm["module"])]
+    stars = {
+        (r.layer, r.module)
+        for r in lm.itertuples()
+        if texts[(rows.index(str(r.layer)), types.index(r.module))].split("\n")[0].endswith("*")
+    }
+    assert stars == {(lm.loc[cells[1], "layer"], lm.loc[cells[1], "module"])}
+    # the colour scale: 1 in the middle, 4 and 0.25 equally far on either side
+    im = heat.images[0]
+    mid, up, down = (np.array(im.to_rgba(np.log2(e))[:3]) for e in (1.0, 4.0, 0.25))
+    assert np.allclose(im.norm(np.log2(1.0)), 0.5)
+    assert np.isclose(im.norm(np.log2(4.0)) - 0.5, 0.5 - im.norm(np.log2(0.25)))
+    assert np.linalg.norm(mid - np.array(to_rgb("white"))) < 0.15  # neutral is near white
+    assert up[0] > up[2] and down[2] > down[0]  # enriched red, depleted blue
+    labels = [t.get_text() for t in fig.axes[-1].get_yticklabels()]
+    assert "1" in labels and "0.5" in labels and "2" in labels, labels
+
+
+def test_density_q_values_are_benjamini_hochberg_per_method_and_seed():
+    from kneurons.stats.multiple import bh_qvalues
+
+    dens = fake_density()
+    for (_method, _seed), rows in dens.groupby(["method", "seed"], dropna=False):
+        np.testing.assert_allclose(rows["q_enriched"], bh_qvalues(rows["p_enriched"].to_numpy()))
+    assert (dens["q_enriched"] >= dens["p_enriched"] - 1e-15).all()
+    assert list(dens.columns).index("q_enriched") == list(dens.columns).index("p_enriched") + 1
+
+
+def test_stability_figure_labels_both_axes_and_says_what_the_bands_are():
+    from kneurons.figures.stability import plot_stability
+    from kneurons.stats.stability import stability
+
+    def table(seed: int) -> pd.DataFrame:
+        rng = np.random.default_rng(seed)
+        rows = [
+            (layer, m, i) for layer in range(2) for m in MODULE_TYPES for i in range(32 if m == "fc1" else 8)
+        ]
+        df = pd.DataFrame(rows, columns=["layer", "module", "neuron"]).assign(method="ig")
+        return df.assign(score=rng.random(len(df)))
+
+    fig = plot_stability(stability({"0": table(0), "1": table(1)}, "ig", fractions=(0.05, 0.2)))
+    left, right = fig.axes[:2]
+    assert left.get_ylabel() and right.get_ylabel() == left.get_ylabel()
+    assert right.get_xlabel()
+    legend = " ".join(t.get_text() for ax in (left, right) for t in ax.get_legend().get_texts())
+    assert "shaded, in each method's colour: random selections'" in legend and "97.5%" in legend, legend
 
 
 def test_styles_differ_in_marker_and_line_style():
@@ -111,6 +182,16 @@ def test_ablation_curves_panels_axes_and_files(tmp_path, mode):
     assert [p.suffix for p in paths] == [".png", ".pdf"]
     assert all(p.stat().st_size > 1000 for p in paths)
     assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:4] == b"%PDF"
+
+
+def test_curves_name_their_intact_line_as_the_mean_of_the_replicates():
+    def legend(curves: pd.DataFrame) -> list[str]:
+        fig = plot_ablation_curves(curves, "preserve")
+        return [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+
+    curves = fake_curves().assign(full_accuracy=0.951)
+    assert "intact model (0.951)" in legend(curves)  # one replicate: its own accuracy
+    assert "intact model, mean of 2 replicates (0.951)" in legend(curves.assign(n_replicates=2))
 
 
 def test_figure_files_split_paths_into_base_and_formats(tmp_path):
@@ -148,10 +229,12 @@ def test_training_and_confusion_figures(tmp_path):
     metrics = {"best_epoch": 3, "test": {"n": 10, "accuracy": 0.9, "macro_f1": 0.88, "labels": ["1", "2"],
                                           "confusion_matrix": [[5, 0], [1, 4]]}}  # fmt: skip
     fig = plot_training_curve(curve, metrics)
-    assert "test accuracy 0.900" in fig._suptitle.get_text()
+    # replicate 0's intact accuracy, named as such (the curves show the mean over replicates)
+    assert "replicate 0; test accuracy 0.900" in fig._suptitle.get_text()
     save_figure(fig, tmp_path / "train", ["png"], 60)
     fig = plot_confusion(metrics)
     ax = fig.axes[0]
+    assert "confusion matrix, replicate 0" in ax.get_title()
     assert sorted(t.get_text() for t in ax.texts) == ["0", "1", "4", "5"]
     assert ax.get_ylabel() == "true class (EC)"
     save_figure(fig, tmp_path / "cm", ["png"], 60)

@@ -7,6 +7,9 @@ adds those of each backward pass. Sequences of one length, so no batch has paddi
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -32,6 +35,7 @@ from kneurons.scoring import registry
 pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
 
 LAYERS, DIM, N_SEQ, LENGTH = 3, 16, 12, 20
+REPO_CONFIG = Path(__file__).resolve().parents[1] / "config"
 AA = "ACDEFGHIKLMNPQRSTVWY"
 
 
@@ -185,3 +189,46 @@ def test_every_job_pays_its_start_up(tmp_path):
     assert ig.hours(THROUGHPUT["cpu"][0], dim, data.mean_tokens) == pytest.approx(
         passes + ig.jobs * JOB_STARTUP_S / 3600
     )
+
+
+def test_hours_and_counts_read_in_units_people_use():
+    from kneurons.plan import duration, readable
+
+    numbers = (1.2e6, 1.09e4, 999.96, 28.0, 0.0357, 0.0, 5.22e12)
+    assert [readable(x) for x in numbers] == ["1.2 M", "10.9 k", "1 k", "28", "0.0357", "0", "5.22 T"]
+    hours = (604.0, 1.32e6, 2.25, 0.155)
+    assert [duration(h) for h in hours] == ["25.2 days", "151 years", "2.25 h", "9.3 min"]
+
+
+def test_a_run_far_over_its_budget_gets_the_one_setting_that_brings_it_under(tmp_path):
+    """The shipped paper config: readable numbers, and the setting it names really brings the run
+    under the budget (the largest such value: one more protein is over)."""
+    from kneurons.config import load_config
+    from kneurons.plan import THROUGHPUT, total_hours
+
+    cfg = load_config(REPO_CONFIG / "paper.yaml")
+    cfg["results"] = str(tmp_path)  # no run's split.tsv: the estimated sizes
+    rate = THROUGHPUT["a100"][0]
+    assert total_hours(cfg, rate) > 10 * 24
+    text = format_plan(cfg, "a100", budget_hours=24)
+    assert "e+" not in text and "M" in text.split("\ntotal")[1], text  # 1.32e+06 CPU-h reads 1.32 M
+    warning = next(line for line in text.splitlines() if line.startswith("warning: the whole run"))
+    key, value = re.search(r"brings it under: ([\w.]+): (\d+)", warning).groups()
+    assert key == "ablate.max_sequences", warning
+    under = {**cfg, "ablate": {**cfg["ablate"], "max_sequences": int(value)}}
+    over = {**cfg, "ablate": {**cfg["ablate"], "max_sequences": int(value) + 1}}
+    assert total_hours(under, rate) <= 24 < total_hours(over, rate)
+    # A budget the fixed stages alone exceed: the next setting that can (ablate.max_sequences cannot).
+    text = format_plan(cfg, "a100", budget_hours=12)
+    warning = next(line for line in text.splitlines() if line.startswith("warning: the whole run"))
+    assert "ablate.max_sequences" not in warning.split("brings it under")[-1], warning
+    # Within 10x of the budget: no whole-run warning.
+    assert "the whole run" not in format_plan(cfg, "a100", budget_hours=100)
+
+
+def test_plan_of_a_bad_config_is_one_line_not_a_traceback(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("model: {checkpoint: missing.pt}\n")
+    assert main(["plan", "--configfile", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "missing.pt" in err and "Traceback" not in err

@@ -24,25 +24,18 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from workflow_rules import TINY_CONFIG
 
 from kneurons.io import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
-    "seed": 3,
-    "device": "cpu",
-    "data": {"source": "synthetic",
-             "synthetic": {"n_classes": 3, "n_per_class": 20, "length_min": 30, "length_max": 40,
-                           "motif_length": 4, "motifs_per_sequence": 1}},
-    "labels": {"min_class_size": 5},
-    "split": {"identity": False, "fractions": {"train": 0.6, "val": 0.2, "test": 0.2}},
-    "model": {"name": "custom", "custom": {"num_layers": 1, "embed_dim": 16, "attention_heads": 2}},
+    **TINY_CONFIG,
     # no early stop: every epoch runs, so the kill lands mid-training
     "train": {"epochs": 40, "token_budget": 512, "early_stopping_patience": 100},
     "score": {"methods": ["activation"], "max_sequences": 16},
     "ablate": {"random_seeds": [0]},
-    "characterise": {"enabled": False},
-}  # fmt: skip
+}
 TARGETS = ["results/model/metrics.json"]
 DATA_FILES = [
     "download/synthetic.tsv",

@@ -3,9 +3,11 @@
 The end-to-end test starts munged, slurmctld and slurmd (tests/slurm_cluster.py) and runs the
 embedded default through a profile derived from profiles/slurm/config.yaml, changing only what a
 throw-away cluster without accounting, accounts or GPUs needs (listed in ``cluster_test_profile``),
-then checks the run's claims.tsv against an independent recomputation (tests/claims_check.py).
-It needs root and apt (Debian's slurm + munge packages); without them it is skipped with the
-reason printed, except on CI (``CI=true``), where it fails instead.
+then checks the run's claims.tsv against an independent recomputation (tests/claims_check.py)
+and opens the run's report in headless Chromium (the verdicts on the first screen, the atlas link).
+It needs root and Debian's slurm + munge packages installed beforehand (``.ci/run`` installs them,
+then runs ``make test-slurm``; no test installs system packages); without them it is skipped with
+the reason printed, except on CI (``CI=true``), where it fails instead.
 """
 
 from __future__ import annotations
@@ -166,6 +168,58 @@ def test_profile_accepted_by_snakemake(tmp_path):
     assert gpu_jobs, "no job got gpu=1 from the profile"
 
 
+# -- the test commands: `make test` is the fast suite and installs nothing --------------------
+def _make_recipe(target: str) -> str:
+    """The pytest line ``make`` would run for ``target`` (a dry run: nothing is built)."""
+    cmd = ["make", "-n", "-C", str(REPO), target]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return next(line for line in proc.stdout.splitlines() if "pytest" in line)
+
+
+def test_make_test_is_the_fast_suite_and_make_test_slurm_the_cluster_run():
+    fast, cluster = _make_recipe("test"), _make_recipe("test-slurm")
+    assert '-m "not slurm"' in fast and "-rs" in fast, fast
+    assert "-m slurm" in cluster and "-rs" in cluster, cluster
+    ci = (REPO / ".ci" / "run").read_text().replace("\\\n", " ")  # continuation lines joined
+    from slurm_cluster import APT_PACKAGES
+
+    install = next(line for line in ci.splitlines() if "apt-get install" in line)
+    assert all(p in install.split() for p in APT_PACKAGES), install
+    # the packages first, then the cluster run, then the fast suite
+    assert ci.index("apt-get install") < ci.index("make test-slurm") < ci.rindex("make test\n")
+
+
+def test_no_test_installs_system_packages():
+    """No test or test helper runs a package manager (a test command must not install system packages)."""
+    # a command list: ["apt-get", ...]
+    runs = re.compile(r"""(?<![\w\])])\[\s*["'](apt-get|apt|dpkg|yum|dnf|conda|mamba)["']""")
+    found = [
+        f"{path.relative_to(REPO)}:{i}"
+        for path in sorted((REPO / "tests").glob("*.py"))
+        if path.name != Path(__file__).name  # this file spells the pattern out
+        for i, line in enumerate(path.read_text().splitlines(), start=1)
+        if runs.search(line)
+    ]
+    assert not found, f"tests that would run a package manager: {found}"
+
+
+def test_missing_slurm_is_a_skip_reason_not_an_install(monkeypatch):
+    """With apt-get present but SLURM missing, the check names the packages and .ci/run, and runs nothing."""
+    import slurm_cluster
+
+    calls = []
+    monkeypatch.setattr(slurm_cluster.os, "geteuid", lambda: 0)
+    apt_only = {"apt-get": "/usr/bin/apt-get"}
+    monkeypatch.setattr(slurm_cluster.shutil, "which", apt_only.get)
+    monkeypatch.setattr(slurm_cluster.subprocess, "run", lambda *a, **k: calls.append(a))
+    with pytest.raises(slurm_cluster.ClusterUnavailable) as err:
+        slurm_cluster.ensure_installed()
+    assert not calls, f"ensure_installed ran {calls}"
+    for word in (*slurm_cluster.APT_PACKAGES, ".ci/run", "sbatch"):
+        assert word in str(err.value)
+
+
 # -- a real cluster ---------------------------------------------------------------------------
 def cluster_test_profile(default: dict, partition: str, cpus: int, memory_mb: int, logdir: Path) -> dict:
     """The cluster profile, changed only where a throw-away single-node cluster differs from a real one."""
@@ -217,7 +271,7 @@ def _cluster_or_skip():
 
     try:
         ensure_installed()
-    except (ClusterUnavailable, subprocess.CalledProcessError) as exc:
+    except ClusterUnavailable as exc:
         reason = f"real SLURM test not possible here: {exc}"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason} (CI=true: this test must run on CI)")
@@ -288,3 +342,29 @@ def test_embedded_default_runs_on_real_slurm(tmp_path):
         results = work / config["results"]
         want = recompute(workflow_sets(results, config), config["stats"])
         assert compare(read_claims(results / "stats" / "claims.tsv"), want, rel=5e-3) == []
+        _check_the_report(work)
+
+
+def _check_the_report(work: Path) -> None:
+    """The embedded default's report, as a person opens it (tests/browser.py): the verdict table on
+    the first screen, a claim's figure one click away, the atlas opening from it. Where Chromium is
+    missing the check is reported, not run (CI=true: a failure)."""
+    from browser import check_report, chromium, chromium_missing
+
+    from kneurons.tables import read_claims
+
+    report = work / "results" / "report.html"
+    cmd = [sys.executable, "-m", "snakemake", "--report", str(report), "--snakefile", str(REPO / "Snakefile")]
+    cmd += ["--directory", str(work), "--configfile", str(REPO / "config" / "config.yaml")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    missing = chromium_missing()
+    if missing:
+        assert os.environ.get("CI") != "true", f"the report's browser check needs Chromium on CI: {missing}"
+        print(f"report written, its browser check not run: {missing}", file=sys.stderr)
+        return
+    driver = chromium()
+    try:
+        check_report(driver, report, len(read_claims(work / "results" / "stats" / "claims.tsv")))
+    finally:
+        driver.quit()

@@ -315,6 +315,7 @@ def test_stats_tables_round_trip(tmp_path):
                 "count": [3],
                 "enrichment": [1.5],
                 "p_enriched": [0.01],
+                "q_enriched": [0.02],
             }
         ),  # fmt: skip
     }

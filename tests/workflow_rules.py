@@ -14,6 +14,27 @@ from functools import lru_cache
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+#: A tiny whole-workflow configuration for tests that run Snakemake: 60 synthetic proteins of 3
+#: classes, a 1-layer 16-dim model, no characterisation; each test adds the settings it needs.
+TINY_CONFIG = {
+    "seed": 3,
+    "device": "cpu",
+    "data": {
+        "source": "synthetic",
+        "synthetic": {
+            "n_classes": 3,
+            "n_per_class": 20,
+            "length_min": 30,
+            "length_max": 40,
+            "motif_length": 4,
+            "motifs_per_sequence": 1,
+        },
+    },
+    "labels": {"min_class_size": 5},
+    "split": {"identity": False, "fractions": {"train": 0.6, "val": 0.2, "test": 0.2}},
+    "model": {"name": "custom", "custom": {"num_layers": 1, "embed_dim": 16, "attention_heads": 2}},
+    "characterise": {"enabled": False},
+}
 
 _SCRIPT = r"""
 import json, sys

@@ -33,14 +33,17 @@ backward twice that, divided by the device's effective FLOP/s, plus ``JOB_STARTU
 from __future__ import annotations
 
 import argparse
+import copy
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kneurons.ablation.selection import NeuronLayout, scope_members, top_k_count
 from kneurons.config import load_config, model_shape
+from kneurons.errors import ConfigError
 from kneurons.settings import random_seed_chunks, score_layer_chunks
 from kneurons.vocabulary import MODULE_TYPES
 
@@ -67,6 +70,19 @@ BACKWARD_FACTOR = 2.0
 #: load, tables (measured: a one-layer activation or random scoring job took 2.2-2.5 s in all,
 #: an ablation job 2.7 s more than its engine; docs/performance.md). Dominates a small model's run.
 JOB_STARTUP_S = 2.5
+#: A run this many times over its budget gets the one setting that brings it under.
+FAR_OVER_BUDGET = 10.0
+#: Single settings that shrink a run, in the order the plan suggests them: the ablation's evaluated
+#: test proteins first (every analysis is kept, only its intervals widen), then fewer ablation
+#: scopes, the other samples, training epochs, and the data themselves.
+SHRINKING_SETTINGS = (
+    "ablate.max_sequences",
+    "ablate.scopes",
+    "characterise.max_proteins",
+    "score.max_sequences",
+    "train.epochs",
+    "data.uniprot.max_entries",
+)
 
 
 @dataclass
@@ -249,8 +265,94 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
     return out, data
 
 
+def readable(x: float) -> str:
+    """A count or an amount of hours for people: 3 significant digits, thousands as ``k``, millions
+    as ``M``, billions as ``G``, trillions as ``T`` (``1.2e+06`` -> ``1.2 M``)."""
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g}"
+    for factor, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= factor * 0.9995:  # 999,950 is 1 M, not 1e+03 k
+            return f"{x / factor:.3g} {suffix}"
+    return f"{x:.3g}"
+
+
+def duration(hours: float) -> str:
+    """Hours as a duration in the largest unit that is at least one: minutes, hours, days or years."""
+    for size, unit in ((24 * 365, "years"), (24, "days"), (1, "h")):
+        if hours >= size:
+            return f"{hours / size:.3g} {unit}"
+    return f"{60 * hours:.2g} min"
+
+
+def total_hours(cfg: dict[str, Any], flop_rate: float) -> float:
+    """Hours of every stage of ``cfg`` at ``flop_rate`` FLOP/s (``StageCost.hours`` summed)."""
+    costs, data = plan_costs(cfg)
+    dim = model_shape(cfg)[1]
+    return sum(c.hours(flop_rate, dim, data.mean_tokens) for c in costs)
+
+
+def _with(cfg: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """A copy of ``cfg`` with the dotted ``key`` set to ``value``."""
+    out = copy.deepcopy(cfg)
+    *path, last = key.split(".")
+    node = out
+    for part in path:
+        node = node[part]
+    node[last] = value
+    return out
+
+
+def _largest_under(fits: Callable[[int], bool], lo: int, hi: int) -> int | None:
+    """The largest integer in ``[lo, hi]`` for which ``fits`` (true up to some value, false above) holds."""
+    if not fits(lo):
+        return None
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo
+
+
+def one_setting_under_budget(
+    cfg: dict[str, Any], flop_rate: float, budget_hours: float
+) -> tuple[str, Any] | None:
+    """The first of ``SHRINKING_SETTINGS`` that alone brings ``cfg``'s total under ``budget_hours``
+    at ``flop_rate``, with its value (the largest cap that fits; for ``ablate.scopes`` the most
+    scopes kept), or None when no single setting does. A sample cap keeps at least one protein
+    per class, so that its stratified sample still has every class."""
+    data = plan_costs(cfg)[1]
+
+    def fits(c: dict[str, Any]) -> bool:
+        return total_hours(c, flop_rate) <= budget_hours
+
+    for key in SHRINKING_SETTINGS:
+        section, name = key.split(".", 1)
+        if key == "ablate.scopes":
+            scopes = list(cfg["ablate"]["scopes"])
+            # drop the costliest (layer_module, then module_type) while a scope remains
+            for drop in range(1, len(scopes)):
+                kept = [s for s in scopes if s not in ("layer_module", "module_type")[:drop]] or scopes[:1]
+                if kept != scopes and fits(_with(cfg, key, kept)):
+                    return key, kept
+            continue
+        if key == "data.uniprot.max_entries" and cfg["data"]["source"] != "uniprot":
+            continue
+        if key == "train.epochs":
+            now, lo = cfg["train"]["epochs"], 1
+        elif key == "data.uniprot.max_entries":
+            now, lo = cfg["data"]["uniprot"]["max_entries"] or SWISSPROT_ENZYMES, data.n_classes
+        else:
+            split = {"ablate": "test"}.get(section) or cfg[section]["split"]
+            now, lo = cfg[section][name] or data.n[split], data.n_classes
+        best = _largest_under(lambda v, key=key: fits(_with(cfg, key, v)), lo, int(now))
+        if best is not None and best < now:
+            return key, best
+    return None
+
+
 def format_plan(cfg: dict[str, Any], gpu: str = "a100", budget_hours: float = 24.0) -> str:
-    """The plan as text: one row per stage (jobs, passes, hours on this CPU and on ``gpu``), then warnings."""
+    """The plan as text: one row per stage (jobs, passes, hours on this CPU and on ``gpu``), then
+    warnings: each stage over ``budget_hours`` on ``gpu`` with the settings that cap it, and a run
+    ``FAR_OVER_BUDGET`` times over its budget with the one setting that brings it under."""
     costs, data = plan_costs(cfg)
     layers, dim, _ = model_shape(cfg)
     cpu_rate, gpu_rate = THROUGHPUT["cpu"][0], THROUGHPUT[gpu][0]
@@ -267,15 +369,40 @@ def format_plan(cfg: dict[str, Any], gpu: str = "a100", budget_hours: float = 24
         cpu_h, gpu_h = c.hours(cpu_rate, dim, data.mean_tokens), c.hours(gpu_rate, dim, data.mean_tokens)
         cpu_total, gpu_total = cpu_total + cpu_h, gpu_total + gpu_h
         lines.append(
-            f"{c.stage:<22}{c.jobs:>6}{c.forward:>12.3g}{c.backward:>12.3g}{cpu_h:>10.3g}{gpu_h:>10.3g}"
+            f"{c.stage:<22}{c.jobs:>6}{readable(c.forward):>12}{readable(c.backward):>12}"
+            f"{readable(cpu_h):>10}{readable(gpu_h):>10}"
         )
         if gpu_h > budget_hours:
             warnings.append(
-                f"warning: {c.stage} needs ~{gpu_h:.3g} h on {gpu} (budget {budget_hours:g} h); cap {c.cap}"
+                f"warning: {c.stage} needs ~{readable(gpu_h)} h ({duration(gpu_h)}) on {gpu} "
+                f"(budget {budget_hours:g} h); cap {c.cap}"
             )
-    lines.append(f"{'total':<22}{'':>30}{cpu_total:>10.3g}{gpu_total:>10.3g}")
+    lines.append(f"{'total':<22}{'':>30}{readable(cpu_total):>10}{readable(gpu_total):>10}")
+    lines.append(f"in all: {duration(cpu_total)} on one CPU thread, {duration(gpu_total)} on one {gpu}")
     lines.append("forward/backward: token-layers (one token through one layer); " + THROUGHPUT[gpu][1])
+    if gpu_total > FAR_OVER_BUDGET * budget_hours:
+        head = (
+            f"warning: the whole run needs ~{readable(gpu_total)} h ({duration(gpu_total)}) on {gpu}, "
+            f"{gpu_total / budget_hours:.0f}x the budget of {budget_hours:g} h"
+        )
+        fix = one_setting_under_budget(cfg, gpu_rate, budget_hours)
+        if fix is None:
+            warnings.append(f"{head}; no single setting brings it under: shrink several (the caps above)")
+        else:
+            key, value = fix
+            after = total_hours(_with(cfg, key, value), gpu_rate)
+            warnings.append(
+                f"{head}; one setting brings it under: {key}: {value} "
+                f"(now {_setting(cfg, key)}; then ~{readable(after)} h)"
+            )
     return "\n".join(lines + warnings)
+
+
+def _setting(cfg: dict[str, Any], key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = node[part]
+    return "null, no cap" if node is None else node
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -297,7 +424,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--budget-hours", type=float, default=24.0, help="warn when a stage needs more GPU hours"
     )
     args = parser.parse_args(argv)
-    print(format_plan(load_config(args.configfile), args.gpu, args.budget_hours))
+    try:
+        cfg = load_config(args.configfile)
+    except ConfigError as exc:
+        print(f"kneurons plan: {exc}", file=sys.stderr)
+        return 2
+    print(format_plan(cfg, args.gpu, args.budget_hours))
     return 0
 
 

@@ -160,6 +160,8 @@ rule ablation_stats:
 TARGETS += list(STATS.values())
 
 CLAIMS = f"{STATS_DIR}/claims.tsv"
+#: The verdict table rendered, for the report's first screen (workflow/report/workflow.rst).
+VERDICTS = f"{STATS_DIR}/verdicts.html"
 
 
 rule claims:
@@ -170,8 +172,9 @@ rule claims:
             CLAIMS,
             caption="../report/claims.rst",
             category="0. Verdicts",
-            labels={"table": "a verdict per claim"},
+            labels={"table": "a verdict per claim (TSV; rendered on the first page)"},
         ),
+        verdicts=VERDICTS,
     log:
         f"{R}/logs/stats/claims.log",
     conda:

@@ -209,6 +209,8 @@ def atlas_inputs(wildcards):
         "density": STATS["density"],
         "random_gap": STATS["random_gap"],
         "claims": CLAIMS,
+        # the curves' intact accuracy (mean of the replicates), named beside replicate 0's
+        "curves": STATS["curves"],
         "metrics": MODEL_FILES["metrics"].replace("{rep}", ""),
     }
     if "png" in FIG_FORMATS:

@@ -1,5 +1,6 @@
 """Statistics on all ablation jobs of every replicate: curve summaries, gap to random, paired tests,
-density, stability of the top neurons across replicates."""
+density (with Benjamini-Hochberg q-values, q_enriched), stability of the top neurons across
+replicates."""
 # ruff: noqa: F821  (`snakemake` is injected by Snakemake's script directive)
 
 from kneurons.jobs import start

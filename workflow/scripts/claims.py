@@ -1,4 +1,5 @@
-"""A verdict per claim from the statistics tables (results/stats/claims.tsv)."""
+"""A verdict per claim from the statistics tables (results/stats/claims.tsv, and rendered for the
+report's first screen: results/stats/verdicts.html)."""
 # ruff: noqa: F821  (`snakemake` is injected by Snakemake's script directive)
 
 from kneurons.jobs import start
@@ -13,4 +14,4 @@ inputs = {
     "external": list(snakemake.input.get("external", [])),
     "external_metrics": list(snakemake.input.get("external_metrics", [])),
 }
-run_claims(inputs, settings=job.params, out=snakemake.output.claims)
+run_claims(inputs, settings=job.params, out=snakemake.output.claims, verdicts=snakemake.output.verdicts)

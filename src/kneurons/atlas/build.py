@@ -32,6 +32,7 @@ from kneurons.tables import (
     read_score_table,
     read_stats_table,
 )
+from kneurons.tables.claims import claimed_text, claims_text
 from kneurons.vocabulary import MODULE_TYPES, NEURON_KEY
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class AtlasInputs:
     figures: dict[str, Path] = field(default_factory=dict)  # OVERVIEW_FIGURES stem -> png
     characterise: dict[str, Path] = field(default_factory=dict)  # characterise/<name>.tsv by name
     claims: Path | None = None
+    curves: Path | None = None  # stats/curves.tsv: the curves' intact accuracy (mean of replicates)
 
 
 def _png_uri(path: Path) -> str:
@@ -117,18 +119,33 @@ def _details(char: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
     return out
 
 
+#: Decimals of recalls and their changes in the neuron panel: a thousandth of a class's proteins
+#: is finer than any test split resolves, and sums of float rates carry noise (``1.76e-17`` for 0).
+RATE_DECIMALS = 3
+#: Class-specificity columns that are recalls, their changes or ratios (rounded); counts and the
+#: p-value are shown as they are.
+_SPECIFICITY_RATES = frozenset(
+    f"{prefix}_{stat}" for prefix in ("random_diff", "random_ratio") for stat in ("mean", "lo", "hi")
+) | {"recall_base", "drop_own", "drop_other", "specificity_diff", "specificity_ratio"}
+
+
+def _rate(x: float) -> float:
+    return round(float(x), RATE_DECIMALS) + 0.0  # + 0.0: no -0.0
+
+
 def _suppression(char: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
     """Per class set: the recall change of every class when that class's neurons are suppressed,
-    and the set's specificity against random sets."""
+    and the set's specificity against random sets, rates rounded to ``RATE_DECIMALS``."""
     out: dict[str, Any] = {}
     matrix, spec = char.get("class_suppression"), char.get("class_specificity")
     if matrix is not None:
         for label, g in matrix.groupby("suppressed", sort=True):
-            out[str(label)] = {"recall_change": {str(r.evaluated): float(r.recall_change)
+            out[str(label)] = {"recall_change": {str(r.evaluated): _rate(r.recall_change)
                                                  for r in g.itertuples(index=False)}}  # fmt: skip
     if spec is not None:
         for r in _records(spec):
-            out.setdefault(str(r["class"]), {})["specificity"] = r
+            rounded = {k: _rate(v) if k in _SPECIFICITY_RATES and v is not None else v for k, v in r.items()}
+            out.setdefault(str(r["class"]), {})["specificity"] = rounded
     return out
 
 
@@ -143,40 +160,53 @@ def _read_characterise(paths: Mapping[str, Path]) -> dict[str, pd.DataFrame]:
     return {name: read_characterise_table(p, name) for name, p in paths.items()}
 
 
-def _number(text: str) -> str:
-    """A claims-table number (read as text) to 3 significant digits; other text as it is."""
-    try:
-        return f"{float(text):.3g}"
-    except ValueError:
-        return text
-
-
 def _claims_view(claims: pd.DataFrame) -> pd.DataFrame:
-    """The columns a reader needs, numbers rounded: estimate with its interval, p-value, verdict, note.
+    """The columns a reader needs, numbers as the claims table writes them (``claims_text``, which
+    also rounds an older full-precision table): estimate with its interval, p-value (``< 0.001`` at
+    the bootstrap's floor), claimed direction and margin, replicates, verdict, and the ``note``
+    where the table has one.
 
     A table without the statistics columns (an older or hand-made one) is shown as it is.
     """
     if not {"estimate", "ci_lo", "ci_hi", "p_value", "statement"} <= set(claims.columns):
         return claims
+    text = claims_text(claims).fillna("").astype(str)
+    for col in ("direction", "margin"):
+        if col not in text.columns:
+            text[col] = ""
     view = pd.DataFrame(
         {
-            "claim": claims["claim"],
-            "statement": claims["statement"],
-            "method": claims["method"],
-            "set": claims["set"],
-            "statistic": claims["statistic"],
-            "estimate [interval]": [
-                f"{_number(e)} [{_number(lo)}, {_number(hi)}]"
-                for e, lo, hi in zip(claims["estimate"], claims["ci_lo"], claims["ci_hi"], strict=True)
-            ],
-            "p": claims["p_value"].map(_number),
-            "replicates": claims["n_replicates"],
-            "verdict": claims["verdict"],
-            # why a verdict is inconclusive whatever its interval (the baseline rule); older tables lack it
-            "note": claims["note"] if "note" in claims.columns else "",
+            "claim": text["claim"],
+            "statement": text["statement"],
+            "method": text["method"],
+            "set": text["set"],
+            "statistic": text["statistic"],
+            "estimate [interval]": text["estimate"] + " [" + text["ci_lo"] + ", " + text["ci_hi"] + "]",
+            "p": text["p_value"],
+            "claimed": [claimed_text(d, m) for d, m in zip(text["direction"], text["margin"], strict=True)],
+            "replicates": text["n_replicates"],
+            "verdict": text["verdict"],
         }
     )
+    if "note" in text.columns and text["note"].str.strip().ne("").any():
+        view["note"] = text["note"]
     return view
+
+
+def _intact(curves: Path | None) -> dict[str, Any] | None:
+    """The curves' intact accuracy: the mean over the replicates on the ablation's evaluated test
+    proteins (``stats/curves.tsv``'s ``full_accuracy``), which the curves' dashed line shows."""
+    if curves is None:
+        return None
+    c = read_stats_table(curves, "curves")
+    if c.empty or "full_accuracy" not in c.columns:
+        return None
+    first = c.iloc[0]
+    reps = (
+        int(first["n_replicates"]) if "n_replicates" in c.columns and pd.notna(first["n_replicates"]) else 1
+    )
+    n_test = int(first["n_test"]) if "n_test" in c.columns and pd.notna(first["n_test"]) else None
+    return {"accuracy": float(first["full_accuracy"]), "n_replicates": reps, "n_test": n_test}
 
 
 def _overview(inputs: AtlasInputs) -> dict[str, Any]:
@@ -198,7 +228,15 @@ def _overview(inputs: AtlasInputs) -> dict[str, Any]:
         {"name": stem, "title": title, "src": _png_uri(path) if (path := inputs.figures.get(stem)) else None}
         for stem, title in OVERVIEW_FIGURES.items()
     ]
-    return {"claims": claims, "random_gap": gap, "metrics": metrics, "figures": figures}
+    floors = sorted({str(r["p"]) for r in claims or [] if str(r.get("p", "")).startswith("<")})
+    return {
+        "claims": claims,
+        "p_floors": floors,
+        "random_gap": gap,
+        "metrics": metrics,
+        "intact": _intact(inputs.curves),
+        "figures": figures,
+    }
 
 
 def build_atlas(inputs: AtlasInputs, settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -31,10 +31,16 @@ def data_json(data: dict[str, Any]) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+#: Parts of the atlas's data the template renders into the page itself; the page's script does not
+#: read them, so the JSON leaves them out (the overview's figures would otherwise be there twice).
+RENDERED_ONLY = ("overview",)
+
+
 def render_atlas(data: dict[str, Any], title: str = "kneurons neuron atlas") -> str:
     """The atlas page (HTML text) for ``data`` from ``build_atlas``."""
     template = _environment().get_template("index.html.j2")
-    return template.render(title=title, data=data, data_json=data_json(data))
+    script_data = {k: v for k, v in data.items() if k not in RENDERED_ONLY}
+    return template.render(title=title, data=data, data_json=data_json(script_data))
 
 
 def write_atlas(data: dict[str, Any], path: str | Path, title: str = "kneurons neuron atlas") -> Path:

@@ -39,6 +39,15 @@ def _run_note(curves: pd.DataFrame) -> str:
     return "; ".join(p for p in parts if p)
 
 
+def intact_label(curves: pd.DataFrame, full: float) -> str:
+    """The intact model's line in the legend, saying whose accuracy it is: the mean over the
+    fine-tuning replicates when the curves pool several (replicate 0's alone is in the atlas and
+    the training figures)."""
+    reps = int(curves["n_replicates"].iloc[0]) if "n_replicates" in curves else 1
+    who = f"intact model, mean of {reps} replicates" if reps > 1 else "intact model"
+    return f"{who} ({full:.3f})"
+
+
 def _n_classes(curves: pd.DataFrame) -> int | None:
     n = sum(1 for c in curves.columns if str(c).startswith("recall_"))
     return n or None
@@ -125,7 +134,7 @@ def _legend(legend_ax, df: pd.DataFrame, full: float | None, k: int | None) -> N
     labels = [h[0].get_label() if isinstance(h, tuple) else h.get_label() for h in handles]
     if full is not None:
         handles.append(plt.Line2D([], [], color="black", lw=0.7, ls=(0, (4, 2))))
-        labels.append(f"intact model ({full:.3f})")
+        labels.append(intact_label(df, full))
     if k:
         handles.append(plt.Line2D([], [], color="black", lw=0.6, ls=(0, (1, 2))))
         labels.append(f"chance (1/{k})")

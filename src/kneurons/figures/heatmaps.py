@@ -5,19 +5,37 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from kneurons.errors import InputError
 from kneurons.figures.ablation import RC, method_order, style
 from kneurons.vocabulary import MODULE_TYPES
 
+#: Stars mark cells whose Benjamini-Hochberg q-value (``q_enriched``) is below this.
+Q_STAR = 0.05
+
+
+def density_title(density: pd.DataFrame) -> str:
+    """What the cells count: the top set's size per replicate and how the replicates were pooled."""
+    first = density.iloc[0]
+    reps = int(first["n_replicates"]) if "n_replicates" in density.columns else 1
+    per_rep = int(first["n_top"]) // reps
+    text = f"top {first['top_fraction']:.1%} = {per_rep} of {int(first['n_total'])} neurons"
+    if reps > 1:
+        text += f" per replicate, counts summed over {reps} replicates"
+    return text
+
 
 def plot_density(density: pd.DataFrame) -> Figure:
     """Heatmaps of knowledge-neuron enrichment, layer x module type, one panel per method.
 
-    Random tables (several seeds) show the mean enrichment over seeds. Cells show the
-    enrichment and, below it, the count of top neurons; ``*`` marks p_enriched < 0.05.
-    The top row ``all`` is the module-type level over all layers.
+    Colour: log2 enrichment on a diverging scale centred on 1 (as many as by chance), so that a
+    depleted cell (0.25) is as far from neutral as an enriched one (4). Random tables (several
+    seeds) show the mean enrichment over seeds. Cells show the enrichment and, below it, the
+    count of top neurons (summed over replicates); ``*`` marks q_enriched < ``Q_STAR``
+    (Benjamini-Hochberg over the method's groups). The top row ``all`` is the module-type level
+    over all layers.
     """
     lm = density[density["level"] == "layer_module"]
     mt = density[density["level"] == "module_type"]
@@ -26,8 +44,12 @@ def plot_density(density: pd.DataFrame) -> Figure:
     methods = method_order(lm["method"].unique())
     types = [m for m in MODULE_TYPES if m in set(lm["module"])]
     layers = sorted(int(v) for v in lm["layer"].unique())
-    top = density[["n_top", "n_total", "top_fraction"]].iloc[0]
-    vmax = max(2.0, float(np.nanmax(density["enrichment"].to_numpy(dtype=float))))
+    with np.errstate(divide="ignore"):
+        logs = np.log2(density["enrichment"].to_numpy(dtype=float))
+    finite = np.abs(logs[np.isfinite(logs)])
+    # symmetric limits, at least 2x either way, at most 16x: beyond that the colour saturates
+    lim = float(np.clip(finite.max() if finite.size else 1.0, 1.0, 4.0))
+    norm = TwoSlopeNorm(vcenter=0.0, vmin=-lim, vmax=lim)
     with plt.rc_context(RC):
         fig, axes = plt.subplots(
             1, len(methods), figsize=(0.6 * len(types) * len(methods) + 2.2, 0.45 * (len(layers) + 1) + 1.8),
@@ -40,21 +62,23 @@ def plot_density(density: pd.DataFrame) -> Figure:
             cnt = np.full_like(val, np.nan)
             sig = np.zeros_like(val, dtype=bool)
             for j, t in enumerate(types):
-                a = mt[(mt["method"] == method) & (mt["module"] == t)]
-                if not a.empty:
-                    val[0, j], cnt[0, j] = a["enrichment"].mean(), a["count"].mean()
-                    sig[0, j] = len(a) == 1 and a["p_enriched"].iloc[0] < 0.05
-                for i, layer in enumerate(layers, start=1):
-                    c = lm[(lm["method"] == method) & (lm["module"] == t) & (lm["layer"] == layer)]
+                cells = [mt[(mt["method"] == method) & (mt["module"] == t)]]
+                cells += [
+                    lm[(lm["method"] == method) & (lm["module"] == t) & (lm["layer"] == layer)]
+                    for layer in layers
+                ]
+                for i, c in enumerate(cells):
                     if not c.empty:
                         val[i, j], cnt[i, j] = c["enrichment"].mean(), c["count"].mean()
-                        sig[i, j] = len(c) == 1 and c["p_enriched"].iloc[0] < 0.05
-            im = ax.imshow(val, cmap="cividis", vmin=0, vmax=vmax, aspect="auto")
+                        sig[i, j] = len(c) == 1 and c["q_enriched"].iloc[0] < Q_STAR
+            with np.errstate(divide="ignore"):
+                shade = np.clip(np.log2(val), -lim, lim)
+            im = ax.imshow(shade, cmap="RdBu_r", norm=norm, aspect="auto")
             for i in range(len(rows)):
                 for j in range(len(types)):
                     if np.isnan(val[i, j]):
                         continue
-                    colour = "black" if val[i, j] > 0.6 * vmax else "white"
+                    colour = "white" if abs(shade[i, j]) > 0.6 * lim else "black"
                     star = "*" if sig[i, j] else ""
                     n = f"{cnt[i, j]:.0f}" if float(cnt[i, j]).is_integer() else f"{cnt[i, j]:.1f}"
                     ax.text(
@@ -66,7 +90,7 @@ def plot_density(density: pd.DataFrame) -> Figure:
                         fontsize=6.5,
                         color=colour,
                     )
-            ax.axhline(0.5, color="white", lw=2)
+            ax.axhline(0.5, color="black", lw=1.5)
             ax.set_xticks(range(len(types)))
             ax.set_xticklabels(types, rotation=45, ha="right")
             ax.set_yticks(range(len(rows)))
@@ -75,11 +99,13 @@ def plot_density(density: pd.DataFrame) -> Figure:
             seeds = lm.loc[lm["method"] == method, "seed"].dropna().nunique()
             ax.set_title(style(method)[0] + (f"\n(mean of {seeds} seeds)" if seeds > 1 else ""))
         axes[0][0].set_ylabel("layer (0 = first)")
-        cb = fig.colorbar(im, ax=axes[0].tolist(), shrink=0.9, pad=0.02)
-        cb.set_label("enrichment\n(share of top neurons / share of all)")
+        cb = fig.colorbar(im, ax=axes[0].tolist(), shrink=0.9, pad=0.02, extend="both")
+        ticks = np.arange(-int(lim), int(lim) + 1)
+        cb.set_ticks(ticks, labels=[f"{2.0**t:g}" for t in ticks])
+        cb.set_label("enrichment, log scale (1 = as by chance)\n(share of top neurons / share of all)")
         fig.suptitle(
-            f"Where the global top {top['top_fraction']:.1%} neurons sit (N = {int(top['n_top'])} of "
-            f"{int(top['n_total'])})\ncell: enrichment (count of top neurons); * p < 0.05 vs random selection"
+            f"Where the knowledge neurons sit: {density_title(density)}\n"
+            f"cell: enrichment (count of top neurons); * enriched, Benjamini-Hochberg q < {Q_STAR:g}"
         )
     return fig
 

@@ -6,9 +6,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from kneurons.figures.ablation import RC, method_order, style
 from kneurons.vocabulary import MODULE_TYPES
+
+JACCARD_LABEL = "Jaccard overlap between replicates"
+#: What the shaded bands of the left panel are, in the figure itself.
+BAND_LABEL = (
+    "shaded, in each method's colour: random selections'\n95% interval (same size, same neurons per module)"
+)
 
 
 def plot_stability(stab: pd.DataFrame) -> Figure:
@@ -18,7 +25,8 @@ def plot_stability(stab: pd.DataFrame) -> Figure:
     Left: the global ranking at each top fraction, one line per method (mean over replicate
     pairs; whiskers: min-max over pairs) over its own random 95% interval (shaded in the method's
     colour; the widest over pairs). Right: per module type at the largest fraction, with the
-    random 97.5% quantile. With one replicate the figure says so.
+    random 97.5% quantile. Both panels say in their legends what the bands and marks are, so the
+    figure reads without its caption. With one replicate the figure says so.
     """
     with plt.rc_context(RC):
         if stab.empty:
@@ -46,10 +54,13 @@ def plot_stability(stab: pd.DataFrame) -> Figure:
                           capsize=3, label=label)  # fmt: skip
         left.set_xticks(x, [f"{100 * f:g}%" for f in fractions])
         left.set_xlabel("top fraction of all neurons")
-        left.set_ylabel("Jaccard overlap between replicates")
+        left.set_ylabel(JACCARD_LABEL)
         n_rep = len(set(stab["replicate_a"]) | set(stab["replicate_b"]))
         left.set_title(f"global ranking ({n_rep} replicates)")
-        left.legend(fontsize="small")
+        band = Patch(color="grey", alpha=0.25, linewidth=0, label=BAND_LABEL)
+        handles = [*left.get_legend_handles_labels()[0], band]
+        title = "mean of replicate pairs (whiskers: min-max)"
+        left.legend(handles=handles, fontsize="small", title=title, title_fontsize="small")
         mid = fractions[-1]  # the largest fraction: the fewest ties within a module
         per = stab[(stab["level"] == "module_type") & (stab["k_fraction"] == mid)]
         types = [m for m in MODULE_TYPES if m in set(per["module"])]
@@ -60,8 +71,17 @@ def plot_stability(stab: pd.DataFrame) -> Figure:
             right.bar(np.arange(len(types)) + (i - (len(methods) - 1) / 2) * width, vals, width, color=colour,
                       label=label)  # fmt: skip
         hi = per.groupby("module")["random_hi"].max().reindex(types)
-        right.scatter(np.arange(len(types)), hi, marker="_", s=300, color="black", label="random 97.5%")
+        right.scatter(
+            np.arange(len(types)),
+            hi,
+            marker="_",
+            s=300,
+            color="black",
+            label="random selections' 97.5% quantile",
+        )
         right.set_xticks(np.arange(len(types)), types)
+        right.set_xlabel("module type (its top neurons within the type)")
+        right.set_ylabel(JACCARD_LABEL)
         right.set_title(f"per module type, top {100 * mid:g}%")
         right.legend(fontsize="small")
         return fig

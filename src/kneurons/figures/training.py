@@ -11,8 +11,10 @@ from kneurons.errors import InputError
 from kneurons.figures.ablation import RC
 
 
-def plot_training_curve(curve: pd.DataFrame, metrics: dict | None = None) -> Figure:
-    """Fine-tuning: training loss and validation accuracy / macro-F1 per epoch; the best epoch marked."""
+def plot_training_curve(curve: pd.DataFrame, metrics: dict | None = None, replicate: int = 0) -> Figure:
+    """Fine-tuning of one replicate (the workflow draws replicate 0, the main run): training loss and
+    validation accuracy / macro-F1 per epoch; the best epoch marked; its intact test accuracy in
+    the title, named as that replicate's (the ablation curves show the mean over replicates)."""
     for col in ("epoch", "train_loss"):
         if col not in curve.columns:
             raise InputError(f"training curve lacks column {col!r}")
@@ -48,13 +50,14 @@ def plot_training_curve(curve: pd.DataFrame, metrics: dict | None = None) -> Fig
             if test
             else ""
         )
-        fig.suptitle(f"Fine-tuning{note}")
+        fig.suptitle(f"Fine-tuning, replicate {replicate}{note}")
         fig.tight_layout()
     return fig
 
 
-def plot_confusion(metrics: dict, part: str = "test") -> Figure:
-    """Confusion matrix of ``metrics[part]`` (rows: true class, normalised to recall; counts annotated)."""
+def plot_confusion(metrics: dict, part: str = "test", replicate: int = 0) -> Figure:
+    """Confusion matrix of ``metrics[part]`` of one replicate (rows: true class, normalised to recall;
+    counts annotated)."""
     m = metrics.get(part)
     if not m or "confusion_matrix" not in m:
         raise InputError(f"metrics have no {part!r} confusion matrix")
@@ -85,7 +88,7 @@ def plot_confusion(metrics: dict, part: str = "test") -> Figure:
         cb = fig.colorbar(im, ax=ax, shrink=0.8)
         cb.set_label("share of the true class (recall)")
         ax.set_title(
-            f"{part} confusion matrix (n = {int(cm.sum())})\n"
+            f"{part} confusion matrix, replicate {replicate} (n = {int(cm.sum())})\n"
             f"accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}"
         )
         fig.tight_layout()

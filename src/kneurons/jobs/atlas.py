@@ -17,8 +17,9 @@ def run_atlas_job(inputs: Mapping[str, Any], settings: dict[str, Any], out: str 
     """Build ``out`` (index.html) from the rule's named inputs.
 
     ``inputs``: ``scores`` (one table per method, in ``settings['methods']`` order), ``density``,
-    and where present ``random_gap``, ``metrics``, ``claims``, the overview figures as ``fig_<stem>``
-    (``fig_accuracy_preserve``, ...) and the characterisation tables by name (``neurons``, ``pfm``, ...).
+    and where present ``random_gap``, ``metrics``, ``claims``, ``curves``, the overview figures as
+    ``fig_<stem>`` (``fig_accuracy_preserve``, ...) and the characterisation tables by name
+    (``neurons``, ``pfm``, ...).
     """
     scores = inputs["scores"]
     scores = [scores] if isinstance(scores, str | Path) else list(scores)
@@ -29,6 +30,7 @@ def run_atlas_job(inputs: Mapping[str, Any], settings: dict[str, Any], out: str 
             random_gap=_path(inputs.get("random_gap")),
             metrics=_path(inputs.get("metrics")),
             claims=_path(inputs.get("claims")),
+            curves=_path(inputs.get("curves")),
             figures={
                 k[4:]: Path(v)
                 for k, v in inputs.items()

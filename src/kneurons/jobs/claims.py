@@ -17,6 +17,7 @@ from kneurons.tables import (
     read_intact_metrics,
     read_stats_table,
     write_claims,
+    write_verdicts,
 )
 
 log = logging.getLogger(__name__)
@@ -47,14 +48,20 @@ def intact_model(paths: Sequence[str | Path], part: str | None) -> IntactModel:
     )
 
 
-def run_claims(inputs: Mapping[str, Any], settings: Mapping[str, Any], out: str | Path) -> pd.DataFrame:
-    """Write ``out`` (``stats/claims.tsv``) from ``inputs``: ``random_gap``, ``density`` (both
-    pooled over replicates), ``metrics`` (every replicate's ``model/metrics.json``: the intact
-    model's test accuracy and majority baseline, for the baseline rule) and, when the
+def run_claims(
+    inputs: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    out: str | Path,
+    verdicts: str | Path | None = None,
+) -> pd.DataFrame:
+    """Write ``out`` (``stats/claims.tsv``) and, where given, ``verdicts`` (``stats/verdicts.html``,
+    the same table rendered for the report's first screen) from ``inputs``: ``random_gap``,
+    ``density`` (both pooled over replicates), ``metrics`` (every replicate's ``model/metrics.json``:
+    the intact model's test accuracy and majority baseline, for the baseline rule) and, when the
     characterisation ran, ``class_specificity`` (one table per replicate; each class's recall drops
     are averaged over the replicates). Per external set (``settings["external"]``, sorted names):
     ``external`` (its ``random_gap.tsv``) and ``external_metrics`` (its ``metrics.json``), in the
-    order of the names.
+    order of the names. Returns the claims with their numbers at full precision.
 
     ``settings`` are the rule's params (``kneurons.settings.job_settings('claims', config)``).
     """
@@ -101,6 +108,8 @@ def run_claims(inputs: Mapping[str, Any], settings: Mapping[str, Any], out: str 
         parts.append(rows)
     claims = pd.concat(parts, ignore_index=True)
     write_claims(claims, out)
+    if verdicts is not None:
+        write_verdicts(claims, verdicts)
     for row in claims.itertuples():
         note = f" ({row.note})" if row.note else ""
         log.info(

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from kneurons.stats.curves import pool_replicates, summarise_curves
-from kneurons.stats.density import density, pool_density
+from kneurons.stats.density import density, pool_density, with_q_values
 from kneurons.stats.random import random_comparison
 from kneurons.stats.stability import STABILITY_COLUMNS, stability
 from kneurons.tables import load_ablation, read_score_table, write_stats_tables
@@ -53,17 +53,19 @@ def run_stats(
         datas, n_boot=st["bootstrap"], confidence=st["confidence"], seed=settings["seed"]
     )
     scores = [{m: read_score_table(p)[0] for m, p in rep.items()} for rep in score_paths]
-    dens = pd.concat(
-        [
-            pool_density(
-                [
-                    density(rep[m], m, st["top_fraction"], normalise, source=str(paths[m]))
-                    for rep, paths in zip(scores, score_paths, strict=True)
-                ]
-            )
-            for m in score_paths[0]
-        ],
-        ignore_index=True,
+    dens = with_q_values(
+        pd.concat(
+            [
+                pool_density(
+                    [
+                        density(rep[m], m, st["top_fraction"], normalise, source=str(paths[m]))
+                        for rep, paths in zip(scores, score_paths, strict=True)
+                    ]
+                )
+                for m in score_paths[0]
+            ],
+            ignore_index=True,
+        )
     )
     stab = [
         stability({str(r): rep[m] for r, rep in enumerate(scores)}, m, normalise, seed=settings["seed"])

@@ -58,7 +58,8 @@ VERDICTS: tuple[str, ...] = ("supported", "not supported", "inconclusive")
 #: Columns of ``stats/claims.tsv``.
 CLAIM_COLUMNS: list[str] = [
     "claim", "statement", "method", "set", "statistic", "estimate", "ci_lo", "ci_hi", "confidence",
-    "p_value", "n_replicates", "direction", "margin", "verdict", "note", "rule", "figure", "source",
+    "p_value", "p_floor", "n_replicates", "direction", "margin", "verdict", "note", "rule", "figure",
+    "source",
 ]  # fmt: skip
 
 #: The figure behind each claim (``results/figures/...``), as the report and the atlas link it.
@@ -73,13 +74,18 @@ FIGURE_OF: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Evidence:
-    """One measured statistic: estimate, interval and p-value, and where it came from."""
+    """One measured statistic: estimate, interval and p-value, and where it came from.
+
+    ``p_floor``: the smallest p-value its test can give (a bootstrap of B draws: ``1 / B``,
+    ``kneurons.stats.random.bootstrap_p``); NaN for tests with exact tails.
+    """
 
     estimate: float
     ci_lo: float
     ci_hi: float
     p_value: float
     source: str
+    p_floor: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -146,7 +152,9 @@ def _auc_gap(random_gap: pd.DataFrame, method: str, mode: str, source: str) -> E
         return None
     r = rows.iloc[0]
     p = float(r["p_value"]) if "p_value" in rows.columns else float("nan")
-    return Evidence(float(r["auc_gap"]), float(r["ci_lo"]), float(r["ci_hi"]), p, source)
+    n_boot = float(r["n_boot"]) if "n_boot" in rows.columns else 0.0
+    floor = 1.0 / n_boot if n_boot > 0 else float("nan")
+    return Evidence(float(r["auc_gap"]), float(r["ci_lo"]), float(r["ci_hi"]), p, source, floor)
 
 
 def _k_proj_enrichment(density: pd.DataFrame | None, method: str, confidence: float) -> Evidence | None:
@@ -237,7 +245,8 @@ def evaluate_claims(
             {
                 "claim": claim, "statement": statement, "method": method, "set": set_name,
                 "statistic": statistic, "estimate": ev.estimate, "ci_lo": ev.ci_lo, "ci_hi": ev.ci_hi,
-                "confidence": confidence, "p_value": ev.p_value, "n_replicates": n_replicates,
+                "confidence": confidence, "p_value": ev.p_value, "p_floor": ev.p_floor,
+                "n_replicates": n_replicates,
                 "direction": "greater" if direction > 0 else "less", "margin": margin,
                 "verdict": "inconclusive" if note else verdict(ev.ci_lo, ev.ci_hi, direction, margin),
                 "note": note, "rule": rule_text(direction, margin, confidence), "figure": FIGURE_OF[claim],

@@ -5,7 +5,9 @@ normalisation of ``kneurons.ablation.selection``); for each group (module type, 
 module type) ``enrichment = (count / N) / (group size / total)``. Under random selection of N
 neurons the count is hypergeometric; ``null_lo``/``null_hi`` are the 2.5% and 97.5% quantiles of
 the enrichment under that null, ``p_enriched``/``p_depleted`` the one-sided tail probabilities
-of the observed count.
+of the observed count, and ``q_enriched`` the Benjamini-Hochberg q-value of ``p_enriched`` over
+every group of the method's table (module types, layers and layer x module-type cells; per seed
+for random tables): the figure's stars, since a table of ~100 cells has ~5 below p = 0.05 by chance.
 
 Pooled over replicates (``pool_density``) the same columns describe the pooled selections:
 ``n_top`` and ``count`` are summed over the replicates' top sets (``n_replicates`` of them, each
@@ -28,6 +30,7 @@ from kneurons.ablation.selection import (
     score_seeds,
     score_vector,
 )
+from kneurons.stats.multiple import bh_qvalues
 from kneurons.vocabulary import MODULE_TYPES
 
 #: A group of neurons: level, layer (or None), module type (or None), flat membership mask.
@@ -149,4 +152,15 @@ def pool_density(frames: list[pd.DataFrame]) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     out["seed"] = out["seed"].astype("Int64")
     out["layer"] = out["layer"].astype("Int64")
+    return out
+
+
+def with_q_values(dens: pd.DataFrame) -> pd.DataFrame:
+    """``dens`` (one or more methods' density rows, pooled or not) with ``q_enriched``: the
+    Benjamini-Hochberg q-values of ``p_enriched`` within each (method, seed), after ``p_enriched``."""
+    out = dens.copy()
+    q = pd.Series(np.nan, index=out.index)
+    for _, rows in out.groupby(["method", "seed"], dropna=False, sort=False):
+        q[rows.index] = bh_qvalues(rows["p_enriched"].to_numpy(dtype=float))
+    out.insert(out.columns.get_loc("p_enriched") + 1, "q_enriched", q)
     return out

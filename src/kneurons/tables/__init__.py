@@ -25,7 +25,8 @@ ablation/{method}/{scope}.tsv, .npz     save_result (save_predictions), gather_r
 stats/{name}.tsv                        write_stats_tables / read_stats_table
 characterise/*.tsv, *.json              write_result_table, write_json_result /
                                         read_characterise_table, read_sites_info
-stats/claims.tsv                        write_claims / read_claims
+stats/claims.tsv                        write_claims / read_claims (numbers rounded for people)
+stats/verdicts.html                     write_verdicts / (the report's first screen, for people)
 external/<name>/proteins.tsv            write_external_proteins / read_external_proteins
 external/<name>/report.json            write_json_result (a report for people)
 external/<name>/metrics.json            write_json_result / read_intact_metrics
@@ -44,6 +45,7 @@ from kneurons.tables.ablation import (
     save_result,
 )
 from kneurons.tables.base import read_json, read_tsv, read_tsv_table
+from kneurons.tables.claims import read_claims, write_claims, write_verdicts
 from kneurons.tables.data import (
     read_class_labels,
     read_classes,
@@ -69,13 +71,11 @@ from kneurons.tables.data import (
 )
 from kneurons.tables.results import (
     read_characterise_table,
-    read_claims,
     read_intact_metrics,
     read_metrics,
     read_sites_info,
     read_stats_table,
     read_training_curve,
-    write_claims,
     write_json_result,
     write_result_table,
     write_stats_tables,
@@ -106,6 +106,7 @@ __all__ = [
     "read_intact_metrics",
     "write_external_proteins",
     "write_claims",
+    "write_verdicts",
     "read_class_labels",
     "read_classes",
     "read_dropped",

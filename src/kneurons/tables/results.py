@@ -17,7 +17,7 @@ STATS_REQUIRED: dict[str, tuple[str, ...]] = {
     "summary": ("method", "scope", "scope_name", "mode", "f_threshold", "full_accuracy", "keep_accuracy"),
     "random_gap": ("method", "scope", "scope_name", "mode", "auc_gap", "ci_lo", "ci_hi"),
     "paired_tests": ("method", "scope", "scope_name", "mode", "f", "gap", "p_value", "p_adj"),
-    "density": ("method", "level", "layer", "module", "count", "enrichment", "p_enriched"),
+    "density": ("method", "level", "layer", "module", "count", "enrichment", "p_enriched", "q_enriched"),
     "stability": ("method", "level", "module", "k_fraction", "replicate_a", "replicate_b", "jaccard"),
 }
 _STATS_NUMERIC: dict[str, tuple[str, ...]] = {
@@ -25,7 +25,7 @@ _STATS_NUMERIC: dict[str, tuple[str, ...]] = {
     "summary": ("f_threshold", "full_accuracy"),
     "random_gap": ("auc_gap", "ci_lo", "ci_hi"),
     "paired_tests": ("f", "gap", "p_value", "p_adj"),
-    "density": ("count", "enrichment", "p_enriched"),
+    "density": ("count", "enrichment", "p_enriched", "q_enriched"),
     "stability": ("k_fraction", "jaccard", "random_lo", "random_hi", "spearman"),
 }
 _STATS_DTYPES = {
@@ -52,9 +52,6 @@ CHARACTERISE_TABLES: dict[str, tuple[dict[str, Any] | None, tuple[str, ...]]] = 
     ),
     "class_specificity": ({"class": str}, ("class", "n_neurons", "drop_own", "drop_other")),
 }
-
-#: ``stats/claims.tsv``: one row per claim with its verdict (the atlas shows every column).
-CLAIMS_REQUIRED = ("claim", "verdict")
 
 #: ``model/training_curve.tsv`` columns the figure reads.
 CURVE_REQUIRED = ("epoch", "train_loss")
@@ -94,19 +91,6 @@ def read_characterise_table(path: str | Path, name: str) -> pd.DataFrame:
     class_overlap, class_suppression, class_specificity, neurons, pfm, windows, window_activations)."""
     dtype, required = CHARACTERISE_TABLES[name]
     return read_tsv(path, f"characterisation table '{name}'", required, dtype=dtype)
-
-
-def read_claims(path: str | Path) -> pd.DataFrame:
-    """Read ``stats/claims.tsv`` (claims and their verdicts), every column as text."""
-    return read_tsv(path, "claims table", CLAIMS_REQUIRED, text=True)
-
-
-def write_claims(claims: pd.DataFrame, path: str | Path) -> None:
-    """Write ``stats/claims.tsv`` atomically."""
-    missing = [c for c in CLAIMS_REQUIRED if c not in claims.columns]
-    if missing:
-        raise ValueError(f"claims table lacks column(s) {missing}")
-    write_table_atomic(claims, path)
 
 
 def write_json_result(path: str | Path, obj: dict[str, Any]) -> None:
