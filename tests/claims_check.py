@@ -204,9 +204,19 @@ def _number(text: object) -> tuple[float, bool]:
     return (float(m.group(1)), True) if m else (float(t), False)
 
 
+def _rounding(text: object) -> float:
+    """Half a unit in the last written decimal of a number as written for people (``0.065``: 5e-4);
+    0 for a full-precision value or one in scientific notation (compared relatively)."""
+    t = str(text).strip()
+    if isinstance(text, float) or "e" in t.lower() or "." not in t:
+        return 0.0
+    return 0.5 * 10.0 ** -len(t.split(".")[1])
+
+
 def compare(got: pd.DataFrame, want: pd.DataFrame, rel: float) -> list[str]:
     """What differs between the claims ``got`` (the workflow's, full precision or as written) and the
-    recomputed ``want``: numbers beyond ``rel`` (relative), verdicts, notes, sources, rows."""
+    recomputed ``want``: numbers beyond ``rel`` (relative) or beyond the rounding of what was written
+    (half a unit in its last decimal), verdicts, notes, sources, rows."""
     problems = []
     key = ["claim", "method", "set"]
     g = got.assign(claim=got["claim"].astype(str)).set_index(key)
@@ -222,7 +232,8 @@ def compare(got: pd.DataFrame, want: pd.DataFrame, rel: float) -> list[str]:
             elif math.isinf(row[col]) or math.isinf(value):
                 ok = row[col] == value
             else:
-                ok = math.isclose(value, row[col], rel_tol=rel, abs_tol=1e-12)
+                written = _rounding(have[col]) * (1 + 1e-9)
+                ok = math.isclose(value, row[col], rel_tol=rel, abs_tol=max(written, 1e-12))
             if not ok:
                 problems.append(f"{k} {col}: {have[col]} vs recomputed {row[col]!r}")
         if have["verdict"] != row["verdict"]:

@@ -311,7 +311,7 @@ def test_claims_equal_an_independent_recomputation(tmp_path, n_rep, at_baseline)
     pooled density's count and n_top are the replicates' sums (item 1 of issue #25)."""
     from claims_check import SetFiles, compare, recompute
 
-    from kneurons.stats.density import pool_density
+    from kneurons.stats.density import pool_density, with_q_values
     from kneurons.stats.random import random_comparison
     from kneurons.tables import load_ablation
 
@@ -319,7 +319,8 @@ def test_claims_equal_an_independent_recomputation(tmp_path, n_rep, at_baseline)
     y = np.repeat([0, 1, 2, 3], [70, 50, 40, 40])
     reps = [_replicate_files(tmp_path / f"rep{r}", r, y, rng, at_baseline) for r in range(n_rep)]
     gap, _ = random_comparison([load_ablation(f["tables"], f["preds"]) for f in reps], n_boot=400, seed=0)
-    pooled = pool_density([f["density"] for f in reps])
+    # as the statistics job pools them (kneurons.jobs.stats), q-values included
+    pooled = with_q_values(pool_density([f["density"] for f in reps]))
 
     def k_proj(d: pd.DataFrame) -> pd.DataFrame:
         return d[(d["level"] == "module_type") & (d["module"] == "k_proj")].set_index("method")
