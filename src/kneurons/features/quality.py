@@ -26,7 +26,8 @@ from kneurons.model.inference import Batch, run_batches
 #: correctly placed SAE does worse next door, never far better; one trained for the neighbour
 #: does several times better there. Measured on the tests' fine-tuned 2-layer model: an SAE
 #: trained on layer 1 has FVU 0.035 there and 0.28 / 0.48 at layers 0 / 2; one trained on layer 0,
-#: attached at layer 1, has 0.38 there and 0.017 at layer 0 (tests/test_sae.py checks both ways).
+#: attached at layer 1, has 0.38 there and 0.017 at layer 0 (tests/test_sae.py refuses the layer-1
+#: SAE attached at layers 0 and 2).
 WRONG_LAYER_RATIO = 2.0
 #: Tokens encoded at once when measuring (bounds the ``(tokens, F)`` feature matrix).
 CHUNK_TOKENS = 4096
