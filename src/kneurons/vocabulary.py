@@ -8,6 +8,10 @@ from __future__ import annotations
 
 #: The neuron-bearing modules of a layer, in fair-esm's names and in layout order.
 MODULE_TYPES: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+#: The unit name of sparse-autoencoder features (DESIGN.md, "Features"): feature ``i`` of the SAE
+#: on the residual stream entering layer ``l`` is unit ``L{l}.sae.{i}`` (module ``sae``, layers
+#: ``0..num_layers``, the last after the final layer norm). Not a module type: neurons stay six.
+FEATURE_MODULE: str = "sae"
 #: Selection scopes: all modules ranked together, one module type across layers, one module.
 SCOPES: tuple[str, ...] = ("global", "module_type", "layer_module")
 #: Ablation modes: keep the top f and fill the rest, or fill the top f.

@@ -7,6 +7,10 @@ one API whatever the library: embed, run layers from ``l``, the named modules ``
 ``fc2`` of every layer, and the **resume points** inside a layer. A new model family is one new
 class implementing :class:`Backend`, listed in ``BACKENDS``.
 
+The residual stream has hook points too (``stream_point(l)``): the stream entering layer ``l``
+for ``l < num_layers`` (Hugging Face's ``hidden_states[l]``) and, for ``l = num_layers``, the
+output of the final layer norm (``hidden_states[-1]``), where SAE features are read.
+
 Resume points are where a layer's computation can restart from cached tensors, so that masks on
 a module re-run only what comes after it (the ablation engine). Every backend has the same four,
 in forward order (``RESUME_POINTS``); ``POSITION`` says at which one each module's output is
@@ -22,7 +26,7 @@ import torch
 from torch import nn
 
 from kneurons.errors import ModelError
-from kneurons.model.hooks import HookPoint
+from kneurons.model.hooks import HookPoint, StreamPoint
 from kneurons.vocabulary import MODULE_TYPES  # the neuron-bearing modules (every backend names them so)
 
 #: Resume points inside a transformer layer, in forward order (their index is the position):
@@ -94,6 +98,14 @@ class Backend(Protocol):
     def module(self, layer: int, module_type: str) -> nn.Linear | HookPoint:
         """Hook point of ``module_type`` in layer ``layer``: its forward hooks see ``(T, B, n)`` outputs."""
 
+    def stream_point(self, layer: int) -> nn.Module | HookPoint:
+        """Hook point on the residual stream entering layer ``layer`` (``num_layers``: after the final norm).
+
+        Its forward hooks see the stream time-first ``(T, B, E)`` and may return a replacement;
+        they fire wherever that stream is consumed: ``run_layers`` from any start,
+        ``resume_layer(layer, 0, ...)``, and ``final_norm`` for ``layer = num_layers``.
+        """
+
     def repeat_stream(self, x: torch.Tensor, copies: int) -> torch.Tensor:
         """The residual stream with its batch repeated ``copies`` times (copy-major)."""
 
@@ -104,6 +116,35 @@ class Backend(Protocol):
 
     def resume_layer(self, layer: int, position: int, state: LayerState, copies: int = 1) -> torch.Tensor:
         """Output of layer ``layer`` from resume point ``position``, the batch repeated ``copies`` times."""
+
+
+class StreamPoints:
+    """A backend's hook points on its residual stream: entering each layer, and after the final norm.
+
+    ``run(l, x)`` is where the backend's forward pass hands the stream through point ``l`` (the
+    hooks there fire); ``point(l)`` is what hooks register on, time-first ``(T, B, E)`` whatever
+    the backend's layout. The points are plain identities kept by the backend object, never
+    submodules of the backbone: state dicts and checkpoints do not change.
+    """
+
+    def __init__(self, num_layers: int, width: int, batch_first: bool) -> None:
+        self.modules = [StreamPoint(width) for _ in range(num_layers + 1)]
+        self.points: list[nn.Module | HookPoint] = [
+            HookPoint(m, batch_first=True) if batch_first else m for m in self.modules
+        ]
+
+    def point(self, layer: int) -> nn.Module | HookPoint:
+        """Hook point of the stream entering ``layer`` (the last index: after the final norm)."""
+        if not 0 <= layer < len(self.points):
+            raise ModelError(
+                f"no residual stream point {layer}; the model has {len(self.points) - 1} layers "
+                f"(stream points 0..{len(self.points) - 1}, the last after the final layer norm)"
+            )
+        return self.points[layer]
+
+    def run(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        """The stream ``x`` passing point ``layer``: its hooks fire and may replace it."""
+        return self.modules[layer](x)
 
 
 def backend_for(backbone: nn.Module) -> Backend:

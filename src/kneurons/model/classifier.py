@@ -4,6 +4,9 @@
 a caller can compute the residual stream entering layer ``l`` once and re-run only layers
 ``>= l``; inside a layer it offers the resume points (``RESUME_POINTS``, ``position_of``,
 ``run_layer_with_states``, ``resume_layer``) and the named modules ``q_proj`` ... ``fc2``.
+Sparse autoencoders attached to the residual stream (``attach_sae``) add one more unit name,
+``"sae"`` (``kneurons.vocabulary.FEATURE_MODULE``): ``module(layer, "sae")`` is the hook point of
+the features of the SAE on the stream entering ``layer`` (``kneurons.features``).
 
 What the backbone library does inside is its backend's business (``kneurons.model.backend``;
 ``kneurons.model.fair_esm``, ``kneurons.model.hf_esm``): callers never reach into ``model.esm``.
@@ -14,9 +17,10 @@ Checkpoints record the backend (``BackboneSpec.backend``), so ``load_classifier`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -34,6 +38,11 @@ from kneurons.model.backend import (
 )
 from kneurons.model.fair_esm import get_alphabet, tokenize
 from kneurons.model.hooks import HookPoint
+from kneurons.vocabulary import FEATURE_MODULE
+
+if TYPE_CHECKING:
+    from kneurons.features.hook import SaeHookPoint
+    from kneurons.features.sae import SparseAutoencoder
 
 # Stages import the module names and fair-esm's tokenizer from here (model.tokenize is the API).
 __all__ = [
@@ -128,12 +137,21 @@ class EsmClassifier(nn.Module):
         self.pooling = pooling
         self.num_classes = int(num_classes)
         self.head = nn.Linear(self.backend.embed_dim, self.num_classes)
+        # Plain dicts, not submodules: attached SAEs are never part of the classifier's state dict
+        # (checkpoints stay the same); ``_apply`` moves them with the model.
+        self.saes: dict[int, SparseAutoencoder] = {}
+        self._sae_points: dict[int, SaeHookPoint] = {}
 
     # -- the residual-stream API --------------------------------------------------------
     @property
     def num_layers(self) -> int:
         """Transformer layers."""
         return self.backend.num_layers
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the residual stream."""
+        return self.backend.embed_dim
 
     @property
     def batch_dim(self) -> int:
@@ -161,6 +179,16 @@ class EsmClassifier(nn.Module):
     ) -> torch.Tensor:
         """Run transformer layers ``start .. stop-1`` on the residual stream ``x``."""
         return self.backend.run_layers(x, padding_mask, start, stop)
+
+    def run_through(self, x: torch.Tensor, padding_mask: torch.Tensor | None, layer: int) -> torch.Tensor:
+        """Run from ``x`` entering layer 0 until every unit of ``layer`` is computed (its hooks fired).
+
+        Layers ``0..layer``; for ``layer = num_layers`` (where only stream units live: the
+        features of an SAE after the final norm) all layers and the final norm. Returns the
+        stream reached (after the final norm, batch-first, for ``num_layers``).
+        """
+        x = self.run_layers(x, padding_mask, 0, layer + 1)
+        return self.backend.final_norm(x) if layer >= self.num_layers else x
 
     def classify(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Final layer norm, pooling and head on the residual stream after the last layer."""
@@ -207,10 +235,58 @@ class EsmClassifier(nn.Module):
         """The padding mask repeated like ``repeat_stream``."""
         return repeat_padding(padding_mask, copies)
 
-    # -- neurons ---------------------------------------------------------------------
-    def module(self, layer: int, module_type: str) -> nn.Linear | HookPoint:
-        """Hook point of module ``module_type`` in layer ``layer`` (0-based); hooks see ``(T, B, n)``."""
+    # -- units: neurons and features ------------------------------------------------------
+    def module(self, layer: int, module_type: str) -> nn.Linear | HookPoint | SaeHookPoint:
+        """Hook point of the units ``module_type`` of layer ``layer`` (0-based); hooks see ``(T, B, n)``.
+
+        ``module_type`` is a neuron-bearing module (``MODULE_TYPES``) or ``"sae"``: the features of
+        the SAE attached to the stream entering ``layer`` (``attach_sae``).
+        """
+        if module_type == FEATURE_MODULE:
+            if layer not in self._sae_points:
+                raise ModelError(
+                    f"no SAE is attached at layer {layer}; attached at layers {sorted(self.saes) or 'none'}"
+                )
+            return self._sae_points[layer]
         return self.backend.module(layer, module_type)
+
+    def unit_layers(self, module_type: str) -> list[int]:
+        """The layers that have units ``module_type``: every layer for a neuron-bearing module, the
+        layers of the attached SAEs (``0..num_layers``) for ``"sae"``."""
+        if module_type == FEATURE_MODULE:
+            return sorted(self.saes)
+        position_of(module_type)  # an unknown module is an error
+        return list(range(self.num_layers))
+
+    def stream_point(self, layer: int) -> nn.Module | HookPoint:
+        """Hook point on the residual stream entering ``layer`` (``num_layers``: after the final norm).
+
+        Its hooks see the stream time-first ``(T, B, E)`` (``kneurons.model.backend.Backend.stream_point``).
+        """
+        return self.backend.stream_point(layer)
+
+    def attach_sae(self, sae: SparseAutoencoder) -> None:
+        """Attach ``sae`` to the stream point of its layer (replacing any SAE there).
+
+        Its features become the units ``"sae"`` of that layer. Refused (``InputError`` naming the
+        SAE's file) when its width is not the stream's or its layer is not a stream point.
+        """
+        sae.check_fits(self.embed_dim, self.num_layers)
+        self.saes[sae.layer] = sae
+        self._sae_points[sae.layer] = sae.hook_point(self.stream_point(sae.layer))
+        sae.to(self.head.weight)  # the model's device and dtype
+
+    def detach_sae(self, layer: int) -> None:
+        """Remove the SAE attached at ``layer`` (a no-op when there is none)."""
+        self.saes.pop(layer, None)
+        self._sae_points.pop(layer, None)
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> EsmClassifier:
+        # Moves and casts (.to, .double(), ...) carry the attached SAEs along with the model.
+        super()._apply(fn, recurse)
+        for sae in self.saes.values():
+            sae._apply(fn, recurse)
+        return self
 
     def neuron_count(self, module_type: str) -> int:
         """Output units of a module type (the same in every layer)."""

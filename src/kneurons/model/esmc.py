@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from kneurons.errors import ModelError
-from kneurons.model.backend import MODULE_TYPES, LayerState, repeat_padding, run_keeping_inputs
+from kneurons.model.backend import MODULE_TYPES, LayerState, StreamPoints, repeat_padding, run_keeping_inputs
 from kneurons.model.hooks import HookPoint
 
 #: What to install when transformers (with ESM C) is missing.
@@ -145,6 +145,7 @@ class EsmcBackend:
         self.backbone = backbone
         self._esmc = transformers_esmc()
         self._hook_points: dict[tuple[int, str], HookPoint] = {}
+        self.streams = StreamPoints(self.num_layers, self.embed_dim, batch_first=True)
 
     @staticmethod
     def accepts(backbone: nn.Module) -> bool:
@@ -240,19 +241,23 @@ class EsmcBackend:
     ) -> torch.Tensor:
         """Transformer layers ``start .. stop-1`` on the residual stream ``x`` (B,T,E)."""
         mask, rotary = self._layer_inputs(x, padding_mask)
-        for layer in self.backbone.layers[start:stop]:
-            x = layer(x, mask, position_embeddings=rotary)
+        for i, layer in enumerate(self.backbone.layers[start:stop], start):
+            x = layer(self.streams.run(i, x), mask, position_embeddings=rotary)
         return x
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
-        """Final layer norm after the last layer, batch-first ``(B, T, E)``."""
-        return self.backbone.norm(x)
+        """Final layer norm after the last layer (stream point ``num_layers``), batch-first ``(B, T, E)``."""
+        return self.streams.run(self.num_layers, self.backbone.norm(x))
 
     def repeat_stream(self, x: torch.Tensor, copies: int) -> torch.Tensor:
         """``x`` (B,T,E) with its batch repeated ``copies`` times (copy-major)."""
         return x.repeat(copies, 1, 1) if copies > 1 else x
 
     # -- modules and resume points --------------------------------------------------------
+    def stream_point(self, layer: int) -> HookPoint:
+        """The input of block ``layer`` (``num_layers``: after the final norm); hooks see ``(T, B, E)``."""
+        return self.streams.point(layer)
+
     def module(self, layer: int, module_type: str) -> HookPoint:
         """The hook point of ``module_type`` in transformer layer ``layer`` (0-based), time-first outputs.
 

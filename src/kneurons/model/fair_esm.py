@@ -26,7 +26,7 @@ from torch import nn
 
 from kneurons.errors import ModelError
 from kneurons.model.attention import set_attention
-from kneurons.model.backend import MODULE_TYPES, LayerState, repeat_padding, run_keeping_inputs
+from kneurons.model.backend import MODULE_TYPES, LayerState, StreamPoints, repeat_padding, run_keeping_inputs
 
 if TYPE_CHECKING:
     from kneurons.model.classifier import BackboneSpec
@@ -115,6 +115,7 @@ class FairEsmBackend:
 
     def __init__(self, backbone: esm.model.esm2.ESM2) -> None:
         self.backbone = backbone
+        self.streams = StreamPoints(self.num_layers, self.embed_dim, batch_first=False)
 
     @staticmethod
     def accepts(backbone: nn.Module) -> bool:
@@ -180,19 +181,24 @@ class FairEsmBackend:
         self, x: torch.Tensor, padding_mask: torch.Tensor | None, start: int = 0, stop: int | None = None
     ) -> torch.Tensor:
         """Transformer layers ``start .. stop-1`` on the residual stream ``x`` (T,B,E)."""
-        for layer in self.backbone.layers[start:stop]:
+        for i, layer in enumerate(self.backbone.layers[start:stop], start):
+            x = self.streams.run(i, x)
             x, _ = layer(x, self_attn_padding_mask=padding_mask, need_head_weights=False)
         return x
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
-        """Final layer norm after the last layer, batch-first ``(B, T, E)``."""
-        return self.backbone.emb_layer_norm_after(x).transpose(0, 1)
+        """Final layer norm after the last layer (stream point ``num_layers``), batch-first ``(B, T, E)``."""
+        return self.streams.run(self.num_layers, self.backbone.emb_layer_norm_after(x)).transpose(0, 1)
 
     def repeat_stream(self, x: torch.Tensor, copies: int) -> torch.Tensor:
         """``x`` (T,B,E) with its batch repeated ``copies`` times (copy-major)."""
         return x.repeat(1, copies, 1) if copies > 1 else x
 
     # -- modules and resume points --------------------------------------------------------
+    def stream_point(self, layer: int) -> nn.Module:
+        """The stream entering layer ``layer`` (``num_layers``: after the final norm), time-first already."""
+        return self.streams.point(layer)
+
     def module(self, layer: int, module_type: str) -> nn.Linear:
         """The ``module_type`` linear of transformer layer ``layer`` (0-based)."""
         if module_type not in MODULE_TYPES:

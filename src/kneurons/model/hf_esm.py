@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from kneurons.errors import ModelError
-from kneurons.model.backend import MODULE_TYPES, LayerState, repeat_padding, run_keeping_inputs
+from kneurons.model.backend import MODULE_TYPES, LayerState, StreamPoints, repeat_padding, run_keeping_inputs
 from kneurons.model.fair_esm import get_alphabet, tokenize
 from kneurons.model.hooks import HookPoint
 
@@ -170,6 +170,7 @@ class HfEsmBackend:
     def __init__(self, backbone: nn.Module) -> None:
         self.backbone = backbone
         self._hook_points: dict[tuple[int, str], HookPoint] = {}
+        self.streams = StreamPoints(self.num_layers, self.embed_dim, batch_first=True)
         alphabet = get_alphabet()  # ESM-2's ids (check_config holds the snapshot to them)
         self._cls_idx, self._eos_idx = alphabet.cls_idx, alphabet.eos_idx
 
@@ -254,13 +255,14 @@ class HfEsmBackend:
         if len(layers) == 0:
             return x
         kwargs = self._layer_inputs(x, padding_mask)
-        for layer in layers:
-            x = layer(x, **kwargs)
+        for i, layer in enumerate(layers, start):
+            x = layer(self.streams.run(i, x), **kwargs)
         return x
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
-        """``encoder.emb_layer_norm_after`` on the stream after the last layer, ``(B, T, E)``."""
-        return self.backbone.encoder.emb_layer_norm_after(x)
+        """``encoder.emb_layer_norm_after`` on the stream after the last layer (stream point
+        ``num_layers``), ``(B, T, E)``."""
+        return self.streams.run(self.num_layers, self.backbone.encoder.emb_layer_norm_after(x))
 
     def repeat_stream(self, x: torch.Tensor, copies: int) -> torch.Tensor:
         """``x`` (B,T,E) with its batch repeated ``copies`` times (copy-major)."""
@@ -272,6 +274,10 @@ class HfEsmBackend:
         if module_type not in MODULE_TYPES:
             raise ModelError(f"unknown module {module_type!r}; one of {', '.join(MODULE_TYPES)}")
         return self.backbone.encoder.layer[layer].get_submodule(MODULE_PATHS[module_type])
+
+    def stream_point(self, layer: int) -> HookPoint:
+        """The stream entering layer ``layer`` (``num_layers``: after the final norm), seen ``(T, B, E)``."""
+        return self.streams.point(layer)
 
     def module(self, layer: int, module_type: str) -> HookPoint:
         """Hook point of ``module_type`` in layer ``layer``: hooks see its output time-first ``(T, B, n)``."""

@@ -17,6 +17,11 @@ returns a replacement in that layout or None; tensor inputs it receives are time
 fair-esm's linears are time-first already and serve as their own hook points; batch-first
 backends wrap theirs in :class:`HookPoint`. One layout means scoring, ablation and
 characterisation never ask which backend computed a tensor.
+
+**Stream points.** The residual stream has hook points too (``EsmClassifier.stream_point(l)``): a
+:class:`StreamPoint` identity the backend passes the stream through where it enters layer ``l``
+(and after the final norm, ``l = num_layers``); hooks see it time-first ``(T, B, E)``. The
+features of an SAE attached there are read from it (``kneurons.features.hook``).
 """
 
 from __future__ import annotations
@@ -103,6 +108,23 @@ class HookPoint:
             return restore(hook(mod, seen, tf(output)))
 
         return self.module.register_forward_hook(forward_hook)
+
+
+class StreamPoint(nn.Module):
+    """The residual stream at one place (entering a layer, or after the final norm), as a module.
+
+    An identity: a backend calls it where the stream passes, so that forward hooks can read or
+    replace the stream there (``Backend.stream_point``). It holds no parameters or buffers, and
+    backends keep it outside the backbone's modules, so checkpoints do not see it.
+    """
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.out_features = int(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The stream itself (hooks may replace it)."""
+        return x
 
 
 def _as_forward_hook(fn: OutputFn):

@@ -13,6 +13,20 @@ import torch
 from kneurons.errors import ModelError
 from kneurons.model import hf_snapshot
 
+#: What to install when safetensors (an optional dependency of the hf and esmc extras) is missing.
+SAFETENSORS_HINT = "pip install 'kneurons[hf]'"
+
+
+def require_safetensors(path: Path) -> None:
+    """A ModelError naming ``path`` and the extra to install unless safetensors is importable."""
+    try:
+        import safetensors.torch  # noqa: F401  (what reading the file needs)
+    except ImportError as exc:
+        raise ModelError(
+            f"{path}: reading a .safetensors file needs the safetensors package, which is not installed "
+            f"({exc}); install it with: {SAFETENSORS_HINT}"
+        ) from exc
+
 
 def refuse_non_finite(state: Mapping[str, object], where: str | Path) -> None:
     """A ModelError naming the tensor and the file (``where``) when a weight holds NaN or inf: such
@@ -29,6 +43,8 @@ def refuse_non_finite(state: Mapping[str, object], where: str | Path) -> None:
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of one weights file: safetensors, or ``pytorch_model.bin`` read with ``weights_only=True``;
     NaN or inf refused (``refuse_non_finite``)."""
+    if path.name.endswith(".safetensors"):
+        require_safetensors(path)
     try:
         if path.name.endswith(".safetensors"):
             from safetensors.torch import load_file

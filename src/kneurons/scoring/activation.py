@@ -51,7 +51,8 @@ def activation_per_sequence(
 ) -> dict[str, np.ndarray]:
     """Per-sequence activation statistics ``{module: (n_seq, n_neurons)}`` for the modules of ``layer``.
 
-    One forward pass per batch through layers ``0..layer`` only; the reduction over tokens runs
+    One forward pass per batch through layers ``0..layer`` only (``run_through``: the final norm too
+    for the units after it, an SAE's at ``num_layers``); the reduction over tokens runs
     inside the hook (before fair-esm's in-place scaling of ``q_proj`` outputs).
     """
     if reduce not in ACTIVATION_REDUCTIONS:
@@ -61,7 +62,7 @@ def activation_per_sequence(
     device = torch.device(device)
     model = model.to(device).eval()
     n = len(sequences)
-    out = {t: np.zeros((n, model.neuron_count(t)), dtype=np.float64) for t in module_types}
+    out = {t: np.zeros((n, model.module(layer, t).out_features), dtype=np.float64) for t in module_types}
     what = f"activation layer {layer}"
     progress = Progress(what, n)
 
@@ -74,7 +75,7 @@ def activation_per_sequence(
         ]
         with torch.no_grad(), module_output_hooks(hooks):
             x, pm = model.embed(batch.tokens)
-            model.run_layers(x, pm, 0, layer + 1)
+            model.run_through(x, pm, layer)
         return {t: current[t].double().cpu().numpy() for t in module_types}
 
     # Per-sequence statistics do not depend on batch partners, so run_batches may halve a batch.

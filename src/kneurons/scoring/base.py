@@ -121,10 +121,19 @@ class PerSequenceMethod(ScoringMethod):
         return scores_table(per, self.name, layer, labels, class_conditional=self.class_conditional)
 
 
-def check_layer(model: EsmClassifier, layer: int) -> None:
-    """Raise ModelError unless ``layer`` is one of ``model``'s layers."""
-    if not 0 <= layer < model.num_layers:
-        raise ModelError(f"layer {layer} does not exist; the model has {model.num_layers} layers")
+def check_layer(model: EsmClassifier, layer: int, module_types: Sequence[str] = MODULE_TYPES) -> None:
+    """Raise ModelError unless every unit type of ``module_types`` exists at ``layer`` of ``model``.
+
+    Neurons exist in layers ``0..L-1``; SAE features (``"sae"``) where an SAE is attached, which
+    may be ``L``, the output of the final norm (``EsmClassifier.unit_layers``).
+    """
+    for module_type in module_types:
+        if layer not in model.unit_layers(module_type):
+            if module_type in MODULE_TYPES:
+                raise ModelError(f"layer {layer} does not exist; the model has {model.num_layers} layers")
+            raise ModelError(
+                f"no {module_type} units at layer {layer}; only at {model.unit_layers(module_type)}"
+            )
 
 
 def score_layer(

@@ -216,7 +216,7 @@ def attribution_per_sequence(
     wt = torch.as_tensor(np.asarray(weights, dtype=np.float64), dtype=dtype, device=device)
     n = len(sequences)
     _check_gold(model, gold, n)
-    out = {t: np.zeros((n, model.neuron_count(t)), dtype=np.float64) for t in module_types}
+    out = {t: np.zeros((n, model.module(layer, t).out_features), dtype=np.float64) for t in module_types}
     progress = Progress(f"{what} layer {layer}", n)
     gold_arr = np.asarray(gold, dtype=np.int64)
 
