@@ -361,7 +361,7 @@ def test_refused_sae_files_name_the_file_and_the_tensor(tmp_path):
         ),
         "nan.pt": (
             good | {"b_pre": torch.full((DIM,), float("nan"))},
-            "tensor b_pre holds 32 NaN or inf values",
+            "tensor b_pre \\(32,\\) holds 32 NaN and 0 inf value",
         ),
     }
     for name, (state, message) in cases.items():

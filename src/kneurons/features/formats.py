@@ -48,7 +48,7 @@ import torch
 
 from kneurons.errors import InputError, ModelError
 from kneurons.features.sae import SAE_FORMATS, SparseAutoencoder
-from kneurons.model.snapshot_weights import read_weights, require_safetensors
+from kneurons.model.snapshot_weights import non_finite, read_weights, require_safetensors
 
 #: The tensors each format's file must hold (by the file's names), their shapes in ``d`` (the
 #: stream's width) and ``F`` (features), in the order the sizes are read from them.
@@ -108,9 +108,9 @@ def check_tensors(source: Path | str, tensors: Mapping[str, Any], fmt: str) -> d
             sizes.setdefault(s, n) != n for s, n in zip(dims, t.shape, strict=False)
         ):
             raise InputError(f"{source}: tensor {name} is {tuple(t.shape)}, expected {wanted}")
-        bad = int((~torch.isfinite(t)).sum())
-        if bad:
-            raise InputError(f"{source}: tensor {name} holds {bad} NaN or inf values (of {t.numel()})")
+        problem = non_finite(name, t)
+        if problem:
+            raise InputError(f"{source}: {problem}")
     return sizes
 
 
@@ -119,7 +119,7 @@ def _read(path: Path, hint: str = "") -> dict[str, Any]:
     if path.name.endswith(".safetensors"):
         require_safetensors(path)
     try:
-        return read_weights(path)
+        return read_weights(path, check_finite=False)  # the tensors used are checked by _check
     except ModelError as exc:
         raise InputError(f"{exc}{hint}") from exc
 

@@ -28,21 +28,28 @@ def require_safetensors(path: Path) -> None:
         ) from exc
 
 
+def non_finite(key: str, value: object) -> str | None:
+    """What is wrong with tensor ``key`` when it holds NaN or inf (``tensor k (shape) holds ...``),
+    else None."""
+    if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+        n_nan, n_inf = int(torch.isnan(value).sum()), int(torch.isinf(value).sum())
+        return f"tensor {key} {tuple(value.shape)} holds {n_nan} NaN and {n_inf} inf value(s)"
+    return None
+
+
 def refuse_non_finite(state: Mapping[str, object], where: str | Path) -> None:
     """A ModelError naming the tensor and the file (``where``) when a weight holds NaN or inf: such
     weights give NaN logits, and every score and verdict after them would be noise."""
     for key, value in state.items():
-        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
-            n_nan, n_inf = int(torch.isnan(value).sum()), int(torch.isinf(value).sum())
-            raise ModelError(
-                f"{where}: tensor {key} {tuple(value.shape)} holds {n_nan} NaN and {n_inf} inf value(s); "
-                "the weights are corrupt (download or convert them again)"
-            )
+        problem = non_finite(key, value)
+        if problem:
+            raise ModelError(f"{where}: {problem}; the weights are corrupt (download or convert them again)")
 
 
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
+def read_weights(path: Path, check_finite: bool = True) -> dict[str, torch.Tensor]:
     """Tensors of one weights file: safetensors, or ``pytorch_model.bin`` read with ``weights_only=True``;
-    NaN or inf refused (``refuse_non_finite``)."""
+    NaN or inf refused (``refuse_non_finite``) unless ``check_finite`` is False (a caller that
+    checks the tensors it uses itself, with its own error)."""
     if path.name.endswith(".safetensors"):
         require_safetensors(path)
     try:
@@ -56,7 +63,8 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise ModelError(f"{path}: not readable as weights ({exc.__class__.__name__}: {exc})") from exc
     if not isinstance(data, dict):
         raise ModelError(f"{path}: holds a {type(data).__name__}, not a state dict")
-    refuse_non_finite(data, path)
+    if check_finite:
+        refuse_non_finite(data, path)
     return data
 
 
