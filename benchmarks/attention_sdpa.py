@@ -18,8 +18,8 @@ import time
 import numpy as np
 import torch
 
-from kneurons.config import ESM2_ARCHITECTURES
-from kneurons.model.attention import set_attention
+from kneurons.model.architectures import ESM2_ARCHITECTURES
+from kneurons.model.backends.fair_esm.attention import set_attention
 from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone, tokenize
 from kneurons.model.runtime import autocast, resolve_device
 from kneurons.scoring.ig import attribution_per_sequence

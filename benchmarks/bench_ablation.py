@@ -38,7 +38,8 @@ from kneurons.ablation.engine import default_masks_per_pass, evaluate_masks
 from kneurons.ablation.fill import Fill, mean_activations
 from kneurons.ablation.masks import build_masks, layout_of, metrics_table
 from kneurons.ablation.naive import evaluate_masks_naive
-from kneurons.config import ESM2_ARCHITECTURES, validate_config
+from kneurons.config import validate_config
+from kneurons.model.architectures import ESM2_ARCHITECTURES
 from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone
 
 AA = "ACDEFGHIKLMNPQRSTVWY"

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kneurons.config import ESM2_ARCHITECTURES
+from kneurons.model.architectures import ESM2_ARCHITECTURES
 from kneurons.model.batching import token_budget_batches
 from kneurons.model.classifier import MODULE_TYPES, BackboneSpec, EsmClassifier, build_backbone, tokenize
 from kneurons.model.runtime import resolve_device

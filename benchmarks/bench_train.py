@@ -4,7 +4,7 @@ Both loops train the same ESM-2-shaped classifier (random weights: speed does no
 them) on the same random protein-like sequences for ``--steps`` optimiser steps after
 ``--warmup`` untimed ones:
 
-* ``kneurons``: the library's loop (``kneurons.model.optim.forward_backward`` / ``optimizer_step``):
+* ``kneurons``: the library's loop (``kneurons.training.optim.forward_backward`` / ``optimizer_step``):
   length-sorted token-budget buckets in shuffled order, fused SDPA attention, bf16 autocast on CUDA;
 * ``plain``: fair-esm's reference attention, fp32, sequences in random order in fixed-size
   batches (the same mean number of sequences per step), so batches are padded to their longest member.
@@ -29,9 +29,9 @@ from torch import nn
 from kneurons.data.synthetic import SWISSPROT_FREQUENCIES
 from kneurons.model.batching import token_budget_batches
 from kneurons.model.classifier import get_alphabet, tokenize
-from kneurons.model.optim import forward_backward, make_optimizer, optimizer_step
-from kneurons.model.pretrained import build_classifier
+from kneurons.model.loading import build_classifier
 from kneurons.model.runtime import resolve_device, seed_everything
+from kneurons.training.optim import forward_backward, make_optimizer, optimizer_step
 
 #: Dense bf16 peak TFLOP/s by GPU name fragment (vendor data sheets, without sparsity).
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 80GB HBM3": 989.0, "H100 PCIe": 756.0,

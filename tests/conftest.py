@@ -65,7 +65,7 @@ def trained_synthetic(tmp_path_factory) -> TrainedSynthetic:
     from kneurons.data.labels import extract_labels
     from kneurons.data.split import stratified_split
     from kneurons.data.synthetic import generate_synthetic
-    from kneurons.model.train import fine_tune
+    from kneurons.training.loop import fine_tune
 
     out = tmp_path_factory.mktemp("trained_synthetic")
     proteins, motifs = generate_synthetic(**SYNTHETIC_DATA, seed=0)

@@ -25,7 +25,7 @@ from kneurons.ablation.selection import (
     top_k_count,
 )
 from kneurons.errors import ConfigError, InputError, ModelError
-from kneurons.model.backend import POSITION, RESUME_POINTS
+from kneurons.model.backends.base import POSITION, RESUME_POINTS
 from kneurons.model.batching import token_budget_batches
 from kneurons.model.classifier import (
     MODULE_TYPES,
@@ -377,7 +377,7 @@ def write_job_inputs(tmp_path, fill_kind: str) -> dict:
     """Checkpoint, split, scoring set and IG table of an ablation job; returns its config."""
     from kneurons.config import validate_config
     from kneurons.io import sha256_file
-    from kneurons.model.classifier import save_classifier
+    from kneurons.model.checkpoint import save_classifier
     from kneurons.tables import write_score_table
 
     model = tiny_model(layers=2)
@@ -468,8 +468,8 @@ def test_pretrained_fill_refuses_other_weights_than_the_fine_tuned_ones(tmp_path
 @pytest.mark.parametrize("download", [False, True])
 def test_pretrained_reference_honours_model_download(tmp_path, monkeypatch, download):
     """The job's default reference loader passes ``model.download`` on (it used to download regardless)."""
-    import kneurons.model.pretrained as pretrained
     from kneurons.jobs.ablate import run_ablation_job
+    from kneurons.model.backends.fair_esm import weights as fair_esm_weights
 
     cfg = write_job_inputs(tmp_path, "pretrained")
     cfg["model"]["download"] = download
@@ -480,7 +480,7 @@ def test_pretrained_reference_honours_model_download(tmp_path, monkeypatch, down
         calls.append((name, checkpoint, download))
         return tiny_model(seed=5, layers=2).esm
 
-    monkeypatch.setattr(pretrained, "load_pretrained_backbone", loader)
+    monkeypatch.setattr(fair_esm_weights, "load_pretrained_backbone", loader)
     result = run_ablation_job(*job_files(tmp_path), cfg, tmp_path / "t.tsv", tmp_path / "t.pred.npz")
     assert calls == [("custom", str(tmp_path / "esm2.pt"), download)]
     assert (result.table.fill == "pretrained").all()

@@ -24,14 +24,8 @@ from kneurons.ablation.selection import NeuronLayout
 from kneurons.config import validate_config
 from kneurons.errors import ConfigError, InputError
 from kneurons.jobs import characterise as char_jobs
-from kneurons.model.classifier import (
-    MODULE_TYPES,
-    BackboneSpec,
-    EsmClassifier,
-    build_backbone,
-    save_classifier,
-    tokenize,
-)
+from kneurons.model.checkpoint import save_classifier
+from kneurons.model.classifier import MODULE_TYPES, BackboneSpec, EsmClassifier, build_backbone, tokenize
 from kneurons.settings import job_settings
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -343,7 +337,7 @@ def test_config_requires_class_conditional_ig():
 @pytest.fixture(scope="module")
 def synthetic_ig(trained_synthetic):
     """Gold-class and class-conditional IG scores of the fixture model (48 training proteins)."""
-    from kneurons.model.classifier import load_classifier
+    from kneurons.model.checkpoint import load_classifier
     from kneurons.scoring.base import score_layer
 
     model, _ = load_classifier(trained_synthetic.checkpoint)

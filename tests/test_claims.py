@@ -449,7 +449,7 @@ def _claims_for(trained_synthetic, tmp_path, scorers: dict[str, pd.DataFrame], m
 
 @pytest.fixture(scope="module")
 def planted_scores(trained_synthetic):
-    from kneurons.model.classifier import load_classifier
+    from kneurons.model.checkpoint import load_classifier
     from kneurons.scoring.base import score_layer
     from kneurons.scoring.subset import select_scoring_set
 

@@ -8,7 +8,7 @@ import esm.modules
 import pytest
 import torch
 
-from kneurons.model import fair_esm
+from kneurons.model.backends.fair_esm import backend as fair_esm
 
 
 def reference_gelu(x: torch.Tensor) -> torch.Tensor:

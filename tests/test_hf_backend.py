@@ -22,25 +22,19 @@ from kneurons.ablation.fill import Fill, mean_activations
 from kneurons.ablation.masks import build_masks, layout_of
 from kneurons.config import model_shape, validate_config, with_defaults
 from kneurons.errors import ConfigError, ModelError
-from kneurons.model.classifier import (
-    MODULE_TYPES,
-    BackboneSpec,
-    EsmClassifier,
-    build_backbone,
-    get_alphabet,
-    load_classifier,
-    save_classifier,
-)
-from kneurons.model.hf_convert import (
+from kneurons.model.backends import resolve_backend
+from kneurons.model.backends.fair_esm.weights import load_esm_checkpoint
+from kneurons.model.backends.hf.backend import HfEsmBackend, require_transformers
+from kneurons.model.backends.hf.convert import (
     fair_esm_to_hf,
     hf_to_fair_esm,
     write_fair_esm,
     write_hf_snapshot,
 )
-from kneurons.model.hf_esm import HfEsmBackend, require_transformers
-from kneurons.model.hf_load import load_snapshot
-from kneurons.model.hf_snapshot import resolve_backend
-from kneurons.model.pretrained import build_classifier, load_backbone, load_esm_checkpoint
+from kneurons.model.backends.hf.load import load_snapshot
+from kneurons.model.checkpoint import load_classifier, save_classifier
+from kneurons.model.classifier import MODULE_TYPES, BackboneSpec, EsmClassifier, build_backbone, get_alphabet
+from kneurons.model.loading import build_classifier, load_backbone
 from kneurons.scoring.base import score_layer
 
 transformers = pytest.importorskip("transformers")
@@ -240,8 +234,8 @@ def test_ablation_predictions_equal_fair_esm(tiny, fill_kind):
 def test_round_trip_fair_esm_hf_fair_esm_gives_identical_tensors(tmp_path):
     fe = fair_backbone(layers=2, dim=24, heads=3)
     snapshot = snapshot_of(fe, tmp_path / "snap")
-    from kneurons.model.hf_snapshot import read_config
-    from kneurons.model.snapshot_weights import snapshot_state_dict
+    from kneurons.model.backends.snapshot import read_config
+    from kneurons.model.weights import snapshot_state_dict
 
     back = hf_to_fair_esm(snapshot_state_dict(snapshot), read_config(snapshot))
     original = fe.state_dict()
@@ -278,7 +272,7 @@ def test_snapshot_of_a_task_model_with_gamma_beta_and_pytorch_bin_loads(tmp_path
     """EsmForSequenceClassification keys (esm. prefix, classifier head), old LayerNorm gamma/beta,
     pytorch_model.bin: the same backbone as the safetensors snapshot."""
     fe, snapshot = tiny
-    from kneurons.model.snapshot_weights import snapshot_state_dict
+    from kneurons.model.weights import snapshot_state_dict
 
     state = {}
     for key, value in snapshot_state_dict(snapshot).items():
@@ -442,7 +436,7 @@ def test_backend_resolution_and_config_checks(tmp_path, tiny):
 
 
 def test_freezing_reaches_the_hf_layers_and_heads(tiny):
-    from kneurons.model.optim import apply_freezing
+    from kneurons.training.optim import apply_freezing
 
     for model in classifier_pair(*tiny):
         apply_freezing(model, freeze_layers=1, head_only=False)
@@ -459,7 +453,7 @@ def test_the_hf_example_config_validates(tmp_path):
 
     import yaml
 
-    from kneurons.model.hf_esm import esm2_config
+    from kneurons.model.backends.hf.backend import esm2_config
 
     raw = yaml.safe_load(
         (Path(__file__).resolve().parents[1] / "config" / "examples" / "hf.yaml").read_text()
@@ -505,8 +499,8 @@ def test_esmc_loads_through_the_config_and_classifier_checkpoints(tmp_path):
     """model.backend esmc (auto from a snapshot whose model_type is esmc): loaded, fine-tunable
     (freezing reaches its layers), and rebuilt from best.pt with its whole EsmcConfig."""
     pytest.importorskip("transformers.models.esmc")
-    from kneurons.model import esmc
-    from kneurons.model.optim import apply_freezing
+    from kneurons.model.backends.esmc import backend as esmc
+    from kneurons.training.optim import apply_freezing
 
     torch.manual_seed(0)
     esmc.build_esmc_backbone(2, 64, 4).save_pretrained(tmp_path / "esmc")
@@ -538,7 +532,7 @@ def test_sharded_snapshot_loads(tmp_path, tiny):
 
     from safetensors.torch import save_file
 
-    from kneurons.model.snapshot_weights import snapshot_state_dict
+    from kneurons.model.weights import snapshot_state_dict
 
     fe, snapshot = tiny
     state = snapshot_state_dict(snapshot)
@@ -560,7 +554,7 @@ def test_sharded_snapshot_loads(tmp_path, tiny):
 def test_a_folder_without_config_json_says_what_is_missing(tmp_path):
     """An existing folder given as a snapshot was reported as "does not exist"; now the config check
     and each loader say what it lacks and what it holds."""
-    from kneurons.model.pretrained import load_backbone
+    from kneurons.model.loading import load_backbone
 
     folder = tmp_path / "esm2_t6_8M_UR50D"
     folder.mkdir()
@@ -594,8 +588,9 @@ def test_a_folder_without_config_json_says_what_is_missing(tmp_path):
 def test_weights_with_nan_or_inf_are_refused_naming_the_tensor_and_file(tmp_path, tiny):
     import re
 
-    from kneurons.model.hf_convert import hf_to_fair_esm, write_fair_esm
-    from kneurons.model.pretrained import load_backbone, load_pretrained_backbone
+    from kneurons.model.backends.fair_esm.weights import load_pretrained_backbone
+    from kneurons.model.backends.hf.convert import hf_to_fair_esm, write_fair_esm
+    from kneurons.model.loading import load_backbone
 
     fe, snapshot = tiny
     state, config = fair_esm_to_hf(fe.state_dict(), fe.attention_heads, bool(fe.token_dropout))

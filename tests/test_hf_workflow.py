@@ -18,8 +18,9 @@ import torch
 import yaml
 
 from kneurons.config import validate_config
-from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone, load_classifier
-from kneurons.model.hf_convert import fair_esm_to_hf, hf_to_fair_esm, write_hf_snapshot
+from kneurons.model.backends.hf.convert import fair_esm_to_hf, hf_to_fair_esm, write_hf_snapshot
+from kneurons.model.checkpoint import load_classifier
+from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone
 from kneurons.scoring.base import score_layer
 from kneurons.tables import read_score_table, read_scoring_set
 

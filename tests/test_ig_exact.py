@@ -100,7 +100,7 @@ def test_shared_query_key_pass_equals_captum(model, method, attention):
     """q_proj and k_proj scored together share one pass per step (k's gradient rescaled by 1/alpha);
     each must still equal captum's separate run, also for rules with an alpha = 0 step (trapezoid)
     and on fair-esm's own attention code."""
-    from kneurons.model.attention import attention_backend
+    from kneurons.model.backends.fair_esm.attention import attention_backend
 
     step_sizes, alpha_fn = approximation_parameters(method)
     with attention_backend(model, attention):

@@ -10,16 +10,13 @@ import pytest
 import torch
 
 from kneurons.errors import ModelError
-from kneurons.model import pretrained
-from kneurons.model.classifier import (
-    BackboneSpec,
-    EsmClassifier,
-    build_backbone,
-    load_classifier,
-    save_classifier,
-    tokenize,
-)
-from kneurons.model.pretrained import build_classifier, load_backbone, load_esm_checkpoint
+from kneurons.model import loading
+from kneurons.model.backends.fair_esm import weights as fair_esm_weights
+from kneurons.model.backends.fair_esm.weights import load_esm_checkpoint
+from kneurons.model.checkpoint import load_classifier, save_classifier
+from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone, tokenize
+from kneurons.model.loading import build_classifier, load_backbone
+from kneurons.model.weights import weights_sha256
 
 T6 = "esm2_t6_8M_UR50D"
 
@@ -92,7 +89,9 @@ def test_hub_cache_is_used_offline(t6_file, no_network):
 
 
 def test_download_goes_to_hub_cache(t6_file, no_network, monkeypatch):
-    monkeypatch.setitem(pretrained.KNOWN_CHECKPOINTS, f"{T6}.pt", (t6_file.stat().st_size, _sha(t6_file)))
+    monkeypatch.setitem(
+        fair_esm_weights.KNOWN_CHECKPOINTS, f"{T6}.pt", (t6_file.stat().st_size, _sha(t6_file))
+    )
     calls = []
 
     def fake_download(url: str, dest: Path) -> None:
@@ -216,8 +215,8 @@ def test_best_checkpoint_loads_without_training_code(trained_synthetic):
 def test_job_loader_runs_the_attention_the_config_names(trained_synthetic):
     from esm.multihead_attention import MultiheadAttention
 
-    from kneurons.model.attention import SdpaMultiheadAttention
-    from kneurons.model.classifier import load_job_classifier
+    from kneurons.model.backends.fair_esm.attention import SdpaMultiheadAttention
+    from kneurons.model.checkpoint import load_job_classifier
 
     def kinds(model):
         return {type(layer.self_attn) for layer in model.esm.layers}
@@ -245,8 +244,8 @@ def tiny_official_file(path: Path, shape=(2, 32, 4), seed: int = 0) -> Path:
 
 
 def test_official_content_is_recognised_whatever_the_file_name(t6_file, no_network, monkeypatch, caplog):
-    monkeypatch.setitem(pretrained.KNOWN_CHECKPOINTS, f"{T6}.pt", (None, _sha(t6_file)))
-    with caplog.at_level("INFO", logger="kneurons.model.pretrained"):
+    monkeypatch.setitem(fair_esm_weights.KNOWN_CHECKPOINTS, f"{T6}.pt", (None, _sha(t6_file)))
+    with caplog.at_level("INFO", logger="kneurons.model.backends.fair_esm.weights"):
         _, spec = load_backbone({"name": T6, "pretrained": True, "checkpoint": str(t6_file)})
     assert spec.num_layers == 6
     assert f"{t6_file}: content is the official {T6}.pt" in caplog.text
@@ -254,7 +253,7 @@ def test_official_content_is_recognised_whatever_the_file_name(t6_file, no_netwo
 
 def test_recognised_model_must_be_the_configured_one(t6_file, no_network, monkeypatch):
     # t6_file's content pinned as the official t12: configured as t6, it is refused by content.
-    monkeypatch.setitem(pretrained.KNOWN_CHECKPOINTS, "esm2_t12_35M_UR50D.pt", (None, _sha(t6_file)))
+    monkeypatch.setitem(fair_esm_weights.KNOWN_CHECKPOINTS, "esm2_t12_35M_UR50D.pt", (None, _sha(t6_file)))
     with pytest.raises(
         ModelError,
         match=rf"{t6_file} holds the official esm2_t12_35M_UR50D weights \(by sha256\), "
@@ -264,7 +263,7 @@ def test_recognised_model_must_be_the_configured_one(t6_file, no_network, monkey
 
 
 def test_unknown_content_under_another_name_loads_unverified(t6_file, no_network, caplog):
-    with caplog.at_level("INFO", logger="kneurons.model.pretrained"):
+    with caplog.at_level("INFO", logger="kneurons.model.backends.fair_esm.weights"):
         load_backbone({"name": T6, "pretrained": True, "checkpoint": str(t6_file)})
     assert (
         f"{t6_file}: sha256 {_sha(t6_file)} is not that of an official checkpoint; loaded unverified"
@@ -277,18 +276,18 @@ def test_weights_sha256_of_files_and_snapshot_directories(tmp_path):
     a.parent.mkdir()
     a.write_bytes(b"weights")
     (tmp_path / "snap" / "config.json").write_text("{}")
-    assert pretrained.weights_sha256(a) == _sha(a)
-    before = pretrained.weights_sha256(tmp_path / "snap")
+    assert weights_sha256(a) == _sha(a)
+    before = weights_sha256(tmp_path / "snap")
     a.write_bytes(b"other weights")  # a rewritten file (new size and mtime) is hashed again
-    assert pretrained.weights_sha256(a) == _sha(a)
-    assert pretrained.weights_sha256(tmp_path / "snap") != before
+    assert weights_sha256(a) == _sha(a)
+    assert weights_sha256(tmp_path / "snap") != before
 
 
 def test_weights_identity(tmp_path):
     path = tiny_official_file(tmp_path / "w.pt")
-    assert pretrained.weights_identity({"pretrained": False, "name": "custom"}, 7) == "random-init:7"
+    assert loading.weights_identity({"pretrained": False, "name": "custom"}, 7) == "random-init:7"
     cfg = {"pretrained": True, "name": "custom", "checkpoint": str(path)}
-    assert pretrained.weights_identity(cfg, 7) == _sha(path)
+    assert loading.weights_identity(cfg, 7) == _sha(path)
 
 
 def test_custom_pretrained_checkpoint_sets_the_architecture(tmp_path, no_network):

@@ -35,20 +35,14 @@ from kneurons.io import sha256_file
 from kneurons.jobs.ablate import run_ablation_job
 from kneurons.jobs.score import run_score_job
 from kneurons.model.batching import is_out_of_memory, run_adaptive
-from kneurons.model.classifier import (
-    CHECKPOINT_FORMAT,
-    BackboneSpec,
-    EsmClassifier,
-    build_backbone,
-    load_classifier,
-    save_classifier,
-)
-from kneurons.model.train import predict
+from kneurons.model.checkpoint import CHECKPOINT_FORMAT, load_classifier, save_classifier
+from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone
 from kneurons.provenance import check_scores_match_checkpoint
 from kneurons.scoring.activation import activation_per_sequence
 from kneurons.scoring.ig import attribution_per_sequence
 from kneurons.settings import job_settings
 from kneurons.tables import gather_score_tables, read_score_table, score_table_metadata, write_score_table
+from kneurons.training.loop import predict
 
 REPO = Path(__file__).resolve().parents[1]
 AA = "ACDEFGHIKLMNPQRSTVWY"
@@ -213,8 +207,8 @@ class Payload:
 
 
 def test_malicious_pickles_are_refused_without_running_code(tmp_path):
-    from kneurons.model.pretrained import load_esm_checkpoint
-    from kneurons.model.train_state import load_state
+    from kneurons.model.backends.fair_esm.weights import load_esm_checkpoint
+    from kneurons.training.state import load_state
 
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
@@ -230,7 +224,7 @@ def test_malicious_pickles_are_refused_without_running_code(tmp_path):
         load_esm_checkpoint(evil)
     assert load_state(evil) is None  # a poisoned training resume state is ignored, not executed
     # config validation reads a checkpoint's architecture with its own allow-list unpickler
-    from kneurons.model.checkpoint_shape import CheckpointShapeError, read_checkpoint_shape
+    from kneurons.model.backends.fair_esm.checkpoint_shape import CheckpointShapeError, read_checkpoint_shape
 
     with pytest.raises(CheckpointShapeError, match=r"global posix\.mkdir is not allowed"):
         read_checkpoint_shape(evil)
@@ -298,7 +292,7 @@ def test_sigterm_inside_torch_save_exits_as_terminated(tmp_path, monkeypatch):
     """
     import io as stdio
 
-    from kneurons.model import train_state
+    from kneurons.model import checkpoint
 
     class StoppedMidWrite(stdio.FileIO):
         writes = 0
@@ -309,9 +303,9 @@ def test_sigterm_inside_torch_save_exits_as_terminated(tmp_path, monkeypatch):
                 raise SystemExit(143)
             return super().write(b)
 
-    monkeypatch.setattr(train_state, "open", lambda path, mode: StoppedMidWrite(path, mode), raising=False)
+    monkeypatch.setattr(checkpoint, "open", lambda path, mode: StoppedMidWrite(path, mode), raising=False)
     with pytest.raises(SystemExit) as stopped:
-        train_state.save_tensors(tmp_path / "best_state.pt", {"w": torch.randn(64, 64), "b": torch.zeros(4)})
+        checkpoint.save_tensors(tmp_path / "best_state.pt", {"w": torch.randn(64, 64), "b": torch.zeros(4)})
     assert stopped.value.code == 143
     assert list(tmp_path.iterdir()) == []
 

@@ -32,7 +32,8 @@ from kneurons.features.quality import (
 from kneurons.features.sae import SparseAutoencoder
 from kneurons.features.train import train_sae
 from kneurons.io import sha256_file
-from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone, load_classifier
+from kneurons.model.checkpoint import load_classifier
+from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone
 from kneurons.model.hooks import OutputRecorder, module_output_hook
 from kneurons.scoring.activation import activation_per_sequence
 from kneurons.scoring.base import check_layer
@@ -67,7 +68,7 @@ def hf_model(seed: int = 0) -> EsmClassifier:
 
 def esmc_model(seed: int = 0) -> EsmClassifier:
     pytest.importorskip("transformers.models.esmc", reason="this transformers has no ESM C")
-    from kneurons.model.esmc import build_esmc_backbone
+    from kneurons.model.backends.esmc.backend import build_esmc_backbone
 
     model = EsmClassifier(build_esmc_backbone(LAYERS, 64, 4, seed=seed), num_classes=3)
     return model.eval()

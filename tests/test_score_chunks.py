@@ -14,7 +14,8 @@ from workflow_rules import REPO
 from kneurons.config import validate_config
 from kneurons.errors import ConfigError, InputError, ModelError
 from kneurons.jobs.score import run_score_job
-from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone, save_classifier
+from kneurons.model.checkpoint import save_classifier
+from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone
 from kneurons.settings import job_settings, score_layer_chunks
 from kneurons.tables import gather_score_tables, read_score_table, write_score_table
 

@@ -10,14 +10,8 @@ import torch
 
 from kneurons.errors import InputError
 from kneurons.jobs.score import run_score_job
-from kneurons.model.classifier import (
-    MODULE_TYPES,
-    BackboneSpec,
-    EsmClassifier,
-    build_backbone,
-    save_classifier,
-    tokenize,
-)
+from kneurons.model.checkpoint import save_classifier
+from kneurons.model.classifier import MODULE_TYPES, BackboneSpec, EsmClassifier, build_backbone, tokenize
 from kneurons.model.hooks import OutputRecorder, mask_fn, module_output_hook, module_output_hooks, scale_fn
 from kneurons.scoring.activation import activation_per_sequence
 from kneurons.scoring.base import score_layer
@@ -88,7 +82,7 @@ def test_mask_fn_keeps_units_and_fills_the_rest():
 
 def test_recorder_clones_before_fair_esm_scales_q_in_place():
     """fair-esm's reference attention multiplies q_proj's output in place; the recorder keeps the raw one."""
-    from kneurons.model.attention import set_attention
+    from kneurons.model.backends.fair_esm.attention import set_attention
 
     model, tokens = _model(), tokenize(SEQS[:2])
     set_attention(model.esm, "reference")
@@ -355,7 +349,7 @@ def _top_enrichment(scores: pd.DataFrame, enrichment: pd.DataFrame, fraction: fl
 def test_top_neurons_fire_on_planted_motifs(trained_synthetic):
     """Class-conditional IG and activation top neurons of class c fire more on c's planted motifs
     (relative to background residues) than random neurons do."""
-    from kneurons.model.classifier import load_classifier
+    from kneurons.model.checkpoint import load_classifier
 
     model, info = load_classifier(trained_synthetic.checkpoint)
     labels = list(info["labels"])

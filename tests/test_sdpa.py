@@ -9,7 +9,7 @@ import torch
 from esm.multihead_attention import MultiheadAttention
 
 from kneurons.errors import ConfigError
-from kneurons.model.attention import (
+from kneurons.model.backends.fair_esm.attention import (
     SdpaMultiheadAttention,
     attention_backend,
     disable_sdpa,
@@ -178,8 +178,8 @@ def test_sdpa_under_bf16_autocast(tokens):
 def test_config_switch_reaches_models(tmp_path):
     """`model.attention` (default sdpa) selects the backend of built and loaded classifiers."""
     from kneurons.config import validate_config
-    from kneurons.model.classifier import load_classifier, save_classifier
-    from kneurons.model.pretrained import build_classifier
+    from kneurons.model.checkpoint import load_classifier, save_classifier
+    from kneurons.model.loading import build_classifier
 
     cfg = validate_config({})
     assert cfg["model"]["attention"] == "sdpa"

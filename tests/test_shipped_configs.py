@@ -21,7 +21,8 @@ import pytest
 import torch
 import yaml
 
-from kneurons.config import ESM2_ARCHITECTURES, validate_config
+from kneurons.config import validate_config
+from kneurons.model.architectures import ESM2_ARCHITECTURES
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted([*REPO.glob("config/*.yaml"), *REPO.glob("config/examples/*.yaml")])
@@ -54,8 +55,8 @@ def _inputs(config: dict, workdir: Path) -> None:
 
         torch.save(official_state_dict(), path)
     elif model.get("backend") == "hf" or str(model.get("name", "")).startswith("facebook/"):
+        from kneurons.model.backends.hf.convert import fair_esm_to_hf, write_hf_snapshot
         from kneurons.model.classifier import BackboneSpec, build_backbone
-        from kneurons.model.hf_convert import fair_esm_to_hf, write_hf_snapshot
 
         layers, dim, heads = ESM2_ARCHITECTURES[model["name"].removeprefix("facebook/")]
         state, hf_config = fair_esm_to_hf(

@@ -64,7 +64,7 @@ def test_different_layouts_are_refused():
 
 # -- science: replicates of the planted-motif model ----------------------------------------------
 def _ig_scores(checkpoint, split) -> pd.DataFrame:
-    from kneurons.model.classifier import load_classifier
+    from kneurons.model.checkpoint import load_classifier
     from kneurons.scoring.base import score_layer
     from kneurons.scoring.subset import select_scoring_set
 
@@ -84,7 +84,7 @@ def test_planted_replicates_are_stable_only_from_one_initialisation(
 ):
     """Replicate 1 (seed 1) from the fixture's backbone initialisation (init_seed 0) shares its top IG
     neurons far beyond random; from another initialisation the overlap is what random gives."""
-    from kneurons.model.train import fine_tune
+    from kneurons.training.loop import fine_tune
 
     split, labels = trained_synthetic.split, trained_synthetic.labels
     base = _ig_scores(trained_synthetic.checkpoint, split)

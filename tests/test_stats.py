@@ -255,7 +255,7 @@ def test_density_of_random_scores_stays_inside_the_null_band():
 def synthetic_ablation(trained_synthetic, tmp_path_factory):
     """Score (activation, IG, random) and ablate (global scope, preserve) on the trained synthetic model."""
     from kneurons.config import validate_config
-    from kneurons.model.classifier import load_classifier
+    from kneurons.model.checkpoint import load_classifier
     from kneurons.scoring.base import score_layer
     from kneurons.scoring.subset import select_scoring_set
 

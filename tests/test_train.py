@@ -19,10 +19,10 @@ import torch
 from kneurons.config import validate_config
 from kneurons.data.synthetic import generate_synthetic
 from kneurons.errors import ConfigError, InputError
-from kneurons.model.classifier import load_classifier
-from kneurons.model.pretrained import build_classifier
+from kneurons.model.checkpoint import load_classifier
+from kneurons.model.loading import build_classifier
 from kneurons.model.runtime import seed_everything
-from kneurons.model.train import CURVE_COLUMNS, class_weights, fine_tune, warmup_linear_decay
+from kneurons.training.loop import CURVE_COLUMNS, class_weights, fine_tune, warmup_linear_decay
 
 TINY_MODEL = {"name": "custom", "custom": {"num_layers": 2, "embed_dim": 16, "attention_heads": 2}}
 TIMING_COLUMNS = ["tokens_per_s", "seconds"]
@@ -110,7 +110,7 @@ def test_same_seed_same_result_different_seed_different(tmp_path):
 
 def test_replicates_share_the_backbone_initialisation():
     """model.init_seed fixes the random backbone; the training seed draws the head (and what follows)."""
-    from kneurons.model.train_setup import prepare_data, setup_run
+    from kneurons.training.setup import prepare_data, setup_run
 
     split, labels = tiny_split()
     train = validate_config({"train": {"epochs": 1}})["train"]
@@ -140,7 +140,7 @@ RUNNER = """
 import json, sys
 import pandas as pd, torch
 torch.set_num_threads(1)
-from kneurons.model.train import fine_tune
+from kneurons.training.loop import fine_tune
 split = pd.read_csv(sys.argv[1], sep="\\t", dtype=str, keep_default_na=False)
 cfg = json.loads(sys.argv[3])
 fine_tune(split, cfg["labels"], cfg["model"], cfg["train"], sys.argv[2], seed=cfg["seed"])

@@ -14,27 +14,18 @@ import jsonschema
 import yaml
 
 from kneurons.errors import ConfigError, ModelError
-from kneurons.model.hf_snapshot import (
+from kneurons.model.architectures import ESM2_ARCHITECTURES
+from kneurons.model.backends import BACKENDS, resolve_backend
+from kneurons.model.backends.snapshot import (
     HF_ORG,
     fair_esm_name,
     is_snapshot_dir,
-    resolve_backend,
     snapshot_dir_problem,
     snapshot_shape,
 )
 from kneurons.scoring.registry import METHODS
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema" / "config.schema.yaml"
-
-#: fair-esm ESM-2 names and their (layers, embed_dim, heads).
-ESM2_ARCHITECTURES: dict[str, tuple[int, int, int]] = {
-    "esm2_t6_8M_UR50D": (6, 320, 20),
-    "esm2_t12_35M_UR50D": (12, 480, 20),
-    "esm2_t30_150M_UR50D": (30, 640, 20),
-    "esm2_t33_650M_UR50D": (33, 1280, 20),
-    "esm2_t36_3B_UR50D": (36, 2560, 40),
-    "esm2_t48_15B_UR50D": (48, 5120, 40),
-}
 
 
 def load_schema(path: str | Path | None = None) -> dict:
@@ -219,9 +210,9 @@ def _checkpoint_problems(cfg: dict[str, Any], given_custom: set[str]) -> list[st
     With ``name: custom`` the architecture comes from the checkpoint: it is written into
     ``model.custom`` (the sizes the user gave, ``given_custom``, must match it), so that
     ``model_shape``, the layer scatter and a re-validation of this config all see it. The shape
-    of a fair-esm checkpoint file is read cheaply, without torch (``kneurons.model.checkpoint_shape``),
-    that of a Hugging Face snapshot directory from its config.json; other formats are checked
-    when the model is loaded.
+    of a weights file is read cheaply, without torch, by the backend's reader where it has one
+    (fair-esm: ``kneurons.model.backends.fair_esm.checkpoint_shape``), that of a Hugging Face
+    snapshot directory from its config.json; other formats are checked when the model is loaded.
     """
     model = cfg["model"]
     ckpt = model["checkpoint"]
@@ -232,12 +223,11 @@ def _checkpoint_problems(cfg: dict[str, Any], given_custom: set[str]) -> list[st
         return [f"model.checkpoint: {path} does not exist (the weights file or directory to fine-tune from)"]
     if not model["pretrained"]:
         return []
-    if resolve_backend(model) == "esmc" and not path.is_dir():
-        return []  # an official ESM C .pth: its shape is read when it is loaded
-    # A folder is a snapshot (for every backend but fair-esm, which _backend_problems refuses a
-    # folder for): without config.json, say what it lacks rather than leave the loader to call it
-    # missing (weights are looked for when the model is loaded).
-    if path.is_dir() and not is_snapshot_dir(path) and model["backend"] != "fair-esm":
+    # A folder is a snapshot (for every backend that reads folders; _backend_problems refuses a
+    # folder for the others): without config.json, say what it lacks rather than leave the loader
+    # to call it missing (weights are looked for when the model is loaded).
+    named = BACKENDS.get(model["backend"])
+    if path.is_dir() and not is_snapshot_dir(path) and (named is None or "dir" in named.checkpoints):
         return [f"model.checkpoint: {snapshot_dir_problem(path)}"]
     if is_snapshot_dir(path):
         try:
@@ -245,11 +235,10 @@ def _checkpoint_problems(cfg: dict[str, Any], given_custom: set[str]) -> list[st
         except ModelError as exc:  # an unreadable config.json
             return [f"model.checkpoint: {exc}"]
     elif path.is_file():
-        from kneurons.model.checkpoint_shape import CheckpointShapeError, read_checkpoint_shape
-
+        # the backend's torch-free reader of a weights file (none: its shape is read on loading)
         try:
-            shape = read_checkpoint_shape(path)
-        except CheckpointShapeError as exc:
+            shape = BACKENDS[resolve_backend(model)].read_file_shape(path)
+        except ValueError as exc:  # CheckpointShapeError: an unreadable or foreign file
             return [f"model.checkpoint: {exc}"]
     else:
         return []
@@ -281,23 +270,24 @@ def _checkpoint_problems(cfg: dict[str, Any], given_custom: set[str]) -> list[st
 def _backend_problems(model: dict[str, Any]) -> list[str]:
     """``model.backend`` against the name and an existing ``model.checkpoint`` (a missing one: the loader)."""
     backend, name = model["backend"], model["name"]
+    info = BACKENDS.get(backend)  # None for auto: inferred from the name and checkpoint
+    if info is None:
+        return []
     problems: list[str] = []
-    if backend == "fair-esm" and name.startswith(f"{HF_ORG}/"):
+    if not info.hub_names and name.startswith(f"{HF_ORG}/"):
         problems.append(
-            f"model.name: {name} is a Hugging Face repository; with model.backend fair-esm "
+            f"model.name: {name} is a Hugging Face repository; with model.backend {backend} "
             f"use {fair_esm_name(name)}"
         )
     checkpoint = Path(model["checkpoint"]).expanduser() if model["checkpoint"] else None
-    # (esmc reads a file too: EvolutionaryScale's official .pth)
-    if checkpoint is not None and backend == "hf" and checkpoint.is_file():
+    if checkpoint is not None and "file" not in info.checkpoints and checkpoint.is_file():
         problems.append(
-            f"model.checkpoint: {checkpoint} is a file, but model.backend hf reads a "
-            f"snapshot directory (config.json + weights)"
+            f"model.checkpoint: {checkpoint} is a file, but model.backend {backend} reads {info.reads}"
         )
-    if checkpoint is not None and backend == "fair-esm" and checkpoint.is_dir():
+    if checkpoint is not None and "dir" not in info.checkpoints and checkpoint.is_dir():
         problems.append(
-            f"model.checkpoint: {checkpoint} is a directory, but model.backend fair-esm reads one "
-            f".pt file (use model.backend hf or auto for a Hugging Face snapshot)"
+            f"model.checkpoint: {checkpoint} is a directory, but model.backend {backend} reads "
+            f"{info.reads} (use model.backend hf or auto for a Hugging Face snapshot)"
         )
     return problems
 

@@ -409,11 +409,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``kneurons plan --configfile FILE [--gpu a100] [--budget-hours 24]``: print the cost plan.
 
     ``kneurons convert ...`` (ESM-2 weights between fair-esm and HF layouts) is handed to
-    ``kneurons.model.hf_convert.main``, which imports torch.
+    ``kneurons.model.backends.hf.convert.main``, which imports torch.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["convert"]:
-        from kneurons.model.hf_convert import main as convert_main
+        from kneurons.model.backends.hf.convert import main as convert_main
 
         return convert_main(argv[1:])
     parser = argparse.ArgumentParser(prog="kneurons plan", description=__doc__.split("\n\n")[0])

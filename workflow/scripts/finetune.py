@@ -4,8 +4,8 @@
 from pathlib import Path
 
 from kneurons.jobs import start
-from kneurons.model.train import fine_tune
 from kneurons.tables import read_class_labels, read_split
+from kneurons.training.loop import fine_tune
 
 job = start(snakemake, model=True)  # threads, seed (fine_tune reseeds with train.deterministic)
 split = read_split(snakemake.input.split)

@@ -28,7 +28,7 @@ from torch import nn
 from kneurons.ablation.masks import layout_of
 from kneurons.ablation.selection import Block, NeuronLayout
 from kneurons.errors import ConfigError, InputError, ModelError
-from kneurons.model.backend import module_of
+from kneurons.model.backends import module_of
 from kneurons.model.classifier import EsmClassifier
 from kneurons.model.hooks import OutputRecorder, per_copy, per_copy_units
 from kneurons.model.inference import Batch, run_batches
@@ -144,9 +144,10 @@ def pretrained_reference(
     """
 
     def load() -> nn.Module:
-        from kneurons.model import pretrained
+        from kneurons.model import loading
+        from kneurons.model.weights import weights_sha256
 
-        backbone = pretrained.load_reference_backbone(info["backbone"], dict(model_cfg))
+        backbone = loading.load_reference_backbone(info["backbone"], dict(model_cfg))
         recorded = info.get("meta", {}).get(WEIGHTS_KEY)
         if not recorded:
             log.warning(
@@ -155,8 +156,8 @@ def pretrained_reference(
                 source,
             )
             return backbone
-        file = pretrained.reference_weights_path(info["backbone"], dict(model_cfg))
-        actual = pretrained.weights_sha256(file)
+        file = loading.reference_weights_path(info["backbone"], dict(model_cfg))
+        actual = weights_sha256(file)
         if actual != recorded:
             raise ModelError(
                 f"ablate.fill 'pretrained': the reference weights {file} (sha256 {actual}) are not "

@@ -48,7 +48,7 @@ import torch
 
 from kneurons.errors import InputError, ModelError
 from kneurons.features.sae import SAE_FORMATS, SparseAutoencoder
-from kneurons.model.snapshot_weights import non_finite, read_weights, require_safetensors
+from kneurons.model.weights import non_finite, read_weights, require_safetensors
 
 #: The tensors each format's file must hold (by the file's names), their shapes in ``d`` (the
 #: stream's width) and ``F`` (features), in the order the sizes are read from them.
@@ -310,7 +310,7 @@ def save_sae(path: str | Path, sae: SparseAutoencoder) -> None:
     ``weights_only=True``; ``sae.meta["model_sha256"]`` (the classifier it was trained on, when
     known) is stored as ``model_sha256``, the rest of ``sae.meta`` as ``meta``.
     """
-    from kneurons.model.train_state import save_tensors
+    from kneurons.model.checkpoint import save_tensors
 
     if not sae.zscore or sae.k is None or sae.relu_first or not torch.equal(sae.b_pre, sae.b_dec):
         raise ModelError(f"{sae.source}: only a z-scored TopK SAE (InterProt's math) has the kneurons format")

@@ -67,7 +67,7 @@ def run_ablation_job(
     ``fill: pretrained`` the reference backbone comes from ``reference_loader`` (default: the
     pretrained weights named in the checkpoint, ``kneurons.ablation.fill.pretrained_reference``).
     """
-    from kneurons.model.classifier import load_job_classifier
+    from kneurons.model.checkpoint import load_job_classifier
     from kneurons.provenance import check_scores_match_checkpoint
     from kneurons.tables import read_score_table
 

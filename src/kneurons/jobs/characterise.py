@@ -19,7 +19,7 @@ from kneurons.characterise import (
     split_ig_scores,
 )
 from kneurons.jobs.ablate import job_fill
-from kneurons.model.classifier import load_job_classifier
+from kneurons.model.checkpoint import load_job_classifier
 from kneurons.provenance import check_scores_match_checkpoint
 from kneurons.tables import (
     read_characterise_table,

@@ -61,7 +61,7 @@ def run_score_job(
     method's keys), ``model.attention``, ``seed``; a whole validated config works too.
     """
     from kneurons import __version__ as version
-    from kneurons.model.classifier import load_job_classifier
+    from kneurons.model.checkpoint import load_job_classifier
 
     layers = [int(layer) for layer in layers]
     if not layers:

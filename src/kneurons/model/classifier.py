@@ -8,8 +8,8 @@ Sparse autoencoders attached to the residual stream (``attach_sae``) add one mor
 ``"sae"`` (``kneurons.vocabulary.FEATURE_MODULE``): ``module(layer, "sae")`` is the hook point of
 the features of the SAE on the stream entering ``layer`` (``kneurons.features``).
 
-What the backbone library does inside is its backend's business (``kneurons.model.backend``;
-``kneurons.model.fair_esm``, ``kneurons.model.hf_esm``): callers never reach into ``model.esm``.
+What the backbone library does inside is its backend's business (``kneurons.model.backends``: the
+registry, ``base`` the protocol, one sub-package per family): callers never reach into ``model.esm``.
 The stream keeps the backend's layout; ``batch_dim`` says where the batch is (fair-esm:
 time-first ``(T, B, E)``; HF: batch-first). Module outputs, as hooks see them, are ``(T, B, n)``.
 Checkpoints record the backend (``BackboneSpec.backend``), so ``load_classifier`` rebuilds it.
@@ -18,25 +18,22 @@ Checkpoints record the backend (``BackboneSpec.backend``), so ``load_classifier`
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from kneurons.config import ESM2_ARCHITECTURES
 from kneurons.errors import ModelError
-from kneurons.model import fair_esm
-from kneurons.model.backend import (
+from kneurons.model.backends import backend_class, backend_for
+from kneurons.model.backends.base import (
     MODULE_TYPES,
     RESUME_POINTS,
+    BackboneSpec,
     LayerState,
-    backend_for,
     position_of,
     repeat_padding,
 )
-from kneurons.model.fair_esm import get_alphabet, tokenize
+from kneurons.model.backends.fair_esm.backend import get_alphabet, tokenize
 from kneurons.model.hooks import HookPoint
 from kneurons.vocabulary import FEATURE_MODULE
 
@@ -44,74 +41,22 @@ if TYPE_CHECKING:
     from kneurons.features.hook import SaeHookPoint
     from kneurons.features.sae import SparseAutoencoder
 
-# Stages import the module names and fair-esm's tokenizer from here (model.tokenize is the API).
+# Stages import the module names and fair-esm's tokenizer from here (model.tokenize is the API);
+# checkpoints of a classifier are ``kneurons.model.checkpoint``'s.
 __all__ = [
-    "CHECKPOINT_FORMAT",
     "MODULE_TYPES",
     "RESUME_POINTS",
     "BackboneSpec",
     "EsmClassifier",
     "build_backbone",
     "get_alphabet",
-    "load_classifier",
-    "load_job_classifier",
-    "save_classifier",
     "tokenize",
 ]
-
-CHECKPOINT_FORMAT = "kneurons-classifier/1"
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """What is needed to rebuild an ESM-2 backbone: its size, its name (or ``custom``) and its backend.
-
-    ``backend`` is the library (``fair-esm``, ``hf``, ``esmc``); checkpoints written before
-    backends were recorded load as fair-esm. ``hf_config`` holds a transformers backbone's
-    ``config.json`` values (HF ESM-2: ``kneurons.model.hf_esm.CONFIG_KEYS``; ESM C: its whole
-    ``EsmcConfig``), so that the very architecture is rebuilt.
-    """
-
-    name: str
-    num_layers: int
-    embed_dim: int
-    attention_heads: int
-    token_dropout: bool = True
-    backend: str = "fair-esm"
-    hf_config: dict[str, Any] | None = None
-
-    @classmethod
-    def from_config(cls, model_cfg: dict[str, Any]) -> BackboneSpec:
-        """Build the spec from the ``model`` section of the workflow config (``backend: auto`` resolved)."""
-        from kneurons.model.hf_snapshot import fair_esm_name, resolve_backend
-
-        name = model_cfg["name"]
-        backend = resolve_backend(model_cfg)
-        if fair_esm_name(name) in ESM2_ARCHITECTURES:
-            layers, dim, heads = ESM2_ARCHITECTURES[fair_esm_name(name)]
-        elif name == "custom":
-            c = model_cfg["custom"]
-            layers, dim, heads = c["num_layers"], c["embed_dim"], c["attention_heads"]
-        else:
-            raise ModelError(f"unknown model {name!r}; known: custom, {', '.join(ESM2_ARCHITECTURES)}")
-        return cls(name=name, num_layers=layers, embed_dim=dim, attention_heads=heads, backend=backend)
 
 
 def build_backbone(spec: BackboneSpec) -> nn.Module:
     """The backbone of ``spec`` with random weights, in its backend's library."""
-    if spec.backend == "fair-esm":
-        return fair_esm.build_backbone(spec)
-    if spec.backend == "hf":
-        from kneurons.model import hf_esm
-
-        return hf_esm.build_backbone(spec)
-    if spec.backend == "esmc":
-        from kneurons.model import esmc
-
-        if spec.hf_config is not None:
-            return esmc.rebuild({"backend": "esmc", "config": spec.hf_config})
-        return esmc.build_esmc_backbone(spec.num_layers, spec.embed_dim, spec.attention_heads)
-    raise ModelError(f"no model backend {spec.backend!r}; known: fair-esm, hf, esmc")
+    return backend_class(spec.backend).build(spec)
 
 
 class EsmClassifier(nn.Module):
@@ -119,12 +64,13 @@ class EsmClassifier(nn.Module):
 
     ``pooling='mean'`` averages the final representations over residues (BOS, EOS and padding
     excluded); ``pooling='bos'`` takes the BOS token. ``attention`` picks the self-attention
-    implementation (``sdpa`` fast path or fair-esm's ``reference``; see ``kneurons.model.attention``).
+    implementation (``sdpa`` fast path or the library's ``reference``; each backend's
+    ``set_attention``).
     The backbone stays the registered submodule ``esm`` (checkpoint keys ``esm.*``); ``backend``
     is the plain object that knows its insides.
     """
 
-    #: Resume points inside a layer, in forward order (``kneurons.model.backend``).
+    #: Resume points inside a layer, in forward order (``kneurons.model.backends.base``).
     RESUME_POINTS = RESUME_POINTS
 
     def __init__(self, backbone: nn.Module, num_classes: int, pooling: str = "mean", attention: str = "sdpa"):
@@ -261,7 +207,8 @@ class EsmClassifier(nn.Module):
     def stream_point(self, layer: int) -> nn.Module | HookPoint:
         """Hook point on the residual stream entering ``layer`` (``num_layers``: after the final norm).
 
-        Its hooks see the stream time-first ``(T, B, E)`` (``kneurons.model.backend.Backend.stream_point``).
+        Its hooks see the stream time-first ``(T, B, E)`` (``Backend.stream_point`` in
+        ``kneurons.model.backends.base``).
         """
         return self.backend.stream_point(layer)
 
@@ -305,75 +252,3 @@ class EsmClassifier(nn.Module):
     def token_mask(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(T, B, 1)`` True at non-padding tokens (BOS/EOS included): broadcasts against hooked outputs."""
         return tokens.ne(self.padding_idx).T.unsqueeze(-1)
-
-
-# -- checkpoints -------------------------------------------------------------------------
-def save_classifier(
-    path: str | Path,
-    model: EsmClassifier,
-    spec: BackboneSpec,
-    labels: list[str],
-    meta: dict[str, Any] | None = None,
-) -> None:
-    """Write a self-contained checkpoint (weights, backbone spec, label map, metadata) atomically.
-
-    Only tensors and plain Python containers are stored, so ``load_classifier`` can use
-    ``torch.load(weights_only=True)``.
-    """
-    from kneurons.model.train_state import save_tensors
-
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "backbone": asdict(spec),
-        "pooling": model.pooling,
-        "labels": list(labels),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "meta": meta or {},
-    }
-    save_tensors(path, payload)
-
-
-def load_classifier(
-    path: str | Path, map_location: str | torch.device = "cpu", attention: str = "sdpa"
-) -> tuple[EsmClassifier, dict]:
-    """Load a checkpoint written by ``save_classifier``: ``(model in eval mode, payload without weights)``.
-
-    ``attention`` is the config's ``model.attention`` (``sdpa`` | ``reference``); weights do not depend on it.
-    """
-    path = Path(path)
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # truncated files, other formats, pickles with foreign globals
-        raise ModelError(
-            f"{path}: not a readable kneurons classifier checkpoint ({exc.__class__.__name__}: {exc})"
-        ) from exc
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise ModelError(f"{path}: not a kneurons classifier checkpoint (format {found!r})")
-    spec = BackboneSpec(**payload["backbone"])
-    model = EsmClassifier(
-        build_backbone(spec),
-        num_classes=len(payload["labels"]),
-        pooling=payload["pooling"],
-        attention=attention,
-    )
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
-        raise ModelError(f"{path}: weights do not fit the recorded architecture: {exc}") from exc
-    model.eval()
-    info = {k: v for k, v in payload.items() if k != "state_dict"}
-    return model, info
-
-
-def load_job_classifier(
-    path: str | Path, cfg: dict, map_location: str | torch.device = "cpu"
-) -> tuple[EsmClassifier, dict]:
-    """``load_classifier`` for a workflow job: the attention implementation comes from ``cfg['model']``.
-
-    Scoring, ablation and characterisation must run the attention the config names; a partial
-    config (tests, library use) gets the schema default, ``sdpa``.
-    """
-    return load_classifier(
-        path, map_location=map_location, attention=cfg.get("model", {}).get("attention", "sdpa")
-    )

@@ -1,6 +1,6 @@
 """The optimisation pieces of fine-tuning: freezing, AdamW groups, LR schedule, one step, class weights.
 
-The training loop (``kneurons.model.train``) and the throughput benchmark
+The training loop (``kneurons.training.loop``) and the throughput benchmark
 (``benchmarks/bench_train.py``) use the same ``forward_backward`` and ``optimizer_step``.
 """
 

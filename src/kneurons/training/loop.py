@@ -31,15 +31,16 @@ from torch import nn
 from kneurons.config import sections_with_defaults
 from kneurons.io import write_json_atomic
 from kneurons.model.batching import token_budget_batches
-from kneurons.model.classifier import EsmClassifier, save_classifier
+from kneurons.model.checkpoint import save_classifier, save_tensors
+from kneurons.model.classifier import EsmClassifier
 from kneurons.model.inference import Batch, run_batches
-from kneurons.model.optim import class_weights, forward_backward, optimizer_step, warmup_linear_decay
-from kneurons.model.pretrained import Downloader
 from kneurons.model.runtime import to_device
-from kneurons.model.train_setup import TrainRun, config_hash, prepare_data, resume_or_start, setup_run
-from kneurons.model.train_state import TrainingState, save_tensors
+from kneurons.model.weights import Downloader
 from kneurons.stats.metrics import classification_metrics, macro_f1
 from kneurons.tables import write_json_result, write_training_curve
+from kneurons.training.optim import class_weights, forward_backward, optimizer_step, warmup_linear_decay
+from kneurons.training.setup import TrainRun, config_hash, prepare_data, resume_or_start, setup_run
+from kneurons.training.state import TrainingState
 
 __all__ = ["CURVE_COLUMNS", "class_weights", "config_hash", "fine_tune", "predict", "warmup_linear_decay"]
 

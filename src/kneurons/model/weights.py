@@ -1,17 +1,25 @@
-"""Reading the weights of a Hugging Face-layout snapshot folder (ESM-2 and ESM C alike): one
-``model.safetensors`` or ``pytorch_model.bin`` (read with ``weights_only=True``), or the shards
-an index names."""
+"""Weights files whatever the backend: their identity (sha256, memoised), reading a Hugging
+Face-layout snapshot folder (ESM-2 and ESM C alike: one ``model.safetensors`` or
+``pytorch_model.bin`` read with ``weights_only=True``, or the shards an index names), and the
+refusal of weights that hold NaN or inf."""
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
 
 from kneurons.errors import ModelError
-from kneurons.model import hf_snapshot
+from kneurons.io import sha256_file
+from kneurons.model.backends import snapshot as hf_snapshot
+
+#: ``downloader(url, dest)``: fetches a weights file to ``dest`` (a library's own download by default;
+#: tests pass their own).
+Downloader = Callable[[str, Path], None]
 
 #: What to install when safetensors (an optional dependency of the hf and esmc extras) is missing.
 SAFETENSORS_HINT = "pip install 'kneurons[hf]'"
@@ -79,3 +87,27 @@ def snapshot_state_dict(snapshot: Path) -> dict[str, torch.Tensor]:
                 state.update(read_weights(snapshot / shard))
             return state
     return read_weights(hf_snapshot.weights_file(snapshot))
+
+
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def weights_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a weights file; of a directory (a Hugging Face snapshot), of its files' names and sha256s.
+
+    Memoised per (path, size, mtime), so verifying a file on load and recording its identity in
+    the outputs hash a multi-GB file once per process.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        lines = [
+            f"{f.relative_to(path).as_posix()}\t{weights_sha256(f)}\n"
+            for f in sorted(path.rglob("*"))
+            if f.is_file() and not any(part.startswith(".") for part in f.relative_to(path).parts)
+        ]
+        return hashlib.sha256("".join(lines).encode()).hexdigest()
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        _SHA_CACHE[key] = sha256_file(path)
+    return _SHA_CACHE[key]

@@ -1,4 +1,5 @@
-"""ESM-2 backbones: pretrained weights (fair-esm download, torch hub cache, local file) or random init.
+"""fair-esm's pretrained weights: the official files with their sha256 pins, the torch hub cache, the
+download, and safe loading.
 
 Official fair-esm checkpoints are pickles holding an ``argparse.Namespace`` (the training
 config in ``cfg["model"]``) next to the tensors. fair-esm 2.0.0 loads them with a bare
@@ -12,23 +13,19 @@ torch >= 2.6 or unpickles arbitrary code. Here every checkpoint is read with
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import esm
 import torch
 
-from kneurons.config import ESM2_ARCHITECTURES
 from kneurons.errors import ModelError
-from kneurons.io import sha256_file
-from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone
-from kneurons.model.hf_snapshot import resolve_backend, snapshot_dir_problem
-from kneurons.model.snapshot_weights import refuse_non_finite
+from kneurons.model.architectures import ESM2_ARCHITECTURES
+from kneurons.model.backends.snapshot import snapshot_dir_problem
+from kneurons.model.weights import Downloader, refuse_non_finite, weights_sha256
 
 log = logging.getLogger(__name__)
 
@@ -81,36 +78,10 @@ KNOWN_CHECKPOINTS: dict[str, tuple[int | None, str]] = {
 #: The only non-tensor globals an official ESM-2 checkpoint needs.
 CHECKPOINT_SAFE_GLOBALS: list[Any] = [argparse.Namespace]
 
-Downloader = Callable[[str, Path], None]
-
 
 def hub_checkpoint_dir() -> Path:
     """Where fair-esm (via torch hub) keeps downloaded weights: ``$TORCH_HOME/hub/checkpoints``."""
     return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def weights_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a weights file; of a directory (a Hugging Face snapshot), of its files' names and sha256s.
-
-    Memoised per (path, size, mtime), so verifying a file on load and recording its identity in
-    the outputs hash a multi-GB file once per process.
-    """
-    path = Path(path).expanduser()
-    if path.is_dir():
-        lines = [
-            f"{f.relative_to(path).as_posix()}\t{weights_sha256(f)}\n"
-            for f in sorted(path.rglob("*"))
-            if f.is_file() and not any(part.startswith(".") for part in f.relative_to(path).parts)
-        ]
-        return hashlib.sha256("".join(lines).encode()).hexdigest()
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        _SHA_CACHE[key] = sha256_file(path)
-    return _SHA_CACHE[key]
 
 
 def official_name_of(sha: str) -> str | None:
@@ -265,143 +236,3 @@ def load_pretrained_backbone(
             f"but {name} has {ESM2_ARCHITECTURES[name]}"
         )
     return backbone
-
-
-def weights_identity(model_cfg: dict[str, Any], seed: int) -> str:
-    """What the backbone's initial weights are: the weights file's sha256, or ``random-init:<seed>``.
-
-    ``seed`` is the one random init is drawn from (``model.init_seed``, else the run's seed:
-    ``seed_everything`` before the backbone is built), so it names those weights. Call after the
-    backbone was loaded: the file is then in place (no download here) and its sha256 memoised.
-    """
-    if not model_cfg.get("pretrained", False):
-        return f"random-init:{seed}"
-    checkpoint = model_cfg.get("checkpoint")
-    if checkpoint is not None:  # a file, or a Hugging Face snapshot directory
-        return weights_sha256(Path(checkpoint).expanduser())
-    backend = resolve_backend(model_cfg)
-    if backend == "hf":
-        from kneurons.model.hf_load import resolve_snapshot
-
-        return weights_sha256(resolve_snapshot(model_cfg))
-    if backend != "fair-esm":  # no cache lookup known for it here
-        return f"unhashed:{backend}:{model_cfg['name']}"
-    return weights_sha256(resolve_checkpoint(model_cfg["name"], None, download=False))
-
-
-def load_backbone(
-    model_cfg: dict[str, Any],
-    download: bool = True,
-    downloader: Downloader | None = None,
-) -> tuple[esm.model.esm2.ESM2, BackboneSpec]:
-    """The backbone the ``model`` config section asks for: pretrained weights or random init.
-
-    Downloads happen only when both ``download`` and the config's ``model.download`` allow them.
-    The backend (``model.backend``, ``auto`` inferred) picks the library; fair-esm's path is below.
-    """
-    backend = resolve_backend(model_cfg)
-    if backend != "fair-esm":
-        return load_backend_backbone(backend, model_cfg)
-    spec = BackboneSpec.from_config(model_cfg)
-    if model_cfg.get("pretrained", False):
-        backbone = load_pretrained_backbone(
-            spec.name,
-            model_cfg.get("checkpoint"),
-            download=download and model_cfg.get("download", True),
-            downloader=downloader,
-        )
-        spec = BackboneSpec(
-            name=spec.name,
-            num_layers=backbone.num_layers,
-            embed_dim=backbone.embed_dim,
-            attention_heads=backbone.attention_heads,
-            token_dropout=bool(backbone.token_dropout),
-        )
-        return backbone, spec
-    return build_backbone(spec), spec
-
-
-def load_backend_backbone(backend: str, model_cfg: dict[str, Any]) -> tuple[torch.nn.Module, BackboneSpec]:
-    """The backbone and spec of a backend other than fair-esm (offline: no download)."""
-    if backend == "hf":
-        from kneurons.model.hf_load import load_hf_backbone
-
-        return load_hf_backbone(model_cfg)
-    if backend == "esmc":
-        return _load_esmc(model_cfg)
-    raise ModelError(f"model.backend: unknown backend {backend!r}; one of fair-esm, hf, esmc")
-
-
-def _load_esmc(model_cfg: dict[str, Any]) -> tuple[torch.nn.Module, BackboneSpec]:
-    """ESM C: ``model.checkpoint`` (a snapshot folder or an official ``.pth``; nothing is downloaded),
-    or random init at ``model.custom``'s sizes."""
-    from kneurons.model import esmc, esmc_load
-
-    if model_cfg.get("pretrained", False):
-        if not model_cfg.get("checkpoint"):
-            raise ModelError("model.backend esmc: pretrained ESM C weights come only from model.checkpoint")
-        backbone = esmc_load.load_esmc_backbone(model_cfg["checkpoint"])
-    else:
-        c = model_cfg["custom"]
-        backbone = esmc.build_esmc_backbone(c["num_layers"], c["embed_dim"], c["attention_heads"])
-    desc = esmc.EsmcBackend(backbone).describe()
-    spec = BackboneSpec(
-        name=model_cfg["name"],
-        num_layers=desc["num_layers"],
-        embed_dim=desc["embed_dim"],
-        attention_heads=desc["attention_heads"],
-        token_dropout=False,
-        backend="esmc",
-        hf_config=desc["config"],
-    )
-    return backbone, spec
-
-
-def load_reference_backbone(backbone_info: dict[str, Any], model_cfg: dict[str, Any]) -> torch.nn.Module:
-    """The pretrained backbone a classifier was fine-tuned from (``ablate.fill: pretrained``).
-
-    ``backbone_info`` is the checkpoint's recorded spec (its name and backend; old checkpoints are
-    fair-esm); the weights come from ``model.checkpoint``, else the backend's cache.
-    """
-    backend = backbone_info.get("backend", "fair-esm")
-    if backend != "fair-esm":
-        cfg = {**model_cfg, "name": backbone_info["name"], "backend": backend, "pretrained": True}
-        return load_backend_backbone(backend, cfg)[0]
-    return load_pretrained_backbone(
-        backbone_info["name"], model_cfg.get("checkpoint"), download=bool(model_cfg.get("download", True))
-    )
-
-
-def reference_weights_path(backbone_info: dict[str, Any], model_cfg: dict[str, Any]) -> Path:
-    """Where ``load_reference_backbone`` reads the weights: ``model.checkpoint``, else the backend's cache."""
-    if model_cfg.get("checkpoint"):
-        return Path(model_cfg["checkpoint"]).expanduser()
-    if backbone_info.get("backend", "fair-esm") == "hf":
-        from kneurons.model.hf_load import resolve_snapshot
-
-        return resolve_snapshot({**model_cfg, "name": backbone_info["name"]})
-    return resolve_checkpoint(backbone_info["name"], None, download=False)
-
-
-def build_classifier(
-    model_cfg: dict[str, Any],
-    num_classes: int,
-    download: bool = True,
-    downloader: Downloader | None = None,
-    reseed: Callable[[], None] | None = None,
-) -> tuple[EsmClassifier, BackboneSpec]:
-    """An ``EsmClassifier`` on the configured backbone, with a freshly initialised head.
-
-    ``reseed`` runs between the backbone and the head: replicates share the backbone's random
-    initialisation (``model.init_seed``) and differ from the head on (their training seed).
-    """
-    backbone, spec = load_backbone(model_cfg, download=download, downloader=downloader)
-    if reseed is not None:
-        reseed()
-    classifier = EsmClassifier(
-        backbone,
-        num_classes,
-        pooling=model_cfg.get("pooling", "mean"),
-        attention=model_cfg.get("attention", "sdpa"),
-    )
-    return classifier, spec

@@ -4,7 +4,7 @@ The two libraries hold the same tensors under other names (``MODULE_PAIRS``): fa
 ``layers.{i}.self_attn.q_proj`` is HF's ``esm.encoder.layer.{i}.attention.self.query`` and so on.
 A fair-esm file is written in the official layout (``{"model": {"encoder.<key>": tensor},
 "cfg": {"model": Namespace(encoder_layers, encoder_embed_dim, encoder_attention_heads,
-token_dropout)}}``), which fair-esm and ``kneurons.model.pretrained`` read; an HF snapshot
+token_dropout)}}``), which fair-esm and ``kneurons.model.backends.fair_esm.weights`` read; an HF snapshot
 directory as ``EsmForMaskedLM`` (``config.json`` + ``model.safetensors``; ``vocab.txt`` for HF's
 tokenizer). Tied ``lm_head`` weights are stored once, as HF does.
 """
@@ -23,11 +23,11 @@ import torch
 
 from kneurons.errors import KneuronsError, ModelError
 from kneurons.io import atomic_path
-from kneurons.model import hf_snapshot
-from kneurons.model.hf_esm import esm2_config
-from kneurons.model.hf_load import backbone_state_dict
-from kneurons.model.snapshot_weights import snapshot_state_dict
-from kneurons.model.train_state import save_tensors
+from kneurons.model.backends import snapshot as hf_snapshot
+from kneurons.model.backends.hf.backend import esm2_config
+from kneurons.model.backends.hf.load import backbone_state_dict
+from kneurons.model.checkpoint import save_tensors
+from kneurons.model.weights import snapshot_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def write_hf_snapshot(dest: str | Path, state_dict: dict[str, torch.Tensor], con
     """Write an HF snapshot directory: ``config.json``, ``model.safetensors`` and ESM-2's ``vocab.txt``."""
     from safetensors.torch import save_file
 
-    from kneurons.model.fair_esm import get_alphabet
+    from kneurons.model.backends.fair_esm.backend import get_alphabet
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -165,7 +165,7 @@ def write_fair_esm(dest: str | Path, state_dict: dict[str, torch.Tensor], config
     """
     import esm
 
-    from kneurons.model.fair_esm import get_alphabet
+    from kneurons.model.backends.fair_esm.backend import get_alphabet
 
     model = esm.model.esm2.ESM2(
         num_layers=int(config["num_hidden_layers"]),
@@ -199,7 +199,7 @@ def write_fair_esm(dest: str | Path, state_dict: dict[str, torch.Tensor], config
 
 def convert_to_hf(src: str | Path, dest: str | Path) -> Path:
     """A fair-esm checkpoint file (official layout) -> an HF snapshot directory."""
-    from kneurons.model.pretrained import load_esm_checkpoint
+    from kneurons.model.backends.fair_esm.weights import load_esm_checkpoint
 
     data = load_esm_checkpoint(src)
     cfg = data.get("cfg", {}).get("model") if isinstance(data.get("cfg"), dict) else None
@@ -215,7 +215,7 @@ def convert_to_hf(src: str | Path, dest: str | Path) -> Path:
 
 def convert_to_fair_esm(src: str | Path, dest: str | Path) -> Path:
     """An HF snapshot directory -> a fair-esm checkpoint file (official layout)."""
-    from kneurons.model.hf_esm import check_config
+    from kneurons.model.backends.hf.backend import check_config
 
     src = Path(src)
     if not hf_snapshot.is_snapshot_dir(src):

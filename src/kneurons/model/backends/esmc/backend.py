@@ -4,7 +4,7 @@ ESM C (EvolutionaryScale, 2024) comes through Hugging Face transformers (``trans
 an optional dependency: ``pip install 'kneurons[esmc]'``), imported lazily so that the rest of the
 package works without it. EvolutionaryScale's own ``esm`` package cannot be installed next to
 fair-esm (both are the top-level module ``esm``), so its checkpoints are converted
-(``kneurons.model.esmc_load``).
+(``kneurons.model.backends.esmc.load``).
 
 ESM C specifics kept here: the residual stream and the modules are batch-first ``(B, T, E)``
 (hook points present module outputs time-first, as every backend's); a pre-norm layer with
@@ -21,6 +21,7 @@ i.e. ``down_proj``'s input); ``fc2`` neurons are ``down_proj``'s output units.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,7 +29,14 @@ import torch
 from torch import nn
 
 from kneurons.errors import ModelError
-from kneurons.model.backend import MODULE_TYPES, LayerState, StreamPoints, repeat_padding, run_keeping_inputs
+from kneurons.model.backends.base import (
+    MODULE_TYPES,
+    BackboneSpec,
+    LayerState,
+    StreamPoints,
+    repeat_padding,
+    run_keeping_inputs,
+)
 from kneurons.model.hooks import HookPoint
 
 #: What to install when transformers (with ESM C) is missing.
@@ -129,7 +137,7 @@ def rebuild(desc: dict[str, Any]) -> nn.Module:
 
 # -- the backend ---------------------------------------------------------------------------------
 class EsmcBackend:
-    """transformers' ``EsmcModel`` behind the classifier API (see ``kneurons.model.backend.Backend``).
+    """transformers' ``EsmcModel`` behind the classifier API (see ``kneurons.model.backends.base.Backend``).
 
     Holds a reference to the backbone (the classifier owns the parameters, keys ``esm.*``).
     """
@@ -152,6 +160,50 @@ class EsmcBackend:
         """True for transformers' ``EsmcModel`` (never imports transformers itself)."""
         mod = sys.modules.get("transformers.models.esmc.modeling_esmc")
         return mod is not None and isinstance(backbone, mod.EsmcModel)
+
+    # -- the registry's questions (kneurons.model.backends) ----------------------------------
+    @classmethod
+    def build(cls, spec: BackboneSpec) -> nn.Module:
+        """An ``EsmcModel`` with random weights: the recorded config (``spec.hf_config``), else ESM C's
+        architecture at ``spec``'s sizes."""
+        if spec.hf_config is not None:
+            return rebuild({"backend": cls.name, "config": spec.hf_config})
+        return build_esmc_backbone(spec.num_layers, spec.embed_dim, spec.attention_heads)
+
+    @classmethod
+    def load(
+        cls, model_cfg: dict[str, Any], download: bool = True, downloader: Any = None
+    ) -> tuple[nn.Module, BackboneSpec]:
+        """ESM C: ``model.checkpoint`` (a snapshot folder or an official ``.pth``; nothing is
+        downloaded, ``download`` is not used), or random init at ``model.custom``'s sizes."""
+        from kneurons.model.backends.esmc import load as esmc_load
+
+        if model_cfg.get("pretrained", False):
+            if not model_cfg.get("checkpoint"):
+                raise ModelError(
+                    "model.backend esmc: pretrained ESM C weights come only from model.checkpoint"
+                )
+            backbone = esmc_load.load_esmc_backbone(model_cfg["checkpoint"])
+        else:
+            c = model_cfg["custom"]
+            backbone = build_esmc_backbone(c["num_layers"], c["embed_dim"], c["attention_heads"])
+        desc = cls(backbone).describe()
+        spec = BackboneSpec(
+            name=model_cfg["name"],
+            num_layers=desc["num_layers"],
+            embed_dim=desc["embed_dim"],
+            attention_heads=desc["attention_heads"],
+            token_dropout=False,
+            backend=cls.name,
+            hf_config=desc["config"],
+        )
+        return backbone, spec
+
+    @classmethod
+    def weights_path(cls, model_cfg: dict[str, Any]) -> Path | None:
+        """``model.checkpoint``: ESM C's weights are looked for nowhere else (None without it)."""
+        checkpoint = model_cfg.get("checkpoint")
+        return Path(checkpoint).expanduser() if checkpoint else None
 
     def set_attention(self, attention: str) -> None:
         """Self-attention implementation: ``sdpa`` or the ``reference`` (transformers' eager) one."""

@@ -1,4 +1,4 @@
-"""Hugging Face snapshot directories, offline: where they are, what they hold, which backend reads them.
+"""Hugging Face snapshot directories, offline: where they are and what they hold.
 
 Torch-free (the config validation and the Snakefile use it). A **snapshot directory** is what
 ``huggingface_hub`` leaves in its cache for one revision of a model repository, or what
@@ -23,9 +23,6 @@ HF_ORG = "facebook"
 
 #: Weight files of a snapshot, in the order they are preferred.
 WEIGHT_FILES: tuple[str, ...] = ("model.safetensors", "pytorch_model.bin")
-
-#: Values of ``model.backend``; ``auto`` infers one of the others (``resolve_backend``).
-BACKENDS: tuple[str, ...] = ("auto", "fair-esm", "hf", "esmc")
 
 
 def fair_esm_name(name: str) -> str:
@@ -144,24 +141,3 @@ def weights_file(snapshot: str | os.PathLike) -> Path:
         if (snapshot / name).is_file():
             return snapshot / name
     raise ModelError(f"{snapshot}: no weights ({' or '.join(WEIGHT_FILES)}) beside config.json")
-
-
-def resolve_backend(model_cfg: dict[str, Any]) -> str:
-    """The backend of the ``model`` config section; ``auto`` is inferred.
-
-    From ``model.checkpoint`` when it exists: a snapshot directory is ``hf`` (``esmc`` when its
-    config.json's ``model_type`` is ``esmc``), a ``.pth`` file (EvolutionaryScale's) ``esmc``,
-    another file ``fair-esm``. Otherwise from
-    ``model.name``: ``facebook/...`` is ``hf``, anything else ``fair-esm``.
-    """
-    backend = model_cfg.get("backend", "auto")
-    if backend != "auto":
-        return backend
-    checkpoint = model_cfg.get("checkpoint")
-    if checkpoint:
-        path = Path(checkpoint).expanduser()
-        if is_snapshot_dir(path):
-            return "esmc" if read_config(path).get("model_type") == "esmc" else "hf"
-        if path.is_file():
-            return "esmc" if path.suffix == ".pth" else "fair-esm"
-    return "hf" if str(model_cfg.get("name", "")).startswith(f"{HF_ORG}/") else "fair-esm"

@@ -3,7 +3,7 @@
 fair-esm specifics kept here: tensors inside the layers are time-first ``(T, B, E)`` (module
 outputs ``(T, B, n_neurons)``); ``MultiheadAttention`` scales the ``q_proj`` output in place
 (see ``kneurons.model.hooks``); the feed-forward block uses fair-esm's erf ``gelu``; the
-self-attention implementation is switched by ``kneurons.model.attention.set_attention``.
+self-attention implementation is switched by ``kneurons.model.backends.fair_esm.attention.set_attention``.
 
 fair-esm's ``gelu`` (``x * 0.5 * (1 + erf(x / sqrt 2))``) allocates three temporaries per call and
 was a quarter of an ablation job's time on the demo model. This module replaces
@@ -17,7 +17,8 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any
 
 import esm
 import esm.modules
@@ -25,12 +26,15 @@ import torch
 from torch import nn
 
 from kneurons.errors import ModelError
-from kneurons.model.attention import set_attention
-from kneurons.model.backend import MODULE_TYPES, LayerState, StreamPoints, repeat_padding, run_keeping_inputs
-
-if TYPE_CHECKING:
-    from kneurons.model.classifier import BackboneSpec
-
+from kneurons.model.backends.base import (
+    MODULE_TYPES,
+    BackboneSpec,
+    LayerState,
+    StreamPoints,
+    repeat_padding,
+    run_keeping_inputs,
+)
+from kneurons.model.backends.fair_esm.attention import set_attention
 
 _FAIR_ESM_GELU = esm.modules.gelu
 _SQRT2 = math.sqrt(2.0)
@@ -100,7 +104,7 @@ def tokenize(sequences: list[str], alphabet: esm.data.Alphabet | None = None) ->
 
 
 class FairEsmBackend:
-    """fair-esm's ``ESM2`` behind the classifier API (see ``kneurons.model.backend.Backend``).
+    """fair-esm's ``ESM2`` behind the classifier API (see ``kneurons.model.backends.base.Backend``).
 
     Holds a reference to the backbone, not a copy: the classifier owns the parameters (its state
     dict keys stay ``esm.*``), and ``.to(device)`` moves them in place.
@@ -121,6 +125,44 @@ class FairEsmBackend:
     def accepts(backbone: nn.Module) -> bool:
         """True for a fair-esm ESM-2 backbone."""
         return isinstance(backbone, esm.model.esm2.ESM2)
+
+    # -- the registry's questions (kneurons.model.backends) ----------------------------------
+    @classmethod
+    def build(cls, spec: BackboneSpec) -> esm.model.esm2.ESM2:
+        """fair-esm's ESM-2 of ``spec`` with random weights."""
+        return build_backbone(spec)
+
+    @classmethod
+    def load(
+        cls, model_cfg: dict[str, Any], download: bool = True, downloader: Any = None
+    ) -> tuple[esm.model.esm2.ESM2, BackboneSpec]:
+        """The configured ESM-2: the official or local weights file (``weights``), downloaded into the
+        torch hub cache when ``download`` allows; random init unless ``model.pretrained``."""
+        from kneurons.model.backends.fair_esm import weights
+
+        spec = BackboneSpec.from_config(model_cfg)
+        if not model_cfg.get("pretrained", False):
+            return build_backbone(spec), spec
+        backbone = weights.load_pretrained_backbone(
+            spec.name, model_cfg.get("checkpoint"), download=download, downloader=downloader
+        )
+        spec = BackboneSpec(
+            name=spec.name,
+            num_layers=backbone.num_layers,
+            embed_dim=backbone.embed_dim,
+            attention_heads=backbone.attention_heads,
+            token_dropout=bool(backbone.token_dropout),
+        )
+        return backbone, spec
+
+    @classmethod
+    def weights_path(cls, model_cfg: dict[str, Any]) -> Path | None:
+        """``model.checkpoint``, else ``$TORCH_HOME/hub/checkpoints/<name>.pt`` (never downloading)."""
+        from kneurons.model.backends.fair_esm import weights
+
+        if model_cfg.get("checkpoint"):
+            return Path(model_cfg["checkpoint"]).expanduser()
+        return weights.resolve_checkpoint(model_cfg["name"], None, download=False)
 
     def set_attention(self, attention: str) -> None:
         """Self-attention implementation: ``sdpa`` or fair-esm's ``reference``."""

@@ -22,12 +22,14 @@ import torch
 from torch import nn
 
 from kneurons.errors import InputError
+from kneurons.model.backends.base import BackboneSpec
 from kneurons.model.batching import token_budget_batches
-from kneurons.model.classifier import BackboneSpec, EsmClassifier
-from kneurons.model.optim import apply_freezing, class_weights, make_optimizer, warmup_linear_decay
-from kneurons.model.pretrained import Downloader, build_classifier, weights_identity
+from kneurons.model.classifier import EsmClassifier
+from kneurons.model.loading import build_classifier, weights_identity
 from kneurons.model.runtime import resolve_device, seed_everything
-from kneurons.model.train_state import TrainingState
+from kneurons.model.weights import Downloader
+from kneurons.training.optim import apply_freezing, class_weights, make_optimizer, warmup_linear_decay
+from kneurons.training.state import TrainingState
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kneurons.io import atomic_path
+from kneurons.model.checkpoint import save_tensors
 
 log = logging.getLogger(__name__)
 
@@ -103,24 +103,6 @@ class TrainingState:
         scheduler.load_state_dict(saved["scheduler"])
         set_rng_state(saved["rng"])
         return cls(**{key: progress[key] for key in (*PROGRESS_KEYS, "best_val_pred")})
-
-
-def save_tensors(path: str | Path, obj: Any) -> None:
-    """``torch.save(obj)`` to ``path`` atomically (the one place the project writes torch files).
-
-    Through a file object: ``torch.save(path)`` names the archive after the (random) temporary
-    file, so identical contents would differ in bytes and in sha256. A SIGTERM (SystemExit,
-    ``kneurons.jobs.signals``) that lands inside ``torch.save`` makes its zip writer's clean-up
-    raise a RuntimeError ("unexpected pos ...") that hides it; the SystemExit is raised again,
-    so a stopped job exits as terminated, with no misleading traceback.
-    """
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        try:
-            torch.save(obj, fh)
-        except RuntimeError as exc:
-            if isinstance(exc.__context__, SystemExit):
-                raise exc.__context__ from None
-            raise
 
 
 def load_state(path: Path) -> dict | None:

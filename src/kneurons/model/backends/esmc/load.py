@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from kneurons.errors import ModelError
-from kneurons.model.esmc import esmc_config, transformers_esmc
-from kneurons.model.hf_snapshot import read_config, snapshot_dir_problem
-from kneurons.model.snapshot_weights import refuse_non_finite, snapshot_state_dict
+from kneurons.model.backends.esmc.backend import esmc_config, transformers_esmc
+from kneurons.model.backends.snapshot import read_config, snapshot_dir_problem
+from kneurons.model.weights import refuse_non_finite, snapshot_state_dict
 
 #: Keys of an official checkpoint that are not part of the backbone (the masked-LM head).
 OFFICIAL_HEAD_PREFIXES = ("sequence_head.",)

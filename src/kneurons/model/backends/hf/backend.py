@@ -19,18 +19,23 @@ HF model is built or loaded.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from kneurons.errors import ModelError
-from kneurons.model.backend import MODULE_TYPES, LayerState, StreamPoints, repeat_padding, run_keeping_inputs
-from kneurons.model.fair_esm import get_alphabet, tokenize
+from kneurons.model.backends.base import (
+    MODULE_TYPES,
+    BackboneSpec,
+    LayerState,
+    StreamPoints,
+    repeat_padding,
+    run_keeping_inputs,
+)
+from kneurons.model.backends.fair_esm.backend import get_alphabet, tokenize
 from kneurons.model.hooks import HookPoint
-
-if TYPE_CHECKING:
-    from kneurons.model.classifier import BackboneSpec
 
 #: What the missing optional dependency is called, in every error about it.
 INSTALL_HINT = "pip install 'kneurons[hf]'"
@@ -155,7 +160,7 @@ def is_hf_esm(backbone: nn.Module) -> bool:
 
 # -- the backend ----------------------------------------------------------------------
 class HfEsmBackend:
-    """transformers' ``EsmModel`` behind the classifier API (see ``kneurons.model.backend.Backend``).
+    """transformers' ``EsmModel`` behind the classifier API (see ``kneurons.model.backends.base.Backend``).
 
     Holds a reference to the backbone (the classifier owns the parameters, keys ``esm.*``).
     """
@@ -178,6 +183,29 @@ class HfEsmBackend:
     def accepts(backbone: nn.Module) -> bool:
         """True for an HF ``EsmModel``."""
         return is_hf_esm(backbone)
+
+    # -- the registry's questions (kneurons.model.backends) ----------------------------------
+    @classmethod
+    def build(cls, spec: BackboneSpec) -> nn.Module:
+        """An ``EsmModel`` of ``spec`` (its recorded config, else ESM-2's) with random weights."""
+        return build_backbone(spec)
+
+    @classmethod
+    def load(
+        cls, model_cfg: dict[str, Any], download: bool = True, downloader: Any = None
+    ) -> tuple[nn.Module, BackboneSpec]:
+        """The configured ``EsmModel`` from a snapshot directory or the offline hub cache (``load``);
+        random init unless ``model.pretrained``. Never downloads (``download`` is not used)."""
+        from kneurons.model.backends.hf.load import load_hf_backbone
+
+        return load_hf_backbone(model_cfg)
+
+    @classmethod
+    def weights_path(cls, model_cfg: dict[str, Any]) -> Path | None:
+        """The snapshot directory: ``model.checkpoint``, else the hub cache's of ``facebook/<name>``."""
+        from kneurons.model.backends.hf.load import resolve_snapshot
+
+        return resolve_snapshot(model_cfg)
 
     def set_attention(self, attention: str) -> None:
         """Self-attention: ``sdpa`` (HF's SDPA) or ``reference`` (HF's eager softmax(QK^T)V)."""

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from kneurons.errors import ModelError
-from kneurons.model import hf_snapshot
-from kneurons.model.fair_esm import get_alphabet
-from kneurons.model.hf_esm import (
+from kneurons.model.backends import snapshot as hf_snapshot
+from kneurons.model.backends.fair_esm.backend import get_alphabet
+from kneurons.model.backends.hf.backend import (
     DROPPED_KEYS,
     OPTIONAL_KEYS,
     backbone_config,
@@ -22,10 +22,10 @@ from kneurons.model.hf_esm import (
     check_config,
     require_transformers,
 )
-from kneurons.model.snapshot_weights import snapshot_state_dict
+from kneurons.model.weights import snapshot_state_dict
 
 if TYPE_CHECKING:
-    from kneurons.model.classifier import BackboneSpec
+    from kneurons.model.backends.base import BackboneSpec
 
 
 def backbone_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -110,8 +110,8 @@ def load_hf_backbone(model_cfg: dict[str, Any]) -> tuple[nn.Module, BackboneSpec
     ``pretrained: true`` loads ``model.checkpoint`` (a snapshot directory) or the hub cache's
     snapshot of ``facebook/<name>``; otherwise the architecture is built with random weights.
     """
-    from kneurons.config import ESM2_ARCHITECTURES
-    from kneurons.model.classifier import BackboneSpec
+    from kneurons.model.architectures import ESM2_ARCHITECTURES
+    from kneurons.model.backends.base import BackboneSpec
 
     if not model_cfg.get("pretrained", False):
         spec = BackboneSpec.from_config(model_cfg)

@@ -1,11 +1,12 @@
-"""What every model backend provides, and how to find the backend of a bare backbone.
+"""What every model backend provides: the protocol, the resume points, and what rebuilds a backbone.
 
-A **backend** wraps the transformer of one library (today fair-esm's ``ESM2``; later Hugging Face
-ESM-2 or ESM C) and is the only code that knows its insides: tensor layout, attention internals,
-module names. ``EsmClassifier`` delegates to it, so scoring, ablation and characterisation see
-one API whatever the library: embed, run layers from ``l``, the named modules ``q_proj`` ...
-``fc2`` of every layer, and the **resume points** inside a layer. A new model family is one new
-class implementing :class:`Backend`, listed in ``BACKENDS``.
+A **backend** wraps the transformer of one library (fair-esm's ``ESM2``, Hugging Face's
+``EsmModel``, ESM C's ``EsmcModel``) and is the only code that knows its insides: tensor layout,
+attention internals, module names. ``EsmClassifier`` delegates to it, so scoring, ablation and
+characterisation see one API whatever the library: embed, run layers from ``l``, the named
+modules ``q_proj`` ... ``fc2`` of every layer, and the **resume points** inside a layer. A new
+model family is one new sub-package with a class implementing :class:`Backend`, listed in the
+registry (``kneurons.model.backends.BACKENDS``).
 
 The residual stream has hook points too (``stream_point(l)``): the stream entering layer ``l``
 for ``l < num_layers`` (Hugging Face's ``hidden_states[l]``) and, for ``l = num_layers``, the
@@ -20,7 +21,9 @@ produced.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from typing import Protocol
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -39,6 +42,43 @@ POSITION: dict[str, int] = {"q_proj": 0, "k_proj": 0, "v_proj": 0, "out_proj": 1
 
 #: Tensors a backend caches at the resume points of one layer (its own names and layout).
 LayerState = dict[str, "torch.Tensor | None"]
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What is needed to rebuild an ESM-2 backbone: its size, its name (or ``custom``) and its backend.
+
+    ``backend`` is the library (``fair-esm``, ``hf``, ``esmc``); checkpoints written before
+    backends were recorded load as fair-esm. ``hf_config`` holds a transformers backbone's
+    ``config.json`` values (HF ESM-2: ``kneurons.model.backends.hf.backend.CONFIG_KEYS``; ESM C:
+    its whole ``EsmcConfig``), so that the very architecture is rebuilt.
+    """
+
+    name: str
+    num_layers: int
+    embed_dim: int
+    attention_heads: int
+    token_dropout: bool = True
+    backend: str = "fair-esm"
+    hf_config: dict[str, Any] | None = None
+
+    @classmethod
+    def from_config(cls, model_cfg: dict[str, Any]) -> BackboneSpec:
+        """Build the spec from the ``model`` section of the workflow config (``backend: auto`` resolved)."""
+        from kneurons.model.architectures import ESM2_ARCHITECTURES
+        from kneurons.model.backends import resolve_backend
+        from kneurons.model.backends.snapshot import fair_esm_name
+
+        name = model_cfg["name"]
+        backend = resolve_backend(model_cfg)
+        if fair_esm_name(name) in ESM2_ARCHITECTURES:
+            layers, dim, heads = ESM2_ARCHITECTURES[fair_esm_name(name)]
+        elif name == "custom":
+            c = model_cfg["custom"]
+            layers, dim, heads = c["num_layers"], c["embed_dim"], c["attention_heads"]
+        else:
+            raise ModelError(f"unknown model {name!r}; known: custom, {', '.join(ESM2_ARCHITECTURES)}")
+        return cls(name=name, num_layers=layers, embed_dim=dim, attention_heads=heads, backend=backend)
 
 
 def position_of(module_type: str) -> int:
@@ -60,6 +100,28 @@ class Backend(Protocol):
 
     batch_dim: int
 
+    # -- what the registry asks of a backend class (kneurons.model.backends) ------------------
+    @staticmethod
+    def accepts(backbone: nn.Module) -> bool:
+        """True when ``backbone`` is this library's model."""
+
+    @classmethod
+    def build(cls, spec: BackboneSpec) -> nn.Module:
+        """A backbone of ``spec`` with random weights (the very architecture, where ``spec`` records it)."""
+
+    @classmethod
+    def load(
+        cls, model_cfg: dict[str, Any], download: bool = True, downloader: Any = None
+    ) -> tuple[nn.Module, BackboneSpec]:
+        """The backbone the ``model`` config section asks for (pretrained weights or random init) and
+        its spec; ``download``/``downloader`` where the library can fetch weights."""
+
+    @classmethod
+    def weights_path(cls, model_cfg: dict[str, Any]) -> Path | None:
+        """Where the pretrained weights of ``model_cfg`` are (``model.checkpoint``, else the library's
+        cache), never downloading; None where the library has no place to look."""
+
+    # -- the backbone's API ---------------------------------------------------------------
     @property
     def num_layers(self) -> int:
         """Transformer layers."""
@@ -145,24 +207,6 @@ class StreamPoints:
     def run(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         """The stream ``x`` passing point ``layer``: its hooks fire and may replace it."""
         return self.modules[layer](x)
-
-
-def backend_for(backbone: nn.Module) -> Backend:
-    """The backend of a bare backbone (e.g. pretrained reference weights), by its class."""
-    from kneurons.model.esmc import EsmcBackend
-    from kneurons.model.fair_esm import FairEsmBackend
-    from kneurons.model.hf_esm import HfEsmBackend
-
-    for cls in (FairEsmBackend, HfEsmBackend, EsmcBackend):
-        if cls.accepts(backbone):
-            return cls(backbone)
-    raise ModelError(f"no model backend for a {type(backbone).__name__} backbone")
-
-
-def module_of(model: nn.Module, layer: int, module_type: str) -> nn.Linear | HookPoint:
-    """Module ``(layer, module_type)`` of a classifier or of a bare backbone of a known backend."""
-    backend = getattr(model, "backend", None) or backend_for(model)
-    return backend.module(layer, module_type)
 
 
 def run_keeping_inputs(
