@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from kneurons.model.backends.esmc.backend import swiglu_hidden
+from kneurons.model.backends.esmc.architecture import swiglu_hidden
 
 #: The tiny ESM C of the tests: 2 layers, 64 dims (one 64-dim head per 64 dims, as every ESM C).
 LAYERS, DIM = 2, 64

@@ -12,18 +12,9 @@ import torch
 from kneurons.ablation import engine
 from kneurons.ablation.engine import MAX_PADDING, _certify, default_masks_per_pass, evaluate_masks
 from kneurons.ablation.fill import Fill, make_fill, mean_activations
-from kneurons.ablation.masks import active, build_masks, layout_of
+from kneurons.ablation.masks import active, build_masks, filled_mask, layout_of
 from kneurons.ablation.naive import evaluate_masks_naive
 from kneurons.ablation.run import load_test_set, run_ablation
-from kneurons.ablation.selection import (
-    NeuronLayout,
-    filled_mask,
-    global_top,
-    normalise_per_module,
-    row_keys,
-    score_vector,
-    top_k_count,
-)
 from kneurons.errors import ConfigError, InputError, ModelError
 from kneurons.model.backends.base import POSITION, RESUME_POINTS
 from kneurons.model.batching import token_budget_batches
@@ -35,7 +26,8 @@ from kneurons.model.classifier import (
     get_alphabet,
     tokenize,
 )
-from kneurons.tables import save_result
+from kneurons.ranking import NeuronLayout, global_top, normalise_per_module, score_vector, top_k_count
+from kneurons.tables import row_keys, save_result
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
 GRID = [0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1]

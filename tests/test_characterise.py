@@ -20,12 +20,12 @@ from kneurons import characterise as ch
 from kneurons.ablation.fill import Fill
 from kneurons.ablation.masks import layout_of
 from kneurons.ablation.naive import evaluate_masks_naive
-from kneurons.ablation.selection import NeuronLayout
 from kneurons.config import validate_config
 from kneurons.errors import ConfigError, InputError
 from kneurons.jobs import characterise as char_jobs
 from kneurons.model.checkpoint import save_classifier
 from kneurons.model.classifier import MODULE_TYPES, BackboneSpec, EsmClassifier, build_backbone, tokenize
+from kneurons.ranking import NeuronLayout
 from kneurons.settings import job_settings
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -138,9 +138,8 @@ def _write_ablation(
 ) -> tuple[Path, Path]:
     """One ablation job's table and predictions (global scope, both modes, ``FRACS``) where
     ``pred_of(mode, f, seed)`` gives the predictions of each mask, written by the ablation writer."""
-    from kneurons.ablation.run import AblationResult
     from kneurons.stats.metrics import accuracy, macro_f1
-    from kneurons.tables import save_result
+    from kneurons.tables import AblationResult, save_result
 
     rows, preds = [], []
     for seed in SEEDS if method == "random" else [None]:
@@ -248,7 +247,7 @@ def test_the_atlas_shows_the_note(tmp_path):
 # -- an independent recomputation of every claim, for 1, 2 and 3 replicates -----------------------
 def _score_table(method: str, rng: np.random.Generator, k_boost: float) -> pd.DataFrame:
     """Scores of a 2-layer model with 8-unit modules (fc1: 32), k_proj scores raised by ``k_boost``."""
-    from kneurons.ablation.selection import NeuronLayout
+    from kneurons.ranking import NeuronLayout
 
     layout = NeuronLayout.from_sizes(
         2, {"q_proj": 8, "k_proj": 8, "v_proj": 8, "out_proj": 8, "fc1": 32, "fc2": 8}

@@ -27,7 +27,8 @@ from kneurons.ablation.naive import evaluate_masks_naive  # noqa: E402
 from kneurons.characterise.activations import residue_activations  # noqa: E402
 from kneurons.model.backends import backend_for  # noqa: E402
 from kneurons.model.backends.base import MODULE_TYPES  # noqa: E402
-from kneurons.model.backends.esmc.backend import EsmcBackend, build_esmc_backbone, rebuild, swiglu_hidden  # noqa: E402
+from kneurons.model.backends.esmc.architecture import build_esmc_backbone, rebuild, swiglu_hidden  # noqa: E402
+from kneurons.model.backends.esmc.backend import EsmcBackend  # noqa: E402
 from kneurons.model.backends.esmc.load import esmc_from_official, is_esmc_checkpoint, load_esmc_backbone  # noqa: E402
 from kneurons.model.classifier import EsmClassifier  # noqa: E402
 from kneurons.model.hooks import OutputRecorder, mask_fn, module_output_hook, module_output_hooks  # noqa: E402

@@ -20,11 +20,12 @@ import torch
 from kneurons.ablation.engine import evaluate_masks
 from kneurons.ablation.fill import Fill, mean_activations
 from kneurons.ablation.masks import build_masks, layout_of
-from kneurons.config import model_shape, validate_config, with_defaults
+from kneurons.config import model_shape, validate_config
 from kneurons.errors import ConfigError, ModelError
 from kneurons.model.backends import resolve_backend
 from kneurons.model.backends.fair_esm.weights import load_esm_checkpoint
-from kneurons.model.backends.hf.backend import HfEsmBackend, require_transformers
+from kneurons.model.backends.hf.architecture import require_transformers
+from kneurons.model.backends.hf.backend import HfEsmBackend
 from kneurons.model.backends.hf.convert import (
     fair_esm_to_hf,
     hf_to_fair_esm,
@@ -35,6 +36,7 @@ from kneurons.model.backends.hf.load import load_snapshot
 from kneurons.model.checkpoint import load_classifier, save_classifier
 from kneurons.model.classifier import MODULE_TYPES, BackboneSpec, EsmClassifier, build_backbone, get_alphabet
 from kneurons.model.loading import build_classifier, load_backbone
+from kneurons.schema import with_defaults
 from kneurons.scoring.base import score_layer
 
 transformers = pytest.importorskip("transformers")
@@ -453,7 +455,7 @@ def test_the_hf_example_config_validates(tmp_path):
 
     import yaml
 
-    from kneurons.model.backends.hf.backend import esm2_config
+    from kneurons.model.backends.hf.architecture import esm2_config
 
     raw = yaml.safe_load(
         (Path(__file__).resolve().parents[1] / "config" / "examples" / "hf.yaml").read_text()
@@ -499,7 +501,7 @@ def test_esmc_loads_through_the_config_and_classifier_checkpoints(tmp_path):
     """model.backend esmc (auto from a snapshot whose model_type is esmc): loaded, fine-tunable
     (freezing reaches its layers), and rebuilt from best.pt with its whole EsmcConfig."""
     pytest.importorskip("transformers.models.esmc")
-    from kneurons.model.backends.esmc import backend as esmc
+    from kneurons.model.backends.esmc import architecture as esmc
     from kneurons.training.optim import apply_freezing
 
     torch.manual_seed(0)

@@ -29,7 +29,7 @@ import yaml
 from test_download_uniprot import ENZYME_QUERY, ENZYMES, HEADER, FakeUniProt
 from test_download_uniprot import config as uniprot_config
 
-from kneurons.config import load_config, load_schema, validate_config
+from kneurons.config import load_config, validate_config
 from kneurons.data import uniprot as uniprot_mod
 from kneurons.data.brenda import read_brenda
 from kneurons.data.expasy import read_enzyme_dat
@@ -37,6 +37,7 @@ from kneurons.data.local import read_proteins, read_sequences
 from kneurons.data.uniprot import download_uniprot
 from kneurons.errors import ConfigError, DownloadError, InputError
 from kneurons.io import write_json_atomic, write_table_atomic
+from kneurons.schema import load_schema
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

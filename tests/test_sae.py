@@ -68,7 +68,7 @@ def hf_model(seed: int = 0) -> EsmClassifier:
 
 def esmc_model(seed: int = 0) -> EsmClassifier:
     pytest.importorskip("transformers.models.esmc", reason="this transformers has no ESM C")
-    from kneurons.model.backends.esmc.backend import build_esmc_backbone
+    from kneurons.model.backends.esmc.architecture import build_esmc_backbone
 
     model = EsmClassifier(build_esmc_backbone(LAYERS, 64, 4, seed=seed), num_classes=3)
     return model.eval()

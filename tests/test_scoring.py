@@ -185,7 +185,7 @@ def test_score_table_metadata_round_trip_and_gather(tmp_path):
 def test_registry_is_the_schema_enum_and_names_its_classes():
     import yaml
 
-    from kneurons.config import SCHEMA_PATH, load_schema
+    from kneurons.schema import SCHEMA_PATH, load_schema
     from kneurons.scoring import registry
 
     names = list(registry.METHODS)
@@ -227,7 +227,7 @@ def test_registry_config_selection_and_figures_import_without_torch():
     import sys
 
     code = (
-        "import sys; import kneurons.scoring.registry, kneurons.config, kneurons.ablation.selection, "
+        "import sys; import kneurons.scoring.registry, kneurons.config, kneurons.ranking, "
         "kneurons.figures.ablation, kneurons.scoring.rows, kneurons.scoring.subset, "
         "kneurons.scoring.integration; "
         "assert 'torch' not in sys.modules, 'torch imported'"

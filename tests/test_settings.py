@@ -16,7 +16,8 @@ import pytest
 import yaml
 from workflow_rules import REPO, workflow_rules
 
-from kneurons.config import load_schema, validate_config
+from kneurons.config import validate_config
+from kneurons.schema import load_schema
 from kneurons.settings import RULES, job_settings, rule_params
 
 BASE = validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))

@@ -14,13 +14,13 @@ from scipy import stats as sps
 
 from kneurons.ablation.fill import Fill
 from kneurons.ablation.run import load_test_set, run_ablation
-from kneurons.ablation.selection import MODULE_TYPES, NeuronLayout, row_keys
 from kneurons.errors import InputError
+from kneurons.ranking import MODULE_TYPES, NeuronLayout
 from kneurons.stats.curves import f_threshold, summarise_curves, trapezoid_weights
 from kneurons.stats.density import density
 from kneurons.stats.multiple import bh_qvalues
 from kneurons.stats.random import random_comparison
-from kneurons.tables import AblationData, load_ablation, save_result
+from kneurons.tables import AblationData, load_ablation, row_keys, save_result
 
 GRID = np.array([0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1])
 

@@ -23,37 +23,7 @@ from kneurons.model.backends.snapshot import (
     snapshot_dir_problem,
     snapshot_shape,
 )
-from kneurons.scoring.registry import METHODS
-
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema" / "config.schema.yaml"
-
-
-def load_schema(path: str | Path | None = None) -> dict:
-    """Read the configuration schema (YAML), with the ``score.methods`` enum from the scoring registry.
-
-    The registry is the one list of methods; the YAML file repeats it for readers of the schema
-    (tests/test_scoring.py keeps the two equal).
-    """
-    with open(path or SCHEMA_PATH) as fh:
-        schema = yaml.safe_load(fh)
-    methods = schema.get("properties", {}).get("score", {}).get("properties", {}).get("methods")
-    if methods is not None:
-        methods["items"]["enum"] = list(METHODS)
-    return schema
-
-
-def _with_defaults(validator_class):
-    """A jsonschema validator class that fills in ``default`` values before validating."""
-    validate_properties = validator_class.VALIDATORS["properties"]
-
-    def set_defaults(validator, properties, instance, schema):
-        if isinstance(instance, dict):
-            for name, sub in properties.items():
-                if "default" in sub and name not in instance:
-                    instance[name] = copy.deepcopy(sub["default"])
-        yield from validate_properties(validator, properties, instance, schema)
-
-    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+from kneurons.schema import defaults_filling, load_schema, with_defaults
 
 
 def _key(error: jsonschema.ValidationError) -> str:
@@ -74,7 +44,7 @@ def validate_config(
     if not isinstance(cfg, dict):
         raise ConfigError(f"configuration must be a mapping, got {type(cfg).__name__}")
     schema = schema or load_schema()
-    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    validator = defaults_filling(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [f"  {_key(e)}: {e.message}" for e in errors[:10]]
@@ -88,34 +58,6 @@ def validate_config(
     given_custom = set((((config if given is None else given) or {}).get("model") or {}).get("custom") or {})
     _check_semantics(cfg, _checkpoint_problems(cfg, given_custom))
     return cfg
-
-
-def section_defaults(section: str) -> Any:
-    """Defaults of a top-level config section, read from the schema (nested objects filled too)."""
-
-    def fill(schema: dict) -> Any:
-        if schema.get("type") == "object" and "properties" in schema:
-            out = copy.deepcopy(schema.get("default", {}))
-            for key, sub in schema["properties"].items():
-                if key not in out and ("default" in sub or sub.get("type") == "object"):
-                    out[key] = fill(sub)
-                elif isinstance(out.get(key), dict) and sub.get("type") == "object":
-                    out[key] = {**fill(sub), **out[key]}
-            return out
-        return copy.deepcopy(schema.get("default"))
-
-    return fill(load_schema()["properties"][section])
-
-
-def with_defaults(section: str, given: dict[str, Any] | None) -> dict[str, Any]:
-    """``given`` over the schema defaults of ``section`` (nested objects merged one level); not validated."""
-    out = section_defaults(section)
-    for key, value in (given or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = {**out[key], **value}
-        else:
-            out[key] = value
-    return out
 
 
 def sections_with_defaults(given: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:

@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from kneurons.config import load_schema
+from kneurons.schema import load_schema
 
 #: Passes over the config: a value read from YAML holds no strings to read again, so two suffice.
 _ROUNDS = 4

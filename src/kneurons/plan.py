@@ -41,9 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kneurons.ablation.selection import NeuronLayout, scope_members, top_k_count
 from kneurons.config import load_config, model_shape
 from kneurons.errors import ConfigError
+from kneurons.ranking import NeuronLayout, scope_members, top_k_count
 from kneurons.settings import random_seed_chunks, score_layer_chunks
 from kneurons.vocabulary import MODULE_TYPES
 

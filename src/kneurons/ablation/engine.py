@@ -39,10 +39,10 @@ import torch
 from kneurons.ablation.fill import Fill, fill_hooks
 from kneurons.ablation.masks import Mask, active, block_order, canonical, chunk_tensors, layout_of
 from kneurons.ablation.naive import evaluate_masks_naive
-from kneurons.ablation.selection import Block
 from kneurons.errors import ModelError
 from kneurons.model.classifier import EsmClassifier
 from kneurons.model.inference import Batch, plan_batches, run_batches
+from kneurons.ranking import Block
 
 log = logging.getLogger(__name__)
 

@@ -26,12 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from kneurons.ablation.masks import layout_of
-from kneurons.ablation.selection import Block, NeuronLayout
 from kneurons.errors import ConfigError, InputError, ModelError
 from kneurons.model.backends import module_of
 from kneurons.model.classifier import EsmClassifier
 from kneurons.model.hooks import OutputRecorder, per_copy, per_copy_units
 from kneurons.model.inference import Batch, run_batches
+from kneurons.ranking import Block, NeuronLayout
 from kneurons.tables import WEIGHTS_KEY
 
 log = logging.getLogger(__name__)

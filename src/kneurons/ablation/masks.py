@@ -15,25 +15,42 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kneurons.ablation.selection import (
+from kneurons.errors import InputError
+from kneurons.model.classifier import MODULE_TYPES, EsmClassifier
+from kneurons.ranking import (
     Block,
     NeuronLayout,
-    filled_mask,
     normalise_per_module,
     resolve_normalisation,
     scope_members,
     score_seeds,
     score_vector,
+    top_k_count,
+    top_mask,
 )
-from kneurons.errors import InputError
-from kneurons.model.classifier import MODULE_TYPES, EsmClassifier
 from kneurons.stats.metrics import classification_metrics
+from kneurons.vocabulary import MODES
 
 #: Key columns of an ablation table: one row per (method, scope, scope_name, mode, f, seed).
 KEY_COLUMNS: tuple[str, ...] = ("method", "scope", "scope_name", "mode", "f", "seed")
 
 #: A mask: per module, a boolean vector over its output units (True = gets the fill value).
 Mask = dict[Block, np.ndarray]
+
+
+def filled_mask(normalised_in_scope: np.ndarray, f: float, mode: str) -> tuple[np.ndarray, int]:
+    """Which neurons of a scope get the fill value, and ``k`` (the size of the top-f selection).
+
+    ``preserve``: all but the top ``k`` are filled. ``suppress``: the top ``k`` are filled.
+    """
+    n = len(normalised_in_scope)
+    k = top_k_count(f, n)
+    top = top_mask(normalised_in_scope, k)
+    if mode == "preserve":
+        return ~top, k
+    if mode == "suppress":
+        return top, k
+    raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
 
 
 def layout_of(model: EsmClassifier) -> NeuronLayout:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,21 +22,9 @@ from kneurons.ablation.masks import build_masks, layout_of, metrics_table
 from kneurons.data.split import stratified_subset
 from kneurons.errors import InputError
 from kneurons.model.classifier import EsmClassifier
-from kneurons.tables import read_external_proteins, read_split_rows
+from kneurons.tables import AblationResult, read_external_proteins, read_split_rows
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class AblationResult:
-    """The rows (metrics per mask), the predictions behind them and the intact model's predictions."""
-
-    table: pd.DataFrame
-    preds: np.ndarray
-    full_pred: np.ndarray
-    y_true: np.ndarray
-    accessions: np.ndarray
-    seconds: float
 
 
 def run_ablation(

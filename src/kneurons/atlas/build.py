@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kneurons.ablation.selection import NeuronLayout
 from kneurons.atlas.neurons import (
     class_profiles,
     neuron_id,
@@ -24,6 +23,7 @@ from kneurons.atlas.neurons import (
     rank_method,
     select_neurons,
 )
+from kneurons.ranking import NeuronLayout
 from kneurons.scoring.registry import get as method_spec
 from kneurons.tables import (
     read_characterise_table,

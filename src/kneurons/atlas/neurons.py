@@ -1,7 +1,7 @@
 """The atlas's neuron table: which neurons go in, and their scores, ranks and top-fraction flags.
 
 Neurons are ranked exactly as the ablation's ``global`` scope and the density statistics rank
-them (``kneurons.ablation.selection``: per-module normalisation ``ablate.normalise``, ties by
+them (``kneurons.ranking``: per-module normalisation ``ablate.normalise``, ties by
 layout order), so a neuron's rank here is its rank in those results. Torch-free.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from kneurons.ablation.selection import (
+from kneurons.ranking import (
     NeuronLayout,
     global_top,
     normalise_per_module,

@@ -3,7 +3,7 @@
 From the class-conditional IG rows (column ``label``) each class gets its own neuron set: the
 top fraction ``f`` of all neurons, or (Dai et al. 2022) those above ``threshold`` x the class's
 largest score. Neurons are ranked exactly as the ``global`` ablation scope ranks them
-(``kneurons.ablation.selection``, ``ablate.normalise``; its ``auto`` default leaves IG
+(``kneurons.ranking``, ``ablate.normalise``; its ``auto`` default leaves IG
 unnormalised, since attributions share one unit across modules). Overlaps between classes are
 Jaccard indices. Torch-free.
 """
@@ -15,14 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from kneurons.ablation.selection import (
-    NeuronLayout,
-    normalise_per_module,
-    rank_order,
-    score_vector,
-    top_k_count,
-)
 from kneurons.errors import InputError
+from kneurons.ranking import NeuronLayout, normalise_per_module, rank_order, score_vector, top_k_count
 from kneurons.vocabulary import NEURON_KEY
 
 if TYPE_CHECKING:
@@ -51,7 +45,7 @@ def _frame(layout: NeuronLayout, values: np.ndarray, order: np.ndarray) -> pd.Da
 def ranked_neurons(
     scores: pd.DataFrame, layout: NeuronLayout, normalise: str = "auto", source: str = "ig scores"
 ) -> pd.DataFrame:
-    """Every neuron ranked by its IG score, normalised as ``kneurons.ablation.selection`` does; best first.
+    """Every neuron ranked by its IG score, normalised as ``kneurons.ranking`` does; best first.
 
     ``scores`` holds one row per neuron (no ``label``). Returns ``rank`` (1-based), the key
     columns, ``score`` and ``norm_score``.

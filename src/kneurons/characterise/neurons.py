@@ -23,7 +23,6 @@ import pandas as pd
 import torch
 
 from kneurons.ablation.masks import layout_of
-from kneurons.ablation.selection import NeuronLayout
 from kneurons.characterise.activations import residue_activations
 from kneurons.characterise.classes import neuron_class_profile, ranked_neurons, split_ig_scores
 from kneurons.characterise.sites import SiteAnnotation, held_out_sites, site_enrichment, site_summary
@@ -37,6 +36,7 @@ from kneurons.characterise.windows import (
 )
 from kneurons.errors import InputError
 from kneurons.model.classifier import EsmClassifier
+from kneurons.ranking import NeuronLayout
 from kneurons.stats.multiple import bh_qvalues
 from kneurons.vocabulary import NEURON_KEY
 

@@ -18,10 +18,10 @@ import torch
 from kneurons.ablation.engine import evaluate_masks
 from kneurons.ablation.fill import Fill
 from kneurons.ablation.masks import Mask, layout_of
-from kneurons.ablation.selection import NeuronLayout
 from kneurons.characterise.classes import as_mask, random_matched_mask
 from kneurons.errors import InputError
 from kneurons.model.classifier import EsmClassifier
+from kneurons.ranking import NeuronLayout
 from kneurons.stats.metrics import confusion_matrix, per_class_scores
 
 log = logging.getLogger(__name__)

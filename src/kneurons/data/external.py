@@ -32,11 +32,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kneurons.config import section_defaults
 from kneurons.data.label_report import DROPPED_COLUMNS
 from kneurons.data.labels import EXTERNAL_POLICIES, LabelPolicyError, label_proteins
 from kneurons.data.local import read_proteins
 from kneurons.errors import ConfigError, InputError
+from kneurons.schema import with_defaults
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def overlap_with_train(
     (``DROPPED_COLUMNS``, step ``max_identity``). Without MMseqs2 only identical sequences are
     found, and ``max_identity`` is a ConfigError (it cannot be honoured).
     """
-    settings = {**section_defaults("split")["mmseqs"], **(mmseqs or {})}
+    settings = with_defaults("split", {"mmseqs": mmseqs or {}})["mmseqs"]
     out = proteins.copy()
     query = out["accession"].map(full_length) if full_length is not None else out["sequence"]
     if query.isna().any():

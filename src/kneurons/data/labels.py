@@ -34,12 +34,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kneurons.config import sections_with_defaults
 from kneurons.data import OPTIONAL_COLUMNS
 from kneurons.data.ec import EC_CLASS_NAMES, ECNumber, parse_ec_list, read_enzclass
 from kneurons.data.label_report import DROPPED_COLUMNS, drop_details, input_summary
 from kneurons.data.normalise import NONSTANDARD_RESIDUES, normalise_proteins
 from kneurons.errors import LabelPolicyError
+from kneurons.schema import with_defaults
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,8 @@ NON_ENZYME = "non-enzyme"
 
 
 def labels_config(labels_cfg: dict[str, Any] | None) -> dict[str, Any]:
-    """``labels_cfg`` with the schema defaults filled in (and validated)."""
-    return sections_with_defaults({"labels": labels_cfg})["labels"]
+    """``labels_cfg`` with the schema defaults filled in (``validate_config`` checks a workflow's)."""
+    return with_defaults("labels", labels_cfg)
 
 
 def class_names(labels: list[str], enzclass: str | None = None) -> dict[str, str]:

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kneurons.config import section_defaults
 from kneurons.data.mmseqs import MMSEQS_INSTALL_HINT, max_identity_vs_train, mmseqs_clusters
 from kneurons.errors import InputError
+from kneurons.schema import with_defaults
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +274,7 @@ def split_labels(
     fractions = split_cfg["fractions"]
     if split_cfg["method"] == "stratified":
         return stratified_split(labels_df, fractions, seed)
-    mm = {**section_defaults("split")["mmseqs"], **split_cfg.get("mmseqs", {})}
+    mm = with_defaults("split", split_cfg)["mmseqs"]
     clusters = mmseqs_clusters(
         labels_df, mm["min_seq_id"], mm["coverage"], mm["cov_mode"], mm["executable"], threads, workdir
     )

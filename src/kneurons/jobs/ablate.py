@@ -12,9 +12,9 @@ from torch import nn
 
 from kneurons.ablation.engine import default_masks_per_pass
 from kneurons.ablation.fill import Fill, make_fill
-from kneurons.ablation.run import AblationResult, load_external_set, load_test_set, run_ablation
+from kneurons.ablation.run import load_external_set, load_test_set, run_ablation
 from kneurons.errors import InputError
-from kneurons.tables import read_scoring_set, save_result
+from kneurons.tables import AblationResult, read_scoring_set, save_result
 
 log = logging.getLogger(__name__)
 

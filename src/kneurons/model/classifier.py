@@ -37,9 +37,8 @@ from kneurons.model.backends.fair_esm.backend import get_alphabet, tokenize
 from kneurons.model.hooks import HookPoint
 from kneurons.vocabulary import FEATURE_MODULE
 
-if TYPE_CHECKING:
-    from kneurons.features.hook import SaeHookPoint
-    from kneurons.features.sae import SparseAutoencoder
+if TYPE_CHECKING:  # features sit above the model: named for types only
+    from kneurons.features.sae import SaeHookPoint, SparseAutoencoder
 
 # Stages import the module names and fair-esm's tokenizer from here (model.tokenize is the API);
 # checkpoints of a classifier are ``kneurons.model.checkpoint``'s.
@@ -220,6 +219,7 @@ class EsmClassifier(nn.Module):
         """
         sae.check_fits(self.embed_dim, self.num_layers)
         self.saes[sae.layer] = sae
+
         self._sae_points[sae.layer] = sae.hook_point(self.stream_point(sae.layer))
         sae.to(self.head.weight)  # the model's device and dtype
 

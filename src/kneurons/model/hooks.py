@@ -21,7 +21,7 @@ characterisation never ask which backend computed a tensor.
 **Stream points.** The residual stream has hook points too (``EsmClassifier.stream_point(l)``): a
 :class:`StreamPoint` identity the backend passes the stream through where it enters layer ``l``
 (and after the final norm, ``l = num_layers``); hooks see it time-first ``(T, B, E)``. The
-features of an SAE attached there are read from it (``kneurons.features.hook``).
+features of an SAE attached there are read from it (``kneurons.features.sae.SaeHookPoint``).
 """
 
 from __future__ import annotations

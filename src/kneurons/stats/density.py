@@ -1,7 +1,7 @@
 """Where the top neurons sit: enrichment of module types and layers (torch-free: runs in the plots env).
 
 The global top ``N = ceil(top_fraction x total)`` neurons (ranked after the per-module
-normalisation of ``kneurons.ablation.selection``); for each group (module type, layer, layer x
+normalisation of ``kneurons.ranking``); for each group (module type, layer, layer x
 module type) ``enrichment = (count / N) / (group size / total)``. Under random selection of N
 neurons the count is hypergeometric; ``null_lo``/``null_hi`` are the 2.5% and 97.5% quantiles of
 the enrichment under that null, ``p_enriched``/``p_depleted`` the one-sided tail probabilities
@@ -23,13 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from kneurons.ablation.selection import (
-    NeuronLayout,
-    global_top,
-    resolve_normalisation,
-    score_seeds,
-    score_vector,
-)
+from kneurons.ranking import NeuronLayout, global_top, resolve_normalisation, score_seeds, score_vector
 from kneurons.stats.multiple import bh_qvalues
 from kneurons.vocabulary import MODULE_TYPES
 

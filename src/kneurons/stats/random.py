@@ -37,11 +37,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from kneurons.ablation.selection import row_keys
 from kneurons.errors import InputError
 from kneurons.stats.curves import CURVE_KEYS, GROUP_KEYS, trapezoid_weights
 from kneurons.stats.multiple import bh_qvalues
-from kneurons.tables import AblationData
+from kneurons.tables import AblationData, row_keys
 
 AUC_COLUMNS: list[str] = [
     "method", *GROUP_KEYS, "layer", "module", "auc_method", "auc_random", "auc_gap", "ci_lo", "ci_hi",

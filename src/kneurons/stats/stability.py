@@ -5,7 +5,7 @@ A **replicate** is one fine-tuning run from the same backbone weights with its o
 each method and each pair of replicates:
 
 * ``jaccard``: overlap ``|A & B| / |A | B|`` of the top ``k`` neurons (ranked as the ablation's
-  global scope ranks them: scores normalised per module, ``kneurons.ablation.selection``), at ``k``
+  global scope ranks them: scores normalised per module, ``kneurons.ranking``), at ``k``
   = each fraction of ``STABILITY_FRACTIONS`` of all neurons (``level`` ``global``), and of the top
   ``k`` within each module type (``level`` ``module_type``);
 * ``random_jaccard``: the same overlap for random selections of the same size *and the same
@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from kneurons.ablation.selection import (
+from kneurons.errors import InputError
+from kneurons.ranking import (
     NeuronLayout,
     normalise_per_module,
     resolve_normalisation,
@@ -38,7 +39,6 @@ from kneurons.ablation.selection import (
     top_k_count,
     top_mask,
 )
-from kneurons.errors import InputError
 
 #: Top fractions of neurons whose overlap is measured (0.1%, 1%, 5%).
 STABILITY_FRACTIONS: tuple[float, ...] = (0.001, 0.01, 0.05)

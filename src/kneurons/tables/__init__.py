@@ -37,10 +37,12 @@ model/training_curve.tsv, metrics.json  write_training_curve, write_json_result 
 
 from kneurons.tables.ablation import (
     AblationData,
+    AblationResult,
     gather_results,
     load_ablation,
     read_ablation_table,
     read_predictions,
+    row_keys,
     save_predictions,
     save_result,
 )
@@ -92,6 +94,8 @@ from kneurons.tables.scores import (
 )
 
 __all__ = [
+    "AblationResult",
+    "row_keys",
     "METADATA_KEY",
     "SCORE_COLUMNS",
     "WEIGHTS_KEY",

@@ -5,23 +5,43 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from kneurons.ablation.selection import row_keys
 from kneurons.errors import InputError
 from kneurons.io import atomic_path, write_table_atomic
 from kneurons.tables.base import read_tsv
-
-if TYPE_CHECKING:
-    from kneurons.ablation.run import AblationResult
 
 #: The columns every ablation table has (the writer adds metrics such as macro_f1 and recalls).
 ABLATION_REQUIRED = ("method", "scope", "scope_name", "layer", "module", "mode", "f", "seed", "accuracy")
 _ABLATION_DTYPES = {"scope_name": str, "module": str, "method": str, "scope": str, "mode": str}
 _PREDICTION_ARRAYS = ("keys", "pred", "full_pred", "y_true", "accession")
+
+
+@dataclass
+class AblationResult:
+    """The rows (metrics per mask), the predictions behind them and the intact model's predictions."""
+
+    table: pd.DataFrame
+    preds: np.ndarray
+    full_pred: np.ndarray
+    y_true: np.ndarray
+    accessions: np.ndarray
+    seconds: float
+
+
+def row_keys(table: pd.DataFrame) -> np.ndarray:
+    """One string per row, ``method|scope|scope_name|mode|f|seed``; aligns tables and predictions.
+
+    Built value by value: a missing seed (NA, or NaN in a column read back as float) is the
+    empty string whatever pandas' string dtype does with missing values.
+    """
+    seeds = ["" if pd.isna(v) else str(int(v)) for v in table["seed"]]
+    f = [f"{float(v):.6g}" for v in table["f"]]
+    names = [table[c].astype(object).map(str).tolist() for c in ("method", "scope", "scope_name", "mode")]
+    keys = ["|".join(parts) for parts in zip(*names, f, seeds, strict=True)]
+    return np.array(keys, dtype=str)
 
 
 def save_predictions(path: str | Path, result: AblationResult) -> None:

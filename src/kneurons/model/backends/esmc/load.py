@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from kneurons.errors import ModelError
-from kneurons.model.backends.esmc.backend import esmc_config, transformers_esmc
+from kneurons.model.backends.esmc.architecture import esmc_config, transformers_esmc
 from kneurons.model.backends.snapshot import read_config, snapshot_dir_problem
 from kneurons.model.weights import refuse_non_finite, snapshot_state_dict
 

@@ -140,14 +140,17 @@ class FairEsmBackend:
         torch hub cache when ``download`` allows; random init unless ``model.pretrained``."""
         from kneurons.model.backends.fair_esm import weights
 
-        spec = BackboneSpec.from_config(model_cfg)
+        name = model_cfg["name"]
         if not model_cfg.get("pretrained", False):
+            spec = BackboneSpec.from_config(model_cfg)
             return build_backbone(spec), spec
+        if name != "custom":  # an unknown name is refused here; a custom file sets its own sizes
+            BackboneSpec.from_config(model_cfg)
         backbone = weights.load_pretrained_backbone(
-            spec.name, model_cfg.get("checkpoint"), download=download, downloader=downloader
+            name, model_cfg.get("checkpoint"), download=download, downloader=downloader
         )
         spec = BackboneSpec(
-            name=spec.name,
+            name=name,
             num_layers=backbone.num_layers,
             embed_dim=backbone.embed_dim,
             attention_heads=backbone.attention_heads,

@@ -24,7 +24,7 @@ import torch
 from kneurons.errors import KneuronsError, ModelError
 from kneurons.io import atomic_path
 from kneurons.model.backends import snapshot as hf_snapshot
-from kneurons.model.backends.hf.backend import esm2_config
+from kneurons.model.backends.hf.architecture import esm2_config
 from kneurons.model.backends.hf.load import backbone_state_dict
 from kneurons.model.checkpoint import save_tensors
 from kneurons.model.weights import snapshot_state_dict
@@ -215,7 +215,7 @@ def convert_to_hf(src: str | Path, dest: str | Path) -> Path:
 
 def convert_to_fair_esm(src: str | Path, dest: str | Path) -> Path:
     """An HF snapshot directory -> a fair-esm checkpoint file (official layout)."""
-    from kneurons.model.backends.hf.backend import check_config
+    from kneurons.model.backends.hf.architecture import check_config
 
     src = Path(src)
     if not hf_snapshot.is_snapshot_dir(src):

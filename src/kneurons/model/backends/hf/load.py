@@ -14,7 +14,7 @@ from torch import nn
 from kneurons.errors import ModelError
 from kneurons.model.backends import snapshot as hf_snapshot
 from kneurons.model.backends.fair_esm.backend import get_alphabet
-from kneurons.model.backends.hf.backend import (
+from kneurons.model.backends.hf.architecture import (
     DROPPED_KEYS,
     OPTIONAL_KEYS,
     backbone_config,

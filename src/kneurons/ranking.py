@@ -1,7 +1,8 @@
-"""Neuron selections from score tables: the neuron layout, per-module normalisation, scopes, top-f.
+"""Ranking neurons from score tables: the neuron layout, per-module normalisation, scopes, top-k.
 
-Torch-free on purpose: the ablation engine (torch) and the statistics (the plots environment,
-no torch) must rank neurons identically, so both use these functions.
+Torch-free on purpose, and at the bottom of the package: the ablation (torch), the statistics and
+figures (the plots environment, no torch), the atlas, characterisation and the cost plan must
+rank neurons identically, so all of them use these functions.
 
 Ranking rules (documented once, used everywhere):
 
@@ -47,7 +48,7 @@ import pandas as pd
 
 from kneurons.errors import InputError
 from kneurons.scoring.registry import is_attribution
-from kneurons.vocabulary import MODES, MODULE_TYPES, SCOPES
+from kneurons.vocabulary import MODULE_TYPES, SCOPES
 
 NORMALISATIONS: tuple[str, ...] = ("auto", "mean_abs", "max_abs", "none")
 
@@ -297,37 +298,9 @@ def top_mask(values: np.ndarray, k: int) -> np.ndarray:
     return mask
 
 
-def filled_mask(normalised_in_scope: np.ndarray, f: float, mode: str) -> tuple[np.ndarray, int]:
-    """Which neurons of a scope get the fill value, and ``k`` (the size of the top-f selection).
-
-    ``preserve``: all but the top ``k`` are filled. ``suppress``: the top ``k`` are filled.
-    """
-    n = len(normalised_in_scope)
-    k = top_k_count(f, n)
-    top = top_mask(normalised_in_scope, k)
-    if mode == "preserve":
-        return ~top, k
-    if mode == "suppress":
-        return top, k
-    raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
-
-
 def global_top(
     scores: np.ndarray, layout: NeuronLayout, fraction: float, normalise: str
 ) -> tuple[np.ndarray, int]:
     """Flat boolean mask of the global top ``ceil(fraction * total)`` neurons, normalised per module."""
     n_top = max(1, math.ceil(fraction * layout.total - 1e-9))
     return top_mask(normalise_per_module(scores, layout, normalise), n_top), n_top
-
-
-def row_keys(table: pd.DataFrame) -> np.ndarray:
-    """One string per row, ``method|scope|scope_name|mode|f|seed``; aligns tables and predictions.
-
-    Built value by value: a missing seed (NA, or NaN in a column read back as float) is the
-    empty string whatever pandas' string dtype does with missing values.
-    """
-    seeds = ["" if pd.isna(v) else str(int(v)) for v in table["seed"]]
-    f = [f"{float(v):.6g}" for v in table["f"]]
-    names = [table[c].astype(object).map(str).tolist() for c in ("method", "scope", "scope_name", "mode")]
-    keys = ["|".join(parts) for parts in zip(*names, f, seeds, strict=True)]
-    return np.array(keys, dtype=str)
