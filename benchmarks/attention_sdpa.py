@@ -112,8 +112,12 @@ def bench_ig(model, seqs, gold, layer: int, ig_steps: int, token_budget: int, de
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=["esm2_t12_35M_UR50D", "esm2_t33_650M_UR50D"],
-                    help="fair-esm names or custom:LAYERS:DIM:HEADS")  # fmt: skip
+    ap.add_argument(
+        "--models",
+        nargs="+",
+        default=["esm2_t12_35M_UR50D", "esm2_t33_650M_UR50D"],
+        help="fair-esm names or custom:LAYERS:DIM:HEADS",
+    )
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seq-len", type=int, default=512, help="longest sequence (residues)")
     ap.add_argument("--batch", type=int, default=16, help="sequences per fine-tuning step")
@@ -163,8 +167,10 @@ def main(argv: list[str] | None = None) -> None:
             result[backend] = (tok_s, mfu, train_mem, seq_s, ig_mem)
             rows.append((model_name, backend, tok_s, mfu, train_mem, seq_s, ig_mem))
         r, s = result["reference"], result["sdpa"]
-        print(f"{model_name}: fine-tune tokens/s sdpa/reference = {s[0] / r[0]:.2f}x; "
-              f"IG sequences/s sdpa/reference = {s[3] / r[3]:.2f}x")  # fmt: skip
+        print(
+            f"{model_name}: fine-tune tokens/s sdpa/reference = {s[0] / r[0]:.2f}x; "
+            f"IG sequences/s sdpa/reference = {s[3] / r[3]:.2f}x"
+        )
 
     print(
         "\n| model | attention | fine-tune tokens/s | MFU | peak mem fine-tune (GiB) | IG seq/s | peak mem IG (GiB) |"  # noqa: E501
@@ -172,8 +178,10 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---:|---:|---:|---:|---:|")
     for m, b, tok_s, mfu, tm, seq_s, im in rows:
         print(f"| {m} | {b} | {tok_s:,.0f} | {mfu:.1%} | {tm:.2f} | {seq_s:.2f} | {im:.2f} |")
-    print(f"\nbatch {args.batch} x <= {args.seq_len} residues, {args.steps} timed steps; IG: {args.ig_seqs} "
-          f"sequences, {args.ig_steps} steps, layer L/2, six modules, token budget {args.token_budget}")  # fmt: skip  # noqa: E501
+    print(
+        f"\nbatch {args.batch} x <= {args.seq_len} residues, {args.steps} timed steps; IG: {args.ig_seqs} "
+        f"sequences, {args.ig_steps} steps, layer L/2, six modules, token budget {args.token_budget}"
+    )
 
 
 if __name__ == "__main__":

@@ -56,14 +56,18 @@ def main() -> None:
     )
     ap.add_argument("--fill", choices=["zero", "mean"], default="zero")
     ap.add_argument(
-        "--model", default="custom", choices=["custom", *sorted(ESM2_ARCHITECTURES)],
+        "--model",
+        default="custom",
+        choices=["custom", *sorted(ESM2_ARCHITECTURES)],
         help="custom = the embedded default's 4 x 64 x 4 shape; or an ESM-2 shape (random weights)",
-    )  # fmt: skip
+    )
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument(
-        "--masks-per-pass", type=int, default=None,
+        "--masks-per-pass",
+        type=int,
+        default=None,
         help="the engine's masks per pass (default: the workflow's for the device, 1 on CPU, 16 on CUDA)",
-    )  # fmt: skip
+    )
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA (the workflow's CUDA default)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

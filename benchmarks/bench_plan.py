@@ -60,9 +60,18 @@ def main() -> None:
         model = EsmClassifier(build_backbone(BackboneSpec("custom", layers, dim, heads)), 4).eval()
         t0 = time.perf_counter()
         run_ablation(
-            model, seqs, np.zeros(len(seqs), dtype=np.int64), list("abcd"), _scores(model), "activation",
-            "layer_module", ab["fractions"], ab["modes"], fill=Fill(), token_budget=8192,
-        )  # fmt: skip
+            model,
+            seqs,
+            np.zeros(len(seqs), dtype=np.int64),
+            list("abcd"),
+            _scores(model),
+            "activation",
+            "layer_module",
+            ab["fractions"],
+            ab["modes"],
+            fill=Fill(),
+            token_budget=8192,
+        )
         t_ablate = time.perf_counter() - t0
         starts = distinct_mask_starts(layers, dim, "layer_module", ab["fractions"], ab["modes"])
         stages = [

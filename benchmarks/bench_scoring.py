@@ -316,9 +316,18 @@ def equal_accuracy(model, seqs, gold, batches, layer, modules, args, device, bf1
         _sync(device)
         t0 = time.perf_counter()
         out = attribution_per_sequence(
-            model, seqs, gold, layer, modules, al, wt, args.target,
-            token_budget=args.token_budget, device=device, bf16=bf16,
-        )  # fmt: skip
+            model,
+            seqs,
+            gold,
+            layer,
+            modules,
+            al,
+            wt,
+            args.target,
+            token_budget=args.token_budget,
+            device=device,
+            bf16=bf16,
+        )
         _sync(device)
         return out, time.perf_counter() - t0
 

@@ -34,8 +34,17 @@ from kneurons.model.runtime import resolve_device, seed_everything
 from kneurons.training.optim import forward_backward, make_optimizer, optimizer_step
 
 #: Dense bf16 peak TFLOP/s by GPU name fragment (vendor data sheets, without sparsity).
-PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 80GB HBM3": 989.0, "H100 PCIe": 756.0,
-                    "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "V100": 125.0}  # fmt: skip
+PEAK_BF16_TFLOPS = {
+    "H200": 989.0,
+    "H100 SXM": 989.0,
+    "H100 80GB HBM3": 989.0,
+    "H100 PCIe": 756.0,
+    "H100": 989.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "A10": 125.0,
+    "V100": 125.0,
+}
 
 
 def sequences(n: int, median: float, seed: int) -> list[str]:
@@ -77,8 +86,13 @@ def run_loop(model, batches, seqs, labels, device, bf16, steps, warmup) -> dict:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
-    return {"tokens": real, "padded_tokens": padded, "seconds": seconds, "tokens_per_s": real / seconds,
-            "padding_share": 1 - real / padded}  # fmt: skip
+    return {
+        "tokens": real,
+        "padded_tokens": padded,
+        "seconds": seconds,
+        "tokens_per_s": real / seconds,
+        "padding_share": 1 - real / padded,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -133,13 +147,20 @@ def main(argv: list[str] | None = None) -> dict:
             torch.cuda.empty_cache()
 
     out = {
-        "model": spec.name, "layers": spec.num_layers, "dim": spec.embed_dim, "heads": spec.attention_heads,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda"
+        "model": spec.name,
+        "layers": spec.num_layers,
+        "dim": spec.embed_dim,
+        "heads": spec.attention_heads,
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
         else f"cpu ({torch.get_num_threads()} threads)",
-        "steps": args.steps, "token_budget": args.token_budget, "seqs_per_plain_batch": per_batch,
-        "torch": torch.__version__, **{f"{k}_{n}": v for n, r in results.items() for k, v in r.items()},
+        "steps": args.steps,
+        "token_budget": args.token_budget,
+        "seqs_per_plain_batch": per_batch,
+        "torch": torch.__version__,
+        **{f"{k}_{n}": v for n, r in results.items() for k, v in r.items()},
         "speedup": results["kneurons"]["tokens_per_s"] / results["plain"]["tokens_per_s"],
-    }  # fmt: skip
+    }
     if device.type == "cuda":
         mean_len = float(np.mean(lengths)) + 2
         peak = args.peak_tflops or next(
@@ -155,9 +176,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         print(json.dumps(out))
         return out
-    print(f"model {out['model']} ({out['layers']} layers x {out['dim']} dim x {out['heads']} heads) "
-          f"on {out['device']}, "
-          f"torch {out['torch']}, {args.steps} timed steps, token budget {args.token_budget}")  # fmt: skip
+    print(
+        f"model {out['model']} ({out['layers']} layers x {out['dim']} dim x {out['heads']} heads) "
+        f"on {out['device']}, "
+        f"torch {out['torch']}, {args.steps} timed steps, token budget {args.token_budget}"
+    )
     print(f"{'loop':<10}{'tokens/s':>12}{'padding':>10}{'seconds':>10}{'MFU':>8}")
     for n in ("plain", "kneurons"):
         mfu = f"{out[f'mfu_{n}']:.1%}" if f"mfu_{n}" in out else "-"

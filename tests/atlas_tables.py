@@ -64,25 +64,45 @@ def write_tables(root: Path, with_characterise: bool = True, claims: bool = Fals
         dens.append(density(df, method, top_fraction=0.1))
     stats = {"density": root / "stats/density.tsv", "random_gap": root / "stats/random_gap.tsv"}
     stats["density"].parent.mkdir(parents=True, exist_ok=True)
-    gap = pd.DataFrame({"method": ["activation", "ig"], "scope": "global", "scope_name": "global",
-                        "mode": "preserve", "auc_gap": [0.21, 0.34], "ci_lo": [0.1, 0.2],
-                        "ci_hi": [0.3, 0.45]})  # fmt: skip
+    gap = pd.DataFrame(
+        {
+            "method": ["activation", "ig"],
+            "scope": "global",
+            "scope_name": "global",
+            "mode": "preserve",
+            "auc_gap": [0.21, 0.34],
+            "ci_lo": [0.1, 0.2],
+            "ci_hi": [0.3, 0.45],
+        }
+    )
     write_stats_tables(
         {"density": with_q_values(pd.concat(dens, ignore_index=True)), "random_gap": gap}, stats
     )
     metrics = root / "model/metrics.json"
     metrics.parent.mkdir(parents=True, exist_ok=True)
     cm = [[10, 1, 0], [0, 11, 1], [1, 0, 12]]
-    write_json_result(metrics, {"test": {"accuracy": 0.917, "macro_f1": 0.915, "n": 36,
-                                         "confusion_matrix": cm, "labels": CLASSES}})  # fmt: skip
-    inputs = {"scores": [str(scores[m]) for m in METHODS], **{k: str(v) for k, v in stats.items()},
-              "metrics": str(metrics)}  # fmt: skip
+    write_json_result(
+        metrics,
+        {"test": {"accuracy": 0.917, "macro_f1": 0.915, "n": 36, "confusion_matrix": cm, "labels": CLASSES}},
+    )
+    inputs = {
+        "scores": [str(scores[m]) for m in METHODS],
+        **{k: str(v) for k, v in stats.items()},
+        "metrics": str(metrics),
+    }
     if with_characterise:
         inputs.update(_characterise(root / "characterise", rng))
     if claims:
         path = root / "stats/claims.tsv"
-        write_result_table(pd.DataFrame({"claim": ["activation beats random", "dense in k_proj"],
-                                         "verdict": ["supported", "not supported"]}), path)  # fmt: skip
+        write_result_table(
+            pd.DataFrame(
+                {
+                    "claim": ["activation beats random", "dense in k_proj"],
+                    "verdict": ["supported", "not supported"],
+                }
+            ),
+            path,
+        )
         inputs["claims"] = str(path)
     return inputs
 
@@ -93,37 +113,89 @@ def _characterise(out: Path, rng: np.random.Generator) -> dict[str, str]:
     residues = list("ACDEFGHIKLMNPQRSTVWY")
     for rank, (layer, m, n, cls) in enumerate(CHARACTERISED, start=1):
         key = {"rank": rank, "layer": layer, "module": m, "neuron": n}
-        neurons.append({**key, "ig_score": 1.0 / rank, "ig_norm_score": 1.0 / rank, "top_class": cls,
-                        "class_share": 0.8, "window_consensus": "--GHK--", "site_auroc": 0.7 + 0.05 * rank,
-                        "site_q": 0.01 * rank})  # fmt: skip
+        neurons.append(
+            {
+                **key,
+                "ig_score": 1.0 / rank,
+                "ig_norm_score": 1.0 / rank,
+                "top_class": cls,
+                "class_share": 0.8,
+                "window_consensus": "--GHK--",
+                "site_auroc": 0.7 + 0.05 * rank,
+                "site_q": 0.01 * rank,
+            }
+        )
         for w in range(3):
             seq = "".join(rng.choice(residues, WIDTH))
             center = 10 + w
-            windows.append({**key, "accession": f"P{rank}{w:04d}", "label": cls, "center": center,
-                            "value": 3.0 - w, "window": seq})  # fmt: skip
+            windows.append(
+                {
+                    **key,
+                    "accession": f"P{rank}{w:04d}",
+                    "label": cls,
+                    "center": center,
+                    "value": 3.0 - w,
+                    "window": seq,
+                }
+            )
             resp = rng.normal(0, 0.5, WIDTH)
             resp[WIDTH // 2] = 3.0 - w
-            acts += [{**key, "accession": f"P{rank}{w:04d}", "center": center, "position": i,
-                      "residue": seq[i], "response": float(resp[i])} for i in range(WIDTH)]  # fmt: skip
+            acts += [
+                {
+                    **key,
+                    "accession": f"P{rank}{w:04d}",
+                    "center": center,
+                    "position": i,
+                    "residue": seq[i],
+                    "response": float(resp[i]),
+                }
+                for i in range(WIDTH)
+            ]
         for pos in range(WIDTH):
             # The peak position is all G (a tall letter), the others uniform noise.
             peak = np.eye(20, dtype=int)[residues.index("G")] * 20
             counts = peak if pos == WIDTH // 2 else rng.multinomial(20, np.full(20, 1 / 20))
-            pfm += [{**key, "position": pos, "residue": r, "count": int(c)}
-                    for r, c in zip(residues, counts, strict=True)]  # fmt: skip
-    class_neurons = pd.DataFrame([{"label": c, "layer": la, "module": m, "neuron": n}
-                                  for la, m, n, c in CHARACTERISED])  # fmt: skip
-    matrix = pd.DataFrame([{"suppressed": s, "evaluated": e, "recall_base": 0.9, "recall": 0.9 - d,
-                            "recall_change": -d} for s in CLASSES for e in CLASSES
-                           for d in [0.5 if s == e else 0.05]])  # fmt: skip
-    spec = pd.DataFrame([{"class": c, "n_neurons": 2, "support": 12, "recall_base": 0.9, "drop_own": 0.5,
-                          "drop_other": 0.05, "specificity_diff": 0.45, "random_diff_lo": -0.1,
-                          "random_diff_hi": 0.1, "p_value": 0.05} for c in CLASSES])  # fmt: skip
+            pfm += [
+                {**key, "position": pos, "residue": r, "count": int(c)}
+                for r, c in zip(residues, counts, strict=True)
+            ]
+    class_neurons = pd.DataFrame(
+        [{"label": c, "layer": la, "module": m, "neuron": n} for la, m, n, c in CHARACTERISED]
+    )
+    matrix = pd.DataFrame(
+        [
+            {"suppressed": s, "evaluated": e, "recall_base": 0.9, "recall": 0.9 - d, "recall_change": -d}
+            for s in CLASSES
+            for e in CLASSES
+            for d in [0.5 if s == e else 0.05]
+        ]
+    )
+    spec = pd.DataFrame(
+        [
+            {
+                "class": c,
+                "n_neurons": 2,
+                "support": 12,
+                "recall_base": 0.9,
+                "drop_own": 0.5,
+                "drop_other": 0.05,
+                "specificity_diff": 0.45,
+                "random_diff_lo": -0.1,
+                "random_diff_hi": 0.1,
+                "p_value": 0.05,
+            }
+            for c in CLASSES
+        ]
+    )
     tables = {
-        "neurons": pd.DataFrame(neurons), "windows": pd.DataFrame(windows),
-        "window_activations": pd.DataFrame(acts), "pfm": pd.DataFrame(pfm), "class_neurons": class_neurons,
-        "class_suppression": matrix, "class_specificity": spec,
-    }  # fmt: skip
+        "neurons": pd.DataFrame(neurons),
+        "windows": pd.DataFrame(windows),
+        "window_activations": pd.DataFrame(acts),
+        "pfm": pd.DataFrame(pfm),
+        "class_neurons": class_neurons,
+        "class_suppression": matrix,
+        "class_specificity": spec,
+    }
     paths = {}
     for name, df in tables.items():
         paths[name] = str(out / f"{name}.tsv")

@@ -164,15 +164,19 @@ def _start_munge(root: Path) -> tuple[subprocess.Popen, Path]:
     log.mkdir(exist_ok=True)
     proc = subprocess.Popen(
         [
-            "munged", "-F", "--force",
+            "munged",
+            "-F",
+            "--force",
             f"--key-file={key}",
             f"--socket={sock}",
             f"--pid-file={mdir}/munged.pid",
             f"--log-file={log}/munged.log",
             f"--seed-file={mdir}/munged.seed",
         ],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     _wait(lambda: sock.exists(), 20, "munged socket", proc)
     return proc, sock
 
@@ -259,8 +263,11 @@ def _cluster(root: Path) -> Iterator[Cluster]:
         env["SLURM_CONF"] = str(conf)
         ctld = subprocess.Popen(
             ["slurmctld", "-D", "-i", "-f", str(conf)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
         procs.append(ctld)
 
         def ctld_up() -> bool:
@@ -272,8 +279,11 @@ def _cluster(root: Path) -> Iterator[Cluster]:
         _wait(ctld_up, 60, "slurmctld to answer `scontrol ping`", ctld)
         slurmd = subprocess.Popen(
             ["slurmd", "-D", "-N", nodename, "-f", str(conf)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
         procs.append(slurmd)
 
         def node_idle() -> bool:

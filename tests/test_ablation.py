@@ -310,9 +310,17 @@ def test_run_ablation_table_and_predictions(tmp_path):
     seqs = random_sequences(20, seed=2)
     y = np.random.default_rng(0).integers(0, 3, len(seqs))
     result = run_ablation(
-        model, seqs, y, ["a", "b", "c"], score_table(layout), "activation", "global", GRID, fill=Fill(),
+        model,
+        seqs,
+        y,
+        ["a", "b", "c"],
+        score_table(layout),
+        "activation",
+        "global",
+        GRID,
+        fill=Fill(),
         accessions=[f"P{i}" for i in range(len(seqs))],
-    )  # fmt: skip
+    )
     t = result.table
     assert len(t) == 2 * len(GRID)
     with torch.no_grad():
@@ -383,10 +391,13 @@ def write_job_inputs(tmp_path, fill_kind: str) -> dict:
     )
     seqs = random_sequences(30, seed=9)
     split = pd.DataFrame(
-        {"accession": [f"P{i}" for i in range(30)], "sequence": seqs,
-         "label": [labels[i % 3] for i in range(30)],
-         "split": ["test" if i % 2 else "train" for i in range(30)]}
-    )  # fmt: skip
+        {
+            "accession": [f"P{i}" for i in range(30)],
+            "sequence": seqs,
+            "label": [labels[i % 3] for i in range(30)],
+            "split": ["test" if i % 2 else "train" for i in range(30)],
+        }
+    )
     split.to_csv(tmp_path / "split.tsv", sep="\t", index=False)
     subset = split[split.split == "train"].assign(
         label_index=lambda d: d.label.map({lab: i for i, lab in enumerate(labels)})
@@ -415,10 +426,13 @@ def test_run_ablation_job_files_and_fills(tmp_path, fill_kind):
     cfg = write_job_inputs(tmp_path, fill_kind)
     loaded = []
     result = run_ablation_job(
-        *job_files(tmp_path), job_settings("ablate", cfg), tmp_path / "t.tsv", tmp_path / "t.pred.npz",
+        *job_files(tmp_path),
+        job_settings("ablate", cfg),
+        tmp_path / "t.tsv",
+        tmp_path / "t.pred.npz",
         scoring_set_path=tmp_path / "scoring_set.tsv",
         reference_loader=lambda: loaded.append(1) or tiny_model(seed=5, layers=2).esm,
-    )  # fmt: skip
+    )
     assert loaded == ([1] if fill_kind == "pretrained" else [])
     t = result.table
     assert len(t) == 6 * 2 * 3 and (t.fill == fill_kind).all() and (t.n_test == 15).all()

@@ -192,10 +192,19 @@ def run_workflow(
     cfg = {"data": data, "labels": labels or {}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     cmd = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(tmp_path / "run"), "--configfile", str(tmp_path / "config.yaml"),
-        "--cores", "1", target,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path / "run"),
+        "--configfile",
+        str(tmp_path / "config.yaml"),
+        "--cores",
+        "1",
+        target,
+    ]
     return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
 
 

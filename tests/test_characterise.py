@@ -371,9 +371,14 @@ def test_class_neurons_are_specific_to_their_class(trained_synthetic, synthetic_
     overlap, shared = ch.class_overlap(sets)
     index = {lab: i for i, lab in enumerate(trained_synthetic.labels)}
     matrix, spec = ch.class_suppression(
-        model, test["sequence"].tolist(), test["label"].map(index).to_numpy(), trained_synthetic.labels, sets,
-        random_sets=6, seed=0,
-    )  # fmt: skip
+        model,
+        test["sequence"].tolist(),
+        test["label"].map(index).to_numpy(),
+        trained_synthetic.labels,
+        sets,
+        random_sets=6,
+        seed=0,
+    )
     own = matrix[matrix["suppressed"] == matrix["evaluated"]]["recall_change"]
     other = matrix[matrix["suppressed"] != matrix["evaluated"]]["recall_change"]
     print(

@@ -49,19 +49,40 @@ def test_rule_text_names_the_interval_side_and_margin():
 def _random_gap(rows: list[tuple[str, str, float, float, float]]) -> pd.DataFrame:
     return pd.DataFrame(
         [
-            {"method": m, "scope": "global", "scope_name": "all", "mode": mode, "auc_gap": g,
-             "ci_lo": lo, "ci_hi": hi, "p_value": 0.01}
+            {
+                "method": m,
+                "scope": "global",
+                "scope_name": "all",
+                "mode": mode,
+                "auc_gap": g,
+                "ci_lo": lo,
+                "ci_hi": hi,
+                "p_value": 0.01,
+            }
             for m, mode, g, lo, hi in rows
         ]
-    )  # fmt: skip
+    )
 
 
 def _density(method: str, count: int, n_top: int = 100, n_neurons: int = 1000, total: int = 6000):
     return pd.DataFrame(
-        [{"method": method, "seed": pd.NA, "level": "module_type", "layer": pd.NA, "module": "k_proj",
-          "n_neurons": n_neurons, "n_total": total, "n_top": n_top, "count": count,
-          "enrichment": count / (n_top * n_neurons / total), "p_enriched": 0.5, "q_enriched": 0.5}]
-    )  # fmt: skip
+        [
+            {
+                "method": method,
+                "seed": pd.NA,
+                "level": "module_type",
+                "layer": pd.NA,
+                "module": "k_proj",
+                "n_neurons": n_neurons,
+                "n_total": total,
+                "n_top": n_top,
+                "count": count,
+                "enrichment": count / (n_top * n_neurons / total),
+                "p_enriched": 0.5,
+                "q_enriched": 0.5,
+            }
+        ]
+    )
 
 
 def test_claims_from_tables():
@@ -434,9 +455,17 @@ def _claims_for(trained_synthetic, tmp_path, scorers: dict[str, pd.DataFrame], m
     tables, preds = [], []
     for method, scores in scorers.items():
         res = run_ablation(
-            model, seqs, y, labels, scores, method, "global", FRACTIONS,
-            random_seeds=RANDOM_SEEDS if method == "random" else None, token_budget=4096,
-        )  # fmt: skip
+            model,
+            seqs,
+            y,
+            labels,
+            scores,
+            method,
+            "global",
+            FRACTIONS,
+            random_seeds=RANDOM_SEEDS if method == "random" else None,
+            token_budget=4096,
+        )
         t, p = tmp_path / f"{method}.tsv", tmp_path / f"{method}.pred.npz"
         save_result(t, p, res)
         tables.append(t)
@@ -457,11 +486,14 @@ def planted_scores(trained_synthetic):
     classes = pd.DataFrame({"label_index": range(len(labels)), "label": labels})
     subset = select_scoring_set(trained_synthetic.split, classes, "train", 48, seed=0)
     cfg = {
-        "token_budget": 4096, "bf16": True, "split": "train", "max_sequences": None,
+        "token_budget": 4096,
+        "bf16": True,
+        "split": "train",
+        "max_sequences": None,
         "activation": {"reduce": "abs_mean", "class_conditional": False},
         "ig": {"steps": 8, "method": "gausslegendre", "target": "prob", "class_conditional": False},
         "random": {"seeds": RANDOM_SEEDS},
-    }  # fmt: skip
+    }
     tables = {
         m: pd.concat([score_layer(model, subset, m, layer, cfg) for layer in range(model.num_layers)])
         for m in ("activation", "ig", "random")

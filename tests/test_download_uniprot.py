@@ -276,8 +276,20 @@ def test_workflow_uniprot_source(tmp_path):
         uniprot = {k: v for k, v in config(server).items() if k != "timeout"}
         cfg = {"data": {"source": "uniprot", "uniprot": {**uniprot, "backoff": 0.0}}}
         (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-        cmd = [sys.executable, "-m", "snakemake", "results/data/proteins.tsv", "--snakefile", str(repo / "Snakefile"),  # noqa: E501
-               "--directory", str(tmp_path / "run"), "--configfile", str(tmp_path / "c.yaml"), "--cores", "1"]  # fmt: skip  # noqa: E501
+        cmd = [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "results/data/proteins.tsv",
+            "--snakefile",
+            str(repo / "Snakefile"),  # noqa: E501
+            "--directory",
+            str(tmp_path / "run"),
+            "--configfile",
+            str(tmp_path / "c.yaml"),
+            "--cores",
+            "1",
+        ]
         proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = tmp_path / "run" / "results" / "data"

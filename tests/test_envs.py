@@ -151,10 +151,23 @@ def test_package_reaches_jobs_from_any_directory(tmp_path):
     )
     work = tmp_path / "elsewhere"
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(wf / "Snakefile"), "--directory", str(work),
-         "--cores", "1", "probe.txt"],
-        capture_output=True, text=True, check=False, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(wf / "Snakefile"),
+            "--directory",
+            str(work),
+            "--cores",
+            "1",
+            "probe.txt",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     found = Path((work / "probe.txt").read_text().strip())
     assert found.resolve() == (REPO / "src" / "kneurons" / "__init__.py").resolve()

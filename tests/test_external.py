@@ -25,8 +25,11 @@ def _tsv(path, rows):
     return path
 
 
-ROWS = [("P1", "1.1.1.1", "MKTAYIAKQRQISFVKSHFSRQ"), ("P2", "2.7.1.1", "MSTNPKPQRKTKRNTNRRPQDV"),
-        ("P3", "7.1.1.1", "MKVLAAGIVGLLLAAPAQAAEE")]  # fmt: skip
+ROWS = [
+    ("P1", "1.1.1.1", "MKTAYIAKQRQISFVKSHFSRQ"),
+    ("P2", "2.7.1.1", "MSTNPKPQRKTKRNTNRRPQDV"),
+    ("P3", "7.1.1.1", "MKVLAAGIVGLLLAAPAQAAEE"),
+]
 
 
 def test_tsv_csv_and_fasta_read_the_same_proteins(tmp_path):
@@ -114,8 +117,12 @@ def test_a_malformed_external_file_stops_config_validation_naming_it(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         validate_config({"evaluate": {"external": {"gone": str(tmp_path / "gone.tsv")}}})
     with pytest.raises(ConfigError, match="needs data.source synthetic"):
-        validate_config({"data": {"source": "tsv", "tsv": str(_tsv(tmp_path / "d.tsv", ROWS))},
-                         "evaluate": {"external": {"s": "synthetic"}}})  # fmt: skip
+        validate_config(
+            {
+                "data": {"source": "tsv", "tsv": str(_tsv(tmp_path / "d.tsv", ROWS))},
+                "evaluate": {"external": {"s": "synthetic"}},
+            }
+        )
     good = _tsv(tmp_path / "good.tsv", ROWS)
     assert external_set_problems({"good": str(good)}, "synthetic") == []
     assert validate_config({"evaluate": {"external": {"good": str(good)}}})["evaluate"]["external"]
@@ -127,26 +134,54 @@ def test_claims_get_rows_per_external_set(tmp_path):
 
     def gap(rows):
         return pd.DataFrame(
-            [{"method": m, "scope": "global", "scope_name": "all", "mode": mode, "auc_gap": g, "ci_lo": lo,
-              "ci_hi": hi, "p_value": 0.01} for m, mode, g, lo, hi in rows]
-        )  # fmt: skip
+            [
+                {
+                    "method": m,
+                    "scope": "global",
+                    "scope_name": "all",
+                    "mode": mode,
+                    "auc_gap": g,
+                    "ci_lo": lo,
+                    "ci_hi": hi,
+                    "p_value": 0.01,
+                }
+                for m, mode, g, lo, hi in rows
+            ]
+        )
 
     train_gap = gap([("ig", "preserve", 0.2, 0.1, 0.3)])
     ext_gap = gap([("ig", "preserve", 0.0, -0.1, 0.1), ("ig", "suppress", -0.2, -0.3, -0.1)])
     dens = pd.DataFrame(
-        [{"method": "ig", "seed": pd.NA, "level": "module_type", "layer": pd.NA, "module": "k_proj",
-          "n_neurons": 10, "n_total": 60, "n_top": 6, "count": 1, "enrichment": 1.0, "p_enriched": 0.6,
-          "q_enriched": 0.6}]
-    )  # fmt: skip
+        [
+            {
+                "method": "ig",
+                "seed": pd.NA,
+                "level": "module_type",
+                "layer": pd.NA,
+                "module": "k_proj",
+                "n_neurons": 10,
+                "n_total": 60,
+                "n_top": 6,
+                "count": 1,
+                "enrichment": 1.0,
+                "p_enriched": 0.6,
+                "q_enriched": 0.6,
+            }
+        ]
+    )
     paths = {"random_gap": tmp_path / "g.tsv", "density": tmp_path / "d.tsv"}
     write_stats_tables({"random_gap": train_gap, "density": dens}, paths)
     ext = tmp_path / "ext_gap.tsv"
     write_stats_tables({"random_gap": ext_gap}, {"random_gap": ext})
     settings = {
-        "stats": {"confidence": 0.95, "top_fraction": 0.1,
-                  "claims": {"auc_margin": 0.01, "log2_enrichment_margin": 0.1, "specificity_margin": 0.02}},
-        "replicates": 2, "external": ["new"],
-    }  # fmt: skip
+        "stats": {
+            "confidence": 0.95,
+            "top_fraction": 0.1,
+            "claims": {"auc_margin": 0.01, "log2_enrichment_margin": 0.1, "specificity_margin": 0.02},
+        },
+        "replicates": 2,
+        "external": ["new"],
+    }
     # the intact model beats the majority-class baseline on both sets (the baseline rule passes)
     good = {"n": 100, "accuracy": 0.9, "majority_baseline": 0.25, "macro_f1": 0.9}
     metrics = [tmp_path / "m0.json", tmp_path / "m1.json"]

@@ -48,12 +48,26 @@ def fake_curves(layers: int = 2) -> pd.DataFrame:
                     )
                     for f, a in zip(GRID, acc, strict=False):
                         rows.append(
-                            {"method": method, "scope": scope, "scope_name": name, "layer": layer,
-                             "module": module, "mode": mode, "f": f, "seed": seed, "fill": "zero",
-                             "n_scope": 64, "n_test": 72,
-                             "accuracy": a, "macro_f1": a * 0.95, "recall_1": a, "recall_2": a, "recall_3": a,
-                             "full_accuracy": 0.97}
-                        )  # fmt: skip
+                            {
+                                "method": method,
+                                "scope": scope,
+                                "scope_name": name,
+                                "layer": layer,
+                                "module": module,
+                                "mode": mode,
+                                "f": f,
+                                "seed": seed,
+                                "fill": "zero",
+                                "n_scope": 64,
+                                "n_test": 72,
+                                "accuracy": a,
+                                "macro_f1": a * 0.95,
+                                "recall_1": a,
+                                "recall_2": a,
+                                "recall_3": a,
+                                "full_accuracy": 0.97,
+                            }
+                        )
     df = pd.DataFrame(rows)
     df["seed"] = df["seed"].astype("Int64")
     df["layer"] = df["layer"].astype("Int64")
@@ -65,9 +79,20 @@ def fake_gap(curves: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (method, name, mode), g in lm.groupby(["method", "scope_name", "mode"]):
         gap = float(np.random.default_rng(len(rows)).normal(0, 0.05))
-        rows.append({"method": method, "scope": "layer_module", "scope_name": name, "mode": mode,
-                     "layer": g.layer.iloc[0], "module": g.module.iloc[0], "auc_gap": gap,
-                     "ci_lo": gap - 0.03, "ci_hi": gap + 0.03, "excludes_zero": abs(gap) > 0.03})  # fmt: skip
+        rows.append(
+            {
+                "method": method,
+                "scope": "layer_module",
+                "scope_name": name,
+                "mode": mode,
+                "layer": g.layer.iloc[0],
+                "module": g.module.iloc[0],
+                "auc_gap": gap,
+                "ci_lo": gap - 0.03,
+                "ci_hi": gap + 0.03,
+                "excludes_zero": abs(gap) > 0.03,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -76,9 +101,12 @@ def fake_density() -> pd.DataFrame:
     rng = np.random.default_rng(1)
     for method, seeds in (("ig", [None]), ("random", [0, 1])):
         for seed in seeds:
-            rows = [(method, layer, m, i, rng.random() * (5 if m == "k_proj" and method == "ig" else 1), seed)
-                    for layer in range(2) for m in MODULE_TYPES
-                    for i in range(32 if m == "fc1" else 8)]  # fmt: skip
+            rows = [
+                (method, layer, m, i, rng.random() * (5 if m == "k_proj" and method == "ig" else 1), seed)
+                for layer in range(2)
+                for m in MODULE_TYPES
+                for i in range(32 if m == "fc1" else 8)
+            ]
             frames.append(
                 pd.DataFrame(rows, columns=["method", "layer", "module", "neuron", "score", "seed"])
             )
@@ -224,10 +252,25 @@ def test_density_heatmap_and_bars_and_gap(tmp_path):
 
 
 def test_training_and_confusion_figures(tmp_path):
-    curve = pd.DataFrame({"epoch": [1, 2, 3], "step": [10, 20, 30], "train_loss": [1.2, 0.6, 0.3],
-                          "val_accuracy": [0.5, 0.8, 0.9], "val_macro_f1": [0.4, 0.8, 0.9]})  # fmt: skip
-    metrics = {"best_epoch": 3, "test": {"n": 10, "accuracy": 0.9, "macro_f1": 0.88, "labels": ["1", "2"],
-                                          "confusion_matrix": [[5, 0], [1, 4]]}}  # fmt: skip
+    curve = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3],
+            "step": [10, 20, 30],
+            "train_loss": [1.2, 0.6, 0.3],
+            "val_accuracy": [0.5, 0.8, 0.9],
+            "val_macro_f1": [0.4, 0.8, 0.9],
+        }
+    )
+    metrics = {
+        "best_epoch": 3,
+        "test": {
+            "n": 10,
+            "accuracy": 0.9,
+            "macro_f1": 0.88,
+            "labels": ["1", "2"],
+            "confusion_matrix": [[5, 0], [1, 4]],
+        },
+    }
     fig = plot_training_curve(curve, metrics)
     # replicate 0's intact accuracy, named as such (the curves show the mean over replicates)
     assert "replicate 0; test accuracy 0.900" in fig._suptitle.get_text()
@@ -261,8 +304,12 @@ def test_curve_titles_say_when_replicates_were_pooled():
     from kneurons.figures.curves import _run_note
 
     curves = pd.DataFrame(
-        {"method": ["ig", "random"], "seed": pd.array([pd.NA, 0], dtype="Int64"), "n_test": [72, 72],
-         "fill": ["zero", "zero"]}
-    )  # fmt: skip
+        {
+            "method": ["ig", "random"],
+            "seed": pd.array([pd.NA, 0], dtype="Int64"),
+            "n_test": [72, 72],
+            "fill": ["zero", "zero"],
+        }
+    )
     assert "replicates" not in _run_note(curves)
     assert _run_note(curves.assign(n_replicates=2)).endswith("mean of 2 fine-tuning replicates")

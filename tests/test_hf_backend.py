@@ -181,8 +181,13 @@ def test_masks_fire_when_resuming_inside_a_layer(tiny):
 def test_activation_and_ig_score_tables_equal_fair_esm(tiny):
     a, b = classifier_pair(*tiny)
     seqs = random_sequences(10, seed=2)
-    scoring_set = pd.DataFrame({"sequence": seqs, "label": [str(i % 3) for i in range(10)],
-                                "label_index": [i % 3 for i in range(10)]})  # fmt: skip
+    scoring_set = pd.DataFrame(
+        {
+            "sequence": seqs,
+            "label": [str(i % 3) for i in range(10)],
+            "label_index": [i % 3 for i in range(10)],
+        }
+    )
     score_cfg = with_defaults("score", {"token_budget": 256, "bf16": False, "ig": {"steps": 4}})
     for method in ("activation", "ig"):
         for layer in range(a.num_layers):
@@ -254,11 +259,14 @@ def test_round_trip_fair_esm_hf_fair_esm_gives_identical_tensors(tmp_path):
 
 
 def test_kneurons_convert_both_ways(tmp_path, capsys):
-    from kneurons.plan import main
+    from kneurons.cli import main
 
     fe = fair_backbone(layers=2, dim=16, heads=2)
-    write_fair_esm(tmp_path / "src.pt", fe.state_dict(), {"num_hidden_layers": 2, "hidden_size": 16,
-                                                           "num_attention_heads": 2})  # fmt: skip
+    write_fair_esm(
+        tmp_path / "src.pt",
+        fe.state_dict(),
+        {"num_hidden_layers": 2, "hidden_size": 16, "num_attention_heads": 2},
+    )
     assert main(["convert", "--to", "hf", str(tmp_path / "src.pt"), str(tmp_path / "snap")]) == 0
     hf = load_snapshot(tmp_path / "snap")
     assert torch.equal(hf.encoder.layer[1].intermediate.dense.weight, fe.layers[1].fc1.weight)
@@ -300,8 +308,10 @@ def test_snapshot_of_a_task_model_with_gamma_beta_and_pytorch_bin_loads(tmp_path
     # an EsmModel snapshot (no prefix at all) loads too
     bare = tmp_path / "bare"
     bare.mkdir()
-    torch.save({k.removeprefix("esm."): v for k, v in state.items() if k.startswith("esm.")},
-               bare / "pytorch_model.bin")  # fmt: skip
+    torch.save(
+        {k.removeprefix("esm."): v for k, v in state.items() if k.startswith("esm.")},
+        bare / "pytorch_model.bin",
+    )
     (bare / "config.json").write_text(config)
     assert torch.equal(
         load_snapshot(bare).encoder.layer[0].LayerNorm.weight, fe.layers[0].final_layer_norm.weight
@@ -342,8 +352,9 @@ def test_hf_q_and_k_share_their_ig_passes_exactly(tiny, monkeypatch):
     _, b = classifier_pair(*tiny)
     assert b.qk_bilinear
     seqs = random_sequences(6, seed=4)
-    scoring_set = pd.DataFrame({"sequence": seqs, "label": [str(i % 3) for i in range(6)],
-                                "label_index": [i % 3 for i in range(6)]})  # fmt: skip
+    scoring_set = pd.DataFrame(
+        {"sequence": seqs, "label": [str(i % 3) for i in range(6)], "label_index": [i % 3 for i in range(6)]}
+    )
     score_cfg = with_defaults("score", {"token_budget": 256, "bf16": False, "ig": {"steps": 4}})
     shared = score_layer(b, scoring_set, "ig", 0, score_cfg)
     monkeypatch.setattr(type(b.backend), "qk_bilinear", False)
@@ -427,11 +438,19 @@ def test_backend_resolution_and_config_checks(tmp_path, tiny):
     refused = {
         "has pretrained weights only from model.checkpoint": {"name": "custom", "pretrained": True},
         "is a Hugging Face repository": {"name": "facebook/esm2_t6_8M_UR50D", "backend": "fair-esm"},
-        "reads a snapshot directory": {"name": "esm2_t6_8M_UR50D", "pretrained": True, "backend": "hf",
-                                       "checkpoint": str(pt)},
-        "reads one .pt file": {"name": "custom", "pretrained": True, "backend": "fair-esm",
-                               "checkpoint": str(snapshot)},
-    }  # fmt: skip
+        "reads a snapshot directory": {
+            "name": "esm2_t6_8M_UR50D",
+            "pretrained": True,
+            "backend": "hf",
+            "checkpoint": str(pt),
+        },
+        "reads one .pt file": {
+            "name": "custom",
+            "pretrained": True,
+            "backend": "fair-esm",
+            "checkpoint": str(snapshot),
+        },
+    }
     for message, model in refused.items():
         with pytest.raises(ConfigError, match=message):
             validate_config({"model": model})

@@ -43,9 +43,20 @@ def test_default_config_on_an_hf_snapshot_scores_like_fair_esm(tmp_path):
     config["score"] = {**config["score"], "max_sequences": 24}
     validate_config(yaml.safe_load(yaml.safe_dump(config)))
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-           "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"), "--cores", "1",
-           *TARGETS]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(tmp_path / "config.yaml"),
+        "--cores",
+        "1",
+        *TARGETS,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
 
@@ -53,8 +64,9 @@ def test_default_config_on_an_hf_snapshot_scores_like_fair_esm(tmp_path):
     assert info["backbone"]["backend"] == "hf" and model.num_layers == 4
     # The fine-tuned HF backbone in fair-esm's layout, with the same head.
     fair = build_backbone(BackboneSpec("custom", 4, 64, 4))
-    missing = fair.load_state_dict(hf_to_fair_esm(model.esm.state_dict(), info["backbone"]["hf_config"]),
-                                   strict=False).missing_keys  # fmt: skip
+    missing = fair.load_state_dict(
+        hf_to_fair_esm(model.esm.state_dict(), info["backbone"]["hf_config"]), strict=False
+    ).missing_keys
     assert all(k.startswith("lm_head.") for k in missing), missing
     twin = EsmClassifier(fair, model.num_classes, pooling=model.pooling).eval()
     twin.head.load_state_dict(model.head.state_dict())

@@ -142,8 +142,9 @@ def test_dropped_proteins_are_listed_with_their_reasons():
 
 
 def test_policy_errors_name_the_input_file_and_the_policies():
-    df = pd.DataFrame({"accession": ["A", "B", "C"], "ec": ["", "1.1.1.1", "1.2.1.1"],
-                       "sequence": ["MKV", "MKW", "MKA"]})  # fmt: skip
+    df = pd.DataFrame(
+        {"accession": ["A", "B", "C"], "ec": ["", "1.1.1.1", "1.2.1.1"], "sequence": ["MKV", "MKW", "MKA"]}
+    )
     with pytest.raises(LabelPolicyError) as err:
         label_proteins(df, {"min_class_size": 1}, source="results/data/proteins.tsv", origin="my_export.tsv")
     msg = str(err.value)
@@ -156,9 +157,20 @@ def test_policy_errors_name_the_input_file_and_the_policies():
 def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-           "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", "1",
-           *args]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "1",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, umask=0o022)
 
 
@@ -219,8 +231,13 @@ def test_unexpected_errors_keep_their_traceback(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     for kind, last in (("expected", "ConfigError: x.y: bad"), ("bug", "RuntimeError: a bug")):
         log = tmp_path / f"{kind}.log"
-        proc = subprocess.run([sys.executable, "-c", script, str(log), kind], capture_output=True,
-                              text=True, env=env, check=False)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-c", script, str(log), kind],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
         assert proc.returncode == 1
         if kind == "expected":
             assert last_line(proc.stderr).endswith(last) and last_line(log.read_text()).endswith(last)

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from kneurons.data.ec import parse_ec, parse_ec_list, read_enzclass
-from kneurons.data.labels import NON_ENZYME, extract_labels
+from kneurons.data.labels import extract_labels
 from kneurons.data.local import read_uniprot_tsv
+from kneurons.data.policies import NON_ENZYME
 from kneurons.data.synthetic import generate_synthetic
 from kneurons.errors import InputError
 

@@ -71,8 +71,12 @@ def test_official_layout_needs_namespace_and_loads_safely(t6_file, t6_backbone, 
     assert (spec.name, spec.num_layers, spec.embed_dim, spec.attention_heads) == (T6, 6, 320, 20)
     want = t6_backbone.state_dict()
     got = backbone.state_dict()
-    for key in ("embed_tokens.weight", "layers.5.self_attn.k_proj.weight", "layers.0.fc1.bias",
-                "emb_layer_norm_after.weight"):  # fmt: skip
+    for key in (
+        "embed_tokens.weight",
+        "layers.5.self_attn.k_proj.weight",
+        "layers.0.fc1.bias",
+        "emb_layer_norm_after.weight",
+    ):
         assert torch.equal(got[key], want[key]), key
 
 
@@ -301,8 +305,16 @@ def test_custom_pretrained_checkpoint_sets_the_architecture(tmp_path, no_network
     backbone, spec = load_backbone(cfg["model"])
     assert (spec.name, spec.num_layers, spec.embed_dim, spec.attention_heads) == ("custom", 3, 48, 6)
     # sizes given and agreeing are fine
-    validate_config({"model": {"name": "custom", "pretrained": True, "checkpoint": str(path),
-                               "custom": {"num_layers": 3}}})  # fmt: skip
+    validate_config(
+        {
+            "model": {
+                "name": "custom",
+                "pretrained": True,
+                "checkpoint": str(path),
+                "custom": {"num_layers": 3},
+            }
+        }
+    )
 
 
 def test_custom_sizes_that_disagree_with_the_checkpoint(tmp_path):
@@ -315,8 +327,16 @@ def test_custom_sizes_that_disagree_with_the_checkpoint(tmp_path):
         match=rf"model.custom: num_layers: 4 disagree\(s\) with model.checkpoint {path}, which holds "
         r"\(num_layers, embed_dim, attention_heads\) = \(3, 48, 6\)",
     ):
-        validate_config({"model": {"name": "custom", "pretrained": True, "checkpoint": str(path),
-                                   "custom": {"num_layers": 4}}})  # fmt: skip
+        validate_config(
+            {
+                "model": {
+                    "name": "custom",
+                    "pretrained": True,
+                    "checkpoint": str(path),
+                    "custom": {"num_layers": 4},
+                }
+            }
+        )
 
 
 def test_official_name_needs_a_checkpoint_of_its_shape(tmp_path):

@@ -18,17 +18,10 @@ import torch
 from kneurons.ablation.fill import Fill
 from kneurons.ablation.masks import layout_of
 from kneurons.ablation.run import run_ablation
+from kneurons.cli import format_plan, main
 from kneurons.config import validate_config
 from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone
-from kneurons.plan import (
-    ablation_job_forward,
-    distinct_mask_starts,
-    format_plan,
-    main,
-    neuron_layout,
-    plan_costs,
-    scoring_cost,
-)
+from kneurons.plan import ablation_job_forward, distinct_mask_starts, neuron_layout, plan_costs, scoring_cost
 from kneurons.scoring import registry
 
 # the backward hook on layer l fires although its input needs no grad; the count is what matters
@@ -91,10 +84,19 @@ def test_ablation_plan_counts_the_passes_the_engine_runs(scope):
     counter = TokenLayers(model)
     try:
         run_ablation(
-            model, seqs, np.zeros(N_SEQ, dtype=np.int64), ["a", "b", "c"],
-            extreme_layer0_scores(layout_of(model)), "activation", scope, fractions, modes, fill=Fill(),
-            normalise="none", token_budget=4 * (LENGTH + 2),
-        )  # fmt: skip
+            model,
+            seqs,
+            np.zeros(N_SEQ, dtype=np.int64),
+            ["a", "b", "c"],
+            extreme_layer0_scores(layout_of(model)),
+            "activation",
+            scope,
+            fractions,
+            modes,
+            fill=Fill(),
+            normalise="none",
+            token_budget=4 * (LENGTH + 2),
+        )
     finally:
         counter.close()
     starts = distinct_mask_starts(LAYERS, DIM, scope, fractions, modes)
@@ -121,9 +123,13 @@ def test_scoring_plan_counts_the_passes_of_every_layer_job(method):
 
 def test_plan_reads_the_split_of_a_run_and_warns_over_budget(tmp_path, capsys):
     split = pd.DataFrame(
-        {"accession": [f"P{i}" for i in range(40)], "sequence": ["ACDEFGHIKL"] * 40,
-         "label": ["1", "2"] * 20, "split": ["train"] * 30 + ["val"] * 4 + ["test"] * 6}
-    )  # fmt: skip
+        {
+            "accession": [f"P{i}" for i in range(40)],
+            "sequence": ["ACDEFGHIKL"] * 40,
+            "label": ["1", "2"] * 20,
+            "split": ["train"] * 30 + ["val"] * 4 + ["test"] * 6,
+        }
+    )
     (tmp_path / "data").mkdir()
     split.to_csv(tmp_path / "data" / "split.tsv", sep="\t", index=False)
     cfg = validate_config({"results": str(tmp_path), "ablate": {"random_seeds": [0, 1, 2]}})
@@ -192,7 +198,7 @@ def test_every_job_pays_its_start_up(tmp_path):
 
 
 def test_hours_and_counts_read_in_units_people_use():
-    from kneurons.plan import duration, readable
+    from kneurons.cli import duration, readable
 
     numbers = (1.2e6, 1.09e4, 999.96, 28.0, 0.0357, 0.0, 5.22e12)
     assert [readable(x) for x in numbers] == ["1.2 M", "10.9 k", "1 k", "28", "0.0357", "0", "5.22 T"]

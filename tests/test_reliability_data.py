@@ -206,21 +206,35 @@ def test_verified_download_is_complete(tmp_path):
         ({"device": "tpu"}, r"device: 'tpu' is not one of \['auto', 'cpu', 'cuda'\]"),
         ({"sed": 1}, r"<top level>: Additional properties are not allowed \('sed' was unexpected\)"),
         ({"train": {"epoch": 3}}, r"train: Additional properties are not allowed \('epoch' was unexpected\)"),
-        ({"ablate": {"fractions": [0, 0.5, 1.5]}}, r"ablate\.fractions\.2: 1\.5 is greater than the maximum of 1"),  # noqa: E501
+        (
+            {"ablate": {"fractions": [0, 0.5, 1.5]}},
+            r"ablate\.fractions\.2: 1\.5 is greater than the maximum of 1",
+        ),  # noqa: E501
         ({"stats": {"keep_accuracy": -0.1}}, r"stats\.keep_accuracy: -0\.1 is less than the minimum of 0"),
-        ({"split": {"fractions": {"train": 1.2, "val": 0.1, "test": 0.1}}},
-         r"split\.fractions\.train: 1\.2 is greater than the maximum of 1"),
+        (
+            {"split": {"fractions": {"train": 1.2, "val": 0.1, "test": 0.1}}},
+            r"split\.fractions\.train: 1\.2 is greater than the maximum of 1",
+        ),
         ({"labels": {"level": 5}}, r"labels\.level: 5 is greater than the maximum of 4"),
-        ({"split": {"fractions": {"train": 0.7, "val": 0.1, "test": 0.1}}},
-         r"split\.fractions: train \+ val \+ test must be 1, got 0\.9"),
-        ({"model": {"name": "esm3_large"}}, r"model\.name: unknown model 'esm3_large'; known: custom, esm2_t6_8M_UR50D"),  # noqa: E501
+        (
+            {"split": {"fractions": {"train": 0.7, "val": 0.1, "test": 0.1}}},
+            r"split\.fractions: train \+ val \+ test must be 1, got 0\.9",
+        ),
+        (
+            {"model": {"name": "esm3_large"}},
+            r"model\.name: unknown model 'esm3_large'; known: custom, esm2_t6_8M_UR50D",
+        ),  # noqa: E501
         ({"ablate": {"fill": "pretrained"}}, r"ablate\.fill: 'pretrained' needs pretrained weights"),
-        ({"model": {"name": "esm2_t6_8M_UR50D", "pretrained": False}, "ablate": {"fill": "pretrained"}},
-         r"ablate\.fill: 'pretrained' needs pretrained weights"),
-        ({"data": {"uniprot": {"max_total_seconds": 0}}},
-         r"data\.uniprot\.max_total_seconds: 0 is less than or equal to the minimum of 0"),
+        (
+            {"model": {"name": "esm2_t6_8M_UR50D", "pretrained": False}, "ablate": {"fill": "pretrained"}},
+            r"ablate\.fill: 'pretrained' needs pretrained weights",
+        ),
+        (
+            {"data": {"uniprot": {"max_total_seconds": 0}}},
+            r"data\.uniprot\.max_total_seconds: 0 is less than or equal to the minimum of 0",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_config_is_rejected_naming_the_key(patch, message):
     with pytest.raises(ConfigError, match=message):
         validate_config(patch)
@@ -257,8 +271,12 @@ def windows(text: str, crlf: bool, bom: bool) -> bytes:
     return (b"\xef\xbb\xbf" if bom else b"") + data.encode("utf-8")
 
 
-VARIANTS = [("crlf", True, False, False), ("bom", False, True, False), ("crlf+bom", True, True, False),
-            ("crlf+bom, gzip", True, True, True)]  # fmt: skip
+VARIANTS = [
+    ("crlf", True, False, False),
+    ("bom", False, True, False),
+    ("crlf+bom", True, True, False),
+    ("crlf+bom, gzip", True, True, True),
+]
 
 
 @pytest.mark.parametrize("name,crlf,bom,gz", VARIANTS, ids=[v[0] for v in VARIANTS])
@@ -361,8 +379,11 @@ def test_failed_rename_keeps_the_previous_output_and_leaves_no_temporary(tmp_pat
     from kneurons import io as kio
 
     df = pd.DataFrame({"accession": ["P1", "P2"], "label": ["1", "2"]})
-    targets = {"t.tsv": lambda p: write_table_atomic(df, p), "t.parquet": lambda p: write_table_atomic(df, p),
-               "t.json": lambda p: write_json_atomic(p, {"n": 2})}  # fmt: skip
+    targets = {
+        "t.tsv": lambda p: write_table_atomic(df, p),
+        "t.parquet": lambda p: write_table_atomic(df, p),
+        "t.json": lambda p: write_json_atomic(p, {"n": 2}),
+    }
     for name, write in targets.items():
         write(tmp_path / name)
     before = {name: (tmp_path / name).read_bytes() for name in targets}
@@ -372,8 +393,11 @@ def test_failed_rename_keeps_the_previous_output_and_leaves_no_temporary(tmp_pat
 
     monkeypatch.setattr(kio.os, "replace", no_space)
     df2 = pd.DataFrame({"accession": ["P9"], "label": ["9"]})
-    for name, write in {"t.tsv": lambda p: write_table_atomic(df2, p), "t.parquet": lambda p: write_table_atomic(df2, p),  # noqa: E501
-                        "t.json": lambda p: write_json_atomic(p, {"n": 9})}.items():  # fmt: skip
+    for name, write in {
+        "t.tsv": lambda p: write_table_atomic(df2, p),
+        "t.parquet": lambda p: write_table_atomic(df2, p),  # noqa: E501
+        "t.json": lambda p: write_json_atomic(p, {"n": 9}),
+    }.items():
         with pytest.raises(OSError, match="No space left on device"):
             write(tmp_path / name)
     monkeypatch.undo()
@@ -436,8 +460,14 @@ def test_real_write_failure_leaves_no_partial_file(tmp_path):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
         resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
 
-    proc = subprocess.run([sys.executable, "-c", FSIZE_CHILD, str(tmp_path)], preexec_fn=limit,
-                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", FSIZE_CHILD, str(tmp_path)],
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"big.tsv": errno.EFBIG, "big.parquet": errno.EFBIG}

@@ -56,12 +56,17 @@ MODEL_CFG = {
 CFG = validate_config(
     {
         "model": MODEL_CFG,
-        "score": {"methods": ["activation", "ig"], "max_sequences": None, "token_budget": 600,
-                  "ig": {"steps": 4}, "random": {"seeds": [0]}},
+        "score": {
+            "methods": ["activation", "ig"],
+            "max_sequences": None,
+            "token_budget": 600,
+            "ig": {"steps": 4},
+            "random": {"seeds": [0]},
+        },
         "ablate": {"fractions": [0, 0.5, 1], "random_seeds": [0], "token_budget": 300},
         "characterise": {"enabled": False},
     }
-)  # fmt: skip
+)
 #: What the score and ablation rules pass their jobs (kneurons.settings), built from CFG.
 ACT = job_settings("score_layers", CFG, method="activation")
 ABLATE = job_settings("ablate", CFG)
@@ -98,21 +103,41 @@ def work(tmp_path_factory) -> SimpleNamespace:
         run_score_job(d / "a.pt", d / "scoring_set.tsv", "activation", [layer], ACT, layers[-1])
     df, meta = gather_score_tables(layers)
     write_score_table(df, d / "activation.parquet", meta)
-    return SimpleNamespace(dir=d, a=d / "a.pt", b=d / "b.pt", scoring_set=d / "scoring_set.tsv",
-                           small_set=d / "small_set.tsv", split=d / "split.tsv", scores=d / "activation.parquet")  # fmt: skip  # noqa: E501
+    return SimpleNamespace(
+        dir=d,
+        a=d / "a.pt",
+        b=d / "b.pt",
+        scoring_set=d / "scoring_set.tsv",
+        small_set=d / "small_set.tsv",
+        split=d / "split.tsv",
+        scores=d / "activation.parquet",
+    )
 
 
 def ig_job(work: SimpleNamespace, out: Path) -> dict:
     """Arguments of one IG scoring job (layer 1 of checkpoint a on the small set)."""
-    return {"checkpoint": str(work.a), "scoring_set_path": str(work.small_set), "method": "ig", "layers": [1],
-            "settings": job_settings("score_layers", CFG, method="ig"), "out_path": str(out)}  # fmt: skip
+    return {
+        "checkpoint": str(work.a),
+        "scoring_set_path": str(work.small_set),
+        "method": "ig",
+        "layers": [1],
+        "settings": job_settings("score_layers", CFG, method="ig"),
+        "out_path": str(out),
+    }
 
 
 def ablation_job(work: SimpleNamespace, table: Path, pred: Path) -> dict:
     """Arguments of one ablation job (activation scores, global scope)."""
-    return {"checkpoint": str(work.a), "split_path": str(work.split), "scores_path": str(work.scores),
-            "method": "activation", "scope": "global", "settings": ABLATE, "table_out": str(table),
-            "pred_out": str(pred)}  # fmt: skip
+    return {
+        "checkpoint": str(work.a),
+        "split_path": str(work.split),
+        "scores_path": str(work.scores),
+        "method": "activation",
+        "scope": "global",
+        "settings": ABLATE,
+        "table_out": str(table),
+        "pred_out": str(pred),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -460,8 +485,12 @@ def run_killed(job: str, phase: str, sig: int, args: dict, tmp_path: Path) -> in
     """Start the job in a subprocess, wait until it reaches ``phase``, send ``sig``; return its exit code."""
     marker = tmp_path / "reached"
     (tmp_path / "args.json").write_text(json.dumps(args, default=str))
-    proc = subprocess.Popen([sys.executable, "-c", RUNNER, job, phase, str(marker), str(tmp_path / "args.json")],  # noqa: E501
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, job, phase, str(marker), str(tmp_path / "args.json")],  # noqa: E501
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while not marker.exists():

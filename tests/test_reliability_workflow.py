@@ -50,14 +50,26 @@ DATA_FILES = [
 def snakemake_cmd(workdir: Path, config: dict, targets: list[str]) -> list[str]:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-            "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", "1",
-            *targets]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "1",
+        *targets,
+    ]
 
 
 def run_snakemake(workdir: Path, config: dict, targets: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(snakemake_cmd(workdir, config, targets), capture_output=True, text=True,
-                          timeout=600, check=False)  # fmt: skip
+    return subprocess.run(
+        snakemake_cmd(workdir, config, targets), capture_output=True, text=True, timeout=600, check=False
+    )
 
 
 def descendants(pid: int) -> list[int]:
@@ -95,8 +107,9 @@ def runs(tmp_path_factory) -> SimpleNamespace:
     proc_a = run_snakemake(a, TINY, TARGETS)
     assert proc_a.returncode == 0, proc_a.stderr[-4000:]
 
-    proc = subprocess.Popen(snakemake_cmd(b, TINY, TARGETS), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        snakemake_cmd(b, TINY, TARGETS), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     last = b / "results" / "model" / "checkpoints" / "last.pt"
     killed_at_epoch = None
     try:
@@ -114,9 +127,13 @@ def runs(tmp_path_factory) -> SimpleNamespace:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    killed = SimpleNamespace(returncode=proc.returncode, stderr=err, epoch=killed_at_epoch,
-                             model_files=sorted(p.name for p in (b / "results" / "model").rglob("*")),
-                             log=(b / "results" / "logs" / "model" / "finetune.log").read_text())  # fmt: skip
+    killed = SimpleNamespace(
+        returncode=proc.returncode,
+        stderr=err,
+        epoch=killed_at_epoch,
+        model_files=sorted(p.name for p in (b / "results" / "model").rglob("*")),
+        log=(b / "results" / "logs" / "model" / "finetune.log").read_text(),
+    )
     proc_b = run_snakemake(b, TINY, TARGETS)
     assert proc_b.returncode == 0, proc_b.stderr[-4000:]
     return SimpleNamespace(a=a / "results", b=b / "results", killed=killed)
@@ -143,8 +160,10 @@ def test_rerun_resumes_training_and_matches_the_uninterrupted_run(runs):
         assert json.loads((runs.a / "model" / name).read_text()) == json.loads(
             (runs.b / "model" / name).read_text()
         )
-    curves = [pd.read_csv(r / "model" / "training_curve.tsv", sep="\t")
-              .drop(columns=["tokens_per_s", "seconds"]) for r in (runs.a, runs.b)]  # fmt: skip
+    curves = [
+        pd.read_csv(r / "model" / "training_curve.tsv", sep="\t").drop(columns=["tokens_per_s", "seconds"])
+        for r in (runs.a, runs.b)
+    ]
     pd.testing.assert_frame_equal(*curves, check_exact=True)
     sa, sb = (torch.load(r / "model" / "best.pt", weights_only=True)["state_dict"] for r in (runs.a, runs.b))
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)

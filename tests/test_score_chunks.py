@@ -16,7 +16,8 @@ from kneurons.errors import ConfigError, InputError, ModelError
 from kneurons.jobs.score import run_score_job
 from kneurons.model.checkpoint import save_classifier
 from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone
-from kneurons.settings import job_settings, score_layer_chunks
+from kneurons.scatter import score_layer_chunks
+from kneurons.settings import job_settings
 from kneurons.tables import gather_score_tables, read_score_table, write_score_table
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -44,9 +45,14 @@ def test_auto_puts_a_custom_model_in_one_job_and_a_named_model_one_layer_per_job
 
 @pytest.mark.parametrize(
     "per,chunks",
-    [(1, [(0, 0), (1, 1), (2, 2), (3, 3)]), (2, [(0, 1), (2, 3)]), (3, [(0, 2), (3, 3)]),
-     (4, [(0, 3)]), (10, [(0, 3)])],
-)  # fmt: skip
+    [
+        (1, [(0, 0), (1, 1), (2, 2), (3, 3)]),
+        (2, [(0, 1), (2, 3)]),
+        (3, [(0, 2), (3, 3)]),
+        (4, [(0, 3)]),
+        (10, [(0, 3)]),
+    ],
+)
 def test_an_integer_chunks_consecutive_layers_the_last_chunk_shorter(per, chunks):
     assert score_layer_chunks(config(layers_per_job=per)) == chunks
 
@@ -79,8 +85,14 @@ def job(tmp_path_factory) -> SimpleNamespace:
     spec = BackboneSpec("custom", 3, 32, 4)
     model = EsmClassifier(build_backbone(spec), num_classes=2).eval()
     save_classifier(d / "best.pt", model, spec, ["x", "y"], {})
-    subset = pd.DataFrame({"accession": [f"A{i}" for i in range(5)], "sequence": SEQS, "label": list("xyxyx"),
-                           "label_index": [0, 1, 0, 1, 0]})  # fmt: skip
+    subset = pd.DataFrame(
+        {
+            "accession": [f"A{i}" for i in range(5)],
+            "sequence": SEQS,
+            "label": list("xyxyx"),
+            "label_index": [0, 1, 0, 1, 0],
+        }
+    )
     subset.to_csv(d / "scoring_set.tsv", sep="\t", index=False)
     cfg = config(max_sequences=None, ig={"steps": 3})
     settings = {m: job_settings("score_layers", cfg, method=m) for m in METHODS}

@@ -272,8 +272,14 @@ def _score_job_inputs(tmp_path):
     save_classifier(
         ckpt, model, BackboneSpec("custom", 2, 32, 4), ["x", "y"], {"weights_sha256": "random-init:3"}
     )
-    subset = pd.DataFrame({"accession": [f"A{i}" for i in range(5)], "sequence": SEQS, "label": list("xyxyx"),
-                           "label_index": [0, 1, 0, 1, 0]})  # fmt: skip
+    subset = pd.DataFrame(
+        {
+            "accession": [f"A{i}" for i in range(5)],
+            "sequence": SEQS,
+            "label": list("xyxyx"),
+            "label_index": [0, 1, 0, 1, 0],
+        }
+    )
     subset.to_csv(tmp_path / "scoring_set.tsv", sep="\t", index=False)
     return model, ckpt, subset
 
@@ -332,9 +338,17 @@ def _motif_enrichment(model: EsmClassifier, split: pd.DataFrame, labels: list[st
             sel = torch.from_numpy((held["label"].astype(str) == c).to_numpy().copy())
             m, b = motif[sel].unsqueeze(-1), background[sel].unsqueeze(-1)
             ratio = ((a[sel] * m).sum((0, 1)) / m.sum()) / ((a[sel] * b).sum((0, 1)) / b.sum())
-            frames.append(pd.DataFrame({"layer": int(layer), "module": module,
-                                        "neuron": np.arange(a.shape[-1]), "label": c,
-                                        "enrichment": ratio.numpy()}))  # fmt: skip
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "layer": int(layer),
+                        "module": module,
+                        "neuron": np.arange(a.shape[-1]),
+                        "label": c,
+                        "enrichment": ratio.numpy(),
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -360,8 +374,10 @@ def test_top_neurons_fire_on_planted_motifs(trained_synthetic):
         ig={"steps": 10, "method": "gausslegendre", "target": "prob", "class_conditional": True},
         random={"seeds": [0, 1, 2, 3, 4]},
     )
-    tables = {m: pd.concat([score_layer(model, subset, m, layer, cfg) for layer in range(model.num_layers)])
-              for m in ("ig", "activation", "random")}  # fmt: skip
+    tables = {
+        m: pd.concat([score_layer(model, subset, m, layer, cfg) for layer in range(model.num_layers)])
+        for m in ("ig", "activation", "random")
+    }
     enrichment = _motif_enrichment(model, trained_synthetic.split, labels)
     rnd = tables["random"]
     random_values = [

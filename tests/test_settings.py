@@ -23,12 +23,23 @@ from kneurons.settings import RULES, job_settings, rule_params
 BASE = validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
 METHODS = ("activation", "ig", "gradxact", "random")
 SCORE = {f"score_layers[{m}]" for m in METHODS}
-MODEL_JOBS = {"score_layers[*]", "ablate", "ablate_seed", "ablate_external", "characterise_classes",
-              "characterise_neurons"}  # fmt: skip
+MODEL_JOBS = {
+    "score_layers[*]",
+    "ablate",
+    "ablate_seed",
+    "ablate_external",
+    "characterise_classes",
+    "characterise_neurons",
+}
 FIGURES = {
-    "figure_accuracy", "figure_density", "figure_stability", "figure_smallest_fraction",
-    "figure_layer_module_gap", "figure_training_curve", "figure_confusion_matrix",
-}  # fmt: skip
+    "figure_accuracy",
+    "figure_density",
+    "figure_stability",
+    "figure_smallest_fraction",
+    "figure_layer_module_gap",
+    "figure_training_curve",
+    "figure_confusion_matrix",
+}
 
 #: Keys whose change alters the DAG (which jobs exist, their input or output paths) besides any
 #: params: Snakemake reruns through the changed file set, not through params.
@@ -58,12 +69,25 @@ DAG_KEYS = {
 
 #: Key (or section prefix; the longest prefix wins) -> the rules whose params it changes.
 #: `score_layers[*]` stands for the score jobs of every method. The figure rules' `run`
-#: (the captions' run description, settings.run_description) names some keys of every stage.
+#: (the captions' run description, captions.run_description) names some keys of every stage.
 DEPENDS: dict[str, set[str]] = {
     "results": set(),
-    "seed": {"download_synthetic", "external_synthetic", "split", "finetune", "scoring_set",
-             "score_layers[*]", "ablate", "ablate_seed", "ablate_external", "ablation_stats",
-             "external_stats", "characterise_classes", "characterise_neurons", *FIGURES},
+    "seed": {
+        "download_synthetic",
+        "external_synthetic",
+        "split",
+        "finetune",
+        "scoring_set",
+        "score_layers[*]",
+        "ablate",
+        "ablate_seed",
+        "ablate_external",
+        "ablation_stats",
+        "external_stats",
+        "characterise_classes",
+        "characterise_neurons",
+        *FIGURES,
+    },
     "device": {"finetune", *MODEL_JOBS},
     "data.source": {"proteins", *FIGURES},
     "data.tsv": set(),  # only with source tsv (then also in the captions)
@@ -115,8 +139,16 @@ DEPENDS: dict[str, set[str]] = {
     "ablate": {"ablate", "ablate_seed", "ablate_external"},
     "ablate.scopes": set(),
     "ablate.fill": {"ablate", "ablate_seed", "ablate_external", "characterise_classes", *FIGURES},
-    "ablate.normalise": {"ablate", "ablate_seed", "ablate_external", "ablation_stats", "characterise_classes",
-                         "characterise_neurons", "atlas", *FIGURES},
+    "ablate.normalise": {
+        "ablate",
+        "ablate_seed",
+        "ablate_external",
+        "ablation_stats",
+        "characterise_classes",
+        "characterise_neurons",
+        "atlas",
+        *FIGURES,
+    },
     "ablate.fractions": {"ablate", "ablate_seed", "ablate_external", *FIGURES},
     # ablate_seed: a job's seeds are its wildcard, so the jobs of the chunks kept are unchanged
     "ablate.random_seeds": {"ablate_external", *FIGURES},
@@ -145,7 +177,7 @@ DEPENDS: dict[str, set[str]] = {
     "figures.formats": set(FIGURES),
     "figures.dpi": {*FIGURES, "characterise_figures"},
     "atlas": {"atlas"},
-}  # fmt: skip
+}
 
 #: Changes for keys whose simple change would be invalid (they change a companion key too; the
 #: expected rules are the union over every changed key).
@@ -160,15 +192,18 @@ CHANGES: dict[str, dict[str, object]] = {
     "split.fractions.test": {"split.fractions.test": 0.1, "split.fractions.train": 0.8},
     "model.name": {"model.name": "esm2_t6_8M_UR50D"},
     "model.pretrained": {"model.pretrained": True, "model.name": "esm2_t6_8M_UR50D"},
-    "model.checkpoint": {"model.checkpoint": "w.pt", "model.pretrained": True,
-                         "model.name": "esm2_t6_8M_UR50D"},
+    "model.checkpoint": {
+        "model.checkpoint": "w.pt",
+        "model.pretrained": True,
+        "model.name": "esm2_t6_8M_UR50D",
+    },
     "model.custom.embed_dim": {"model.custom.embed_dim": 128},  # divisible by the heads
     "model.custom.attention_heads": {"model.custom.attention_heads": 8},
     "score.ig.class_conditional": {"score.ig.class_conditional": False, "characterise.enabled": False},
     "score.random.seeds": {"score.random.seeds": [0, 1, 2, 3, 4, 5]},
     "score.layers_per_job": {"score.layers_per_job": 2},  # from `auto`
     "characterise.site_columns": {"characterise.site_columns": ["active_site"]},
-}  # fmt: skip
+}
 
 
 def leaves(schema: dict, prefix: str = "") -> dict[str, dict]:
@@ -315,7 +350,7 @@ def test_settings_module_is_torch_free():
 
 def test_random_seed_chunks_follow_seeds_per_job():
     from kneurons.errors import ConfigError
-    from kneurons.settings import random_seed_chunks, seed_chunk_label, seed_chunk_seeds
+    from kneurons.scatter import random_seed_chunks, seed_chunk_label, seed_chunk_seeds
 
     cfg = copy.deepcopy(BASE)
     cfg["ablate"]["random_seeds"] = [3, 0, 7, 1, 9]

@@ -153,11 +153,25 @@ RESOURCE_PROBE = textwrap.dedent(
 def test_profile_accepted_by_snakemake(tmp_path):
     """Snakemake and the installed plugin accept every key (a dry run through the profile)."""
     proc = subprocess.run(
-        [sys.executable, "-c", RESOURCE_PROBE, "--profile", str(PROFILE.parent), "--snakefile",
-         str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
-         str(REPO / "config" / "config.yaml"), "-n"],
-        capture_output=True, text=True, check=False, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            RESOURCE_PROBE,
+            "--profile",
+            str(PROFILE.parent),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(REPO / "config" / "config.yaml"),
+            "-n",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("PLANNED-JOBS "))
@@ -296,10 +310,19 @@ def test_embedded_default_runs_on_real_slurm(tmp_path):
         )
         (prof_dir / "config.yaml").write_text(yaml.safe_dump(prof, sort_keys=False))
         cmd = [
-            sys.executable, "-m", "snakemake", *targets, "--profile", str(prof_dir),
-            "--snakefile", str(REPO / "Snakefile"), "--directory", str(work),
-            "--configfile", str(REPO / "config" / "config.yaml"),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "snakemake",
+            *targets,
+            "--profile",
+            str(prof_dir),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(work),
+            "--configfile",
+            str(REPO / "config" / "config.yaml"),
+        ]
         t0 = time.monotonic()
         # On timeout subprocess.run kills Snakemake; leaving the `with` cancels its jobs.
         timeout = int(os.environ.get("KNEURONS_SLURM_TIMEOUT", "3000"))
@@ -309,9 +332,12 @@ def test_embedded_default_runs_on_real_slurm(tmp_path):
         elapsed = time.monotonic() - t0
         out = proc.stdout + proc.stderr
         queue = subprocess.run(
-            ["squeue", "--states=all", "-h", "-o", "%i|%T|%k"], env=cluster.env(),
-            capture_output=True, text=True, check=False,
-        ).stdout  # fmt: skip
+            ["squeue", "--states=all", "-h", "-o", "%i|%T|%k"],
+            env=cluster.env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
         assert proc.returncode == 0, f"{out[-6000:]}\n{_failed_job_logs(out)}\n{cluster.logs()}"
 
     print(f"SLURM end-to-end run of {targets}: {elapsed:.0f} s")
@@ -326,10 +352,24 @@ def test_embedded_default_runs_on_real_slurm(tmp_path):
     assert submitted and submitted <= ran, (submitted, ran)
     # Nothing left to do: all targets exist and are up to date.
     again = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", *targets, "--snakefile", str(REPO / "Snakefile"),
-         "--directory", str(work), "--configfile", str(REPO / "config" / "config.yaml")],
-        capture_output=True, text=True, check=False, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            *targets,
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(work),
+            "--configfile",
+            str(REPO / "config" / "config.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
     if targets == ["all"]:
         # claims.tsv equals an independent recomputation from the run's own tables (issue #25)

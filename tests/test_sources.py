@@ -311,8 +311,20 @@ def test_workflow_synthetic_data_stages(tmp_path):
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "snakemake", "results/data/leakage_report.json", "--snakefile", str(repo / "Snakefile"),  # noqa: E501
-           "--directory", str(run), "--configfile", str(tmp_path / "c.yaml"), "--cores", "1"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "results/data/leakage_report.json",
+        "--snakefile",
+        str(repo / "Snakefile"),  # noqa: E501
+        "--directory",
+        str(run),
+        "--configfile",
+        str(tmp_path / "c.yaml"),
+        "--cores",
+        "1",
+    ]
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = run / "results" / "data"
@@ -323,8 +335,10 @@ def test_workflow_synthetic_data_stages(tmp_path):
     split = read_tsv_table(data / "split.tsv")
     assert split["label"].tolist() == [ec.split(".")[0] for ec in split["ec"]]  # read back as strings
     assert split.groupby("label")["split"].value_counts().unstack().to_dict("list") == {
-        "test": [3, 3, 3], "train": [6, 6, 6], "val": [3, 3, 3]
-    }  # fmt: skip
+        "test": [3, 3, 3],
+        "train": [6, 6, 6],
+        "val": [3, 3, 3],
+    }
     classes = read_tsv_table(data / "classes.tsv")
     assert classes["label"].tolist() == ["1", "2", "3"] and classes["n"].tolist() == ["12", "12", "12"]
     leak = json.loads((data / "leakage_report.json").read_text())

@@ -73,9 +73,12 @@ def _ig_scores(checkpoint, split) -> pd.DataFrame:
     classes = pd.DataFrame({"label_index": range(len(labels)), "label": labels})
     subset = select_scoring_set(split, classes, "train", 48, seed=0)
     cfg = {
-        "token_budget": 4096, "bf16": True, "split": "train", "max_sequences": None,
+        "token_budget": 4096,
+        "bf16": True,
+        "split": "train",
+        "max_sequences": None,
         "ig": {"steps": 8, "method": "gausslegendre", "target": "prob", "class_conditional": False},
-    }  # fmt: skip
+    }
     return pd.concat([score_layer(model, subset, "ig", layer, cfg) for layer in range(model.num_layers)])
 
 

@@ -48,10 +48,20 @@ def synthetic_data(n_test=200, seeds=(0, 1, 2, 3, 4), method_p=None, rng_seed=0)
                 c = rng.random(n_test) < p
                 correct.append(c)
                 rows.append(
-                    {"method": method, "scope": "global", "scope_name": "global", "layer": pd.NA,
-                     "module": None, "mode": "preserve", "f": f, "seed": seed, "n_scope": 100,
-                     "accuracy": c.mean(), "macro_f1": c.mean()}
-                )  # fmt: skip
+                    {
+                        "method": method,
+                        "scope": "global",
+                        "scope_name": "global",
+                        "layer": pd.NA,
+                        "module": None,
+                        "mode": "preserve",
+                        "f": f,
+                        "seed": seed,
+                        "n_scope": 100,
+                        "accuracy": c.mean(),
+                        "macro_f1": c.mean(),
+                    }
+                )
     table = pd.DataFrame(rows)
     table["seed"] = table["seed"].astype("Int64")
     table["layer"] = table["layer"].astype("Int64")
@@ -281,9 +291,19 @@ def synthetic_ablation(trained_synthetic, tmp_path_factory):
                 ignore_index=True,
             )
             result = run_ablation(
-                model, seqs, y, labels, scores, method, "global", cfg["ablate"]["fractions"], ["preserve"],
-                fill=Fill(), random_seeds=cfg["ablate"]["random_seeds"], accessions=accessions,
-            )  # fmt: skip
+                model,
+                seqs,
+                y,
+                labels,
+                scores,
+                method,
+                "global",
+                cfg["ablate"]["fractions"],
+                ["preserve"],
+                fill=Fill(),
+                random_seeds=cfg["ablate"]["random_seeds"],
+                accessions=accessions,
+            )
             save_result(out / f"{method}.tsv", out / f"{method}.npz", result)
             tables.append(out / f"{method}.tsv")
             preds.append(out / f"{method}.npz")

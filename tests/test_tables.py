@@ -317,7 +317,7 @@ def test_stats_tables_round_trip(tmp_path):
                 "p_enriched": [0.01],
                 "q_enriched": [0.02],
             }
-        ),  # fmt: skip
+        ),
     }
     out = {name: tmp_path / f"{name}.tsv" for name in frames}
     write_stats_tables(frames, out)

@@ -33,8 +33,15 @@ def tiny_split(n_per_class: int = 20, seed: int = 0) -> tuple[pd.DataFrame, list
     from kneurons.data.labels import extract_labels
     from kneurons.data.split import stratified_split
 
-    proteins, _ = generate_synthetic(n_classes=3, n_per_class=n_per_class, length_min=30, length_max=45,
-                                     motif_length=5, motifs_per_sequence=2, seed=seed)  # fmt: skip
+    proteins, _ = generate_synthetic(
+        n_classes=3,
+        n_per_class=n_per_class,
+        length_min=30,
+        length_max=45,
+        motif_length=5,
+        motifs_per_sequence=2,
+        seed=seed,
+    )
     labels_df, classes, _ = extract_labels(proteins, {"level": 1})
     split = stratified_split(labels_df, {"train": 0.6, "val": 0.2, "test": 0.2}, seed=seed)
     return split, classes.sort_values("label_index")["label"].astype(str).tolist()
@@ -154,13 +161,22 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     runner = tmp_path / "runner.py"
     runner.write_text(RUNNER)
     # No early stop, so every epoch runs and the kill lands mid-training.
-    cfg = {"labels": labels, "model": TINY_MODEL, "seed": 3,
-           "train": {"epochs": 8, "lr": 0.003, "token_budget": 256, "early_stopping_patience": 100}}  # fmt: skip  # noqa: E501
+    cfg = {
+        "labels": labels,
+        "model": TINY_MODEL,
+        "seed": 3,
+        "train": {"epochs": 8, "lr": 0.003, "token_budget": 256, "early_stopping_patience": 100},
+    }
     env = {**os.environ, "PYTHONHASHSEED": "0"}
 
     def run(out: Path) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, str(runner), str(split_path), str(out), json.dumps(cfg)], env=env,  # noqa: E501
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, str(runner), str(split_path), str(out), json.dumps(cfg)],
+            env=env,  # noqa: E501
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     full, killed = tmp_path / "full", tmp_path / "killed"
     proc = run(killed)
@@ -222,8 +238,9 @@ def test_pretrained_weights_are_recorded_and_a_replaced_file_does_not_resume(tmp
             for k, v in backbone.state_dict().items()
             if not k.startswith("contact_head.regression")
         }
-        cfg = argparse.Namespace(encoder_layers=2, encoder_embed_dim=16, encoder_attention_heads=2,
-                                 token_dropout=True)  # fmt: skip
+        cfg = argparse.Namespace(
+            encoder_layers=2, encoder_embed_dim=16, encoder_attention_heads=2, token_dropout=True
+        )
         torch.save({"model": state, "cfg": {"model": cfg}}, tmp_path / "esm2_mine.pt")
         return tmp_path / "esm2_mine.pt"
 

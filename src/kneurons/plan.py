@@ -1,4 +1,5 @@
-"""The cost plan of a configuration, before anything runs: ``kneurons plan --configfile paper.yaml``.
+"""The cost plan of a configuration, before anything runs (``kneurons plan --configfile paper.yaml``,
+printed by ``kneurons.cli``).
 
 Per stage it counts the model passes as **token-layers** (one token through one transformer
 layer, forward or backward) from the model shape, the data size, the scoring subset and the
@@ -32,19 +33,15 @@ backward twice that, divided by the device's effective FLOP/s, plus ``JOB_STARTU
 
 from __future__ import annotations
 
-import argparse
 import copy
-import math
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kneurons.config import load_config, model_shape
-from kneurons.errors import ConfigError
+from kneurons.config import model_shape
 from kneurons.ranking import NeuronLayout, scope_members, top_k_count
-from kneurons.settings import random_seed_chunks, score_layer_chunks
+from kneurons.scatter import random_seed_chunks, score_layer_chunks
 from kneurons.vocabulary import MODULE_TYPES
 
 #: Effective FLOP/s of one token-layer pass (fp32 on CPU, bf16 autocast on GPU) by device. CPU:
@@ -222,9 +219,14 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
     train_fwd = layers * (tr["epochs"] * (t_train + t_val) + t_test)
     train_bwd = layers * tr["epochs"] * t_train
     out = [
-        StageCost("finetune", reps, reps * train_fwd, reps * train_bwd,
-                  "train.epochs; data.uniprot.max_entries" + rep_cap)
-    ]  # fmt: skip
+        StageCost(
+            "finetune",
+            reps,
+            reps * train_fwd,
+            reps * train_bwd,
+            "train.epochs; data.uniprot.max_entries" + rep_cap,
+        )
+    ]
     t_score = data.tokens(sc["split"], sc["max_sequences"])
     score_jobs = len(score_layer_chunks(cfg))
     for method in sc["methods"]:
@@ -252,36 +254,29 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
     for name in cfg["evaluate"]["external"]:
         tokens = external_tokens(cfg, name)
         out.append(
-            ablation(f"external {name}", "global", tokens, "evaluate.external; ablate.fractions",
-                     reps * len(sc["methods"]))
-        )  # fmt: skip
+            ablation(
+                f"external {name}",
+                "global",
+                tokens,
+                "evaluate.external; ablate.fractions",
+                reps * len(sc["methods"]),
+            )
+        )
     ch = cfg["characterise"]
     if ch["enabled"]:
         t_held = data.tokens(ch["split"], ch["max_proteins"])
         sets = 1 + data.n_classes * (1 + ch["random_sets"])
         # class suppression in every replicate; the neurons' residue activations in the main run
-        out.append(StageCost("characterise", reps + 1, t_held * layers * (reps * sets + 1), 0.0,
-                             "characterise.max_proteins; characterise.random_sets" + rep_cap))  # fmt: skip
+        out.append(
+            StageCost(
+                "characterise",
+                reps + 1,
+                t_held * layers * (reps * sets + 1),
+                0.0,
+                "characterise.max_proteins; characterise.random_sets" + rep_cap,
+            )
+        )
     return out, data
-
-
-def readable(x: float) -> str:
-    """A count or an amount of hours for people: 3 significant digits, thousands as ``k``, millions
-    as ``M``, billions as ``G``, trillions as ``T`` (``1.2e+06`` -> ``1.2 M``)."""
-    if x == 0 or not math.isfinite(x):
-        return f"{x:g}"
-    for factor, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= factor * 0.9995:  # 999,950 is 1 M, not 1e+03 k
-            return f"{x / factor:.3g} {suffix}"
-    return f"{x:.3g}"
-
-
-def duration(hours: float) -> str:
-    """Hours as a duration in the largest unit that is at least one: minutes, hours, days or years."""
-    for size, unit in ((24 * 365, "years"), (24, "days"), (1, "h")):
-        if hours >= size:
-            return f"{hours / size:.3g} {unit}"
-    return f"{60 * hours:.2g} min"
 
 
 def total_hours(cfg: dict[str, Any], flop_rate: float) -> float:
@@ -291,7 +286,7 @@ def total_hours(cfg: dict[str, Any], flop_rate: float) -> float:
     return sum(c.hours(flop_rate, dim, data.mean_tokens) for c in costs)
 
 
-def _with(cfg: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+def with_setting(cfg: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     """A copy of ``cfg`` with the dotted ``key`` set to ``value``."""
     out = copy.deepcopy(cfg)
     *path, last = key.split(".")
@@ -331,7 +326,7 @@ def one_setting_under_budget(
             # drop the costliest (layer_module, then module_type) while a scope remains
             for drop in range(1, len(scopes)):
                 kept = [s for s in scopes if s not in ("layer_module", "module_type")[:drop]] or scopes[:1]
-                if kept != scopes and fits(_with(cfg, key, kept)):
+                if kept != scopes and fits(with_setting(cfg, key, kept)):
                     return key, kept
             continue
         if key == "data.uniprot.max_entries" and cfg["data"]["source"] != "uniprot":
@@ -343,95 +338,7 @@ def one_setting_under_budget(
         else:
             split = {"ablate": "test"}.get(section) or cfg[section]["split"]
             now, lo = cfg[section][name] or data.n[split], data.n_classes
-        best = _largest_under(lambda v, key=key: fits(_with(cfg, key, v)), lo, int(now))
+        best = _largest_under(lambda v, key=key: fits(with_setting(cfg, key, v)), lo, int(now))
         if best is not None and best < now:
             return key, best
     return None
-
-
-def format_plan(cfg: dict[str, Any], gpu: str = "a100", budget_hours: float = 24.0) -> str:
-    """The plan as text: one row per stage (jobs, passes, hours on this CPU and on ``gpu``), then
-    warnings: each stage over ``budget_hours`` on ``gpu`` with the settings that cap it, and a run
-    ``FAR_OVER_BUDGET`` times over its budget with the one setting that brings it under."""
-    costs, data = plan_costs(cfg)
-    layers, dim, _ = model_shape(cfg)
-    cpu_rate, gpu_rate = THROUGHPUT["cpu"][0], THROUGHPUT[gpu][0]
-    lines = [
-        f"model {cfg['model']['name']}: {layers} layers, {dim} dim",
-        f"data ({data.source}{'' if data.exact else ', estimated'}): "
-        + ", ".join(f"{k} {v:,}" for k, v in data.n.items())
-        + f" proteins, {data.mean_tokens:.0f} tokens each, {data.n_classes} classes",
-        f"{'stage':<22}{'jobs':>6}{'forward':>12}{'backward':>12}{'cpu h':>10}{gpu + ' h':>10}",
-    ]
-    warnings = []
-    cpu_total = gpu_total = 0.0
-    for c in costs:
-        cpu_h, gpu_h = c.hours(cpu_rate, dim, data.mean_tokens), c.hours(gpu_rate, dim, data.mean_tokens)
-        cpu_total, gpu_total = cpu_total + cpu_h, gpu_total + gpu_h
-        lines.append(
-            f"{c.stage:<22}{c.jobs:>6}{readable(c.forward):>12}{readable(c.backward):>12}"
-            f"{readable(cpu_h):>10}{readable(gpu_h):>10}"
-        )
-        if gpu_h > budget_hours:
-            warnings.append(
-                f"warning: {c.stage} needs ~{readable(gpu_h)} h ({duration(gpu_h)}) on {gpu} "
-                f"(budget {budget_hours:g} h); cap {c.cap}"
-            )
-    lines.append(f"{'total':<22}{'':>30}{readable(cpu_total):>10}{readable(gpu_total):>10}")
-    lines.append(f"in all: {duration(cpu_total)} on one CPU thread, {duration(gpu_total)} on one {gpu}")
-    lines.append("forward/backward: token-layers (one token through one layer); " + THROUGHPUT[gpu][1])
-    if gpu_total > FAR_OVER_BUDGET * budget_hours:
-        head = (
-            f"warning: the whole run needs ~{readable(gpu_total)} h ({duration(gpu_total)}) on {gpu}, "
-            f"{gpu_total / budget_hours:.0f}x the budget of {budget_hours:g} h"
-        )
-        fix = one_setting_under_budget(cfg, gpu_rate, budget_hours)
-        if fix is None:
-            warnings.append(f"{head}; no single setting brings it under: shrink several (the caps above)")
-        else:
-            key, value = fix
-            after = total_hours(_with(cfg, key, value), gpu_rate)
-            warnings.append(
-                f"{head}; one setting brings it under: {key}: {value} "
-                f"(now {_setting(cfg, key)}; then ~{readable(after)} h)"
-            )
-    return "\n".join(lines + warnings)
-
-
-def _setting(cfg: dict[str, Any], key: str) -> Any:
-    node: Any = cfg
-    for part in key.split("."):
-        node = node[part]
-    return "null, no cap" if node is None else node
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``kneurons plan --configfile FILE [--gpu a100] [--budget-hours 24]``: print the cost plan.
-
-    ``kneurons convert ...`` (ESM-2 weights between fair-esm and HF layouts) is handed to
-    ``kneurons.model.backends.hf.convert.main``, which imports torch.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["convert"]:
-        from kneurons.model.backends.hf.convert import main as convert_main
-
-        return convert_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="kneurons plan", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["plan"], help="plan (or: kneurons convert --help)")
-    parser.add_argument("--configfile", default="config/config.yaml")
-    parser.add_argument("--gpu", default="a100", choices=[k for k in THROUGHPUT if k != "cpu"])
-    parser.add_argument(
-        "--budget-hours", type=float, default=24.0, help="warn when a stage needs more GPU hours"
-    )
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.configfile)
-    except ConfigError as exc:
-        print(f"kneurons plan: {exc}", file=sys.stderr)
-        return 2
-    print(format_plan(cfg, args.gpu, args.budget_hours))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

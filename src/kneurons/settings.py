@@ -13,11 +13,11 @@ A value may be a function of the job's wildcards (the scoring settings depend on
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from kneurons.config import num_layers
+from kneurons.captions import run_description
+from kneurons.scatter import seed_chunk_seeds
 
 Config = Mapping[str, Any]
 
@@ -121,7 +121,7 @@ def _ablate(cfg: Config) -> dict[str, Any]:
             "bf16",
             "token_budget",
             "max_sequences",
-        ),  # fmt: skip
+        ),
         # attention: how the model runs; checkpoint and download: the pretrained weights of
         # `fill: pretrained` (the backbone's name comes from the fine-tuned checkpoint)
         "model": _pick(cfg["model"], "attention", "checkpoint", "download"),
@@ -166,41 +166,6 @@ def _external_stats(cfg: Config) -> dict[str, Any]:
     }
 
 
-def per_job(setting: int | str, n_items: int, model_name: str) -> int:
-    """Items per job of a scatter (``*_per_job`` settings): ``auto`` is every item in one job for a
-    ``custom`` model, whose jobs are mostly interpreter and torch start-up (~2.5 s each), and one
-    item per job for a named ESM-2 model, so that a cluster runs them in parallel."""
-    if setting == "auto":
-        return max(n_items, 1) if model_name == "custom" else 1
-    return int(setting)
-
-
-def score_layer_chunks(cfg: Config) -> list[tuple[int, int]]:
-    """``(first, last)`` layers (both included) of each scoring job of a method, in layer order:
-    ``score.layers_per_job`` per job (``per_job``), the last chunk shorter. A job scores each layer
-    on its own, so the chunking changes which jobs exist, never a score: it is no job's setting."""
-    n = num_layers(cfg)
-    size = per_job(cfg["score"]["layers_per_job"], n, cfg["model"]["name"])
-    return [(first, min(first + size, n) - 1) for first in range(0, n, size)]
-
-
-def random_seed_chunks(cfg: Config) -> list[list[int]]:
-    """The random baseline's seeds per ablation job (``ablate.seeds_per_job``), in config order."""
-    seeds = list(cfg["ablate"]["random_seeds"])
-    size = per_job(cfg["ablate"]["seeds_per_job"], len(seeds), cfg["model"]["name"])
-    return [seeds[i : i + size] for i in range(0, len(seeds), size)]
-
-
-def seed_chunk_label(seeds: list[int]) -> str:
-    """The ``{seeds}`` wildcard of a chunk of random seeds: ``3`` or ``0_1_2``."""
-    return "_".join(str(s) for s in seeds)
-
-
-def seed_chunk_seeds(label: str) -> list[int]:
-    """The seeds of a ``{seeds}`` wildcard (the inverse of ``seed_chunk_label``)."""
-    return [int(s) for s in label.split("_")]
-
-
 def _ablate_seed(cfg: Config) -> dict[str, Any]:
     # The job's seeds are its wildcard, so a seed added to ablate.random_seeds runs in a new job
     # and leaves the jobs of the kept chunks unchanged.
@@ -243,7 +208,7 @@ def _characterise_classes(cfg: Config) -> dict[str, Any]:
             "class_threshold",
             "random_sets",
             "token_budget",
-        ),  # fmt: skip
+        ),
         "ablate": _pick(cfg["ablate"], "fill", "normalise"),
         # checkpoint and download: the pretrained weights of `ablate.fill: pretrained`
         "model": _pick(cfg["model"], "attention", "checkpoint", "download"),
@@ -271,7 +236,7 @@ def _characterise_neurons(cfg: Config) -> dict[str, Any]:
             "consensus_min_frequency",
             "permutations",
             "alpha",
-        ),  # fmt: skip
+        ),
         "ablate": _pick(cfg["ablate"], "normalise"),
         "model": _pick(cfg["model"], "attention"),
         "train": _pick(cfg["train"], "bf16"),
@@ -346,7 +311,7 @@ RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
             "training_curve",
             "confusion_matrix",
         )
-    },  # fmt: skip
+    },
 }
 
 
@@ -363,43 +328,3 @@ def job_settings(rule: str, config: Config, **wildcards: str) -> dict[str, Any]:
     """The settings one job of ``rule`` receives: ``rule_params`` with wildcard functions evaluated."""
     wc = SimpleNamespace(**wildcards)
     return {k: v(wc) if callable(v) else v for k, v in rule_params(rule, config).items()}
-
-
-def _replicates_text(config: Config) -> str:
-    n, seed = config["train"]["replicates"], config["seed"]
-    return f"with seed {seed}" if n == 1 else f"{n} times (replicates: seeds {seed}-{seed + n - 1})"
-
-
-def run_description(config: Config) -> str:
-    """What was run, for the figure captions: model, data, split, scoring and ablation settings."""
-    m, d, lab, sp = config["model"], config["data"], config["labels"], config["split"]
-    if m["name"] == "custom":
-        c = m["custom"]
-        model = f"custom ESM-2 ({c['num_layers']} layers, {c['embed_dim']} dim, {c['attention_heads']} heads)"
-    else:
-        model = m["name"]
-    model += ", pretrained weights" if m["pretrained"] else ", random initialisation"
-    src = d["source"]
-    if src == "synthetic":
-        s = d["synthetic"]
-        data = (
-            f"synthetic planted-motif proteins ({s['n_classes']} classes x {s['n_per_class']}, "
-            f"lengths {s['length_min']}-{s['length_max']})"
-        )
-    elif src in ("tsv", "fasta"):
-        data = f"{src} file {Path(str(d[src])).name}"
-    else:
-        data = f"{src}"
-    fr = sp["fractions"]
-    sc, ab = config["score"], config["ablate"]
-    return (
-        f"Model: {model}, fine-tuned {_replicates_text(config)}. Data: {data}; "
-        f"EC level {lab['level']} labels "
-        f"(classes with < {lab['min_class_size']} proteins dropped). Split: {sp['method']} "
-        f"train/val/test = {fr['train']}/{fr['val']}/{fr['test']}. "
-        f"Scores: {', '.join(sc['methods'])} on up to "
-        f"{sc['max_sequences']} {sc['split']} proteins "
-        f"(IG: {sc['ig']['steps']} steps, target {sc['ig']['target']}). "
-        f"Ablation on the test split: fill {ab['fill']}, per-module normalisation {ab['normalise']}, "
-        f"f in {ab['fractions']}, random baseline seeds {ab['random_seeds']}."
-    )

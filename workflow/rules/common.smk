@@ -17,14 +17,14 @@ from kneurons.config import validate_config  # noqa: E402
 from kneurons.config_cli import typed_config_values  # noqa: E402
 from kneurons.data.mmseqs import check_mmseqs_for_config  # noqa: E402
 from kneurons.io import check_output_dir  # noqa: E402
-from kneurons.settings import (  # noqa: E402
+from kneurons.captions import run_description  # noqa: E402
+from kneurons.scatter import (  # noqa: E402
     random_seed_chunks,
-    rule_params,
-    run_description,
     score_layer_chunks,
     seed_chunk_label,
     seed_chunk_seeds,
 )
+from kneurons.settings import rule_params  # noqa: E402
 
 # One validation function (schema + semantic checks) for Snakefile, scripts and tests; nested
 # `--config` values arrive as strings ('36'), read as YAML where the schema needs another type.

@@ -1,6 +1,6 @@
 # Neuron scoring: one job per (replicate, method, chunk of layers), gathered into one table per
 # method. The scoring set is shared: every replicate is scored on the same proteins.
-# The chunks (score.layers_per_job, kneurons.settings.score_layer_chunks): by default one per
+# The chunks (score.layers_per_job, kneurons.scatter.score_layer_chunks): by default one per
 # layer for a named model, so a cluster scores its layers in parallel, and all layers in one job
 # for a custom (demo) model, whose jobs would mostly start Python and load the checkpoint.
 # Definitions: src/kneurons/scoring/.

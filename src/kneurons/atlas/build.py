@@ -112,9 +112,16 @@ def _details(char: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
             wins = []
             for w in g.itertuples(index=False):
                 k = (*key, w.accession, w.center)
-                wins.append({"accession": str(w.accession), "label": str(w.label), "center": int(w.center),
-                             "value": float(w.value), "window": str(w.window),
-                             "responses": by_window.get(k)})  # fmt: skip
+                wins.append(
+                    {
+                        "accession": str(w.accession),
+                        "label": str(w.label),
+                        "center": int(w.center),
+                        "value": float(w.value),
+                        "window": str(w.window),
+                        "responses": by_window.get(k),
+                    }
+                )
             out.setdefault(neuron_id(*key), {})["windows"] = wins
     return out
 
@@ -140,8 +147,9 @@ def _suppression(char: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
     matrix, spec = char.get("class_suppression"), char.get("class_specificity")
     if matrix is not None:
         for label, g in matrix.groupby("suppressed", sort=True):
-            out[str(label)] = {"recall_change": {str(r.evaluated): _rate(r.recall_change)
-                                                 for r in g.itertuples(index=False)}}  # fmt: skip
+            out[str(label)] = {
+                "recall_change": {str(r.evaluated): _rate(r.recall_change) for r in g.itertuples(index=False)}
+            }
     if spec is not None:
         for r in _records(spec):
             rounded = {k: _rate(v) if k in _SPECIFICITY_RATES and v is not None else v for k, v in r.items()}
@@ -222,8 +230,11 @@ def _overview(inputs: AtlasInputs) -> dict[str, Any]:
     metrics = None
     if inputs.metrics is not None:
         m = read_metrics(inputs.metrics)
-        metrics = {split: {k: v for k, v in (m.get(split) or {}).items() if isinstance(v, int | float)}
-                   for split in ("val", "test") if isinstance(m.get(split), dict)}  # fmt: skip
+        metrics = {
+            split: {k: v for k, v in (m.get(split) or {}).items() if isinstance(v, int | float)}
+            for split in ("val", "test")
+            if isinstance(m.get(split), dict)
+        }
     figures = [
         {"name": stem, "title": title, "src": _png_uri(path) if (path := inputs.figures.get(stem)) else None}
         for stem, title in OVERVIEW_FIGURES.items()
@@ -263,14 +274,14 @@ def build_atlas(inputs: AtlasInputs, settings: Mapping[str, Any]) -> dict[str, A
         "methods": [
             {"name": m, "label": method_spec(m).label, "colour": method_spec(m).colour, "random_seed": r.seed}
             for m, r in zip(methods, rankings, strict=True)
-        ],  # fmt: skip
+        ],
         "n_neurons_total": layout.total,
         "n_shown": len(rows),
         "cap": {
             "max_neurons": a["max_neurons"],
             "top_per_method": a["top_per_method"],
             "capped": len(rows) == a["max_neurons"],
-        },  # fmt: skip
+        },
         "top_fraction": top_fraction,
         "normalise": normalise,
         "alpha": settings["characterise"]["alpha"],

@@ -95,20 +95,34 @@ def neuron_rows(
     keys = layout.keys(flat)
     char = {}
     if characterised is not None:
-        char = {neuron_id(*k): r for k, r in zip(
-            characterised[NEURON_KEY].itertuples(index=False), characterised.to_dict("records"), strict=True
-        )}  # fmt: skip
+        char = {
+            neuron_id(*k): r
+            for k, r in zip(
+                characterised[NEURON_KEY].itertuples(index=False),
+                characterised.to_dict("records"),
+                strict=True,
+            )
+        }
     rows = []
     for i, (lay, m, n) in zip(flat, keys.itertuples(index=False), strict=True):
         nid = neuron_id(lay, m, n)
         profile = dict(profiles.get(nid, {}))
         c = char.get(nid, {})
         top_class = c.get("top_class") if c else (max(profile, key=profile.get) if profile else None)
-        row = {"id": nid, "layer": int(lay), "module": str(m), "neuron": int(n),
-               "characterised": bool(c), "top_class": _text(top_class), "profile": profile,
-               "class_share": _num(c.get("class_share")), "class_sets": class_sets.get(nid, []),
-               "consensus": _text(c.get("window_consensus")), "site_auroc": _num(c.get("site_auroc")),
-               "site_q": _num(c.get("site_q"))}  # fmt: skip
+        row = {
+            "id": nid,
+            "layer": int(lay),
+            "module": str(m),
+            "neuron": int(n),
+            "characterised": bool(c),
+            "top_class": _text(top_class),
+            "profile": profile,
+            "class_share": _num(c.get("class_share")),
+            "class_sets": class_sets.get(nid, []),
+            "consensus": _text(c.get("window_consensus")),
+            "site_auroc": _num(c.get("site_auroc")),
+            "site_q": _num(c.get("site_q")),
+        }
         for r in rankings:
             row[f"score_{r.method}"] = float(r.score[i])
             row[f"rank_{r.method}"] = int(r.rank[i])

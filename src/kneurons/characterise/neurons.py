@@ -44,15 +44,39 @@ log = logging.getLogger(__name__)
 
 #: Columns of the per-neuron table, in order (``score``/``norm_score`` renamed ``ig_*`` on output).
 NEURON_COLUMNS = [
-    "rank", *NEURON_KEY, "score", "norm_score", "top_class", "class_share", "in_class_sets", "orientation",
-    "windows_from", "window_consensus", "window_class", "window_class_purity", "n_windows",
-    "site_auroc", "site_p", "site_q", "site_auroc_top_class", "site_p_top_class", "site_q_top_class",
-    "n_site_residues", "n_residues", "annotation",
-]  # fmt: skip
+    "rank",
+    *NEURON_KEY,
+    "score",
+    "norm_score",
+    "top_class",
+    "class_share",
+    "in_class_sets",
+    "orientation",
+    "windows_from",
+    "window_consensus",
+    "window_class",
+    "window_class_purity",
+    "n_windows",
+    "site_auroc",
+    "site_p",
+    "site_q",
+    "site_auroc_top_class",
+    "site_p_top_class",
+    "site_q_top_class",
+    "n_site_residues",
+    "n_residues",
+    "annotation",
+]
 #: Columns of ``characterise/window_activations.tsv``: one row per residue of each best window.
 WINDOW_ACTIVATION_COLUMNS = [
-    "rank", *NEURON_KEY, "accession", "center", "position", "residue", "response",
-]  # fmt: skip
+    "rank",
+    *NEURON_KEY,
+    "accession",
+    "center",
+    "position",
+    "residue",
+    "response",
+]
 
 
 def top_neurons(

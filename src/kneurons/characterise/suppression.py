@@ -125,10 +125,15 @@ def class_suppression(
         at = 1 + gi * (1 + random_sets)
         recall = per_class_recall(y_true, preds[at], k)
         matrix_rows.extend(
-            {"suppressed": label, "evaluated": lab, "recall_base": base[j], "recall": recall[j],
-             "recall_change": recall[j] - base[j]}
+            {
+                "suppressed": label,
+                "evaluated": lab,
+                "recall_base": base[j],
+                "recall": recall[j],
+                "recall_change": recall[j] - base[j],
+            }
             for j, lab in enumerate(labels)
-        )  # fmt: skip
+        )
         own, other = _own_other(base - recall, c)
         rand = [
             _own_other(base - per_class_recall(y_true, preds[at + 1 + r], k), c) for r in range(random_sets)

@@ -139,8 +139,11 @@ def window_responses(responses: Sequence[np.ndarray], windows: pd.DataFrame, wid
         inside = (at >= 0) & (at < len(r))
         values = np.full(width, np.nan)
         values[inside] = r[at[inside]]
-        rows.append(pd.DataFrame({"protein": int(p), "center": int(center), "position": np.arange(width),
-                                  "response": values}))  # fmt: skip
+        rows.append(
+            pd.DataFrame(
+                {"protein": int(p), "center": int(center), "position": np.arange(width), "response": values}
+            )
+        )
     if not rows:
         return pd.DataFrame(columns=["protein", "center", "position", "response"])
     return pd.concat(rows, ignore_index=True)

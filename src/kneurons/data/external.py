@@ -33,8 +33,9 @@ import numpy as np
 import pandas as pd
 
 from kneurons.data.label_report import DROPPED_COLUMNS
-from kneurons.data.labels import EXTERNAL_POLICIES, LabelPolicyError, label_proteins
+from kneurons.data.labels import LabelPolicyError, label_proteins
 from kneurons.data.local import read_proteins
+from kneurons.data.policies import EXTERNAL_POLICIES
 from kneurons.errors import ConfigError, InputError
 from kneurons.schema import with_defaults
 

@@ -86,12 +86,24 @@ def mmseqs_clusters(
         _write_fasta(labels_df, tmp / "seqs.fasta")
         _run(
             [
-                exe, "easy-cluster", str(tmp / "seqs.fasta"), str(tmp / "clu"), str(tmp / "work"),
-                "--min-seq-id", str(min_seq_id), "-c", str(coverage), "--cov-mode", str(cov_mode),
-                "--threads", str(threads), "-v", "1",
+                exe,
+                "easy-cluster",
+                str(tmp / "seqs.fasta"),
+                str(tmp / "clu"),
+                str(tmp / "work"),
+                "--min-seq-id",
+                str(min_seq_id),
+                "-c",
+                str(coverage),
+                "--cov-mode",
+                str(cov_mode),
+                "--threads",
+                str(threads),
+                "-v",
+                "1",
             ],
             "easy-cluster",
-        )  # fmt: skip
+        )
         table = pd.read_csv(
             tmp / "clu_cluster.tsv", sep="\t", header=None, names=["rep", "member"], dtype=str
         )
@@ -121,12 +133,25 @@ def best_hits(
         _write_fasta(target, tmp / "t.fasta")
         _run(
             [
-                exe, "easy-search", str(tmp / "q.fasta"), str(tmp / "t.fasta"), str(tmp / "hits.m8"),
-                str(tmp / "work"), "--format-output", "query,target,fident,alnlen,qcov,tcov",
-                "-c", str(coverage), "--cov-mode", str(cov_mode), "--threads", str(threads), "-v", "1",
+                exe,
+                "easy-search",
+                str(tmp / "q.fasta"),
+                str(tmp / "t.fasta"),
+                str(tmp / "hits.m8"),
+                str(tmp / "work"),
+                "--format-output",
+                "query,target,fident,alnlen,qcov,tcov",
+                "-c",
+                str(coverage),
+                "--cov-mode",
+                str(cov_mode),
+                "--threads",
+                str(threads),
+                "-v",
+                "1",
             ],
             "easy-search",
-        )  # fmt: skip
+        )
         names = ["query", "target", "fident", "alnlen", "qcov", "tcov"]
         hits = pd.read_csv(
             tmp / "hits.m8", sep="\t", header=None, names=names, dtype={"query": str, "target": str}
@@ -172,9 +197,13 @@ def max_identity_vs_train(
                 mean_best_identity=float(best["fident"].mean()),
                 queries_at_least={str(t): int((best["fident"] >= t).sum()) for t in (0.3, 0.5, 0.9)},
                 worst_pair={
-                    "query": top["query"], "target": top["target"], "identity": float(top["fident"]),
-                    "alnlen": int(top["alnlen"]), "qcov": float(top["qcov"]), "tcov": float(top["tcov"]),
+                    "query": top["query"],
+                    "target": top["target"],
+                    "identity": float(top["fident"]),
+                    "alnlen": int(top["alnlen"]),
+                    "qcov": float(top["qcov"]),
+                    "tcov": float(top["tcov"]),
                 },
-            )  # fmt: skip
+            )
         out[f"{name}_vs_train"] = result
     return out

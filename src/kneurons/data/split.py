@@ -194,8 +194,10 @@ def homology_split(
     missing = [(lab, s) for lab in sorted(totals) for s in SPLITS if current[(lab, s)] == 0]
     if missing:
         detail = ", ".join(f"{lab!r} not in {s}" for lab, s in missing[:10])
-        n_clu = Counter(min(Counter(labels[i] for i in m).items(), key=lambda x: (-x[1], x[0]))[0]
-                        for m in members.values())  # fmt: skip
+        n_clu = Counter(
+            min(Counter(labels[i] for i in m).items(), key=lambda x: (-x[1], x[0]))[0]
+            for m in members.values()
+        )
         worst = ", ".join(f"{lab!r}: {n_clu.get(lab, 0)} clusters" for lab in sorted({m[0] for m in missing}))
         raise InputError(
             f"homology split cannot put every class in every split ({detail}); clusters per class: "

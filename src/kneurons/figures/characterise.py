@@ -73,8 +73,14 @@ def plot_auroc_by_module(neurons: pd.DataFrame, annotation: str = "", alpha: flo
         # One message across the figure (two panel-centred copies would overlap).
         axes[1].set_axis_off()
         _message(axes[0], "")
-        fig.text(0.5, 0.5, f"Site AUROC not computed: {annotation or 'no residue annotations in the data'}",
-                 ha="center", va="center", wrap=True)  # fmt: skip
+        fig.text(
+            0.5,
+            0.5,
+            f"Site AUROC not computed: {annotation or 'no residue annotations in the data'}",
+            ha="center",
+            va="center",
+            wrap=True,
+        )
         return fig
     df = neurons[a.notna()]
     significant = df["site_q"] < alpha

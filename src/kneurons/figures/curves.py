@@ -174,9 +174,16 @@ def plot_threshold_bars(summary: pd.DataFrame) -> Figure:
             kw = {"yerr": errs, "capsize": 2, "error_kw": {"lw": 0.8}} if method == "random" else {}
             name = "random (mean; whiskers: min-max of seeds)" if method == "random" else label
             bars = ax.bar(
-                xs, heights, width=width * 0.95, color=colour if method != "random" else "#BBBBBB",
-                edgecolor="black", lw=0.5, hatch=HATCHES.get(method, ""), label=name, **kw,
-            )  # fmt: skip
+                xs,
+                heights,
+                width=width * 0.95,
+                color=colour if method != "random" else "#BBBBBB",
+                edgecolor="black",
+                lw=0.5,
+                hatch=HATCHES.get(method, ""),
+                label=name,
+                **kw,
+            )
             for bar, h, up in zip(bars, heights, errs[1], strict=False):
                 top = h + (up if method == "random" else 0.0)
                 ax.text(

@@ -52,9 +52,12 @@ def plot_density(density: pd.DataFrame) -> Figure:
     norm = TwoSlopeNorm(vcenter=0.0, vmin=-lim, vmax=lim)
     with plt.rc_context(RC):
         fig, axes = plt.subplots(
-            1, len(methods), figsize=(0.6 * len(types) * len(methods) + 2.2, 0.45 * (len(layers) + 1) + 1.8),
-            squeeze=False, layout="constrained",
-        )  # fmt: skip
+            1,
+            len(methods),
+            figsize=(0.6 * len(types) * len(methods) + 2.2, 0.45 * (len(layers) + 1) + 1.8),
+            squeeze=False,
+            layout="constrained",
+        )
         im = None
         for ax, method in zip(axes[0], methods, strict=False):
             rows = ["all", *[str(v) for v in layers]]
@@ -122,10 +125,13 @@ def plot_layer_module_gap(gap: pd.DataFrame) -> Figure:
     lim = max(0.05, float(np.nanmax(np.abs(g["auc_gap"].to_numpy(dtype=float)))))
     with plt.rc_context(RC):
         fig, axes = plt.subplots(
-            len(modes), len(methods),
+            len(modes),
+            len(methods),
             figsize=(0.6 * len(types) * len(methods) + 2.2, 0.45 * len(layers) * len(modes) + 2.0),
-            squeeze=False, layout="constrained", sharex=True,
-        )  # fmt: skip
+            squeeze=False,
+            layout="constrained",
+            sharex=True,
+        )
         im = None
         for r, mode in enumerate(modes):
             for c, method in enumerate(methods):

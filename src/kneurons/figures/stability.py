@@ -50,8 +50,15 @@ def plot_stability(stab: pd.DataFrame) -> Figure:
             band_hi = rows["random_hi"].max().reindex(fractions)
             left.fill_between(x, band_lo, band_hi, color=colour, alpha=0.12, linewidth=0)
             offset = (i - (len(methods) - 1) / 2) * 0.06
-            left.errorbar(x + offset, mean, yerr=[mean - lo, hi - mean], color=colour, marker=marker,
-                          capsize=3, label=label)  # fmt: skip
+            left.errorbar(
+                x + offset,
+                mean,
+                yerr=[mean - lo, hi - mean],
+                color=colour,
+                marker=marker,
+                capsize=3,
+                label=label,
+            )
         left.set_xticks(x, [f"{100 * f:g}%" for f in fractions])
         left.set_xlabel("top fraction of all neurons")
         left.set_ylabel(JACCARD_LABEL)
@@ -68,8 +75,13 @@ def plot_stability(stab: pd.DataFrame) -> Figure:
         for i, method in enumerate(methods):
             label, colour, _, _ = style(method)
             vals = per[per["method"] == method].groupby("module")["jaccard"].mean().reindex(types)
-            right.bar(np.arange(len(types)) + (i - (len(methods) - 1) / 2) * width, vals, width, color=colour,
-                      label=label)  # fmt: skip
+            right.bar(
+                np.arange(len(types)) + (i - (len(methods) - 1) / 2) * width,
+                vals,
+                width,
+                color=colour,
+                label=label,
+            )
         hi = per.groupby("module")["random_hi"].max().reindex(types)
         right.scatter(
             np.arange(len(types)),

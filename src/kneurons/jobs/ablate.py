@@ -38,9 +38,16 @@ def job_fill(
             raise InputError("ablate.fill 'mean' needs the scoring set (scores/scoring_set.tsv)")
         scoring_sequences = read_scoring_set(scoring_set_path)["sequence"].tolist()
     return make_fill(
-        kind, model, info, model_settings, scoring_sequences=scoring_sequences, reference=reference_loader,
-        token_budget=token_budget, device=device, source=source,
-    )  # fmt: skip
+        kind,
+        model,
+        info,
+        model_settings,
+        scoring_sequences=scoring_sequences,
+        reference=reference_loader,
+        token_budget=token_budget,
+        device=device,
+        source=source,
+    )
 
 
 def run_ablation_job(
@@ -85,9 +92,16 @@ def run_ablation_job(
     # Scores of another model would rank this model's neurons meaninglessly.
     check_scores_match_checkpoint(scores_path, checkpoint, score_meta)
     fill = job_fill(
-        ab["fill"], model, info, settings["model"], scoring_set_path, ab["token_budget"], device,
-        str(checkpoint), reference_loader,
-    )  # fmt: skip
+        ab["fill"],
+        model,
+        info,
+        settings["model"],
+        scoring_set_path,
+        ab["token_budget"],
+        device,
+        str(checkpoint),
+        reference_loader,
+    )
     per_pass = ab.get("masks_per_pass") or default_masks_per_pass(device)
     result = run_ablation(
         model,

@@ -81,13 +81,28 @@ def run_class_job(
     held = load_held_out(split_path, labels, c["split"], c["max_proteins"], settings["seed"])
     index = {lab: i for i, lab in enumerate(labels)}
     fill = job_fill(
-        settings["ablate"]["fill"], model, info, settings["model"], scoring_set_path, c["token_budget"],
-        device, str(checkpoint),
-    )  # fmt: skip
+        settings["ablate"]["fill"],
+        model,
+        info,
+        settings["model"],
+        scoring_set_path,
+        c["token_budget"],
+        device,
+        str(checkpoint),
+    )
     matrix, spec = class_suppression(
-        model, held["sequence"].tolist(), held["label"].map(index).to_numpy(), labels, sets, fill,
-        c["random_sets"], settings["seed"], c["token_budget"], device, settings["train"].get("bf16", True),
-    )  # fmt: skip
+        model,
+        held["sequence"].tolist(),
+        held["label"].map(index).to_numpy(),
+        labels,
+        sets,
+        fill,
+        c["random_sets"],
+        settings["seed"],
+        c["token_budget"],
+        device,
+        settings["train"].get("bf16", True),
+    )
     off = matrix[matrix["suppressed"] != matrix["evaluated"]]["recall_change"]
     diag = matrix[matrix["suppressed"] == matrix["evaluated"]]["recall_change"]
     summary = {

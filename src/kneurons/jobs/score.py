@@ -1,7 +1,7 @@
 """The scoring job: one score table of a method's chunk of layers from the checkpoint and the scoring set.
 
 The model is loaded once and each layer is scored on its own (``scoring.base.score_layer``), so a
-layer's scores are the same whichever chunk it is in (``settings.score_layer_chunks``).
+layer's scores are the same whichever chunk it is in (``scatter.score_layer_chunks``).
 """
 
 from __future__ import annotations

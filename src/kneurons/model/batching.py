@@ -136,7 +136,9 @@ def run_adaptive(
                 limit = size if limit is None else min(limit, size)
             log.warning(
                 "%s: out of memory on %d sequences (%d padded tokens); halving the batch and retrying",
-                what, len(idx), size,
-            )  # fmt: skip
+                what,
+                len(idx),
+                size,
+            )
             half = len(idx) // 2
             todo[:0] = [idx[:half], idx[half:]]

@@ -229,9 +229,17 @@ def attribution_per_sequence(
     # Attributions are per sequence (test_attribution_independent_of_padding_partner), so
     # run_batches may halve an out-of-memory batch; attribute_batch sets its own precision.
     batches = run_batches(
-        model, sequences, step, token_budget, device, bf16, copies=len(al), max_padding=IG_MAX_PADDING,
-        what=f"{what} layer {layer}", use_autocast=False,
-    )  # fmt: skip
+        model,
+        sequences,
+        step,
+        token_budget,
+        device,
+        bf16,
+        copies=len(al),
+        max_padding=IG_MAX_PADDING,
+        what=f"{what} layer {layer}",
+        use_autocast=False,
+    )
     try:
         for batch, res in batches:
             for t in module_types:
@@ -285,9 +293,19 @@ class IntegratedGradients(PerSequenceMethod):
             raise InputError(f"{self.name} attributions need the gold class of every sequence")
         alphas, weights = self.points()
         return attribution_per_sequence(
-            model, sequences, gold, layer, module_types, alphas, weights, self.target,
-            token_budget=self.token_budget, device=device, bf16=self.bf16, what=self.name,
-        )  # fmt: skip
+            model,
+            sequences,
+            gold,
+            layer,
+            module_types,
+            alphas,
+            weights,
+            self.target,
+            token_budget=self.token_budget,
+            device=device,
+            bf16=self.bf16,
+            what=self.name,
+        )
 
 
 @dataclass(frozen=True)

@@ -57,10 +57,26 @@ VERDICTS: tuple[str, ...] = ("supported", "not supported", "inconclusive")
 
 #: Columns of ``stats/claims.tsv``.
 CLAIM_COLUMNS: list[str] = [
-    "claim", "statement", "method", "set", "statistic", "estimate", "ci_lo", "ci_hi", "confidence",
-    "p_value", "p_floor", "n_replicates", "direction", "margin", "verdict", "note", "rule", "figure",
+    "claim",
+    "statement",
+    "method",
+    "set",
+    "statistic",
+    "estimate",
+    "ci_lo",
+    "ci_hi",
+    "confidence",
+    "p_value",
+    "p_floor",
+    "n_replicates",
+    "direction",
+    "margin",
+    "verdict",
+    "note",
+    "rule",
+    "figure",
     "source",
-]  # fmt: skip
+]
 
 #: The figure behind each claim (``results/figures/...``), as the report and the atlas link it.
 FIGURE_OF: dict[str, str] = {
@@ -218,39 +234,80 @@ def evaluate_claims(
     margins = settings["claims"]
     top = settings["top_fraction"]
     specs: list[tuple[str, str, str, str, int, float, Evidence | None]] = [
-        ("1", "preserving activation-selected neurons keeps more accuracy than random selections",
-         "activation", "AUC gap to random (global, preserve)", +1, margins["auc_margin"],
-         _auc_gap(random_gap, "activation", "preserve", random_gap_source)),
-        ("2", "preserving IG-selected neurons keeps more accuracy than random selections",
-         "ig", "AUC gap to random (global, preserve)", +1, margins["auc_margin"],
-         _auc_gap(random_gap, "ig", "preserve", random_gap_source)),
+        (
+            "1",
+            "preserving activation-selected neurons keeps more accuracy than random selections",
+            "activation",
+            "AUC gap to random (global, preserve)",
+            +1,
+            margins["auc_margin"],
+            _auc_gap(random_gap, "activation", "preserve", random_gap_source),
+        ),
+        (
+            "2",
+            "preserving IG-selected neurons keeps more accuracy than random selections",
+            "ig",
+            "AUC gap to random (global, preserve)",
+            +1,
+            margins["auc_margin"],
+            _auc_gap(random_gap, "ig", "preserve", random_gap_source),
+        ),
         *(
-            ("3", "knowledge neurons are enriched in the key projections (k_proj)", m,
-             f"log2 enrichment of k_proj in the global top {top:g}", +1, margins["log2_enrichment_margin"],
-             _k_proj_enrichment(density, m, confidence))
+            (
+                "3",
+                "knowledge neurons are enriched in the key projections (k_proj)",
+                m,
+                f"log2 enrichment of k_proj in the global top {top:g}",
+                +1,
+                margins["log2_enrichment_margin"],
+                _k_proj_enrichment(density, m, confidence),
+            )
             for m in ("activation", "ig")
         ),
-        ("4", "suppressing the top IG neurons hurts more than suppressing random ones",
-         "ig", "AUC gap to random (global, suppress)", -1, margins["auc_margin"],
-         _auc_gap(random_gap, "ig", "suppress", random_gap_source)),
-        ("5", "class-specific neurons are specific: own-class recall drops more than other classes'",
-         "ig", "mean over classes of own minus other recall drop", +1, margins["specificity_margin"],
-         _class_specificity(class_specificity, confidence)),
-    ]  # fmt: skip
+        (
+            "4",
+            "suppressing the top IG neurons hurts more than suppressing random ones",
+            "ig",
+            "AUC gap to random (global, suppress)",
+            -1,
+            margins["auc_margin"],
+            _auc_gap(random_gap, "ig", "suppress", random_gap_source),
+        ),
+        (
+            "5",
+            "class-specific neurons are specific: own-class recall drops more than other classes'",
+            "ig",
+            "mean over classes of own minus other recall drop",
+            +1,
+            margins["specificity_margin"],
+            _class_specificity(class_specificity, confidence),
+        ),
+    ]
     rows = []
     for claim, statement, method, statistic, direction, margin, ev in specs:
         if ev is None:
             continue
         rows.append(
             {
-                "claim": claim, "statement": statement, "method": method, "set": set_name,
-                "statistic": statistic, "estimate": ev.estimate, "ci_lo": ev.ci_lo, "ci_hi": ev.ci_hi,
-                "confidence": confidence, "p_value": ev.p_value, "p_floor": ev.p_floor,
+                "claim": claim,
+                "statement": statement,
+                "method": method,
+                "set": set_name,
+                "statistic": statistic,
+                "estimate": ev.estimate,
+                "ci_lo": ev.ci_lo,
+                "ci_hi": ev.ci_hi,
+                "confidence": confidence,
+                "p_value": ev.p_value,
+                "p_floor": ev.p_floor,
                 "n_replicates": n_replicates,
-                "direction": "greater" if direction > 0 else "less", "margin": margin,
+                "direction": "greater" if direction > 0 else "less",
+                "margin": margin,
                 "verdict": "inconclusive" if note else verdict(ev.ci_lo, ev.ci_hi, direction, margin),
-                "note": note, "rule": rule_text(direction, margin, confidence), "figure": FIGURE_OF[claim],
+                "note": note,
+                "rule": rule_text(direction, margin, confidence),
+                "figure": FIGURE_OF[claim],
                 "source": ev.source,
             }
-        )  # fmt: skip
+        )
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)

@@ -87,12 +87,19 @@ def density(
         for level, layer, m, sel in groups:
             rows.append(
                 {
-                    "method": method, "seed": seed, "level": level, "layer": layer, "module": m,
-                    "n_neurons": int(sel.sum()), "n_total": layout.total, "n_top": n_top,
-                    "top_fraction": top_fraction, **_enrichment(top, n_top, sel, layout.total),
+                    "method": method,
+                    "seed": seed,
+                    "level": level,
+                    "layer": layer,
+                    "module": m,
+                    "n_neurons": int(sel.sum()),
+                    "n_total": layout.total,
+                    "n_top": n_top,
+                    "top_fraction": top_fraction,
+                    **_enrichment(top, n_top, sel, layout.total),
                     "n_replicates": 1,
                 }
-            )  # fmt: skip
+            )
     out = pd.DataFrame(rows)
     out["seed"] = out["seed"].astype("Int64")
     out["layer"] = out["layer"].astype("Int64")
@@ -135,14 +142,18 @@ def pool_density(frames: list[pd.DataFrame]) -> pd.DataFrame:
         q_lo, q_hi = int(np.searchsorted(cdf, 0.025)), int(np.searchsorted(cdf, 0.975))
         rows.append(
             {
-                **row.to_dict(), "n_top": pooled_top, "count": c, "expected": expected,
+                **row.to_dict(),
+                "n_top": pooled_top,
+                "count": c,
+                "expected": expected,
                 "enrichment": c / expected if expected > 0 else float("nan"),
                 "null_lo": q_lo / expected if expected > 0 else float("nan"),
                 "null_hi": q_hi / expected if expected > 0 else float("nan"),
-                "p_enriched": float(min(1.0, pmf[c:].sum())), "p_depleted": float(min(1.0, cdf[c])),
+                "p_enriched": float(min(1.0, pmf[c:].sum())),
+                "p_depleted": float(min(1.0, cdf[c])),
                 "n_replicates": len(frames),
             }
-        )  # fmt: skip
+        )
     out = pd.DataFrame(rows)
     out["seed"] = out["seed"].astype("Int64")
     out["layer"] = out["layer"].astype("Int64")

@@ -43,13 +43,40 @@ from kneurons.stats.multiple import bh_qvalues
 from kneurons.tables import AblationData, row_keys
 
 AUC_COLUMNS: list[str] = [
-    "method", *GROUP_KEYS, "layer", "module", "auc_method", "auc_random", "auc_gap", "ci_lo", "ci_hi",
-    "p_value", "excludes_zero", "n_seeds", "n_test", "n_boot", "confidence",
-]  # fmt: skip
+    "method",
+    *GROUP_KEYS,
+    "layer",
+    "module",
+    "auc_method",
+    "auc_random",
+    "auc_gap",
+    "ci_lo",
+    "ci_hi",
+    "p_value",
+    "excludes_zero",
+    "n_seeds",
+    "n_test",
+    "n_boot",
+    "confidence",
+]
 PAIRED_COLUMNS: list[str] = [
-    "method", *GROUP_KEYS, "layer", "module", "f", "acc_method", "acc_random", "gap", "ci_lo", "ci_hi",
-    "n_better", "n_worse", "p_value", "p_adj", "n_seeds", "n_test",
-]  # fmt: skip
+    "method",
+    *GROUP_KEYS,
+    "layer",
+    "module",
+    "f",
+    "acc_method",
+    "acc_random",
+    "gap",
+    "ci_lo",
+    "ci_hi",
+    "n_better",
+    "n_worse",
+    "p_value",
+    "p_adj",
+    "n_seeds",
+    "n_test",
+]
 
 
 @dataclass
@@ -178,11 +205,19 @@ def _compare(
     gap = acc_m - acc_r
     lo, hi, auc_lo, auc_hi, auc_p = _gap_intervals(c_ms, refs, w, confidence, pick)
     auc_row = {
-        **base, "auc_method": float(w @ acc_m), "auc_random": float(w @ acc_r), "auc_gap": float(w @ gap),
-        "ci_lo": float(auc_lo), "ci_hi": float(auc_hi), "p_value": auc_p,
+        **base,
+        "auc_method": float(w @ acc_m),
+        "auc_random": float(w @ acc_r),
+        "auc_gap": float(w @ gap),
+        "ci_lo": float(auc_lo),
+        "ci_hi": float(auc_hi),
+        "p_value": auc_p,
         "excludes_zero": bool(auc_lo > 0 or auc_hi < 0),
-        "n_seeds": len(ref.seeds), "n_test": n_test, "n_boot": n_boot, "confidence": confidence,
-    }  # fmt: skip
+        "n_seeds": len(ref.seeds),
+        "n_test": n_test,
+        "n_boot": n_boot,
+        "confidence": confidence,
+    }
     # d_i per protein, averaged over replicates (the proteins are the same in every replicate).
     d_all = np.mean([c - r.correct.mean(0) for c, r in zip(c_ms, refs, strict=True)], axis=0)  # (n_f, n_test)
     f_rows = []
@@ -190,12 +225,20 @@ def _compare(
         d = d_all[i]
         f_rows.append(
             {
-                **base, "f": float(f), "acc_method": float(acc_m[i]), "acc_random": float(acc_r[i]),
-                "gap": float(gap[i]), "ci_lo": float(lo[i]), "ci_hi": float(hi[i]),
-                "n_better": int((d > 0).sum()), "n_worse": int((d < 0).sum()), "p_value": float(_paired_p(d)),
-                "n_seeds": len(ref.seeds), "n_test": n_test,
+                **base,
+                "f": float(f),
+                "acc_method": float(acc_m[i]),
+                "acc_random": float(acc_r[i]),
+                "gap": float(gap[i]),
+                "ci_lo": float(lo[i]),
+                "ci_hi": float(hi[i]),
+                "n_better": int((d > 0).sum()),
+                "n_worse": int((d < 0).sum()),
+                "p_value": float(_paired_p(d)),
+                "n_seeds": len(ref.seeds),
+                "n_test": n_test,
             }
-        )  # fmt: skip
+        )
     return auc_row, f_rows
 
 

@@ -44,9 +44,20 @@ from kneurons.ranking import (
 STABILITY_FRACTIONS: tuple[float, ...] = (0.001, 0.01, 0.05)
 
 STABILITY_COLUMNS: list[str] = [
-    "method", "level", "module", "k_fraction", "k", "n_neurons", "replicate_a", "replicate_b",
-    "jaccard", "random_jaccard", "random_lo", "random_hi", "spearman",
-]  # fmt: skip
+    "method",
+    "level",
+    "module",
+    "k_fraction",
+    "k",
+    "n_neurons",
+    "replicate_a",
+    "replicate_b",
+    "jaccard",
+    "random_jaccard",
+    "random_lo",
+    "random_hi",
+    "spearman",
+]
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -137,11 +148,19 @@ def stability(
                 wa, wb = within[a][members], within[b][members]
                 rows.append(
                     {
-                        "method": method, "level": level, "module": module, "k_fraction": frac, "k": k,
-                        "n_neurons": n, "replicate_a": a, "replicate_b": b,
+                        "method": method,
+                        "level": level,
+                        "module": module,
+                        "k_fraction": frac,
+                        "k": k,
+                        "n_neurons": n,
+                        "replicate_a": a,
+                        "replicate_b": b,
                         "jaccard": jaccard(top_a, top_b),
-                        "random_jaccard": float(null.mean()), "random_lo": float(lo), "random_hi": float(hi),
+                        "random_jaccard": float(null.mean()),
+                        "random_lo": float(lo),
+                        "random_hi": float(hi),
                         "spearman": float(sps.spearmanr(wa, wb).statistic) if n > 1 else float("nan"),
                     }
-                )  # fmt: skip
+                )
     return pd.DataFrame(rows, columns=STABILITY_COLUMNS)

@@ -29,8 +29,13 @@ _STATS_NUMERIC: dict[str, tuple[str, ...]] = {
     "stability": ("k_fraction", "jaccard", "random_lo", "random_hi", "spearman"),
 }
 _STATS_DTYPES = {
-    "scope_name": str, "module": str, "method": str, "label": str, "replicate_a": str, "replicate_b": str,
-}  # fmt: skip
+    "scope_name": str,
+    "module": str,
+    "method": str,
+    "label": str,
+    "replicate_a": str,
+    "replicate_b": str,
+}
 
 #: ``characterise/{name}``: its reader's dtypes and required columns.
 CHARACTERISE_TABLES: dict[str, tuple[dict[str, Any] | None, tuple[str, ...]]] = {

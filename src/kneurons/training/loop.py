@@ -142,10 +142,14 @@ def _train_epoch(run: TrainRun, state: TrainingState, clock: _Clock, log_every: 
             rate = (state.step - clock.steps_at_start) / max(time.perf_counter() - clock.start, 1e-9)
             log.info(
                 "epoch %d step %d/%d loss %.4f lr %.2e %.0f tokens/s ETA %s",
-                state.epoch + 1, state.step, run.total_steps, float(loss_sum) / max(loss_n, 1),
-                run.scheduler.get_last_lr()[0], tokens_seen / max(time.perf_counter() - t0, 1e-9),
+                state.epoch + 1,
+                state.step,
+                run.total_steps,
+                float(loss_sum) / max(loss_n, 1),
+                run.scheduler.get_last_lr()[0],
+                tokens_seen / max(time.perf_counter() - t0, 1e-9),
                 _fmt_eta((run.total_steps - state.step) / max(rate, 1e-9)),
-            )  # fmt: skip
+            )
         if state.step >= run.total_steps:
             break
     seconds = time.perf_counter() - t0
@@ -196,9 +200,14 @@ def _early_stopping(
             state.stopped = True
     log.info(
         "epoch %d done: train loss %.4f, val accuracy %.4f, val macro-F1 %.4f, %.0f tokens/s, %.1f s%s",
-        row["epoch"], row["train_loss"], row["val_accuracy"], val_f1, row["tokens_per_s"], row["seconds"],
+        row["epoch"],
+        row["train_loss"],
+        row["val_accuracy"],
+        val_f1,
+        row["tokens_per_s"],
+        row["seconds"],
         " (early stop)" if state.stopped else "",
-    )  # fmt: skip
+    )
 
 
 # -- outputs ----------------------------------------------------------------------------------------
@@ -318,10 +327,18 @@ def fine_tune(
     log.info(
         "fine-tuning %s (%s, %d params, %d trainable) on %s: %d train / %d val / %d test proteins, "
         "%d classes, %d batches/epoch, %d optimiser steps max",
-        run.spec.name, "pretrained" if run.model_cfg["pretrained"] else "random init", n_params,
-        sum(p.numel() for p in run.trainable), run.device, len(data.parts["train"]), len(data.parts["val"]),
-        len(data.parts["test"]), len(labels), run.n_batches, run.total_steps,
-    )  # fmt: skip
+        run.spec.name,
+        "pretrained" if run.model_cfg["pretrained"] else "random init",
+        n_params,
+        sum(p.numel() for p in run.trainable),
+        run.device,
+        len(data.parts["train"]),
+        len(data.parts["val"]),
+        len(data.parts["test"]),
+        len(labels),
+        run.n_batches,
+        run.total_steps,
+    )
 
     now = time.perf_counter()
     clock = _Clock(start=now, steps_at_start=state.step, last_log=now)
@@ -339,8 +356,10 @@ def fine_tune(
     _write_outputs(run, state, metrics, out_dir, run_metadata)
     log.info(
         "best epoch %d: val macro-F1 %.4f%s",
-        state.best_epoch, state.best_f1,
+        state.best_epoch,
+        state.best_f1,
         f", test accuracy {metrics['test']['accuracy']:.4f}, test macro-F1 {metrics['test']['macro_f1']:.4f}"
-        if "test" in metrics else "",
-    )  # fmt: skip
+        if "test" in metrics
+        else "",
+    )
     return metrics

@@ -145,8 +145,14 @@ def setup_run(
     weights = weights_identity(model_cfg, init_seed)
     log.info("backbone weights: %s", weights)
     # The weights' content, not only the checkpoint's path: a replaced file must not be resumed.
-    fingerprint = {"model": model_cfg, "train": train_cfg, "labels": labels, "seed": seed,
-                   "data": data.fingerprint, "weights": weights}  # fmt: skip
+    fingerprint = {
+        "model": model_cfg,
+        "train": train_cfg,
+        "labels": labels,
+        "seed": seed,
+        "data": data.fingerprint,
+        "weights": weights,
+    }
     model.to(dev)
     apply_freezing(model, train_cfg["freeze_layers"], train_cfg["head_only"])
     optimizer = make_optimizer(model, train_cfg["lr"], train_cfg["weight_decay"])
@@ -162,12 +168,24 @@ def setup_run(
     train_y = data.y_of("train")
     weight = class_weights(train_y, len(labels)).to(dev) if train_cfg["class_weighting"] else None
     return TrainRun(
-        data=data, labels=labels, model_cfg=model_cfg, train_cfg=train_cfg, seed=seed, device=dev,
-        config_hash=config_hash(fingerprint), weights_sha256=weights, model=model, spec=spec,
-        optimizer=optimizer, scheduler=scheduler, loss_fn=nn.CrossEntropyLoss(weight=weight), lengths=lengths,
-        n_batches=n_batches, total_steps=total_steps,
+        data=data,
+        labels=labels,
+        model_cfg=model_cfg,
+        train_cfg=train_cfg,
+        seed=seed,
+        device=dev,
+        config_hash=config_hash(fingerprint),
+        weights_sha256=weights,
+        model=model,
+        spec=spec,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        loss_fn=nn.CrossEntropyLoss(weight=weight),
+        lengths=lengths,
+        n_batches=n_batches,
+        total_steps=total_steps,
         trainable=[p for p in model.parameters() if p.requires_grad],
-    )  # fmt: skip
+    )
 
 
 def resume_or_start(run: TrainRun, ckpt_dir: Path, resume: bool) -> tuple[TrainingState, int | None]:
@@ -178,8 +196,11 @@ def resume_or_start(run: TrainRun, ckpt_dir: Path, resume: bool) -> tuple[Traini
         if state is not None:
             log.info(
                 "resuming from %s: epoch %d done, step %d, best val macro-F1 %.4f",
-                last_path, state.epoch, state.step, state.best_f1,
-            )  # fmt: skip
+                last_path,
+                state.epoch,
+                state.step,
+                state.best_f1,
+            )
             return state, state.epoch
         log.warning("%s belongs to another configuration, data or code version; starting afresh", last_path)
         shutil.rmtree(ckpt_dir)

@@ -22,10 +22,40 @@ INSTALL_HINT = "pip install 'kneurons[esmc]' (transformers >= 5.24 with ESM C)"
 #: The ESM C sequence vocabulary, fixed by the weights (every ESM C checkpoint shares it; the same
 #: list as transformers' ``tokenization_esmc.SEQUENCE_VOCAB`` and the esm package's tokenizer).
 VOCAB: tuple[str, ...] = (
-    "<cls>", "<pad>", "<eos>", "<unk>",
-    "L", "A", "G", "V", "S", "E", "R", "T", "I", "D", "P", "K", "Q", "N", "F", "Y", "M", "H", "W", "C",
-    "X", "B", "U", "Z", "O", ".", "-", "|", "<mask>",
-)  # fmt: skip
+    "<cls>",
+    "<pad>",
+    "<eos>",
+    "<unk>",
+    "L",
+    "A",
+    "G",
+    "V",
+    "S",
+    "E",
+    "R",
+    "T",
+    "I",
+    "D",
+    "P",
+    "K",
+    "Q",
+    "N",
+    "F",
+    "Y",
+    "M",
+    "H",
+    "W",
+    "C",
+    "X",
+    "B",
+    "U",
+    "Z",
+    "O",
+    ".",
+    "-",
+    "|",
+    "<mask>",
+)
 CLS_IDX, PAD_IDX, EOS_IDX, UNK_IDX = 0, 1, 2, 3
 MASK_IDX = VOCAB.index("<mask>")  # 32
 #: One character -> its id. ``_`` is the mask, as ESM C's own tokenizer reads it: the esm package's
