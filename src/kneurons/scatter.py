@@ -26,9 +26,10 @@ def per_job(setting: int | str, n_items: int, model_name: str) -> int:
 
 
 def score_layer_chunks(cfg: Config) -> list[tuple[int, int]]:
-    """``(first, last)`` layers (both included) of each scoring job of a method, in layer order:
-    ``score.layers_per_job`` per job (``per_job``), the last chunk shorter. A job scores each layer
-    on its own, so the chunking changes which jobs exist, never a score: it is no job's setting."""
+    """The ``(first, last)`` layers (both included) of each scoring job of a method, in layer order:
+    ``score.layers_per_job`` consecutive layers per job (``per_job``), the last chunk shorter where
+    they do not divide the layer count. A job scores each of its layers on its own, so the
+    chunking changes which jobs exist, never a score: it is no job's setting."""
     n = num_layers(cfg)
     size = per_job(cfg["score"]["layers_per_job"], n, cfg["model"]["name"])
     return [(first, min(first + size, n) - 1) for first in range(0, n, size)]
