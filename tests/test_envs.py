@@ -136,6 +136,30 @@ def test_every_rule_has_a_conda_env():
     assert checked, "no executable rules found"
 
 
+def test_jobs_of_torch_free_envs_import_no_torch():
+    """A rule whose env has no torch (data, plots) runs a script whose imports load no torch: the
+    job modules it reaches (kneurons.jobs.data, .gather, .external, ...) stay torch-free."""
+    checked = []
+    for rule in workflow_rules():
+        if rule["kind"] != "script" or "torch" in _env_packages(
+            (Path(rule["basedir"]) / rule["conda"]).resolve()
+        ):
+            continue
+        script = (Path(rule["basedir"]) / rule["script"]).resolve()
+        # the script's imports, run without the script (it needs Snakemake's `snakemake` object)
+        imports = "\n".join(
+            line for line in script.read_text().splitlines() if line.startswith(("import ", "from "))
+        )
+        code = f"import sys\n{imports}\nprint('torch' in sys.modules)"
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=REPO
+        )
+        assert proc.returncode == 0, f"rule {rule['name']}: {script.name}: {proc.stderr[-2000:]}"
+        assert proc.stdout.strip() == "False", f"rule {rule['name']}: {script.name} imports torch"
+        checked.append(rule["name"])
+    assert {"labels", "split", "scoring_set", "gather_ablation_seeds", "claims"} <= set(checked)
+
+
 def test_package_reaches_jobs_from_any_directory(tmp_path):
     """A job's interpreter that has no kneurons installed (here: python -S, no site-packages,
     as in a conda env) imports it from the workflow's src/, with the working directory elsewhere."""

@@ -327,6 +327,28 @@ def test_no_script_reads_the_config():
         )
 
 
+def test_scripts_are_thin_adapters_over_the_jobs():
+    """A workflow script starts its job and calls the job seam: it imports nothing of the package
+    but ``kneurons.jobs`` (the logic lives there, callable without Snakemake) and no third-party
+    library."""
+    import ast
+    import sys
+
+    for path in sorted((REPO / "workflow" / "scripts").glob("*.py")):
+        modules = []
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                modules.append(node.module or "")
+        jobs = [m for m in modules if m == "kneurons.jobs" or m.startswith("kneurons.jobs.")]
+        assert len(jobs) >= 2, (
+            f"{path.name}: imports {jobs}; expected kneurons.jobs (start) and one job module"
+        )
+        others = [m for m in modules if m not in jobs and m.split(".")[0] not in sys.stdlib_module_names]
+        assert not others, f"{path.name} imports {others}: move that logic into src/kneurons/jobs/"
+
+
 def test_every_rule_passes_the_settings_seam_and_says_what_it_does():
     """The params Snakemake sees are the seam's (functions of wildcards where the seam has them)."""
     own = {"figure": {"kind"}, "characterise_figures": {"figures"}}

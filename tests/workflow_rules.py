@@ -79,6 +79,7 @@ with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
             "resources": sorted(rule.resources.keys()),
             "params": params,
             "message": rule.message,
+            "script": rule.script,
         })
 print("RULES-JSON " + json.dumps(rules))
 """
@@ -88,7 +89,8 @@ print("RULES-JSON " + json.dumps(rules))
 def workflow_rules(repo: Path = REPO) -> tuple[dict, ...]:
     """One dict per rule of the workflow in ``repo``: name, kind (shell|script|notebook|wrapper|run|none),
     conda (as written), basedir (the rule file's directory), resources (names declared), params (by name;
-    functions of wildcards as ``"<callable>"``) and message."""
+    functions of wildcards as ``"<callable>"``), message and script (as written, relative to basedir;
+    None for other kinds)."""
     with tempfile.TemporaryDirectory(prefix="kneurons-rules-") as workdir:
         proc = subprocess.run(
             [sys.executable, "-c", _SCRIPT, str(repo), workdir],

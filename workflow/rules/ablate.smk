@@ -1,26 +1,17 @@
 # Ablation: preserve / suppress the top-f neurons of each scope, for every scoring method (random
-# over ablate.random_seeds), on the test split; then statistics over all jobs. One job per
-# (method, scope), and for the random baseline one per (scope, chunk of seeds; ablate.seeds_per_job),
-# gathered in seed order into the same table, so a cluster runs them in parallel. Logic:
-# src/kneurons/ablation/, src/kneurons/ablation/selection.py (ranking rules), src/kneurons/stats/.
+# over ablate.random_seeds), on the test split. One job per (method, scope), and for the random
+# baseline one per (scope, chunk of seeds; ablate.seeds_per_job), gathered in seed order into the
+# same table, so a cluster runs them in parallel. The statistics over all jobs: stats.smk. Logic: src/kneurons/ablation/, src/kneurons/ablation/selection.py
+# (ranking rules); jobs: src/kneurons/jobs/ablate.py, src/kneurons/jobs/gather.py
+# (run_gather_ablation_seeds).
 
 ABLATE_METHODS = list(config["score"]["methods"])
 ABLATE_SCOPES = list(config["ablate"]["scopes"])
 #: The random baseline's jobs: one per chunk of seeds (ablate.seeds_per_job), e.g. "0_1_2_3_4".
 SEED_CHUNKS = [seed_chunk_label(c) for c in random_seed_chunks(config)]
-STATS_DIR = f"{R}/stats"
-#: The statistics tables (TSV, one row per curve / per f / per group; see src/kneurons/stats/).
-STATS = {
-    name: f"{STATS_DIR}/{name}.tsv"
-    for name in (
-        "curves",
-        "summary",
-        "random_gap",
-        "paired_tests",
-        "density",
-        "stability",
-    )
-}
+
+
+include: "functions/ablate.smk"
 
 
 rule ablate:
@@ -77,7 +68,8 @@ rule ablate_seed:
     threads: 1 if config["model"]["name"] == "custom" else 4
     resources:
         mem_mb=8000,
-        runtime=seed_chunk_runtime,
+        # minutes: 240 per seed of the chunk
+        runtime=lambda wildcards: 240 * len(seed_chunk_seeds(wildcards.seeds)),
         gpu=0 if config["device"] == "cpu" else 1,
     params:
         **rule_params("ablate_seed", config),
@@ -119,76 +111,3 @@ rule gather_ablation_seeds:
         "Gathering the random baseline's seed chunks, scope {wildcards.scope}"
     script:
         "../scripts/gather_ablation_seeds.py"
-
-
-rule ablation_stats:
-    # Replicate-major lists; the job cuts them into one list per replicate (params.replicates).
-    input:
-        tables=[
-            ablation_table(m, s, p)
-            for p in REP_PREFIXES
-            for m in ABLATE_METHODS
-            for s in ABLATE_SCOPES
-        ],
-        preds=[
-            ablation_predictions(m, s, p)
-            for p in REP_PREFIXES
-            for m in ABLATE_METHODS
-            for s in ABLATE_SCOPES
-        ],
-        scores=[score_table(m, p) for p in REP_PREFIXES for m in ABLATE_METHODS],
-    output:
-        **STATS,
-    log:
-        f"{R}/logs/stats/ablation_stats.log",
-    benchmark:
-        f"{R}/benchmarks/stats/ablation_stats.tsv"
-    conda:
-        "../../envs/plots.yaml"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    params:
-        **rule_params("ablation_stats", config),
-    message:
-        "Statistics over all ablation jobs"
-    script:
-        "../scripts/ablation_stats.py"
-
-
-TARGETS += list(STATS.values())
-
-CLAIMS = f"{STATS_DIR}/claims.tsv"
-#: The verdict table rendered, for the report's first screen (workflow/report/workflow.rst).
-VERDICTS = f"{STATS_DIR}/verdicts.html"
-
-
-rule claims:
-    input:
-        unpack(claims_inputs),
-    output:
-        claims=report(
-            CLAIMS,
-            caption="../report/claims.rst",
-            category="0. Verdicts",
-            labels={"table": "a verdict per claim (TSV; rendered on the first page)"},
-        ),
-        verdicts=VERDICTS,
-    log:
-        f"{R}/logs/stats/claims.log",
-    conda:
-        "../../envs/plots.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        **rule_params("claims", config),
-    message:
-        "A verdict per claim"
-    script:
-        "../scripts/claims.py"
-
-
-TARGETS += [CLAIMS]

@@ -1,7 +1,8 @@
 # The neuron atlas: one self-contained HTML page (results/atlas/index.html) that opens from disk
 # with no network: overview (verdicts, curves, density, training), a sortable/filterable neuron
 # table and a panel per neuron (logo, windows, class profile, suppression, density cell).
-# Logic: src/kneurons/atlas/ (torch-free: it reads the result tables only).
+# Logic: src/kneurons/atlas/ (torch-free: it reads the result tables only); job:
+# src/kneurons/jobs/atlas.py.
 
 ATLAS = f"{R}/atlas/index.html"
 #: The figures of the page's overview (kneurons.atlas.OVERVIEW_FIGURES; a test checks they agree).
@@ -12,6 +13,9 @@ ATLAS_FIGURES = [
     "training_curve",
     "confusion_matrix",
 ]
+
+
+include: "functions/atlas.smk"
 
 
 rule atlas:
@@ -38,6 +42,3 @@ rule atlas:
         "Building the neuron atlas"
     script:
         "../scripts/atlas.py"
-
-
-TARGETS += [ATLAS]

@@ -1,13 +1,14 @@
 # What knowledge neurons know: class-specific neurons (selection, overlap, suppression) and where
 # the top IG neurons fire along held-out sequences (windows, logos, site AUROC).
-# Definitions: src/kneurons/characterise/; figures: src/kneurons/figures/characterise.py.
+# Definitions: src/kneurons/characterise/; figures: src/kneurons/figures/characterise.py;
+# jobs: src/kneurons/jobs/characterise.py, src/kneurons/jobs/figures.py (make_figures).
 
 # Per replicate (`rep`: "" for the main run, replicates/<r>/ for the others); the figures and the
 # atlas show the main run, the claims pool the class specificity of every replicate.
 CHAR = f"{R}/{{rep}}characterise"
 CHAR_FIG = f"{R}/figures/characterise"
-CHAR_MODEL = f"{R}/{{rep}}model/best.pt"
-CHAR_IG = f"{R}/{{rep}}scores/ig.parquet"
+CHAR_MODEL = BEST_MODEL  # finetune.smk
+CHAR_IG = score_table("ig")  # score.smk
 CHAR_CLASS = {
     "neurons": f"{CHAR}/class_neurons.tsv",
     "overlap": f"{CHAR}/class_overlap.tsv",
@@ -36,6 +37,13 @@ CHAR_FIGURES = {
         "class-specific neurons: recall change, overlap",
     ),
 }
+#: Every characterisation figure file (the default target's, and the `figures` rule's).
+CHAR_FIGURE_FILES = [
+    f"{CHAR_FIG}/{name}.{fmt}" for name in CHAR_FIGURES for fmt in CHAR_FORMATS
+]
+
+
+include: "functions/characterise.smk"
 
 
 rule characterise_classes:
@@ -114,11 +122,3 @@ rule characterise_figures:
         "Drawing the characterisation figures"
     script:
         "../scripts/characterise_figures.py"
-
-
-if config["characterise"]["enabled"]:
-    TARGETS += [
-        *(f for pattern in CHAR_CLASS.values() for f in per_replicate(pattern)),
-        *(pattern.replace("{rep}", "") for pattern in CHAR_NEURONS.values()),
-        *(f"{CHAR_FIG}/{name}.{fmt}" for name in CHAR_FIGURES for fmt in CHAR_FORMATS),
-    ]

@@ -1,8 +1,13 @@
 # Download: one rule per source (data.source picks one), then `proteins` normalises the
 # chosen source into the contract table data/proteins.tsv (accession, ec, sequence, ...).
-# Readers and their formats: src/kneurons/data/ (uniprot.py, expasy.py, brenda.py, local.py).
+# Readers and their formats: src/kneurons/data/ (uniprot.py, expasy.py, brenda.py, local.py);
+# jobs: src/kneurons/jobs/data.py (run_download_*, run_proteins).
 
 DATA = config["data"]
+#: The contract table every source is normalised into, and what reading the source rewrote
+#: (outside data/, which holds only the data tables); the labels stage reads both.
+PROTEINS = f"{R}/data/proteins.tsv"
+SOURCE_REPORT = f"{R}/provenance/source_report.json"
 DOWNLOAD = f"{R}/data/download"
 SYNTHETIC_MOTIFS = f"{DOWNLOAD}/synthetic_motifs.tsv"
 
@@ -12,7 +17,6 @@ SYNTHETIC_MOTIFS = f"{DOWNLOAD}/synthetic_motifs.tsv"
 ENZYME_DAT = [DATA["expasy"]["enzyme_dat"]] if DATA["expasy"]["enzyme_dat"] else []
 BRENDA_FILE = [DATA["brenda"]["path"]] if DATA["brenda"]["path"] else []
 SEQUENCES = [DATA["sequences"]] if DATA["sequences"] else []
-ENZCLASS = [DATA["enzclass"]] if DATA["enzclass"] else []
 # The selected source's file for `proteins`: a download output or the user's own file.
 SOURCE_FILE = {
     "synthetic": f"{DOWNLOAD}/synthetic.tsv",

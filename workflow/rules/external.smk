@@ -1,8 +1,10 @@
-# External test sets (evaluate.external: name -> file): label each set against the model's
-# classes, list the proteins dropped and report its overlap with training (external_set), evaluate the knowledge neurons of
-# every replicate on it (ablate_external: the global scope's preserve/suppress masks of every
-# method and the random baseline) and pool the replicates (external_stats); the claims table gets
-# rows per set. Logic: src/kneurons/data/external.py, src/kneurons/jobs/external.py.
+# External test sets (evaluate.external: name -> file, or `synthetic`: new proteins with the
+# training motifs, external_synthetic): label each set against the model's classes, list the
+# proteins dropped and report its overlap with training (external_set), evaluate the knowledge
+# neurons of every replicate on it (ablate_external: the global scope's preserve/suppress masks of
+# every method and the random baseline) and pool the replicates (external_stats); the claims table
+# gets rows per set (stats.smk). Logic: src/kneurons/data/external.py; jobs:
+# src/kneurons/jobs/external.py, src/kneurons/jobs/ablate.py (ablate_external).
 
 EXTERNAL = dict(config["evaluate"]["external"])
 EXT_DIR = f"{R}/external/{{set}}"
@@ -16,6 +18,9 @@ EXTERNAL_STATS = {
     "random_gap": f"{EXT_DIR}/random_gap.tsv",
     "metrics": f"{EXT_DIR}/metrics.json",
 }
+
+
+include: "functions/external.smk"
 
 
 rule external_synthetic:
@@ -121,10 +126,3 @@ rule external_stats:
         "Statistics of the knowledge neurons on external set {wildcards.set}"
     script:
         "../scripts/external_stats.py"
-
-
-TARGETS += [
-    path.replace("{set}", name)
-    for name in EXTERNAL
-    for path in (*EXTERNAL_FILES.values(), *EXTERNAL_STATS.values())
-]

@@ -3,7 +3,8 @@
 # scoring or ablation (also after their code changed):
 #   snakemake figures --rerun-triggers mtime --forcerun figure_accuracy figure_density \
 #       figure_smallest_fraction figure_layer_module_gap figure_training_curve figure_confusion_matrix
-# `snakemake --report results/report.html` gathers them. Logic: src/kneurons/figures/.
+# `snakemake --report results/report.html` gathers them. Logic: src/kneurons/figures/;
+# job: src/kneurons/jobs/figures.py (make_figure).
 
 FIG_DIR = f"{R}/figures"
 FIG_FORMATS = list(config["figures"]["formats"])
@@ -25,6 +26,10 @@ if HAS_CURVE_SCOPES:
         FIGURES["smallest_fraction"] = "smallest"
 if HAS_GAP:
     FIGURES["layer_module_gap"] = "gap"
+FIGURE_FILES = [f"{FIG_DIR}/{name}.{fmt}" for name in FIGURES for fmt in FIG_FORMATS]
+
+
+include: "functions/figures.smk"
 
 
 rule figure_accuracy:
@@ -185,20 +190,9 @@ rule figure_confusion_matrix:
         "../scripts/figure.py"
 
 
-FIGURE_FILES = [f"{FIG_DIR}/{name}.{fmt}" for name in FIGURES for fmt in FIG_FORMATS]
-# The characterisation stage's figures (characterise.smk, included before this file) join the target.
-CHARACTERISE_FIGURE_FILES = (
-    [f"{CHAR_FIG}/{name}.{fmt}" for name in CHAR_FIGURES for fmt in CHAR_FORMATS]
-    if "CHAR_FIGURES" in globals() and config["characterise"]["enabled"]
-    else []
-)
-
-
 rule figures:
     """Every figure, drawn from the result tables; training and scoring rerun only if their outputs are missing or stale."""
     input:
         FIGURE_FILES,
-        CHARACTERISE_FIGURE_FILES,
-
-
-TARGETS += FIGURE_FILES
+        # the characterisation stage's figures (characterise.smk), when it runs
+        CHAR_FIGURE_FILES if config["characterise"]["enabled"] else [],

@@ -1,7 +1,8 @@
 # Fine-tuning: ESM-2 (pretrained or random init) + classification head on the train split,
 # early stopping on validation macro-F1, metrics on val and test. Resumable: a rerun after a
 # kill continues from results/model/checkpoints/last.pt. One job per replicate (`rep`: "" for
-# the main run, replicates/<r>/ for replicate r, seed + r). Logic: src/kneurons/model/train.py.
+# the main run, replicates/<r>/ for replicate r, seed + r). Logic: src/kneurons/model/train.py;
+# job: src/kneurons/jobs/finetune.py.
 
 MODEL_DIR = f"{R}/{{rep}}model"
 BEST_MODEL = f"{MODEL_DIR}/best.pt"
@@ -11,6 +12,9 @@ MODEL_FILES = {
     "curve": f"{MODEL_DIR}/training_curve.tsv",
     "metadata": f"{MODEL_DIR}/run_metadata.json",
 }
+
+
+include: "functions/finetune.smk"
 
 
 rule finetune:
@@ -42,6 +46,3 @@ rule finetune:
         "Fine-tuning the classifier on {input.split} -> {output.model}"
     script:
         "../scripts/finetune.py"
-
-
-TARGETS += [f for pattern in MODEL_FILES.values() for f in per_replicate(pattern)]

@@ -3,7 +3,8 @@
 # The chunks (score.layers_per_job, kneurons.scatter.score_layer_chunks): by default one per
 # layer for a named model, so a cluster scores its layers in parallel, and all layers in one job
 # for a custom (demo) model, whose jobs would mostly start Python and load the checkpoint.
-# Definitions: src/kneurons/scoring/.
+# Definitions: src/kneurons/scoring/; jobs: src/kneurons/jobs/score.py (score_layers),
+# src/kneurons/jobs/data.py (run_scoring_set), src/kneurons/jobs/gather.py (run_gather_scores).
 
 SCORE_METHODS = list(config["score"]["methods"])
 SCORE_MODEL = BEST_MODEL  # finetune.smk
@@ -11,6 +12,9 @@ SCORING_SET = f"{R}/scores/scoring_set.tsv"
 #: (first, last) layer of each scoring job of a method; the part file is named by both.
 SCORE_CHUNKS = score_layer_chunks(config)
 SCORE_PART = "layers{first}-{last}"
+
+
+include: "functions/score.smk"
 
 
 rule scoring_set:
@@ -54,7 +58,8 @@ rule score_layers:
         # Host memory holds the model and the per-sequence score arrays of one layer at a time;
         # the tail's activations for token_budget tokens live on the GPU (or here on CPU runs).
         mem_mb=4000 if config["model"]["name"] == "custom" else 16000,
-        runtime=score_chunk_runtime,
+        # minutes: 240 per layer of the chunk (its layers are scored one after another)
+        runtime=lambda wildcards: 240 * (int(wildcards.last) - int(wildcards.first) + 1),
         # `auto` may resolve to CUDA on the node that runs the job, so only `cpu` asks for none.
         gpu=0 if config["device"] == "cpu" else 1,
     params:
@@ -87,6 +92,3 @@ rule gather_scores:
         "Gathering the {wildcards.method} score tables of every layer chunk"
     script:
         "../scripts/gather_scores.py"
-
-
-TARGETS += [score_table(m, p) for p in REP_PREFIXES for m in SCORE_METHODS]

@@ -1,6 +1,10 @@
 # Train/val/test split (stratified random, or homology-aware: whole MMseqs2 clusters per
 # split) and the leakage report (class counts per split, shared clusters, max test-vs-train
-# identity when MMseqs2 is available). Logic: src/kneurons/data/split.py.
+# identity when MMseqs2 is available). Logic: src/kneurons/data/split.py; jobs:
+# src/kneurons/jobs/data.py (run_split, run_leakage).
+
+SPLIT = f"{R}/data/split.tsv"
+LEAKAGE = f"{R}/data/leakage_report.json"
 
 
 rule split:

@@ -1,14 +1,8 @@
 """Synthetic planted-motif proteins (the embedded default's data) and the motif table."""
 # ruff: noqa: F821  (`snakemake` is injected by Snakemake's script directive)
 
-from kneurons.data.synthetic import generate_synthetic
-from kneurons.io import write_table_atomic
 from kneurons.jobs import start
-from kneurons.tables import write_proteins
+from kneurons.jobs.data import run_download_synthetic
 
 job = start(snakemake)
-log = job.log
-proteins, motifs = generate_synthetic(**job.params["synthetic"], seed=job.params["seed"])
-write_table_atomic(motifs, snakemake.output.motifs)
-write_proteins(proteins, snakemake.output.proteins)
-log.info("synthetic: %d proteins, %d classes", len(proteins), len(motifs))
+run_download_synthetic(job.params, proteins_out=snakemake.output.proteins, motifs_out=snakemake.output.motifs)

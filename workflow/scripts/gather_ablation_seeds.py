@@ -2,13 +2,12 @@
 # ruff: noqa: F821  (`snakemake` is injected by Snakemake's script directive)
 
 from kneurons.jobs import start
-from kneurons.tables import gather_results
+from kneurons.jobs.gather import run_gather_ablation_seeds
 
 job = start(snakemake)
-gather_results(
+run_gather_ablation_seeds(
     tables=list(snakemake.input.tables),
     predictions=list(snakemake.input.preds),
     table_out=snakemake.output.table,
     pred_out=snakemake.output.pred,
 )
-job.log.info("gathered %d seed parts into %s", len(snakemake.input.tables), snakemake.output.table)

@@ -2,9 +2,7 @@
 # ruff: noqa: F821  (`snakemake` is injected by Snakemake's script directive)
 
 from kneurons.jobs import start
-from kneurons.tables import gather_score_tables, write_score_table
+from kneurons.jobs.gather import run_gather_scores
 
 job = start(snakemake)
-df, meta = gather_score_tables(list(snakemake.input))
-write_score_table(df, snakemake.output[0], meta)
-job.log.info("%s: %d rows from layers %s", snakemake.output[0], len(df), meta["layers"])
+run_gather_scores(list(snakemake.input), snakemake.output[0])

@@ -1,5 +1,5 @@
-"""External test sets: label an external set against the model's classes, and the statistics of
-the knowledge neurons' ablation on it (pooled over replicates)."""
+"""External test sets: generate the synthetic one, label an external set against the model's classes,
+and the statistics of the knowledge neurons' ablation on it (pooled over replicates)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from kneurons.data.external import label_external, overlap_with_train, read_external
+from kneurons.data.synthetic import generate_synthetic
 from kneurons.errors import InputError
 from kneurons.stats.curves import pool_replicates
 from kneurons.stats.metrics import accuracy, macro_f1, majority_share
@@ -25,10 +26,28 @@ from kneurons.tables import (
     write_dropped,
     write_external_proteins,
     write_json_result,
+    write_proteins,
     write_stats_tables,
 )
 
 log = logging.getLogger(__name__)
+
+
+def run_external_synthetic(settings: Mapping[str, Any], out: str | Path) -> pd.DataFrame:
+    """New synthetic proteins carrying the training data's planted motifs (an external test set);
+    writes ``out``. ``settings``: the rule's params (``synthetic``: the training data's generator
+    settings with the set's class size, ``seed``: the training data's, so the same motifs;
+    ``sequence_seed``: new background sequences).
+    """
+    proteins, _ = generate_synthetic(
+        **settings["synthetic"],
+        seed=settings["seed"],
+        sequence_seed=settings["sequence_seed"],
+        accession_prefix="EXT",
+    )
+    write_proteins(proteins, out)
+    log.info("external synthetic set: %d proteins", len(proteins))
+    return proteins
 
 
 def training_proteins(split: pd.DataFrame, proteins: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,37 @@
+# Functions of the atlas stage (workflow/rules/atlas.smk, which includes this file).
+
+
+def atlas_inputs(wildcards):
+    """Inputs of the atlas: scores, statistics, the claims' verdicts, training metrics, the
+    overview figures (png) and, when the stage runs, the characterisation tables.
+    """
+    inputs = {
+        # The atlas shows the main run (replicate 0); the statistics pool every replicate.
+        "scores": [score_table(m, "") for m in ABLATE_METHODS],
+        "density": STATS["density"],
+        "random_gap": STATS["random_gap"],
+        "claims": CLAIMS,
+        # the curves' intact accuracy (mean of the replicates), named beside replicate 0's
+        "curves": STATS["curves"],
+        "metrics": MODEL_FILES["metrics"].replace("{rep}", ""),
+    }
+    if "png" in FIG_FORMATS:
+        inputs.update(
+            {
+                f"fig_{name}": f"{FIG_DIR}/{name}.png"
+                for name in ATLAS_FIGURES
+                if name in FIGURES
+            }
+        )
+    if config["characterise"]["enabled"]:
+        main = {
+            "neurons": CHAR_NEURONS["neurons"],
+            "windows": CHAR_NEURONS["windows"],
+            "pfm": CHAR_NEURONS["pfm"],
+            "window_activations": CHAR_NEURONS["window_activations"],
+            "class_neurons": CHAR_CLASS["neurons"],
+            "class_suppression": CHAR_CLASS["matrix"],
+            "class_specificity": CHAR_CLASS["specificity"],
+        }
+        inputs.update({k: v.replace("{rep}", "") for k, v in main.items()})
+    return inputs

@@ -1,0 +1,20 @@
+# Functions of the statistics stage (workflow/rules/stats.smk, which includes this file).
+
+
+def claims_inputs(wildcards):
+    """The statistics behind the claims, and the intact model's metrics on each set (the baseline
+    rule); class specificity only when the characterisation runs."""
+    inputs = {
+        "random_gap": STATS["random_gap"],
+        "density": STATS["density"],
+        "metrics": per_replicate(MODEL_FILES["metrics"]),
+    }
+    inputs["external"] = [
+        EXTERNAL_STATS["random_gap"].replace("{set}", name) for name in sorted(EXTERNAL)
+    ]
+    inputs["external_metrics"] = [
+        EXTERNAL_STATS["metrics"].replace("{set}", name) for name in sorted(EXTERNAL)
+    ]
+    if config["characterise"]["enabled"]:
+        inputs["class_specificity"] = per_replicate(CHAR_CLASS["specificity"])
+    return inputs
