@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sstats
 
-from kneurons.data.features import ParseStats, annotation_columns, site_positions
+from kneurons.data.annotations import ParseStats, annotation_columns, site_positions
 
 NO_ANNOTATION = "no residue annotations in the data"
 

@@ -1,11 +1,11 @@
-"""UniProt feature text and motif positions -> 1-based residue positions (kneurons.data.features)."""
+"""UniProt feature text and motif positions -> 1-based residue positions (kneurons.data.annotations)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from kneurons.data.features import (
+from kneurons.data.annotations import (
     ParseStats,
     annotation_columns,
     parse_position_list,
