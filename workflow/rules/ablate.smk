@@ -1,7 +1,7 @@
 # Ablation: preserve / suppress the top-f neurons of each scope, for every scoring method (random
 # over ablate.random_seeds), on the test split. One job per (method, scope), and for the random
 # baseline one per (scope, chunk of seeds; ablate.seeds_per_job), gathered in seed order into the
-# same table, so a cluster runs them in parallel. The statistics over all jobs: stats.smk. Logic: src/kneurons/ablation/, src/kneurons/ablation/selection.py
+# same table, so a cluster runs them in parallel. The statistics over all jobs: stats.smk. Logic: src/kneurons/ablation/, src/kneurons/ranking.py
 # (ranking rules); jobs: src/kneurons/jobs/ablate.py, src/kneurons/jobs/gather.py
 # (run_gather_ablation_seeds).
 
@@ -32,7 +32,7 @@ rule ablate:
     conda:
         "../../envs/torch.yaml"
     # A custom-size model (the demo's 64-dim matmuls) gains nothing from a second thread
-    # (measured: README, Performance); one thread lets two jobs share two cores.
+    # (measured: docs/performance.md); one thread lets two jobs share two cores.
     threads: 1 if config["model"]["name"] == "custom" else 4
     resources:
         mem_mb=8000,

@@ -1,7 +1,7 @@
 # Fine-tuning: ESM-2 (pretrained or random init) + classification head on the train split,
 # early stopping on validation macro-F1, metrics on val and test. Resumable: a rerun after a
 # kill continues from results/model/checkpoints/last.pt. One job per replicate (`rep`: "" for
-# the main run, replicates/<r>/ for replicate r, seed + r). Logic: src/kneurons/model/train.py;
+# the main run, replicates/<r>/ for replicate r, seed + r). Logic: src/kneurons/training/;
 # job: src/kneurons/jobs/finetune.py.
 
 MODEL_DIR = f"{R}/{{rep}}model"
