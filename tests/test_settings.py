@@ -23,6 +23,17 @@ from kneurons.settings import RULES, job_settings, rule_params
 BASE = validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
 METHODS = ("activation", "ig", "gradxact", "random")
 SCORE = {f"score_layers[{m}]" for m in METHODS}
+FEATURE_SCORE = {f"score_features[{m}]" for m in METHODS}
+#: The SAE feature jobs that run the model (units.features).
+FEATURE_MODEL_JOBS = {
+    "train_sae",
+    "sae_report",
+    "score_features[*]",
+    "ablate_features",
+    "characterise_features",
+}
+#: The feature jobs that read the statistics settings.
+FEATURE_STATS_JOBS = {"feature_stats", "compactness"}
 MODEL_JOBS = {
     "score_layers[*]",
     "ablate",
@@ -30,6 +41,7 @@ MODEL_JOBS = {
     "ablate_external",
     "characterise_classes",
     "characterise_neurons",
+    *FEATURE_MODEL_JOBS,
 }
 FIGURES = {
     "figure_accuracy",
@@ -39,6 +51,9 @@ FIGURES = {
     "figure_layer_module_gap",
     "figure_training_curve",
     "figure_confusion_matrix",
+    "figure_features_accuracy",
+    "figure_compactness",
+    "figure_feature_logos",
 }
 
 #: Keys whose change alters the DAG (which jobs exist, their input or output paths) besides any
@@ -64,6 +79,7 @@ DAG_KEYS = {
     "evaluate.external": "one external_set, ablate_external and external_stats job set per external set",
     "train.replicates": "one fine-tuning, scoring, ablation and characterisation per replicate",
     "characterise.enabled": "the characterisation jobs in the default target",
+    "units.features": "one train_sae job per trained SAE and replicate, and every feature job's inputs",
     "figures.formats": "the figure outputs",
 }
 
@@ -86,6 +102,11 @@ DEPENDS: dict[str, set[str]] = {
         "external_stats",
         "characterise_classes",
         "characterise_neurons",
+        "train_sae",
+        "score_features[*]",
+        "ablate_features",
+        "characterise_features",
+        *FEATURE_STATS_JOBS,
         *FIGURES,
     },
     "device": {"finetune", *MODEL_JOBS},
@@ -121,22 +142,41 @@ DEPENDS: dict[str, set[str]] = {
     "model.attention": {"finetune", *MODEL_JOBS},
     "train": {"finetune"},
     # one more replicate adds jobs (DAG_KEYS), and changes no existing fine-tuning run's params
-    "train.replicates": {"ablation_stats", "external_stats", "claims", *FIGURES},
-    "train.bf16": {"finetune", "characterise_classes", "characterise_neurons"},
-    "score.methods": {"ablation_stats", "atlas", *FIGURES},
-    "score.split": {"scoring_set", "score_layers[*]", *FIGURES},
-    "score.max_sequences": {"scoring_set", "score_layers[*]", *FIGURES},
-    "score.token_budget": {"score_layers[activation]", "score_layers[ig]", "score_layers[gradxact]"},
-    "score.bf16": {"score_layers[*]"},
+    "train.replicates": {"ablation_stats", "external_stats", "claims", *FEATURE_STATS_JOBS, *FIGURES},
+    "train.bf16": {"finetune", "characterise_classes", "characterise_neurons", "characterise_features"},
+    "score.methods": {"ablation_stats", "atlas", *FEATURE_STATS_JOBS, *FIGURES},
+    "score.split": {"scoring_set", "score_layers[*]", "score_features[*]", *FIGURES},
+    "score.max_sequences": {"scoring_set", "score_layers[*]", "score_features[*]", *FIGURES},
+    # random features are drawn among those active on the scoring set, so random runs the model there
+    "score.token_budget": {
+        "score_layers[activation]",
+        "score_layers[ig]",
+        "score_layers[gradxact]",
+        "score_features[*]",
+        "train_sae",
+        "sae_report",
+    },
+    "score.bf16": {"score_layers[*]", "score_features[*]"},
     # how the layers are split into jobs, not how any layer is scored (DAG_KEYS)
     "score.layers_per_job": set(),
-    "score.activation": {"score_layers[activation]"},
-    "score.ig": {"score_layers[ig]", "score_layers[gradxact]"},
-    "score.ig.steps": {"score_layers[ig]", *FIGURES},
-    "score.ig.method": {"score_layers[ig]"},
-    "score.ig.target": {"score_layers[ig]", "score_layers[gradxact]", *FIGURES},
-    "score.random": {"score_layers[random]"},
-    "ablate": {"ablate", "ablate_seed", "ablate_external"},
+    "score.activation": {"score_layers[activation]", "score_features[activation]"},
+    "score.ig": {
+        "score_layers[ig]",
+        "score_layers[gradxact]",
+        "score_features[ig]",
+        "score_features[gradxact]",
+    },
+    "score.ig.steps": {"score_layers[ig]", "score_features[ig]", *FIGURES},
+    "score.ig.method": {"score_layers[ig]", "score_features[ig]"},
+    "score.ig.target": {
+        "score_layers[ig]",
+        "score_layers[gradxact]",
+        "score_features[ig]",
+        "score_features[gradxact]",
+        *FIGURES,
+    },
+    "score.random": {"score_layers[random]", "score_features[random]"},
+    "ablate": {"ablate", "ablate_seed", "ablate_external", "ablate_features"},
     "ablate.scopes": set(),
     "ablate.fill": {"ablate", "ablate_seed", "ablate_external", "characterise_classes", *FIGURES},
     "ablate.normalise": {
@@ -146,37 +186,43 @@ DEPENDS: dict[str, set[str]] = {
         "ablation_stats",
         "characterise_classes",
         "characterise_neurons",
+        "ablate_features",
+        "characterise_features",
         "atlas",
         *FIGURES,
     },
-    "ablate.fractions": {"ablate", "ablate_seed", "ablate_external", *FIGURES},
+    "ablate.fractions": {"ablate", "ablate_seed", "ablate_external", "ablate_features", *FIGURES},
     # ablate_seed: a job's seeds are its wildcard, so the jobs of the chunks kept are unchanged
-    "ablate.random_seeds": {"ablate_external", *FIGURES},
+    "ablate.random_seeds": {"ablate_external", "ablate_features", *FIGURES},
     # only the chunking of the same seeds into jobs (the DAG), not what a job computes
     "ablate.seeds_per_job": set(),
     "stats": {"ablation_stats"},
-    "stats.bootstrap": {"ablation_stats", "external_stats"},
-    "stats.confidence": {"ablation_stats", "external_stats", "claims"},
+    "stats.keep_accuracy": {"ablation_stats", *FEATURE_STATS_JOBS},
+    "stats.bootstrap": {"ablation_stats", "external_stats", *FEATURE_STATS_JOBS},
+    "stats.confidence": {"ablation_stats", "external_stats", "claims", *FEATURE_STATS_JOBS},
     "stats.top_fraction": {"ablation_stats", "atlas", "claims"},
     "stats.claims": {"claims"},
-    "ablate.max_sequences": {"ablate", "ablate_seed"},
+    "ablate.max_sequences": {"ablate", "ablate_seed", "ablate_features"},
     "evaluate.external": {"claims"},
     "evaluate.max_identity": {"external_set"},
     "evaluate.synthetic": {"external_synthetic"},
-    "characterise": {"characterise_neurons"},
+    "characterise": {"characterise_neurons", "characterise_features"},
     "characterise.enabled": set(),
-    "characterise.split": {"characterise_classes", "characterise_neurons"},
-    "characterise.max_proteins": {"characterise_classes", "characterise_neurons"},
-    "characterise.token_budget": {"characterise_classes", "characterise_neurons"},
+    "characterise.split": {"characterise_classes", "characterise_neurons", "characterise_features"},
+    "characterise.max_proteins": {"characterise_classes", "characterise_neurons", "characterise_features"},
+    "characterise.token_budget": {"characterise_classes", "characterise_neurons", "characterise_features"},
     "characterise.class_selection": {"characterise_classes"},
     "characterise.class_fraction": {"characterise_classes"},
     "characterise.class_threshold": {"characterise_classes"},
     "characterise.random_sets": {"characterise_classes"},
-    "characterise.alpha": {"characterise_neurons", "characterise_figures", "atlas"},
+    "characterise.alpha": {"characterise_neurons", "characterise_features", "characterise_figures", "atlas"},
     "characterise.logos": {"characterise_figures"},
     "figures.formats": set(FIGURES),
     "figures.dpi": {*FIGURES, "characterise_figures"},
     "atlas": {"atlas"},
+    "units.features": {"sae_report", "score_features[*]", "ablate_features", "characterise_features"},
+    "sae": {"train_sae"},
+    "sae.max_tokens": {"train_sae", "sae_report"},
 }
 
 #: Changes for keys whose simple change would be invalid (they change a companion key too; the
@@ -203,6 +249,9 @@ CHANGES: dict[str, dict[str, object]] = {
     "score.random.seeds": {"score.random.seeds": [0, 1, 2, 3, 4, 5]},
     "score.layers_per_job": {"score.layers_per_job": 2},  # from `auto`
     "characterise.site_columns": {"characterise.site_columns": ["active_site"]},
+    "units.features": {"units.features": [{"layer": 1, "sae": "train"}]},
+    # SAE features are judged against random features, so random stays
+    "score.methods": {"score.methods": ["activation", "ig", "random"]},
 }
 
 
@@ -259,8 +308,8 @@ def all_job_settings(cfg: dict) -> dict[str, dict]:
     """Job name (score_layers[method] per method) -> its settings."""
     out = {}
     for rule in RULES:
-        if rule == "score_layers":
-            out.update({f"score_layers[{m}]": job_settings(rule, cfg, method=m) for m in METHODS})
+        if rule in ("score_layers", "score_features"):
+            out.update({f"{rule}[{m}]": job_settings(rule, cfg, method=m) for m in METHODS})
         elif rule == "ablate_seed":  # the job of the first seed (the one every change keeps)
             out[rule] = job_settings(rule, cfg, seeds=str(BASE["ablate"]["random_seeds"][0]))
         else:
@@ -272,7 +321,8 @@ def expected_rules(key: str) -> set[str]:
     prefixes = [p for p in DEPENDS if key == p or key.startswith(p + ".")]
     assert prefixes, f"{key}: a schema key without an entry in DEPENDS (which rules does it change?)"
     rules = DEPENDS[max(prefixes, key=len)]
-    return {r for x in rules for r in (SCORE if x == "score_layers[*]" else {x})}
+    star = {"score_layers[*]": SCORE, "score_features[*]": FEATURE_SCORE}
+    return {r for x in rules for r in star.get(x, {x})}
 
 
 BASE_SETTINGS = all_job_settings(BASE)

@@ -287,6 +287,42 @@ def _characterise_problems(cfg: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _units_problems(cfg: dict[str, Any]) -> list[str]:
+    features = cfg["units"]["features"]
+    if not features:
+        return []
+    problems: list[str] = []
+    n_layers = num_layers(cfg)
+    layers = [int(entry["layer"]) for entry in features]
+    for i, entry in enumerate(features):
+        where = f"units.features[{i}]"
+        if entry["layer"] > n_layers:
+            problems.append(
+                f"{where}.layer: {entry['layer']} is not a stream of this {n_layers}-layer model "
+                f"(0..{n_layers}; {n_layers} = after the final layer norm)"
+            )
+        if entry["sae"] == "train":
+            if entry["format"] != "kneurons":
+                problems.append(f"{where}.format: a trained SAE (sae: train) is written in format kneurons")
+        elif not Path(entry["sae"]).exists():
+            problems.append(
+                f"{where}.sae: {entry['sae']} does not exist (SAEs are local files, never downloaded)"
+            )
+    repeated = sorted({layer for layer in layers if layers.count(layer) > 1})
+    if repeated:
+        problems.append(f"units.features: one SAE per layer; layer(s) {repeated} have more than one")
+    if "random" not in cfg["score"]["methods"]:
+        problems.append(
+            "units.features: features are judged against random features; add `random` to score.methods"
+        )
+    if "global" not in cfg["ablate"]["scopes"] or "preserve" not in cfg["ablate"]["modes"]:
+        problems.append(
+            "units.features: features are compared with neurons in the global scope's preserve curves; "
+            "keep `global` in ablate.scopes and `preserve` in ablate.modes"
+        )
+    return problems
+
+
 #: The checks a schema cannot express, per section; their problems are reported in this order.
 _SEMANTIC_CHECKS = (
     _split_problems,
@@ -296,6 +332,7 @@ _SEMANTIC_CHECKS = (
     _ablate_problems,
     _score_problems,
     _characterise_problems,
+    _units_problems,
 )
 
 

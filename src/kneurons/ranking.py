@@ -33,7 +33,7 @@ Ranking rules (documented once, used everywhere):
   share of any global top-f, so the density enrichment would be 1 by construction.
 * **Top-k.** ``k = floor(f * n + 0.5)`` of the ``n`` neurons in scope (round half up), the
   ``k`` largest normalised scores (signed: a negative attribution ranks low). Ties are broken
-  by neuron order (layer, then module in ``MODULE_TYPES`` order, then neuron index), so a
+  by neuron order (layer, then module in ``UNIT_MODULES`` order, then neuron index), so a
   selection is deterministic.
 """
 
@@ -48,7 +48,7 @@ import pandas as pd
 
 from kneurons.errors import InputError
 from kneurons.scoring.registry import is_attribution
-from kneurons.vocabulary import MODULE_TYPES, SCOPES
+from kneurons.vocabulary import MODULE_TYPES, SCOPES, UNIT_MODULES
 
 NORMALISATIONS: tuple[str, ...] = ("auto", "mean_abs", "max_abs", "none")
 
@@ -60,7 +60,7 @@ class NeuronLayout:
     """Every neuron of a model, as consecutive blocks ``(layer, module)`` of ``size`` neurons.
 
     The flat index of neuron ``i`` of block ``b`` is ``offset(b) + i``; blocks are ordered by
-    layer, then module in ``MODULE_TYPES`` order.
+    layer, then module in ``UNIT_MODULES`` order (a layer's SAE features, then its neuron modules).
     """
 
     blocks: tuple[Block, ...]
@@ -69,7 +69,7 @@ class NeuronLayout:
     def __post_init__(self) -> None:
         if len(self.blocks) != len(self.sizes):
             raise ValueError("blocks and sizes differ in length")
-        order = sorted(self.blocks, key=_block_key)
+        order = sorted(self.blocks, key=block_key)
         if list(order) != list(self.blocks) or len(set(self.blocks)) != len(self.blocks):
             raise ValueError("blocks must be unique and ordered by (layer, module)")
 
@@ -83,11 +83,11 @@ class NeuronLayout:
     def from_scores(cls, scores: pd.DataFrame, source: str = "score table") -> NeuronLayout:
         """The layout a score table covers: each (layer, module) present, ``max(neuron) + 1`` neurons."""
         _require_columns(scores, ("layer", "module", "neuron"), source)
-        bad = sorted(set(scores["module"]) - set(MODULE_TYPES))
+        bad = sorted(set(scores["module"]) - set(UNIT_MODULES))
         if bad:
-            raise InputError(f"{source}: unknown module(s) {bad}; expected {', '.join(MODULE_TYPES)}")
+            raise InputError(f"{source}: unknown module(s) {bad}; expected {', '.join(UNIT_MODULES)}")
         sizes = scores.groupby(["layer", "module"], sort=False)["neuron"].max() + 1
-        blocks = sorted(((int(lay), str(m)) for lay, m in sizes.index), key=_block_key)
+        blocks = sorted(((int(lay), str(m)) for lay, m in sizes.index), key=block_key)
         return cls(tuple(blocks), tuple(int(sizes[b]) for b in blocks))
 
     @property
@@ -153,8 +153,9 @@ class NeuronLayout:
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
-def _block_key(block: Block) -> tuple[int, int]:
-    return (int(block[0]), MODULE_TYPES.index(block[1]))
+def block_key(block: Block) -> tuple[int, int]:
+    """Sort key of a block: layer, then module in ``UNIT_MODULES`` order (a layer's SAE features first)."""
+    return (int(block[0]), UNIT_MODULES.index(block[1]))
 
 
 def _require_columns(df: pd.DataFrame, cols: Sequence[str], source: str) -> None:
@@ -269,7 +270,7 @@ def scope_members(layout: NeuronLayout, scope: str) -> dict[str, list[Block]]:
     if scope == "global":
         return {"global": list(layout.blocks)}
     if scope == "module_type":
-        types = [m for m in MODULE_TYPES if any(bm == m for _, bm in layout.blocks)]
+        types = [m for m in UNIT_MODULES if any(bm == m for _, bm in layout.blocks)]
         return {m: [b for b in layout.blocks if b[1] == m] for m in types}
     if scope == "layer_module":
         return {layer_module_name(b): [b] for b in layout.blocks}

@@ -50,3 +50,12 @@ def seed_chunk_label(seeds: list[int]) -> str:
 def seed_chunk_seeds(label: str) -> list[int]:
     """The seeds of a ``{seeds}`` wildcard (the inverse of ``seed_chunk_label``)."""
     return [int(s) for s in label.split("_")]
+
+
+#: ``units.features``'s word for an SAE the workflow trains itself (one ``train_sae`` job per layer and replicate).
+TRAIN_SAE = "train"
+
+
+def trained_sae_layers(features: list[Mapping[str, Any]]) -> list[int]:
+    """The layers of the ``units.features`` entries the workflow trains (``sae: train``), in config order."""
+    return [int(entry["layer"]) for entry in features if entry["sae"] == TRAIN_SAE]

@@ -261,6 +261,68 @@ def _atlas(cfg: Config) -> dict[str, Any]:
     }
 
 
+def _units(cfg: Config) -> list[dict[str, Any]]:
+    # The SAE entries as the jobs read them (trained entries resolve to the rule's input files).
+    return [dict(entry) for entry in cfg["units"]["features"]]
+
+
+def _train_sae(cfg: Config) -> dict[str, Any]:
+    return {
+        "sae": cfg["sae"],
+        "token_budget": cfg["score"]["token_budget"],
+        "model": _pick(cfg["model"], "attention"),
+        "seed": cfg["seed"],
+        "device": cfg["device"],
+    }
+
+
+def _sae_report(cfg: Config) -> dict[str, Any]:
+    return {
+        "units": _units(cfg),
+        "token_budget": cfg["score"]["token_budget"],
+        "max_tokens": cfg["sae"]["max_tokens"],
+        "model": _pick(cfg["model"], "attention"),
+        "device": cfg["device"],
+    }
+
+
+def _score_features(cfg: Config) -> dict[str, Any]:
+    score = cfg["score"]
+
+    def settings(wildcards: Any) -> dict[str, Any]:
+        # random features are drawn among those active on the scoring set: random runs the model here
+        return {**score_settings(score, wildcards.method), "token_budget": score["token_budget"]}
+
+    return {**_score_layers(cfg), "score": settings, "units": _units(cfg)}
+
+
+def _ablate_features(cfg: Config) -> dict[str, Any]:
+    # Features are always zeroed (no fill setting) and the random baseline's seeds run in the
+    # method's one job: a feature layout is one SAE per layer, far smaller than the neurons'.
+    params = _ablate(cfg)
+    ab = {k: v for k, v in params["ablate"].items() if k != "fill"}
+    return {
+        **params,
+        "ablate": {**ab, "random_seeds": cfg["ablate"]["random_seeds"]},
+        # no fill, so no pretrained weights to read: only how the model runs
+        "model": _pick(cfg["model"], "attention"),
+        "units": _units(cfg),
+    }
+
+
+def _feature_stats(cfg: Config) -> dict[str, Any]:
+    return {
+        "methods": list(cfg["score"]["methods"]),
+        "replicates": cfg["train"]["replicates"],
+        "stats": _pick(cfg["stats"], "bootstrap", "keep_accuracy", "confidence"),
+        "seed": cfg["seed"],
+    }
+
+
+def _characterise_features(cfg: Config) -> dict[str, Any]:
+    return {**_characterise_neurons(cfg), "units": _units(cfg)}
+
+
 def _figure(cfg: Config) -> dict[str, Any]:
     return {
         "run": run_description(cfg),
@@ -273,7 +335,7 @@ def _nothing(cfg: Config) -> dict[str, Any]:
     return {}
 
 
-#: rule name -> its params. The six figure rules share `_figure` (their `kind` is the rule's own).
+#: rule name -> its params. The figure rules share `_figure` (their `kind` is the rule's own).
 RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
     "download_synthetic": _download_synthetic,
     "download_uniprot": _download_uniprot,
@@ -300,6 +362,13 @@ RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
     "characterise_neurons": _characterise_neurons,
     "characterise_figures": _characterise_figures,
     "atlas": _atlas,
+    "train_sae": _train_sae,
+    "sae_report": _sae_report,
+    "score_features": _score_features,
+    "ablate_features": _ablate_features,
+    "feature_stats": _feature_stats,
+    "compactness": _feature_stats,
+    "characterise_features": _characterise_features,
     **{
         f"figure_{kind}": _figure
         for kind in (
@@ -310,6 +379,9 @@ RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
             "layer_module_gap",
             "training_curve",
             "confusion_matrix",
+            "features_accuracy",
+            "compactness",
+            "feature_logos",
         )
     },
 }

@@ -12,6 +12,9 @@ MODULE_TYPES: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1"
 #: on the residual stream entering layer ``l`` is unit ``L{l}.sae.{i}`` (module ``sae``, layers
 #: ``0..num_layers``, the last after the final layer norm). Not a module type: neurons stay six.
 FEATURE_MODULE: str = "sae"
+#: Every unit-bearing module name in layout order: the SAE features of a layer's incoming stream
+#: come before its neurons (the stream enters the layer before its projections see it).
+UNIT_MODULES: tuple[str, ...] = (FEATURE_MODULE, *MODULE_TYPES)
 #: Selection scopes: all modules ranked together, one module type across layers, one module.
 SCOPES: tuple[str, ...] = ("global", "module_type", "layer_module")
 #: Ablation modes: keep the top f and fill the rest, or fill the top f.

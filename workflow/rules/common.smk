@@ -25,6 +25,7 @@ from kneurons.scatter import (  # noqa: E402
     score_layer_chunks,
     seed_chunk_label,
     seed_chunk_seeds,
+    trained_sae_layers,
 )
 from kneurons.settings import rule_params  # noqa: E402
 
@@ -68,7 +69,7 @@ def get_final_output():
             *(pattern.replace("{rep}", "") for pattern in CHAR_NEURONS.values()),
             *CHAR_FIGURE_FILES,
         ]
-    final += [*STATS.values(), CLAIMS]
+    final += [*STATS.values(), CLAIMS, *feature_outputs()]
     final += [
         path.replace("{set}", name)
         for name in EXTERNAL

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from kneurons.ablation.fill import Fill, fill_hooks
-from kneurons.ablation.masks import Mask, active, block_order, canonical, chunk_tensors, layout_of
+from kneurons.ablation.masks import Mask, active, block_order, canonical, chunk_tensors, unit_sizes
 from kneurons.ablation.naive import evaluate_masks_naive
 from kneurons.errors import ModelError
 from kneurons.model.classifier import EsmClassifier
@@ -92,8 +92,7 @@ class _Plan:
 
 def _checked(model: EsmClassifier, masks: Sequence[Mask], fill: Fill) -> list[Mask]:
     """The active part of every mask, after checking it fits the model and ``fill`` covers it."""
-    layout = layout_of(model)
-    sizes = dict(zip(layout.blocks, layout.sizes, strict=False))
+    sizes = unit_sizes(model)
     out = [active(m) for m in masks]
     for m in out:
         for b, v in m.items():
@@ -122,8 +121,7 @@ def _plan(
             unique[u] = m
     else:
         unique, inverse = masks, np.arange(len(masks))
-    layout = layout_of(model)
-    sizes = dict(zip(layout.blocks, layout.sizes, strict=False))
+    sizes = unit_sizes(model)
     starts = [mask_start(m, model.num_layers) if reuse_prefix else (0, 0) for m in unique]
     by_start: dict[Start, list[int]] = {}
     for i, s in enumerate(starts):
@@ -177,13 +175,17 @@ def _walk(
         for pos in range(len(model.RESUME_POINTS)):
             for ids, filled in chunks.get((layer, pos), []):
                 k = len(ids)
+                # The prediction inside the hooks too: an SAE on the final stream (layer
+                # num_layers) is encoded in classify, after the last layer.
                 with fill_hooks(model, filled, fill):
                     h = model.resume_layer(layer, pos, state, k)
                     h = model.run_layers(h, model.repeat_padding(pm, k), layer + 1)
-                part[ids], gap[ids] = _predict(model, h, tokens, k)
+                    part[ids], gap[ids] = _predict(model, h, tokens, k)
         x = out
-    for ids, _filled in chunks.get((n_layers, 0), []):
-        part[ids], gap[ids] = _predict(model, model.repeat_stream(x, len(ids)), tokens, len(ids))
+    # Masks that start after the last layer: none, or only the features of the final stream's SAE.
+    for ids, filled in chunks.get((n_layers, 0), []):
+        with fill_hooks(model, filled, fill):
+            part[ids], gap[ids] = _predict(model, model.repeat_stream(x, len(ids)), tokens, len(ids))
     return part, gap
 
 

@@ -20,6 +20,7 @@ from kneurons.model.classifier import MODULE_TYPES, EsmClassifier
 from kneurons.ranking import (
     Block,
     NeuronLayout,
+    block_key,
     normalise_per_module,
     resolve_normalisation,
     scope_members,
@@ -29,7 +30,7 @@ from kneurons.ranking import (
     top_mask,
 )
 from kneurons.stats.metrics import classification_metrics
-from kneurons.vocabulary import MODES
+from kneurons.vocabulary import MODES, UNIT_MODULES
 
 #: Key columns of an ablation table: one row per (method, scope, scope_name, mode, f, seed).
 KEY_COLUMNS: tuple[str, ...] = ("method", "scope", "scope_name", "mode", "f", "seed")
@@ -53,14 +54,21 @@ def filled_mask(normalised_in_scope: np.ndarray, f: float, mode: str) -> tuple[n
     raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
 
 
-def layout_of(model: EsmClassifier) -> NeuronLayout:
-    """The neuron layout of a classifier (every module of every layer)."""
-    return NeuronLayout.from_sizes(model.num_layers, {m: model.neuron_count(m) for m in MODULE_TYPES})
+def layout_of(model: EsmClassifier, modules: Sequence[str] = MODULE_TYPES) -> NeuronLayout:
+    """The unit layout of a classifier over ``modules``: every neuron module of every layer (the
+    default), or ``("sae",)``: the features of each attached SAE (``EsmClassifier.attach_sae``)."""
+    blocks = sorted(((layer, m) for m in modules for layer in model.unit_layers(m)), key=block_key)
+    return NeuronLayout(tuple(blocks), tuple(model.module(*b).out_features for b in blocks))
 
 
-def block_order(block: Block) -> tuple[int, int]:
-    """Sort key of a module: layer, then module type in forward order."""
-    return block[0], MODULE_TYPES.index(block[1])
+def unit_sizes(model: EsmClassifier) -> dict[Block, int]:
+    """Units per block of every block the model has: neuron modules of every layer and attached SAEs."""
+    layout = layout_of(model, UNIT_MODULES)
+    return dict(zip(layout.blocks, layout.sizes, strict=True))
+
+
+#: Sort key of a block (layer, then ``UNIT_MODULES`` order), as the ranking orders blocks.
+block_order = block_key
 
 
 def active(mask: Mask) -> Mask:

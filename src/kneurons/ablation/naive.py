@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from kneurons.ablation.fill import Fill, fill_hooks
-from kneurons.ablation.masks import Mask, active, chunk_tensors, layout_of
+from kneurons.ablation.masks import Mask, active, chunk_tensors, unit_sizes
 from kneurons.model.classifier import EsmClassifier
 from kneurons.model.inference import Batch, run_batches
 
@@ -34,8 +34,7 @@ def evaluate_masks_naive(
     device = torch.device(device)
     fill = (fill or Fill()).to(device)
     model = model.to(device).eval()
-    layout = layout_of(model)
-    sizes = dict(zip(layout.blocks, layout.sizes, strict=False))
+    sizes = unit_sizes(model)
     filled = [chunk_tensors([active(mask)], sizes, device) for mask in masks]
 
     def step(batch: Batch) -> np.ndarray:

@@ -21,7 +21,7 @@ from kneurons.ablation.fill import Fill
 from kneurons.ablation.masks import build_masks, layout_of, metrics_table
 from kneurons.data.split import stratified_subset
 from kneurons.errors import InputError
-from kneurons.model.classifier import EsmClassifier
+from kneurons.model.classifier import MODULE_TYPES, EsmClassifier
 from kneurons.tables import AblationResult, read_external_proteins, read_split_rows
 
 log = logging.getLogger(__name__)
@@ -46,14 +46,17 @@ def run_ablation(
     device: torch.device | str = "cpu",
     bf16: bool = True,
     source: str = "score table",
+    modules: Sequence[str] = MODULE_TYPES,
 ) -> AblationResult:
     """Evaluate every mask of one (method, scope) job on the test sequences.
 
-    ``method == "random"`` evaluates one selection per seed of ``random_seeds``.
+    ``method == "random"`` evaluates one selection per seed of ``random_seeds``. ``modules``: the
+    units ranked and masked, the neuron modules (the default) or ``("sae",)``: the features of
+    the model's attached SAEs (the score table then scores those features).
     """
     t0 = time.perf_counter()
     fill = fill or Fill()
-    layout = layout_of(model)
+    layout = layout_of(model, modules)
     seeds = list(random_seeds) if method == "random" else None
     if method == "random" and not seeds:
         raise InputError("ablate.random_seeds: at least one seed is needed for the random baseline")

@@ -53,7 +53,7 @@ def split_heldout(n: int, heldout: float, seed: int) -> tuple[np.ndarray, np.nda
     return np.sort(order[n_held:]), np.sort(order[:n_held])
 
 
-def _within(sequences: list[str], max_tokens: int) -> list[str]:
+def within_tokens(sequences: list[str], max_tokens: int) -> list[str]:
     """The first sequences whose tokens (residues + BOS + EOS) fit in ``max_tokens`` (at least one)."""
     total = np.cumsum([len(s) + 2 for s in sequences])
     return sequences[: max(1, int(np.searchsorted(total, max_tokens, side="right")))]
@@ -91,7 +91,7 @@ def train_sae(
         raise InputError(f"layer {layer} is not a stream point of this {model.num_layers}-layer model")
     seqs = [str(s) for s in sequences]
     train_idx, held_idx = split_heldout(len(seqs), heldout, seed)
-    train_seqs = _within(
+    train_seqs = within_tokens(
         [seqs[i] for i in np.random.default_rng(seed + 1).permutation(train_idx)], max_tokens
     )
     started = time.monotonic()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,9 @@ from kneurons.ablation.engine import default_masks_per_pass
 from kneurons.ablation.fill import Fill, make_fill
 from kneurons.ablation.run import load_external_set, load_test_set, run_ablation
 from kneurons.errors import InputError
+from kneurons.features.attach import SAES_KEY, attach_saes, check_same_saes, sae_identities
 from kneurons.tables import AblationResult, read_scoring_set, save_result
+from kneurons.vocabulary import FEATURE_MODULE, MODULE_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ def run_ablation_job(
     device: torch.device | str = "cpu",
     reference_loader: Callable[[], nn.Module] | None = None,
     external_path: str | Path | None = None,
+    saes: Sequence[Mapping[str, Any]] | None = None,
 ) -> AblationResult:
     """One job: every mask of ``method`` in ``scope`` on the test split; writes the table and predictions.
 
@@ -73,6 +76,11 @@ def run_ablation_job(
     ``model.attention``, ``model.checkpoint``, ``seed``; a whole validated config works too. For
     ``fill: pretrained`` the reference backbone comes from ``reference_loader`` (default: the
     pretrained weights named in the checkpoint, ``kneurons.ablation.fill.pretrained_reference``).
+
+    ``saes``: ablate SAE features instead of neurons: each spec (``kneurons.features.attach``) is
+    attached, the score table must record the same SAEs, and the masks rank and zero the features
+    (``fill`` must be ``zero``: a feature has no weights to roll back, and its mean is not a
+    value the SAE's TopK would give).
     """
     from kneurons.model.checkpoint import load_job_classifier
     from kneurons.provenance import check_scores_match_checkpoint
@@ -91,6 +99,13 @@ def run_ablation_job(
     scores, score_meta = read_score_table(scores_path)
     # Scores of another model would rank this model's neurons meaninglessly.
     check_scores_match_checkpoint(scores_path, checkpoint, score_meta)
+    modules: tuple[str, ...] = MODULE_TYPES
+    if saes is not None:
+        if ab["fill"] != "zero":
+            raise InputError(f"SAE features are ablated by zeroing them; fill {ab['fill']!r} is for neurons")
+        attached = sae_identities(attach_saes(model, saes), saes)
+        check_same_saes(scores_path, score_meta.get(SAES_KEY), attached)
+        modules = (FEATURE_MODULE,)
     fill = job_fill(
         ab["fill"],
         model,
@@ -122,6 +137,7 @@ def run_ablation_job(
         device=device,
         bf16=ab["bf16"],
         source=str(scores_path),
+        modules=modules,
     )
     save_result(table_out, pred_out, result)
     log.info("%s / %s: %d rows in %.1f s", method, scope, len(result.table), result.seconds)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +16,13 @@ import pandas as pd
 import torch
 
 from kneurons.errors import InputError
+from kneurons.features.attach import SAES_KEY, attach_saes, sae_identities
 from kneurons.io import sha256_file
 from kneurons.scoring import registry
 from kneurons.scoring.base import check_layer, score_layer
 from kneurons.scoring.subset import subset_hash
 from kneurons.tables import WEIGHTS_KEY, read_scoring_set, write_score_table
+from kneurons.vocabulary import FEATURE_MODULE, MODULE_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +50,11 @@ def run_score_job(
     checkpoint: str | Path,
     scoring_set_path: str | Path,
     method: str,
-    layers: Sequence[int],
+    layers: Sequence[int] | None,
     settings: dict[str, Any],
     out_path: str | Path,
     device: torch.device | str = "cpu",
+    saes: Sequence[Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """Score the six modules of each of ``layers`` by one method; write one table to ``out_path``.
 
@@ -59,19 +62,29 @@ def run_score_job(
     ``layers`` (each layer's time is in the log). ``settings`` are the rule's params
     (``kneurons.settings.job_settings('score_layers', config, method=m)``): ``score`` (the
     method's keys), ``model.attention``, ``seed``; a whole validated config works too.
+
+    ``saes``: score SAE features instead of neurons. Each spec (``kneurons.features.attach``) is
+    attached to the model, ``layers`` (None: the SAEs' layers) are scored over the units ``"sae"``,
+    and the provenance records the SAEs (``SAES_KEY``: description and file hashes).
     """
     from kneurons import __version__ as version
     from kneurons.model.checkpoint import load_job_classifier
 
-    layers = [int(layer) for layer in layers]
-    if not layers:
-        raise ValueError("a scoring job needs at least one layer")
     device = torch.device(device)
     model, info = load_job_classifier(checkpoint, settings, device)
+    units: tuple[str, ...] = MODULE_TYPES
+    identities = None
+    if saes is not None:
+        identities = sae_identities(attach_saes(model, saes), saes)
+        units = (FEATURE_MODULE,)
+        layers = sorted(model.saes) if layers is None else layers
+    layers = [int(layer) for layer in layers or []]
+    if not layers:
+        raise ValueError("a scoring job needs at least one layer")
     subset = read_scoring_set(scoring_set_path)
     _check_labels(subset, list(info["labels"]), scoring_set_path, checkpoint)
     for layer in layers:  # refuse a bad chunk before scoring any of it
-        check_layer(model, layer)
+        check_layer(model, layer, units)
     score_cfg = settings["score"]
     recorded = registry.get(method).settings(score_cfg)
     log.info(
@@ -86,7 +99,7 @@ def run_score_job(
     frames = []
     for layer in layers:
         began = time.monotonic()
-        frames.append(score_layer(model, subset, method, layer, score_cfg, device=device))
+        frames.append(score_layer(model, subset, method, layer, score_cfg, device=device, module_types=units))
         # per layer in the log only: the table's provenance keeps one timing field, `seconds`
         log.info("layer %d: %d rows in %.1f s", layer, len(frames[-1]), time.monotonic() - began)
     df = pd.concat(frames, ignore_index=True)
@@ -111,6 +124,8 @@ def run_score_job(
         "torch": torch.__version__,
         "seconds": round(time.monotonic() - start, 3),
     }
+    if identities is not None:
+        meta[SAES_KEY] = identities
     write_score_table(df, out_path, meta)
     log.info("wrote %s (%d rows) in %.1f s", out_path, len(df), meta["seconds"])
     return df

@@ -77,9 +77,15 @@ class ScoringMethod(ABC):
 
     @abstractmethod
     def score_layer(
-        self, model: EsmClassifier, scoring_set: pd.DataFrame, layer: int, device: torch.device | str = "cpu"
+        self,
+        model: EsmClassifier,
+        scoring_set: pd.DataFrame,
+        layer: int,
+        device: torch.device | str = "cpu",
+        module_types: Sequence[str] = MODULE_TYPES,
     ) -> pd.DataFrame:
-        """Score-table rows of the six modules of ``layer``.
+        """Score-table rows of the units ``module_types`` of ``layer`` (the six neuron modules by
+        default; ``("sae",)``: the features of the SAE attached there).
 
         ``scoring_set`` has columns ``sequence, label, label_index``.
         """
@@ -111,13 +117,18 @@ class PerSequenceMethod(ScoringMethod):
         """
 
     def score_layer(
-        self, model: EsmClassifier, scoring_set: pd.DataFrame, layer: int, device: torch.device | str = "cpu"
+        self,
+        model: EsmClassifier,
+        scoring_set: pd.DataFrame,
+        layer: int,
+        device: torch.device | str = "cpu",
+        module_types: Sequence[str] = MODULE_TYPES,
     ) -> pd.DataFrame:
         """Means of ``attribute`` over all sequences, and over each class's with ``class_conditional``."""
         seqs = scoring_set["sequence"].astype(str).tolist()
         labels = scoring_set["label"].astype(str).tolist()
         gold = scoring_set["label_index"].astype(int).tolist()
-        per = self.attribute(model, seqs, gold, layer, device=device)
+        per = self.attribute(model, seqs, gold, layer, module_types, device=device)
         return scores_table(per, self.name, layer, labels, class_conditional=self.class_conditional)
 
 
@@ -143,11 +154,13 @@ def score_layer(
     layer: int,
     score_cfg: dict[str, Any],
     device: torch.device | str = "cpu",
+    module_types: Sequence[str] = MODULE_TYPES,
 ) -> pd.DataFrame:
-    """The score table of one (method, layer): all six modules of ``layer``.
+    """The score table of one (method, layer): all six modules of ``layer``, or the units
+    ``module_types`` (``("sae",)``: the features of the SAE attached at ``layer``).
 
     ``score_cfg`` is the validated ``score`` section of the config; ``scoring_set`` has columns
     ``sequence, label, label_index``.
     """
-    check_layer(model, layer)
-    return registry.build(method, score_cfg).score_layer(model, scoring_set, layer, device)
+    check_layer(model, layer, module_types)
+    return registry.build(method, score_cfg).score_layer(model, scoring_set, layer, device, module_types)

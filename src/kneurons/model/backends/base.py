@@ -30,7 +30,10 @@ from torch import nn
 
 from kneurons.errors import ModelError
 from kneurons.model.hooks import HookPoint, StreamPoint
-from kneurons.vocabulary import MODULE_TYPES  # the neuron-bearing modules (every backend names them so)
+from kneurons.vocabulary import (  # the neuron-bearing modules (every backend names them so)
+    FEATURE_MODULE,
+    MODULE_TYPES,
+)
 
 #: Resume points inside a transformer layer, in forward order (their index is the position):
 #: the layer input (q/k/v need the whole attention), the attention context entering
@@ -82,7 +85,12 @@ class BackboneSpec:
 
 
 def position_of(module_type: str) -> int:
-    """Index in ``RESUME_POINTS`` of the resume point just before ``module_type``."""
+    """Index in ``RESUME_POINTS`` of the resume point just before ``module_type``.
+
+    SAE features (``"sae"``) read the stream entering their layer: the layer's input, position 0.
+    """
+    if module_type == FEATURE_MODULE:
+        return 0
     try:
         return POSITION[module_type]
     except KeyError:
