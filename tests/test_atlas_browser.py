@@ -98,7 +98,8 @@ def test_page_works_offline_in_a_real_browser(browser, page):
 
 
 def test_screenshot_for_the_docs(browser, page):
-    """docs/atlas-overview.png, the overview screenshot the README and docs show (written only with KNEURONS_ATLAS_DOCS=1)."""
+    """docs/atlas-overview.png, the overview screenshot the README and docs show (written only
+    with KNEURONS_ATLAS_DOCS=1)."""
     target = Path(os.environ.get("KNEURONS_ATLAS_PAGE") or page).resolve()
     browser.get(target.as_uri())
     assert rows(browser)

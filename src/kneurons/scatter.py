@@ -52,7 +52,8 @@ def seed_chunk_seeds(label: str) -> list[int]:
     return [int(s) for s in label.split("_")]
 
 
-#: ``units.features``'s word for an SAE the workflow trains itself (one ``train_sae`` job per layer and replicate).
+#: ``units.features``'s word for an SAE the workflow trains itself (a ``train_sae`` job per layer
+#: and replicate).
 TRAIN_SAE = "train"
 
 
