@@ -216,7 +216,7 @@ DEPENDS: dict[str, set[str]] = {
     "characterise.class_threshold": {"characterise_classes"},
     "characterise.random_sets": {"characterise_classes"},
     "characterise.alpha": {"characterise_neurons", "characterise_features", "characterise_figures", "atlas"},
-    "characterise.logos": {"characterise_figures"},
+    "characterise.logos": {"characterise_figures", "figure_feature_logos"},
     "figures.formats": set(FIGURES),
     "figures.dpi": {*FIGURES, "characterise_figures"},
     "atlas": {"atlas"},

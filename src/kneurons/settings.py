@@ -323,6 +323,10 @@ def _characterise_features(cfg: Config) -> dict[str, Any]:
     return {**_characterise_neurons(cfg), "units": _units(cfg)}
 
 
+def _figure_feature_logos(cfg: Config) -> dict[str, Any]:
+    return {**_figure(cfg), "logos": cfg["characterise"]["logos"]}
+
+
 def _figure(cfg: Config) -> dict[str, Any]:
     return {
         "run": run_description(cfg),
@@ -369,6 +373,7 @@ RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
     "feature_stats": _feature_stats,
     "compactness": _feature_stats,
     "characterise_features": _characterise_features,
+    "figure_feature_logos": _figure_feature_logos,
     **{
         f"figure_{kind}": _figure
         for kind in (
@@ -381,7 +386,6 @@ RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
             "confusion_matrix",
             "features_accuracy",
             "compactness",
-            "feature_logos",
         )
     },
 }

@@ -16,6 +16,13 @@ FEATURE_STATS = {
     for name in ("curves", "summary", "random_gap", "paired_tests")
 }
 COMPACTNESS = f"{R}/stats/compactness.tsv"
+#: Where the top IG features fire (the main run; the same tables as the neurons', CHAR_NEURONS).
+FEATURE_CHAR = {
+    name: path.replace(f"{R}/{{rep}}characterise", f"{R}/features/characterise")
+    for name, path in CHAR_NEURONS.items()
+}
+#: Characterised features need IG scores and the characterisation stage.
+CHARACTERISE_FEATURES = bool(FEATURES) and config["characterise"]["enabled"]
 
 
 include: "functions/features.smk"
@@ -130,3 +137,81 @@ rule ablate_features:
         "Ablating the {wildcards.method} SAE features (global scope)"
     script:
         "../scripts/ablate_features.py"
+
+
+rule characterise_features:
+    input:
+        model=BEST_MODEL.replace("{rep}", ""),
+        ig=feature_scores("ig", ""),
+        split=SPLIT,
+        saes=[sae_file(layer, "") for layer in TRAINED_SAE_LAYERS],
+    output:
+        **FEATURE_CHAR,
+    log:
+        f"{R}/logs/features/characterise.log",
+    benchmark:
+        f"{R}/benchmarks/features/characterise.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1 if config["model"]["name"] == "custom" else 4
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=0 if config["device"] == "cpu" else 1,
+    params:
+        **rule_params("characterise_features", config),
+    message:
+        "Characterising where the top IG SAE features fire"
+    script:
+        "../scripts/characterise_features.py"
+
+
+rule feature_stats:
+    # Replicate-major lists; the job cuts them into one list per replicate (params.replicates).
+    input:
+        tables=[
+            feature_ablation(m, "tsv", p) for p in REP_PREFIXES for m in SCORE_METHODS
+        ],
+        preds=[
+            feature_ablation(m, "pred.npz", p)
+            for p in REP_PREFIXES
+            for m in SCORE_METHODS
+        ],
+    output:
+        **FEATURE_STATS,
+    log:
+        f"{R}/logs/features/stats.log",
+    conda:
+        "../../envs/plots.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        **rule_params("feature_stats", config),
+    message:
+        "Statistics over the SAE feature ablations"
+    script:
+        "../scripts/feature_stats.py"
+
+
+rule compactness:
+    # Replicate-major lists of the global-scope tables, neurons and features, of every method.
+    input:
+        unpack(compactness_inputs),
+    output:
+        compactness=COMPACTNESS,
+    log:
+        f"{R}/logs/stats/compactness.log",
+    conda:
+        "../../envs/plots.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        **rule_params("compactness", config),
+    message:
+        "Comparing how compact the knowledge is in SAE features and in neurons (claim 6)"
+    script:
+        "../scripts/compactness.py"

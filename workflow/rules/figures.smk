@@ -26,6 +26,11 @@ if HAS_CURVE_SCOPES:
         FIGURES["smallest_fraction"] = "smallest"
 if HAS_GAP:
     FIGURES["layer_module_gap"] = "gap"
+if FEATURES:  # features.smk: SAE features against random features, and against neurons
+    FIGURES.update({f"features_accuracy_{mode}": "features" for mode in config["ablate"]["modes"]})
+    FIGURES["compactness"] = "compactness"
+if CHARACTERISE_FEATURES:
+    FIGURES["feature_logos"] = "feature logos"
 FIGURE_FILES = [f"{FIG_DIR}/{name}.{fmt}" for name in FIGURES for fmt in FIG_FORMATS]
 
 
@@ -186,6 +191,80 @@ rule figure_confusion_matrix:
         kind="confusion_matrix",
     message:
         "Drawing the test confusion matrix"
+    script:
+        "../scripts/figure.py"
+
+
+rule figure_features_accuracy:
+    input:
+        curves=FEATURE_STATS["curves"],
+    output:
+        **figure_outputs(
+            "features_accuracy_{mode}",
+            "features_curves.rst",
+            "4. SAE features",
+            "SAE features: accuracy vs f ({mode})",
+        ),
+    log:
+        f"{R}/logs/figures/features_accuracy_{{mode}}.log",
+    wildcard_constraints:
+        mode="preserve|suppress",
+    conda:
+        "../../envs/plots.yaml"
+    params:
+        **rule_params("figure_features_accuracy", config),
+        kind=lambda wc: f"features_accuracy_{wc.mode}",
+    message:
+        "Drawing the SAE features' accuracy curves ({wildcards.mode})"
+    script:
+        "../scripts/figure.py"
+
+
+rule figure_compactness:
+    input:
+        compactness=COMPACTNESS,
+        curves=STATS["curves"],
+        feature_curves=FEATURE_STATS["curves"],
+    output:
+        **figure_outputs(
+            "compactness",
+            "compactness.rst",
+            "4. SAE features",
+            "claim 6: SAE features against neurons",
+        ),
+    log:
+        f"{R}/logs/figures/compactness.log",
+    conda:
+        "../../envs/plots.yaml"
+    params:
+        **rule_params("figure_compactness", config),
+        kind="compactness",
+    message:
+        "Drawing claim 6: how compact the knowledge is in SAE features and in neurons"
+    script:
+        "../scripts/figure.py"
+
+
+rule figure_feature_logos:
+    input:
+        neurons=FEATURE_CHAR["neurons"],
+        pfm=FEATURE_CHAR["pfm"],
+    output:
+        **figure_outputs(
+            "feature_logos",
+            "feature_logos.rst",
+            "4. SAE features",
+            "sequence logos of the top IG SAE features",
+        ),
+    log:
+        f"{R}/logs/figures/feature_logos.log",
+    conda:
+        "../../envs/plots.yaml"
+    params:
+        **rule_params("figure_feature_logos", config),
+        kind="feature_logos",
+    message:
+        "Drawing the logos of the top IG SAE features"
     script:
         "../scripts/figure.py"
 

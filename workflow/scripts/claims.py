@@ -13,5 +13,6 @@ inputs = {
     "class_specificity": list(snakemake.input.get("class_specificity", [])),
     "external": list(snakemake.input.get("external", [])),
     "external_metrics": list(snakemake.input.get("external_metrics", [])),
+    "compactness": snakemake.input.get("compactness"),
 }
 run_claims(inputs, settings=job.params, out=snakemake.output.claims, verdicts=snakemake.output.verdicts)

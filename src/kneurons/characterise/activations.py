@@ -23,7 +23,8 @@ def residue_activations(
     """Per protein an ``(L, N)`` array: each listed neuron's activation at each residue.
 
     Columns follow the row order of ``neurons``; BOS/EOS/padding are dropped, so row ``i`` is
-    residue ``i + 1`` (1-based). Only layers up to the deepest listed one are run.
+    residue ``i + 1`` (1-based). Only layers up to the deepest listed one are run. A unit may be
+    a neuron or an SAE feature (module ``"sae"``, an SAE attached to the model).
     """
     device = torch.device(device)
     model = model.to(device).eval()
@@ -43,12 +44,13 @@ def residue_activations(
             captured[key] = out[..., idx.to(out.device)].float()
 
         handles.append(model.module(*key).register_forward_hook(hook))
-    stop = int(neurons["layer"].max()) + 1
+    deepest = int(neurons["layer"].max())
 
     def step(batch: Batch) -> torch.Tensor:
         with torch.no_grad():
             x, pm = model.embed(batch.tokens)
-            model.run_layers(x, pm, 0, stop)
+            # run_through: the final norm too when an SAE reads the stream after it (layer L)
+            model.run_through(x, pm, deepest)
         acts = torch.empty(batch.tokens.shape[1], batch.tokens.shape[0], len(neurons))  # (T, B, N)
         for key, (cols, _) in groups.items():
             acts[:, :, torch.from_numpy(cols)] = captured[key].cpu()

@@ -38,7 +38,7 @@ from kneurons.errors import InputError
 from kneurons.model.classifier import EsmClassifier
 from kneurons.ranking import NeuronLayout
 from kneurons.stats.multiple import bh_qvalues
-from kneurons.vocabulary import NEURON_KEY
+from kneurons.vocabulary import MODULE_TYPES, NEURON_KEY
 
 log = logging.getLogger(__name__)
 
@@ -211,8 +211,12 @@ def characterise_neurons(
     device: torch.device | str = "cpu",
     bf16: bool = True,
     seed: int = 0,
+    modules: Sequence[str] = MODULE_TYPES,
 ) -> dict[str, Any]:
     """Characterise the top-N IG neurons on ``proteins`` (held-out rows of split.tsv).
+
+    ``modules``: the units ranked, the neuron modules or ``("sae",)``: the features of the SAEs
+    attached to ``model`` (scored by ``ig_scores``), characterised the same way.
 
     ``cfg`` is the ``characterise`` config section. Returns a dict with ``neurons`` (one row
     per neuron), ``windows`` (their best windows), ``pfm`` (long position frequency matrices),
@@ -220,7 +224,7 @@ def characterise_neurons(
     ``summary`` (site AUROC per module type and per layer) and ``info`` (annotation status,
     parse counts).
     """
-    top = top_neurons(ig_scores, layout_of(model), cfg["top_n"], normalise, class_sets)
+    top = top_neurons(ig_scores, layout_of(model, modules), cfg["top_n"], normalise, class_sets)
     proteins = proteins.reset_index(drop=True)
     if proteins.empty:
         raise InputError("no held-out proteins to characterise neurons on")

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from kneurons.vocabulary import MODULE_TYPES
+from kneurons.vocabulary import FEATURE_MODULE, MODULE_TYPES
 
 
 def _message(ax: plt.Axes, text: str) -> None:
@@ -25,7 +25,10 @@ def _message(ax: plt.Axes, text: str) -> None:
 
 
 def _neuron_title(row: pd.Series) -> str:
-    parts = [f"#{int(row['rank'])} L{int(row['layer'])} {row['module']} {int(row['neuron'])}"]
+    if row["module"] == FEATURE_MODULE:  # a feature's unit name (DESIGN.md, "Features")
+        parts = [f"#{int(row['rank'])} L{int(row['layer'])}.{FEATURE_MODULE}.{int(row['neuron'])}"]
+    else:
+        parts = [f"#{int(row['rank'])} L{int(row['layer'])} {row['module']} {int(row['neuron'])}"]
     if isinstance(row.get("top_class"), str):
         parts.append(f"class {row['top_class']}")
     if pd.notna(row.get("site_auroc")):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from kneurons.characterise import (
     select_class_neurons,
     split_ig_scores,
 )
+from kneurons.features.attach import SAES_KEY, attach_saes, check_same_saes, sae_identities
 from kneurons.jobs.ablate import job_fill
 from kneurons.model.checkpoint import load_job_classifier
 from kneurons.provenance import check_scores_match_checkpoint
@@ -28,6 +29,7 @@ from kneurons.tables import (
     write_json_result,
     write_result_table,
 )
+from kneurons.vocabulary import FEATURE_MODULE, MODULE_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +144,7 @@ def run_neuron_job(
     settings: dict[str, Any],
     out: dict[str, str | Path],
     device: torch.device | str = "cpu",
+    saes: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Where the top-N IG neurons fire: per-neuron table, windows, PFMs, site summary, info JSON.
 
@@ -149,6 +152,8 @@ def run_neuron_job(
     ``out["info"]`` (JSON) and, when named, ``out["window_activations"]`` (TSV); returns the info.
     Missing annotations are reported, not an error.
     ``settings``: the rule's params (``kneurons.settings.job_settings('characterise_neurons', config)``).
+    ``saes``: characterise the top-N IG *features* of these SAEs instead (``ig_path`` scores them;
+    no class sets: ``class_neurons_path`` None); the tables name them as module ``sae``.
     """
     c = settings["characterise"]
     model, info = load_job_classifier(checkpoint, settings, device)
@@ -156,6 +161,11 @@ def run_neuron_job(
     ig, ig_meta = read_score_table(ig_path)
     # scores of another model mislead
     check_scores_match_checkpoint(ig_path, checkpoint, ig_meta, require=False)
+    modules: tuple[str, ...] = MODULE_TYPES
+    if saes is not None:
+        attached = sae_identities(attach_saes(model, saes), saes)
+        check_same_saes(ig_path, ig_meta.get(SAES_KEY), attached)
+        modules = (FEATURE_MODULE,)
     held = load_held_out(split_path, labels, c["split"], c["max_proteins"], settings["seed"])
     sets = read_characterise_table(class_neurons_path, "class_neurons") if class_neurons_path else None
     res = characterise_neurons(
@@ -168,6 +178,7 @@ def run_neuron_job(
         device,
         settings["train"].get("bf16", True),
         settings["seed"],
+        modules,
     )
     write_result_table(res["neurons"], out["neurons"])
     write_result_table(res["windows"], out["windows"])

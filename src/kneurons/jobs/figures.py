@@ -55,9 +55,17 @@ def make_figures(
 
 
 def make_figure(
-    kind: str, inputs: dict[str, str | Path], base: str | Path, formats: Sequence[str], dpi: int
+    kind: str,
+    inputs: dict[str, str | Path],
+    base: str | Path,
+    formats: Sequence[str],
+    dpi: int,
+    logos: int = 8,
 ) -> list[Path]:
-    """Build one workflow figure ``kind`` from its input tables and write ``base.<fmt>``."""
+    """Build one workflow figure ``kind`` from its input tables and write ``base.<fmt>``.
+
+    ``logos``: the units shown by ``feature_logos`` (``characterise.logos``, as the neurons' logos).
+    """
     if kind in ("accuracy_preserve", "accuracy_suppress"):
         fig = plot_ablation_curves(read_stats_table(inputs["curves"], "curves"), kind.split("_")[1])
     elif kind == "density":
@@ -72,6 +80,9 @@ def make_figure(
         fig = plot_training_curve(read_training_curve(inputs["curve"]), read_metrics(inputs["metrics"]))
     elif kind == "confusion_matrix":
         fig = plot_confusion(read_metrics(inputs["metrics"]))
+    elif kind == "feature_logos":
+        neurons = read_characterise_table(inputs["neurons"], "neurons")
+        fig = plot_logos(neurons, read_characterise_table(inputs["pfm"], "pfm"), logos)
     else:
         raise ValueError(f"unknown figure {kind!r}")
     return save_figure(fig, base, formats, dpi)

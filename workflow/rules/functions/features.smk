@@ -28,5 +28,31 @@ def feature_outputs():
         return []
     return [
         *per_replicate(SAE_REPORT),
-        *(feature_ablation(m, "tsv", p) for p in REP_PREFIXES for m in SCORE_METHODS),
+        *FEATURE_STATS.values(),
+        COMPACTNESS,
+        *(FEATURE_CHAR.values() if CHARACTERISE_FEATURES else []),
     ]
+
+
+def compactness_inputs(wildcards):
+    """The global-scope ablation tables and predictions of every method, neurons and features,
+    replicate-major (claim 6 compares the two curves of each method on the same test proteins).
+    """
+    return {
+        "neuron_tables": [
+            ablation_table(m, "global", p) for p in REP_PREFIXES for m in SCORE_METHODS
+        ],
+        "neuron_preds": [
+            ablation_predictions(m, "global", p)
+            for p in REP_PREFIXES
+            for m in SCORE_METHODS
+        ],
+        "feature_tables": [
+            feature_ablation(m, "tsv", p) for p in REP_PREFIXES for m in SCORE_METHODS
+        ],
+        "feature_preds": [
+            feature_ablation(m, "pred.npz", p)
+            for p in REP_PREFIXES
+            for m in SCORE_METHODS
+        ],
+    }

@@ -3,7 +3,7 @@
 
 def claims_inputs(wildcards):
     """The statistics behind the claims, and the intact model's metrics on each set (the baseline
-    rule); class specificity only when the characterisation runs."""
+    rule); class specificity only when the characterisation runs, compactness only with SAE features."""
     inputs = {
         "random_gap": STATS["random_gap"],
         "density": STATS["density"],
@@ -17,4 +17,6 @@ def claims_inputs(wildcards):
     ]
     if config["characterise"]["enabled"]:
         inputs["class_specificity"] = per_replicate(CHAR_CLASS["specificity"])
+    if FEATURES:  # claim 6: SAE features against neurons (features.smk)
+        inputs["compactness"] = COMPACTNESS
     return inputs
