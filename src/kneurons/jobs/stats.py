@@ -14,7 +14,7 @@ from kneurons.stats.curves import pool_replicates, summarise_curves
 from kneurons.stats.density import density, pool_density, with_q_values
 from kneurons.stats.random import random_comparison
 from kneurons.stats.stability import STABILITY_COLUMNS, stability
-from kneurons.tables import load_ablation, read_score_table, write_stats_tables
+from kneurons.tables import AblationData, load_ablation, read_score_table, write_stats_tables
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,22 @@ def split_replicates(paths: Sequence[Any], replicates: int, what: str) -> list[l
         raise ValueError(f"{len(paths)} {what} do not split into {replicates} replicates")
     n = len(paths) // replicates
     return [paths[r * n : (r + 1) * n] for r in range(replicates)]
+
+
+def curve_statistics(datas: Sequence[AblationData], settings: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
+    """The statistics of ablation curves pooled over replicates (``datas[r]``: replicate ``r``'s
+    tables, same rows, same test proteins): ``curves`` (every row with its metrics averaged over the
+    replicates, and the intact accuracy), ``summary`` (AUC and ``f_threshold`` per curve),
+    ``random_gap`` and ``paired_tests`` (each method against random). ``settings`` as ``run_stats``'."""
+    st = settings["stats"]
+    table, full_accuracy = pool_replicates([d.table for d in datas], [d.full_accuracy for d in datas])
+    curves = table.copy()
+    curves["full_accuracy"] = full_accuracy
+    summary = summarise_curves(table, full_accuracy, st["keep_accuracy"])
+    gap, paired = random_comparison(
+        datas, n_boot=st["bootstrap"], confidence=st["confidence"], seed=settings["seed"]
+    )
+    return {"curves": curves, "summary": summary, "random_gap": gap, "paired_tests": paired}
 
 
 def run_stats(
@@ -45,13 +61,7 @@ def run_stats(
     st = settings["stats"]
     normalise = settings["ablate"]["normalise"]
     datas = [load_ablation(t, p) for t, p in zip(tables, predictions, strict=True)]
-    table, full_accuracy = pool_replicates([d.table for d in datas], [d.full_accuracy for d in datas])
-    curves = table.copy()
-    curves["full_accuracy"] = full_accuracy
-    summary = summarise_curves(table, full_accuracy, st["keep_accuracy"])
-    gap, paired = random_comparison(
-        datas, n_boot=st["bootstrap"], confidence=st["confidence"], seed=settings["seed"]
-    )
+    frames = curve_statistics(datas, settings)
     scores = [{m: read_score_table(p)[0] for m, p in rep.items()} for rep in score_paths]
     dens = with_q_values(
         pd.concat(
@@ -73,14 +83,28 @@ def run_stats(
         if m != "random"  # seeded random scores are the same in every replicate
     ]
     stab = pd.concat(stab, ignore_index=True) if stab else pd.DataFrame(columns=STABILITY_COLUMNS)
-    frames = {
-        "curves": curves,
-        "summary": summary,
-        "random_gap": gap,
-        "paired_tests": paired,
-        "density": dens,
-        "stability": stab,
-    }
+    frames |= {"density": dens, "stability": stab}
     write_stats_tables(frames, out)
     log.info("statistics over %d replicate(s)", len(datas))
+    return frames
+
+
+def run_feature_stats(
+    tables: Sequence[Sequence[str | Path]],
+    predictions: Sequence[Sequence[str | Path]],
+    settings: Mapping[str, Any],
+    out: Mapping[str, str | Path],
+) -> dict[str, pd.DataFrame]:
+    """The curve statistics of the SAE-feature ablation tables: writes ``out[name]`` (TSV) for name in
+    curves, summary, random_gap, paired_tests, the same tables ``run_stats`` writes for neurons.
+
+    ``tables[r]`` / ``predictions[r]``: replicate ``r``'s feature ablation tables (one per method,
+    global scope; the random method's rows are random features active on the scoring set) and
+    their ``.pred.npz``. ``settings``: ``stats`` (bootstrap, keep_accuracy, confidence) and ``seed``.
+    Density and stability are neuron-layout statistics and are not computed for features.
+    """
+    datas = [load_ablation(t, p) for t, p in zip(tables, predictions, strict=True)]
+    frames = curve_statistics(datas, settings)
+    write_stats_tables(frames, dict(out))
+    log.info("feature statistics over %d replicate(s)", len(datas))
     return frames
