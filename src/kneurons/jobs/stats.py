@@ -1,5 +1,6 @@
 """The statistics job: curve summaries, gaps to random, paired tests, density and stability,
-pooled over the fine-tuning replicates."""
+pooled over the fine-tuning replicates; the same curve statistics for SAE features, and claim 6's
+compactness of features against neurons."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from kneurons.stats.compactness import compactness
 from kneurons.stats.curves import pool_replicates, summarise_curves
 from kneurons.stats.density import density, pool_density, with_q_values
 from kneurons.stats.random import random_comparison
@@ -108,3 +110,49 @@ def run_feature_stats(
     write_stats_tables(frames, dict(out))
     log.info("feature statistics over %d replicate(s)", len(datas))
     return frames
+
+
+def run_compactness(
+    neuron_tables: Sequence[Sequence[str | Path]],
+    neuron_preds: Sequence[Sequence[str | Path]],
+    feature_tables: Sequence[Sequence[str | Path]],
+    feature_preds: Sequence[Sequence[str | Path]],
+    settings: Mapping[str, Any],
+    out: Mapping[str, str | Path],
+) -> pd.DataFrame:
+    """Claim 6's table (``kneurons.stats.compactness``): writes ``out["compactness"]`` (TSV).
+
+    Shapes as ``run_stats``' inputs, one list per replicate in the same replicate order:
+    ``neuron_tables[r]`` / ``neuron_preds[r]`` are replicate ``r``'s global-scope neuron ablation
+    tables (``ablation/{method}/global.tsv``, one per method) and their ``.pred.npz``;
+    ``feature_tables[r]`` / ``feature_preds[r]`` its SAE-feature ablation tables and predictions.
+    Other scopes, the random method and methods ablated on one side only are ignored. ``settings``:
+    ``stats`` (keep_accuracy, bootstrap, confidence) and ``seed``.
+    """
+    if len(neuron_tables) != len(feature_tables):
+        raise ValueError(
+            f"{len(neuron_tables)} replicate(s) of neuron tables but {len(feature_tables)} of feature tables"
+        )
+    st = settings["stats"]
+    neurons = [load_ablation(t, p) for t, p in zip(neuron_tables, neuron_preds, strict=True)]
+    features = [load_ablation(t, p) for t, p in zip(feature_tables, feature_preds, strict=True)]
+    table = compactness(
+        neurons,
+        features,
+        keep_accuracy=st["keep_accuracy"],
+        n_boot=st["bootstrap"],
+        confidence=st["confidence"],
+        seed=settings["seed"],
+    )
+    write_stats_tables({"compactness": table}, {"compactness": out["compactness"]})
+    for row in table.itertuples():
+        log.info(
+            "compactness (%s): f neurons %.3g, f features %.3g, log2 ratio %.3g [%.3g, %.3g]",
+            row.method,
+            row.f_neurons,
+            row.f_features,
+            row.log2_ratio,
+            row.ci_lo,
+            row.ci_hi,
+        )
+    return table
