@@ -1,7 +1,10 @@
 """An independent recomputation of the claims table, for tests (never imports ``kneurons.stats``).
 
 From the files a run writes (the gap to random, the pooled density, each replicate's class
-specificity and metrics, and optionally the ablation tables and the sets' true labels), this
+specificity and metrics, and optionally the ablation tables and the sets' true labels; for claim 6
+the compactness table and, optionally, each replicate's neuron and SAE-feature ablation tables and
+predictions, from which its estimate, its paired bootstrap interval and its one-sided p-value are
+redrawn as ``kneurons.stats.compactness`` documents them), this
 recomputes every claim's estimate, interval, p-value, verdict and baseline note with its own code
 (pandas, numpy and scipy's ready-made tests), and compares the result with the claims the workflow
 made: ``evaluate_claims``' frame at full precision, or a written ``claims.tsv`` within a relative
@@ -22,14 +25,30 @@ import pandas as pd
 from scipy import stats as sps
 
 CURVE_CLAIMS = {("1", "activation"): "preserve", ("2", "ig"): "preserve", ("4", "ig"): "suppress"}
-DIRECTION = {"1": +1, "2": +1, "3": +1, "4": -1, "5": +1}
+DIRECTION = {"1": +1, "2": +1, "3": +1, "4": -1, "5": +1, "6": +1}
 MARGIN_KEY = {
     "1": "auc_margin",
     "2": "auc_margin",
     "3": "log2_enrichment_margin",
     "4": "auc_margin",
     "5": "specificity_margin",
+    "6": "compactness_margin",
 }
+#: One replicate's ablation files: its tables and their ``.pred.npz``, in the same order.
+Files = tuple[list[Path], list[Path]]
+
+
+@dataclass
+class Compactness:
+    """What claim 6 is recomputed from (``neurons`` / ``features`` empty: the table's numbers are
+    taken as they are, as the gap to random's interval is)."""
+
+    table: Path  # stats/compactness.tsv
+    neurons: list[Files] = field(default_factory=list)  # per replicate: global neuron ablations
+    features: list[Files] = field(default_factory=list)  # per replicate: SAE-feature ablations
+    n_boot: int = 1000  # stats.bootstrap
+    seed: int = 0  # the top-level seed
+    keep_accuracy: float = 0.95  # stats.keep_accuracy
 
 
 @dataclass
@@ -44,6 +63,7 @@ class SetFiles:
     class_specificity: list[Path] = field(default_factory=list)  # one per replicate
     ablation: list[list[Path]] = field(default_factory=list)  # per replicate: its ablation tables
     labels: list[str] | None = None  # the set's true labels (majority share recomputed from them)
+    compactness: Compactness | None = None  # claim 6 (test set only)
 
 
 def _share_interval(count: float, n: int, confidence: float) -> tuple[float, float]:
@@ -97,6 +117,87 @@ def _auc_gap(tables: list[list[Path]], method: str, mode: str) -> float:
     rnd = pd.concat([curve(paths, "random") for paths in tables], axis=1).mean(axis=1)
     gap = (m - rnd).sort_index()
     return float(np.trapezoid(gap.to_numpy(), gap.index.to_numpy(dtype=float)))
+
+
+def _preserve_curves(files: Files) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """Per non-random method: (sorted f, correctness (n_f, n) of the global preserve rows), and the
+    intact model's correctness (n,), read with pandas and numpy from the files."""
+    curves, intact = {}, None
+    for table, pred in zip(*files, strict=True):
+        df = pd.read_csv(table, sep="\t")
+        with np.load(pred) as npz:
+            assert len(npz["keys"]) == len(df), (table, pred)
+            correct = npz["pred"] == npz["y_true"][None, :]
+            intact = npz["full_pred"] == npz["y_true"]
+        sel = df[(df["method"] != "random") & (df["scope"] == "global") & (df["mode"] == "preserve")]
+        for method, g in sel.groupby("method"):
+            g = g.sort_values("f")
+            curves[str(method)] = (g["f"].to_numpy(dtype=float), correct[g.index.to_numpy()].astype(float))
+    return curves, intact.astype(float)
+
+
+def _f95(f: np.ndarray, acc: np.ndarray, full: float, keep: float) -> float:
+    """The smallest f whose accuracy reaches keep x full; 1.0 if none does; f = 0 read as the
+    smallest positive f of the grid."""
+    hits = [x for x, a in zip(f, acc, strict=True) if a >= keep * full - 1e-12]
+    if not hits:
+        return 1.0
+    return min(hits) if min(hits) > 0 else float(min(x for x in f if x > 0))
+
+
+def _compactness(c: Compactness, conf: float) -> list[tuple]:
+    """Claim 6's rows: ``(claim, method, estimate, lo, hi, p, source)``."""
+    source = "stats/compactness.tsv"
+    if not c.neurons:
+        table = pd.read_csv(c.table, sep="\t")
+        return [
+            (
+                "6",
+                str(r.method),
+                float(r.log2_ratio),
+                float(r.ci_lo),
+                float(r.ci_hi),
+                float(r.p_value),
+                source,
+            )
+            for r in table.itertuples()
+        ]
+    sides = [[_preserve_curves(files) for files in reps] for reps in (c.neurons, c.features)]
+    n = len(sides[0][0][1])
+    reps = len(c.neurons)
+    rng = np.random.default_rng(c.seed)
+    weights = rng.multinomial(n, np.full(n, 1 / n), size=c.n_boot) / n  # (B, n): proteins first
+    picks = rng.integers(0, reps, size=(c.n_boot, reps)) if reps > 1 else None  # then replicates
+    methods = sorted(set(sides[0][0][0]) & set(sides[1][0][0]))
+    rows = []
+
+    def fraction(side: list, method: str, w: np.ndarray | None, chosen) -> float:
+        accs, fulls = [], []
+        for r in chosen:
+            f, correct = side[r][0][method]
+            accs.append(correct.mean(1) if w is None else correct @ w)
+            fulls.append(side[r][1].mean() if w is None else side[r][1] @ w)
+        return _f95(f, np.mean(accs, axis=0), float(np.mean(fulls)), c.keep_accuracy)
+
+    for method in methods:
+        est = math.log2(
+            fraction(sides[0], method, None, range(reps)) / fraction(sides[1], method, None, range(reps))
+        )
+        draws = []
+        for b in range(c.n_boot):
+            chosen = range(reps) if picks is None else picks[b]
+            draws.append(
+                math.log2(
+                    fraction(sides[0], method, weights[b], chosen)
+                    / fraction(sides[1], method, weights[b], chosen)
+                )
+            )
+        draws = np.array(draws)
+        a = (1 - conf) / 2
+        lo, hi = np.quantile(draws, [a, 1 - a])
+        p = max(int((draws <= 0).sum()), 1) / c.n_boot
+        rows.append(("6", method, est, float(lo), float(hi), p, source))
+    return rows
 
 
 def _baseline(s: SetFiles, confidence: float) -> str:
@@ -178,6 +279,8 @@ def recompute(sets: list[SetFiles], stats: dict) -> pd.DataFrame:
                 lo, hi = sps.t.interval(conf, len(d) - 1, loc=mean, scale=sps.sem(d))
                 p = float(sps.ttest_1samp(d, 0.0).pvalue)
             found.append(("5", "ig", mean, float(lo), float(hi), p, "characterise/class_specificity.tsv"))
+        if s.compactness is not None:
+            found.extend(_compactness(s.compactness, conf))
         for claim, method, est, lo, hi, p, source in found:
             verdict = "inconclusive" if base else _rule(lo, hi, DIRECTION[claim], margins[MARGIN_KEY[claim]])
             rows.append(
@@ -268,6 +371,14 @@ def workflow_sets(results: Path, config: dict) -> list[SetFiles]:
     test.ablation = [[results / p / f"ablation/{m}/global.tsv" for m in methods] for p in reps]
     if config["characterise"]["enabled"]:
         test.class_specificity = [results / p / "characterise/class_specificity.tsv" for p in reps]
+    if (results / "stats" / "compactness.tsv").exists():  # SAE features ablated: claim 6, its numbers
+        st = config["stats"]
+        test.compactness = Compactness(
+            results / "stats" / "compactness.tsv",
+            n_boot=st["bootstrap"],
+            seed=config["seed"],
+            keep_accuracy=st["keep_accuracy"],
+        )
     sets = [test]
     for name in sorted(config["evaluate"]["external"]):
         ext = results / "external" / name

@@ -20,7 +20,12 @@ from kneurons.tables import read_claims, write_json_result, write_result_table, 
 SETTINGS = {
     "confidence": 0.95,
     "top_fraction": 0.01,
-    "claims": {"auc_margin": 0.01, "log2_enrichment_margin": 0.1, "specificity_margin": 0.02},
+    "claims": {
+        "auc_margin": 0.01,
+        "log2_enrichment_margin": 0.1,
+        "specificity_margin": 0.02,
+        "compactness_margin": 0.5,
+    },
 }
 
 
@@ -119,6 +124,56 @@ def test_claims_from_tables():
     assert set(claims["figure"]) >= {"figures/accuracy_preserve.png", "figures/density.png"}
 
 
+def _compactness(rows: list[tuple[str, float, float, float]]) -> pd.DataFrame:
+    """stats/compactness.tsv rows ``(method, log2_ratio, ci_lo, ci_hi)`` (fractions made up)."""
+    return pd.DataFrame(
+        [
+            {
+                "method": m,
+                "f_neurons": 0.2,
+                "f_features": 0.2 / 2**r,
+                "reached_neurons": True,
+                "reached_features": True,
+                "log2_ratio": r,
+                "ci_lo": lo,
+                "ci_hi": hi,
+                "p_value": 0.002,
+                "p_floor": 0.001,
+                "keep_accuracy": 0.95,
+            }
+            for m, r, lo, hi in rows
+        ]
+    )
+
+
+def test_claim_6_is_one_row_per_method_of_the_compactness_table():
+    """Features twice as compact (log2 ratio 1 [0.6, 1.4]): supported; a ratio within ±0.5: not
+    supported; an interval across 0 and past the margin: inconclusive. No table: no claim 6."""
+    gap = _random_gap([("ig", "preserve", 0.2, 0.1, 0.3)])
+    table = _compactness([("activation", 1.0, 0.6, 1.4), ("ig", 0.1, -0.3, 0.4), ("grad", 0.0, -1.0, 2.0)])
+    claims = evaluate_claims(gap, None, None, SETTINGS, compactness=table)
+    six = claims[claims["claim"] == "6"].set_index("method")
+    assert six["verdict"].to_dict() == {
+        "activation": "supported",
+        "grad": "inconclusive",
+        "ig": "not supported",
+    }
+    act = six.loc["activation"]
+    assert (act.estimate, act.ci_lo, act.ci_hi, act.p_value, act.p_floor) == (1.0, 0.6, 1.4, 0.002, 0.001)
+    assert act.statement == "knowledge is more compact in SAE features than in neurons"
+    assert act.statistic == "log2 f95 neurons / f95 features (global, preserve)"
+    assert (act.direction, act.margin, act.figure) == ("greater", 0.5, "figures/compactness.png")
+    assert act.source == "stats/compactness.tsv" and act.rule == rule_text(+1, 0.5, 0.95)
+    assert "6" not in set(evaluate_claims(gap, None, None, SETTINGS)["claim"])
+    # the baseline rule makes claim 6 inconclusive as every other claim of its set
+    from kneurons.stats.claims import IntactModel
+
+    at_baseline = IntactModel(accuracy=0.31, n=300, majority=0.31)
+    claims = evaluate_claims(gap, None, None, SETTINGS, intact=at_baseline, compactness=table)
+    six = claims[claims["claim"] == "6"]
+    assert set(six["verdict"]) == {"inconclusive"} and six["note"].str.startswith("model at baseline").all()
+
+
 def test_a_missing_measurement_is_not_a_verdict():
     """No ig rows, no characterisation: claims 2, 3 (ig), 4 and 5 are absent, not 'inconclusive'."""
     gap = _random_gap([("activation", "preserve", 0.2, 0.1, 0.3)])
@@ -147,6 +202,19 @@ def test_claims_job_writes_the_table(tmp_path):
     assert list(back["claim"]) == ["2", "3", "4"]
     assert list(back["verdict"]) == ["supported", "supported", "inconclusive"]
     assert list(back["note"]) == ["", "", ""]
+    # with the compactness table (SAE features ablated): claim 6 is read from it
+    write_stats_tables(
+        {"compactness": _compactness([("ig", 1.0, 0.6, 1.4)])}, {"compactness": tmp_path / "c.tsv"}
+    )
+    inputs = {
+        **{k: str(v) for k, v in paths.items()},
+        "metrics": [str(metrics)],
+        "compactness": str(tmp_path / "c.tsv"),
+    }
+    run_claims(inputs, {"stats": SETTINGS}, out)
+    back = read_claims(out)
+    assert list(back["claim"]) == ["2", "3", "4", "6"]
+    assert back["verdict"].iloc[-1] == "supported" and back["p_value"].iloc[-1] == "0.002"
 
 
 # -- the baseline rule: a model that learned nothing -------------------------------------------------
@@ -329,8 +397,9 @@ def test_claims_equal_an_independent_recomputation(tmp_path, n_rep, at_baseline)
     (tests/claims_check.py): estimates, intervals, p-values, verdicts, notes and sources, at full
     precision in the job's frame and to three significant digits in the written claims.tsv. The
     pooled density's count and n_top are the replicates' sums (item 1 of issue #25)."""
-    from claims_check import SetFiles, compare, recompute
+    from claims_check import Compactness, SetFiles, compare, recompute
 
+    from kneurons.jobs.stats import run_compactness
     from kneurons.stats.density import pool_density, with_q_values
     from kneurons.stats.random import random_comparison
     from kneurons.tables import load_ablation
@@ -352,6 +421,18 @@ def test_claims_equal_an_independent_recomputation(tmp_path, n_rep, at_baseline)
     write_stats_tables({"random_gap": gap, "density": pooled}, stats)
     inputs = {name: str(v) for name, v in stats.items()} | {"metrics": [str(f["metrics"]) for f in reps]}
     inputs["class_specificity"] = [str(f["class_specificity"]) for f in reps]
+    # claim 6: SAE-feature ablations of the same replicates, more compact for activation than for ig
+    features = [_feature_files(tmp_path / f"rep{r}" / "features", y, f, rng) for r, f in enumerate(reps)]
+    stats["compactness"] = tmp_path / "compactness.tsv"
+    run_compactness(
+        [f["tables"] for f in reps],
+        [f["preds"] for f in reps],
+        [t for t, _ in features],
+        [p for _, p in features],
+        {"stats": {"keep_accuracy": 0.95, "bootstrap": 200, "confidence": 0.95}, "seed": 7},
+        stats,
+    )
+    inputs["compactness"] = str(stats["compactness"])
     claims = run_claims(inputs, {"stats": SETTINGS, "replicates": n_rep}, tmp_path / "claims.tsv")
 
     labels = [str(v + 1) for v in y]
@@ -359,13 +440,55 @@ def test_claims_equal_an_independent_recomputation(tmp_path, n_rep, at_baseline)
     test_set.density, test_set.labels = stats["density"], labels
     test_set.ablation = [f["tables"] for f in reps]
     test_set.class_specificity = [f["class_specificity"] for f in reps]
+    test_set.compactness = Compactness(
+        stats["compactness"],
+        neurons=[(f["tables"], f["preds"]) for f in reps],
+        features=features,
+        n_boot=200,
+        seed=7,
+    )
     want = recompute([test_set], SETTINGS)
-    assert len(want) == 6  # claims 1, 2, 3 (two methods), 4 and 5
+    assert len(want) == 8  # claims 1, 2, 3 (two methods), 4, 5 and 6 (two methods)
     assert bool((want["baseline"] != "").all()) == at_baseline
     assert compare(claims, want, rel=1e-9) == []
     assert compare(read_claims(tmp_path / "claims.tsv"), want, rel=5e-3) == []
     if not at_baseline:  # the rules are exercised, not only the baseline
         assert {"supported"} <= set(want["verdict"]), want.to_string()
+        six = want[want["claim"] == "6"].set_index("method")
+        assert six.loc["activation", "estimate"] == pytest.approx(np.log2(1 / 0.05)), six.to_string()
+        if n_rep == 1:  # one replicate's neurons reach the target early in some draws: wide intervals
+            assert (six["ci_lo"] < six["ci_hi"]).all(), six.to_string()
+        else:  # pooled, they never do: every draw gives 1 / 0.05
+            assert six.loc["activation", "verdict"] == "supported", six.to_string()
+
+
+def _feature_files(root: Path, y: np.ndarray, neuron_files: dict, rng: np.random.Generator) -> tuple:
+    """One replicate's SAE-feature ablation tables (activation, ig, random), on the intact model of
+    its neuron tables: activation's features keep the intact predictions from f = 0.05 on (its
+    neurons' accuracy, 0.75 on average, reaches 0.95 x intact at f = 1), ig's stay near the target."""
+    from kneurons.tables import read_predictions
+
+    intact = read_predictions(neuron_files["preds"][0])[2]
+    n = len(y)
+
+    def near(p_keep: float) -> np.ndarray:
+        keep = rng.random(n) < p_keep
+        return np.where(keep, intact, (intact + 1) % 4)
+
+    tables, preds = [], []
+    for method in ("activation", "ig", "random"):
+
+        def pred_of(mode, f, seed, method=method):
+            if (mode == "preserve" and f == 1) or (mode == "suppress" and f == 0):
+                return intact
+            if method == "random" or mode == "suppress":
+                return near(0.4)
+            return near(1.0 if f >= 0.05 else 0.5) if method == "activation" else near(0.96)
+
+        t, p = _write_ablation(root, method, y, intact, pred_of)
+        tables.append(t)
+        preds.append(p)
+    return tables, preds
 
 
 # -- what people read: claims.tsv rounded, the verdict table rendered ----------------------------

@@ -313,3 +313,102 @@ def test_curve_titles_say_when_replicates_were_pooled():
     )
     assert "replicates" not in _run_note(curves)
     assert _run_note(curves.assign(n_replicates=2)).endswith("mean of 2 fine-tuning replicates")
+
+
+# -- SAE features: their curves, and claim 6's compactness figure ----------------------------------
+def _feature_curves() -> pd.DataFrame:
+    """Curves of SAE features: the global scope only, 4096 features, curves reaching higher sooner."""
+    curves = fake_curves()
+    curves = curves[curves["scope"] == "global"].copy()
+    curves["n_scope"] = 4096
+    curves["accuracy"] = np.minimum(1.0, curves["accuracy"] + 0.1 * (curves["method"] != "random"))
+    return curves
+
+
+def _compactness_table(curves: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
+    """stats/compactness.tsv from the curves' own f95 (activation's neurons never reach the target)."""
+    from kneurons.stats.compactness import COMPACTNESS_COLUMNS, compact_fraction
+
+    rows = []
+    for method in ("activation", "ig"):
+        fs = []
+        for c in (curves, features):
+            g = c[(c["method"] == method) & (c["scope"] == "global") & (c["mode"] == "preserve")].sort_values(
+                "f"
+            )
+            fs.append(compact_fraction(g["f"].to_numpy(float), g["accuracy"].to_numpy(float), 0.97, 0.95))
+        (f_n, r_n), (f_x, r_x) = fs
+        if method == "activation":
+            f_n, r_n = 1.0, False
+        ratio = float(np.log2(f_n / f_x))
+        rows.append([method, f_n, f_x, r_n, r_x, ratio, ratio - 0.5, ratio + 0.7, 0.01, 0.001])
+        rows[-1] += [64, 4096, 72, 1, 1000, 0.95, 0.95]
+    return pd.DataFrame(rows, columns=COMPACTNESS_COLUMNS)
+
+
+def test_feature_curves_say_sae_features_and_random_active_features():
+    fig = plot_ablation_curves(_feature_curves(), "preserve", units="features")
+    axes = [a for a in fig.axes if a.get_visible() and a.axison]
+    assert [a.get_title() for a in axes] == ["all SAE features (global)"]  # no module panels
+    assert "top-f SAE features" in fig._suptitle.get_text()
+    legend = next(ax.get_legend() for ax in fig.axes if ax.get_legend())
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert legend.get_title().get_text() == "SAE features selected by"
+    assert any(t.startswith("random features active on the scoring set") for t in texts), texts
+    neurons = plot_ablation_curves(fake_curves(), "preserve")
+    assert "top-f neurons" in neurons._suptitle.get_text()
+    with pytest.raises(ValueError, match="unknown units"):
+        plot_ablation_curves(fake_curves(), "preserve", units="heads")
+
+
+def test_compactness_figure_marks_each_fraction_and_titles_the_ratio():
+    from kneurons.figures.compactness import plot_compactness
+
+    curves, features = fake_curves(), _feature_curves()
+    table = _compactness_table(curves, features)
+    fig = plot_compactness(table, curves, features)
+    axes = [a for a in fig.axes if a.axison]
+    assert len(axes) == 2  # one panel per method
+    act, ig = (table.set_index("method").loc[m] for m in ("activation", "ig"))
+    assert (
+        f"= {act.log2_ratio:.2f}" in axes[0].get_title()
+        and f"[{act.ci_lo:.2f}, {act.ci_hi:.2f}]" in axes[0].get_title()
+    )
+    assert f"= {ig.log2_ratio:.2f}" in axes[1].get_title()
+    texts = [t.get_text() for t in axes[0].texts]
+    assert "neurons: f = 1 (never reached: taken as 1)" in texts, texts
+    assert f"SAE features: f = {act.f_features:.3g}" in texts
+    xs = {round(float(line.get_xdata()[0]), 6) for line in axes[1].lines if len(set(line.get_xdata())) == 1}
+    assert {round(ig.f_neurons, 6), round(ig.f_features, 6)} <= xs  # both fractions marked
+    ys = {float(line.get_ydata()[0]) for line in axes[1].lines if len(set(line.get_ydata())) == 1}
+    assert 0.95 * 0.97 in ys  # the keep-accuracy target
+    with pytest.raises(InputError, match="no global preserve curve of 'ig' for SAE features"):
+        plot_compactness(table, curves, features[features["method"] != "ig"])
+
+
+def test_make_figure_draws_the_feature_kinds_from_files(tmp_path):
+    from kneurons.tables import write_stats_tables
+
+    curves, features = fake_curves(), _feature_curves()
+    paths = {n: tmp_path / f"{n}.tsv" for n in ("curves", "feature_curves", "compactness")}
+    write_stats_tables(
+        {"curves": curves, "feature_curves": features, "compactness": _compactness_table(curves, features)},
+        paths,
+    )
+    made = make_figure("compactness", paths, tmp_path / "compactness", ["png", "pdf"], 60)
+    for mode in ("preserve", "suppress"):
+        made += make_figure(
+            f"features_accuracy_{mode}",
+            {"curves": paths["feature_curves"]},
+            tmp_path / f"f_{mode}",
+            ["png"],
+            60,
+        )
+    assert [p.name for p in made] == [
+        "compactness.png",
+        "compactness.pdf",
+        "f_preserve.png",
+        "f_suppress.png",
+    ]
+    assert all(p.stat().st_size > 1000 for p in made)
+    assert made[0].read_bytes()[:4] == b"\x89PNG"

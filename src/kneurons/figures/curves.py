@@ -13,7 +13,8 @@ from kneurons.figures.ablation import F_TICKS, HATCHES, MODE_AXIS, RC, method_or
 from kneurons.vocabulary import MODULE_TYPES
 
 
-def _f_axis(ax, mode: str | None = None) -> None:
+def f_axis(ax, mode: str | None = None) -> None:
+    """The f axis of every curve figure: symlog (linear below 0.01), 0 to 1, the grid's usual ticks."""
     ax.set_xscale("symlog", linthresh=0.01, linscale=0.5)
     ax.set_xlim(0, 1)
     ax.set_xticks(F_TICKS)
@@ -53,10 +54,30 @@ def _n_classes(curves: pd.DataFrame) -> int | None:
     return n or None
 
 
-def plot_ablation_curves(curves: pd.DataFrame, mode: str, metric: str = "accuracy") -> Figure:
-    """Metric vs f for one mode: a panel for the global scope and one per module type; random as a band."""
+#: What the curves' units are called: (plural noun, global panel title, random baseline's legend).
+UNITS: dict[str, tuple[str, str, str]] = {
+    "neurons": ("neurons", "all modules (global)", "random (mean; band: 2.5-97.5% of seeds)"),
+    "features": (
+        "SAE features",
+        "all SAE features (global)",
+        "random features active on the scoring set\n(mean; band: 2.5-97.5% of seeds)",
+    ),
+}
+
+
+def plot_ablation_curves(
+    curves: pd.DataFrame, mode: str, metric: str = "accuracy", units: str = "neurons"
+) -> Figure:
+    """Metric vs f for one mode: a panel for the global scope and one per module type; random as a band.
+
+    ``units``: ``neurons`` (the neuron ablation tables) or ``features`` (the SAE features', global
+    scope only), named in the title, the global panel and the legend.
+    """
     if metric not in ("accuracy", "macro_f1"):
         raise ValueError(f"unknown metric {metric!r}")
+    if units not in UNITS:
+        raise ValueError(f"unknown units {units!r}; known: {', '.join(UNITS)}")
+    noun, global_title, _ = UNITS[units]
     df = curves[curves["mode"] == mode]
     if df.empty:
         raise InputError(f"no ablation rows with mode {mode!r}")
@@ -91,25 +112,25 @@ def plot_ablation_curves(curves: pd.DataFrame, mode: str, metric: str = "accurac
                 ax.axhline(full, color="black", lw=0.7, ls=(0, (4, 2)))
             if k:
                 ax.axhline(1 / k, color="black", lw=0.6, ls=(0, (1, 2)))
-            title = "all modules (global)" if scope == "global" else f"{name} (all layers)"
+            title = global_title if scope == "global" else f"{name} (all layers)"
             ax.set_title(title)
-            _f_axis(ax)
+            f_axis(ax)
             ax.set_ylim(0, 1.02)
         short = "fraction preserved, f" if mode == "preserve" else "fraction suppressed, f"
         for ax in flat[: len(panels)]:
             ax.set_xlabel(short)
         for row in axes:
             row[0].set_ylabel(ylabel)
-        _legend(flat[len(panels)], df, full if metric == "accuracy" else None, k)
+        _legend(flat[len(panels)], df, full if metric == "accuracy" else None, k, units)
         for ax in flat[len(panels) + 1 :]:
             ax.axis("off")
         verb = "Preserve" if mode == "preserve" else "Suppress"
-        fig.suptitle(f"{verb} the top-f neurons: {ylabel} vs f, symlog x axis ({_run_note(curves)})", y=1.0)
+        fig.suptitle(f"{verb} the top-f {noun}: {ylabel} vs f, symlog x axis ({_run_note(curves)})", y=1.0)
         fig.tight_layout()
     return fig
 
 
-def _legend(legend_ax, df: pd.DataFrame, full: float | None, k: int | None) -> None:
+def _legend(legend_ax, df: pd.DataFrame, full: float | None, k: int | None, units: str = "neurons") -> None:
     """The curves' legend in its own panel: methods, random's band, intact model and chance lines."""
     legend_ax.axis("off")
     handles = []
@@ -124,7 +145,7 @@ def _legend(legend_ax, df: pd.DataFrame, full: float | None, k: int | None) -> N
                         color=colour,
                         ls=ls,
                         lw=1.2,
-                        label="random (mean; band: 2.5-97.5% of seeds)",
+                        label=UNITS[units][2],
                     ),
                     matplotlib.patches.Patch(color="#BBBBBB", alpha=0.6),
                 )
@@ -138,7 +159,9 @@ def _legend(legend_ax, df: pd.DataFrame, full: float | None, k: int | None) -> N
     if k:
         handles.append(plt.Line2D([], [], color="black", lw=0.6, ls=(0, (1, 2))))
         labels.append(f"chance (1/{k})")
-    legend_ax.legend(handles, labels, loc="center left", frameon=False, title="neurons selected by")
+    legend_ax.legend(
+        handles, labels, loc="center left", frameon=False, title=f"{UNITS[units][0]} selected by"
+    )
 
 
 def plot_threshold_bars(summary: pd.DataFrame) -> Figure:

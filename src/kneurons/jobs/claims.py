@@ -59,9 +59,11 @@ def run_claims(
     ``density`` (both pooled over replicates), ``metrics`` (every replicate's ``model/metrics.json``:
     the intact model's test accuracy and majority baseline, for the baseline rule) and, when the
     characterisation ran, ``class_specificity`` (one table per replicate; each class's recall drops
-    are averaged over the replicates). Per external set (``settings["external"]``, sorted names):
-    ``external`` (its ``random_gap.tsv``) and ``external_metrics`` (its ``metrics.json``), in the
-    order of the names. Returns the claims with their numbers at full precision.
+    are averaged over the replicates) and, when SAE features were ablated, ``compactness``
+    (``stats/compactness.tsv``, pooled over the replicates: claim 6, test split only). Per external
+    set (``settings["external"]``, sorted names): ``external`` (its ``random_gap.tsv``) and
+    ``external_metrics`` (its ``metrics.json``), in the order of the names. Returns the claims with
+    their numbers at full precision.
 
     ``settings`` are the rule's params (``kneurons.settings.job_settings('claims', config)``).
     """
@@ -72,6 +74,9 @@ def run_claims(
         pooled = (
             pd.concat(frames).groupby("class", sort=True)[["drop_own", "drop_other"]].mean().reset_index()
         )
+    compactness = None
+    if inputs.get("compactness"):
+        compactness = read_stats_table(inputs["compactness"], "compactness")
     n_rep = int(settings.get("replicates", 1))
     parts = [
         evaluate_claims(
@@ -81,9 +86,10 @@ def run_claims(
             settings["stats"],
             n_replicates=n_rep,
             intact=intact_model(_paths(inputs.get("metrics")), "test"),
+            compactness=compactness,
         )
     ]
-    # External sets: the curve claims (1, 2, 4) on proteins the model never saw.
+    # External sets: the curve claims (1, 2, 4) on proteins the model never saw (no SAE features: no 6).
     names = list(settings.get("external", []))
     ext_paths = _paths(inputs.get("external"))
     ext_metrics = _paths(inputs.get("external_metrics"))

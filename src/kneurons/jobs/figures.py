@@ -12,6 +12,7 @@ from kneurons.figures.characterise import (
     plot_class_specificity,
     plot_logos,
 )
+from kneurons.figures.compactness import plot_compactness
 from kneurons.figures.curves import plot_ablation_curves, plot_threshold_bars
 from kneurons.figures.heatmaps import plot_density, plot_layer_module_gap
 from kneurons.figures.stability import plot_stability
@@ -64,10 +65,23 @@ def make_figure(
 ) -> list[Path]:
     """Build one workflow figure ``kind`` from its input tables and write ``base.<fmt>``.
 
-    ``logos``: the units shown by ``feature_logos`` (``characterise.logos``, as the neurons' logos).
+    SAE features: ``features_accuracy_{mode}`` draws the feature curves (``inputs["curves"]``: their
+    curves table); ``compactness`` draws claim 6 from ``inputs["compactness"]``, ``inputs["curves"]``
+    (the neurons' curves table) and ``inputs["feature_curves"]``.
+    ``feature_logos`` draws the top IG features' logos (``inputs["neurons"]``, ``inputs["pfm"]``);
+    ``logos``: how many (``characterise.logos``, as the neurons' logos).
     """
     if kind in ("accuracy_preserve", "accuracy_suppress"):
         fig = plot_ablation_curves(read_stats_table(inputs["curves"], "curves"), kind.split("_")[1])
+    elif kind in ("features_accuracy_preserve", "features_accuracy_suppress"):
+        curves = read_stats_table(inputs["curves"], "curves")
+        fig = plot_ablation_curves(curves, kind.rsplit("_", 1)[1], units="features")
+    elif kind == "compactness":
+        fig = plot_compactness(
+            read_stats_table(inputs["compactness"], "compactness"),
+            read_stats_table(inputs["curves"], "curves"),
+            read_stats_table(inputs["feature_curves"], "curves"),
+        )
     elif kind == "density":
         fig = plot_density(read_stats_table(inputs["density"], "density"))
     elif kind == "stability":

@@ -1,5 +1,6 @@
 """The statistics job: curve summaries, gaps to random, paired tests, density and stability,
-pooled over the fine-tuning replicates."""
+pooled over the fine-tuning replicates; the same curve statistics for SAE features, and claim 6's
+compactness of features against neurons."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from typing import Any
 
 import pandas as pd
 
+from kneurons.stats.compactness import compactness
 from kneurons.stats.curves import pool_replicates, summarise_curves
 from kneurons.stats.density import density, pool_density, with_q_values
 from kneurons.stats.random import random_comparison
 from kneurons.stats.stability import STABILITY_COLUMNS, stability
-from kneurons.tables import load_ablation, read_score_table, write_stats_tables
+from kneurons.tables import AblationData, load_ablation, read_score_table, write_stats_tables
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,22 @@ def split_replicates(paths: Sequence[Any], replicates: int, what: str) -> list[l
         raise ValueError(f"{len(paths)} {what} do not split into {replicates} replicates")
     n = len(paths) // replicates
     return [paths[r * n : (r + 1) * n] for r in range(replicates)]
+
+
+def curve_statistics(datas: Sequence[AblationData], settings: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
+    """The statistics of ablation curves pooled over replicates (``datas[r]``: replicate ``r``'s
+    tables, same rows, same test proteins): ``curves`` (every row with its metrics averaged over the
+    replicates, and the intact accuracy), ``summary`` (AUC and ``f_threshold`` per curve),
+    ``random_gap`` and ``paired_tests`` (each method against random). ``settings`` as ``run_stats``'."""
+    st = settings["stats"]
+    table, full_accuracy = pool_replicates([d.table for d in datas], [d.full_accuracy for d in datas])
+    curves = table.copy()
+    curves["full_accuracy"] = full_accuracy
+    summary = summarise_curves(table, full_accuracy, st["keep_accuracy"])
+    gap, paired = random_comparison(
+        datas, n_boot=st["bootstrap"], confidence=st["confidence"], seed=settings["seed"]
+    )
+    return {"curves": curves, "summary": summary, "random_gap": gap, "paired_tests": paired}
 
 
 def run_stats(
@@ -45,13 +63,7 @@ def run_stats(
     st = settings["stats"]
     normalise = settings["ablate"]["normalise"]
     datas = [load_ablation(t, p) for t, p in zip(tables, predictions, strict=True)]
-    table, full_accuracy = pool_replicates([d.table for d in datas], [d.full_accuracy for d in datas])
-    curves = table.copy()
-    curves["full_accuracy"] = full_accuracy
-    summary = summarise_curves(table, full_accuracy, st["keep_accuracy"])
-    gap, paired = random_comparison(
-        datas, n_boot=st["bootstrap"], confidence=st["confidence"], seed=settings["seed"]
-    )
+    frames = curve_statistics(datas, settings)
     scores = [{m: read_score_table(p)[0] for m, p in rep.items()} for rep in score_paths]
     dens = with_q_values(
         pd.concat(
@@ -73,14 +85,74 @@ def run_stats(
         if m != "random"  # seeded random scores are the same in every replicate
     ]
     stab = pd.concat(stab, ignore_index=True) if stab else pd.DataFrame(columns=STABILITY_COLUMNS)
-    frames = {
-        "curves": curves,
-        "summary": summary,
-        "random_gap": gap,
-        "paired_tests": paired,
-        "density": dens,
-        "stability": stab,
-    }
+    frames |= {"density": dens, "stability": stab}
     write_stats_tables(frames, out)
     log.info("statistics over %d replicate(s)", len(datas))
     return frames
+
+
+def run_feature_stats(
+    tables: Sequence[Sequence[str | Path]],
+    predictions: Sequence[Sequence[str | Path]],
+    settings: Mapping[str, Any],
+    out: Mapping[str, str | Path],
+) -> dict[str, pd.DataFrame]:
+    """The curve statistics of the SAE-feature ablation tables: writes ``out[name]`` (TSV) for name in
+    curves, summary, random_gap, paired_tests, the same tables ``run_stats`` writes for neurons.
+
+    ``tables[r]`` / ``predictions[r]``: replicate ``r``'s feature ablation tables (one per method,
+    global scope; the random method's rows are random features active on the scoring set) and
+    their ``.pred.npz``. ``settings``: ``stats`` (bootstrap, keep_accuracy, confidence) and ``seed``.
+    Density and stability are neuron-layout statistics and are not computed for features.
+    """
+    datas = [load_ablation(t, p) for t, p in zip(tables, predictions, strict=True)]
+    frames = curve_statistics(datas, settings)
+    write_stats_tables(frames, dict(out))
+    log.info("feature statistics over %d replicate(s)", len(datas))
+    return frames
+
+
+def run_compactness(
+    neuron_tables: Sequence[Sequence[str | Path]],
+    neuron_preds: Sequence[Sequence[str | Path]],
+    feature_tables: Sequence[Sequence[str | Path]],
+    feature_preds: Sequence[Sequence[str | Path]],
+    settings: Mapping[str, Any],
+    out: Mapping[str, str | Path],
+) -> pd.DataFrame:
+    """Claim 6's table (``kneurons.stats.compactness``): writes ``out["compactness"]`` (TSV).
+
+    Shapes as ``run_stats``' inputs, one list per replicate in the same replicate order:
+    ``neuron_tables[r]`` / ``neuron_preds[r]`` are replicate ``r``'s global-scope neuron ablation
+    tables (``ablation/{method}/global.tsv``, one per method) and their ``.pred.npz``;
+    ``feature_tables[r]`` / ``feature_preds[r]`` its SAE-feature ablation tables and predictions.
+    Other scopes, the random method and methods ablated on one side only are ignored. ``settings``:
+    ``stats`` (keep_accuracy, bootstrap, confidence) and ``seed``.
+    """
+    if len(neuron_tables) != len(feature_tables):
+        raise ValueError(
+            f"{len(neuron_tables)} replicate(s) of neuron tables but {len(feature_tables)} of feature tables"
+        )
+    st = settings["stats"]
+    neurons = [load_ablation(t, p) for t, p in zip(neuron_tables, neuron_preds, strict=True)]
+    features = [load_ablation(t, p) for t, p in zip(feature_tables, feature_preds, strict=True)]
+    table = compactness(
+        neurons,
+        features,
+        keep_accuracy=st["keep_accuracy"],
+        n_boot=st["bootstrap"],
+        confidence=st["confidence"],
+        seed=settings["seed"],
+    )
+    write_stats_tables({"compactness": table}, {"compactness": out["compactness"]})
+    for row in table.itertuples():
+        log.info(
+            "compactness (%s): f neurons %.3g, f features %.3g, log2 ratio %.3g [%.3g, %.3g]",
+            row.method,
+            row.f_neurons,
+            row.f_features,
+            row.log2_ratio,
+            row.ci_lo,
+            row.ci_hi,
+        )
+    return table

@@ -23,7 +23,12 @@ The claims (``CLAIMS``):
    suppress, claimed negative;
 5. class-specific neurons are specific: suppressing a class's own IG neurons drops its recall more
    than the other classes' (``characterise/class_specificity.tsv``: mean over classes of own minus
-   other drop, t interval across classes, two-sided one-sample t-test).
+   other drop, t interval across classes, two-sided one-sample t-test);
+6. knowledge is more compact in SAE features than in neurons, per method: log2 of the smallest
+   fraction of neurons over the smallest fraction of SAE features that keeps ``stats.keep_accuracy``
+   of the intact accuracy (global, preserve), claimed positive (``stats/compactness.tsv``, see
+   ``kneurons.stats.compactness``: a paired bootstrap over test proteins and replicates, one-sided
+   bootstrap p-value). Test split only, where SAE features were ablated.
 
 Every claim rests on the fine-tuned model having learned something on the set it is judged on: a
 model that predicts one class scores the majority-class share, and ablating it merely moves that
@@ -85,6 +90,7 @@ FIGURE_OF: dict[str, str] = {
     "3": "figures/density.png",
     "4": "figures/accuracy_suppress.png",
     "5": "figures/characterise/class_specificity.png",
+    "6": "figures/compactness.png",
 }
 
 
@@ -209,6 +215,39 @@ def _class_specificity(spec: pd.DataFrame | None, confidence: float) -> Evidence
     return Evidence(mean, float(lo), float(hi), p, "characterise/class_specificity.tsv")
 
 
+def _compactness(table: pd.DataFrame, method: str) -> Evidence:
+    r = table[table["method"] == method].iloc[0]
+    return Evidence(
+        float(r["log2_ratio"]),
+        float(r["ci_lo"]),
+        float(r["ci_hi"]),
+        float(r["p_value"]),
+        "stats/compactness.tsv",
+        float(r["p_floor"]),
+    )
+
+
+def _compactness_specs(
+    table: pd.DataFrame | None, margin: float
+) -> list[tuple[str, str, str, str, int, float, Evidence | None]]:
+    """Claim 6's specs, one per method of the compactness table (none without the table)."""
+    if table is None or table.empty:
+        return []
+    keep = f"f{100 * float(table['keep_accuracy'].iloc[0]):g}" if "keep_accuracy" in table else "f"
+    return [
+        (
+            "6",
+            "knowledge is more compact in SAE features than in neurons",
+            m,
+            f"log2 {keep} neurons / {keep} features (global, preserve)",
+            +1,
+            margin,
+            _compactness(table, m),
+        )
+        for m in sorted(table["method"].astype(str).unique())
+    ]
+
+
 def evaluate_claims(
     random_gap: pd.DataFrame,
     density: pd.DataFrame | None,
@@ -218,6 +257,7 @@ def evaluate_claims(
     set_name: str = "test",
     intact: IntactModel | None = None,
     random_gap_source: str = "stats/random_gap.tsv",
+    compactness: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per claim (``CLAIM_COLUMNS``), from the statistics tables of one evaluation set
     (``density`` None: no density measured, as on an external set).
@@ -227,7 +267,9 @@ def evaluate_claims(
     characterisation stage off) gets no row: a missing measurement is not a verdict. ``intact``:
     the intact model on the set, for the baseline rule (None: the rule is not applied, as for
     tables without a model behind them). ``random_gap_source``: the file ``random_gap`` was read
-    from, named in the ``source`` column. Verdicts are decided on these full-precision values.
+    from, named in the ``source`` column. ``compactness``: ``stats/compactness.tsv`` (None: no SAE
+    features were ablated, no claim 6, and its margin ``claims.compactness_margin`` is not read).
+    Verdicts are decided on these full-precision values.
     """
     confidence = float(settings["confidence"])
     note = baseline_note(intact, confidence) if intact is not None else ""
@@ -283,6 +325,8 @@ def evaluate_claims(
             _class_specificity(class_specificity, confidence),
         ),
     ]
+    if compactness is not None:
+        specs += _compactness_specs(compactness, margins["compactness_margin"])
     rows = []
     for claim, statement, method, statistic, direction, margin, ev in specs:
         if ev is None:

@@ -107,7 +107,7 @@ def _paired_p(d: np.ndarray) -> float:
     return float(sps.ttest_1samp(d, 0.0).pvalue)
 
 
-def _curve_matrix(data: AblationData, rows: pd.DataFrame, grid: np.ndarray) -> np.ndarray:
+def curve_matrix(data: AblationData, rows: pd.DataFrame, grid: np.ndarray) -> np.ndarray:
     """Correctness ``(n_f, n_test)`` of one curve's rows on ``grid``; InputError if an f is missing or twice.
 
     ``rows.index`` holds positions in ``data.correct`` (``data.table`` has a range index).
@@ -121,6 +121,21 @@ def _curve_matrix(data: AblationData, rows: pd.DataFrame, grid: np.ndarray) -> n
     if missing:
         raise InputError(f"ablation rows lack f={missing} for {what}")
     return data.correct[[pos[float(g)] for g in grid]]
+
+
+def protein_weights(rng: np.random.Generator, n_test: int, n_boot: int) -> np.ndarray:
+    """Bootstrap resamples of the test proteins as weights ``(n_test, n_boot)``: column ``b`` holds
+    how often each protein was drawn (with replacement, ``n_test`` draws) over ``n_test``, so
+    ``correct @ weights`` is each resample's accuracy."""
+    return rng.multinomial(n_test, np.full(n_test, 1 / n_test), size=n_boot).T / n_test
+
+
+def replicate_picks(rng: np.random.Generator, n_replicates: int, n_boot: int) -> np.ndarray | None:
+    """The replicates each bootstrap resample averages ``(n_boot, n_replicates)``, drawn with
+    replacement; None (nothing drawn) for one replicate or no bootstrap."""
+    if not n_boot or n_replicates < 2:
+        return None
+    return rng.integers(0, n_replicates, size=(n_boot, n_replicates))
 
 
 def random_baseline(
@@ -138,25 +153,32 @@ def random_baseline(
     """
     seeds = sorted(int(s) for s in rnd["seed"].dropna().unique())
     grid = np.sort(rnd["f"].unique())
-    correct = np.stack([_curve_matrix(data, rnd[rnd["seed"] == s], grid) for s in seeds])
+    correct = np.stack([curve_matrix(data, rnd[rnd["seed"] == s], grid) for s in seeds])
     acc_boot = None
     if n_boot:
         n_test = data.correct.shape[1]
         if counts is None:
-            counts = rng.multinomial(n_test, np.full(n_test, 1 / n_test), size=n_boot).T / n_test
+            counts = protein_weights(rng, n_test, n_boot)
         seed_idx = rng.integers(0, len(seeds), size=(n_boot, len(seeds)))
         seed_counts = np.stack([np.bincount(row, minlength=len(seeds)) for row in seed_idx]) / len(seeds)
         acc_boot = np.einsum("sfb,bs->fb", correct.astype(float) @ counts, seed_counts)
     return RandomBaseline(seeds, grid, correct, counts if n_boot else None, acc_boot)
 
 
-def bootstrap_p(replicates: np.ndarray) -> float:
-    """Two-sided bootstrap p-value of a zero effect: ``2 min(P*(x <= 0), P*(x >= 0))``, in ``[1/B, 1]``."""
+def bootstrap_p(replicates: np.ndarray, alternative: str = "two-sided") -> float:
+    """Bootstrap p-value of a zero effect, in ``[1/B, 1]``: two-sided ``2 min(P*(x <= 0), P*(x >= 0))``,
+    or one-sided against an effect ``greater`` than zero, ``P*(x <= 0)`` (``less``: ``P*(x >= 0)``)."""
     n = len(replicates)
     if n == 0:
         return float("nan")
-    tail = min(np.count_nonzero(replicates <= 0), np.count_nonzero(replicates >= 0))
-    return float(min(1.0, max(2 * tail, 1) / n))
+    below, above = np.count_nonzero(replicates <= 0), np.count_nonzero(replicates >= 0)
+    if alternative == "two-sided":
+        tail = 2 * min(below, above)
+    elif alternative in ("greater", "less"):
+        tail = below if alternative == "greater" else above
+    else:
+        raise ValueError(f"unknown alternative {alternative!r}")
+    return float(min(1.0, max(tail, 1) / n))
 
 
 def _gap_intervals(
@@ -266,11 +288,11 @@ def random_comparison(
             continue
         refs = [random_baseline(datas[0], rnd, n_boot, rng)]
         refs += [random_baseline(d, rnd, n_boot, rng, counts=refs[0].counts) for d in datas[1:]]
-        pick = rng.integers(0, len(datas), size=(n_boot, len(datas))) if n_boot and len(datas) > 1 else None
+        pick = replicate_picks(rng, len(datas), n_boot)
         for method, gm in g[~is_random.loc[g.index]].groupby("method", sort=True):
             base = {"method": method, **dict(zip(GROUP_KEYS, gkey, strict=False))}
             base |= {"layer": gm["layer"].iloc[0], "module": gm["module"].iloc[0]}
-            c_ms = [_curve_matrix(d, gm, refs[0].grid).astype(float) for d in datas]
+            c_ms = [curve_matrix(d, gm, refs[0].grid).astype(float) for d in datas]
             auc_row, rows = _compare(c_ms, refs, base, n_boot, confidence, pick)
             auc_row["n_replicates"] = len(datas)
             auc_rows.append(auc_row)

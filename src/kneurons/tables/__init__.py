@@ -22,7 +22,8 @@ scores/{method}.parquet, scores/{method}/layers{first}-{last}.parquet
 ablation/{method}/{scope}.tsv, .npz     save_result (save_predictions), gather_results (the random
                                         baseline's seed-chunk parts, ablation/random/seeds/) /
                                         read_ablation_table, read_predictions, load_ablation
-stats/{name}.tsv                        write_stats_tables / read_stats_table
+stats/{name}.tsv                        write_stats_tables / read_stats_table (compactness included,
+                                        and the SAE features' curve tables)
 characterise/*.tsv, *.json              write_result_table, write_json_result /
                                         read_characterise_table, read_sites_info
 stats/claims.tsv                        write_claims / read_claims (numbers rounded for people)

@@ -19,6 +19,18 @@ STATS_REQUIRED: dict[str, tuple[str, ...]] = {
     "paired_tests": ("method", "scope", "scope_name", "mode", "f", "gap", "p_value", "p_adj"),
     "density": ("method", "level", "layer", "module", "count", "enrichment", "p_enriched", "q_enriched"),
     "stability": ("method", "level", "module", "k_fraction", "replicate_a", "replicate_b", "jaccard"),
+    "compactness": (
+        "method",
+        "f_neurons",
+        "f_features",
+        "reached_neurons",
+        "reached_features",
+        "log2_ratio",
+        "ci_lo",
+        "ci_hi",
+        "p_value",
+        "p_floor",
+    ),
 }
 _STATS_NUMERIC: dict[str, tuple[str, ...]] = {
     "curves": ("f", "accuracy"),
@@ -27,6 +39,7 @@ _STATS_NUMERIC: dict[str, tuple[str, ...]] = {
     "paired_tests": ("f", "gap", "p_value", "p_adj"),
     "density": ("count", "enrichment", "p_enriched", "q_enriched"),
     "stability": ("k_fraction", "jaccard", "random_lo", "random_hi", "spearman"),
+    "compactness": ("f_neurons", "f_features", "log2_ratio", "ci_lo", "ci_hi", "p_value", "p_floor"),
 }
 _STATS_DTYPES = {
     "scope_name": str,
@@ -74,9 +87,11 @@ def write_stats_tables(frames: dict[str, pd.DataFrame], out: dict[str, str | Pat
 
 
 def read_stats_table(path: str | Path, name: str) -> pd.DataFrame:
-    """Read ``stats/{name}.tsv`` (curves, summary, random_gap, paired_tests, density, stability).
+    """Read ``stats/{name}.tsv`` (curves, summary, random_gap, paired_tests, density, stability,
+    compactness; the SAE features' curve tables alike).
 
-    Names stay strings and ``layer`` / ``seed`` nullable ints, as the statistics wrote them.
+    Names stay strings and ``layer`` / ``seed`` nullable ints, as the statistics wrote them;
+    compactness's unit counts are nullable ints and its ``reached_*`` flags booleans.
     """
     df = read_tsv(
         path,
@@ -85,10 +100,25 @@ def read_stats_table(path: str | Path, name: str) -> pd.DataFrame:
         dtype=_STATS_DTYPES,
         numeric=_STATS_NUMERIC[name],
     )
-    for col in ("layer", "seed"):
+    for col in ("layer", "seed", "n_neurons", "n_features"):
         if col in df.columns:
             df[col] = df[col].astype("Int64")
+    for col in ("reached_neurons", "reached_features"):
+        if col in df.columns:
+            df[col] = _flags(df[col], path, col)
     return df
+
+
+def _flags(values: pd.Series, path: str | Path, col: str) -> pd.Series:
+    """A column of True / False as booleans; InputError naming the file for anything else."""
+    if pd.api.types.is_bool_dtype(values):
+        return values
+    text = values.astype(str).str.strip().str.lower()
+    bad = ~text.isin(["true", "false"])
+    if bad.any():
+        row = int(values.index[bad.to_numpy()][0])
+        raise InputError(f"{path}: line {row + 2}: column {col!r}: {values.iloc[row]!r} is not True or False")
+    return text == "true"
 
 
 def read_characterise_table(path: str | Path, name: str) -> pd.DataFrame:
