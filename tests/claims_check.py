@@ -371,10 +371,19 @@ def workflow_sets(results: Path, config: dict) -> list[SetFiles]:
     test.ablation = [[results / p / f"ablation/{m}/global.tsv" for m in methods] for p in reps]
     if config["characterise"]["enabled"]:
         test.class_specificity = [results / p / "characterise/class_specificity.tsv" for p in reps]
-    if (results / "stats" / "compactness.tsv").exists():  # SAE features ablated: claim 6, its numbers
+    if (results / "stats" / "compactness.tsv").exists():  # SAE features ablated: claim 6
         st = config["stats"]
+        methods_f = [m for m in methods if m != "random"]
+
+        def files(pattern: str, prefix: str) -> Files:
+            tables = [results / prefix / pattern.format(m=m, ext="tsv") for m in methods_f]
+            return tables, [t.with_suffix(".pred.npz") for t in tables]
+
         test.compactness = Compactness(
             results / "stats" / "compactness.tsv",
+            # the estimate, interval and p-value redrawn from every replicate's global curves
+            neurons=[files("ablation/{m}/global.{ext}", p) for p in reps],
+            features=[files("features/ablation/{m}.{ext}", p) for p in reps],
             n_boot=st["bootstrap"],
             seed=config["seed"],
             keep_accuracy=st["keep_accuracy"],
