@@ -25,10 +25,23 @@ The counts (``T_x``: tokens of split x, ``L`` layers, BOS/EOS included, no paddi
   one job per chunk of ``ablate.seeds_per_job`` seeds; an external set's job per method carries
   every seed;
 - characterise: class suppression ``T_h * L * (1 + C * (1 + random_sets))`` (every set starts at
-  layer 0), the neurons' activations ``T_h * L``, ``T_h`` the held-out proteins (``max_proteins``).
+  layer 0), the neurons' activations ``T_h * L``, ``T_h`` the held-out proteins (``max_proteins``);
+- SAE features (``units.features``, ``kneurons.plan.features``; per SAE at stream layer ``l``,
+  reading the stream entering ``l`` runs ``r(l) = min(l + 1, L)`` layers, ``F`` its features,
+  assumed ``8 d`` for a file the workflow does not train): train SAEs, per trained layer,
+  ``(T_fit + T_held) * r(l)`` forward (``T_held`` the ``sae.heldout`` share of ``T_train``,
+  ``T_fit`` the rest capped at ``sae.max_tokens``) and the optimisation
+  ``epochs * T_fit * 4 d F * (1 + 2)`` FLOPs; SAE report ``T_v * (r(l + 1) + r(l))`` per SAE
+  (``T_v``: validation tokens capped at ``sae.max_tokens``); score features, per method and SAE,
+  as a neuron layer with ``P = 1`` (one leaf), random as activation (it reads which features are
+  active); ablate features, one job per method: the global scope over all SAEs' features as an
+  ablation job whose masks start at the lowest SAE layer (upper bound with several SAEs), the
+  random baseline's seeds in its one job (the intact pass once; the mask filling every feature,
+  which the seeds share, counted per seed: an upper bound).
 
 Time: ``flops = token_layers * (24 d^2 + 4 d t)`` forward (``t`` the mean tokens per sequence),
-backward twice that, divided by the device's effective FLOP/s, plus ``JOB_STARTUP_S`` per job.
+backward twice that, plus a stage's other FLOPs (an SAE's optimisation), divided by the device's
+effective FLOP/s, plus ``JOB_STARTUP_S`` per job.
 """
 
 from kneurons.config import model_shape
@@ -39,6 +52,7 @@ from kneurons.plan.budget import (
     total_hours,
     with_setting,
 )
+from kneurons.plan.features import feature_costs, feature_layout, feature_note
 from kneurons.plan.passes import (
     BACKWARD_FACTOR,
     CLASSES_PER_LEVEL,
@@ -52,6 +66,7 @@ from kneurons.plan.passes import (
     ablation_job_forward,
     data_size,
     distinct_mask_starts,
+    distinct_masks,
     external_tokens,
     neuron_layout,
     score_job_cost,
@@ -74,7 +89,11 @@ __all__ = [
     "ablation_job_forward",
     "data_size",
     "distinct_mask_starts",
+    "distinct_masks",
     "external_tokens",
+    "feature_costs",
+    "feature_layout",
+    "feature_note",
     "model_shape",
     "neuron_layout",
     "one_setting_under_budget",

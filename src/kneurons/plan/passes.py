@@ -62,11 +62,14 @@ class StageCost:
     forward: float
     backward: float
     cap: str
+    #: Operations beside the transformer's passes (an SAE's optimisation), in FLOPs.
+    other_flops: float = 0.0
 
     def flops(self, dim: int, mean_tokens: float) -> float:
-        """Floating-point operations of the stage's passes (``24 d^2 + 4 d t`` per forward token-layer)."""
+        """Floating-point operations of the stage: its passes (``24 d^2 + 4 d t`` per forward
+        token-layer, backward twice that) and ``other_flops``."""
         per = 24.0 * dim * dim + 4.0 * dim * mean_tokens
-        return per * (self.forward + BACKWARD_FACTOR * self.backward)
+        return per * (self.forward + BACKWARD_FACTOR * self.backward) + self.other_flops
 
     def hours(self, flop_rate: float, dim: int, mean_tokens: float) -> float:
         """Hours at ``flop_rate`` FLOP/s, with every job's start-up (``JOB_STARTUP_S``)."""
@@ -107,15 +110,24 @@ def data_size(cfg: dict[str, Any]) -> DataSize:
     return DataSize(n, mean_len + 2, classes, where, exact)
 
 
-def distinct_mask_starts(
-    layers: int, dim: int, scope: str, fractions: Sequence[float], modes: Sequence[str]
+def distinct_masks(
+    layout: NeuronLayout, scope: str, fractions: Sequence[float], modes: Sequence[str]
 ) -> list[int]:
-    """Start layer of every distinct non-intact mask of one ablation job (see the module docstring)."""
+    """Start layer of every distinct non-intact mask of one ablation job over the units of
+    ``layout`` (neurons or SAE features; see the package docstring).
+
+    Masks are distinct per (scope name, mode, number of units ``k``); preserve all = suppress
+    none = the intact model (not counted: the job's shared pass), preserve none = suppress all.
+    A scope name's masks start at its first block's layer: exact for one module
+    (``layer_module``, one SAE), an upper bound for several (``global``, ``module_type``: their top
+    and bottom units may lie in later layers).
+    """
+    sizes = dict(zip(layout.blocks, layout.sizes, strict=True))
     starts = []
-    for blocks in scope_members(neuron_layout(layers, dim), scope).values():
-        n = sum(4 * dim if b[1] == "fc1" else dim for b in blocks)
-        start = blocks[0][0] if scope == "layer_module" else 0
-        filled = set()  # numbers of filled neurons, the same set of them for preserve and suppress ends
+    for blocks in scope_members(layout, scope).values():
+        n = sum(sizes[b] for b in blocks)
+        start = min(b[0] for b in blocks)
+        filled = set()  # numbers of filled units, the same set of them for preserve and suppress ends
         for mode in modes:
             for f in fractions:
                 k = top_k_count(float(f), n)
@@ -125,19 +137,34 @@ def distinct_mask_starts(
     return starts
 
 
+def distinct_mask_starts(
+    layers: int, dim: int, scope: str, fractions: Sequence[float], modes: Sequence[str]
+) -> list[int]:
+    """``distinct_masks`` of a neuron ablation job of an ESM-2 of this shape (``neuron_layout``)."""
+    return distinct_masks(neuron_layout(layers, dim), scope, fractions, modes)
+
+
 def ablation_job_forward(layers: int, starts: Sequence[int], tokens: float) -> float:
-    """Forward token-layers of one ablation job: the shared prefix plus each mask's tail."""
+    """Forward token-layers of one ablation job: the shared (intact) pass plus each mask's tail from
+    its start layer (a mask starting at ``layers``, an SAE's on the final stream, runs no layer)."""
     return tokens * (layers + sum(layers - s for s in starts))
 
 
-def score_job_cost(method: str, steps: int, layers: int, layer: int, tokens: float) -> tuple[float, float]:
+def score_job_cost(
+    method: str, steps: int, layers: int, layer: int, tokens: float, passes: int = IG_PASSES_PER_LAYER
+) -> tuple[float, float]:
     """``(forward, backward)`` token-layers of scoring ``layer`` (in any job): the prefix to ``layer``
-    without grad, then per pass (``IG_PASSES_PER_LAYER`` x ``steps``) layers ``layer..L-1``."""
+    without grad, then per pass (``passes`` x ``steps``) layers ``layer..L-1``.
+
+    Activation runs layers ``0..layer`` (``EsmClassifier.run_through``; all ``layers`` for the
+    final stream's SAE at ``layer = layers``). ``passes``: gradient passes per step and layer,
+    ``IG_PASSES_PER_LAYER`` for the neuron modules, 1 for an SAE's features (one leaf).
+    """
     if method == "random":
         return 0.0, 0.0
     if method == "activation":
-        return tokens * (layer + 1), 0.0
-    tail = tokens * IG_PASSES_PER_LAYER * (steps if method == "ig" else 1) * (layers - layer)
+        return tokens * min(layer + 1, layers), 0.0
+    tail = tokens * passes * (steps if method == "ig" else 1) * (layers - layer)
     return tokens * layer + tail, tail
 
 

@@ -1,11 +1,12 @@
 """The stages of a run and their cost (``plan_costs``): fine-tuning, scoring, ablation, the
-external sets and class characterisation, per replicate. Torch-free."""
+external sets, class characterisation and the SAE feature stages, per replicate. Torch-free."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from kneurons.config import model_shape
+from kneurons.plan.features import feature_costs
 from kneurons.plan.passes import (
     DataSize,
     StageCost,
@@ -22,7 +23,8 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
     """The cost of every stage of ``cfg`` (validated) and the data size it assumed.
 
     Fine-tuning, scoring, ablation and class characterisation run once per replicate
-    (``train.replicates``); each external set adds the global scope's ablation per replicate.
+    (``train.replicates``); each external set adds the global scope's ablation per replicate;
+    ``units.features`` adds the feature stages (``kneurons.plan.features.feature_costs``), per replicate.
     """
     layers, dim, _ = model_shape(cfg)
     data = data_size(cfg)
@@ -90,4 +92,5 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
                 "characterise.max_proteins; characterise.random_sets" + rep_cap,
             )
         )
+    out += feature_costs(cfg, data, layers, dim)
     return out, data
