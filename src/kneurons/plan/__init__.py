@@ -36,8 +36,8 @@ The counts (``T_x``: tokens of split x, ``L`` layers, BOS/EOS included, no paddi
   as a neuron layer with ``P = 1`` (one leaf), random as activation (it reads which features are
   active); ablate features, one job per method: the global scope over all SAEs' features as an
   ablation job whose masks start at the lowest SAE layer (upper bound with several SAEs), the
-  random baseline's seeds in its one job (the intact pass once; the mask filling every feature,
-  which the seeds share, counted per seed: an upper bound).
+  random baseline's seeds in its one job (the intact pass and the mask filling every feature
+  once, each seed's other masks).
 
 Time: ``flops = token_layers * (24 d^2 + 4 d t)`` forward (``t`` the mean tokens per sequence),
 backward twice that, plus a stage's other FLOPs (an SAE's optimisation), divided by the device's

@@ -101,10 +101,19 @@ def feature_costs(cfg: dict[str, Any], data: DataSize, layers: int, dim: int) ->
     cap = ("score.ig.steps; " if "ig" in sc["methods"] else "") + "score.max_sequences" + rep_cap
     out.append(StageCost("score features", reps * len(sc["methods"]), reps * fwd, reps * bwd, cap))
     # one job per method: its intact pass once, every seed's masks of the random baseline
-    starts = distinct_masks(layout, "global", ab["fractions"], ab["modes"])
     t_eval = data.tokens("test", ab["max_sequences"])
     fwd = sum(
-        ablation_job_forward(layers, starts * (len(ab["random_seeds"]) if m == "random" else 1), t_eval)
+        ablation_job_forward(
+            layers,
+            distinct_masks(
+                layout,
+                "global",
+                ab["fractions"],
+                ab["modes"],
+                len(ab["random_seeds"]) if m == "random" else 1,
+            ),
+            t_eval,
+        )
         for m in sc["methods"]
     )
     cap = "ablate.max_sequences; ablate.fractions" + rep_cap

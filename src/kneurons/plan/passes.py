@@ -111,7 +111,7 @@ def data_size(cfg: dict[str, Any]) -> DataSize:
 
 
 def distinct_masks(
-    layout: NeuronLayout, scope: str, fractions: Sequence[float], modes: Sequence[str]
+    layout: NeuronLayout, scope: str, fractions: Sequence[float], modes: Sequence[str], seeds: int = 1
 ) -> list[int]:
     """Start layer of every distinct non-intact mask of one ablation job over the units of
     ``layout`` (neurons or SAE features; see the package docstring).
@@ -120,7 +120,8 @@ def distinct_masks(
     none = the intact model (not counted: the job's shared pass), preserve none = suppress all.
     A scope name's masks start at its first block's layer: exact for one module
     (``layer_module``, one SAE), an upper bound for several (``global``, ``module_type``: their top
-    and bottom units may lie in later layers).
+    and bottom units may lie in later layers). ``seeds``: random selections evaluated in one job,
+    each with its own partial masks; the mask that fills the whole scope is the same for all.
     """
     sizes = dict(zip(layout.blocks, layout.sizes, strict=True))
     starts = []
@@ -133,7 +134,8 @@ def distinct_masks(
                 k = top_k_count(float(f), n)
                 key = (mode, k) if 0 < k < n else ("all" if (k == 0) == (mode == "preserve") else "none")
                 filled.add(key)
-        starts += [start] * len(filled - {"none"})
+        partial = sum(1 for key in filled if key not in ("all", "none"))
+        starts += [start] * (seeds * partial + ("all" in filled))
     return starts
 
 
