@@ -35,11 +35,16 @@ def stream_layers(layer: int, layers: int) -> int:
     return min(layer + 1, layers)
 
 
+def trained_width(cfg: dict[str, Any], dim: int) -> int:
+    """Features ``F`` of the workflow's own SAEs: ``sae.n_features``, null = ``8 d``."""
+    return int(cfg["sae"]["n_features"] or default_sizes(dim)[0])
+
+
 def feature_layout(cfg: dict[str, Any], dim: int) -> NeuronLayout:
     """The features of ``units.features`` as the plan sees them: one block ``(layer, "sae")`` per SAE,
     ``sae.n_features`` (null: ``8 d``) for a trained SAE, ``8 d`` assumed for a given file."""
     entries = sorted(cfg["units"]["features"], key=lambda e: int(e["layer"]))
-    trained = cfg["sae"]["n_features"] or default_sizes(dim)[0]
+    trained = trained_width(cfg, dim)
     return NeuronLayout(
         tuple((int(e["layer"]), FEATURE_MODULE) for e in entries),
         tuple(trained if e["sae"] == TRAIN_SAE else DEFAULT_EXPANSION * dim for e in entries),
@@ -77,9 +82,8 @@ def feature_costs(cfg: dict[str, Any], data: DataSize, layers: int, dim: int) ->
     trained = trained_sae_layers(cfg["units"]["features"])
     if trained:
         fitted, held = sae_training_tokens(cfg, data)
-        n_features = sae["n_features"] or default_sizes(dim)[0]
         fwd = sum((fitted + held) * stream_layers(layer, layers) for layer in trained)
-        optimise = len(trained) * sae_training_flops(dim, n_features, fitted, sae["epochs"])
+        optimise = len(trained) * sae_training_flops(dim, trained_width(cfg, dim), fitted, sae["epochs"])
         cap = "sae.max_tokens; sae.epochs; sae.n_features" + rep_cap
         out.append(StageCost("train SAEs", reps * len(trained), reps * fwd, 0.0, cap, reps * optimise))
     # the report reads the stream at each SAE's layer and its neighbours (through layer l + 1),
