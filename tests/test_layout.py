@@ -134,6 +134,7 @@ def test_schema_imports_nothing_of_the_project():
         "kneurons.settings",
         "kneurons.tables",
         "kneurons.stats.claims",
+        "kneurons.plan",
     ],
 )
 def test_torch_free_rooms_import_without_torch(module):

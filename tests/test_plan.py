@@ -21,7 +21,15 @@ from kneurons.ablation.run import run_ablation
 from kneurons.cli import format_plan, main
 from kneurons.config import validate_config
 from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone
-from kneurons.plan import ablation_job_forward, distinct_mask_starts, neuron_layout, plan_costs, scoring_cost
+from kneurons.plan import (
+    ablation_job_forward,
+    distinct_mask_starts,
+    distinct_masks,
+    feature_layout,
+    neuron_layout,
+    plan_costs,
+    scoring_cost,
+)
 from kneurons.scoring import registry
 
 # the backward hook on layer l fires although its input needs no grad; the count is what matters
@@ -162,7 +170,7 @@ def test_plan_reads_the_split_of_a_run_and_warns_over_budget(tmp_path, capsys):
 def test_replicates_multiply_the_per_replicate_stages_and_external_sets_add_theirs(tmp_path):
     ext = tmp_path / "ext.tsv"
     ext.write_text("Entry\tEC number\tSequence\n" + "".join(f"P{i}\t1.1.1.1\t{'A' * 18}\n" for i in range(5)))
-    base = {"results": str(tmp_path / "results")}
+    base = {"results": str(tmp_path / "results"), "units": {"features": [{"layer": 2}]}}
     one = {c.stage: c for c in plan_costs(validate_config({**base, "train": {"replicates": 1}}))[0]}
     two = {
         c.stage: c
@@ -170,9 +178,12 @@ def test_replicates_multiply_the_per_replicate_stages_and_external_sets_add_thei
             validate_config({**base, "train": {"replicates": 2}, "evaluate": {"external": {"ext": str(ext)}}})
         )[0]
     }
-    for stage in ("finetune", "score ig", "ablate global", "ablate layer_module"):
+    stages = ("finetune", "score ig", "ablate global", "ablate layer_module", "train SAEs", "SAE report")
+    for stage in (*stages, "score features", "ablate features"):
         assert two[stage].forward == pytest.approx(2 * one[stage].forward), stage
         assert two[stage].jobs == 2 * one[stage].jobs, stage
+    assert two["train SAEs"].other_flops == pytest.approx(2 * one["train SAEs"].other_flops)
+    assert one["train SAEs"].other_flops > 0
     # The external set: the global scope's passes over its 5 proteins of 20 tokens (passes are
     # linear in tokens), per replicate.
     test_tokens = plan_costs(validate_config(base))[1].tokens("test")
@@ -238,3 +249,165 @@ def test_plan_of_a_bad_config_is_one_line_not_a_traceback(tmp_path, capsys):
     assert main(["plan", "--configfile", str(config)]) == 2
     err = capsys.readouterr().err
     assert "missing.pt" in err and "Traceback" not in err
+
+
+# -- SAE features (units.features) ----------------------------------------------------------------
+def feature_run(tmp_path: Path, layer: int) -> tuple[dict, Path, Path]:
+    """A validated config of the tiny model with one trained SAE at ``layer``, its run's split.tsv
+    (12 training, 4 validation, 12 test proteins of ``LENGTH`` residues) and the model's checkpoint."""
+    from kneurons.model.checkpoint import save_classifier
+
+    seqs = sequences() + sequences()[:4] + sequences()
+    split = pd.DataFrame(
+        {
+            "accession": [f"P{i}" for i in range(len(seqs))],
+            "sequence": seqs,
+            "label": ["abc"[i % 3] for i in range(len(seqs))],
+            "split": ["train"] * N_SEQ + ["val"] * 4 + ["test"] * N_SEQ,
+        }
+    )
+    (tmp_path / "data").mkdir()
+    split_path = tmp_path / "data" / "split.tsv"
+    split.to_csv(split_path, sep="\t", index=False)
+    checkpoint = tmp_path / "best.pt"
+    save_classifier(checkpoint, tiny_model(), BackboneSpec("custom", LAYERS, DIM, 4), ["a", "b", "c"])
+    cfg = validate_config(
+        {
+            "results": str(tmp_path),
+            "model": {"custom": {"num_layers": LAYERS, "embed_dim": DIM, "attention_heads": 4}},
+            "units": {"features": [{"layer": layer}]},
+            # 3 of the 12 training proteins held out; the other 9 capped at 5 proteins' tokens
+            "sae": {"n_features": 32, "k": 4, "epochs": 1, "heldout": 0.25, "max_tokens": 5 * (LENGTH + 2)},
+            "score": {"ig": {"steps": 3, "method": "gausslegendre"}, "token_budget": 64 * (LENGTH + 2)},
+            "ablate": {"fractions": [0, 0.01, 0.1, 0.5, 0.9, 1], "random_seeds": [0, 1]},
+        }
+    )
+    return cfg, split_path, checkpoint
+
+
+@pytest.fixture
+def counted_jobs(monkeypatch):
+    """The token-layers of every classifier a job loads (``load_job_classifier`` wrapped)."""
+    from kneurons.model import checkpoint as ckpt
+
+    counters = []
+    load = ckpt.load_job_classifier
+
+    def counting(*args, **kwargs):
+        model, info = load(*args, **kwargs)
+        counters.append(TokenLayers(model))
+        return model, info
+
+    monkeypatch.setattr(ckpt, "load_job_classifier", counting)
+    yield counters
+    for c in counters:
+        c.close()
+
+
+@pytest.mark.parametrize("layer", [1, LAYERS])
+def test_feature_plan_counts_the_passes_the_feature_jobs_and_engines_run(layer, tmp_path, counted_jobs):
+    """An SAE on the stream entering layer 1 and one on the final stream (layer L, after the last
+    layer and its norm): training, the report, every scoring method and the ablation run exactly
+    the token-layers the plan's feature stages count."""
+    from kneurons.features.formats import load_sae
+    from kneurons.jobs.features import run_sae_report, run_train_sae
+    from kneurons.settings import job_settings
+    from kneurons.vocabulary import FEATURE_MODULE
+
+    cfg, split_path, checkpoint = feature_run(tmp_path, layer)
+    by_stage = {c.stage: c for c in plan_costs(cfg)[0]}
+    sae_path = tmp_path / "sae.pt"
+    sae = run_train_sae(checkpoint, split_path, layer, job_settings("train_sae", cfg), sae_path)
+    assert sae.meta["n_train_tokens"] == 5 * (LENGTH + 2)  # the cap binds: the count must follow it
+    assert counted_jobs[-1].forward == by_stage["train SAEs"].forward > 0
+    specs = [{"layer": layer, "path": str(sae_path), "format": "kneurons", "k": None}]
+    run_sae_report(checkpoint, split_path, specs, job_settings("sae_report", cfg), tmp_path / "saes.json")
+    assert counted_jobs[-1].forward == by_stage["SAE report"].forward > 0
+    assert sum(c.backward for c in counted_jobs) == 0
+
+    model, seqs = tiny_model(), sequences()
+    model.attach_sae(load_sae(sae_path, "kneurons", layer))
+    subset = pd.DataFrame({"sequence": seqs, "label": ["a", "b", "c"] * 4, "label_index": [0, 1, 2] * 4})
+    counter = TokenLayers(model)
+    try:
+        tables = {
+            method: registry.build(method, cfg["score"]).score_layer(
+                model, subset, layer, module_types=(FEATURE_MODULE,)
+            )
+            for method in cfg["score"]["methods"]
+        }
+        scored = (counter.forward, counter.backward)
+        counter.forward = counter.backward = 0
+        for method in cfg["score"]["methods"]:
+            run_ablation(
+                model,
+                seqs,
+                np.zeros(N_SEQ, dtype=np.int64),
+                ["a", "b", "c"],
+                tables[method],
+                method,
+                "global",
+                cfg["ablate"]["fractions"],
+                cfg["ablate"]["modes"],
+                fill=Fill(),
+                normalise="none",
+                random_seeds=cfg["ablate"]["random_seeds"],
+                token_budget=4 * (LENGTH + 2),
+                modules=(FEATURE_MODULE,),
+            )
+    finally:
+        counter.close()
+    score = by_stage["score features"]
+    assert scored == (score.forward, score.backward)
+    assert (score.backward > 0) == (layer < LAYERS)  # no layer runs after the final stream
+    assert score.jobs == len(cfg["score"]["methods"])
+    assert counter.forward == by_stage["ablate features"].forward and counter.backward == 0
+    # a mask on layer l's stream runs layers l..L-1 (none for the final stream's SAE); the random
+    # baseline's seeds share the intact pass and the mask that fills every feature
+    one_seed = distinct_masks(
+        feature_layout(cfg, DIM), "global", cfg["ablate"]["fractions"], ["preserve", "suppress"]
+    )
+    masks = (len(cfg["score"]["methods"]) - 1 + 2) * len(one_seed) - 1  # 2 seeds
+    assert counter.forward == N_SEQ * (LENGTH + 2) * (
+        len(cfg["score"]["methods"]) * LAYERS + masks * (LAYERS - layer)
+    )
+
+
+def test_feature_stages_are_planned_and_printed_only_with_units_features(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    stages = ("train SAEs", "SAE report", "score features", "ablate features")
+    config.write_text(f"results: {tmp_path}\n")
+    assert main(["plan", "--configfile", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "ablate global" in out and not any(s in out for s in stages) and "SAE" not in out
+    sae_file = tmp_path / "given.pt"
+    sae_file.write_bytes(b"")  # the plan never reads a given SAE file: it assumes F = 8 d
+    config.write_text(
+        f"results: {tmp_path}\nunits: {{features: [{{layer: 2}}, {{layer: 4, sae: {sae_file}}}]}}\n"
+    )
+    assert main(["plan", "--configfile", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert all(s in out for s in stages), out
+    assert "F = 8 d" in out
+    trained_only = validate_config({"results": str(tmp_path), "units": {"features": [{"layer": 2}]}})
+    by_stage = {c.stage: c for c in plan_costs(trained_only)[0]}
+    assert by_stage["train SAEs"].jobs == 1 and by_stage["ablate features"].jobs == 4
+    assert "F = 8 d" not in format_plan(trained_only)
+
+
+def test_sae_training_flops_scale_with_epochs_and_features(tmp_path):
+    def train_stage(**sae):
+        cfg = validate_config({"results": str(tmp_path), "units": {"features": [{"layer": 1}]}, "sae": sae})
+        return {c.stage: c for c in plan_costs(cfg)[0]}["train SAEs"]
+
+    base = train_stage(epochs=2, n_features=128)
+    assert base.other_flops > 0
+    assert train_stage(epochs=6, n_features=128).other_flops == pytest.approx(3 * base.other_flops)
+    assert train_stage(epochs=2, n_features=512).other_flops == pytest.approx(4 * base.other_flops)
+    # the stream is read once whatever the epochs and the width: only the optimisation grows
+    assert train_stage(epochs=6, n_features=512).forward == base.forward
+    # null n_features is 8 d (the embedded default's d = 64)
+    assert train_stage(epochs=2).other_flops == pytest.approx(4 * base.other_flops)
+    dim, tokens = 64, plan_costs(validate_config({"results": str(tmp_path)}))[1].mean_tokens
+    more = train_stage(epochs=20, n_features=128)
+    assert more.flops(dim, tokens) - base.flops(dim, tokens) == pytest.approx(9 * base.other_flops)
