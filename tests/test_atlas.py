@@ -13,7 +13,7 @@ import pytest
 from atlas_tables import CHARACTERISED, CLASSES, METHODS, write_tables
 from workflow_rules import REPO
 
-from kneurons.atlas import OVERVIEW_FIGURES, AtlasInputs, build_atlas, render_atlas
+from kneurons.atlas import FEATURE_FIGURES, OVERVIEW_FIGURES, AtlasInputs, build_atlas, render_atlas
 from kneurons.atlas.page import data_json
 from kneurons.characterise.windows import best_windows, window_responses
 from kneurons.config import validate_config
@@ -259,4 +259,4 @@ def test_atlas_is_torch_free_and_ships_its_templates():
 def test_rule_lists_the_overview_figures_of_the_page():
     text = (REPO / "workflow/rules/atlas.smk").read_text()
     listed = re.search(r"ATLAS_FIGURES = \[(.*?)\]", text, re.S)[1]
-    assert re.findall(r'"(\w+)"', listed) == list(OVERVIEW_FIGURES)
+    assert re.findall(r'"(\w+)"', listed) == list(OVERVIEW_FIGURES) + list(FEATURE_FIGURES)
