@@ -1,7 +1,10 @@
 """The atlas's data: everything the page shows, gathered from the result tables into one JSON object.
 
 Only tables are read (through ``kneurons.tables``), so the atlas is rebuilt without the model.
-Each optional input that is missing leaves its part of the page with a note saying so. Torch-free.
+Each optional input that is missing leaves its part of the page with a note saying so. SAE
+features (``units.features``) are units beside the neurons: ranked among the features and picked
+by the same caps, applied to them separately; without feature inputs the data is the neurons'
+alone. Torch-free.
 """
 
 from __future__ import annotations
