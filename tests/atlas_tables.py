@@ -2,6 +2,8 @@
 
 A 2-layer model with 8-dim modules (fc1: 32): 144 neurons. Scores are seeded random numbers;
 four IG neurons are "characterised" with windows, responses and position frequency matrices.
+``write_feature_tables``: an SAE of ``N_FEATURES`` features on the stream entering layer 2, its
+score tables, two characterised features, the SAE report, gap to random and claim 6's table.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ METHODS = ["activation", "ig", "random"]
 WIDTH = 7
 #: Four characterised neurons: (layer, module, neuron, top class).
 CHARACTERISED = [(1, "k_proj", 3, "1"), (0, "fc1", 17, "2"), (1, "fc2", 5, "3"), (0, "k_proj", 0, "1")]
+N_FEATURES, SAE_LAYER = 40, 2
+#: Two characterised SAE features (units L2.sae.i).
+CHARACTERISED_FEATURES = [(SAE_LAYER, "sae", 31, "2"), (SAE_LAYER, "sae", 4, "3")]
 
 
 def _keys() -> pd.DataFrame:
@@ -34,8 +39,12 @@ def _keys() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["layer", "module", "neuron"])
 
 
-def _score_rows(method: str, rng: np.random.Generator, label=None, seed=None) -> pd.DataFrame:
-    df = _keys()
+def _feature_keys() -> pd.DataFrame:
+    return pd.DataFrame({"layer": SAE_LAYER, "module": "sae", "neuron": np.arange(N_FEATURES)})
+
+
+def _score_rows(method: str, rng: np.random.Generator, label=None, seed=None, keys=_keys) -> pd.DataFrame:
+    df = keys()
     df.insert(0, "method", method)
     df["label"] = pd.array([label] * len(df), dtype="string")
     df["seed"] = pd.array([seed] * len(df), dtype="Int64")
@@ -45,23 +54,32 @@ def _score_rows(method: str, rng: np.random.Generator, label=None, seed=None) ->
     return df
 
 
+def _write_scores(root: Path, rng: np.random.Generator, keys=_keys) -> dict[str, pd.DataFrame]:
+    """One score table per method under ``root/scores`` (random: two seeds; IG: class rows)."""
+    tables = {}
+    for method in METHODS:
+        if method == "random":
+            df = pd.concat([_score_rows(method, rng, seed=s, keys=keys) for s in (0, 1)], ignore_index=True)
+        elif method == "ig":
+            parts = [_score_rows(method, rng, keys=keys)]
+            parts += [_score_rows(method, rng, label=c, keys=keys) for c in CLASSES]
+            df = pd.concat(parts, ignore_index=True)
+        else:
+            df = _score_rows(method, rng, keys=keys)
+        path = root / f"scores/{method}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_score_table(df, path, {"method": method})
+        tables[method] = df
+    return tables
+
+
 def write_tables(root: Path, with_characterise: bool = True, claims: bool = False) -> dict:
     """Write every atlas input under ``root``; returns the job's named inputs."""
     rng = np.random.default_rng(7)
     root.mkdir(parents=True, exist_ok=True)
-    scores, dens = {}, []
-    for method in METHODS:
-        if method == "random":
-            df = pd.concat([_score_rows(method, rng, seed=s) for s in (0, 1)], ignore_index=True)
-        elif method == "ig":
-            parts = [_score_rows(method, rng)] + [_score_rows(method, rng, label=c) for c in CLASSES]
-            df = pd.concat(parts, ignore_index=True)
-        else:
-            df = _score_rows(method, rng)
-        scores[method] = root / f"scores/{method}.parquet"
-        scores[method].parent.mkdir(parents=True, exist_ok=True)
-        write_score_table(df, scores[method], {"method": method})
-        dens.append(density(df, method, top_fraction=0.1))
+    tables = _write_scores(root, rng)
+    scores = {m: root / f"scores/{m}.parquet" for m in METHODS}
+    dens = [density(df, m, top_fraction=0.1) for m, df in tables.items()]
     stats = {"density": root / "stats/density.tsv", "random_gap": root / "stats/random_gap.tsv"}
     stats["density"].parent.mkdir(parents=True, exist_ok=True)
     gap = pd.DataFrame(
@@ -107,11 +125,73 @@ def write_tables(root: Path, with_characterise: bool = True, claims: bool = Fals
     return inputs
 
 
-def _characterise(out: Path, rng: np.random.Generator) -> dict[str, str]:
+def write_feature_tables(root: Path, with_characterise: bool = True) -> dict:
+    """Write the SAE feature inputs under ``root/features``; returns the job's named inputs
+    (``feature_scores``, ``sae_report``, ``feature_random_gap``, ``compactness``, ``feature_<name>``)."""
+    rng = np.random.default_rng(11)
+    out = root / "features"
+    _write_scores(out, rng, keys=_feature_keys)
+    report = out / "saes.json"
+    sae = {
+        "layer": SAE_LAYER,
+        "format": "kneurons",
+        "n_features": N_FEATURES,
+        "k": 4,
+        "d": 8,
+        "fvu": {"1": 0.4321, "2": 0.0456, "3": 0.3789},
+        "fvu_own": 0.0456,
+        "dead_share": 0.125,
+        "n_tokens": 512,
+        "training": {"epochs": 7, "fvu": 0.0512},
+    }
+    write_json_result(report, {"split": "val", "n_sequences": 12, "saes": [sae]})
+    stats = {"random_gap": out / "stats/random_gap.tsv", "compactness": root / "stats/compactness.tsv"}
+    for path in stats.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    gap = pd.DataFrame(
+        {
+            "method": ["activation", "ig"],
+            "scope": "global",
+            "scope_name": "global",
+            "mode": "preserve",
+            "auc_gap": [0.123, -0.0456],
+            "ci_lo": [0.05, -0.1],
+            "ci_hi": [0.2, 0.01],
+        }
+    )
+    compact = pd.DataFrame(
+        {
+            "method": ["activation", "ig"],
+            "f_neurons": [0.5, 0.2],
+            "f_features": [0.05, 1.0],
+            "reached_neurons": [True, True],
+            "reached_features": [True, False],
+            "log2_ratio": [3.3219, -2.3219],
+            "ci_lo": [2.5, -3.0],
+            "ci_hi": [4.0, -1.5],
+            "p_value": [0.001, 0.9],
+            "p_floor": [0.001, 0.001],
+        }
+    )
+    write_stats_tables({"random_gap": gap, "compactness": compact}, stats)
+    inputs = {
+        "feature_scores": [str(out / f"scores/{m}.parquet") for m in METHODS],
+        "sae_report": str(report),
+        "feature_random_gap": str(stats["random_gap"]),
+        "compactness": str(stats["compactness"]),
+    }
+    if with_characterise:
+        tables = _characterise(out / "characterise", rng, CHARACTERISED_FEATURES)
+        names = ("neurons", "windows", "pfm", "window_activations")
+        inputs.update({f"feature_{k}": tables[k] for k in names})
+    return inputs
+
+
+def _characterise(out: Path, rng: np.random.Generator, units=CHARACTERISED) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
     neurons, windows, acts, pfm = [], [], [], []
     residues = list("ACDEFGHIKLMNPQRSTVWY")
-    for rank, (layer, m, n, cls) in enumerate(CHARACTERISED, start=1):
+    for rank, (layer, m, n, cls) in enumerate(units, start=1):
         key = {"rank": rank, "layer": layer, "module": m, "neuron": n}
         neurons.append(
             {
@@ -160,7 +240,7 @@ def _characterise(out: Path, rng: np.random.Generator) -> dict[str, str]:
                 for r, c in zip(residues, counts, strict=True)
             ]
     class_neurons = pd.DataFrame(
-        [{"label": c, "layer": la, "module": m, "neuron": n} for la, m, n, c in CHARACTERISED]
+        [{"label": c, "layer": la, "module": m, "neuron": n} for la, m, n, c in units]
     )
     matrix = pd.DataFrame(
         [

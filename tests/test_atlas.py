@@ -10,10 +10,18 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from atlas_tables import CHARACTERISED, CLASSES, METHODS, write_tables
+from atlas_tables import (
+    CHARACTERISED,
+    CHARACTERISED_FEATURES,
+    CLASSES,
+    METHODS,
+    N_FEATURES,
+    write_feature_tables,
+    write_tables,
+)
 from workflow_rules import REPO
 
-from kneurons.atlas import OVERVIEW_FIGURES, AtlasInputs, build_atlas, render_atlas
+from kneurons.atlas import FEATURE_FIGURES, OVERVIEW_FIGURES, AtlasInputs, build_atlas, render_atlas
 from kneurons.atlas.page import data_json
 from kneurons.characterise.windows import best_windows, window_responses
 from kneurons.config import validate_config
@@ -76,6 +84,129 @@ def test_atlas_holds_the_characterised_and_top_neurons_with_their_global_ranks(t
     # Nothing on the page may reach the network.
     assert "default-src 'none'" in html
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
+
+
+def _page_data(html: str) -> dict:
+    return json.loads(
+        re.search(r'<script type="application/json" id="atlas-data">(.*?)</script>', html, re.S)[1]
+    )
+
+
+def test_sae_features_are_units_beside_the_neurons_ranked_among_the_features(tmp_path):
+    inputs = write_tables(tmp_path)
+    features = write_feature_tables(tmp_path)
+    run_atlas_job({**inputs, **features}, settings(top_per_method=5), tmp_path / "with.html")
+    run_atlas_job(inputs, settings(top_per_method=5), tmp_path / "without.html")
+    html = (tmp_path / "with.html").read_text()
+    data, alone = _page_data(html), _page_data((tmp_path / "without.html").read_text())
+    ranks = {m: expected_ranks(p) for m, p in zip(METHODS, features["feature_scores"], strict=True)}
+    wanted = {f"L{a}.{b}.{c}" for a, b, c, _ in CHARACTERISED_FEATURES}
+    for m in ("activation", "ig"):
+        wanted |= set(ranks[m].index[:5])
+    rows = {r["id"]: r for r in data["features"]["rows"]}
+    assert set(rows) == wanted and data["features"]["n_shown"] == len(wanted)
+    assert data["features"]["n_total"] == N_FEATURES and data["features"]["methods"] == METHODS
+    for nid, r in rows.items():
+        assert r["module"] == "sae" and nid == f"L2.sae.{r['neuron']}"
+        for m in METHODS:  # ranks among the 40 features; the top 0.1 = 4 of them
+            assert r[f"rank_{m}"] == ranks[m][nid] and r[f"top_{m}"] == (ranks[m][nid] <= 4)
+    # Characterised features come first, with the neurons' panel parts and their class profile.
+    first = [r["id"] for r in data["features"]["rows"][:2]]
+    assert first == [f"L{a}.{b}.{c}" for a, b, c, _ in CHARACTERISED_FEATURES]
+    panel = data["details"]["L2.sae.31"]
+    assert len(panel["windows"]) == 3 and len(panel["pfm"]["counts"]) == 7
+    assert rows["L2.sae.31"]["characterised"] and rows["L2.sae.31"]["site_auroc"] == pytest.approx(0.75)
+    assert set(rows["L2.sae.31"]["profile"]) == set(CLASSES)
+    # Features only add: the neurons' rows and panels are those of the page without features.
+    assert data["neurons"] == alone["neurons"] and data["n_shown"] == alone["n_shown"]
+    assert {k: v for k, v in data["details"].items() if ".sae." not in k} == alone["details"]
+    # The SAE section: the report's numbers, claim 6's table, the features' gap to random.
+    sae = re.search(r'<table class="small" id="sae-table">(.*?)</table>', html, re.S)[1]
+    cells = re.findall(r"<td>([^<]*)</td>", sae)
+    assert cells[:5] == ["2", "kneurons", "40", "4", "0.0456"] and "L1 0.4321, L3 0.3789" in sae
+    assert "0.125" in sae and "7 epochs, held-out FVU 0.0512" in sae
+    compact = re.search(r'id="compactness">(.*?)</table>', html, re.S)[1]
+    assert "3.32" in compact and "1.0 (never reached)" in compact and "[-3.00, -1.50]" in compact
+    assert "[0.050, 0.200]" in re.search(r'id="feature-gap">(.*?)</table>', html, re.S)[1]
+    assert 'id="filter-unit"' in html and "The table also holds <strong>" in html
+
+
+def test_without_features_the_page_is_the_neurons_page(tmp_path):
+    """A page built with features, its feature parts taken out, renders byte for byte as the page
+    built without them: features add to the page and change nothing else."""
+    inputs = write_tables(tmp_path)
+    alone = build_atlas(
+        AtlasInputs(
+            scores=dict(zip(METHODS, inputs["scores"], strict=True)),
+            density=inputs["density"],
+            characterise={k: inputs[k] for k in ("neurons", "windows", "pfm", "window_activations")},
+        ),
+        settings(top_per_method=5),
+    )
+    features = write_feature_tables(tmp_path)
+    both = build_atlas(
+        AtlasInputs(
+            scores=dict(zip(METHODS, inputs["scores"], strict=True)),
+            density=inputs["density"],
+            characterise={k: inputs[k] for k in ("neurons", "windows", "pfm", "window_activations")},
+            feature_scores=dict(zip(METHODS, features["feature_scores"], strict=True)),
+            feature_characterise={k: features[f"feature_{k}"] for k in ("neurons", "pfm")},
+            sae_report=features["sae_report"],
+            compactness=features["compactness"],
+        ),
+        settings(top_per_method=5),
+    )
+    assert "features" not in alone and alone["overview"]["features"] is None
+    html = render_atlas(alone)
+    for part in ('id="saes"', 'id="filter-unit"', "features-shown", "SAE features</a>"):
+        assert part not in html
+    assert "features" in both and both["overview"]["features"] is not None
+    del both["features"]
+    both["overview"]["features"] = None
+    both["details"] = {k: v for k, v in both["details"].items() if ".sae." not in k}
+    assert render_atlas(both) == html
+
+
+def test_features_get_the_same_caps_applied_separately(tmp_path):
+    inputs = {**write_tables(tmp_path), **write_feature_tables(tmp_path)}
+    out = tmp_path / "index.html"
+    run_atlas_job(inputs, settings(top_per_method=50, max_neurons=6), out)
+    data = _page_data(out.read_text())
+    assert data["n_shown"] == 6 and data["features"]["n_shown"] == 6 and data["features"]["capped"]
+    first = [r["id"] for r in data["features"]["rows"][:2]]
+    assert first == [f"L{a}.{b}.{c}" for a, b, c, _ in CHARACTERISED_FEATURES]
+    shown = re.search(r'<p id="features-shown">(.*?)</p>', out.read_text(), re.S)[1]
+    assert "<strong>6</strong> of the 40" in shown and "the cap was reached" in shown
+
+
+def test_claim_6_rows_show_with_the_other_claims(tmp_path):
+    from kneurons.stats.claims import evaluate_claims
+    from kneurons.tables import read_stats_table, write_claims
+
+    features = write_feature_tables(tmp_path)
+    gap = pd.DataFrame(
+        [
+            {"method": "ig", "scope": "global", "scope_name": "all", "mode": "preserve", "auc_gap": 0.2}
+            | {"ci_lo": 0.1, "ci_hi": 0.3, "p_value": 0.001}
+        ]
+    )
+    margins = {"auc_margin": 0.01, "log2_enrichment_margin": 0.1, "specificity_margin": 0.02}
+    stats = {"confidence": 0.95, "top_fraction": 0.01, "claims": margins | {"compactness_margin": 0.5}}
+    compact = read_stats_table(features["compactness"], "compactness")
+    claims = evaluate_claims(gap, None, None, stats, n_replicates=2, compactness=compact)
+    path = tmp_path / "claims.tsv"
+    write_claims(claims, path)
+    inputs = write_tables(tmp_path, with_characterise=False)
+    data = build_atlas(
+        AtlasInputs(
+            scores=dict(zip(METHODS, inputs["scores"], strict=True)), density=inputs["density"], claims=path
+        ),
+        settings(top_per_method=5),
+    )
+    shown = [(r["claim"], r["method"], r["verdict"]) for r in data["overview"]["claims"]]
+    assert ("2", "ig", "supported") in shown
+    assert ("6", "activation", "supported") in shown and ("6", "ig", "not supported") in shown
+    assert "knowledge is more compact in SAE features" in render_atlas(data)
 
 
 def test_the_cap_keeps_characterised_neurons_first(tmp_path):
@@ -259,4 +390,4 @@ def test_atlas_is_torch_free_and_ships_its_templates():
 def test_rule_lists_the_overview_figures_of_the_page():
     text = (REPO / "workflow/rules/atlas.smk").read_text()
     listed = re.search(r"ATLAS_FIGURES = \[(.*?)\]", text, re.S)[1]
-    assert re.findall(r'"(\w+)"', listed) == list(OVERVIEW_FIGURES)
+    assert re.findall(r'"(\w+)"', listed) == list(OVERVIEW_FIGURES) + list(FEATURE_FIGURES)

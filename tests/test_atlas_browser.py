@@ -1,10 +1,12 @@
 """The atlas in a real browser: headless Chromium opens the page from file://.
 
 No console errors, no network requests, the neuron table's row count, sorting, filtering, and a
-neuron's panel with its logo. Screenshots of the overview and of one neuron panel are saved in
+neuron's panel with its logo; on a page with SAE features, the units filter and a feature's panel.
+Screenshots of the overview and of one neuron and one feature panel are saved in
 tests/artefacts/ (git-ignored); with KNEURONS_ATLAS_DOCS=1 the overview also goes to
-docs/atlas-overview.png, and KNEURONS_ATLAS_PAGE=path/to/index.html screenshots that page
-(e.g. the demo's results/atlas/index.html) instead of the test's.
+docs/atlas-overview.png and a feature's panel to docs/atlas-feature.png, and
+KNEURONS_ATLAS_PAGE=path/to/index.html screenshots that page (e.g. the demo's
+results/atlas/index.html) instead of the test's.
 Skipped where chromium or chromedriver (Debian packages) or selenium are missing; CI installs them.
 """
 
@@ -16,7 +18,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from atlas_tables import METHODS, write_tables
+from atlas_tables import METHODS, write_feature_tables, write_tables
 from browser import chromium, chromium_missing, requests, save
 from workflow_rules import REPO
 
@@ -44,6 +46,16 @@ def page(tmp_path_factory) -> Path:
     settings = job_settings("atlas", cfg)
     settings["methods"] = METHODS
     return run_atlas_job(write_tables(tmp), settings, tmp / "atlas" / "index.html")
+
+
+@pytest.fixture(scope="module")
+def feature_page(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("atlas_features")
+    cfg = validate_config({"atlas": {"top_per_method": 10}, "stats": {"top_fraction": 0.1}})
+    settings = job_settings("atlas", cfg)
+    settings["methods"] = METHODS
+    inputs = {**write_tables(tmp), **write_feature_tables(tmp)}
+    return run_atlas_job(inputs, settings, tmp / "atlas" / "index.html")
 
 
 def rows(driver) -> list:
@@ -106,3 +118,54 @@ def test_screenshot_for_the_docs(browser, page):
     shot = save(browser, "atlas-overview-docs.png")
     if os.environ.get("KNEURONS_ATLAS_DOCS") == "1":
         shutil.copyfile(shot, REPO / "docs" / "atlas-overview.png")
+
+
+def open_feature(driver, page: Path) -> str | None:
+    """Open ``page``, show its SAE features only and open the first characterised one's panel
+    (its id; None on a page without features)."""
+    driver.get(page.as_uri())
+    data = json.loads(driver.find_element(By.ID, "atlas-data").get_attribute("textContent"))
+    if "features" not in data:
+        return None
+    Select(driver.find_element(By.ID, "filter-unit")).select_by_value("feature")
+    fid = next(r["id"] for r in data["features"]["rows"] if r["characterised"])
+    driver.find_element(By.CSS_SELECTOR, f'tr[data-id="{fid}"]').click()
+    # the click scrolls the wide table sideways; show it from its first column
+    driver.execute_script("document.querySelector('.table-wrap').scrollLeft = 0")
+    driver.execute_script("document.getElementById('table').scrollIntoView()")
+    return fid
+
+
+def test_sae_features_are_rows_with_a_neurons_panel(browser, feature_page):
+    fid = open_feature(browser, feature_page)
+    data = json.loads(browser.find_element(By.ID, "atlas-data").get_attribute("textContent"))
+    n_features, n_neurons = len(data["features"]["rows"]), len(data["neurons"])
+    assert fid == "L2.sae.31"
+    assert set(column(browser, "module")) == {"sae"} and len(rows(browser)) == n_features
+    assert browser.find_element(By.ID, "count").text == f"{n_features} of {n_features + n_neurons} units"
+    panel = browser.find_element(By.ID, "panel")
+    assert "SAE feature 31 of the residual stream entering layer 2" in panel.text
+    assert "FVU 0.0456" in panel.text and "Ranks among the 40 SAE features" in panel.text
+    assert len(panel.find_elements(By.CSS_SELECTOR, "svg.logo text.letter")) >= 7
+    assert len(panel.find_elements(By.CSS_SELECTOR, ".window")) == 3
+    assert "density statistics count neurons only" in panel.text
+    save(browser, "atlas-feature.png")
+    Select(browser.find_element(By.ID, "filter-unit")).select_by_value("neuron")
+    assert "sae" not in column(browser, "module") and len(rows(browser)) == n_neurons
+    assert browser.find_elements(By.CSS_SELECTOR, "#saes #sae-table")
+    severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not severe, severe
+    remote = [u for u in requests(browser) if not u.startswith(("file:", "data:"))]
+    assert not remote, remote
+
+
+def test_feature_screenshot_for_the_docs(browser, feature_page):
+    """docs/atlas-feature.png, an SAE feature's panel (written only with KNEURONS_ATLAS_DOCS=1;
+    KNEURONS_ATLAS_PAGE: a run's page with features)."""
+    target = Path(os.environ.get("KNEURONS_ATLAS_PAGE") or feature_page).resolve()
+    if open_feature(browser, target) is None:
+        pytest.skip(f"{target} has no SAE features")
+    assert browser.find_elements(By.CSS_SELECTOR, "#panel svg.logo")
+    shot = save(browser, "atlas-feature-docs.png")
+    if os.environ.get("KNEURONS_ATLAS_DOCS") == "1":
+        shutil.copyfile(shot, REPO / "docs" / "atlas-feature.png")

@@ -1,6 +1,7 @@
 # The neuron atlas: one self-contained HTML page (results/atlas/index.html) that opens from disk
 # with no network: overview (verdicts, curves, density, training), a sortable/filterable neuron
-# table and a panel per neuron (logo, windows, class profile, suppression, density cell).
+# table and a panel per neuron (logo, windows, class profile, suppression, density cell); with
+# units.features, SAE features are rows beside the neurons and the page has an SAE section.
 # Logic: src/kneurons/atlas/ (torch-free: it reads the result tables only); job:
 # src/kneurons/jobs/atlas.py.
 
@@ -12,6 +13,11 @@ ATLAS_FIGURES = [
     "density",
     "training_curve",
     "confusion_matrix",
+    # the SAE section's (kneurons.atlas.FEATURE_FIGURES), drawn where units.features is set
+    "features_accuracy_preserve",
+    "features_accuracy_suppress",
+    "compactness",
+    "feature_logos",
 ]
 
 

@@ -1,12 +1,14 @@
 """The atlas's data: everything the page shows, gathered from the result tables into one JSON object.
 
 Only tables are read (through ``kneurons.tables``), so the atlas is rebuilt without the model.
-Each optional input that is missing leaves its part of the page with a note saying so. Torch-free.
+Each optional input that is missing leaves its part of the page with a note saying so. SAE
+features (``units.features``) are units beside the neurons: ranked among the features and picked
+by the same caps, applied to them separately; without feature inputs the data is the neurons'
+alone. Torch-free.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,13 +18,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kneurons.atlas.features import feature_overview
 from kneurons.atlas.neurons import (
+    MethodRanking,
     class_profiles,
     neuron_id,
     neuron_rows,
     rank_method,
     select_neurons,
 )
+from kneurons.atlas.records import png_uri, records
 from kneurons.ranking import NeuronLayout
 from kneurons.scoring.registry import get as method_spec
 from kneurons.tables import (
@@ -59,18 +64,12 @@ class AtlasInputs:
     characterise: dict[str, Path] = field(default_factory=dict)  # characterise/<name>.tsv by name
     claims: Path | None = None
     curves: Path | None = None  # stats/curves.tsv: the curves' intact accuracy (mean of replicates)
-
-
-def _png_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
-
-
-def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """JSON-ready rows: NaN and NA become null."""
-    return [
-        {k: (None if pd.isna(v) else v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
-        for r in df.astype(object).to_dict("records")
-    ]
+    # SAE features (units.features); all empty / None without them, and the page is the neurons' alone
+    feature_scores: dict[str, Path] = field(default_factory=dict)  # method -> features/scores table
+    feature_characterise: dict[str, Path] = field(default_factory=dict)  # features/characterise/<name>.tsv
+    sae_report: Path | None = None  # features/saes.json
+    feature_random_gap: Path | None = None  # features/stats/random_gap.tsv
+    compactness: Path | None = None  # stats/compactness.tsv (claim 6)
 
 
 def density_grid(density: pd.DataFrame) -> dict[str, Any]:
@@ -151,7 +150,7 @@ def _suppression(char: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
                 "recall_change": {str(r.evaluated): _rate(r.recall_change) for r in g.itertuples(index=False)}
             }
     if spec is not None:
-        for r in _records(spec):
+        for r in records(spec):
             rounded = {k: _rate(v) if k in _SPECIFICITY_RATES and v is not None else v for k, v in r.items()}
             out.setdefault(str(r["class"]), {})["specificity"] = rounded
     return out
@@ -218,15 +217,16 @@ def _intact(curves: Path | None) -> dict[str, Any] | None:
 
 
 def _overview(inputs: AtlasInputs) -> dict[str, Any]:
-    """Claims (when the table exists), the gap to random of the global scope, test metrics, figures."""
+    """Claims (when the table exists), the gap to random of the global scope, test metrics, figures,
+    and the SAE section (None without feature inputs)."""
     claims = None
     if inputs.claims is not None and Path(inputs.claims).exists():
-        claims = _records(_claims_view(read_claims(inputs.claims)))
+        claims = records(_claims_view(read_claims(inputs.claims)))
     gap = None
     if inputs.random_gap is not None:
         g = read_stats_table(inputs.random_gap, "random_gap")
         g = g[g["scope"] == "global"]
-        gap = _records(g[["method", "mode", "auc_gap", "ci_lo", "ci_hi"]])
+        gap = records(g[["method", "mode", "auc_gap", "ci_lo", "ci_hi"]])
     metrics = None
     if inputs.metrics is not None:
         m = read_metrics(inputs.metrics)
@@ -236,7 +236,7 @@ def _overview(inputs: AtlasInputs) -> dict[str, Any]:
             if isinstance(m.get(split), dict)
         }
     figures = [
-        {"name": stem, "title": title, "src": _png_uri(path) if (path := inputs.figures.get(stem)) else None}
+        {"name": stem, "title": title, "src": png_uri(path) if (path := inputs.figures.get(stem)) else None}
         for stem, title in OVERVIEW_FIGURES.items()
     ]
     floors = sorted({str(r["p"]) for r in claims or [] if str(r.get("p", "")).startswith("<")})
@@ -247,21 +247,37 @@ def _overview(inputs: AtlasInputs) -> dict[str, Any]:
         "metrics": metrics,
         "intact": _intact(inputs.curves),
         "figures": figures,
+        "features": feature_overview(
+            inputs.sae_report, inputs.feature_random_gap, inputs.compactness, inputs.figures
+        ),
     }
 
 
-def build_atlas(inputs: AtlasInputs, settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The atlas's data from its input tables; ``settings``: the ``atlas`` rule's params."""
+@dataclass(frozen=True)
+class _Units:
+    """One kind of unit (neurons, or SAE features) as the page shows it."""
+
+    total: int
+    rankings: list[MethodRanking]
+    rows: list[dict]
+    char: dict[str, pd.DataFrame]
+
+
+def _units(
+    tables: Mapping[str, pd.DataFrame], char_paths: Mapping[str, Path], settings: Mapping[str, Any], what: str
+) -> _Units:
+    """Rank every unit of ``tables`` (one score table per method, one kind of unit) as the ablation
+    does and pick the shown ones: the characterised, then each method's top ``atlas.top_per_method``,
+    at most ``atlas.max_neurons``."""
     a = settings["atlas"]
-    methods = [m for m in settings["methods"] if m in inputs.scores]
-    tables = {m: read_score_table(inputs.scores[m])[0] for m in methods}
-    layout = NeuronLayout.from_scores(tables[methods[0]], f"{methods[0]} scores")
+    methods = list(tables)
+    layout = NeuronLayout.from_scores(tables[methods[0]], f"{methods[0]} {what} scores")
     top_fraction, normalise = settings["stats"]["top_fraction"], settings["ablate"]["normalise"]
     rankings = [rank_method(tables[m], m, layout, top_fraction, normalise) for m in methods]
-    char = _read_characterise(inputs.characterise)
+    char = _read_characterise(char_paths)
     characterised = char.get("neurons")
     first = (
-        layout.flat_of(characterised, "characterise/neurons.tsv")
+        layout.flat_of(characterised, str(char_paths["neurons"]))
         if characterised is not None
         else np.zeros(0, np.int64)
     )
@@ -269,25 +285,54 @@ def build_atlas(inputs: AtlasInputs, settings: Mapping[str, Any]) -> dict[str, A
     profiles = class_profiles(tables.get("ig"), layout.keys(flat))
     sets = _class_sets(char.get("class_neurons"))
     rows = neuron_rows(layout, rankings, flat, characterised, profiles, sets)
-    log.info("atlas: %d of %d neurons (cap %d)", len(rows), layout.total, a["max_neurons"])
-    return {
+    log.info("atlas: %d of %d %s (cap %d)", len(rows), layout.total, what, a["max_neurons"])
+    return _Units(layout.total, rankings, rows, char)
+
+
+def build_atlas(inputs: AtlasInputs, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The atlas's data from its input tables; ``settings``: the ``atlas`` rule's params.
+
+    With SAE feature score tables, ``features`` holds the features' rows (ranked among the
+    features, the same caps applied to them separately), and their panels join ``details``.
+    """
+    a = settings["atlas"]
+    methods = [m for m in settings["methods"] if m in inputs.scores]
+    neurons = _units(
+        {m: read_score_table(inputs.scores[m])[0] for m in methods}, inputs.characterise, settings, "neurons"
+    )
+    rankings, rows = neurons.rankings, neurons.rows
+    data = {
         "methods": [
             {"name": m, "label": method_spec(m).label, "colour": method_spec(m).colour, "random_seed": r.seed}
             for m, r in zip(methods, rankings, strict=True)
         ],
-        "n_neurons_total": layout.total,
+        "n_neurons_total": neurons.total,
         "n_shown": len(rows),
         "cap": {
             "max_neurons": a["max_neurons"],
             "top_per_method": a["top_per_method"],
             "capped": len(rows) == a["max_neurons"],
         },
-        "top_fraction": top_fraction,
-        "normalise": normalise,
+        "top_fraction": settings["stats"]["top_fraction"],
+        "normalise": settings["ablate"]["normalise"],
         "alpha": settings["characterise"]["alpha"],
         "neurons": rows,
-        "details": _details(char),
-        "suppression": _suppression(char),
+        "details": _details(neurons.char),
+        "suppression": _suppression(neurons.char),
         "density": density_grid(read_stats_table(inputs.density, "density")),
         "overview": _overview(inputs),
     }
+    feature_methods = [m for m in settings["methods"] if m in inputs.feature_scores]
+    if feature_methods:
+        tables = {m: read_score_table(inputs.feature_scores[m])[0] for m in feature_methods}
+        features = _units(tables, inputs.feature_characterise, settings, "SAE features")
+        data["features"] = {
+            "methods": feature_methods,
+            "n_total": features.total,
+            "n_shown": len(features.rows),
+            "capped": len(features.rows) == a["max_neurons"],
+            "rows": features.rows,
+            "saes": data["overview"]["features"]["saes"] if data["overview"]["features"] else [],
+        }
+        data["details"].update(_details(features.char))
+    return data

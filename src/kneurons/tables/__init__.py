@@ -26,6 +26,7 @@ stats/{name}.tsv                        write_stats_tables / read_stats_table (c
                                         and the SAE features' curve tables)
 characterise/*.tsv, *.json              write_result_table, write_json_result /
                                         read_characterise_table, read_sites_info
+features/saes.json                      write_json_result / read_sae_report
 stats/claims.tsv                        write_claims / read_claims (numbers rounded for people)
 stats/verdicts.html                     write_verdicts / (the report's first screen, for people)
 external/<name>/proteins.tsv            write_external_proteins / read_external_proteins
@@ -76,6 +77,7 @@ from kneurons.tables.results import (
     read_characterise_table,
     read_intact_metrics,
     read_metrics,
+    read_sae_report,
     read_sites_info,
     read_stats_table,
     read_training_curve,
@@ -121,6 +123,7 @@ __all__ = [
     "read_metrics",
     "read_predictions",
     "read_proteins_table",
+    "read_sae_report",
     "read_score_table",
     "read_scoring_set",
     "read_source_report",

@@ -148,6 +148,18 @@ def read_training_curve(path: str | Path) -> pd.DataFrame:
     return read_tsv(path, "training curve", CURVE_REQUIRED, numeric=CURVE_REQUIRED)
 
 
+def read_sae_report(path: str | Path) -> dict[str, Any]:
+    """Read ``features/saes.json`` (per SAE: layer, format, n_features, k, FVU at its layer and its
+    neighbours, dead share, validation tokens, training record); InputError naming the file when
+    an SAE entry lacks one of its identifying keys."""
+    data = read_json(path, "SAE report", required=("saes",))
+    for i, sae in enumerate(data["saes"]):
+        missing = [k for k in ("layer", "n_features", "fvu_own") if not isinstance(sae, dict) or k not in sae]
+        if missing:
+            raise InputError(f"{path}: SAE {i} lacks key(s) {missing}")
+    return data
+
+
 def read_metrics(path: str | Path) -> dict[str, Any]:
     """Read ``model/metrics.json`` (val and test metrics, confusion matrices)."""
     return read_json(path, "fine-tuning metrics")

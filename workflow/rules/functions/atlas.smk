@@ -3,7 +3,9 @@
 
 def atlas_inputs(wildcards):
     """Inputs of the atlas: scores, statistics, the claims' verdicts, training metrics, the
-    overview figures (png) and, when the stage runs, the characterisation tables.
+    overview figures (png) and, when the stage runs, the characterisation tables; with SAE
+    features, their score tables, the SAE report, their gap to random, claim 6's compactness
+    table and (when characterised) their characterisation tables.
     """
     inputs = {
         # The atlas shows the main run (replicate 0); the statistics pool every replicate.
@@ -34,4 +36,17 @@ def atlas_inputs(wildcards):
             "class_specificity": CHAR_CLASS["specificity"],
         }
         inputs.update({k: v.replace("{rep}", "") for k, v in main.items()})
+    if FEATURES:
+        # SAE features as units beside the neurons (main run), and the page's SAE section
+        inputs.update(
+            {
+                "feature_scores": [feature_scores(m, "") for m in ABLATE_METHODS],
+                "sae_report": SAE_REPORT.replace("{rep}", ""),
+                "feature_random_gap": FEATURE_STATS["random_gap"],
+                "compactness": COMPACTNESS,
+            }
+        )
+    if CHARACTERISE_FEATURES:
+        tables = ("neurons", "windows", "pfm", "window_activations")
+        inputs.update({f"feature_{name}": FEATURE_CHAR[name] for name in tables})
     return inputs

@@ -1,9 +1,13 @@
-// The atlas's table and neuron panel: plain DOM code, no library, no network.
+// The atlas's table and neuron panel: plain DOM code, no library, no network. SAE features (module
+// "sae"), where the run has them, are rows beside the neurons and open the same panel.
 (function () {
   "use strict";
   const data = JSON.parse(document.getElementById("atlas-data").textContent);
   const methods = data.methods.map(function (m) { return m.name; });
-  const rows = data.neurons;
+  const features = data.features || null;
+  const rows = features ? data.neurons.concat(features.rows) : data.neurons;
+  const FEATURE = "sae";
+  function isFeature(r) { return r.module === FEATURE; }
   const SVG = "http://www.w3.org/2000/svg";
   const COLOURS = { G: "#109648", S: "#109648", T: "#109648", Y: "#109648", C: "#109648",
     Q: "#5E239D", N: "#5E239D", K: "#255C99", R: "#255C99", H: "#255C99", D: "#D62839", E: "#D62839" };
@@ -29,7 +33,7 @@
 
   // -- columns -------------------------------------------------------------------------------
   const columns = [
-    { key: "id", label: "neuron" }, { key: "layer", label: "layer", num: true, digits: 0 },
+    { key: "id", label: features ? "unit" : "neuron" }, { key: "layer", label: "layer", num: true, digits: 0 },
     { key: "module", label: "module" }, { key: "neuron", label: "#", num: true, digits: 0 },
     { key: "top_class", label: "top class" }, { key: "class_share", label: "class share", num: true },
   ];
@@ -68,13 +72,15 @@
     rows.forEach(function (r) { if (r[key] !== null && seen.indexOf(r[key]) < 0) { seen.push(r[key]); } });
     return seen.sort(function (a, b) { return a < b ? -1 : a > b ? 1 : 0; });
   }
-  const moduleOrder = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"];
+  const moduleOrder = [FEATURE, "q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"];
   const fLayer = fill("filter-layer", unique("layer"));
   const fModule = fill("filter-module", unique("module").sort(function (a, b) { return moduleOrder.indexOf(a) - moduleOrder.indexOf(b); }));
   const fClass = fill("filter-class", unique("top_class"));
   const fMethod = fill("filter-method", methods, function (m) {
     return data.methods[methods.indexOf(m)].label;
   });
+  const fUnit = document.getElementById("filter-unit");  // only on pages with SAE features
+  if (fUnit) { fUnit.addEventListener("change", render); }
   const fChar = document.getElementById("filter-characterised");
   fChar.addEventListener("change", render);
   const search = document.getElementById("search");
@@ -87,6 +93,7 @@
     if (fModule.value !== "" && r.module !== fModule.value) { return false; }
     if (fClass.value !== "" && r.top_class !== fClass.value) { return false; }
     if (fMethod.value !== "" && !r["top_" + fMethod.value]) { return false; }
+    if (fUnit && fUnit.value !== "" && isFeature(r) !== (fUnit.value === "feature")) { return false; }
     if (fChar.checked && !r.characterised) { return false; }
     return true;
   }
@@ -119,7 +126,7 @@
     table.querySelectorAll("th").forEach(function (th) {
       th.className = th.getAttribute("data-key") === state.key ? (state.dir > 0 ? "sorted-asc" : "sorted-desc") : "";
     });
-    document.getElementById("count").textContent = shown.length + " of " + rows.length + " neurons";
+    document.getElementById("count").textContent = shown.length + " of " + rows.length + (features ? " units" : " neurons");
   }
 
   // -- neuron panel --------------------------------------------------------------------------
@@ -201,6 +208,11 @@
 
   function suppressionBlock(r) {
     const box = el("div");
+    if (isFeature(r)) {
+      box.appendChild(el("p", { class: "note" }, "Class suppression is run on neuron sets only; an SAE feature's " +
+        "effect is in the features' ablation curves (SAE section)."));
+      return box;
+    }
     if (!r.class_sets.length) {
       box.appendChild(el("p", { class: "note" }, Object.keys(data.suppression).length
         ? "Not in any class's neuron set, so no class-suppression result names it."
@@ -234,6 +246,10 @@
     const method = fMethod.value || (data.density.ig ? "ig" : Object.keys(data.density)[0]);
     const d = data.density[method];
     const box = el("div");
+    if (isFeature(r)) {
+      box.appendChild(el("p", { class: "note" }, "The density statistics count neurons only (layer x module type)."));
+      return box;
+    }
     if (!d) { box.appendChild(el("p", { class: "note" }, "No density table.")); return box; }
     box.appendChild(el("p", { class: "note" }, "Enrichment of the global top " + data.top_fraction + " of " + method +
       " neurons per layer and module type (1 = as many as by chance); this neuron's cell is outlined."));
@@ -273,11 +289,20 @@
     const close = el("button", { class: "close", title: "close" }, "\u00D7");
     close.addEventListener("click", function () { panel.hidden = true; selected = null; render(); });
     const parts = [close, el("h3", {}, id)];
-    parts.push(el("p", {}, "Layer " + r.layer + ", " + r.module + ", neuron " + r.neuron + ". " +
-      methods.map(function (m) { return m + " rank " + r["rank_" + m] + (r["top_" + m] ? " (top)" : ""); }).join(", ") + "."));
+    const ranks = methods.filter(function (m) { return r["rank_" + m] !== undefined; })
+      .map(function (m) { return m + " rank " + r["rank_" + m] + (r["top_" + m] ? " (top)" : ""); }).join(", ");
+    if (isFeature(r)) {
+      const sae = (features.saes || []).find(function (s) { return s.layer === r.layer; });
+      parts.push(el("p", {}, "SAE feature " + r.neuron + " of the residual stream entering layer " + r.layer +
+        (sae ? " (SAE: " + sae.n_features + " features, k " + (sae.k === null ? "?" : sae.k) + ", FVU " + fmt(sae.fvu_own, 4) + ")" : "") +
+        ". Ranks among the " + features.n_total + " SAE features: " + ranks + "."));
+    } else {
+      parts.push(el("p", {}, "Layer " + r.layer + ", " + r.module + ", neuron " + r.neuron + ". " + ranks + "."));
+    }
+    const unit = isFeature(r) ? "features" : "neurons";
     parts.push(el("h4", {}, "Sequence logo of its best windows"));
     parts.push(d.pfm ? logo(d.pfm) : el("p", { class: "note" }, "Not characterised along sequences (only the top " +
-      "characterise.top_n IG neurons are), so no logo or windows."));
+      "characterise.top_n IG " + unit + " are), so no logo or windows."));
     if (d.windows) {
       parts.push(el("h4", {}, "Strongest windows on held-out proteins (residues coloured by response)"));
       parts.push(windowsBlock(d.windows));

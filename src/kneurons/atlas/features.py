@@ -1,0 +1,79 @@
+"""The atlas's SAE overview: each SAE's reconstruction (``features/saes.json``), the features'
+gap to random features, claim 6's compactness table and the feature figures.
+
+The features themselves are units of the atlas's table (``build_atlas``: ranked among the
+features by ``kneurons.ranking``, as their ablation ranks them). Torch-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from kneurons.atlas.records import png_uri, records
+from kneurons.tables import read_sae_report, read_stats_table
+
+#: The SAE section's figures, in page order: file stem -> heading.
+FEATURE_FIGURES = {
+    "features_accuracy_preserve": "Accuracy when only the top f SAE features are preserved",
+    "features_accuracy_suppress": "Accuracy when the top f SAE features are suppressed",
+    "compactness": "Claim 6: smallest fraction keeping the accuracy, neurons against SAE features",
+    "feature_logos": "Sequence logos of the top IG features",
+}
+
+
+def sae_summaries(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per SAE of ``features/saes.json`` (in layer order): layer, format, F, k, FVU at its own
+    layer and at each neighbour it was measured on, dead share, validation tokens, and its
+    training's epochs and held-out FVU when the workflow trained it."""
+    out = []
+    for sae in sorted(report["saes"], key=lambda s: int(s["layer"])):
+        layer = int(sae["layer"])
+        fvu = {int(k): float(v) for k, v in (sae.get("fvu") or {}).items()}
+        training = sae.get("training") or {}
+        out.append(
+            {
+                "layer": layer,
+                "format": sae.get("format"),
+                "n_features": int(sae["n_features"]),
+                "k": sae.get("k"),
+                "fvu_own": float(sae["fvu_own"]),
+                "fvu_neighbours": [{"layer": k, "fvu": v} for k, v in sorted(fvu.items()) if k != layer],
+                "dead_share": sae.get("dead_share"),
+                "n_tokens": sae.get("n_tokens"),
+                "epochs": training.get("epochs"),
+                "training_fvu": training.get("fvu"),
+            }
+        )
+    return out
+
+
+def feature_overview(
+    sae_report: Path | None,
+    random_gap: Path | None,
+    compactness: Path | None,
+    figures: Mapping[str, Path],
+) -> dict[str, Any] | None:
+    """The page's SAE section; None (no section) when no feature input is given."""
+    drawn = {stem: path for stem, path in figures.items() if stem in FEATURE_FIGURES}
+    if sae_report is None and random_gap is None and compactness is None and not drawn:
+        return None
+    gap = None
+    if random_gap is not None:
+        g = read_stats_table(random_gap, "random_gap")
+        gap = records(g[g["scope"] == "global"][["method", "mode", "auc_gap", "ci_lo", "ci_hi"]])
+    compact = None
+    if compactness is not None:
+        c = read_stats_table(compactness, "compactness")
+        cols = ["method", "f_neurons", "f_features", "reached_neurons", "reached_features"]
+        compact = records(c[[*cols, "log2_ratio", "ci_lo", "ci_hi"]])
+    return {
+        "saes": sae_summaries(read_sae_report(sae_report)) if sae_report is not None else [],
+        "random_gap": gap,
+        "compactness": compact,
+        "figures": [
+            {"name": stem, "title": title, "src": png_uri(path) if (path := drawn.get(stem)) else None}
+            for stem, title in FEATURE_FIGURES.items()
+        ],
+    }
