@@ -27,7 +27,9 @@ if HAS_CURVE_SCOPES:
 if HAS_GAP:
     FIGURES["layer_module_gap"] = "gap"
 if FEATURES:  # features.smk: SAE features against random features, and against neurons
-    FIGURES.update({f"features_accuracy_{mode}": "features" for mode in config["ablate"]["modes"]})
+    FIGURES.update(
+        {f"features_accuracy_{mode}": "features" for mode in config["ablate"]["modes"]}
+    )
     FIGURES["compactness"] = "compactness"
 if CHARACTERISE_FEATURES:
     FIGURES["feature_logos"] = "feature logos"

@@ -3,7 +3,8 @@
 
 def claims_inputs(wildcards):
     """The statistics behind the claims, and the intact model's metrics on each set (the baseline
-    rule); class specificity only when the characterisation runs, compactness only with SAE features."""
+    rule); class specificity only when the characterisation runs, compactness only with SAE features.
+    """
     inputs = {
         "random_gap": STATS["random_gap"],
         "density": STATS["density"],
