@@ -297,13 +297,13 @@ def _score_features(cfg: Config) -> dict[str, Any]:
 
 
 def _ablate_features(cfg: Config) -> dict[str, Any]:
-    # Features are always zeroed (no fill setting) and the random baseline's seeds run in the
-    # method's one job: a feature layout is one SAE per layer, far smaller than the neurons'.
+    # Features are always zeroed, whatever ablate.fill says (a constant, so no rerun follows that
+    # key), and the random baseline's seeds run in the method's one job: a feature layout is one
+    # SAE per layer, far smaller than the neurons'.
     params = _ablate(cfg)
-    ab = {k: v for k, v in params["ablate"].items() if k != "fill"}
     return {
         **params,
-        "ablate": {**ab, "random_seeds": cfg["ablate"]["random_seeds"]},
+        "ablate": {**params["ablate"], "fill": "zero", "random_seeds": cfg["ablate"]["random_seeds"]},
         # no fill, so no pretrained weights to read: only how the model runs
         "model": _pick(cfg["model"], "attention"),
         "units": _units(cfg),

@@ -12,7 +12,7 @@ run_ablation_job(
     scores_path=snakemake.input.scores,
     method=snakemake.wildcards.method,
     scope="global",
-    settings={**job.params, "ablate": {**job.params["ablate"], "fill": "zero"}},
+    settings=job.params,
     table_out=snakemake.output.table,
     pred_out=snakemake.output.pred,
     device=job.device,
