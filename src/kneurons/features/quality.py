@@ -106,8 +106,18 @@ def reconstruction_errors(
     device: torch.device | str = "cpu",
 ) -> dict[int, float]:
     """FVU of ``sae`` on the stream at its layer and at the neighbouring stream points that exist."""
+    return _errors(sae, _streams_around(model, sae, sequences, token_budget, device))
+
+
+def _streams_around(
+    model: EsmClassifier, sae: SparseAutoencoder, sequences: Sequence[str], token_budget: int, device
+) -> dict[int, torch.Tensor]:
+    """The stream tokens at the SAE's layer and at the neighbouring stream points that exist (one pass)."""
     layers = [layer for layer in (sae.layer - 1, sae.layer, sae.layer + 1) if 0 <= layer <= model.num_layers]
-    tokens = stream_tokens(model, sequences, layers, token_budget, device)
+    return stream_tokens(model, sequences, layers, token_budget, device)
+
+
+def _errors(sae: SparseAutoencoder, tokens: dict[int, torch.Tensor]) -> dict[int, float]:
     return {layer: fraction_unexplained(h, reconstruct(sae, h)) for layer, h in tokens.items()}
 
 
@@ -135,11 +145,22 @@ def reconstruction_report(
     token_budget: int = 8192,
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
-    """The SAE's reconstruction errors at its layer and its neighbours, after the wrong-layer check.
+    """The SAE's reconstruction errors at its layer and its neighbours, after the wrong-layer check,
+    and on the same tokens of its own layer the share of its features that never fire.
 
-    ``{"layer": l, "source": file, "format": ..., "fvu": {layer: FVU}}`` (a table row per SAE);
-    an InputError (``check_layer_fit``) for an SAE that fits a neighbouring layer far better.
+    ``{"layer": l, "source": file, "format": ..., "fvu": {layer: FVU}, "dead_share": share,
+    "n_tokens": tokens at its layer}`` (a table row per SAE); an InputError (``check_layer_fit``)
+    for an SAE that fits a neighbouring layer far better. The stream is read once.
     """
-    errors = reconstruction_errors(model, sae, sequences, token_budget, device)
+    tokens = _streams_around(model, sae, sequences, token_budget, device)
+    errors = _errors(sae, tokens)
     check_layer_fit(sae, errors)
-    return {"layer": sae.layer, "source": sae.source, "format": sae.format, "fvu": errors}
+    own = tokens[sae.layer]
+    return {
+        "layer": sae.layer,
+        "source": sae.source,
+        "format": sae.format,
+        "fvu": errors,
+        "dead_share": 1.0 - float(active_features(sae, own).float().mean()),
+        "n_tokens": len(own),
+    }

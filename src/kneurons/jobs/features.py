@@ -117,7 +117,7 @@ def run_sae_report(
     validation tokens read, whole proteins in split order), ``model.attention``.
     """
     from kneurons.features.attach import attach_saes, sae_identities
-    from kneurons.features.quality import active_features, reconstruction_report, stream_tokens
+    from kneurons.features.quality import reconstruction_report
     from kneurons.features.train import within_tokens
     from kneurons.io import sha256_file
     from kneurons.model.checkpoint import load_job_classifier
@@ -137,7 +137,6 @@ def run_sae_report(
         # attached SAEs leave the stream as it is until a feature is edited, so the other SAEs
         # attached here do not change what this one is measured on
         report = reconstruction_report(model, sae, sequences, settings["token_budget"], device)
-        h = stream_tokens(model, sequences, [sae.layer], settings["token_budget"], device)[sae.layer]
         trained_on = sae.meta.get("model_sha256")
         if trained_on and trained_on != model_sha:
             log.warning(
@@ -148,8 +147,8 @@ def run_sae_report(
                 **identity,
                 "fvu": {str(layer): value for layer, value in report["fvu"].items()},
                 "fvu_own": report["fvu"][sae.layer],
-                "dead_share": 1.0 - float(active_features(sae, h).float().mean()),
-                "n_tokens": len(h),
+                "dead_share": report["dead_share"],
+                "n_tokens": report["n_tokens"],
                 "training": dict(sae.meta),
             }
         )
@@ -159,7 +158,7 @@ def run_sae_report(
                 sae.layer,
                 sae.source,
                 rows[-1]["fvu_own"],
-                len(h),
+                report["n_tokens"],
                 report["fvu"],
                 100 * rows[-1]["dead_share"],
             ),

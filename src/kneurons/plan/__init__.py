@@ -31,7 +31,7 @@ The counts (``T_x``: tokens of split x, ``L`` layers, BOS/EOS included, no paddi
   assumed ``8 d`` for a file the workflow does not train): train SAEs, per trained layer,
   ``(T_fit + T_held) * r(l)`` forward (``T_held`` the ``sae.heldout`` share of ``T_train``,
   ``T_fit`` the rest capped at ``sae.max_tokens``) and the optimisation
-  ``epochs * T_fit * 4 d F * (1 + 2)`` FLOPs; SAE report ``T_v * (r(l + 1) + r(l))`` per SAE
+  ``epochs * T_fit * 4 d F * (1 + 2)`` FLOPs; SAE report ``T_v * r(l + 1)`` per SAE
   (``T_v``: validation tokens capped at ``sae.max_tokens``); score features, per method and SAE,
   as a neuron layer with ``P = 1`` (one leaf), random as activation (it reads which features are
   active); ablate features, one job per method: the global scope over all SAEs' features as an

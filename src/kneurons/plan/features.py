@@ -86,13 +86,10 @@ def feature_costs(cfg: dict[str, Any], data: DataSize, layers: int, dim: int) ->
         optimise = len(trained) * sae_training_flops(dim, trained_width(cfg, dim), fitted, sae["epochs"])
         cap = "sae.max_tokens; sae.epochs; sae.n_features" + rep_cap
         out.append(StageCost("train SAEs", reps * len(trained), reps * fwd, 0.0, cap, reps * optimise))
-    # the report reads the stream at each SAE's layer and its neighbours (through layer l + 1),
-    # then at its own layer again for the dead-feature share
+    # the report reads the stream at each SAE's layer and its neighbours (through layer l + 1)
+    # once: its errors and dead-feature share come from the same tokens
     t_val = min(data.tokens("val"), float(sae["max_tokens"]))
-    report = sum(
-        t_val * (stream_layers(min(layer + 1, layers), layers) + stream_layers(layer, layers))
-        for layer in sae_layers
-    )
+    report = sum(t_val * stream_layers(min(layer + 1, layers), layers) for layer in sae_layers)
     out.append(StageCost("SAE report", reps, reps * report, 0.0, "sae.max_tokens" + rep_cap))
     t_score, steps = data.tokens(sc["split"], sc["max_sequences"]), sc["ig"]["steps"]
     fwd = bwd = 0.0
