@@ -19,6 +19,7 @@ from kneurons.features.formats import load_sae
 from kneurons.features.sae import SparseAutoencoder
 from kneurons.io import sha256_file
 from kneurons.model.classifier import EsmClassifier
+from kneurons.vocabulary import FEATURE_MODULE
 
 #: The provenance key of a table's SAEs (score tables, the SAE report).
 SAES_KEY = "saes"
@@ -85,3 +86,14 @@ def check_same_saes(
             f"{source}: scored with other SAEs ({names(recorded)}) than this job attaches "
             f"({names(attached)}); re-run the feature scoring"
         )
+
+
+def attach_scored_saes(
+    model: EsmClassifier, specs: Sequence[SaeSpec], scores_path: str | Path, score_meta: Mapping[str, Any]
+) -> tuple[str, ...]:
+    """Attach the SAEs of ``specs`` for a job that ranks their features by a score table: the table
+    (``scores_path``, provenance ``score_meta``) must record the same SAEs (``check_same_saes``).
+    Returns the units the job ranks, ``("sae",)``."""
+    attached = sae_identities(attach_saes(model, specs), specs)
+    check_same_saes(scores_path, score_meta.get(SAES_KEY), attached)
+    return (FEATURE_MODULE,)

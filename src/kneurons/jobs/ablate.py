@@ -14,9 +14,9 @@ from kneurons.ablation.engine import default_masks_per_pass
 from kneurons.ablation.fill import Fill, make_fill
 from kneurons.ablation.run import load_external_set, load_test_set, run_ablation
 from kneurons.errors import InputError
-from kneurons.features.attach import SAES_KEY, attach_saes, check_same_saes, sae_identities
+from kneurons.features.attach import attach_scored_saes
 from kneurons.tables import AblationResult, read_scoring_set, save_result
-from kneurons.vocabulary import FEATURE_MODULE, MODULE_TYPES
+from kneurons.vocabulary import MODULE_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +103,7 @@ def run_ablation_job(
     if saes is not None:
         if ab["fill"] != "zero":
             raise InputError(f"SAE features are ablated by zeroing them; fill {ab['fill']!r} is for neurons")
-        attached = sae_identities(attach_saes(model, saes), saes)
-        check_same_saes(scores_path, score_meta.get(SAES_KEY), attached)
-        modules = (FEATURE_MODULE,)
+        modules = attach_scored_saes(model, saes, scores_path, score_meta)
     fill = job_fill(
         ab["fill"],
         model,

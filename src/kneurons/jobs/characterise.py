@@ -18,7 +18,7 @@ from kneurons.characterise import (
     select_class_neurons,
     split_ig_scores,
 )
-from kneurons.features.attach import SAES_KEY, attach_saes, check_same_saes, sae_identities
+from kneurons.features.attach import attach_scored_saes
 from kneurons.jobs.ablate import job_fill
 from kneurons.model.checkpoint import load_job_classifier
 from kneurons.provenance import check_scores_match_checkpoint
@@ -29,7 +29,7 @@ from kneurons.tables import (
     write_json_result,
     write_result_table,
 )
-from kneurons.vocabulary import FEATURE_MODULE, MODULE_TYPES
+from kneurons.vocabulary import MODULE_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +163,7 @@ def run_neuron_job(
     check_scores_match_checkpoint(ig_path, checkpoint, ig_meta, require=False)
     modules: tuple[str, ...] = MODULE_TYPES
     if saes is not None:
-        attached = sae_identities(attach_saes(model, saes), saes)
-        check_same_saes(ig_path, ig_meta.get(SAES_KEY), attached)
-        modules = (FEATURE_MODULE,)
+        modules = attach_scored_saes(model, saes, ig_path, ig_meta)
     held = load_held_out(split_path, labels, c["split"], c["max_proteins"], settings["seed"])
     sets = read_characterise_table(class_neurons_path, "class_neurons") if class_neurons_path else None
     res = characterise_neurons(
