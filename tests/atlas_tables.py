@@ -159,18 +159,25 @@ def write_feature_tables(root: Path, with_characterise: bool = True) -> dict:
             "ci_hi": [0.2, 0.01],
         }
     )
+    # claim 6 at the same site: activation's features beat the stream's dimensions, lose to its PCA
     compact = pd.DataFrame(
         {
-            "method": ["activation", "ig"],
-            "f_neurons": [0.5, 0.2],
-            "f_features": [0.05, 1.0],
-            "reached_neurons": [True, True],
-            "reached_features": [True, False],
-            "log2_ratio": [3.3219, -2.3219],
-            "ci_lo": [2.5, -3.0],
-            "ci_hi": [4.0, -1.5],
-            "p_value": [0.001, 0.9],
-            "p_floor": [0.001, 0.001],
+            "layer": SAE_LAYER,
+            "method": ["activation", "activation", "ig", "ig"],
+            "comparison": ["dimensions", "pca", "dimensions", "random_basis"],
+            "fill": "zero",
+            "estimate": [0.3, -0.2, 0.05, 0.01],
+            "ci_lo": [0.2, -0.3, -0.1, -0.2],
+            "ci_hi": [0.4, -0.1, 0.2, 0.2],
+            "p_value": [0.001, 1.0, 0.3, 0.4],
+            "p_floor": 0.001,
+            "gap_fraction": [0.35, 0.1, 0.08, 0.02],
+            "gap_directions": [0.3, -0.2, 0.05, 0.01],
+            "k95_features": [4.0, 4.0, np.nan, np.nan],
+            "k95_other": [32.0, 2.0, np.nan, np.nan],
+            "n_features": N_FEATURES,
+            "n_other": 8,
+            "note": "",
         }
     )
     write_stats_tables({"random_gap": gap, "compactness": compact}, stats)

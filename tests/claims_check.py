@@ -1,10 +1,18 @@
 """An independent recomputation of the claims table, for tests (never imports ``kneurons.stats``).
 
+Every claim but 3 is recomputed per fill (``ablate.fills``; the fills in the order the statistics
+table names them), and ``robust`` / ``other_fills`` from the recomputed verdicts. Claims 1, 2 and 4
+read the normalised faithfulness table where the run wrote one: the estimate (the accuracy's CPR
+gap to random, MIB's F = (m - m(empty)) / (m(full) - m(empty)) integrated over ln f and divided by
+the log-span) is recomputed from the ablation tables and their predictions' intact model; the
+interval and p-value are taken from the table, as the gap to random's are.
+
 From the files a run writes (the gap to random, the pooled density, each replicate's class
 specificity and metrics, and optionally the ablation tables and the sets' true labels; for claim 6
-the compactness table and, optionally, each replicate's neuron and SAE-feature ablation tables and
-predictions, from which its estimate, its paired bootstrap interval and its one-sided p-value are
-redrawn as ``kneurons.stats.compactness`` documents them), this
+the compactness table and, optionally, each replicate's same-site bases tables and predictions, from
+which its estimate (the smaller of the features' CPR gaps to the stream's dimensions or PCA
+components, per fraction and per directions kept), its paired bootstrap interval and its one-sided
+p-value are redrawn as ``kneurons.stats.compactness`` documents them), this
 recomputes every claim's estimate, interval, p-value, verdict and baseline note with its own code
 (pandas, numpy and scipy's ready-made tests), and compares the result with the claims the workflow
 made: ``evaluate_claims``' frame at full precision, or a written ``claims.tsv`` within a relative
@@ -40,15 +48,13 @@ Files = tuple[list[Path], list[Path]]
 
 @dataclass
 class Compactness:
-    """What claim 6 is recomputed from (``neurons`` / ``features`` empty: the table's numbers are
-    taken as they are, as the gap to random's interval is)."""
+    """What claim 6 is recomputed from (``bases`` empty: the table's numbers are taken as they are, as
+    the gap to random's interval is)."""
 
     table: Path  # stats/compactness.tsv
-    neurons: list[Files] = field(default_factory=list)  # per replicate: global neuron ablations
-    features: list[Files] = field(default_factory=list)  # per replicate: SAE-feature ablations
+    bases: list[Files] = field(default_factory=list)  # per replicate: its same-site bases tables
     n_boot: int = 1000  # stats.bootstrap
     seed: int = 0  # the top-level seed
-    keep_accuracy: float = 0.95  # stats.keep_accuracy
 
 
 @dataclass
@@ -64,6 +70,7 @@ class SetFiles:
     ablation: list[list[Path]] = field(default_factory=list)  # per replicate: its ablation tables
     labels: list[str] | None = None  # the set's true labels (majority share recomputed from them)
     compactness: Compactness | None = None  # claim 6 (test set only)
+    faithfulness: Path | None = None  # stats/faithfulness.tsv: claims 1, 2 and 4 read its CPR gaps
 
 
 def _share_interval(count: float, n: int, confidence: float) -> tuple[float, float]:
@@ -105,12 +112,21 @@ def _tail_of_sum(count: int, total: int, size: int, each: int, reps: int) -> flo
     return min(1.0, tail(count, reps))
 
 
-def _auc_gap(tables: list[list[Path]], method: str, mode: str) -> float:
+def _fill_of(t: pd.DataFrame) -> pd.Series:
+    """A table's fill column as text ("zero" where a hand-made table has none)."""
+    return t["fill"].fillna("").astype(str) if "fill" in t.columns else pd.Series("zero", index=t.index)
+
+
+def _fills(t: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(_fill_of(t)))
+
+
+def _auc_gap(tables: list[list[Path]], method: str, mode: str, fill: str) -> float:
     """Trapezoid area of (method's accuracy - random's, seeds averaged), both averaged over replicates."""
 
     def curve(paths: list[Path], name: str) -> pd.Series:
         t = pd.concat([pd.read_csv(p, sep="\t") for p in paths])
-        t = t[(t["method"] == name) & (t["scope"] == "global") & (t["mode"] == mode)]
+        t = t[(t["method"] == name) & (t["scope"] == "global") & (t["mode"] == mode) & (_fill_of(t) == fill)]
         return t.groupby("f")["accuracy"].mean()  # over seeds for random; one row per f otherwise
 
     m = pd.concat([curve(paths, method) for paths in tables], axis=1).mean(axis=1)
@@ -119,84 +135,138 @@ def _auc_gap(tables: list[list[Path]], method: str, mode: str) -> float:
     return float(np.trapezoid(gap.to_numpy(), gap.index.to_numpy(dtype=float)))
 
 
-def _preserve_curves(files: Files) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray]:
-    """Per non-random method: (sorted f, correctness (n_f, n) of the global preserve rows), and the
-    intact model's correctness (n,), read with pandas and numpy from the files."""
-    curves, intact = {}, None
+def _log_area(f: np.ndarray, y: np.ndarray) -> float:
+    """Trapezoid area of y over ln f across the positive f, divided by ln(max f / min f)."""
+    keep = f > 0
+    lf = np.log(f[keep])
+    return float(np.trapezoid(y[keep], lf) / (lf[-1] - lf[0]))
+
+
+def _cpr_gap(tables: list[list[Path]], method: str, mode: str, fill: str) -> float:
+    """The accuracy's CPR of the method's curve minus random's (seeds averaged), per replicate with
+    its own m(empty) (the all-filled mask: preserve f = 0 or suppress f = 1 of the global scope and
+    fill) and m(full) (its intact model, from the ``.pred.npz``), averaged over the replicates."""
+    gaps = []
+    for paths in tables:
+        t = pd.concat([pd.read_csv(p, sep="\t") for p in paths], ignore_index=True)
+        t = t[(t["scope"] == "global") & (_fill_of(t) == fill)]
+        empty_rows = t[
+            ((t["mode"] == "preserve") & (t["f"] == 0)) | ((t["mode"] == "suppress") & (t["f"] == 1))
+        ]
+        empty = float(empty_rows["accuracy"].iloc[0])
+        with np.load(str(paths[0])[: -len(".tsv")] + ".pred.npz") as npz:
+            full = float((npz["full_pred"] == npz["y_true"]).mean())
+        t = t[t["mode"] == mode]
+        areas = {}
+        for name in (method, "random"):
+            acc = t[t["method"] == name].groupby("f")["accuracy"].mean().sort_index()
+            f_values = (acc.to_numpy() - empty) / (full - empty)
+            areas[name] = _log_area(acc.index.to_numpy(dtype=float), f_values)
+        gaps.append(areas[method] - areas["random"])
+    return float(np.mean(gaps))
+
+
+def _bases_replicate(files: Files) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """One replicate's same-site bases rows (every stream), correctness ``(rows, n)`` and the intact
+    model's ``(n,)``, read with pandas and numpy from the files."""
+    tables, correct, intact = [], [], None
     for table, pred in zip(*files, strict=True):
-        df = pd.read_csv(table, sep="\t")
+        df = pd.read_csv(table, sep="\t", keep_default_na=False, na_values=[""])
         with np.load(pred) as npz:
             assert len(npz["keys"]) == len(df), (table, pred)
-            correct = npz["pred"] == npz["y_true"][None, :]
+            correct.append(npz["pred"] == npz["y_true"][None, :])
             intact = npz["full_pred"] == npz["y_true"]
-        sel = df[(df["method"] != "random") & (df["scope"] == "global") & (df["mode"] == "preserve")]
-        for method, g in sel.groupby("method"):
-            g = g.sort_values("f")
-            curves[str(method)] = (g["f"].to_numpy(dtype=float), correct[g.index.to_numpy()].astype(float))
-    return curves, intact.astype(float)
+        tables.append(df)
+    return pd.concat(tables, ignore_index=True), np.concatenate(correct).astype(float), intact.astype(float)
 
 
-def _f95(f: np.ndarray, acc: np.ndarray, full: float, keep: float) -> float:
-    """The smallest f whose accuracy reaches keep x full; 1.0 if none does; f = 0 read as the
-    smallest positive f of the grid."""
-    hits = [x for x, a in zip(f, acc, strict=True) if a >= keep * full - 1e-12]
-    if not hits:
-        return 1.0
-    return min(hits) if min(hits) > 0 else float(min(x for x in f if x > 0))
+def _cprs(x: np.ndarray, acc: np.ndarray, empty: np.ndarray, full: np.ndarray) -> np.ndarray:
+    """CPR of curves ``acc`` ``(n_x, B)`` with their empty and full metrics ``(B,)``: F = (acc - empty)
+    / (full - empty) integrated over ln x (positive x) by the trapezoid rule, over the log-span."""
+    keep = x > 0
+    lx = np.log(x[keep])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f_values = (acc[keep] - empty) / (full - empty)
+    return np.trapezoid(f_values, lx, axis=0) / (lx[-1] - lx[0])
 
 
 def _compactness(c: Compactness, conf: float) -> list[tuple]:
-    """Claim 6's rows: ``(claim, method, estimate, lo, hi, p, source)``."""
+    """Claim 6's rows ``(claim, method, fill, detail, estimate, lo, hi, p, source, extra)``, per stream
+    layer, method, fill and comparison with the stream's dimensions and its PCA components."""
     source = "stats/compactness.tsv"
-    if not c.neurons:
-        table = pd.read_csv(c.table, sep="\t")
+    if not c.bases:
+        table = pd.read_csv(c.table, sep="\t", keep_default_na=False, na_values=[""])
+        table = table[table["comparison"].isin(["dimensions", "pca"])]
         return [
-            (
-                "6",
-                str(r.method),
-                float(r.log2_ratio),
-                float(r.ci_lo),
-                float(r.ci_hi),
-                float(r.p_value),
-                source,
-            )
+            ("6", str(r.method), str(r.fill), f"{r.comparison} L{int(r.layer)}", float(r.estimate))
+            + (float(r.ci_lo), float(r.ci_hi), float(r.p_value), source, "")
             for r in table.itertuples()
         ]
-    sides = [[_preserve_curves(files) for files in reps] for reps in (c.neurons, c.features)]
-    n = len(sides[0][0][1])
-    reps = len(c.neurons)
+    reps = [_bases_replicate(files) for files in c.bases]
+    t = reps[0][0]
+    n = len(reps[0][2])
     rng = np.random.default_rng(c.seed)
     weights = rng.multinomial(n, np.full(n, 1 / n), size=c.n_boot) / n  # (B, n): proteins first
-    picks = rng.integers(0, reps, size=(c.n_boot, reps)) if reps > 1 else None  # then replicates
-    methods = sorted(set(sides[0][0][0]) & set(sides[1][0][0]))
+    picks = rng.integers(0, len(reps), size=(c.n_boot, len(reps))) if len(reps) > 1 else None  # replicates
+    # column 0: the point estimate (every protein once); then the bootstrap draws
+    w = np.concatenate([np.full((1, n), 1 / n), weights]).T  # (n, 1 + B)
+
+    def curve(basis: str, scope: str, method: str, fill: str) -> tuple[np.ndarray, np.ndarray, int]:
+        """``(x, row positions, all-filled row)`` of one basis's preserve curve on one grid."""
+        rows = t[(t["basis"] == basis) & (t["scope"] == scope) & (t["method"] == method)]
+        rows = rows[(rows["fill"].astype(str) == fill) & (rows["mode"] == "preserve")].sort_values("f")
+        kept = (rows["n_scope"] - rows["n_filled"]).to_numpy(dtype=float)
+        x = rows["f"].to_numpy(dtype=float) if scope == "global" else kept
+        _, first = np.unique(x, return_index=True)
+        same = t[(t["basis"] == basis) & (t["scope"] == scope) & (t["fill"].astype(str) == fill)]
+        empty = same.index[(same["n_filled"] == same["n_scope"]).to_numpy()][0]
+        return x[np.sort(first)], rows.index.to_numpy()[np.sort(first)], int(empty)
+
+    def gap(method: str, fill: str, other: str, scope: str) -> np.ndarray:
+        """The features' CPR minus the other basis's per replicate and weight column ``(R, 1 + B)``."""
+        fx, frows, fe = curve("features", scope, method, fill)
+        ox, orows, oe = curve(other, scope, method, fill)
+        if scope == "directions":  # the counts both bases have, and the empty set
+            common = np.intersect1d(fx[fx > 0], ox[ox > 0])
+            fk, ok = np.isin(fx, np.r_[0, common]), np.isin(ox, np.r_[0, common])
+            fx, frows, ox, orows = fx[fk], frows[fk], ox[ok], orows[ok]
+        out = []
+        for _, correct, intact in reps:
+            full = intact @ w
+            feat = _cprs(fx, correct[frows] @ w, correct[fe] @ w, full)
+            out.append(feat - _cprs(ox, correct[orows] @ w, correct[oe] @ w, full))
+        return np.stack(out)
+
+    def pooled(per_rep: np.ndarray) -> tuple[float, np.ndarray]:
+        """The point (every replicate) and the draws (the picked replicates' mean)."""
+        draws = per_rep[:, 1:]
+        if picks is not None:
+            draws = np.array([draws[picks[b], b].mean() for b in range(c.n_boot)])
+        else:
+            draws = draws[0]
+        return float(per_rep[:, 0].mean()), draws
+
     rows = []
-
-    def fraction(side: list, method: str, w: np.ndarray | None, chosen) -> float:
-        accs, fulls = [], []
-        for r in chosen:
-            f, correct = side[r][0][method]
-            accs.append(correct.mean(1) if w is None else correct @ w)
-            fulls.append(side[r][1].mean() if w is None else side[r][1] @ w)
-        return _f95(f, np.mean(accs, axis=0), float(np.mean(fulls)), c.keep_accuracy)
-
-    for method in methods:
-        est = math.log2(
-            fraction(sides[0], method, None, range(reps)) / fraction(sides[1], method, None, range(reps))
-        )
-        draws = []
-        for b in range(c.n_boot):
-            chosen = range(reps) if picks is None else picks[b]
-            draws.append(
-                math.log2(
-                    fraction(sides[0], method, weights[b], chosen)
-                    / fraction(sides[1], method, weights[b], chosen)
-                )
-            )
-        draws = np.array(draws)
-        a = (1 - conf) / 2
-        lo, hi = np.quantile(draws, [a, 1 - a])
-        p = max(int((draws <= 0).sum()), 1) / c.n_boot
-        rows.append(("6", method, est, float(lo), float(hi), p, source))
+    pre = t[t["mode"] == "preserve"]
+    for layer in sorted(pre["layer"].dropna().astype(int).unique()):
+        at = pre[pre["layer"] == layer]
+        for method in [m for m in dict.fromkeys(at["method"].astype(str)) if m != "random"]:
+            for fill in dict.fromkeys(at["fill"].astype(str)):
+                for other in ("dimensions", "pca"):
+                    if other not in set(at["basis"]):
+                        continue
+                    (ef, df), (ed, dd) = (
+                        pooled(gap(method, fill, other, s)) for s in ("global", "directions")
+                    )
+                    est, draws = min(ef, ed), np.minimum(df, dd)
+                    lo = hi = p = float("nan")
+                    if np.all(np.isfinite(draws)):  # an undefined F in a draw: no interval
+                        a = (1 - conf) / 2
+                        lo, hi = (float(q) for q in np.quantile(draws, [a, 1 - a]))
+                        p = max(int((draws <= 0).sum()), 1) / c.n_boot
+                    # the run says why a statistic is undefined (its m(empty) = m(full)) in the note
+                    why = "" if np.isfinite(est) else "F undefined: m(empty) = m(full)"
+                    rows.append(("6", method, fill, f"{other} L{layer}", est, lo, hi, p, source, why))
     return rows
 
 
@@ -217,34 +287,64 @@ def _baseline(s: SetFiles, confidence: float) -> str:
 
 
 def recompute(sets: list[SetFiles], stats: dict) -> pd.DataFrame:
-    """Every claim row of every set, recomputed: ``claim, method, set, estimate, ci_lo, ci_hi,
-    p_value, verdict, baseline`` (the numbers the note must show, or ``""``) and ``source``."""
+    """Every claim row of every set, recomputed: ``claim, method, set, fill, detail`` (claim 6's
+    comparison), ``estimate, ci_lo, ci_hi, p_value, verdict``, ``baseline`` (the numbers the note must
+    show, or ``""``), ``extra`` (another reason for an inconclusive row: F undefined), ``source``, and
+    ``robust`` / ``other_fills`` over the fills of each claim."""
     conf = float(stats["confidence"])
     margins = stats["claims"]
     rows = []
     for s in sets:
         base = _baseline(s, conf)
         gap_source = "stats/random_gap.tsv" if s.part else f"external/{s.name}/random_gap.tsv"
+        faith_source = "stats/faithfulness.tsv" if s.part else f"external/{s.name}/faithfulness.tsv"
         found = []
         gap = pd.read_csv(s.random_gap, sep="\t")
+        faith = pd.read_csv(s.faithfulness, sep="\t", keep_default_na=False) if s.faithfulness else None
+        curves = faith if faith is not None else gap
         for (claim, method), mode in CURVE_CLAIMS.items():
-            r = gap[(gap["method"] == method) & (gap["scope"] == "global") & (gap["mode"] == mode)]
-            if r.empty:
-                continue
-            r = r.iloc[0]
-            est = float(r["auc_gap"])
-            if s.ablation:
-                again = _auc_gap(s.ablation, method, mode)
-                assert math.isclose(est, again, rel_tol=1e-9, abs_tol=1e-12), (
-                    s.name,
-                    method,
-                    mode,
-                    est,
-                    again,
+            for fill in _fills(curves):
+                if faith is not None:
+                    r = faith[
+                        (faith["method"] == method)
+                        & (faith["scope"] == "global")
+                        & (faith["mode"] == mode)
+                        & (faith["fill"].astype(str) == fill)
+                        & (faith["metric"] == "accuracy")
+                    ]
+                else:
+                    r = gap[
+                        (gap["method"] == method)
+                        & (gap["scope"] == "global")
+                        & (gap["mode"] == mode)
+                        & (_fill_of(gap) == fill)
+                    ]
+                if r.empty:
+                    continue
+                r = r.iloc[0]
+                num = (lambda v: float("nan") if v == "" else float(v)) if faith is not None else float
+                est = num(r["cpr_gap"] if faith is not None else r["auc_gap"])
+                if s.ablation:
+                    again = (_cpr_gap if faith is not None else _auc_gap)(s.ablation, method, mode, fill)
+                    same = (math.isnan(est) and math.isnan(again)) or math.isclose(
+                        est, again, rel_tol=1e-9, abs_tol=1e-12
+                    )
+                    assert same, (s.name, method, mode, fill, est, again)
+                extra = str(r["note"]) if faith is not None else ""
+                found.append(
+                    (
+                        claim,
+                        method,
+                        fill,
+                        "",
+                        est,
+                        num(r["ci_lo"]),
+                        num(r["ci_hi"]),
+                        num(r["p_value"]),
+                        faith_source if faith is not None else gap_source,
+                        extra,
+                    )
                 )
-            found.append(
-                (claim, method, est, float(r["ci_lo"]), float(r["ci_hi"]), float(r["p_value"]), gap_source)
-            )
         if s.density is not None:
             dens = pd.read_csv(s.density, sep="\t")
             for method in ("activation", "ig"):
@@ -265,39 +365,75 @@ def recompute(sets: list[SetFiles], stats: dict) -> pd.DataFrame:
 
                 p = _tail_of_sum(count, int(r["n_total"]), int(r["n_neurons"]), n_top // reps, reps)
                 found.append(
-                    ("3", method, log2r(count / n_top), log2r(lo), log2r(hi), p, "stats/density.tsv")
+                    (
+                        "3",
+                        method,
+                        "",
+                        "",
+                        log2r(count / n_top),
+                        log2r(lo),
+                        log2r(hi),
+                        p,
+                        "stats/density.tsv",
+                        "",
+                    )
                 )
         if s.class_specificity:
             spec = pd.concat([pd.read_csv(p, sep="\t", dtype={"class": str}) for p in s.class_specificity])
-            per_class = spec.groupby("class")[["drop_own", "drop_other"]].mean()
-            d = (per_class["drop_own"] - per_class["drop_other"]).to_numpy(dtype=float)
-            mean = float(d.mean())
-            if len(d) < 2 or np.ptp(d) == 0:
-                lo = hi = mean
-                p = 1.0 if mean == 0 else 0.0
-            else:
-                lo, hi = sps.t.interval(conf, len(d) - 1, loc=mean, scale=sps.sem(d))
-                p = float(sps.ttest_1samp(d, 0.0).pvalue)
-            found.append(("5", "ig", mean, float(lo), float(hi), p, "characterise/class_specificity.tsv"))
+            spec["fill"] = _fill_of(spec)
+            for fill in _fills(spec):
+                per_class = spec[spec["fill"] == fill].groupby("class")[["drop_own", "drop_other"]].mean()
+                d = (per_class["drop_own"] - per_class["drop_other"]).to_numpy(dtype=float)
+                mean = float(d.mean())
+                if len(d) < 2 or np.ptp(d) == 0:
+                    lo = hi = mean
+                    p = 1.0 if mean == 0 else 0.0
+                else:
+                    lo, hi = sps.t.interval(conf, len(d) - 1, loc=mean, scale=sps.sem(d))
+                    p = float(sps.ttest_1samp(d, 0.0).pvalue)
+                found.append(
+                    (
+                        "5",
+                        "ig",
+                        fill,
+                        "",
+                        mean,
+                        float(lo),
+                        float(hi),
+                        p,
+                        "characterise/class_specificity.tsv",
+                        "",
+                    )
+                )
         if s.compactness is not None:
             found.extend(_compactness(s.compactness, conf))
-        for claim, method, est, lo, hi, p, source in found:
-            verdict = "inconclusive" if base else _rule(lo, hi, DIRECTION[claim], margins[MARGIN_KEY[claim]])
+        for claim, method, fill, detail, est, lo, hi, p, source, extra in found:
+            decided = _rule(lo, hi, DIRECTION[claim], margins[MARGIN_KEY[claim]])
             rows.append(
                 {
                     "claim": claim,
                     "method": method,
                     "set": s.name,
+                    "fill": fill,
+                    "detail": detail,
                     "estimate": est,
                     "ci_lo": lo,
                     "ci_hi": hi,
                     "p_value": p,
-                    "verdict": verdict,
+                    "verdict": "inconclusive" if (base or extra) else decided,
                     "baseline": base,
+                    "extra": extra,
                     "source": source,
                 }
             )
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out["robust"], out["other_fills"] = None, ""
+    for _, g in out[out["fill"] != ""].groupby(["claim", "method", "set", "detail"]):
+        if len(g) > 1:
+            for i in g.index:
+                out.at[i, "robust"] = g["verdict"].nunique() == 1
+                out.at[i, "other_fills"] = "; ".join(f"{r.fill}: {r.verdict}" for r in g.drop(i).itertuples())
+    return out
 
 
 def _number(text: object) -> tuple[float, bool]:
@@ -316,19 +452,29 @@ def _rounding(text: object) -> float:
     return 0.5 * 10.0 ** -len(t.split(".")[1])
 
 
+def _detail(statistic: str) -> str:
+    """Claim 6's comparison and stream in its statistic's words (``pca L2``); ``""`` for the others."""
+    m = re.search(r"SAE features - (\w+) \(stream L(\d+)", statistic)
+    return f"{m.group(1)} L{m.group(2)}" if m else ""
+
+
 def compare(got: pd.DataFrame, want: pd.DataFrame, rel: float) -> list[str]:
     """What differs between the claims ``got`` (the workflow's, full precision or as written) and the
     recomputed ``want``: numbers beyond ``rel`` (relative) or beyond the rounding of what was written
     (half a unit in its last decimal), verdicts, notes, sources, rows."""
     problems = []
-    key = ["claim", "method", "set"]
-    g = got.assign(claim=got["claim"].astype(str)).set_index(key)
+    key = ["claim", "method", "set", "fill", "detail"]
+    fill = got["fill"].fillna("").astype(str) if "fill" in got.columns else ""
+    detail = got["statistic"].astype(str).map(_detail)
+    g = got.assign(claim=got["claim"].astype(str), fill=fill, detail=detail).set_index(key)
     w = want.set_index(key)
     if sorted(g.index) != sorted(w.index):
         return [f"rows differ: got {sorted(g.index)}, recomputed {sorted(w.index)}"]
     for k, row in w.iterrows():
         have = g.loc[k]
         for col in ("estimate", "ci_lo", "ci_hi", "p_value"):
+            if (pd.isna(have[col]) or str(have[col]).strip() == "") and math.isnan(row[col]):
+                continue  # undefined on both sides (F undefined, no bootstrap)
             value, bound = _number(have[col])
             if bound:
                 ok = row[col] <= value * (1 + rel)
@@ -344,6 +490,17 @@ def compare(got: pd.DataFrame, want: pd.DataFrame, rel: float) -> list[str]:
         if str(have["source"]) != row["source"]:
             problems.append(f"{k} source: {have['source']} vs recomputed {row['source']}")
         note = "" if pd.isna(have["note"]) else str(have["note"])
+        robust = "" if pd.isna(have["robust"]) else str(have["robust"])
+        if robust != ("" if row["robust"] is None else str(bool(row["robust"]))):
+            problems.append(f"{k} robust: {robust!r} vs recomputed {row['robust']!r}")
+        others = "" if pd.isna(have["other_fills"]) else str(have["other_fills"])
+        if others != row["other_fills"]:
+            problems.append(f"{k} other_fills: {others!r} vs recomputed {row['other_fills']!r}")
+        extra = row["extra"]
+        if extra:
+            if extra not in note:
+                problems.append(f"{k} note: {note!r} lacks {extra!r}")
+            note = note.replace(extra, "").strip("; ")
         if bool(note) != bool(row["baseline"]):
             problems.append(f"{k} note: {note!r} vs recomputed baseline {row['baseline']!r}")
         elif note:
@@ -367,31 +524,30 @@ def workflow_sets(results: Path, config: dict) -> list[SetFiles]:
         "test",
     )
     test.density = results / "stats" / "density.tsv"
+    test.faithfulness = results / "stats" / "faithfulness.tsv"
     test.labels = split.loc[split["split"] == "test", "label"].tolist()
     test.ablation = [[results / p / f"ablation/{m}/global.tsv" for m in methods] for p in reps]
     if config["characterise"]["enabled"]:
         test.class_specificity = [results / p / "characterise/class_specificity.tsv" for p in reps]
-    if (results / "stats" / "compactness.tsv").exists():  # SAE features ablated: claim 6
-        st = config["stats"]
-        methods_f = [m for m in methods if m != "random"]
+    if (results / "stats" / "compactness.tsv").exists():  # same-site bases ablated: claim 6
+        layers = [int(e["layer"]) for e in config["units"]["features"]]
 
-        def files(pattern: str, prefix: str) -> Files:
-            tables = [results / prefix / pattern.format(m=m, ext="tsv") for m in methods_f]
+        def files(prefix: str) -> Files:
+            tables = [results / prefix / f"features/bases/layer{layer}.tsv" for layer in layers]
             return tables, [t.with_suffix(".pred.npz") for t in tables]
 
         test.compactness = Compactness(
             results / "stats" / "compactness.tsv",
-            # the estimate, interval and p-value redrawn from every replicate's global curves
-            neurons=[files("ablation/{m}/global.{ext}", p) for p in reps],
-            features=[files("features/ablation/{m}.{ext}", p) for p in reps],
-            n_boot=st["bootstrap"],
+            # the estimate, interval and p-value redrawn from every replicate's bases tables
+            bases=[files(p) for p in reps],
+            n_boot=config["stats"]["bootstrap"],
             seed=config["seed"],
-            keep_accuracy=st["keep_accuracy"],
         )
     sets = [test]
     for name in sorted(config["evaluate"]["external"]):
         ext = results / "external" / name
         s = SetFiles(name, ext / "random_gap.tsv", [ext / "metrics.json"], None)
+        s.faithfulness = ext / "faithfulness.tsv"
         proteins = pd.read_csv(ext / "proteins.tsv", sep="\t", dtype=str, keep_default_na=False)
         s.labels = proteins["label"].tolist()
         s.ablation = [[results / p / f"external/{name}/ablation/{m}.tsv" for m in methods] for p in reps]

@@ -408,7 +408,7 @@ def write_job_inputs(tmp_path, fill_kind: str) -> dict:
     meta = {"method": "ig", "checkpoint_sha256": sha256_file(tmp_path / "best.pt")}
     write_score_table(score_table(layout_of(model), "ig"), tmp_path / "ig.parquet", meta)
     cfg = validate_config({"ablate": {"fractions": [0, 0.5, 1], "scopes": ["module_type"]}})
-    cfg["ablate"]["fill"] = fill_kind  # config validation refuses pretrained for a custom model
+    cfg["ablate"]["fills"] = [fill_kind]  # config validation refuses pretrained for a custom model
     return cfg
 
 

@@ -126,7 +126,9 @@ def test_sae_features_are_units_beside_the_neurons_ranked_among_the_features(tmp
     assert cells[:5] == ["2", "kneurons", "40", "4", "0.0456"] and "L1 0.4321, L3 0.3789" in sae
     assert "0.125" in sae and "7 epochs, held-out FVU 0.0512" in sae
     compact = re.search(r'id="compactness">(.*?)</table>', html, re.S)[1]
-    assert "3.32" in compact and "1.0 (never reached)" in compact and "[-3.00, -1.50]" in compact
+    assert "0.300 [0.200, 0.400]" in compact and "4 / 32 (of 40 / 8)" in compact
+    assert " /  (of 40 / 8)" in compact  # never reached: no k95
+    assert "<td>L2</td><td>activation</td><td>zero</td><td>pca</td>" in compact
     assert "[0.050, 0.200]" in re.search(r'id="feature-gap">(.*?)</table>', html, re.S)[1]
     assert 'id="filter-unit"' in html and "The table also holds <strong>" in html
 
@@ -191,9 +193,11 @@ def test_claim_6_rows_show_with_the_other_claims(tmp_path):
         ]
     )
     margins = {"auc_margin": 0.01, "log2_enrichment_margin": 0.1, "specificity_margin": 0.02}
-    stats = {"confidence": 0.95, "top_fraction": 0.01, "claims": margins | {"compactness_margin": 0.5}}
+    stats = {"confidence": 0.95, "top_fraction": 0.01, "claims": margins | {"compactness_margin": 0.02}}
     compact = read_stats_table(features["compactness"], "compactness")
     claims = evaluate_claims(gap, None, None, stats, n_replicates=2, compactness=compact)
+    # the random basis is the null, shown in the table, not a claim
+    assert len(claims[claims["claim"] == "6"]) == 3
     path = tmp_path / "claims.tsv"
     write_claims(claims, path)
     inputs = write_tables(tmp_path, with_characterise=False)
@@ -205,8 +209,11 @@ def test_claim_6_rows_show_with_the_other_claims(tmp_path):
     )
     shown = [(r["claim"], r["method"], r["verdict"]) for r in data["overview"]["claims"]]
     assert ("2", "ig", "supported") in shown
-    assert ("6", "activation", "supported") in shown and ("6", "ig", "not supported") in shown
-    assert "knowledge is more compact in SAE features" in render_atlas(data)
+    assert ("6", "activation", "supported") in shown and ("6", "activation", "not supported") in shown
+    assert ("6", "ig", "inconclusive") in shown
+    page = render_atlas(data)
+    assert "knowledge is more compact in SAE features than in its PCA components" in page
+    assert "SAE features - dimensions (stream L2, preserve)" in page
 
 
 def test_the_cap_keeps_characterised_neurons_first(tmp_path):

@@ -124,52 +124,72 @@ def test_claims_from_tables():
     assert set(claims["figure"]) >= {"figures/accuracy_preserve.png", "figures/density.png"}
 
 
-def _compactness(rows: list[tuple[str, float, float, float]]) -> pd.DataFrame:
-    """stats/compactness.tsv rows ``(method, log2_ratio, ci_lo, ci_hi)`` (fractions made up)."""
+def _compactness(rows: list[tuple[str, str, float, float, float]]) -> pd.DataFrame:
+    """stats/compactness.tsv rows ``(method, comparison, estimate, ci_lo, ci_hi)`` of stream L2, zero
+    fill (the per-reading gaps made up around the estimate)."""
     return pd.DataFrame(
         [
             {
+                "layer": 2,
                 "method": m,
-                "f_neurons": 0.2,
-                "f_features": 0.2 / 2**r,
-                "reached_neurons": True,
-                "reached_features": True,
-                "log2_ratio": r,
+                "comparison": c,
+                "fill": "zero",
+                "estimate": e,
                 "ci_lo": lo,
                 "ci_hi": hi,
                 "p_value": 0.002,
                 "p_floor": 0.001,
-                "keep_accuracy": 0.95,
+                "gap_fraction": e + 0.1,
+                "gap_directions": e,
+                "note": "",
             }
-            for m, r, lo, hi in rows
+            for m, c, e, lo, hi in rows
         ]
     )
 
 
-def test_claim_6_is_one_row_per_method_of_the_compactness_table():
-    """Features twice as compact (log2 ratio 1 [0.6, 1.4]): supported; a ratio within ±0.5: not
-    supported; an interval across 0 and past the margin: inconclusive. No table: no claim 6."""
+def test_claim_6_is_one_row_per_method_comparison_and_fill_of_the_compactness_table():
+    """Features more compact than the stream's dimensions ([0.1, 0.3]): supported; a gap to PCA within
+    ±0.02: not supported; an interval across 0 and past the margin: inconclusive; the random basis is
+    the null, no claim. No table: no claim 6."""
+    margins = SETTINGS | {"claims": SETTINGS["claims"] | {"compactness_margin": 0.02}}
     gap = _random_gap([("ig", "preserve", 0.2, 0.1, 0.3)])
-    table = _compactness([("activation", 1.0, 0.6, 1.4), ("ig", 0.1, -0.3, 0.4), ("grad", 0.0, -1.0, 2.0)])
-    claims = evaluate_claims(gap, None, None, SETTINGS, compactness=table)
-    six = claims[claims["claim"] == "6"].set_index("method")
-    assert six["verdict"].to_dict() == {
-        "activation": "supported",
-        "grad": "inconclusive",
-        "ig": "not supported",
+    table = _compactness(
+        [
+            ("activation", "dimensions", 0.2, 0.1, 0.3),
+            ("activation", "pca", 0.001, -0.01, 0.015),
+            ("ig", "dimensions", 0.05, -0.1, 0.2),
+            ("ig", "random_basis", 0.3, 0.2, 0.4),
+        ]
+    )
+    claims = evaluate_claims(gap, None, None, margins, compactness=table)
+    six = claims[claims["claim"] == "6"]
+    got = {(r.method, r.statistic.split(" - ")[1].split(" ")[0]): r.verdict for r in six.itertuples()}
+    assert got == {
+        ("activation", "dimensions"): "supported",
+        ("activation", "pca"): "not supported",
+        ("ig", "dimensions"): "inconclusive",
     }
-    act = six.loc["activation"]
-    assert (act.estimate, act.ci_lo, act.ci_hi, act.p_value, act.p_floor) == (1.0, 0.6, 1.4, 0.002, 0.001)
-    assert act.statement == "knowledge is more compact in SAE features than in neurons"
-    assert act.statistic == "log2 f95 neurons / f95 features (global, preserve)"
-    assert (act.direction, act.margin, act.figure) == ("greater", 0.5, "figures/compactness.png")
-    assert act.source == "stats/compactness.tsv" and act.rule == rule_text(+1, 0.5, 0.95)
-    assert "6" not in set(evaluate_claims(gap, None, None, SETTINGS)["claim"])
+    act = six.iloc[0]
+    assert (act.estimate, act.ci_lo, act.ci_hi, act.p_value, act.p_floor) == (0.2, 0.1, 0.3, 0.002, 0.001)
+    assert act.statement == "knowledge is more compact in SAE features than in the stream's own dimensions"
+    assert act.statistic == (
+        "smaller CPR gap (per fraction of the basis, per directions kept), SAE features - dimensions "
+        "(stream L2, preserve)"
+    )
+    assert (act.direction, act.margin, act.figure, act.fill) == (
+        "greater",
+        0.02,
+        "figures/compactness.png",
+        "zero",
+    )
+    assert act.source == "stats/compactness.tsv" and act.rule == rule_text(+1, 0.02, 0.95)
+    assert "6" not in set(evaluate_claims(gap, None, None, margins)["claim"])
     # the baseline rule makes claim 6 inconclusive as every other claim of its set
     from kneurons.stats.claims import IntactModel
 
     at_baseline = IntactModel(accuracy=0.31, n=300, majority=0.31)
-    claims = evaluate_claims(gap, None, None, SETTINGS, intact=at_baseline, compactness=table)
+    claims = evaluate_claims(gap, None, None, margins, intact=at_baseline, compactness=table)
     six = claims[claims["claim"] == "6"]
     assert set(six["verdict"]) == {"inconclusive"} and six["note"].str.startswith("model at baseline").all()
 
@@ -204,7 +224,7 @@ def test_claims_job_writes_the_table(tmp_path):
     assert list(back["note"]) == ["", "", ""]
     # with the compactness table (SAE features ablated): claim 6 is read from it
     write_stats_tables(
-        {"compactness": _compactness([("ig", 1.0, 0.6, 1.4)])}, {"compactness": tmp_path / "c.tsv"}
+        {"compactness": _compactness([("ig", "pca", 1.0, 0.6, 1.4)])}, {"compactness": tmp_path / "c.tsv"}
     )
     inputs = {
         **{k: str(v) for k, v in paths.items()},
@@ -220,25 +240,38 @@ def test_claims_job_writes_the_table(tmp_path):
 # -- the baseline rule: a model that learned nothing -------------------------------------------------
 FRACS = [0.0, 0.05, 0.2, 0.5, 1.0]
 SEEDS = [0, 1, 2]
+FILLS = ("zero", "resample")
 
 
 def _write_ablation(
-    root: Path, method: str, y: np.ndarray, full_pred: np.ndarray, pred_of, n_classes: int = 4
+    root: Path,
+    method: str,
+    y: np.ndarray,
+    full_pred: np.ndarray,
+    pred_of,
+    n_classes: int = 4,
+    fills: tuple[str, ...] = ("zero",),
 ) -> tuple[Path, Path]:
-    """One ablation job's table and predictions (global scope, both modes, ``FRACS``) where
-    ``pred_of(mode, f, seed)`` gives the predictions of each mask, written by the ablation writer."""
+    """One ablation job's table and predictions (global scope, both modes, ``FRACS``, fill-major over
+    ``fills``) where ``pred_of(mode, f, seed[, fill])`` gives the predictions of each mask (the fill
+    passed only with several fills), written by the ablation writer."""
     from kneurons.stats.metrics import accuracy, macro_f1
     from kneurons.tables import AblationResult, save_result
 
     rows, preds = [], []
-    for seed in SEEDS if method == "random" else [None]:
-        for mode in ("preserve", "suppress"):
-            for f in FRACS:
-                pred = pred_of(mode, f, seed)
-                preds.append(pred)
-                row = {"method": method, "scope": "global", "scope_name": "global", "layer": pd.NA}
-                row |= {"module": None, "mode": mode, "f": f, "seed": seed, "fill": "zero", "n_scope": 144}
-                rows.append(row | {"accuracy": accuracy(y, pred), "macro_f1": macro_f1(y, pred, n_classes)})
+    for fill in fills:
+        for seed in SEEDS if method == "random" else [None]:
+            for mode in ("preserve", "suppress"):
+                for f in FRACS:
+                    pred = pred_of(mode, f, seed, fill) if len(fills) > 1 else pred_of(mode, f, seed)
+                    preds.append(pred)
+                    k = round(f * 144)
+                    row = {"method": method, "scope": "global", "scope_name": "global", "layer": pd.NA}
+                    row |= {"module": None, "mode": mode, "f": f, "seed": seed, "fill": fill, "n_scope": 144}
+                    row |= {"n_filled": 144 - k if mode == "preserve" else k}
+                    rows.append(
+                        row | {"accuracy": accuracy(y, pred), "macro_f1": macro_f1(y, pred, n_classes)}
+                    )
     table = pd.DataFrame(rows)
     table["seed"] = table["seed"].astype("Int64")
     table["layer"] = table["layer"].astype("Int64")
@@ -364,26 +397,32 @@ def _replicate_files(root: Path, r: int, y: np.ndarray, rng: np.random.Generator
         return np.where(right, y, (y + 1 + rng.integers(0, 3, n)) % 4)
 
     intact = np.zeros_like(y) if at_baseline else noisy(0.9)
-    p_method = {"activation": 0.75, "ig": 0.8}
+    # the all-filled mask (preserve f = 0, suppress f = 1) is one mask for every method and seed
+    empty = {fill: noisy(0.3) for fill in FILLS}
+    # under resample, activation's neurons do no better than random's (a verdict that is not robust)
+    p_method = {("activation", "zero"): 0.75, ("ig", "zero"): 0.8, ("activation", "resample"): 0.5}
+    p_method[("ig", "resample")] = 0.85
     files = {"tables": [], "preds": []}
     for method in ("activation", "ig", "random"):
 
-        def pred_of(mode, f, seed, method=method):
+        def pred_of(mode, f, seed, fill, method=method):
             if (mode == "preserve" and f == 1) or (mode == "suppress" and f == 0):
                 return intact
+            if (mode == "preserve" and f == 0) or (mode == "suppress" and f == 1):
+                return empty[fill]
             if method == "random":
                 return noisy(0.5)
-            return noisy(p_method[method] if mode == "preserve" else 0.3)
+            return noisy(p_method[method, fill] if mode == "preserve" else 0.3)
 
-        t, p = _write_ablation(root, method, y, intact, pred_of)
+        t, p = _write_ablation(root, method, y, intact, pred_of, fills=FILLS)
         files["tables"].append(t)
         files["preds"].append(p)
     files["density"] = pd.concat(
         [density(_score_table(m, rng, boost), m, 0.1) for m, boost in (("activation", 0.3), ("ig", 0.6))],
         ignore_index=True,
     )
-    spec = pd.DataFrame({"class": ["1", "2", "3", "4"], "n_neurons": 5})
-    spec["drop_own"], spec["drop_other"] = rng.uniform(0.2, 0.6, 4), rng.uniform(0.0, 0.2, 4)
+    spec = pd.DataFrame({"class": ["1", "2", "3", "4"] * 2, "n_neurons": 5, "fill": np.repeat(FILLS, 4)})
+    spec["drop_own"], spec["drop_other"] = rng.uniform(0.2, 0.6, 8), rng.uniform(0.0, 0.2, 8)
     files["class_specificity"] = root / "class_specificity.tsv"
     write_result_table(spec, files["class_specificity"])
     files["metrics"] = _model_metrics(root / "metrics.json", y, intact, ["1", "2", "3", "4"])
@@ -401,13 +440,14 @@ def test_claims_equal_an_independent_recomputation(tmp_path, n_rep, at_baseline)
 
     from kneurons.jobs.stats import run_compactness
     from kneurons.stats.density import pool_density, with_q_values
-    from kneurons.stats.random import random_comparison
+    from kneurons.stats.random import compare_with_random
     from kneurons.tables import load_ablation
 
     rng = np.random.default_rng(100 + n_rep)
     y = np.repeat([0, 1, 2, 3], [70, 50, 40, 40])
     reps = [_replicate_files(tmp_path / f"rep{r}", r, y, rng, at_baseline) for r in range(n_rep)]
-    gap, _ = random_comparison([load_ablation(f["tables"], f["preds"]) for f in reps], n_boot=400, seed=0)
+    compared = compare_with_random([load_ablation(f["tables"], f["preds"]) for f in reps], n_boot=400, seed=0)
+    gap = compared["random_gap"]
     # as the statistics job pools them (kneurons.jobs.stats), q-values included
     pooled = with_q_values(pool_density([f["density"] for f in reps]))
 
@@ -417,18 +457,19 @@ def test_claims_equal_an_independent_recomputation(tmp_path, n_rep, at_baseline)
     for col in ("count", "n_top"):
         assert (k_proj(pooled)[col] == sum(k_proj(f["density"])[col] for f in reps)).all(), col
     assert (pooled["n_replicates"] == n_rep).all()
-    stats = {"random_gap": tmp_path / "random_gap.tsv", "density": tmp_path / "density.tsv"}
-    write_stats_tables({"random_gap": gap, "density": pooled}, stats)
+    stats = {name: tmp_path / f"{name}.tsv" for name in ("random_gap", "density", "faithfulness")}
+    write_stats_tables(
+        {"random_gap": gap, "density": pooled, "faithfulness": compared["faithfulness"]}, stats
+    )
     inputs = {name: str(v) for name, v in stats.items()} | {"metrics": [str(f["metrics"]) for f in reps]}
     inputs["class_specificity"] = [str(f["class_specificity"]) for f in reps]
-    # claim 6: SAE-feature ablations of the same replicates, more compact for activation than for ig
-    features = [_feature_files(tmp_path / f"rep{r}" / "features", y, f, rng) for r, f in enumerate(reps)]
+    # claim 6: the same-site bases of one SAE stream per replicate: activation's features more
+    # compact than the stream's dimensions, ig's features no better than its PCA components
+    bases = [_bases_files(tmp_path / f"rep{r}" / "bases", y, f, rng) for r, f in enumerate(reps)]
     stats["compactness"] = tmp_path / "compactness.tsv"
     run_compactness(
-        [f["tables"] for f in reps],
-        [f["preds"] for f in reps],
-        [t for t, _ in features],
-        [p for _, p in features],
+        [[t] for t, _ in bases],
+        [[p] for _, p in bases],
         {"stats": {"keep_accuracy": 0.95, "bootstrap": 200, "confidence": 0.95}, "seed": 7},
         stats,
     )
@@ -438,57 +479,96 @@ def test_claims_equal_an_independent_recomputation(tmp_path, n_rep, at_baseline)
     labels = [str(v + 1) for v in y]
     test_set = SetFiles("test", stats["random_gap"], [f["metrics"] for f in reps], "test")
     test_set.density, test_set.labels = stats["density"], labels
+    test_set.faithfulness = stats["faithfulness"]
     test_set.ablation = [f["tables"] for f in reps]
     test_set.class_specificity = [f["class_specificity"] for f in reps]
     test_set.compactness = Compactness(
-        stats["compactness"],
-        neurons=[(f["tables"], f["preds"]) for f in reps],
-        features=features,
-        n_boot=200,
-        seed=7,
+        stats["compactness"], bases=[([t], [p]) for t, p in bases], n_boot=200, seed=7
     )
     want = recompute([test_set], SETTINGS)
-    assert len(want) == 8  # claims 1, 2, 3 (two methods), 4, 5 and 6 (two methods)
+    # claims 1, 2, 4 and 5 under both fills, 3 (two methods) and 6 (two methods x two comparisons x
+    # two fills)
+    assert len(want) == 18
     assert bool((want["baseline"] != "").all()) == at_baseline
     assert compare(claims, want, rel=1e-9) == []
     assert compare(read_claims(tmp_path / "claims.tsv"), want, rel=5e-3) == []
+    assert set(claims.loc[claims["claim"].isin(["1", "2", "4"]), "source"]) == {"stats/faithfulness.tsv"}
     if not at_baseline:  # the rules are exercised, not only the baseline
         assert {"supported"} <= set(want["verdict"]), want.to_string()
-        six = want[want["claim"] == "6"].set_index("method")
-        assert six.loc["activation", "estimate"] == pytest.approx(np.log2(1 / 0.05)), six.to_string()
-        if n_rep == 1:  # one replicate's neurons reach the target early in some draws: wide intervals
-            assert (six["ci_lo"] < six["ci_hi"]).all(), six.to_string()
-        else:  # pooled, they never do: every draw gives 1 / 0.05
-            assert six.loc["activation", "verdict"] == "supported", six.to_string()
+        one = want[want["claim"] == "1"].set_index("fill")
+        assert one.loc["zero", "verdict"] == "supported" and one.loc["resample", "verdict"] != "supported"
+        assert not one["robust"].any() and one.loc["zero", "other_fills"].startswith("resample: ")
+        six = want[want["claim"] == "6"].set_index(["method", "detail", "fill"])
+        assert six.loc[("activation", "dimensions L2", "zero"), "verdict"] == "supported", six.to_string()
+        assert six.loc[("ig", "pca L2", "zero"), "estimate"] < 0, six.to_string()
+        assert (six["ci_lo"] <= six["estimate"]).all() and (six["estimate"] <= six["ci_hi"]).all()
 
 
-def _feature_files(root: Path, y: np.ndarray, neuron_files: dict, rng: np.random.Generator) -> tuple:
-    """One replicate's SAE-feature ablation tables (activation, ig, random), on the intact model of
-    its neuron tables: activation's features keep the intact predictions from f = 0.05 on (its
-    neurons' accuracy, 0.75 on average, reaches 0.95 x intact at f = 1), ig's stay near the target."""
-    from kneurons.tables import read_predictions
+def _bases_files(
+    root: Path, y: np.ndarray, neuron_files: dict, rng: np.random.Generator
+) -> tuple[Path, Path]:
+    """One replicate's same-site bases table of the SAE stream entering layer 2 (activation, ig, random;
+    both fills), written by the ablation writer, on the intact model of its neuron tables: the SAE's 64
+    features keep the intact predictions from 4 directions on under activation; the stream's 16
+    dimensions need 16, its PCA components 2 (and ig's features never beat them)."""
+    from kneurons.stats.metrics import accuracy, macro_f1
+    from kneurons.tables import AblationResult, read_predictions, save_result
 
     intact = read_predictions(neuron_files["preds"][0])[2]
     n = len(y)
+    empty = {fill: np.where(rng.random(n) < 0.3, intact, (intact + 1) % 4) for fill in FILLS}
+    reach = {"features": 4, "dimensions": 16, "pca": 2, "random_basis": 12}
+    sizes = {"features": 64, "dimensions": 16, "pca": 16, "random_basis": 16}
 
-    def near(p_keep: float) -> np.ndarray:
-        keep = rng.random(n) < p_keep
-        return np.where(keep, intact, (intact + 1) % 4)
+    def pred(basis: str, method: str, kept: int, fill: str) -> np.ndarray:
+        if kept == 0:
+            return empty[fill]
+        if kept >= sizes[basis]:
+            return intact
+        need = (
+            reach[basis]
+            * (3 if method == "random" else 1)
+            * (2 if (method, basis) == ("ig", "features") else 1)
+        )
+        p_keep = min(1.0, 0.4 + 0.6 * kept / need)
+        return np.where(rng.random(n) < p_keep, intact, (intact + 1) % 4)
 
-    tables, preds = [], []
-    for method in ("activation", "ig", "random"):
-
-        def pred_of(mode, f, seed, method=method):
-            if (mode == "preserve" and f == 1) or (mode == "suppress" and f == 0):
-                return intact
-            if method == "random" or mode == "suppress":
-                return near(0.4)
-            return near(1.0 if f >= 0.05 else 0.5) if method == "activation" else near(0.96)
-
-        t, p = _write_ablation(root, method, y, intact, pred_of)
-        tables.append(t)
-        preds.append(p)
-    return tables, preds
+    rows, preds = [], []
+    for basis, size in sizes.items():
+        for fill in FILLS:
+            for method in ("activation", "ig", "random"):
+                for seed in SEEDS if method == "random" else [None]:
+                    grids = {
+                        "global": [0.0, 0.05, 0.25, 1.0],
+                        "directions": [k / size for k in (0, 1, 2, 4, 8, 16)],
+                    }
+                    for scope, fractions in grids.items():
+                        for f in fractions:
+                            kept = round(f * size)
+                            p = pred(basis, method, kept, fill)
+                            preds.append(p)
+                            row = {
+                                "method": method,
+                                "scope": scope,
+                                "scope_name": f"L2.{basis}",
+                                "basis": basis,
+                            }
+                            row |= {"layer": 2, "module": "sae", "mode": "preserve", "f": f, "seed": seed}
+                            row |= {
+                                "fill": fill,
+                                "n_scope": size,
+                                "n_selected": kept,
+                                "n_filled": size - kept,
+                            }
+                            rows.append(row | {"accuracy": accuracy(y, p), "macro_f1": macro_f1(y, p, 4)})
+    table = pd.DataFrame(rows)
+    table["seed"] = table["seed"].astype("Int64")
+    table["layer"] = table["layer"].astype("Int64")
+    root.mkdir(parents=True, exist_ok=True)
+    paths = root / "layer2.tsv", root / "layer2.pred.npz"
+    accessions = np.array([f"P{i}" for i in range(n)])
+    save_result(*paths, AblationResult(table, np.stack(preds), intact, y, accessions, 0.0))
+    return paths
 
 
 # -- what people read: claims.tsv rounded, the verdict table rendered ----------------------------

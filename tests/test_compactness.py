@@ -1,258 +1,217 @@
-"""Claim 6's statistic: the smallest fraction of neurons and of SAE features keeping 95% of the intact
-accuracy (global, preserve), their log2 ratio, its paired bootstrap interval and p-value, the
-conventions for a curve that never reaches the target, and the table's round trip."""
+"""Claim 6's statistic at the same site: per SAE stream, method, fill and comparison, the features'
+CPR gap to another basis of the stream per fraction and per directions kept, their minimum with its
+paired bootstrap interval and p-value, against a hand computation; replicates, seeds, the refusal of
+other proteins, and the job's tables round trip."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from kneurons.errors import InputError
-from kneurons.jobs.stats import curve_statistics, run_compactness, run_feature_stats
-from kneurons.stats.compactness import COMPACTNESS_COLUMNS, compact_fraction, compactness
+from kneurons.jobs.stats import run_compactness
+from kneurons.stats.compactness import COMPACTNESS_COLUMNS, compactness
 from kneurons.stats.metrics import accuracy, macro_f1
-from kneurons.tables import AblationData, AblationResult, read_stats_table, save_result, write_stats_tables
+from kneurons.tables import AblationData, AblationResult, read_stats_table, save_result
 
-N = 200
+N = 128  # accuracies 0.25 + 0.75 k / reach are whole numbers of proteins
 Y = np.arange(N) % 4
-FRACS = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0]
-SEEDS = [0, 1]
-#: A prediction rule: (mode, f, seed) -> predictions of the N test proteins.
-PredOf = Callable[[str, float, int | None], np.ndarray]
+SIZES = {"features": 64, "dimensions": 16, "pca": 16, "random_basis": 16}
+FRACTIONS = [0.0, 0.125, 0.25, 0.5, 1.0]
+COUNTS = [0, 1, 2, 4, 8, 16]
 
 
-def with_accuracy(acc: float, order: np.ndarray | None = None) -> np.ndarray:
-    """Predictions right on the first ``round(acc N)`` proteins of ``order`` (default: 0..N-1)."""
-    order = np.arange(N) if order is None else order
+def with_accuracy(acc: float) -> np.ndarray:
+    """Predictions right on the first ``round(acc N)`` proteins."""
     pred = (Y + 1) % 4
-    right = order[: round(acc * N)]
-    pred[right] = Y[right]
+    pred[: round(acc * N)] = Y[: round(acc * N)]
     return pred
 
 
-def step(reach: float, low: float = 0.5) -> PredOf:
-    """Preserve curve at accuracy ``low`` below f = ``reach`` and intact (1.0) from it on."""
-    return lambda mode, f, seed: with_accuracy(1.0 if f >= reach else low)
+def bases_result(acc_of, fills=("zero",), methods=("activation", "random")) -> AblationResult:
+    """A same-site bases table of stream L2 as the bases job writes it: per basis, fill, method (random
+    with seeds 0 and 1) and grid, preserve rows whose accuracy is ``acc_of(basis, kept)`` (the empty set
+    at 0.25, every unit kept at 1.0)."""
+    rows, preds = [], []
+    for basis, size in SIZES.items():
+        for fill in fills:
+            for method in methods:
+                for seed in (0, 1) if method == "random" else (None,):
+                    grids = {"global": FRACTIONS, "directions": [k / size for k in COUNTS]}
+                    for scope, fractions in grids.items():
+                        for f in fractions:
+                            kept = round(f * size)
+                            acc = 0.25 if kept == 0 else 1.0 if kept == size else acc_of(basis, kept)
+                            preds.append(with_accuracy(acc))
+                            rows.append(
+                                {
+                                    "method": method,
+                                    "scope": scope,
+                                    "scope_name": f"L2.{basis}",
+                                    "basis": basis,
+                                }
+                                | {"layer": 2, "module": "sae", "mode": "preserve", "f": f, "seed": seed}
+                                | {"fill": fill, "n_scope": size, "n_selected": kept, "n_filled": size - kept}
+                                | {"accuracy": accuracy(Y, preds[-1]), "macro_f1": macro_f1(Y, preds[-1], 4)}
+                            )
+    table = pd.DataFrame(rows)
+    table["seed"] = table["seed"].astype("Int64")
+    table["layer"] = table["layer"].astype("Int64")
+    accessions = np.array([f"P{i:03d}" for i in range(N)])
+    return AblationResult(table, np.stack(preds), Y.copy(), Y, accessions, 0.0)
 
 
-def noisy(rng: np.random.Generator, p_at: Callable[[float], float]) -> PredOf:
-    """Each protein right with probability ``p_at(f)``, independently per row."""
-
-    def pred_of(mode: str, f: float, seed: int | None) -> np.ndarray:
-        right = rng.random(N) < p_at(f)
-        return np.where(right, Y, (Y + 1) % 4)
-
-    return pred_of
+def as_data(result: AblationResult) -> AblationData:
+    return AblationData(result.table, result.preds == Y[None, :], Y, result.full_pred, result.accessions)
 
 
-def ablation(
-    curves: dict[str, PredOf], n_scope: int, fracs: list[float] = FRACS, intact: np.ndarray = Y
-) -> dict[str, AblationResult]:
-    """One ablation result per method (global scope, both modes; random with ``SEEDS``), rows as the
-    ablation job writes them; ``n_scope`` units ranked together."""
-    results = {}
-    for method, pred_of in curves.items():
-        rows, preds = [], []
-        for seed in SEEDS if method == "random" else [None]:
-            for mode in ("preserve", "suppress"):
-                for f in fracs:
-                    pred = pred_of(mode, f, seed)
-                    preds.append(pred)
-                    rows.append(
-                        {
-                            "method": method,
-                            "scope": "global",
-                            "scope_name": "global",
-                            "layer": pd.NA,
-                            "module": None,
-                            "mode": mode,
-                            "f": f,
-                            "seed": seed,
-                            "fill": "zero",
-                            "n_scope": n_scope,
-                            "accuracy": accuracy(Y, pred),
-                            "macro_f1": macro_f1(Y, pred, 4),
-                        }
-                    )
-        table = pd.DataFrame(rows)
-        table["seed"] = table["seed"].astype("Int64")
-        table["layer"] = table["layer"].astype("Int64")
-        accessions = np.array([f"P{i:03d}" for i in range(N)])
-        results[method] = AblationResult(table, np.stack(preds), intact, Y, accessions, 0.0)
-    return results
+def step(reach: dict[str, int]):
+    """Each basis at accuracy 0.25 + 0.75 (kept / reach) up to ``reach[basis]`` directions, 1 after."""
+    return lambda basis, kept: min(1.0, 0.25 + 0.75 * kept / reach[basis])
 
 
-def data(results: dict[str, AblationResult]) -> AblationData:
-    """The results as ``load_ablation`` reads them back (rows concatenated, correctness per row)."""
-    parts = list(results.values())
-    table = pd.concat([r.table for r in parts], ignore_index=True)
-    correct = np.concatenate([r.preds == r.y_true[None, :] for r in parts])
-    return AblationData(table, correct, Y, parts[0].full_pred, parts[0].accessions)
+def test_the_statistic_by_hand():
+    """F = (acc - 0.25) / 0.75 = kept / reach (capped at 1). The features' curve reaches F = 1 at 4 of
+    64 features, the dimensions' at 16 of 16, PCA's at 2 of 16."""
+    reach = {"features": 4, "dimensions": 16, "pca": 2, "random_basis": 8}
+    raw = compactness([as_data(bases_result(step(reach)))], n_boot=0)
+    assert list(raw.columns) == COMPACTNESS_COLUMNS
+    table = raw.set_index("comparison")
+    assert table.index.tolist() == ["dimensions", "pca", "random_basis"]
+
+    def cpr(x: list[float], f_values: list[float]) -> float:  # the trapezoid over ln x / the log-span
+        lx = np.log(x)
+        return float(np.trapezoid(f_values, lx) / (lx[-1] - lx[0]))
+
+    # per fraction (0.125, 0.25, 0.5, 1): features keep 8, 16, 32, 64 of 64 (F = 1 everywhere);
+    # dimensions keep 2, 4, 8, 16 (F = 1/8, 1/4, 1/2, 1); PCA 2, 4, 8, 16 (F = 1)
+    grid = [0.125, 0.25, 0.5, 1.0]
+    feat_f = cpr(grid, [1, 1, 1, 1])
+    dims_f = cpr(grid, [1 / 8, 1 / 4, 1 / 2, 1])
+    # per direction (1, 2, 4, 8, 16): features F = 1/4, 1/2, 1, 1, 1; dims k/16; PCA 1/2, 1, 1, 1, 1
+    counts = [1, 2, 4, 8, 16]
+    feat_k = cpr(counts, [1 / 4, 1 / 2, 1, 1, 1])
+    dims_k = cpr(counts, [k / 16 for k in counts])
+    pca_k = cpr(counts, [1 / 2, 1, 1, 1, 1])
+    dims, pca = table.loc["dimensions"], table.loc["pca"]
+    assert dims.gap_fraction == pytest.approx(feat_f - dims_f) and dims.gap_fraction > 0
+    assert dims.gap_directions == pytest.approx(feat_k - dims_k) and dims.gap_directions > 0
+    assert dims.estimate == pytest.approx(min(feat_f - dims_f, feat_k - dims_k))
+    assert pca.gap_fraction == pytest.approx(0.0) and pca.gap_directions == pytest.approx(feat_k - pca_k)
+    assert feat_k - pca_k < 0
+    assert pca.estimate == pytest.approx(feat_k - pca_k)
+    assert dims.cpr_features_directions == pytest.approx(
+        feat_k
+    ) and pca.cpr_other_directions == pytest.approx(pca_k)
+    # descriptive: where 95% of the intact accuracy is reached, in fractions and in directions
+    assert (dims.f95_features, dims.f95_other, dims.k95_features, dims.k95_other) == (0.125, 1.0, 4, 16)
+    assert (pca.k95_other, dims.n_features, dims.n_other, dims.directions) == (2, 64, 16, "1,2,4,8,16")
+    assert np.isnan(dims.ci_lo) and np.isnan(dims.p_value) and dims.note == ""  # no bootstrap
 
 
-def save(root: Path, results: dict[str, AblationResult]) -> tuple[list[Path], list[Path]]:
-    """Each method's table and predictions, written by the ablation writer."""
-    root.mkdir(parents=True, exist_ok=True)
-    tables, preds = [], []
-    for method, result in results.items():
-        tables.append(root / f"{method}.tsv")
-        preds.append(root / f"{method}.pred.npz")
-        save_result(tables[-1], preds[-1], result)
-    return tables, preds
+def test_deterministic_curves_give_a_degenerate_interval_and_the_floor_p_value():
+    """Every protein behaves alike in each row (right on the first ones): each resample moves both bases'
+    accuracies together, so the interval is narrow around the estimate and no draw crosses 0."""
+    reach = {"features": 4, "dimensions": 16, "pca": 2, "random_basis": 8}
+    table = compactness([as_data(bases_result(step(reach)))], n_boot=200, seed=3).set_index("comparison")
+    dims = table.loc["dimensions"]
+    assert dims.ci_lo <= dims.estimate <= dims.ci_hi and dims.ci_lo > 0
+    assert dims.p_value == pytest.approx(1 / 200) and dims.p_floor == pytest.approx(1 / 200)
+    assert table.loc["pca", "ci_hi"] < 0 and table.loc["pca", "p_value"] == 1.0
 
 
-def row(table: pd.DataFrame, method: str) -> pd.Series:
-    rows = table[table["method"] == method]
-    assert len(rows) == 1, table.to_string()
-    return rows.iloc[0]
-
-
-def test_known_fractions_give_the_log2_ratio_and_a_degenerate_interval():
-    """Neurons keep the accuracy from f = 0.2, features from 0.05 (and ig: 0.5 vs 0.5), far from the
-    target: every resample agrees, so the interval is the estimate and p is at its floor 1/B."""
-    neurons = ablation({"activation": step(0.2), "ig": step(0.5), "random": step(1.0)}, n_scope=1000)
-    features = ablation({"activation": step(0.05), "ig": step(0.5), "random": step(1.0)}, n_scope=4096)
-    out = compactness([data(neurons)], [data(features)], 0.95, n_boot=200, confidence=0.9, seed=1)
-    assert list(out.columns) == COMPACTNESS_COLUMNS
-    assert list(out["method"]) == ["activation", "ig"]  # random is no method of the claim
-    act = row(out, "activation")
-    assert (act.f_neurons, act.f_features) == (0.2, 0.05)
-    assert act.log2_ratio == pytest.approx(2.0) and (act.ci_lo, act.ci_hi) == pytest.approx((2.0, 2.0))
-    assert act.p_value == act.p_floor == pytest.approx(1 / 200)
-    assert bool(act.reached_neurons) and bool(act.reached_features)
-    assert (act.n_neurons, act.n_features, act.n_test, act.n_replicates) == (1000, 4096, N, 1)
-    assert (act.n_boot, act.confidence, act.keep_accuracy) == (200, 0.9, 0.95)
-    ig = row(out, "ig")
-    assert ig.log2_ratio == 0.0 and ig.p_value == 1.0  # no draw above 0: the one-sided p is 1
-
-
-def test_the_estimate_is_the_summary_threshold_of_each_curve():
-    """f_neurons and f_features are stats/summary.tsv's f_threshold of the global preserve curves."""
-    rng = np.random.default_rng(3)
-    neurons = ablation({"ig": noisy(rng, lambda f: 0.6 + 0.4 * f), "random": noisy(rng, lambda f: 0.5)}, 500)
-    features = ablation({"ig": noisy(rng, lambda f: 0.6 + 4 * f), "random": noisy(rng, lambda f: 0.5)}, 800)
-    out = compactness([data(neurons)], [data(features)], n_boot=0)
-    settings = {"stats": {"keep_accuracy": 0.95, "bootstrap": 0, "confidence": 0.95}, "seed": 0}
-    got = []
-    for d in (data(neurons), data(features)):
-        s = curve_statistics([d], settings)["summary"]
-        got.append(row(s[(s["scope"] == "global") & (s["mode"] == "preserve")], "ig").f_threshold)
-    ig = row(out, "ig")
-    assert (ig.f_neurons, ig.f_features) == tuple(got)
-    assert ig.log2_ratio == pytest.approx(np.log2(got[0] / got[1])) and ig.f_neurons > ig.f_features
-    assert np.isnan([ig.ci_lo, ig.ci_hi, ig.p_value, ig.p_floor]).all()  # no bootstrap: no interval
-
-
-def test_never_reached_takes_one_and_reached_at_zero_takes_the_grid_resolution():
-    fracs = [0.0, 0.01, 0.05, 0.2, 0.5]  # no f = 1: a curve may never reach the target
-    neurons = ablation({"ig": step(2.0)}, 100, fracs)  # never intact on this grid
-    features = ablation({"ig": step(0.0)}, 100, fracs)  # intact with no feature kept
-    out = row(compactness([data(neurons)], [data(features)], n_boot=50, seed=0), "ig")
-    assert (out.f_neurons, bool(out.reached_neurons)) == (1.0, False)
-    assert (out.f_features, bool(out.reached_features)) == (0.01, True)
-    assert out.log2_ratio == pytest.approx(np.log2(100))
-    grid = np.array(fracs)
-    assert compact_fraction(grid, np.full(5, 0.5), 1.0, 0.95) == (1.0, False)
-    assert compact_fraction(grid, np.full(5, 0.99), 1.0, 0.95) == (0.01, True)
-    assert compact_fraction(grid, np.array([0.1, 0.2, 0.97, 1, 1]), 1.0, 0.95) == (0.05, True)
-
-
-def test_the_interval_pairs_the_proteins_and_covers_the_estimate():
-    """The same noisy curve for neurons and features: a paired bootstrap gives a ratio of exactly 1
-    in every resample. Independent curves of the same expected accuracy give a wide interval that
-    covers the estimate, the estimate near zero, and a p-value far from significant."""
-    rng = np.random.default_rng(5)
-    curve = noisy(rng, lambda f: min(1.0, 0.9 + 0.2 * f))  # near the target 0.95: resamples differ
-    same = ablation({"ig": curve}, 300)
-    out = row(compactness([data(same)], [data(same)], n_boot=300, seed=0), "ig")
-    assert (out.log2_ratio, out.ci_lo, out.ci_hi) == (0.0, 0.0, 0.0)
-    other = ablation({"ig": noisy(rng, lambda f: min(1.0, 0.9 + 0.2 * f))}, 300)
-    out = row(compactness([data(same)], [data(other)], n_boot=300, seed=0), "ig")
-    assert out.ci_lo < out.log2_ratio < out.ci_hi
-    assert out.ci_hi - out.ci_lo > 1.0 and out.p_value > 0.05
-
-
-def test_replicates_pool_the_curves_and_are_resampled():
-    """Neurons reach the target at 0.2 in replicate 0 and at 0.5 in replicate 1, features at 0.05 in
-    both: the pooled curve (0.5, 0.75, 1.0) reaches it at 0.5; a resample drawing replicate 0 twice
-    (probability 1/4) gives 0.2, so the 95% interval runs from log2(0.2/0.05) to log2(0.5/0.05)."""
-    neurons = [data(ablation({"ig": step(r)}, 100)) for r in (0.2, 0.5)]
-    features = [data(ablation({"ig": step(0.05)}, 300)) for _ in range(2)]
-    out = row(compactness(neurons, features, n_boot=400, seed=2), "ig")
-    assert out.f_neurons == 0.5 and out.n_replicates == 2
-    assert (out.ci_lo, out.ci_hi) == pytest.approx((2.0, np.log2(10)))
-    one = row(compactness(neurons[:1], features[:1], n_boot=400, seed=2), "ig")
-    assert one.f_neurons == 0.2 and one.ci_lo == one.ci_hi
-
-
-def test_the_bootstrap_is_determined_by_its_seed():
-    rng = np.random.default_rng(9)
-    neurons = data(ablation({"ig": noisy(rng, lambda f: min(1.0, 0.85 + 0.5 * f))}, 100))
-    features = data(ablation({"ig": noisy(rng, lambda f: min(1.0, 0.88 + 2 * f))}, 100))
-    a, b = (compactness([neurons], [features], n_boot=200, seed=s) for s in (4, 4))
-    pd.testing.assert_frame_equal(a, b)
-    c = compactness([neurons], [features], n_boot=200, seed=5)
-    assert (c["log2_ratio"] == a["log2_ratio"]).all()  # the estimate does not depend on the seed
-    assert not np.allclose(c[["ci_lo", "ci_hi", "p_value"]], a[["ci_lo", "ci_hi", "p_value"]])
-
-
-def test_other_test_proteins_are_refused():
-    neurons = data(ablation({"ig": step(0.2)}, 100))
-    features = data(ablation({"ig": step(0.05)}, 100))
-    features.accessions = features.accessions[::-1].copy()
-    with pytest.raises(InputError, match="other test proteins"):
-        compactness([neurons], [features], n_boot=10)
-    with pytest.raises(InputError, match="1 replicate"):
-        compactness([neurons], [features, features], n_boot=10)
-
-
-def test_the_job_writes_the_table_and_it_reads_back(tmp_path):
-    """run_compactness from files (two replicates) writes stats/compactness.tsv; its reader returns
-    the job's frame (flags as booleans, unit counts as integers). The feature curve statistics
-    are the neuron curve statistics' tables."""
-    rng = np.random.default_rng(11)
-    n_tables, n_preds, x_tables, x_preds = [], [], [], []
-    for r in range(2):
-        neurons = ablation(
-            {"activation": step(0.2), "ig": step(0.3), "random": noisy(rng, lambda f: 0.5)}, 64
-        )
-        features = ablation(
-            {"activation": step(0.02), "ig": step(1.0), "random": noisy(rng, lambda f: 0.5)}, 512
-        )
-        t, p = save(tmp_path / f"rep{r}" / "neurons", neurons)
-        n_tables.append(t)
-        n_preds.append(p)
-        t, p = save(tmp_path / f"rep{r}" / "features", features)
-        x_tables.append(t)
-        x_preds.append(p)
-    settings = {"stats": {"keep_accuracy": 0.95, "bootstrap": 100, "confidence": 0.95}, "seed": 0}
-    out = {"compactness": tmp_path / "compactness.tsv"}
-    table = run_compactness(n_tables, n_preds, x_tables, x_preds, settings, out)
-    assert list(table["method"]) == ["activation", "ig"]
-    assert table["log2_ratio"].tolist() == pytest.approx([np.log2(10), np.log2(0.3)])
-    back = read_stats_table(out["compactness"], "compactness")
-    pd.testing.assert_frame_equal(back, table)
-    # the writer is the stats writer: the same bytes again
-    write_stats_tables({"compactness": back}, {"compactness": tmp_path / "again.tsv"})
-    assert (tmp_path / "again.tsv").read_bytes() == out["compactness"].read_bytes()
-    names = ("curves", "summary", "random_gap", "paired_tests")
-    feats = run_feature_stats(x_tables, x_preds, settings, {n: tmp_path / f"f_{n}.tsv" for n in names})
-    assert set(feats) == set(names)
-    summary = read_stats_table(tmp_path / "f_summary.tsv", "summary")
-    preserve = summary[(summary["mode"] == "preserve") & (summary["method"] != "random")]
-    assert preserve.set_index("method")["f_threshold"].to_dict() == {"activation": 0.02, "ig": 1.0}
-    assert (summary["n_scope"] == 512).all()
-
-
-def test_the_reader_refuses_a_flag_that_is_not_a_boolean(tmp_path):
-    table = compactness(
-        [data(ablation({"ig": step(0.2)}, 10))], [data(ablation({"ig": step(0.1)}, 10))], n_boot=0
+def test_only_the_counts_both_bases_have_are_compared():
+    """A basis evaluated on fewer counts (its size caps them) is compared on the counts both have."""
+    reach = {"features": 4, "dimensions": 16, "pca": 2, "random_basis": 8}
+    result = bases_result(step(reach))
+    t = result.table
+    drop = (t["basis"] == "dimensions") & (t["scope"] == "directions") & (t["n_selected"] == 16)
+    keep = ~drop.to_numpy()
+    cut = AblationResult(
+        t[keep].reset_index(drop=True), result.preds[keep], Y.copy(), Y, result.accessions, 0.0
     )
-    table["reached_neurons"] = ["maybe"]
-    write_stats_tables({"compactness": table}, {"compactness": tmp_path / "c.tsv"})
-    with pytest.raises(InputError, match="reached_neurons"):
-        read_stats_table(tmp_path / "c.tsv", "compactness")
+    dims = compactness([as_data(cut)], n_boot=0).set_index("comparison").loc["dimensions"]
+    assert dims.directions == "1,2,4,8"
+
+
+def test_replicates_are_pooled_and_resampled_with_the_same_picks_for_both_bases():
+    reach_a = {"features": 4, "dimensions": 16, "pca": 2, "random_basis": 8}
+    reach_b = {"features": 8, "dimensions": 8, "pca": 2, "random_basis": 8}
+    a, b = as_data(bases_result(step(reach_a))), as_data(bases_result(step(reach_b)))
+    one = {k: compactness([d], n_boot=0).set_index("comparison") for k, d in (("a", a), ("b", b))}
+    both = compactness([a, b], n_boot=300, seed=1).set_index("comparison")
+    gaps = ("gap_fraction", "gap_directions")
+    for g in gaps:
+        assert both.loc["dimensions", g] == pytest.approx(
+            (one["a"].loc["dimensions", g] + one["b"].loc["dimensions", g]) / 2
+        )
+    assert (both["n_replicates"] == 2).all()
+    # resampling the replicates widens the interval: replicate b's features are not more compact per direction
+    assert (
+        both.loc["dimensions", "ci_lo"] < both.loc["dimensions", "estimate"] < both.loc["dimensions", "ci_hi"]
+    )
+    again = compactness([a, b], n_boot=300, seed=1)
+    pd.testing.assert_frame_equal(again, both.reset_index()[again.columns])
+    other = compactness([a, b], n_boot=300, seed=2).set_index("comparison")
+    bounds = [
+        "ci_lo",
+        "ci_hi",
+        "gap_fraction_lo",
+        "gap_fraction_hi",
+        "gap_directions_lo",
+        "gap_directions_hi",
+    ]
+    assert not np.allclose(other[bounds].to_numpy(float), both[bounds].to_numpy(float))
+
+
+def test_other_test_proteins_and_foreign_tables_are_refused():
+    reach = {"features": 4, "dimensions": 16, "pca": 2, "random_basis": 8}
+    a = as_data(bases_result(step(reach)))
+    b = as_data(bases_result(step(reach)))
+    b.accessions = b.accessions[::-1].copy()
+    with pytest.raises(InputError, match="other test proteins"):
+        compactness([a, b], n_boot=10)
+    plain = AblationData(a.table.drop(columns=["basis"]), a.correct, Y, a.full_pred, a.accessions)
+    with pytest.raises(InputError, match=r"lack column\(s\) \['basis'\]"):
+        compactness([plain])
+
+
+def test_every_fill_gets_its_rows_and_an_undefined_faithfulness_says_so():
+    reach = {"features": 4, "dimensions": 16, "pca": 2, "random_basis": 8}
+    result = bases_result(step(reach), fills=("zero", "resample"))
+    table = compactness([as_data(result)], n_boot=0)
+    assert table["fill"].tolist() == ["zero"] * 3 + ["resample"] * 3
+    # an empty set as good as the intact model: F undefined for every basis, NaN with the reason
+    flat = bases_result(lambda basis, kept: 1.0)
+    flat.preds[:] = Y
+    flat.table["accuracy"] = 1.0
+    undefined = compactness([as_data(flat)], n_boot=20)
+    assert undefined["estimate"].isna().all() and undefined["ci_lo"].isna().all()
+    assert undefined["note"].str.startswith("F undefined").all()
+
+
+def test_the_job_writes_claim_6_and_every_bases_curve_and_they_read_back(tmp_path):
+    reach = {"features": 4, "dimensions": 16, "pca": 2, "random_basis": 8}
+    paths = []
+    for r in range(2):
+        root = tmp_path / f"rep{r}"
+        root.mkdir()
+        t, p = root / "layer2.tsv", root / "layer2.pred.npz"
+        save_result(t, p, bases_result(step(reach)))
+        paths.append(([t], [p]))
+    names = ("compactness", "bases_curves", "bases_summary", "bases_random_gap", "bases_faithfulness")
+    out = {name: tmp_path / "stats" / f"{name}.tsv" for name in names}
+    settings = {"stats": {"keep_accuracy": 0.95, "bootstrap": 50, "confidence": 0.95}, "seed": 0}
+    frames = run_compactness([t for t, _ in paths], [p for _, p in paths], settings, out)
+    back = read_stats_table(out["compactness"], "compactness")
+    assert back["layer"].dtype == "Int64" and back["n_other"].tolist() == [16, 16, 16]
+    assert back["estimate"].tolist() == pytest.approx(frames["compactness"]["estimate"].tolist())
+    curves = read_stats_table(out["bases_curves"], "curves")
+    assert set(curves["basis"]) == set(SIZES) and {"kept", "faithfulness_accuracy"} <= set(curves.columns)
+    summary = read_stats_table(out["bases_summary"], "summary")
+    pca = summary[summary["scope_name"] == "L2.pca"]
+    assert len(pca) and (pca["cpr_accuracy"] > 0).all()
+    faith = read_stats_table(out["bases_faithfulness"], "faithfulness")
+    # each basis has its own random baseline: its scope name
+    assert set(faith["scope_name"]) == {f"L2.{b}" for b in SIZES}

@@ -199,9 +199,18 @@ def feature_jobs(trained_synthetic, tmp_path_factory):
             ab,
             out / f"{method}.tsv",
             out / f"{method}.pred.npz",
+            scoring_set_path=scoring,  # the resample fill's donors
             saes=specs,
         )
-    return {"out": out, "report": report, "tables": tables, "results": results, "specs": specs, "cfg": cfg}
+    return {
+        "out": out,
+        "report": report,
+        "tables": tables,
+        "results": results,
+        "specs": specs,
+        "cfg": cfg,
+        "scoring": scoring,
+    }
 
 
 def test_feature_jobs_end_to_end(feature_jobs):
@@ -220,11 +229,14 @@ def test_feature_jobs_end_to_end(feature_jobs):
     assert meta["saes"][0]["layer"] == 1 and set(meta["saes"][0]["sha256"]) == {"layer1.pt"}
     act = feature_jobs["results"]["activation"].table
     assert set(act["scope"]) == {"global"} and (act["n_scope"] == 256).all()
-    assert set(act["fill"]) == {"zero"}
+    assert list(act["fill"].unique()) == ["zero", "resample"]  # the embedded default's fills, in order
     full = feature_jobs["results"]["activation"]
     intact = (full.full_pred == full.y_true).mean()
-    keep_all = act[(act["mode"] == "preserve") & (act["f"] == 1.0)]["accuracy"].iloc[0]
-    assert keep_all == intact  # preserving every feature is the intact model (the error term kept)
+    keep_all = act[(act["mode"] == "preserve") & (act["f"] == 1.0)]["accuracy"]
+    assert (keep_all == intact).all()  # preserving every feature is the intact model (the error term kept)
+    # resample puts other proteins' feature values in: not the zero fill's predictions
+    zero, resample = (full.preds[(act["fill"] == f).to_numpy()] for f in ("zero", "resample"))
+    assert (zero != resample).any()
     rnd = feature_jobs["results"]["random"].table
     assert sorted(rnd["seed"].dropna().unique()) == list(BASE["ablate"]["random_seeds"])
 
@@ -257,18 +269,32 @@ def test_feature_ablation_refuses_scores_of_other_saes(feature_jobs, trained_syn
             out / "x.pred.npz",
             saes=sae_specs(cfg["units"]["features"], [other]),
         )
-    with pytest.raises(InputError, match="SAE features are ablated by zeroing them"):
+    with pytest.raises(InputError, match="SAE features take the fills zero, mean, resample"):
         run_ablation_job(
             trained_synthetic.checkpoint,
             out / "split.tsv",
             out / "activation.parquet",
             "activation",
             "global",
-            {**ab, "ablate": {**ab["ablate"], "fill": "mean"}},
+            {**ab, "ablate": {**ab["ablate"], "fills": ["pretrained"]}},
             out / "x.tsv",
             out / "x.pred.npz",
             saes=feature_jobs["specs"],
         )
+    # a run's pretrained fill is skipped for features (said in the log), the others apply
+    mean = run_ablation_job(
+        trained_synthetic.checkpoint,
+        out / "split.tsv",
+        out / "activation.parquet",
+        "activation",
+        "global",
+        {**ab, "ablate": {**ab["ablate"], "fills": ["mean", "pretrained"]}},
+        out / "m.tsv",
+        out / "m.pred.npz",
+        scoring_set_path=feature_jobs["scoring"],
+        saes=feature_jobs["specs"],
+    )
+    assert set(mean.table["fill"]) == {"mean"}
 
 
 def test_sae_specs_pair_trained_files_with_their_entries():

@@ -325,25 +325,22 @@ def _feature_curves() -> pd.DataFrame:
     return curves
 
 
-def _compactness_table(curves: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
-    """stats/compactness.tsv from the curves' own f95 (activation's neurons never reach the target)."""
-    from kneurons.stats.compactness import COMPACTNESS_COLUMNS, compact_fraction
+def _bases_tables(fills=("zero",)) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(stats/compactness.tsv, stats/bases_curves.tsv)`` of one SAE stream, as the compactness job
+    makes them from a same-site bases table (tests/test_compactness.py's: activation's features reach
+    the intact model at 4 of 64 directions, the dimensions at 16 of 16, PCA at 2)."""
+    from test_compactness import as_data, bases_result, step
 
-    rows = []
-    for method in ("activation", "ig"):
-        fs = []
-        for c in (curves, features):
-            g = c[(c["method"] == method) & (c["scope"] == "global") & (c["mode"] == "preserve")].sort_values(
-                "f"
-            )
-            fs.append(compact_fraction(g["f"].to_numpy(float), g["accuracy"].to_numpy(float), 0.97, 0.95))
-        (f_n, r_n), (f_x, r_x) = fs
-        if method == "activation":
-            f_n, r_n = 1.0, False
-        ratio = float(np.log2(f_n / f_x))
-        rows.append([method, f_n, f_x, r_n, r_x, ratio, ratio - 0.5, ratio + 0.7, 0.01, 0.001])
-        rows[-1] += [64, 4096, 72, 1, 1000, 0.95, 0.95]
-    return pd.DataFrame(rows, columns=COMPACTNESS_COLUMNS)
+    from kneurons.jobs.stats import curve_statistics
+    from kneurons.stats.compactness import compactness
+
+    reach = {"features": 4, "dimensions": 16, "pca": 2, "random_basis": 8}
+    data = as_data(bases_result(step(reach), fills=fills))
+    curves = curve_statistics(
+        [data], {"stats": {"keep_accuracy": 0.95, "bootstrap": 0, "confidence": 0.95}, "seed": 0}
+    )["curves"]
+    curves["kept"] = curves["n_scope"] - curves["n_filled"]
+    return compactness([data], n_boot=100, seed=0), curves
 
 
 def test_feature_curves_say_sae_features_and_random_active_features():
@@ -361,41 +358,43 @@ def test_feature_curves_say_sae_features_and_random_active_features():
         plot_ablation_curves(fake_curves(), "preserve", units="heads")
 
 
-def test_compactness_figure_marks_each_fraction_and_titles_the_ratio():
+def test_compactness_figure_puts_the_four_bases_on_one_axis_of_directions_kept():
     from kneurons.figures.compactness import plot_compactness
 
-    curves, features = fake_curves(), _feature_curves()
-    table = _compactness_table(curves, features)
-    fig = plot_compactness(table, curves, features)
+    table, curves = _bases_tables(fills=("zero", "resample"))
+    fig = plot_compactness(table, curves)
     axes = [a for a in fig.axes if a.axison]
-    assert len(axes) == 2  # one panel per method
-    act, ig = (table.set_index("method").loc[m] for m in ("activation", "ig"))
-    assert (
-        f"= {act.log2_ratio:.2f}" in axes[0].get_title()
-        and f"[{act.ci_lo:.2f}, {act.ci_hi:.2f}]" in axes[0].get_title()
-    )
-    assert f"= {ig.log2_ratio:.2f}" in axes[1].get_title()
-    texts = [t.get_text() for t in axes[0].texts]
-    assert "neurons: f = 1 (never reached: taken as 1)" in texts, texts
-    assert f"SAE features: f = {act.f_features:.3g}" in texts
-    xs = {round(float(line.get_xdata()[0]), 6) for line in axes[1].lines if len(set(line.get_xdata())) == 1}
-    assert {round(ig.f_neurons, 6), round(ig.f_features, 6)} <= xs  # both fractions marked
-    ys = {float(line.get_ydata()[0]) for line in axes[1].lines if len(set(line.get_ydata())) == 1}
-    assert 0.95 * 0.97 in ys  # the keep-accuracy target
-    with pytest.raises(InputError, match="no global preserve curve of 'ig' for SAE features"):
-        plot_compactness(table, curves, features[features["method"] != "ig"])
+    assert len(axes) == 2  # one panel per fill (one non-random method, one stream)
+    title = axes[0].get_title()
+    dims = table[(table["comparison"] == "dimensions") & (table["fill"] == "zero")].iloc[0]
+    assert title.startswith("activation, zero fill, stream L2") and "resample fill" in axes[1].get_title()
+    assert f"vs dimensions: min CPR gap {dims.estimate:+.2f} [{dims.ci_lo:+.2f}, {dims.ci_hi:+.2f}]" in title
+    assert "random_basis" not in title  # the null is drawn, not claimed
+    xs = [list(line.get_xdata()) for line in axes[0].lines if len(line.get_xdata()) > 2]
+    assert len(xs) == 4  # the four bases
+    # the features' curve runs to 64 directions (both grids merged), the stream's bases to 16
+    assert [max(x) for x in xs] == [64, 16, 16, 16] and 4 in xs[0] and 2 in xs[2]
+    assert axes[0].get_xlabel() == "directions kept (log scale)"
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert texts[:4] == ["SAE features", "stream dimensions", "PCA components", "random orthogonal basis"]
+    with pytest.raises(InputError, match="no same-site bases"):
+        plot_compactness(table.iloc[0:0], curves)
 
 
 def test_make_figure_draws_the_feature_kinds_from_files(tmp_path):
     from kneurons.tables import write_stats_tables
 
-    curves, features = fake_curves(), _feature_curves()
+    features = _feature_curves()
+    table, bases = _bases_tables()
     paths = {n: tmp_path / f"{n}.tsv" for n in ("curves", "feature_curves", "compactness")}
-    write_stats_tables(
-        {"curves": curves, "feature_curves": features, "compactness": _compactness_table(curves, features)},
-        paths,
+    write_stats_tables({"curves": bases, "feature_curves": features, "compactness": table}, paths)
+    made = make_figure(
+        "compactness",
+        {"compactness": paths["compactness"], "curves": paths["curves"]},
+        tmp_path / "compactness",
+        ["png", "pdf"],
+        60,
     )
-    made = make_figure("compactness", paths, tmp_path / "compactness", ["png", "pdf"], 60)
     for mode in ("preserve", "suppress"):
         made += make_figure(
             f"features_accuracy_{mode}",

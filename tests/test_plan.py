@@ -411,3 +411,125 @@ def test_sae_training_flops_scale_with_epochs_and_features(tmp_path):
     dim, tokens = 64, plan_costs(validate_config({"results": str(tmp_path)}))[1].mean_tokens
     more = train_stage(epochs=20, n_features=128)
     assert more.flops(dim, tokens) - base.flops(dim, tokens) == pytest.approx(9 * base.other_flops)
+
+
+def test_fills_and_the_same_site_bases_count_the_passes_the_engine_runs(tmp_path, counted_jobs):
+    """Two fills (zero, resample) in one global job: the intact pass once, the donors' pass once, every
+    mask's tail once per fill. The same-site bases of an SAE stream: the PCA's stream read, the linear
+    bases' scoring and one evaluation per basis, the plan's stage exactly where no two methods select
+    the same directions (masks they share run once: the plan is then an upper bound)."""
+    from kneurons.ablation.fill import make_fill
+    from kneurons.ablation.masks import canonical
+    from kneurons.features.bases import fit_bases
+    from kneurons.features.formats import load_sae
+    from kneurons.features.quality import stream_tokens
+    from kneurons.features.same_site import ablate_bases, grid_rows
+    from kneurons.features.sizes import direction_counts
+    from kneurons.jobs.features import run_train_sae
+    from kneurons.scoring.base import score_layer
+    from kneurons.settings import job_settings
+    from kneurons.vocabulary import FEATURE_MODULE
+
+    model, seqs = tiny_model(), sequences()
+    t_e = N_SEQ * (LENGTH + 2)
+    fractions, modes = [0, 0.01, 0.1, 0.5, 0.9, 1], ["preserve", "suppress"]
+    # donors of the evaluated proteins' length: the donors' pass reads as many tokens
+    fills = [Fill(), make_fill("resample", model, {}, scoring_sequences=seqs[::-1], seed=0)]
+    counter = TokenLayers(model)
+    try:
+        run_ablation(
+            model,
+            seqs,
+            np.zeros(N_SEQ, dtype=np.int64),
+            ["a", "b", "c"],
+            extreme_layer0_scores(layout_of(model)),
+            "activation",
+            "global",
+            fractions,
+            modes,
+            fill=fills,
+            normalise="none",
+            token_budget=4 * (LENGTH + 2),
+        )
+    finally:
+        counter.close()
+    starts = distinct_mask_starts(LAYERS, DIM, "global", fractions, modes)
+    assert counter.forward == ablation_job_forward(LAYERS, starts, t_e, fills=2, resample=True)
+    assert counter.forward == t_e * (2 * LAYERS + 2 * sum(LAYERS - s for s in starts))
+
+    layer = 1
+    cfg, split_path, checkpoint = feature_run(tmp_path, layer)
+    cfg["ablate"]["fills"] = ["zero", "resample"]
+    cfg["score"]["methods"] = ["activation", "random"]
+    cfg["characterise"]["enabled"] = False
+    cfg["units"]["directions"] = [1, 2, 4]
+    cfg = validate_config(cfg)
+    stage = {c.stage: c for c in plan_costs(cfg)[0]}["same-site bases"]
+    assert stage.jobs == 1  # one replicate, one SAE
+    sae_path = tmp_path / "sae.pt"
+    run_train_sae(checkpoint, split_path, layer, job_settings("train_sae", cfg), sae_path)
+    sae = load_sae(sae_path, "kneurons", layer)
+    model.attach_sae(sae)
+    subset = pd.DataFrame({"sequence": seqs, "label": ["a", "b", "c"] * 4, "label_index": [0, 1, 2] * 4})
+    features = {
+        m: registry.build(m, cfg["score"]).score_layer(model, subset, layer, module_types=(FEATURE_MODULE,))
+        for m in cfg["score"]["methods"]
+    }
+    ab, counts = cfg["ablate"], direction_counts(DIM, cfg["units"]["directions"])
+    counter = TokenLayers(model)
+    try:
+        h = stream_tokens(model, seqs, [layer], residues=True)[layer]
+        bases = {"features": sae, **fit_bases(h, layer, seed=0)}
+        result = ablate_bases(
+            model,
+            layer,
+            bases,
+            subset,
+            seqs,
+            np.zeros(N_SEQ, dtype=np.int64),
+            ["a", "b", "c"],
+            lambda: [Fill(), make_fill("resample", model, {}, scoring_sequences=seqs[::-1], seed=0)],
+            cfg["score"]["methods"],
+            cfg["score"],
+            ab["fractions"],
+            counts,
+            ab["random_seeds"],
+            feature_scores=features,
+            normalise="none",
+            token_budget=4 * (LENGTH + 2),
+        )
+    finally:
+        counter.close()
+    assert set(result.table["basis"]) == set(bases)
+    # the masks each basis evaluated (a mask two selections share runs once) and those the plan
+    # counts (every method's apart, the mask that fills every direction shared)
+    unique = planned = 0
+    for name, basis in bases.items():
+        model.attach_sae(basis)
+        layout = layout_of(model, (FEATURE_MODULE,))
+        every: set = set()
+        for m in cfg["score"]["methods"]:
+            scores = (
+                features[m]
+                if name == "features"
+                else score_layer(model, subset, m, layer, cfg["score"], module_types=(FEATURE_MODULE,))
+            )
+            seeds = ab["random_seeds"] if m == "random" else None
+            own = {
+                canonical(mask)
+                for mask in grid_rows(scores, layout, m, ab["fractions"], counts, "none", seeds)[1]
+                if any(v.any() for v in mask.values())  # not the intact model (the shared pass)
+            }
+            filled = {
+                c for c in own if all(np.unpackbits(np.frombuffer(b, np.uint8))[:n].all() for _, b, n in c)
+            }
+            planned += len(own - filled)
+            every |= own
+        unique += len(every)
+        planned += 1  # the mask that fills every direction, shared
+    read = N_SEQ * (LENGTH + 2) * (layer + 1)  # the PCA's stream, and each linear basis's scoring
+    scoring = 3 * len(cfg["score"]["methods"]) * N_SEQ * (LENGTH + 2) * (layer + 1)
+    tail = 2 * t_e * (LAYERS - layer)  # one mask's tail under both fills
+    assert counter.forward == read + scoring + len(bases) * 2 * LAYERS * t_e + unique * tail
+    assert counter.backward == stage.backward == 0
+    assert stage.forward - counter.forward == (planned - unique) * tail >= 0

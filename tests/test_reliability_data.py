@@ -224,10 +224,10 @@ def test_verified_download_is_complete(tmp_path):
             {"model": {"name": "esm3_large"}},
             r"model\.name: unknown model 'esm3_large'; known: custom, esm2_t6_8M_UR50D",
         ),  # noqa: E501
-        ({"ablate": {"fill": "pretrained"}}, r"ablate\.fill: 'pretrained' needs pretrained weights"),
+        ({"ablate": {"fill": "pretrained"}}, r"ablate\.fills: 'pretrained' needs pretrained weights"),
         (
             {"model": {"name": "esm2_t6_8M_UR50D", "pretrained": False}, "ablate": {"fill": "pretrained"}},
-            r"ablate\.fill: 'pretrained' needs pretrained weights",
+            r"ablate\.fills: 'pretrained' needs pretrained weights",
         ),
         (
             {"data": {"uniprot": {"max_total_seconds": 0}}},

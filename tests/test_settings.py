@@ -30,6 +30,7 @@ FEATURE_MODEL_JOBS = {
     "sae_report",
     "score_features[*]",
     "ablate_features",
+    "same_site_bases",
     "characterise_features",
 }
 #: The feature jobs that read the statistics settings.
@@ -73,13 +74,14 @@ DAG_KEYS = {
     "score.methods": "the score, gather and ablate jobs",
     "ablate.scopes": "the ablate jobs and the figure set",
     "ablate.modes": "the accuracy figures",
-    "ablate.fill": "`mean` adds the scoring set to the ablate inputs",
+    "ablate.fills": "`mean` and `resample` add the scoring set to the ablate inputs",
     "ablate.random_seeds": "the random baseline's seed-chunk jobs (ablate_seed) and what the gather reads",
     "ablate.seeds_per_job": "how the random baseline's seeds are chunked into ablate_seed jobs",
     "evaluate.external": "one external_set, ablate_external and external_stats job set per external set",
     "train.replicates": "one fine-tuning, scoring, ablation and characterisation per replicate",
     "characterise.enabled": "the characterisation jobs in the default target",
     "units.features": "one train_sae job per trained SAE and replicate, and every feature job's inputs",
+    "units.bases": "[] turns the same-site bases jobs, compactness and claim 6 off",
     "figures.formats": "the figure outputs",
 }
 
@@ -105,6 +107,7 @@ DEPENDS: dict[str, set[str]] = {
         "train_sae",
         "score_features[*]",
         "ablate_features",
+        "same_site_bases",
         "characterise_features",
         *FEATURE_STATS_JOBS,
         *FIGURES,
@@ -144,41 +147,64 @@ DEPENDS: dict[str, set[str]] = {
     # one more replicate adds jobs (DAG_KEYS), and changes no existing fine-tuning run's params
     "train.replicates": {"ablation_stats", "external_stats", "claims", *FEATURE_STATS_JOBS, *FIGURES},
     "train.bf16": {"finetune", "characterise_classes", "characterise_neurons", "characterise_features"},
-    "score.methods": {"ablation_stats", "atlas", *FEATURE_STATS_JOBS, *FIGURES},
-    "score.split": {"scoring_set", "score_layers[*]", "score_features[*]", *FIGURES},
-    "score.max_sequences": {"scoring_set", "score_layers[*]", "score_features[*]", *FIGURES},
+    # the same-site bases job scores its linear bases by every method with every method's settings
+    "score.methods": {"ablation_stats", "atlas", "same_site_bases", *FEATURE_STATS_JOBS, *FIGURES},
+    "score.split": {"scoring_set", "score_layers[*]", "score_features[*]", "same_site_bases", *FIGURES},
+    "score.max_sequences": {
+        "scoring_set",
+        "score_layers[*]",
+        "score_features[*]",
+        "same_site_bases",
+        *FIGURES,
+    },
     # random features are drawn among those active on the scoring set, so random runs the model there
     "score.token_budget": {
         "score_layers[activation]",
         "score_layers[ig]",
         "score_layers[gradxact]",
         "score_features[*]",
+        "same_site_bases",
         "train_sae",
         "sae_report",
     },
-    "score.bf16": {"score_layers[*]", "score_features[*]"},
+    "score.bf16": {"score_layers[*]", "score_features[*]", "same_site_bases"},
     # how the layers are split into jobs, not how any layer is scored (DAG_KEYS)
     "score.layers_per_job": set(),
-    "score.activation": {"score_layers[activation]", "score_features[activation]"},
+    "score.activation": {"score_layers[activation]", "score_features[activation]", "same_site_bases"},
     "score.ig": {
         "score_layers[ig]",
         "score_layers[gradxact]",
         "score_features[ig]",
         "score_features[gradxact]",
+        "same_site_bases",
     },
-    "score.ig.steps": {"score_layers[ig]", "score_features[ig]", *FIGURES},
-    "score.ig.method": {"score_layers[ig]", "score_features[ig]"},
+    "score.ig.steps": {"score_layers[ig]", "score_features[ig]", "same_site_bases", *FIGURES},
+    "score.ig.method": {"score_layers[ig]", "score_features[ig]", "same_site_bases"},
     "score.ig.target": {
         "score_layers[ig]",
         "score_layers[gradxact]",
         "score_features[ig]",
         "score_features[gradxact]",
+        "same_site_bases",
         *FIGURES,
     },
-    "score.random": {"score_layers[random]", "score_features[random]"},
-    "ablate": {"ablate", "ablate_seed", "ablate_external", "ablate_features"},
+    "score.random": {"score_layers[random]", "score_features[random]", "same_site_bases"},
+    "ablate": {"ablate", "ablate_seed", "ablate_external", "ablate_features", "same_site_bases"},
+    # the bases are ablated in preserve mode only (claim 6 reads the kept sets)
+    "ablate.modes": {"ablate", "ablate_seed", "ablate_external", "ablate_features"},
+    # only the neuron jobs of a scope take the fills of their scope
+    "ablate.fill_scopes": {"ablate", "ablate_seed"},
     "ablate.scopes": set(),
-    "ablate.fill": {"ablate", "ablate_seed", "ablate_external", "characterise_classes", *FIGURES},
+    # features take the fills that apply to them (not `pretrained`)
+    "ablate.fills": {
+        "ablate",
+        "ablate_seed",
+        "ablate_external",
+        "ablate_features",
+        "same_site_bases",
+        "characterise_classes",
+        *FIGURES,
+    },
     "ablate.normalise": {
         "ablate",
         "ablate_seed",
@@ -187,13 +213,21 @@ DEPENDS: dict[str, set[str]] = {
         "characterise_classes",
         "characterise_neurons",
         "ablate_features",
+        "same_site_bases",
         "characterise_features",
         "atlas",
         *FIGURES,
     },
-    "ablate.fractions": {"ablate", "ablate_seed", "ablate_external", "ablate_features", *FIGURES},
+    "ablate.fractions": {
+        "ablate",
+        "ablate_seed",
+        "ablate_external",
+        "ablate_features",
+        "same_site_bases",
+        *FIGURES,
+    },
     # ablate_seed: a job's seeds are its wildcard, so the jobs of the chunks kept are unchanged
-    "ablate.random_seeds": {"ablate_external", "ablate_features", *FIGURES},
+    "ablate.random_seeds": {"ablate_external", "ablate_features", "same_site_bases", *FIGURES},
     # only the chunking of the same seeds into jobs (the DAG), not what a job computes
     "ablate.seeds_per_job": set(),
     "stats": {"ablation_stats"},
@@ -202,7 +236,7 @@ DEPENDS: dict[str, set[str]] = {
     "stats.confidence": {"ablation_stats", "external_stats", "claims", *FEATURE_STATS_JOBS},
     "stats.top_fraction": {"ablation_stats", "atlas", "claims"},
     "stats.claims": {"claims"},
-    "ablate.max_sequences": {"ablate", "ablate_seed", "ablate_features"},
+    "ablate.max_sequences": {"ablate", "ablate_seed", "ablate_features", "same_site_bases"},
     "evaluate.external": {"claims"},
     "evaluate.max_identity": {"external_set"},
     "evaluate.synthetic": {"external_synthetic"},
@@ -220,7 +254,15 @@ DEPENDS: dict[str, set[str]] = {
     "figures.formats": set(FIGURES),
     "figures.dpi": {*FIGURES, "characterise_figures"},
     "atlas": {"atlas"},
-    "units.features": {"sae_report", "score_features[*]", "ablate_features", "characterise_features"},
+    "units.features": {
+        "sae_report",
+        "score_features[*]",
+        "ablate_features",
+        "same_site_bases",
+        "characterise_features",
+    },
+    "units.bases": {"same_site_bases"},
+    "units.directions": {"same_site_bases"},
     "sae": {"train_sae"},
     "sae.max_tokens": {"train_sae", "sae_report"},
 }
@@ -250,6 +292,7 @@ CHANGES: dict[str, dict[str, object]] = {
     "score.layers_per_job": {"score.layers_per_job": 2},  # from `auto`
     "characterise.site_columns": {"characterise.site_columns": ["active_site"]},
     "units.features": {"units.features": [{"layer": 1, "sae": "train"}]},
+    "units.directions": {"units.directions": [1, 4]},
     # SAE features are judged against random features, so random stays
     "score.methods": {"score.methods": ["activation", "ig", "random"]},
 }
@@ -310,8 +353,10 @@ def all_job_settings(cfg: dict) -> dict[str, dict]:
     for rule in RULES:
         if rule in ("score_layers", "score_features"):
             out.update({f"{rule}[{m}]": job_settings(rule, cfg, method=m) for m in METHODS})
-        elif rule == "ablate_seed":  # the job of the first seed (the one every change keeps)
-            out[rule] = job_settings(rule, cfg, seeds=str(BASE["ablate"]["random_seeds"][0]))
+        elif rule == "ablate_seed":  # the global job of the first seed (the one every change keeps)
+            out[rule] = job_settings(rule, cfg, seeds=str(BASE["ablate"]["random_seeds"][0]), scope="global")
+        elif rule == "ablate":  # the global job: its fills follow its scope
+            out[rule] = job_settings(rule, cfg, scope="global")
         else:
             out[rule] = job_settings(rule, cfg)
     return out
@@ -435,8 +480,14 @@ def test_random_seed_chunks_follow_seeds_per_job():
     named = {**cfg, "model": {**cfg["model"], "name": "esm2_t6_8M_UR50D"}}
     named["ablate"] = {**cfg["ablate"], "seeds_per_job": "auto"}
     assert random_seed_chunks(named) == [[3], [0], [7], [1], [9]]  # auto, named model: one per job
-    # what a chunk's job ablates: its wildcard's seeds
-    assert job_settings("ablate_seed", cfg, seeds="7_1")["ablate"]["random_seeds"] == [7, 1]
+    # what a chunk's job ablates: its wildcard's seeds, under its scope's fills (ablate.fill_scopes)
+    job = job_settings("ablate_seed", cfg, seeds="7_1", scope="global")["ablate"]
+    assert job["random_seeds"] == [7, 1] and job["fills"] == ["zero", "resample"]
+    assert job_settings("ablate_seed", cfg, seeds="7_1", scope="layer_module")["ablate"]["fills"] == ["zero"]
+    assert job_settings("ablate", cfg, scope="module_type")["ablate"]["fills"] == ["zero"]
+    every = {**cfg, "ablate": {**cfg["ablate"], "fill_scopes": None}}
+    assert job_settings("ablate", every, scope="module_type")["ablate"]["fills"] == ["zero", "resample"]
+    assert job_settings("ablate", cfg)["ablate"]["fills"] == ["zero", "resample"]  # no scope: every fill
     for bad in (0, "all"):
         cfg["ablate"]["seeds_per_job"] = bad
         with pytest.raises(ConfigError, match="seeds_per_job"):

@@ -47,6 +47,7 @@ def run_description(config: Config) -> str:
         f"Scores: {', '.join(sc['methods'])} on up to "
         f"{sc['max_sequences']} {sc['split']} proteins "
         f"(IG: {sc['ig']['steps']} steps, target {sc['ig']['target']}). "
-        f"Ablation on the test split: fill {ab['fill']}, per-module normalisation {ab['normalise']}, "
+        f"Ablation on the test split: fills {', '.join(ab['fills'])}, "
+        f"per-module normalisation {ab['normalise']}, "
         f"f in {ab['fractions']}, random baseline seeds {ab['random_seeds']}."
     )

@@ -7,6 +7,7 @@ all call it, so a bad configuration is rejected at parse time with a message nam
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from kneurons.model.backends.snapshot import (
     snapshot_shape,
 )
 from kneurons.schema import defaults_filling, load_schema, with_defaults
+from kneurons.vocabulary import FEATURE_FILLS, FILLS
 
 
 def _key(error: jsonschema.ValidationError) -> str:
@@ -43,6 +45,7 @@ def validate_config(
     cfg = copy.deepcopy(config) if config is not None else {}
     if not isinstance(cfg, dict):
         raise ConfigError(f"configuration must be a mapping, got {type(cfg).__name__}")
+    _normalise_fills(cfg)
     schema = schema or load_schema()
     validator = defaults_filling(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
@@ -54,10 +57,53 @@ def validate_config(
     # missing key (and an empty mapping merges into the default's sets, removing none).
     external = cfg["evaluate"]["external"]
     cfg["evaluate"]["external"] = {name: path for name, path in external.items() if path is not None}
+    fills = cfg["ablate"]["fills"]
+    cfg["ablate"]["fills"] = [fills] if isinstance(fills, str) else list(fills)
     # The sizes the user gave, before defaults: a checkpoint's architecture replaces the others.
     given_custom = set((((config if given is None else given) or {}).get("model") or {}).get("custom") or {})
     _check_semantics(cfg, _checkpoint_problems(cfg, given_custom))
     return cfg
+
+
+def _normalise_fills(cfg: dict[str, Any]) -> None:
+    """Read the old key ``ablate.fill`` (one value) as ``ablate.fills: [value]``, in place; refuse a
+    configuration that gives both (``prefer_user_fill`` settles the merge of a user's file with the
+    embedded default before this), and a fill list with an unknown or repeated fill (the schema's
+    message for them would not name the fill)."""
+    ablate = cfg.get("ablate")
+    if not isinstance(ablate, dict):
+        return
+    if "fill" in ablate:
+        if "fills" in ablate:
+            raise ConfigError(
+                "invalid configuration:\n  ablate.fill and ablate.fills are both given: give ablate.fills "
+                f"(a list; ablate.fill is its old one-value form), got fill {ablate['fill']!r} and "
+                f"fills {ablate['fills']!r}"
+            )
+        fill = ablate.pop("fill")
+        ablate["fills"] = fill if isinstance(fill, list) else [fill]
+    fills = ablate.get("fills")
+    if isinstance(fills, list):
+        unknown = [f for f in fills if f not in FILLS]
+        repeated = sorted({str(f) for f in fills if fills.count(f) > 1})
+        if unknown or repeated:
+            known = ", ".join(FILLS)
+            why = f"unknown fill(s) {unknown} (one of {known})" if unknown else f"{repeated} repeated"
+            raise ConfigError(f"invalid configuration:\n  ablate.fills: {why}, got {fills}")
+
+
+def prefer_user_fill(config: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` (a user's files merged over the embedded default, as Snakemake merges them) with the
+    default's ``ablate.fills`` dropped where the user's ``overrides`` (their config files and
+    ``--config`` values) set the old key ``ablate.fill`` and not ``ablate.fills``: the user's one
+    fill wins, as it did before fills were a list. A copy; ``config`` itself is not changed."""
+    given = (overrides or {}).get("ablate")
+    ablate = config.get("ablate")
+    if not (isinstance(given, Mapping) and isinstance(ablate, dict)):
+        return config
+    if "fill" in given and "fills" not in given and "fills" in ablate:
+        return {**config, "ablate": {k: v for k, v in ablate.items() if k != "fills"}}
+    return config
 
 
 def sections_with_defaults(given: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
@@ -237,9 +283,9 @@ def _backend_problems(model: dict[str, Any]) -> list[str]:
 def _ablate_problems(cfg: dict[str, Any]) -> list[str]:
     problems: list[str] = []
     ablate = cfg["ablate"]
-    if ablate["fill"] == "pretrained" and not cfg["model"]["pretrained"]:
+    if "pretrained" in ablate["fills"] and not cfg["model"]["pretrained"]:
         problems.append(
-            "ablate.fill: 'pretrained' needs pretrained weights (model.pretrained: true); "
+            "ablate.fills: 'pretrained' needs pretrained weights (model.pretrained: true); "
             "a random-init model has no pre-fine-tuning output to fill with"
         )
     if "random" in cfg["score"]["methods"]:
@@ -315,10 +361,15 @@ def _units_problems(cfg: dict[str, Any]) -> list[str]:
         problems.append(
             "units.features: features are judged against random features; add `random` to score.methods"
         )
+    if not any(fill in FEATURE_FILLS for fill in cfg["ablate"]["fills"]):
+        problems.append(
+            f"units.features: SAE features are ablated with {', '.join(FEATURE_FILLS)} (a feature has no "
+            f"weights to roll back to); ablate.fills {cfg['ablate']['fills']} has none of them"
+        )
     if "global" not in cfg["ablate"]["scopes"] or "preserve" not in cfg["ablate"]["modes"]:
         problems.append(
-            "units.features: features are compared with neurons in the global scope's preserve curves; "
-            "keep `global` in ablate.scopes and `preserve` in ablate.modes"
+            "units.features: features are read, as the neurons' claims are, on the global scope's preserve "
+            "curves; keep `global` in ablate.scopes and `preserve` in ablate.modes"
         )
     return problems
 

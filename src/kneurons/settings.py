@@ -18,6 +18,7 @@ from typing import Any
 
 from kneurons.captions import run_description
 from kneurons.scatter import seed_chunk_seeds
+from kneurons.vocabulary import FEATURE_FILLS
 
 Config = Mapping[str, Any]
 
@@ -113,7 +114,7 @@ def _ablate(cfg: Config) -> dict[str, Any]:
         # scored methods, the random baseline runs in its own jobs per chunk of seeds (ablate_seed)
         "ablate": _pick(
             cfg["ablate"],
-            "fill",
+            "fills",
             "fractions",
             "modes",
             "normalise",
@@ -123,7 +124,7 @@ def _ablate(cfg: Config) -> dict[str, Any]:
             "max_sequences",
         ),
         # attention: how the model runs; checkpoint and download: the pretrained weights of
-        # `fill: pretrained` (the backbone's name comes from the fine-tuned checkpoint)
+        # the `pretrained` fill (the backbone's name comes from the fine-tuned checkpoint)
         "model": _pick(cfg["model"], "attention", "checkpoint", "download"),
         "seed": cfg["seed"],
         "device": cfg["device"],
@@ -166,14 +167,34 @@ def _external_stats(cfg: Config) -> dict[str, Any]:
     }
 
 
-def _ablate_seed(cfg: Config) -> dict[str, Any]:
-    # The job's seeds are its wildcard, so a seed added to ablate.random_seeds runs in a new job
-    # and leaves the jobs of the kept chunks unchanged.
+def scope_fills(ablate: Config, scope: str | None) -> list[str]:
+    """The fills a neuron ablation job of ``scope`` evaluates: every fill of ``ablate.fills`` for a
+    scope of ``ablate.fill_scopes`` (null: every scope), else the first fill only; ``scope`` None (a
+    job named by no scope, e.g. one built outside the workflow): every fill."""
+    fills, chosen = list(ablate["fills"]), ablate["fill_scopes"]
+    return fills if chosen is None or scope is None or scope in chosen else fills[:1]
+
+
+def _ablate_scope(cfg: Config) -> dict[str, Any]:
+    # The fills depend on the job's scope (ablate.fill_scopes): a function of its wildcard.
     params = _ablate(cfg)
     ab = params["ablate"]
 
     def ablate(wildcards: Any) -> dict[str, Any]:
-        return {**ab, "random_seeds": seed_chunk_seeds(wildcards.seeds)}
+        return {**ab, "fills": scope_fills(cfg["ablate"], getattr(wildcards, "scope", None))}
+
+    return {**params, "ablate": ablate}
+
+
+def _ablate_seed(cfg: Config) -> dict[str, Any]:
+    # The job's seeds are its wildcard, so a seed added to ablate.random_seeds runs in a new job
+    # and leaves the jobs of the kept chunks unchanged; its fills follow its scope.
+    params = _ablate(cfg)
+    ab = params["ablate"]
+
+    def ablate(wildcards: Any) -> dict[str, Any]:
+        fills = scope_fills(cfg["ablate"], getattr(wildcards, "scope", None))
+        return {**ab, "fills": fills, "random_seeds": seed_chunk_seeds(wildcards.seeds)}
 
     return {**params, "ablate": ablate}
 
@@ -209,8 +230,8 @@ def _characterise_classes(cfg: Config) -> dict[str, Any]:
             "random_sets",
             "token_budget",
         ),
-        "ablate": _pick(cfg["ablate"], "fill", "normalise"),
-        # checkpoint and download: the pretrained weights of `ablate.fill: pretrained`
+        "ablate": _pick(cfg["ablate"], "fills", "normalise"),
+        # checkpoint and download: the pretrained weights of the `pretrained` fill
         "model": _pick(cfg["model"], "attention", "checkpoint", "download"),
         "train": _pick(cfg["train"], "bf16"),
         "seed": cfg["seed"],
@@ -296,17 +317,40 @@ def _score_features(cfg: Config) -> dict[str, Any]:
     return {**_score_layers(cfg), "score": settings, "units": _units(cfg)}
 
 
+def feature_fills(fills: list[str]) -> list[str]:
+    """The fills of ``ablate.fills`` that apply to SAE features, in their order (``pretrained`` is
+    skipped: a feature has no weights to roll back)."""
+    return [f for f in fills if f in FEATURE_FILLS]
+
+
 def _ablate_features(cfg: Config) -> dict[str, Any]:
-    # Features are always zeroed, whatever ablate.fill says (a constant, so no rerun follows that
-    # key), and the random baseline's seeds run in the method's one job: a feature layout is one
-    # SAE per layer, far smaller than the neurons'.
+    # Features take the fills that apply to them (not `pretrained`), and the random baseline's seeds
+    # run in the method's one job: a feature layout is one SAE per layer, far smaller than the neurons'.
     params = _ablate(cfg)
+    fills = feature_fills(cfg["ablate"]["fills"])
     return {
         **params,
-        "ablate": {**params["ablate"], "fill": "zero", "random_seeds": cfg["ablate"]["random_seeds"]},
-        # no fill, so no pretrained weights to read: only how the model runs
+        "ablate": {**params["ablate"], "fills": fills, "random_seeds": cfg["ablate"]["random_seeds"]},
+        # no pretrained fill for features, so no pretrained weights to read: only how the model runs
         "model": _pick(cfg["model"], "attention"),
         "units": _units(cfg),
+    }
+
+
+def _same_site_bases(cfg: Config) -> dict[str, Any]:
+    # Every method scores the stream's linear bases in this one job (not the layer chunks: one
+    # stream), and the bases are ablated in preserve mode only (claim 6 reads the kept sets), under
+    # the feature fills, the random baseline's seeds in the job.
+    ab = {k: v for k, v in _ablate(cfg)["ablate"].items() if k != "modes"}
+    ab |= {"fills": feature_fills(cfg["ablate"]["fills"]), "random_seeds": cfg["ablate"]["random_seeds"]}
+    units = cfg["units"]
+    return {
+        "score": {k: v for k, v in cfg["score"].items() if k != "layers_per_job"},
+        "ablate": ab,
+        "units": {"features": _units(cfg), "bases": list(units["bases"]), "directions": units["directions"]},
+        "model": _pick(cfg["model"], "attention"),
+        "seed": cfg["seed"],
+        "device": cfg["device"],
     }
 
 
@@ -353,7 +397,7 @@ RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
     "scoring_set": _scoring_set,
     "score_layers": _score_layers,
     "gather_scores": _nothing,
-    "ablate": _ablate,
+    "ablate": _ablate_scope,
     "ablate_seed": _ablate_seed,
     "gather_ablation_seeds": _nothing,  # its inputs, in seed order, are all it reads
     "external_synthetic": _external_synthetic,
@@ -370,6 +414,7 @@ RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
     "sae_report": _sae_report,
     "score_features": _score_features,
     "ablate_features": _ablate_features,
+    "same_site_bases": _same_site_bases,
     "feature_stats": _feature_stats,
     "compactness": _feature_stats,
     "characterise_features": _characterise_features,

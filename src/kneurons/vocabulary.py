@@ -19,5 +19,22 @@ UNIT_MODULES: tuple[str, ...] = (FEATURE_MODULE, *MODULE_TYPES)
 SCOPES: tuple[str, ...] = ("global", "module_type", "layer_module")
 #: Ablation modes: keep the top f and fill the rest, or fill the top f.
 MODES: tuple[str, ...] = ("preserve", "suppress")
+#: Fills (``ablate.fills``): what a masked unit outputs (``kneurons.ablation.fill``).
+FILLS: tuple[str, ...] = ("zero", "mean", "pretrained", "resample")
+#: The fills that apply to SAE features (``pretrained`` needs a linear layer's weights to roll back).
+FEATURE_FILLS: tuple[str, ...] = ("zero", "mean", "resample")
+#: The bases of an SAE's stream compared in claim 6 (``kneurons.features.bases``), in the order the
+#: tables and figures list them, and the ones the workflow builds itself (linear, ``units.bases``).
+BASES: tuple[str, ...] = ("features", "dimensions", "pca", "random_basis")
+LINEAR_BASES: tuple[str, ...] = ("dimensions", "pca", "random_basis")
+#: The mode the same-site bases are ablated in: claim 6 reads the kept sets.
+BASES_MODE: str = "preserve"
+#: How the page, figures and claims name each basis.
+BASIS_NAMES: dict[str, str] = {
+    "features": "SAE features",
+    "dimensions": "stream dimensions",
+    "pca": "PCA components",
+    "random_basis": "random orthogonal basis",
+}
 #: The columns that identify one neuron in every table (a list: pandas indexes with it).
 NEURON_KEY: list[str] = ["layer", "module", "neuron"]

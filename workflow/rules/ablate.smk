@@ -6,6 +6,8 @@
 # (run_gather_ablation_seeds).
 
 ABLATE_METHODS = list(config["score"]["methods"])
+#: The fills whose values come from the scoring set (mean activations, resample donors).
+SCORING_SET_FILLS = {"mean", "resample"}
 ABLATE_SCOPES = list(config["ablate"]["scopes"])
 #: The random baseline's jobs: one per chunk of seeds (ablate.seeds_per_job), e.g. "0_1_2_3_4".
 SEED_CHUNKS = [seed_chunk_label(c) for c in random_seed_chunks(config)]

@@ -16,7 +16,7 @@ _SRC = str(Path(workflow.basedir) / "src")
 _PYTHONPATH = os.environ.get("PYTHONPATH")
 if _SRC not in (_PYTHONPATH or "").split(os.pathsep):
     os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC, _PYTHONPATH) if p))
-from kneurons.config import validate_config  # noqa: E402
+from kneurons.config import prefer_user_fill, validate_config  # noqa: E402
 from kneurons.config_cli import typed_config_values  # noqa: E402
 from kneurons.data.mmseqs import check_mmseqs_for_config  # noqa: E402
 from kneurons.io import check_output_dir  # noqa: E402
@@ -27,11 +27,14 @@ from kneurons.scatter import (  # noqa: E402
     seed_chunk_seeds,
     trained_sae_layers,
 )
-from kneurons.settings import rule_params  # noqa: E402
+from kneurons.settings import feature_fills, rule_params  # noqa: E402
 
 # One validation function (schema + semantic checks) for Snakefile, scripts and tests; nested
 # `--config` values arrive as strings ('36'), read as YAML where the schema needs another type.
-config.update(validate_config(typed_config_values(config)))
+# A user's file with the old one-value ablate.fill wins over the embedded default's ablate.fills
+# (Snakemake merges the two key by key).
+_GIVEN = workflow.config_settings.overwrite_config
+config.update(validate_config(typed_config_values(prefer_user_fill(config, _GIVEN))))
 
 R = config["results"]
 # A results path under a regular file, or not writable: one clear error before any job starts.

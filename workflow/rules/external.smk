@@ -16,6 +16,7 @@ EXTERNAL_FILES = {
 EXTERNAL_STATS = {
     "curves": f"{EXT_DIR}/curves.tsv",
     "random_gap": f"{EXT_DIR}/random_gap.tsv",
+    "faithfulness": f"{EXT_DIR}/faithfulness.tsv",
     "metrics": f"{EXT_DIR}/metrics.json",
 }
 

@@ -2,20 +2,31 @@
 # trained per replicate and layer (train_sae), every SAE's reconstruction checked on the validation
 # split (sae_report), features scored by every method (score_features) and ablated in the global
 # scope against random features (ablate_features), their curve statistics pooled over replicates
-# (feature_stats) and compared with the neurons' (compactness: claim 6). Logic:
-# src/kneurons/features/; jobs: src/kneurons/jobs/features.py (training, report),
-# src/kneurons/jobs/score.py and ablate.py (with SAEs attached), src/kneurons/jobs/stats.py.
+# (feature_stats); at each SAE's stream the features against the stream's other bases (dimensions,
+# PCA, a random basis), fitted, scored and ablated in one job per replicate and SAE
+# (same_site_bases), compared in `compactness` (claim 6). Logic: src/kneurons/features/; jobs:
+# src/kneurons/jobs/features.py (training, report), src/kneurons/jobs/score.py and ablate.py (with
+# SAEs attached), src/kneurons/jobs/bases.py, src/kneurons/jobs/stats.py.
 
 FEATURES = config["units"]["features"]
+#: Layers of every SAE of units.features (trained or given), in config order.
+FEATURE_LAYERS = [int(entry["layer"]) for entry in FEATURES]
+#: Claim 6's same-site bases beside each SAE's features (units.bases; none: no claim 6).
+SAME_SITE = bool(FEATURES) and bool(config["units"]["bases"])
 #: Layers whose SAE the workflow trains (`sae: train`), in config order.
 TRAINED_SAE_LAYERS = trained_sae_layers(FEATURES)
 SAE_FILE = f"{R}/{{rep}}features/sae/layer{{layer}}.pt"
 SAE_REPORT = f"{R}/{{rep}}features/saes.json"
 FEATURE_STATS = {
     name: f"{R}/features/stats/{name}.tsv"
-    for name in ("curves", "summary", "random_gap", "paired_tests")
+    for name in ("curves", "summary", "random_gap", "paired_tests", "faithfulness")
 }
 COMPACTNESS = f"{R}/stats/compactness.tsv"
+#: The same-site bases' curve statistics (every basis of every SAE stream, pooled over replicates).
+BASES_STATS = {
+    name: f"{R}/stats/bases_{name}.tsv"
+    for name in ("curves", "summary", "random_gap", "faithfulness")
+}
 #: Where the top IG features fire (the main run; the same tables as the neurons', CHAR_NEURONS).
 FEATURE_CHAR = {
     name: path.replace(f"{R}/{{rep}}characterise", f"{R}/features/characterise")
@@ -111,10 +122,7 @@ rule score_features:
 
 rule ablate_features:
     input:
-        model=BEST_MODEL,
-        split=SPLIT,
-        scores=feature_scores("{method}"),
-        saes=trained_sae_files,
+        unpack(feature_ablation_inputs),
     output:
         table=feature_ablation("{method}", "tsv"),
         pred=feature_ablation("{method}", "pred.npz"),
@@ -134,7 +142,7 @@ rule ablate_features:
     params:
         **rule_params("ablate_features", config),
     message:
-        "Ablating the {wildcards.method} SAE features (global scope)"
+        "Ablating the {wildcards.method} SAE features (global scope, every feature fill)"
     script:
         "../scripts/ablate_features.py"
 
@@ -164,6 +172,33 @@ rule characterise_features:
         "Characterising where the top IG SAE features fire"
     script:
         "../scripts/characterise_features.py"
+
+
+rule same_site_bases:
+    input:
+        unpack(bases_inputs),
+    output:
+        table=bases_ablation("{layer}", "tsv"),
+        pred=bases_ablation("{layer}", "pred.npz"),
+    log:
+        f"{R}/logs/{{rep}}features/bases/layer{{layer}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{rep}}features/bases/layer{{layer}}.tsv"
+    wildcard_constraints:
+        layer=r"\d+",
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1 if config["model"]["name"] == "custom" else 4
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=0 if config["device"] == "cpu" else 1,
+    params:
+        **rule_params("same_site_bases", config),
+    message:
+        "Fitting, scoring and ablating the bases of the stream entering layer {wildcards.layer}"
+    script:
+        "../scripts/same_site_bases.py"
 
 
 rule feature_stats:
@@ -196,10 +231,11 @@ rule feature_stats:
 
 
 rule compactness:
-    # Replicate-major lists of the global-scope tables, neurons and features, of every method.
+    # Replicate-major lists of the same-site bases tables, one per SAE stream.
     input:
         unpack(compactness_inputs),
     output:
+        **BASES_STATS,
         compactness=COMPACTNESS,
     log:
         f"{R}/logs/stats/compactness.log",
@@ -212,6 +248,6 @@ rule compactness:
     params:
         **rule_params("compactness", config),
     message:
-        "Comparing how compact the knowledge is in SAE features and in neurons (claim 6)"
+        "Comparing how compact the knowledge is in SAE features and in the other bases of their stream (claim 6)"
     script:
         "../scripts/compactness.py"

@@ -26,10 +26,13 @@ if HAS_CURVE_SCOPES:
         FIGURES["smallest_fraction"] = "smallest"
 if HAS_GAP:
     FIGURES["layer_module_gap"] = "gap"
-if FEATURES:  # features.smk: SAE features against random features, and against neurons
+if (
+    FEATURES
+):  # features.smk: SAE features against random features, and against their stream's bases
     FIGURES.update(
         {f"features_accuracy_{mode}": "features" for mode in config["ablate"]["modes"]}
     )
+if SAME_SITE:
     FIGURES["compactness"] = "compactness"
 if CHARACTERISE_FEATURES:
     FIGURES["feature_logos"] = "feature logos"
@@ -225,14 +228,13 @@ rule figure_features_accuracy:
 rule figure_compactness:
     input:
         compactness=COMPACTNESS,
-        curves=STATS["curves"],
-        feature_curves=FEATURE_STATS["curves"],
+        curves=BASES_STATS["curves"],
     output:
         **figure_outputs(
             "compactness",
             "compactness.rst",
             "4. SAE features",
-            "claim 6: SAE features against neurons",
+            "claim 6: SAE features against the other bases of their stream",
         ),
     log:
         f"{R}/logs/figures/compactness.log",
@@ -242,7 +244,7 @@ rule figure_compactness:
         **rule_params("figure_compactness", config),
         kind="compactness",
     message:
-        "Drawing claim 6: how compact the knowledge is in SAE features and in neurons"
+        "Drawing claim 6: the bases of each SAE stream on one axis of directions kept"
     script:
         "../scripts/figure.py"
 

@@ -12,6 +12,7 @@ STATS = {
         "summary",
         "random_gap",
         "paired_tests",
+        "faithfulness",
         "density",
         "stability",
     )

@@ -15,6 +15,7 @@ run_ablation_job(
     settings=job.params,
     table_out=snakemake.output.table,
     pred_out=snakemake.output.pred,
+    scoring_set_path=snakemake.input.get("scoring_set"),
     device=job.device,
     saes=sae_specs(job.params["units"], snakemake.input.saes),
 )

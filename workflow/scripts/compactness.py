@@ -1,4 +1,4 @@
-"""Claim 6: the smallest fraction of units keeping the accuracy, SAE features against neurons."""
+"""Claim 6 at the same site: each SAE stream's bases compared, and every basis's curve statistics."""
 # ruff: noqa: F821  (`snakemake` is injected by Snakemake's script directive)
 
 from kneurons.jobs import start
@@ -7,10 +7,8 @@ from kneurons.jobs.stats import run_compactness, split_replicates
 job = start(snakemake)
 n = job.params["replicates"]
 run_compactness(
-    neuron_tables=split_replicates(snakemake.input.neuron_tables, n, "neuron ablation tables"),
-    neuron_preds=split_replicates(snakemake.input.neuron_preds, n, "neuron prediction files"),
-    feature_tables=split_replicates(snakemake.input.feature_tables, n, "feature ablation tables"),
-    feature_preds=split_replicates(snakemake.input.feature_preds, n, "feature prediction files"),
+    tables=split_replicates(snakemake.input.tables, n, "same-site bases tables"),
+    predictions=split_replicates(snakemake.input.preds, n, "same-site bases prediction files"),
     settings=job.params,
     out=dict(snakemake.output),
 )

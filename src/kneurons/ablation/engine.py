@@ -21,7 +21,17 @@ output. ``evaluate_masks`` reuses what masks share:
    exceeds ``MAX_PADDING`` of their real tokens (fp32 only). Other batches change the logits
    by float rounding (~2e-7 of their scale), which could flip an argmax only at a near-tie:
    every prediction within ``CERTIFY_MARGIN`` of a tie is recomputed on the naive loop's own
-   batch (``_certify``), so the predictions stay those of the naive loop.
+   batch (``_certify``), so the predictions stay those of the naive loop;
+5. several fills (``evaluate_fills``, ``ablate.fills``) share the batches, the unmasked prefix and
+   the masks' tensors: each mask runs once per fill from the cached state, and a mask that fills
+   nothing (the intact model) runs once for all of them. The ``resample`` fill's donor
+   activations are computed once per batch (``kneurons.ablation.resample``).
+
+Beside the predictions, ``evaluate_fills`` returns (with ``targets``) each prediction's
+log-probability of its target class, the normalised faithfulness's second metric
+(``kneurons.stats.faithfulness``). The certification concerns the argmax only: the log-probabilities
+are those of the batch that ran, within float rounding of the naive loop's (measured: at most
+2.4e-7, docs/evidence.md; tests bound it by 1e-5).
 
 ``kneurons.ablation.naive.evaluate_masks_naive`` is the reference (one full forward per mask);
 tests and ``benchmarks/bench_ablation.py`` check that both give the same predictions.
@@ -39,6 +49,7 @@ import torch
 from kneurons.ablation.fill import Fill, fill_hooks
 from kneurons.ablation.masks import Mask, active, block_order, canonical, chunk_tensors, unit_sizes
 from kneurons.ablation.naive import evaluate_masks_naive
+from kneurons.ablation.resample import donor_activations
 from kneurons.errors import ModelError
 from kneurons.model.classifier import EsmClassifier
 from kneurons.model.inference import Batch, plan_batches, run_batches
@@ -78,6 +89,15 @@ def mask_start(mask: Mask, n_layers: int) -> Start:
 
 
 @dataclass
+class MaskEvaluation:
+    """The predictions of every (fill, mask, sequence), and the log-probability of each sequence's
+    target class (None without targets): both ``(n_fills, n_masks, n_sequences)``."""
+
+    pred: np.ndarray
+    logp: np.ndarray | None
+
+
+@dataclass
 class _Plan:
     """The distinct masks, where each of the caller's masks went, and the passes grouped by start."""
 
@@ -89,9 +109,14 @@ class _Plan:
     def start_layers(self) -> set[int]:
         return {s[0] for s in self.chunks}
 
+    @property
+    def blocks(self) -> list[Block]:
+        """Every block some mask fills (what a per-batch fill needs values for)."""
+        return sorted({b for m in self.unique for b in m}, key=block_order)
 
-def _checked(model: EsmClassifier, masks: Sequence[Mask], fill: Fill) -> list[Mask]:
-    """The active part of every mask, after checking it fits the model and ``fill`` covers it."""
+
+def _checked(model: EsmClassifier, masks: Sequence[Mask], fills: Sequence[Fill]) -> list[Mask]:
+    """The active part of every mask, after checking it fits the model and every fill covers it."""
     sizes = unit_sizes(model)
     out = [active(m) for m in masks]
     for m in out:
@@ -100,7 +125,8 @@ def _checked(model: EsmClassifier, masks: Sequence[Mask], fill: Fill) -> list[Ma
                 raise ModelError(
                     f"mask on {b} with {len(v)} units does not fit the model ({sizes.get(b)} units)"
                 )
-    fill.check(sorted({b for m in out for b in m}, key=block_order))
+    for fill in fills:
+        fill.check(sorted({b for m in out for b in m}, key=block_order))
     return out
 
 
@@ -136,9 +162,10 @@ def _plan(
 
 
 def _predict(
-    model: EsmClassifier, x: torch.Tensor, tokens: torch.Tensor, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Argmax class and relative top-2 logit margin of each copy and sequence, both ``(k, B)``.
+    model: EsmClassifier, x: torch.Tensor, tokens: torch.Tensor, k: int, target: torch.Tensor | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Argmax class, relative top-2 logit margin and log-probability of ``target`` (NaN without)
+    of each copy and sequence, all ``(k, B)``.
 
     The margin is ``(top1 - top2) / max(1, |top1|)``: how far the prediction is from a tie, on
     the scale of float rounding (``CERTIFY_MARGIN``).
@@ -150,20 +177,69 @@ def _predict(
     else:
         margin = torch.full_like(top[:, 0], float("inf"))
     pred = logits.argmax(-1).view(k, tokens.shape[0]).cpu().numpy()
-    return pred, margin.view(k, tokens.shape[0]).cpu().numpy()
+    if target is None:
+        logp = np.full(pred.shape, np.nan, dtype=np.float32)
+    else:
+        lp = torch.log_softmax(logits, dim=-1).gather(-1, target.repeat(k).unsqueeze(-1))
+        logp = lp.view(k, tokens.shape[0]).cpu().numpy()
+    return pred, margin.view(k, tokens.shape[0]).cpu().numpy(), logp
+
+
+@dataclass
+class _Part:
+    """One batch's predictions, margins and target log-probabilities per (fill, unique mask) ``(F, U, B)``."""
+
+    pred: np.ndarray
+    margin: np.ndarray
+    logp: np.ndarray
+
+    @classmethod
+    def empty(cls, n_fills: int, n_masks: int, batch: int) -> _Part:
+        shape = (n_fills, n_masks, batch)
+        return cls(
+            np.zeros(shape, dtype=np.int64), np.full(shape, np.inf), np.full(shape, np.nan, dtype=np.float32)
+        )
+
+    def put(self, fills: Sequence[int], ids: np.ndarray, got: tuple[np.ndarray, ...]) -> None:
+        for fi in fills:
+            self.pred[fi, ids], self.margin[fi, ids], self.logp[fi, ids] = got
 
 
 def _walk(
-    model: EsmClassifier, plan: _Plan, fill: Fill, tokens: torch.Tensor
-) -> tuple[np.ndarray, np.ndarray]:
-    """Predictions and margins ``(len(plan.unique), B)`` of one sequence batch under every mask.
+    model: EsmClassifier,
+    plan: _Plan,
+    fills: Sequence[Fill],
+    tokens: torch.Tensor,
+    sequences: Sequence[str],
+    target: torch.Tensor | None,
+) -> _Part:
+    """Predictions, margins and target log-probabilities ``(len(fills), len(plan.unique), B)`` of
+    one sequence batch under every fill and mask.
 
     The unmasked prefix is walked layer by layer; at each resume point the masks that start
     there run from the cached state, so only the current layer's states are held in memory.
+    Each chunk of masks runs once per fill; a chunk that fills nothing (the intact model) runs
+    once for all fills.
     """
     n_layers, chunks, start_layers = model.num_layers, plan.chunks, plan.start_layers
-    part = np.zeros((len(plan.unique), tokens.shape[0]), dtype=np.int64)
-    gap = np.full((len(plan.unique), tokens.shape[0]), np.inf)
+    out = _Part.empty(len(fills), len(plan.unique), tokens.shape[0])
+    # per-batch fill values (resample: the donors' activations of the blocks the masks touch)
+    values = [
+        donor_activations(model, f.donors, f.seed, sequences, tokens.shape[1], plan.blocks)
+        if f.per_batch
+        else None
+        for f in fills
+    ]
+    everyone = list(range(len(fills)))
+
+    def run(ids: np.ndarray, filled: dict[Block, torch.Tensor], compute: Callable[[int], tuple]) -> None:
+        if not filled:  # nothing filled: one run serves every fill
+            out.put(everyone, ids, compute(-1))
+            return
+        for fi, fill in enumerate(fills):
+            with fill_hooks(model, filled, fill, values[fi]):
+                out.put([fi], ids, compute(fi))
+
     x, pm = model.embed(tokens)
     # The unmasked prefix is only needed up to the last resume point.
     last = n_layers if (n_layers, 0) in chunks else max(start_layers, default=-1)
@@ -171,25 +247,114 @@ def _walk(
         if layer not in start_layers:
             x = model.run_layers(x, pm, layer, layer + 1)
             continue
-        out, state = model.run_layer_with_states(layer, x, pm)
+        layer_out, state = model.run_layer_with_states(layer, x, pm)
         for pos in range(len(model.RESUME_POINTS)):
             for ids, filled in chunks.get((layer, pos), []):
                 k = len(ids)
+
                 # The prediction inside the hooks too: an SAE on the final stream (layer
                 # num_layers) is encoded in classify, after the last layer.
-                with fill_hooks(model, filled, fill):
+                def resumed(_fi: int, layer: int = layer, pos: int = pos, k: int = k, state=state) -> tuple:
                     h = model.resume_layer(layer, pos, state, k)
                     h = model.run_layers(h, model.repeat_padding(pm, k), layer + 1)
-                    part[ids], gap[ids] = _predict(model, h, tokens, k)
-        x = out
+                    return _predict(model, h, tokens, k, target)
+
+                run(ids, filled, resumed)
+        x = layer_out
     # Masks that start after the last layer: none, or only the features of the final stream's SAE.
     for ids, filled in chunks.get((n_layers, 0), []):
-        with fill_hooks(model, filled, fill):
-            part[ids], gap[ids] = _predict(model, model.repeat_stream(x, len(ids)), tokens, len(ids))
-    return part, gap
+
+        def after(_fi: int, k: int = len(ids)) -> tuple:
+            return _predict(model, model.repeat_stream(x, k), tokens, k, target)
+
+        run(ids, filled, after)
+    return out
 
 
 @torch.no_grad()
+def evaluate_fills(
+    model: EsmClassifier,
+    sequences: Sequence[str],
+    masks: Sequence[Mask],
+    fills: Sequence[Fill],
+    targets: Sequence[int] | np.ndarray | None = None,
+    token_budget: int = 8192,
+    masks_per_pass: int = 1,
+    reuse_prefix: bool = True,
+    dedup: bool = True,
+    device: torch.device | str = "cpu",
+    bf16: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    max_padding: float | None = MAX_PADDING,
+) -> MaskEvaluation:
+    """Every mask under every fill: predictions ``(len(fills), len(masks), len(sequences))`` and, with
+    ``targets`` (a class index per sequence), the log-probability of each sequence's target class.
+
+    See the module docstring for the reuses (``dedup``, ``reuse_prefix``, ``masks_per_pass``,
+    ``max_padding``, the fills sharing everything but the masked passes); with all of them off
+    (``max_padding=None``) this is the naive loop. ``progress(done, total)`` is called after each
+    sequence batch.
+    """
+    device = torch.device(device)
+    if not fills:
+        raise ValueError("evaluate_fills: give at least one fill")
+    fills = [f.to(device) for f in fills]
+    model = model.to(device).eval()
+    if masks_per_pass < 1:
+        raise ValueError("masks_per_pass must be >= 1")
+    plan = _plan(model, _checked(model, masks, fills), masks_per_pass, reuse_prefix, dedup, device)
+    shape = (len(fills), len(plan.unique), len(sequences))
+    preds = np.zeros(shape, dtype=np.int64)
+    margins = np.full(shape, np.inf)
+    logps = np.full(shape, np.nan, dtype=np.float32)
+    target = None if targets is None else np.asarray(targets, dtype=np.int64)
+    if target is not None and len(target) != len(sequences):
+        raise ValueError(f"{len(target)} targets for {len(sequences)} sequences")
+    reference = plan_batches(sequences, token_budget)
+    # Tighter batches only where the logits are fp32: bf16 rounding is too coarse to certify.
+    fp32 = not (bf16 and device.type == "cuda")
+    tight = fp32 and max_padding is not None
+    batches = plan_batches(sequences, token_budget, max_padding=max_padding) if tight else reference
+
+    def step(batch: Batch) -> _Part:
+        seqs = [sequences[i] for i in batch.index]
+        return _walk(model, plan, fills, batch.tokens, seqs, None if target is None else batch.take(target))
+
+    # Predictions are per sequence, so a batch that runs out of memory is halved and retried.
+    ends = np.cumsum([len(b) for b in batches])
+    done = finished = 0
+    ran: list[list[int]] = []
+    for batch, part in run_batches(
+        model, sequences, step, token_budget, device, bf16, batches=batches, what="ablation"
+    ):
+        preds[:, :, batch.index] = part.pred
+        margins[:, :, batch.index] = part.margin
+        logps[:, :, batch.index] = part.logp
+        ran.append(batch.index.tolist())
+        done += len(batch.index)
+        while finished < len(batches) and done >= ends[finished]:
+            finished += 1
+            if progress is not None:
+                progress(finished, len(batches))
+    # Other batches, or copies stacked in one pass (other matmul shapes), round differently.
+    naive_shapes = masks_per_pass == 1 and sorted(map(sorted, ran)) == sorted(map(sorted, reference))
+    if fp32 and not naive_shapes:
+        for fi, fill in enumerate(fills):
+            _certify(
+                model,
+                sequences,
+                plan.unique,
+                preds[fi],
+                margins[fi],
+                reference,
+                token_budget,
+                fill,
+                device,
+                bf16,
+            )
+    return MaskEvaluation(preds[:, plan.inverse], None if target is None else logps[:, plan.inverse])
+
+
 def evaluate_masks(
     model: EsmClassifier,
     sequences: Sequence[str],
@@ -204,49 +369,23 @@ def evaluate_masks(
     progress: Callable[[int, int], None] | None = None,
     max_padding: float | None = MAX_PADDING,
 ) -> np.ndarray:
-    """Predicted class index of every sequence under every mask: ``(len(masks), len(sequences))``.
-
-    See the module docstring for the reuses (``dedup``, ``reuse_prefix``, ``masks_per_pass``,
-    ``max_padding``); with all of them off (``max_padding=None``) this is the naive loop.
-    ``progress(done, total)`` is called after each sequence batch.
-    """
-    device = torch.device(device)
-    fill = (fill or Fill()).to(device)
-    model = model.to(device).eval()
-    if masks_per_pass < 1:
-        raise ValueError("masks_per_pass must be >= 1")
-    plan = _plan(model, _checked(model, masks, fill), masks_per_pass, reuse_prefix, dedup, device)
-    preds = np.zeros((len(plan.unique), len(sequences)), dtype=np.int64)
-    margins = np.full((len(plan.unique), len(sequences)), np.inf)
-    reference = plan_batches(sequences, token_budget)
-    # Tighter batches only where the logits are fp32: bf16 rounding is too coarse to certify.
-    fp32 = not (bf16 and device.type == "cuda")
-    tight = fp32 and max_padding is not None
-    batches = plan_batches(sequences, token_budget, max_padding=max_padding) if tight else reference
-
-    def step(batch: Batch) -> tuple[np.ndarray, np.ndarray]:
-        return _walk(model, plan, fill, batch.tokens)
-
-    # Predictions are per sequence, so a batch that runs out of memory is halved and retried.
-    ends = np.cumsum([len(b) for b in batches])
-    done = finished = 0
-    ran: list[list[int]] = []
-    for batch, (part, gap) in run_batches(
-        model, sequences, step, token_budget, device, bf16, batches=batches, what="ablation"
-    ):
-        preds[:, batch.index] = part
-        margins[:, batch.index] = gap
-        ran.append(batch.index.tolist())
-        done += len(batch.index)
-        while finished < len(batches) and done >= ends[finished]:
-            finished += 1
-            if progress is not None:
-                progress(finished, len(batches))
-    # Other batches, or copies stacked in one pass (other matmul shapes), round differently.
-    naive_shapes = masks_per_pass == 1 and sorted(map(sorted, ran)) == sorted(map(sorted, reference))
-    if fp32 and not naive_shapes:
-        _certify(model, sequences, plan.unique, preds, margins, reference, token_budget, fill, device, bf16)
-    return preds[plan.inverse]
+    """Predicted class index of every sequence under every mask with one fill:
+    ``(len(masks), len(sequences))`` (``evaluate_fills`` with ``[fill]``, zero by default)."""
+    return evaluate_fills(
+        model,
+        sequences,
+        masks,
+        [fill or Fill()],
+        None,
+        token_budget,
+        masks_per_pass,
+        reuse_prefix,
+        dedup,
+        device,
+        bf16,
+        progress,
+        max_padding,
+    ).pred[0]
 
 
 def _certify(

@@ -7,10 +7,18 @@
   receives*, ``W_pre[i] . x + b_pre[i]`` (a per-neuron rollback of fine-tuning). This needs no
   second forward pass, composes with the batched evaluation of the engine, and is defined for
   every unit of every layer; it is refused for a model that was not initialised from pretrained
-  weights (there is no pre-fine-tuning output to give).
+  weights (there is no pre-fine-tuning output to give). Neurons only: an SAE feature has no
+  weights to roll back.
+* ``resample``: the unit outputs the activation it has on another protein of the scoring set, the
+  donor drawn per evaluated protein with the run's seed, positions aligned from the start
+  (``kneurons.ablation.resample``). Its values depend on the batch: the engine computes them per
+  batch (``donor_activations``) and passes them to ``fill_hooks``.
 
-``make_fill`` is the one place that builds the ``ablate.fill`` of a job (ablation and class
-suppression alike).
+``zero``, ``mean`` and ``resample`` apply to SAE features too (``mean``: a feature's mean over the
+scoring set's tokens, zeros included), the SAE's error term kept as for every feature edit.
+
+``make_fill`` is the one place that builds a fill of ``ablate.fills`` for a job (ablation and
+class suppression alike).
 """
 
 from __future__ import annotations
@@ -28,24 +36,36 @@ from torch import nn
 from kneurons.ablation.masks import layout_of
 from kneurons.errors import ConfigError, InputError, ModelError
 from kneurons.model.backends import module_of
-from kneurons.model.classifier import EsmClassifier
+from kneurons.model.classifier import MODULE_TYPES, EsmClassifier
 from kneurons.model.hooks import OutputRecorder, per_copy, per_copy_units
 from kneurons.model.inference import Batch, run_batches
 from kneurons.ranking import Block, NeuronLayout
 from kneurons.tables import WEIGHTS_KEY
+from kneurons.vocabulary import FEATURE_FILLS, FILLS
+
+__all__ = [
+    "FEATURE_FILLS",
+    "FILLS",
+    "Fill",
+    "fill_hooks",
+    "make_fill",
+    "mean_activations",
+    "pretrained_reference",
+]
 
 log = logging.getLogger(__name__)
-
-FILLS: tuple[str, ...] = ("zero", "mean", "pretrained")
 
 
 @dataclass
 class Fill:
-    """What a masked unit outputs: ``zero``, ``mean`` (per-unit values) or ``pretrained`` (reference rows)."""
+    """What a masked unit outputs: ``zero``, ``mean`` (per-unit values), ``pretrained`` (reference
+    rows) or ``resample`` (the unit's values on a donor protein of ``donors``, drawn with ``seed``)."""
 
     kind: str = "zero"
     means: dict[Block, torch.Tensor] = field(default_factory=dict)
     reference: dict[Block, tuple[torch.Tensor, torch.Tensor | None]] = field(default_factory=dict)
+    donors: tuple[str, ...] = ()
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in FILLS:
@@ -78,10 +98,19 @@ class Fill:
                 b: (w.to(device), None if bias is None else bias.to(device))
                 for b, (w, bias) in self.reference.items()
             },
+            donors=self.donors,
+            seed=self.seed,
         )
+
+    @property
+    def per_batch(self) -> bool:
+        """True when the fill's values depend on the evaluated batch (``resample``: its donors)."""
+        return self.kind == "resample"
 
     def check(self, blocks: Sequence[Block]) -> None:
         """Raise when a fill value is missing for one of ``blocks``."""
+        if self.kind == "resample" and blocks and not self.donors:
+            raise ModelError("fill 'resample': no donor proteins (the scoring set) to take activations from")
         store = self.means if self.kind == "mean" else self.reference if self.kind == "pretrained" else None
         if store is not None:
             missing = [b for b in blocks if b not in store]
@@ -95,16 +124,19 @@ def mean_activations(
     sequences: Sequence[str],
     token_budget: int = 8192,
     device: torch.device | str = "cpu",
+    modules: Sequence[str] = MODULE_TYPES,
 ) -> dict[Block, torch.Tensor]:
-    """Mean output of every neuron over the non-padding tokens (BOS/EOS included) of ``sequences``.
+    """Mean output of every unit over the non-padding tokens (BOS/EOS included) of ``sequences``.
 
     The ``mean`` fill value. Computed in fp32 so that it does not depend on the device's autocast.
+    ``modules``: the neuron modules (the default) or ``("sae",)``: the features of the attached SAEs
+    (zeros included: a feature that does not fire on a token counts as 0 there).
     """
     if len(sequences) == 0:
         raise InputError("mean fill: the scoring set is empty")
     device = torch.device(device)
     model = model.to(device).eval()
-    layout = layout_of(model)
+    layout = layout_of(model, modules)
     sums = {
         b: torch.zeros(n, dtype=torch.float64, device=device)
         for b, n in zip(layout.blocks, layout.sizes, strict=False)
@@ -160,7 +192,7 @@ def pretrained_reference(
         actual = weights_sha256(file)
         if actual != recorded:
             raise ModelError(
-                f"ablate.fill 'pretrained': the reference weights {file} (sha256 {actual}) are not "
+                f"ablate.fills 'pretrained': the reference weights {file} (sha256 {actual}) are not "
                 f"the weights {source} was fine-tuned from (sha256 {recorded}); point model.checkpoint "
                 f"at the file fine-tuning used, or fine-tune again from {file}"
             )
@@ -179,27 +211,39 @@ def make_fill(
     token_budget: int = 8192,
     device: torch.device | str = "cpu",
     source: str = "checkpoint",
+    modules: Sequence[str] = MODULE_TYPES,
+    seed: int = 0,
 ) -> Fill:
-    """The fill of ``ablate.fill`` for ``model``, loaded with checkpoint info ``info``.
+    """The fill ``kind`` (one of ``ablate.fills``) for ``model``, loaded with checkpoint info ``info``.
 
-    ``mean`` measures the mean activations on ``scoring_sequences``. ``pretrained`` needs a
-    model fine-tuned from pretrained weights (``info["meta"]["pretrained"]``) and a reference:
-    the pretrained backbone, or a function that loads it (called only here, so a random-init
-    model never triggers a download); by default ``pretrained_reference(info, model_cfg)``.
+    ``mean`` measures the mean activations of the units ``modules`` (neurons, or ``("sae",)``: the
+    attached SAEs' features) on ``scoring_sequences``; ``resample`` takes its donors from them, drawn
+    with ``seed``. ``pretrained`` (neurons only) needs a model fine-tuned from pretrained weights
+    (``info["meta"]["pretrained"]``) and a reference: the pretrained backbone, or a function that
+    loads it (called only here, so a random-init model never triggers a download); by default
+    ``pretrained_reference(info, model_cfg)``.
     """
     if kind == "zero":
         return Fill()
+    if kind in ("mean", "resample") and not scoring_sequences:
+        raise InputError(f"ablate.fills {kind!r}: no scoring sequences to take the fill's values from")
     if kind == "mean":
-        if not scoring_sequences:
-            raise InputError("ablate.fill 'mean': no scoring sequences to measure the mean activations on")
         log.info("measuring mean activations on %d scoring sequences", len(scoring_sequences))
-        return Fill(kind="mean", means=mean_activations(model, scoring_sequences, token_budget, device))
+        means = mean_activations(model, scoring_sequences, token_budget, device, modules)
+        return Fill(kind="mean", means=means)
+    if kind == "resample":
+        return Fill(kind="resample", donors=tuple(str(s) for s in scoring_sequences), seed=int(seed))
     if kind == "pretrained":
+        if tuple(modules) != tuple(MODULE_TYPES):
+            raise InputError(
+                "ablate.fills 'pretrained' rolls neurons back to their pre-fine-tuning weights; "
+                "SAE features have no weights to roll back (use zero, mean or resample for them)"
+            )
         if not info.get("meta", {}).get("pretrained", False):
             raise ConfigError(
-                f"ablate.fill: 'pretrained' fills a neuron with the output of its pre-fine-tuning weights, "
+                f"ablate.fills: 'pretrained' fills a neuron with the output of its pre-fine-tuning weights, "
                 f"but {source} was fine-tuned from random initialisation (model.pretrained: false); "
-                f"use fill 'zero' or 'mean'"
+                f"use fill 'zero', 'mean' or 'resample'"
             )
         if reference is None:
             reference = pretrained_reference(info, model_cfg or {}, source)
@@ -209,18 +253,29 @@ def make_fill(
 
 
 @contextlib.contextmanager
-def fill_hooks(model: EsmClassifier, filled: dict[Block, torch.Tensor], fill: Fill) -> Iterator[None]:
+def fill_hooks(
+    model: EsmClassifier,
+    filled: dict[Block, torch.Tensor],
+    fill: Fill,
+    batch_values: Mapping[Block, torch.Tensor] | None = None,
+) -> Iterator[None]:
     """Fill the masked units of each module; ``filled[b]`` is ``(copies, n)`` bool, copy-major batch.
 
+    ``batch_values``: the ``resample`` fill's values for the batch being run, per block ``(T, B, n)``
+    time-first (``kneurons.ablation.resample.donor_activations``); every copy takes them.
     The hook needs the module *input* for the ``pretrained`` fill, hence a plain forward hook
     rather than ``kneurons.model.hooks.module_output_hooks`` (which passes the output only).
     """
     handles = []
+    if fill.per_batch and filled and batch_values is None:
+        raise ModelError(f"fill {fill.kind!r} needs its values for the batch (donor_activations)")
 
     def make(block: Block, m: torch.Tensor) -> Callable:
         copies = m.shape[0]
         if fill.kind == "mean":
             value = fill.means[block]
+        elif fill.kind == "resample":
+            value = batch_values[block].unsqueeze(1)  # (T, 1, B, n): the same donors for every copy
         elif fill.kind == "pretrained":
             weight, bias = fill.reference[block]
 
@@ -229,7 +284,7 @@ def fill_hooks(model: EsmClassifier, filled: dict[Block, torch.Tensor], fill: Fi
             sel = per_copy_units(m, out.dim())
             if fill.kind == "zero":
                 new = y.masked_fill(sel, 0.0)
-            elif fill.kind == "mean":
+            elif fill.kind in ("mean", "resample"):
                 new = torch.where(sel, value.to(y.dtype), y)
             else:
                 x = inputs[0]

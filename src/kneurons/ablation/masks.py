@@ -32,8 +32,8 @@ from kneurons.ranking import (
 from kneurons.stats.metrics import classification_metrics
 from kneurons.vocabulary import MODES, UNIT_MODULES
 
-#: Key columns of an ablation table: one row per (method, scope, scope_name, mode, f, seed).
-KEY_COLUMNS: tuple[str, ...] = ("method", "scope", "scope_name", "mode", "f", "seed")
+#: Key columns of an ablation table: one row per (method, scope, scope_name, mode, f, seed, fill).
+KEY_COLUMNS: tuple[str, ...] = ("method", "scope", "scope_name", "mode", "f", "seed", "fill")
 
 #: A mask: per module, a boolean vector over its output units (True = gets the fill value).
 Mask = dict[Block, np.ndarray]
@@ -160,9 +160,15 @@ def build_masks(
 
 
 def metrics_table(
-    keys: pd.DataFrame, preds: np.ndarray, y_true: np.ndarray, labels: Sequence[str]
+    keys: pd.DataFrame,
+    preds: np.ndarray,
+    y_true: np.ndarray,
+    labels: Sequence[str],
+    logp: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """``keys`` plus accuracy, macro-F1 and per-class recall (``recall_<label>``) of each row."""
+    """``keys`` plus accuracy, macro-F1 and per-class recall (``recall_<label>``) of each row, and
+    with ``logp`` (``(rows, proteins)``: each protein's log-probability of its true class) their
+    mean, ``mean_logp`` (the normalised faithfulness's second metric)."""
     out = keys.copy()
     acc, f1 = [], []
     recall = {lab: [] for lab in labels}
@@ -175,6 +181,8 @@ def metrics_table(
     out["n_test"] = len(y_true)
     out["accuracy"] = acc
     out["macro_f1"] = f1
+    if logp is not None:
+        out["mean_logp"] = np.asarray(logp, dtype=np.float64).mean(axis=1) if len(y_true) else np.nan
     for lab in labels:
         out[f"recall_{lab}"] = recall[lab]
     return out

@@ -1,8 +1,10 @@
 """One ablation job in library form: every mask of a (method, scope) on the test split, as metrics.
 
 ``run_ablation`` builds the masks from a score table (``kneurons.ablation.masks``), evaluates them
-with the engine and returns the metric rows with the predictions behind them (``AblationResult``,
-written by ``kneurons.tables.save_result``); ``load_test_set`` reads the proteins it runs on.
+with the engine under every fill of the job (one evaluation: the fills share the batches, the
+unmasked prefix and the intact pass) and returns the metric rows, fill-major, with the predictions
+and target log-probabilities behind them (``AblationResult``, written by
+``kneurons.tables.save_result``); ``load_test_set`` reads the proteins it runs on.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kneurons.ablation.engine import evaluate_masks
+from kneurons.ablation.engine import evaluate_fills
 from kneurons.ablation.fill import Fill
-from kneurons.ablation.masks import build_masks, layout_of, metrics_table
+from kneurons.ablation.masks import Mask, build_masks, layout_of, metrics_table
 from kneurons.data.split import stratified_subset
 from kneurons.errors import InputError
 from kneurons.model.classifier import MODULE_TYPES, EsmClassifier
@@ -37,7 +39,7 @@ def run_ablation(
     scope: str,
     fractions: Sequence[float],
     modes: Sequence[str] = ("preserve", "suppress"),
-    fill: Fill | None = None,
+    fill: Fill | Sequence[Fill] | None = None,
     normalise: str = "auto",
     random_seeds: Sequence[int] | None = None,
     accessions: Sequence[str] | None = None,
@@ -48,46 +50,96 @@ def run_ablation(
     source: str = "score table",
     modules: Sequence[str] = MODULE_TYPES,
 ) -> AblationResult:
-    """Evaluate every mask of one (method, scope) job on the test sequences.
+    """Evaluate every mask of one (method, scope) job on the test sequences, under every fill.
 
-    ``method == "random"`` evaluates one selection per seed of ``random_seeds``. ``modules``: the
-    units ranked and masked, the neuron modules (the default) or ``("sae",)``: the features of
-    the model's attached SAEs (the score table then scores those features).
+    ``fill``: one fill or several (``ablate.fills``; zero by default): the rows are fill-major,
+    each fill's rows in the same order, with the fill named in the ``fill`` column. ``method ==
+    "random"`` evaluates one selection per seed of ``random_seeds``. ``modules``: the units ranked
+    and masked, the neuron modules (the default) or ``("sae",)``: the features of the model's
+    attached SAEs (the score table then scores those features).
     """
-    t0 = time.perf_counter()
-    fill = fill or Fill()
+    fills = [Fill()] if fill is None else [fill] if isinstance(fill, Fill) else list(fill)
     layout = layout_of(model, modules)
     seeds = list(random_seeds) if method == "random" else None
     if method == "random" and not seeds:
         raise InputError("ablate.random_seeds: at least one seed is needed for the random baseline")
     keys, masks = build_masks(scores, layout, method, scope, fractions, modes, normalise, seeds, source)
-    keys.insert(keys.columns.get_loc("seed") + 1, "fill", fill.kind)
-    log.info("%s / %s: %d masks on %d test sequences", method, scope, len(masks), len(sequences))
+    return evaluate_rows(
+        model,
+        sequences,
+        y_true,
+        labels,
+        keys,
+        masks,
+        fills,
+        accessions,
+        token_budget,
+        masks_per_pass,
+        device,
+        bf16,
+        what=f"{method} / {scope}",
+    )
+
+
+def evaluate_rows(
+    model: EsmClassifier,
+    sequences: Sequence[str],
+    y_true: np.ndarray,
+    labels: Sequence[str],
+    keys: pd.DataFrame,
+    masks: Sequence[Mask],
+    fills: Sequence[Fill],
+    accessions: Sequence[str] | None = None,
+    token_budget: int = 8192,
+    masks_per_pass: int = 1,
+    device: torch.device | str = "cpu",
+    bf16: bool = True,
+    what: str = "ablation",
+) -> AblationResult:
+    """The rows ``keys`` (one per mask of ``masks``, as ``build_masks`` makes them) under every fill
+    of ``fills`` in one evaluation (with the intact model), as metric rows, fill-major, with the
+    predictions and target log-probabilities behind them."""
+    t0 = time.perf_counter()
+    kinds = [f.kind for f in fills]
+    if not kinds or len(set(kinds)) != len(kinds):
+        raise InputError(f"ablate.fills: each fill once, at least one, got {kinds}")
+    log.info(
+        "%s: %d masks x %d fill(s) (%s) on %d test sequences",
+        *(what, len(masks), len(fills), ", ".join(kinds), len(sequences)),
+    )
 
     def progress(done: int, total: int) -> None:
         log.info("  batch %d/%d (%.1f s)", done, total, time.perf_counter() - t0)
 
-    preds = evaluate_masks(
+    y_true = np.asarray(y_true, dtype=np.int64)
+    ev = evaluate_fills(
         model,
         sequences,
         [*masks, {}],
-        fill,
+        fills,
+        y_true,
         token_budget,
         masks_per_pass,
         device=device,
         bf16=bf16,
         progress=progress,
     )
-    table = metrics_table(keys, preds[:-1], np.asarray(y_true), labels)
+    tables = []
+    for kind, pred, logp in zip(kinds, ev.pred, ev.logp, strict=True):
+        rows = keys.copy()
+        rows.insert(rows.columns.get_loc("seed") + 1, "fill", kind)
+        tables.append(metrics_table(rows, pred[:-1], y_true, labels, logp[:-1]))
     return AblationResult(
-        table=table,
-        preds=preds[:-1],
-        full_pred=preds[-1],
-        y_true=np.asarray(y_true, dtype=np.int64),
+        table=pd.concat(tables, ignore_index=True),
+        preds=np.concatenate([p[:-1] for p in ev.pred]),
+        full_pred=ev.pred[0, -1],
+        y_true=y_true,
         accessions=np.asarray(
             accessions if accessions is not None else [str(i) for i in range(len(sequences))], dtype=str
         ),
         seconds=time.perf_counter() - t0,
+        logp=np.concatenate([lp[:-1] for lp in ev.logp]),
+        full_logp=ev.logp[0, -1],
     )
 
 

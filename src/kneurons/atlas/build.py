@@ -30,6 +30,7 @@ from kneurons.atlas.neurons import (
 from kneurons.atlas.records import png_uri, records
 from kneurons.ranking import NeuronLayout
 from kneurons.scoring.registry import get as method_spec
+from kneurons.stats.keys import first_fill, with_fill
 from kneurons.tables import (
     read_characterise_table,
     read_claims,
@@ -37,7 +38,7 @@ from kneurons.tables import (
     read_score_table,
     read_stats_table,
 )
-from kneurons.tables.claims import claimed_text, claims_text
+from kneurons.tables.claims import claimed_text, claims_text, robust_text
 from kneurons.vocabulary import MODULE_TYPES, NEURON_KEY
 
 log = logging.getLogger(__name__)
@@ -141,9 +142,12 @@ def _rate(x: float) -> float:
 
 def _suppression(char: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
     """Per class set: the recall change of every class when that class's neurons are suppressed,
-    and the set's specificity against random sets, rates rounded to ``RATE_DECIMALS``."""
+    and the set's specificity against random sets (the first fill's), rates rounded to ``RATE_DECIMALS``."""
     out: dict[str, Any] = {}
     matrix, spec = char.get("class_suppression"), char.get("class_specificity")
+    # the first fill's (ablate.fills), as the class-specificity figure shows
+    matrix = first_fill(matrix)[0] if matrix is not None else None
+    spec = first_fill(spec)[0] if spec is not None else None
     if matrix is not None:
         for label, g in matrix.groupby("suppressed", sort=True):
             out[str(label)] = {
@@ -170,8 +174,8 @@ def _read_characterise(paths: Mapping[str, Path]) -> dict[str, pd.DataFrame]:
 def _claims_view(claims: pd.DataFrame) -> pd.DataFrame:
     """The columns a reader needs, numbers as the claims table writes them (``claims_text``, which
     also rounds an older full-precision table): estimate with its interval, p-value (``< 0.001`` at
-    the bootstrap's floor), claimed direction and margin, replicates, verdict, and the ``note``
-    where the table has one.
+    the bootstrap's floor), claimed direction and margin, replicates, verdict, and where the table
+    has them the fill, whether the verdict holds under every fill (``robust_text``) and the ``note``.
 
     A table without the statistics columns (an older or hand-made one) is shown as it is.
     """
@@ -195,6 +199,13 @@ def _claims_view(claims: pd.DataFrame) -> pd.DataFrame:
             "verdict": text["verdict"],
         }
     )
+    if "fill" in text.columns and text["fill"].str.strip().ne("").any():
+        view.insert(view.columns.get_loc("set") + 1, "fill", text["fill"])
+    if "robust" in text.columns and text["robust"].str.strip().ne("").any():
+        others = text["other_fills"] if "other_fills" in text.columns else [""] * len(text)
+        view["same verdict under every fill"] = [
+            robust_text(r, o) for r, o in zip(text["robust"], others, strict=True)
+        ]
     if "note" in text.columns and text["note"].str.strip().ne("").any():
         view["note"] = text["note"]
     return view
@@ -224,9 +235,9 @@ def _overview(inputs: AtlasInputs) -> dict[str, Any]:
         claims = records(_claims_view(read_claims(inputs.claims)))
     gap = None
     if inputs.random_gap is not None:
-        g = read_stats_table(inputs.random_gap, "random_gap")
+        g = with_fill(read_stats_table(inputs.random_gap, "random_gap"))
         g = g[g["scope"] == "global"]
-        gap = records(g[["method", "mode", "auc_gap", "ci_lo", "ci_hi"]])
+        gap = records(g[["method", "mode", "fill", "auc_gap", "ci_lo", "ci_hi"]])
     metrics = None
     if inputs.metrics is not None:
         m = read_metrics(inputs.metrics)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kneurons.atlas.records import png_uri, records
+from kneurons.stats.keys import with_fill
 from kneurons.tables import read_sae_report, read_stats_table
 
 #: The SAE section's figures, in page order: file stem -> heading.
@@ -61,13 +62,13 @@ def feature_overview(
         return None
     gap = None
     if random_gap is not None:
-        g = read_stats_table(random_gap, "random_gap")
-        gap = records(g[g["scope"] == "global"][["method", "mode", "auc_gap", "ci_lo", "ci_hi"]])
+        g = with_fill(read_stats_table(random_gap, "random_gap"))
+        gap = records(g[g["scope"] == "global"][["method", "mode", "fill", "auc_gap", "ci_lo", "ci_hi"]])
     compact = None
     if compactness is not None:
         c = read_stats_table(compactness, "compactness")
-        cols = ["method", "f_neurons", "f_features", "reached_neurons", "reached_features"]
-        compact = records(c[[*cols, "log2_ratio", "ci_lo", "ci_hi"]])
+        cols = ["layer", "method", "fill", "comparison", "gap_fraction", "gap_directions", "estimate"]
+        compact = records(c[[*cols, "ci_lo", "ci_hi", "k95_features", "k95_other", "n_features", "n_other"]])
     return {
         "saes": sae_summaries(read_sae_report(sae_report)) if sae_report is not None else [],
         "random_gap": gap,

@@ -1,9 +1,10 @@
 """Suppress each class's neurons: the recall change of every class, and each class's specificity.
 
-Suppressing class ``c``'s set (``ablate.fill``, through ``kneurons.ablation.engine.evaluate_masks``)
-and measuring every class's recall on the held-out split gives a class x class matrix of recall
-change; class ``c``'s *specificity* compares its own recall drop with the mean drop of the
-other classes, against random sets with the same number of neurons in every module (seeded).
+Suppressing class ``c``'s set (under each fill of ``ablate.fills``, through
+``kneurons.ablation.engine.evaluate_fills``) and measuring every class's recall on the held-out
+split gives a class x class matrix of recall change per fill; class ``c``'s *specificity* compares
+its own recall drop with the mean drop of the other classes, against random sets with the same
+number of neurons in every module (seeded; the same sets under every fill).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kneurons.ablation.engine import evaluate_masks
+from kneurons.ablation.engine import evaluate_fills
 from kneurons.ablation.fill import Fill
 from kneurons.ablation.masks import Mask, layout_of
 from kneurons.characterise.classes import as_mask, random_matched_mask
@@ -84,7 +85,7 @@ def class_suppression(
     y_true: np.ndarray,
     labels: Sequence[str],
     class_sets: pd.DataFrame,
-    fill: Fill | None = None,
+    fill: Fill | Sequence[Fill] | None = None,
     random_sets: int = 20,
     seed: int = 0,
     token_budget: int = 8192,
@@ -94,9 +95,10 @@ def class_suppression(
     """Suppress each class's neurons; recall change of every class, and each class's specificity.
 
     All masks (each class's set and ``random_sets`` random sets per class with the same number
-    of neurons in every module) go through ``kneurons.ablation.engine.evaluate_masks`` in one call.
-    Returns ``(matrix, specificity)``. ``matrix``: ``suppressed, evaluated, recall_base,
-    recall, recall_change`` for every pair of classes. ``specificity`` per suppressed class:
+    of neurons in every module) go through ``kneurons.ablation.engine.evaluate_fills`` in one call,
+    under every fill of ``fill`` (one fill or several; zero by default). Returns ``(matrix,
+    specificity)``, fill-major, each row naming its ``fill``. ``matrix``: ``suppressed, evaluated,
+    recall_base, recall, recall_change`` for every pair of classes. ``specificity`` per suppressed class:
     ``n_neurons, drop_own, drop_other`` (mean over the other classes), ``specificity_diff``
     (own - other), ``specificity_ratio`` (own / other, the denominator floored at one protein's
     recall, ``1 / smallest class support``, so it stays finite), the same two statistics over the
@@ -104,7 +106,6 @@ def class_suppression(
     difference, ``(1 + #random >= observed) / (1 + random_sets)``.
     """
     y_true = np.asarray(y_true, dtype=np.int64)
-    k = len(labels)
     label_index = {lab: i for i, lab in enumerate(labels)}
     unknown = sorted(set(class_sets["label"]) - set(label_index))
     if unknown:
@@ -114,8 +115,33 @@ def class_suppression(
         )
     groups = list(class_sets.groupby("label", sort=True))
     masks = _class_masks(groups, layout_of(model), random_sets, seed)
-    log.info("class suppression: %d masks on %d held-out proteins", len(masks), len(sequences))
-    preds = evaluate_masks(model, sequences, masks, fill, token_budget, device=device, bf16=bf16)
+    fills = [Fill()] if fill is None else [fill] if isinstance(fill, Fill) else list(fill)
+    log.info(
+        "class suppression: %d masks x %d fill(s) on %d held-out proteins",
+        len(masks),
+        len(fills),
+        len(sequences),
+    )
+    ev = evaluate_fills(model, sequences, masks, fills, None, token_budget, device=device, bf16=bf16)
+    matrices, specs = [], []
+    for f, preds in zip(fills, ev.pred, strict=True):
+        matrix, spec = _suppression_tables(y_true, preds, labels, groups, label_index, random_sets)
+        matrices.append(matrix.assign(fill=f.kind))
+        specs.append(spec.assign(fill=f.kind))
+    return pd.concat(matrices, ignore_index=True), pd.concat(specs, ignore_index=True)
+
+
+def _suppression_tables(
+    y_true: np.ndarray,
+    preds: np.ndarray,
+    labels: Sequence[str],
+    groups: list[tuple[str, pd.DataFrame]],
+    label_index: dict[str, int],
+    random_sets: int,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The recall-change matrix and the specificity table of one fill's predictions (masks in
+    ``_class_masks``' order)."""
+    k = len(labels)
     base = per_class_recall(y_true, preds[0], k)
     support = np.bincount(y_true, minlength=k)
     floor = 1.0 / int(support[support > 0].min()) if (support > 0).any() else 1.0

@@ -39,11 +39,12 @@ def stream_tokens(
     layers: Sequence[int],
     token_budget: int = 8192,
     device: torch.device | str = "cpu",
+    residues: bool = False,
 ) -> dict[int, torch.Tensor]:
     """The residual stream at stream points ``layers`` over every non-padding token: ``{layer: (N, E)}``.
 
-    Float32 on the CPU, one row per token (BOS and EOS included), sequences in the batches'
-    length-sorted order; one forward pass per batch, without grad.
+    Float32 on the CPU, one row per token (BOS and EOS included; ``residues``: the residues' tokens
+    only), sequences in the batches' length-sorted order; one forward pass per batch, without grad.
     """
     device = torch.device(device)
     model = model.to(device).eval()
@@ -52,7 +53,9 @@ def stream_tokens(
     out: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
 
     def step(batch: Batch) -> dict[int, torch.Tensor]:
-        mask = model.token_mask(batch.tokens)[..., 0]  # (T, B)
+        mask = (
+            model.residue_mask(batch.tokens).T if residues else model.token_mask(batch.tokens)[..., 0]
+        )  # (T, B)
         held: dict[int, torch.Tensor] = {}
 
         def keep(layer: int):

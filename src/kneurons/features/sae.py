@@ -5,9 +5,13 @@ All four formats are one computation with format-specific tensors and switches::
 
     z      = (h - mu) / (sigma + 1e-5)            z-scored formats (per token, unbiased std); else z = h
     pre    = (z - b_pre) @ W_enc + b_enc
-    f      = ReLU(TopK_k(pre))                    TopK formats; ReLU(pre) without k
+    f      = ReLU(TopK_k(pre))                    TopK formats; ReLU(pre) without k; pre itself if linear
     z_hat  = f @ W_dec + b_dec
     h_hat  = z_hat * sigma + mu                   z-scored formats; else h_hat = z_hat
+
+A **linear** dictionary (``linear=True``) has no nonlinearity: ``f = pre``. An orthonormal basis of
+the stream (``W_enc`` = the basis, ``W_dec`` its transpose, ``b_pre = b_dec``) is one: its
+coordinates reconstruct the stream exactly, and negative coordinates stay (``kneurons.features.bases``).
 
 ``W_enc`` is ``(d, F)`` and ``W_dec`` ``(F, d)`` whatever the file's layout (``kneurons.features.load``
 maps each format's tensors here, with the file's names in every error). An edit of the features
@@ -65,6 +69,7 @@ class SparseAutoencoder(nn.Module):
     ``k`` is TopK's k (None: a ReLU SAE); ``zscore`` says whether inputs are z-scored per token.
     ``relu_first`` applies ReLU before TopK (ESM C's order) rather than after (InterProt's); the
     nonzero features are the same either way, the flag keeps each format's own order.
+    ``linear``: no nonlinearity at all (``f = pre``; a basis of the stream, ``k`` must be None).
     ``source`` names the file the SAE came from (every error about it says it); ``meta`` holds
     what the file records besides tensors (a trained SAE's training record).
 
@@ -87,6 +92,7 @@ class SparseAutoencoder(nn.Module):
         source: str,
         relu_first: bool = False,
         meta: dict[str, Any] | None = None,
+        linear: bool = False,
     ) -> None:
         super().__init__()
         d, n = W_enc.shape
@@ -98,10 +104,13 @@ class SparseAutoencoder(nn.Module):
             self.register_parameter(name, nn.Parameter(t.detach().clone().float(), requires_grad=False))
         if k is not None and not 1 <= int(k) <= n:
             raise InputError(f"{source}: TopK k = {k} must lie in 1..{n} (the SAE's features)")
+        if linear and k is not None:
+            raise InputError(f"{source}: a linear dictionary has no TopK (k = {k})")
         self.layer = int(layer)
         self.k = None if k is None else int(k)
         self.zscore = bool(zscore)
         self.relu_first = bool(relu_first)
+        self.linear = bool(linear)
         self.format = format
         self.source = str(source)
         self.meta = dict(meta or {})
@@ -143,7 +152,10 @@ class SparseAutoencoder(nn.Module):
         return (z - self.b_pre) @ self.W_enc + self.b_enc
 
     def activate(self, pre: torch.Tensor) -> torch.Tensor:
-        """The features from the pre-activations: ReLU, or TopK with ReLU (in the format's order)."""
+        """The features from the pre-activations: ReLU, or TopK with ReLU (in the format's order);
+        the pre-activations themselves for a linear dictionary."""
+        if self.linear:
+            return pre
         if self.k is None:
             return F.relu(pre)
         if self.relu_first:

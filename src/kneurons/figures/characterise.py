@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from kneurons.stats.keys import first_fill
 from kneurons.vocabulary import FEATURE_MODULE, MODULE_TYPES
 
 
@@ -116,8 +117,10 @@ def plot_auroc_by_module(neurons: pd.DataFrame, annotation: str = "", alpha: flo
 
 
 def plot_class_specificity(matrix: pd.DataFrame, overlap: pd.DataFrame) -> plt.Figure:
-    """Left: recall change of each class (columns) when a class's neurons (rows) are suppressed.
-    Right: Jaccard overlap of the class neuron sets."""
+    """Left: recall change of each class (columns) when a class's neurons (rows) are suppressed
+    (the first fill's, ``first_fill``, named in the title). Right: Jaccard overlap of the class
+    neuron sets."""
+    matrix, fill = first_fill(matrix)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
     if matrix.empty:
         _message(axes[0], "no class-conditional scores")
@@ -132,7 +135,7 @@ def plot_class_specificity(matrix: pd.DataFrame, overlap: pd.DataFrame) -> plt.F
         _annotate(axes[0], m.to_numpy(), rows, labels, dark=lambda v: abs(v) > 0.6 * lim)
         axes[0].set_xlabel("evaluated class")
         axes[0].set_ylabel("suppressed class's neurons")
-        axes[0].set_title("recall change")
+        axes[0].set_title(f"recall change ({fill} fill)")
         fig.colorbar(im, ax=axes[0], shrink=0.8, label="recall change (suppressed - intact)")
     if overlap.empty:
         _message(axes[1], "no class neuron sets")

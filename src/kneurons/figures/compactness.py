@@ -1,5 +1,5 @@
-"""Claim 6's figure: per method, the preserve curves of neurons and of SAE features with the smallest
-fraction of each that keeps ``keep_accuracy`` of the intact accuracy (``stats/compactness.tsv``)."""
+"""Claim 6's figure: at each SAE's stream, the four bases' preserve curves on one axis of directions
+kept (``stats/bases_curves.tsv``), with claim 6's statistics (``stats/compactness.tsv``)."""
 
 from __future__ import annotations
 
@@ -10,106 +10,105 @@ from matplotlib.figure import Figure
 
 from kneurons.errors import InputError
 from kneurons.figures.ablation import RC, method_order, style
-from kneurons.figures.curves import f_axis
+from kneurons.stats.keys import fills_of, with_fill
+from kneurons.vocabulary import BASIS_NAMES
 
-#: Units -> (legend name, marker face, line style): the method's colour for both, features dashed
-#: with open markers, so that the two curves of one method stay apart in grayscale.
-_UNIT_STYLE: dict[str, tuple[str, str | None, object]] = {
-    "neurons": ("neurons", None, "-"),
-    "features": ("SAE features", "white", (0, (4, 2))),
+#: Basis -> (colour, marker, line style): Okabe-Ito colours and distinct markers and dashes, so the
+#: four curves of a panel stay apart in grayscale; the SAE's features solid and darkest.
+BASIS_STYLE: dict[str, tuple[str, str, object]] = {
+    "features": ("#000000", "o", "-"),
+    "dimensions": ("#E69F00", "s", (0, (4, 2))),
+    "pca": ("#0072B2", "^", (0, (6, 2, 1, 2))),
+    "random_basis": ("#999999", "x", (0, (1, 1.5))),
 }
 
 
-def _preserve_curve(curves: pd.DataFrame, method: str) -> pd.DataFrame:
+def _points(curves: pd.DataFrame, layer: int, method: str, fill: str, basis: str) -> pd.DataFrame:
+    """Accuracy per number of directions kept, both grids of one basis merged (a count on both is
+    one mask: the same accuracy), sorted by directions kept."""
     rows = curves[
-        (curves["method"] == method) & (curves["scope"] == "global") & (curves["mode"] == "preserve")
+        (curves["layer"] == layer)
+        & (curves["method"] == method)
+        & (curves["fill"].astype(str) == fill)
+        & (curves["basis"] == basis)
+        & (curves["mode"] == "preserve")
     ]
-    return rows.sort_values("f")
+    kept = rows["kept"] if "kept" in rows else rows["n_scope"] - rows["n_filled"]
+    out = pd.DataFrame({"kept": kept.astype(float), "accuracy": rows["accuracy"].astype(float)})
+    return out.groupby("kept", as_index=False)["accuracy"].mean().sort_values("kept")
 
 
-def _panel(ax, method: str, row: pd.Series, sides: dict[str, pd.DataFrame], keep: float) -> None:
-    """One method's two curves, the keep-accuracy line(s) and each unit's smallest fraction marked."""
-    _, colour, marker, _ = style(method)
-    fulls = set()
-    for units, curve in sides.items():
-        name, face, ls = _UNIT_STYLE[units]
-        f_at, reached = float(row[f"f_{units}"]), bool(row[f"reached_{units}"])
-        ax.plot(
-            curve["f"],
-            curve["accuracy"],
-            color=colour,
-            ls=ls,
-            marker=marker,
-            ms=3.5,
-            lw=1.3,
-            mfc=face or colour,
+def _title(table: pd.DataFrame, layer: int, method: str, fill: str) -> str:
+    rows = table[
+        (table["layer"] == layer) & (table["method"] == method) & (table["fill"].astype(str) == fill)
+    ]
+    lines = [f"{style(method)[0]}, {fill} fill, stream L{layer}"]
+    for r in rows.itertuples():
+        if r.comparison == "random_basis":
+            continue
+        lines.append(
+            f"vs {r.comparison}: min CPR gap {r.estimate:+.2f} [{r.ci_lo:+.2f}, {r.ci_hi:+.2f}]"
+            if np.isfinite(r.ci_lo)
+            else f"vs {r.comparison}: min CPR gap {r.estimate:+.2f}"
         )
-        full = float(curve["full_accuracy"].iloc[0]) if "full_accuracy" in curve else np.nan
-        fulls.add(round(full, 12))
-        ax.axvline(f_at, color=colour, ls=ls, lw=0.7, alpha=0.8)
-        label = f"{name}: f = {f_at:.3g}" + ("" if reached else " (never reached: taken as 1)")
-        ax.text(  # in the lower right corner, where preserve curves start low
-            0.97,
-            0.05 if units == "neurons" else 0.13,
-            label,
-            transform=ax.transAxes,
-            ha="right",
-            fontsize=7,
-            bbox={"facecolor": "white", "edgecolor": "none", "pad": 1},
-        )
-    for full in sorted(fulls):
-        if np.isfinite(full):
-            ax.axhline(keep * full, color="black", lw=0.7, ls=(0, (1, 2)))
-    pct = f"{100 * float(row['confidence']):g}%" if "confidence" in row else "CI"
-    ax.set_title(
-        f"{style(method)[0]}\nlog2(f neurons / f features) = {float(row['log2_ratio']):.2f}\n"
-        f"{pct} interval [{float(row['ci_lo']):.2f}, {float(row['ci_hi']):.2f}]"
-    )
-    f_axis(ax)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("fraction of units preserved, f")
+    return "\n".join(lines)
 
 
-def plot_compactness(
-    compactness: pd.DataFrame, neuron_curves: pd.DataFrame, feature_curves: pd.DataFrame
-) -> Figure:
-    """Per method of ``compactness`` (claim 6): test accuracy vs the fraction preserved (global
-    scope, symlog x) for neurons (solid) and SAE features (dashed, open markers), the keep-accuracy
-    target (dotted), and each unit's smallest fraction reaching it (vertical lines)."""
+def plot_compactness(compactness: pd.DataFrame, curves: pd.DataFrame) -> Figure:
+    """One panel per SAE stream, fill and non-random method: test accuracy against the number of
+    directions kept (log x; the empty set at the left edge), for the SAE's features, the stream's
+    dimensions, its PCA components and a random orthogonal basis, each basis's directions ranked by
+    the method and the rest filled; the intact accuracy dashed. Titles give claim 6's statistic."""
+    compactness, curves = with_fill(compactness), with_fill(curves)
+    if compactness.empty or "basis" not in curves:
+        raise InputError("no same-site bases to plot (stats/compactness.tsv, stats/bases_curves.tsv)")
+    layers = sorted(int(v) for v in compactness["layer"].unique())
     methods = [m for m in method_order(compactness["method"].astype(str).unique()) if m != "random"]
-    if not methods:
-        raise InputError("the compactness table has no method to plot")
+    fills = fills_of(compactness)
+    panels = [(layer, fill, method) for layer in layers for fill in fills for method in methods]
+    full = float(curves["full_accuracy"].iloc[0]) if "full_accuracy" in curves else None
     keep = float(compactness["keep_accuracy"].iloc[0]) if "keep_accuracy" in compactness else 0.95
-    panels = []
-    for method in methods:
-        sides = {
-            "neurons": _preserve_curve(neuron_curves, method),
-            "features": _preserve_curve(feature_curves, method),
-        }
-        missing = [_UNIT_STYLE[u][0] for u, c in sides.items() if c.empty]
-        if missing:
-            raise InputError(f"no global preserve curve of {method!r} for {' and '.join(missing)}")
-        panels.append((method, sides))
     with plt.rc_context(RC):
-        fig, axes = plt.subplots(
-            1, len(panels), figsize=(3.2 * len(panels) + 0.4, 3.2), sharey=True, squeeze=False
-        )
-        for ax, (method, sides) in zip(axes[0], panels, strict=True):
-            row = compactness[compactness["method"] == method].iloc[0]
-            _panel(ax, method, row, sides, keep)
-        axes[0][0].set_ylabel("test accuracy")
+        ncols = len(methods)
+        nrows = len(panels) // ncols
+        fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.0 * nrows), sharey=True, squeeze=False)
+        for ax, (layer, fill, method) in zip(axes.ravel(), panels, strict=True):
+            width = 1.0
+            for basis, (colour, marker, ls) in BASIS_STYLE.items():
+                pts = _points(curves, layer, method, fill, basis)
+                if pts.empty:
+                    continue
+                width = max(width, float(pts["kept"].max()))
+                # the empty set (0 kept) sits at 0.5 on the log axis, labelled 0
+                x = np.where(pts["kept"] > 0, pts["kept"], 0.5)
+                ax.plot(x, pts["accuracy"], color=colour, marker=marker, ls=ls, ms=3.5, lw=1.3)
+            if full is not None:
+                ax.axhline(full, color="black", lw=0.7, ls=(0, (4, 2)))
+                ax.axhline(keep * full, color="black", lw=0.5, ls=(0, (1, 2)))
+            ax.set_xscale("log", base=2)
+            ticks = [0.5, *[2**i for i in range(int(np.log2(width)) + 1)]]
+            ax.set_xticks(ticks, ["0", *[f"{int(t)}" for t in ticks[1:]]])
+            ax.set_xlim(0.4, width * 1.15)
+            ax.set_ylim(0, 1.02)
+            ax.set_xlabel("directions kept (log scale)")
+            ax.set_title(_title(compactness, layer, method, fill), fontsize=7.5)
+        for row in axes:
+            row[0].set_ylabel("test accuracy")
         handles = [
-            plt.Line2D([], [], color="grey", ls=ls, marker="o", mfc=face or "grey", ms=3.5, label=name)
-            for name, face, ls in _UNIT_STYLE.values()
+            plt.Line2D([], [], color=c, marker=m, ls=ls, ms=3.5, label=BASIS_NAMES[b])
+            for b, (c, m, ls) in BASIS_STYLE.items()
         ]
-        handles.append(
-            plt.Line2D([], [], color="black", lw=0.7, ls=(0, (1, 2)), label=f"{keep:.0%} of intact accuracy")
-        )
+        if full is not None:
+            handles.append(plt.Line2D([], [], color="black", lw=0.7, ls=(0, (4, 2)), label="intact model"))
+            handles.append(
+                plt.Line2D([], [], color="black", lw=0.5, ls=(0, (1, 2)), label=f"{keep:.0%} of intact")
+            )
         fig.legend(handles=handles, loc="upper center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 0.0))
         fig.suptitle(
-            "Knowledge compactness: the smallest fraction of neurons and of SAE features\n"
-            f"keeping {keep:.0%} of the intact accuracy (global, preserve; "
-            "log2 ratio > 0: features more compact)",
+            "Claim 6 at the same site: the bases of each SAE stream, top directions kept (by the method), "
+            "the rest filled\n"
+            "min CPR gap: the smaller of the features' normalised-faithfulness advantages per fraction "
+            "and per direction (> 0: features more compact)",
             y=1.02,
         )
         fig.tight_layout()

@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from kneurons.errors import InputError
 from kneurons.figures.ablation import F_TICKS, HATCHES, MODE_AXIS, RC, method_order, style
+from kneurons.stats.keys import fills_of, first_fill, with_fill
 from kneurons.vocabulary import MODULE_TYPES
 
 
@@ -31,8 +32,11 @@ def _random_band(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
 def _run_note(curves: pd.DataFrame) -> str:
     n_test = int(curves["n_test"].iloc[0]) if "n_test" in curves else None
     seeds = sorted(int(s) for s in curves.loc[curves["method"] == "random", "seed"].dropna().unique())
-    fill = curves["fill"].iloc[0] if "fill" in curves else "?"
-    parts = [f"test proteins n = {n_test}" if n_test else None, f"fill = {fill}"]
+    fills = fills_of(curves) if "fill" in curves else ["?"]
+    parts = [
+        f"test proteins n = {n_test}" if n_test else None,
+        f"fill{'s' if len(fills) > 1 else ''} = {', '.join(fills)}",
+    ]
     if seeds:
         parts.append(f"random: {len(seeds)} seeds")
     if "n_replicates" in curves and int(curves["n_replicates"].iloc[0]) > 1:
@@ -71,31 +75,40 @@ def plot_ablation_curves(
     """Metric vs f for one mode: a panel for the global scope and one per module type; random as a band.
 
     ``units``: ``neurons`` (the neuron ablation tables) or ``features`` (the SAE features', global
-    scope only), named in the title, the global panel and the legend.
+    scope only), named in the title, the global panel and the legend. With several fills
+    (``ablate.fills``) each scope's panels for its fills stand side by side, each titled with its fill.
     """
     if metric not in ("accuracy", "macro_f1"):
         raise ValueError(f"unknown metric {metric!r}")
     if units not in UNITS:
         raise ValueError(f"unknown units {units!r}; known: {', '.join(UNITS)}")
     noun, global_title, _ = UNITS[units]
+    curves = with_fill(curves)
     df = curves[curves["mode"] == mode]
     if df.empty:
         raise InputError(f"no ablation rows with mode {mode!r}")
-    panels = [("global", "global")] if (df["scope"] == "global").any() else []
+    base = [("global", "global")] if (df["scope"] == "global").any() else []
     types = [m for m in MODULE_TYPES if ((df["scope"] == "module_type") & (df["scope_name"] == m)).any()]
-    panels += [("module_type", m) for m in types]
-    if not panels:
+    base += [("module_type", m) for m in types]
+    if not base:
         raise InputError("no global or module_type ablation rows to plot")
+    fills = fills_of(df)
+    # a scope ablated under the first fill only (ablate.fill_scopes) has no panel for the others
+    present = {
+        (str(f), str(sc), str(n)) for f, sc, n in df[["fill", "scope", "scope_name"]].itertuples(index=False)
+    }
+    # each scope's fills side by side
+    panels = [(fill, scope, name) for scope, name in base for fill in fills if (fill, scope, name) in present]
     full = float(curves["full_accuracy"].iloc[0]) if "full_accuracy" in curves else None
     k = _n_classes(curves)
     ylabel = "test accuracy" if metric == "accuracy" else "test macro-F1"
     with plt.rc_context(RC):
-        ncols = min(4, len(panels) + 1)
+        ncols = min(4, len(base) + 1)
         nrows = int(np.ceil((len(panels) + 1) / ncols))
         fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.3 * nrows), sharey=True, squeeze=False)
         flat = axes.ravel()
-        for ax, (scope, name) in zip(flat, panels, strict=False):
-            sub = df[(df["scope"] == scope) & (df["scope_name"] == name)]
+        for ax, (fill, scope, name) in zip(flat, panels, strict=False):
+            sub = df[(df["scope"] == scope) & (df["scope_name"] == name) & (df["fill"].astype(str) == fill)]
             rnd = sub[sub["method"] == "random"]
             if not rnd.empty:
                 band = _random_band(rnd, metric)
@@ -113,7 +126,7 @@ def plot_ablation_curves(
             if k:
                 ax.axhline(1 / k, color="black", lw=0.6, ls=(0, (1, 2)))
             title = global_title if scope == "global" else f"{name} (all layers)"
-            ax.set_title(title)
+            ax.set_title(f"{title}\n{fill} fill" if len(fills) > 1 else title)
             f_axis(ax)
             ax.set_ylim(0, 1.02)
         short = "fraction preserved, f" if mode == "preserve" else "fraction suppressed, f"
@@ -165,7 +178,9 @@ def _legend(legend_ax, df: pd.DataFrame, full: float | None, k: int | None, unit
 
 
 def plot_threshold_bars(summary: pd.DataFrame) -> Figure:
-    """Smallest f keeping ``keep_accuracy`` of intact accuracy (preserve), per method, module type, global."""
+    """Smallest f keeping ``keep_accuracy`` of intact accuracy (preserve), per method, module type, global;
+    the first fill's (``first_fill``), named in the title."""
+    summary, fill = first_fill(summary)
     s = summary[(summary["mode"] == "preserve") & summary["scope"].isin(["global", "module_type"])]
     if s.empty:
         raise InputError("summary has no preserve rows for the global or module_type scope")
@@ -229,7 +244,7 @@ def plot_threshold_bars(summary: pd.DataFrame) -> Figure:
         ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.set_title(
             f"Fewest neurons that keep {keep:.0%} of the intact test accuracy\n"
-            "(lower = knowledge more concentrated)",
+            f"(lower = knowledge more concentrated; {fill} fill)",
             loc="left",
         )
         fig.tight_layout()

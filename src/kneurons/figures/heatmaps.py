@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from kneurons.errors import InputError
 from kneurons.figures.ablation import RC, method_order, style
+from kneurons.stats.keys import first_fill
 from kneurons.vocabulary import MODULE_TYPES
 
 #: Stars mark cells whose Benjamini-Hochberg q-value (``q_enriched``) is below this.
@@ -114,7 +115,9 @@ def plot_density(density: pd.DataFrame) -> Figure:
 
 
 def plot_layer_module_gap(gap: pd.DataFrame) -> Figure:
-    """AUC gap to random of each single module (layer_module scope): layer x module type, per method, mode."""
+    """AUC gap to random of each single module (layer_module scope): layer x module type, per method,
+    mode; the first fill's (``first_fill``), named in the title."""
+    gap, fill = first_fill(gap)
     g = gap[gap["scope"] == "layer_module"]
     if g.empty:
         raise InputError("no layer_module rows in the random-gap table")
@@ -169,6 +172,6 @@ def plot_layer_module_gap(gap: pd.DataFrame) -> Figure:
         cb.set_label("AUC gap to random\n(area under accuracy vs f)")
         fig.suptitle(
             "Ablating one module of one layer: method's area under the accuracy curve minus random's\n"
-            "* its 95% bootstrap interval excludes 0"
+            f"({fill} fill) * its 95% bootstrap interval excludes 0"
         )
     return fig

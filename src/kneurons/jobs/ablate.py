@@ -1,4 +1,4 @@
-"""The ablation job: every mask of one (method, scope) on the test split."""
+"""The ablation job: every mask of one (method, scope) on the test split, under every fill."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ from kneurons.ablation.run import load_external_set, load_test_set, run_ablation
 from kneurons.errors import InputError
 from kneurons.features.attach import attach_scored_saes
 from kneurons.tables import AblationResult, read_scoring_set, save_result
-from kneurons.vocabulary import MODULE_TYPES
+from kneurons.vocabulary import FEATURE_FILLS, MODULE_TYPES
 
 log = logging.getLogger(__name__)
 
 
-def job_fill(
-    kind: str,
+def job_fills(
+    kinds: Sequence[str],
     model: nn.Module,
     info: dict[str, Any],
     model_settings: dict[str, Any],
@@ -31,25 +31,37 @@ def job_fill(
     device: torch.device,
     source: str,
     reference_loader: Callable[[], nn.Module] | None = None,
-) -> Fill:
-    """The fill of an ablation or characterisation job: ``mean`` reads the scoring set's sequences
-    (its mean activations), ``pretrained`` the reference weights (``make_fill``)."""
+    modules: Sequence[str] = MODULE_TYPES,
+    seed: int = 0,
+) -> list[Fill]:
+    """The fills of an ablation or characterisation job (``ablate.fills``, in order): ``mean`` and
+    ``resample`` read the scoring set's sequences (its mean activations, the donors, drawn with
+    ``seed``), ``pretrained`` the reference weights (``make_fill``). ``modules``: the units the job
+    masks (``("sae",)``: SAE features, whose means are the features')."""
     scoring_sequences = None
-    if kind == "mean":
+    if {"mean", "resample"} & set(kinds):
         if scoring_set_path is None:
-            raise InputError("ablate.fill 'mean' needs the scoring set (scores/scoring_set.tsv)")
+            raise InputError(
+                f"ablate.fills {sorted({'mean', 'resample'} & set(kinds))} need the scoring set "
+                "(scores/scoring_set.tsv)"
+            )
         scoring_sequences = read_scoring_set(scoring_set_path)["sequence"].tolist()
-    return make_fill(
-        kind,
-        model,
-        info,
-        model_settings,
-        scoring_sequences=scoring_sequences,
-        reference=reference_loader,
-        token_budget=token_budget,
-        device=device,
-        source=source,
-    )
+    return [
+        make_fill(
+            kind,
+            model,
+            info,
+            model_settings,
+            scoring_sequences=scoring_sequences,
+            reference=reference_loader,
+            token_budget=token_budget,
+            device=device,
+            source=source,
+            modules=modules,
+            seed=seed,
+        )
+        for kind in kinds
+    ]
 
 
 def run_ablation_job(
@@ -78,9 +90,9 @@ def run_ablation_job(
     pretrained weights named in the checkpoint, ``kneurons.ablation.fill.pretrained_reference``).
 
     ``saes``: ablate SAE features instead of neurons: each spec (``kneurons.features.attach``) is
-    attached, the score table must record the same SAEs, and the masks rank and zero the features
-    (``fill`` must be ``zero``: a feature has no weights to roll back, and its mean is not a
-    value the SAE's TopK would give).
+    attached, the score table must record the same SAEs, and the masks rank and fill the features
+    (with the fills that apply to them, ``FEATURE_FILLS``: ``pretrained`` is skipped, a feature has
+    no weights to roll back; the SAE's error term is kept).
     """
     from kneurons.model.checkpoint import load_job_classifier
     from kneurons.provenance import check_scores_match_checkpoint
@@ -100,12 +112,19 @@ def run_ablation_job(
     # Scores of another model would rank this model's neurons meaninglessly.
     check_scores_match_checkpoint(scores_path, checkpoint, score_meta)
     modules: tuple[str, ...] = MODULE_TYPES
+    kinds = list(ab["fills"])
     if saes is not None:
-        if ab["fill"] != "zero":
-            raise InputError(f"SAE features are ablated by zeroing them; fill {ab['fill']!r} is for neurons")
+        skipped = [k for k in kinds if k not in FEATURE_FILLS]
+        kinds = [k for k in kinds if k in FEATURE_FILLS]
+        if skipped:
+            log.info("SAE features: fill(s) %s skipped (a feature has no weights to roll back)", skipped)
+        if not kinds:
+            raise InputError(
+                f"SAE features take the fills {', '.join(FEATURE_FILLS)}; ablate.fills {ab['fills']} has none"
+            )
         modules = attach_scored_saes(model, saes, scores_path, score_meta)
-    fill = job_fill(
-        ab["fill"],
+    fills = job_fills(
+        kinds,
         model,
         info,
         settings["model"],
@@ -114,6 +133,8 @@ def run_ablation_job(
         device,
         str(checkpoint),
         reference_loader,
+        modules,
+        settings.get("seed", 0),
     )
     per_pass = ab.get("masks_per_pass") or default_masks_per_pass(device)
     result = run_ablation(
@@ -126,7 +147,7 @@ def run_ablation_job(
         scope,
         ab["fractions"],
         ab["modes"],
-        fill=fill,
+        fill=fills,
         normalise=ab["normalise"],
         random_seeds=ab.get("random_seeds"),
         accessions=accessions,

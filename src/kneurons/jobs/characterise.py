@@ -19,7 +19,7 @@ from kneurons.characterise import (
     split_ig_scores,
 )
 from kneurons.features.attach import attach_scored_saes
-from kneurons.jobs.ablate import job_fill
+from kneurons.jobs.ablate import job_fills
 from kneurons.model.checkpoint import load_job_classifier
 from kneurons.provenance import check_scores_match_checkpoint
 from kneurons.tables import (
@@ -61,11 +61,12 @@ def run_class_job(
     scoring_set_path: str | Path | None = None,
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
-    """Class-specific neurons: selection, overlap, suppression. ``settings``: the rule's params
-    (``kneurons.settings.job_settings('characterise_classes', config)``).
+    """Class-specific neurons: selection, overlap, suppression under every fill of ``ablate.fills``.
+    ``settings``: the rule's params (``kneurons.settings.job_settings('characterise_classes', config)``).
 
     Writes ``out["neurons"]`` (class sets), ``out["overlap"]``, ``out["matrix"]``,
-    ``out["specificity"]`` (TSV) and ``out["summary"]`` (JSON); returns the summary.
+    ``out["specificity"]`` (TSV, one block of rows per fill, column ``fill``) and ``out["summary"]``
+    (JSON: the first fill's means at the top, every fill's in ``per_fill``); returns the summary.
     """
     c = settings["characterise"]
     model, info = load_job_classifier(checkpoint, settings, device)
@@ -82,8 +83,8 @@ def run_class_job(
     overlap, shared = class_overlap(sets)
     held = load_held_out(split_path, labels, c["split"], c["max_proteins"], settings["seed"])
     index = {lab: i for i, lab in enumerate(labels)}
-    fill = job_fill(
-        settings["ablate"]["fill"],
+    fills = job_fills(
+        settings["ablate"]["fills"],
         model,
         info,
         settings["model"],
@@ -91,6 +92,7 @@ def run_class_job(
         c["token_budget"],
         device,
         str(checkpoint),
+        seed=settings["seed"],
     )
     matrix, spec = class_suppression(
         model,
@@ -98,22 +100,31 @@ def run_class_job(
         held["label"].map(index).to_numpy(),
         labels,
         sets,
-        fill,
+        fills,
         c["random_sets"],
         settings["seed"],
         c["token_budget"],
         device,
         settings["train"].get("bf16", True),
     )
-    off = matrix[matrix["suppressed"] != matrix["evaluated"]]["recall_change"]
-    diag = matrix[matrix["suppressed"] == matrix["evaluated"]]["recall_change"]
+    per_fill = {}
+    for kind in [f.kind for f in fills]:
+        m, s = matrix[matrix["fill"] == kind], spec[spec["fill"] == kind]
+        per_fill[kind] = {
+            "mean_recall_change_own": float(m[m["suppressed"] == m["evaluated"]]["recall_change"].mean()),
+            "mean_recall_change_other": float(m[m["suppressed"] != m["evaluated"]]["recall_change"].mean()),
+            "mean_specificity_diff": float(s["specificity_diff"].mean()),
+            "mean_random_specificity_diff": float(s["random_diff_mean"].mean()),
+        }
+    first = per_fill[fills[0].kind]
     summary = {
         "classes": sorted(set(sets["label"])),
         "selection": c["class_selection"],
         "fraction": c["class_fraction"] if c["class_selection"] == "top_fraction" else None,
         "threshold": c["class_threshold"] if c["class_selection"] == "relative_threshold" else None,
         "normalise": normalise,
-        "fill": fill.kind,
+        "fill": fills[0].kind,
+        "fills": [f.kind for f in fills],
         "neurons_per_class": {str(k): int(v) for k, v in sets.groupby("label").size().items()},
         "shared_by_all": shared,
         "mean_jaccard_between_classes": float(
@@ -121,11 +132,9 @@ def run_class_job(
         ),
         "held_out_split": c["split"],
         "held_out_proteins": len(held),
-        "mean_recall_change_own": float(diag.mean()),
-        "mean_recall_change_other": float(off.mean()),
-        "mean_specificity_diff": float(spec["specificity_diff"].mean()),
-        "mean_random_specificity_diff": float(spec["random_diff_mean"].mean()),
+        **first,
         "random_sets": c["random_sets"],
+        "per_fill": per_fill,
     }
     write_result_table(sets, out["neurons"])
     write_result_table(overlap, out["overlap"])

@@ -12,6 +12,7 @@ import pandas as pd
 
 from kneurons.errors import InputError
 from kneurons.stats.claims import IntactModel, evaluate_claims
+from kneurons.stats.keys import with_fill
 from kneurons.tables import (
     read_characterise_table,
     read_intact_metrics,
@@ -56,28 +57,36 @@ def run_claims(
 ) -> pd.DataFrame:
     """Write ``out`` (``stats/claims.tsv``) and, where given, ``verdicts`` (``stats/verdicts.html``,
     the same table rendered for the report's first screen) from ``inputs``: ``random_gap``,
-    ``density`` (both pooled over replicates), ``metrics`` (every replicate's ``model/metrics.json``:
+    ``faithfulness`` (where given: claims 1, 2 and 4 take its CPR gaps), ``density`` (all pooled
+    over replicates), ``metrics`` (every replicate's ``model/metrics.json``:
     the intact model's test accuracy and majority baseline, for the baseline rule) and, when the
     characterisation ran, ``class_specificity`` (one table per replicate; each class's recall drops
-    are averaged over the replicates) and, when SAE features were ablated, ``compactness``
+    are averaged over the replicates, per fill) and, when SAE features were ablated, ``compactness``
     (``stats/compactness.tsv``, pooled over the replicates: claim 6, test split only). Per external
-    set (``settings["external"]``, sorted names): ``external`` (its ``random_gap.tsv``) and
-    ``external_metrics`` (its ``metrics.json``), in the order of the names. Returns the claims with
-    their numbers at full precision.
+    set (``settings["external"]``, sorted names): ``external`` (its ``random_gap.tsv``),
+    ``external_faithfulness`` (its ``faithfulness.tsv``, where given) and ``external_metrics`` (its
+    ``metrics.json``), in the order of the names. Returns the claims with their numbers at full
+    precision, one row per claim and fill.
 
     ``settings`` are the rule's params (``kneurons.settings.job_settings('claims', config)``).
     """
     paths = _paths(inputs.get("class_specificity"))
     pooled = None
     if paths:
-        frames = [read_characterise_table(p, "class_specificity") for p in paths]
+        frames = [with_fill(read_characterise_table(p, "class_specificity")) for p in paths]
         pooled = (
-            pd.concat(frames).groupby("class", sort=True)[["drop_own", "drop_other"]].mean().reset_index()
+            pd.concat(frames)
+            .groupby(["fill", "class"], sort=False)[["drop_own", "drop_other"]]
+            .mean()
+            .reset_index()
         )
     compactness = None
     if inputs.get("compactness"):
         compactness = read_stats_table(inputs["compactness"], "compactness")
     n_rep = int(settings.get("replicates", 1))
+    faithfulness = (
+        read_stats_table(inputs["faithfulness"], "faithfulness") if inputs.get("faithfulness") else None
+    )
     parts = [
         evaluate_claims(
             read_stats_table(inputs["random_gap"], "random_gap"),
@@ -87,18 +96,20 @@ def run_claims(
             n_replicates=n_rep,
             intact=intact_model(_paths(inputs.get("metrics")), "test"),
             compactness=compactness,
+            faithfulness=faithfulness,
         )
     ]
     # External sets: the curve claims (1, 2, 4) on proteins the model never saw (no SAE features: no 6).
     names = list(settings.get("external", []))
     ext_paths = _paths(inputs.get("external"))
     ext_metrics = _paths(inputs.get("external_metrics"))
-    if not len(names) == len(ext_paths) == len(ext_metrics):
+    ext_faith = _paths(inputs.get("external_faithfulness")) or [None] * len(names)
+    if not len(names) == len(ext_paths) == len(ext_metrics) == len(ext_faith):
         raise ValueError(
-            f"{len(ext_paths)} external statistics tables and {len(ext_metrics)} metrics files "
-            f"for {len(names)} sets {names}"
+            f"{len(ext_paths)} external statistics tables, {len(ext_faith)} faithfulness tables and "
+            f"{len(ext_metrics)} metrics files for {len(names)} sets {names}"
         )
-    for name, path, metrics in zip(names, ext_paths, ext_metrics, strict=True):
+    for name, path, faith, metrics in zip(names, ext_paths, ext_faith, ext_metrics, strict=True):
         gap = read_stats_table(path, "random_gap")
         rows = evaluate_claims(
             gap,
@@ -109,6 +120,8 @@ def run_claims(
             set_name=name,
             intact=intact_model([metrics], None),
             random_gap_source=f"external/{name}/random_gap.tsv",
+            faithfulness=read_stats_table(faith, "faithfulness") if faith else None,
+            faithfulness_source=f"external/{name}/faithfulness.tsv",
         )
         rows["figure"] = f"external/{name}/curves.tsv"
         parts.append(rows)
@@ -118,7 +131,9 @@ def run_claims(
         write_verdicts(claims, verdicts)
     for row in claims.itertuples():
         note = f" ({row.note})" if row.note else ""
+        fill = f", fill {row.fill}" if row.fill else ""
         log.info(
-            "claim %s (%s, %s): %s [%s]%s", row.claim, row.method, row.set, row.verdict, row.statistic, note
+            "claim %s (%s, %s%s): %s [%s]%s",
+            *(row.claim, row.method, row.set, fill, row.verdict, row.statistic, note),
         )
     return claims

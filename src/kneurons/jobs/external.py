@@ -16,7 +16,7 @@ from kneurons.data.synthetic import generate_synthetic
 from kneurons.errors import InputError
 from kneurons.stats.curves import pool_replicates
 from kneurons.stats.metrics import accuracy, macro_f1, majority_share
-from kneurons.stats.random import random_comparison
+from kneurons.stats.random import compare_with_random
 from kneurons.tables import (
     AblationData,
     load_ablation,
@@ -130,19 +130,26 @@ def run_external_stats(
     settings: dict[str, Any],
     out: dict[str, str | Path],
 ) -> dict[str, pd.DataFrame]:
-    """Curves, gap to random (the global scope's knowledge neurons) and the intact model's metrics
-    on one external set; ``tables[r]`` / ``predictions[r]`` are replicate ``r``'s."""
+    """Curves, gap to random and normalised faithfulness (the global scope's knowledge neurons, per
+    fill) and the intact model's metrics on one external set; ``tables[r]`` / ``predictions[r]`` are
+    replicate ``r``'s. Writes ``out`` curves, random_gap, faithfulness (TSV; each where ``out`` names
+    it) and metrics (JSON)."""
     st = settings["stats"]
     datas = [load_ablation(t, p) for t, p in zip(tables, predictions, strict=True)]
     table, full_accuracy = pool_replicates([d.table for d in datas], [d.full_accuracy for d in datas])
     curves = table.copy()
     curves["full_accuracy"] = full_accuracy
-    gap, _ = random_comparison(
+    compared = compare_with_random(
         datas, n_boot=st["bootstrap"], confidence=st["confidence"], seed=settings["seed"]
     )
-    write_stats_tables({"curves": curves, "random_gap": gap}, out)
+    frames = {
+        "curves": curves,
+        "random_gap": compared["random_gap"],
+        "faithfulness": compared["faithfulness"],
+    }
+    write_stats_tables({k: v for k, v in frames.items() if k in out}, out)
     write_json_result(out["metrics"], _intact_metrics(datas))
-    return {"curves": curves, "random_gap": gap}
+    return frames
 
 
 def _intact_metrics(datas: list[AblationData]) -> dict[str, Any]:

@@ -66,8 +66,8 @@ def make_figure(
     """Build one workflow figure ``kind`` from its input tables and write ``base.<fmt>``.
 
     SAE features: ``features_accuracy_{mode}`` draws the feature curves (``inputs["curves"]``: their
-    curves table); ``compactness`` draws claim 6 from ``inputs["compactness"]``, ``inputs["curves"]``
-    (the neurons' curves table) and ``inputs["feature_curves"]``.
+    curves table); ``compactness`` draws claim 6 from ``inputs["compactness"]`` and
+    ``inputs["curves"]`` (the same-site bases' curves, ``stats/bases_curves.tsv``).
     ``feature_logos`` draws the top IG features' logos (``inputs["neurons"]``, ``inputs["pfm"]``);
     ``logos``: how many (``characterise.logos``, as the neurons' logos).
     """
@@ -80,7 +80,6 @@ def make_figure(
         fig = plot_compactness(
             read_stats_table(inputs["compactness"], "compactness"),
             read_stats_table(inputs["curves"], "curves"),
-            read_stats_table(inputs["feature_curves"], "curves"),
         )
     elif kind == "density":
         fig = plot_density(read_stats_table(inputs["density"], "density"))

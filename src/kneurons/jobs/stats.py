@@ -14,7 +14,8 @@ import pandas as pd
 from kneurons.stats.compactness import compactness
 from kneurons.stats.curves import pool_replicates, summarise_curves
 from kneurons.stats.density import density, pool_density, with_q_values
-from kneurons.stats.random import random_comparison
+from kneurons.stats.faithfulness import faithfulness_per_row
+from kneurons.stats.random import compare_with_random
 from kneurons.stats.stability import STABILITY_COLUMNS, stability
 from kneurons.tables import AblationData, load_ablation, read_score_table, write_stats_tables
 
@@ -33,17 +34,24 @@ def split_replicates(paths: Sequence[Any], replicates: int, what: str) -> list[l
 def curve_statistics(datas: Sequence[AblationData], settings: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
     """The statistics of ablation curves pooled over replicates (``datas[r]``: replicate ``r``'s
     tables, same rows, same test proteins): ``curves`` (every row with its metrics averaged over the
-    replicates, and the intact accuracy), ``summary`` (AUC and ``f_threshold`` per curve),
-    ``random_gap`` and ``paired_tests`` (each method against random). ``settings`` as ``run_stats``'."""
+    replicates, the intact accuracy, and the normalised faithfulness ``faithfulness_accuracy`` /
+    ``faithfulness_logp`` with ``faithfulness_note`` where it is undefined), ``summary`` (AUC,
+    ``f_threshold``, CPR and CMD per curve), ``random_gap``, ``paired_tests`` and ``faithfulness``
+    (each method against random, ``compare_with_random``). Every table is per fill.
+    ``settings`` as ``run_stats``'."""
     st = settings["stats"]
     table, full_accuracy = pool_replicates([d.table for d in datas], [d.full_accuracy for d in datas])
     curves = table.copy()
     curves["full_accuracy"] = full_accuracy
-    summary = summarise_curves(table, full_accuracy, st["keep_accuracy"])
-    gap, paired = random_comparison(
+    faith, notes = faithfulness_per_row(datas)
+    for name, values in faith.items():
+        curves[f"faithfulness_{name}"] = values
+    curves["faithfulness_note"] = notes
+    summary = summarise_curves(curves, full_accuracy, st["keep_accuracy"])
+    compared = compare_with_random(
         datas, n_boot=st["bootstrap"], confidence=st["confidence"], seed=settings["seed"]
     )
-    return {"curves": curves, "summary": summary, "random_gap": gap, "paired_tests": paired}
+    return {"curves": curves, "summary": summary, **compared}
 
 
 def run_stats(
@@ -54,7 +62,7 @@ def run_stats(
     out: dict[str, str | Path],
 ) -> dict[str, pd.DataFrame]:
     """The statistics stage: writes ``out[name]`` (TSV) for name in curves, summary, random_gap,
-    paired_tests, density, stability.
+    paired_tests, faithfulness, density, stability (each that ``out`` names).
 
     ``tables[r]``, ``predictions[r]`` and ``score_paths[r]`` (method -> score table) are replicate
     ``r``'s. ``settings`` are the rule's params (``kneurons.settings.job_settings('ablation_stats',
@@ -86,7 +94,7 @@ def run_stats(
     ]
     stab = pd.concat(stab, ignore_index=True) if stab else pd.DataFrame(columns=STABILITY_COLUMNS)
     frames |= {"density": dens, "stability": stab}
-    write_stats_tables(frames, out)
+    write_stats_tables({k: v for k, v in frames.items() if k in out}, out)
     log.info("statistics over %d replicate(s)", len(datas))
     return frames
 
@@ -98,7 +106,8 @@ def run_feature_stats(
     out: Mapping[str, str | Path],
 ) -> dict[str, pd.DataFrame]:
     """The curve statistics of the SAE-feature ablation tables: writes ``out[name]`` (TSV) for name in
-    curves, summary, random_gap, paired_tests, the same tables ``run_stats`` writes for neurons.
+    curves, summary, random_gap, paired_tests, faithfulness, the same tables ``run_stats`` writes
+    for neurons.
 
     ``tables[r]`` / ``predictions[r]``: replicate ``r``'s feature ablation tables (one per method,
     global scope; the random method's rows are random features active on the scoring set) and
@@ -107,52 +116,45 @@ def run_feature_stats(
     """
     datas = [load_ablation(t, p) for t, p in zip(tables, predictions, strict=True)]
     frames = curve_statistics(datas, settings)
-    write_stats_tables(frames, dict(out))
+    write_stats_tables({k: v for k, v in frames.items() if k in out}, dict(out))
     log.info("feature statistics over %d replicate(s)", len(datas))
     return frames
 
 
 def run_compactness(
-    neuron_tables: Sequence[Sequence[str | Path]],
-    neuron_preds: Sequence[Sequence[str | Path]],
-    feature_tables: Sequence[Sequence[str | Path]],
-    feature_preds: Sequence[Sequence[str | Path]],
+    tables: Sequence[Sequence[str | Path]],
+    predictions: Sequence[Sequence[str | Path]],
     settings: Mapping[str, Any],
     out: Mapping[str, str | Path],
-) -> pd.DataFrame:
-    """Claim 6's table (``kneurons.stats.compactness``): writes ``out["compactness"]`` (TSV).
+) -> dict[str, pd.DataFrame]:
+    """Claim 6 at the same site (``kneurons.stats.compactness``) and the curve statistics of every basis
+    of every SAE stream: writes ``out[name]`` (TSV) for name in ``compactness`` and ``bases_curves``,
+    ``bases_summary``, ``bases_random_gap``, ``bases_faithfulness`` (each that ``out`` names).
 
-    Shapes as ``run_stats``' inputs, one list per replicate in the same replicate order:
-    ``neuron_tables[r]`` / ``neuron_preds[r]`` are replicate ``r``'s global-scope neuron ablation
-    tables (``ablation/{method}/global.tsv``, one per method) and their ``.pred.npz``;
-    ``feature_tables[r]`` / ``feature_preds[r]`` its SAE-feature ablation tables and predictions.
-    Other scopes, the random method and methods ablated on one side only are ignored. ``settings``:
-    ``stats`` (keep_accuracy, bootstrap, confidence) and ``seed``.
+    ``tables[r]`` / ``predictions[r]``: replicate ``r``'s same-site bases tables
+    (``features/bases/layer{l}.tsv``, one per SAE stream) and their ``.pred.npz``. The curves carry
+    ``kept``, the number of directions kept; the random baseline of each basis is its own random
+    selections (``scope_name`` ``L{layer}.{basis}``). ``settings``: ``stats`` (keep_accuracy,
+    bootstrap, confidence) and ``seed``.
     """
-    if len(neuron_tables) != len(feature_tables):
-        raise ValueError(
-            f"{len(neuron_tables)} replicate(s) of neuron tables but {len(feature_tables)} of feature tables"
-        )
     st = settings["stats"]
-    neurons = [load_ablation(t, p) for t, p in zip(neuron_tables, neuron_preds, strict=True)]
-    features = [load_ablation(t, p) for t, p in zip(feature_tables, feature_preds, strict=True)]
+    datas = [load_ablation(t, p) for t, p in zip(tables, predictions, strict=True)]
+    frames = curve_statistics(datas, settings)
+    frames["curves"]["kept"] = frames["curves"]["n_scope"] - frames["curves"]["n_filled"]
     table = compactness(
-        neurons,
-        features,
+        datas,
         keep_accuracy=st["keep_accuracy"],
         n_boot=st["bootstrap"],
         confidence=st["confidence"],
         seed=settings["seed"],
     )
-    write_stats_tables({"compactness": table}, {"compactness": out["compactness"]})
+    named = {"compactness": table, **{f"bases_{k}": v for k, v in frames.items() if k != "paired_tests"}}
+    write_stats_tables({k: v for k, v in named.items() if k in out}, dict(out))
     for row in table.itertuples():
         log.info(
-            "compactness (%s): f neurons %.3g, f features %.3g, log2 ratio %.3g [%.3g, %.3g]",
-            row.method,
-            row.f_neurons,
-            row.f_features,
-            row.log2_ratio,
-            row.ci_lo,
-            row.ci_hi,
+            "compactness L%d %s (%s fill), features - %s: CPR gap %.3g per fraction, %.3g per direction; "
+            "min %.3g [%.3g, %.3g]",
+            *(row.layer, row.method, row.fill, row.comparison, row.gap_fraction, row.gap_directions),
+            *(row.estimate, row.ci_lo, row.ci_hi),
         )
-    return table
+    return named

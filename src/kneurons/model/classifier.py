@@ -143,7 +143,7 @@ class EsmClassifier(nn.Module):
         """Pool (B,T,E) representations to (B,E)."""
         if self.pooling == "bos":
             return h[:, 0]
-        w = self.backend.residue_mask(tokens).unsqueeze(-1).to(h.dtype)
+        w = self.residue_mask(tokens).unsqueeze(-1).to(h.dtype)
         return (h * w).sum(1) / w.sum(1).clamp_min(1.0)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -248,6 +248,10 @@ class EsmClassifier(nn.Module):
     def tokenize(self, sequences: list[str]) -> torch.Tensor:
         """Token ids ``(B, T)`` of ``sequences`` with BOS/EOS and right padding, on the CPU."""
         return self.backend.tokenize(list(sequences))
+
+    def residue_mask(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(B, T)`` True at residues: BOS, EOS and padding excluded (what mean pooling averages)."""
+        return self.backend.residue_mask(tokens)
 
     def token_mask(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(T, B, 1)`` True at non-padding tokens (BOS/EOS included): broadcasts against hooked outputs."""

@@ -23,7 +23,8 @@ The counts (``T_x``: tokens of split x, ``L`` layers, BOS/EOS included, no paddi
   ``module_type`` masks are counted from layer 0 (an upper bound, exact when layer 0 holds both the
   top and the bottom of the ranking). The random baseline evaluates every mask once per seed, in
   one job per chunk of ``ablate.seeds_per_job`` seeds; an external set's job per method carries
-  every seed;
+  every seed. Every fill of ``ablate.fills`` runs each mask's tail again (the intact pass is shared),
+  and ``resample`` adds one full pass per job for the donors' activations;
 - characterise: class suppression ``T_h * L * (1 + C * (1 + random_sets))`` (every set starts at
   layer 0), the neurons' activations ``T_h * L``, ``T_h`` the held-out proteins (``max_proteins``);
 - SAE features (``units.features``, ``kneurons.plan.features``; per SAE at stream layer ``l``,

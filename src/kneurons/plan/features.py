@@ -16,18 +16,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from kneurons.features.sizes import DEFAULT_EXPANSION, default_sizes
+from kneurons.features.sizes import DEFAULT_EXPANSION, default_sizes, direction_counts
 from kneurons.plan.passes import (
     BACKWARD_FACTOR,
     DataSize,
     StageCost,
     ablation_job_forward,
     distinct_masks,
+    fill_counts,
     score_job_cost,
 )
-from kneurons.ranking import NeuronLayout
+from kneurons.ranking import NeuronLayout, top_k_count
 from kneurons.scatter import TRAIN_SAE, trained_sae_layers
-from kneurons.vocabulary import FEATURE_MODULE
+from kneurons.vocabulary import BASES_MODE, FEATURE_MODULE
 
 
 def stream_layers(layer: int, layers: int) -> int:
@@ -101,8 +102,10 @@ def feature_costs(cfg: dict[str, Any], data: DataSize, layers: int, dim: int) ->
             fwd, bwd = fwd + f, bwd + b
     cap = ("score.ig.steps; " if "ig" in sc["methods"] else "") + "score.max_sequences" + rep_cap
     out.append(StageCost("score features", reps * len(sc["methods"]), reps * fwd, reps * bwd, cap))
-    # one job per method: its intact pass once, every seed's masks of the random baseline
+    # one job per method: its intact pass once, every seed's masks of the random baseline, under
+    # every feature fill
     t_eval = data.tokens("test", ab["max_sequences"])
+    fills, resample = fill_counts(cfg, features=True)
     fwd = sum(
         ablation_job_forward(
             layers,
@@ -114,12 +117,55 @@ def feature_costs(cfg: dict[str, Any], data: DataSize, layers: int, dim: int) ->
                 len(ab["random_seeds"]) if m == "random" else 1,
             ),
             t_eval,
+            fills,
+            resample,
         )
         for m in sc["methods"]
     )
     cap = "ablate.max_sequences; ablate.fractions" + rep_cap
     out.append(StageCost("ablate features", reps * len(sc["methods"]), reps * fwd, 0.0, cap))
+    if cfg["units"]["bases"]:
+        out.append(same_site_cost(cfg, data, layers, dim, layout))
     return out
+
+
+def same_site_cost(
+    cfg: dict[str, Any], data: DataSize, layers: int, dim: int, layout: NeuronLayout
+) -> StageCost:
+    """The same-site bases of claim 6 (``kneurons.features.same_site``), one job per replicate and
+    SAE: the scoring set's stream read once (the PCA), every linear basis scored by every method as
+    the features are, and every basis (the SAE's features too) ablated in one evaluation per basis:
+    its intact pass (and the donors' pass with ``resample``) once, then every method's and random
+    seed's preserve masks on the fraction grid and the grid of directions kept, the mask that fills
+    every direction shared, under every feature fill. An upper bound where two methods select the
+    same directions (the engine runs a mask they share once)."""
+    reps, sc, ab = cfg["train"]["replicates"], cfg["score"], cfg["ablate"]
+    counts = direction_counts(dim, cfg["units"]["directions"])
+    fills, resample = fill_counts(cfg, features=True)
+    t_score, steps = data.tokens(sc["split"], sc["max_sequences"]), sc["ig"]["steps"]
+    t_eval = data.tokens("test", ab["max_sequences"])
+    fwd = bwd = 0.0
+    for (layer, _), n_features in zip(layout.blocks, layout.sizes, strict=True):
+        fwd += t_score * stream_layers(layer, layers)
+        for _basis in cfg["units"]["bases"]:
+            for method in sc["methods"]:
+                as_method = "activation" if method == "random" else method
+                f, b = score_job_cost(as_method, steps, layers, layer, t_score, passes=1)
+                fwd, bwd = fwd + f, bwd + b
+        for n in (n_features, *[dim] * len(cfg["units"]["bases"])):
+            basis = NeuronLayout(((layer, FEATURE_MODULE),), (n,))
+            grid = [*ab["fractions"], 0.0, *(k / n for k in counts if k <= n)]
+            masks, shared = 0, False
+            for method in sc["methods"]:
+                seeds = len(ab["random_seeds"]) if method == "random" else 1
+                starts = distinct_masks(basis, "global", grid, [BASES_MODE], seeds)
+                # the mask that fills every direction is one for all methods and seeds
+                filled_all = any(top_k_count(float(f), n) == 0 for f in grid)
+                masks += len(starts) - filled_all
+                shared |= filled_all
+            fwd += t_eval * (layers * (1 + resample) + fills * (masks + shared) * (layers - layer))
+    cap = "units.bases; units.directions; ablate.fractions" + ("; train.replicates" if reps > 1 else "")
+    return StageCost("same-site bases", reps * len(layout.blocks), reps * fwd, reps * bwd, cap)
 
 
 def feature_note(cfg: dict[str, Any]) -> str | None:

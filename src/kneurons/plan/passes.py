@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kneurons.ranking import NeuronLayout, scope_members, top_k_count
-from kneurons.vocabulary import MODULE_TYPES
+from kneurons.vocabulary import FEATURE_FILLS, MODULE_TYPES
 
 #: machine: 3.5e10-4.3e10 at the demo's 4 x 64 shape, 7.6e10-9.8e10 at 6 x 320). GPUs:
 #: 35% of the dense bf16 peak, the utilisation an eager PyTorch transformer of this size reaches.
@@ -146,10 +146,30 @@ def distinct_mask_starts(
     return distinct_masks(neuron_layout(layers, dim), scope, fractions, modes)
 
 
-def ablation_job_forward(layers: int, starts: Sequence[int], tokens: float) -> float:
+def ablation_job_forward(
+    layers: int, starts: Sequence[int], tokens: float, fills: int = 1, resample: bool = False
+) -> float:
     """Forward token-layers of one ablation job: the shared (intact) pass plus each mask's tail from
-    its start layer (a mask starting at ``layers``, an SAE's on the final stream, runs no layer)."""
-    return tokens * (layers + sum(layers - s for s in starts))
+    its start layer (a mask starting at ``layers``, an SAE's on the final stream, runs no layer),
+    once per fill (``ablate.fills``: the fills share the intact pass), and with ``resample`` one
+    more full pass for the donors' activations."""
+    return tokens * (layers * (1 + resample) + fills * sum(layers - s for s in starts))
+
+
+def fill_counts(cfg: dict[str, Any], features: bool = False, scope: str | None = None) -> tuple[int, bool]:
+    """``(fills, resample)`` of an ablation job: how many fills of ``ablate.fills`` it evaluates
+    (``features``: those that apply to SAE features; ``scope``: a neuron job of that scope, whose
+    fills ``ablate.fill_scopes`` sets) and whether one is ``resample``."""
+    fills = list(cfg["ablate"]["fills"])
+    if features:
+        fills = [f for f in fills if f in FEATURE_FILLS]
+    elif (
+        scope is not None
+        and cfg["ablate"]["fill_scopes"] is not None
+        and scope not in cfg["ablate"]["fill_scopes"]
+    ):
+        fills = fills[:1]
+    return len(fills), "resample" in fills
 
 
 def score_job_cost(

@@ -14,6 +14,7 @@ from kneurons.plan.passes import (
     data_size,
     distinct_mask_starts,
     external_tokens,
+    fill_counts,
     scoring_cost,
 )
 from kneurons.scatter import random_seed_chunks, score_layer_chunks
@@ -56,8 +57,13 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
     test_jobs = reps * (len([m for m in sc["methods"] if m != "random"]) + random_jobs)
 
     def ablation(stage: str, scope: str, tokens: float, cap: str, jobs: int) -> StageCost:
+        fills, resample = fill_counts(cfg, scope=scope)
         fwd = ablation_job_forward(
-            layers, distinct_mask_starts(layers, dim, scope, ab["fractions"], ab["modes"]), tokens
+            layers,
+            distinct_mask_starts(layers, dim, scope, ab["fractions"], ab["modes"]),
+            tokens,
+            fills,
+            resample,
         )
         return StageCost(stage, jobs, evaluations * fwd, 0.0, cap + rep_cap)
 
@@ -82,12 +88,15 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
     if ch["enabled"]:
         t_held = data.tokens(ch["split"], ch["max_proteins"])
         sets = 1 + data.n_classes * (1 + ch["random_sets"])
-        # class suppression in every replicate; the neurons' residue activations in the main run
+        # class suppression in every replicate, every set under every fill (the intact pass and the
+        # donors' once); the neurons' residue activations in the main run
+        fills, resample = fill_counts(cfg)
+        per_rep = 1 + resample + fills * (sets - 1)
         out.append(
             StageCost(
                 "characterise",
                 reps + 1,
-                t_held * layers * (reps * sets + 1),
+                t_held * layers * (reps * per_rep + 1),
                 0.0,
                 "characterise.max_proteins; characterise.random_sets" + rep_cap,
             )

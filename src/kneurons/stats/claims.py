@@ -12,23 +12,33 @@ equivalence margin into a verdict:
 The claims (``CLAIMS``):
 
 1. preserving activation-selected neurons keeps more accuracy than random selections of the same
-   size: AUC gap to random, global scope, preserve (``stats/random_gap.tsv``: a bootstrap over
-   test proteins and random seeds);
+   size: the gap in CPR (the area of MIB's normalised faithfulness of the accuracy over log f,
+   ``kneurons.stats.faithfulness``) to random, global scope, preserve (``stats/faithfulness.tsv``:
+   a bootstrap over test proteins, random seeds and replicates). A statistics folder of older code,
+   without the faithfulness table, gives the AUC gap to random instead (``stats/random_gap.tsv``);
 2. the same for IG-selected neurons;
 3. knowledge neurons are enriched in ``k_proj``: log2 enrichment of ``k_proj`` among the global
    top ``stats.top_fraction`` of neurons, per method (``stats/density.tsv``); the interval is the
    Clopper-Pearson interval of the top set's ``k_proj`` share, divided by ``k_proj``'s share of all
    neurons, and the p-value the one-sided hypergeometric tail of random selections of that size;
-4. suppressing the top IG neurons hurts more than suppressing random ones: AUC gap, global scope,
-   suppress, claimed negative;
+4. suppressing the top IG neurons hurts more than suppressing random ones: CPR gap (AUC gap for
+   an older folder), global scope, suppress (F is then the performance left by removing the top f:
+   lower is more harm), claimed negative;
 5. class-specific neurons are specific: suppressing a class's own IG neurons drops its recall more
    than the other classes' (``characterise/class_specificity.tsv``: mean over classes of own minus
    other drop, t interval across classes, two-sided one-sample t-test);
-6. knowledge is more compact in SAE features than in neurons, per method: log2 of the smallest
-   fraction of neurons over the smallest fraction of SAE features that keeps ``stats.keep_accuracy``
-   of the intact accuracy (global, preserve), claimed positive (``stats/compactness.tsv``, see
-   ``kneurons.stats.compactness``: a paired bootstrap over test proteins and replicates, one-sided
-   bootstrap p-value). Test split only, where SAE features were ablated.
+6. knowledge is more compact in an SAE's features than in other bases of the same stream, per
+   method, comparison (features vs the stream's dimensions, features vs its PCA components) and
+   SAE stream: the smaller of the two CPR gaps, per fraction of the basis and per number of
+   directions kept, claimed positive (``stats/compactness.tsv``, see ``kneurons.stats.compactness``:
+   a paired bootstrap over test proteins and replicates, one-sided bootstrap p-value). Test split
+   only, where SAE features were ablated.
+
+**Fills.** Claims 1, 2, 4, 5 and 6 are decided once per fill of ``ablate.fills`` (each row names
+its ``fill``); claim 3 (density) does not depend on the fill (``fill`` empty). With several fills,
+``robust`` says whether a claim's verdict is the same under every fill the run made, and
+``other_fills`` gives the other fills' verdicts in words; with one fill both are empty (nothing to
+compare). A verdict that changes with the way of ablating is not robust.
 
 Every claim rests on the fine-tuned model having learned something on the set it is judged on: a
 model that predicts one class scores the majority-class share, and ablating it merely moves that
@@ -41,7 +51,10 @@ replicate-pooled count of correct proteins ``n x accuracy`` (not an integer when
 differ; the Beta quantiles take it as it is), and the majority share is a property of the set,
 not an estimate. Otherwise every claim row of that set keeps its statistics, its verdict is
 ``inconclusive`` and ``note`` says why (``model at baseline: accuracy 0.312 [0.270, 0.356],
-majority 0.312 (n = 480)``). ``note`` is empty when the rule passes.
+majority 0.312 (n = 480)``). ``note`` is empty when the rule passes. A statistic that is undefined
+(the normalised faithfulness where ablating the whole scope changes nothing,
+``kneurons.stats.faithfulness.UNDEFINED_NOTE``) makes its row inconclusive too, its ``note`` saying
+why.
 
 Torch-free: runs in the plots environment.
 """
@@ -57,6 +70,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from kneurons.stats.keys import fills_of, with_fill
+
 #: Verdicts, in the order the report lists them.
 VERDICTS: tuple[str, ...] = ("supported", "not supported", "inconclusive")
 
@@ -66,6 +81,7 @@ CLAIM_COLUMNS: list[str] = [
     "statement",
     "method",
     "set",
+    "fill",
     "statistic",
     "estimate",
     "ci_lo",
@@ -77,6 +93,8 @@ CLAIM_COLUMNS: list[str] = [
     "direction",
     "margin",
     "verdict",
+    "robust",
+    "other_fills",
     "note",
     "rule",
     "figure",
@@ -108,6 +126,7 @@ class Evidence:
     p_value: float
     source: str
     p_floor: float = float("nan")
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -166,9 +185,12 @@ def rule_text(direction: int, margin: float, confidence: float) -> str:
     )
 
 
-def _auc_gap(random_gap: pd.DataFrame, method: str, mode: str, source: str) -> Evidence | None:
+def _auc_gap(random_gap: pd.DataFrame, method: str, mode: str, source: str, fill: str) -> Evidence | None:
     rows = random_gap[
-        (random_gap["method"] == method) & (random_gap["scope"] == "global") & (random_gap["mode"] == mode)
+        (random_gap["method"] == method)
+        & (random_gap["scope"] == "global")
+        & (random_gap["mode"] == mode)
+        & (with_fill(random_gap)["fill"].astype(str) == fill)
     ]
     if rows.empty:
         return None
@@ -177,6 +199,32 @@ def _auc_gap(random_gap: pd.DataFrame, method: str, mode: str, source: str) -> E
     n_boot = float(r["n_boot"]) if "n_boot" in rows.columns else 0.0
     floor = 1.0 / n_boot if n_boot > 0 else float("nan")
     return Evidence(float(r["auc_gap"]), float(r["ci_lo"]), float(r["ci_hi"]), p, source, floor)
+
+
+def _cpr_gap(faithfulness: pd.DataFrame, method: str, mode: str, source: str, fill: str) -> Evidence | None:
+    """The accuracy's CPR gap to random of one method's global curve under ``fill``."""
+    f = faithfulness
+    rows = f[
+        (f["method"] == method)
+        & (f["scope"] == "global")
+        & (f["mode"] == mode)
+        & (f["fill"].astype(str) == fill)
+        & (f["metric"] == "accuracy")
+    ]
+    if rows.empty:
+        return None
+    r = rows.iloc[0]
+    n_boot = float(r["n_boot"]) if "n_boot" in rows.columns else 0.0
+    note = r["note"] if "note" in rows.columns and isinstance(r["note"], str) else ""
+    return Evidence(
+        float(r["cpr_gap"]),
+        float(r["ci_lo"]),
+        float(r["ci_hi"]),
+        float(r["p_value"]),
+        source,
+        1.0 / n_boot if n_boot > 0 else float("nan"),
+        note,
+    )
 
 
 def _k_proj_enrichment(density: pd.DataFrame | None, method: str, confidence: float) -> Evidence | None:
@@ -200,8 +248,12 @@ def _k_proj_enrichment(density: pd.DataFrame | None, method: str, confidence: fl
     )
 
 
-def _class_specificity(spec: pd.DataFrame | None, confidence: float) -> Evidence | None:
+def _class_specificity(spec: pd.DataFrame | None, confidence: float, fill: str) -> Evidence | None:
     if spec is None or spec.empty:
+        return None
+    spec = with_fill(spec)
+    spec = spec[spec["fill"].astype(str) == fill]
+    if spec.empty:
         return None
     d = spec["drop_own"].astype(float).to_numpy() - spec["drop_other"].astype(float).to_numpy()
     mean = float(d.mean())
@@ -215,37 +267,109 @@ def _class_specificity(spec: pd.DataFrame | None, confidence: float) -> Evidence
     return Evidence(mean, float(lo), float(hi), p, "characterise/class_specificity.tsv")
 
 
-def _compactness(table: pd.DataFrame, method: str) -> Evidence:
-    r = table[table["method"] == method].iloc[0]
+#: Claim 6's comparisons: the basis the SAE's features are compared with -> its name in words.
+COMPARISONS: dict[str, str] = {"dimensions": "the stream's own dimensions", "pca": "its PCA components"}
+
+#: A claim before its verdict: claim, statement, method, statistic, direction, margin, evidence, fill.
+Spec = tuple[str, str, str, str, int, float, Evidence | None, str]
+
+
+def _compactness(row: Any) -> Evidence:
+    """Claim 6's evidence from one row of ``stats/compactness.tsv``."""
+    note = row.note if isinstance(getattr(row, "note", ""), str) else ""
     return Evidence(
-        float(r["log2_ratio"]),
-        float(r["ci_lo"]),
-        float(r["ci_hi"]),
-        float(r["p_value"]),
+        float(row.estimate),
+        float(row.ci_lo),
+        float(row.ci_hi),
+        float(row.p_value),
         "stats/compactness.tsv",
-        float(r["p_floor"]),
+        float(row.p_floor),
+        note,
     )
 
 
-def _compactness_specs(
-    table: pd.DataFrame | None, margin: float
-) -> list[tuple[str, str, str, str, int, float, Evidence | None]]:
-    """Claim 6's specs, one per method of the compactness table (none without the table)."""
+def _compactness_specs(table: pd.DataFrame | None, margin: float) -> list[Spec]:
+    """Claim 6's specs, one per row of the compactness table (layer, method, comparison, fill) in its
+    order, for the comparisons of ``COMPARISONS`` (the random basis is the null, not a claim); none
+    without the table."""
     if table is None or table.empty:
         return []
-    keep = f"f{100 * float(table['keep_accuracy'].iloc[0]):g}" if "keep_accuracy" in table else "f"
     return [
         (
             "6",
-            "knowledge is more compact in SAE features than in neurons",
-            m,
-            f"log2 {keep} neurons / {keep} features (global, preserve)",
+            "knowledge is more compact in SAE features than in "
+            + COMPARISONS.get(str(r.comparison), str(r.comparison)),
+            str(r.method),
+            f"smaller CPR gap (per fraction of the basis, per directions kept), SAE features - "
+            f"{r.comparison} (stream L{int(r.layer)}, preserve)",
             +1,
             margin,
-            _compactness(table, m),
+            _compactness(r),
+            str(r.fill),
         )
-        for m in sorted(table["method"].astype(str).unique())
+        for r in table.itertuples(index=False)
+        if str(r.comparison) in COMPARISONS
     ]
+
+
+def _curve_specs(
+    curves: pd.DataFrame, faithful: bool, source: str, fills: list[str], margin: float
+) -> dict[str, list[Spec]]:
+    """Claims 1, 2 and 4 per fill, from the faithfulness table (``faithful``) or an older folder's gap
+    to random: ``{claim: specs}``."""
+    get = _cpr_gap if faithful else _auc_gap
+    what = "CPR gap to random (accuracy" if faithful else "AUC gap to random ("
+    out: dict[str, list[Spec]] = {}
+    for claim, statement, method, mode, direction in (
+        (
+            "1",
+            "preserving activation-selected neurons keeps more accuracy than random selections",
+            "activation",
+            "preserve",
+            +1,
+        ),
+        (
+            "2",
+            "preserving IG-selected neurons keeps more accuracy than random selections",
+            "ig",
+            "preserve",
+            +1,
+        ),
+        ("4", "suppressing the top IG neurons hurts more than suppressing random ones", "ig", "suppress", -1),
+    ):
+        sep = "; " if faithful else ""
+        out[claim] = [
+            (
+                claim,
+                statement,
+                method,
+                f"{what}{sep}global, {mode})",
+                direction,
+                margin,
+                get(curves, method, mode, source, fill),
+                fill,
+            )
+            for fill in fills
+        ]
+    return out
+
+
+def robustness(claims: pd.DataFrame) -> pd.DataFrame:
+    """``claims`` with ``robust`` and ``other_fills`` filled in (module docstring): per claim, method,
+    set and statistic, over its rows of every fill. One fill, or a claim of no fill: both empty."""
+    out = claims.copy()
+    out["robust"] = pd.array([pd.NA] * len(out), dtype="boolean")
+    out["other_fills"] = ""
+    keyed = out[out["fill"].astype(str) != ""]
+    for _, g in keyed.groupby(["claim", "method", "set", "statistic"], sort=False):
+        if len(g) < 2:
+            continue
+        same = g["verdict"].nunique() == 1
+        for i in g.index:
+            others = g[g.index != i]
+            out.at[i, "robust"] = same
+            out.at[i, "other_fills"] = "; ".join(f"{r.fill}: {r.verdict}" for r in others.itertuples())
+    return out
 
 
 def evaluate_claims(
@@ -258,42 +382,37 @@ def evaluate_claims(
     intact: IntactModel | None = None,
     random_gap_source: str = "stats/random_gap.tsv",
     compactness: pd.DataFrame | None = None,
+    faithfulness: pd.DataFrame | None = None,
+    faithfulness_source: str = "stats/faithfulness.tsv",
 ) -> pd.DataFrame:
-    """One row per claim (``CLAIM_COLUMNS``), from the statistics tables of one evaluation set
-    (``density`` None: no density measured, as on an external set).
+    """One row per claim and fill (``CLAIM_COLUMNS``), from the statistics tables of one evaluation
+    set (``density`` None: no density measured, as on an external set).
 
     ``settings`` is the ``stats`` config section (``confidence``, ``top_fraction`` and the
     ``claims`` margins). A claim whose table lacks its rows (a method not scored, the
     characterisation stage off) gets no row: a missing measurement is not a verdict. ``intact``:
     the intact model on the set, for the baseline rule (None: the rule is not applied, as for
-    tables without a model behind them). ``random_gap_source``: the file ``random_gap`` was read
-    from, named in the ``source`` column. ``compactness``: ``stats/compactness.tsv`` (None: no SAE
+    tables without a model behind them). ``faithfulness``: the set's ``faithfulness`` table
+    (``kneurons.stats.random.compare_with_random``), whose accuracy CPR gaps decide claims 1, 2 and 4
+    (named ``faithfulness_source``); None (a folder of older code): the AUC gaps of ``random_gap``
+    (named ``random_gap_source``) do. ``compactness``: ``stats/compactness.tsv`` (None: no SAE
     features were ablated, no claim 6, and its margin ``claims.compactness_margin`` is not read).
-    Verdicts are decided on these full-precision values.
+    The fills are those of the curve table, in its order. Verdicts are decided on these
+    full-precision values.
     """
     confidence = float(settings["confidence"])
     note = baseline_note(intact, confidence) if intact is not None else ""
     margins = settings["claims"]
     top = settings["top_fraction"]
-    specs: list[tuple[str, str, str, str, int, float, Evidence | None]] = [
-        (
-            "1",
-            "preserving activation-selected neurons keeps more accuracy than random selections",
-            "activation",
-            "AUC gap to random (global, preserve)",
-            +1,
-            margins["auc_margin"],
-            _auc_gap(random_gap, "activation", "preserve", random_gap_source),
-        ),
-        (
-            "2",
-            "preserving IG-selected neurons keeps more accuracy than random selections",
-            "ig",
-            "AUC gap to random (global, preserve)",
-            +1,
-            margins["auc_margin"],
-            _auc_gap(random_gap, "ig", "preserve", random_gap_source),
-        ),
+    faithful = faithfulness is not None
+    curves = faithfulness if faithful else with_fill(random_gap)
+    fills = fills_of(curves) if not curves.empty else []
+    curve = _curve_specs(
+        curves, faithful, faithfulness_source if faithful else random_gap_source, fills, margins["auc_margin"]
+    )
+    specs: list[Spec] = [
+        *curve["1"],
+        *curve["2"],
         *(
             (
                 "3",
@@ -303,40 +422,39 @@ def evaluate_claims(
                 +1,
                 margins["log2_enrichment_margin"],
                 _k_proj_enrichment(density, m, confidence),
+                "",
             )
             for m in ("activation", "ig")
         ),
-        (
-            "4",
-            "suppressing the top IG neurons hurts more than suppressing random ones",
-            "ig",
-            "AUC gap to random (global, suppress)",
-            -1,
-            margins["auc_margin"],
-            _auc_gap(random_gap, "ig", "suppress", random_gap_source),
-        ),
-        (
-            "5",
-            "class-specific neurons are specific: own-class recall drops more than other classes'",
-            "ig",
-            "mean over classes of own minus other recall drop",
-            +1,
-            margins["specificity_margin"],
-            _class_specificity(class_specificity, confidence),
+        *curve["4"],
+        *(
+            (
+                "5",
+                "class-specific neurons are specific: own-class recall drops more than other classes'",
+                "ig",
+                "mean over classes of own minus other recall drop",
+                +1,
+                margins["specificity_margin"],
+                _class_specificity(class_specificity, confidence, fill),
+                fill,
+            )
+            for fill in (fills_of(class_specificity) if class_specificity is not None else [])
         ),
     ]
     if compactness is not None:
         specs += _compactness_specs(compactness, margins["compactness_margin"])
     rows = []
-    for claim, statement, method, statistic, direction, margin, ev in specs:
+    for claim, statement, method, statistic, direction, margin, ev, fill in specs:
         if ev is None:
             continue
+        why = "; ".join(n for n in (note, ev.note) if n)
         rows.append(
             {
                 "claim": claim,
                 "statement": statement,
                 "method": method,
                 "set": set_name,
+                "fill": fill,
                 "statistic": statistic,
                 "estimate": ev.estimate,
                 "ci_lo": ev.ci_lo,
@@ -347,11 +465,11 @@ def evaluate_claims(
                 "n_replicates": n_replicates,
                 "direction": "greater" if direction > 0 else "less",
                 "margin": margin,
-                "verdict": "inconclusive" if note else verdict(ev.ci_lo, ev.ci_hi, direction, margin),
-                "note": note,
+                "verdict": "inconclusive" if why else verdict(ev.ci_lo, ev.ci_hi, direction, margin),
+                "note": why,
                 "rule": rule_text(direction, margin, confidence),
                 "figure": FIGURE_OF[claim],
                 "source": ev.source,
             }
         )
-    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+    return robustness(pd.DataFrame(rows, columns=CLAIM_COLUMNS))

@@ -1,13 +1,18 @@
 """Summaries of ablation curves (torch-free: runs in the plots env).
 
-Per curve (one method, scope, scope name, mode and seed; metric vs fraction ``f``):
+Per curve (one method, scope, scope name, mode, seed and fill; metric vs fraction ``f``): every
+statistic is per fill (``ablate.fills``: the same masks under each way of ablating), a table
+without a ``fill`` column (hand-made; the workflow's always have one) reading as one zero fill.
 
 * ``auc_accuracy`` / ``auc_macro_f1``: trapezoid area under the metric over the f grid (not
   rescaled; on the default grid 0..1 it is the curve's mean height).
 * ``f_threshold``: for ``preserve``, the smallest grid f whose accuracy is at least
   ``keep_accuracy`` x the intact model's accuracy (NaN when none is); for ``suppress``, the
   smallest grid f whose accuracy falls below it. The first crossing counts even if a later f
-  crosses back.
+  crosses back. Descriptive: a threshold on a coarse grid moves in steps;
+* ``cpr_<metric>`` / ``cmd_<metric>`` (where the table has the normalised faithfulness columns
+  ``faithfulness_<metric>``, metric ``accuracy`` or ``logp``): the curve's CPR and CMD over ``ln f``
+  (``kneurons.stats.faithfulness``), threshold-free.
 """
 
 from __future__ import annotations
@@ -17,10 +22,21 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-#: The columns that identify one curve of an ablation table.
-CURVE_KEYS: tuple[str, ...] = ("method", "scope", "scope_name", "mode", "seed")
-#: The columns that identify one comparison with random (every method and seed of a selection).
-GROUP_KEYS: tuple[str, ...] = ("scope", "scope_name", "mode")
+from kneurons.stats.faithfulness import METRICS, cmd, cpr
+from kneurons.stats.keys import CURVE_KEYS, DEFAULT_FILL, GROUP_KEYS, fills_of, with_fill
+
+__all__ = [
+    "CURVE_KEYS",
+    "DEFAULT_FILL",
+    "GROUP_KEYS",
+    "f_threshold",
+    "fills_of",
+    "metric_columns",
+    "pool_replicates",
+    "summarise_curves",
+    "trapezoid_weights",
+    "with_fill",
+]
 
 
 def trapezoid_weights(f: np.ndarray) -> np.ndarray:
@@ -42,16 +58,23 @@ def f_threshold(f: np.ndarray, acc: np.ndarray, full_accuracy: float, keep: floa
 
 
 def _sorted_curves(table: pd.DataFrame) -> Iterator[tuple[tuple, pd.DataFrame]]:
-    for key, g in table.groupby(list(CURVE_KEYS), dropna=False, sort=True):
+    for key, g in with_fill(table).groupby(list(CURVE_KEYS), dropna=False, sort=True):
         yield key, g.sort_values("f")
 
 
 def summarise_curves(table: pd.DataFrame, full_accuracy: float, keep_accuracy: float = 0.95) -> pd.DataFrame:
-    """One row per curve: AUC of accuracy and macro-F1 over f, and ``f_threshold``."""
+    """One row per curve: AUC of accuracy and macro-F1 over f, ``f_threshold``, and CPR and CMD of
+    each ``faithfulness_<metric>`` column the table has."""
+    faith = [f"faithfulness_{m}" for m in METRICS.values() if f"faithfulness_{m}" in table.columns]
     rows = []
     for key, g in _sorted_curves(table):
         f = g["f"].to_numpy(dtype=float)
         acc = g["accuracy"].to_numpy(dtype=float)
+        areas = {}
+        for col in faith:
+            name = str(col).removeprefix("faithfulness_")
+            values = g[col].to_numpy(dtype=float)
+            areas[f"cpr_{name}"], areas[f"cmd_{name}"] = float(cpr(values, f)), float(cmd(values, f))
         rows.append(
             {
                 **dict(zip(CURVE_KEYS, key, strict=False)),
@@ -64,6 +87,7 @@ def summarise_curves(table: pd.DataFrame, full_accuracy: float, keep_accuracy: f
                 "full_accuracy": full_accuracy,
                 "keep_accuracy": keep_accuracy,
                 "f_threshold": f_threshold(f, acc, full_accuracy, keep_accuracy, str(key[3])),
+                **areas,
             }
         )
     out = pd.DataFrame(rows)
@@ -74,8 +98,10 @@ def summarise_curves(table: pd.DataFrame, full_accuracy: float, keep_accuracy: f
 
 
 def metric_columns(table: pd.DataFrame) -> list[str]:
-    """The per-row metrics of an ablation table: accuracy, macro-F1 and every ``recall_<label>``."""
-    return ["accuracy", "macro_f1", *(c for c in table.columns if str(c).startswith("recall_"))]
+    """The per-row metrics of an ablation table: accuracy, macro-F1, the mean log-probability of the
+    true class (``mean_logp``, where measured) and every ``recall_<label>``."""
+    logp = ["mean_logp"] if "mean_logp" in table.columns else []
+    return ["accuracy", "macro_f1", *logp, *(c for c in table.columns if str(c).startswith("recall_"))]
 
 
 def pool_replicates(tables: list[pd.DataFrame], full_accuracies: list[float]) -> tuple[pd.DataFrame, float]:

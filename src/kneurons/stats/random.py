@@ -18,6 +18,12 @@ fine-tuned with different seeds, see ``Replicates`` below):
   ``n_worse`` count the proteins with ``d_i > 0`` / ``< 0``. ``p_adj`` is the
   Benjamini-Hochberg adjustment over all tests in the table.
 
+Normalised faithfulness. Beside the gap in accuracy, every method's curve gets MIB's normalised
+faithfulness F and its areas CPR and CMD against random's (``kneurons.stats.faithfulness``), for
+the accuracy and the mean log-probability of the true class, from the same bootstrap draws (the
+``faithfulness`` table of ``compare_with_random``: ``cpr_gap`` with its interval and two-sided
+bootstrap p-value, ``cmd_gap`` with its interval). Claims 1, 2 and 4 read the accuracy's CPR gap.
+
 Replicates. With ``R > 1`` replicates the gap is the mean over replicates of each replicate's gap,
 and each bootstrap replicate resamples, in this order: the test proteins (once, shared by every
 replicate: they are the same proteins), each replicate's random seeds, and then the replicates
@@ -38,7 +44,10 @@ import pandas as pd
 from scipy import stats as sps
 
 from kneurons.errors import InputError
-from kneurons.stats.curves import CURVE_KEYS, GROUP_KEYS, trapezoid_weights
+from kneurons.stats.bootstrap import bootstrap_p, protein_weights, replicate_picks
+from kneurons.stats.curves import trapezoid_weights
+from kneurons.stats.faithfulness import EMPTY_KEYS, METRICS, empty_rows, faithfulness_row, metric_matrix
+from kneurons.stats.keys import CURVE_KEYS, GROUP_KEYS, with_fill
 from kneurons.stats.multiple import bh_qvalues
 from kneurons.tables import AblationData, row_keys
 
@@ -77,15 +86,44 @@ PAIRED_COLUMNS: list[str] = [
     "n_seeds",
     "n_test",
 ]
+#: Columns of the ``faithfulness`` table: one row per method, group and metric (``stats/faithfulness``).
+FAITHFULNESS_COLUMNS: list[str] = [
+    "method",
+    *GROUP_KEYS,
+    "layer",
+    "module",
+    "metric",
+    "cpr_method",
+    "cpr_random",
+    "cpr_gap",
+    "ci_lo",
+    "ci_hi",
+    "p_value",
+    "excludes_zero",
+    "cmd_method",
+    "cmd_random",
+    "cmd_gap",
+    "cmd_ci_lo",
+    "cmd_ci_hi",
+    "m_empty",
+    "m_full",
+    "n_seeds",
+    "n_test",
+    "n_boot",
+    "confidence",
+    "n_replicates",
+    "note",
+]
 
 
 @dataclass
 class RandomBaseline:
-    """The random selections of one (scope, scope name, mode) on their common f grid.
+    """The random selections of one (scope, scope name, mode, fill) on their common f grid.
 
     ``correct``: ``(seeds, n_f, n_test)`` correctness; ``counts`` ``(n_test, B)`` and the
     random accuracies ``acc_boot`` ``(n_f, B)`` of the bootstrap replicates (None without
-    bootstrap), shared by every method of the group.
+    bootstrap), shared by every method of the group; ``seed_counts`` ``(B, seeds)``: each
+    replicate's seed weights (for the other metrics of the same draws).
     """
 
     seeds: list[int]
@@ -93,6 +131,8 @@ class RandomBaseline:
     correct: np.ndarray
     counts: np.ndarray | None
     acc_boot: np.ndarray | None
+    seed_counts: np.ndarray | None = None
+    rows: list[np.ndarray] | None = None  # per seed, the positions of its rows on ``grid``
 
     @property
     def accuracy(self) -> np.ndarray:
@@ -107,35 +147,26 @@ def _paired_p(d: np.ndarray) -> float:
     return float(sps.ttest_1samp(d, 0.0).pvalue)
 
 
-def curve_matrix(data: AblationData, rows: pd.DataFrame, grid: np.ndarray) -> np.ndarray:
-    """Correctness ``(n_f, n_test)`` of one curve's rows on ``grid``; InputError if an f is missing or twice.
-
-    ``rows.index`` holds positions in ``data.correct`` (``data.table`` has a range index).
-    """
+def curve_rows(rows: pd.DataFrame, grid: np.ndarray) -> np.ndarray:
+    """Positions (``rows.index``: positions in the data's arrays) of one curve's rows on ``grid``,
+    in grid order; InputError if an f is missing or twice."""
     f = rows["f"].to_numpy(dtype=float)
-    what = rows[list(CURVE_KEYS)].iloc[0].to_dict()
+    what = rows[[c for c in CURVE_KEYS if c in rows.columns]].iloc[0].to_dict()
     if len(np.unique(f)) != len(f):
         raise InputError(f"ablation rows repeat an f for {what}")
     pos = {float(v): int(i) for v, i in zip(f, rows.index, strict=False)}
     missing = [float(g) for g in grid if float(g) not in pos]
     if missing:
         raise InputError(f"ablation rows lack f={missing} for {what}")
-    return data.correct[[pos[float(g)] for g in grid]]
+    return np.array([pos[float(g)] for g in grid], dtype=np.int64)
 
 
-def protein_weights(rng: np.random.Generator, n_test: int, n_boot: int) -> np.ndarray:
-    """Bootstrap resamples of the test proteins as weights ``(n_test, n_boot)``: column ``b`` holds
-    how often each protein was drawn (with replacement, ``n_test`` draws) over ``n_test``, so
-    ``correct @ weights`` is each resample's accuracy."""
-    return rng.multinomial(n_test, np.full(n_test, 1 / n_test), size=n_boot).T / n_test
+def curve_matrix(data: AblationData, rows: pd.DataFrame, grid: np.ndarray) -> np.ndarray:
+    """Correctness ``(n_f, n_test)`` of one curve's rows on ``grid``; InputError if an f is missing or twice.
 
-
-def replicate_picks(rng: np.random.Generator, n_replicates: int, n_boot: int) -> np.ndarray | None:
-    """The replicates each bootstrap resample averages ``(n_boot, n_replicates)``, drawn with
-    replacement; None (nothing drawn) for one replicate or no bootstrap."""
-    if not n_boot or n_replicates < 2:
-        return None
-    return rng.integers(0, n_replicates, size=(n_boot, n_replicates))
+    ``rows.index`` holds positions in ``data.correct`` (``data.table`` has a range index).
+    """
+    return data.correct[curve_rows(rows, grid)]
 
 
 def random_baseline(
@@ -153,8 +184,9 @@ def random_baseline(
     """
     seeds = sorted(int(s) for s in rnd["seed"].dropna().unique())
     grid = np.sort(rnd["f"].unique())
-    correct = np.stack([curve_matrix(data, rnd[rnd["seed"] == s], grid) for s in seeds])
-    acc_boot = None
+    rows = [curve_rows(rnd[rnd["seed"] == s], grid) for s in seeds]
+    correct = np.stack([data.correct[r] for r in rows])
+    acc_boot = seed_counts = None
     if n_boot:
         n_test = data.correct.shape[1]
         if counts is None:
@@ -162,23 +194,7 @@ def random_baseline(
         seed_idx = rng.integers(0, len(seeds), size=(n_boot, len(seeds)))
         seed_counts = np.stack([np.bincount(row, minlength=len(seeds)) for row in seed_idx]) / len(seeds)
         acc_boot = np.einsum("sfb,bs->fb", correct.astype(float) @ counts, seed_counts)
-    return RandomBaseline(seeds, grid, correct, counts if n_boot else None, acc_boot)
-
-
-def bootstrap_p(replicates: np.ndarray, alternative: str = "two-sided") -> float:
-    """Bootstrap p-value of a zero effect, in ``[1/B, 1]``: two-sided ``2 min(P*(x <= 0), P*(x >= 0))``,
-    or one-sided against an effect ``greater`` than zero, ``P*(x <= 0)`` (``less``: ``P*(x >= 0)``)."""
-    n = len(replicates)
-    if n == 0:
-        return float("nan")
-    below, above = np.count_nonzero(replicates <= 0), np.count_nonzero(replicates >= 0)
-    if alternative == "two-sided":
-        tail = 2 * min(below, above)
-    elif alternative in ("greater", "less"):
-        tail = below if alternative == "greater" else above
-    else:
-        raise ValueError(f"unknown alternative {alternative!r}")
-    return float(min(1.0, max(tail, 1) / n))
+    return RandomBaseline(seeds, grid, correct, counts if n_boot else None, acc_boot, seed_counts, rows)
 
 
 def _gap_intervals(
@@ -264,24 +280,28 @@ def _compare(
     return auc_row, f_rows
 
 
-def random_comparison(
+def compare_with_random(
     data: AblationData | Sequence[AblationData],
     n_boot: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Gap of each method to random: ``(per-curve AUC gaps, per-f gaps with paired tests)``.
+) -> dict[str, pd.DataFrame]:
+    """Each method against random: ``random_gap`` (per-curve AUC gaps), ``paired_tests`` (per-f gaps
+    with paired tests) and ``faithfulness`` (CPR and CMD against random, per metric).
 
     ``data``: one replicate's ablation data, or one per replicate (same rows, same test proteins).
-    Both tables are empty (with their columns) when there are no random rows. The bootstrap
-    replicates (proteins, seeds and replicates) of a group are shared by all its methods.
+    The tables are empty (with their columns) when there are no random rows. The bootstrap
+    replicates (proteins, seeds and replicates) of a group are shared by all its methods and by
+    all three tables.
     """
     datas = [data] if isinstance(data, AblationData) else list(data)
     _check_replicates(datas)
-    t = datas[0].table
-    auc_rows, f_rows = [], []
+    t = with_fill(datas[0].table)
+    auc_rows, f_rows, faith_rows = [], [], []
     rng = np.random.default_rng(seed)
     is_random = t["method"] == "random"
+    where = empty_rows(t, EMPTY_KEYS)
+    values = {metric: [metric_matrix(d, metric) for d in datas] for metric in METRICS}
     for gkey, g in t.groupby(list(GROUP_KEYS), sort=True):
         rnd = g[is_random.loc[g.index]]
         if rnd.empty:
@@ -289,20 +309,53 @@ def random_comparison(
         refs = [random_baseline(datas[0], rnd, n_boot, rng)]
         refs += [random_baseline(d, rnd, n_boot, rng, counts=refs[0].counts) for d in datas[1:]]
         pick = replicate_picks(rng, len(datas), n_boot)
+        group = dict(zip(GROUP_KEYS, gkey, strict=False))
+        empty_at = where[tuple(str(group[k]) for k in EMPTY_KEYS)]
         for method, gm in g[~is_random.loc[g.index]].groupby("method", sort=True):
-            base = {"method": method, **dict(zip(GROUP_KEYS, gkey, strict=False))}
+            base = {"method": method, **group}
             base |= {"layer": gm["layer"].iloc[0], "module": gm["module"].iloc[0]}
-            c_ms = [curve_matrix(d, gm, refs[0].grid).astype(float) for d in datas]
-            auc_row, rows = _compare(c_ms, refs, base, n_boot, confidence, pick)
+            rows = curve_rows(gm, refs[0].grid)
+            c_ms = [d.correct[rows].astype(float) for d in datas]
+            auc_row, per_f = _compare(c_ms, refs, base, n_boot, confidence, pick)
             auc_row["n_replicates"] = len(datas)
             auc_rows.append(auc_row)
-            f_rows.extend(rows)
+            f_rows.extend(per_f)
+            boot = refs[0].counts is not None
+            for metric, name in METRICS.items():
+                faith_rows.append(
+                    faithfulness_row(
+                        values[metric],
+                        rows,
+                        [np.stack(r.rows) for r in refs],
+                        empty_at,
+                        refs[0].grid,
+                        refs[0].counts,
+                        [r.seed_counts for r in refs] if boot else None,
+                        pick,
+                        {**base, "metric": name, "n_seeds": len(refs[0].seeds)},
+                        confidence,
+                        n_boot,
+                    )
+                )
     auc = pd.DataFrame(auc_rows, columns=[*AUC_COLUMNS, "n_replicates"])
     per_f = pd.DataFrame(f_rows, columns=[c for c in PAIRED_COLUMNS if c != "p_adj"])
     per_f.insert(per_f.columns.get_loc("p_value") + 1, "p_adj", bh_qvalues(per_f["p_value"].to_numpy()))
-    for df in (auc, per_f):
+    faith = pd.DataFrame(faith_rows, columns=FAITHFULNESS_COLUMNS)
+    for df in (auc, per_f, faith):
         df["layer"] = df["layer"].astype("Int64")
-    return auc, per_f
+    return {"random_gap": auc, "paired_tests": per_f, "faithfulness": faith}
+
+
+def random_comparison(
+    data: AblationData | Sequence[AblationData],
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Gap of each method to random: ``(per-curve AUC gaps, per-f gaps with paired tests)``
+    (``compare_with_random``'s first two tables)."""
+    out = compare_with_random(data, n_boot, confidence, seed)
+    return out["random_gap"], out["paired_tests"]
 
 
 def _check_replicates(datas: list[AblationData]) -> None:

@@ -21,9 +21,12 @@ scores/{method}.parquet, scores/{method}/layers{first}-{last}.parquet
                                         read_score_table, score_table_metadata (footer only)
 ablation/{method}/{scope}.tsv, .npz     save_result (save_predictions), gather_results (the random
                                         baseline's seed-chunk parts, ablation/random/seeds/) /
-                                        read_ablation_table, read_predictions, load_ablation
-stats/{name}.tsv                        write_stats_tables / read_stats_table (compactness included,
-                                        and the SAE features' curve tables)
+                                        read_ablation_table, read_predictions, load_ablation (the
+                                        SAE features' and the same-site bases' tables alike:
+                                        features/ablation/*, features/bases/layer{l}.*)
+stats/{name}.tsv                        write_stats_tables / read_stats_table (faithfulness and
+                                        compactness included, the SAE features' and the same-site
+                                        bases' curve tables: stats/bases_*.tsv)
 characterise/*.tsv, *.json              write_result_table, write_json_result /
                                         read_characterise_table, read_sites_info
 features/saes.json                      write_json_result / read_sae_report
@@ -32,7 +35,8 @@ stats/verdicts.html                     write_verdicts / (the report's first scr
 external/<name>/proteins.tsv            write_external_proteins / read_external_proteins
 external/<name>/report.json            write_json_result (a report for people)
 external/<name>/metrics.json            write_json_result / read_intact_metrics
-external/<name>/random_gap.tsv, curves  write_stats_tables / read_stats_table
+external/<name>/random_gap.tsv, curves, faithfulness
+                                        write_stats_tables / read_stats_table
 model/training_curve.tsv, metrics.json  write_training_curve, write_json_result /
                                         read_training_curve, read_metrics, read_intact_metrics
 """

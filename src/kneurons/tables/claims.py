@@ -172,6 +172,22 @@ def _link(target: str, text: str) -> str:
     return f'<a href="{html.escape(href)}">{html.escape(text)}</a>'
 
 
+def robust_text(robust: Any, other_fills: Any) -> str:
+    """A claim's robustness across fills in words: ``yes``, ``no (resample: inconclusive)``, or
+    empty where the run made one fill or the claim has none (claim 3)."""
+    flag = str(robust).strip().lower()
+    others = (
+        ""
+        if other_fills is None or (isinstance(other_fills, float) and math.isnan(other_fills))
+        else str(other_fills)
+    )
+    if flag in ("true", "1"):
+        return "yes"
+    if flag in ("false", "0"):
+        return f"no ({others})" if others else "no"
+    return ""
+
+
 def claimed_text(direction: str, margin: str) -> str:
     """A claim's direction and equivalence margin in symbols: ``> 0 (±0.01)``."""
     side = {"greater": "> 0", "less": "< 0"}.get(direction, direction)
@@ -180,16 +196,21 @@ def claimed_text(direction: str, margin: str) -> str:
 
 def render_verdicts(claims: pd.DataFrame) -> str:
     """The verdict table as an HTML fragment for the report's first screen: per claim its
-    statement and statistic, method, set, estimate with interval, p-value, claimed direction and
-    margin, verdict, the ``note`` where the table has one, and a link to its figure; then a link
-    that opens the neuron atlas."""
+    statement and statistic, method, set, fill (where the table has fills), estimate with interval,
+    p-value, claimed direction and margin, verdict, whether the verdict holds under every fill
+    (where the run made several), the ``note`` where the table has one, and a link to its figure;
+    then a link that opens the neuron atlas."""
     text = claims_text(claims)
     cols = set(text.columns)
     has_note = "note" in cols and text["note"].fillna("").astype(str).str.strip().ne("").any()
     conf = str(text["confidence"].iloc[0]) if "confidence" in cols and len(text) else "0.95"
     pct = f"{float(conf) * 100:g}%"
     interval = f"estimate [{pct} interval]"
-    head = ["#", "claim (statistic)", "method", "set", interval, "p", "claimed", "verdict"]
+    has_fill = "fill" in cols and text["fill"].fillna("").astype(str).str.strip().ne("").any()
+    has_robust = "robust" in cols and text["robust"].fillna("").astype(str).str.strip().ne("").any()
+    head = ["#", "claim (statistic)", "method", "set", *(["fill"] if has_fill else [])]
+    head += [interval, "p", "claimed", "verdict"]
+    head += ["same verdict under every fill"] if has_robust else []
     head += ["note"] if has_note else []
     head += ["figure"]
     rows = []
@@ -211,10 +232,12 @@ def render_verdicts(claims: pd.DataFrame) -> str:
             ),
             ("", html.escape(r.get("method", ""))),
             ("", html.escape(r.get("set", ""))),
+            *([("", html.escape(r.get("fill", "")))] if has_fill else []),
             ("num", html.escape(interval)),
             ("num", html.escape(r.get("p_value", ""))),
             ("", html.escape(claimed_text(r.get("direction", ""), r.get("margin", "")))),
             (f"verdict {verdict.replace(' ', '-')}", verdict),
+            *([("", html.escape(robust_text(r.get("robust"), r.get("other_fills"))))] if has_robust else []),
             *([("claim", html.escape(r.get("note", "")))] if has_note else []),
             ("", fig_cell),
         ]
@@ -231,6 +254,11 @@ def render_verdicts(claims: pd.DataFrame) -> str:
         foot.append(
             f"p {', '.join(floors)}: no bootstrap draw fell on the other side of 0; a bootstrap of B draws "
             "cannot give a p-value below 1/B (column p_floor of claims.tsv)."
+        )
+    if has_robust:
+        foot.append(
+            "fill: what an ablated unit outputs (ablate.fills); a claim is decided under each fill, and a "
+            "verdict that changes with the fill is not robust."
         )
     foot.append(
         "Numbers are rounded to what their interval supports; verdicts were decided on full precision. "

@@ -17,19 +17,34 @@ STATS_REQUIRED: dict[str, tuple[str, ...]] = {
     "summary": ("method", "scope", "scope_name", "mode", "f_threshold", "full_accuracy", "keep_accuracy"),
     "random_gap": ("method", "scope", "scope_name", "mode", "auc_gap", "ci_lo", "ci_hi"),
     "paired_tests": ("method", "scope", "scope_name", "mode", "f", "gap", "p_value", "p_adj"),
+    "faithfulness": (
+        "method",
+        "scope",
+        "scope_name",
+        "mode",
+        "fill",
+        "metric",
+        "cpr_method",
+        "cpr_random",
+        "cpr_gap",
+        "ci_lo",
+        "ci_hi",
+        "cmd_gap",
+    ),
     "density": ("method", "level", "layer", "module", "count", "enrichment", "p_enriched", "q_enriched"),
     "stability": ("method", "level", "module", "k_fraction", "replicate_a", "replicate_b", "jaccard"),
     "compactness": (
+        "layer",
         "method",
-        "f_neurons",
-        "f_features",
-        "reached_neurons",
-        "reached_features",
-        "log2_ratio",
+        "comparison",
+        "fill",
+        "estimate",
         "ci_lo",
         "ci_hi",
         "p_value",
         "p_floor",
+        "gap_fraction",
+        "gap_directions",
     ),
 }
 _STATS_NUMERIC: dict[str, tuple[str, ...]] = {
@@ -37,17 +52,24 @@ _STATS_NUMERIC: dict[str, tuple[str, ...]] = {
     "summary": ("f_threshold", "full_accuracy"),
     "random_gap": ("auc_gap", "ci_lo", "ci_hi"),
     "paired_tests": ("f", "gap", "p_value", "p_adj"),
+    "faithfulness": ("cpr_method", "cpr_random", "cpr_gap", "ci_lo", "ci_hi", "cmd_gap"),
     "density": ("count", "enrichment", "p_enriched", "q_enriched"),
     "stability": ("k_fraction", "jaccard", "random_lo", "random_hi", "spearman"),
-    "compactness": ("f_neurons", "f_features", "log2_ratio", "ci_lo", "ci_hi", "p_value", "p_floor"),
+    "compactness": ("estimate", "ci_lo", "ci_hi", "p_value", "p_floor", "gap_fraction", "gap_directions"),
 }
 _STATS_DTYPES = {
+    "fill": str,
+    "metric": str,
     "scope_name": str,
     "module": str,
     "method": str,
     "label": str,
     "replicate_a": str,
     "replicate_b": str,
+    "comparison": str,
+    "basis": str,
+    "directions": str,
+    "note": str,
 }
 
 #: ``characterise/{name}``: its reader's dtypes and required columns.
@@ -87,11 +109,13 @@ def write_stats_tables(frames: dict[str, pd.DataFrame], out: dict[str, str | Pat
 
 
 def read_stats_table(path: str | Path, name: str) -> pd.DataFrame:
-    """Read ``stats/{name}.tsv`` (curves, summary, random_gap, paired_tests, density, stability,
-    compactness; the SAE features' curve tables alike).
+    """Read ``stats/{name}.tsv`` (curves, summary, random_gap, paired_tests, faithfulness, density,
+    stability, compactness; the SAE features' curve tables alike).
 
     Names stay strings and ``layer`` / ``seed`` nullable ints, as the statistics wrote them;
-    compactness's unit counts are nullable ints and its ``reached_*`` flags booleans.
+    compactness's basis sizes are nullable ints (an older table's ``reached_*`` flags booleans).
+    The same-site bases' tables (``stats/bases_{curves,summary,random_gap,faithfulness}.tsv``) read
+    as their kind: ``read_stats_table(path, "curves")`` and so on.
     """
     df = read_tsv(
         path,
@@ -100,7 +124,7 @@ def read_stats_table(path: str | Path, name: str) -> pd.DataFrame:
         dtype=_STATS_DTYPES,
         numeric=_STATS_NUMERIC[name],
     )
-    for col in ("layer", "seed", "n_neurons", "n_features"):
+    for col in ("layer", "seed", "n_neurons", "n_features", "n_other"):
         if col in df.columns:
             df[col] = df[col].astype("Int64")
     for col in ("reached_neurons", "reached_features"):

@@ -17,14 +17,13 @@ def ablation_seed_part(method, scope, seeds, ext, rep="{rep}"):
 
 
 def ablation_inputs(wildcards):
-    """Inputs of one ablation job; ``fill: mean`` also needs the scoring set."""
+    """Inputs of one ablation job; the fills ``mean`` and ``resample`` also need the scoring set."""
     inputs = {
         "model": BEST_MODEL.replace("{rep}", wildcards.rep),
         "split": SPLIT,
         "scores": score_table(wildcards.method, wildcards.rep),
     }
-    if config["ablate"]["fill"] == "mean":
-        inputs["scoring_set"] = (
-            SCORING_SET  # mean activations are measured on the scoring data
-        )
+    if SCORING_SET_FILLS & set(config["ablate"]["fills"]):
+        # mean activations and the resample donors come from the scoring data
+        inputs["scoring_set"] = SCORING_SET
     return inputs

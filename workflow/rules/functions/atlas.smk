@@ -43,9 +43,10 @@ def atlas_inputs(wildcards):
                 "feature_scores": [feature_scores(m, "") for m in ABLATE_METHODS],
                 "sae_report": SAE_REPORT.replace("{rep}", ""),
                 "feature_random_gap": FEATURE_STATS["random_gap"],
-                "compactness": COMPACTNESS,
             }
         )
+    if SAME_SITE:
+        inputs["compactness"] = COMPACTNESS
     if CHARACTERISE_FEATURES:
         tables = ("neurons", "windows", "pfm", "window_activations")
         inputs.update({f"feature_{name}": FEATURE_CHAR[name] for name in tables})

@@ -15,12 +15,13 @@ def external_ablation(name, method, ext, rep="{rep}"):
 
 
 def external_ablation_inputs(wildcards):
-    """Inputs of one external ablation job; ``fill: mean`` also needs the scoring set."""
+    """Inputs of one external ablation job; the fills ``mean`` and ``resample`` also need the
+    scoring set."""
     inputs = {
         "model": BEST_MODEL.replace("{rep}", wildcards.rep),
         "proteins": EXTERNAL_FILES["proteins"].replace("{set}", wildcards.set),
         "scores": score_table(wildcards.method, wildcards.rep),
     }
-    if config["ablate"]["fill"] == "mean":
+    if SCORING_SET_FILLS & set(config["ablate"]["fills"]):
         inputs["scoring_set"] = SCORING_SET
     return inputs

@@ -22,6 +22,40 @@ def feature_ablation(method, ext, rep="{rep}"):
     return f"{R}/{rep}features/ablation/{method}.{ext}"
 
 
+def feature_ablation_inputs(wildcards):
+    """Inputs of one feature ablation job; the fills ``mean`` and ``resample`` (of the fills that
+    apply to features) also need the scoring set."""
+    inputs = {
+        "model": BEST_MODEL.replace("{rep}", wildcards.rep),
+        "split": SPLIT,
+        "scores": feature_scores(wildcards.method, wildcards.rep),
+        "saes": trained_sae_files(wildcards),
+    }
+    if SCORING_SET_FILLS & set(feature_fills(config["ablate"]["fills"])):
+        inputs["scoring_set"] = SCORING_SET
+    return inputs
+
+
+def bases_ablation(layer, ext, rep="{rep}"):
+    """The same-site bases' ablation table (``ext`` tsv) or predictions (``pred.npz``) of the SAE
+    stream entering ``layer``, for one replicate."""
+    return f"{R}/{rep}features/bases/layer{layer}.{ext}"
+
+
+def bases_inputs(wildcards):
+    """Inputs of one same-site bases job: the replicate's model, the test and scoring proteins, its
+    SAEs and their features' score tables (every method, in score.methods order), after the SAE
+    report's wrong-layer check."""
+    return {
+        "model": BEST_MODEL.replace("{rep}", wildcards.rep),
+        "split": SPLIT,
+        "scoring_set": SCORING_SET,
+        "saes": trained_sae_files(wildcards),
+        "scores": [feature_scores(m, wildcards.rep) for m in SCORE_METHODS],
+        "report": SAE_REPORT.replace("{rep}", wildcards.rep),
+    }
+
+
 def feature_outputs():
     """What the default target builds of the feature stage (nothing without units.features)."""
     if not FEATURES:
@@ -29,30 +63,23 @@ def feature_outputs():
     return [
         *per_replicate(SAE_REPORT),
         *FEATURE_STATS.values(),
-        COMPACTNESS,
+        *([COMPACTNESS, *BASES_STATS.values()] if SAME_SITE else []),
         *(FEATURE_CHAR.values() if CHARACTERISE_FEATURES else []),
     ]
 
 
 def compactness_inputs(wildcards):
-    """The global-scope ablation tables and predictions of every method, neurons and features,
-    replicate-major (claim 6 compares the two curves of each method on the same test proteins).
-    """
+    """The same-site bases tables and predictions of every SAE stream, replicate-major (claim 6
+    compares the bases of one stream on the same test proteins)."""
     return {
-        "neuron_tables": [
-            ablation_table(m, "global", p) for p in REP_PREFIXES for m in SCORE_METHODS
-        ],
-        "neuron_preds": [
-            ablation_predictions(m, "global", p)
+        "tables": [
+            bases_ablation(layer, "tsv", p)
             for p in REP_PREFIXES
-            for m in SCORE_METHODS
+            for layer in FEATURE_LAYERS
         ],
-        "feature_tables": [
-            feature_ablation(m, "tsv", p) for p in REP_PREFIXES for m in SCORE_METHODS
-        ],
-        "feature_preds": [
-            feature_ablation(m, "pred.npz", p)
+        "preds": [
+            bases_ablation(layer, "pred.npz", p)
             for p in REP_PREFIXES
-            for m in SCORE_METHODS
+            for layer in FEATURE_LAYERS
         ],
     }

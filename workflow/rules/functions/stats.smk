@@ -7,17 +7,24 @@ def claims_inputs(wildcards):
     """
     inputs = {
         "random_gap": STATS["random_gap"],
+        "faithfulness": STATS["faithfulness"],
         "density": STATS["density"],
         "metrics": per_replicate(MODEL_FILES["metrics"]),
     }
     inputs["external"] = [
         EXTERNAL_STATS["random_gap"].replace("{set}", name) for name in sorted(EXTERNAL)
     ]
+    inputs["external_faithfulness"] = [
+        EXTERNAL_STATS["faithfulness"].replace("{set}", name)
+        for name in sorted(EXTERNAL)
+    ]
     inputs["external_metrics"] = [
         EXTERNAL_STATS["metrics"].replace("{set}", name) for name in sorted(EXTERNAL)
     ]
     if config["characterise"]["enabled"]:
         inputs["class_specificity"] = per_replicate(CHAR_CLASS["specificity"])
-    if FEATURES:  # claim 6: SAE features against neurons (features.smk)
+    if (
+        SAME_SITE
+    ):  # claim 6: SAE features against the other bases of their stream (features.smk)
         inputs["compactness"] = COMPACTNESS
     return inputs
