@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -253,3 +254,21 @@ def test_features_take_the_fills_that_apply_to_them_and_the_plan_counts_every_fi
     for stage in ("ablate global", "ablate features", "characterise"):
         assert 1.6 < costs[stage].forward / base[stage].forward < 2.2, stage
         assert costs[stage].jobs == base[stage].jobs  # the same jobs: the fills share them
+
+
+def test_the_main_fill_of_a_table_is_the_one_every_scope_has_whatever_the_row_order():
+    """A statistics table sorted by fill names resample first; with ablate.fill_scopes the run's first
+    fill (zero) is the only one of the module scopes: figures of one fill draw zero's rows."""
+    from kneurons.stats.keys import first_fill
+
+    table = pd.DataFrame(
+        {
+            "scope": ["global", "global", "layer_module", "layer_module"],
+            "fill": ["resample", "zero", "zero", "zero"],
+        }
+    )
+    rows, fill = first_fill(table)
+    assert fill == "zero" and list(rows["scope"]) == ["global", "layer_module", "layer_module"]
+    # every fill in every scope: the order the rows name them
+    even = pd.DataFrame({"scope": ["global"] * 2, "fill": ["mean", "zero"]})
+    assert first_fill(even)[1] == "mean"

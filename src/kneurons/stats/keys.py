@@ -22,13 +22,18 @@ def with_fill(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def first_fill(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """The rows of a table's first fill (``ablate.fills``' first, the run's main fill) and its name:
-    what a figure or page that shows one fill draws (the claims table has every fill)."""
+    """The rows of a table's main fill and its name: what a figure or page that shows one fill draws
+    (the claims table has every fill). The main fill is ``ablate.fills``' first: the one with the
+    most rows (``ablate.fill_scopes`` gives the other fills to some scopes only), ties broken by the
+    order the rows name them (a statistics table may sort its rows by fill, so order alone would not
+    do)."""
     table = with_fill(table)
     if table.empty:
         return table, ""
-    fill = fills_of(table)[0]
-    return table[table["fill"].astype(str) == fill], fill
+    names = table["fill"].astype(str)
+    counts = names.value_counts()
+    fill = max(fills_of(table), key=lambda f: (counts[f], -fills_of(table).index(f)))
+    return table[names == fill], fill
 
 
 def fills_of(table: pd.DataFrame) -> list[str]:
