@@ -13,6 +13,7 @@ import pytest
 
 from kneurons.config import validate_config
 from kneurons.data.external import external_set_problems, label_external, overlap_with_train, read_external
+from kneurons.data.local import DELIMITER_RULE
 from kneurons.data.synthetic import generate_synthetic
 from kneurons.errors import ConfigError, InputError
 
@@ -25,6 +26,7 @@ def _tsv(path, rows):
     return path
 
 
+REPO = Path(__file__).resolve().parents[1]
 ROWS = [
     ("P1", "1.1.1.1", "MKTAYIAKQRQISFVKSHFSRQ"),
     ("P2", "2.7.1.1", "MSTNPKPQRKTKRNTNRRPQDV"),
@@ -128,6 +130,25 @@ def test_a_malformed_external_file_stops_config_validation_naming_it(tmp_path):
     assert validate_config({"evaluate": {"external": {"good": str(good)}}})["evaluate"]["external"]
 
 
+def test_a_missing_external_file_is_named_once_with_the_path_it_was_looked_for_at(tmp_path, monkeypatch):
+    """The key once, the path as written, and where a relative path was looked for (the working
+    directory): ``evaluate.external.x: nope.csv does not exist (... looked for /abs/nope.csv)``."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        validate_config({"evaluate": {"external": {"x": "nope.csv"}}})
+    line = next(li.strip() for li in str(err.value).splitlines() if "nope.csv" in li)
+    assert line == (
+        "evaluate.external.x: nope.csv does not exist (a relative path is relative to the working "
+        f"directory; looked for {tmp_path.resolve() / 'nope.csv'})"
+    )
+    absolute = tmp_path / "gone.csv"
+    problems = external_set_problems({"y": str(absolute)}, "tsv")
+    assert problems == [f"evaluate.external.y: {absolute} does not exist"]
+    assert external_set_problems({"z": str(tmp_path)}, "tsv") == [
+        f"evaluate.external.z: {tmp_path} is a directory, not a file"
+    ]
+
+
 def test_claims_get_rows_per_external_set(tmp_path):
     from kneurons.jobs.claims import run_claims
     from kneurons.tables import read_claims, write_json_result, write_stats_tables
@@ -212,11 +233,16 @@ def test_a_tab_separated_file_named_csv_reads_and_a_bad_header_shows_its_separat
     assert read_external("comma", comma_tsv)["accession"].tolist() == ["P1", "P2", "P3"]
     semicolon = tmp_path / "semi.csv"
     semicolon.write_text("Entry;EC number;Sequence\nP1;1.1.1.1;MKV\n")
-    with pytest.raises(
-        InputError,
-        match=r"read as tab-separated \(sniffed from the header line\).*'Entry;EC number;Sequence'",
-    ):
+    with pytest.raises(InputError) as err:
         read_external("semi", semicolon)
+    # the rule that chose the delimiter (the one docs/data.md states), and why ';' was not used
+    message = str(err.value)
+    assert message.startswith("evaluate.external.semi: ") and message.count("evaluate.external") == 1
+    assert f"read as tab-separated (sniffed from the header line: {DELIMITER_RULE})" in message
+    assert "holds a semicolon (';'), not read as a delimiter" in message
+    assert message.endswith("'Entry;EC number;Sequence'")
+    docs = " ".join((REPO / "docs" / "data.md").read_text().split())
+    assert DELIMITER_RULE in docs
     mixed = tmp_path / "mixed.csv"
     mixed.write_text("Entry\tEC_number\tSequence\nP1\t1.1.1.1\tMKV\n")
     with pytest.raises(InputError, match=r"read as tab-separated .*'Entry\\tEC_number\\tSequence'"):

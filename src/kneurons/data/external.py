@@ -50,15 +50,31 @@ OVERLAP_COLUMNS: tuple[str, ...] = (
 )
 
 
+def missing_file_text(path: str | Path) -> str:
+    """Why ``path`` cannot be read, for a message that follows the key naming it: it does not exist (a
+    relative path with the absolute one it was looked for at: relative to the working directory) or
+    is not a file."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a directory, not a file"
+    if path.is_absolute():
+        return f"{path} does not exist"
+    return (
+        f"{path} does not exist (a relative path is relative to the working directory; "
+        f"looked for {path.resolve()})"
+    )
+
+
 def read_external(name: str, path: str | Path) -> pd.DataFrame:
-    """The proteins of external set ``name``; one InputError naming the set and file when unreadable."""
+    """The proteins of external set ``name``; one error naming the set's key and file when unreadable
+    (ConfigError for a missing file, InputError for one that does not read)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"evaluate.external.{name}: {path} does not exist")
+        raise ConfigError(f"evaluate.external.{name}: {missing_file_text(path)}")
     try:
         return read_proteins(path)
     except InputError as exc:
-        raise InputError(f"external set {name!r}: {exc}") from None
+        raise InputError(f"evaluate.external.{name}: {exc}") from None
 
 
 def external_set_problems(sets: dict[str, str], data_source: str) -> list[str]:
@@ -80,8 +96,8 @@ def external_set_problems(sets: dict[str, str], data_source: str) -> list[str]:
         else:
             try:
                 read_external(name, path)
-            except (ConfigError, InputError) as exc:
-                problems.append(f"evaluate.external.{name}: {exc}")
+            except (ConfigError, InputError) as exc:  # each names the set's key once
+                problems.append(str(exc))
     return problems
 
 
