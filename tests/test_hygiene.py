@@ -130,7 +130,8 @@ def test_dropped_proteins_are_listed_with_their_reasons():
     rows = {r.accession: (r.step, r.detail) for r in result.dropped.itertuples()}
     assert rows == {
         "B": ("non_enzymes", "no EC number"),
-        "C": ("multi_ec", "2 EC numbers: 1.1.1.1; 2.1.1.1"),
+        # multi_ec: agree (the default): its numbers state two level-1 classes
+        "C": ("multi_ec", "EC numbers give different level-1 labels ['1', '2']: 1.1.1.1; 2.1.1.1"),
         "D": ("preliminary", "no EC number defines the level-1 label under the policies: 4.2.2.n1"),
         "G": ("nonstandard", "non-standard residue(s) X"),
         "E": ("duplicates", "same sequence as A (label 1)"),  # the copies agree: A stays
