@@ -1,6 +1,8 @@
 """The ``kneurons`` command: ``kneurons plan`` prints a configuration's cost plan (``kneurons.plan``)
-in units people read, with the budget warnings; ``kneurons convert`` turns ESM-2 weights between
-the fair-esm and Hugging Face layouts (``kneurons.model.backends.hf.convert``, which imports torch).
+in units people read, with the budget warnings, for the configuration Snakemake would run with the
+same ``--configfile`` / ``--config`` arguments (``kneurons.config_cli.read_workflow_config``);
+``kneurons convert`` turns ESM-2 weights between the fair-esm and Hugging Face layouts
+(``kneurons.model.backends.hf.convert``, which imports torch).
 
 Torch-free until ``convert`` is asked for.
 """
@@ -13,7 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from kneurons.config import load_config, model_shape
+from kneurons.config import model_shape
+from kneurons.config_cli import EMBEDDED_DEFAULT, read_workflow_config
 from kneurons.errors import ConfigError
 from kneurons.plan import (
     FAR_OVER_BUDGET,
@@ -105,7 +108,9 @@ def _setting(cfg: dict[str, Any], key: str) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``kneurons plan --configfile FILE [--gpu a100] [--budget-hours 24]``: print the cost plan.
+    """``kneurons plan [--configfile FILE ...] [--config KEY=VALUE ...] [--replace-workflow-config]
+    [--gpu a100] [--budget-hours 24]``: print the cost plan of the configuration that Snakemake runs
+    with the same arguments from this working directory (the embedded default, then the files).
 
     ``kneurons convert ...`` (ESM-2 weights between fair-esm and HF layouts) is handed to
     ``kneurons.model.backends.hf.convert.main``, which imports torch.
@@ -119,17 +124,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="kneurons plan", description="The cost plan of a configuration, before anything runs."
     )
     parser.add_argument("command", choices=["plan"], help="plan (or: kneurons convert --help)")
-    parser.add_argument("--configfile", default="config/config.yaml")
+    parser.add_argument(
+        "--configfile",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE",
+        help=f"merged over the embedded default ({EMBEDDED_DEFAULT}) as by snakemake --configfile",
+    )
+    parser.add_argument(
+        "--config", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="as snakemake --config"
+    )
+    parser.add_argument(
+        "--replace-workflow-config",
+        action="store_true",
+        help=f"leave out the embedded default ({EMBEDDED_DEFAULT}), as Snakemake's option does",
+    )
     parser.add_argument("--gpu", default="a100", choices=[k for k in THROUGHPUT if k != "cpu"])
     parser.add_argument(
         "--budget-hours", type=float, default=24.0, help="warn when a stage needs more GPU hours"
     )
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.configfile)
+        cfg, sources = read_workflow_config(
+            args.configfile, args.config, replace_default=args.replace_workflow_config
+        )
     except ConfigError as exc:
         print(f"kneurons plan: {exc}", file=sys.stderr)
         return 2
+    print(f"config: {', then '.join(sources)} (merged as Snakemake merges them)")
     print(format_plan(cfg, args.gpu, args.budget_hours))
     return 0
 

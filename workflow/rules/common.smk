@@ -16,8 +16,7 @@ _SRC = str(Path(workflow.basedir) / "src")
 _PYTHONPATH = os.environ.get("PYTHONPATH")
 if _SRC not in (_PYTHONPATH or "").split(os.pathsep):
     os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC, _PYTHONPATH) if p))
-from kneurons.config import validate_config  # noqa: E402
-from kneurons.config_cli import typed_config_values  # noqa: E402
+from kneurons.config_cli import workflow_config  # noqa: E402
 from kneurons.data.mmseqs import check_mmseqs_for_config  # noqa: E402
 from kneurons.io import check_output_dir  # noqa: E402
 from kneurons.scatter import (  # noqa: E402
@@ -29,9 +28,9 @@ from kneurons.scatter import (  # noqa: E402
 )
 from kneurons.settings import rule_params  # noqa: E402
 
-# One validation function (schema + semantic checks) for Snakefile, scripts and tests; nested
-# `--config` values arrive as strings ('36'), read as YAML where the schema needs another type.
-config.update(validate_config(typed_config_values(config)))
+# The merged config (configfile:, --configfile, --config) validated as `kneurons plan` reads it
+# (kneurons.config_cli: nested `--config` strings typed, then the schema and semantic checks).
+config.update(workflow_config(config))
 
 R = config["results"]
 # A results path under a regular file, or not writable: one clear error before any job starts.

@@ -37,7 +37,12 @@ The counts (``T_x``: tokens of split x, ``L`` layers, BOS/EOS included, no paddi
   active); ablate features, one job per method: the global scope over all SAEs' features as an
   ablation job whose masks start at the lowest SAE layer (upper bound with several SAEs), the
   random baseline's seeds in its one job (the intact pass and the mask filling every feature
-  once, each seed's other masks).
+  once, each seed's other masks); with the characterisation stage, characterise features: one
+  pass over the held-out proteins ``T_h * L`` (the main run's one job).
+
+Which workflow rules each stage's jobs are (``STAGE_RULES``) and which rules the plan leaves out
+(``UNCOSTED_RULES``: no model passes) is one table; tests/test_shipped_configs.py checks the jobs
+against ``snakemake -n`` for every shipped configuration.
 
 Time: ``flops = token_layers * (24 d^2 + 4 d t)`` forward (``t`` the mean tokens per sequence),
 backward twice that, plus a stage's other FLOPs (an SAE's optimisation), divided by the device's
@@ -72,7 +77,15 @@ from kneurons.plan.passes import (
     score_job_cost,
     scoring_cost,
 )
-from kneurons.plan.stages import plan_costs
+from kneurons.plan.stages import (
+    STAGE_RULES,
+    UNCOSTED_PREFIXES,
+    UNCOSTED_RULES,
+    is_costed,
+    plan_costs,
+    rule_jobs,
+    stage_kind,
+)
 
 __all__ = [
     "BACKWARD_FACTOR",
@@ -81,9 +94,12 @@ __all__ = [
     "IG_PASSES_PER_LAYER",
     "JOB_STARTUP_S",
     "SHRINKING_SETTINGS",
+    "STAGE_RULES",
     "SWISSPROT_ENZYMES",
     "SWISSPROT_MEAN_LENGTH",
     "THROUGHPUT",
+    "UNCOSTED_PREFIXES",
+    "UNCOSTED_RULES",
     "DataSize",
     "StageCost",
     "ablation_job_forward",
@@ -94,11 +110,14 @@ __all__ = [
     "feature_costs",
     "feature_layout",
     "feature_note",
+    "is_costed",
     "model_shape",
     "neuron_layout",
     "one_setting_under_budget",
     "plan_costs",
+    "rule_jobs",
     "score_job_cost",
+    "stage_kind",
     "scoring_cost",
     "total_hours",
     "with_setting",

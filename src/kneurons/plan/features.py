@@ -69,7 +69,9 @@ def feature_costs(cfg: dict[str, Any], data: DataSize, layers: int, dim: int) ->
 
     ``train SAEs`` (one job per trained layer), ``SAE report`` (one job), ``score features`` and
     ``ablate features`` (one job per method, every SAE in it; the ablation in the global scope,
-    the random baseline's seeds in its method's job).
+    the random baseline's seeds in its method's job), and with the characterisation stage
+    ``characterise features`` (the main run's one job, a pass over the held-out proteins, as the
+    neurons' characterisation).
     """
     if not cfg["units"]["features"]:
         return []
@@ -119,6 +121,11 @@ def feature_costs(cfg: dict[str, Any], data: DataSize, layers: int, dim: int) ->
     )
     cap = "ablate.max_sequences; ablate.fractions" + rep_cap
     out.append(StageCost("ablate features", reps * len(sc["methods"]), reps * fwd, 0.0, cap))
+    ch = cfg["characterise"]
+    if ch["enabled"]:
+        # where the top IG features fire, in the main run: one pass over the held-out proteins
+        t_held = data.tokens(ch["split"], ch["max_proteins"])
+        out.append(StageCost("characterise features", 1, t_held * layers, 0.0, "characterise.max_proteins"))
     return out
 
 

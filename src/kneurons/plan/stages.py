@@ -18,6 +18,79 @@ from kneurons.plan.passes import (
 )
 from kneurons.scatter import random_seed_chunks, score_layer_chunks
 
+#: The workflow rules whose jobs each kind of stage counts (a stage's kind: its name when listed,
+#: else its first word: ``score ig`` is a ``score`` stage). The plan's jobs of a kind equal the
+#: jobs Snakemake schedules for its rules (tests/test_shipped_configs.py, every shipped config).
+STAGE_RULES: dict[str, tuple[str, ...]] = {
+    "finetune": ("finetune",),
+    "score": ("score_layers",),
+    "ablate": ("ablate", "ablate_seed"),
+    "external": ("ablate_external",),
+    "characterise": ("characterise_classes", "characterise_neurons"),
+    "train SAEs": ("train_sae",),
+    "SAE report": ("sae_report",),
+    "score features": ("score_features",),
+    "ablate features": ("ablate_features",),
+    "characterise features": ("characterise_features",),
+}
+#: The rules the plan does not cost: they run no model (downloads, labels, the split and its MMseqs2
+#: searches, gathering, statistics, claims, figures, the atlas) and take seconds to minutes. A rule
+#: in neither table fails tests/test_shipped_configs.py: cost it in a stage, or name it here.
+UNCOSTED_RULES: frozenset[str] = frozenset(
+    {
+        "all",
+        "download_synthetic",
+        "download_uniprot",
+        "download_expasy",
+        "download_brenda",
+        "proteins",
+        "labels",
+        "split",
+        "leakage",
+        "scoring_set",
+        "gather_scores",
+        "gather_ablation_seeds",
+        "external_synthetic",
+        "external_set",
+        "external_stats",
+        "ablation_stats",
+        "claims",
+        "feature_stats",
+        "compactness",
+        "characterise_figures",
+        "atlas",
+    }
+)
+
+
+#: Rule-name prefixes the plan does not cost either: every ``figure_*`` rule draws from tables.
+UNCOSTED_PREFIXES: tuple[str, ...] = ("figure_",)
+
+
+def is_costed(rule: str) -> bool | None:
+    """Whether the plan costs ``rule``'s jobs (True), does not (False), or does not know it (None)."""
+    if any(rule in rules for rules in STAGE_RULES.values()):
+        return True
+    if rule in UNCOSTED_RULES or rule.startswith(UNCOSTED_PREFIXES):
+        return False
+    return None
+
+
+def stage_kind(stage: str) -> str:
+    """The kind of a plan stage (a key of ``STAGE_RULES``): its name, or its first word."""
+    return stage if stage in STAGE_RULES else stage.split()[0]
+
+
+def rule_jobs(costs: list[StageCost]) -> dict[str, int]:
+    """Jobs per kind of stage (``STAGE_RULES``), summed over the stages of each kind."""
+    out: dict[str, int] = {}
+    for c in costs:
+        kind = stage_kind(c.stage)
+        if kind not in STAGE_RULES:
+            raise KeyError(f"plan stage {c.stage!r} has no entry in kneurons.plan.STAGE_RULES")
+        out[kind] = out.get(kind, 0) + c.jobs
+    return out
+
 
 def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
     """The cost of every stage of ``cfg`` (validated) and the data size it assumed.
