@@ -25,6 +25,7 @@ from kneurons.plan import (
     ablation_job_forward,
     distinct_mask_starts,
     distinct_masks,
+    external_tokens,
     feature_layout,
     neuron_layout,
     plan_costs,
@@ -188,6 +189,20 @@ def test_replicates_multiply_the_per_replicate_stages_and_external_sets_add_thei
     # linear in tokens), per replicate.
     test_tokens = plan_costs(validate_config(base))[1].tokens("test")
     assert two["external ext"].forward == pytest.approx(two["ablate global"].forward * 5 * 20 / test_tokens)
+
+
+def test_the_plan_counts_an_external_set_at_the_ablation_cap(tmp_path):
+    """``ablate.max_sequences`` caps an external set's evaluated proteins as the test split's: the plan
+    counts that many proteins of the set's mean length (5 proteins of 20 tokens, then 2)."""
+    ext = tmp_path / "ext.csv"
+    ext.write_text("Entry\tEC number\tSequence\n" + "".join(f"P{i}\t1.1.1.1\t{'A' * 18}\n" for i in range(5)))
+    base = {"results": str(tmp_path / "results"), "evaluate": {"external": {"ext": str(ext)}}}
+    assert external_tokens(validate_config(base), "ext") == 5 * 20
+    capped = validate_config({**base, "ablate": {"max_sequences": 2}})
+    assert external_tokens(capped, "ext") == 2 * 20
+    uncapped = {c.stage: c for c in plan_costs(validate_config(base))[0]}["external ext"]
+    stage = {c.stage: c for c in plan_costs(capped)[0]}["external ext"]
+    assert stage.forward == pytest.approx(uncapped.forward * 2 / 5) and "ablate.max_sequences" in stage.cap
 
 
 def test_every_job_pays_its_start_up(tmp_path):

@@ -202,7 +202,7 @@ DEPENDS: dict[str, set[str]] = {
     "stats.confidence": {"ablation_stats", "external_stats", "claims", *FEATURE_STATS_JOBS},
     "stats.top_fraction": {"ablation_stats", "atlas", "claims"},
     "stats.claims": {"claims"},
-    "ablate.max_sequences": {"ablate", "ablate_seed", "ablate_features"},
+    "ablate.max_sequences": {"ablate", "ablate_seed", "ablate_features", "ablate_external"},
     "evaluate.external": {"claims"},
     "evaluate.max_identity": {"external_set"},
     "evaluate.synthetic": {"external_synthetic"},

@@ -151,11 +151,10 @@ def _external_set(cfg: Config) -> dict[str, Any]:
 
 
 def _ablate_external(cfg: Config) -> dict[str, Any]:
-    # Every protein of the set is evaluated (ablate.max_sequences caps the test split only), and
-    # the random baseline's seeds run in one job: external sets are small.
+    # ablate.max_sequences caps the set's evaluated proteins as it caps the test split's, and the
+    # random baseline's seeds run in one job: external sets are small.
     params = _ablate(cfg)
-    ab = {k: v for k, v in params["ablate"].items() if k != "max_sequences"}
-    return {**params, "ablate": {**ab, "random_seeds": cfg["ablate"]["random_seeds"]}}
+    return {**params, "ablate": {**params["ablate"], "random_seeds": cfg["ablate"]["random_seeds"]}}
 
 
 def _external_stats(cfg: Config) -> dict[str, Any]:

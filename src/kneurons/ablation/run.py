@@ -109,14 +109,26 @@ def load_test_set(
     )
 
 
-def load_external_set(path: str | Path, labels: Sequence[str]) -> tuple[np.ndarray, list[str], np.ndarray]:
+def load_external_set(
+    path: str | Path, labels: Sequence[str], max_sequences: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, list[str], np.ndarray]:
     """``(accessions, sequences, label indices)`` of a labelled external set
-    (``external/<name>/proteins.tsv``)."""
+    (``external/<name>/proteins.tsv``); ``max_sequences`` keeps a label-stratified subset drawn with
+    ``seed``, as ``load_test_set`` does for the test split (``ablate.max_sequences`` caps both)."""
     ext = read_external_proteins(path)
     index = {lab: i for i, lab in enumerate(labels)}
     unknown = sorted(set(ext["label"]) - set(index))
     if unknown:
         raise InputError(f"{path}: labels {unknown} are not classes of the model ({list(labels)})")
+    evaluated = stratified_subset(ext, max_sequences, seed)
+    if len(evaluated) < len(ext):
+        log.info(
+            "%s: %d of %d proteins evaluated (ablate.max_sequences, stratified)",
+            path,
+            len(evaluated),
+            len(ext),
+        )
+    ext = evaluated
     return (
         ext["accession"].to_numpy(dtype=str),
         ext["sequence"].tolist(),

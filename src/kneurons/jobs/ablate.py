@@ -69,8 +69,8 @@ def run_ablation_job(
 ) -> AblationResult:
     """One job: every mask of ``method`` in ``scope`` on the test split; writes the table and predictions.
 
-    ``external_path``: evaluate on every protein of that external set (``external/<name>/proteins.tsv``)
-    instead of the test split (``ablate.max_sequences`` does not apply).
+    ``external_path``: evaluate on that external set (``external/<name>/proteins.tsv``) instead of the
+    test split; ``ablate.max_sequences`` caps both (a label-stratified subset drawn with the seed).
 
     ``settings`` are the rule's params (``kneurons.settings.job_settings('ablate', config)``): ``ablate``,
     ``model.attention``, ``model.checkpoint``, ``seed``; a whole validated config works too. For
@@ -91,7 +91,9 @@ def run_ablation_job(
     model, info = load_job_classifier(checkpoint, settings, device)
     labels = list(info["labels"])
     if external_path is not None:
-        accessions, sequences, y_true = load_external_set(external_path, labels)
+        accessions, sequences, y_true = load_external_set(
+            external_path, labels, ab.get("max_sequences"), settings.get("seed", 0)
+        )
     else:
         accessions, sequences, y_true = load_test_set(
             split_path, labels, ab.get("max_sequences"), settings.get("seed", 0)

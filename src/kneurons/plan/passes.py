@@ -177,12 +177,18 @@ def scoring_cost(method: str, cfg: dict[str, Any], layers: int, tokens: float) -
 
 
 def external_tokens(cfg: dict[str, Any], name: str) -> float:
-    """Tokens of external set ``name``: its file read (torch-free), or the generated set's size."""
+    """Tokens of external set ``name`` evaluated by its ablation: its file read (torch-free), or the
+    generated set's size, at most ``ablate.max_sequences`` proteins of its mean length (the cap draws
+    a label-stratified subset; the label policies, which the plan does not run, may leave fewer)."""
     path = cfg["evaluate"]["external"][name]
+    cap = cfg["ablate"]["max_sequences"]
     if path == "synthetic":
         s, ev = cfg["data"]["synthetic"], cfg["evaluate"]["synthetic"]
-        return s["n_classes"] * ev["n_per_class"] * ((s["length_min"] + s["length_max"]) / 2 + 2)
-    from kneurons.data.external import read_external
+        n, mean = s["n_classes"] * ev["n_per_class"], (s["length_min"] + s["length_max"]) / 2 + 2
+    else:
+        from kneurons.data.external import read_external
 
-    proteins = read_external(name, path)
-    return float((proteins["sequence"].str.len().clip(upper=cfg["labels"]["max_length"]) + 2).sum())
+        proteins = read_external(name, path)
+        n = len(proteins)
+        mean = float((proteins["sequence"].str.len().clip(upper=cfg["labels"]["max_length"]) + 2).mean())
+    return float((n if cap is None else min(cap, n)) * mean)

@@ -147,7 +147,7 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
                 f"external {name}",
                 "global",
                 tokens,
-                "evaluate.external; ablate.fractions",
+                "ablate.max_sequences; evaluate.external; ablate.fractions",
                 reps * len(sc["methods"]),
             )
         )
