@@ -1,7 +1,8 @@
 """An independent recomputation of the claims table, for tests (never imports ``kneurons.stats``).
 
 From the files a run writes (the gap to random, the pooled density, each replicate's class
-specificity and metrics, and optionally the ablation tables and the sets' true labels; for claim 6
+specificity, the intact model's predictions on each set's evaluated proteins and on claim 5's held-out
+ones, and optionally the ablation tables; for claim 6
 the compactness table and, optionally, each replicate's neuron and SAE-feature ablation tables and
 predictions, from which its estimate, its paired bootstrap interval and its one-sided p-value are
 redrawn as ``kneurons.stats.compactness`` documents them), this
@@ -57,12 +58,13 @@ class SetFiles:
 
     name: str  # "test" or the external set's name
     random_gap: Path
-    metrics: list[Path]  # model/metrics.json per replicate (part "test"), or [external metrics.json]
-    part: str | None  # "test" for model/metrics.json, None for an external set's metrics.json
+    intact: list[Path]  # per replicate: one ablation job's .pred.npz on the set (its evaluated proteins)
+    proteins: str  # which proteins those are, as the note names them ("the test proteins of ...")
     density: Path | None = None  # the pooled stats/density.tsv (test set only)
     class_specificity: list[Path] = field(default_factory=list)  # one per replicate
+    class_summary: list[Path] = field(default_factory=list)  # per replicate: claim 5's held-out proteins
+    class_proteins: str = ""  # which proteins claim 5's are, as the note names them
     ablation: list[list[Path]] = field(default_factory=list)  # per replicate: its ablation tables
-    labels: list[str] | None = None  # the set's true labels (majority share recomputed from them)
     compactness: Compactness | None = None  # claim 6 (test set only)
 
 
@@ -200,20 +202,34 @@ def _compactness(c: Compactness, conf: float) -> list[tuple]:
     return rows
 
 
-def _baseline(s: SetFiles, confidence: float) -> str:
-    blocks = []
-    for p in s.metrics:
-        data = json.loads(Path(p).read_text())
-        blocks.append(data[s.part] if s.part else data)
-    acc = float(np.mean([b["accuracy"] for b in blocks]))
-    if s.labels is not None:
-        counts = pd.Series(s.labels).value_counts()
-        n, majority = int(counts.sum()), float(counts.iloc[0] / counts.sum())
-        assert all(int(b["n"]) == n for b in blocks), (s.name, [b["n"] for b in blocks], n)
-    else:
-        n, majority = int(blocks[0]["n"]), float(blocks[0]["majority_baseline"])
+def _verdict_of_baseline(acc: float, n: int, majority: float, proteins: str, confidence: float) -> str:
+    """The numbers and words the baseline note must show, or ``""`` when the model beats the majority."""
     lo, hi = _share_interval(acc * n, n, confidence)
-    return "" if lo > majority else f"{acc} {lo} {hi} {majority} {n}"
+    return "" if lo > majority else f"{acc} {lo} {hi} {majority} {n}|{proteins}"
+
+
+def _baseline(s: SetFiles, confidence: float) -> str:
+    """The intact model on the set's evaluated proteins, from the predictions (numpy): the mean over
+    the replicates of the share the intact model gets right, and the majority share of the labels."""
+    accs, truth = [], None
+    for path in s.intact:
+        with np.load(path) as npz:
+            y, full = npz["y_true"], npz["full_pred"]
+        assert truth is None or np.array_equal(truth, y), (s.name, path)
+        truth = y
+        accs.append(float((full == y).mean()))
+    counts = pd.Series(truth).value_counts()
+    n, majority = int(counts.sum()), float(counts.iloc[0] / counts.sum())
+    return _verdict_of_baseline(float(np.mean(accs)), n, majority, s.proteins, confidence)
+
+
+def _held_out_baseline(s: SetFiles, confidence: float) -> str:
+    """Claim 5's: the intact model on the characterisation's held-out proteins (class_summary.json)."""
+    blocks = [json.loads(Path(p).read_text())["intact"] for p in s.class_summary]
+    assert len({(b["n"], b["majority_baseline"]) for b in blocks}) == 1, blocks
+    acc = float(np.mean([b["accuracy"] for b in blocks]))
+    n, majority = int(blocks[0]["n"]), float(blocks[0]["majority_baseline"])
+    return _verdict_of_baseline(acc, n, majority, s.class_proteins, confidence)
 
 
 def recompute(sets: list[SetFiles], stats: dict) -> pd.DataFrame:
@@ -224,7 +240,7 @@ def recompute(sets: list[SetFiles], stats: dict) -> pd.DataFrame:
     rows = []
     for s in sets:
         base = _baseline(s, conf)
-        gap_source = "stats/random_gap.tsv" if s.part else f"external/{s.name}/random_gap.tsv"
+        gap_source = "stats/random_gap.tsv" if s.name == "test" else f"external/{s.name}/random_gap.tsv"
         found = []
         gap = pd.read_csv(s.random_gap, sep="\t")
         for (claim, method), mode in CURVE_CLAIMS.items():
@@ -281,8 +297,12 @@ def recompute(sets: list[SetFiles], stats: dict) -> pd.DataFrame:
             found.append(("5", "ig", mean, float(lo), float(hi), p, "characterise/class_specificity.tsv"))
         if s.compactness is not None:
             found.extend(_compactness(s.compactness, conf))
+        held = _held_out_baseline(s, conf) if s.class_summary else base
         for claim, method, est, lo, hi, p, source in found:
-            verdict = "inconclusive" if base else _rule(lo, hi, DIRECTION[claim], margins[MARGIN_KEY[claim]])
+            claim_base = held if claim == "5" else base
+            verdict = (
+                "inconclusive" if claim_base else _rule(lo, hi, DIRECTION[claim], margins[MARGIN_KEY[claim]])
+            )
             rows.append(
                 {
                     "claim": claim,
@@ -293,7 +313,7 @@ def recompute(sets: list[SetFiles], stats: dict) -> pd.DataFrame:
                     "ci_hi": hi,
                     "p_value": p,
                     "verdict": verdict,
-                    "baseline": base,
+                    "baseline": claim_base,
                     "source": source,
                 }
             )
@@ -347,11 +367,24 @@ def compare(got: pd.DataFrame, want: pd.DataFrame, rel: float) -> list[str]:
         if bool(note) != bool(row["baseline"]):
             problems.append(f"{k} note: {note!r} vs recomputed baseline {row['baseline']!r}")
         elif note:
-            shown = [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?", note)]
-            acc, lo, hi, majority, n = (float(x) for x in row["baseline"].split())
-            if not np.allclose(shown, [acc, lo, hi, majority, n], atol=6e-4):
+            numbers, proteins = row["baseline"].split("|")
+            head, _, which = note.partition("; ")
+            shown = [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?", head)]
+            acc, lo, hi, majority, n = (float(x) for x in numbers.split())
+            if not np.allclose(shown, [acc, lo, hi, majority, n], atol=6e-4) or which != (
+                f"{proteins})" if proteins else ""
+            ):
                 problems.append(f"{k} note: {note!r} vs recomputed {row['baseline']!r}")
     return problems
+
+
+def _proteins(n: int, what: str, key: str, cap: int | None) -> str:
+    return f"the {what} proteins of {key}" if cap is not None and n >= cap else f"every {what} protein"
+
+
+def _n(pred: Path) -> int:
+    with np.load(pred) as npz:
+        return len(npz["y_true"])
 
 
 def workflow_sets(results: Path, config: dict) -> list[SetFiles]:
@@ -359,18 +392,23 @@ def workflow_sets(results: Path, config: dict) -> list[SetFiles]:
     validated configuration it ran with): the test split and every external set, every replicate."""
     reps = ["" if r == 0 else f"replicates/{r}/" for r in range(config["train"]["replicates"])]
     methods = list(config["score"]["methods"])
-    split = pd.read_csv(results / "data" / "split.tsv", sep="\t", dtype=str, keep_default_na=False)
+    cap = config["ablate"]["max_sequences"]
+    scope = config["ablate"]["scopes"][0]
+    intact = [results / p / f"ablation/{methods[0]}/{scope}.pred.npz" for p in reps]
     test = SetFiles(
         "test",
         results / "stats" / "random_gap.tsv",
-        [results / p / "model/metrics.json" for p in reps],
-        "test",
+        intact,
+        _proteins(_n(intact[0]), "test", "ablate.max_sequences", cap),
     )
     test.density = results / "stats" / "density.tsv"
-    test.labels = split.loc[split["split"] == "test", "label"].tolist()
     test.ablation = [[results / p / f"ablation/{m}/global.tsv" for m in methods] for p in reps]
-    if config["characterise"]["enabled"]:
+    ch = config["characterise"]
+    if ch["enabled"]:
         test.class_specificity = [results / p / "characterise/class_specificity.tsv" for p in reps]
+        test.class_summary = [results / p / "characterise/class_summary.json" for p in reps]
+        n_held = json.loads(test.class_summary[0].read_text())["intact"]["n"]
+        test.class_proteins = _proteins(n_held, ch["split"], "characterise.max_proteins", ch["max_proteins"])
     if (results / "stats" / "compactness.tsv").exists():  # SAE features ablated: claim 6
         st = config["stats"]
         methods_f = [m for m in methods if m != "random"]
@@ -391,9 +429,10 @@ def workflow_sets(results: Path, config: dict) -> list[SetFiles]:
     sets = [test]
     for name in sorted(config["evaluate"]["external"]):
         ext = results / "external" / name
-        s = SetFiles(name, ext / "random_gap.tsv", [ext / "metrics.json"], None)
-        proteins = pd.read_csv(ext / "proteins.tsv", sep="\t", dtype=str, keep_default_na=False)
-        s.labels = proteins["label"].tolist()
+        preds = [results / p / f"external/{name}/ablation/{methods[0]}.pred.npz" for p in reps]
+        s = SetFiles(
+            name, ext / "random_gap.tsv", preds, _proteins(_n(preds[0]), name, "ablate.max_sequences", cap)
+        )
         s.ablation = [[results / p / f"external/{name}/ablation/{m}.tsv" for m in methods] for p in reps]
         sets.append(s)
     return sets

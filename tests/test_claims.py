@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from kneurons.errors import InputError
 from kneurons.jobs.claims import run_claims
 from kneurons.stats.claims import CLAIM_COLUMNS, evaluate_claims, rule_text, verdict
 from kneurons.stats.metrics import classification_metrics
@@ -195,9 +196,9 @@ def test_claims_job_writes_the_table(tmp_path):
     paths = {"random_gap": tmp_path / "random_gap.tsv", "density": tmp_path / "density.tsv"}
     write_stats_tables({"random_gap": gap, "density": _density("ig", 30)}, paths)
     y = np.arange(200) % 4
-    metrics = _model_metrics(tmp_path / "metrics.json", y, y, ["1", "2", "3", "4"])
+    _, intact = _write_ablation(tmp_path, "ig", y, y, lambda mode, f, seed: y)  # a model that learned
     out = tmp_path / "claims.tsv"
-    run_claims({**{k: str(v) for k, v in paths.items()}, "metrics": [str(metrics)]}, {"stats": SETTINGS}, out)
+    run_claims({**{k: str(v) for k, v in paths.items()}, "intact": [str(intact)]}, {"stats": SETTINGS}, out)
     back = read_claims(out)
     assert list(back["claim"]) == ["2", "3", "4"]
     assert list(back["verdict"]) == ["supported", "supported", "inconclusive"]
@@ -208,7 +209,7 @@ def test_claims_job_writes_the_table(tmp_path):
     )
     inputs = {
         **{k: str(v) for k, v in paths.items()},
-        "metrics": [str(metrics)],
+        "intact": [str(intact)],
         "compactness": str(tmp_path / "c.tsv"),
     }
     run_claims(inputs, {"stats": SETTINGS}, out)
@@ -291,9 +292,11 @@ def test_a_model_at_baseline_makes_every_claim_of_its_set_inconclusive(tmp_path,
     run_external_stats(
         [files["tables"]], [files["preds"]], {"stats": {"bootstrap": 500, "confidence": 0.95}, "seed": 0}, ext
     )
-    inputs = {k: str(v) for k, v in main.items()} | {"metrics": [str(files["metrics"])]}
+    # the intact model on the test split's evaluated proteins: an ablation job's predictions
+    inputs = {k: str(v) for k, v in main.items()} | {"intact": [str(files["preds"][0])]}
     inputs |= {"external": [str(ext["random_gap"])], "external_metrics": [str(ext["metrics"])]}
-    claims = run_claims(inputs, {"stats": SETTINGS, "replicates": 1, "external": ["new"]}, tmp_path / "c.tsv")
+    settings = {"stats": SETTINGS, "replicates": 1, "external": ["new"], "ablate": {"max_sequences": 300}}
+    claims = run_claims(inputs, settings, tmp_path / "c.tsv")
     curve = claims[claims["claim"].isin(["2", "4"])]
     assert len(curve) == 4 and (curve["ci_lo"] * curve["ci_hi"] > 0).all()  # intervals clear of zero
     assert (curve["estimate"].abs() > 0.1).all(), curve.to_string()
@@ -309,15 +312,84 @@ def test_a_model_at_baseline_makes_every_claim_of_its_set_inconclusive(tmp_path,
     if learned:
         assert set(claims["note"]) == set(written["note"]) == {""}, claims.to_string()
         return
+    # the note names the proteins: the cap drew all 300 of each set
     for note in (*claims["note"], *written["note"]):
         assert re.fullmatch(
-            r"model at baseline: accuracy 0\.310 \[0\.\d{3}, 0\.\d{3}\], majority 0\.310 \(n = 300\)", note
+            r"model at baseline: accuracy 0\.310 \[0\.\d{3}, 0\.\d{3}\], majority 0\.310 "
+            r"\(n = 300; the (test|new) proteins of ablate\.max_sequences\)",
+            note,
         ), note
     assert set(written["source"]) == {
         "stats/random_gap.tsv",
         "external/new/random_gap.tsv",
         "stats/density.tsv",
     }
+
+
+def test_the_baseline_rule_is_judged_on_the_proteins_each_claim_was_measured_on(tmp_path):
+    """Issue 38's case: on all 708 test proteins the model passes (0.461 vs a majority of 0.397), but
+    the claims are measured on the 200 of ``ablate.max_sequences``, where it is at baseline (0.460
+    [0.389, 0.532] vs 0.395). The rule reads the ablation's own predictions, pooled over the
+    replicates, and the note says which proteins; claim 5 is judged on its held-out proteins."""
+    from kneurons.jobs.characterise import held_out_intact
+    from kneurons.jobs.claims import intact_from_predictions
+
+    gap = _random_gap([("ig", "preserve", 0.2, 0.1, 0.3), ("ig", "suppress", -0.3, -0.4, -0.2)])
+    paths = {"random_gap": tmp_path / "random_gap.tsv", "density": tmp_path / "density.tsv"}
+    write_stats_tables({"random_gap": gap, "density": _density("ig", 30)}, paths)
+    y = np.repeat([0, 1, 2, 3], [79, 50, 40, 31])  # majority 79 / 200 = 0.395
+    preds = []
+    for r, right in enumerate((92, 92)):  # 92 / 200 = 0.460 in both replicates
+        full = np.where(np.arange(200) < right, y, (y + 1) % 4)
+        (tmp_path / f"r{r}").mkdir()
+        preds.append(
+            _write_ablation(tmp_path / f"r{r}", "ig", y, full, lambda mode, f, seed, full=full: full)[1]
+        )
+    # claim 5's held-out proteins: 150 of characterise.max_proteins, where the model does well
+    matrix = pd.DataFrame(
+        {
+            "suppressed": "1",
+            "evaluated": ["1", "2"],
+            "recall_base": [0.9, 0.8],
+            "recall": 0.0,
+            "recall_change": 0.0,
+        }
+    )
+    held = held_out_intact(matrix, pd.Series(["1"] * 100 + ["2"] * 50))
+    assert held == {"accuracy": (90 + 40) / 150, "n": 150, "majority_baseline": 100 / 150}
+    summaries = []
+    for r in range(2):
+        summaries.append(tmp_path / f"r{r}" / "class_summary.json")
+        write_json_result(summaries[-1], {"intact": held})
+    spec = pd.DataFrame(
+        {"class": ["1", "2", "3"], "n_neurons": 5, "drop_own": [0.5, 0.6, 0.4], "drop_other": [0.1, 0.0, 0.1]}
+    )
+    write_result_table(spec, tmp_path / "spec.tsv")
+    inputs = {k: str(v) for k, v in paths.items()} | {
+        "intact": [str(p) for p in preds],
+        "class_specificity": [str(tmp_path / "spec.tsv")] * 2,
+        "class_summary": [str(p) for p in summaries],
+    }
+    settings = {
+        "stats": SETTINGS,
+        "replicates": 2,
+        "ablate": {"max_sequences": 200},
+        "characterise": {"split": "test", "max_proteins": 150},
+    }
+    claims = run_claims(inputs, settings, tmp_path / "c.tsv").set_index("claim")
+    note = (
+        "model at baseline: accuracy 0.460 [0.389, 0.532], majority 0.395 "
+        "(n = 200; the test proteins of ablate.max_sequences)"
+    )
+    assert claims.loc[["2", "3", "4"], "note"].tolist() == [note] * 3
+    assert set(claims.loc[["2", "3", "4"], "verdict"]) == {"inconclusive"}
+    assert claims.loc["5", "note"] == "" and claims.loc["5", "verdict"] == "supported"
+    # replicates evaluated on other proteins cannot be pooled
+    other = _write_ablation(
+        tmp_path, "ig", y[::-1].copy(), y[::-1].copy(), lambda mode, f, seed: y[::-1].copy()
+    )[1]
+    with pytest.raises(InputError, match="evaluated other proteins"):
+        intact_from_predictions([preds[0], other])
 
 
 def test_the_atlas_shows_the_note(tmp_path):
@@ -386,7 +458,11 @@ def _replicate_files(root: Path, r: int, y: np.ndarray, rng: np.random.Generator
     spec["drop_own"], spec["drop_other"] = rng.uniform(0.2, 0.6, 4), rng.uniform(0.0, 0.2, 4)
     files["class_specificity"] = root / "class_specificity.tsv"
     write_result_table(spec, files["class_specificity"])
-    files["metrics"] = _model_metrics(root / "metrics.json", y, intact, ["1", "2", "3", "4"])
+    # claim 5's held-out proteins (characterise.max_proteins 100, majority 0.4): the intact model
+    # at their baseline exactly when it is not at the ablation subset's, so claim 5's verdict flips
+    held_out = {"accuracy": 0.4 if not at_baseline else 0.85 + 0.01 * r, "n": 100, "majority_baseline": 0.4}
+    files["class_summary"] = root / "class_summary.json"
+    write_json_result(files["class_summary"], {"intact": held_out, "held_out_proteins": 100})
     return files
 
 
@@ -419,8 +495,9 @@ def test_claims_equal_an_independent_recomputation(tmp_path, n_rep, at_baseline)
     assert (pooled["n_replicates"] == n_rep).all()
     stats = {"random_gap": tmp_path / "random_gap.tsv", "density": tmp_path / "density.tsv"}
     write_stats_tables({"random_gap": gap, "density": pooled}, stats)
-    inputs = {name: str(v) for name, v in stats.items()} | {"metrics": [str(f["metrics"]) for f in reps]}
+    inputs = {name: str(v) for name, v in stats.items()} | {"intact": [str(f["preds"][0]) for f in reps]}
     inputs["class_specificity"] = [str(f["class_specificity"]) for f in reps]
+    inputs["class_summary"] = [str(f["class_summary"]) for f in reps]
     # claim 6: SAE-feature ablations of the same replicates, more compact for activation than for ig
     features = [_feature_files(tmp_path / f"rep{r}" / "features", y, f, rng) for r, f in enumerate(reps)]
     stats["compactness"] = tmp_path / "compactness.tsv"
@@ -433,13 +510,19 @@ def test_claims_equal_an_independent_recomputation(tmp_path, n_rep, at_baseline)
         stats,
     )
     inputs["compactness"] = str(stats["compactness"])
-    claims = run_claims(inputs, {"stats": SETTINGS, "replicates": n_rep}, tmp_path / "claims.tsv")
+    settings = {
+        "stats": SETTINGS,
+        "replicates": n_rep,
+        "characterise": {"split": "test", "max_proteins": 100},
+    }
+    claims = run_claims(inputs, settings, tmp_path / "claims.tsv")
 
-    labels = [str(v + 1) for v in y]
-    test_set = SetFiles("test", stats["random_gap"], [f["metrics"] for f in reps], "test")
-    test_set.density, test_set.labels = stats["density"], labels
+    test_set = SetFiles("test", stats["random_gap"], [f["preds"][0] for f in reps], "every test protein")
+    test_set.density = stats["density"]
     test_set.ablation = [f["tables"] for f in reps]
     test_set.class_specificity = [f["class_specificity"] for f in reps]
+    test_set.class_summary = [f["class_summary"] for f in reps]
+    test_set.class_proteins = "the test proteins of characterise.max_proteins"
     test_set.compactness = Compactness(
         stats["compactness"],
         neurons=[(f["tables"], f["preds"]) for f in reps],
@@ -449,7 +532,10 @@ def test_claims_equal_an_independent_recomputation(tmp_path, n_rep, at_baseline)
     )
     want = recompute([test_set], SETTINGS)
     assert len(want) == 8  # claims 1, 2, 3 (two methods), 4, 5 and 6 (two methods)
-    assert bool((want["baseline"] != "").all()) == at_baseline
+    # each claim judged on its own proteins: claim 5 on the held-out ones, the others on the ablation's
+    five = want["claim"] == "5"
+    assert bool((want.loc[~five, "baseline"] != "").all()) == at_baseline
+    assert bool((want.loc[five, "baseline"] != "").all()) != at_baseline
     assert compare(claims, want, rel=1e-9) == []
     assert compare(read_claims(tmp_path / "claims.tsv"), want, rel=5e-3) == []
     if not at_baseline:  # the rules are exercised, not only the baseline

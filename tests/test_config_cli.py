@@ -117,7 +117,9 @@ def test_merge_and_config_values_are_snakemakes():
         "seed=3",
         "ablate={max_sequences: 36, random_seeds: [0, 1]}",
         "device=",
-        "lr=1.5", "bf16=false", "pretrained=True",
+        "lr=1.5",
+        "bf16=false",
+        "pretrained=True",
     ]
     assert parse_config_values(entries) == parse_config(entries)
     assert merge_config(base, {}) == base and base["train"] == {"replicates": 2, "epochs": 40}

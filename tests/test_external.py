@@ -203,13 +203,21 @@ def test_claims_get_rows_per_external_set(tmp_path):
         "replicates": 2,
         "external": ["new"],
     }
-    # the intact model beats the majority-class baseline on both sets (the baseline rule passes)
+    # the intact model beats the majority-class baseline on both sets (the baseline rule passes):
+    # on the test split's evaluated proteins (each replicate's ablation predictions), and on the set's
+    from kneurons.tables import AblationResult, save_predictions
+
     good = {"n": 100, "accuracy": 0.9, "majority_baseline": 0.25, "macro_f1": 0.9}
-    metrics = [tmp_path / "m0.json", tmp_path / "m1.json"]
-    for m in metrics:
-        write_json_result(m, {"test": good})
+    y = np.arange(100) % 4
+    table = pd.DataFrame(
+        {"method": ["ig"], "scope": ["global"], "scope_name": ["global"], "mode": ["preserve"], "f": [1.0]}
+    ).assign(seed=pd.array([pd.NA], dtype="Int64"))
+    intact = [tmp_path / "p0.npz", tmp_path / "p1.npz"]
+    for path in intact:
+        result = AblationResult(table, y[None, :], y, y, np.array([f"P{i}" for i in range(100)]), 0.0)
+        save_predictions(path, result)
     write_json_result(tmp_path / "ext_metrics.json", good)
-    inputs = {k: str(v) for k, v in paths.items()} | {"metrics": [str(m) for m in metrics]}
+    inputs = {k: str(v) for k, v in paths.items()} | {"intact": [str(p) for p in intact]}
     inputs |= {"external": [str(ext)], "external_metrics": [str(tmp_path / "ext_metrics.json")]}
     run_claims(inputs, settings, tmp_path / "c.tsv")
     claims = read_claims(tmp_path / "c.tsv")

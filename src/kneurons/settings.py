@@ -192,6 +192,9 @@ def _claims(cfg: Config) -> dict[str, Any]:
         "stats": _pick(cfg["stats"], "confidence", "top_fraction", "claims"),
         "replicates": cfg["train"]["replicates"],
         "external": sorted(cfg["evaluate"]["external"]),
+        # the baseline rule's note names the proteins each claim was measured on, by these caps
+        "ablate": _pick(cfg["ablate"], "max_sequences"),
+        "characterise": _pick(cfg["characterise"], "split", "max_proteins"),
     }
 
 

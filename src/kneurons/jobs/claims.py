@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,11 @@ import pandas as pd
 
 from kneurons.errors import InputError
 from kneurons.stats.claims import IntactModel, evaluate_claims
+from kneurons.stats.metrics import majority_share
 from kneurons.tables import (
     read_characterise_table,
     read_intact_metrics,
+    read_predictions,
     read_stats_table,
     write_claims,
     write_verdicts,
@@ -28,12 +31,19 @@ def _paths(value: Any) -> list[str | Path]:
     return [value] if isinstance(value, str | Path) else list(value or [])
 
 
+def proteins_text(n: int, what: str, cap_key: str, cap: int | None) -> str:
+    """Which proteins a claim was measured on, for the baseline rule's note: ``the test proteins of
+    ablate.max_sequences`` when the cap drew them (``n`` reached it), else ``every test protein``."""
+    return f"the {what} proteins of {cap_key}" if cap is not None and n >= cap else f"every {what} protein"
+
+
 def intact_model(paths: Sequence[str | Path], part: str | None) -> IntactModel:
-    """The intact model on one set from its metrics files (one per replicate for the test split's
-    ``model/metrics.json``, ``part`` ``test``; the one pooled ``external/<name>/metrics.json``):
-    accuracy averaged over the files, which must agree on the set's size and majority share."""
+    """The intact model on one set of proteins from its metrics files (one per replicate for a
+    characterisation's ``class_summary.json``, ``part`` ``intact``; the one pooled
+    ``external/<name>/metrics.json``, ``part`` None): accuracy averaged over the files, which must
+    agree on the proteins' number and majority share."""
     if not paths:
-        raise InputError("claims: no metrics of the intact model (model/metrics.json) were given")
+        raise InputError("claims: no metrics of the intact model were given")
     metrics = [read_intact_metrics(p, part) for p in paths]
     for key in ("n", "majority_baseline"):
         if len({m[key] for m in metrics}) > 1:
@@ -48,6 +58,23 @@ def intact_model(paths: Sequence[str | Path], part: str | None) -> IntactModel:
     )
 
 
+def intact_from_predictions(paths: Sequence[str | Path]) -> IntactModel:
+    """The intact model on the proteins an ablation evaluated, from one ablation job's predictions per
+    replicate (``.pred.npz``: ``full_pred``, ``y_true``): accuracy averaged over the replicates, which
+    must have evaluated the same proteins."""
+    if not paths:
+        raise InputError("claims: no ablation predictions (the intact model's) were given")
+    accuracies, ref = [], None
+    for path in paths:
+        _, _, full_pred, y_true, accessions = read_predictions(path)
+        if ref is None:
+            ref = (y_true, accessions, path)
+        elif not (np.array_equal(ref[0], y_true) and np.array_equal(ref[1], accessions)):
+            raise InputError(f"claims: {path} evaluated other proteins than {ref[2]}")
+        accuracies.append(float((full_pred == y_true).mean()))
+    return IntactModel(accuracy=float(np.mean(accuracies)), n=len(ref[0]), majority=majority_share(ref[0]))
+
+
 def run_claims(
     inputs: Mapping[str, Any],
     settings: Mapping[str, Any],
@@ -56,16 +83,20 @@ def run_claims(
 ) -> pd.DataFrame:
     """Write ``out`` (``stats/claims.tsv``) and, where given, ``verdicts`` (``stats/verdicts.html``,
     the same table rendered for the report's first screen) from ``inputs``: ``random_gap``,
-    ``density`` (both pooled over replicates), ``metrics`` (every replicate's ``model/metrics.json``:
-    the intact model's test accuracy and majority baseline, for the baseline rule) and, when the
-    characterisation ran, ``class_specificity`` (one table per replicate; each class's recall drops
-    are averaged over the replicates) and, when SAE features were ablated, ``compactness``
-    (``stats/compactness.tsv``, pooled over the replicates: claim 6, test split only). Per external
-    set (``settings["external"]``, sorted names): ``external`` (its ``random_gap.tsv``) and
-    ``external_metrics`` (its ``metrics.json``), in the order of the names. Returns the claims with
-    their numbers at full precision.
+    ``density`` (both pooled over replicates), ``intact`` (one test-split ablation job's predictions
+    per replicate: the intact model on the ablation's evaluated proteins, for the baseline rule of
+    the test split's claims) and, when the characterisation ran, ``class_specificity`` (one table per
+    replicate; each class's recall drops are averaged over the replicates) with ``class_summary``
+    (each replicate's ``class_summary.json``: the intact model on claim 5's held-out proteins) and,
+    when SAE features were ablated, ``compactness`` (``stats/compactness.tsv``, pooled over the
+    replicates: claim 6, test split only). Per external set (``settings["external"]``, sorted
+    names): ``external`` (its ``random_gap.tsv``) and ``external_metrics`` (its ``metrics.json``: the
+    intact model on its evaluated proteins), in the order of the names. Returns the claims with their
+    numbers at full precision.
 
-    ``settings`` are the rule's params (``kneurons.settings.job_settings('claims', config)``).
+    ``settings`` are the rule's params (``kneurons.settings.job_settings('claims', config)``;
+    ``ablate.max_sequences`` and the characterisation's ``split`` and ``max_proteins`` name the
+    proteins in the notes).
     """
     paths = _paths(inputs.get("class_specificity"))
     pooled = None
@@ -78,6 +109,17 @@ def run_claims(
     if inputs.get("compactness"):
         compactness = read_stats_table(inputs["compactness"], "compactness")
     n_rep = int(settings.get("replicates", 1))
+    cap = (settings.get("ablate") or {}).get("max_sequences")
+    intact = intact_from_predictions(_paths(inputs.get("intact")))
+    intact = replace(intact, proteins=proteins_text(intact.n, "test", "ablate.max_sequences", cap))
+    by_claim = {}
+    if _paths(inputs.get("class_summary")):
+        held = settings.get("characterise") or {}
+        summaries = _paths(inputs["class_summary"])
+        claim5 = intact_model(summaries, "intact")
+        what = str(held.get("split", "held-out"))
+        words = proteins_text(claim5.n, what, "characterise.max_proteins", held.get("max_proteins"))
+        by_claim["5"] = replace(claim5, proteins=words)
     parts = [
         evaluate_claims(
             read_stats_table(inputs["random_gap"], "random_gap"),
@@ -85,8 +127,9 @@ def run_claims(
             pooled,
             settings["stats"],
             n_replicates=n_rep,
-            intact=intact_model(_paths(inputs.get("metrics")), "test"),
+            intact=intact,
             compactness=compactness,
+            intact_by_claim=by_claim,
         )
     ]
     # External sets: the curve claims (1, 2, 4) on proteins the model never saw (no SAE features: no 6).
@@ -100,6 +143,8 @@ def run_claims(
         )
     for name, path, metrics in zip(names, ext_paths, ext_metrics, strict=True):
         gap = read_stats_table(path, "random_gap")
+        ext = intact_model([metrics], None)  # its ablation's evaluated proteins, capped as the test split's
+        ext = replace(ext, proteins=proteins_text(ext.n, name, "ablate.max_sequences", cap))
         rows = evaluate_claims(
             gap,
             None,
@@ -107,7 +152,7 @@ def run_claims(
             settings["stats"],
             n_replicates=n_rep,
             set_name=name,
-            intact=intact_model([metrics], None),
+            intact=ext,
             random_gap_source=f"external/{name}/random_gap.tsv",
         )
         rows["figure"] = f"external/{name}/curves.tsv"

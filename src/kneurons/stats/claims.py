@@ -30,18 +30,23 @@ The claims (``CLAIMS``):
    ``kneurons.stats.compactness``: a paired bootstrap over test proteins and replicates, one-sided
    bootstrap p-value). Test split only, where SAE features were ablated.
 
-Every claim rests on the fine-tuned model having learned something on the set it is judged on: a
-model that predicts one class scores the majority-class share, and ablating it merely moves that
+Every claim rests on the fine-tuned model having learned something on the proteins it is judged on:
+a model that predicts one class scores the majority-class share, and ablating it merely moves that
 constant prediction to another class, which can look like an effect. So before any rule applies,
-the **baseline rule**: the intact model's accuracy on the set (``IntactModel``: the mean over the
-replicates, from ``model/metrics.json``'s test part or ``external/<name>/metrics.json``) must beat
-the set's majority-class share with its interval excluding it. The interval is the exact binomial
-(Clopper-Pearson) interval at ``stats.confidence`` over the set's ``n`` proteins, taken at the
-replicate-pooled count of correct proteins ``n x accuracy`` (not an integer when the replicates
-differ; the Beta quantiles take it as it is), and the majority share is a property of the set,
-not an estimate. Otherwise every claim row of that set keeps its statistics, its verdict is
-``inconclusive`` and ``note`` says why (``model at baseline: accuracy 0.312 [0.270, 0.356],
-majority 0.312 (n = 480)``). ``note`` is empty when the rule passes.
+the **baseline rule**: the intact model's accuracy on the proteins the claim was measured on
+(``IntactModel``: the mean over the replicates, all evaluated on the same ``n`` proteins) must beat
+their majority-class share with its interval excluding it. Those proteins are, per claim (the
+claims job reads them): the ablation's evaluated proteins for claims 1, 2, 4 and 6 (the test split's
+``ablate.max_sequences`` subset; an external set's, capped alike), and for claim 3, whose scores come
+from the training split, the same held-out subset (the rule asks whether the model learned the task);
+the characterisation's held-out proteins for claim 5 (``characterise.split``, ``max_proteins``). The
+interval is the exact binomial (Clopper-Pearson) interval at ``stats.confidence`` over the ``n``
+proteins, taken at the replicate-pooled count of correct proteins ``n x accuracy`` (not an integer
+when the replicates differ; the Beta quantiles take it as it is), and the majority share is a
+property of the proteins, not an estimate. Otherwise the claim row keeps its statistics, its verdict
+is ``inconclusive`` and ``note`` says why, and on which proteins (``model at baseline: accuracy 0.460
+[0.389, 0.532], majority 0.395 (n = 200; the test proteins of ablate.max_sequences)``). ``note`` is
+empty when the rule passes.
 
 Torch-free: runs in the plots environment.
 """
@@ -112,12 +117,15 @@ class Evidence:
 
 @dataclass(frozen=True)
 class IntactModel:
-    """The fine-tuned (intact) model on one evaluation set: its accuracy (the mean over the
-    replicates, all evaluated on the same ``n`` proteins) and the set's majority-class share."""
+    """The fine-tuned (intact) model on the proteins a claim was measured on: its accuracy (the mean
+    over the replicates, all evaluated on the same ``n`` proteins), their majority-class share, and
+    which proteins they are, in words for the note (``the test proteins of ablate.max_sequences``;
+    empty: not named)."""
 
     accuracy: float
     n: int
     majority: float
+    proteins: str = ""
 
 
 def clopper_pearson(count: float, n: int, confidence: float) -> tuple[float, float]:
@@ -137,9 +145,10 @@ def baseline_note(model: IntactModel, confidence: float) -> str:
     lo, hi = clopper_pearson(model.accuracy * model.n, model.n, confidence)
     if lo > model.majority:
         return ""
+    which = f"; {model.proteins}" if model.proteins else ""
     return (
         f"model at baseline: accuracy {model.accuracy:.3f} [{lo:.3f}, {hi:.3f}], "
-        f"majority {model.majority:.3f} (n = {model.n})"
+        f"majority {model.majority:.3f} (n = {model.n}{which})"
     )
 
 
@@ -258,6 +267,7 @@ def evaluate_claims(
     intact: IntactModel | None = None,
     random_gap_source: str = "stats/random_gap.tsv",
     compactness: pd.DataFrame | None = None,
+    intact_by_claim: Mapping[str, IntactModel] | None = None,
 ) -> pd.DataFrame:
     """One row per claim (``CLAIM_COLUMNS``), from the statistics tables of one evaluation set
     (``density`` None: no density measured, as on an external set).
@@ -269,10 +279,19 @@ def evaluate_claims(
     tables without a model behind them). ``random_gap_source``: the file ``random_gap`` was read
     from, named in the ``source`` column. ``compactness``: ``stats/compactness.tsv`` (None: no SAE
     features were ablated, no claim 6, and its margin ``claims.compactness_margin`` is not read).
-    Verdicts are decided on these full-precision values.
+    ``intact_by_claim``: the intact model on the proteins a claim was measured on where they are not
+    ``intact``'s (claim 5's held-out proteins), by claim number. Verdicts are decided on these
+    full-precision values.
     """
     confidence = float(settings["confidence"])
-    note = baseline_note(intact, confidence) if intact is not None else ""
+    notes: dict[str, str] = {}
+
+    def note_of(claim: str) -> str:
+        model = (intact_by_claim or {}).get(claim, intact)
+        if claim not in notes:
+            notes[claim] = baseline_note(model, confidence) if model is not None else ""
+        return notes[claim]
+
     margins = settings["claims"]
     top = settings["top_fraction"]
     specs: list[tuple[str, str, str, str, int, float, Evidence | None]] = [
@@ -331,6 +350,7 @@ def evaluate_claims(
     for claim, statement, method, statistic, direction, margin, ev in specs:
         if ev is None:
             continue
+        note = note_of(claim)
         rows.append(
             {
                 "claim": claim,

@@ -25,7 +25,8 @@ ablation/{method}/{scope}.tsv, .npz     save_result (save_predictions), gather_r
 stats/{name}.tsv                        write_stats_tables / read_stats_table (compactness included,
                                         and the SAE features' curve tables)
 characterise/*.tsv, *.json              write_result_table, write_json_result /
-                                        read_characterise_table, read_sites_info
+                                        read_characterise_table, read_sites_info, read_intact_metrics
+                                        (class_summary.json's intact block: claim 5's baseline)
 features/saes.json                      write_json_result / read_sae_report
 stats/claims.tsv                        write_claims / read_claims (numbers rounded for people)
 stats/verdicts.html                     write_verdicts / (the report's first screen, for people)

@@ -171,12 +171,14 @@ INTACT_KEYS = ("accuracy", "n", "majority_baseline")
 
 def read_intact_metrics(path: str | Path, part: str | None = None) -> dict[str, float]:
     """The intact model's ``accuracy``, the set's size ``n`` and its ``majority_baseline`` on one set:
-    ``part`` ``test`` of ``model/metrics.json``, or (``part`` None) ``external/<name>/metrics.json``.
+    ``part`` ``test`` of ``model/metrics.json``, ``part`` ``intact`` of a characterisation's
+    ``class_summary.json`` (its held-out proteins), or (``part`` None) ``external/<name>/metrics.json``.
 
     InputError naming the file when a value is missing (a file written before the majority baseline
     was recorded: rerun the rule that wrote it).
     """
-    data = read_json(path, "fine-tuning metrics" if part else "external set metrics")
+    what = {"test": "fine-tuning metrics", "intact": "class summary", None: "external set metrics"}
+    data = read_json(path, what.get(part, "metrics"))
     block = data.get(part) if part else data
     where = f"{path}" + (f" ({part!r})" if part else "")
     if not isinstance(block, dict):

@@ -2,13 +2,19 @@
 
 
 def claims_inputs(wildcards):
-    """The statistics behind the claims, and the intact model's metrics on each set (the baseline
-    rule); class specificity only when the characterisation runs, compactness only with SAE features.
+    """The statistics behind the claims, and the intact model on the proteins each claim was
+    measured on (the baseline rule): one test-split ablation job's predictions per replicate (every
+    job of a replicate evaluates the same proteins), each external set's metrics and, with the
+    characterisation, its class summaries; class specificity only when the characterisation runs,
+    compactness only with SAE features.
     """
     inputs = {
         "random_gap": STATS["random_gap"],
         "density": STATS["density"],
-        "metrics": per_replicate(MODEL_FILES["metrics"]),
+        "intact": [
+            ablation_predictions(ABLATE_METHODS[0], ABLATE_SCOPES[0], p)
+            for p in REP_PREFIXES
+        ],
     }
     inputs["external"] = [
         EXTERNAL_STATS["random_gap"].replace("{set}", name) for name in sorted(EXTERNAL)
@@ -18,6 +24,7 @@ def claims_inputs(wildcards):
     ]
     if config["characterise"]["enabled"]:
         inputs["class_specificity"] = per_replicate(CHAR_CLASS["specificity"])
+        inputs["class_summary"] = per_replicate(CHAR_CLASS["summary"])
     if FEATURES:  # claim 6: SAE features against neurons (features.smk)
         inputs["compactness"] = COMPACTNESS
     return inputs
