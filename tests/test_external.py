@@ -266,9 +266,11 @@ def _external_run(tmp_path: Path, max_length: int = 30) -> tuple[dict, dict]:
     """A run's data tables (three training proteins; the split crops them to ``max_length``, as the
     labels stage does) and an external set, a tab-separated file named .csv as CLEAN ships them:
 
-    E1 shares T1's first ``max_length`` residues, then differs; E2 is T2 exactly but of another
-    class; E3 and E4 share their first ``max_length`` residues only; E5 is of a class the model
-    lacks; E6 has two EC numbers (``multi_ec: drop``); E7 is T3 exactly (shorter than the crop).
+    E1 shares T1's first ``max_length`` residues, then differs, and is of another class (the model
+    reads T1's input with another label: issue 38's P0DXF1 and P20703); E2 is T2 exactly but of
+    another class; E3 and E4 share their first ``max_length`` residues only; E5 is of a class the
+    model lacks; E6 has two EC numbers of two classes (``multi_ec``); E7 is T3 exactly (shorter than
+    the crop).
     """
     from kneurons.data.labels import label_proteins
     from kneurons.tables import write_classes, write_proteins, write_split
@@ -286,7 +288,7 @@ def _external_run(tmp_path: Path, max_length: int = 30) -> tuple[dict, dict]:
     write_classes(result.classes, paths["classes"])
     shared = _sequence(rng, max_length)
     rows = [
-        ("E1", "1.1.1.2", t1[:max_length] + _sequence(rng, 18)),
+        ("E1", "2.7.1.9", t1[:max_length] + _sequence(rng, 18)),
         ("E2", "1.3.1.1", t2),
         ("E3", "2.7.1.2", shared + _sequence(rng, 12)),
         ("E4", "2.7.1.3", shared + _sequence(rng, 14)),
@@ -332,9 +334,14 @@ def test_overlap_with_training_is_measured_on_full_length_sequences(tmp_path, ca
     assert ext.index[ext["identical_to_train"] == "True"].tolist() == ["E2", "E7"]
     assert ext.index[ext["label_conflict"] == "True"].tolist() == ["E2"]
     assert ext.loc[["E2", "E7"], "nearest_train"].tolist() == ["T2", "T3"]
+    # what the model reads: E1's first 30 residues are T1's, whose label is another
+    assert ext.index[ext["identical_input_to_train"] == "True"].tolist() == ["E1", "E2", "E7"]
+    assert ext.index[ext["input_label_conflict"] == "True"].tolist() == ["E1", "E2"]
     report = read_json(out["report"], "external report")
     assert report["overlap_with_train"]["identical_to_train"] == 2
     assert report["overlap_with_train"]["label_conflict"] == 1
+    assert report["overlap_with_train"]["identical_input_to_train"] == 3
+    assert report["overlap_with_train"]["input_label_conflict"] == 2
     assert report["dropped"] == {"model_classes": 1, "multi_ec": 1} and report["evaluated"] == 5
     duplicates = next(s for s in report["policy_steps"] if s["step"] == "duplicates")
     assert duplicates["groups"] == 0
@@ -343,7 +350,11 @@ def test_overlap_with_training_is_measured_on_full_length_sequences(tmp_path, ca
     assert "class 7 is not one of the model's (1, 2)" in dropped["detail"].iloc[1]
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("external set new392"))
     assert "2 dropped (1 by the label policies (multi_ec 1); 1 of classes the model lacks)" in line, line
-    assert "2 identical to training (1 of another label)" in line, line
+    assert (
+        "2 identical to training (1 of another label), 3 of identical model input (2 of another label)"
+        in line
+    )
+    assert ext.loc["E1", "identical_to_train"] == "False" and ext.loc["E1", "nearest_train"] == "T1"
     if shutil.which("mmseqs"):  # identities of full-length sequences: E1 is not T1
         assert ext.loc[["E2", "E7"], "identity_to_train"].astype(float).tolist() == [1.0, 1.0]
         assert ext.loc["E1", "identity_to_train"] == "" or float(ext.loc["E1", "identity_to_train"]) < 1.0
@@ -371,3 +382,16 @@ def test_the_identity_search_uses_the_split_mmseqs_settings(tmp_path):
     assert ext.loc["E1", "identity_to_train"] == "0.6" and ext.loc["E1", "nearest_train"] == "T1"
     report = read_json(out["report"], "external report")["overlap_with_train"]
     assert (report["mmseqs"], report["coverage"], report["cov_mode"]) == (True, 0.5, 1)
+    # evaluate.max_identity drops identical proteins and those of identical model input, whatever
+    # the identity of their full sequences (E1: 0.6, below it)
+    from kneurons.tables import read_dropped
+
+    out = _run_external_set(paths, {**settings, "max_identity": 0.9}, tmp_path)
+    dropped = read_dropped(out["dropped"]).set_index("accession")
+    gone = dropped[dropped["step"] == "max_identity"]
+    assert gone["detail"].to_dict() == {
+        "E1": "model input identical to training protein T1's",
+        "E2": "identical to training protein T2",
+        "E7": "identical to training protein T3",
+    }
+    assert read_external_proteins(out["proteins"])["accession"].tolist() == ["E3", "E4"]

@@ -306,7 +306,8 @@ def test_workflow_synthetic_data_stages(tmp_path):
             "source": "synthetic",
             "synthetic": {"n_classes": 3, "n_per_class": 12, "length_min": 30, "length_max": 40},
         },
-        "labels": {"min_class_size": 5},
+        # cropped for the model: the split keeps the crops, its leakage report compares full lengths
+        "labels": {"min_class_size": 5, "max_length": 25},
         "split": {"fractions": {"train": 0.5, "val": 0.25, "test": 0.25}, "identity": False},
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
@@ -341,8 +342,10 @@ def test_workflow_synthetic_data_stages(tmp_path):
     }
     classes = read_tsv_table(data / "classes.tsv")
     assert classes["label"].tolist() == ["1", "2", "3"] and classes["n"].tolist() == ["12", "12", "12"]
+    assert split["sequence"].str.len().max() == 25
     leak = json.loads((data / "leakage_report.json").read_text())
     assert leak["method"] == "stratified" and leak["identity"]["computed"] is False
+    assert leak["sequences"] == {"compared": "full length (data/proteins.tsv)", "cropped_for_the_model": 36}
     assert leak["class_counts"]["2"] == {"train": 6, "val": 3, "test": 3}
     report = json.loads((data / "label_report.json").read_text())
     assert report["input"]["proteins"] == 36 and report["output"]["proteins"] == 36

@@ -14,6 +14,10 @@ read, the training proteins' from ``data/proteins.tsv``; only the model sees the
 
 * ``identical_to_train``: the sequence equals a training protein's (always checked);
 * ``label_conflict``: identical to a training protein of another label;
+* ``identical_input_to_train``: what the model reads (the sequence cropped to ``labels.max_length``)
+  equals a training protein's model input, although the full sequences may differ (a protein whose
+  first 256 residues are a training protein's); ``input_label_conflict``: so, with another label,
+  an input the model was trained to classify otherwise;
 * ``identity_to_train``: with MMseqs2 (``split.mmseqs.executable``) on PATH, each protein's best
   identity to any training protein (``mmseqs easy-search`` with the split's ``coverage`` and
   ``cov_mode``; empty when no hit qualifies), and ``evaluate.max_identity`` drops the proteins
@@ -45,6 +49,8 @@ log = logging.getLogger(__name__)
 OVERLAP_COLUMNS: tuple[str, ...] = (
     "identical_to_train",
     "label_conflict",
+    "identical_input_to_train",
+    "input_label_conflict",
     "identity_to_train",
     "nearest_train",
 )
@@ -172,18 +178,23 @@ def overlap_with_train(
     mmseqs: Mapping[str, Any] | None = None,
     threads: int = 1,
     full_length: Mapping[str, str] | None = None,
+    train_input: Mapping[str, str] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame]:
     """Mark (and with ``max_identity`` drop) the external proteins that training already saw.
 
     ``train``: the training proteins (``accession``, full-length ``sequence``, ``label``);
     ``full_length``: the external proteins' full-length sequences by accession (default: their
-    ``sequence``), compared in place of the cropped ones the model reads; ``mmseqs``: the split's
-    MMseqs2 settings (``executable``, ``coverage``, ``cov_mode``; schema defaults when None).
+    ``sequence``), compared in place of the cropped ones the model reads; ``train_input``: the
+    training proteins' model inputs by accession (``data/split.tsv``'s cropped sequences; default:
+    ``train``'s sequences), compared with the external proteins' ``sequence`` (their model input);
+    ``mmseqs``: the split's MMseqs2 settings (``executable``, ``coverage``, ``cov_mode``; schema
+    defaults when None).
 
-    Adds ``OVERLAP_COLUMNS``; returns the proteins kept, a report (identical proteins, label
-    conflicts, the identity distribution, the proteins dropped) and the dropped proteins
-    (``DROPPED_COLUMNS``, step ``max_identity``). Without MMseqs2 only identical sequences are
-    found, and ``max_identity`` is a ConfigError (it cannot be honoured).
+    Adds ``OVERLAP_COLUMNS``; returns the proteins kept, a report (identical proteins and inputs,
+    label conflicts, the identity distribution, the proteins dropped) and the dropped proteins
+    (``DROPPED_COLUMNS``, step ``max_identity``: above it, identical, or of identical model input).
+    Without MMseqs2 only identical sequences are found, and ``max_identity`` is a ConfigError (it
+    cannot be honoured).
     """
     settings = with_defaults("split", {"mmseqs": mmseqs or {}})["mmseqs"]
     out = proteins.copy()
@@ -191,16 +202,30 @@ def overlap_with_train(
     if query.isna().any():
         missing = out.loc[query.isna(), "accession"].tolist()
         raise ValueError(f"no full-length sequence for external protein(s) {missing[:5]}")
-    same: dict[str, list[tuple[str, str]]] = {}
-    for acc, seq, lab in zip(train["accession"], train["sequence"], train["label"].astype(str), strict=True):
-        same.setdefault(seq, []).append((acc, lab))
-    matches = [same.get(seq, []) for seq in query]
-    out["identical_to_train"] = [bool(m) for m in matches]
-    out["label_conflict"] = [
-        any(lab != str(own) for _, lab in m) for m, own in zip(matches, out["label"], strict=True)
-    ]
+    labels = train["label"].astype(str)
+    inputs = train["accession"].map(train_input) if train_input is not None else train["sequence"]
+    if inputs.isna().any():
+        missing = train.loc[inputs.isna(), "accession"].tolist()
+        raise ValueError(f"no model input for training protein(s) {missing[:5]}")
+    for flag, conflict, theirs, ours in (
+        ("identical_to_train", "label_conflict", train["sequence"], query),
+        ("identical_input_to_train", "input_label_conflict", inputs, out["sequence"]),
+    ):
+        same: dict[str, list[tuple[str, str]]] = {}
+        for acc, seq, lab in zip(train["accession"], theirs, labels, strict=True):
+            same.setdefault(seq, []).append((acc, lab))
+        matches = [same.get(seq, []) for seq in ours]
+        out[flag] = [bool(m) for m in matches]
+        out[conflict] = [
+            any(lab != str(own) for _, lab in m) for m, own in zip(matches, out["label"], strict=True)
+        ]
+        out[f"_{flag}_nearest"] = [m[0][0] if m else "" for m in matches]
     out["identity_to_train"] = np.nan
-    out["nearest_train"] = [m[0][0] if m else "" for m in matches]
+    out["nearest_train"] = out["_identical_to_train_nearest"].where(
+        out["identical_to_train"], out["_identical_input_to_train_nearest"]
+    )
+    input_twin = out.pop("_identical_input_to_train_nearest")
+    out = out.drop(columns="_identical_to_train_nearest")
     executable = settings["executable"]
     have_mmseqs = shutil.which(executable) is not None
     if have_mmseqs:
@@ -218,6 +243,8 @@ def overlap_with_train(
         nearest = out["accession"].map(hits["target"])
         out["nearest_train"] = out["nearest_train"].where(out["identical_to_train"], nearest.fillna(""))
         out.loc[out["identical_to_train"], "identity_to_train"] = 1.0
+        # the search's nearest protein, else (no hit) the one whose model input is the same
+        out["nearest_train"] = out["nearest_train"].mask(out["nearest_train"].eq(""), input_twin)
     elif max_identity is not None:
         raise ConfigError(
             f"evaluate.max_identity needs MMseqs2 ({executable!r}, split.mmseqs.executable) on PATH "
@@ -226,6 +253,9 @@ def overlap_with_train(
     report: dict[str, Any] = {
         "identical_to_train": int(out["identical_to_train"].sum()),
         "label_conflict": int(out["label_conflict"].sum()),
+        # the model reads them as a training protein, full sequences identical or not
+        "identical_input_to_train": int(out["identical_input_to_train"].sum()),
+        "input_label_conflict": int(out["input_label_conflict"].sum()),
         "mmseqs": have_mmseqs,
         "coverage": settings["coverage"],
         "cov_mode": settings["cov_mode"],
@@ -237,19 +267,23 @@ def overlap_with_train(
         report["at_least"] = {str(t): int((ident >= t).sum()) for t in (0.3, 0.5, 0.9)}
     dropped = _dropped([], "max_identity", max_identity, [])
     if max_identity is not None:
-        too_close = out["identical_to_train"] | (out["identity_to_train"] > max_identity)
-        gone = out[too_close]
+        too_close = (
+            out["identical_to_train"]
+            | out["identical_input_to_train"]
+            | (out["identity_to_train"] > max_identity)
+        )
+        gone = out[too_close].assign(twin=input_twin[too_close])
         dropped = _dropped(
             gone["accession"],
             "max_identity",
             max_identity,
             [
-                f"identical to training protein {near}"
-                if same_seq
-                else f"identity {ident:.3f} to training protein {near}"
-                for same_seq, ident, near in zip(
-                    gone["identical_to_train"], gone["identity_to_train"], gone["nearest_train"], strict=True
-                )
+                f"identical to training protein {r.nearest_train}"
+                if r.identical_to_train
+                else f"model input identical to training protein {r.twin}'s"
+                if r.identical_input_to_train
+                else f"identity {r.identity_to_train:.3f} to training protein {r.nearest_train}"
+                for r in gone.itertuples()
             ],
         )
         out = out[~too_close].reset_index(drop=True)
@@ -258,11 +292,14 @@ def overlap_with_train(
                 f"every external protein is more than {max_identity} identical to a training protein"
             )
     report["dropped_above_max_identity"] = len(dropped)
-    if report["identical_to_train"]:
+    if report["identical_to_train"] or report["identical_input_to_train"]:
         log.warning(
-            "%d external proteins are identical to training proteins (%d of them with another label)%s",
+            "%d external proteins are identical to training proteins (%d of them with another label), "
+            "%d give the model a training protein's input (%d with another label)%s",
             report["identical_to_train"],
             report["label_conflict"],
+            report["identical_input_to_train"],
+            report["input_label_conflict"],
             " (dropped)" if max_identity is not None else " (kept; set evaluate.max_identity to drop them)",
         )
     return out, report, dropped
