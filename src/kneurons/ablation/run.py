@@ -22,6 +22,7 @@ from kneurons.ablation.masks import build_masks, layout_of, metrics_table
 from kneurons.data.split import stratified_subset
 from kneurons.errors import InputError
 from kneurons.model.classifier import MODULE_TYPES, EsmClassifier
+from kneurons.progress import progress_callback
 from kneurons.tables import AblationResult, read_external_proteins, read_split_rows
 
 log = logging.getLogger(__name__)
@@ -63,10 +64,7 @@ def run_ablation(
     keys, masks = build_masks(scores, layout, method, scope, fractions, modes, normalise, seeds, source)
     keys.insert(keys.columns.get_loc("seed") + 1, "fill", fill.kind)
     log.info("%s / %s: %d masks on %d test sequences", method, scope, len(masks), len(sequences))
-
-    def progress(done: int, total: int) -> None:
-        log.info("  batch %d/%d (%.1f s)", done, total, time.perf_counter() - t0)
-
+    progress = progress_callback(f"ablation {method} / {scope}, {len(masks)} masks", "batches", log)
     preds = evaluate_masks(
         model,
         sequences,

@@ -21,6 +21,7 @@ from kneurons.ablation.masks import Mask, layout_of
 from kneurons.characterise.classes import as_mask, random_matched_mask
 from kneurons.errors import InputError
 from kneurons.model.classifier import EsmClassifier
+from kneurons.progress import progress_callback
 from kneurons.ranking import NeuronLayout
 from kneurons.stats.metrics import confusion_matrix, per_class_scores
 
@@ -115,7 +116,10 @@ def class_suppression(
     groups = list(class_sets.groupby("label", sort=True))
     masks = _class_masks(groups, layout_of(model), random_sets, seed)
     log.info("class suppression: %d masks on %d held-out proteins", len(masks), len(sequences))
-    preds = evaluate_masks(model, sequences, masks, fill, token_budget, device=device, bf16=bf16)
+    progress = progress_callback(f"class suppression, {len(masks)} masks", "batches", log)
+    preds = evaluate_masks(
+        model, sequences, masks, fill, token_budget, device=device, bf16=bf16, progress=progress
+    )
     base = per_class_recall(y_true, preds[0], k)
     support = np.bincount(y_true, minlength=k)
     floor = 1.0 / int(support[support > 0].min()) if (support > 0).any() else 1.0

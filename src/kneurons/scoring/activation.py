@@ -17,7 +17,8 @@ import torch
 from kneurons.model.classifier import MODULE_TYPES, EsmClassifier
 from kneurons.model.hooks import module_output_hooks
 from kneurons.model.inference import Batch, run_batches
-from kneurons.scoring.base import PerSequenceMethod, Progress, at_least_fp32
+from kneurons.progress import Progress
+from kneurons.scoring.base import PerSequenceMethod, at_least_fp32
 
 ACTIVATION_REDUCTIONS: tuple[str, ...] = ("abs_mean", "mean", "max")
 

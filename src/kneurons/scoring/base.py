@@ -13,7 +13,6 @@ do not look at sequences; that class draws its rows directly. The registry
 from __future__ import annotations
 
 import logging
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -28,31 +27,6 @@ from kneurons.scoring import registry
 from kneurons.scoring.rows import scores_table
 
 log = logging.getLogger(__name__)
-
-
-class Progress:
-    """Log progress of a scoring job at most every ``every`` seconds (and at the end)."""
-
-    def __init__(self, what: str, total: int, every: float = 10.0):
-        self.what, self.total, self.every = what, total, every
-        self.done = 0
-        self.start = self.last = time.monotonic()
-
-    def step(self, n: int) -> None:
-        """Count ``n`` more sequences done; log when ``every`` seconds have passed or all are done."""
-        self.done += n
-        now = time.monotonic()
-        if now - self.last >= self.every or self.done >= self.total:
-            rate = self.done / max(now - self.start, 1e-9)
-            log.info(
-                "%s: %d/%d sequences (%.1f seq/s, %.0f s)",
-                self.what,
-                self.done,
-                self.total,
-                rate,
-                now - self.start,
-            )
-            self.last = now
 
 
 def at_least_fp32(t: torch.Tensor) -> torch.Tensor:

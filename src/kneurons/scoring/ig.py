@@ -32,7 +32,8 @@ from kneurons.model.classifier import MODULE_TYPES, EsmClassifier
 from kneurons.model.hooks import module_output_hooks
 from kneurons.model.inference import Batch, run_batches
 from kneurons.model.runtime import autocast
-from kneurons.scoring.base import PerSequenceMethod, Progress, at_least_fp32
+from kneurons.progress import Progress
+from kneurons.scoring.base import PerSequenceMethod, at_least_fp32
 from kneurons.scoring.integration import integration_points
 
 TARGETS: tuple[str, ...] = ("prob", "logit")

@@ -36,6 +36,7 @@ from kneurons.model.classifier import EsmClassifier
 from kneurons.model.inference import Batch, run_batches
 from kneurons.model.runtime import to_device
 from kneurons.model.weights import Downloader
+from kneurons.progress import Progress, eta_text, progress_extra
 from kneurons.stats.metrics import classification_metrics, macro_f1
 from kneurons.tables import write_json_result, write_training_curve
 from kneurons.training.optim import class_weights, forward_backward, optimizer_step, warmup_linear_decay
@@ -66,20 +67,24 @@ def predict(
     token_budget: int = 8192,
     device: torch.device | str = "cpu",
     bf16: bool = True,
+    what: str = "evaluation",
 ) -> np.ndarray:
     """Logits (N, K) for ``sequences`` in their given order.
 
-    Evaluated through ``run_batches`` in length-sorted token-budget batches.
+    Evaluated through ``run_batches`` in length-sorted token-budget batches; its progress is logged
+    as ``what`` (``kneurons.progress``).
     """
     model.eval()
     out = np.zeros((len(sequences), model.num_classes), dtype=np.float32)
+    progress = Progress(what, len(sequences))
 
     def step(batch: Batch) -> np.ndarray:
         return model(batch.tokens).float().cpu().numpy()
 
     # Logits are per sequence, so an evaluation batch that runs out of memory is halved and retried.
-    for batch, logits in run_batches(model, sequences, step, token_budget, device, bf16, what="evaluation"):
+    for batch, logits in run_batches(model, sequences, step, token_budget, device, bf16, what=what):
         out[batch.index] = logits
+        progress.step(len(batch.index))
     return out
 
 
@@ -96,11 +101,6 @@ class _Clock:
 def _epoch_batches(lengths: np.ndarray, token_budget: int, seed: int, epoch: int) -> list[list[int]]:
     # Depends only on (seed, epoch): the data order of a resumed run equals the uninterrupted one.
     return token_budget_batches(lengths, token_budget, shuffle=True, seed=seed * 100_003 + epoch)
-
-
-def _fmt_eta(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def _train_epoch(run: TrainRun, state: TrainingState, clock: _Clock, log_every: int) -> dict[str, float]:
@@ -136,19 +136,24 @@ def _train_epoch(run: TrainRun, state: TrainingState, clock: _Clock, log_every: 
         optimizer_step(run.trainable, run.optimizer, run.scheduler, run.train_cfg["grad_clip"])
         state.step += 1
         now = time.perf_counter()
-        # Every log_every steps, and at least once a minute when steps are slow.
-        if (log_every and state.step % log_every == 0) or now - clock.last_log > 60:
+        # The run's first step (its rate, soon), every log_every steps, and at least every 10 s when
+        # steps are slow (the console shows one of these lines every few seconds at most:
+        # kneurons.progress).
+        first = state.step == clock.steps_at_start + 1
+        if first or (log_every and state.step % log_every == 0) or now - clock.last_log > 10:
             clock.last_log = now
             rate = (state.step - clock.steps_at_start) / max(time.perf_counter() - clock.start, 1e-9)
             log.info(
-                "epoch %d step %d/%d loss %.4f lr %.2e %.0f tokens/s ETA %s",
+                "epoch %d/%d step %d/%d loss %.4f lr %.2e %.0f tokens/s ETA %s",
                 state.epoch + 1,
+                run.train_cfg["epochs"],
                 state.step,
                 run.total_steps,
                 float(loss_sum) / max(loss_n, 1),
                 run.scheduler.get_last_lr()[0],
                 tokens_seen / max(time.perf_counter() - t0, 1e-9),
-                _fmt_eta((run.total_steps - state.step) / max(rate, 1e-9)),
+                eta_text((run.total_steps - state.step) / max(rate, 1e-9)),
+                extra=progress_extra(),
             )
         if state.step >= run.total_steps:
             break
@@ -165,7 +170,9 @@ def _evaluate(
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Validate after an epoch: the epoch's curve row, and the validation predictions."""
     val_y = run.data.y_of("val")
-    val_logits = predict(run.model, run.data.seqs_of("val"), run.token_budget, run.device, run.bf16)
+    val_logits = predict(
+        run.model, run.data.seqs_of("val"), run.token_budget, run.device, run.bf16, what="validation"
+    )
     val_pred = val_logits.argmax(1)
     row = {
         "epoch": state.epoch + 1,
@@ -207,6 +214,7 @@ def _early_stopping(
         row["tokens_per_s"],
         row["seconds"],
         " (early stop)" if state.stopped else "",
+        extra=progress_extra(always=True),
     )
 
 
@@ -223,7 +231,9 @@ def _final_metrics(run: TrainRun, state: TrainingState) -> dict[str, Any]:
     # The best epoch's validation predictions were made with these very weights: no second pass.
     metrics["val"] = classification_metrics(run.data.y_of("val"), np.asarray(state.best_val_pred), run.labels)
     if len(run.data.parts["test"]):
-        test_logits = predict(run.model, run.data.seqs_of("test"), run.token_budget, run.device, run.bf16)
+        test_logits = predict(
+            run.model, run.data.seqs_of("test"), run.token_budget, run.device, run.bf16, what="test"
+        )
         metrics["test"] = classification_metrics(run.data.y_of("test"), test_logits.argmax(1), run.labels)
     return metrics
 
@@ -361,5 +371,6 @@ def fine_tune(
         f", test accuracy {metrics['test']['accuracy']:.4f}, test macro-F1 {metrics['test']['macro_f1']:.4f}"
         if "test" in metrics
         else "",
+        extra=progress_extra(always=True),
     )
     return metrics
