@@ -635,14 +635,44 @@ def test_verdict_table_for_the_report_links_each_claims_figure_and_the_atlas():
         figure = claim.figure.rsplit(".", 1)[0]  # linked by path without extension (png or pdf)
         assert "})(&#x27;" + figure + "&#x27;)" in row, row
     assert "})(&#x27;atlas/index&#x27;)" in out and "open the neuron atlas" in out
-    assert "Pooled over 2 fine-tuning replicate(s)" in out and "note" not in out.split("<tbody>")[0]
-    # #25's note column, where the table has one, is shown
+    assert "Pooled over 2 fine-tuning replicate(s)" in out and 'class="note"' not in out
+    assert "1 evaluation set judged (test); the model beats its majority baseline on each." in out
+    # #25's note, where a claim has one, wraps under its statement (no column of its own: the table
+    # fits 1280 px), and the first lines count the sets at baseline
     claims["note"] = ["", "model at baseline: accuracy 0.31, majority 0.31", ""]
     out = render_verdicts(claims)
-    assert "<th>note</th>" in out and "model at baseline: accuracy 0.31" in out
+    rows = out[out.index("<tbody>") : out.index("</tbody>")].split("<tr>")[1:]
+    assert '<span class="note">model at baseline: accuracy 0.31, majority 0.31</span></td>' in rows[1]
+    assert "<th>note</th>" not in out and "note" not in rows[0] + rows[2]
+    assert "the model is at its majority baseline on 0 of them; on the proteins of claim 3 of test" in out
+    # method, set (and a fill, where the table has one) stacked in one cell
+    assert (
+        "<th>method / set</th>" in out
+        and '<td class="short">ig<br><span class="foot">test</span></td>' in rows[0]
+    )
+    assert "<th>method / set / fill</th>" in render_verdicts(claims.assign(fill="zero"))
     # an external set's row has a table, not a figure: named, not linked
     claims.loc[0, "figure"] = "external/new/curves.tsv"
     assert "none (a table)" in render_verdicts(claims)
+
+
+def test_the_first_screen_counts_the_sets_judged_and_those_at_baseline():
+    from kneurons.tables.claims import sets_summary
+
+    base = "model at baseline: accuracy 0.5, majority 0.5 (n = 80; every new392 protein)"
+    claims = pd.DataFrame(
+        {
+            "claim": ["1", "2", "5", "1", "2", "1"],
+            "set": ["test", "test", "test", "new392", "new392", "price149"],
+            "note": ["", "", "model at baseline: ...", base, base, ""],
+        }
+    )
+    assert sets_summary(claims) == (
+        "3 evaluation sets judged (test, new392, price149); the model is at its majority baseline on 1 of "
+        "them: new392, whose claims are inconclusive; on the proteins of claim 5 of test (the note under "
+        "each claim says on which proteins)."
+    )
+    assert sets_summary(claims.assign(note="")).endswith("the model beats its majority baseline on each.")
 
 
 # -- science: the planted-motif model -------------------------------------------------------------

@@ -148,22 +148,30 @@ SHOW_RESULT_JS = (
 
 #: The report shows its description in a narrow column centred in the window, beside the job
 #: graph; the verdict table needs the width, and a centred box wider than the window would lose its
-#: left edge, so the view that holds the table starts at the top left instead.
+#: left edge, so the view that holds the table starts at the top left instead. The table fits a
+#: 1280-px window (tests/test_report.py): short values are stacked in one cell (method, set and
+#: any further short column, ``STACKED``; the estimate above its p-value), and a note wraps under
+#: its claim's statement instead of taking a column of its own.
 _STYLE = """
 .prose.max-w-lg:has(#kn-verdicts) { max-width: 64rem; }
 #kn-verdicts { overflow-x: auto; }
 .justify-center:has(#kn-verdicts) { justify-content: flex-start; align-items: flex-start; }
 #kn-verdicts table { font-size: 0.8rem; line-height: 1.3; margin: 0.5em 0; }
 #kn-verdicts th, #kn-verdicts td { padding: 0.3em 0.5em; vertical-align: top; }
-#kn-verdicts td.num { white-space: nowrap; font-variant-numeric: tabular-nums; }
+#kn-verdicts td.num, #kn-verdicts td.short { white-space: nowrap; font-variant-numeric: tabular-nums; }
 #kn-verdicts td.claim { min-width: 16rem; }
 #kn-verdicts .verdict { font-weight: 700; white-space: nowrap; }
 #kn-verdicts .supported { color: #1a7f37; }
 #kn-verdicts .not-supported { color: #b42318; }
 #kn-verdicts .inconclusive { color: #8a6100; }
+#kn-verdicts .note { display: block; color: #8a6100; font-size: 0.75rem; margin-top: 0.2em; }
+#kn-verdicts .sets { font-weight: 600; }
 #kn-verdicts .atlas { font-size: 1rem; font-weight: 600; }
 #kn-verdicts .foot { font-size: 0.75rem; color: #555; }
 """
+#: Short columns shown stacked in one cell of the verdict table, in this order, where the table has
+#: them (another short column, a fill, joins them here instead of widening the table).
+STACKED: tuple[str, ...] = ("method", "set", "fill")
 
 
 def _link(target: str, text: str) -> str:
@@ -178,19 +186,59 @@ def claimed_text(direction: str, margin: str) -> str:
     return f"{side} (±{margin})" if margin else side
 
 
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
+
+
+def sets_summary(claims: pd.DataFrame) -> str:
+    """The evaluation sets the claims judged and those whose model is at its majority baseline, in
+    words for the first screen (``2 evaluation sets judged (test, new392); the model is at its
+    majority baseline on 1 of them: new392, whose claims are inconclusive``); a set at baseline
+    for some of its claims only (claim 5's held-out proteins) is named with those claims."""
+    if not len(claims) or "set" not in claims.columns:
+        return ""
+    rows = claims.fillna("").astype(str)
+    notes = rows["note"] if "note" in rows.columns else pd.Series("", index=rows.index)
+    at_baseline = notes.str.startswith("model at baseline")
+    sets = list(dict.fromkeys(rows["set"]))
+    whole = [s for s in sets if at_baseline[rows["set"] == s].all()]
+    partly = {
+        s: sorted(set(rows.loc[(rows["set"] == s) & at_baseline, "claim"]))
+        for s in sets
+        if s not in whole and at_baseline[rows["set"] == s].any()
+    }
+    text = f"{len(sets)} evaluation set{'s' if len(sets) > 1 else ''} judged ({', '.join(sets)}); "
+    if not whole and not partly:
+        return text + "the model beats its majority baseline on each."
+    text += f"the model is at its majority baseline on {len(whole)} of them"
+    if whole:
+        text += f": {_names(whole)}, whose claims are inconclusive"
+    if partly:
+        text += "; on the proteins of " + _names(
+            [f"claim{'s' if len(c) > 1 else ''} {', '.join(c)} of {s}" for s, c in partly.items()]
+        )
+    return text + " (the note under each claim says on which proteins)."
+
+
 def render_verdicts(claims: pd.DataFrame) -> str:
-    """The verdict table as an HTML fragment for the report's first screen: per claim its
-    statement and statistic, method, set, estimate with interval, p-value, claimed direction and
-    margin, verdict, the ``note`` where the table has one, and a link to its figure; then a link
-    that opens the neuron atlas."""
+    """The verdict table as an HTML fragment for the report's first screen: first how many sets were
+    judged and how many are at their baseline (``sets_summary``); then per claim its statement and
+    statistic (and its ``note``, where it has one, below them), method and set (``STACKED``),
+    estimate with interval above its p-value, claimed direction and margin, verdict, and a link to its
+    figure; then the decision rule in words and a link that opens the neuron atlas."""
     text = claims_text(claims)
     cols = set(text.columns)
-    has_note = "note" in cols and text["note"].fillna("").astype(str).str.strip().ne("").any()
     conf = str(text["confidence"].iloc[0]) if "confidence" in cols and len(text) else "0.95"
     pct = f"{float(conf) * 100:g}%"
-    interval = f"estimate [{pct} interval]"
-    head = ["#", "claim (statistic)", "method", "set", interval, "p", "claimed", "verdict"]
-    head += ["note"] if has_note else []
+    stacked = [c for c in STACKED if c in cols]
+    head = [
+        "#",
+        "claim (statistic)",
+        " / ".join(stacked),
+        f"estimate [{pct} interval], p",
+        "claimed",
+        "verdict",
+    ]
     head += ["figure"]
     rows = []
     for r in text.fillna("").astype(str).to_dict("records"):
@@ -201,21 +249,25 @@ def render_verdicts(claims: pd.DataFrame) -> str:
             else f'<span class="foot" title="{html.escape(figure)}">none (a table)</span>'
         )
         interval = f"{r.get('estimate', '')} [{r.get('ci_lo', '')}, {r.get('ci_hi', '')}]"
+        p_value = f'<br><span class="foot">p {html.escape(r["p_value"])}</span>' if r.get("p_value") else ""
         verdict = html.escape(r["verdict"])
+        note = r.get("note", "").strip()
+        short = [
+            html.escape(r[c]) if i == 0 else f'<span class="foot">{html.escape(r[c])}</span>'
+            for i, c in enumerate(stacked)
+        ]
         cells = [
             ("", html.escape(r["claim"])),
             (
                 "claim",
                 f'{html.escape(r.get("statement", ""))}<br><span class="foot">'
-                f"{html.escape(r.get('statistic', ''))}</span>",
+                f"{html.escape(r.get('statistic', ''))}</span>"
+                + (f'<span class="note">{html.escape(note)}</span>' if note else ""),
             ),
-            ("", html.escape(r.get("method", ""))),
-            ("", html.escape(r.get("set", ""))),
-            ("num", html.escape(interval)),
-            ("num", html.escape(r.get("p_value", ""))),
-            ("", html.escape(claimed_text(r.get("direction", ""), r.get("margin", "")))),
+            ("short", "<br>".join(short)),
+            ("num", html.escape(interval) + p_value),
+            ("short", html.escape(claimed_text(r.get("direction", ""), r.get("margin", "")))),
             (f"verdict {verdict.replace(' ', '-')}", verdict),
-            *([("claim", html.escape(r.get("note", "")))] if has_note else []),
             ("", fig_cell),
         ]
         rows.append(
@@ -240,16 +292,18 @@ def render_verdicts(claims: pd.DataFrame) -> str:
         f'<p class="atlas">Browse the neurons: {_link("atlas/index", "open the neuron atlas")} '
         "(a self-contained page; from disk: atlas/index.html in the results folder)</p>"
     )
+    summary = sets_summary(claims)
     return (
         f"<style>{_STYLE}</style>\n"
         '<div id="kn-verdicts">\n'
         "<h2>Verdicts</h2>\n"
+        + (f'<p class="sets">{html.escape(summary)}</p>\n' if summary else "")
+        + f"<table>\n<thead><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr></thead>\n"
+        f"<tbody>\n{chr(10).join(rows)}\n</tbody>\n</table>\n"
         f"<p>One row per claim of the paper (and ours), each decided by a rule fixed in advance: "
         f"<em>supported</em> when the {pct} interval lies on the claimed side of 0, <em>not supported</em> "
         f"when it lies on the other side or within the margin, <em>inconclusive</em> otherwise.{pooled} "
         f"Click a figure to see it.</p>\n"
-        f"<table>\n<thead><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr></thead>\n"
-        f"<tbody>\n{chr(10).join(rows)}\n</tbody>\n</table>\n"
         f"{atlas_line}\n"
         f'<p class="foot">{" ".join(html.escape(f) for f in foot)}</p>\n'
         "</div>\n"
