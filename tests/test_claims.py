@@ -644,7 +644,7 @@ def test_verdict_table_for_the_report_links_each_claims_figure_and_the_atlas():
     rows = out[out.index("<tbody>") : out.index("</tbody>")].split("<tr>")[1:]
     assert '<span class="note">model at baseline: accuracy 0.31, majority 0.31</span></td>' in rows[1]
     assert "<th>note</th>" not in out and "note" not in rows[0] + rows[2]
-    assert "the model is at its majority baseline on 0 of them; on the proteins of claim 3 of test" in out
+    assert "the model beats its majority baseline on each, but not on the proteins of claim 3 of test" in out
     # method, set (and a fill, where the table has one) stacked in one cell
     assert (
         "<th>method / set</th>" in out
@@ -669,8 +669,8 @@ def test_the_first_screen_counts_the_sets_judged_and_those_at_baseline():
     )
     assert sets_summary(claims) == (
         "3 evaluation sets judged (test, new392, price149); the model is at its majority baseline on 1 of "
-        "them: new392, whose claims are inconclusive; on the proteins of claim 5 of test (the note under "
-        "each claim says on which proteins)."
+        "them: new392, whose claims are inconclusive, and on the proteins of claim 5 of test (the note "
+        "under each claim says on which proteins)."
     )
     assert sets_summary(claims.assign(note="")).endswith("the model beats its majority baseline on each.")
 

@@ -197,7 +197,7 @@ def sets_summary(claims: pd.DataFrame) -> str:
     for some of its claims only (claim 5's held-out proteins) is named with those claims."""
     if not len(claims) or "set" not in claims.columns:
         return ""
-    rows = claims.fillna("").astype(str)
+    rows = claims.astype(object).fillna("").astype(str)
     notes = rows["note"] if "note" in rows.columns else pd.Series("", index=rows.index)
     at_baseline = notes.str.startswith("model at baseline")
     sets = list(dict.fromkeys(rows["set"]))
@@ -210,13 +210,15 @@ def sets_summary(claims: pd.DataFrame) -> str:
     text = f"{len(sets)} evaluation set{'s' if len(sets) > 1 else ''} judged ({', '.join(sets)}); "
     if not whole and not partly:
         return text + "the model beats its majority baseline on each."
-    text += f"the model is at its majority baseline on {len(whole)} of them"
+    claims_of = _names([f"claim{'s' if len(c) > 1 else ''} {', '.join(c)} of {s}" for s, c in partly.items()])
     if whole:
-        text += f": {_names(whole)}, whose claims are inconclusive"
-    if partly:
-        text += "; on the proteins of " + _names(
-            [f"claim{'s' if len(c) > 1 else ''} {', '.join(c)} of {s}" for s, c in partly.items()]
+        text += (
+            f"the model is at its majority baseline on {len(whole)} of them: {_names(whole)}, "
+            "whose claims are inconclusive"
         )
+        text += f", and on the proteins of {claims_of}" if partly else ""
+    else:
+        text += f"the model beats its majority baseline on each, but not on the proteins of {claims_of}"
     return text + " (the note under each claim says on which proteins)."
 
 
