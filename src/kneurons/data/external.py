@@ -30,6 +30,7 @@ import logging
 import re
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,36 @@ def label_external(
     return kept, report, dropped
 
 
+@dataclass
+class _Twins:
+    """Per external protein: whether a training protein has the same sequence (``same``), whether
+    one of those has another label (``conflict``), and the first of them (``nearest``, or "")."""
+
+    same: pd.Series
+    conflict: pd.Series
+    nearest: pd.Series
+
+
+def _same_sequence(
+    accessions: pd.Series, train_seqs: pd.Series, train_labels: pd.Series, seqs: pd.Series, labels: pd.Series
+) -> _Twins:
+    """The training proteins (``accessions``, ``train_seqs``, ``train_labels``) whose sequence equals
+    each of ``seqs`` (external proteins of ``labels``)."""
+    same: dict[str, list[tuple[str, str]]] = {}
+    for acc, seq, lab in zip(accessions, train_seqs, train_labels, strict=True):
+        same.setdefault(seq, []).append((acc, lab))
+    matches = [same.get(seq, []) for seq in seqs]
+    index = seqs.index
+    return _Twins(
+        pd.Series([bool(m) for m in matches], index=index),
+        pd.Series(
+            [any(lab != str(own) for _, lab in m) for m, own in zip(matches, labels, strict=True)],
+            index=index,
+        ),
+        pd.Series([m[0][0] if m else "" for m in matches], index=index),
+    )
+
+
 def overlap_with_train(
     proteins: pd.DataFrame,
     train: pd.DataFrame,
@@ -207,25 +238,12 @@ def overlap_with_train(
     if inputs.isna().any():
         missing = train.loc[inputs.isna(), "accession"].tolist()
         raise ValueError(f"no model input for training protein(s) {missing[:5]}")
-    for flag, conflict, theirs, ours in (
-        ("identical_to_train", "label_conflict", train["sequence"], query),
-        ("identical_input_to_train", "input_label_conflict", inputs, out["sequence"]),
-    ):
-        same: dict[str, list[tuple[str, str]]] = {}
-        for acc, seq, lab in zip(train["accession"], theirs, labels, strict=True):
-            same.setdefault(seq, []).append((acc, lab))
-        matches = [same.get(seq, []) for seq in ours]
-        out[flag] = [bool(m) for m in matches]
-        out[conflict] = [
-            any(lab != str(own) for _, lab in m) for m, own in zip(matches, out["label"], strict=True)
-        ]
-        out[f"_{flag}_nearest"] = [m[0][0] if m else "" for m in matches]
+    twin = _same_sequence(train["accession"], train["sequence"], labels, query, out["label"])
+    out["identical_to_train"], out["label_conflict"] = twin.same, twin.conflict
+    input_twin = _same_sequence(train["accession"], inputs, labels, out["sequence"], out["label"])
+    out["identical_input_to_train"], out["input_label_conflict"] = input_twin.same, input_twin.conflict
     out["identity_to_train"] = np.nan
-    out["nearest_train"] = out["_identical_to_train_nearest"].where(
-        out["identical_to_train"], out["_identical_input_to_train_nearest"]
-    )
-    input_twin = out.pop("_identical_input_to_train_nearest")
-    out = out.drop(columns="_identical_to_train_nearest")
+    out["nearest_train"] = twin.nearest.where(twin.same, input_twin.nearest)
     executable = settings["executable"]
     have_mmseqs = shutil.which(executable) is not None
     if have_mmseqs:
@@ -244,7 +262,7 @@ def overlap_with_train(
         out["nearest_train"] = out["nearest_train"].where(out["identical_to_train"], nearest.fillna(""))
         out.loc[out["identical_to_train"], "identity_to_train"] = 1.0
         # the search's nearest protein, else (no hit) the one whose model input is the same
-        out["nearest_train"] = out["nearest_train"].mask(out["nearest_train"].eq(""), input_twin)
+        out["nearest_train"] = out["nearest_train"].mask(out["nearest_train"].eq(""), input_twin.nearest)
     elif max_identity is not None:
         raise ConfigError(
             f"evaluate.max_identity needs MMseqs2 ({executable!r}, split.mmseqs.executable) on PATH "
@@ -272,7 +290,7 @@ def overlap_with_train(
             | out["identical_input_to_train"]
             | (out["identity_to_train"] > max_identity)
         )
-        gone = out[too_close].assign(twin=input_twin[too_close])
+        gone = out[too_close].assign(twin=input_twin.nearest[too_close])
         dropped = _dropped(
             gone["accession"],
             "max_identity",
