@@ -645,6 +645,15 @@ def test_verdict_table_for_the_report_links_each_claims_figure_and_the_atlas():
     assert '<span class="note">model at baseline: accuracy 0.31, majority 0.31</span></td>' in rows[1]
     assert "<th>note</th>" not in out and "note" not in rows[0] + rows[2]
     assert "the model beats its majority baseline on each, but not on the proteins of claim 3 of test" in out
+    # a note the row above in its set shows is said once, then shortened
+    claims["note"] = [
+        "",
+        "model at baseline: accuracy 0.31, majority 0.31",
+        "model at baseline: accuracy 0.31, majority 0.31",
+    ]
+    rows = render_verdicts(claims).split("<tbody>")[1].split("<tr>")[1:]
+    assert '<span class="note">model at baseline: accuracy 0.31, majority 0.31</span>' in rows[1]
+    assert '<span class="note">model at baseline (as above)</span></td>' in rows[2]
     # method, set (and a fill, where the table has one) stacked in one cell
     assert (
         "<th>method / set</th>" in out

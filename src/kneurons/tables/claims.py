@@ -225,7 +225,8 @@ def sets_summary(claims: pd.DataFrame) -> str:
 def render_verdicts(claims: pd.DataFrame) -> str:
     """The verdict table as an HTML fragment for the report's first screen: first how many sets were
     judged and how many are at their baseline (``sets_summary``); then per claim its statement and
-    statistic (and its ``note``, where it has one, below them), method and set (``STACKED``),
+    statistic (and its ``note``, where it has one, below them; a note the row above in its set
+    already shows, shortened to ``model at baseline (as above)``), method and set (``STACKED``),
     estimate with interval above its p-value, claimed direction and margin, verdict, and a link to its
     figure; then the decision rule in words and a link that opens the neuron atlas."""
     text = claims_text(claims)
@@ -243,6 +244,7 @@ def render_verdicts(claims: pd.DataFrame) -> str:
     ]
     head += ["figure"]
     rows = []
+    shown: dict[str, str] = {}  # per set, the note written out last
     for r in text.fillna("").astype(str).to_dict("records"):
         figure = r.get("figure", "")
         fig_cell = (
@@ -254,6 +256,12 @@ def render_verdicts(claims: pd.DataFrame) -> str:
         p_value = f'<br><span class="foot">p {html.escape(r["p_value"])}</span>' if r.get("p_value") else ""
         verdict = html.escape(r["verdict"])
         note = r.get("note", "").strip()
+        if note and shown.get(r.get("set", "")) == note:
+            # the same note as the row above in its set, said once: the rows stay short
+            note_html = f'<span class="note">{html.escape(note.split(":")[0])} (as above)</span>'
+        else:
+            note_html = f'<span class="note">{html.escape(note)}</span>' if note else ""
+        shown[r.get("set", "")] = note
         short = [
             html.escape(r[c]) if i == 0 else f'<span class="foot">{html.escape(r[c])}</span>'
             for i, c in enumerate(stacked)
@@ -263,8 +271,7 @@ def render_verdicts(claims: pd.DataFrame) -> str:
             (
                 "claim",
                 f'{html.escape(r.get("statement", ""))}<br><span class="foot">'
-                f"{html.escape(r.get('statistic', ''))}</span>"
-                + (f'<span class="note">{html.escape(note)}</span>' if note else ""),
+                f"{html.escape(r.get('statistic', ''))}</span>" + note_html,
             ),
             ("short", "<br>".join(short)),
             ("num", html.escape(interval) + p_value),
