@@ -10,8 +10,8 @@ training protein.
 Homology is a property of whole proteins: clusters and identities are computed on the full-length
 sequences (``data/proteins.tsv``, ``full_length_sequences``), while the split table keeps the
 sequences the model reads, cropped to ``labels.max_length`` by the label policies. Clustering the
-crops merges and splits clusters by their first residues only (issue 38: 6,619 clusters of the
-Swiss-Prot sample's crops at 256 residues against 6,823 of the full sequences).
+crops merges and splits clusters by their first residues only (the Swiss-Prot sample's 7,389
+labelled proteins: 6,915 clusters of their 256-residue crops, 7,139 of the full sequences).
 """
 
 from __future__ import annotations
