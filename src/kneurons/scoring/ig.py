@@ -84,8 +84,10 @@ def _module_attribution(
     alpha_chunk: int,
     bf16: bool,
     riders: dict[str, torch.Tensor] | None = None,
+    from_layer: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Attributions ``{module: (B, n_neurons)}`` for one batch whose residual stream ``x`` enters ``layer``.
+    """Attributions ``{module: (B, n_neurons)}`` for one batch whose residual stream ``x`` enters
+    layer ``from_layer`` (None: ``layer``; the block before for an SAE on that block's update).
 
     ``module_type``'s output is scaled by the alphas. Alpha steps are stacked in the batch
     dimension (block ``j`` of the repeated batch is step ``j``); the samples of a batch do not
@@ -112,7 +114,8 @@ def _module_attribution(
             for t in names
         ]
         with torch.enable_grad(), autocast(device, bf16), module_output_hooks(hooks):
-            y = model.run_layers(model.repeat_stream(x, k), model.repeat_padding(padding_mask, k), layer)
+            first = layer if from_layer is None else from_layer
+            y = model.run_layers(model.repeat_stream(x, k), model.repeat_padding(padding_mask, k), first)
             logits = model.classify(y, tokens.repeat(k, 1))
             f = target_value(logits, gold.repeat(k), target)
             grads = torch.autograd.grad(f.sum(), [held[t]["z"] for t in names])
@@ -152,13 +155,17 @@ def attribute_batch(
     before the logits (``model.qk_bilinear`` False, e.g. ESM C's QK-LayerNorm) gets a pass each.
     """
     device = tokens.device
+    # Where the passes start: the layer itself, or the block before for an SAE on that block's update.
+    start = min(model.unit_start(layer, t)[0] for t in module_types)
     with torch.no_grad(), autocast(device, bf16):
         x, pm = model.embed(tokens)
-        x = model.run_layers(x, pm, 0, layer)
+        x = model.run_layers(x, pm, 0, start)
     chunk = max(1, min(len(alphas), token_budget // max(1, tokens.numel())))
 
     def run(t: str, al: torch.Tensor, wt: torch.Tensor, riders: dict[str, torch.Tensor] | None = None):
-        return _module_attribution(model, x, pm, tokens, gold, layer, t, al, wt, target, chunk, bf16, riders)
+        return _module_attribution(
+            model, x, pm, tokens, gold, layer, t, al, wt, target, chunk, bf16, riders, start
+        )
 
     out: dict[str, torch.Tensor] = {}
     todo = list(module_types)
