@@ -166,7 +166,7 @@ class EsmClassifier(nn.Module):
         """Pool (B,T,E) representations to (B,E)."""
         if self.pooling == "bos":
             return h[:, 0]
-        w = self.backend.residue_mask(tokens).unsqueeze(-1).to(h.dtype)
+        w = self.residue_mask(tokens).unsqueeze(-1).to(h.dtype)
         return (h * w).sum(1) / w.sum(1).clamp_min(1.0)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -289,7 +289,7 @@ class EsmClassifier(nn.Module):
             )
         if positions != "residues":
             raise ModelError(f"unknown SAE positions {positions!r}")
-        mask = self.backend.residue_mask(tokens).to(h.device).T  # (T, B)
+        mask = self.residue_mask(tokens).to(h.device).T  # (T, B)
         return mask.repeat(1, h.shape[1] // tokens.shape[0]).unsqueeze(-1)
 
     def stream_before(self, layer: int, h: torch.Tensor) -> torch.Tensor:
@@ -325,6 +325,20 @@ class EsmClassifier(nn.Module):
         """Token ids ``(B, T)`` of ``sequences`` with BOS/EOS and right padding, on the CPU."""
         return self.backend.tokenize(list(sequences))
 
+    def residue_mask(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(B, T)`` True at residues: BOS, EOS and padding excluded (what mean pooling averages)."""
+        return self.backend.residue_mask(tokens)
+
     def token_mask(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(T, B, 1)`` True at non-padding tokens (BOS/EOS included): broadcasts against hooked outputs."""
         return tokens.ne(self.padding_idx).T.unsqueeze(-1)
+
+    def unit_mask(self, tokens: torch.Tensor, layer: int, module_type: str) -> torch.Tensor:
+        """``(T, B, 1)`` True at the tokens where the units ``module_type`` of ``layer`` exist: every
+        non-padding token for neurons, the SAE's input tokens for its features (residues only for
+        an InterPLM SAE). What per-token statistics of the units average over."""
+        mask = self.token_mask(tokens)
+        sae = self.saes.get(layer) if module_type == FEATURE_MODULE else None
+        if sae is not None and sae.input_point.positions == "residues":
+            return self.residue_mask(tokens).T.unsqueeze(-1) & mask
+        return mask

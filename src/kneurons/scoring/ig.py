@@ -140,11 +140,15 @@ def attribute_batch(
     target: str = "prob",
     token_budget: int = 8192,
     bf16: bool = True,
+    effects: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Attributions ``{module: (B, n_neurons)}`` for one batch of tokens (already on the model's device).
 
     The residual stream entering ``layer`` is computed once, without grad, and shared by the
-    modules; alpha steps run in chunks of ``token_budget // tokens.numel()`` copies.
+    modules; alpha steps run in chunks of ``token_budget // tokens.numel()`` copies. ``effects``
+    (a dict to fill): each module's ``F(1) - F(0)`` per sequence ``(B,)``, the intact target minus
+    the target with the module's output zeroed, from the same stream (what completeness compares
+    the attributions' sum with: ``kneurons.scoring.completeness``).
 
     ``q_proj`` and ``k_proj`` share their passes. Attention logits are bilinear in ``q`` and ``k``
     (the head scaling and the rotary embedding are linear), so scaling ``q`` by ``alpha`` gives the
@@ -179,6 +183,15 @@ def attribute_batch(
         todo = [t for t in todo if t not in out]
     for t in todo:
         out.update(run(t, alphas, weights))
+    if effects is not None:
+        with torch.no_grad(), autocast(device, bf16):
+            intact = target_value(model.classify(model.run_layers(x, pm, start), tokens), gold, target)
+            for t in module_types:
+                with module_output_hooks([(model.module(layer, t), torch.zeros_like)]):
+                    zeroed = target_value(
+                        model.classify(model.run_layers(x, pm, start), tokens), gold, target
+                    )
+                effects[t] = intact - zeroed
     return {t: out[t] for t in module_types}
 
 
@@ -205,11 +218,13 @@ def attribution_per_sequence(
     bf16: bool = True,
     dtype: torch.dtype = torch.float32,
     what: str = "attribution",
+    effects: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-sequence path attributions ``{module: (n_seq, n_neurons)}`` at points ``(alphas, weights)``.
 
     ``integration_points(m, rule)`` gives IG; ``alphas=(1,), weights=(1,)`` gives grad x activation.
-    ``token_budget`` bounds the padded tokens of one pass, alpha copies included.
+    ``token_budget`` bounds the padded tokens of one pass, alpha copies included. ``effects`` (a
+    dict to fill): each module's ``F(1) - F(0)`` per sequence ``(n_seq,)`` (``attribute_batch``).
     """
     if target not in TARGETS:
         raise ValueError(f"unknown attribution target {target!r}; one of {', '.join(TARGETS)}")
@@ -227,11 +242,26 @@ def attribution_per_sequence(
     progress = Progress(f"{what} layer {layer}", n)
     gold_arr = np.asarray(gold, dtype=np.int64)
 
-    def step(batch: Batch) -> dict[str, np.ndarray]:
+    if effects is not None:
+        effects.update({t: np.zeros(n, dtype=np.float64) for t in module_types})
+
+    def step(batch: Batch) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        held: dict[str, torch.Tensor] | None = {} if effects is not None else None
         attr = attribute_batch(
-            model, batch.tokens, batch.take(gold_arr), layer, module_types, al, wt, target, token_budget, bf16
+            model,
+            batch.tokens,
+            batch.take(gold_arr),
+            layer,
+            module_types,
+            al,
+            wt,
+            target,
+            token_budget,
+            bf16,
+            held,
         )
-        return {t: attr[t].double().cpu().numpy() for t in module_types}
+        moved = {t: v.double().cpu().numpy() for t, v in (held or {}).items()}
+        return {t: attr[t].double().cpu().numpy() for t in module_types}, moved
 
     # Attributions are per sequence (test_attribution_independent_of_padding_partner), so
     # run_batches may halve an out-of-memory batch; attribute_batch sets its own precision.
@@ -248,9 +278,11 @@ def attribution_per_sequence(
         use_autocast=False,
     )
     try:
-        for batch, res in batches:
+        for batch, (res, moved) in batches:
             for t in module_types:
                 out[t][batch.index] = res[t]
+            for t, values in moved.items():
+                effects[t][batch.index] = values  # type: ignore[index]
             progress.step(len(batch.index))
     finally:
         for p, r in zip(model.parameters(), req, strict=True):
@@ -260,15 +292,21 @@ def attribution_per_sequence(
 
 @dataclass(frozen=True)
 class IntegratedGradients(PerSequenceMethod):
-    """Integrated gradients with ``steps`` points of integration rule ``rule`` (``INTEGRATION_METHODS``)."""
+    """Integrated gradients with ``steps`` points of integration rule ``rule`` (``INTEGRATION_METHODS``),
+    raised per layer and module while the completeness gap exceeds ``tolerance``, up to
+    ``max_steps`` (``kneurons.scoring.completeness``)."""
 
     name: ClassVar[str] = "ig"
+    #: Whether the steps rise until the completeness gap is within ``tolerance``.
+    raises_steps: ClassVar[bool] = True
     steps: int = 20
     rule: str = "riemann_right"
     target: str = "prob"
     class_conditional: bool = True
     token_budget: int = 8192
     bf16: bool = True
+    tolerance: float = 0.01
+    max_steps: int = 256
 
     @classmethod
     def from_config(cls, score_cfg: dict[str, Any]) -> IntegratedGradients:
@@ -279,8 +317,26 @@ class IntegratedGradients(PerSequenceMethod):
             rule=ig["method"],
             target=ig["target"],
             class_conditional=bool(ig.get("class_conditional", True)),
+            tolerance=float(ig.get("tolerance", cls.tolerance)),
+            max_steps=int(ig.get("max_steps", cls.max_steps)),
             **cls.batch_settings(score_cfg),
         )
+
+    def layer_scores(
+        self,
+        model: EsmClassifier,
+        sequences: Sequence[str],
+        gold: Sequence[int],
+        layer: int,
+        module_types: Sequence[str] = MODULE_TYPES,
+        device: torch.device | str = "cpu",
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The attributions, converged (IG) or checked (grad x activation), and their completeness
+        records under ``COMPLETENESS_KEY``."""
+        from kneurons.scoring.completeness import COMPLETENESS_KEY, converged_attributions
+
+        per, records = converged_attributions(self, model, sequences, gold, layer, module_types, device)
+        return per, {COMPLETENESS_KEY: records}
 
     def points(self) -> tuple[np.ndarray, np.ndarray]:
         """The integration points ``(alphas, weights)``."""
@@ -320,6 +376,7 @@ class GradientXActivation(IntegratedGradients):
     """grad x activation: one point, ``alpha = 1`` with weight 1 (``steps`` and ``rule`` are unused)."""
 
     name: ClassVar[str] = "gradxact"
+    raises_steps: ClassVar[bool] = False
 
     @classmethod
     def from_config(cls, score_cfg: dict[str, Any]) -> GradientXActivation:
