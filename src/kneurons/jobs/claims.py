@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from kneurons.errors import InputError
-from kneurons.stats.claims import IntactModel, evaluate_claims
+from kneurons.stats.claims import IntactModel, evaluate_claims, sae_quality_note, with_sae_quality
 from kneurons.tables import (
     read_characterise_table,
     read_intact_metrics,
@@ -60,7 +60,9 @@ def run_claims(
     the intact model's test accuracy and majority baseline, for the baseline rule) and, when the
     characterisation ran, ``class_specificity`` (one table per replicate; each class's recall drops
     are averaged over the replicates) and, when SAE features were ablated, ``compactness``
-    (``stats/compactness.tsv``, pooled over the replicates: claim 6, test split only). Per external
+    (``stats/compactness.tsv``, pooled over the replicates: claim 6, test split only) and
+    ``sae_quality`` (``features/stats/sae_quality.tsv``: claim 6 is inconclusive, the reason in its
+    note, where an SAE does not fit a replicate's model). Per external
     set (``settings["external"]``, sorted names): ``external`` (its ``random_gap.tsv``) and
     ``external_metrics`` (its ``metrics.json``), in the order of the names. Returns the claims with
     their numbers at full precision.
@@ -77,6 +79,12 @@ def run_claims(
     compactness = None
     if inputs.get("compactness"):
         compactness = read_stats_table(inputs["compactness"], "compactness")
+    # the SAE quality rule (features/stats/sae_quality.tsv): claim 6 only, on the test split
+    sae_note = (
+        sae_quality_note(read_stats_table(inputs["sae_quality"], "sae_quality"))
+        if inputs.get("sae_quality")
+        else ""
+    )
     n_rep = int(settings.get("replicates", 1))
     parts = [
         evaluate_claims(
@@ -89,6 +97,7 @@ def run_claims(
             compactness=compactness,
         )
     ]
+    parts[0] = with_sae_quality(parts[0], sae_note)
     # External sets: the curve claims (1, 2, 4) on proteins the model never saw (no SAE features: no 6).
     names = list(settings.get("external", []))
     ext_paths = _paths(inputs.get("external"))

@@ -34,7 +34,9 @@ The counts (``T_x``: tokens of split x, ``L`` layers, BOS/EOS included, no paddi
   assumed ``8 d`` for a file the workflow does not train): train SAEs, per trained layer,
   ``(T_fit + T_held) * r(l)`` forward (``T_held`` the ``sae.heldout`` share of ``T_train``,
   ``T_fit`` the rest capped at ``sae.max_tokens``) and the optimisation
-  ``epochs * T_fit * 4 d F * (1 + 2)`` FLOPs; SAE report ``T_v * r(l + 1)`` per SAE
+  ``epochs * T_fit * 4 d F * (1 + 2)`` FLOPs; SAE report ``T_v * (4 L + p(l))`` per SAE (its input
+  at every stream point, three runs for the loss recovered, ``p(l) = r(l)`` where its input point
+  is not the plain one, else 0), the SAE quality rule one job without passes
   (``T_v``: validation tokens capped at ``sae.max_tokens``); score features, per method and SAE,
   as a neuron layer with ``P = 1`` (one leaf), random as activation (it reads which features are
   active); ablate features, one job per method: the global scope over all SAEs' features as an

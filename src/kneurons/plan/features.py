@@ -99,7 +99,8 @@ def sae_training_tokens(cfg: dict[str, Any], data: DataSize) -> tuple[float, flo
 def feature_costs(cfg: dict[str, Any], data: DataSize, layers: int, dim: int) -> list[StageCost]:
     """The feature stages of ``cfg`` (validated), all replicates: none without ``units.features``.
 
-    ``train SAEs`` (one job per trained layer), ``SAE report`` (one job), ``score features`` and
+    ``train SAEs`` (one job per trained layer), ``SAE report`` (one job), ``SAE quality`` (one job
+    for all replicates, no pass), ``score features`` and
     ``ablate features`` (one job per method, every SAE in it; the ablation in the global scope,
     the random baseline's seeds in its method's job).
     """
@@ -126,6 +127,8 @@ def feature_costs(cfg: dict[str, Any], data: DataSize, layers: int, dim: int) ->
         plain = stream_layers(int(e["layer"]), layers) if e["format"] in NOT_PLAIN_FORMATS else 0
         report += t_val * (layers + plain + 3 * layers)
     out.append(StageCost("SAE report", reps, reps * report, 0.0, "sae.max_tokens" + rep_cap))
+    # the quality rule on every replicate's report: one torch-free job, no model pass
+    out.append(StageCost("SAE quality", 1, 0.0, 0.0, ""))
     t_score, steps = data.tokens(sc["split"], sc["max_sequences"]), sc["ig"]["steps"]
     starts = {int(e["layer"]): pass_start(e) for e in cfg["units"]["features"]}
     fwd = bwd = 0.0
