@@ -586,7 +586,7 @@ def test_an_sae_on_the_wrong_layer_is_refused(trained_sae, trained_synthetic, tm
             InputError, match=rf"{path}: attached to layer {wrong}, .* layer 1 far better \(FVU layer"
         ):
             reconstruction_report(model, misplaced, held)
-    check_layer_fit(sae, {0: 0.3, 1: 0.04, 2: 0.5})  # its own layer best: accepted
+    check_layer_fit(sae, {0: 0.3, 1: 0.04, 2: 0.5}, max_fvu=0.2)  # its own layer best: accepted
 
 
 def test_sae_training_is_seeded_and_deterministic(trained_synthetic):
