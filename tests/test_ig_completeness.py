@@ -1,0 +1,120 @@
+"""Converged IG (issue #34): the completeness gap of every layer's module (or SAE) checked at run time,
+IG's steps raised until it is within ``score.ig.tolerance`` (or the job fails naming the settings),
+and every attribution table recording it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from test_sae import GOLD, SEQS, attach_interprot, fair_model
+
+from kneurons.errors import ConfigError
+from kneurons.scoring.completeness import PRECISION, completeness_gap
+from kneurons.scoring.ig import GradientXActivation, IntegratedGradients, attribution_per_sequence
+from kneurons.scoring.integration import integration_points
+from kneurons.scoring.reference import target_at_scale
+from kneurons.vocabulary import FEATURE_MODULE, MODULE_TYPES
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SCORING = pd.DataFrame({"sequence": SEQS, "label": list("acbc"), "label_index": GOLD})
+
+
+def test_completeness_gap_is_the_error_over_the_effect():
+    attributions = np.array([[0.1, 0.2], [0.0, -0.3], [0.5, 0.5]])
+    effects = np.array([0.4, -0.2, 1.0])  # errors 0.1, 0.1, 0.0
+    g = completeness_gap(attributions, effects, floor=0.0)
+    assert g["gap"] == pytest.approx(0.2 / 1.6) and g["error"] == pytest.approx(0.2)
+    assert g["median_gap"] == pytest.approx(0.25) and not g["within_rounding"]
+    assert completeness_gap(attributions, effects, floor=0.25)["within_rounding"]
+    assert completeness_gap(np.zeros((2, 3)), np.zeros(2), 0.0)["gap"] == 0.0
+
+
+def test_ig_over_sae_features_raises_its_steps_until_complete(tmp_path):
+    model = fair_model()
+    attach_interprot(model, 1, tmp_path)
+    method = IntegratedGradients(steps=2, rule="gausslegendre", bf16=False, tolerance=1e-3)
+    table = method.score_layer(model, SCORING, 1, module_types=(FEATURE_MODULE,))
+    (record,) = table.attrs["completeness"]
+    tried = [steps for steps, _ in record["tried"]]
+    assert tried[0] == 2 and len(tried) > 1 and tried == [2 * 2**i for i in range(len(tried))]
+    assert record["gap"] <= 1e-3 < record["tried"][0][1] and record["passed"]
+    assert record["steps"] == tried[-1]
+    # the scores are those of IG at the steps it settled on, and complete there
+    alphas, weights = integration_points(record["steps"], "gausslegendre")
+    direct = attribution_per_sequence(model, SEQS, GOLD, 1, [FEATURE_MODULE], alphas, weights, bf16=False)
+    scores = table[table["label"].isna()].sort_values("neuron")["score"].to_numpy()
+    np.testing.assert_allclose(scores, direct[FEATURE_MODULE].mean(0), rtol=1e-6, atol=1e-9)
+    tokens, gold = model.tokenize(SEQS), torch.tensor(GOLD)
+    effect = (
+        target_at_scale(model, tokens, gold, 1, FEATURE_MODULE, 1.0)
+        - target_at_scale(model, tokens, gold, 1, FEATURE_MODULE, 0.0)
+    ).numpy()
+    assert record["effect"] == pytest.approx(np.abs(effect).sum(), rel=1e-5)
+    error = np.abs(direct[FEATURE_MODULE].sum(1) - effect).sum()
+    assert record["gap"] == pytest.approx(error / np.abs(effect).sum(), rel=1e-3, abs=1e-7)
+
+
+def test_ig_fails_naming_the_settings_when_the_cap_is_not_enough(tmp_path):
+    model = fair_model()
+    attach_interprot(model, 1, tmp_path)
+    method = IntegratedGradients(steps=2, rule="gausslegendre", bf16=False, tolerance=1e-9, max_steps=4)
+    with pytest.raises(
+        ConfigError,
+        match=r"ig layer 1: the completeness gap stays above score.ig.tolerance = 1e-09 at "
+        r"score.ig.max_steps = 4 \(sae: ",
+    ):
+        method.score_layer(model, SCORING, 1, module_types=(FEATURE_MODULE,))
+
+
+def test_neurons_and_gradxact_record_their_gap_per_module():
+    model = fair_model()
+    ig = IntegratedGradients(steps=8, rule="gausslegendre", bf16=False)
+    records = ig.score_layer(model, SCORING, 0).attrs["completeness"]
+    assert [r["module"] for r in records] == list(MODULE_TYPES)
+    assert all(r["passed"] and r["steps"] == 8 for r in records)  # neurons: complete at 8 points
+    gx = GradientXActivation(bf16=False).score_layer(model, SCORING, 0).attrs["completeness"]
+    assert all(r["steps"] == 1 and len(r["tried"]) == 1 for r in gx)  # one point: recorded, never raised
+    assert max(r["gap"] for r in gx) > max(r["gap"] for r in records)
+    assert PRECISION["float32"] < PRECISION["bfloat16"]
+
+
+def test_score_jobs_record_the_completeness_in_their_tables(tmp_path):
+    from test_reliability_model import CFG, LABELS, SPEC, sequences
+
+    from kneurons.jobs.score import run_score_job
+    from kneurons.model.checkpoint import save_classifier
+    from kneurons.settings import job_settings
+    from kneurons.tables import gather_score_tables, read_score_table
+
+    torch.manual_seed(0)
+    from kneurons.model.classifier import EsmClassifier, build_backbone
+
+    save_classifier(
+        tmp_path / "a.pt", EsmClassifier(build_backbone(SPEC), 3).eval(), SPEC, LABELS, {"seed": 0}
+    )
+    seqs = sequences(8)
+    pd.DataFrame(
+        {
+            "accession": [f"P{i}" for i in range(8)],
+            "sequence": seqs,
+            "label": [LABELS[i % 3] for i in range(8)],
+            "label_index": [i % 3 for i in range(8)],
+        }
+    ).to_csv(tmp_path / "set.tsv", sep="\t", index=False)
+    parts = []
+    for method in ("ig", "gradxact", "activation"):
+        settings = job_settings("score_layers", CFG, method=method)
+        for layer in (0, 1):
+            path = tmp_path / method / f"layers{layer}-{layer}.parquet"
+            run_score_job(tmp_path / "a.pt", tmp_path / "set.tsv", method, [layer], settings, path)
+            parts.append(path)
+    _, meta = read_score_table(tmp_path / "ig" / "layers1-1.parquet")
+    assert [(r["layer"], r["module"]) for r in meta["completeness"]] == [(1, t) for t in MODULE_TYPES]
+    assert meta["settings"]["tolerance"] == 0.01 and meta["settings"]["max_steps"] == 256
+    _, gathered = gather_score_tables([p for p in parts if p.parent.name == "ig"])
+    assert [r["layer"] for r in gathered["completeness"]] == [0] * 6 + [1] * 6
+    _, act = read_score_table(tmp_path / "activation" / "layers0-0.parquet")
+    assert "completeness" not in act  # no attribution, nothing to complete
