@@ -18,7 +18,8 @@ def claims_inputs(wildcards):
     ]
     if config["characterise"]["enabled"]:
         inputs["class_specificity"] = per_replicate(CHAR_CLASS["specificity"])
-    if FEATURES:  # claim 6: SAE features against neurons, where the SAEs fit (features.smk)
+    # claim 6: SAE features against neurons, where the SAEs fit (features.smk)
+    if FEATURES:
         inputs["compactness"] = COMPACTNESS
         inputs["sae_quality"] = SAE_QUALITY
     return inputs
