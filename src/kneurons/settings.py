@@ -268,7 +268,8 @@ def _units(cfg: Config) -> list[dict[str, Any]]:
 
 def _train_sae(cfg: Config) -> dict[str, Any]:
     return {
-        "sae": cfg["sae"],
+        # the quality rule judges every SAE after training: not a training setting
+        "sae": {k: v for k, v in cfg["sae"].items() if k != "quality"},
         "token_budget": cfg["score"]["token_budget"],
         "model": _pick(cfg["model"], "attention"),
         "seed": cfg["seed"],

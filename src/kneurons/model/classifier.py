@@ -266,14 +266,22 @@ class EsmClassifier(nn.Module):
         self.saes[sae.layer] = sae
         self.embedding_rescale = rescaled
         self._sae_points[sae.layer] = sae.hook_point(self.stream_point(sae.layer), self)
+        self._keep_streams()
         sae.to(self.head.weight)  # the model's device and dtype
 
     def detach_sae(self, layer: int) -> None:
         """Remove the SAE attached at ``layer`` (a no-op when there is none)."""
         self.saes.pop(layer, None)
         self._sae_points.pop(layer, None)
+        self._keep_streams()
         if not self.saes:
             self.embedding_rescale = True
+
+    def _keep_streams(self) -> None:
+        """Keep, in each pass, the stream entering the block before an SAE on that block's update."""
+        self.backend.streams.keep = {
+            s.layer - 1 for s in self.saes.values() if s.input_point.update and s.layer
+        }
 
     def sae_positions(self, positions: str, h: torch.Tensor) -> torch.Tensor | None:
         """``(T, rows, 1)`` True at the tokens ``positions`` (``"tokens"``: None, every token;

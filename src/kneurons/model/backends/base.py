@@ -210,9 +210,11 @@ class StreamPoints:
             HookPoint(m, batch_first=True) if batch_first else m for m in self.modules
         ]
         self.batch_first = batch_first
-        # The last point passed and the stream that left it (after its hooks), detached: what
-        # ``before`` gives the hooks of the next point in the same pass.
-        self._last: tuple[int, torch.Tensor] | None = None
+        #: Points whose passing stream is kept for the next point's hooks (``before``): the block
+        #: inputs that an SAE on the following block's update needs (``EsmClassifier.attach_sae``).
+        self.keep: set[int] = set()
+        # The last point passed and, where kept, the stream that left it (after its hooks), detached.
+        self._last: tuple[int, torch.Tensor | None] | None = None
 
     def point(self, layer: int) -> nn.Module | HookPoint:
         """Hook point of the stream entering ``layer`` (the last index: after the final norm)."""
@@ -226,7 +228,7 @@ class StreamPoints:
     def run(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         """The stream ``x`` passing point ``layer``: its hooks fire and may replace it."""
         out = self.modules[layer](x)
-        self._last = (layer, out.detach())
+        self._last = (layer, out.detach() if layer in self.keep else None)
         return out
 
     def before(self, layer: int) -> torch.Tensor:
@@ -234,12 +236,13 @@ class StreamPoints:
         hooks at point ``layer`` ask: the point passed just before. A pass that started at ``layer``
         (point ``layer - 1`` was not its last) is refused: that stream belongs to another pass."""
         last = self._last
-        if last is None or last[0] != layer - 1:
+        if last is None or last[0] != layer - 1 or last[1] is None:
             passed = "no stream point" if last is None else f"stream point {last[0]}"
+            kept = "" if layer - 1 in self.keep else f"; point {layer - 1} is not kept (StreamPoints.keep)"
             raise ModelError(
                 f"the stream entering layer {layer - 1} is not known at layer {layer}: the pass came from "
                 f"{passed} (a pass over the update of block {layer - 1} must run that block: "
-                f"EsmClassifier.unit_start)"
+                f"EsmClassifier.unit_start){kept}"
             )
         before = last[1]
         return before.transpose(0, 1) if self.batch_first else before
