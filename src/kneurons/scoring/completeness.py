@@ -81,7 +81,8 @@ def converged_attributions(
     ``{"layer", "module", "steps", "gap", "median_gap", "error", "effect", "passed", "tried"}``
     (``tried``: ``[steps, gap]`` of every attempt). IG (``method.raises_steps``) doubles the steps
     of a module above ``method.tolerance`` up to ``method.max_steps``; ConfigError naming both
-    settings when a module is still above it there."""
+    settings when a module is still above it there. Without a tolerance (None) nothing is raised
+    and ``passed`` is None."""
     device = torch.device(device)
     bf16 = method.bf16 and device.type == "cuda"
     floor = len(sequences) * PRECISION["bfloat16" if bf16 else "float32"]
@@ -109,11 +110,15 @@ def converged_attributions(
         failed = []
         for t in todo:
             check = completeness_gap(per[t], effects[t], floor)
-            passed = check["gap"] <= current.tolerance or check["within_rounding"]
+            passed = (
+                None
+                if current.tolerance is None
+                else bool(check["gap"] <= current.tolerance or check["within_rounding"])
+            )
             tried = [*records.get(t, {}).get("tried", []), [len(alphas), check["gap"]]]
             records[t] = {"layer": int(layer), "module": t, "steps": len(alphas), **check}
-            records[t].update({"passed": bool(passed), "tried": tried})
-            if passed or not method.raises_steps:
+            records[t].update({"passed": passed, "tried": tried})
+            if passed is not False or not method.raises_steps:
                 out[t] = per[t]
             else:
                 failed.append(t)

@@ -294,7 +294,8 @@ def attribution_per_sequence(
 class IntegratedGradients(PerSequenceMethod):
     """Integrated gradients with ``steps`` points of integration rule ``rule`` (``INTEGRATION_METHODS``),
     raised per layer and module while the completeness gap exceeds ``tolerance``, up to
-    ``max_steps`` (``kneurons.scoring.completeness``)."""
+    ``max_steps`` (``kneurons.scoring.completeness``). ``tolerance`` None: the gap is recorded, the
+    steps never raised (the workflow's configs always give one: ``score.ig.tolerance``)."""
 
     name: ClassVar[str] = "ig"
     #: Whether the steps rise until the completeness gap is within ``tolerance``.
@@ -305,7 +306,7 @@ class IntegratedGradients(PerSequenceMethod):
     class_conditional: bool = True
     token_budget: int = 8192
     bf16: bool = True
-    tolerance: float = 0.01
+    tolerance: float | None = None
     max_steps: int = 256
 
     @classmethod
@@ -317,7 +318,7 @@ class IntegratedGradients(PerSequenceMethod):
             rule=ig["method"],
             target=ig["target"],
             class_conditional=bool(ig.get("class_conditional", True)),
-            tolerance=float(ig.get("tolerance", cls.tolerance)),
+            tolerance=None if ig.get("tolerance") is None else float(ig["tolerance"]),
             max_steps=int(ig.get("max_steps", cls.max_steps)),
             **cls.batch_settings(score_cfg),
         )
