@@ -41,7 +41,7 @@ from kneurons.scatter import TRAIN_SAE, trained_sae_layers
 from kneurons.vocabulary import FEATURE_MODULE
 
 #: Formats whose input point is not the plain one (every token of the model's own run): the report
-#: reads their layer once more there (``kneurons.features.formats``).
+#: reads their layer once more there (``kneurons.features.published``).
 NOT_PLAIN_FORMATS = ("interplm", "interprot")
 
 
