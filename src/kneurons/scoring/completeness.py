@@ -33,7 +33,6 @@ import numpy as np
 import torch
 
 from kneurons.errors import ConfigError
-from kneurons.scoring.ig import attribution_per_sequence
 from kneurons.tables import COMPLETENESS_KEY
 
 if TYPE_CHECKING:
@@ -90,23 +89,9 @@ def converged_attributions(
     records: dict[str, dict[str, Any]] = {}
     current, todo = method, list(module_types)
     while todo:
-        alphas, weights = current.points()
+        alphas, _ = current.points()
         effects: dict[str, np.ndarray] = {}
-        per = attribution_per_sequence(
-            model,
-            sequences,
-            gold,
-            layer,
-            todo,
-            alphas,
-            weights,
-            current.target,
-            token_budget=current.token_budget,
-            device=device,
-            bf16=current.bf16,
-            what=current.name,
-            effects=effects,
-        )
+        per = current.attribute(model, sequences, gold, layer, todo, device=device, effects=effects)
         failed = []
         for t in todo:
             check = completeness_gap(per[t], effects[t], floor)

@@ -351,8 +351,10 @@ class IntegratedGradients(PerSequenceMethod):
         layer: int,
         module_types: Sequence[str] = MODULE_TYPES,
         device: torch.device | str = "cpu",
+        effects: dict[str, np.ndarray] | None = None,
     ) -> dict[str, np.ndarray]:
-        """``attribution_per_sequence`` with this method's points and settings; ``gold`` is required."""
+        """``attribution_per_sequence`` with this method's points and settings; ``gold`` is required.
+        ``effects`` (a dict to fill): each module's ``F(1) - F(0)`` per sequence (completeness)."""
         if gold is None:
             raise InputError(f"{self.name} attributions need the gold class of every sequence")
         alphas, weights = self.points()
@@ -369,6 +371,7 @@ class IntegratedGradients(PerSequenceMethod):
             device=device,
             bf16=self.bf16,
             what=self.name,
+            effects=effects,
         )
 
 
