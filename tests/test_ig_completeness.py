@@ -33,27 +33,49 @@ def test_completeness_gap_is_the_error_over_the_effect():
 
 
 def test_ig_over_sae_features_raises_its_steps_until_complete(tmp_path):
+    from kneurons.scoring.completeness import converged_attributions
+
     model = fair_model()
     attach_interprot(model, 1, tmp_path)
     method = IntegratedGradients(steps=2, rule="gausslegendre", bf16=False, tolerance=1e-3)
     table = method.score_layer(model, SCORING, 1, module_types=(FEATURE_MODULE,))
     (record,) = table.attrs["completeness"]
-    tried = [steps for steps, _ in record["tried"]]
-    assert tried[0] == 2 and len(tried) > 1 and tried == [2 * 2**i for i in range(len(tried))]
-    assert record["gap"] <= 1e-3 < record["tried"][0][1] and record["passed"]
-    assert record["steps"] == tried[-1]
-    # the scores are those of IG at the steps it settled on, and complete there
-    alphas, weights = integration_points(record["steps"], "gausslegendre")
-    direct = attribution_per_sequence(model, SEQS, GOLD, 1, [FEATURE_MODULE], alphas, weights, bf16=False)
+    steps = [a[0] for a in record["tried"]]
+    proteins = [a[1] for a in record["tried"]]
+    assert steps == [2 * 2**i for i in range(len(steps))] and len(steps) > 1
+    assert proteins[0] == len(SEQS) and all(0 < n <= len(SEQS) for n in proteins[1:])
+    assert record["tried"][0][2] == sum(len(s) + 2 for s in SEQS)  # the tokens of the first try
+    assert record["gap"] <= 1e-3 < record["tried"][0][3] and record["passed"]
+    assert record["steps"] == steps[-1] and sum(record["proteins_by_steps"].values()) == len(SEQS)
+    # each protein's attributions are its IG at the steps it needed, and the table their mean
+    attr, (again,) = converged_attributions(method, model, SEQS, GOLD, 1, [FEATURE_MODULE])
+    assert again["tried"] == record["tried"]
+    direct = {}
+    for m in steps:
+        alphas, weights = integration_points(m, "gausslegendre")
+        direct[m] = attribution_per_sequence(
+            model, SEQS, GOLD, 1, [FEATURE_MODULE], alphas, weights, bf16=False
+        )
+    used = []
+    for i in range(len(SEQS)):
+        match = [
+            m
+            for m in steps
+            if np.allclose(attr[FEATURE_MODULE][i], direct[m][FEATURE_MODULE][i], rtol=1e-4, atol=1e-7)
+        ]
+        assert match, i
+        used.append(max(match))
+    assert sorted(used) == sorted(int(k) for k, n in record["proteins_by_steps"].items() for _ in range(n))
     scores = table[table["label"].isna()].sort_values("neuron")["score"].to_numpy()
-    np.testing.assert_allclose(scores, direct[FEATURE_MODULE].mean(0), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(scores, attr[FEATURE_MODULE].mean(0), rtol=1e-6, atol=1e-9)
+    # the gap recorded is the final attributions' against the effect, recomputed unbatched
     tokens, gold = model.tokenize(SEQS), torch.tensor(GOLD)
     effect = (
         target_at_scale(model, tokens, gold, 1, FEATURE_MODULE, 1.0)
         - target_at_scale(model, tokens, gold, 1, FEATURE_MODULE, 0.0)
     ).numpy()
     assert record["effect"] == pytest.approx(np.abs(effect).sum(), rel=1e-5)
-    error = np.abs(direct[FEATURE_MODULE].sum(1) - effect).sum()
+    error = np.abs(attr[FEATURE_MODULE].sum(1) - effect).sum()
     assert record["gap"] == pytest.approx(error / np.abs(effect).sum(), rel=1e-3, abs=1e-7)
 
 

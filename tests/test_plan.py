@@ -133,17 +133,18 @@ def test_scoring_plan_counts_the_passes_of_every_layer_job(method):
     assert bool(recorded) == (method != "activation")
     fwd, bwd = scoring_cost(method, cfg, LAYERS, N_SEQ * (LENGTH + 2), recorded)
     assert (counter.forward, counter.backward) == (fwd, bwd)
-    if method == "ig":  # without a record: the configured steps, the configured passes
-        assert recorded == {layer: dict.fromkeys(MODULE_TYPES, [3]) for layer in range(LAYERS)}
+    if method == "ig":  # complete at the configured steps: the plan without a record counts the same
+        everyone = [(3, N_SEQ * (LENGTH + 2))]
+        assert recorded == {layer: dict.fromkeys(MODULE_TYPES, everyone) for layer in range(LAYERS)}
         assert scoring_cost(method, cfg, LAYERS, N_SEQ * (LENGTH + 2)) == (fwd, bwd)
 
 
-def attempts_of(tables) -> dict[int, dict[str, list[int]]]:
-    """``{layer: {module: [steps of each try]}}`` from score tables' completeness records."""
-    out: dict[int, dict[str, list[int]]] = {}
+def attempts_of(tables) -> dict[int, dict[str, list[tuple[int, int]]]]:
+    """``{layer: {module: [(steps, tokens) of each try]}}`` from score tables' completeness records."""
+    out: dict[int, dict[str, list[tuple[int, int]]]] = {}
     for table in tables:
         for r in table.attrs.get("completeness", []):
-            out.setdefault(int(r["layer"]), {})[r["module"]] = [steps for steps, _gap in r["tried"]]
+            out.setdefault(int(r["layer"]), {})[r["module"]] = [(a[0], a[2]) for a in r["tried"]]
     return out
 
 

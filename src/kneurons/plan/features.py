@@ -141,7 +141,7 @@ def feature_costs(cfg: dict[str, Any], data: DataSize, layers: int, dim: int) ->
             )
             for layer in sae_layers:
                 if layer in recorded:
-                    f, b = attempts_cost(as_method, recorded[layer], layers, layer, t_score, starts[layer])
+                    f, b = attempts_cost(as_method, recorded[layer], layers, layer, starts[layer])
                 else:
                     f, b = score_job_cost(as_method, steps, layers, layer, t_score, 1, 1, starts[layer])
                 fwd, bwd = fwd + f, bwd + b

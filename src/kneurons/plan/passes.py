@@ -183,20 +183,21 @@ def score_job_cost(
 
 def attempts_cost(
     method: str,
-    attempts: dict[str, list[int]],
+    attempts: dict[str, list[tuple[int, int]]],
     layers: int,
     layer: int,
-    tokens: float,
     start: int | None = None,
 ) -> tuple[float, float]:
-    """``(forward, backward)`` of scoring ``layer`` by attempts (``{module: [steps of each try]}``, as
-    a run's completeness records give them): each try rescores the modules still above the
-    tolerance, ``q_proj`` and ``k_proj`` sharing their passes when both are in it."""
+    """``(forward, backward)`` of scoring ``layer`` by its recorded attempts (``{module: [(steps,
+    tokens) of each try]}``, as a run's completeness records give them): each try rescores the
+    modules still above the tolerance on the tokens of its proteins, ``q_proj`` and ``k_proj``
+    sharing their passes when both are in it."""
     fwd = bwd = 0.0
     for k in range(max((len(v) for v in attempts.values()), default=0)):
         todo = [m for m, tried in attempts.items() if len(tried) > k]
+        steps, tokens = attempts[todo[0]][k]
         passes = len(todo) - (1 if {"q_proj", "k_proj"} <= set(todo) else 0)
-        f, b = score_job_cost(method, attempts[todo[0]][k], layers, layer, tokens, passes, len(todo), start)
+        f, b = score_job_cost(method, steps, layers, layer, tokens, passes, len(todo), start)
         fwd, bwd = fwd + f, bwd + b
     return fwd, bwd
 
@@ -206,7 +207,7 @@ def scoring_cost(
     cfg: dict[str, Any],
     layers: int,
     tokens: float,
-    recorded: dict[int, dict[str, list[int]]] | None = None,
+    recorded: dict[int, dict[str, list[tuple[int, int]]]] | None = None,
 ) -> tuple[float, float]:
     """``(forward, backward)`` token-layers of scoring one method's ``layers`` layers: the steps a
     run recorded for a layer (``recorded``: ``kneurons.plan.recorded.recorded_attempts``), else
@@ -215,7 +216,7 @@ def scoring_cost(
     fwd = bwd = 0.0
     for lay in range(layers):
         if recorded and lay in recorded:
-            f, b = attempts_cost(method, recorded[lay], layers, lay, tokens)
+            f, b = attempts_cost(method, recorded[lay], layers, lay)
         else:
             f, b = score_job_cost(method, steps, layers, lay, tokens)
         fwd, bwd = fwd + f, bwd + b

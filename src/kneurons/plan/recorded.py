@@ -1,12 +1,12 @@
 """What a run's score tables record of the integration steps IG needed (``kneurons.scoring.completeness``),
 for the plan to count the steps actually run where a run has scored. Torch-free.
 
-IG doubles a layer module's steps while its completeness gap exceeds ``score.ig.tolerance``, so the
-steps a layer needs are known only once it was scored. Where a replicate's score table of a method
-exists (the gathered ``scores/<method>.parquet``, else its layer parts, or
-``features/scores/<method>.parquet``), each of its completeness records gives the steps of every
-attempt; other layers are counted at ``score.ig.steps``, and ``ig_note`` says how far the cap
-``score.ig.max_steps`` could take them.
+IG rescores the proteins of a layer module whose completeness error is too large with twice the
+steps, until the module is within ``score.ig.tolerance``, so what a layer needs is known only once
+it was scored. Where a replicate's score table of a method exists (the gathered
+``scores/<method>.parquet``, else its layer parts, or ``features/scores/<method>.parquet``), each
+of its completeness records gives every attempt's steps and tokens; other layers are counted at
+``score.ig.steps``, and ``ig_note`` says how far the cap ``score.ig.max_steps`` could take them.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 from kneurons.errors import InputError
 from kneurons.tables import COMPLETENESS_KEY, score_table_metadata
 
-#: ``{layer: {module: [steps of each attempt]}}``: the attempts of one method's layers.
-Attempts = dict[int, dict[str, list[int]]]
+#: ``{layer: {module: [(steps, tokens) of each attempt]}}``: the attempts of one method's layers.
+Attempts = dict[int, dict[str, list[tuple[int, int]]]]
 
 
 def replicate_prefix(replicate: int) -> str:
@@ -27,9 +27,9 @@ def replicate_prefix(replicate: int) -> str:
 
 
 def recorded_attempts(cfg: dict[str, Any], method: str, replicate: int, features: bool = False) -> Attempts:
-    """The attempts (steps per try, per layer and module) the score tables of ``method`` (``ig``,
-    ``gradxact``) in replicate ``replicate`` record; ``{}`` where the run has none (or tables of older
-    code, or unreadable ones: the plan then counts the configured steps)."""
+    """The attempts (steps and tokens of each try, per layer and module) the score tables of ``method``
+    (``ig``, ``gradxact``) in replicate ``replicate`` record; ``{}`` where the run has none (or tables
+    of older code, or unreadable ones: the plan then counts the configured steps)."""
     root = Path(cfg["results"]) / replicate_prefix(replicate) / ("features/scores" if features else "scores")
     gathered = root / f"{method}.parquet"
     paths = [gathered] if gathered.is_file() else sorted((root / method).glob("layers*.parquet"))
@@ -40,7 +40,7 @@ def recorded_attempts(cfg: dict[str, Any], method: str, replicate: int, features
         except InputError:
             continue
         for r in records:
-            tried = [int(steps) for steps, _gap in r.get("tried", [])]
+            tried = [(int(a[0]), int(a[2])) for a in r.get("tried", []) if len(a) == 4]
             if tried:
                 out.setdefault(int(r["layer"]), {})[str(r["module"])] = tried
     return out
@@ -57,7 +57,8 @@ def ig_note(cfg: dict[str, Any]) -> str | None:
         s = min(2 * s, cap)
         worst += s
     return (
-        f"IG: steps from the run's score tables where they exist, else score.ig.steps = {steps}; a layer "
-        f"module whose completeness gap exceeds score.ig.tolerance = {ig['tolerance']:g} is rescored with "
-        f"twice the steps up to score.ig.max_steps = {cap} (at most {worst / steps:.3g}x its IG passes)"
+        f"IG: steps from the run's score tables where they exist, else score.ig.steps = {steps}; where a "
+        f"layer module's completeness gap exceeds score.ig.tolerance = {ig['tolerance']:g} its worst "
+        f"proteins are rescored with twice the steps up to score.ig.max_steps = {cap} (at most "
+        f"{worst / steps:.3g}x its IG passes, if every protein needed the cap)"
     )
