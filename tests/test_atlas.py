@@ -123,7 +123,8 @@ def test_sae_features_are_units_beside_the_neurons_ranked_among_the_features(tmp
     # The SAE section: the report's numbers, claim 6's table, the features' gap to random.
     sae = re.search(r'<table class="small" id="sae-table">(.*?)</table>', html, re.S)[1]
     cells = re.findall(r"<td>([^<]*)</td>", sae)
-    assert cells[:5] == ["2", "kneurons", "40", "4", "0.0456"] and "L1 0.4321, L3 0.3789" in sae
+    # layer, format, F, k, input point, activation scale (none in this older report), FVU
+    assert cells[:4] + cells[6:7] == ["2", "kneurons", "40", "4", "0.0456"] and "L1 0.4321, L3 0.3789" in sae
     assert "0.125" in sae and "7 epochs, held-out FVU 0.0512" in sae
     compact = re.search(r'id="compactness">(.*?)</table>', html, re.S)[1]
     assert "3.32" in compact and "1.0 (never reached)" in compact and "[-3.00, -1.50]" in compact

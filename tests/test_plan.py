@@ -29,9 +29,11 @@ from kneurons.plan import (
     feature_layout,
     neuron_layout,
     plan_costs,
+    recorded_attempts,
     scoring_cost,
 )
 from kneurons.scoring import registry
+from kneurons.vocabulary import MODULE_TYPES
 
 # the backward hook on layer l fires although its input needs no grad; the count is what matters
 pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
@@ -122,12 +124,29 @@ def test_scoring_plan_counts_the_passes_of_every_layer_job(method):
     subset = pd.DataFrame({"sequence": seqs, "label": ["a", "b", "c"] * 4, "label_index": [0, 1, 2] * 4})
     counter = TokenLayers(model)
     try:
-        for layer in range(LAYERS):
-            registry.build(method, score_cfg).score_layer(model, subset, layer)
+        tables = [
+            registry.build(method, score_cfg).score_layer(model, subset, layer) for layer in range(LAYERS)
+        ]
     finally:
         counter.close()
-    fwd, bwd = scoring_cost(method, cfg, LAYERS, N_SEQ * (LENGTH + 2))
+    # the steps each layer's modules needed (IG's completeness check), as a run's tables record them
+    recorded = attempts_of(tables)
+    assert bool(recorded) == (method != "activation")
+    fwd, bwd = scoring_cost(method, cfg, LAYERS, N_SEQ * (LENGTH + 2), recorded)
     assert (counter.forward, counter.backward) == (fwd, bwd)
+    if method == "ig":  # complete at the configured steps: the plan without a record counts the same
+        everyone = [(3, N_SEQ * (LENGTH + 2))]
+        assert recorded == {layer: dict.fromkeys(MODULE_TYPES, everyone) for layer in range(LAYERS)}
+        assert scoring_cost(method, cfg, LAYERS, N_SEQ * (LENGTH + 2)) == (fwd, bwd)
+
+
+def attempts_of(tables) -> dict[int, dict[str, list[tuple[int, int]]]]:
+    """``{layer: {module: [(steps, tokens) of each try]}}`` from score tables' completeness records."""
+    out: dict[int, dict[str, list[tuple[int, int]]]] = {}
+    for table in tables:
+        for r in table.attrs.get("completeness", []):
+            out.setdefault(int(r["layer"]), {})[r["module"]] = [(a[0], a[2]) for a in r["tried"]]
+    return out
 
 
 def test_plan_reads_the_split_of_a_run_and_warns_over_budget(tmp_path, capsys):
@@ -376,7 +395,14 @@ def test_feature_plan_counts_the_passes_the_feature_jobs_and_engines_run(layer, 
             )
     finally:
         counter.close()
-    score = by_stage["score features"]
+    # the plan reads the steps IG needed from the run's score tables (the completeness check)
+    from kneurons.tables import write_score_table
+
+    for method, table in tables.items():
+        meta = {"completeness": table.attrs["completeness"]} if "completeness" in table.attrs else {}
+        write_score_table(table, tmp_path / "features" / "scores" / f"{method}.parquet", meta)
+    assert attempts_of([tables["ig"]]) == recorded_attempts(cfg, "ig", 0, features=True)
+    score = {c.stage: c for c in plan_costs(cfg)[0]}["score features"]
     assert scored == (score.forward, score.backward)
     assert (score.backward > 0) == (layer < LAYERS)  # no layer runs after the final stream
     assert score.jobs == len(cfg["score"]["methods"])
@@ -395,7 +421,8 @@ def test_feature_plan_counts_the_passes_the_feature_jobs_and_engines_run(layer, 
 def test_feature_stages_are_planned_and_printed_only_with_units_features(tmp_path, capsys):
     config = tmp_path / "c.yaml"
     stages = ("train SAEs", "SAE report", "score features", "ablate features")
-    config.write_text(f"results: {tmp_path}\n")
+    # the embedded default has an SAE: a given configfile turns features off as a run would
+    config.write_text(f"results: {tmp_path}\nunits: {{features: []}}\n")
     assert main(["plan", "--configfile", str(config)]) == 0
     out = capsys.readouterr().out
     assert "ablate global" in out and not any(s in out for s in stages) and "SAE" not in out

@@ -168,6 +168,9 @@ DEPENDS: dict[str, set[str]] = {
     },
     "score.ig.steps": {"score_layers[ig]", "score_features[ig]", *FIGURES},
     "score.ig.method": {"score_layers[ig]", "score_features[ig]"},
+    # IG raises its steps until complete (gradxact has one point: no tolerance, no cap)
+    "score.ig.tolerance": {"score_layers[ig]", "score_features[ig]"},
+    "score.ig.max_steps": {"score_layers[ig]", "score_features[ig]"},
     "score.ig.target": {
         "score_layers[ig]",
         "score_layers[gradxact]",
@@ -229,6 +232,8 @@ DEPENDS: dict[str, set[str]] = {
     "units.features": {"sae_report", "score_features[*]", "ablate_features", "characterise_features"},
     "sae": {"train_sae"},
     "sae.max_tokens": {"train_sae", "sae_report"},
+    # the quality rule is every SAE's (not the training's): the report's wrong-layer check, the rule
+    "sae.quality": {"sae_report", "sae_quality"},
 }
 
 #: Changes for keys whose simple change would be invalid (they change a companion key too; the

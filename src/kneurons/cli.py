@@ -22,6 +22,7 @@ from kneurons.plan import (
     FAR_OVER_BUDGET,
     THROUGHPUT,
     feature_note,
+    ig_note,
     one_setting_under_budget,
     plan_costs,
     total_hours,
@@ -79,9 +80,9 @@ def format_plan(cfg: dict[str, Any], gpu: str = "a100", budget_hours: float = 24
     lines.append(f"{'total':<22}{'':>30}{readable(cpu_total):>10}{readable(gpu_total):>10}")
     lines.append(f"in all: {duration(cpu_total)} on one CPU thread, {duration(gpu_total)} on one {gpu}")
     lines.append("forward/backward: token-layers (one token through one layer); " + THROUGHPUT[gpu][1])
-    note = feature_note(cfg)
-    if note:
-        lines.append(note)
+    for note in (ig_note(cfg), feature_note(cfg)):
+        if note:
+            lines.append(note)
     if gpu_total > FAR_OVER_BUDGET * budget_hours:
         head = (
             f"warning: the whole run needs ~{readable(gpu_total)} h ({duration(gpu_total)}) on {gpu}, "

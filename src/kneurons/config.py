@@ -268,6 +268,12 @@ def _score_problems(cfg: dict[str, Any]) -> list[str]:
         problems.append("score.random.seeds: at least one seed is needed for the random method")
     if score["ig"]["method"] == "riemann_trapezoid" and score["ig"]["steps"] < 2:
         problems.append("score.ig.steps: riemann_trapezoid needs at least 2 steps")
+    ig = score["ig"]
+    if ig["max_steps"] < ig["steps"]:
+        problems.append(
+            f"score.ig.max_steps: {ig['max_steps']} is below score.ig.steps = {ig['steps']} "
+            "(the steps IG starts from and may raise up to max_steps)"
+        )
     return problems
 
 
@@ -308,6 +314,13 @@ def _units_problems(cfg: dict[str, Any]) -> list[str]:
             problems.append(
                 f"{where}.sae: {entry['sae']} does not exist (SAEs are local files, never downloaded)"
             )
+    unrescaled = [e["layer"] for e in features if e["format"] == "interprot"]
+    if unrescaled and len(unrescaled) < len(features):
+        problems.append(
+            f"units.features: the interprot SAE(s) at layer(s) {unrescaled} read ESM-2 run without the "
+            "token-dropout rescale of its embeddings, the other SAEs the model's own run: one run cannot "
+            "serve both; study them in separate runs"
+        )
     repeated = sorted({layer for layer in layers if layers.count(layer) > 1})
     if repeated:
         problems.append(f"units.features: one SAE per layer; layer(s) {repeated} have more than one")

@@ -270,7 +270,8 @@ def _units(cfg: Config) -> list[dict[str, Any]]:
 
 def _train_sae(cfg: Config) -> dict[str, Any]:
     return {
-        "sae": cfg["sae"],
+        # the quality rule judges every SAE after training: not a training setting
+        "sae": {k: v for k, v in cfg["sae"].items() if k != "quality"},
         "token_budget": cfg["score"]["token_budget"],
         "model": _pick(cfg["model"], "attention"),
         "seed": cfg["seed"],
@@ -283,9 +284,15 @@ def _sae_report(cfg: Config) -> dict[str, Any]:
         "units": _units(cfg),
         "token_budget": cfg["score"]["token_budget"],
         "max_tokens": cfg["sae"]["max_tokens"],
+        # max_fvu: where an SAE fits another layer (the wrong-layer check)
+        "quality": cfg["sae"]["quality"],
         "model": _pick(cfg["model"], "attention"),
         "device": cfg["device"],
     }
+
+
+def _sae_quality(cfg: Config) -> dict[str, Any]:
+    return {"quality": cfg["sae"]["quality"]}
 
 
 def _score_features(cfg: Config) -> dict[str, Any]:
@@ -370,6 +377,7 @@ RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
     "atlas": _atlas,
     "train_sae": _train_sae,
     "sae_report": _sae_report,
+    "sae_quality": _sae_quality,
     "score_features": _score_features,
     "ablate_features": _ablate_features,
     "feature_stats": _feature_stats,

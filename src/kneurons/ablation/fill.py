@@ -29,7 +29,7 @@ from kneurons.ablation.masks import layout_of
 from kneurons.errors import ConfigError, InputError, ModelError
 from kneurons.model.backends import module_of
 from kneurons.model.classifier import EsmClassifier
-from kneurons.model.hooks import OutputRecorder, per_copy, per_copy_units
+from kneurons.model.hooks import module_output_hooks, per_copy, per_copy_units
 from kneurons.model.inference import Batch, run_batches
 from kneurons.ranking import Block, NeuronLayout
 from kneurons.tables import WEIGHTS_KEY
@@ -96,7 +96,8 @@ def mean_activations(
     token_budget: int = 8192,
     device: torch.device | str = "cpu",
 ) -> dict[Block, torch.Tensor]:
-    """Mean output of every neuron over the non-padding tokens (BOS/EOS included) of ``sequences``.
+    """Mean output of every neuron over the non-padding tokens (BOS/EOS included) of ``sequences``
+    (of a unit that exists at fewer tokens, over those: ``EsmClassifier.unit_mask``).
 
     The ``mean`` fill value. Computed in fp32 so that it does not depend on the device's autocast.
     """
@@ -109,27 +110,29 @@ def mean_activations(
         b: torch.zeros(n, dtype=torch.float64, device=device)
         for b, n in zip(layout.blocks, layout.sizes, strict=False)
     }
-    names = {f"{layer}:{m}": model.module(layer, m) for layer, m in layout.blocks}
+    counts = dict.fromkeys(layout.blocks, 0)
 
-    def step(batch: Batch) -> tuple[dict[str, torch.Tensor], int]:
-        valid = model.token_mask(batch.tokens).double()
+    def step(batch: Batch) -> tuple[dict[Block, torch.Tensor], dict[Block, int]]:
+        batch_sums: dict[Block, torch.Tensor] = {}
+        valid = {b: model.unit_mask(batch.tokens, *b).double() for b in layout.blocks}
 
-        def reduce(out: torch.Tensor) -> torch.Tensor:
-            return (out.double() * valid).sum(tuple(range(out.dim() - 1)))
+        def reduce(block: Block) -> Callable[[torch.Tensor], None]:
+            def fn(out: torch.Tensor) -> None:
+                batch_sums[block] = (out.double() * valid[block]).sum(tuple(range(out.dim() - 1)))
 
-        with OutputRecorder(names, reduce=reduce) as rec:
+            return fn
+
+        with module_output_hooks([(model.module(*b), reduce(b)) for b in layout.blocks]):
             model(batch.tokens)
-        return {name: outs[0] for name, outs in rec.outputs.items()}, int(valid.sum().item())
+        return batch_sums, {b: int(v.sum().item()) for b, v in valid.items()}
 
-    count = 0
     for _batch, (batch_sums, tokens) in run_batches(
         model, sequences, step, token_budget, device, use_autocast=False, what="mean fill"
     ):
-        for name, s in batch_sums.items():
-            layer, m = name.split(":")
-            sums[(int(layer), m)] += s
-        count += tokens
-    return {b: (s / count).float() for b, s in sums.items()}
+        for b, s in batch_sums.items():
+            sums[b] += s
+            counts[b] += tokens[b]
+    return {b: (s / counts[b]).float() for b, s in sums.items()}
 
 
 def pretrained_reference(

@@ -68,6 +68,7 @@ class AtlasInputs:
     feature_scores: dict[str, Path] = field(default_factory=dict)  # method -> features/scores table
     feature_characterise: dict[str, Path] = field(default_factory=dict)  # features/characterise/<name>.tsv
     sae_report: Path | None = None  # features/saes.json
+    sae_quality: Path | None = None  # features/stats/sae_quality.tsv (every replicate)
     feature_random_gap: Path | None = None  # features/stats/random_gap.tsv
     compactness: Path | None = None  # stats/compactness.tsv (claim 6)
 
@@ -248,7 +249,11 @@ def _overview(inputs: AtlasInputs) -> dict[str, Any]:
         "intact": _intact(inputs.curves),
         "figures": figures,
         "features": feature_overview(
-            inputs.sae_report, inputs.feature_random_gap, inputs.compactness, inputs.figures
+            inputs.sae_report,
+            inputs.feature_random_gap,
+            inputs.compactness,
+            inputs.figures,
+            inputs.sae_quality,
         ),
     }
 

@@ -20,7 +20,7 @@ def run_atlas_job(inputs: Mapping[str, Any], settings: dict[str, Any], out: str 
     and where present ``random_gap``, ``metrics``, ``claims``, ``curves``, the figures as
     ``fig_<stem>`` (``fig_accuracy_preserve``, ``fig_compactness``, ...) and the characterisation
     tables by name (``neurons``, ``pfm``, ...). SAE features (all optional): ``feature_scores``
-    (one table per method, in ``settings['methods']`` order), ``sae_report``,
+    (one table per method, in ``settings['methods']`` order), ``sae_report``, ``sae_quality``,
     ``feature_random_gap``, ``compactness`` and the features' characterisation tables as
     ``feature_<name>`` (``feature_neurons``, ``feature_pfm``, ...).
     """
@@ -42,6 +42,7 @@ def run_atlas_job(inputs: Mapping[str, Any], settings: dict[str, Any], out: str 
                 if k.startswith(FEATURE_PREFIX) and k[len(FEATURE_PREFIX) :] in CHARACTERISE_TABLES
             },
             sae_report=_path(inputs.get("sae_report")),
+            sae_quality=_path(inputs.get("sae_quality")),
             feature_random_gap=_path(inputs.get("feature_random_gap")),
             compactness=_path(inputs.get("compactness")),
         ),

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from kneurons.errors import InputError
-from kneurons.stats.claims import IntactModel, evaluate_claims
+from kneurons.stats.claims import IntactModel, evaluate_claims, sae_quality_note, with_sae_quality
 from kneurons.stats.metrics import majority_share
 from kneurons.tables import (
     read_characterise_table,
@@ -89,10 +89,11 @@ def run_claims(
     replicate; each class's recall drops are averaged over the replicates) with ``class_summary``
     (each replicate's ``class_summary.json``: the intact model on claim 5's held-out proteins) and,
     when SAE features were ablated, ``compactness`` (``stats/compactness.tsv``, pooled over the
-    replicates: claim 6, test split only). Per external set (``settings["external"]``, sorted
-    names): ``external`` (its ``random_gap.tsv``) and ``external_metrics`` (its ``metrics.json``: the
-    intact model on its evaluated proteins), in the order of the names. Returns the claims with their
-    numbers at full precision.
+    replicates: claim 6, test split only) and ``sae_quality`` (``features/stats/sae_quality.tsv``:
+    claim 6 is inconclusive, the reason in its note, where an SAE does not fit a replicate's model).
+    Per external set (``settings["external"]``, sorted names): ``external`` (its ``random_gap.tsv``)
+    and ``external_metrics`` (its ``metrics.json``: the intact model on its evaluated proteins), in
+    the order of the names. Returns the claims with their numbers at full precision.
 
     ``settings`` are the rule's params (``kneurons.settings.job_settings('claims', config)``;
     ``ablate.max_sequences`` and the characterisation's ``split`` and ``max_proteins`` name the
@@ -108,6 +109,12 @@ def run_claims(
     compactness = None
     if inputs.get("compactness"):
         compactness = read_stats_table(inputs["compactness"], "compactness")
+    # the SAE quality rule (features/stats/sae_quality.tsv): claim 6 only, on the test split
+    sae_note = (
+        sae_quality_note(read_stats_table(inputs["sae_quality"], "sae_quality"))
+        if inputs.get("sae_quality")
+        else ""
+    )
     n_rep = int(settings.get("replicates", 1))
     cap = (settings.get("ablate") or {}).get("max_sequences")
     intact = intact_from_predictions(_paths(inputs.get("intact")))
@@ -132,6 +139,7 @@ def run_claims(
             intact_by_claim=by_claim,
         )
     ]
+    parts[0] = with_sae_quality(parts[0], sae_note)
     # External sets: the curve claims (1, 2, 4) on proteins the model never saw (no SAE features: no 6).
     names = list(settings.get("external", []))
     ext_paths = _paths(inputs.get("external"))

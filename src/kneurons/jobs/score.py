@@ -21,7 +21,7 @@ from kneurons.io import sha256_file
 from kneurons.scoring import registry
 from kneurons.scoring.base import check_layer, score_layer
 from kneurons.scoring.subset import subset_hash
-from kneurons.tables import WEIGHTS_KEY, read_scoring_set, write_score_table
+from kneurons.tables import COMPLETENESS_KEY, WEIGHTS_KEY, read_scoring_set, write_score_table
 from kneurons.vocabulary import FEATURE_MODULE, MODULE_TYPES
 
 log = logging.getLogger(__name__)
@@ -96,10 +96,12 @@ def run_score_job(
         recorded,
     )
     start = time.monotonic()
-    frames = []
+    frames, completeness = [], []
     for layer in layers:
         began = time.monotonic()
         frames.append(score_layer(model, subset, method, layer, score_cfg, device=device, module_types=units))
+        # attributions: per layer and module, the steps used and their completeness gap
+        completeness += frames[-1].attrs.get(COMPLETENESS_KEY, [])
         # per layer in the log only: the table's provenance keeps one timing field, `seconds`
         log.info("layer %d: %d rows in %.1f s", layer, len(frames[-1]), time.monotonic() - began)
     df = pd.concat(frames, ignore_index=True)
@@ -126,6 +128,8 @@ def run_score_job(
     }
     if identities is not None:
         meta[SAES_KEY] = identities
+    if completeness:
+        meta[COMPLETENESS_KEY] = completeness
     write_score_table(df, out_path, meta)
     log.info("wrote %s (%d rows) in %.1f s", out_path, len(df), meta["seconds"])
     return df

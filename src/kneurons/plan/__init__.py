@@ -13,9 +13,12 @@ The counts (``T_x``: tokens of split x, ``L`` layers, BOS/EOS included, no paddi
   and ``T_test * L`` forward (an upper bound: early stopping ends sooner);
 - score, per method, summed over its ``L`` layers on the scoring subset ``T_s`` (one job per
   chunk of ``score.layers_per_job`` layers, each layer scored on its own): activation
-  ``T_s * L(L+1)/2``; IG with ``S`` steps ``T_s * (L(L-1)/2 + P * S * L(L+1)/2)`` forward and
-  ``T_s * P * S * L(L+1)/2`` backward, ``P = 5`` passes per layer (q_proj and k_proj share one);
-  grad x activation the same with ``S = 1``; random none;
+  ``T_s * L(L+1)/2``; IG with ``S`` steps ``T_s * (L(L-1)/2 + (P * S + 7) * L(L+1)/2)`` forward
+  and ``T_s * P * S * L(L+1)/2`` backward, ``P = 5`` passes per layer (q_proj and k_proj share
+  one), 7 the completeness check's forward tails (the intact target and each of the six modules
+  zeroed); grad x activation the same with ``S = 1``; random none. ``S`` is what a run's score
+  tables record per layer and module where they exist (IG doubles the steps of a module whose
+  completeness gap exceeds ``score.ig.tolerance``: ``kneurons.plan.recorded``), else ``score.ig.steps``;
 - ablate, per job on the evaluated test proteins ``T_e``: ``T_e * (L + sum over its distinct
   masks m of (L - start_m))``, ``start_m`` the layer of the first masked module. Masks are distinct
   per (scope name, mode, number of neurons ``k``); preserve all = suppress none = the intact model,
@@ -31,7 +34,9 @@ The counts (``T_x``: tokens of split x, ``L`` layers, BOS/EOS included, no paddi
   assumed ``8 d`` for a file the workflow does not train): train SAEs, per trained layer,
   ``(T_fit + T_held) * r(l)`` forward (``T_held`` the ``sae.heldout`` share of ``T_train``,
   ``T_fit`` the rest capped at ``sae.max_tokens``) and the optimisation
-  ``epochs * T_fit * 4 d F * (1 + 2)`` FLOPs; SAE report ``T_v * r(l + 1)`` per SAE
+  ``epochs * T_fit * 4 d F * (1 + 2)`` FLOPs; SAE report ``T_v * (4 L + p(l))`` per SAE (its input
+  at every stream point, three runs for the loss recovered, ``p(l) = r(l)`` where its input point
+  is not the plain one, else 0), the SAE quality rule one job without passes
   (``T_v``: validation tokens capped at ``sae.max_tokens``); score features, per method and SAE,
   as a neuron layer with ``P = 1`` (one leaf), random as activation (it reads which features are
   active); ablate features, one job per method: the global scope over all SAEs' features as an
@@ -69,6 +74,7 @@ from kneurons.plan.passes import (
     DataSize,
     StageCost,
     ablation_job_forward,
+    attempts_cost,
     data_size,
     distinct_mask_starts,
     distinct_masks,
@@ -77,6 +83,7 @@ from kneurons.plan.passes import (
     score_job_cost,
     scoring_cost,
 )
+from kneurons.plan.recorded import ig_note, recorded_attempts
 from kneurons.plan.stages import (
     STAGE_RULES,
     UNCOSTED_PREFIXES,
@@ -103,6 +110,7 @@ __all__ = [
     "DataSize",
     "StageCost",
     "ablation_job_forward",
+    "attempts_cost",
     "data_size",
     "distinct_mask_starts",
     "distinct_masks",
@@ -110,11 +118,13 @@ __all__ = [
     "feature_costs",
     "feature_layout",
     "feature_note",
+    "ig_note",
     "is_costed",
     "model_shape",
     "neuron_layout",
     "one_setting_under_budget",
     "plan_costs",
+    "recorded_attempts",
     "rule_jobs",
     "score_job_cost",
     "stage_kind",

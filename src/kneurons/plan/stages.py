@@ -16,6 +16,7 @@ from kneurons.plan.passes import (
     external_tokens,
     scoring_cost,
 )
+from kneurons.plan.recorded import recorded_attempts
 from kneurons.scatter import random_seed_chunks, score_layer_chunks
 
 #: The workflow rules whose jobs each kind of stage counts (a stage's kind: its name when listed,
@@ -119,9 +120,14 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
     t_score = data.tokens(sc["split"], sc["max_sequences"])
     score_jobs = len(score_layer_chunks(cfg))
     for method in sc["methods"]:
-        fwd, bwd = scoring_cost(method, cfg, layers, t_score)
-        cap = ("score.ig.steps; score.max_sequences" if method == "ig" else "score.max_sequences") + rep_cap
-        out.append(StageCost(f"score {method}", reps * score_jobs, reps * fwd, reps * bwd, cap))
+        # per replicate: the steps its score tables record, where it has scored (IG's completeness)
+        costs = [
+            scoring_cost(method, cfg, layers, t_score, recorded_attempts(cfg, method, r)) for r in range(reps)
+        ]
+        fwd, bwd = sum(c[0] for c in costs), sum(c[1] for c in costs)
+        steps = "score.ig.steps; score.ig.max_steps; " if method == "ig" else ""
+        cap = steps + "score.max_sequences" + rep_cap
+        out.append(StageCost(f"score {method}", reps * score_jobs, fwd, bwd, cap))
     # The passes count one evaluation of the grid per method and per random seed; the jobs column
     # counts Snakemake jobs (the random baseline's seeds chunked, an external set's all in one).
     evaluations = reps * sum(len(ab["random_seeds"]) if m == "random" else 1 for m in sc["methods"])

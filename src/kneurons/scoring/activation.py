@@ -2,7 +2,9 @@
 
 ``abs_mean`` = mean over tokens of ``|a_i|`` (default), ``mean`` = signed mean, ``max`` = largest
 ``|a_i|``; tokens are every non-padding token, BOS and EOS included (the tokens ablation masks act
-on). The table holds the mean over sequences.
+on), and for SAE features the SAE's input tokens (``EsmClassifier.unit_mask``: residues only for
+an InterPLM SAE, whose features do not exist at BOS and EOS). The table holds the mean over
+sequences.
 """
 
 from __future__ import annotations
@@ -68,12 +70,12 @@ def activation_per_sequence(
     progress = Progress(what, n)
 
     def step(batch: Batch) -> dict[str, np.ndarray]:
-        mask = model.token_mask(batch.tokens)
-        counts = mask.sum(0).clamp_min(1).float()  # (B, 1)
         current: dict[str, torch.Tensor] = {}
-        hooks = [
-            (model.module(layer, t), _token_reducer(current, t, reduce, mask, counts)) for t in module_types
-        ]
+        hooks = []
+        for t in module_types:
+            mask = model.unit_mask(batch.tokens, layer, t)
+            counts = mask.sum(0).clamp_min(1).float()  # (B, 1)
+            hooks.append((model.module(layer, t), _token_reducer(current, t, reduce, mask, counts)))
         with torch.no_grad(), module_output_hooks(hooks):
             x, pm = model.embed(batch.tokens)
             model.run_through(x, pm, layer)

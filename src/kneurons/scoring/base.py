@@ -90,6 +90,19 @@ class PerSequenceMethod(ScoringMethod):
         ``gold``: the gold class index of each sequence (the target of attributions).
         """
 
+    def layer_scores(
+        self,
+        model: EsmClassifier,
+        sequences: Sequence[str],
+        gold: Sequence[int],
+        layer: int,
+        module_types: Sequence[str] = MODULE_TYPES,
+        device: torch.device | str = "cpu",
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """``(per-sequence scores, what the table records of how they were computed)``: ``attribute``
+        and nothing to record, unless a method has more to say (IG's completeness)."""
+        return self.attribute(model, sequences, gold, layer, module_types, device=device), {}
+
     def score_layer(
         self,
         model: EsmClassifier,
@@ -98,12 +111,15 @@ class PerSequenceMethod(ScoringMethod):
         device: torch.device | str = "cpu",
         module_types: Sequence[str] = MODULE_TYPES,
     ) -> pd.DataFrame:
-        """Means of ``attribute`` over all sequences, and over each class's with ``class_conditional``."""
+        """Means of ``attribute`` over all sequences, and over each class's with ``class_conditional``;
+        the table's ``attrs`` hold what ``layer_scores`` records (the job puts it in the metadata)."""
         seqs = scoring_set["sequence"].astype(str).tolist()
         labels = scoring_set["label"].astype(str).tolist()
         gold = scoring_set["label_index"].astype(int).tolist()
-        per = self.attribute(model, seqs, gold, layer, module_types, device=device)
-        return scores_table(per, self.name, layer, labels, class_conditional=self.class_conditional)
+        per, recorded = self.layer_scores(model, seqs, gold, layer, module_types, device=device)
+        table = scores_table(per, self.name, layer, labels, class_conditional=self.class_conditional)
+        table.attrs.update(recorded)
+        return table
 
 
 def check_layer(model: EsmClassifier, layer: int, module_types: Sequence[str] = MODULE_TYPES) -> None:

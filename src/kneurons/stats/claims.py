@@ -48,6 +48,11 @@ is ``inconclusive`` and ``note`` says why, and on which proteins (``model at bas
 [0.389, 0.532], majority 0.395 (n = 200; the test proteins of ablate.max_sequences)``). ``note`` is
 empty when the rule passes.
 
+Claim 6 rests, besides, on the SAE features being features of the model they are ablated in: the
+**SAE quality rule** (``kneurons.stats.sae_quality``, ``sae.quality``) must pass for every SAE on
+every replicate, else claim 6 is ``inconclusive`` and ``note`` says which SAE failed where
+(``sae_quality_note``, ``with_sae_quality``: the claims job applies it to the claim 6 rows).
+
 Torch-free: runs in the plots environment.
 """
 
@@ -150,6 +155,34 @@ def baseline_note(model: IntactModel, confidence: float) -> str:
         f"model at baseline: accuracy {model.accuracy:.3f} [{lo:.3f}, {hi:.3f}], "
         f"majority {model.majority:.3f} (n = {model.n}{which})"
     )
+
+
+#: The claims that rest on SAE features (the SAE quality rule applies to them).
+FEATURE_CLAIMS: tuple[str, ...] = ("6",)
+
+
+def sae_quality_note(quality: pd.DataFrame) -> str:
+    """The SAE quality rule (module docstring): ``""`` when every SAE fits every replicate
+    (``features/stats/sae_quality.tsv``), else the note that makes the feature claims inconclusive."""
+    failed = quality[~quality["fits"].astype(bool)]
+    if failed.empty:
+        return ""
+    where = "; ".join(
+        f"replicate {int(r.replicate)} layer {int(r.layer)}: {r.reason}" for r in failed.itertuples()
+    )
+    return f"SAE does not fit its model (sae.quality): {where}"
+
+
+def with_sae_quality(claims: pd.DataFrame, note: str) -> pd.DataFrame:
+    """``claims`` with the feature claims (``FEATURE_CLAIMS``) inconclusive and ``note`` added to
+    theirs, when ``note`` (``sae_quality_note``) is not empty; their statistics are kept."""
+    if not note or claims.empty:
+        return claims
+    out = claims.copy()
+    rows = out["claim"].astype(str).isin(FEATURE_CLAIMS)
+    out.loc[rows, "verdict"] = "inconclusive"
+    out.loc[rows, "note"] = [f"{old}; {note}" if old else note for old in out.loc[rows, "note"].fillna("")]
+    return out
 
 
 def verdict(ci_lo: float, ci_hi: float, direction: int, margin: float) -> str:

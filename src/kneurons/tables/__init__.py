@@ -88,6 +88,7 @@ from kneurons.tables.results import (
     write_training_curve,
 )
 from kneurons.tables.scores import (
+    COMPLETENESS_KEY,
     METADATA_KEY,
     SCORE_COLUMNS,
     WEIGHTS_KEY,
@@ -102,6 +103,7 @@ __all__ = [
     "row_keys",
     "METADATA_KEY",
     "SCORE_COLUMNS",
+    "COMPLETENESS_KEY",
     "WEIGHTS_KEY",
     "AblationData",
     "gather_results",

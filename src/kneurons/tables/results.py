@@ -31,6 +31,8 @@ STATS_REQUIRED: dict[str, tuple[str, ...]] = {
         "p_value",
         "p_floor",
     ),
+    # features/stats/sae_quality.tsv (kneurons.stats.sae_quality.QUALITY_COLUMNS)
+    "sae_quality": ("replicate", "layer", "format", "fvu_own", "loss_recovered", "fits", "reason"),
 }
 _STATS_NUMERIC: dict[str, tuple[str, ...]] = {
     "curves": ("f", "accuracy"),
@@ -40,8 +42,14 @@ _STATS_NUMERIC: dict[str, tuple[str, ...]] = {
     "density": ("count", "enrichment", "p_enriched", "q_enriched"),
     "stability": ("k_fraction", "jaccard", "random_lo", "random_hi", "spearman"),
     "compactness": ("f_neurons", "f_features", "log2_ratio", "ci_lo", "ci_hi", "p_value", "p_floor"),
+    "sae_quality": ("replicate", "layer", "fvu_own"),
 }
 _STATS_DTYPES = {
+    "format": str,
+    "source": str,
+    "input_point": str,
+    "activation_scale": str,
+    "reason": str,
     "scope_name": str,
     "module": str,
     "method": str,
@@ -88,7 +96,7 @@ def write_stats_tables(frames: dict[str, pd.DataFrame], out: dict[str, str | Pat
 
 def read_stats_table(path: str | Path, name: str) -> pd.DataFrame:
     """Read ``stats/{name}.tsv`` (curves, summary, random_gap, paired_tests, density, stability,
-    compactness; the SAE features' curve tables alike).
+    compactness; the SAE features' curve tables alike, and their ``sae_quality``).
 
     Names stay strings and ``layer`` / ``seed`` nullable ints, as the statistics wrote them;
     compactness's unit counts are nullable ints and its ``reached_*`` flags booleans.
@@ -100,12 +108,14 @@ def read_stats_table(path: str | Path, name: str) -> pd.DataFrame:
         dtype=_STATS_DTYPES,
         numeric=_STATS_NUMERIC[name],
     )
-    for col in ("layer", "seed", "n_neurons", "n_features"):
+    for col in ("layer", "seed", "n_neurons", "n_features", "best_other_layer", "n_tokens"):
         if col in df.columns:
             df[col] = df[col].astype("Int64")
-    for col in ("reached_neurons", "reached_features"):
+    for col in ("reached_neurons", "reached_features", "fits"):
         if col in df.columns:
             df[col] = _flags(df[col], path, col)
+    if "reason" in df.columns:  # a fitting SAE has no reason: empty, not NaN
+        df["reason"] = df["reason"].fillna("")
     return df
 
 

@@ -28,6 +28,7 @@ def feature_outputs():
         return []
     return [
         *per_replicate(SAE_REPORT),
+        SAE_QUALITY,
         *FEATURE_STATS.values(),
         COMPACTNESS,
         *(FEATURE_CHAR.values() if CHARACTERISE_FEATURES else []),

@@ -25,6 +25,8 @@ def claims_inputs(wildcards):
     if config["characterise"]["enabled"]:
         inputs["class_specificity"] = per_replicate(CHAR_CLASS["specificity"])
         inputs["class_summary"] = per_replicate(CHAR_CLASS["summary"])
-    if FEATURES:  # claim 6: SAE features against neurons (features.smk)
+    # claim 6: SAE features against neurons, where the SAEs fit (features.smk)
+    if FEATURES:
         inputs["compactness"] = COMPACTNESS
+        inputs["sae_quality"] = SAE_QUALITY
     return inputs
