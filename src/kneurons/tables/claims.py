@@ -178,11 +178,27 @@ def claimed_text(direction: str, margin: str) -> str:
     return f"{side} (±{margin})" if margin else side
 
 
-def render_verdicts(claims: pd.DataFrame) -> str:
+#: What the report's verdict table says above and below its rows (``render_verdicts``); ``{pct}``
+#: is the interval's level. Another table of verdicts (the planted-knowledge benchmark's) says its own.
+CLAIMS_INTRO = (
+    "One row per claim of the paper (and ours), each decided by a rule fixed in advance: "
+    "<em>supported</em> when the {pct} interval lies on the claimed side of 0, <em>not supported</em> "
+    "when it lies on the other side or within the margin, <em>inconclusive</em> otherwise."
+)
+
+
+def render_verdicts(
+    claims: pd.DataFrame,
+    heading: str = "Verdicts",
+    intro: str = CLAIMS_INTRO,
+    table: str = "stats/claims.tsv",
+    atlas: bool = True,
+) -> str:
     """The verdict table as an HTML fragment for the report's first screen: per claim its
     statement and statistic, method, set, estimate with interval, p-value, claimed direction and
-    margin, verdict, the ``note`` where the table has one, and a link to its figure; then a link
-    that opens the neuron atlas."""
+    margin, verdict, the ``note`` where the table has one, and a link to its figure; then (``atlas``)
+    a link that opens the neuron atlas. ``heading``, ``intro`` (HTML, ``{pct}``: the interval's
+    level) and ``table`` (the TSV it renders) say what the table is."""
     text = claims_text(claims)
     cols = set(text.columns)
     has_note = "note" in cols and text["note"].fillna("").astype(str).str.strip().ne("").any()
@@ -197,7 +213,7 @@ def render_verdicts(claims: pd.DataFrame) -> str:
         figure = r.get("figure", "")
         fig_cell = (
             _link(figure.rsplit(".", 1)[0], Path(figure).stem.replace("_", " "))
-            if figure.startswith("figures/")
+            if figure.startswith("figures/") or "/figures/" in figure
             else f'<span class="foot" title="{html.escape(figure)}">none (a table)</span>'
         )
         interval = f"{r.get('estimate', '')} [{r.get('ci_lo', '')}, {r.get('ci_hi', '')}]"
@@ -234,7 +250,7 @@ def render_verdicts(claims: pd.DataFrame) -> str:
         )
     foot.append(
         "Numbers are rounded to what their interval supports; verdicts were decided on full precision. "
-        "The table: stats/claims.tsv (category 0. Verdicts)."
+        f"The table: {table} (category 0. Verdicts)."
     )
     atlas_line = (
         f'<p class="atlas">Browse the neurons: {_link("atlas/index", "open the neuron atlas")} '
@@ -243,19 +259,17 @@ def render_verdicts(claims: pd.DataFrame) -> str:
     return (
         f"<style>{_STYLE}</style>\n"
         '<div id="kn-verdicts">\n'
-        "<h2>Verdicts</h2>\n"
-        f"<p>One row per claim of the paper (and ours), each decided by a rule fixed in advance: "
-        f"<em>supported</em> when the {pct} interval lies on the claimed side of 0, <em>not supported</em> "
-        f"when it lies on the other side or within the margin, <em>inconclusive</em> otherwise.{pooled} "
-        f"Click a figure to see it.</p>\n"
+        f"<h2>{html.escape(heading)}</h2>\n"
+        f"<p>{intro.format(pct=pct)}{pooled} Click a figure to see it.</p>\n"
         f"<table>\n<thead><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr></thead>\n"
         f"<tbody>\n{chr(10).join(rows)}\n</tbody>\n</table>\n"
-        f"{atlas_line}\n"
+        f"{atlas_line if atlas else ''}\n"
         f'<p class="foot">{" ".join(html.escape(f) for f in foot)}</p>\n'
         "</div>\n"
     )
 
 
-def write_verdicts(claims: pd.DataFrame, path: str | Path) -> None:
-    """Write ``stats/verdicts.html`` (``render_verdicts``) atomically."""
-    write_text_atomic(path, render_verdicts(claims))
+def write_verdicts(claims: pd.DataFrame, path: str | Path, **how: Any) -> None:
+    """Write ``stats/verdicts.html`` (``render_verdicts``; ``how``: its heading, intro, table and
+    atlas link) atomically."""
+    write_text_atomic(path, render_verdicts(claims, **how))
