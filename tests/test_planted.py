@@ -424,3 +424,55 @@ def test_recovery_and_verdicts_on_a_tiny_case():
     assert v.loc["activation", "verdict"] == "not supported"
     assert set(curves["method"]) == {"delta", "activation", "random"}
     assert (curves.loc[curves["method"] == "delta", "precision"] == 1.0).all()
+
+
+# -- the workflow -----------------------------------------------------------------------------------
+def test_the_plan_counts_the_benchmarks_jobs_as_snakemake_plans_them(tmp_path):
+    """``kneurons plan`` on config/examples/planted.yaml (over the embedded default, as Snakemake merges
+    them): its planted stages' jobs are the dry run's. "planted train" counts the plantings and the
+    controls (the base is built, not trained); "planted score <m>" one job per planting."""
+    import re
+    import subprocess
+    import sys
+
+    import yaml
+
+    from kneurons.plan import plan_costs
+
+    repo = Path(__file__).resolve().parents[1]
+    merged = yaml.safe_load((repo / "config/config.yaml").read_text())
+    for key, value in yaml.safe_load((repo / "config/examples/planted.yaml").read_text()).items():
+        merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
+    costs = {c.stage: c.jobs for c in plan_costs(validate_config(merged))[0]}
+    (tmp_path / "config").mkdir()  # Snakemake merges the embedded default under every --configfile
+    (tmp_path / "config/config.yaml").write_text((repo / "config/config.yaml").read_text())
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(repo / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "planted",
+            "-n",
+            "--configfile",
+            str(repo / "config/examples/planted.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    jobs = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", proc.stdout, re.M)}
+    assert costs["planted train"] == jobs["planted_plant"] + jobs["planted_head_only"] == 6
+    assert (
+        sum(n for stage, n in costs.items() if stage.startswith("planted score "))
+        == jobs["planted_score"]
+        == 20
+    )
+    assert costs["planted ablate"] == jobs["planted_ablate"] == 20
+    assert costs["planted ground truth"] == jobs["planted_ground_truth"] == 4
+    off = validate_config({**merged, "planted": {**merged["planted"], "enabled": False}})
+    assert not any(c.stage.startswith("planted") for c in plan_costs(off)[0])

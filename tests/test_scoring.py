@@ -42,6 +42,7 @@ def _score_cfg(**over) -> dict:
         "activation": {"reduce": "abs_mean", "class_conditional": False},
         "ig": {"steps": 4, "method": "riemann_right", "target": "prob", "class_conditional": True},
         "random": {"seeds": [0, 1]},
+        "delta": {"class_conditional": False},
     }
     cfg.update(over)
     return cfg

@@ -39,6 +39,9 @@ The counts (``T_x``: tokens of split x, ``L`` layers, BOS/EOS included, no paddi
   random baseline's seeds in its one job (the intact pass and the mask filling every feature
   once, each seed's other masks).
 
+- the planted-knowledge benchmark (``planted.enabled``; ``kneurons.plan.planted``): its plantings
+  and controls, their scoring, ablation and ground truth on the planted task's own proteins.
+
 Time: ``flops = token_layers * (24 d^2 + 4 d t)`` forward (``t`` the mean tokens per sequence),
 backward twice that, plus a stage's other FLOPs (an SAE's optimisation), divided by the device's
 effective FLOP/s, plus ``JOB_STARTUP_S`` per job.
@@ -72,6 +75,7 @@ from kneurons.plan.passes import (
     score_job_cost,
     scoring_cost,
 )
+from kneurons.plan.planted import planted_costs, planted_tokens
 from kneurons.plan.stages import plan_costs
 
 __all__ = [
@@ -98,6 +102,8 @@ __all__ = [
     "neuron_layout",
     "one_setting_under_budget",
     "plan_costs",
+    "planted_costs",
+    "planted_tokens",
     "score_job_cost",
     "scoring_cost",
     "total_hours",

@@ -158,13 +158,13 @@ def score_job_cost(
     """``(forward, backward)`` token-layers of scoring ``layer`` (in any job): the prefix to ``layer``
     without grad, then per pass (``passes`` x ``steps``) layers ``layer..L-1``.
 
-    Activation runs layers ``0..layer`` (``EsmClassifier.run_through``; all ``layers`` for the
+    Activation and delta run layers ``0..layer`` (``EsmClassifier.run_through``; all ``layers`` for the
     final stream's SAE at ``layer = layers``). ``passes``: gradient passes per step and layer,
     ``IG_PASSES_PER_LAYER`` for the neuron modules, 1 for an SAE's features (one leaf).
     """
     if method == "random":
         return 0.0, 0.0
-    if method == "activation":
+    if method in ("activation", "delta"):  # one pass to the layer (delta: its modules' inputs)
         return tokens * min(layer + 1, layers), 0.0
     tail = tokens * passes * (steps if method == "ig" else 1) * (layers - layer)
     return tokens * layer + tail, tail

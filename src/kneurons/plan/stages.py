@@ -16,6 +16,7 @@ from kneurons.plan.passes import (
     external_tokens,
     scoring_cost,
 )
+from kneurons.plan.planted import planted_costs
 from kneurons.scatter import random_seed_chunks, score_layer_chunks
 
 
@@ -24,7 +25,8 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
 
     Fine-tuning, scoring, ablation and class characterisation run once per replicate
     (``train.replicates``); each external set adds the global scope's ablation per replicate;
-    ``units.features`` adds the feature stages (``kneurons.plan.features.feature_costs``), per replicate.
+    ``units.features`` adds the feature stages (``kneurons.plan.features.feature_costs``), per replicate;
+    ``planted.enabled`` the planted-knowledge benchmark's (``kneurons.plan.planted.planted_costs``).
     """
     layers, dim, _ = model_shape(cfg)
     data = data_size(cfg)
@@ -93,4 +95,5 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
             )
         )
     out += feature_costs(cfg, data, layers, dim)
+    out += planted_costs(cfg, layers, dim)
     return out, data
