@@ -21,6 +21,7 @@ from kneurons.data.synthetic import PARITY_LABELS, generate_parity_task
 from kneurons.errors import ConfigError, ModelError
 from kneurons.jobs.planted import run_ground_truth, run_plant, run_planted_base
 from kneurons.jobs.planted_stats import run_planted_data
+from kneurons.jobs.score import run_score_job
 from kneurons.model.checkpoint import load_classifier
 from kneurons.model.reference import checkpoint_reference, fine_tuned_from, reference_loader, reference_rows
 from kneurons.planted.design import draw_units, planted_count, planted_methods, planted_variants
@@ -79,7 +80,56 @@ def planted(tmp_path_factory, one_torch_thread):
         "units": out / "spread/0/units.tsv",
     }
     run_plant(base, data["split"], data["classes"], "spread", 0, job_settings("planted_plant", cfg), files)
-    return {"cfg": cfg, "out": out, "data": data, "base": base, **files}
+    head_only = {
+        k: out / f"head_only/0/model/{n}"
+        for k, n in (
+            ("model", "best.pt"),
+            ("metrics", "metrics.json"),
+            ("curve", "training_curve.tsv"),
+            ("metadata", "run_metadata.json"),
+        )
+    }
+    run_plant(
+        base, data["split"], data["classes"], None, 0, job_settings("planted_head_only", cfg), head_only
+    )
+    scores = {}
+    for method in ("delta", "random"):  # the oracle-like upper bound and the baseline
+        scores[method] = out / f"spread/0/scores/{method}.parquet"
+        settings = job_settings("planted_score", cfg, method=method)
+        run_score_job(
+            files["model"],
+            data["scoring_set"],
+            method,
+            None,
+            settings,
+            scores[method],
+            reference_checkpoint=base,
+        )
+    truth = {
+        "ground_truth": out / "spread/0/ground_truth.json",
+        "selections": out / "spread/0/selections.tsv",
+    }
+    run_ground_truth(
+        files["model"],
+        base,
+        data["split"],
+        files["units"],
+        scores,
+        "spread",
+        0,
+        job_settings("planted_ground_truth", cfg),
+        truth,
+    )
+    return {
+        "cfg": cfg,
+        "out": out,
+        "data": data,
+        "base": base,
+        **files,
+        "head_only": head_only,
+        "scores": scores,
+        **truth,
+    }
 
 
 def units_of(path: Path) -> list[tuple[int, str, int]]:
@@ -136,27 +186,8 @@ def test_without_restoring_the_frozen_rows_weight_decay_moves_them(planted):
                 check_planted(model, base, units)
 
 
-def test_the_head_alone_control_leaves_the_backbone_untouched(planted, tmp_path):
-    cfg = planted["cfg"]
-    files = {
-        k: tmp_path / f"model/{n}"
-        for k, n in (
-            ("model", "best.pt"),
-            ("metrics", "metrics.json"),
-            ("curve", "training_curve.tsv"),
-            ("metadata", "run_metadata.json"),
-        )
-    }
-    run_plant(
-        planted["base"],
-        planted["data"]["split"],
-        planted["data"]["classes"],
-        None,
-        0,
-        job_settings("planted_head_only", cfg),
-        files,
-    )
-    model, _ = load_classifier(files["model"])
+def test_the_head_alone_control_leaves_the_backbone_untouched(planted):
+    model, _ = load_classifier(planted["head_only"]["model"])
     base, _ = load_classifier(planted["base"])
     assert changed_tensors(model, base) == {}
     assert not torch.equal(model.head.weight, base.head.weight)
@@ -200,34 +231,8 @@ def test_rolling_back_a_neuron_outside_S_changes_nothing(planted):
     assert not torch.allclose(rolled, intact, atol=1e-3)  # S carries something
 
 
-def test_ground_truth_job_records_identical_predictions_and_top_S_selections(planted, tmp_path):
-    cfg = planted["cfg"]
-    from kneurons.jobs.score import run_score_job
-
-    scores = {}
-    for method in ("delta", "random"):
-        scores[method] = tmp_path / f"{method}.parquet"
-        run_score_job(
-            planted["model"],
-            planted["data"]["scoring_set"],
-            method,
-            None,
-            job_settings("planted_score", cfg, method=method),
-            scores[method],
-            reference_checkpoint=planted["base"],
-        )
-    out = {"ground_truth": tmp_path / "gt.json", "selections": tmp_path / "sel.tsv"}
-    run_ground_truth(
-        planted["model"],
-        planted["base"],
-        planted["data"]["split"],
-        planted["units"],
-        scores,
-        "spread",
-        0,
-        job_settings("planted_ground_truth", cfg),
-        out,
-    )
+def test_ground_truth_job_records_identical_predictions_and_top_S_selections(planted):
+    out = planted
     truth = read_ground_truth(out["ground_truth"])
     assert truth["rollback_others_identical"] and truth["rollback_others_changed"] == 0
     assert truth["accuracy"]["rollback_others"] == truth["accuracy"]["planted"]
@@ -424,6 +429,47 @@ def test_recovery_and_verdicts_on_a_tiny_case():
     assert v.loc["activation", "verdict"] == "not supported"
     assert set(curves["method"]) == {"delta", "activation", "random"}
     assert (curves.loc[curves["method"] == "delta", "precision"] == 1.0).all()
+
+
+def test_the_statistics_job_pools_writes_verdicts_and_draws_the_figure(planted, tmp_path):
+    """The torch-free end of the benchmark on the tiny planting: recovery (delta finds S exactly),
+    the ground-truth table, the verdicts (TSV and the report's HTML) and the figure."""
+    from kneurons.jobs.figures import make_figure
+    from kneurons.jobs.planted_stats import run_planted_stats
+    from kneurons.tables import read_claims
+    from kneurons.tables.planted import read_planted_stats
+
+    cfg = planted["cfg"]
+    settings = {**job_settings("planted_stats", cfg), "variants": ["spread"], "methods": ["delta", "random"]}
+    inputs = {
+        "units": [planted["units"]],
+        "ground_truth": [planted["ground_truth"]],
+        "selections": [planted["selections"]],
+        "scores": [planted["scores"]["delta"], planted["scores"]["random"]],
+        "head_only": [planted["head_only"]["metrics"]],
+    }
+    names = ("recovery", "pr_curves", "ground_truth", "verdicts")
+    out = {name: tmp_path / f"{name}.tsv" for name in names} | {"verdicts_html": tmp_path / "v.html"}
+    run_planted_stats(inputs, settings, out)
+    rec = read_planted_stats(out["recovery"], "recovery").set_index("method")
+    assert rec.loc["delta", "auprc"] == pytest.approx(1.0) and rec.loc["delta", "precision_at_s"] == 1.0
+    assert rec.loc["random", "auprc"] < 0.5
+    truth = read_planted_stats(out["ground_truth"], "ground_truth")
+    assert truth["rollback_others_identical"].all()
+    claims = read_claims(out["verdicts"])
+    assert claims["method"].tolist() == ["delta"] and claims["verdict"].tolist() == ["supported"]
+    html = out["verdicts_html"].read_text()
+    assert (
+        "Planted knowledge" in html and "planted/verdicts.tsv" in html and "open the neuron atlas" not in html
+    )
+    paths = make_figure(
+        "planted_precision_recall",
+        {"pr_curves": out["pr_curves"], "recovery": out["recovery"]},
+        tmp_path / "pr",
+        ["png"],
+        60,
+    )
+    assert paths[0].stat().st_size > 10_000
 
 
 # -- the workflow -----------------------------------------------------------------------------------
