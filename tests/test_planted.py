@@ -236,6 +236,13 @@ def test_ground_truth_job_records_identical_predictions_and_top_S_selections(pla
     truth = read_ground_truth(out["ground_truth"])
     assert truth["rollback_others_identical"] and truth["rollback_others_changed"] == 0
     assert truth["accuracy"]["rollback_others"] == truth["accuracy"]["planted"]
+    model, _ = load_classifier(planted["model"])
+    base, _ = load_classifier(planted["base"])
+    by_hand = [
+        float(model.module(lay, m).weight[i].detach().norm() / base.module(lay, m).weight[i].detach().norm())
+        for lay, m, i in units_of(planted["units"])
+    ]
+    assert truth["row_norm_ratio"] == pytest.approx(float(np.median(by_hand)), rel=1e-6)
     sel = read_selections(out["selections"])
     delta = sel[sel["method"] == "delta"].set_index("mode")
     # delta's top |S| is S itself: preserving it is the planted model, suppressing it rolls S back

@@ -175,6 +175,18 @@ def _unit_masks(layout: NeuronLayout, filled: np.ndarray) -> dict[tuple[int, str
     return {b: filled[layout.slice(b)] for b in layout.blocks}
 
 
+def _row_norm_ratio(model: torch.nn.Module, fill: Any, units: pd.DataFrame) -> float:
+    """Median over S of ``||W[i]|| / ||W_base[i]||``: how much planting grew the rows it trained (a
+    grown row gives larger activations, which activation scores see)."""
+    ratios = []
+    with torch.no_grad():
+        for r in units.itertuples():
+            row = model.module(int(r.layer), str(r.module)).weight[int(r.neuron)]
+            base = fill.reference[(int(r.layer), str(r.module))][0][int(r.neuron)]
+            ratios.append(float(row.norm() / base.norm().clamp_min(1e-12)))
+    return float(np.median(ratios))
+
+
 def run_ground_truth(
     checkpoint: str | Path,
     base: str | Path,
@@ -277,6 +289,7 @@ def run_ground_truth(
         },
         "rollback_others_identical": bool(np.array_equal(rollback_others, intact)),
         "rollback_others_changed": int((rollback_others != intact).sum()),
+        "row_norm_ratio": _row_norm_ratio(model, fill, units),
     }
     write_json_result(out["ground_truth"], truth)
     write_result_table(selections, out["selections"])

@@ -152,6 +152,7 @@ def run_planted_stats(
                     "rollback_planted": truth["accuracy"]["rollback_planted"],
                     "rollback_others": truth["accuracy"]["rollback_others"],
                     "rollback_others_identical": truth["rollback_others_identical"],
+                    "row_norm_ratio": truth.get("row_norm_ratio"),
                 }
             )
         module = variant_module(variant, settings["planted"]["concentrated"])
