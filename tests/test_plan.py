@@ -116,22 +116,29 @@ def test_ablation_plan_counts_the_passes_the_engine_runs(scope):
     assert len(neuron_layout(LAYERS, DIM).blocks) == len(layout_of(model).blocks)
 
 
-@pytest.mark.parametrize("method", ["activation", "ig", "gradxact"])
+@pytest.mark.parametrize("method", ["activation", "ig", "gradxact", "delta"])
 def test_scoring_plan_counts_the_passes_of_every_layer_job(method):
+    from kneurons.model.reference import reference_rows
+
     model, seqs = tiny_model(), sequences()
     cfg = validate_config({"score": {"ig": {"steps": 3, "method": "gausslegendre"}}})
     score_cfg = {**cfg["score"], "token_budget": 64 * (LENGTH + 2)}
     subset = pd.DataFrame({"sequence": seqs, "label": ["a", "b", "c"] * 4, "label_index": [0, 1, 2] * 4})
+    layout = layout_of(model)
+    reference = reference_rows(tiny_model(), layout.blocks, layout.sizes)  # delta's; the others ignore it
     counter = TokenLayers(model)
     try:
-        tables = [
-            registry.build(method, score_cfg).score_layer(model, subset, layer) for layer in range(LAYERS)
-        ]
+        tables = []
+        for layer in range(LAYERS):
+            scorer = registry.build(method, score_cfg)
+            if registry.needs_reference(method):
+                scorer = scorer.with_reference(reference)
+            tables.append(scorer.score_layer(model, subset, layer))
     finally:
         counter.close()
     # the steps each layer's modules needed (IG's completeness check), as a run's tables record them
     recorded = attempts_of(tables)
-    assert bool(recorded) == (method != "activation")
+    assert bool(recorded) == (method in ("ig", "gradxact"))  # attributions record completeness
     fwd, bwd = scoring_cost(method, cfg, LAYERS, N_SEQ * (LENGTH + 2), recorded)
     assert (counter.forward, counter.backward) == (fwd, bwd)
     if method == "ig":  # complete at the configured steps: the plan without a record counts the same

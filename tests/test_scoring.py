@@ -49,6 +49,7 @@ def _score_cfg(**over) -> dict:
             "max_steps": 256,
         },
         "random": {"seeds": [0, 1]},
+        "delta": {"class_conditional": False},
     }
     cfg.update(over)
     return cfg

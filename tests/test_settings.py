@@ -24,6 +24,21 @@ BASE = validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_tex
 METHODS = ("activation", "ig", "gradxact", "random")
 SCORE = {f"score_layers[{m}]" for m in METHODS}
 FEATURE_SCORE = {f"score_features[{m}]" for m in METHODS}
+#: The planted benchmark scores the run's methods and always delta.
+PLANTED_METHODS = (*METHODS, "delta")
+PLANTED_SCORE = {f"planted_score[{m}]" for m in PLANTED_METHODS}
+#: The planted benchmark's jobs that run the model, and those that read the model section whole.
+PLANTED_TRAINING = {"planted_base", "planted_plant", "planted_head_only"}
+PLANTED_MODEL_JOBS = {*PLANTED_TRAINING, "planted_score[*]", "planted_ablate", "planted_ground_truth"}
+#: The jobs that evaluate the model under masks (ablate.token_budget, masks_per_pass, bf16).
+ABLATE_EVALUATION = {
+    "ablate",
+    "ablate_seed",
+    "ablate_external",
+    "ablate_features",
+    "planted_ablate",
+    "planted_ground_truth",
+}
 #: The SAE feature jobs that run the model (units.features).
 FEATURE_MODEL_JOBS = {
     "train_sae",
@@ -42,6 +57,7 @@ MODEL_JOBS = {
     "characterise_classes",
     "characterise_neurons",
     *FEATURE_MODEL_JOBS,
+    *PLANTED_MODEL_JOBS,
 }
 FIGURES = {
     "figure_accuracy",
@@ -54,6 +70,7 @@ FIGURES = {
     "figure_features_accuracy",
     "figure_compactness",
     "figure_feature_logos",
+    "figure_planted_precision_recall",
 }
 
 #: Keys whose change alters the DAG (which jobs exist, their input or output paths) besides any
@@ -81,6 +98,9 @@ DAG_KEYS = {
     "characterise.enabled": "the characterisation jobs in the default target",
     "units.features": "one train_sae job per trained SAE and replicate, and every feature job's inputs",
     "figures.formats": "the figure outputs",
+    "planted.enabled": "the planted benchmark's outputs in the default target",
+    "planted.replicates": "one planting (and its scoring, ablation, ground truth) per replicate and variant",
+    "planted.concentrated": "null drops the concentrated variant's jobs",
 }
 
 #: Key (or section prefix; the longest prefix wins) -> the rules whose params it changes.
@@ -108,6 +128,10 @@ DEPENDS: dict[str, set[str]] = {
         "characterise_features",
         *FEATURE_STATS_JOBS,
         *FIGURES,
+        "planted_data",
+        *PLANTED_MODEL_JOBS,
+        "planted_curves",
+        "planted_stats",
     },
     "device": {"finetune", *MODEL_JOBS},
     "data.source": {"proteins", *FIGURES},
@@ -127,26 +151,68 @@ DEPENDS: dict[str, set[str]] = {
     "labels.level": {"labels", "external_set", *FIGURES},
     "labels.min_class_size": {"labels", *FIGURES},
     "split.method": {"split", "leakage", *FIGURES},
-    "split.fractions": {"split", *FIGURES},
+    "split.fractions": {"split", "planted_data", *FIGURES},
     "split.identity": {"leakage"},
     "split.mmseqs": {"split", "leakage", "external_set"},
     "split.mmseqs.min_seq_id": {"split", "leakage"},  # the external identity search does not cluster
-    "model": {"finetune"},
-    "model.name": {"finetune", *FIGURES},
+    "model": {"finetune", *PLANTED_TRAINING},
+    "model.name": {"finetune", *PLANTED_TRAINING, *FIGURES},
     # the scoring, ablation and characterisation jobs read the backend from the checkpoint
-    "model.backend": {"finetune"},
-    "model.download": {"finetune", "ablate", "ablate_seed", "ablate_external", "characterise_classes"},
-    "model.pretrained": {"finetune", *FIGURES},
-    "model.checkpoint": {"finetune", "ablate", "ablate_seed", "ablate_external", "characterise_classes"},
-    "model.custom": {"finetune", *FIGURES},
+    "model.backend": {"finetune", *PLANTED_TRAINING},
+    "model.download": {
+        "finetune",
+        "ablate",
+        "ablate_seed",
+        "ablate_external",
+        "characterise_classes",
+        *PLANTED_TRAINING,
+    },
+    "model.pretrained": {"finetune", *PLANTED_TRAINING, *FIGURES},
+    "model.checkpoint": {
+        "finetune",
+        "ablate",
+        "ablate_seed",
+        "ablate_external",
+        "characterise_classes",
+        *PLANTED_TRAINING,
+    },
+    "model.custom": {"finetune", *PLANTED_TRAINING, *FIGURES},
     "model.attention": {"finetune", *MODEL_JOBS},
-    "train": {"finetune"},
+    "train": {"finetune", "planted_plant", "planted_head_only"},
     # one more replicate adds jobs (DAG_KEYS), and changes no existing fine-tuning run's params
     "train.replicates": {"ablation_stats", "external_stats", "claims", *FEATURE_STATS_JOBS, *FIGURES},
-    "train.bf16": {"finetune", "characterise_classes", "characterise_neurons", "characterise_features"},
-    "score.methods": {"ablation_stats", "atlas", *FEATURE_STATS_JOBS, *FIGURES},
-    "score.split": {"scoring_set", "score_layers[*]", "score_features[*]", *FIGURES},
-    "score.max_sequences": {"scoring_set", "score_layers[*]", "score_features[*]", *FIGURES},
+    "train.bf16": {
+        "finetune",
+        "characterise_classes",
+        "characterise_neurons",
+        "characterise_features",
+        "planted_plant",
+        "planted_head_only",
+    },
+    "score.methods": {
+        "ablation_stats",
+        "atlas",
+        *FEATURE_STATS_JOBS,
+        *FIGURES,
+        "planted_ground_truth",
+        "planted_stats",
+    },
+    "score.split": {
+        "scoring_set",
+        "score_layers[*]",
+        "score_features[*]",
+        *FIGURES,
+        "planted_data",
+        "planted_score[*]",
+    },
+    "score.max_sequences": {
+        "scoring_set",
+        "score_layers[*]",
+        "score_features[*]",
+        *FIGURES,
+        "planted_data",
+        "planted_score[*]",
+    },
     # random features are drawn among those active on the scoring set, so random runs the model there
     "score.token_budget": {
         "score_layers[activation]",
@@ -155,32 +221,51 @@ DEPENDS: dict[str, set[str]] = {
         "score_features[*]",
         "train_sae",
         "sae_report",
+        "planted_score[activation]",
+        "planted_score[ig]",
+        "planted_score[gradxact]",
+        "planted_score[delta]",
     },
-    "score.bf16": {"score_layers[*]", "score_features[*]"},
+    "score.bf16": {"score_layers[*]", "score_features[*]", "planted_score[*]"},
     # how the layers are split into jobs, not how any layer is scored (DAG_KEYS)
     "score.layers_per_job": set(),
-    "score.activation": {"score_layers[activation]", "score_features[activation]"},
+    "score.activation": {
+        "score_layers[activation]",
+        "score_features[activation]",
+        "planted_score[activation]",
+    },
     "score.ig": {
         "score_layers[ig]",
         "score_layers[gradxact]",
         "score_features[ig]",
         "score_features[gradxact]",
+        "planted_score[ig]",
+        "planted_score[gradxact]",
     },
-    "score.ig.steps": {"score_layers[ig]", "score_features[ig]", *FIGURES},
-    "score.ig.method": {"score_layers[ig]", "score_features[ig]"},
+    "score.ig.steps": {"score_layers[ig]", "score_features[ig]", "planted_score[ig]", *FIGURES},
+    "score.ig.method": {"score_layers[ig]", "score_features[ig]", "planted_score[ig]"},
     # IG raises its steps until complete (gradxact has one point: no tolerance, no cap)
-    "score.ig.tolerance": {"score_layers[ig]", "score_features[ig]"},
-    "score.ig.max_steps": {"score_layers[ig]", "score_features[ig]"},
+    "score.ig.tolerance": {"score_layers[ig]", "score_features[ig]", "planted_score[ig]"},
+    "score.ig.max_steps": {"score_layers[ig]", "score_features[ig]", "planted_score[ig]"},
     "score.ig.target": {
         "score_layers[ig]",
         "score_layers[gradxact]",
         "score_features[ig]",
         "score_features[gradxact]",
+        "planted_score[ig]",
+        "planted_score[gradxact]",
         *FIGURES,
     },
-    "score.random": {"score_layers[random]", "score_features[random]"},
-    "ablate": {"ablate", "ablate_seed", "ablate_external", "ablate_features"},
-    "ablate.scopes": set(),
+    "score.random": {"score_layers[random]", "score_features[random]", "planted_score[random]"},
+    # delta is not a method of the default run (random init): only the planted benchmark scores it
+    "score.delta": {"planted_score[delta]"},
+    "ablate": {"ablate", "ablate_seed", "ablate_external", "ablate_features", "planted_ablate"},
+    # how the model is evaluated: the ground truth's evaluations too
+    "ablate.token_budget": ABLATE_EVALUATION,
+    "ablate.masks_per_pass": ABLATE_EVALUATION,
+    "ablate.bf16": ABLATE_EVALUATION,
+    # the planted benchmark's ablation job runs every scope (the run's are one job each: DAG_KEYS)
+    "ablate.scopes": {"planted_ablate"},
     "ablate.fill": {"ablate", "ablate_seed", "ablate_external", "characterise_classes", *FIGURES},
     "ablate.normalise": {
         "ablate",
@@ -193,20 +278,56 @@ DEPENDS: dict[str, set[str]] = {
         "characterise_features",
         "atlas",
         *FIGURES,
+        "planted_ablate",
+        "planted_ground_truth",
+        "planted_stats",
     },
-    "ablate.fractions": {"ablate", "ablate_seed", "ablate_external", "ablate_features", *FIGURES},
+    "ablate.fractions": {
+        "ablate",
+        "ablate_seed",
+        "ablate_external",
+        "ablate_features",
+        "planted_ablate",
+        *FIGURES,
+    },
     # ablate_seed: a job's seeds are its wildcard, so the jobs of the chunks kept are unchanged
-    "ablate.random_seeds": {"ablate_external", "ablate_features", *FIGURES},
+    "ablate.random_seeds": {
+        "ablate_external",
+        "ablate_features",
+        "planted_ablate",
+        "planted_ground_truth",
+        *FIGURES,
+    },
     # only the chunking of the same seeds into jobs (the DAG), not what a job computes
     "ablate.seeds_per_job": set(),
     "stats": {"ablation_stats"},
-    "stats.keep_accuracy": {"ablation_stats", *FEATURE_STATS_JOBS},
-    "stats.bootstrap": {"ablation_stats", "external_stats", *FEATURE_STATS_JOBS},
-    "stats.confidence": {"ablation_stats", "external_stats", "claims", *FEATURE_STATS_JOBS},
-    "stats.top_fraction": {"ablation_stats", "atlas", "claims"},
-    "stats.claims": {"claims"},
+    "stats.keep_accuracy": {"ablation_stats", *FEATURE_STATS_JOBS, "planted_curves", "planted_stats"},
+    "stats.bootstrap": {
+        "ablation_stats",
+        "external_stats",
+        *FEATURE_STATS_JOBS,
+        "planted_curves",
+        "planted_stats",
+    },
+    "stats.confidence": {
+        "ablation_stats",
+        "external_stats",
+        "claims",
+        *FEATURE_STATS_JOBS,
+        "planted_curves",
+        "planted_stats",
+    },
+    "stats.top_fraction": {"ablation_stats", "atlas", "claims", "planted_stats"},
+    "stats.claims": {"claims", "planted_stats"},
     # claims: the baseline rule's note names the proteins by their cap
-    "ablate.max_sequences": {"ablate", "ablate_seed", "ablate_features", "ablate_external", "claims"},
+    "ablate.max_sequences": {
+        "ablate",
+        "ablate_seed",
+        "ablate_features",
+        "ablate_external",
+        "claims",
+        "planted_ablate",
+    },
     "evaluate.external": {"claims"},
     "evaluate.max_identity": {"external_set"},
     "evaluate.synthetic": {"external_synthetic"},
@@ -234,6 +355,13 @@ DEPENDS: dict[str, set[str]] = {
     "sae.max_tokens": {"train_sae", "sae_report"},
     # the quality rule is every SAE's (not the training's): the report's wrong-layer check, the rule
     "sae.quality": {"sae_report", "sae_quality"},
+    "planted": {"planted_plant", "planted_head_only"},  # lr, epochs, patience
+    "planted.enabled": set(),  # which target builds the benchmark (DAG_KEYS)
+    "planted.replicates": {"planted_curves", "planted_stats"},
+    "planted.fraction": {"planted_plant"},
+    "planted.concentrated": {"planted_plant", "planted_stats"},
+    "planted.auprc_margin": {"planted_stats"},
+    "planted.task": {"planted_data"},
 }
 
 #: Changes for keys whose simple change would be invalid (they change a companion key too; the
@@ -261,6 +389,13 @@ CHANGES: dict[str, dict[str, object]] = {
     "score.layers_per_job": {"score.layers_per_job": 2},  # from `auto`
     "characterise.site_columns": {"characterise.site_columns": ["active_site"]},
     "units.features": {"units.features": [{"layer": 1, "sae": "train"}]},
+    # the planted task's motifs must fit in half of its shortest protein
+    "planted.task.copies": {
+        "planted.task.copies": 2,
+        "planted.task.length_min": 48,
+        "planted.task.length_max": 60,
+    },
+    "planted.task.motifs": {"planted.task.motifs": 3, "planted.task.length_min": 36},
     # SAE features are judged against random features, so random stays
     "score.methods": {"score.methods": ["activation", "ig", "random"]},
 }
@@ -321,6 +456,8 @@ def all_job_settings(cfg: dict) -> dict[str, dict]:
     for rule in RULES:
         if rule in ("score_layers", "score_features"):
             out.update({f"{rule}[{m}]": job_settings(rule, cfg, method=m) for m in METHODS})
+        elif rule == "planted_score":
+            out.update({f"{rule}[{m}]": job_settings(rule, cfg, method=m) for m in PLANTED_METHODS})
         elif rule == "ablate_seed":  # the job of the first seed (the one every change keeps)
             out[rule] = job_settings(rule, cfg, seeds=str(BASE["ablate"]["random_seeds"][0]))
         else:
@@ -332,7 +469,7 @@ def expected_rules(key: str) -> set[str]:
     prefixes = [p for p in DEPENDS if key == p or key.startswith(p + ".")]
     assert prefixes, f"{key}: a schema key without an entry in DEPENDS (which rules does it change?)"
     rules = DEPENDS[max(prefixes, key=len)]
-    star = {"score_layers[*]": SCORE, "score_features[*]": FEATURE_SCORE}
+    star = {"score_layers[*]": SCORE, "score_features[*]": FEATURE_SCORE, "planted_score[*]": PLANTED_SCORE}
     return {r for x in rules for r in star.get(x, {x})}
 
 

@@ -56,12 +56,14 @@ def format_plan(cfg: dict[str, Any], gpu: str = "a100", budget_hours: float = 24
     costs, data = plan_costs(cfg)
     layers, dim, _ = model_shape(cfg)
     cpu_rate, gpu_rate = THROUGHPUT["cpu"][0], THROUGHPUT[gpu][0]
+    longest = max(len(c.stage) for c in costs)
+    w = 22 if longest <= 22 else longest + 1  # the stage column fits the longest name
     lines = [
         f"model {cfg['model']['name']}: {layers} layers, {dim} dim",
         f"data ({data.source}{'' if data.exact else ', estimated'}): "
         + ", ".join(f"{k} {v:,}" for k, v in data.n.items())
         + f" proteins, {data.mean_tokens:.0f} tokens each, {data.n_classes} classes",
-        f"{'stage':<22}{'jobs':>6}{'forward':>12}{'backward':>12}{'cpu h':>10}{gpu + ' h':>10}",
+        f"{'stage':<{w}}{'jobs':>6}{'forward':>12}{'backward':>12}{'cpu h':>10}{gpu + ' h':>10}",
     ]
     warnings = []
     cpu_total = gpu_total = 0.0
@@ -69,7 +71,7 @@ def format_plan(cfg: dict[str, Any], gpu: str = "a100", budget_hours: float = 24
         cpu_h, gpu_h = c.hours(cpu_rate, dim, data.mean_tokens), c.hours(gpu_rate, dim, data.mean_tokens)
         cpu_total, gpu_total = cpu_total + cpu_h, gpu_total + gpu_h
         lines.append(
-            f"{c.stage:<22}{c.jobs:>6}{readable(c.forward):>12}{readable(c.backward):>12}"
+            f"{c.stage:<{w}}{c.jobs:>6}{readable(c.forward):>12}{readable(c.backward):>12}"
             f"{readable(cpu_h):>10}{readable(gpu_h):>10}"
         )
         if gpu_h > budget_hours:
@@ -77,7 +79,7 @@ def format_plan(cfg: dict[str, Any], gpu: str = "a100", budget_hours: float = 24
                 f"warning: {c.stage} needs ~{readable(gpu_h)} h ({duration(gpu_h)}) on {gpu} "
                 f"(budget {budget_hours:g} h); cap {c.cap}"
             )
-    lines.append(f"{'total':<22}{'':>30}{readable(cpu_total):>10}{readable(gpu_total):>10}")
+    lines.append(f"{'total':<{w}}{'':>30}{readable(cpu_total):>10}{readable(gpu_total):>10}")
     lines.append(f"in all: {duration(cpu_total)} on one CPU thread, {duration(gpu_total)} on one {gpu}")
     lines.append("forward/backward: token-layers (one token through one layer); " + THROUGHPUT[gpu][1])
     for note in (ig_note(cfg), feature_note(cfg)):

@@ -17,12 +17,20 @@ from types import SimpleNamespace
 from typing import Any
 
 from kneurons.captions import run_description
+from kneurons.planted.design import planted_methods, planted_variants
 from kneurons.scatter import seed_chunk_seeds
+from kneurons.scoring.registry import needs_reference
 
 Config = Mapping[str, Any]
 
 #: The subsections of ``score`` that each method reads (gradxact shares IG's target settings).
-SCORE_METHOD_SECTIONS = {"activation": "activation", "ig": "ig", "gradxact": "ig", "random": "random"}
+SCORE_METHOD_SECTIONS = {
+    "activation": "activation",
+    "ig": "ig",
+    "gradxact": "ig",
+    "delta": "delta",
+    "random": "random",
+}
 
 
 def _pick(section: Config, *keys: str) -> dict[str, Any]:
@@ -99,9 +107,12 @@ def _scoring_set(cfg: Config) -> dict[str, Any]:
 
 def _score_layers(cfg: Config) -> dict[str, Any]:
     score = cfg["score"]
+    attention = _pick(cfg["model"], "attention")
+    # checkpoint and download: the pretrained weights that `delta` compares the model with
+    reference = _pick(cfg["model"], "attention", "checkpoint", "download")
     return {
         "score": lambda wildcards: score_settings(score, wildcards.method),
-        "model": _pick(cfg["model"], "attention"),
+        "model": lambda wildcards: reference if needs_reference(wildcards.method) else attention,
         "seed": cfg["seed"],
         "device": cfg["device"],
     }
@@ -336,6 +347,84 @@ def _figure_feature_logos(cfg: Config) -> dict[str, Any]:
     return {**_figure(cfg), "logos": cfg["characterise"]["logos"]}
 
 
+def _planted_model(cfg: Config) -> dict[str, Any]:
+    """The base model's ``model`` section: ``init_seed`` resolved as fine-tuning resolves it."""
+    return _finetune(cfg)["model"]
+
+
+def _planted_data(cfg: Config) -> dict[str, Any]:
+    return {
+        "planted": _pick(cfg["planted"], "task"),
+        "split": _pick(cfg["split"], "fractions"),
+        "score": _pick(cfg["score"], "split", "max_sequences"),
+        "seed": cfg["seed"],
+    }
+
+
+def _planted_base(cfg: Config) -> dict[str, Any]:
+    return {"model": _planted_model(cfg), "seed": cfg["seed"], "device": cfg["device"]}
+
+
+def _planted_head_only(cfg: Config) -> dict[str, Any]:
+    # the control trains the head alone: where S would be drawn plays no part
+    return {
+        **_planted_base(cfg),
+        "train": _finetune(cfg)["train"],
+        "planted": _pick(cfg["planted"], "lr", "epochs", "patience"),
+    }
+
+
+def _planted_plant(cfg: Config) -> dict[str, Any]:
+    params = _planted_head_only(cfg)
+    return {
+        **params,
+        "planted": {**params["planted"], **_pick(cfg["planted"], "fraction", "concentrated")},
+    }
+
+
+def _planted_score(cfg: Config) -> dict[str, Any]:
+    # delta's reference is the base checkpoint (an input), never the pretrained weights
+    return {**_score_layers(cfg), "model": _pick(cfg["model"], "attention")}
+
+
+def _planted_ablate(cfg: Config) -> dict[str, Any]:
+    # Always the pretrained fill, with the base as the reference, whatever ablate.fill says; every
+    # scope and the random baseline's seeds in one job per (planting, method).
+    params = _ablate(cfg)
+    ab = {**params["ablate"], "fill": "pretrained"}
+    ab.update(_pick(cfg["ablate"], "scopes", "random_seeds"))
+    return {**params, "ablate": ab, "model": _pick(cfg["model"], "attention")}
+
+
+def _planted_ground_truth(cfg: Config) -> dict[str, Any]:
+    return {
+        "methods": planted_methods(cfg),
+        "ablate": _pick(cfg["ablate"], "normalise", "token_budget", "masks_per_pass", "bf16", "random_seeds"),
+        "model": _pick(cfg["model"], "attention"),
+        "seed": cfg["seed"],
+        "device": cfg["device"],
+    }
+
+
+def _planted_curves(cfg: Config) -> dict[str, Any]:
+    return {
+        "replicates": cfg["planted"]["replicates"],
+        "stats": _pick(cfg["stats"], "bootstrap", "keep_accuracy", "confidence"),
+        "seed": cfg["seed"],
+    }
+
+
+def _planted_stats(cfg: Config) -> dict[str, Any]:
+    return {
+        "variants": planted_variants(cfg),
+        "methods": planted_methods(cfg),
+        "planted": _pick(cfg["planted"], "replicates", "concentrated", "auprc_margin"),
+        "stats": _pick(cfg["stats"], "bootstrap", "confidence", "keep_accuracy", "top_fraction", "claims"),
+        "ablate": _pick(cfg["ablate"], "normalise"),
+        "seed": cfg["seed"],
+    }
+
+
 def _figure(cfg: Config) -> dict[str, Any]:
     return {
         "run": run_description(cfg),
@@ -384,6 +473,15 @@ RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
     "compactness": _feature_stats,
     "characterise_features": _characterise_features,
     "figure_feature_logos": _figure_feature_logos,
+    "planted_data": _planted_data,
+    "planted_base": _planted_base,
+    "planted_plant": _planted_plant,
+    "planted_head_only": _planted_head_only,
+    "planted_score": _planted_score,
+    "planted_ablate": _planted_ablate,
+    "planted_ground_truth": _planted_ground_truth,
+    "planted_curves": _planted_curves,
+    "planted_stats": _planted_stats,
     **{
         f"figure_{kind}": _figure
         for kind in (
@@ -396,6 +494,7 @@ RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
             "confusion_matrix",
             "features_accuracy",
             "compactness",
+            "planted_precision_recall",
         )
     },
 }

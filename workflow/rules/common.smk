@@ -19,6 +19,7 @@ if _SRC not in (_PYTHONPATH or "").split(os.pathsep):
 from kneurons.config_cli import workflow_config  # noqa: E402
 from kneurons.data.mmseqs import check_mmseqs_for_config  # noqa: E402
 from kneurons.io import check_output_dir  # noqa: E402
+from kneurons.planted.design import planted_methods, planted_variants  # noqa: E402
 from kneurons.scatter import (  # noqa: E402
     random_seed_chunks,
     score_layer_chunks,
@@ -75,4 +76,6 @@ def get_final_output():
         for path in (*EXTERNAL_FILES.values(), *EXTERNAL_STATS.values())
     ]
     final += [*FIGURE_FILES, ATLAS]
+    if config["planted"]["enabled"]:  # the planted-knowledge benchmark (planted.smk)
+        final += planted_outputs()
     return final

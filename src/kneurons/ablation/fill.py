@@ -6,8 +6,10 @@
 * ``pretrained``: the unit outputs what its pre-fine-tuning weights give *on the input it
   receives*, ``W_pre[i] . x + b_pre[i]`` (a per-neuron rollback of fine-tuning). This needs no
   second forward pass, composes with the batched evaluation of the engine, and is defined for
-  every unit of every layer; it is refused for a model that was not initialised from pretrained
-  weights (there is no pre-fine-tuning output to give).
+  every unit of every layer; it is refused for a model fine-tuned from random initialisation
+  (there is no pre-fine-tuning output to give). The reference is the pretrained backbone, or,
+  for a model planted in a base model (``kneurons.planted``), that base checkpoint
+  (``kneurons.model.reference``, which checks its sha256 against the one the model records).
 
 ``make_fill`` is the one place that builds the ``ablate.fill`` of a job (ablation and class
 suppression alike).
@@ -27,12 +29,11 @@ from torch import nn
 
 from kneurons.ablation.masks import layout_of
 from kneurons.errors import ConfigError, InputError, ModelError
-from kneurons.model.backends import module_of
 from kneurons.model.classifier import EsmClassifier
 from kneurons.model.hooks import module_output_hooks, per_copy, per_copy_units
 from kneurons.model.inference import Batch, run_batches
+from kneurons.model.reference import fine_tuned_from, reference_loader, reference_rows
 from kneurons.ranking import Block, NeuronLayout
-from kneurons.tables import WEIGHTS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +55,7 @@ class Fill:
     @classmethod
     def from_reference(cls, reference: nn.Module, layout: NeuronLayout) -> Fill:
         """``pretrained`` fill from a reference (bare backbone or classifier) of the same architecture."""
-        weights: dict[Block, tuple[torch.Tensor, torch.Tensor | None]] = {}
-        for (layer, m), size in zip(layout.blocks, layout.sizes, strict=False):
-            try:
-                mod = module_of(reference, layer, m)
-            except (IndexError, AttributeError) as exc:
-                raise ModelError(f"reference model has no {m} in layer {layer}: {exc}") from exc
-            if mod.out_features != size:
-                raise ModelError(
-                    f"reference model's layer {layer} {m} has {mod.out_features} units, "
-                    f"the fine-tuned model {size}"
-                )
-            b = mod.bias.detach().clone() if mod.bias is not None else None
-            weights[(layer, m)] = (mod.weight.detach().clone(), b)
-        return cls(kind="pretrained", reference=weights)
+        return cls(kind="pretrained", reference=reference_rows(reference, layout.blocks, layout.sizes))
 
     def to(self, device: torch.device) -> Fill:
         """A copy with every tensor on ``device``."""
@@ -135,43 +123,6 @@ def mean_activations(
     return {b: (s / counts[b]).float() for b, s in sums.items()}
 
 
-def pretrained_reference(
-    info: Mapping[str, Any], model_cfg: Mapping[str, Any], source: str = "the checkpoint"
-) -> Callable[[], nn.Module]:
-    """Loader of the pre-fine-tuning backbone of a checkpoint with info ``info``.
-
-    The backbone name and backend are the checkpoint's (``info["backbone"]``), the weights
-    ``model.checkpoint`` (else the backend's cache); it downloads only if ``model.download`` allows.
-    The loaded weights must be the ones fine-tuning started from: their sha256 is compared with
-    the one the checkpoint (``source``) records, and a difference is an error.
-    """
-
-    def load() -> nn.Module:
-        from kneurons.model import loading
-        from kneurons.model.weights import weights_sha256
-
-        backbone = loading.load_reference_backbone(info["backbone"], dict(model_cfg))
-        recorded = info.get("meta", {}).get(WEIGHTS_KEY)
-        if not recorded:
-            log.warning(
-                "%s records no sha256 of the weights it was fine-tuned from (written by older code); "
-                "the pretrained fill's reference weights cannot be checked against them",
-                source,
-            )
-            return backbone
-        file = loading.reference_weights_path(info["backbone"], dict(model_cfg))
-        actual = weights_sha256(file)
-        if actual != recorded:
-            raise ModelError(
-                f"ablate.fill 'pretrained': the reference weights {file} (sha256 {actual}) are not "
-                f"the weights {source} was fine-tuned from (sha256 {recorded}); point model.checkpoint "
-                f"at the file fine-tuning used, or fine-tune again from {file}"
-            )
-        return backbone
-
-    return load
-
-
 def make_fill(
     kind: str,
     model: EsmClassifier,
@@ -186,9 +137,10 @@ def make_fill(
     """The fill of ``ablate.fill`` for ``model``, loaded with checkpoint info ``info``.
 
     ``mean`` measures the mean activations on ``scoring_sequences``. ``pretrained`` needs a
-    model fine-tuned from pretrained weights (``info["meta"]["pretrained"]``) and a reference:
-    the pretrained backbone, or a function that loads it (called only here, so a random-init
-    model never triggers a download); by default ``pretrained_reference(info, model_cfg)``.
+    model fine-tuned from a reference (pretrained weights, or a base checkpoint:
+    ``kneurons.model.reference.fine_tuned_from``) and that reference: a module, or a function that
+    loads it (called only here, so a random-init model never triggers a download); by default
+    ``reference_loader(info, model_cfg)``, the pretrained weights.
     """
     if kind == "zero":
         return Fill()
@@ -198,14 +150,14 @@ def make_fill(
         log.info("measuring mean activations on %d scoring sequences", len(scoring_sequences))
         return Fill(kind="mean", means=mean_activations(model, scoring_sequences, token_budget, device))
     if kind == "pretrained":
-        if not info.get("meta", {}).get("pretrained", False):
+        if fine_tuned_from(info) == "random init":
             raise ConfigError(
                 f"ablate.fill: 'pretrained' fills a neuron with the output of its pre-fine-tuning weights, "
                 f"but {source} was fine-tuned from random initialisation (model.pretrained: false); "
                 f"use fill 'zero' or 'mean'"
             )
         if reference is None:
-            reference = pretrained_reference(info, model_cfg or {}, source)
+            reference = reference_loader(info, model_cfg, source)
         ref = reference() if not isinstance(reference, nn.Module) else reference
         return Fill.from_reference(ref, layout_of(model))
     raise ValueError(f"unknown fill {kind!r}; one of {', '.join(FILLS)}")

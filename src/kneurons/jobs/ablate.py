@@ -15,6 +15,7 @@ from kneurons.ablation.fill import Fill, make_fill
 from kneurons.ablation.run import load_external_set, load_test_set, run_ablation
 from kneurons.errors import InputError
 from kneurons.features.attach import attach_scored_saes
+from kneurons.model.reference import checkpoint_reference
 from kneurons.tables import AblationResult, read_scoring_set, save_result
 from kneurons.vocabulary import MODULE_TYPES
 
@@ -66,6 +67,7 @@ def run_ablation_job(
     reference_loader: Callable[[], nn.Module] | None = None,
     external_path: str | Path | None = None,
     saes: Sequence[Mapping[str, Any]] | None = None,
+    reference_checkpoint: str | Path | None = None,
 ) -> AblationResult:
     """One job: every mask of ``method`` in ``scope`` on the test split; writes the table and predictions.
 
@@ -75,7 +77,8 @@ def run_ablation_job(
     ``settings`` are the rule's params (``kneurons.settings.job_settings('ablate', config)``): ``ablate``,
     ``model.attention``, ``model.checkpoint``, ``seed``; a whole validated config works too. For
     ``fill: pretrained`` the reference backbone comes from ``reference_loader`` (default: the
-    pretrained weights named in the checkpoint, ``kneurons.ablation.fill.pretrained_reference``).
+    pretrained weights named in the checkpoint, ``kneurons.model.reference.reference_loader``), or
+    the classifier ``reference_checkpoint`` the model was planted in (the planted-knowledge benchmark).
 
     ``saes``: ablate SAE features instead of neurons: each spec (``kneurons.features.attach``) is
     attached, the score table must record the same SAEs, and the masks rank and zero the features
@@ -106,6 +109,8 @@ def run_ablation_job(
         if ab["fill"] != "zero":
             raise InputError(f"SAE features are ablated by zeroing them; fill {ab['fill']!r} is for neurons")
         modules = attach_scored_saes(model, saes, scores_path, score_meta)
+    if reference_loader is None and reference_checkpoint is not None:
+        reference_loader = checkpoint_reference(reference_checkpoint, info, str(checkpoint))
     fill = job_fill(
         ab["fill"],
         model,

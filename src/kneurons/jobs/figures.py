@@ -15,6 +15,7 @@ from kneurons.figures.characterise import (
 from kneurons.figures.compactness import plot_compactness
 from kneurons.figures.curves import plot_ablation_curves, plot_threshold_bars
 from kneurons.figures.heatmaps import plot_density, plot_layer_module_gap
+from kneurons.figures.planted import plot_precision_recall
 from kneurons.figures.stability import plot_stability
 from kneurons.figures.training import plot_confusion, plot_training_curve
 from kneurons.tables import (
@@ -24,6 +25,7 @@ from kneurons.tables import (
     read_stats_table,
     read_training_curve,
 )
+from kneurons.tables.planted import read_planted_stats
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,8 @@ def make_figure(
     (the neurons' curves table) and ``inputs["feature_curves"]``.
     ``feature_logos`` draws the top IG features' logos (``inputs["neurons"]``, ``inputs["pfm"]``);
     ``logos``: how many (``characterise.logos``, as the neurons' logos).
+    ``planted_precision_recall`` draws the planted benchmark's curves (``inputs["pr_curves"]``,
+    ``inputs["recovery"]``).
     """
     if kind in ("accuracy_preserve", "accuracy_suppress"):
         fig = plot_ablation_curves(read_stats_table(inputs["curves"], "curves"), kind.split("_")[1])
@@ -94,6 +98,11 @@ def make_figure(
         fig = plot_training_curve(read_training_curve(inputs["curve"]), read_metrics(inputs["metrics"]))
     elif kind == "confusion_matrix":
         fig = plot_confusion(read_metrics(inputs["metrics"]))
+    elif kind == "planted_precision_recall":
+        fig = plot_precision_recall(
+            read_planted_stats(inputs["pr_curves"], "pr_curves"),
+            read_planted_stats(inputs["recovery"], "recovery"),
+        )
     elif kind == "feature_logos":
         neurons = read_characterise_table(inputs["neurons"], "neurons")
         fig = plot_logos(neurons, read_characterise_table(inputs["pfm"], "pfm"), logos)

@@ -49,6 +49,9 @@ Which workflow rules each stage's jobs are (``STAGE_RULES``) and which rules the
 (``UNCOSTED_RULES``: no model passes) is one table; tests/test_shipped_configs.py checks the jobs
 against ``snakemake -n`` for every shipped configuration.
 
+- the planted-knowledge benchmark (``planted.enabled``; ``kneurons.plan.planted``): its plantings
+  and controls, their scoring, ablation and ground truth on the planted task's own proteins.
+
 Time: ``flops = token_layers * (24 d^2 + 4 d t)`` forward (``t`` the mean tokens per sequence),
 backward twice that, plus a stage's other FLOPs (an SAE's optimisation), divided by the device's
 effective FLOP/s, plus ``JOB_STARTUP_S`` per job.
@@ -83,6 +86,7 @@ from kneurons.plan.passes import (
     score_job_cost,
     scoring_cost,
 )
+from kneurons.plan.planted import planted_costs, planted_tokens
 from kneurons.plan.recorded import ig_note, recorded_attempts
 from kneurons.plan.stages import (
     STAGE_RULES,
@@ -124,6 +128,8 @@ __all__ = [
     "neuron_layout",
     "one_setting_under_budget",
     "plan_costs",
+    "planted_costs",
+    "planted_tokens",
     "recorded_attempts",
     "rule_jobs",
     "score_job_cost",

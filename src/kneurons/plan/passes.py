@@ -167,13 +167,13 @@ def score_job_cost(
     (``passes`` x ``steps``) layers ``start..L-1``, and for the attributions the completeness
     check's forward tails: the intact target and one per module (``modules``) with its units zeroed.
 
-    Activation runs layers ``0..layer`` (``EsmClassifier.run_through``; all ``layers`` for the
+    Activation and delta run layers ``0..layer`` (``EsmClassifier.run_through``; all ``layers`` for the
     final stream's SAE at ``layer = layers``). ``passes``: gradient passes per step and layer,
     ``IG_PASSES_PER_LAYER`` for the neuron modules, 1 for an SAE's features (one leaf).
     """
     if method == "random":
         return 0.0, 0.0
-    if method == "activation":
+    if method in ("activation", "delta"):  # one pass to the layer (delta: its modules' inputs)
         return tokens * min(layer + 1, layers), 0.0
     first = layer if start is None else start
     tail = tokens * passes * (steps if method == "ig" else 1) * (layers - first)

@@ -16,6 +16,7 @@ from kneurons.plan.passes import (
     external_tokens,
     scoring_cost,
 )
+from kneurons.plan.planted import planted_costs
 from kneurons.plan.recorded import recorded_attempts
 from kneurons.scatter import random_seed_chunks, score_layer_chunks
 
@@ -33,6 +34,12 @@ STAGE_RULES: dict[str, tuple[str, ...]] = {
     "score features": ("score_features",),
     "ablate features": ("ablate_features",),
     "characterise features": ("characterise_features",),
+    "SAE quality": ("sae_quality",),
+    # the planted benchmark (planted.enabled): its stages by their first two words
+    "planted train": ("planted_plant", "planted_head_only"),
+    "planted score": ("planted_score",),
+    "planted ablate": ("planted_ablate",),
+    "planted ground truth": ("planted_ground_truth",),
 }
 #: The rules the plan does not cost: they run no model (downloads, labels, the split and its MMseqs2
 #: searches, gathering, statistics, claims, figures, the atlas) and take seconds to minutes. A rule
@@ -60,6 +67,11 @@ UNCOSTED_RULES: frozenset[str] = frozenset(
         "compactness",
         "characterise_figures",
         "atlas",
+        # the planted benchmark: its data and base model are built, not trained; its statistics
+        "planted_data",
+        "planted_base",
+        "planted_curves",
+        "planted_stats",
     }
 )
 
@@ -78,8 +90,12 @@ def is_costed(rule: str) -> bool | None:
 
 
 def stage_kind(stage: str) -> str:
-    """The kind of a plan stage (a key of ``STAGE_RULES``): its name, or its first word."""
-    return stage if stage in STAGE_RULES else stage.split()[0]
+    """The kind of a plan stage (a key of ``STAGE_RULES``): its name, or its first two words
+    (``planted score ig``), or its first word (``score ig``)."""
+    if stage in STAGE_RULES:
+        return stage
+    two = " ".join(stage.split()[:2])
+    return two if two in STAGE_RULES else stage.split()[0]
 
 
 def rule_jobs(costs: list[StageCost]) -> dict[str, int]:
@@ -98,7 +114,8 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
 
     Fine-tuning, scoring, ablation and class characterisation run once per replicate
     (``train.replicates``); each external set adds the global scope's ablation per replicate;
-    ``units.features`` adds the feature stages (``kneurons.plan.features.feature_costs``), per replicate.
+    ``units.features`` adds the feature stages (``kneurons.plan.features.feature_costs``), per replicate;
+    ``planted.enabled`` the planted-knowledge benchmark's (``kneurons.plan.planted.planted_costs``).
     """
     layers, dim, _ = model_shape(cfg)
     data = data_size(cfg)
@@ -172,4 +189,5 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
             )
         )
     out += feature_costs(cfg, data, layers, dim)
+    out += planted_costs(cfg, layers, dim)
     return out, data

@@ -3,7 +3,7 @@
 
 A method class is built from the validated ``score`` config section (``from_config``) and holds its
 settings; ``score_layer(model, scoring_set, layer, device)`` gives the score-table rows of one layer.
-Methods that score sequences (activation, ig, gradxact) share ``attribute(model, sequences, gold,
+Methods that score sequences (activation, ig, gradxact, delta) share ``attribute(model, sequences, gold,
 layer, module_types, device) -> {module: (n_seq, n_neurons)}``, per-sequence scores whose means over
 all sequences (and, class-conditionally, over each class's sequences) are the table. Random scores
 do not look at sequences; that class draws its rows directly. The registry
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -145,12 +145,20 @@ def score_layer(
     score_cfg: dict[str, Any],
     device: torch.device | str = "cpu",
     module_types: Sequence[str] = MODULE_TYPES,
+    reference: Mapping[tuple[int, str], Any] | None = None,
 ) -> pd.DataFrame:
     """The score table of one (method, layer): all six modules of ``layer``, or the units
     ``module_types`` (``("sae",)``: the features of the SAE attached at ``layer``).
 
     ``score_cfg`` is the validated ``score`` section of the config; ``scoring_set`` has columns
-    ``sequence, label, label_index``.
+    ``sequence, label, label_index``. ``reference``: the reference rows
+    (``kneurons.model.reference.reference_rows``) of a method that compares the model with the
+    weights fine-tuning started from (``MethodSpec.needs_reference``); ignored by the others.
     """
     check_layer(model, layer, module_types)
-    return registry.build(method, score_cfg).score_layer(model, scoring_set, layer, device, module_types)
+    scorer = registry.build(method, score_cfg)
+    if registry.needs_reference(method):
+        if reference is None:
+            raise ModelError(f"score method {method!r} needs the reference weights; none were given")
+        scorer = scorer.with_reference(reference)
+    return scorer.score_layer(model, scoring_set, layer, device, module_types)

@@ -222,13 +222,30 @@ def sets_summary(claims: pd.DataFrame) -> str:
     return text + " (the note under each claim says on which proteins)."
 
 
-def render_verdicts(claims: pd.DataFrame) -> str:
+#: What the report's verdict table says above and below its rows (``render_verdicts``); ``{pct}``
+#: is the interval's level. Another table of verdicts (the planted-knowledge benchmark's) says its own.
+CLAIMS_INTRO = (
+    "One row per claim of the paper (and ours), each decided by a rule fixed in advance: "
+    "<em>supported</em> when the {pct} interval lies on the claimed side of 0, <em>not supported</em> "
+    "when it lies on the other side or within the margin, <em>inconclusive</em> otherwise."
+)
+
+
+def render_verdicts(
+    claims: pd.DataFrame,
+    heading: str = "Verdicts",
+    intro: str = CLAIMS_INTRO,
+    table: str = "stats/claims.tsv",
+    atlas: bool = True,
+) -> str:
     """The verdict table as an HTML fragment for the report's first screen: first how many sets were
     judged and how many are at their baseline (``sets_summary``); then per claim its statement and
     statistic (and its ``note``, where it has one, below them; a note the row above in its set
     already shows, shortened to ``model at baseline (as above)``), method and set (``STACKED``),
     estimate with interval above its p-value, claimed direction and margin, verdict, and a link to its
-    figure; then the decision rule in words and a link that opens the neuron atlas."""
+    figure; then the decision rule in words and (``atlas``) a link that opens the neuron atlas.
+    ``heading``, ``intro`` (HTML, ``{pct}``: the interval's level) and ``table`` (the TSV it
+    renders) say what the table is."""
     text = claims_text(claims)
     cols = set(text.columns)
     conf = str(text["confidence"].iloc[0]) if "confidence" in cols and len(text) else "0.95"
@@ -249,7 +266,7 @@ def render_verdicts(claims: pd.DataFrame) -> str:
         figure = r.get("figure", "")
         fig_cell = (
             _link(figure.rsplit(".", 1)[0], Path(figure).stem.replace("_", " "))
-            if figure.startswith("figures/")
+            if figure.startswith("figures/") or "/figures/" in figure
             else f'<span class="foot" title="{html.escape(figure)}">none (a table)</span>'
         )
         interval = f"{r.get('estimate', '')} [{r.get('ci_lo', '')}, {r.get('ci_hi', '')}]"
@@ -295,7 +312,7 @@ def render_verdicts(claims: pd.DataFrame) -> str:
         )
     foot.append(
         "Numbers are rounded to what their interval supports; verdicts were decided on full precision. "
-        "The table: stats/claims.tsv (category 0. Verdicts)."
+        f"The table: {table} (category 0. Verdicts)."
     )
     atlas_line = (
         f'<p class="atlas">Browse the neurons: {_link("atlas/index", "open the neuron atlas")} '
@@ -305,20 +322,18 @@ def render_verdicts(claims: pd.DataFrame) -> str:
     return (
         f"<style>{_STYLE}</style>\n"
         '<div id="kn-verdicts">\n'
-        "<h2>Verdicts</h2>\n"
+        f"<h2>{html.escape(heading)}</h2>\n"
         + (f'<p class="sets">{html.escape(summary)}</p>\n' if summary else "")
         + f"<table>\n<thead><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr></thead>\n"
         f"<tbody>\n{chr(10).join(rows)}\n</tbody>\n</table>\n"
-        f"<p>One row per claim of the paper (and ours), each decided by a rule fixed in advance: "
-        f"<em>supported</em> when the {pct} interval lies on the claimed side of 0, <em>not supported</em> "
-        f"when it lies on the other side or within the margin, <em>inconclusive</em> otherwise.{pooled} "
-        f"Click a figure to see it.</p>\n"
-        f"{atlas_line}\n"
+        f"<p>{intro.format(pct=pct)}{pooled} Click a figure to see it.</p>\n"
+        f"{atlas_line if atlas else ''}\n"
         f'<p class="foot">{" ".join(html.escape(f) for f in foot)}</p>\n'
         "</div>\n"
     )
 
 
-def write_verdicts(claims: pd.DataFrame, path: str | Path) -> None:
-    """Write ``stats/verdicts.html`` (``render_verdicts``) atomically."""
-    write_text_atomic(path, render_verdicts(claims))
+def write_verdicts(claims: pd.DataFrame, path: str | Path, **how: Any) -> None:
+    """Write ``stats/verdicts.html`` (``render_verdicts``; ``how``: its heading, intro, table and
+    atlas link) atomically."""
+    write_text_atomic(path, render_verdicts(claims, **how))

@@ -34,6 +34,7 @@ from kneurons.model.batching import token_budget_batches
 from kneurons.model.checkpoint import save_classifier, save_tensors
 from kneurons.model.classifier import EsmClassifier
 from kneurons.model.inference import Batch, run_batches
+from kneurons.model.reference import FINE_TUNED_FROM
 from kneurons.model.runtime import to_device
 from kneurons.model.weights import Downloader
 from kneurons.progress import Progress, eta_text, progress_extra
@@ -134,6 +135,8 @@ def _train_epoch(run: TrainRun, state: TrainingState, clock: _Clock, log_every: 
         if (b + 1) % accum and b + 1 < len(batches):
             continue
         optimizer_step(run.trainable, run.optimizer, run.scheduler, run.train_cfg["grad_clip"])
+        if run.after_step is not None:
+            run.after_step()
         state.step += 1
         now = time.perf_counter()
         # The run's first step (its rate, soon), every log_every steps, and at least every 10 s when
@@ -275,6 +278,8 @@ def _run_metadata(run: TrainRun, resumed_from: int | None, wall_seconds: float) 
         "total_steps": run.total_steps,
         "resumed_from_epoch": resumed_from,
         "wall_seconds_this_run": wall_seconds,
+        **({"base_checkpoint": str(run.base)} if run.base is not None else {}),
+        **({"planted_units": len(run.planted)} if run.planted is not None else {}),
     }
 
 
@@ -295,6 +300,8 @@ def _write_outputs(
         "seed": run.seed,
         "best_epoch": state.best_epoch,
     }
+    if run.base is not None:  # fine-tuned from a classifier checkpoint: its sha256 is weights_sha256
+        meta[FINE_TUNED_FROM] = "checkpoint"
     out_dir.mkdir(parents=True, exist_ok=True)
     save_classifier(out_dir / "best.pt", run.model.cpu(), run.spec, run.labels, meta)
     write_json_result(out_dir / "metrics.json", metrics)
@@ -315,6 +322,8 @@ def fine_tune(
     resume: bool = True,
     log_every: int = 20,
     downloader: Downloader | None = None,
+    base: str | Path | None = None,
+    planted: Sequence[tuple[int, str, int]] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune an ESM-2 classifier; write ``best.pt``, ``metrics.json``, ``training_curve.tsv`` and
     ``run_metadata.json`` to ``out_dir``.
@@ -324,12 +333,17 @@ def fine_tune(
     ``train_cfg`` are the config sections (missing keys take the schema defaults). With
     ``resume`` a matching ``out_dir/checkpoints/last.pt`` (same config, data and seed) is
     continued; otherwise training starts afresh. Returns the content of ``metrics.json``.
+
+    ``base`` and ``planted`` plant knowledge (``kneurons.planted``): start from the classifier
+    checkpoint ``base`` and train only the rows of the ``planted`` units ``(layer, module, neuron)``
+    and the head (``[]``: the head alone); ``best.pt`` then records that it was fine-tuned from
+    ``base`` (``kneurons.model.reference.FINE_TUNED_FROM``, its sha256 as ``weights_sha256``).
     """
     out_dir = Path(out_dir)
     cfg = sections_with_defaults({"model": model_cfg, "train": train_cfg})
     labels = [str(x) for x in labels]
     data = prepare_data(split, labels)
-    run = setup_run(data, labels, cfg["model"], cfg["train"], seed, device, downloader)
+    run = setup_run(data, labels, cfg["model"], cfg["train"], seed, device, downloader, base, planted)
     ckpt_dir = out_dir / "checkpoints"
     best_state_path = ckpt_dir / "best_state.pt"
     state, resumed_from = resume_or_start(run, ckpt_dir, resume)
