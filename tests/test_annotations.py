@@ -130,7 +130,7 @@ COLUMN_TEXTS: dict[str, tuple[str, list[tuple[str, list[int]]]]] = {
         [("Cleavage", [88, 89]), ("Transition state stabilizer", [120])],
     ),
     "motif": (
-        'MOTIF 15..18; /note="\'HIGH\' region"; MOTIF 40..44; /note="\'KMSKS\' region"; '
+        "MOTIF 15..18; /note=\"'HIGH' region\"; MOTIF 40..44; /note=\"'KMSKS' region\"; "
         '/evidence="ECO:0000255|HAMAP-Rule:MF_00022"',
         [("'HIGH' region", [15, 16, 17, 18]), ("'KMSKS' region", [40, 41, 42, 43, 44])],
     ),

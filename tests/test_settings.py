@@ -42,6 +42,7 @@ MODEL_JOBS = {
     "characterise_classes",
     "characterise_neurons",
     *FEATURE_MODEL_JOBS,
+    "concepts",
 }
 FIGURES = {
     "figure_accuracy",
@@ -54,6 +55,7 @@ FIGURES = {
     "figure_features_accuracy",
     "figure_compactness",
     "figure_feature_logos",
+    "concept_figures",
 }
 
 #: Keys whose change alters the DAG (which jobs exist, their input or output paths) besides any
@@ -80,6 +82,7 @@ DAG_KEYS = {
     "train.replicates": "one fine-tuning, scoring, ablation and characterisation per replicate",
     "characterise.enabled": "the characterisation jobs in the default target",
     "units.features": "one train_sae job per trained SAE and replicate, and every feature job's inputs",
+    "concepts.enabled": "the concept jobs in the default target, and the claims' input of claim 7",
     "figures.formats": "the figure outputs",
 }
 
@@ -106,6 +109,7 @@ DEPENDS: dict[str, set[str]] = {
         "score_features[*]",
         "ablate_features",
         "characterise_features",
+        "concepts",
         *FEATURE_STATS_JOBS,
         *FIGURES,
     },
@@ -143,7 +147,13 @@ DEPENDS: dict[str, set[str]] = {
     "train": {"finetune"},
     # one more replicate adds jobs (DAG_KEYS), and changes no existing fine-tuning run's params
     "train.replicates": {"ablation_stats", "external_stats", "claims", *FEATURE_STATS_JOBS, *FIGURES},
-    "train.bf16": {"finetune", "characterise_classes", "characterise_neurons", "characterise_features"},
+    "train.bf16": {
+        "finetune",
+        "characterise_classes",
+        "characterise_neurons",
+        "characterise_features",
+        "concepts",
+    },
     "score.methods": {"ablation_stats", "atlas", *FEATURE_STATS_JOBS, *FIGURES},
     "score.split": {"scoring_set", "score_layers[*]", "score_features[*]", *FIGURES},
     "score.max_sequences": {"scoring_set", "score_layers[*]", "score_features[*]", *FIGURES},
@@ -189,6 +199,7 @@ DEPENDS: dict[str, set[str]] = {
         "ablate_features",
         "characterise_features",
         "atlas",
+        "concepts",
         *FIGURES,
     },
     "ablate.fractions": {"ablate", "ablate_seed", "ablate_external", "ablate_features", *FIGURES},
@@ -198,9 +209,9 @@ DEPENDS: dict[str, set[str]] = {
     "ablate.seeds_per_job": set(),
     "stats": {"ablation_stats"},
     "stats.keep_accuracy": {"ablation_stats", *FEATURE_STATS_JOBS},
-    "stats.bootstrap": {"ablation_stats", "external_stats", *FEATURE_STATS_JOBS},
-    "stats.confidence": {"ablation_stats", "external_stats", "claims", *FEATURE_STATS_JOBS},
-    "stats.top_fraction": {"ablation_stats", "atlas", "claims"},
+    "stats.bootstrap": {"ablation_stats", "external_stats", "concepts", *FEATURE_STATS_JOBS},
+    "stats.confidence": {"ablation_stats", "external_stats", "claims", "concepts", *FEATURE_STATS_JOBS},
+    "stats.top_fraction": {"ablation_stats", "atlas", "claims", "concepts"},
     "stats.claims": {"claims"},
     "ablate.max_sequences": {"ablate", "ablate_seed", "ablate_features"},
     "evaluate.external": {"claims"},
@@ -220,7 +231,15 @@ DEPENDS: dict[str, set[str]] = {
     "figures.formats": set(FIGURES),
     "figures.dpi": {*FIGURES, "characterise_figures"},
     "atlas": {"atlas"},
-    "units.features": {"sae_report", "score_features[*]", "ablate_features", "characterise_features"},
+    "units.features": {
+        "sae_report",
+        "score_features[*]",
+        "ablate_features",
+        "characterise_features",
+        "concepts",
+    },
+    "concepts": {"concepts"},
+    "concepts.enabled": set(),
     "sae": {"train_sae"},
     "sae.max_tokens": {"train_sae", "sae_report"},
 }
@@ -401,7 +420,7 @@ def test_scripts_are_thin_adapters_over_the_jobs():
 
 def test_every_rule_passes_the_settings_seam_and_says_what_it_does():
     """The params Snakemake sees are the seam's (functions of wildcards where the seam has them)."""
-    own = {"figure": {"kind"}, "characterise_figures": {"figures"}}
+    own = {"figure": {"kind"}, "characterise_figures": {"figures"}, "concept_figures": {"figures"}}
     seen = set()
     for rule in workflow_rules():
         if rule["kind"] == "none":

@@ -327,6 +327,20 @@ def _figure_feature_logos(cfg: Config) -> dict[str, Any]:
     return {**_figure(cfg), "logos": cfg["characterise"]["logos"]}
 
 
+def _concepts(cfg: Config) -> dict[str, Any]:
+    # the knowledge units are ranked as the ablation ranks them; the SAE entries say which features
+    return {
+        "concepts": {k: v for k, v in cfg["concepts"].items() if k != "enabled"},
+        "stats": _pick(cfg["stats"], "top_fraction", "bootstrap", "confidence"),
+        "ablate": _pick(cfg["ablate"], "normalise"),
+        "model": _pick(cfg["model"], "attention"),
+        "train": _pick(cfg["train"], "bf16"),
+        "units": _units(cfg),
+        "seed": cfg["seed"],
+        "device": cfg["device"],
+    }
+
+
 def _figure(cfg: Config) -> dict[str, Any]:
     return {
         "run": run_description(cfg),
@@ -374,6 +388,8 @@ RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
     "compactness": _feature_stats,
     "characterise_features": _characterise_features,
     "figure_feature_logos": _figure_feature_logos,
+    "concepts": _concepts,
+    "concept_figures": _figure,
     **{
         f"figure_{kind}": _figure
         for kind in (

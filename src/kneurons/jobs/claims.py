@@ -14,6 +14,7 @@ from kneurons.errors import InputError
 from kneurons.stats.claims import IntactModel, evaluate_claims
 from kneurons.tables import (
     read_characterise_table,
+    read_concept_table,
     read_intact_metrics,
     read_stats_table,
     write_claims,
@@ -60,7 +61,9 @@ def run_claims(
     the intact model's test accuracy and majority baseline, for the baseline rule) and, when the
     characterisation ran, ``class_specificity`` (one table per replicate; each class's recall drops
     are averaged over the replicates) and, when SAE features were ablated, ``compactness``
-    (``stats/compactness.tsv``, pooled over the replicates: claim 6, test split only). Per external
+    (``stats/compactness.tsv``, pooled over the replicates: claim 6, test split only) and, when the
+    concept stage ran, ``concept_knowledge`` (``concepts/knowledge.tsv``: claim 7, the main run's
+    test split). Per external
     set (``settings["external"]``, sorted names): ``external`` (its ``random_gap.tsv``) and
     ``external_metrics`` (its ``metrics.json``), in the order of the names. Returns the claims with
     their numbers at full precision.
@@ -77,6 +80,9 @@ def run_claims(
     compactness = None
     if inputs.get("compactness"):
         compactness = read_stats_table(inputs["compactness"], "compactness")
+    concepts = None
+    if inputs.get("concept_knowledge"):
+        concepts = read_concept_table(inputs["concept_knowledge"], "knowledge")
     n_rep = int(settings.get("replicates", 1))
     parts = [
         evaluate_claims(
@@ -87,6 +93,7 @@ def run_claims(
             n_replicates=n_rep,
             intact=intact_model(_paths(inputs.get("metrics")), "test"),
             compactness=compactness,
+            concepts=concepts,
         )
     ]
     # External sets: the curve claims (1, 2, 4) on proteins the model never saw (no SAE features: no 6).

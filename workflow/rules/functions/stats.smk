@@ -3,7 +3,8 @@
 
 def claims_inputs(wildcards):
     """The statistics behind the claims, and the intact model's metrics on each set (the baseline
-    rule); class specificity only when the characterisation runs, compactness only with SAE features.
+    rule); class specificity only when the characterisation runs, compactness only with SAE features,
+    the concept stage's knowledge table when it runs.
     """
     inputs = {
         "random_gap": STATS["random_gap"],
@@ -20,4 +21,6 @@ def claims_inputs(wildcards):
         inputs["class_specificity"] = per_replicate(CHAR_CLASS["specificity"])
     if FEATURES:  # claim 6: SAE features against neurons (features.smk)
         inputs["compactness"] = COMPACTNESS
+    if CONCEPTS_ENABLED:  # claim 7: knowledge units against random units (concepts.smk)
+        inputs["concept_knowledge"] = CONCEPTS["knowledge"]
     return inputs

@@ -1,0 +1,296 @@
+"""Concept alignment (kneurons.concepts): concepts from UniProt columns and planted motifs, InterPLM's F1
+by hand, the streamed counts against the reference, the controls and nulls, the knowledge comparison,
+and the science on the planted-motif model (the motifs are recovered by the units that fire on them;
+the shuffled controls sit at chance)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from test_annotations import COLUMN_TEXTS
+from test_sae import attach_interprot, fair_model
+from workflow_rules import REPO
+
+from kneurons.ablation.masks import layout_of
+from kneurons.characterise.activations import residue_activations
+from kneurons.concepts.activations import concept_counts, unit_maxima
+from kneurons.concepts.alignment import is_aligned, null_f1, pair_nulls
+from kneurons.concepts.catalogue import (
+    CONTROLS,
+    PartTracks,
+    build_catalogue,
+    move_across,
+    shuffle_within,
+)
+from kneurons.concepts.knowledge import knowledge_comparison, select_units
+from kneurons.concepts.metric import (
+    at_thresholds,
+    choose_thresholds,
+    count_part,
+    f1_scores,
+    part_scores,
+)
+from kneurons.config import validate_config
+from kneurons.data.annotations import FEATURE_COLUMNS
+from kneurons.errors import InputError
+from kneurons.vocabulary import FEATURE_MODULE
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+BASE = validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+THRESHOLDS = [0, 0.15, 0.5, 0.6, 0.8]
+
+
+# -- concepts from the split's annotation columns -------------------------------------------------
+def uniprot_rows(n: int, start: int = 0, length: int = 200) -> pd.DataFrame:
+    """Rows shaped like split.tsv from a UniProt export with every feature column: protein ``i``
+    carries every column's recorded text (``COLUMN_TEXTS``) except one column, left empty in turn."""
+    columns = [c.column for c in FEATURE_COLUMNS]
+    rows = []
+    for i in range(n):
+        seq = "".join("ACDEFGHIKLMNPQRSTVWY"[(i + j) % 20] for j in range(length))
+        row = {"accession": f"P{start + i:05d}", "ec": "1.1.1.1", "sequence": seq, "label": "1"}
+        row |= {c: ("" if k % n == i else COLUMN_TEXTS[c][0]) for k, c in enumerate(columns)}
+        rows.append(row)
+    return pd.DataFrame(rows, index=range(start, start + n))
+
+
+def test_uniprot_columns_make_concepts_by_ligand_and_note_with_their_instances():
+    val, test = uniprot_rows(6), uniprot_rows(8, start=6)
+    cat = build_catalogue({"val": val, "test": test}, min_proteins=5, seed=0)
+    table = cat.table().set_index("concept")
+    real = table[table["control"] == ""]
+    # every column's whole feature type, and its groups as UniProt names them
+    expected = {c.label for c in FEATURE_COLUMNS} | {
+        "Active site: Proton acceptor",
+        "Active site: Nucleophile",  # "Nucleophile; for the second step": the note up to ";"
+        "Binding site: NAD(+)",
+        "Binding site: Zn(2+)",
+        "Site: Cleavage",
+        "Site: Transition state stabilizer",
+        "Motif: 'HIGH' region",
+        "Motif: 'KMSKS' region",
+        "Region: Disordered",
+        "Region: Interaction with NAD",
+        "Domain: EF-hand",  # "EF-hand 1" and "EF-hand 2": one concept
+        "Domain: Protein kinase",
+        "Zinc finger: C2H2-type",
+        "DNA binding: H-T-H motif",
+        "Modified residue: N-acetylserine",
+        "Modified residue: Phosphoserine",
+        "Transmembrane: Helical",
+    }
+    assert set(real.index) == expected
+    # each protein that carries a column carries its recorded instances
+    n_val = {
+        c.column: sum(1 for k in range(6) if k % 6 != list(COLUMN_TEXTS).index(c.column) % 6)
+        for c in FEATURE_COLUMNS
+    }
+    for c in FEATURE_COLUMNS:
+        per_protein = len(COLUMN_TEXTS[c.column][1])
+        assert real.loc[c.label, "proteins_val"] == n_val[c.column], c.column
+        assert real.loc[c.label, "instances_val"] == per_protein * n_val[c.column], c.column
+    assert (
+        real.loc["Binding site: Zn(2+)", "instances_test"]
+        == 2 * real.loc["Binding site: Zn(2+)", "proteins_test"]
+    )
+    assert (
+        real.loc["Disulfide bond", "residues_val"] == 3 * real.loc["Disulfide bond", "proteins_val"]
+    )  # 30, 95, 50
+    assert set(real.index[real["catalytic"]]) == {
+        "Active site",
+        "Active site: Proton acceptor",
+        "Active site: Nucleophile",
+        "Binding site",
+        "Binding site: NAD(+)",
+        "Binding site: Zn(2+)",
+    }
+    # each real concept has one concept per control, shuffling it
+    controls = table[table["control"] != ""]
+    assert sorted(controls["source"]) == sorted(list(real.index) * len(CONTROLS))
+    assert (
+        controls.loc[controls["control"] == "within", "instances_test"].to_numpy()
+        == real.loc[controls.loc[controls["control"] == "within", "source"], "instances_test"].to_numpy()
+    ).all()
+
+
+def test_rare_concepts_are_listed_not_scored_and_errors_name_the_line():
+    val, test = uniprot_rows(6), uniprot_rows(8, start=6)
+    cat = build_catalogue({"val": val, "test": test}, min_proteins=6, seed=0)
+    # each column is empty in one of the 6 validation proteins: 5 carry it, fewer than 6
+    assert cat.real() == [] and len(cat.too_rare) == len({c.label for c in FEATURE_COLUMNS}) + 17
+    assert (cat.too_rare["proteins_val"] == 5).all()
+    bad = val.copy()
+    bad.loc[3, "domain"] = "DOMAIN 9..3"
+    with pytest.raises(InputError, match=r"split.tsv line 5, column domain: invalid location"):
+        build_catalogue({"val": bad, "test": test}, min_proteins=1, seed=0, source="split.tsv")
+
+
+def synthetic_parts(seed: int = 0):
+    from kneurons.data.synthetic import generate_synthetic
+
+    prot, motifs = generate_synthetic(n_classes=3, n_per_class=12, length_min=30, length_max=48, seed=seed)
+    return prot.iloc[::2], prot.iloc[1::2], motifs
+
+
+def test_planted_motifs_are_concepts_per_class_with_runs_as_instances():
+    val, test, _ = synthetic_parts()
+    cat = build_catalogue({"val": val, "test": test}, min_proteins=3, seed=0)
+    real = cat.table().set_index("concept").loc[[cat.concepts[i].name for i in cat.real()]]
+    assert list(real.index) == ["Planted motif", *(f"Planted motif: EC {c}" for c in (1, 2, 3))]
+    assert real["catalytic"].all()
+    t = cat.tracks["test"]
+    for c in cat.real()[1:]:
+        pairs = t.pairs[c]
+        cls = cat.concepts[c].group.split()[-1]
+        proteins = t.protein_of(pairs[:, 0])
+        assert (test["ec"].str.startswith(cls + ".").to_numpy()[proteins]).all()
+        # two planted copies of 6 residues per protein: 2 runs, unless the copies touch (one run of 12)
+        sizes = pd.Series(pairs[:, 1]).value_counts()
+        assert set(sizes) <= {6, 12} and len(pairs) == 12 * len(np.unique(proteins))
+
+
+def test_controls_shuffle_within_proteins_and_move_across_proteins():
+    tracks = PartTracks(np.array([10, 7, 12]))
+    pairs = np.array([[2, 0], [3, 0], [4, 0], [12, 1], [21, 2], [28, 2]])  # proteins 0, 1, 2
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(50):
+        w = shuffle_within(pairs, tracks, rng)
+        assert (tracks.protein_of(w[:, 0]) == tracks.protein_of(pairs[:, 0])).all()  # same protein
+        assert len(np.unique(w[:3, 0])) == 3 and (w[:, 1] == pairs[:, 1]).all()  # distinct, same instance
+        seen.add(tuple(w[:, 0]))
+        a = move_across(pairs, tracks, rng)
+        src, dst = tracks.protein_of(pairs[:, 0]), tracks.protein_of(a[:, 0])
+        assert len(a) <= len(pairs) and (a[:, 0] - tracks.offsets[dst] < tracks.lengths[dst]).all()
+        del src
+    assert len(seen) > 40  # the draws differ
+
+
+# -- the metric, by hand ------------------------------------------------------------------------------
+def test_precision_recall_f1_and_the_threshold_by_hand():
+    # two proteins of 5 residues; concept: instance 0 = residues 1-2 of protein 0, instance 1 = residue 4
+    # of protein 1 (flat 9)
+    tracks = PartTracks(np.array([5, 5]), [np.array([[1, 0], [2, 0], [9, 1]])])
+    acts = np.zeros((10, 3), dtype=np.float32)
+    acts[[1, 9], 0] = 2.0  # unit 0: fires on one residue of each instance (max on training: 2)
+    acts[[1, 5, 6], 1] = 1.0  # unit 1: one residue inside, two outside (max 4: scaled 0.25)
+    acts[:, 2] = -1.0  # unit 2: dead (training max -1)
+    maxima = np.array([2.0, 4.0, -1.0])
+    counts = count_part(acts, maxima, THRESHOLDS, tracks)
+    p, r, f1 = part_scores(counts, np.array([2]))
+    # unit 0 at every threshold: precision 2/2, recall 2/2
+    assert np.allclose(p[0, :, 0], 1) and np.allclose(r[0, :, 0], 1) and np.allclose(f1[0, :, 0], 1)
+    # unit 1 above 0 and 0.15 (scaled 0.25): precision 1/3, recall 1/2 -> F1 = 0.4; nothing above 0.5
+    assert np.allclose(f1[1, :, 0], [0.4, 0.4, 0, 0, 0]) and np.allclose(p[1, :2, 0], 1 / 3)
+    assert (counts.active[2] == 0).all() and (f1[2] == 0).all()
+    chosen = choose_thresholds(f1)
+    assert chosen[0, 0] == 4 and chosen[1, 0] == 1  # ties to the higher threshold
+    assert at_thresholds(f1, chosen)[1, 0] == pytest.approx(0.4)
+    _, _, f1_undefined = f1_scores(np.array([0]), np.array([0]), np.array([0]), np.array([0]))
+    assert f1_undefined[0] == 0
+
+
+def test_streamed_counts_of_neurons_and_features_equal_the_reference(tmp_path):
+    model = fair_model()
+    attach_interprot(model, 1, tmp_path)
+    val, test, _ = synthetic_parts()
+    cat = build_catalogue({"val": val, "test": test}, min_proteins=3, seed=0)
+    neurons, features = layout_of(model), layout_of(model, (FEATURE_MODULE,))
+    rng = np.random.default_rng(0)
+    # every unit of some modules, a sample of others (the max_units path), and SAE features
+    picked = np.sort(rng.choice(neurons.total, size=neurons.total // 3, replace=False))
+    units = pd.concat([neurons.keys(picked), features.keys(np.arange(features.total))], ignore_index=True)
+    train = pd.concat([val, test])["sequence"].tolist()
+    maxima = unit_maxima(model, train, units, token_budget=200)
+    ref_train = np.concatenate(residue_activations(model, train, units, token_budget=200))
+    assert np.array_equal(maxima, ref_train.max(axis=0).astype(np.float32))
+    seqs = test["sequence"].tolist()
+    got = concept_counts(model, seqs, units, maxima, THRESHOLDS, cat.tracks["test"], token_budget=150)
+    acts = np.concatenate(residue_activations(model, seqs, units, token_budget=150))
+    want = count_part(acts, maxima, THRESHOLDS, cat.tracks["test"])
+    assert np.array_equal(got.active, want.active)
+    assert np.array_equal(got.tp, want.tp) and np.array_equal(got.hits, want.hits)
+    assert got.tp.sum() > 0 and got.hits.sum() > 0  # something was counted
+
+
+# -- nulls and the aligned decision ---------------------------------------------------------------
+def test_a_unit_that_reads_the_concept_beats_its_null_and_a_shuffled_one_does_not():
+    val, test, _ = synthetic_parts()
+    cat = build_catalogue({"val": val, "test": test}, min_proteins=3, seed=0)
+    t = cat.tracks["test"]
+    c = cat.real()[1]  # Planted motif: EC 1
+    truth = np.zeros(t.n_residues, dtype=np.float32)
+    truth[t.pairs[c][:, 0]] = 1.0
+    noise = np.random.default_rng(1).random(t.n_residues).astype(np.float32)
+    shuffled = np.zeros(t.n_residues, dtype=np.float32)
+    shuffled[shuffle_within(t.pairs[c], t, np.random.default_rng(2))[:, 0]] = 1.0
+    scaled = np.stack([truth, noise, shuffled], axis=1)
+    cand = pd.DataFrame({"unit": [0, 1, 2], "concept": [c, c, c], "threshold_index": [2, 4, 2]})
+    nulls = pair_nulls(scaled, np.array([0, 1, 2]), cand, THRESHOLDS, t, shuffles=200, seed=0)
+    f1 = []
+    for col, thr in ((0, 0.5), (1, 0.8), (2, 0.5)):
+        active = scaled[:, [col]] > thr
+        from kneurons.concepts.metric import concept_hits
+
+        tp, hits, n = concept_hits(active, t.pairs[c])
+        f1.append(f1_scores(tp, hits, active.sum(axis=0), np.array(n))[2][0])
+    assert f1[0] == pytest.approx(1.0)
+    assert is_aligned(f1, nulls, 0.5).tolist() == [True, False, False]
+    # What the nulls should be, worked out: the concept fills 12 of a class-1 protein's ~39 residues.
+    # Shuffled within those proteins, each 6-residue instance still meets one of the unit's 12 active
+    # residues (recall ~0.9) at precision ~0.31: F1 ~0.45. Moved to random proteins, a third of the
+    # instances land in class-1 proteins (recall ~0.3), at a third of their overlap: F1 ~0.15.
+    row = nulls.iloc[0]
+    assert 0.35 < row["null_within_mean"] < 0.55 and 0.1 < row["null_across_mean"] < 0.3
+    assert row["null_within_mean"] < row["null_within_p99"] < 0.7 and row["null_across_p99"] < 0.7
+    for control in CONTROLS:
+        # the same draws whatever else is drawn with it
+        again = null_f1(scaled[:, [0]] > 0.5, t.pairs[c], t, control, 200, (0, c, CONTROLS.index(control)))
+        assert np.quantile(again, 0.99) == pytest.approx(nulls[f"null_{control}_p99"].iloc[0])
+    # a pair without a null (below the floor) is never aligned
+    assert not is_aligned([0.9], pd.DataFrame({f"null_{k}_p99": [np.nan] for k in CONTROLS}), 0.5)[0]
+
+
+# -- knowledge units against random units ---------------------------------------------------------
+def _units_frame(f1_knowledge: float, n_blocks: int = 4, per_block: int = 50, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for b in range(n_blocks):
+        for i in range(per_block):
+            know = i < 3
+            f1 = float(np.clip(rng.normal(f1_knowledge if know else 0.2, 0.05), 0, 1))
+            rows.append(
+                {
+                    "units": "neurons",
+                    "layer": b // 2,
+                    "module": ("fc1", "k_proj")[b % 2],
+                    "ig_score": (10.0 if know else 0.0) + rng.random(),
+                    "random_score": rng.random(),
+                    "knowledge": know,
+                    "catalytic_f1": f1,
+                    "catalytic_aligned": f1 > 0.5,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_knowledge_units_against_random_units_of_the_same_modules():
+    high = knowledge_comparison(_units_frame(0.8), 3, n_boot=300, confidence=0.95, seed=0).iloc[0]
+    assert high["n_knowledge"] == 12 and high["n_units"] == 200
+    assert high["f1_gap"] == pytest.approx(high["f1_knowledge"] - high["f1_random"])
+    assert high["ci_lo"] > 0.4 and high["p_value"] == pytest.approx(1 / 301) == high["p_floor"]
+    assert high["spearman_ci_lo"] > 0 and abs(high["spearman_random"]) < 0.15
+    null = knowledge_comparison(_units_frame(0.2), 3, n_boot=300, confidence=0.95, seed=0).iloc[0]
+    assert null["ci_lo"] < 0 < null["ci_hi"] and null["p_value"] > 0.05
+    none = knowledge_comparison(_units_frame(0.8), 0, n_boot=300, confidence=0.95, seed=0).iloc[0]
+    assert np.isnan(none["f1_gap"])  # no catalytic concept scored: nothing to claim
+
+
+def test_unit_selection_keeps_the_knowledge_units():
+    assert (select_units(50, np.array([3]), None, 0) == np.arange(50)).all()
+    picked = select_units(1000, np.array([7, 900]), 100, seed=1)
+    assert len(picked) == 100 and {7, 900} <= set(picked) and (np.diff(picked) > 0).all()
+    assert (picked == select_units(1000, np.array([7, 900]), 100, seed=1)).all()
