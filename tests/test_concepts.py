@@ -5,6 +5,8 @@ the shuffled controls sit at chance)."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -294,3 +296,189 @@ def test_unit_selection_keeps_the_knowledge_units():
     picked = select_units(1000, np.array([7, 900]), 100, seed=1)
     assert len(picked) == 100 and {7, 900} <= set(picked) and (np.diff(picked) > 0).all()
     assert (picked == select_units(1000, np.array([7, 900]), 100, seed=1)).all()
+
+
+# -- the job on the planted-motif model: the science --------------------------------------------
+@pytest.fixture(scope="module")
+def concept_run(trained_synthetic, tmp_path_factory):
+    """The concept job on the fine-tuned planted-motif model: neurons and the features of an SAE
+    trained on the stream entering layer 1, IG and random scores of both, the default settings."""
+    from kneurons.jobs.concepts import run_concepts_job
+    from kneurons.jobs.features import run_train_sae, sae_specs
+    from kneurons.jobs.score import run_score_job
+    from kneurons.settings import job_settings
+    from kneurons.tables import write_split
+
+    out = tmp_path_factory.mktemp("concepts")
+    split_path = out / "split.tsv"
+    write_split(trained_synthetic.split, split_path)
+    cfg = copy.deepcopy(BASE)
+    cfg["units"]["features"] = [{"layer": 1, "sae": "train", "format": "kneurons", "k": None}]
+    cfg["sae"]["epochs"] = 5
+    cfg["score"]["ig"]["steps"] = 4
+    ckpt = trained_synthetic.checkpoint
+    run_train_sae(ckpt, split_path, 1, job_settings("train_sae", cfg), out / "layer1.pt")
+    specs = sae_specs(cfg["units"]["features"], [out / "layer1.pt"])
+    scoring = out / "scoring_set.tsv"
+    subset = trained_synthetic.split[trained_synthetic.split["split"] == "train"].iloc[:32].copy()
+    subset["label_index"] = subset["label"].map({lab: i for i, lab in enumerate(trained_synthetic.labels)})
+    subset[["accession", "sequence", "label", "label_index"]].to_csv(scoring, sep="\t", index=False)
+    scores = {"neurons": {}, "features": {}}
+    for method in ("ig", "random"):
+        path = out / f"{method}.parquet"
+        run_score_job(ckpt, scoring, method, [0, 1], job_settings("score_layers", cfg, method=method), path)
+        scores["neurons"][method] = path
+        fpath = out / f"features_{method}.parquet"
+        run_score_job(
+            ckpt, scoring, method, None, job_settings("score_features", cfg, method=method), fpath, saes=specs
+        )
+        scores["features"][method] = fpath
+    files = {n: out / f"{n}.tsv" for n in ("alignment", "summary", "concepts", "units", "knowledge")}
+    files["info"] = out / "info.json"
+    settings = job_settings("concepts", cfg)
+    info = run_concepts_job(ckpt, split_path, settings, files, scores=scores, saes=specs)
+    from kneurons.tables import read_concept_table
+
+    tables = {n: read_concept_table(p, n) for n, p in files.items() if n != "info"}
+    return {"info": info, "tables": tables, "files": files, "settings": settings, "ts": trained_synthetic}
+
+
+def _naive_f1(
+    acts: list[np.ndarray], maximum: float, threshold: float, sites: list[list[list[int]]]
+) -> float:
+    """InterPLM's F1 of one unit, by loops: ``sites`` per protein, its instances' 0-based residues."""
+    active_total = inside = hit = total = 0
+    for a, instances in zip(acts, sites, strict=True):
+        active = [i for i, v in enumerate(a) if maximum > 0 and v / maximum > threshold]
+        concept = {i for inst in instances for i in inst}
+        active_total += len(active)
+        inside += sum(1 for i in active if i in concept)
+        total += len(instances)
+        hit += sum(1 for inst in instances if any(i in active for i in inst))
+    p = inside / active_total if active_total else 0.0
+    r = hit / total if total else 0.0
+    return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def _motif_instances(rows: pd.DataFrame, cls: str) -> list[list[list[int]]]:
+    """Per protein of ``rows``, its planted runs (0-based) when its EC class is ``cls``, else none."""
+    out = []
+    for r in rows.itertuples():
+        pos = sorted(int(x) - 1 for x in r.motif_sites.split(";")) if r.ec.split(".")[0] == cls else []
+        runs: list[list[int]] = []
+        for p in pos:
+            if runs and p == runs[-1][-1] + 1:
+                runs[-1].append(p)
+            else:
+                runs.append([p])
+        out.append(runs)
+    return out
+
+
+def test_planted_motifs_are_recovered_by_the_units_that_fire_on_them(concept_run):
+    from kneurons.model.checkpoint import load_classifier
+
+    t = concept_run["tables"]
+    summary, concepts, align = t["summary"], t["concepts"], t["alignment"]
+    print(summary.to_string())
+    print(
+        concepts[
+            [
+                "concept",
+                "control",
+                "best_neurons",
+                "best_neurons_f1",
+                "aligned_neurons",
+                "best_features",
+                "best_features_f1",
+                "aligned_features",
+            ]
+        ].to_string()
+    )
+    # the summary exists for neurons and for features
+    overall = summary[summary["group_by"] == "all"].set_index("units")
+    assert set(overall.index) == {"neurons", "features"}
+    # every class's planted motif is covered by an aligned neuron
+    real = concepts[concepts["control"] == ""].set_index("concept")
+    classes = [f"Planted motif: EC {c}" for c in ("1", "2", "3", "4")]
+    assert set(classes) <= set(real.index)
+    assert (real.loc[classes, "aligned_neurons"] > 0).all() and overall.loc[
+        "neurons", "concepts_covered"
+    ] >= 4
+    # the shuffled controls sit at chance: no unit aligns with one, no control's best unit reaches the floor
+    assert (summary["control_units_aligned"] == 0).all() and (summary["control_concepts_covered"] == 0).all()
+    ctrl = concepts[concepts["control"] != ""]
+    assert (ctrl[["best_neurons_f1", "best_features_f1"]].to_numpy() < 0.5).all()
+    assert not align.loc[align["control"] != "", "aligned"].any()
+    ok = align[align["aligned"]]
+    assert (ok["f1"] > 0.5).all() and (ok["f1"] > ok["null_within_p99"]).all()
+    assert (ok["f1"] > ok["null_across_p99"]).all()
+    # a class's motif moved to random proteins lands mostly in other classes' proteins: chance is low
+    # (the motifs of all classes together are in every protein, so moving them changes little)
+    per_class = ok[ok["concept"].str.startswith("Planted motif: EC")]
+    assert (per_class["null_across_mean"] < 0.3).all() and (
+        per_class["null_within_mean"] < per_class["f1"]
+    ).all()
+
+    # The best aligned neuron of each class fires on its motif: its F1, recomputed by loops from its
+    # own activations, is the table's, and its strongest residue lies in a planted motif in most of
+    # the class's test proteins.
+    ts = concept_run["ts"]
+    model, _ = load_classifier(ts.checkpoint)
+    split = ts.split
+    test = split[split["split"] == "test"]
+    train = split[split["split"] == "train"]
+    units = t["units"]
+    for cls in ("1", "2", "3", "4"):
+        rows = ok[(ok["concept"] == f"Planted motif: EC {cls}") & (ok["units"] == "neurons")]
+        best = rows.sort_values("f1", ascending=False).iloc[0]
+        key = pd.DataFrame([best[["layer", "module", "neuron"]].to_dict()])
+        acts = [a[:, 0] for a in residue_activations(model, test["sequence"].tolist(), key)]
+        maximum = float(np.concatenate(residue_activations(model, train["sequence"].tolist(), key)).max())
+        unit = units[
+            (units["layer"] == best["layer"])
+            & (units["module"] == best["module"])
+            & (units["neuron"] == best["neuron"])
+        ].iloc[0]
+        assert unit["max_train"] == pytest.approx(maximum, rel=1e-6)
+        sites = _motif_instances(test, cls)
+        assert _naive_f1(acts, maximum, best["threshold"], sites) == pytest.approx(best["f1"], abs=1e-9)
+        own = [(a, s) for a, s in zip(acts, sites, strict=True) if s]
+        peak_in_motif = np.mean([int(np.argmax(a)) in {i for run in s for i in run} for a, s in own])
+        print(
+            f"EC {cls}: {best['module']} L{best['layer']}.{best['neuron']} F1 {best['f1']:.3f}, "
+            f"peak in motif {peak_in_motif:.2f}"
+        )
+        assert peak_in_motif >= 0.6
+
+
+def test_knowledge_table_and_claim_7_from_the_run(concept_run):
+    from kneurons.stats.claims import evaluate_claims
+
+    know = concept_run["tables"]["knowledge"].set_index("units")
+    print(know.to_string())
+    assert set(know.index) == {"neurons", "features"}
+    assert (know["catalytic_concepts"] == 5).all()  # the planted motifs: per class and all together
+    assert np.isfinite(know[["f1_gap", "ci_lo", "ci_hi", "p_value", "spearman_ig"]].to_numpy()).all()
+    assert (know["ci_lo"] <= know["f1_gap"]).all() and (know["f1_gap"] <= know["ci_hi"]).all()
+    units = concept_run["tables"]["units"]
+    for kind, row in know.iterrows():
+        g = units[units["units"] == kind]
+        assert row["n_knowledge"] == int(g["knowledge"].sum()) and row["n_units"] == len(g)
+        assert row["f1_knowledge"] == pytest.approx(g.loc[g["knowledge"], "catalytic_f1"].fillna(0).mean())
+    stats = {**validate_config({})["stats"]}
+    gap = pd.DataFrame(columns=["method", "scope", "mode", "auc_gap", "ci_lo", "ci_hi"])
+    claims = evaluate_claims(gap, None, None, stats, concepts=concept_run["tables"]["knowledge"])
+    assert list(claims["claim"]) == ["7", "7"] and set(claims["source"]) == {"concepts/knowledge.tsv"}
+    assert claims["statistic"].str.contains("top IG neurons minus random neurons").any()
+    assert set(claims["figure"]) == {"figures/concepts/knowledge.png"}
+
+
+def test_concept_figures_draw_the_run_and_a_run_without_concepts(concept_run, tmp_path):
+    from kneurons.jobs.figures import make_concept_figures
+
+    files = {k: v for k, v in concept_run["files"].items() if k != "alignment"}
+    out = {name: [tmp_path / f"{name}.png"] for name in ("units_aligned", "concepts_covered", "knowledge")}
+    make_concept_figures(files, out, dpi=60)
+    for (path,) in out.values():
+        assert path.stat().st_size > 5000
