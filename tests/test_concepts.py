@@ -478,7 +478,7 @@ def test_concept_figures_draw_the_run_and_a_run_without_concepts(concept_run, tm
     from kneurons.jobs.figures import make_concept_figures
 
     files = {k: v for k, v in concept_run["files"].items() if k != "alignment"}
-    out = {name: [tmp_path / f"{name}.png"] for name in ("units_aligned", "concepts_covered", "knowledge")}
+    out = {name: [tmp_path / f"{name}.png"] for name in ("units_aligned", "covered", "knowledge")}
     make_concept_figures(files, out, dpi=60)
     for (path,) in out.values():
         assert path.stat().st_size > 5000

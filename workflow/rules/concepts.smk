@@ -23,7 +23,7 @@ CONCEPT_FIGURES = {
         "concepts_units_aligned.rst",
         "units aligned with a concept, per layer",
     ),
-    "concepts_covered": (
+    "covered": (
         "concepts_covered.rst",
         "best unit per concept, neurons and features",
     ),

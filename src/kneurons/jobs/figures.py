@@ -61,7 +61,7 @@ def make_figures(
 def make_concept_figures(
     inputs: Mapping[str, str | Path], out: Mapping[str, Sequence[str | Path]], dpi: int = 150
 ) -> None:
-    """Write the three concept figures: ``out`` maps ``units_aligned``, ``concepts_covered`` and
+    """Write the three concept figures: ``out`` maps ``units_aligned``, ``covered`` and
     ``knowledge`` to their paths (one per format); ``inputs``: the concept stage's ``summary``,
     ``concepts``, ``units`` and ``knowledge`` tables and its ``info``."""
     info = read_concepts_info(inputs["info"])
@@ -69,7 +69,7 @@ def make_concept_figures(
     summary = read_concept_table(inputs["summary"], "summary")
     save_figure(plot_units_aligned(summary, info), *figure_files(out["units_aligned"]), dpi)
     concepts = read_concept_table(inputs["concepts"], "concepts")
-    save_figure(plot_concepts_covered(concepts, info), *figure_files(out["concepts_covered"]), dpi)
+    save_figure(plot_concepts_covered(concepts, info), *figure_files(out["covered"]), dpi)
     knowledge = read_concept_table(inputs["knowledge"], "knowledge")
     save_figure(plot_knowledge(units, knowledge, info), *figure_files(out["knowledge"]), dpi)
 
