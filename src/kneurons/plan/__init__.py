@@ -39,6 +39,12 @@ The counts (``T_x``: tokens of split x, ``L`` layers, BOS/EOS included, no paddi
   random baseline's seeds in its one job (the intact pass and the mask filling every feature
   once, each seed's other masks).
 
+- concepts (``concepts.enabled``, the main run, one job): ``L * (T_tr + T_va + 2 T_te)`` forward,
+  each part capped at ``concepts.max_proteins`` (the units' maxima on the training sample, the
+  counts on the validation and test parts, the nulls' pass over the test part), and counting
+  ``4 * (T_va + T_te) * U * n_thresholds`` FLOPs, ``U`` the units scored (``concepts.max_units``
+  per kind).
+
 Time: ``flops = token_layers * (24 d^2 + 4 d t)`` forward (``t`` the mean tokens per sequence),
 backward twice that, plus a stage's other FLOPs (an SAE's optimisation), divided by the device's
 effective FLOP/s, plus ``JOB_STARTUP_S`` per job.
