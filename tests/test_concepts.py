@@ -482,3 +482,24 @@ def test_concept_figures_draw_the_run_and_a_run_without_concepts(concept_run, tm
     make_concept_figures(files, out, dpi=60)
     for (path,) in out.values():
         assert path.stat().st_size > 5000
+
+
+def test_claim_7_equals_an_independent_recomputation(concept_run):
+    """Claim 7's rows from the run's tables equal tests/claims_check.py's own recomputation from
+    concepts/units.tsv (estimate, interval, p-value, verdict), as the SLURM run checks the workflow's."""
+    from claims_check import ConceptFiles, _concept_knowledge, _rule
+
+    from kneurons.stats.claims import evaluate_claims
+
+    s = concept_run["settings"]
+    stats = validate_config({})["stats"]
+    gap = pd.DataFrame(columns=["method", "scope", "mode", "auc_gap", "ci_lo", "ci_hi"])
+    got = evaluate_claims(gap, None, None, stats, concepts=concept_run["tables"]["knowledge"])
+    files = concept_run["files"]
+    want = _concept_knowledge(
+        ConceptFiles(files["units"], files["concepts"], s["stats"]["bootstrap"], s["seed"]), 0.95
+    )
+    assert len(want) == len(got) == 2
+    for (_, _, est, lo, hi, p, _), row in zip(want, got.itertuples(), strict=True):
+        assert (row.estimate, row.ci_lo, row.ci_hi, row.p_value) == pytest.approx((est, lo, hi, p), rel=1e-9)
+        assert row.verdict == _rule(lo, hi, +1, stats["claims"]["concept_margin"])
