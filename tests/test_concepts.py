@@ -10,6 +10,7 @@ import copy
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from test_annotations import COLUMN_TEXTS
 from test_sae import attach_interprot, fair_model
@@ -503,3 +504,97 @@ def test_claim_7_equals_an_independent_recomputation(concept_run):
     for (_, _, est, lo, hi, p, _), row in zip(want, got.itertuples(), strict=True):
         assert (row.estimate, row.ci_lo, row.ci_hi, row.p_value) == pytest.approx((est, lo, hi, p), rel=1e-9)
         assert row.verdict == _rule(lo, hi, +1, stats["claims"]["concept_margin"])
+
+
+# -- the job on UniProt columns, and on data without annotations ------------------------------------
+def _tiny_run(tmp_path, split: pd.DataFrame) -> tuple:
+    """A random-weight 2-layer classifier's checkpoint (``fair_model``), an InterProt SAE file for
+    the stream entering layer 1, and ``split`` written as split.tsv."""
+    from test_sae import DIM, LAYERS, interprot_state
+
+    from kneurons.model.checkpoint import save_classifier
+    from kneurons.model.classifier import BackboneSpec
+
+    checkpoint = tmp_path / "best.pt"
+    save_classifier(checkpoint, fair_model(), BackboneSpec("custom", LAYERS, DIM, 4), ["1", "2", "3"])
+    sae = tmp_path / "sae.pt"
+    torch.save(interprot_state(d=DIM), sae)
+    split_path = tmp_path / "split.tsv"
+    split.to_csv(split_path, sep="\t", index=False)
+    spec = {"layer": 1, "path": str(sae), "format": "interprot", "k": 12}
+    files = {n: tmp_path / f"{n}.tsv" for n in ("alignment", "summary", "concepts", "units", "knowledge")}
+    return checkpoint, split_path, [spec], files | {"info": tmp_path / "info.json"}
+
+
+def test_the_job_scores_every_uniprot_column_for_neurons_and_features(tmp_path):
+    from kneurons.jobs.concepts import run_concepts_job
+    from kneurons.settings import job_settings
+    from kneurons.tables import read_concept_table
+
+    parts = [uniprot_rows(6, 0, 60), uniprot_rows(6, 6, 60), uniprot_rows(8, 12, 60)]
+    split = pd.concat(parts).assign(split=["train"] * 6 + ["val"] * 6 + ["test"] * 8)
+    split["label"] = ["1", "2", "3"] * 6 + ["1", "2"]
+    checkpoint, split_path, saes, files = _tiny_run(tmp_path, split)
+    settings = job_settings("concepts", BASE)
+    info = run_concepts_job(checkpoint, split_path, settings, files, saes=saes)
+    concepts = read_concept_table(files["concepts"], "concepts")
+    real = concepts[concepts["control"] == ""]
+    # cropped at 60 residues, the features past it are gone: SITE 88.., HELIX 64.., ZN_FING 130.., ...
+    expected = {
+        "Active site",
+        "Active site: Proton acceptor",
+        "Binding site",
+        "Binding site: NAD(+)",
+        "Binding site: Zn(2+)",
+        "Motif",
+        "Motif: 'HIGH' region",
+        "Motif: 'KMSKS' region",
+        "Region",
+        "Region: Disordered",
+        "Domain",
+        "Domain: EF-hand",
+        "Domain: Protein kinase",
+        "Disulfide bond",
+        "Modified residue",
+        "Modified residue: N-acetylserine",
+        "Modified residue: Phosphoserine",
+        "Signal peptide",
+        "Beta strand",
+        "Turn",
+    }
+    assert set(real["concept"]) == expected
+    assert info["positions_beyond_sequence"] > 0 and info["annotation_columns"] == [
+        c.column for c in FEATURE_COLUMNS
+    ]
+    units = read_concept_table(files["units"], "units")
+    assert set(units["units"]) == {"neurons", "features"} and (units["units"] == "features").sum() == 96
+    summary = read_concept_table(files["summary"], "summary")
+    assert set(summary.loc[summary["group_by"] == "all", "units"]) == {"neurons", "features"}
+    assert (summary["concepts_scored"] == len(expected)).all()
+    # no IG scores given: the knowledge part has no row, so claim 7 none
+    assert read_concept_table(files["knowledge"], "knowledge").empty
+    assert units["ig_score"].isna().all()
+
+
+def test_data_without_annotations_give_empty_tables_that_say_so(tmp_path):
+    from kneurons.jobs.concepts import NO_CONCEPTS, run_concepts_job
+    from kneurons.jobs.figures import make_concept_figures
+    from kneurons.settings import job_settings
+    from kneurons.stats.claims import evaluate_claims
+    from kneurons.tables import read_concept_table
+
+    val, test, _ = synthetic_parts()
+    split = pd.concat([val, test, val]).drop(columns=["motif_sites"])
+    split["split"] = ["val"] * len(val) + ["test"] * len(test) + ["train"] * len(val)
+    split["label"] = split["ec"].str[0]
+    checkpoint, split_path, saes, files = _tiny_run(tmp_path, split)
+    info = run_concepts_job(checkpoint, split_path, job_settings("concepts", BASE), files, saes=saes)
+    assert info["status"] == f"{NO_CONCEPTS}: no annotation column in {split_path}"
+    for name in ("alignment", "summary", "concepts", "units", "knowledge"):
+        assert read_concept_table(files[name], name).empty
+    knowledge = read_concept_table(files["knowledge"], "knowledge")
+    gap = pd.DataFrame(columns=["method", "scope", "mode", "auc_gap", "ci_lo", "ci_hi"])
+    assert evaluate_claims(gap, None, None, validate_config({})["stats"], concepts=knowledge).empty
+    out = {n: [tmp_path / f"{n}.png"] for n in ("units_aligned", "covered", "knowledge")}
+    make_concept_figures({k: v for k, v in files.items() if k != "alignment"}, out, dpi=50)
+    assert all(p.stat().st_size > 1000 for (p,) in out.values())
