@@ -126,7 +126,7 @@ def unit_maxima(
 
 
 class _BatchConcepts:
-    """The concept pairs of one batch's proteins, indexed by the batch's residue order."""
+    """The concept pairs of one batch's proteins as 0/1 matrices over the batch's residues."""
 
     def __init__(self, tracks: PartTracks, device: torch.device):
         self.tracks, self.device = tracks, device
@@ -135,17 +135,8 @@ class _BatchConcepts:
         inst_base = 0
         for c, pairs in enumerate(tracks.pairs):
             protein = tracks.protein_of(pairs[:, 0])
-            parts.append(
-                np.stack(
-                    [
-                        protein,
-                        pairs[:, 0] - offsets[protein],
-                        pairs[:, 1] + inst_base,
-                        np.full(len(pairs), c),
-                    ],
-                    axis=1,
-                )
-            )
+            within = pairs[:, 0] - offsets[protein]
+            parts.append(np.stack([protein, within, pairs[:, 1] + inst_base, np.full(len(pairs), c)], axis=1))
             inst_base += int(pairs[:, 1].max()) + 1 if len(pairs) else 0
         table = np.concatenate(parts) if parts else np.zeros((0, 4), np.int64)
         order = np.argsort(table[:, 0], kind="stable")
@@ -153,23 +144,27 @@ class _BatchConcepts:
         self.starts = np.searchsorted(self.table[:, 0], np.arange(len(tracks.lengths) + 1))
 
     def prepare(self, batch: Batch) -> None:
-        """Index the pairs of the batch's proteins by the batch's residues (``_residue_positions``)."""
+        """The batch's concept matrices over its residues (``_residue_positions``' order), sparse:
+        ``inside`` (concepts x residues: the residue is in the concept), ``instances`` (instances x
+        residues: the residue is in the instance) and ``owner`` (concepts x instances)."""
         lengths = self.tracks.lengths[batch.index]
         first = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         chunks = [self.table[self.starts[p] : self.starts[p + 1]] for p in batch.index]
         rows = np.concatenate(chunks) if chunks else np.zeros((0, 4), np.int64)
         local = np.repeat(first, [len(c) for c in chunks]) + rows[:, 1]
-        res_concept = np.unique(np.stack([local, rows[:, 3]], axis=1), axis=0)
         inst, inst_local = np.unique(rows[:, 2], return_inverse=True)
-        inst_concept = np.zeros(len(inst), dtype=np.int64)
-        inst_concept[inst_local] = rows[:, 3]
-        dev = self.device
-        self.res_tp = torch.as_tensor(res_concept[:, 0], device=dev)
-        self.concept_tp = torch.as_tensor(res_concept[:, 1], device=dev)
-        self.res_inst = torch.as_tensor(local, device=dev)
-        self.inst_of_pair = torch.as_tensor(inst_local.reshape(-1), device=dev)
-        self.inst_concept = torch.as_tensor(inst_concept, device=dev)
-        self.n_inst = len(inst)
+        inst_local = inst_local.reshape(-1)
+        n_res, n_con = int(lengths.sum()), len(self.tracks.pairs)
+        self.inside = self._matrix(rows[:, 3], local, (n_con, n_res))
+        self.instances = self._matrix(inst_local, local, (len(inst), n_res))
+        self.owner = self._matrix(rows[:, 3], inst_local, (n_con, len(inst)))
+
+    def _matrix(self, i: np.ndarray, j: np.ndarray, shape: tuple[int, int]) -> torch.Tensor:
+        """A sparse (CSR) 0/1 matrix with ones at (i, j), duplicates once."""
+        ij = np.unique(np.stack([i, j]), axis=1) if len(i) else np.zeros((2, 0), np.int64)
+        ones = torch.ones(ij.shape[1], device=self.device)
+        coo = torch.sparse_coo_tensor(torch.as_tensor(ij, device=self.device), ones, shape)
+        return coo.coalesce().to_sparse_csr()
 
 
 def concept_counts(
@@ -187,27 +182,27 @@ def concept_counts(
     """The ``Counts`` of every unit of ``units`` (rows: ``layer, module, neuron``) on the proteins
     ``sequences`` whose concepts are ``tracks``, each unit's activation scaled by its ``maxima``."""
     device = torch.device(device)
-    n_concepts = len(tracks.pairs)
-    total = Counts.zeros(len(units), len(thresholds), n_concepts)
+    total = Counts.zeros(len(units), len(thresholds), len(tracks.pairs))
     scale = torch.as_tensor(np.where(maxima > 0, maxima, np.inf).astype(np.float32), device=device)
     cuts = torch.tensor(list(thresholds), dtype=torch.float32, device=device)
     batch_concepts = _BatchConcepts(tracks, device)
 
     def reduce(_block: Block, rows: np.ndarray, acts: torch.Tensor) -> tuple[np.ndarray, Counts]:
-        bc, dev = batch_concepts, acts.device
-        scaled = acts / scale[torch.as_tensor(rows, device=dev)]
-        n, n_thr = scaled.shape[1], len(thresholds)
-        active = (scaled.unsqueeze(0) > cuts[:, None, None]).float()  # (thresholds, residues, units)
-        tp = torch.zeros(n_thr, n_concepts, n, device=dev).index_add_(1, bc.concept_tp, active[:, bc.res_tp])
-        src = active[:, bc.res_inst]
-        index = bc.inst_of_pair[None, :, None].expand_as(src)
-        hit = torch.zeros(n_thr, bc.n_inst, n, device=dev).scatter_reduce_(1, index, src, "amax")
-        hits = torch.zeros(n_thr, n_concepts, n, device=dev).index_add_(1, bc.inst_concept, hit)
+        bc = batch_concepts
+        scaled = acts / scale[torch.as_tensor(rows, device=acts.device)]
+        n_thr, n = len(thresholds), scaled.shape[1]
+        # residues x (thresholds, units): one sparse product per concept matrix for every threshold
+        active = (scaled.unsqueeze(1) > cuts[None, :, None]).float().reshape(scaled.shape[0], n_thr * n)
+        # products of 0/1 matrices: counts, exact in float32 (fewer than 2**24 residues per batch)
+        tp = torch.sparse.mm(bc.inside, active).reshape(-1, n_thr, n)  # (concepts, thresholds, units)
+        hit = (torch.sparse.mm(bc.instances, active) > 0).float()  # (instances, thresholds x units)
+        hits = torch.sparse.mm(bc.owner, hit).reshape(-1, n_thr, n)
+        active = active.reshape(-1, n_thr, n)
 
-        def counts(x: torch.Tensor) -> np.ndarray:  # exact: float32 sums of 0/1 stay below 2**24
+        def counts(x: torch.Tensor) -> np.ndarray:
             return x.round().long().cpu().numpy()
 
-        part = Counts(counts(active.sum(dim=1).T), counts(tp.permute(2, 0, 1)), counts(hits.permute(2, 0, 1)))
+        part = Counts(counts(active.sum(dim=0).T), counts(tp.permute(2, 1, 0)), counts(hits.permute(2, 1, 0)))
         return rows, part
 
     for _batch, parts in _stream(
