@@ -160,11 +160,12 @@ class _BatchConcepts:
         self.owner = self._matrix(rows[:, 3], inst_local, (n_con, len(inst)))
 
     def _matrix(self, i: np.ndarray, j: np.ndarray, shape: tuple[int, int]) -> torch.Tensor:
-        """A sparse (CSR) 0/1 matrix with ones at (i, j), duplicates once."""
+        """A sparse (COO) 0/1 matrix with ones at (i, j), duplicates once: ``np.unique`` sorts the
+        pairs row-major, the coalesced order, and keeps them in range by construction."""
         ij = np.unique(np.stack([i, j]), axis=1) if len(i) else np.zeros((2, 0), np.int64)
         ones = torch.ones(ij.shape[1], device=self.device)
-        coo = torch.sparse_coo_tensor(torch.as_tensor(ij, device=self.device), ones, shape)
-        return coo.coalesce().to_sparse_csr()
+        index = torch.as_tensor(ij, device=self.device)
+        return torch.sparse_coo_tensor(index, ones, shape, is_coalesced=True, check_invariants=False)
 
 
 def concept_counts(
