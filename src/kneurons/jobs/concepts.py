@@ -144,6 +144,74 @@ def _empty_outputs(out: Mapping[str, str | Path], info: dict[str, Any]) -> dict[
     return info
 
 
+def _info(catalogue: Catalogue, parts: Mapping[str, pd.DataFrame], c: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``concepts/info.json`` records before any unit is measured: columns, proteins, concepts,
+    what the parser skipped, and the settings of the call."""
+    return {
+        "annotation_columns": catalogue.columns,
+        "proteins": {p: len(parts[p]) for p in SPLIT_PARTS},
+        "concepts_scored": len(catalogue.real()),
+        "concepts_too_rare": catalogue.too_rare.to_dict("records"),
+        "features_parsed": catalogue.stats.features,
+        "features_unknown_location": catalogue.stats.unknown_location,
+        "positions_beyond_sequence": catalogue.stats.beyond_sequence,
+        "other_feature_keys": catalogue.stats.skipped_keys,
+        "thresholds": list(c["thresholds"]),
+        "f1_floor": c["f1_floor"],
+        "shuffles": c["shuffles"],
+        "min_proteins": c["min_proteins"],
+    }
+
+
+def _attach(
+    model: Any, scores: Mapping[str, Mapping[str, Any]], saes: Sequence[Mapping[str, Any]] | None
+) -> dict:
+    """The kinds of unit to measure (module names per kind): the neurons, and the features of
+    ``saes`` once attached (checked against the features' IG table when there is one)."""
+    kinds: dict[str, tuple[str, ...]] = {NEURONS: MODULE_TYPES}
+    if saes:
+        feature_ig = scores.get(FEATURES, {}).get("ig")
+        if feature_ig:
+            attach_scored_saes(model, saes, feature_ig, read_score_table(feature_ig)[1])
+        else:
+            attach_saes(model, saes)
+        kinds[FEATURES] = (FEATURE_MODULE,)
+    return kinds
+
+
+def _measure(
+    model: Any,
+    seqs: Mapping[str, list[str]],
+    keys: pd.DataFrame,
+    catalogue: Catalogue,
+    c: Mapping[str, Any],
+    device: Any,
+    bf16: bool,
+) -> tuple[np.ndarray, Scores]:
+    """Each unit's training maximum, and its scores on every concept: the threshold chosen on the
+    validation counts, precision, recall and F1 there and on the test counts."""
+    maxima = unit_maxima(model, seqs["train"], keys, c["token_budget"], device, bf16)
+    per_part = {}
+    for p in PARTS:
+        counts = concept_counts(
+            model,
+            seqs[p],
+            keys,
+            maxima,
+            c["thresholds"],
+            catalogue.tracks[p],
+            c["token_budget"],
+            device,
+            bf16,
+            f"{p} counts",
+        )
+        instances = np.array([catalogue.tracks[p].n_instances(i) for i in range(len(catalogue.concepts))])
+        per_part[p] = part_scores(counts, instances)
+    chosen = choose_thresholds(per_part["val"][2])
+    val, test = ([at_thresholds(x, chosen) for x in per_part[p]] for p in PARTS)
+    return maxima, Scores(*val, chosen, *test)
+
+
 def run_concepts_job(
     checkpoint: str | Path,
     split_path: str | Path,
@@ -167,25 +235,11 @@ def run_concepts_job(
     scores = scores or {}
     bf16 = settings["train"].get("bf16", True)
     model, ckpt_info = load_job_classifier(checkpoint, settings, device)
-    labels = [str(x) for x in ckpt_info["labels"]]
-    parts = load_parts(split_path, labels, c["max_proteins"], settings["seed"])
+    parts = load_parts(split_path, [str(x) for x in ckpt_info["labels"]], c["max_proteins"], settings["seed"])
     catalogue = build_catalogue(
         {p: parts[p] for p in PARTS}, c["min_proteins"], settings["seed"], str(split_path)
     )
-    info: dict[str, Any] = {
-        "annotation_columns": catalogue.columns,
-        "proteins": {p: len(parts[p]) for p in SPLIT_PARTS},
-        "concepts_scored": len(catalogue.real()),
-        "concepts_too_rare": catalogue.too_rare.to_dict("records"),
-        "features_parsed": catalogue.stats.features,
-        "features_unknown_location": catalogue.stats.unknown_location,
-        "positions_beyond_sequence": catalogue.stats.beyond_sequence,
-        "other_feature_keys": catalogue.stats.skipped_keys,
-        "thresholds": list(c["thresholds"]),
-        "f1_floor": c["f1_floor"],
-        "shuffles": c["shuffles"],
-        "min_proteins": c["min_proteins"],
-    }
+    info = _info(catalogue, parts, c)
     if not catalogue.real():
         why = (
             f"no annotation column in {split_path}"
@@ -196,101 +250,58 @@ def run_concepts_job(
     for kind in scores.values():  # scores of another model mislead
         for path in kind.values():
             check_scores_match_checkpoint(path, checkpoint, read_score_table(path)[1], require=False)
-    kinds: dict[str, tuple[str, ...]] = {NEURONS: MODULE_TYPES}
-    if saes:
-        feature_ig = scores.get(FEATURES, {}).get("ig")
-        if feature_ig:
-            attach_scored_saes(model, saes, feature_ig, read_score_table(feature_ig)[1])
-        else:
-            attach_saes(model, saes)
-        kinds[FEATURES] = (FEATURE_MODULE,)
-    units = _scored_units(model, kinds, scores, settings)
+    units = _scored_units(model, _attach(model, scores, saes), scores, settings)
+    counted = ", ".join(
+        f"{k}: {len(g)} of {int(g['n_total'].iloc[0])} units" for k, g in units.groupby("units")
+    )
+    real = catalogue.real()
     log.info(
-        "concepts: %d concepts (+ %d controls), %s",
-        len(catalogue.real()),
-        len(catalogue.concepts) - len(catalogue.real()),
-        ", ".join(
-            f"{k}: {int((units['units'] == k).sum())} of {int(g['n_total'].iloc[0])} units"
-            for k, g in units.groupby("units")
-        ),
+        "concepts: %d concepts (+ %d controls), %s", len(real), len(catalogue.concepts) - len(real), counted
     )
     seqs = {p: parts[p]["sequence"].astype(str).tolist() for p in SPLIT_PARTS}
-    keys = units[NEURON_KEY]
-    maxima = unit_maxima(model, seqs["train"], keys, c["token_budget"], device, bf16)
-    counts = {
-        p: concept_counts(
-            model,
-            seqs[p],
-            keys,
-            maxima,
-            c["thresholds"],
-            catalogue.tracks[p],
-            c["token_budget"],
-            device,
-            bf16,
-            f"{p} counts",
-        )
-        for p in PARTS
-    }
-    n_inst = {
-        p: np.array([catalogue.tracks[p].n_instances(i) for i in range(len(catalogue.concepts))])
-        for p in PARTS
-    }
-    p_val, r_val, f1_val = part_scores(counts["val"], n_inst["val"])
-    chosen = choose_thresholds(f1_val)
-    p_test, r_test, f1_test = (at_thresholds(x, chosen) for x in part_scores(counts["test"], n_inst["test"]))
-    sc = Scores(
-        at_thresholds(p_val, chosen),
-        at_thresholds(r_val, chosen),
-        at_thresholds(f1_val, chosen),
-        chosen,
-        p_test,
-        r_test,
-        f1_test,
-    )
-    u, k = np.nonzero(f1_test > c["f1_floor"])
-    candidates = pd.DataFrame({"unit": u, "concept": k, "threshold_index": chosen[u, k]})
-    log.info(
-        "concepts: %d unit-concept pairs above the floor %g; drawing their nulls",
-        len(candidates),
-        c["f1_floor"],
-    )
+    maxima, sc = _measure(model, seqs, units[NEURON_KEY], catalogue, c, device, bf16)
+    u, k = np.nonzero(sc.f1 > c["f1_floor"])
+    candidates = pd.DataFrame({"unit": u, "concept": k, "threshold_index": sc.chosen[u, k]})
+    log.info("concepts: %d pairs above the floor %g; drawing their nulls", len(candidates), c["f1_floor"])
     nulls = _nulls(model, seqs["test"], units, maxima, candidates, catalogue, settings, device, bf16)
-    aligned = np.zeros(f1_test.shape, dtype=bool)
+    aligned = np.zeros(sc.f1.shape, dtype=bool)
     if not nulls.empty:
-        flags = is_aligned(f1_test[nulls["unit"], nulls["concept"]], nulls, c["f1_floor"])
+        flags = is_aligned(sc.f1[nulls["unit"], nulls["concept"]], nulls, c["f1_floor"])
         aligned[nulls["unit"].to_numpy()[flags], nulls["concept"].to_numpy()[flags]] = True
     units = units.assign(max_train=maxima)
     unit_rows = unit_table(units, catalogue, sc, aligned)
-    n_catalytic = sum(catalogue.concepts[i].catalytic for i in catalogue.real())
-    know_in = unit_rows.assign(catalytic_f1=unit_rows["catalytic_f1"].fillna(0.0))
+    st = settings["stats"]
     frames = {
         "alignment": alignment_rows(units, catalogue, sc, c["thresholds"], nulls, aligned, c["top_per_unit"]),
         "summary": summary_table(units, catalogue, sc, aligned),
         "concepts": concept_results(units, catalogue, sc, aligned),
         "units": unit_rows,
         "knowledge": knowledge_comparison(
-            know_in,
-            n_catalytic,
-            settings["stats"]["bootstrap"],
-            settings["stats"]["confidence"],
+            unit_rows.assign(catalytic_f1=unit_rows["catalytic_f1"].fillna(0.0)),
+            sum(catalogue.concepts[i].catalytic for i in real),
+            st["bootstrap"],
+            st["confidence"],
             settings["seed"],
         ),
     }
     write_concept_tables(frames, out)
     info |= {
-        "status": f"{len(catalogue.real())} concepts from {', '.join(catalogue.columns)}",
+        "status": f"{len(real)} concepts from {', '.join(catalogue.columns)}",
         "units": {
-            k: {"scored": int((units["units"] == k).sum()), "total": int(g["n_total"].iloc[0])}
-            for k, g in units.groupby("units")
+            kind: {"scored": len(g), "total": int(g["n_total"].iloc[0])} for kind, g in units.groupby("units")
         },
         "dead_units": int((maxima <= 0).sum()),
         "candidate_pairs": len(candidates),
-        "aligned_pairs": int(aligned[:, catalogue.real()].sum()),
-        "aligned_control_pairs": int(aligned.sum() - aligned[:, catalogue.real()].sum()),
+        "aligned_pairs": int(aligned[:, real].sum()),
+        "aligned_control_pairs": int(aligned.sum() - aligned[:, real].sum()),
     }
     write_concepts_info(out["info"], info)
-    log.info("concepts: %s", info["status"])
+    log.info(
+        "concepts: %s; %d aligned pairs (%d with controls)",
+        info["status"],
+        info["aligned_pairs"],
+        info["aligned_control_pairs"],
+    )
     return info
 
 
