@@ -38,24 +38,43 @@ def _criterion(info: Mapping[str, Any]) -> str:
 
 
 def _bars(ax, groups: list[str], table: pd.DataFrame, by: str) -> None:
-    """Share of scored units aligned per group and kind, counts on the bars, controls as grey dots."""
-    kinds = [k for k in KIND_STYLE if k in set(table["units"])]
-    width = 0.8 / max(1, len(kinds))
-    x = np.arange(len(groups))
-    for i, kind in enumerate(kinds):
-        name, colour, hatch = KIND_STYLE[kind]
-        rows = table[(table["units"] == kind) & (table["group_by"] == by)].set_index("group")
-        rows = rows.reindex(groups)
-        share = rows["share_aligned"].astype(float).to_numpy()
-        pos = x - 0.4 + width * (i + 0.5)
-        ax.bar(pos, np.nan_to_num(share), width, color=colour, hatch=hatch, edgecolor="white", label=name)
-        control = rows["control_units_aligned"].astype(float) / rows["n_units"].astype(float)
-        ax.plot(pos, control.to_numpy(), "o", color=CONTROL_COLOUR, ms=4, label=None if i else "controls")
-        for p, s, a, n in zip(pos, share, rows["units_aligned"], rows["n_units"], strict=True):
-            if np.isfinite(s):
-                ax.text(p, s, f"{int(a)}/{int(n)}", ha="center", va="bottom", fontsize=6.5, rotation=90)
-    ax.set_xticks(x, groups)
-    ax.set_ylim(0, max(0.05, float(np.nanmax(table["share_aligned"].astype(float)) * 1.35)))
+    """Share of scored units aligned per group and kind (the kinds a group has, side by side), counts
+    on the bars, the control concepts' share as grey dots."""
+    rows = table[table["group_by"] == by]
+    labelled: set[str] = set()
+    for x, group in enumerate(groups):
+        here = [k for k in KIND_STYLE if ((rows["units"] == k) & (rows["group"] == group)).any()]
+        width = 0.8 / max(1, len(here))
+        for i, kind in enumerate(here):
+            name, colour, hatch = KIND_STYLE[kind]
+            r = rows[(rows["units"] == kind) & (rows["group"] == group)].iloc[0]
+            pos = x - 0.4 + width * (i + 0.5)
+            share = float(r["share_aligned"])
+            ax.bar(
+                pos,
+                share,
+                width,
+                color=colour,
+                hatch=hatch,
+                edgecolor="white",
+                label=None if kind in labelled else name,
+            )
+            labelled.add(kind)
+            control = float(r["control_units_aligned"]) / float(r["n_units"])
+            ax.plot(
+                pos, control, "o", color=CONTROL_COLOUR, ms=4, label=None if "c" in labelled else "controls"
+            )
+            labelled.add("c")
+            ax.text(
+                pos,
+                share,
+                f"{int(r['units_aligned'])}/{int(r['n_units'])}",
+                ha="center",
+                va="bottom",
+                fontsize=6.5,
+            )
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_ylim(0, max(0.05, float(rows["share_aligned"].astype(float).max()) * 1.25))
 
 
 def plot_units_aligned(summary: pd.DataFrame, info: Mapping[str, Any]) -> Figure:
@@ -71,7 +90,7 @@ def plot_units_aligned(summary: pd.DataFrame, info: Mapping[str, Any]) -> Figure
         _bars(ax1, layers, summary, "layer")
         ax1.set_xlabel("layer (SAE features: the stream entering it)")
         ax1.set_ylabel("share of scored units aligned")
-        ax1.legend(loc="upper left", frameon=False)
+        ax1.legend(loc="upper right", frameon=False)
         types = summary.copy()
         feats = types["units"] == "features"
         types.loc[feats & (types["group_by"] == "all"), ["group_by", "group"]] = ["module", "sae"]
@@ -181,7 +200,7 @@ def plot_knowledge(units: pd.DataFrame, knowledge: pd.DataFrame, info: Mapping[s
                 f"Spearman IG {r.spearman_ig:+.2f}, random scores {r.spearman_random:+.2f}",
                 fontsize=8,
             )
-            ax.legend(loc="upper right", frameon=False, fontsize=6.5)
+            ax.legend(loc="upper right", frameon=True, framealpha=0.85, edgecolor="none", fontsize=6.5)
         fig.suptitle("Claim 7: do the knowledge units align with catalytic concepts more than random units?")
         fig.tight_layout()
         return fig
