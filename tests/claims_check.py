@@ -26,7 +26,7 @@ import pandas as pd
 from scipy import stats as sps
 
 CURVE_CLAIMS = {("1", "activation"): "preserve", ("2", "ig"): "preserve", ("4", "ig"): "suppress"}
-DIRECTION = {"1": +1, "2": +1, "3": +1, "4": -1, "5": +1, "6": +1}
+DIRECTION = {"1": +1, "2": +1, "3": +1, "4": -1, "5": +1, "6": +1, "7": +1}
 MARGIN_KEY = {
     "1": "auc_margin",
     "2": "auc_margin",
@@ -34,6 +34,7 @@ MARGIN_KEY = {
     "4": "auc_margin",
     "5": "specificity_margin",
     "6": "compactness_margin",
+    "7": "concept_margin",
 }
 #: One replicate's ablation files: its tables and their ``.pred.npz``, in the same order.
 Files = tuple[list[Path], list[Path]]
@@ -53,6 +54,16 @@ class Compactness:
 
 
 @dataclass
+class ConceptFiles:
+    """What claim 7 is recomputed from: the concept stage's per-unit and per-concept tables."""
+
+    units: Path  # concepts/units.tsv
+    concepts: Path  # concepts/concepts.tsv
+    n_boot: int = 1000  # stats.bootstrap
+    seed: int = 0  # the top-level seed
+
+
+@dataclass
 class SetFiles:
     """The files behind one evaluation set's claims."""
 
@@ -66,6 +77,7 @@ class SetFiles:
     class_proteins: str = ""  # which proteins claim 5's are, as the note names them
     ablation: list[list[Path]] = field(default_factory=list)  # per replicate: its ablation tables
     compactness: Compactness | None = None  # claim 6 (test set only)
+    concepts: ConceptFiles | None = None  # claim 7 (test set only)
 
 
 def _share_interval(count: float, n: int, confidence: float) -> tuple[float, float]:
@@ -202,6 +214,50 @@ def _compactness(c: Compactness, conf: float) -> list[tuple]:
     return rows
 
 
+def _concept_knowledge(c: ConceptFiles, conf: float) -> list[tuple]:
+    """Claim 7 per kind of unit, from ``concepts/units.tsv``: the knowledge units' mean catalytic F1
+    minus the module-weighted mean of all units, and its interval and p-value redrawn in the order
+    ``kneurons.concepts.knowledge`` documents (kinds sorted; per module in (layer, module) order the
+    knowledge and module resamples, then per module the random sets, then the Spearman resamples)."""
+    concepts = pd.read_csv(c.concepts, sep="\t", keep_default_na=False)
+    if not ((concepts["catalytic"].astype(str) == "True") & (concepts["control"] == "")).any():
+        return []
+    units = pd.read_csv(c.units, sep="\t", dtype={"module": str, "units": str})
+    rng = np.random.default_rng(c.seed)
+    rows = []
+    for kind in sorted(units["units"].unique()):
+        g = units[units["units"] == kind].reset_index(drop=True)
+        if g["ig_score"].isna().all():
+            continue
+        f1 = g["catalytic_f1"].fillna(0.0).to_numpy(dtype=float)
+        know = g["knowledge"].astype(str).eq("True").to_numpy()
+        mods = sorted({(int(a), str(b)) for a, b in zip(g["layer"], g["module"], strict=True)})
+        members = [np.flatnonzero((g["layer"] == a) & (g["module"] == b)) for a, b in mods]
+        k_of = [m[know[m]] for m in members]
+        weight = [len(k) / know.sum() for k in k_of]
+        expected = sum(w * f1[m].mean() for w, m in zip(weight, members, strict=True))
+        estimate = f1[know].mean() - expected
+        k_draws = np.zeros(c.n_boot)
+        m_draws = np.zeros(c.n_boot)
+        for w, k, m in zip(weight, k_of, members, strict=True):
+            if len(k):
+                k_draws += f1[k][rng.integers(0, len(k), (c.n_boot, len(k)))].sum(axis=1)
+            m_draws += w * f1[m][rng.integers(0, len(m), (c.n_boot, len(m)))].mean(axis=1)
+        boots = k_draws / know.sum() - m_draws
+        random_means = np.zeros(c.n_boot)
+        for k, m in zip(k_of, members, strict=True):
+            if len(k):
+                order = rng.permuted(np.tile(np.arange(len(m)), (c.n_boot, 1)), axis=1)
+                random_means += f1[m][order[:, : len(k)]].sum(axis=1)
+        random_means /= know.sum()
+        for _ in range(c.n_boot):  # the Spearman resamples, drawn before the next kind's
+            rng.integers(0, len(g), len(g))
+        lo, hi = np.quantile(boots, [(1 - conf) / 2, (1 + conf) / 2])
+        p = (1 + int((random_means >= f1[know].mean() - 1e-12).sum())) / (1 + c.n_boot)
+        rows.append(("7", "ig", float(estimate), float(lo), float(hi), p, "concepts/knowledge.tsv"))
+    return rows
+
+
 def _verdict_of_baseline(acc: float, n: int, majority: float, proteins: str, confidence: float) -> str:
     """The numbers and words the baseline note must show, or ``""`` when the model beats the majority."""
     lo, hi = _share_interval(acc * n, n, confidence)
@@ -298,6 +354,8 @@ def recompute(sets: list[SetFiles], stats: dict) -> pd.DataFrame:
         if s.compactness is not None:
             found.extend(_compactness(s.compactness, conf))
         held = _held_out_baseline(s, conf) if s.class_summary else base
+        if s.concepts is not None:
+            found.extend(_concept_knowledge(s.concepts, conf))
         for claim, method, est, lo, hi, p, source in found:
             claim_base = held if claim == "5" else base
             verdict = (
@@ -341,9 +399,11 @@ def compare(got: pd.DataFrame, want: pd.DataFrame, rel: float) -> list[str]:
     recomputed ``want``: numbers beyond ``rel`` (relative) or beyond the rounding of what was written
     (half a unit in its last decimal), verdicts, notes, sources, rows."""
     problems = []
-    key = ["claim", "method", "set"]
-    g = got.assign(claim=got["claim"].astype(str)).set_index(key)
-    w = want.set_index(key)
+    # claim 7 has one row per kind of unit under one method: its statistic names the kind
+    key = ["claim", "method", "set", "row"]
+    g = got.assign(claim=got["claim"].astype(str))
+    g = g.assign(row=g.groupby(["claim", "method", "set"]).cumcount()).set_index(key)
+    w = want.assign(row=want.groupby(["claim", "method", "set"]).cumcount()).set_index(key)
     if sorted(g.index) != sorted(w.index):
         return [f"rows differ: got {sorted(g.index)}, recomputed {sorted(w.index)}"]
     for k, row in w.iterrows():
@@ -425,6 +485,13 @@ def workflow_sets(results: Path, config: dict) -> list[SetFiles]:
             n_boot=st["bootstrap"],
             seed=config["seed"],
             keep_accuracy=st["keep_accuracy"],
+        )
+    if (results / "concepts" / "units.tsv").exists():  # the concept stage ran: claim 7
+        test.concepts = ConceptFiles(
+            results / "concepts" / "units.tsv",
+            results / "concepts" / "concepts.tsv",
+            n_boot=config["stats"]["bootstrap"],
+            seed=config["seed"],
         )
     sets = [test]
     for name in sorted(config["evaluate"]["external"]):

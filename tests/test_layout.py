@@ -135,6 +135,9 @@ def test_schema_imports_nothing_of_the_project():
         "kneurons.tables",
         "kneurons.stats.claims",
         "kneurons.plan",
+        "kneurons.concepts.results",
+        "kneurons.concepts.knowledge",
+        "kneurons.figures.concepts",
     ],
 )
 def test_torch_free_rooms_import_without_torch(module):

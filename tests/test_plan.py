@@ -464,3 +464,32 @@ def test_sae_training_flops_scale_with_epochs_and_features(tmp_path):
     dim, tokens = 64, plan_costs(validate_config({"results": str(tmp_path)}))[1].mean_tokens
     more = train_stage(epochs=20, n_features=128)
     assert more.flops(dim, tokens) - base.flops(dim, tokens) == pytest.approx(9 * base.other_flops)
+
+
+def test_concept_plan_counts_the_passes_the_concept_job_runs(tmp_path, counted_jobs):
+    """The concept job on a split with planted-motif annotations, each part capped at 8 proteins and
+    every pair a candidate (floor 0): its maxima, counts and null passes are the plan's token-layers."""
+    from kneurons.jobs.concepts import run_concepts_job
+    from kneurons.settings import job_settings
+
+    cfg, split_path, checkpoint = feature_run(tmp_path, 1)
+    split = pd.read_csv(split_path, sep="\t")
+    split["motif_sites"] = ["3;4;5;11;12" if i % 2 else "7;8;9" for i in range(len(split))]
+    split.to_csv(split_path, sep="\t", index=False)
+    cfg = validate_config(
+        {
+            **cfg,
+            "units": {"features": []},
+            "concepts": {"max_proteins": 8, "f1_floor": 0.0, "min_proteins": 2},
+        }
+    )
+    out = {n: tmp_path / f"{n}.tsv" for n in ("alignment", "summary", "concepts", "units", "knowledge")}
+    info = run_concepts_job(
+        checkpoint, split_path, job_settings("concepts", cfg), out | {"info": tmp_path / "i.json"}
+    )
+    assert info["proteins"] == {"train": 8, "val": 4, "test": 8} and info["candidate_pairs"] > 0
+    (stage,) = [c for c in plan_costs(cfg)[0] if c.stage == "concepts"]
+    assert counted_jobs[-1].forward == stage.forward == LAYERS * (8 + 4 + 2 * 8) * (LENGTH + 2)
+    assert counted_jobs[-1].backward == stage.backward == 0 and stage.jobs == 1
+    off = validate_config({**cfg, "concepts": {"enabled": False}})
+    assert "concepts" not in {c.stage for c in plan_costs(off)[0]}

@@ -58,6 +58,7 @@ MODEL_JOBS = {
     "characterise_neurons",
     *FEATURE_MODEL_JOBS,
     *PLANTED_MODEL_JOBS,
+    "concepts",
 }
 FIGURES = {
     "figure_accuracy",
@@ -71,6 +72,7 @@ FIGURES = {
     "figure_compactness",
     "figure_feature_logos",
     "figure_planted_precision_recall",
+    "concept_figures",
 }
 
 #: Keys whose change alters the DAG (which jobs exist, their input or output paths) besides any
@@ -97,6 +99,7 @@ DAG_KEYS = {
     "train.replicates": "one fine-tuning, scoring, ablation and characterisation per replicate",
     "characterise.enabled": "the characterisation jobs in the default target",
     "units.features": "one train_sae job per trained SAE and replicate, and every feature job's inputs",
+    "concepts.enabled": "the concept jobs in the default target, and the claims' input of claim 7",
     "figures.formats": "the figure outputs",
     "planted.enabled": "the planted benchmark's outputs in the default target",
     "planted.replicates": "one planting (and its scoring, ablation, ground truth) per replicate and variant",
@@ -126,6 +129,7 @@ DEPENDS: dict[str, set[str]] = {
         "score_features[*]",
         "ablate_features",
         "characterise_features",
+        "concepts",
         *FEATURE_STATS_JOBS,
         *FIGURES,
         "planted_data",
@@ -188,6 +192,7 @@ DEPENDS: dict[str, set[str]] = {
         "characterise_features",
         "planted_plant",
         "planted_head_only",
+        "concepts",
     },
     "score.methods": {
         "ablation_stats",
@@ -277,6 +282,7 @@ DEPENDS: dict[str, set[str]] = {
         "ablate_features",
         "characterise_features",
         "atlas",
+        "concepts",
         *FIGURES,
         "planted_ablate",
         "planted_ground_truth",
@@ -305,6 +311,7 @@ DEPENDS: dict[str, set[str]] = {
     "stats.bootstrap": {
         "ablation_stats",
         "external_stats",
+        "concepts",
         *FEATURE_STATS_JOBS,
         "planted_curves",
         "planted_stats",
@@ -313,11 +320,12 @@ DEPENDS: dict[str, set[str]] = {
         "ablation_stats",
         "external_stats",
         "claims",
+        "concepts",
         *FEATURE_STATS_JOBS,
         "planted_curves",
         "planted_stats",
     },
-    "stats.top_fraction": {"ablation_stats", "atlas", "claims", "planted_stats"},
+    "stats.top_fraction": {"ablation_stats", "atlas", "claims", "concepts", "planted_stats"},
     "stats.claims": {"claims", "planted_stats"},
     # claims: the baseline rule's note names the proteins by their cap
     "ablate.max_sequences": {
@@ -350,7 +358,15 @@ DEPENDS: dict[str, set[str]] = {
     "figures.formats": set(FIGURES),
     "figures.dpi": {*FIGURES, "characterise_figures"},
     "atlas": {"atlas"},
-    "units.features": {"sae_report", "score_features[*]", "ablate_features", "characterise_features"},
+    "units.features": {
+        "sae_report",
+        "score_features[*]",
+        "ablate_features",
+        "characterise_features",
+        "concepts",
+    },
+    "concepts": {"concepts"},
+    "concepts.enabled": set(),
     "sae": {"train_sae"},
     "sae.max_tokens": {"train_sae", "sae_report"},
     # the quality rule is every SAE's (not the training's): the report's wrong-layer check, the rule
@@ -549,7 +565,7 @@ def test_scripts_are_thin_adapters_over_the_jobs():
 
 def test_every_rule_passes_the_settings_seam_and_says_what_it_does():
     """The params Snakemake sees are the seam's (functions of wildcards where the seam has them)."""
-    own = {"figure": {"kind"}, "characterise_figures": {"figures"}}
+    own = {"figure": {"kind"}, "characterise_figures": {"figures"}, "concept_figures": {"figures"}}
     seen = set()
     for rule in workflow_rules():
         if rule["kind"] == "none":

@@ -347,6 +347,20 @@ def _figure_feature_logos(cfg: Config) -> dict[str, Any]:
     return {**_figure(cfg), "logos": cfg["characterise"]["logos"]}
 
 
+def _concepts(cfg: Config) -> dict[str, Any]:
+    # the knowledge units are ranked as the ablation ranks them; the SAE entries say which features
+    return {
+        "concepts": {k: v for k, v in cfg["concepts"].items() if k != "enabled"},
+        "stats": _pick(cfg["stats"], "top_fraction", "bootstrap", "confidence"),
+        "ablate": _pick(cfg["ablate"], "normalise"),
+        "model": _pick(cfg["model"], "attention"),
+        "train": _pick(cfg["train"], "bf16"),
+        "units": _units(cfg),
+        "seed": cfg["seed"],
+        "device": cfg["device"],
+    }
+
+
 def _planted_model(cfg: Config) -> dict[str, Any]:
     """The base model's ``model`` section: ``init_seed`` resolved as fine-tuning resolves it."""
     return _finetune(cfg)["model"]
@@ -482,6 +496,8 @@ RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
     "planted_ground_truth": _planted_ground_truth,
     "planted_curves": _planted_curves,
     "planted_stats": _planted_stats,
+    "concepts": _concepts,
+    "concept_figures": _figure,
     **{
         f"figure_{kind}": _figure
         for kind in (

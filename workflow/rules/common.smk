@@ -69,7 +69,7 @@ def get_final_output():
             *(pattern.replace("{rep}", "") for pattern in CHAR_NEURONS.values()),
             *CHAR_FIGURE_FILES,
         ]
-    final += [*STATS.values(), CLAIMS, *feature_outputs()]
+    final += [*STATS.values(), CLAIMS, *feature_outputs(), *concept_outputs()]
     final += [
         path.replace("{set}", name)
         for name in EXTERNAL

@@ -3,7 +3,8 @@
 These are first-class inputs (compute nodes of clusters are often offline).
 
 * **TSV** (plain or gzip): a UniProt export (``Entry``, ``EC number``, ``Sequence`` required;
-  ``Length``, ``Protein names``, ``Organism``, ``Active site``, ``Binding site`` carried when
+  ``Length``, ``Protein names``, ``Organism``, ``Active site``, ``Binding site`` and the other
+  per-residue feature columns of ``kneurons.data.annotations.FEATURE_COLUMNS`` carried when
   present), or a table that already uses the contract names (``accession``, ``ec``,
   ``sequence``). Other columns are ignored. Tab- or comma-separated (the delimiter comes from the
   header line, whatever the file's name: ``DELIMITER_RULE``), one header line; fields may be
@@ -32,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from kneurons.data import OPTIONAL_COLUMNS, PROTEIN_COLUMNS
+from kneurons.data.annotations import FEATURE_COLUMNS
 from kneurons.data.normalise import NORMALISED, VALID_RESIDUES, normalise_proteins
 from kneurons.errors import InputError
 
@@ -47,6 +49,8 @@ UNIPROT_HEADERS: dict[str, str] = {
     "Organism": "organism",
     "Active site": "active_site",
     "Binding site": "binding_site",
+    # the other per-residue feature columns (Site, Motif, Region, Domain [FT], ..., Helix): concepts
+    **{c.header: c.column for c in FEATURE_COLUMNS},
 }
 _CONTRACT = set(PROTEIN_COLUMNS) | set(OPTIONAL_COLUMNS)
 _SEQ_LINE_RE = re.compile(f"[^{''.join(sorted(VALID_RESIDUES))}*]")

@@ -16,6 +16,7 @@ from kneurons.stats.claims import IntactModel, evaluate_claims, sae_quality_note
 from kneurons.stats.metrics import majority_share
 from kneurons.tables import (
     read_characterise_table,
+    read_concept_table,
     read_intact_metrics,
     read_predictions,
     read_stats_table,
@@ -90,7 +91,9 @@ def run_claims(
     (each replicate's ``class_summary.json``: the intact model on claim 5's held-out proteins) and,
     when SAE features were ablated, ``compactness`` (``stats/compactness.tsv``, pooled over the
     replicates: claim 6, test split only) and ``sae_quality`` (``features/stats/sae_quality.tsv``:
-    claim 6 is inconclusive, the reason in its note, where an SAE does not fit a replicate's model).
+    claim 6 is inconclusive, the reason in its note, where an SAE does not fit a replicate's model)
+    and, when the concept stage ran, ``concept_knowledge`` (``concepts/knowledge.tsv``: claim 7, the
+    main run's test split).
     Per external set (``settings["external"]``, sorted names): ``external`` (its ``random_gap.tsv``)
     and ``external_metrics`` (its ``metrics.json``: the intact model on its evaluated proteins), in
     the order of the names. Returns the claims with their numbers at full precision.
@@ -115,6 +118,9 @@ def run_claims(
         if inputs.get("sae_quality")
         else ""
     )
+    concepts = None
+    if inputs.get("concept_knowledge"):
+        concepts = read_concept_table(inputs["concept_knowledge"], "knowledge")
     n_rep = int(settings.get("replicates", 1))
     cap = (settings.get("ablate") or {}).get("max_sequences")
     intact = intact_from_predictions(_paths(inputs.get("intact")))
@@ -137,6 +143,7 @@ def run_claims(
             intact=intact,
             compactness=compactness,
             intact_by_claim=by_claim,
+            concepts=concepts,
         )
     ]
     parts[0] = with_sae_quality(parts[0], sae_note)

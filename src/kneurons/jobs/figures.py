@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from kneurons.figures.ablation import figure_files, save_figure
@@ -13,6 +13,7 @@ from kneurons.figures.characterise import (
     plot_logos,
 )
 from kneurons.figures.compactness import plot_compactness
+from kneurons.figures.concepts import plot_concepts_covered, plot_knowledge, plot_units_aligned
 from kneurons.figures.curves import plot_ablation_curves, plot_threshold_bars
 from kneurons.figures.heatmaps import plot_density, plot_layer_module_gap
 from kneurons.figures.planted import plot_precision_recall
@@ -20,6 +21,8 @@ from kneurons.figures.stability import plot_stability
 from kneurons.figures.training import plot_confusion, plot_training_curve
 from kneurons.tables import (
     read_characterise_table,
+    read_concept_table,
+    read_concepts_info,
     read_metrics,
     read_sites_info,
     read_stats_table,
@@ -55,6 +58,22 @@ def make_figures(
         dpi,
     )
     save_figure(plot_class_specificity(matrix, overlap), *figure_files(out["class_specificity"]), dpi)
+
+
+def make_concept_figures(
+    inputs: Mapping[str, str | Path], out: Mapping[str, Sequence[str | Path]], dpi: int = 150
+) -> None:
+    """Write the three concept figures: ``out`` maps ``units_aligned``, ``covered`` and
+    ``knowledge`` to their paths (one per format); ``inputs``: the concept stage's ``summary``,
+    ``concepts``, ``units`` and ``knowledge`` tables and its ``info``."""
+    info = read_concepts_info(inputs["info"])
+    units = read_concept_table(inputs["units"], "units")
+    summary = read_concept_table(inputs["summary"], "summary")
+    save_figure(plot_units_aligned(summary, info), *figure_files(out["units_aligned"]), dpi)
+    concepts = read_concept_table(inputs["concepts"], "concepts")
+    save_figure(plot_concepts_covered(concepts, info), *figure_files(out["covered"]), dpi)
+    knowledge = read_concept_table(inputs["knowledge"], "knowledge")
+    save_figure(plot_knowledge(units, knowledge, info), *figure_files(out["knowledge"]), dpi)
 
 
 def make_figure(

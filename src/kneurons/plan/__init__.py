@@ -52,6 +52,12 @@ against ``snakemake -n`` for every shipped configuration.
 - the planted-knowledge benchmark (``planted.enabled``; ``kneurons.plan.planted``): its plantings
   and controls, their scoring, ablation and ground truth on the planted task's own proteins.
 
+- concepts (``concepts.enabled``, the main run, one job): ``L * (T_tr + T_va + 2 T_te)`` forward,
+  each part capped at ``concepts.max_proteins`` (the units' maxima on the training sample, the
+  counts on the validation and test parts, the nulls' pass over the test part), and counting
+  ``4 * (T_va + T_te) * U * n_thresholds`` FLOPs, ``U`` the units scored (``concepts.max_units``
+  per kind).
+
 Time: ``flops = token_layers * (24 d^2 + 4 d t)`` forward (``t`` the mean tokens per sequence),
 backward twice that, plus a stage's other FLOPs (an SAE's optimisation), divided by the device's
 effective FLOP/s, plus ``JOB_STARTUP_S`` per job.

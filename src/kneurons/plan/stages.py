@@ -1,12 +1,13 @@
 """The stages of a run and their cost (``plan_costs``): fine-tuning, scoring, ablation, the
-external sets, class characterisation and the SAE feature stages, per replicate. Torch-free."""
+external sets, class characterisation and the SAE feature stages, per replicate, and the concept
+alignment of the main run. Torch-free."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from kneurons.config import model_shape
-from kneurons.plan.features import feature_costs
+from kneurons.plan.features import feature_costs, feature_layout
 from kneurons.plan.passes import (
     DataSize,
     StageCost,
@@ -14,11 +15,17 @@ from kneurons.plan.passes import (
     data_size,
     distinct_mask_starts,
     external_tokens,
+    neuron_layout,
     scoring_cost,
 )
 from kneurons.plan.planted import planted_costs
 from kneurons.plan.recorded import recorded_attempts
 from kneurons.scatter import random_seed_chunks, score_layer_chunks
+
+#: FLOPs of counting one residue of one unit at one threshold (``kneurons.concepts.activations``: a
+#: comparison, the concept index-add, the instance scatter and its index-add).
+COUNT_FLOPS = 4.0
+
 
 #: The workflow rules whose jobs each kind of stage counts (a stage's kind: its name when listed,
 #: else its first word: ``score ig`` is a ``score`` stage). The plan's jobs of a kind equal the
@@ -40,6 +47,7 @@ STAGE_RULES: dict[str, tuple[str, ...]] = {
     "planted score": ("planted_score",),
     "planted ablate": ("planted_ablate",),
     "planted ground truth": ("planted_ground_truth",),
+    "concepts": ("concepts",),
 }
 #: The rules the plan does not cost: they run no model (downloads, labels, the split and its MMseqs2
 #: searches, gathering, statistics, claims, figures, the atlas) and take seconds to minutes. A rule
@@ -72,6 +80,7 @@ UNCOSTED_RULES: frozenset[str] = frozenset(
         "planted_base",
         "planted_curves",
         "planted_stats",
+        "concept_figures",
     }
 )
 
@@ -190,4 +199,38 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
         )
     out += feature_costs(cfg, data, layers, dim)
     out += planted_costs(cfg, layers, dim)
+    out += concept_costs(cfg, data, layers, dim)
     return out, data
+
+
+def concept_costs(cfg: dict[str, Any], data: DataSize, layers: int, dim: int) -> list[StageCost]:
+    """The concept stage (``concepts.enabled``; ``kneurons.concepts``), the main run only: one job.
+
+    Its passes run every layer (the neurons of the last one are units): the training sample for the
+    units' maxima, the validation and test parts for the counts, and the test part once more for the
+    nulls of the pairs above the floor (one pass when their activations fit one chunk). Each part is
+    at most ``concepts.max_proteins`` proteins. Counting adds, per residue of the validation and test
+    parts, unit and threshold, a comparison and three scatter-adds (``COUNT_FLOPS``).
+    """
+    c = cfg["concepts"]
+    if not c["enabled"]:
+        return []
+    cap = c["max_proteins"]
+    t_train, t_val, t_test = (data.tokens(s, cap) for s in ("train", "val", "test"))
+    units = neuron_layout(layers, dim).total
+    if cfg["units"]["features"]:
+        units_f = feature_layout(cfg, dim).total
+        units = min(units, c["max_units"] or units) + min(units_f, c["max_units"] or units_f)
+    else:
+        units = min(units, c["max_units"] or units)
+    counting = COUNT_FLOPS * (t_val + t_test) * units * len(c["thresholds"])
+    return [
+        StageCost(
+            "concepts",
+            1,
+            layers * (t_train + t_val + 2 * t_test),
+            0.0,
+            "concepts.max_proteins; concepts.max_units",
+            counting,
+        )
+    ]

@@ -29,6 +29,12 @@ The claims (``CLAIMS``):
    of the intact accuracy (global, preserve), claimed positive (``stats/compactness.tsv``, see
    ``kneurons.stats.compactness``: a paired bootstrap over test proteins and replicates, one-sided
    bootstrap p-value). Test split only, where SAE features were ablated.
+7. knowledge units align with catalytic sites more than random units, per kind of unit (neurons,
+   SAE features): the knowledge units' (global top ``stats.top_fraction`` by IG) mean best
+   catalytic-concept F1 minus that of random units of the same module composition, claimed positive
+   (``concepts/knowledge.tsv``, see ``kneurons.concepts.knowledge``: a stratified bootstrap over
+   units, the p-value of random sets). Test split only; no row where no catalytic concept (active
+   site, binding site, planted motif) was scored.
 
 Every claim rests on the fine-tuned model having learned something on the proteins it is judged on:
 a model that predicts one class scores the majority-class share, and ablating it merely moves that
@@ -101,6 +107,7 @@ FIGURE_OF: dict[str, str] = {
     "4": "figures/accuracy_suppress.png",
     "5": "figures/characterise/class_specificity.png",
     "6": "figures/compactness.png",
+    "7": "figures/concepts/knowledge.png",
 }
 
 
@@ -290,6 +297,34 @@ def _compactness_specs(
     ]
 
 
+def _concept_specs(
+    table: pd.DataFrame | None, margin: float
+) -> list[tuple[str, str, str, str, int, float, Evidence | None]]:
+    """Claim 7's specs, one per kind of unit of ``concepts/knowledge.tsv`` with a measured gap."""
+    if table is None or table.empty:
+        return []
+    rows = table.dropna(subset=["f1_gap", "ci_lo", "ci_hi"])
+    return [
+        (
+            "7",
+            "knowledge units align with catalytic sites more than random units",
+            "ig",
+            f"mean best catalytic-concept F1, top IG {r.units} minus random {r.units} (same modules)",
+            +1,
+            margin,
+            Evidence(
+                float(r.f1_gap),
+                float(r.ci_lo),
+                float(r.ci_hi),
+                float(r.p_value),
+                "concepts/knowledge.tsv",
+                float(r.p_floor),
+            ),
+        )
+        for r in rows.itertuples(index=False)
+    ]
+
+
 def evaluate_claims(
     random_gap: pd.DataFrame,
     density: pd.DataFrame | None,
@@ -301,6 +336,7 @@ def evaluate_claims(
     random_gap_source: str = "stats/random_gap.tsv",
     compactness: pd.DataFrame | None = None,
     intact_by_claim: Mapping[str, IntactModel] | None = None,
+    concepts: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per claim (``CLAIM_COLUMNS``), from the statistics tables of one evaluation set
     (``density`` None: no density measured, as on an external set).
@@ -313,8 +349,9 @@ def evaluate_claims(
     from, named in the ``source`` column. ``compactness``: ``stats/compactness.tsv`` (None: no SAE
     features were ablated, no claim 6, and its margin ``claims.compactness_margin`` is not read).
     ``intact_by_claim``: the intact model on the proteins a claim was measured on where they are not
-    ``intact``'s (claim 5's held-out proteins), by claim number. Verdicts are decided on these
-    full-precision values.
+    ``intact``'s (claim 5's held-out proteins), by claim number.
+    ``concepts``: ``concepts/knowledge.tsv`` (None: the concept stage did not run, no claim 7, and
+    ``claims.concept_margin`` is not read). Verdicts are decided on these full-precision values.
     """
     confidence = float(settings["confidence"])
     notes: dict[str, str] = {}
@@ -379,6 +416,8 @@ def evaluate_claims(
     ]
     if compactness is not None:
         specs += _compactness_specs(compactness, margins["compactness_margin"])
+    if concepts is not None:
+        specs += _concept_specs(concepts, margins["concept_margin"])
     rows = []
     for claim, statement, method, statistic, direction, margin, ev in specs:
         if ev is None:

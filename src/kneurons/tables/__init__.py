@@ -36,6 +36,8 @@ external/<name>/metrics.json            write_json_result / read_intact_metrics
 external/<name>/random_gap.tsv, curves  write_stats_tables / read_stats_table
 model/training_curve.tsv, metrics.json  write_training_curve, write_json_result /
                                         read_training_curve, read_metrics, read_intact_metrics
+concepts/{name}.tsv, info.json          write_concept_tables, write_concepts_info /
+                                        read_concept_table, read_concepts_info
 """
 
 from kneurons.tables.ablation import (
@@ -51,6 +53,12 @@ from kneurons.tables.ablation import (
 )
 from kneurons.tables.base import read_json, read_tsv, read_tsv_table
 from kneurons.tables.claims import read_claims, write_claims, write_verdicts
+from kneurons.tables.concepts import (
+    read_concept_table,
+    read_concepts_info,
+    write_concept_tables,
+    write_concepts_info,
+)
 from kneurons.tables.data import (
     read_class_labels,
     read_classes,
@@ -112,6 +120,10 @@ __all__ = [
     "read_ablation_table",
     "read_characterise_table",
     "read_claims",
+    "read_concept_table",
+    "read_concepts_info",
+    "write_concept_tables",
+    "write_concepts_info",
     "read_external_proteins",
     "read_intact_metrics",
     "write_external_proteins",

@@ -51,4 +51,10 @@ def atlas_inputs(wildcards):
     if CHARACTERISE_FEATURES:
         tables = ("neurons", "windows", "pfm", "window_activations")
         inputs.update({f"feature_{name}": FEATURE_CHAR[name] for name in tables})
+    if CONCEPTS_ENABLED:  # each unit's concepts and the concept section (concepts.smk)
+        tables = ("units", "alignment", "summary", "knowledge", "info")
+        inputs.update({f"concept_{name}": CONCEPTS[name] for name in tables})
+        inputs.update(
+            {f"fig_concepts_{name}": f"{CONCEPT_FIG}/{name}.png" for name in CONCEPT_FIGURES}
+        )
     return inputs

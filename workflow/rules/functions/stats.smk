@@ -6,7 +6,8 @@ def claims_inputs(wildcards):
     measured on (the baseline rule): one test-split ablation job's predictions per replicate (every
     job of a replicate evaluates the same proteins), each external set's metrics and, with the
     characterisation, its class summaries; class specificity only when the characterisation runs,
-    compactness only with SAE features.
+    compactness only with SAE features, the concept stage's knowledge table when
+    it runs.
     """
     inputs = {
         "random_gap": STATS["random_gap"],
@@ -29,4 +30,6 @@ def claims_inputs(wildcards):
     if FEATURES:
         inputs["compactness"] = COMPACTNESS
         inputs["sae_quality"] = SAE_QUALITY
+    if CONCEPTS_ENABLED:  # claim 7: knowledge units against random units (concepts.smk)
+        inputs["concept_knowledge"] = CONCEPTS["knowledge"]
     return inputs

@@ -44,6 +44,11 @@
   columns.push({ key: "site_auroc", label: "site AUROC", num: true });
   columns.push({ key: "site_q", label: "site q", num: true });
   columns.push({ key: "consensus", label: "window consensus" });
+  const concepts = data.concept_names || [];
+  if (rows.some(function (r) { return r.concepts !== undefined; })) {
+    columns.push({ key: "concepts", label: "aligned concepts", list: true });
+    columns.push({ key: "best_concept_f1", label: "best concept F1", num: true });
+  }
 
   const state = { key: methods.indexOf("ig") >= 0 ? "rank_ig" : "rank_" + methods[0], dir: 1 };
   const table = document.getElementById("neurons");
@@ -81,6 +86,11 @@
   });
   const fUnit = document.getElementById("filter-unit");  // only on pages with SAE features
   if (fUnit) { fUnit.addEventListener("change", render); }
+  const fConcept = document.getElementById("filter-concept");  // only where units align with concepts
+  if (fConcept) {
+    concepts.forEach(function (c) { fConcept.appendChild(el("option", { value: c }, c)); });
+    fConcept.addEventListener("change", render);
+  }
   const fChar = document.getElementById("filter-characterised");
   fChar.addEventListener("change", render);
   const search = document.getElementById("search");
@@ -94,6 +104,7 @@
     if (fClass.value !== "" && r.top_class !== fClass.value) { return false; }
     if (fMethod.value !== "" && !r["top_" + fMethod.value]) { return false; }
     if (fUnit && fUnit.value !== "" && isFeature(r) !== (fUnit.value === "feature")) { return false; }
+    if (fConcept && fConcept.value !== "" && (r.concepts || []).indexOf(fConcept.value) < 0) { return false; }
     if (fChar.checked && !r.characterised) { return false; }
     return true;
   }
@@ -114,7 +125,8 @@
       if (r.id === selected) { tr.className = "selected"; }
       columns.forEach(function (c) {
         const v = r[c.key];
-        const td = el("td", {}, c.num ? fmt(v, c.digits) : (v === null ? "" : String(v)));
+        const text = c.list ? (v || []).join("; ") : c.num ? fmt(v, c.digits) : (v === null || v === undefined ? "" : String(v));
+        const td = el("td", {}, text);
         td.className = (c.num ? "num" : "") + (c.top && r[c.top] ? " top" : "");
         if (c.top && r[c.top]) { td.title = "in the global top " + data.top_fraction + " of " + c.key.slice(5); }
         tr.appendChild(td);
@@ -275,6 +287,31 @@
     return box;
   }
 
+  function conceptBlock(r, found) {
+    const box = el("div");
+    if (!found || !found.length) {
+      box.appendChild(el("p", { class: "note" }, r.best_concept === undefined || r.best_concept === null
+        ? "Not scored by the concept stage (concepts.max_units samples the units of large models)."
+        : "No concept above 0 F1 on validation."));
+      return box;
+    }
+    const t = el("table", { class: "small concepts" });
+    const head = el("tr");
+    ["concept", "threshold", "precision", "recall", "F1 (val)", "F1 (test)", "null p99 (within)", "null p99 (across)", "aligned"]
+      .forEach(function (h) { head.appendChild(el("th", {}, h)); });
+    t.appendChild(head);
+    found.forEach(function (c) {
+      const tr = el("tr");
+      [c.concept, fmt(c.threshold, 2), fmt(c.precision), fmt(c.recall), fmt(c.f1_val), fmt(c.f1),
+        fmt(c.null_within_p99), fmt(c.null_across_p99), c.aligned ? "yes" : "no"]
+        .forEach(function (v) { tr.appendChild(el("td", {}, v)); });
+      if (c.aligned) { tr.className = "aligned"; }
+      t.appendChild(tr);
+    });
+    box.appendChild(t);
+    return box;
+  }
+
   const panel = document.getElementById("panel");
   function open(id) {
     const r = rows.find(function (x) { return x.id === id; });
@@ -310,6 +347,10 @@
     if (r.site_auroc !== null) {
       parts.push(el("p", {}, "Site AUROC " + fmt(r.site_auroc) + ", q = " + fmt(r.site_q) +
         (r.site_q !== null && r.site_q <= data.alpha ? " (fires on annotated sites)" : "") + "."));
+    }
+    if (r.concepts !== undefined) {
+      parts.push(el("h4", {}, "Concepts (test F1 at the threshold chosen on validation)"));
+      parts.push(conceptBlock(r, d.concepts));
     }
     parts.push(el("h4", {}, "Class profile (class-conditional IG score)"));
     parts.push(Object.keys(r.profile).length ? profileChart(r.profile, r.top_class)
