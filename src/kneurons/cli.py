@@ -1,8 +1,9 @@
 """The ``kneurons`` command: ``kneurons plan`` prints a configuration's cost plan (``kneurons.plan``)
 in units people read, with the budget warnings; ``kneurons convert`` turns ESM-2 weights between
-the fair-esm and Hugging Face layouts (``kneurons.model.backends.hf.convert``, which imports torch).
+the fair-esm and Hugging Face layouts (``kneurons.model.backends.hf.convert``, which imports torch);
+``kneurons explain`` explains a file of proteins with a finished run (``kneurons.explain.cli``).
 
-Torch-free until ``convert`` is asked for.
+Torch-free until ``convert`` or ``explain`` is asked for.
 """
 
 from __future__ import annotations
@@ -108,17 +109,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``kneurons plan --configfile FILE [--gpu a100] [--budget-hours 24]``: print the cost plan.
 
     ``kneurons convert ...`` (ESM-2 weights between fair-esm and HF layouts) is handed to
-    ``kneurons.model.backends.hf.convert.main``, which imports torch.
+    ``kneurons.model.backends.hf.convert.main``, which imports torch; ``kneurons explain ...``
+    (proteins explained with a finished run) to ``kneurons.explain.cli.main``.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["convert"]:
         from kneurons.model.backends.hf.convert import main as convert_main
 
         return convert_main(argv[1:])
+    if argv[:1] == ["explain"]:
+        from kneurons.explain.cli import main as explain_main
+
+        return explain_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="kneurons plan", description="The cost plan of a configuration, before anything runs."
     )
-    parser.add_argument("command", choices=["plan"], help="plan (or: kneurons convert --help)")
+    parser.add_argument(
+        "command", choices=["plan"], help="plan (or: kneurons convert --help, kneurons explain --help)"
+    )
     parser.add_argument("--configfile", default="config/config.yaml")
     parser.add_argument("--gpu", default="a100", choices=[k for k in THROUGHPUT if k != "cpu"])
     parser.add_argument(
