@@ -26,6 +26,7 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/external.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/atlas.smk"
+include: "workflow/rules/explain.smk"
 
 
 rule all:

@@ -335,6 +335,12 @@ def _figure(cfg: Config) -> dict[str, Any]:
     }
 
 
+def _explain(cfg: Config) -> dict[str, Any]:
+    # The proteins file is the rule's input, not a setting; what the run decided (label policy,
+    # fill, ranking, IG settings) is read from the run's files, which are inputs too.
+    return {"explain": {k: v for k, v in cfg["explain"].items() if k != "proteins"}, "device": cfg["device"]}
+
+
 def _nothing(cfg: Config) -> dict[str, Any]:
     return {}
 
@@ -374,6 +380,7 @@ RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
     "compactness": _feature_stats,
     "characterise_features": _characterise_features,
     "figure_feature_logos": _figure_feature_logos,
+    "explain": _explain,
     **{
         f"figure_{kind}": _figure
         for kind in (

@@ -75,5 +75,5 @@ def get_final_output():
         for name in EXTERNAL
         for path in (*EXTERNAL_FILES.values(), *EXTERNAL_STATS.values())
     ]
-    final += [*FIGURE_FILES, ATLAS]
+    final += [*FIGURE_FILES, ATLAS, *explain_outputs()]
     return final
