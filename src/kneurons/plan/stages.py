@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from kneurons.config import model_shape
+from kneurons.plan.explain import explain_cost
 from kneurons.plan.features import feature_costs
 from kneurons.plan.passes import (
     DataSize,
@@ -24,7 +25,8 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
 
     Fine-tuning, scoring, ablation and class characterisation run once per replicate
     (``train.replicates``); each external set adds the global scope's ablation per replicate;
-    ``units.features`` adds the feature stages (``kneurons.plan.features.feature_costs``), per replicate.
+    ``units.features`` adds the feature stages (``kneurons.plan.features.feature_costs``), per replicate;
+    ``explain.proteins`` the explain job (``kneurons.plan.explain.explain_cost``).
     """
     layers, dim, _ = model_shape(cfg)
     data = data_size(cfg)
@@ -93,4 +95,7 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
             )
         )
     out += feature_costs(cfg, data, layers, dim)
+    explained = explain_cost(cfg, layers)
+    if explained is not None:
+        out.append(explained)
     return out, data
