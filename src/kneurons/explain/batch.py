@@ -46,9 +46,15 @@ def _ranking(atlas: dict[str, Any]) -> tuple[float, str]:
 
 
 def load_replicate(
-    files: RunFiles, index: int, run: RunSettings, atlas: dict[str, Any], device: torch.device
+    files: RunFiles,
+    index: int,
+    run: RunSettings,
+    atlas: dict[str, Any],
+    device: torch.device,
+    token_budget: int = 8192,
 ) -> ReplicateModel:
-    """One replicate's classifier (with its SAEs), knowledge units and fill."""
+    """One replicate's classifier (with its SAEs), knowledge units and fill (``token_budget``: the
+    ``mean`` fill's batches)."""
     from kneurons.features.attach import attach_scored_saes
     from kneurons.jobs.ablate import job_fill
     from kneurons.model.checkpoint import load_classifier
@@ -81,7 +87,7 @@ def load_replicate(
     # recorded, never downloaded here).
     model_settings = {**run.model, "download": False}
     fill = job_fill(
-        run.fill, model, info, model_settings, files.scoring_set, 8192, device, str(rep.checkpoint)
+        run.fill, model, info, model_settings, files.scoring_set, token_budget, device, str(rep.checkpoint)
     )
     return ReplicateModel(
         replicate=rep.replicate,
@@ -136,7 +142,10 @@ def explain_batch(
     in_atlas = {r["id"] for r in atlas.get("neurons", [])} | {
         r["id"] for r in (atlas.get("features") or {}).get("rows", [])
     }
-    replicates = [load_replicate(files, i, run, atlas, device) for i in range(len(files.replicates))]
+    replicates = [
+        load_replicate(files, i, run, atlas, device, settings.token_budget)
+        for i in range(len(files.replicates))
+    ]
     labels = replicates[0].labels
     for rm, rep in zip(replicates, files.replicates, strict=True):
         if rm.labels != labels:

@@ -48,6 +48,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--random-seeds", type=int, nargs="+", default=d["random_seeds"], help="one random draw per seed"
     )
+    p.add_argument(
+        "--track-steps", type=int, default=d["track_steps"], help="integration points of the track"
+    )
     p.add_argument("--token-budget", type=int, default=d["token_budget"], help="tokens per IG pass")
     return p
 
@@ -65,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "window": args.window,
             "peaks": args.peaks,
             "random_seeds": list(args.random_seeds),
+            "track_steps": args.track_steps,
             "token_budget": args.token_budget,
         }
         settings = {"explain": validate_config({"explain": section})["explain"]}

@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 #: The residue of the per-residue track's baseline: unknown, in every backend's alphabet.
 BASELINE_RESIDUE = "X"
+#: The per-residue track's integration rule (``explain.track_steps`` points).
+TRACK_RULE = "gausslegendre"
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class ExplainSettings:
     window: int = 9
     peaks: int = 2
     random_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    track_steps: int = 64
     token_budget: int = 8192
 
     @classmethod
@@ -70,6 +73,7 @@ class ExplainSettings:
             window=int(section["window"]),
             peaks=int(section["peaks"]),
             random_seeds=tuple(int(s) for s in section["random_seeds"]),
+            track_steps=int(section["track_steps"]),
             token_budget=int(section["token_budget"]),
         )
 
@@ -407,7 +411,8 @@ def explain_protein(
         result = _causal(rm, tokens, named, pred, settings, kind, active)
         if result is not None:
             causal.append(result)
-    alphas, weights = rm.ig.points(device)
+    # the track's own points: its path is far sharper than a module's scaling (ExplainSettings)
+    alphas, weights = IgSettings(settings.track_steps, TRACK_RULE, rm.ig.target).points(device)
     baseline = model.tokenize([BASELINE_RESIDUE * n]).to(device)
     track = input_attribution(
         model, tokens, baseline, gold, alphas, weights, rm.ig.target, settings.token_budget
@@ -424,7 +429,14 @@ def explain_protein(
         "causal": causal,
         "track": [float(x) for x in residue_track],
         "track_on_sites": on_sites(residue_track, sites),
-        "track_target": {"target": rm.ig.target, "protein": f_self, "baseline": f_base},
+        "track_target": {
+            "target": rm.ig.target,
+            "protein": f_self,
+            "baseline": f_base,
+            # completeness: what the integration rule missed of the change from baseline to protein
+            "gap": float(residue_track.sum()) - (f_self - f_base),
+            "steps": settings.track_steps,
+        },
         "seconds": round(time.monotonic() - began, 3),
     }
 

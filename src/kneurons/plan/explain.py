@@ -5,11 +5,11 @@ Per protein of ``t`` tokens (its residues, cropped at ``labels.max_length``, and
 replicate, with ``S = score.ig.steps``: the prediction (``L`` token-layers per token); the neurons'
 IG towards the predicted class, as one protein scored by IG (``score_job_cost`` over the ``L``
 layers, an upper bound: only the layers holding knowledge neurons run); each SAE's features as a
-feature layer (one leaf); the per-residue track, IG to the input embeddings (``S`` passes of all
-``L`` layers, forward and backward); the causal check, ``2 + R`` copies of the protein through the
-``L`` layers for the neurons and again for the features (``R = len(explain.random_seeds)``), with
-one more pass to see which features fire; and the two passes the track's completeness is read
-from (the protein, its baseline).
+feature layer (one leaf); the per-residue track, IG to the input embeddings
+(``explain.track_steps`` passes of all ``L`` layers, forward and backward); the causal check,
+``2 + R`` copies of the protein through the ``L`` layers for the neurons and again for the features
+(``R = len(explain.random_seeds)``), with one more pass to see which features fire; and the two
+passes the track's completeness is read from (the protein, its baseline).
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ def explain_cost(cfg: dict[str, Any], layers: int) -> StageCost | None:
         fwd, bwd = score_job_cost("ig", steps, layers, layer, 1.0, passes=1)
         per_token_fwd, per_token_bwd = per_token_fwd + fwd, per_token_bwd + bwd
     checks = copies * (1 + (1 if sae_layers else 0)) + (1 if sae_layers else 0)
-    per_token_fwd += layers * (1 + steps + checks + 2)  # prediction, track, causal checks, completeness
-    per_token_bwd += layers * steps  # the track's backward passes
+    track = cfg["explain"]["track_steps"]
+    per_token_fwd += layers * (1 + track + checks + 2)  # prediction, track, causal checks, completeness
+    per_token_bwd += layers * track  # the track's backward passes
     tokens = float(sum(explain_tokens(cfg)))
     reps = cfg["train"]["replicates"]
     return StageCost(
@@ -67,5 +68,5 @@ def explain_cost(cfg: dict[str, Any], layers: int) -> StageCost | None:
         1,
         reps * tokens * per_token_fwd,
         reps * tokens * per_token_bwd,
-        "explain.proteins; score.ig.steps" + ("; train.replicates" if reps > 1 else ""),
+        "explain.proteins; score.ig.steps; explain.track_steps" + ("; train.replicates" if reps > 1 else ""),
     )

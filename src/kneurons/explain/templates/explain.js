@@ -221,6 +221,12 @@
     box.appendChild(predictionTable(p));
     box.appendChild(el("h4", {}, "How much each residue drives class " + r.predicted + " (replicate " + r.replicate + ")"));
     box.appendChild(track(p, r));
+    const t = r.track_target;
+    const gapNote = Math.abs(t.gap) > 0.05 * Math.max(Math.abs(t.protein - t.baseline), 0.01)
+      ? " The integration missed " + fmt(t.gap) + " of it: raise explain.track_steps (now " + t.steps + ")." : "";
+    box.appendChild(el("p", { class: "note track-total" }, "The track sums to " + fmt(t.protein - t.baseline + t.gap) + "; the " +
+      t.target + " of class " + r.predicted + " is " + fmt(t.protein) + " for the protein and " + fmt(t.baseline) +
+      " for the all-X sequence." + gapNote));
     if (r.track_on_sites && r.track_on_sites.share !== null) {
       box.appendChild(el("p", { class: "note" }, siteText(r.track_on_sites).replace(" (", " of the track's positive part " +
         "lies on the annotated sites (") + "."));
