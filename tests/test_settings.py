@@ -81,6 +81,7 @@ DAG_KEYS = {
     "characterise.enabled": "the characterisation jobs in the default target",
     "units.features": "one train_sae job per trained SAE and replicate, and every feature job's inputs",
     "figures.formats": "the figure outputs",
+    "explain.proteins": "the explain job (null: none) and its input file",
 }
 
 #: Key (or section prefix; the longest prefix wins) -> the rules whose params it changes.
@@ -109,7 +110,7 @@ DEPENDS: dict[str, set[str]] = {
         *FEATURE_STATS_JOBS,
         *FIGURES,
     },
-    "device": {"finetune", *MODEL_JOBS},
+    "device": {"finetune", "explain", *MODEL_JOBS},
     "data.source": {"proteins", *FIGURES},
     "data.tsv": set(),  # only with source tsv (then also in the captions)
     "data.fasta": set(),
@@ -223,6 +224,9 @@ DEPENDS: dict[str, set[str]] = {
     "units.features": {"sae_report", "score_features[*]", "ablate_features", "characterise_features"},
     "sae": {"train_sae"},
     "sae.max_tokens": {"train_sae", "sae_report"},
+    # what the run decided (label policy, fill, ranking, IG settings) is read from its files, inputs
+    "explain": {"explain"},
+    "explain.proteins": set(),  # the rule's input file (DAG_KEYS), not a setting
 }
 
 #: Changes for keys whose simple change would be invalid (they change a companion key too; the
