@@ -22,13 +22,8 @@ import numpy as np
 import torch
 
 from kneurons.ablation.fill import Fill
-from kneurons.explain.compute import (
-    ExplainSettings,
-    IgSettings,
-    ReplicateModel,
-    explain_protein,
-    neuron_layout,
-)
+from kneurons.explain.compute import explain_protein, neuron_layout
+from kneurons.explain.units import ExplainSettings, IgSettings, ReplicateModel
 from kneurons.model.architectures import ESM2_ARCHITECTURES
 from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone
 from kneurons.plan.passes import THROUGHPUT, StageCost, score_job_cost

@@ -190,14 +190,8 @@ def test_every_backend_explains_a_protein(backend, one_torch_thread):
     (``attribution_per_sequence``, what a score table averages), the track is complete against the X
     baseline, and a whole explanation runs (windows inside the protein, the causal check)."""
     from kneurons.ablation.fill import Fill
-    from kneurons.explain.compute import (
-        ExplainSettings,
-        IgSettings,
-        ReplicateModel,
-        explain_protein,
-        neuron_layout,
-        unit_contributions,
-    )
+    from kneurons.explain.compute import explain_protein, neuron_layout, unit_contributions
+    from kneurons.explain.units import ExplainSettings, IgSettings, ReplicateModel
     from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone
     from kneurons.scoring.ig import attribution_per_sequence, input_attribution, target_value
 
@@ -251,8 +245,9 @@ def test_a_run_with_the_mean_fill_is_explained_with_it(explain_run, one_torch_th
     """The fill is the run's: ``mean`` measures the scoring set's mean activations (every module)."""
     from kneurons.atlas.page import read_atlas_data
     from kneurons.explain.batch import load_replicate
-    from kneurons.explain.compute import ExplainSettings, explain_protein
+    from kneurons.explain.compute import explain_protein
     from kneurons.explain.run import run_settings
+    from kneurons.explain.units import ExplainSettings
 
     files = find_run(explain_run.results)
     run = run_settings(files)
@@ -460,8 +455,7 @@ def test_sites_and_annotated_classes_are_read_and_a_crop_is_said(tmp_path):
 
 def test_residues_outside_the_model_alphabet_are_named():
     """fair-esm refuses an unknown character; ESM C (and a tokenizer like it) reads it as <unk>."""
-    from kneurons.explain.batch import check_alphabet
-    from kneurons.explain.compute import unknown_characters
+    from kneurons.explain.batch import check_alphabet, unknown_characters
     from kneurons.explain.proteins import Protein
     from kneurons.model.backends.fair_esm.backend import tokenize
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +18,7 @@ import torch
 
 from kneurons.atlas.page import read_atlas_data
 from kneurons.errors import InputError
-from kneurons.explain.compute import (
-    ExplainSettings,
-    IgSettings,
-    ReplicateModel,
-    explain_protein,
-    knowledge_units,
-    neuron_layout,
-    unknown_characters,
-)
+from kneurons.explain.compute import explain_protein, neuron_layout
 from kneurons.explain.proteins import Protein, read_explain_proteins
 from kneurons.explain.run import (
     RunFiles,
@@ -37,6 +29,7 @@ from kneurons.explain.run import (
     run_settings,
 )
 from kneurons.explain.summary import agreement, summarise
+from kneurons.explain.units import ExplainSettings, IgSettings, ReplicateModel, knowledge_units
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +93,25 @@ def load_replicate(
         neuron_layout=layout,
         feature_layout=feature_layout,
     )
+
+
+def unknown_characters(tokenize: Callable[[list[str]], torch.Tensor], chars: set[str]) -> set[str]:
+    """The characters of ``chars`` the model's alphabet lacks.
+
+    A character is known when it tokenizes alone to one token between the special ones, and that
+    token is not the one a character no alphabet holds (U+E000, private use) gets: its ``<unk>``.
+    fair-esm refuses an unknown character outright; ESM C reads it as ``<unk>``.
+    """
+
+    def ids(text: str) -> list[int] | None:
+        try:
+            return tokenize([text])[0].tolist()
+        except (KeyError, ValueError, IndexError):
+            return None
+
+    probe = ids("\ue000")
+    unk = probe[1] if probe is not None and len(probe) == 3 else None
+    return {c for c in chars if (t := ids(c)) is None or len(t) != 3 or (unk is not None and t[1] == unk)}
 
 
 def check_alphabet(model: Any, proteins: Sequence[Protein], path: str | Path) -> None:

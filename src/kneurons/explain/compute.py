@@ -1,10 +1,8 @@
 """Explaining one protein with one replicate of a finished run: prediction, knowledge units, where they
 fire, a per-residue track and a causal check.
 
-* **Knowledge units**: the run's knowledge neurons, the global top ``top_fraction`` of its IG
-  ranking (``kneurons.ranking`` with the run's per-module normalisation: the units the density
-  statistics and the atlas call knowledge neurons), and with SAE features the top fraction of the
-  features by their own IG ranking.
+* **Knowledge units** (``kneurons.explain.units``): the run's knowledge neurons, the global top
+  ``top_fraction`` of its IG ranking, and with SAE features the top fraction of the features.
 * **Contribution to the predicted class**: integrated gradients on this protein with the predicted
   class as the target and the run's own IG settings (steps, rule, target: the score table's
   provenance). It is the per-protein term of the run's ranking (the run's IG score of a unit is its
@@ -26,8 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,15 +33,13 @@ import torch
 
 from kneurons.ablation.fill import Fill, fill_hooks
 from kneurons.ablation.masks import Mask, chunk_tensors, layout_of
-from kneurons.atlas.neurons import rank_method
-from kneurons.characterise.classes import as_mask, neuron_class_profile, random_matched_mask, split_ig_scores
+from kneurons.characterise.classes import as_mask, random_matched_mask
 from kneurons.characterise.windows import best_windows
-from kneurons.errors import InputError
+from kneurons.explain.units import ExplainSettings, IgSettings, ReplicateModel, unit_id
 from kneurons.model.classifier import MODULE_TYPES, EsmClassifier
 from kneurons.ranking import NeuronLayout
 from kneurons.scoring.ig import attribute_batch, input_attribution, target_value
-from kneurons.scoring.integration import integration_points
-from kneurons.vocabulary import FEATURE_MODULE, NEURON_KEY
+from kneurons.vocabulary import FEATURE_MODULE
 
 log = logging.getLogger(__name__)
 
@@ -52,130 +47,6 @@ log = logging.getLogger(__name__)
 BASELINE_RESIDUE = "X"
 #: The per-residue track's integration rule (``explain.track_steps`` points).
 TRACK_RULE = "gausslegendre"
-
-
-@dataclass(frozen=True)
-class ExplainSettings:
-    """The ``explain`` settings: units named per protein, windows, the causal check's random draws."""
-
-    top_units: int = 10
-    window: int = 9
-    peaks: int = 2
-    random_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    track_steps: int = 64
-    token_budget: int = 8192
-
-    @classmethod
-    def from_section(cls, section: Mapping[str, Any]) -> ExplainSettings:
-        """From the validated ``explain`` config section (or the CLI's values for it)."""
-        return cls(
-            top_units=int(section["top_units"]),
-            window=int(section["window"]),
-            peaks=int(section["peaks"]),
-            random_seeds=tuple(int(s) for s in section["random_seeds"]),
-            track_steps=int(section["track_steps"]),
-            token_budget=int(section["token_budget"]),
-        )
-
-
-@dataclass(frozen=True)
-class IgSettings:
-    """How the run computed IG (its score table's provenance ``settings``)."""
-
-    steps: int
-    rule: str
-    target: str
-
-    @classmethod
-    def from_meta(cls, meta: Mapping[str, Any], source: str) -> IgSettings:
-        """From an IG score table's provenance; InputError naming ``source`` without them."""
-        s = meta.get("settings") or {}
-        missing = [k for k in ("steps", "method", "target") if k not in s]
-        if missing:
-            raise InputError(
-                f"{source}: the IG score table records no {', '.join(missing)} in its provenance"
-            )
-        return cls(int(s["steps"]), str(s["method"]), str(s["target"]))
-
-    def points(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """The integration points ``(alphas, weights)`` as float32 tensors on ``device``."""
-        al, wt = integration_points(self.steps, self.rule)
-        return (
-            torch.as_tensor(np.asarray(al), dtype=torch.float32, device=device),
-            torch.as_tensor(np.asarray(wt), dtype=torch.float32, device=device),
-        )
-
-
-def unit_id(layer: int, module: str, index: int) -> str:
-    """A unit's name, as the atlas names it: ``L3.k_proj.17`` (a neuron), ``L2.sae.31`` (a feature)."""
-    return f"L{int(layer)}.{module}.{int(index)}"
-
-
-def knowledge_units(
-    scores: pd.DataFrame, layout: NeuronLayout, top_fraction: float, normalise: str, source: str
-) -> pd.DataFrame:
-    """The run's knowledge units of one kind: the global top ``top_fraction`` of its IG ranking.
-
-    Returns ``layer, module, neuron, run_rank, run_score, top_class, class_share`` (class profile
-    from the class-conditional IG rows, where the table has them), best first.
-    """
-    overall, per_class = split_ig_scores(scores, source)
-    ranking = rank_method(overall, "ig", layout, top_fraction, normalise)
-    flat = np.flatnonzero(ranking.top)
-    flat = flat[np.argsort(ranking.rank[flat], kind="stable")]
-    units = layout.keys(flat).assign(run_rank=ranking.rank[flat], run_score=ranking.score[flat])
-    profile = neuron_class_profile(per_class)
-    units = units.merge(profile, on=NEURON_KEY, how="left")
-    return units.reset_index(drop=True)
-
-
-def unknown_characters(tokenize: Callable[[list[str]], torch.Tensor], chars: set[str]) -> set[str]:
-    """The characters of ``chars`` the model's alphabet lacks.
-
-    A character is known when it tokenizes alone to one token between the special ones, and that
-    token is not the one a character no alphabet holds (U+E000, private use) gets: its ``<unk>``.
-    fair-esm refuses an unknown character outright; ESM C reads it as ``<unk>``.
-    """
-
-    def ids(text: str) -> list[int] | None:
-        try:
-            return tokenize([text])[0].tolist()
-        except (KeyError, ValueError, IndexError):
-            return None
-
-    probe = ids("\ue000")
-    unk = probe[1] if probe is not None and len(probe) == 3 else None
-    return {c for c in chars if (t := ids(c)) is None or len(t) != 3 or (unk is not None and t[1] == unk)}
-
-
-@dataclass
-class ReplicateModel:
-    """One replicate ready to explain with: the model, its knowledge units and its fill."""
-
-    replicate: int
-    model: EsmClassifier
-    labels: list[str]
-    neurons: pd.DataFrame  # knowledge_units of the neurons
-    features: pd.DataFrame | None  # of the SAE features (None: the run has none)
-    fill: Fill
-    ig: IgSettings
-    neuron_layout: NeuronLayout
-    feature_layout: NeuronLayout | None
-    columns: dict[str, dict[tuple[int, str], tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.columns = {"neurons": candidate_columns(self.neurons)}
-        if self.features is not None:
-            self.columns["features"] = candidate_columns(self.features)
-
-
-def candidate_columns(units: pd.DataFrame) -> dict[tuple[int, str], tuple[np.ndarray, np.ndarray]]:
-    """Per (layer, module), the unit indices among the candidates and their rows in ``units``."""
-    rows: dict[tuple[int, str], list[int]] = {}
-    for i, (layer, module) in enumerate(zip(units["layer"], map(str, units["module"]), strict=True)):
-        rows.setdefault((int(layer), module), []).append(i)
-    neuron = units["neuron"].to_numpy(dtype=np.int64)
-    return {b: (neuron[np.asarray(r)], np.asarray(r)) for b, r in sorted(rows.items())}
 
 
 def unit_contributions(

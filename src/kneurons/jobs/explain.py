@@ -12,9 +12,9 @@ import torch
 
 from kneurons.errors import InputError
 from kneurons.explain.batch import explain_batch
-from kneurons.explain.compute import ExplainSettings
 from kneurons.explain.report import OUTPUTS, write_explanation
 from kneurons.explain.run import RunFiles
+from kneurons.explain.units import ExplainSettings
 
 log = logging.getLogger(__name__)
 
