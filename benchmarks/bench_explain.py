@@ -20,23 +20,15 @@ import time
 
 import numpy as np
 import torch
+from attention_sdpa import _spec  # the same model names: custom:L:d:h or an official ESM-2 name
 
 from kneurons.ablation.fill import Fill
 from kneurons.explain.compute import explain_protein, neuron_layout
 from kneurons.explain.units import ExplainSettings, IgSettings, ReplicateModel
-from kneurons.model.architectures import ESM2_ARCHITECTURES
-from kneurons.model.classifier import BackboneSpec, EsmClassifier, build_backbone
+from kneurons.model.classifier import EsmClassifier, build_backbone
 from kneurons.plan.passes import THROUGHPUT, StageCost, score_job_cost
 
 AMINO = np.array(list("ACDEFGHIKLMNPQRSTVWY"))
-
-
-def _spec(name: str) -> BackboneSpec:
-    if name.startswith("custom:"):
-        layers, dim, heads = (int(x) for x in name.split(":")[1:])
-        return BackboneSpec("custom", layers, dim, heads)
-    layers, dim, heads = ESM2_ARCHITECTURES[name]
-    return BackboneSpec(name, layers, dim, heads)
 
 
 def planned_token_layers(layers: int, steps: int, track: int, seeds: int, tokens: int) -> tuple[float, float]:

@@ -4,28 +4,9 @@
 (function () {
   "use strict";
   const data = JSON.parse(document.getElementById("explain-data").textContent);
-  const SVG = "http://www.w3.org/2000/svg";
   const UNIT_COLOURS = ["#0072B2", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"];
   const POSITIVE = "#D55E00", NEGATIVE = "#0072B2";
 
-  function el(tag, attrs, text) {
-    const node = document.createElement(tag);
-    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
-    if (text !== undefined && text !== null) { node.textContent = text; }
-    return node;
-  }
-  function svgEl(tag, attrs, text) {
-    const node = document.createElementNS(SVG, tag);
-    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
-    if (text !== undefined) { node.textContent = text; }
-    return node;
-  }
-  function fmt(x, digits) {
-    if (x === null || x === undefined) { return ""; }
-    if (typeof x !== "number") { return String(x); }
-    const a = Math.abs(x);
-    return (a !== 0 && (a < 1e-3 || a >= 1e4)) ? x.toExponential(2) : x.toFixed(digits === undefined ? 3 : digits);
-  }
   function panelId(i) { return "protein-" + i; }
   function main(p) { return p.replicates[0]; }
   function neuronCheck(r) { return (r.causal || []).find(function (c) { return c.kind === "neurons"; }) || null; }
