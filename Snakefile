@@ -28,6 +28,7 @@ include: "workflow/rules/external.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/atlas.smk"
 include: "workflow/rules/planted.smk"
+include: "workflow/rules/explain.smk"
 
 
 rule all:

@@ -104,6 +104,7 @@ DAG_KEYS = {
     "planted.enabled": "the planted benchmark's outputs in the default target",
     "planted.replicates": "one planting (and its scoring, ablation, ground truth) per replicate and variant",
     "planted.concentrated": "null drops the concentrated variant's jobs",
+    "explain.proteins": "the explain job (null: none) and its input file",
 }
 
 #: Key (or section prefix; the longest prefix wins) -> the rules whose params it changes.
@@ -137,7 +138,7 @@ DEPENDS: dict[str, set[str]] = {
         "planted_curves",
         "planted_stats",
     },
-    "device": {"finetune", *MODEL_JOBS},
+    "device": {"finetune", "explain", *MODEL_JOBS},
     "data.source": {"proteins", *FIGURES},
     "data.tsv": set(),  # only with source tsv (then also in the captions)
     "data.fasta": set(),
@@ -378,6 +379,9 @@ DEPENDS: dict[str, set[str]] = {
     "planted.concentrated": {"planted_plant", "planted_stats"},
     "planted.auprc_margin": {"planted_stats"},
     "planted.task": {"planted_data"},
+    # what the run decided (label policy, fill, ranking, IG settings) is read from its files, inputs
+    "explain": {"explain"},
+    "explain.proteins": set(),  # the rule's input file (DAG_KEYS), not a setting
 }
 
 #: Changes for keys whose simple change would be invalid (they change a companion key too; the

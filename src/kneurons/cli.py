@@ -2,9 +2,10 @@
 in units people read, with the budget warnings, for the configuration Snakemake would run with the
 same ``--configfile`` / ``--config`` arguments (``kneurons.config_cli.read_workflow_config``);
 ``kneurons convert`` turns ESM-2 weights between the fair-esm and Hugging Face layouts
-(``kneurons.model.backends.hf.convert``, which imports torch).
+(``kneurons.model.backends.hf.convert``, which imports torch);
+``kneurons explain`` explains a file of proteins with a finished run (``kneurons.explain.cli``).
 
-Torch-free until ``convert`` is asked for.
+Torch-free until ``convert`` or ``explain`` is asked for.
 """
 
 from __future__ import annotations
@@ -116,17 +117,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     with the same arguments from this working directory (the embedded default, then the files).
 
     ``kneurons convert ...`` (ESM-2 weights between fair-esm and HF layouts) is handed to
-    ``kneurons.model.backends.hf.convert.main``, which imports torch.
+    ``kneurons.model.backends.hf.convert.main``, which imports torch; ``kneurons explain ...``
+    (proteins explained with a finished run) to ``kneurons.explain.cli.main``.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["convert"]:
         from kneurons.model.backends.hf.convert import main as convert_main
 
         return convert_main(argv[1:])
+    if argv[:1] == ["explain"]:
+        from kneurons.explain.cli import main as explain_main
+
+        return explain_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="kneurons plan", description="The cost plan of a configuration, before anything runs."
     )
-    parser.add_argument("command", choices=["plan"], help="plan (or: kneurons convert --help)")
+    parser.add_argument(
+        "command", choices=["plan"], help="plan (or: kneurons convert --help, kneurons explain --help)"
+    )
     parser.add_argument(
         "--configfile",
         nargs="+",

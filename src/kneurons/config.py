@@ -370,6 +370,15 @@ def _planted_problems(cfg: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _explain_problems(cfg: dict[str, Any]) -> list[str]:
+    if cfg["explain"]["proteins"] is None or "ig" in cfg["score"]["methods"]:
+        return []
+    return [
+        "explain.proteins: an explanation names the run's knowledge units by their IG ranking; add `ig` "
+        "to score.methods (or set explain.proteins: null)"
+    ]
+
+
 #: The checks a schema cannot express, per section; their problems are reported in this order.
 _SEMANTIC_CHECKS = (
     _split_problems,
@@ -381,6 +390,7 @@ _SEMANTIC_CHECKS = (
     _characterise_problems,
     _units_problems,
     _planted_problems,
+    _explain_problems,
 )
 
 

@@ -447,6 +447,12 @@ def _figure(cfg: Config) -> dict[str, Any]:
     }
 
 
+def _explain(cfg: Config) -> dict[str, Any]:
+    # The proteins file is the rule's input, not a setting; what the run decided (label policy,
+    # fill, ranking, IG settings) is read from the run's files, which are inputs too.
+    return {"explain": {k: v for k, v in cfg["explain"].items() if k != "proteins"}, "device": cfg["device"]}
+
+
 def _nothing(cfg: Config) -> dict[str, Any]:
     return {}
 
@@ -498,6 +504,7 @@ RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
     "planted_stats": _planted_stats,
     "concepts": _concepts,
     "concept_figures": _figure,
+    "explain": _explain,
     **{
         f"figure_{kind}": _figure
         for kind in (

@@ -75,7 +75,7 @@ def get_final_output():
         for name in EXTERNAL
         for path in (*EXTERNAL_FILES.values(), *EXTERNAL_STATS.values())
     ]
-    final += [*FIGURE_FILES, ATLAS]
+    final += [*FIGURE_FILES, ATLAS, *explain_outputs()]
     if config["planted"]["enabled"]:  # the planted-knowledge benchmark (planted.smk)
         final += planted_outputs()
     return final

@@ -58,6 +58,13 @@ against ``snakemake -n`` for every shipped configuration.
   ``4 * (T_va + T_te) * U * n_thresholds`` FLOPs, ``U`` the units scored (``concepts.max_units``
   per kind).
 
+- explain (``explain.proteins``, ``kneurons.plan.explain``), one job: per protein of ``t`` tokens
+  and per replicate, IG towards the predicted class as one protein scored by IG over all ``L``
+  layers (and each SAE's features with ``P = 1``), the per-residue track ``S_t * L`` forward and
+  backward (``S_t = explain.track_steps``), and ``L * (1 + 2 + (2 + R) * k + f)`` more forward
+  (prediction, the track's two completeness passes, the causal checks of ``k`` kinds of unit with
+  ``R`` random draws each, and ``f = 1`` feature-activity pass with SAE features).
+
 Time: ``flops = token_layers * (24 d^2 + 4 d t)`` forward (``t`` the mean tokens per sequence),
 backward twice that, plus a stage's other FLOPs (an SAE's optimisation), divided by the device's
 effective FLOP/s, plus ``JOB_STARTUP_S`` per job.

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from kneurons.config import model_shape
+from kneurons.plan.explain import explain_cost
 from kneurons.plan.features import feature_costs, feature_layout
 from kneurons.plan.passes import (
     DataSize,
@@ -48,6 +49,7 @@ STAGE_RULES: dict[str, tuple[str, ...]] = {
     "planted ablate": ("planted_ablate",),
     "planted ground truth": ("planted_ground_truth",),
     "concepts": ("concepts",),
+    "explain": ("explain",),
 }
 #: The rules the plan does not cost: they run no model (downloads, labels, the split and its MMseqs2
 #: searches, gathering, statistics, claims, figures, the atlas) and take seconds to minutes. A rule
@@ -124,7 +126,9 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
     Fine-tuning, scoring, ablation and class characterisation run once per replicate
     (``train.replicates``); each external set adds the global scope's ablation per replicate;
     ``units.features`` adds the feature stages (``kneurons.plan.features.feature_costs``), per replicate;
-    ``planted.enabled`` the planted-knowledge benchmark's (``kneurons.plan.planted.planted_costs``).
+    ``planted.enabled`` the planted-knowledge benchmark's (``kneurons.plan.planted.planted_costs``);
+    ``concepts.enabled`` the concept stage (``concept_costs``); ``explain.proteins`` the explain job
+    (``kneurons.plan.explain.explain_cost``).
     """
     layers, dim, _ = model_shape(cfg)
     data = data_size(cfg)
@@ -200,6 +204,9 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
     out += feature_costs(cfg, data, layers, dim)
     out += planted_costs(cfg, layers, dim)
     out += concept_costs(cfg, data, layers, dim)
+    explained = explain_cost(cfg, layers)
+    if explained is not None:
+        out.append(explained)
     return out, data
 
 

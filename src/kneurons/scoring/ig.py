@@ -86,9 +86,11 @@ def _module_attribution(
     bf16: bool,
     riders: dict[str, torch.Tensor] | None = None,
     from_layer: int | None = None,
+    per_token: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Attributions ``{module: (B, n_neurons)}`` for one batch whose residual stream ``x`` enters
-    layer ``from_layer`` (None: ``layer``; the block before for an SAE on that block's update).
+    layer ``from_layer`` (None: ``layer``; the block before for an SAE on that block's update)
+    (``per_token``: ``(T, B, n_neurons)``, each token's term of that sum, zero at padding).
 
     ``module_type``'s output is scaled by the alphas. Alpha steps are stacked in the batch
     dimension (block ``j`` of the repeated batch is step ``j``); the samples of a batch do not
@@ -127,7 +129,8 @@ def _module_attribution(
             if t not in a_unscaled:
                 a_unscaled[t] = at_least_fp32(held[t]["a"][:, :B])
     mask = model.token_mask(tokens)
-    return {t: (a_unscaled[t] * grad_sum[t] * mask).sum(0) for t in names}
+    terms = {t: a_unscaled[t] * grad_sum[t] * mask for t in names}
+    return terms if per_token else {t: v.sum(0) for t, v in terms.items()}
 
 
 def attribute_batch(
@@ -142,8 +145,11 @@ def attribute_batch(
     token_budget: int = 8192,
     bf16: bool = True,
     effects: dict[str, torch.Tensor] | None = None,
+    per_token: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Attributions ``{module: (B, n_neurons)}`` for one batch of tokens (already on the model's device).
+    """Attributions ``{module: (B, n_neurons)}`` for one batch of tokens (already on the model's device);
+    ``per_token``: ``(T, B, n_neurons)``, every token's term of those sums (``kneurons.explain``
+    reads where along a protein a unit contributes).
 
     The residual stream entering ``layer`` is computed once, without grad, and shared by the
     modules; alpha steps run in chunks of ``token_budget // tokens.numel()`` copies. ``effects``
@@ -169,7 +175,7 @@ def attribute_batch(
 
     def run(t: str, al: torch.Tensor, wt: torch.Tensor, riders: dict[str, torch.Tensor] | None = None):
         return _module_attribution(
-            model, x, pm, tokens, gold, layer, t, al, wt, target, chunk, bf16, riders, start
+            model, x, pm, tokens, gold, layer, t, al, wt, target, chunk, bf16, riders, start, per_token
         )
 
     out: dict[str, torch.Tensor] = {}
@@ -194,6 +200,60 @@ def attribute_batch(
                     )
                 effects[t] = intact - zeroed
     return {t: out[t] for t in module_types}
+
+
+def input_attribution(
+    model: EsmClassifier,
+    tokens: torch.Tensor,
+    baseline: torch.Tensor,
+    gold: torch.Tensor,
+    alphas: torch.Tensor,
+    weights: torch.Tensor,
+    target: str = "prob",
+    token_budget: int = 8192,
+) -> torch.Tensor:
+    """Integrated gradients to the input embeddings, per token ``(T, B)`` (zero at padding), from
+    the embeddings of ``baseline`` (token ids of the same shape) to those of ``tokens``.
+
+    The stream entering layer 0 (the token embeddings as the first layer reads them) follows
+    ``b + alpha (x - b)``, and each token's attribution ``(x(t) - b(t)) . sum_k w_k dF/dx(t)`` is
+    summed over the stream's dimensions; a token the baseline shares (BOS, EOS) gets 0.
+    Completeness: the sum over tokens is ``F(x) - F(b)`` up to the integration rule's error.
+
+    Not a zero baseline: every layer of ESM-2 and ESM C opens with a LayerNorm, which is
+    scale-invariant, so ``F(alpha x)`` jumps at ``alpha = 0`` and a zero baseline's attributions
+    miss much of ``F(x) - F(0)`` (tests/test_explain.py shows it). Computed in float32 (no
+    autocast): an explanation is read residue by residue.
+    """
+    if baseline.shape != tokens.shape:
+        raise ValueError(f"baseline tokens {tuple(baseline.shape)} differ from tokens {tuple(tokens.shape)}")
+    B, T = tokens.shape
+    with torch.no_grad():
+        x, pm = model.embed(tokens)
+        xb, _ = model.embed(baseline)
+    chunk = max(1, min(len(alphas), token_budget // max(1, tokens.numel())))
+    bd = model.batch_dim  # the stream keeps its backend's layout; time-first below
+
+    def time_first(t: torch.Tensor) -> torch.Tensor:
+        return t.transpose(0, 1) if bd == 0 else t
+
+    total: torch.Tensor | None = None
+    for start in range(0, len(alphas), chunk):
+        al = alphas[start : start + chunk]
+        k = len(al)
+        xs, xbs = model.repeat_stream(x, k), model.repeat_stream(xb, k)
+        shape = [1, 1, 1]
+        shape[bd] = k * B
+        with torch.enable_grad():
+            s = (xbs + al.repeat_interleave(B).view(shape).to(xs.dtype) * (xs - xbs)).requires_grad_(True)
+            y = model.run_layers(s, model.repeat_padding(pm, k), 0)
+            f = target_value(model.classify(y, tokens.repeat(k, 1)), gold.repeat(k), target)
+            (g,) = torch.autograd.grad(f.sum(), [s])
+        g = time_first(g.float()).reshape(T, k, B, -1) * weights[start : start + k].view(1, k, 1, 1)
+        total = g.sum(1) if total is None else total + g.sum(1)
+    assert total is not None  # at least one integration point
+    diff = time_first((x - xb).float())
+    return (diff * total).sum(-1) * model.token_mask(tokens)[..., 0]
 
 
 def _check_gold(model: EsmClassifier, gold: Sequence[int], n: int) -> None:

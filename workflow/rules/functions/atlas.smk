@@ -55,6 +55,9 @@ def atlas_inputs(wildcards):
         tables = ("units", "alignment", "summary", "knowledge", "info")
         inputs.update({f"concept_{name}": CONCEPTS[name] for name in tables})
         inputs.update(
-            {f"fig_concepts_{name}": f"{CONCEPT_FIG}/{name}.png" for name in CONCEPT_FIGURES}
+            {
+                f"fig_concepts_{name}": f"{CONCEPT_FIG}/{name}.png"
+                for name in CONCEPT_FIGURES
+            }
         )
     return inputs

@@ -8,28 +8,9 @@
   const rows = features ? data.neurons.concat(features.rows) : data.neurons;
   const FEATURE = "sae";
   function isFeature(r) { return r.module === FEATURE; }
-  const SVG = "http://www.w3.org/2000/svg";
   const COLOURS = { G: "#109648", S: "#109648", T: "#109648", Y: "#109648", C: "#109648",
     Q: "#5E239D", N: "#5E239D", K: "#255C99", R: "#255C99", H: "#255C99", D: "#D62839", E: "#D62839" };
 
-  function el(tag, attrs, text) {
-    const node = document.createElement(tag);
-    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
-    if (text !== undefined && text !== null) { node.textContent = text; }
-    return node;
-  }
-  function svgEl(tag, attrs, text) {
-    const node = document.createElementNS(SVG, tag);
-    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
-    if (text !== undefined) { node.textContent = text; }
-    return node;
-  }
-  function fmt(x, digits) {
-    if (x === null || x === undefined) { return ""; }
-    if (typeof x !== "number") { return String(x); }
-    const a = Math.abs(x);
-    return (a !== 0 && (a < 1e-3 || a >= 1e4)) ? x.toExponential(2) : x.toFixed(digits === undefined ? 3 : digits);
-  }
 
   // -- columns -------------------------------------------------------------------------------
   const columns = [
