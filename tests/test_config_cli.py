@@ -155,7 +155,26 @@ def test_the_snakefile_reads_the_embedded_default_the_plan_reads():
 
     snakefile = (REPO / "Snakefile").read_text()
     assert re.search(r'^configfile: "([^"]+)"$', snakefile, re.M).group(1) == EMBEDDED_DEFAULT
-    assert "workflow_config(config)" in (REPO / "workflow" / "rules" / "common.smk").read_text()
+    # with what the user gave: their old one-value ablate.fill wins over the default's ablate.fills
+    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    assert "workflow_config(config, workflow.config_settings.overwrite_config)" in common
+
+
+def test_the_plan_reads_a_users_old_one_value_fill_over_the_defaults_fills(tmp_path, monkeypatch):
+    """The embedded default sets ablate.fills; a user's file with the old key ablate.fill (one value)
+    plans that fill alone, as Snakemake runs it; a file giving both keys is refused, naming them."""
+    from kneurons.config_cli import read_workflow_config
+
+    monkeypatch.chdir(REPO)
+    old = tmp_path / "old.yaml"
+    old.write_text("ablate:\n  fill: mean\n")
+    cfg, _ = read_workflow_config([old])
+    assert cfg["ablate"]["fills"] == ["mean"] and "fill" not in cfg["ablate"]
+    assert read_workflow_config()[0]["ablate"]["fills"] == ["zero", "resample"]
+    both = tmp_path / "both.yaml"
+    both.write_text("ablate:\n  fill: mean\n  fills: [zero]\n")
+    with pytest.raises(ConfigError, match="ablate.fill and ablate.fills are both given"):
+        read_workflow_config([both])
 
 
 def test_plan_command_plans_what_snakemake_runs(capsys, monkeypatch):
