@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from test_claims import SETTINGS, _compactness, _density, _model_metrics, _random_gap
+from test_claims import SETTINGS, _compactness, _density, _random_gap, _write_ablation
 from test_sae import DIM, SEQS, fair_model
 from workflow_rules import REPO
 
@@ -163,9 +163,9 @@ def test_an_sae_trained_on_another_replicate_makes_claim_6_inconclusive(two_repl
         {"compactness": _compactness([("ig", 1.0, 0.6, 1.4)])}, {"compactness": tmp_path / "c.tsv"}
     )
     y = np.arange(200) % 4
-    metrics = _model_metrics(tmp_path / "metrics.json", y, y, ["1", "2", "3", "4"])
+    _, intact = _write_ablation(tmp_path, "ig", y, y, lambda mode, f, seed: y)  # a model that learned
     inputs = {k: str(v) for k, v in paths.items()} | {
-        "metrics": [str(metrics)],
+        "intact": [str(intact)],
         "compactness": str(tmp_path / "c.tsv"),
     }
     out = tmp_path / "claims.tsv"

@@ -86,6 +86,15 @@ def merge_config(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, 
     return out
 
 
+def _base_yaml(text: str) -> Any:
+    """``text`` read by YAML's BaseLoader (every leaf a string; nothing constructed)."""
+    loader = yaml.BaseLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def _bool(text: str) -> bool:
     # Snakemake's: only the Python spellings (``false`` stays a string, which the typing reads)
     if text == "True":
@@ -107,7 +116,7 @@ def parse_config_values(entries: Sequence[str]) -> dict[str, Any]:
             raise ConfigError(f"--config {entry!r}: give KEY=VALUE with KEY a name (results, ablate, ...)")
         value: Any = None
         if text != "":
-            for parse in (int, float, _bool, lambda t: yaml.load(t, Loader=yaml.BaseLoader), str):
+            for parse in (int, float, _bool, _base_yaml, str):
                 try:
                     value = parse(text)
                     break

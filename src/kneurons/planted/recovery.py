@@ -18,8 +18,9 @@ seeds:
   ``stats.top_fraction`` neurons: S's module type's enrichment (``log2_enrichment`` with its
   Clopper-Pearson interval, as claim 3 computes it), the most enriched module type, and
   ``finds_module``: the share of the method's selections (1 for a deterministic method; random's
-  seeds) in which S's module is the most enriched and its enrichment interval lies above 0 by more
-  than ``stats.claims.log2_enrichment_margin``.
+  seeds) in which S's module is the most enriched and claim 3's decision rule
+  (``kneurons.stats.claims.verdict`` with ``stats.claims.log2_enrichment_margin``) calls its
+  enrichment supported: its interval lies above 0 (the margin decides only "not supported").
 
 A verdict per variant and method ("the method recovers the planted units") reads ``gap``'s interval
 with the claims' decision rule (``kneurons.stats.claims.verdict``): supported when it lies above 0.
