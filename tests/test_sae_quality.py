@@ -160,7 +160,7 @@ def test_an_sae_trained_on_another_replicate_makes_claim_6_inconclusive(two_repl
     gap = _random_gap([("ig", "preserve", 0.2, 0.1, 0.3)])
     write_stats_tables({"random_gap": gap, "density": _density("ig", 30)}, paths)
     write_stats_tables(
-        {"compactness": _compactness([("ig", 1.0, 0.6, 1.4)])}, {"compactness": tmp_path / "c.tsv"}
+        {"compactness": _compactness([("ig", "pca", 1.0, 0.6, 1.4)])}, {"compactness": tmp_path / "c.tsv"}
     )
     y = np.arange(200) % 4
     _, intact = _write_ablation(tmp_path, "ig", y, y, lambda mode, f, seed: y)  # a model that learned
