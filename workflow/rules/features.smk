@@ -264,7 +264,8 @@ rule compactness:
     input:
         unpack(compactness_inputs),
     output:
-        **BASES_STATS,
+        # named as the job names them (bases_curves, ...)
+        **{f"bases_{name}": path for name, path in BASES_STATS.items()},
         compactness=COMPACTNESS,
     log:
         f"{R}/logs/stats/compactness.log",
