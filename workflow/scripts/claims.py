@@ -15,5 +15,7 @@ inputs = {
     "external": list(snakemake.input.get("external", [])),
     "external_metrics": list(snakemake.input.get("external_metrics", [])),
     "compactness": snakemake.input.get("compactness"),
+    "faithfulness": snakemake.input.get("faithfulness"),
+    "external_faithfulness": list(snakemake.input.get("external_faithfulness", [])),
 }
 run_claims(inputs, settings=job.params, out=snakemake.output.claims, verdicts=snakemake.output.verdicts)
