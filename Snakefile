@@ -23,9 +23,12 @@ include: "workflow/rules/characterise.smk"
 include: "workflow/rules/ablate.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/features.smk"
+include: "workflow/rules/concepts.smk"
 include: "workflow/rules/external.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/atlas.smk"
+include: "workflow/rules/planted.smk"
+include: "workflow/rules/explain.smk"
 
 
 rule all:

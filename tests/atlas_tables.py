@@ -288,3 +288,121 @@ def _characterise(out: Path, rng: np.random.Generator, units=CHARACTERISED) -> d
         paths[name] = str(out / f"{name}.tsv")
         write_result_table(df, paths[name])
     return paths
+
+
+#: The concept stage's units in the atlas tests: (layer, module, index, kind, aligned concepts).
+CONCEPT_UNITS = [
+    (0, "q_proj", 6, "neurons", ["Binding site: ATP", "Helix"]),
+    (1, "fc1", 30, "neurons", ["Helix"]),
+    (0, "k_proj", 1, "neurons", []),
+    (SAE_LAYER, "sae", 7, "features", ["Binding site: ATP"]),
+]
+
+
+def write_concept_tables(root: Path) -> dict:
+    """Write the concept stage's tables under ``root/concepts`` (units aligned as ``CONCEPT_UNITS``
+    says, each also with a control row that is not aligned); returns the job's named inputs."""
+    from kneurons.concepts.alignment import NULL_COLUMNS
+    from kneurons.concepts.results import ALIGNMENT_COLUMNS, SUMMARY_COLUMNS, UNIT_COLUMNS
+    from kneurons.tables import write_concept_tables as write
+    from kneurons.tables import write_concepts_info
+
+    out = root / "concepts"
+    out.mkdir(parents=True, exist_ok=True)
+    units, align = [], []
+    for layer, module, index, kind, aligned in CONCEPT_UNITS:
+        key = {"layer": layer, "module": module, "neuron": index, "units": kind}
+        best = aligned[0] if aligned else "Turn"
+        units.append(
+            key
+            | {
+                "max_train": 2.0,
+                "best_concept": best,
+                "best_f1": 0.8123 if aligned else 0.2,
+                "catalytic_concept": "Binding site: ATP",
+                "catalytic_f1": 0.7 if "Binding site: ATP" in aligned else 0.1,
+                "catalytic_aligned": "Binding site: ATP" in aligned,
+                "n_aligned": len(aligned),
+                "aligned_concepts": ";".join(aligned),
+                "n_aligned_controls": 0,
+                "ig_score": 1.0,
+                "random_score": 0.5,
+                "knowledge": False,
+            }
+        )
+        for concept, control in [(c, "") for c in aligned or ["Turn"]] + [(f"{best} [within]", "within")]:
+            f1 = 0.8123 if concept in aligned else 0.2
+            align.append(
+                key
+                | {"concept": concept, "control": control, "threshold": 0.5, "precision_val": 0.8}
+                | {"recall_val": 0.9, "f1_val": 0.85, "precision": 0.75, "recall": 0.88, "f1": f1}
+                | dict.fromkeys(NULL_COLUMNS, 0.3)
+                | {"aligned": concept in aligned}
+            )
+    summary = pd.DataFrame(
+        [
+            ["neurons", "all", "all", 144, 2, 2 / 144, 3, 3, 2, 0.61, 0, 0],
+            ["features", "all", "all", N_FEATURES, 1, 1 / N_FEATURES, 1, 3, 1, 0.55, 0, 0],
+        ],
+        columns=SUMMARY_COLUMNS,
+    )
+    knowledge = pd.DataFrame(
+        [
+            [
+                "neurons",
+                144,
+                15,
+                2,
+                0.42,
+                0.2,
+                0.22,
+                0.1,
+                0.33,
+                0.004,
+                0.001,
+                1000,
+                0.95,
+                0.31,
+                0.2,
+                0.4,
+                0.01,
+            ]
+            + [1, 0.07, 0.014]
+        ],
+        columns=[
+            "units",
+            "n_units",
+            "n_knowledge",
+            "catalytic_concepts",
+            "f1_knowledge",
+            "f1_random",
+            "f1_gap",
+            "ci_lo",
+            "ci_hi",
+            "p_value",
+            "p_floor",
+            "n_boot",
+            "confidence",
+            "spearman_ig",
+            "spearman_ci_lo",
+            "spearman_ci_hi",
+            "spearman_random",
+            "aligned_knowledge",
+            "aligned_share_knowledge",
+            "aligned_share_all",
+        ],
+    )
+    paths = {n: out / f"{n}.tsv" for n in ("units", "alignment", "summary", "knowledge")}
+    write(
+        {
+            "units": pd.DataFrame(units)[UNIT_COLUMNS],
+            "alignment": pd.DataFrame(align)[ALIGNMENT_COLUMNS],
+            "summary": summary,
+            "knowledge": knowledge,
+        },
+        paths,
+    )
+    write_concepts_info(
+        out / "info.json", {"status": "3 concepts from helix, binding_site", "f1_floor": 0.5, "shuffles": 100}
+    )
+    return {f"concept_{n}": str(p) for n, p in paths.items()} | {"concept_info": str(out / "info.json")}

@@ -18,6 +18,8 @@ from workflow_rules import REPO
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTEFACTS = REPO / "tests" / "artefacts"
 WINDOW = (1400, 1000)
+#: The narrowest window the verdict table must fit without scrolling sideways (a laptop's).
+NARROW = (1280, 800)
 
 
 def chromium_missing() -> str | None:
@@ -71,16 +73,47 @@ def _wait(condition, timeout: float = 20.0, what: str = "the page"):
         time.sleep(0.2)
 
 
+def fits_narrow(driver, report: Path, n_claims: int) -> Path:
+    """In a ``NARROW`` window: the verdict table's every cell (notes and figure links included)
+    lies within the window's width, the table is not scrolled sideways, and the sets line is on the
+    first screen. Returns the screenshot."""
+    from selenium.webdriver.common.by import By
+
+    driver.set_window_size(*NARROW)
+    driver.get(Path(report).resolve().as_uri())
+    table = _wait(
+        lambda: driver.find_elements(By.CSS_SELECTOR, "#kn-verdicts table"), what="the verdict table"
+    )[0]
+    width = driver.execute_script("return document.documentElement.clientWidth")
+    edges = driver.execute_script(
+        "var t = arguments[0], box = t.parentElement;"
+        "return {table: t.getBoundingClientRect().right, scroll: box.scrollWidth - box.clientWidth,"
+        " cells: Array.from(t.querySelectorAll('td, th')).map(c => c.getBoundingClientRect().right),"
+        " links: Array.from(t.querySelectorAll('td a')).map(a => a.getBoundingClientRect().right)}",
+        table,
+    )
+    assert edges["table"] <= width and edges["scroll"] <= 0, (width, edges["table"], edges["scroll"])
+    assert max(edges["cells"]) <= width and len(edges["links"]) <= n_claims, (width, max(edges["cells"]))
+    assert all(0 < right <= width for right in edges["links"]), (width, edges["links"])
+    sets = driver.find_elements(By.CSS_SELECTOR, "#kn-verdicts p.sets")
+    assert sets and 0 <= sets[0].rect["y"] < NARROW[1], "the sets line is not on the first screen"
+    return save(driver, "report-first-screen-1280.png")
+
+
 def check_report(driver, report: Path, n_claims: int, shot: str = "report-first-screen.png") -> Path:
     """Open ``report`` (``snakemake --report x.html``) and check what a person sees; returns the
     first screen's screenshot.
 
     The first screen holds the verdict table (``n_claims`` rows, each with its verdict) inside the
-    window; a claim's figure link shows that figure (an image with pixels) in one click; the atlas
+    window; in a ``NARROW`` window (1280 px) the whole table, notes and figure links included, fits
+    its width, and the line that counts the sets judged and those at baseline is on the first
+    screen; a claim's figure link shows that figure (an image with pixels) in one click; the atlas
     link opens the atlas inside the report with its neuron table (a page, not a blank frame).
     """
     from selenium.webdriver.common.by import By
 
+    fits_narrow(driver, report, n_claims)
+    driver.set_window_size(*WINDOW)
     driver.get(Path(report).resolve().as_uri())
     table = _wait(
         lambda: driver.find_elements(By.CSS_SELECTOR, "#kn-verdicts table"), what="the verdict table"

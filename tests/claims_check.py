@@ -8,11 +8,12 @@ the log-span) is recomputed from the ablation tables and their predictions' inta
 interval and p-value are taken from the table, as the gap to random's are.
 
 From the files a run writes (the gap to random, the pooled density, each replicate's class
-specificity and metrics, and optionally the ablation tables and the sets' true labels; for claim 6
-the compactness table and, optionally, each replicate's same-site bases tables and predictions, from
-which its estimate (the smaller of the features' CPR gaps to the stream's dimensions or PCA
-components, per fraction and per directions kept), its paired bootstrap interval and its one-sided
-p-value are redrawn as ``kneurons.stats.compactness`` documents them), this
+specificity, the intact model's predictions on each set's evaluated proteins and on claim 5's held-out
+ones, and optionally the ablation tables; for claim 6 the compactness table and, optionally, each
+replicate's same-site bases tables and predictions, from which its estimate (the smaller of the
+features' CPR gaps to the stream's dimensions or PCA components, per fraction and per directions
+kept), its paired bootstrap interval and its one-sided p-value are redrawn as
+``kneurons.stats.compactness`` documents them), this
 recomputes every claim's estimate, interval, p-value, verdict and baseline note with its own code
 (pandas, numpy and scipy's ready-made tests), and compares the result with the claims the workflow
 made: ``evaluate_claims``' frame at full precision, or a written ``claims.tsv`` within a relative
@@ -33,7 +34,7 @@ import pandas as pd
 from scipy import stats as sps
 
 CURVE_CLAIMS = {("1", "activation"): "preserve", ("2", "ig"): "preserve", ("4", "ig"): "suppress"}
-DIRECTION = {"1": +1, "2": +1, "3": +1, "4": -1, "5": +1, "6": +1}
+DIRECTION = {"1": +1, "2": +1, "3": +1, "4": -1, "5": +1, "6": +1, "7": +1}
 MARGIN_KEY = {
     "1": "auc_margin",
     "2": "auc_margin",
@@ -41,6 +42,7 @@ MARGIN_KEY = {
     "4": "auc_margin",
     "5": "specificity_margin",
     "6": "compactness_margin",
+    "7": "concept_margin",
 }
 #: One replicate's ablation files: its tables and their ``.pred.npz``, in the same order.
 Files = tuple[list[Path], list[Path]]
@@ -58,19 +60,31 @@ class Compactness:
 
 
 @dataclass
+class ConceptFiles:
+    """What claim 7 is recomputed from: the concept stage's per-unit and per-concept tables."""
+
+    units: Path  # concepts/units.tsv
+    concepts: Path  # concepts/concepts.tsv
+    n_boot: int = 1000  # stats.bootstrap
+    seed: int = 0  # the top-level seed
+
+
+@dataclass
 class SetFiles:
     """The files behind one evaluation set's claims."""
 
     name: str  # "test" or the external set's name
     random_gap: Path
-    metrics: list[Path]  # model/metrics.json per replicate (part "test"), or [external metrics.json]
-    part: str | None  # "test" for model/metrics.json, None for an external set's metrics.json
+    intact: list[Path]  # per replicate: one ablation job's .pred.npz on the set (its evaluated proteins)
+    proteins: str  # which proteins those are, as the note names them ("the test proteins of ...")
     density: Path | None = None  # the pooled stats/density.tsv (test set only)
     class_specificity: list[Path] = field(default_factory=list)  # one per replicate
+    class_summary: list[Path] = field(default_factory=list)  # per replicate: claim 5's held-out proteins
+    class_proteins: str = ""  # which proteins claim 5's are, as the note names them
     ablation: list[list[Path]] = field(default_factory=list)  # per replicate: its ablation tables
-    labels: list[str] | None = None  # the set's true labels (majority share recomputed from them)
     compactness: Compactness | None = None  # claim 6 (test set only)
     faithfulness: Path | None = None  # stats/faithfulness.tsv: claims 1, 2 and 4 read its CPR gaps
+    concepts: ConceptFiles | None = None  # claim 7 (test set only)
 
 
 def _share_interval(count: float, n: int, confidence: float) -> tuple[float, float]:
@@ -270,20 +284,78 @@ def _compactness(c: Compactness, conf: float) -> list[tuple]:
     return rows
 
 
-def _baseline(s: SetFiles, confidence: float) -> str:
-    blocks = []
-    for p in s.metrics:
-        data = json.loads(Path(p).read_text())
-        blocks.append(data[s.part] if s.part else data)
-    acc = float(np.mean([b["accuracy"] for b in blocks]))
-    if s.labels is not None:
-        counts = pd.Series(s.labels).value_counts()
-        n, majority = int(counts.sum()), float(counts.iloc[0] / counts.sum())
-        assert all(int(b["n"]) == n for b in blocks), (s.name, [b["n"] for b in blocks], n)
-    else:
-        n, majority = int(blocks[0]["n"]), float(blocks[0]["majority_baseline"])
+def _concept_knowledge(c: ConceptFiles, conf: float) -> list[tuple]:
+    """Claim 7 per kind of unit, from ``concepts/units.tsv``: the knowledge units' mean catalytic F1
+    minus the module-weighted mean of all units, and its interval and p-value redrawn in the order
+    ``kneurons.concepts.knowledge`` documents (kinds sorted; per module in (layer, module) order the
+    knowledge and module resamples, then per module the random sets, then the Spearman resamples)."""
+    concepts = pd.read_csv(c.concepts, sep="\t", keep_default_na=False)
+    if not ((concepts["catalytic"].astype(str) == "True") & (concepts["control"] == "")).any():
+        return []
+    units = pd.read_csv(c.units, sep="\t", dtype={"module": str, "units": str})
+    rng = np.random.default_rng(c.seed)
+    rows = []
+    for kind in sorted(units["units"].unique()):
+        g = units[units["units"] == kind].reset_index(drop=True)
+        if g["ig_score"].isna().all():
+            continue
+        f1 = g["catalytic_f1"].fillna(0.0).to_numpy(dtype=float)
+        know = g["knowledge"].astype(str).eq("True").to_numpy()
+        mods = sorted({(int(a), str(b)) for a, b in zip(g["layer"], g["module"], strict=True)})
+        members = [np.flatnonzero((g["layer"] == a) & (g["module"] == b)) for a, b in mods]
+        k_of = [m[know[m]] for m in members]
+        weight = [len(k) / know.sum() for k in k_of]
+        expected = sum(w * f1[m].mean() for w, m in zip(weight, members, strict=True))
+        estimate = f1[know].mean() - expected
+        k_draws = np.zeros(c.n_boot)
+        m_draws = np.zeros(c.n_boot)
+        for w, k, m in zip(weight, k_of, members, strict=True):
+            if len(k):
+                k_draws += f1[k][rng.integers(0, len(k), (c.n_boot, len(k)))].sum(axis=1)
+            m_draws += w * f1[m][rng.integers(0, len(m), (c.n_boot, len(m)))].mean(axis=1)
+        boots = k_draws / know.sum() - m_draws
+        random_means = np.zeros(c.n_boot)
+        for k, m in zip(k_of, members, strict=True):
+            if len(k):
+                order = rng.permuted(np.tile(np.arange(len(m)), (c.n_boot, 1)), axis=1)
+                random_means += f1[m][order[:, : len(k)]].sum(axis=1)
+        random_means /= know.sum()
+        for _ in range(c.n_boot):  # the Spearman resamples, drawn before the next kind's
+            rng.integers(0, len(g), len(g))
+        lo, hi = np.quantile(boots, [(1 - conf) / 2, (1 + conf) / 2])
+        p = (1 + int((random_means >= f1[know].mean() - 1e-12).sum())) / (1 + c.n_boot)
+        rows.append(("7", "ig", float(estimate), float(lo), float(hi), p, "concepts/knowledge.tsv"))
+    return rows
+
+
+def _verdict_of_baseline(acc: float, n: int, majority: float, proteins: str, confidence: float) -> str:
+    """The numbers and words the baseline note must show, or ``""`` when the model beats the majority."""
     lo, hi = _share_interval(acc * n, n, confidence)
-    return "" if lo > majority else f"{acc} {lo} {hi} {majority} {n}"
+    return "" if lo > majority else f"{acc} {lo} {hi} {majority} {n}|{proteins}"
+
+
+def _baseline(s: SetFiles, confidence: float) -> str:
+    """The intact model on the set's evaluated proteins, from the predictions (numpy): the mean over
+    the replicates of the share the intact model gets right, and the majority share of the labels."""
+    accs, truth = [], None
+    for path in s.intact:
+        with np.load(path) as npz:
+            y, full = npz["y_true"], npz["full_pred"]
+        assert truth is None or np.array_equal(truth, y), (s.name, path)
+        truth = y
+        accs.append(float((full == y).mean()))
+    counts = pd.Series(truth).value_counts()
+    n, majority = int(counts.sum()), float(counts.iloc[0] / counts.sum())
+    return _verdict_of_baseline(float(np.mean(accs)), n, majority, s.proteins, confidence)
+
+
+def _held_out_baseline(s: SetFiles, confidence: float) -> str:
+    """Claim 5's: the intact model on the characterisation's held-out proteins (class_summary.json)."""
+    blocks = [json.loads(Path(p).read_text())["intact"] for p in s.class_summary]
+    assert len({(b["n"], b["majority_baseline"]) for b in blocks}) == 1, blocks
+    acc = float(np.mean([b["accuracy"] for b in blocks]))
+    n, majority = int(blocks[0]["n"]), float(blocks[0]["majority_baseline"])
+    return _verdict_of_baseline(acc, n, majority, s.class_proteins, confidence)
 
 
 def recompute(sets: list[SetFiles], stats: dict) -> pd.DataFrame:
@@ -296,8 +368,8 @@ def recompute(sets: list[SetFiles], stats: dict) -> pd.DataFrame:
     rows = []
     for s in sets:
         base = _baseline(s, conf)
-        gap_source = "stats/random_gap.tsv" if s.part else f"external/{s.name}/random_gap.tsv"
-        faith_source = "stats/faithfulness.tsv" if s.part else f"external/{s.name}/faithfulness.tsv"
+        gap_source = "stats/random_gap.tsv" if s.name == "test" else f"external/{s.name}/random_gap.tsv"
+        faith_source = "stats/faithfulness.tsv" if s.name == "test" else f"external/{s.name}/faithfulness.tsv"
         found = []
         gap = pd.read_csv(s.random_gap, sep="\t")
         faith = pd.read_csv(s.faithfulness, sep="\t", keep_default_na=False) if s.faithfulness else None
@@ -407,7 +479,11 @@ def recompute(sets: list[SetFiles], stats: dict) -> pd.DataFrame:
                 )
         if s.compactness is not None:
             found.extend(_compactness(s.compactness, conf))
+        held = _held_out_baseline(s, conf) if s.class_summary else base
+        if s.concepts is not None:  # claim 7: no fill, one row per kind of unit
+            found.extend((c, m, "", "", *rest, "") for c, m, *rest in _concept_knowledge(s.concepts, conf))
         for claim, method, fill, detail, est, lo, hi, p, source, extra in found:
+            claim_base = held if claim == "5" else base
             decided = _rule(lo, hi, DIRECTION[claim], margins[MARGIN_KEY[claim]])
             rows.append(
                 {
@@ -420,8 +496,8 @@ def recompute(sets: list[SetFiles], stats: dict) -> pd.DataFrame:
                     "ci_lo": lo,
                     "ci_hi": hi,
                     "p_value": p,
-                    "verdict": "inconclusive" if (base or extra) else decided,
-                    "baseline": base,
+                    "verdict": "inconclusive" if (claim_base or extra) else decided,
+                    "baseline": claim_base,
                     "extra": extra,
                     "source": source,
                 }
@@ -463,11 +539,13 @@ def compare(got: pd.DataFrame, want: pd.DataFrame, rel: float) -> list[str]:
     recomputed ``want``: numbers beyond ``rel`` (relative) or beyond the rounding of what was written
     (half a unit in its last decimal), verdicts, notes, sources, rows."""
     problems = []
-    key = ["claim", "method", "set", "fill", "detail"]
+    # claim 7 has one row per kind of unit under one method: its statistic names the kind
+    key = ["claim", "method", "set", "fill", "detail", "row"]
     fill = got["fill"].fillna("").astype(str) if "fill" in got.columns else ""
     detail = got["statistic"].astype(str).map(_detail)
-    g = got.assign(claim=got["claim"].astype(str), fill=fill, detail=detail).set_index(key)
-    w = want.set_index(key)
+    g = got.assign(claim=got["claim"].astype(str), fill=fill, detail=detail)
+    g = g.assign(row=g.groupby(key[:-1]).cumcount()).set_index(key)
+    w = want.assign(row=want.groupby(key[:-1]).cumcount()).set_index(key)
     if sorted(g.index) != sorted(w.index):
         return [f"rows differ: got {sorted(g.index)}, recomputed {sorted(w.index)}"]
     for k, row in w.iterrows():
@@ -504,11 +582,24 @@ def compare(got: pd.DataFrame, want: pd.DataFrame, rel: float) -> list[str]:
         if bool(note) != bool(row["baseline"]):
             problems.append(f"{k} note: {note!r} vs recomputed baseline {row['baseline']!r}")
         elif note:
-            shown = [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?", note)]
-            acc, lo, hi, majority, n = (float(x) for x in row["baseline"].split())
-            if not np.allclose(shown, [acc, lo, hi, majority, n], atol=6e-4):
+            numbers, proteins = row["baseline"].split("|")
+            head, _, which = note.partition("; ")
+            shown = [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?", head)]
+            acc, lo, hi, majority, n = (float(x) for x in numbers.split())
+            if not np.allclose(shown, [acc, lo, hi, majority, n], atol=6e-4) or which != (
+                f"{proteins})" if proteins else ""
+            ):
                 problems.append(f"{k} note: {note!r} vs recomputed {row['baseline']!r}")
     return problems
+
+
+def _proteins(n: int, what: str, key: str, cap: int | None) -> str:
+    return f"the {what} proteins of {key}" if cap is not None and n >= cap else f"every {what} protein"
+
+
+def _n(pred: Path) -> int:
+    with np.load(pred) as npz:
+        return len(npz["y_true"])
 
 
 def workflow_sets(results: Path, config: dict) -> list[SetFiles]:
@@ -516,19 +607,24 @@ def workflow_sets(results: Path, config: dict) -> list[SetFiles]:
     validated configuration it ran with): the test split and every external set, every replicate."""
     reps = ["" if r == 0 else f"replicates/{r}/" for r in range(config["train"]["replicates"])]
     methods = list(config["score"]["methods"])
-    split = pd.read_csv(results / "data" / "split.tsv", sep="\t", dtype=str, keep_default_na=False)
+    cap = config["ablate"]["max_sequences"]
+    scope = config["ablate"]["scopes"][0]
+    intact = [results / p / f"ablation/{methods[0]}/{scope}.pred.npz" for p in reps]
     test = SetFiles(
         "test",
         results / "stats" / "random_gap.tsv",
-        [results / p / "model/metrics.json" for p in reps],
-        "test",
+        intact,
+        _proteins(_n(intact[0]), "test", "ablate.max_sequences", cap),
     )
     test.density = results / "stats" / "density.tsv"
     test.faithfulness = results / "stats" / "faithfulness.tsv"
-    test.labels = split.loc[split["split"] == "test", "label"].tolist()
     test.ablation = [[results / p / f"ablation/{m}/global.tsv" for m in methods] for p in reps]
-    if config["characterise"]["enabled"]:
+    ch = config["characterise"]
+    if ch["enabled"]:
         test.class_specificity = [results / p / "characterise/class_specificity.tsv" for p in reps]
+        test.class_summary = [results / p / "characterise/class_summary.json" for p in reps]
+        n_held = json.loads(test.class_summary[0].read_text())["intact"]["n"]
+        test.class_proteins = _proteins(n_held, ch["split"], "characterise.max_proteins", ch["max_proteins"])
     if (results / "stats" / "compactness.tsv").exists():  # same-site bases ablated: claim 6
         layers = [int(e["layer"]) for e in config["units"]["features"]]
 
@@ -543,13 +639,21 @@ def workflow_sets(results: Path, config: dict) -> list[SetFiles]:
             n_boot=config["stats"]["bootstrap"],
             seed=config["seed"],
         )
+    if (results / "concepts" / "units.tsv").exists():  # the concept stage ran: claim 7
+        test.concepts = ConceptFiles(
+            results / "concepts" / "units.tsv",
+            results / "concepts" / "concepts.tsv",
+            n_boot=config["stats"]["bootstrap"],
+            seed=config["seed"],
+        )
     sets = [test]
     for name in sorted(config["evaluate"]["external"]):
         ext = results / "external" / name
-        s = SetFiles(name, ext / "random_gap.tsv", [ext / "metrics.json"], None)
+        preds = [results / p / f"external/{name}/ablation/{methods[0]}.pred.npz" for p in reps]
+        s = SetFiles(
+            name, ext / "random_gap.tsv", preds, _proteins(_n(preds[0]), name, "ablate.max_sequences", cap)
+        )
         s.faithfulness = ext / "faithfulness.tsv"
-        proteins = pd.read_csv(ext / "proteins.tsv", sep="\t", dtype=str, keep_default_na=False)
-        s.labels = proteins["label"].tolist()
         s.ablation = [[results / p / f"external/{name}/ablation/{m}.tsv" for m in methods] for p in reps]
         sets.append(s)
     return sets

@@ -88,3 +88,23 @@ def trained_synthetic(tmp_path_factory) -> TrainedSynthetic:
         dir=out / "model",
         metrics=metrics,
     )
+
+
+@dataclass
+class ExplainRun:
+    """A tiny finished run (tests/explain_run.py) and a user's file of its test proteins."""
+
+    results: Path  # the results folder
+    proteins: Path  # TSV: accession, ec, sequence, motif_sites (the planted motifs)
+    trained: TrainedSynthetic
+
+
+@pytest.fixture(scope="session")
+def explain_run(tmp_path_factory, trained_synthetic) -> ExplainRun:
+    """Two replicates with IG scores, class characterisation, an SAE and its feature scores, the
+    fill's ablation table and the atlas: what ``kneurons explain`` reads (about a minute)."""
+    from explain_run import PROTEINS_TSV, build_tiny_run
+
+    root = tmp_path_factory.mktemp("explain_run")
+    results = build_tiny_run(root, trained_synthetic, SYNTHETIC_MODEL, SYNTHETIC_TRAIN, SYNTHETIC_DATA)
+    return ExplainRun(results=results, proteins=root / PROTEINS_TSV, trained=trained_synthetic)

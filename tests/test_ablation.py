@@ -492,6 +492,47 @@ def test_pretrained_reference_honours_model_download(tmp_path, monkeypatch, down
     assert (result.table.fill == "pretrained").all()
 
 
+def test_ablate_max_sequences_caps_an_external_set_as_it_caps_the_test_split(tmp_path):
+    """The external set's ablation (rule ablate_external) evaluates a label-stratified subset of
+    ``ablate.max_sequences`` proteins, the same one in every job of the set (drawn with the seed)."""
+    from kneurons.jobs.ablate import run_ablation_job
+    from kneurons.settings import job_settings
+    from kneurons.tables import read_predictions, write_external_proteins
+
+    cfg = write_job_inputs(tmp_path, "zero")
+    ext = pd.DataFrame(
+        {
+            "accession": [f"E{i}" for i in range(24)],
+            "sequence": random_sequences(24, seed=5),
+            "label": ["1"] * 12 + ["2"] * 8 + ["3"] * 4,
+            "identical_to_train": "False",
+        }
+    )
+    write_external_proteins(ext, tmp_path / "ext.tsv")
+    cfg["ablate"]["max_sequences"] = 6
+    settings = job_settings("ablate_external", cfg)
+    assert settings["ablate"]["max_sequences"] == 6
+    args = (tmp_path / "best.pt", None, tmp_path / "ig.parquet", "ig", "global", settings)
+    preds = []
+    for name in ("a", "b"):
+        run_ablation_job(
+            *args, tmp_path / f"{name}.tsv", tmp_path / f"{name}.npz", external_path=tmp_path / "ext.tsv"
+        )
+        preds.append(read_predictions(tmp_path / f"{name}.npz"))
+    _, _, _, y_true, accessions = preds[0]
+    assert len(accessions) == 6 and np.bincount(y_true).tolist() == [3, 2, 1]  # 12:8:4, stratified
+    assert np.array_equal(accessions, preds[1][4]) and set(accessions) <= set(ext["accession"])
+    cfg["ablate"]["max_sequences"] = None  # no cap: every protein of the set
+    run_ablation_job(
+        *args[:5],
+        job_settings("ablate_external", cfg),
+        tmp_path / "all.tsv",
+        tmp_path / "all.npz",
+        external_path=tmp_path / "ext.tsv",
+    )
+    assert len(read_predictions(tmp_path / "all.npz")[4]) == 24
+
+
 def test_random_baseline_per_seed_jobs_gather_into_the_one_job_files(tmp_path):
     """One job per random seed, gathered in seed order: the TSV of one job over all seeds, byte for
     byte, and the same predictions (the workflow's ablate_seed + gather_ablation_seeds)."""

@@ -123,7 +123,8 @@ def test_sae_features_are_units_beside_the_neurons_ranked_among_the_features(tmp
     # The SAE section: the report's numbers, claim 6's table, the features' gap to random.
     sae = re.search(r'<table class="small" id="sae-table">(.*?)</table>', html, re.S)[1]
     cells = re.findall(r"<td>([^<]*)</td>", sae)
-    assert cells[:5] == ["2", "kneurons", "40", "4", "0.0456"] and "L1 0.4321, L3 0.3789" in sae
+    # layer, format, F, k, input point, activation scale (none in this older report), FVU
+    assert cells[:4] + cells[6:7] == ["2", "kneurons", "40", "4", "0.0456"] and "L1 0.4321, L3 0.3789" in sae
     assert "0.125" in sae and "7 epochs, held-out FVU 0.0512" in sae
     compact = re.search(r'id="compactness">(.*?)</table>', html, re.S)[1]
     assert "0.300 [0.200, 0.400]" in compact and "4 / 32 (of 40 / 8)" in compact
@@ -398,3 +399,42 @@ def test_rule_lists_the_overview_figures_of_the_page():
     text = (REPO / "workflow/rules/atlas.smk").read_text()
     listed = re.search(r"ATLAS_FIGURES = \[(.*?)\]", text, re.S)[1]
     assert re.findall(r'"(\w+)"', listed) == list(OVERVIEW_FIGURES) + list(FEATURE_FIGURES)
+
+
+def test_units_aligned_with_concepts_are_shown_with_their_concepts_and_filterable(tmp_path):
+    from atlas_tables import CONCEPT_UNITS, write_concept_tables
+
+    inputs = {**write_tables(tmp_path), **write_feature_tables(tmp_path)}
+    concepts = write_concept_tables(tmp_path)
+    run_atlas_job({**inputs, **concepts}, settings(top_per_method=2), tmp_path / "with.html")
+    run_atlas_job(inputs, settings(top_per_method=2), tmp_path / "without.html")
+    html = (tmp_path / "with.html").read_text()
+    data = _page_data(html)
+    rows = {r["id"]: r for r in data["neurons"] + data["features"]["rows"]}
+    for layer, module, index, _, aligned in CONCEPT_UNITS:
+        uid = f"L{layer}.{module}.{index}"
+        if aligned:  # aligned units join the shown ones, whatever their ranks
+            assert rows[uid]["concepts"] == aligned and rows[uid]["best_concept_f1"] == pytest.approx(0.812)
+            panel = data["details"][uid]["concepts"]
+            assert [c["concept"] for c in panel] == aligned and all(c["aligned"] for c in panel)
+            assert panel[0]["f1"] == pytest.approx(0.812)  # rounded to 3 decimals; controls left out
+    assert data["concept_names"] == ["Binding site: ATP", "Helix"]
+    assert 'id="filter-concept"' in html and 'id="concepts"' in html and "Concepts</a>" in html
+    summary = re.search(r'id="concept-summary">(.*?)</table>', html, re.S)[1]
+    assert "<td>2 of 3</td>" in summary and "<td>1 of 3</td>" in summary
+    assert "[0.100, 0.330]" in re.search(r'id="concept-knowledge">(.*?)</table>', html, re.S)[1]
+    # without the concept stage the page has none of it, and its rows no concept fields
+    alone = (tmp_path / "without.html").read_text()
+    for part in ('id="filter-concept"', 'id="concepts"', "Concepts</a>"):
+        assert part not in alone
+    assert all("concepts" not in r for r in _page_data(alone)["neurons"])
+
+
+def test_rule_gives_the_page_the_concept_figures_it_shows():
+    from kneurons.atlas import CONCEPT_FIGURES
+
+    text = (REPO / "workflow/rules/concepts.smk").read_text()
+    listed = re.search(r"CONCEPT_FIGURES = \{(.*?)\n\}", text, re.S)[1]
+    names = re.findall(r'^    "(\w+)": \(', listed, re.M)
+    assert [f"concepts_{n}" for n in names] == list(CONCEPT_FIGURES)
+    assert 'f"fig_concepts_{name}"' in (REPO / "workflow/rules/functions/atlas.smk").read_text()

@@ -1,7 +1,8 @@
 """The atlas in a real browser: headless Chromium opens the page from file://.
 
 No console errors, no network requests, the neuron table's row count, sorting, filtering, and a
-neuron's panel with its logo; on a page with SAE features, the units filter and a feature's panel.
+neuron's panel with its logo; on a page with SAE features, the units filter and a feature's panel;
+on a page with the concept stage, the concept filter and a unit's concepts.
 Screenshots of the overview and of one neuron and one feature panel are saved in
 tests/artefacts/ (git-ignored); with KNEURONS_ATLAS_DOCS=1 the overview also goes to
 docs/atlas-overview.png and a feature's panel to docs/atlas-feature.png, and
@@ -18,7 +19,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from atlas_tables import METHODS, write_feature_tables, write_tables
+from atlas_tables import METHODS, write_concept_tables, write_feature_tables, write_tables
 from browser import chromium, chromium_missing, requests, save
 from workflow_rules import REPO
 
@@ -169,3 +170,37 @@ def test_feature_screenshot_for_the_docs(browser, feature_page):
     shot = save(browser, "atlas-feature-docs.png")
     if os.environ.get("KNEURONS_ATLAS_DOCS") == "1":
         shutil.copyfile(shot, REPO / "docs" / "atlas-feature.png")
+
+
+@pytest.fixture(scope="module")
+def concept_page(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("atlas_concepts")
+    cfg = validate_config({"atlas": {"top_per_method": 10}, "stats": {"top_fraction": 0.1}})
+    settings = job_settings("atlas", cfg)
+    settings["methods"] = METHODS
+    inputs = {**write_tables(tmp), **write_feature_tables(tmp), **write_concept_tables(tmp)}
+    return run_atlas_job(inputs, settings, tmp / "atlas" / "index.html")
+
+
+def test_units_filter_by_concept_and_show_their_concepts(browser, concept_page):
+    browser.get(concept_page.as_uri())
+    data = json.loads(browser.find_element(By.ID, "atlas-data").get_attribute("textContent"))
+    everyone = data["neurons"] + data["features"]["rows"]
+    Select(browser.find_element(By.ID, "filter-concept")).select_by_value("Helix")
+    shown = column(browser, "id")
+    assert sorted(shown) == sorted(["L0.q_proj.6", "L1.fc1.30"])
+    assert all("Helix" in text for text in column(browser, "concepts"))
+    Select(browser.find_element(By.ID, "filter-concept")).select_by_value("Binding site: ATP")
+    assert sorted(column(browser, "id")) == sorted(["L0.q_proj.6", "L2.sae.7"])
+    Select(browser.find_element(By.ID, "filter-concept")).select_by_value("")
+    assert len(rows(browser)) == len(everyone)
+    browser.find_element(By.CSS_SELECTOR, 'tr[data-id="L0.q_proj.6"]').click()
+    table = browser.find_element(By.CSS_SELECTOR, "#panel table.concepts")
+    assert len(table.find_elements(By.CSS_SELECTOR, "tr.aligned")) == 2
+    assert "Binding site: ATP" in table.text and "0.812" in table.text and "[within]" not in table.text
+    assert browser.find_elements(By.CSS_SELECTOR, "#concepts #concept-summary")
+    save(browser, "atlas-concepts.png")
+    severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not severe, severe
+    remote = [u for u in requests(browser) if not u.startswith(("file:", "data:"))]
+    assert not remote, remote

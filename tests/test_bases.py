@@ -18,7 +18,7 @@ from kneurons.config import validate_config
 from kneurons.errors import InputError
 from kneurons.features.bases import fit_bases, linear_basis, pca_directions, random_rotation
 from kneurons.features.quality import stream_tokens
-from kneurons.features.sae import SparseAutoencoder
+from kneurons.features.sae import InputPoint, SparseAutoencoder
 from kneurons.features.same_site import ablate_bases, grid_rows
 from kneurons.features.sizes import direction_counts
 from kneurons.model.hooks import module_output_hook
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def test_a_linear_basis_reconstructs_the_stream_and_edits_it_as_an_sae_does():
     model = tiny_model(layers=2, dim=16)
     seqs = random_sequences(12, seed=1)
-    h = stream_tokens(model, seqs, [1], residues=True)[1]
+    h = stream_tokens(model, seqs, [1], point=InputPoint(positions="residues"))[1]
     bases = fit_bases(h, 1, seed=3)
     tokens = model.tokenize(seqs)
     with torch.no_grad():
@@ -106,7 +106,7 @@ def _signal_model(n_test: int = 72):
     model = tiny_model(seed=4, layers=2, dim=16, classes=3)
     layer = model.num_layers  # the stream after the final norm, which the head pools
     scoring = random_sequences(48, seed=20, lo=20, hi=40)
-    h = stream_tokens(model, scoring, [layer], residues=True)[layer]
+    h = stream_tokens(model, scoring, [layer], point=InputPoint(positions="residues"))[layer]
     q, _ = pca_directions(h.numpy())
     u = q[:, :2]  # (16, 2)
     rng = np.random.default_rng(0)

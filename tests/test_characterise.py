@@ -577,6 +577,15 @@ def test_run_on_uniprot_tsv_with_site_features(tmp_path):
     assert {"all", "module", "layer"} <= set(summary["group_by"])
     cls = json.loads(out_c["summary"].read_text())
     assert cls["held_out_proteins"] == len(test) and cls["classes"] == ["1", "2"]
+    # the intact model on these held-out proteins (claim 5's baseline rule), predicted here anew
+    from kneurons.model.checkpoint import load_classifier
+    from kneurons.training.loop import predict
+
+    model, ckpt = load_classifier(tmp_path / "best.pt")
+    y = test["label"].map({lab: i for i, lab in enumerate(ckpt["labels"])}).to_numpy()
+    right = int((predict(model, test["sequence"].tolist(), bf16=False).argmax(1) == y).sum())
+    majority = test["label"].value_counts().max() / len(test)
+    assert cls["intact"] == {"accuracy": right / len(test), "n": len(test), "majority_baseline": majority}
 
 
 def test_missing_annotations_are_reported_not_fatal(tmp_path):

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from kneurons.errors import InputError
 from kneurons.jobs.claims import run_claims
 from kneurons.stats.claims import CLAIM_COLUMNS, evaluate_claims, rule_text, verdict
 from kneurons.stats.metrics import classification_metrics
@@ -215,9 +216,9 @@ def test_claims_job_writes_the_table(tmp_path):
     paths = {"random_gap": tmp_path / "random_gap.tsv", "density": tmp_path / "density.tsv"}
     write_stats_tables({"random_gap": gap, "density": _density("ig", 30)}, paths)
     y = np.arange(200) % 4
-    metrics = _model_metrics(tmp_path / "metrics.json", y, y, ["1", "2", "3", "4"])
+    _, intact = _write_ablation(tmp_path, "ig", y, y, lambda mode, f, seed: y)  # a model that learned
     out = tmp_path / "claims.tsv"
-    run_claims({**{k: str(v) for k, v in paths.items()}, "metrics": [str(metrics)]}, {"stats": SETTINGS}, out)
+    run_claims({**{k: str(v) for k, v in paths.items()}, "intact": [str(intact)]}, {"stats": SETTINGS}, out)
     back = read_claims(out)
     assert list(back["claim"]) == ["2", "3", "4"]
     assert list(back["verdict"]) == ["supported", "supported", "inconclusive"]
@@ -228,7 +229,7 @@ def test_claims_job_writes_the_table(tmp_path):
     )
     inputs = {
         **{k: str(v) for k, v in paths.items()},
-        "metrics": [str(metrics)],
+        "intact": [str(intact)],
         "compactness": str(tmp_path / "c.tsv"),
     }
     run_claims(inputs, {"stats": SETTINGS}, out)
@@ -324,9 +325,11 @@ def test_a_model_at_baseline_makes_every_claim_of_its_set_inconclusive(tmp_path,
     run_external_stats(
         [files["tables"]], [files["preds"]], {"stats": {"bootstrap": 500, "confidence": 0.95}, "seed": 0}, ext
     )
-    inputs = {k: str(v) for k, v in main.items()} | {"metrics": [str(files["metrics"])]}
+    # the intact model on the test split's evaluated proteins: an ablation job's predictions
+    inputs = {k: str(v) for k, v in main.items()} | {"intact": [str(files["preds"][0])]}
     inputs |= {"external": [str(ext["random_gap"])], "external_metrics": [str(ext["metrics"])]}
-    claims = run_claims(inputs, {"stats": SETTINGS, "replicates": 1, "external": ["new"]}, tmp_path / "c.tsv")
+    settings = {"stats": SETTINGS, "replicates": 1, "external": ["new"], "ablate": {"max_sequences": 300}}
+    claims = run_claims(inputs, settings, tmp_path / "c.tsv")
     curve = claims[claims["claim"].isin(["2", "4"])]
     assert len(curve) == 4 and (curve["ci_lo"] * curve["ci_hi"] > 0).all()  # intervals clear of zero
     assert (curve["estimate"].abs() > 0.1).all(), curve.to_string()
@@ -342,15 +345,84 @@ def test_a_model_at_baseline_makes_every_claim_of_its_set_inconclusive(tmp_path,
     if learned:
         assert set(claims["note"]) == set(written["note"]) == {""}, claims.to_string()
         return
+    # the note names the proteins: the cap drew all 300 of each set
     for note in (*claims["note"], *written["note"]):
         assert re.fullmatch(
-            r"model at baseline: accuracy 0\.310 \[0\.\d{3}, 0\.\d{3}\], majority 0\.310 \(n = 300\)", note
+            r"model at baseline: accuracy 0\.310 \[0\.\d{3}, 0\.\d{3}\], majority 0\.310 "
+            r"\(n = 300; the (test|new) proteins of ablate\.max_sequences\)",
+            note,
         ), note
     assert set(written["source"]) == {
         "stats/random_gap.tsv",
         "external/new/random_gap.tsv",
         "stats/density.tsv",
     }
+
+
+def test_the_baseline_rule_is_judged_on_the_proteins_each_claim_was_measured_on(tmp_path):
+    """Issue 38's case: on all 708 test proteins the model passes (0.461 vs a majority of 0.397), but
+    the claims are measured on the 200 of ``ablate.max_sequences``, where it is at baseline (0.460
+    [0.389, 0.532] vs 0.395). The rule reads the ablation's own predictions, pooled over the
+    replicates, and the note says which proteins; claim 5 is judged on its held-out proteins."""
+    from kneurons.jobs.characterise import held_out_intact
+    from kneurons.jobs.claims import intact_from_predictions
+
+    gap = _random_gap([("ig", "preserve", 0.2, 0.1, 0.3), ("ig", "suppress", -0.3, -0.4, -0.2)])
+    paths = {"random_gap": tmp_path / "random_gap.tsv", "density": tmp_path / "density.tsv"}
+    write_stats_tables({"random_gap": gap, "density": _density("ig", 30)}, paths)
+    y = np.repeat([0, 1, 2, 3], [79, 50, 40, 31])  # majority 79 / 200 = 0.395
+    preds = []
+    for r, right in enumerate((92, 92)):  # 92 / 200 = 0.460 in both replicates
+        full = np.where(np.arange(200) < right, y, (y + 1) % 4)
+        (tmp_path / f"r{r}").mkdir()
+        preds.append(
+            _write_ablation(tmp_path / f"r{r}", "ig", y, full, lambda mode, f, seed, full=full: full)[1]
+        )
+    # claim 5's held-out proteins: 150 of characterise.max_proteins, where the model does well
+    matrix = pd.DataFrame(
+        {
+            "suppressed": "1",
+            "evaluated": ["1", "2"],
+            "recall_base": [0.9, 0.8],
+            "recall": 0.0,
+            "recall_change": 0.0,
+        }
+    )
+    held = held_out_intact(matrix, pd.Series(["1"] * 100 + ["2"] * 50))
+    assert held == {"accuracy": (90 + 40) / 150, "n": 150, "majority_baseline": 100 / 150}
+    summaries = []
+    for r in range(2):
+        summaries.append(tmp_path / f"r{r}" / "class_summary.json")
+        write_json_result(summaries[-1], {"intact": held})
+    spec = pd.DataFrame(
+        {"class": ["1", "2", "3"], "n_neurons": 5, "drop_own": [0.5, 0.6, 0.4], "drop_other": [0.1, 0.0, 0.1]}
+    )
+    write_result_table(spec, tmp_path / "spec.tsv")
+    inputs = {k: str(v) for k, v in paths.items()} | {
+        "intact": [str(p) for p in preds],
+        "class_specificity": [str(tmp_path / "spec.tsv")] * 2,
+        "class_summary": [str(p) for p in summaries],
+    }
+    settings = {
+        "stats": SETTINGS,
+        "replicates": 2,
+        "ablate": {"max_sequences": 200},
+        "characterise": {"split": "test", "max_proteins": 150},
+    }
+    claims = run_claims(inputs, settings, tmp_path / "c.tsv").set_index("claim")
+    note = (
+        "model at baseline: accuracy 0.460 [0.389, 0.532], majority 0.395 "
+        "(n = 200; the test proteins of ablate.max_sequences)"
+    )
+    assert claims.loc[["2", "3", "4"], "note"].tolist() == [note] * 3
+    assert set(claims.loc[["2", "3", "4"], "verdict"]) == {"inconclusive"}
+    assert claims.loc["5", "note"] == "" and claims.loc["5", "verdict"] == "supported"
+    # replicates evaluated on other proteins cannot be pooled
+    other = _write_ablation(
+        tmp_path, "ig", y[::-1].copy(), y[::-1].copy(), lambda mode, f, seed: y[::-1].copy()
+    )[1]
+    with pytest.raises(InputError, match="evaluated other proteins"):
+        intact_from_predictions([preds[0], other])
 
 
 def test_the_atlas_shows_the_note(tmp_path):
@@ -425,7 +497,11 @@ def _replicate_files(root: Path, r: int, y: np.ndarray, rng: np.random.Generator
     spec["drop_own"], spec["drop_other"] = rng.uniform(0.2, 0.6, 8), rng.uniform(0.0, 0.2, 8)
     files["class_specificity"] = root / "class_specificity.tsv"
     write_result_table(spec, files["class_specificity"])
-    files["metrics"] = _model_metrics(root / "metrics.json", y, intact, ["1", "2", "3", "4"])
+    # claim 5's held-out proteins (characterise.max_proteins 100, majority 0.4): the intact model
+    # at their baseline exactly when it is not at the ablation subset's, so claim 5's verdict flips
+    held_out = {"accuracy": 0.4 if not at_baseline else 0.85 + 0.01 * r, "n": 100, "majority_baseline": 0.4}
+    files["class_summary"] = root / "class_summary.json"
+    write_json_result(files["class_summary"], {"intact": held_out, "held_out_proteins": 100})
     return files
 
 
@@ -461,8 +537,9 @@ def test_claims_equal_an_independent_recomputation(tmp_path, n_rep, at_baseline)
     write_stats_tables(
         {"random_gap": gap, "density": pooled, "faithfulness": compared["faithfulness"]}, stats
     )
-    inputs = {name: str(v) for name, v in stats.items()} | {"metrics": [str(f["metrics"]) for f in reps]}
+    inputs = {name: str(v) for name, v in stats.items()} | {"intact": [str(f["preds"][0]) for f in reps]}
     inputs["class_specificity"] = [str(f["class_specificity"]) for f in reps]
+    inputs["class_summary"] = [str(f["class_summary"]) for f in reps]
     # claim 6: the same-site bases of one SAE stream per replicate: activation's features more
     # compact than the stream's dimensions, ig's features no better than its PCA components
     bases = [_bases_files(tmp_path / f"rep{r}" / "bases", y, f, rng) for r, f in enumerate(reps)]
@@ -474,14 +551,20 @@ def test_claims_equal_an_independent_recomputation(tmp_path, n_rep, at_baseline)
         stats,
     )
     inputs["compactness"] = str(stats["compactness"])
-    claims = run_claims(inputs, {"stats": SETTINGS, "replicates": n_rep}, tmp_path / "claims.tsv")
+    settings = {
+        "stats": SETTINGS,
+        "replicates": n_rep,
+        "characterise": {"split": "test", "max_proteins": 100},
+    }
+    claims = run_claims(inputs, settings, tmp_path / "claims.tsv")
 
-    labels = [str(v + 1) for v in y]
-    test_set = SetFiles("test", stats["random_gap"], [f["metrics"] for f in reps], "test")
-    test_set.density, test_set.labels = stats["density"], labels
+    test_set = SetFiles("test", stats["random_gap"], [f["preds"][0] for f in reps], "every test protein")
+    test_set.density = stats["density"]
     test_set.faithfulness = stats["faithfulness"]
     test_set.ablation = [f["tables"] for f in reps]
     test_set.class_specificity = [f["class_specificity"] for f in reps]
+    test_set.class_summary = [f["class_summary"] for f in reps]
+    test_set.class_proteins = "the test proteins of characterise.max_proteins"
     test_set.compactness = Compactness(
         stats["compactness"], bases=[([t], [p]) for t, p in bases], n_boot=200, seed=7
     )
@@ -489,7 +572,10 @@ def test_claims_equal_an_independent_recomputation(tmp_path, n_rep, at_baseline)
     # claims 1, 2, 4 and 5 under both fills, 3 (two methods) and 6 (two methods x two comparisons x
     # two fills)
     assert len(want) == 18
-    assert bool((want["baseline"] != "").all()) == at_baseline
+    # each claim judged on its own proteins: claim 5 on the held-out ones, the others on the ablation's
+    five = want["claim"] == "5"
+    assert bool((want.loc[~five, "baseline"] != "").all()) == at_baseline
+    assert bool((want.loc[five, "baseline"] != "").all()) != at_baseline
     assert compare(claims, want, rel=1e-9) == []
     assert compare(read_claims(tmp_path / "claims.tsv"), want, rel=5e-3) == []
     assert set(claims.loc[claims["claim"].isin(["1", "2", "4"]), "source"]) == {"stats/faithfulness.tsv"}
@@ -629,14 +715,55 @@ def test_verdict_table_for_the_report_links_each_claims_figure_and_the_atlas():
         figure = claim.figure.rsplit(".", 1)[0]  # linked by path without extension (png or pdf)
         assert "})(&#x27;" + figure + "&#x27;)" in row, row
     assert "})(&#x27;atlas/index&#x27;)" in out and "open the neuron atlas" in out
-    assert "Pooled over 2 fine-tuning replicate(s)" in out and "note" not in out.split("<tbody>")[0]
-    # #25's note column, where the table has one, is shown
+    assert "Pooled over 2 fine-tuning replicate(s)" in out and 'class="note"' not in out
+    assert "1 evaluation set judged (test); the model beats its majority baseline on each." in out
+    # #25's note, where a claim has one, wraps under its statement (no column of its own: the table
+    # fits 1280 px), and the first lines count the sets at baseline
     claims["note"] = ["", "model at baseline: accuracy 0.31, majority 0.31", ""]
     out = render_verdicts(claims)
-    assert "<th>note</th>" in out and "model at baseline: accuracy 0.31" in out
+    rows = out[out.index("<tbody>") : out.index("</tbody>")].split("<tr>")[1:]
+    assert '<span class="note">model at baseline: accuracy 0.31, majority 0.31</span></td>' in rows[1]
+    assert "<th>note</th>" not in out and "note" not in rows[0] + rows[2]
+    assert "the model beats its majority baseline on each, but not on the proteins of claim 3 of test" in out
+    # a note the row above in its set shows is said once, then shortened
+    claims["note"] = [
+        "",
+        "model at baseline: accuracy 0.31, majority 0.31",
+        "model at baseline: accuracy 0.31, majority 0.31",
+    ]
+    rows = render_verdicts(claims).split("<tbody>")[1].split("<tr>")[1:]
+    assert '<span class="note">model at baseline: accuracy 0.31, majority 0.31</span>' in rows[1]
+    assert '<span class="note">model at baseline (as above)</span></td>' in rows[2]
+    # method, set and fill (where the table has one: claim 3 has none) stacked in one cell
+    assert "<th>method / set / fill</th>" in out
+    assert (
+        '<td class="short">ig<br><span class="foot">test</span><br><span class="foot">zero</span></td>'
+        in rows[0]
+    )
+    assert '<td class="short">ig<br><span class="foot">test</span></td>' in rows[1]
+    assert "<th>method / set</th>" in render_verdicts(claims.assign(fill=""))
     # an external set's row has a table, not a figure: named, not linked
     claims.loc[0, "figure"] = "external/new/curves.tsv"
     assert "none (a table)" in render_verdicts(claims)
+
+
+def test_the_first_screen_counts_the_sets_judged_and_those_at_baseline():
+    from kneurons.tables.claims import sets_summary
+
+    base = "model at baseline: accuracy 0.5, majority 0.5 (n = 80; every new392 protein)"
+    claims = pd.DataFrame(
+        {
+            "claim": ["1", "2", "5", "1", "2", "1"],
+            "set": ["test", "test", "test", "new392", "new392", "price149"],
+            "note": ["", "", "model at baseline: ...", base, base, ""],
+        }
+    )
+    assert sets_summary(claims) == (
+        "3 evaluation sets judged (test, new392, price149); the model is at its majority baseline on 1 of "
+        "them: new392, whose claims are inconclusive, and on the proteins of claim 5 of test (the note "
+        "under each claim says on which proteins)."
+    )
+    assert sets_summary(claims.assign(note="")).endswith("the model beats its majority baseline on each.")
 
 
 # -- science: the planted-motif model -------------------------------------------------------------

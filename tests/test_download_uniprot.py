@@ -24,7 +24,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_annotations import COLUMN_TEXTS
 
+from kneurons.config import validate_config
+from kneurons.data.annotations import FEATURE_COLUMNS, column_instances
 from kneurons.data.local import read_uniprot_tsv
 from kneurons.data.uniprot import download_uniprot, next_link, retry_after_seconds
 from kneurons.errors import DownloadError
@@ -43,8 +46,17 @@ NON_ENZYME_QUERY = "(reviewed:true) NOT (ec:*)"
 class FakeUniProt:
     """A scripted UniProt search endpoint on 127.0.0.1 (a random free port)."""
 
-    def __init__(self, faults=None, total_override=None, release="2025_04", release_by_page=None):
-        self.datasets = {ENZYME_QUERY: ENZYMES, NON_ENZYME_QUERY: NON_ENZYMES}
+    def __init__(
+        self,
+        faults=None,
+        total_override=None,
+        release="2025_04",
+        release_by_page=None,
+        header=HEADER,
+        rows=None,
+    ):
+        self.header = header
+        self.datasets = {ENZYME_QUERY: rows if rows is not None else ENZYMES, NON_ENZYME_QUERY: NON_ENZYMES}
         self.faults = faults or {}  # (query, offset, attempt) -> fault name
         self.total_override = total_override
         self.release = release
@@ -105,7 +117,7 @@ class FakeUniProt:
             time.sleep(1.0)
 
         page = rows[offset : offset + size]
-        body = gzip.compress(("\n".join([HEADER, *page]) + "\n").encode())
+        body = gzip.compress(("\n".join([self.header, *page]) + "\n").encode())
         if fault == "badgzip":
             body = body[: len(body) // 2]  # a complete HTTP response holding a truncated gzip stream
         h.send_response(200)
@@ -300,3 +312,46 @@ def test_workflow_uniprot_source(tmp_path):
     assert meta["release"] == "2025_04" and meta["entries"] == 23 and meta["queries"][0]["retries"] == 1
     log = (tmp_path / "run" / "results" / "logs" / "data" / "download_uniprot.log").read_text()
     assert "HTTP 503" in log and "UniProt release 2025_04: 23 entries" in log
+
+
+# -- the per-residue feature columns (concepts) -------------------------------------------------
+def feature_response() -> tuple[str, list[str]]:
+    """A recorded-shape response to the default fields: UniProt's TSV headers for every field
+    (``Domain [FT]`` for ft_domain), and rows whose feature cells are UniProt's text
+    (``COLUMN_TEXTS``), each column empty in one row as UniProt leaves it."""
+    header = HEADER.split("\t") + [
+        c.header for c in FEATURE_COLUMNS if c.column not in ("active_site", "binding_site")
+    ]
+    columns = [c.column for c in FEATURE_COLUMNS]
+    rows = []
+    for i in range(3):
+        seq = "".join("ACDEFGHIKLMNPQRSTVWY"[(i + j) % 20] for j in range(200))
+        cells = {c: ("" if k % 3 == i else COLUMN_TEXTS[c][0]) for k, c in enumerate(columns)}
+        rows.append(
+            "\t".join(
+                [f"P9{i:04d}", "1.1.1.1", seq, "200", f"Enzyme {i}", "Homo sapiens (Human)"]
+                + [cells[h] for h in ("active_site", "binding_site")]
+                + [cells[c] for c in columns if c not in ("active_site", "binding_site")]
+            )
+        )
+    return "\t".join(header), rows
+
+
+def test_default_fields_bring_every_feature_column_as_uniprot_names_it(tmp_path):
+    fields = validate_config({})["data"]["uniprot"]["fields"]
+    assert [f for f in fields if f.startswith("ft_")] == [c.field for c in FEATURE_COLUMNS]
+    header, rows = feature_response()
+    with FakeUniProt(header=header, rows=rows) as server:
+        download_uniprot(
+            config(server, fields=fields), tmp_path / "u.tsv.gz", tmp_path / "u.json", sleep=lambda s: None
+        )
+        requested = server.requests[0]["fields"].split(",")
+    assert requested == fields
+    df = read_uniprot_tsv(tmp_path / "u.tsv.gz")
+    for k, col in enumerate(FEATURE_COLUMNS):
+        text, expected = COLUMN_TEXTS[col.column]
+        for i in range(3):
+            cell = df.loc[i, col.column]
+            assert cell == ("" if k % 3 == i else text), (col.column, i)
+            got = column_instances(cell, col, length=len(df.loc[i, "sequence"]))
+            assert got == ([] if k % 3 == i else expected), (col.column, i)

@@ -13,6 +13,7 @@ import pytest
 
 from kneurons.config import validate_config
 from kneurons.data.external import external_set_problems, label_external, overlap_with_train, read_external
+from kneurons.data.local import DELIMITER_RULE
 from kneurons.data.synthetic import generate_synthetic
 from kneurons.errors import ConfigError, InputError
 
@@ -25,6 +26,7 @@ def _tsv(path, rows):
     return path
 
 
+REPO = Path(__file__).resolve().parents[1]
 ROWS = [
     ("P1", "1.1.1.1", "MKTAYIAKQRQISFVKSHFSRQ"),
     ("P2", "2.7.1.1", "MSTNPKPQRKTKRNTNRRPQDV"),
@@ -128,6 +130,25 @@ def test_a_malformed_external_file_stops_config_validation_naming_it(tmp_path):
     assert validate_config({"evaluate": {"external": {"good": str(good)}}})["evaluate"]["external"]
 
 
+def test_a_missing_external_file_is_named_once_with_the_path_it_was_looked_for_at(tmp_path, monkeypatch):
+    """The key once, the path as written, and where a relative path was looked for (the working
+    directory): ``evaluate.external.x: nope.csv does not exist (... looked for /abs/nope.csv)``."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        validate_config({"evaluate": {"external": {"x": "nope.csv"}}})
+    line = next(li.strip() for li in str(err.value).splitlines() if "nope.csv" in li)
+    assert line == (
+        "evaluate.external.x: nope.csv does not exist (a relative path is relative to the working "
+        f"directory; looked for {tmp_path.resolve() / 'nope.csv'})"
+    )
+    absolute = tmp_path / "gone.csv"
+    problems = external_set_problems({"y": str(absolute)}, "tsv")
+    assert problems == [f"evaluate.external.y: {absolute} does not exist"]
+    assert external_set_problems({"z": str(tmp_path)}, "tsv") == [
+        f"evaluate.external.z: {tmp_path} is a directory, not a file"
+    ]
+
+
 def test_claims_get_rows_per_external_set(tmp_path):
     from kneurons.jobs.claims import run_claims
     from kneurons.tables import read_claims, write_json_result, write_stats_tables
@@ -182,13 +203,21 @@ def test_claims_get_rows_per_external_set(tmp_path):
         "replicates": 2,
         "external": ["new"],
     }
-    # the intact model beats the majority-class baseline on both sets (the baseline rule passes)
+    # the intact model beats the majority-class baseline on both sets (the baseline rule passes):
+    # on the test split's evaluated proteins (each replicate's ablation predictions), and on the set's
+    from kneurons.tables import AblationResult, save_predictions
+
     good = {"n": 100, "accuracy": 0.9, "majority_baseline": 0.25, "macro_f1": 0.9}
-    metrics = [tmp_path / "m0.json", tmp_path / "m1.json"]
-    for m in metrics:
-        write_json_result(m, {"test": good})
+    y = np.arange(100) % 4
+    table = pd.DataFrame(
+        {"method": ["ig"], "scope": ["global"], "scope_name": ["global"], "mode": ["preserve"], "f": [1.0]}
+    ).assign(seed=pd.array([pd.NA], dtype="Int64"))
+    intact = [tmp_path / "p0.npz", tmp_path / "p1.npz"]
+    for path in intact:
+        result = AblationResult(table, y[None, :], y, y, np.array([f"P{i}" for i in range(100)]), 0.0)
+        save_predictions(path, result)
     write_json_result(tmp_path / "ext_metrics.json", good)
-    inputs = {k: str(v) for k, v in paths.items()} | {"metrics": [str(m) for m in metrics]}
+    inputs = {k: str(v) for k, v in paths.items()} | {"intact": [str(p) for p in intact]}
     inputs |= {"external": [str(ext)], "external_metrics": [str(tmp_path / "ext_metrics.json")]}
     run_claims(inputs, settings, tmp_path / "c.tsv")
     claims = read_claims(tmp_path / "c.tsv")
@@ -212,11 +241,16 @@ def test_a_tab_separated_file_named_csv_reads_and_a_bad_header_shows_its_separat
     assert read_external("comma", comma_tsv)["accession"].tolist() == ["P1", "P2", "P3"]
     semicolon = tmp_path / "semi.csv"
     semicolon.write_text("Entry;EC number;Sequence\nP1;1.1.1.1;MKV\n")
-    with pytest.raises(
-        InputError,
-        match=r"read as tab-separated \(sniffed from the header line\).*'Entry;EC number;Sequence'",
-    ):
+    with pytest.raises(InputError) as err:
         read_external("semi", semicolon)
+    # the rule that chose the delimiter (the one docs/data.md states), and why ';' was not used
+    message = str(err.value)
+    assert message.startswith("evaluate.external.semi: ") and message.count("evaluate.external") == 1
+    assert f"read as tab-separated (sniffed from the header line: {DELIMITER_RULE})" in message
+    assert "holds a semicolon (';'), not read as a delimiter" in message
+    assert message.endswith("'Entry;EC number;Sequence'")
+    docs = " ".join((REPO / "docs" / "data.md").read_text().split())
+    assert DELIMITER_RULE in docs
     mixed = tmp_path / "mixed.csv"
     mixed.write_text("Entry\tEC_number\tSequence\nP1\t1.1.1.1\tMKV\n")
     with pytest.raises(InputError, match=r"read as tab-separated .*'Entry\\tEC_number\\tSequence'"):
@@ -232,9 +266,11 @@ def _external_run(tmp_path: Path, max_length: int = 30) -> tuple[dict, dict]:
     """A run's data tables (three training proteins; the split crops them to ``max_length``, as the
     labels stage does) and an external set, a tab-separated file named .csv as CLEAN ships them:
 
-    E1 shares T1's first ``max_length`` residues, then differs; E2 is T2 exactly but of another
-    class; E3 and E4 share their first ``max_length`` residues only; E5 is of a class the model
-    lacks; E6 has two EC numbers (``multi_ec: drop``); E7 is T3 exactly (shorter than the crop).
+    E1 shares T1's first ``max_length`` residues, then differs, and is of another class (the model
+    reads T1's input with another label: issue 38's P0DXF1 and P20703); E2 is T2 exactly but of
+    another class; E3 and E4 share their first ``max_length`` residues only; E5 is of a class the
+    model lacks; E6 has two EC numbers of two classes (``multi_ec``); E7 is T3 exactly (shorter than
+    the crop).
     """
     from kneurons.data.labels import label_proteins
     from kneurons.tables import write_classes, write_proteins, write_split
@@ -252,7 +288,7 @@ def _external_run(tmp_path: Path, max_length: int = 30) -> tuple[dict, dict]:
     write_classes(result.classes, paths["classes"])
     shared = _sequence(rng, max_length)
     rows = [
-        ("E1", "1.1.1.2", t1[:max_length] + _sequence(rng, 18)),
+        ("E1", "2.7.1.9", t1[:max_length] + _sequence(rng, 18)),
         ("E2", "1.3.1.1", t2),
         ("E3", "2.7.1.2", shared + _sequence(rng, 12)),
         ("E4", "2.7.1.3", shared + _sequence(rng, 14)),
@@ -298,9 +334,14 @@ def test_overlap_with_training_is_measured_on_full_length_sequences(tmp_path, ca
     assert ext.index[ext["identical_to_train"] == "True"].tolist() == ["E2", "E7"]
     assert ext.index[ext["label_conflict"] == "True"].tolist() == ["E2"]
     assert ext.loc[["E2", "E7"], "nearest_train"].tolist() == ["T2", "T3"]
+    # what the model reads: E1's first 30 residues are T1's, whose label is another
+    assert ext.index[ext["identical_input_to_train"] == "True"].tolist() == ["E1", "E2", "E7"]
+    assert ext.index[ext["input_label_conflict"] == "True"].tolist() == ["E1", "E2"]
     report = read_json(out["report"], "external report")
     assert report["overlap_with_train"]["identical_to_train"] == 2
     assert report["overlap_with_train"]["label_conflict"] == 1
+    assert report["overlap_with_train"]["identical_input_to_train"] == 3
+    assert report["overlap_with_train"]["input_label_conflict"] == 2
     assert report["dropped"] == {"model_classes": 1, "multi_ec": 1} and report["evaluated"] == 5
     duplicates = next(s for s in report["policy_steps"] if s["step"] == "duplicates")
     assert duplicates["groups"] == 0
@@ -309,7 +350,11 @@ def test_overlap_with_training_is_measured_on_full_length_sequences(tmp_path, ca
     assert "class 7 is not one of the model's (1, 2)" in dropped["detail"].iloc[1]
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("external set new392"))
     assert "2 dropped (1 by the label policies (multi_ec 1); 1 of classes the model lacks)" in line, line
-    assert "2 identical to training (1 of another label)" in line, line
+    assert (
+        "2 identical to training (1 of another label), 3 of identical model input (2 of another label)"
+        in line
+    )
+    assert ext.loc["E1", "identical_to_train"] == "False" and ext.loc["E1", "nearest_train"] == "T1"
     if shutil.which("mmseqs"):  # identities of full-length sequences: E1 is not T1
         assert ext.loc[["E2", "E7"], "identity_to_train"].astype(float).tolist() == [1.0, 1.0]
         assert ext.loc["E1", "identity_to_train"] == "" or float(ext.loc["E1", "identity_to_train"]) < 1.0
@@ -337,3 +382,16 @@ def test_the_identity_search_uses_the_split_mmseqs_settings(tmp_path):
     assert ext.loc["E1", "identity_to_train"] == "0.6" and ext.loc["E1", "nearest_train"] == "T1"
     report = read_json(out["report"], "external report")["overlap_with_train"]
     assert (report["mmseqs"], report["coverage"], report["cov_mode"]) == (True, 0.5, 1)
+    # evaluate.max_identity drops identical proteins and those of identical model input, whatever
+    # the identity of their full sequences (E1: 0.6, below it)
+    from kneurons.tables import read_dropped
+
+    out = _run_external_set(paths, {**settings, "max_identity": 0.9}, tmp_path)
+    dropped = read_dropped(out["dropped"]).set_index("accession")
+    gone = dropped[dropped["step"] == "max_identity"]
+    assert gone["detail"].to_dict() == {
+        "E1": "model input identical to training protein T1's",
+        "E2": "identical to training protein T2",
+        "E7": "identical to training protein T3",
+    }
+    assert read_external_proteins(out["proteins"])["accession"].tolist() == ["E3", "E4"]

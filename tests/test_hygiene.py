@@ -130,7 +130,8 @@ def test_dropped_proteins_are_listed_with_their_reasons():
     rows = {r.accession: (r.step, r.detail) for r in result.dropped.itertuples()}
     assert rows == {
         "B": ("non_enzymes", "no EC number"),
-        "C": ("multi_ec", "2 EC numbers: 1.1.1.1; 2.1.1.1"),
+        # multi_ec: agree (the default): its numbers state two level-1 classes
+        "C": ("multi_ec", "EC numbers give different level-1 labels ['1', '2']: 1.1.1.1; 2.1.1.1"),
         "D": ("preliminary", "no EC number defines the level-1 label under the policies: 4.2.2.n1"),
         "G": ("nonstandard", "non-standard residue(s) X"),
         "E": ("duplicates", "same sequence as A (label 1)"),  # the copies agree: A stays
@@ -261,3 +262,35 @@ def test_homology_split_without_mmseqs_is_refused_before_any_job(tmp_path):
     out = proc.stdout + proc.stderr  # a dry run logs to stdout
     assert "homology needs MMseqs2" in out and "--sdm conda" in out
     assert not (tmp_path / "run" / "results").exists()
+
+
+# -- the manual's commands run from the repository root ------------------------------------------------
+def _bash_blocks(markdown: str) -> list[str]:
+    parts = markdown.split("```bash\n")[1:]
+    return [p.split("```", 1)[0] for p in parts]
+
+
+@pytest.mark.parametrize("page", ["docs/real-data.md", "docs/cost-plan.md", "docs/data.md"])
+def test_the_manuals_commands_run_from_the_repository_root(page):
+    """No scratch folder of the machine a run was measured on (``/tmp/...``, ``/work/...``, another
+    working directory): a reader runs each command from the repository root, and every
+    ``--configfile`` is a shipped configuration or a file an earlier command of the page writes."""
+    text = (REPO / page).read_text()
+    for folder in ("/tmp/", "/work/"):
+        assert folder not in text, f"{page} names {folder}"
+    blocks = _bash_blocks(text)
+    written: set[str] = set()
+    for block in blocks:
+        for marker in ("/tmp/", "/work/", "$PWD", "--directory", "--snakefile", "ln -s"):
+            assert marker not in block, f"{page}: {marker!r} in\n{block}"
+        words = block.replace("\\\n", " ").split()
+        written |= {words[i + 1] for i, w in enumerate(words[:-1]) if w == ">" and words[i - 1] == "cat"}
+        for i, word in enumerate(words):
+            if word != "--configfile":
+                continue
+            for arg in words[i + 1 :]:
+                if arg.startswith("-") or not arg.endswith((".yaml", ".yml")):
+                    break
+                assert (REPO / arg).is_file() or arg in written, (
+                    f"{page}: --configfile {arg} is neither shipped nor written"
+                )

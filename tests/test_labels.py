@@ -8,11 +8,12 @@ import pandas as pd
 import pytest
 
 from kneurons.data.ec import parse_ec, parse_ec_list, read_enzclass
-from kneurons.data.labels import extract_labels
+from kneurons.data.labels import extract_labels, label_proteins
 from kneurons.data.local import read_uniprot_tsv
 from kneurons.data.policies import NON_ENZYME
 from kneurons.data.synthetic import generate_synthetic
 from kneurons.errors import InputError
+from kneurons.schema import with_defaults
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SEQ = "MKTAYIAKQR"  # a valid 10-residue sequence
@@ -137,6 +138,27 @@ def test_multi_ec_agree_depends_on_level():
     assert step(rep, "multi_ec")["dropped"] == 1
     out2, _, _ = extract_labels(MULTI, cfg(multi_ec="agree", level=2))
     assert "AG" not in set(out2["accession"])
+
+
+def test_multi_ec_agree_counts_every_number_that_states_the_level_and_is_the_default():
+    """A preliminary number the policies keep from labelling is still an activity of its class
+    (``2.5.1.27; 3.2.2.n1`` is a transferase and a hydrolase); one that leaves the level undefined
+    (``3.-.-.-`` at level 2) states nothing there."""
+    df = table(
+        [
+            ("S1", "1.1.1.1", seq(1)),
+            ("S2", "2.7.1.1", seq(2)),
+            ("PRE", "2.5.1.27; 3.2.2.n1", seq(3)),
+            ("PRE_SAME", "2.5.1.27; 2.4.2.n1", seq(4)),
+            ("INC", "3.4.21.5; 3.-.-.-", seq(5)),
+        ]
+    )
+    out, _, rep = extract_labels(df, cfg(multi_ec="agree", preliminary="drop"))
+    assert labels_of(out) == {"S1": "1", "S2": "2", "PRE_SAME": "2", "INC": "3"}
+    assert step(rep, "multi_ec")["dropped"] == 1 and step(rep, "multi_ec")["kept"] == 2
+    out2, _, _ = extract_labels(df, cfg(multi_ec="agree", level=2, incomplete="keep"))
+    assert labels_of(out2)["INC"] == "3.4"  # 3.-.-.- does not state a level-2 class
+    assert with_defaults("labels", {})["multi_ec"] == "agree"
 
 
 INCOMPLETE = table([("C1", "3.4.21.5", seq(1)), ("C2", "1.1.1.1", seq(2)), ("I", "3.4.-.-", seq(3))])
@@ -326,6 +348,28 @@ def test_real_sample_report_matches_data_readme(real_proteins):
     assert inp["length"]["min"] == 4 and inp["length"]["max"] == 2641
     assert classes["label"].tolist() == list("1234567")
     assert classes["name"].tolist()[:3] == ["Oxidoreductases", "Transferases", "Hydrolases"]
-    # Default policies drop non-enzymes and multi-EC proteins first.
-    assert step(rep, "non_enzymes")["dropped"] == 693 and step(rep, "multi_ec")["dropped"] == 510
+    # Default policies drop non-enzymes first, and the multi-EC proteins whose numbers disagree at
+    # level 1 (multi_ec: agree).
+    assert step(rep, "non_enzymes")["dropped"] == 693
+    assert step(rep, "multi_ec")["dropped"] == 172 and step(rep, "multi_ec")["kept"] == 337
     assert len(out) == rep["output"]["proteins"] == step(rep, "min_class_size")["remaining"]
+
+
+def test_multi_ec_agree_on_the_real_sample_matches_a_count_by_hand(real_proteins):
+    """510 enzymes of the sample have several EC numbers. Counted from the raw export (pandas, the
+    first field of each number): 338 state one level-1 class, 172 two or more. ``agree`` keeps the 338
+    but one (Q5ZSQ3, 2.7.7.n1; 2.7.7.n6: no number complete, so preliminary: drop leaves it no
+    label); a preliminary number counts as an activity (K3VH30, 2.5.1.27; 3.2.2.n1, leaves)."""
+    raw = pd.read_csv(SHARED / "uniprot_reviewed_sample.tsv", sep="\t", dtype=str, keep_default_na=False)
+    multi = raw[raw["EC number"].str.contains(";")]
+    classes = [{n.strip().split(".")[0] for n in ec.split(";")} for ec in multi["EC number"]]
+    agreeing = multi[[len(c) == 1 for c in classes]]
+    assert (len(multi), len(agreeing)) == (510, 338)
+    result = label_proteins(real_proteins, {"level": 1, "multi_ec": "agree"})
+    by_step = result.dropped.groupby("step")["accession"].apply(set)
+    assert by_step["multi_ec"] == set(multi["Entry"]) - set(agreeing["Entry"])
+    assert {"K3VH30", "P9WJW2"} <= by_step["multi_ec"]  # 2.1.1.n11; 3.2.2.21 disagree too
+    assert "Q5ZSQ3" in by_step["preliminary"]
+    assert step(result.report, "multi_ec")["kept"] == len(agreeing) - 1
+    drop, _, rep_drop = extract_labels(real_proteins, {"level": 1, "multi_ec": "drop"})
+    assert step(rep_drop, "multi_ec")["dropped"] == 510 and not set(drop["accession"]) & set(multi["Entry"])

@@ -135,6 +135,14 @@ def test_schema_imports_nothing_of_the_project():
         "kneurons.tables",
         "kneurons.stats.claims",
         "kneurons.plan",
+        "kneurons.concepts.results",
+        "kneurons.concepts.knowledge",
+        "kneurons.figures.concepts",
+        # explain: what it reads of a run, the user's proteins, its tables and page, the command
+        "kneurons.explain.run",
+        "kneurons.explain.proteins",
+        "kneurons.explain.report",
+        "kneurons.explain.cli",
     ],
 )
 def test_torch_free_rooms_import_without_torch(module):

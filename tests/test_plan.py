@@ -8,6 +8,7 @@ adds those of each backward pass. Sequences of one length, so no batch has paddi
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +26,15 @@ from kneurons.plan import (
     ablation_job_forward,
     distinct_mask_starts,
     distinct_masks,
+    external_tokens,
     feature_layout,
     neuron_layout,
     plan_costs,
+    recorded_attempts,
     scoring_cost,
 )
 from kneurons.scoring import registry
+from kneurons.vocabulary import MODULE_TYPES
 
 # the backward hook on layer l fires although its input needs no grad; the count is what matters
 pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
@@ -113,20 +117,44 @@ def test_ablation_plan_counts_the_passes_the_engine_runs(scope):
     assert len(neuron_layout(LAYERS, DIM).blocks) == len(layout_of(model).blocks)
 
 
-@pytest.mark.parametrize("method", ["activation", "ig", "gradxact"])
+@pytest.mark.parametrize("method", ["activation", "ig", "gradxact", "delta"])
 def test_scoring_plan_counts_the_passes_of_every_layer_job(method):
+    from kneurons.model.reference import reference_rows
+
     model, seqs = tiny_model(), sequences()
     cfg = validate_config({"score": {"ig": {"steps": 3, "method": "gausslegendre"}}})
     score_cfg = {**cfg["score"], "token_budget": 64 * (LENGTH + 2)}
     subset = pd.DataFrame({"sequence": seqs, "label": ["a", "b", "c"] * 4, "label_index": [0, 1, 2] * 4})
+    layout = layout_of(model)
+    reference = reference_rows(tiny_model(), layout.blocks, layout.sizes)  # delta's; the others ignore it
     counter = TokenLayers(model)
     try:
+        tables = []
         for layer in range(LAYERS):
-            registry.build(method, score_cfg).score_layer(model, subset, layer)
+            scorer = registry.build(method, score_cfg)
+            if registry.needs_reference(method):
+                scorer = scorer.with_reference(reference)
+            tables.append(scorer.score_layer(model, subset, layer))
     finally:
         counter.close()
-    fwd, bwd = scoring_cost(method, cfg, LAYERS, N_SEQ * (LENGTH + 2))
+    # the steps each layer's modules needed (IG's completeness check), as a run's tables record them
+    recorded = attempts_of(tables)
+    assert bool(recorded) == (method in ("ig", "gradxact"))  # attributions record completeness
+    fwd, bwd = scoring_cost(method, cfg, LAYERS, N_SEQ * (LENGTH + 2), recorded)
     assert (counter.forward, counter.backward) == (fwd, bwd)
+    if method == "ig":  # complete at the configured steps: the plan without a record counts the same
+        everyone = [(3, N_SEQ * (LENGTH + 2))]
+        assert recorded == {layer: dict.fromkeys(MODULE_TYPES, everyone) for layer in range(LAYERS)}
+        assert scoring_cost(method, cfg, LAYERS, N_SEQ * (LENGTH + 2)) == (fwd, bwd)
+
+
+def attempts_of(tables) -> dict[int, dict[str, list[tuple[int, int]]]]:
+    """``{layer: {module: [(steps, tokens) of each try]}}`` from score tables' completeness records."""
+    out: dict[int, dict[str, list[tuple[int, int]]]] = {}
+    for table in tables:
+        for r in table.attrs.get("completeness", []):
+            out.setdefault(int(r["layer"]), {})[r["module"]] = [(a[0], a[2]) for a in r["tried"]]
+    return out
 
 
 def test_plan_reads_the_split_of_a_run_and_warns_over_budget(tmp_path, capsys):
@@ -190,6 +218,20 @@ def test_replicates_multiply_the_per_replicate_stages_and_external_sets_add_thei
     assert two["external ext"].forward == pytest.approx(two["ablate global"].forward * 5 * 20 / test_tokens)
 
 
+def test_the_plan_counts_an_external_set_at_the_ablation_cap(tmp_path):
+    """``ablate.max_sequences`` caps an external set's evaluated proteins as the test split's: the plan
+    counts that many proteins of the set's mean length (5 proteins of 20 tokens, then 2)."""
+    ext = tmp_path / "ext.csv"
+    ext.write_text("Entry\tEC number\tSequence\n" + "".join(f"P{i}\t1.1.1.1\t{'A' * 18}\n" for i in range(5)))
+    base = {"results": str(tmp_path / "results"), "evaluate": {"external": {"ext": str(ext)}}}
+    assert external_tokens(validate_config(base), "ext") == 5 * 20
+    capped = validate_config({**base, "ablate": {"max_sequences": 2}})
+    assert external_tokens(capped, "ext") == 2 * 20
+    uncapped = {c.stage: c for c in plan_costs(validate_config(base))[0]}["external ext"]
+    stage = {c.stage: c for c in plan_costs(capped)[0]}["external ext"]
+    assert stage.forward == pytest.approx(uncapped.forward * 2 / 5) and "ablate.max_sequences" in stage.cap
+
+
 def test_every_job_pays_its_start_up(tmp_path):
     """A stage without passes (random scores) still costs its jobs' start-up; one with passes adds it."""
     from kneurons.plan import JOB_STARTUP_S, THROUGHPUT, model_shape
@@ -220,27 +262,31 @@ def test_hours_and_counts_read_in_units_people_use():
 def test_a_run_far_over_its_budget_gets_the_one_setting_that_brings_it_under(tmp_path):
     """The shipped paper config: readable numbers, and the setting it names really brings the run
     under the budget (the largest such value: one more protein is over)."""
-    from kneurons.config import load_config
+    from kneurons.config_cli import read_workflow_config
     from kneurons.plan import THROUGHPUT, total_hours
 
-    cfg = load_config(REPO_CONFIG / "paper.yaml")
+    # as Snakemake reads it: merged over the embedded default
+    cfg, _ = read_workflow_config([REPO_CONFIG / "paper.yaml"], default=REPO_CONFIG / "config.yaml")
     cfg["results"] = str(tmp_path)  # no run's split.tsv: the estimated sizes
     rate = THROUGHPUT["a100"][0]
-    assert total_hours(cfg, rate) > 10 * 24
-    text = format_plan(cfg, "a100", budget_hours=24)
-    assert "e+" not in text and "M" in text.split("\ntotal")[1], text  # 1.32e+06 CPU-h reads 1.32 M
+    # Two replicates and an SAE (stated in paper.yaml): a budget of two days, the fixed stages
+    # (fine-tuning, scoring, characterisation) well under it.
+    budget = 48
+    assert total_hours(cfg, rate) > 10 * budget
+    text = format_plan(cfg, "a100", budget_hours=budget)
+    assert "e+" not in text and "M" in text.split("\ntotal")[1], text  # 2.66e+06 CPU-h reads 2.66 M
     warning = next(line for line in text.splitlines() if line.startswith("warning: the whole run"))
     key, value = re.search(r"brings it under: ([\w.]+): (\d+)", warning).groups()
     assert key == "ablate.max_sequences", warning
     under = {**cfg, "ablate": {**cfg["ablate"], "max_sequences": int(value)}}
     over = {**cfg, "ablate": {**cfg["ablate"], "max_sequences": int(value) + 1}}
-    assert total_hours(under, rate) <= 24 < total_hours(over, rate)
+    assert total_hours(under, rate) <= budget < total_hours(over, rate)
     # A budget the fixed stages alone exceed: the next setting that can (ablate.max_sequences cannot).
-    text = format_plan(cfg, "a100", budget_hours=12)
+    text = format_plan(cfg, "a100", budget_hours=24)
     warning = next(line for line in text.splitlines() if line.startswith("warning: the whole run"))
     assert "ablate.max_sequences" not in warning.split("brings it under")[-1], warning
     # Within 10x of the budget: no whole-run warning.
-    assert "the whole run" not in format_plan(cfg, "a100", budget_hours=100)
+    assert "the whole run" not in format_plan(cfg, "a100", budget_hours=10 * budget)
 
 
 def test_plan_of_a_bad_config_is_one_line_not_a_traceback(tmp_path, capsys):
@@ -299,6 +345,10 @@ def counted_jobs(monkeypatch):
         return model, info
 
     monkeypatch.setattr(ckpt, "load_job_classifier", counting)
+    # and where a job module imported the name at its top (already imported by an earlier test)
+    for name, module in list(sys.modules.items()):
+        if name.startswith("kneurons.jobs.") and getattr(module, "load_job_classifier", None) is load:
+            monkeypatch.setattr(module, "load_job_classifier", counting)
     yield counters
     for c in counters:
         c.close()
@@ -357,7 +407,14 @@ def test_feature_plan_counts_the_passes_the_feature_jobs_and_engines_run(layer, 
             )
     finally:
         counter.close()
-    score = by_stage["score features"]
+    # the plan reads the steps IG needed from the run's score tables (the completeness check)
+    from kneurons.tables import write_score_table
+
+    for method, table in tables.items():
+        meta = {"completeness": table.attrs["completeness"]} if "completeness" in table.attrs else {}
+        write_score_table(table, tmp_path / "features" / "scores" / f"{method}.parquet", meta)
+    assert attempts_of([tables["ig"]]) == recorded_attempts(cfg, "ig", 0, features=True)
+    score = {c.stage: c for c in plan_costs(cfg)[0]}["score features"]
     assert scored == (score.forward, score.backward)
     assert (score.backward > 0) == (layer < LAYERS)  # no layer runs after the final stream
     assert score.jobs == len(cfg["score"]["methods"])
@@ -376,7 +433,8 @@ def test_feature_plan_counts_the_passes_the_feature_jobs_and_engines_run(layer, 
 def test_feature_stages_are_planned_and_printed_only_with_units_features(tmp_path, capsys):
     config = tmp_path / "c.yaml"
     stages = ("train SAEs", "SAE report", "score features", "ablate features")
-    config.write_text(f"results: {tmp_path}\n")
+    # the embedded default has an SAE: a given configfile turns features off as a run would
+    config.write_text(f"results: {tmp_path}\nunits: {{features: []}}\n")
     assert main(["plan", "--configfile", str(config)]) == 0
     out = capsys.readouterr().out
     assert "ablate global" in out and not any(s in out for s in stages) and "SAE" not in out
@@ -423,6 +481,7 @@ def test_fills_and_the_same_site_bases_count_the_passes_the_engine_runs(tmp_path
     from kneurons.features.bases import fit_bases
     from kneurons.features.formats import load_sae
     from kneurons.features.quality import stream_tokens
+    from kneurons.features.sae import InputPoint
     from kneurons.features.same_site import ablate_bases, grid_rows
     from kneurons.features.sizes import direction_counts
     from kneurons.jobs.features import run_train_sae
@@ -478,7 +537,7 @@ def test_fills_and_the_same_site_bases_count_the_passes_the_engine_runs(tmp_path
     ab, counts = cfg["ablate"], direction_counts(DIM, cfg["units"]["directions"])
     counter = TokenLayers(model)
     try:
-        h = stream_tokens(model, seqs, [layer], residues=True)[layer]
+        h = stream_tokens(model, seqs, [layer], point=InputPoint(positions="residues"))[layer]
         bases = {"features": sae, **fit_bases(h, layer, seed=0)}
         result = ablate_bases(
             model,
@@ -533,3 +592,32 @@ def test_fills_and_the_same_site_bases_count_the_passes_the_engine_runs(tmp_path
     assert counter.forward == read + scoring + len(bases) * 2 * LAYERS * t_e + unique * tail
     assert counter.backward == stage.backward == 0
     assert stage.forward - counter.forward == (planned - unique) * tail >= 0
+
+
+def test_concept_plan_counts_the_passes_the_concept_job_runs(tmp_path, counted_jobs):
+    """The concept job on a split with planted-motif annotations, each part capped at 8 proteins and
+    every pair a candidate (floor 0): its maxima, counts and null passes are the plan's token-layers."""
+    from kneurons.jobs.concepts import run_concepts_job
+    from kneurons.settings import job_settings
+
+    cfg, split_path, checkpoint = feature_run(tmp_path, 1)
+    split = pd.read_csv(split_path, sep="\t")
+    split["motif_sites"] = ["3;4;5;11;12" if i % 2 else "7;8;9" for i in range(len(split))]
+    split.to_csv(split_path, sep="\t", index=False)
+    cfg = validate_config(
+        {
+            **cfg,
+            "units": {"features": []},
+            "concepts": {"max_proteins": 8, "f1_floor": 0.0, "min_proteins": 2},
+        }
+    )
+    out = {n: tmp_path / f"{n}.tsv" for n in ("alignment", "summary", "concepts", "units", "knowledge")}
+    info = run_concepts_job(
+        checkpoint, split_path, job_settings("concepts", cfg), out | {"info": tmp_path / "i.json"}
+    )
+    assert info["proteins"] == {"train": 8, "val": 4, "test": 8} and info["candidate_pairs"] > 0
+    (stage,) = [c for c in plan_costs(cfg)[0] if c.stage == "concepts"]
+    assert counted_jobs[-1].forward == stage.forward == LAYERS * (8 + 4 + 2 * 8) * (LENGTH + 2)
+    assert counted_jobs[-1].backward == stage.backward == 0 and stage.jobs == 1
+    off = validate_config({**cfg, "concepts": {"enabled": False}})
+    assert "concepts" not in {c.stage for c in plan_costs(off)[0]}

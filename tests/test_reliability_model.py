@@ -445,7 +445,7 @@ RUNNER = textwrap.dedent(
     from kneurons.jobs.signals import exit_on_sigterm
     exit_on_sigterm()  # what every workflow script does
     import kneurons.ablation.engine as ab
-    import kneurons.scoring.base as sc
+    import kneurons.progress as sc
     import kneurons.jobs.score as score_job
     import kneurons.jobs.ablate as ablate_job
 

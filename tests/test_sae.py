@@ -230,9 +230,11 @@ def np_topk(pre: np.ndarray, k: int) -> np.ndarray:
 
 
 def np_interplm(state: dict, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """InterPLM's ``ReLUSAE``: features as ``encode(normalize_features=True)`` reports them (divided
+    by ``activation_rescale_factor``), the reconstruction ``decode(encode(x))`` of the raw features."""
     s = {k: v.double().numpy() for k, v in state.items()}
     f = np.maximum((x - s["bias"]) @ s["encoder.weight"].T + s["encoder.bias"], 0)
-    return f, f @ s["decoder.weight"].T + s["bias"]
+    return f / s.get("activation_rescale_factor", 1.0), f @ s["decoder.weight"].T + s["bias"]
 
 
 def np_interprot(state: dict, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -354,7 +356,11 @@ def test_edit_formula_keeps_the_error_term():
 def test_refused_sae_files_name_the_file_and_the_tensor(tmp_path):
     good = interprot_state()
     cases = {
-        "missing.pt": ({k: v for k, v in good.items() if k != "b_enc"}, r"missing tensors \['b_enc'\]"),
+        "missing.pt": (
+            {k: v for k, v in good.items() if k != "b_enc"},
+            r"not an interprot SAE: missing tensors \['b_enc'\] \(the file holds \['b_pre', "
+            r"'stats_last_nonzero', 'w_dec', 'w_enc'\]; an interprot SAE holds",
+        ),
         "extra.pt": (good | {"W_other": torch.zeros(3)}, r"unexpected tensors \['W_other'\]"),
         "shape.pt": (
             good | {"w_dec": torch.zeros(96, DIM + 1)},
@@ -375,9 +381,11 @@ def test_refused_sae_files_name_the_file_and_the_tensor(tmp_path):
         load_sae(named, "interprot", layer=1)
     with pytest.raises(InputError, match=rf"{named}: the file name says k = 8, but k = 16 was asked for"):
         load_sae(named, "interprot", layer=5, k=16)
-    scaled = interplm_file(tmp_path / "scaled", normalize_to_sqrt_d=torch.tensor(True))
-    with pytest.raises(InputError, match=rf"{scaled}: normalize_to_sqrt_d is set"):
-        load_sae(scaled, "interplm", layer=1)
+    other = interplm_file(tmp_path / "layer_2")
+    with pytest.raises(
+        InputError, match=rf"{other}: the folder layer_2 says layer 2, but the SAE is attached at layer 1"
+    ):
+        load_sae(other, "interplm", layer=1)
     folder = esmc_folder(tmp_path / "esmc", layers=(0, 2))
     with pytest.raises(InputError, match=rf"{folder}: no SAE for layer 1 .*available_layers \[0, 2\]"):
         load_sae(folder, "esmc", layer=1)
@@ -425,13 +433,15 @@ def test_identity_edit_is_the_intact_model_bit_for_bit(backend, tmp_path):
     tokens = model.tokenize(SEQS)
     keys = set(model.state_dict())
     with torch.no_grad():
+        model.embedding_rescale = False  # InterProt's input point: ESM-2 without the x 0.88
         intact = model(tokens)
+        model.embedding_rescale = True
     for layer in (1, model.num_layers):
         attach_interprot(model, layer, tmp_path)
         point = model.module(layer, FEATURE_MODULE)
         assert point.out_features == 96
         with torch.no_grad():
-            assert torch.equal(model(tokens), intact)  # attached, no hook: nothing runs
+            assert torch.equal(model(tokens), intact)  # attached, no hook: nothing but the input point
             with module_output_hook(point, lambda f: f.clone()):
                 assert torch.equal(model(tokens), intact)  # f' = f through the edit
             with module_output_hook(point, lambda f: None):
@@ -576,7 +586,7 @@ def test_an_sae_on_the_wrong_layer_is_refused(trained_sae, trained_synthetic, tm
             InputError, match=rf"{path}: attached to layer {wrong}, .* layer 1 far better \(FVU layer"
         ):
             reconstruction_report(model, misplaced, held)
-    check_layer_fit(sae, {0: 0.3, 1: 0.04, 2: 0.5})  # its own layer best: accepted
+    check_layer_fit(sae, {0: 0.3, 1: 0.04, 2: 0.5}, max_fvu=0.2)  # its own layer best: accepted
 
 
 def test_sae_training_is_seeded_and_deterministic(trained_synthetic):

@@ -40,8 +40,16 @@ def _score_cfg(**over) -> dict:
         "split": "train",
         "max_sequences": None,
         "activation": {"reduce": "abs_mean", "class_conditional": False},
-        "ig": {"steps": 4, "method": "riemann_right", "target": "prob", "class_conditional": True},
+        "ig": {
+            "steps": 4,
+            "method": "riemann_right",
+            "target": "prob",
+            "class_conditional": True,
+            "tolerance": 0.01,
+            "max_steps": 256,
+        },
         "random": {"seeds": [0, 1]},
+        "delta": {"class_conditional": False},
     }
     cfg.update(over)
     return cfg
@@ -217,6 +225,8 @@ def test_registry_settings_are_the_recorded_score_settings():
         "target": "prob",
         "baseline": "zero",
         "class_conditional": True,
+        "tolerance": 0.01,
+        "max_steps": 256,
     }
     assert registry.get("gradxact").settings(cfg) == {"target": "prob", "class_conditional": True}
     assert registry.get("random").settings(cfg) == {"seeds": [0, 1]}

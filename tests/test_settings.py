@@ -24,6 +24,22 @@ BASE = validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_tex
 METHODS = ("activation", "ig", "gradxact", "random")
 SCORE = {f"score_layers[{m}]" for m in METHODS}
 FEATURE_SCORE = {f"score_features[{m}]" for m in METHODS}
+#: The planted benchmark scores the run's methods and always delta.
+PLANTED_METHODS = (*METHODS, "delta")
+PLANTED_SCORE = {f"planted_score[{m}]" for m in PLANTED_METHODS}
+#: The planted benchmark's jobs that run the model, and those that read the model section whole.
+PLANTED_TRAINING = {"planted_base", "planted_plant", "planted_head_only"}
+PLANTED_MODEL_JOBS = {*PLANTED_TRAINING, "planted_score[*]", "planted_ablate", "planted_ground_truth"}
+#: The jobs that evaluate the model under masks (ablate.token_budget, masks_per_pass, bf16).
+ABLATE_EVALUATION = {
+    "ablate",
+    "ablate_seed",
+    "ablate_external",
+    "ablate_features",
+    "same_site_bases",
+    "planted_ablate",
+    "planted_ground_truth",
+}
 #: The SAE feature jobs that run the model (units.features).
 FEATURE_MODEL_JOBS = {
     "train_sae",
@@ -43,6 +59,8 @@ MODEL_JOBS = {
     "characterise_classes",
     "characterise_neurons",
     *FEATURE_MODEL_JOBS,
+    *PLANTED_MODEL_JOBS,
+    "concepts",
 }
 FIGURES = {
     "figure_accuracy",
@@ -55,6 +73,8 @@ FIGURES = {
     "figure_features_accuracy",
     "figure_compactness",
     "figure_feature_logos",
+    "figure_planted_precision_recall",
+    "concept_figures",
 }
 
 #: Keys whose change alters the DAG (which jobs exist, their input or output paths) besides any
@@ -82,7 +102,12 @@ DAG_KEYS = {
     "characterise.enabled": "the characterisation jobs in the default target",
     "units.features": "one train_sae job per trained SAE and replicate, and every feature job's inputs",
     "units.bases": "[] turns the same-site bases jobs, compactness and claim 6 off",
+    "concepts.enabled": "the concept jobs in the default target, and the claims' input of claim 7",
     "figures.formats": "the figure outputs",
+    "planted.enabled": "the planted benchmark's outputs in the default target",
+    "planted.replicates": "one planting (and its scoring, ablation, ground truth) per replicate and variant",
+    "planted.concentrated": "null drops the concentrated variant's jobs",
+    "explain.proteins": "the explain job (null: none) and its input file",
 }
 
 #: Key (or section prefix; the longest prefix wins) -> the rules whose params it changes.
@@ -109,10 +134,15 @@ DEPENDS: dict[str, set[str]] = {
         "ablate_features",
         "same_site_bases",
         "characterise_features",
+        "concepts",
         *FEATURE_STATS_JOBS,
         *FIGURES,
+        "planted_data",
+        *PLANTED_MODEL_JOBS,
+        "planted_curves",
+        "planted_stats",
     },
-    "device": {"finetune", *MODEL_JOBS},
+    "device": {"finetune", "explain", *MODEL_JOBS},
     "data.source": {"proteins", *FIGURES},
     "data.tsv": set(),  # only with source tsv (then also in the captions)
     "data.fasta": set(),
@@ -130,32 +160,72 @@ DEPENDS: dict[str, set[str]] = {
     "labels.level": {"labels", "external_set", *FIGURES},
     "labels.min_class_size": {"labels", *FIGURES},
     "split.method": {"split", "leakage", *FIGURES},
-    "split.fractions": {"split", *FIGURES},
+    "split.fractions": {"split", "planted_data", *FIGURES},
     "split.identity": {"leakage"},
     "split.mmseqs": {"split", "leakage", "external_set"},
     "split.mmseqs.min_seq_id": {"split", "leakage"},  # the external identity search does not cluster
-    "model": {"finetune"},
-    "model.name": {"finetune", *FIGURES},
+    "model": {"finetune", *PLANTED_TRAINING},
+    "model.name": {"finetune", *PLANTED_TRAINING, *FIGURES},
     # the scoring, ablation and characterisation jobs read the backend from the checkpoint
-    "model.backend": {"finetune"},
-    "model.download": {"finetune", "ablate", "ablate_seed", "ablate_external", "characterise_classes"},
-    "model.pretrained": {"finetune", *FIGURES},
-    "model.checkpoint": {"finetune", "ablate", "ablate_seed", "ablate_external", "characterise_classes"},
-    "model.custom": {"finetune", *FIGURES},
+    "model.backend": {"finetune", *PLANTED_TRAINING},
+    "model.download": {
+        "finetune",
+        "ablate",
+        "ablate_seed",
+        "ablate_external",
+        "characterise_classes",
+        *PLANTED_TRAINING,
+    },
+    "model.pretrained": {"finetune", *PLANTED_TRAINING, *FIGURES},
+    "model.checkpoint": {
+        "finetune",
+        "ablate",
+        "ablate_seed",
+        "ablate_external",
+        "characterise_classes",
+        *PLANTED_TRAINING,
+    },
+    "model.custom": {"finetune", *PLANTED_TRAINING, *FIGURES},
     "model.attention": {"finetune", *MODEL_JOBS},
-    "train": {"finetune"},
+    "train": {"finetune", "planted_plant", "planted_head_only"},
     # one more replicate adds jobs (DAG_KEYS), and changes no existing fine-tuning run's params
     "train.replicates": {"ablation_stats", "external_stats", "claims", *FEATURE_STATS_JOBS, *FIGURES},
-    "train.bf16": {"finetune", "characterise_classes", "characterise_neurons", "characterise_features"},
+    "train.bf16": {
+        "finetune",
+        "characterise_classes",
+        "characterise_neurons",
+        "characterise_features",
+        "planted_plant",
+        "planted_head_only",
+        "concepts",
+    },
     # the same-site bases job scores its linear bases by every method with every method's settings
-    "score.methods": {"ablation_stats", "atlas", "same_site_bases", *FEATURE_STATS_JOBS, *FIGURES},
-    "score.split": {"scoring_set", "score_layers[*]", "score_features[*]", "same_site_bases", *FIGURES},
+    "score.methods": {
+        "ablation_stats",
+        "atlas",
+        "same_site_bases",
+        *FEATURE_STATS_JOBS,
+        *FIGURES,
+        "planted_ground_truth",
+        "planted_stats",
+    },
+    "score.split": {
+        "scoring_set",
+        "score_layers[*]",
+        "score_features[*]",
+        "same_site_bases",
+        *FIGURES,
+        "planted_data",
+        "planted_score[*]",
+    },
     "score.max_sequences": {
         "scoring_set",
         "score_layers[*]",
         "score_features[*]",
         "same_site_bases",
         *FIGURES,
+        "planted_data",
+        "planted_score[*]",
     },
     # random features are drawn among those active on the scoring set, so random runs the model there
     "score.token_budget": {
@@ -166,36 +236,78 @@ DEPENDS: dict[str, set[str]] = {
         "same_site_bases",
         "train_sae",
         "sae_report",
+        "planted_score[activation]",
+        "planted_score[ig]",
+        "planted_score[gradxact]",
+        "planted_score[delta]",
     },
-    "score.bf16": {"score_layers[*]", "score_features[*]", "same_site_bases"},
+    "score.bf16": {"score_layers[*]", "score_features[*]", "same_site_bases", "planted_score[*]"},
     # how the layers are split into jobs, not how any layer is scored (DAG_KEYS)
     "score.layers_per_job": set(),
-    "score.activation": {"score_layers[activation]", "score_features[activation]", "same_site_bases"},
+    "score.activation": {
+        "score_layers[activation]",
+        "score_features[activation]",
+        "same_site_bases",
+        "planted_score[activation]",
+    },
     "score.ig": {
         "score_layers[ig]",
         "score_layers[gradxact]",
         "score_features[ig]",
         "score_features[gradxact]",
         "same_site_bases",
+        "planted_score[ig]",
+        "planted_score[gradxact]",
     },
-    "score.ig.steps": {"score_layers[ig]", "score_features[ig]", "same_site_bases", *FIGURES},
-    "score.ig.method": {"score_layers[ig]", "score_features[ig]", "same_site_bases"},
+    "score.ig.steps": {
+        "score_layers[ig]",
+        "score_features[ig]",
+        "same_site_bases",
+        "planted_score[ig]",
+        *FIGURES,
+    },
+    "score.ig.method": {"score_layers[ig]", "score_features[ig]", "same_site_bases", "planted_score[ig]"},
+    # IG raises its steps until complete (gradxact has one point: no tolerance, no cap)
+    "score.ig.tolerance": {"score_layers[ig]", "score_features[ig]", "same_site_bases", "planted_score[ig]"},
+    "score.ig.max_steps": {"score_layers[ig]", "score_features[ig]", "same_site_bases", "planted_score[ig]"},
     "score.ig.target": {
         "score_layers[ig]",
         "score_layers[gradxact]",
         "score_features[ig]",
         "score_features[gradxact]",
         "same_site_bases",
+        "planted_score[ig]",
+        "planted_score[gradxact]",
         *FIGURES,
     },
-    "score.random": {"score_layers[random]", "score_features[random]", "same_site_bases"},
-    "ablate": {"ablate", "ablate_seed", "ablate_external", "ablate_features", "same_site_bases"},
+    "score.random": {
+        "score_layers[random]",
+        "score_features[random]",
+        "same_site_bases",
+        "planted_score[random]",
+    },
+    # delta is not a method of the default run (random init): only the planted benchmark scores it
+    "score.delta": {"planted_score[delta]"},
+    "ablate": {
+        "ablate",
+        "ablate_seed",
+        "ablate_external",
+        "ablate_features",
+        "same_site_bases",
+        "planted_ablate",
+    },
+    # how the model is evaluated: the ground truth's evaluations too
+    "ablate.token_budget": ABLATE_EVALUATION,
+    "ablate.masks_per_pass": ABLATE_EVALUATION,
+    "ablate.bf16": ABLATE_EVALUATION,
     # the bases are ablated in preserve mode only (claim 6 reads the kept sets)
-    "ablate.modes": {"ablate", "ablate_seed", "ablate_external", "ablate_features"},
+    "ablate.modes": {"ablate", "ablate_seed", "ablate_external", "ablate_features", "planted_ablate"},
     # only the neuron jobs of a scope take the fills of their scope
     "ablate.fill_scopes": {"ablate", "ablate_seed"},
-    "ablate.scopes": set(),
-    # features take the fills that apply to them (not `pretrained`)
+    # the planted benchmark's ablation job runs every scope (the run's are one job each: DAG_KEYS)
+    "ablate.scopes": {"planted_ablate"},
+    # features take the fills that apply to them (not `pretrained`); the planted benchmark always
+    # takes the pretrained fill
     "ablate.fills": {
         "ablate",
         "ablate_seed",
@@ -216,7 +328,11 @@ DEPENDS: dict[str, set[str]] = {
         "same_site_bases",
         "characterise_features",
         "atlas",
+        "concepts",
         *FIGURES,
+        "planted_ablate",
+        "planted_ground_truth",
+        "planted_stats",
     },
     "ablate.fractions": {
         "ablate",
@@ -224,26 +340,63 @@ DEPENDS: dict[str, set[str]] = {
         "ablate_external",
         "ablate_features",
         "same_site_bases",
+        "planted_ablate",
         *FIGURES,
     },
     # ablate_seed: a job's seeds are its wildcard, so the jobs of the chunks kept are unchanged
-    "ablate.random_seeds": {"ablate_external", "ablate_features", "same_site_bases", *FIGURES},
+    "ablate.random_seeds": {
+        "ablate_external",
+        "ablate_features",
+        "same_site_bases",
+        "planted_ablate",
+        "planted_ground_truth",
+        *FIGURES,
+    },
     # only the chunking of the same seeds into jobs (the DAG), not what a job computes
     "ablate.seeds_per_job": set(),
     "stats": {"ablation_stats"},
-    "stats.keep_accuracy": {"ablation_stats", *FEATURE_STATS_JOBS},
-    "stats.bootstrap": {"ablation_stats", "external_stats", *FEATURE_STATS_JOBS},
-    "stats.confidence": {"ablation_stats", "external_stats", "claims", *FEATURE_STATS_JOBS},
-    "stats.top_fraction": {"ablation_stats", "atlas", "claims"},
-    "stats.claims": {"claims"},
-    "ablate.max_sequences": {"ablate", "ablate_seed", "ablate_features", "same_site_bases"},
+    "stats.keep_accuracy": {"ablation_stats", *FEATURE_STATS_JOBS, "planted_curves", "planted_stats"},
+    "stats.bootstrap": {
+        "ablation_stats",
+        "external_stats",
+        "concepts",
+        *FEATURE_STATS_JOBS,
+        "planted_curves",
+        "planted_stats",
+    },
+    "stats.confidence": {
+        "ablation_stats",
+        "external_stats",
+        "claims",
+        "concepts",
+        *FEATURE_STATS_JOBS,
+        "planted_curves",
+        "planted_stats",
+    },
+    "stats.top_fraction": {"ablation_stats", "atlas", "claims", "concepts", "planted_stats"},
+    "stats.claims": {"claims", "planted_stats"},
+    # claims: the baseline rule's note names the proteins by their cap
+    "ablate.max_sequences": {
+        "ablate",
+        "ablate_seed",
+        "ablate_features",
+        "same_site_bases",
+        "ablate_external",
+        "claims",
+        "planted_ablate",
+    },
     "evaluate.external": {"claims"},
     "evaluate.max_identity": {"external_set"},
     "evaluate.synthetic": {"external_synthetic"},
     "characterise": {"characterise_neurons", "characterise_features"},
     "characterise.enabled": set(),
-    "characterise.split": {"characterise_classes", "characterise_neurons", "characterise_features"},
-    "characterise.max_proteins": {"characterise_classes", "characterise_neurons", "characterise_features"},
+    "characterise.split": {"characterise_classes", "characterise_neurons", "characterise_features", "claims"},
+    "characterise.max_proteins": {
+        "characterise_classes",
+        "characterise_neurons",
+        "characterise_features",
+        "claims",
+    },
     "characterise.token_budget": {"characterise_classes", "characterise_neurons", "characterise_features"},
     "characterise.class_selection": {"characterise_classes"},
     "characterise.class_fraction": {"characterise_classes"},
@@ -260,11 +413,26 @@ DEPENDS: dict[str, set[str]] = {
         "ablate_features",
         "same_site_bases",
         "characterise_features",
+        "concepts",
     },
     "units.bases": {"same_site_bases"},
     "units.directions": {"same_site_bases"},
+    "concepts": {"concepts"},
+    "concepts.enabled": set(),
     "sae": {"train_sae"},
     "sae.max_tokens": {"train_sae", "sae_report"},
+    # the quality rule is every SAE's (not the training's): the report's wrong-layer check, the rule
+    "sae.quality": {"sae_report", "sae_quality"},
+    "planted": {"planted_plant", "planted_head_only"},  # lr, epochs, patience
+    "planted.enabled": set(),  # which target builds the benchmark (DAG_KEYS)
+    "planted.replicates": {"planted_curves", "planted_stats"},
+    "planted.fraction": {"planted_plant"},
+    "planted.concentrated": {"planted_plant", "planted_stats"},
+    "planted.auprc_margin": {"planted_stats"},
+    "planted.task": {"planted_data"},
+    # what the run decided (label policy, fill, ranking, IG settings) is read from its files, inputs
+    "explain": {"explain"},
+    "explain.proteins": set(),  # the rule's input file (DAG_KEYS), not a setting
 }
 
 #: Changes for keys whose simple change would be invalid (they change a companion key too; the
@@ -293,6 +461,13 @@ CHANGES: dict[str, dict[str, object]] = {
     "characterise.site_columns": {"characterise.site_columns": ["active_site"]},
     "units.features": {"units.features": [{"layer": 1, "sae": "train"}]},
     "units.directions": {"units.directions": [1, 4]},
+    # the planted task's motifs must fit in half of its shortest protein
+    "planted.task.copies": {
+        "planted.task.copies": 2,
+        "planted.task.length_min": 48,
+        "planted.task.length_max": 60,
+    },
+    "planted.task.motifs": {"planted.task.motifs": 3, "planted.task.length_min": 36},
     # SAE features are judged against random features, so random stays
     "score.methods": {"score.methods": ["activation", "ig", "random"]},
 }
@@ -353,6 +528,8 @@ def all_job_settings(cfg: dict) -> dict[str, dict]:
     for rule in RULES:
         if rule in ("score_layers", "score_features"):
             out.update({f"{rule}[{m}]": job_settings(rule, cfg, method=m) for m in METHODS})
+        elif rule == "planted_score":
+            out.update({f"{rule}[{m}]": job_settings(rule, cfg, method=m) for m in PLANTED_METHODS})
         elif rule == "ablate_seed":  # the global job of the first seed (the one every change keeps)
             out[rule] = job_settings(rule, cfg, seeds=str(BASE["ablate"]["random_seeds"][0]), scope="global")
         elif rule == "ablate":  # the global job: its fills follow its scope
@@ -366,7 +543,7 @@ def expected_rules(key: str) -> set[str]:
     prefixes = [p for p in DEPENDS if key == p or key.startswith(p + ".")]
     assert prefixes, f"{key}: a schema key without an entry in DEPENDS (which rules does it change?)"
     rules = DEPENDS[max(prefixes, key=len)]
-    star = {"score_layers[*]": SCORE, "score_features[*]": FEATURE_SCORE}
+    star = {"score_layers[*]": SCORE, "score_features[*]": FEATURE_SCORE, "planted_score[*]": PLANTED_SCORE}
     return {r for x in rules for r in star.get(x, {x})}
 
 
@@ -446,7 +623,7 @@ def test_scripts_are_thin_adapters_over_the_jobs():
 
 def test_every_rule_passes_the_settings_seam_and_says_what_it_does():
     """The params Snakemake sees are the seam's (functions of wildcards where the seam has them)."""
-    own = {"figure": {"kind"}, "characterise_figures": {"figures"}}
+    own = {"figure": {"kind"}, "characterise_figures": {"figures"}, "concept_figures": {"figures"}}
     seen = set()
     for rule in workflow_rules():
         if rule["kind"] == "none":

@@ -11,8 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from test_annotations import COLUMN_TEXTS
 
 from kneurons.data import PROTEIN_COLUMNS
+from kneurons.data.annotations import FEATURE_COLUMNS, column_instances
 from kneurons.data.brenda import brenda_proteins, protein_accessions, read_brenda
 from kneurons.data.expasy import expasy_proteins, read_enzyme_dat
 from kneurons.data.labels import extract_labels
@@ -53,6 +55,29 @@ def test_uniprot_tsv_export_maps_headers(tmp_path, compress):
     assert df.loc[0, "active_site"] == 'ACT_SITE 5; /note="Proton acceptor"'
     assert df.loc[0, "organism"] == "Homo sapiens (Human)" and df.loc[2, "length"] == "15"
     assert "Entry Name" not in df.columns
+
+
+def test_uniprot_export_with_every_feature_column_reads_each_as_written(tmp_path):
+    """A website export (gzip) with the feature columns in UniProt's headers, in another order than
+    the REST default's, beside a column the workflow ignores: each cell arrives unchanged in its
+    column, and parses into the instances UniProt's text names (``COLUMN_TEXTS``)."""
+    cols = list(reversed(FEATURE_COLUMNS))
+    header = ["Entry", "Reviewed", "Sequence", "EC number", *(c.header for c in cols)]
+    seq = "M" + "ACDEFGHIKLMNPQRSTVWY" * 10
+    lines = ["\t".join(header)]
+    lines.append(
+        "\t".join(["P12345", "reviewed", seq, "1.1.1.1", *(COLUMN_TEXTS[c.column][0] for c in cols)])
+    )
+    lines.append("\t".join(["P12346", "reviewed", seq, "2.7.11.1", *([""] * len(cols))]))
+    path = tmp_path / "uniprotkb_export.tsv.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.write("\n".join(lines) + "\n")
+    df = read_uniprot_tsv(path)
+    assert list(df.columns)[:3] == list(PROTEIN_COLUMNS) and "Reviewed" not in df.columns
+    for c in FEATURE_COLUMNS:
+        text, expected = COLUMN_TEXTS[c.column]
+        assert df.loc[0, c.column] == text and df.loc[1, c.column] == ""
+        assert column_instances(df.loc[0, c.column], c, length=len(seq)) == expected
 
 
 def test_contract_named_tsv_roundtrip(tmp_path):
@@ -306,7 +331,8 @@ def test_workflow_synthetic_data_stages(tmp_path):
             "source": "synthetic",
             "synthetic": {"n_classes": 3, "n_per_class": 12, "length_min": 30, "length_max": 40},
         },
-        "labels": {"min_class_size": 5},
+        # cropped for the model: the split keeps the crops, its leakage report compares full lengths
+        "labels": {"min_class_size": 5, "max_length": 25},
         "split": {"fractions": {"train": 0.5, "val": 0.25, "test": 0.25}, "identity": False},
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
@@ -341,8 +367,10 @@ def test_workflow_synthetic_data_stages(tmp_path):
     }
     classes = read_tsv_table(data / "classes.tsv")
     assert classes["label"].tolist() == ["1", "2", "3"] and classes["n"].tolist() == ["12", "12", "12"]
+    assert split["sequence"].str.len().max() == 25
     leak = json.loads((data / "leakage_report.json").read_text())
     assert leak["method"] == "stratified" and leak["identity"]["computed"] is False
+    assert leak["sequences"] == {"compared": "full length (data/proteins.tsv)", "cropped_for_the_model": 36}
     assert leak["class_counts"]["2"] == {"train": 6, "val": 3, "test": 3}
     report = json.loads((data / "label_report.json").read_text())
     assert report["input"]["proteins"] == 36 and report["output"]["proteins"] == 36

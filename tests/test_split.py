@@ -168,3 +168,55 @@ def test_homology_split_has_no_leakage_but_stratified_does(mmseqs_families, tmp_
     # Family members straddle train and test: the report must show near-identical pairs.
     assert rep_s["identity"]["test_vs_train"]["max_identity"] > 0.9
     assert rep_s["identity"]["test_vs_train"]["queries_at_least"]["0.9"] >= 1
+
+
+def shared_heads(
+    n_groups: int = 6, members: int = 4, head: int = 40, tail: int = 200, seed: int = 1
+) -> pd.DataFrame:
+    """Proteins of two classes whose first ``head`` residues are near-identical within a group (3 of
+    40 mutated) and whose other ``tail`` residues are unrelated: one homologous domain at the start,
+    the rest of each protein its own. Full length, no two are homologous (an alignment covers 40 of
+    240 residues, below the 80% coverage); cropped to their heads, each group is one family."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for g in range(n_groups):
+        founder = rng.choice(AA, size=head)
+        for m in range(members):
+            start = founder.copy()
+            pos = rng.choice(head, size=3, replace=False)
+            start[pos] = rng.choice(AA, size=3)
+            seq = "M" + "".join(start) + "".join(rng.choice(AA, size=tail))
+            rows.append(
+                {
+                    "accession": f"G{g}M{m}",
+                    "sequence": seq,
+                    "ec": f"{g % 2 + 1}.1.1.1",
+                    "label": str(g % 2 + 1),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_homology_split_and_leakage_compare_full_length_sequences(tmp_path):
+    """The split and its leakage report cluster and search the full-length sequences of the proteins
+    table (``proteins``); the split keeps the crops the model reads. Clustering the 41-residue crops
+    instead joins each group into one cluster and reports near-identical test-vs-train pairs."""
+    if shutil.which("mmseqs") is None:
+        pytest.skip("MMseqs2 not installed (apt-get install mmseqs2); CI installs it")
+    proteins = shared_heads()
+    labels = proteins.assign(sequence=proteins["sequence"].str[:41])  # labels.max_length: 41
+    cfg = {"method": "homology", "fractions": FRACTIONS, "mmseqs": {"min_seq_id": 0.5, "coverage": 0.8}}
+    full = split_labels(labels, cfg, seed=0, workdir=tmp_path, proteins=proteins)
+    crops = split_labels(labels, cfg, seed=0, workdir=tmp_path)
+    assert full["cluster"].nunique() == len(proteins) and crops["cluster"].nunique() == 6
+    assert full["sequence"].tolist() == labels["sequence"].tolist()  # the model's input, kept
+    mm = {"min_seq_id": 0.5, "coverage": 0.8}
+    # the same (crop-clustered) split, its test proteins searched against training
+    whole = leakage_report(full, "homology", mm, workdir=tmp_path, proteins=proteins)
+    cropped = leakage_report(full, "homology", mm, workdir=tmp_path)
+    assert whole["sequences"] == {"compared": "full length (data/proteins.tsv)", "cropped_for_the_model": 24}
+    assert cropped["sequences"] == {"compared": "as in the split (the model's input)"}
+    assert whole["identity"]["test_vs_train"]["queries_with_hit"] == 0
+    assert cropped["identity"]["test_vs_train"]["max_identity"] > 0.8
+    with pytest.raises(InputError, match=r"labelled proteins missing from the proteins table: \['X1'\]"):
+        split_labels(pd.concat([labels, labels.iloc[:1].assign(accession="X1")]), cfg, 0, proteins=proteins)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 #: A tiny whole-workflow configuration for tests that run Snakemake: 60 synthetic proteins of 3
-#: classes, a 1-layer 16-dim model, no characterisation; each test adds the settings it needs.
+#: classes, a 1-layer 16-dim model, no characterisation, no explained proteins; each test adds the
+#: settings it needs.
 TINY_CONFIG = {
     "seed": 3,
     "device": "cpu",
@@ -34,6 +35,7 @@ TINY_CONFIG = {
     "split": {"identity": False, "fractions": {"train": 0.6, "val": 0.2, "test": 0.2}},
     "model": {"name": "custom", "custom": {"num_layers": 1, "embed_dim": 16, "attention_heads": 2}},
     "characterise": {"enabled": False},
+    "explain": {"proteins": None},
 }
 
 _SCRIPT = r"""

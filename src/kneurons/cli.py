@@ -1,8 +1,11 @@
 """The ``kneurons`` command: ``kneurons plan`` prints a configuration's cost plan (``kneurons.plan``)
-in units people read, with the budget warnings; ``kneurons convert`` turns ESM-2 weights between
-the fair-esm and Hugging Face layouts (``kneurons.model.backends.hf.convert``, which imports torch).
+in units people read, with the budget warnings, for the configuration Snakemake would run with the
+same ``--configfile`` / ``--config`` arguments (``kneurons.config_cli.read_workflow_config``);
+``kneurons convert`` turns ESM-2 weights between the fair-esm and Hugging Face layouts
+(``kneurons.model.backends.hf.convert``, which imports torch);
+``kneurons explain`` explains a file of proteins with a finished run (``kneurons.explain.cli``).
 
-Torch-free until ``convert`` is asked for.
+Torch-free until ``convert`` or ``explain`` is asked for.
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from kneurons.config import load_config, model_shape
+from kneurons.config import model_shape
+from kneurons.config_cli import EMBEDDED_DEFAULT, read_workflow_config
 from kneurons.errors import ConfigError
 from kneurons.plan import (
     FAR_OVER_BUDGET,
     THROUGHPUT,
     feature_note,
+    ig_note,
     one_setting_under_budget,
     plan_costs,
     total_hours,
@@ -52,12 +57,14 @@ def format_plan(cfg: dict[str, Any], gpu: str = "a100", budget_hours: float = 24
     costs, data = plan_costs(cfg)
     layers, dim, _ = model_shape(cfg)
     cpu_rate, gpu_rate = THROUGHPUT["cpu"][0], THROUGHPUT[gpu][0]
+    longest = max(len(c.stage) for c in costs)
+    w = 22 if longest <= 22 else longest + 1  # the stage column fits the longest name
     lines = [
         f"model {cfg['model']['name']}: {layers} layers, {dim} dim",
         f"data ({data.source}{'' if data.exact else ', estimated'}): "
         + ", ".join(f"{k} {v:,}" for k, v in data.n.items())
         + f" proteins, {data.mean_tokens:.0f} tokens each, {data.n_classes} classes",
-        f"{'stage':<22}{'jobs':>6}{'forward':>12}{'backward':>12}{'cpu h':>10}{gpu + ' h':>10}",
+        f"{'stage':<{w}}{'jobs':>6}{'forward':>12}{'backward':>12}{'cpu h':>10}{gpu + ' h':>10}",
     ]
     warnings = []
     cpu_total = gpu_total = 0.0
@@ -65,7 +72,7 @@ def format_plan(cfg: dict[str, Any], gpu: str = "a100", budget_hours: float = 24
         cpu_h, gpu_h = c.hours(cpu_rate, dim, data.mean_tokens), c.hours(gpu_rate, dim, data.mean_tokens)
         cpu_total, gpu_total = cpu_total + cpu_h, gpu_total + gpu_h
         lines.append(
-            f"{c.stage:<22}{c.jobs:>6}{readable(c.forward):>12}{readable(c.backward):>12}"
+            f"{c.stage:<{w}}{c.jobs:>6}{readable(c.forward):>12}{readable(c.backward):>12}"
             f"{readable(cpu_h):>10}{readable(gpu_h):>10}"
         )
         if gpu_h > budget_hours:
@@ -73,12 +80,12 @@ def format_plan(cfg: dict[str, Any], gpu: str = "a100", budget_hours: float = 24
                 f"warning: {c.stage} needs ~{readable(gpu_h)} h ({duration(gpu_h)}) on {gpu} "
                 f"(budget {budget_hours:g} h); cap {c.cap}"
             )
-    lines.append(f"{'total':<22}{'':>30}{readable(cpu_total):>10}{readable(gpu_total):>10}")
+    lines.append(f"{'total':<{w}}{'':>30}{readable(cpu_total):>10}{readable(gpu_total):>10}")
     lines.append(f"in all: {duration(cpu_total)} on one CPU thread, {duration(gpu_total)} on one {gpu}")
     lines.append("forward/backward: token-layers (one token through one layer); " + THROUGHPUT[gpu][1])
-    note = feature_note(cfg)
-    if note:
-        lines.append(note)
+    for note in (ig_note(cfg), feature_note(cfg)):
+        if note:
+            lines.append(note)
     if gpu_total > FAR_OVER_BUDGET * budget_hours:
         head = (
             f"warning: the whole run needs ~{readable(gpu_total)} h ({duration(gpu_total)}) on {gpu}, "
@@ -105,31 +112,58 @@ def _setting(cfg: dict[str, Any], key: str) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``kneurons plan --configfile FILE [--gpu a100] [--budget-hours 24]``: print the cost plan.
+    """``kneurons plan [--configfile FILE ...] [--config KEY=VALUE ...] [--replace-workflow-config]
+    [--gpu a100] [--budget-hours 24]``: print the cost plan of the configuration that Snakemake runs
+    with the same arguments from this working directory (the embedded default, then the files).
 
     ``kneurons convert ...`` (ESM-2 weights between fair-esm and HF layouts) is handed to
-    ``kneurons.model.backends.hf.convert.main``, which imports torch.
+    ``kneurons.model.backends.hf.convert.main``, which imports torch; ``kneurons explain ...``
+    (proteins explained with a finished run) to ``kneurons.explain.cli.main``.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["convert"]:
         from kneurons.model.backends.hf.convert import main as convert_main
 
         return convert_main(argv[1:])
+    if argv[:1] == ["explain"]:
+        from kneurons.explain.cli import main as explain_main
+
+        return explain_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="kneurons plan", description="The cost plan of a configuration, before anything runs."
     )
-    parser.add_argument("command", choices=["plan"], help="plan (or: kneurons convert --help)")
-    parser.add_argument("--configfile", default="config/config.yaml")
+    parser.add_argument(
+        "command", choices=["plan"], help="plan (or: kneurons convert --help, kneurons explain --help)"
+    )
+    parser.add_argument(
+        "--configfile",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE",
+        help=f"merged over the embedded default ({EMBEDDED_DEFAULT}) as by snakemake --configfile",
+    )
+    parser.add_argument(
+        "--config", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="as snakemake --config"
+    )
+    parser.add_argument(
+        "--replace-workflow-config",
+        action="store_true",
+        help=f"leave out the embedded default ({EMBEDDED_DEFAULT}), as Snakemake's option does",
+    )
     parser.add_argument("--gpu", default="a100", choices=[k for k in THROUGHPUT if k != "cpu"])
     parser.add_argument(
         "--budget-hours", type=float, default=24.0, help="warn when a stage needs more GPU hours"
     )
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.configfile)
+        cfg, sources = read_workflow_config(
+            args.configfile, args.config, replace_default=args.replace_workflow_config
+        )
     except ConfigError as exc:
         print(f"kneurons plan: {exc}", file=sys.stderr)
         return 2
+    print(f"config: {', then '.join(sources)} (merged as Snakemake merges them)")
     print(format_plan(cfg, args.gpu, args.budget_hours))
     return 0
 

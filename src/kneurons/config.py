@@ -312,8 +312,25 @@ def _score_problems(cfg: dict[str, Any]) -> list[str]:
     score = cfg["score"]
     if "random" in score["methods"] and not score["random"]["seeds"]:
         problems.append("score.random.seeds: at least one seed is needed for the random method")
+    if "delta" in score["methods"] and not cfg["model"]["pretrained"]:
+        problems.append(
+            "score.methods: delta scores how fine-tuning changed each neuron from the pretrained weights, "
+            "but model.pretrained is false (a random-init model has none); remove delta (the planted "
+            "benchmark, `snakemake planted`, scores it against its base model regardless)"
+        )
+    if "delta" in score["methods"] and cfg["units"]["features"]:
+        problems.append(
+            "score.methods: delta scores neurons by their weight change; SAE features (units.features) have "
+            "none (an SAE is not fine-tuned): remove delta or units.features"
+        )
     if score["ig"]["method"] == "riemann_trapezoid" and score["ig"]["steps"] < 2:
         problems.append("score.ig.steps: riemann_trapezoid needs at least 2 steps")
+    ig = score["ig"]
+    if ig["max_steps"] < ig["steps"]:
+        problems.append(
+            f"score.ig.max_steps: {ig['max_steps']} is below score.ig.steps = {ig['steps']} "
+            "(the steps IG starts from and may raise up to max_steps)"
+        )
     return problems
 
 
@@ -354,6 +371,13 @@ def _units_problems(cfg: dict[str, Any]) -> list[str]:
             problems.append(
                 f"{where}.sae: {entry['sae']} does not exist (SAEs are local files, never downloaded)"
             )
+    unrescaled = [e["layer"] for e in features if e["format"] == "interprot"]
+    if unrescaled and len(unrescaled) < len(features):
+        problems.append(
+            f"units.features: the interprot SAE(s) at layer(s) {unrescaled} read ESM-2 run without the "
+            "token-dropout rescale of its embeddings, the other SAEs the model's own run: one run cannot "
+            "serve both; study them in separate runs"
+        )
     repeated = sorted({layer for layer in layers if layers.count(layer) > 1})
     if repeated:
         problems.append(f"units.features: one SAE per layer; layer(s) {repeated} have more than one")
@@ -374,6 +398,38 @@ def _units_problems(cfg: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _planted_problems(cfg: dict[str, Any]) -> list[str]:
+    """The planted benchmark's task must fit its proteins, and it always runs the random baseline."""
+    task = cfg["planted"]["task"]
+    problems: list[str] = []
+    if task["length_min"] > task["length_max"]:
+        problems.append("planted.task: length_min must not exceed length_max")
+    if task["motif_length"] * task["motifs"] * task["copies"] > task["length_min"] // 2:
+        problems.append(
+            "planted.task: motif_length x motifs x copies must fit in half of length_min "
+            f"({task['motif_length']} x {task['motifs']} x {task['copies']} > {task['length_min']} // 2)"
+        )
+    seeds = cfg["score"]["random"]["seeds"]
+    extra = sorted(set(cfg["ablate"]["random_seeds"]) - set(seeds))
+    if extra and "random" not in cfg["score"]["methods"]:  # the run's own check names them otherwise
+        problems.append(
+            f"ablate.random_seeds: seed(s) {extra} are not in score.random.seeds {seeds} (the planted "
+            "benchmark always scores and ablates the random baseline)"
+        )
+    if not seeds:
+        problems.append("score.random.seeds: the planted benchmark's random baseline needs at least one seed")
+    return problems
+
+
+def _explain_problems(cfg: dict[str, Any]) -> list[str]:
+    if cfg["explain"]["proteins"] is None or "ig" in cfg["score"]["methods"]:
+        return []
+    return [
+        "explain.proteins: an explanation names the run's knowledge units by their IG ranking; add `ig` "
+        "to score.methods (or set explain.proteins: null)"
+    ]
+
+
 #: The checks a schema cannot express, per section; their problems are reported in this order.
 _SEMANTIC_CHECKS = (
     _split_problems,
@@ -384,6 +440,8 @@ _SEMANTIC_CHECKS = (
     _score_problems,
     _characterise_problems,
     _units_problems,
+    _planted_problems,
+    _explain_problems,
 )
 
 

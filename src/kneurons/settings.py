@@ -17,13 +17,21 @@ from types import SimpleNamespace
 from typing import Any
 
 from kneurons.captions import run_description
+from kneurons.planted.design import planted_methods, planted_variants
 from kneurons.scatter import seed_chunk_seeds
+from kneurons.scoring.registry import needs_reference
 from kneurons.vocabulary import FEATURE_FILLS
 
 Config = Mapping[str, Any]
 
 #: The subsections of ``score`` that each method reads (gradxact shares IG's target settings).
-SCORE_METHOD_SECTIONS = {"activation": "activation", "ig": "ig", "gradxact": "ig", "random": "random"}
+SCORE_METHOD_SECTIONS = {
+    "activation": "activation",
+    "ig": "ig",
+    "gradxact": "ig",
+    "delta": "delta",
+    "random": "random",
+}
 
 
 def _pick(section: Config, *keys: str) -> dict[str, Any]:
@@ -100,9 +108,12 @@ def _scoring_set(cfg: Config) -> dict[str, Any]:
 
 def _score_layers(cfg: Config) -> dict[str, Any]:
     score = cfg["score"]
+    attention = _pick(cfg["model"], "attention")
+    # checkpoint and download: the pretrained weights that `delta` compares the model with
+    reference = _pick(cfg["model"], "attention", "checkpoint", "download")
     return {
         "score": lambda wildcards: score_settings(score, wildcards.method),
-        "model": _pick(cfg["model"], "attention"),
+        "model": lambda wildcards: reference if needs_reference(wildcards.method) else attention,
         "seed": cfg["seed"],
         "device": cfg["device"],
     }
@@ -152,11 +163,10 @@ def _external_set(cfg: Config) -> dict[str, Any]:
 
 
 def _ablate_external(cfg: Config) -> dict[str, Any]:
-    # Every protein of the set is evaluated (ablate.max_sequences caps the test split only), and
-    # the random baseline's seeds run in one job: external sets are small.
+    # ablate.max_sequences caps the set's evaluated proteins as it caps the test split's, and the
+    # random baseline's seeds run in one job: external sets are small.
     params = _ablate(cfg)
-    ab = {k: v for k, v in params["ablate"].items() if k != "max_sequences"}
-    return {**params, "ablate": {**ab, "random_seeds": cfg["ablate"]["random_seeds"]}}
+    return {**params, "ablate": {**params["ablate"], "random_seeds": cfg["ablate"]["random_seeds"]}}
 
 
 def _external_stats(cfg: Config) -> dict[str, Any]:
@@ -214,6 +224,9 @@ def _claims(cfg: Config) -> dict[str, Any]:
         "stats": _pick(cfg["stats"], "confidence", "top_fraction", "claims"),
         "replicates": cfg["train"]["replicates"],
         "external": sorted(cfg["evaluate"]["external"]),
+        # the baseline rule's note names the proteins each claim was measured on, by these caps
+        "ablate": _pick(cfg["ablate"], "max_sequences"),
+        "characterise": _pick(cfg["characterise"], "split", "max_proteins"),
     }
 
 
@@ -289,7 +302,8 @@ def _units(cfg: Config) -> list[dict[str, Any]]:
 
 def _train_sae(cfg: Config) -> dict[str, Any]:
     return {
-        "sae": cfg["sae"],
+        # the quality rule judges every SAE after training: not a training setting
+        "sae": {k: v for k, v in cfg["sae"].items() if k != "quality"},
         "token_budget": cfg["score"]["token_budget"],
         "model": _pick(cfg["model"], "attention"),
         "seed": cfg["seed"],
@@ -302,9 +316,15 @@ def _sae_report(cfg: Config) -> dict[str, Any]:
         "units": _units(cfg),
         "token_budget": cfg["score"]["token_budget"],
         "max_tokens": cfg["sae"]["max_tokens"],
+        # max_fvu: where an SAE fits another layer (the wrong-layer check)
+        "quality": cfg["sae"]["quality"],
         "model": _pick(cfg["model"], "attention"),
         "device": cfg["device"],
     }
+
+
+def _sae_quality(cfg: Config) -> dict[str, Any]:
+    return {"quality": cfg["sae"]["quality"]}
 
 
 def _score_features(cfg: Config) -> dict[str, Any]:
@@ -343,9 +363,13 @@ def _same_site_bases(cfg: Config) -> dict[str, Any]:
     # the feature fills, the random baseline's seeds in the job.
     ab = {k: v for k, v in _ablate(cfg)["ablate"].items() if k != "modes"}
     ab |= {"fills": feature_fills(cfg["ablate"]["fills"]), "random_seeds": cfg["ablate"]["random_seeds"]}
-    units = cfg["units"]
+    units, score = cfg["units"], cfg["score"]
+    # the run's methods and their sections only (score_settings' keys; token_budget: the PCA's read)
+    methods = list(score["methods"])
+    sections = {SCORE_METHOD_SECTIONS[m] for m in methods}
+    picked = _pick(score, "methods", "split", "max_sequences", "bf16", "token_budget", *sorted(sections))
     return {
-        "score": {k: v for k, v in cfg["score"].items() if k != "layers_per_job"},
+        "score": picked,
         "ablate": ab,
         "units": {"features": _units(cfg), "bases": list(units["bases"]), "directions": units["directions"]},
         "model": _pick(cfg["model"], "attention"),
@@ -371,12 +395,110 @@ def _figure_feature_logos(cfg: Config) -> dict[str, Any]:
     return {**_figure(cfg), "logos": cfg["characterise"]["logos"]}
 
 
+def _concepts(cfg: Config) -> dict[str, Any]:
+    # the knowledge units are ranked as the ablation ranks them; the SAE entries say which features
+    return {
+        "concepts": {k: v for k, v in cfg["concepts"].items() if k != "enabled"},
+        "stats": _pick(cfg["stats"], "top_fraction", "bootstrap", "confidence"),
+        "ablate": _pick(cfg["ablate"], "normalise"),
+        "model": _pick(cfg["model"], "attention"),
+        "train": _pick(cfg["train"], "bf16"),
+        "units": _units(cfg),
+        "seed": cfg["seed"],
+        "device": cfg["device"],
+    }
+
+
+def _planted_model(cfg: Config) -> dict[str, Any]:
+    """The base model's ``model`` section: ``init_seed`` resolved as fine-tuning resolves it."""
+    return _finetune(cfg)["model"]
+
+
+def _planted_data(cfg: Config) -> dict[str, Any]:
+    return {
+        "planted": _pick(cfg["planted"], "task"),
+        "split": _pick(cfg["split"], "fractions"),
+        "score": _pick(cfg["score"], "split", "max_sequences"),
+        "seed": cfg["seed"],
+    }
+
+
+def _planted_base(cfg: Config) -> dict[str, Any]:
+    return {"model": _planted_model(cfg), "seed": cfg["seed"], "device": cfg["device"]}
+
+
+def _planted_head_only(cfg: Config) -> dict[str, Any]:
+    # the control trains the head alone: where S would be drawn plays no part
+    return {
+        **_planted_base(cfg),
+        "train": _finetune(cfg)["train"],
+        "planted": _pick(cfg["planted"], "lr", "epochs", "patience"),
+    }
+
+
+def _planted_plant(cfg: Config) -> dict[str, Any]:
+    params = _planted_head_only(cfg)
+    return {
+        **params,
+        "planted": {**params["planted"], **_pick(cfg["planted"], "fraction", "concentrated")},
+    }
+
+
+def _planted_score(cfg: Config) -> dict[str, Any]:
+    # delta's reference is the base checkpoint (an input), never the pretrained weights
+    return {**_score_layers(cfg), "model": _pick(cfg["model"], "attention")}
+
+
+def _planted_ablate(cfg: Config) -> dict[str, Any]:
+    # Always the pretrained fill, with the base as the reference, whatever ablate.fills says; every
+    # scope and the random baseline's seeds in one job per (planting, method).
+    params = _ablate(cfg)
+    ab = {**params["ablate"], "fills": ["pretrained"]}
+    ab.update(_pick(cfg["ablate"], "scopes", "random_seeds"))
+    return {**params, "ablate": ab, "model": _pick(cfg["model"], "attention")}
+
+
+def _planted_ground_truth(cfg: Config) -> dict[str, Any]:
+    return {
+        "methods": planted_methods(cfg),
+        "ablate": _pick(cfg["ablate"], "normalise", "token_budget", "masks_per_pass", "bf16", "random_seeds"),
+        "model": _pick(cfg["model"], "attention"),
+        "seed": cfg["seed"],
+        "device": cfg["device"],
+    }
+
+
+def _planted_curves(cfg: Config) -> dict[str, Any]:
+    return {
+        "replicates": cfg["planted"]["replicates"],
+        "stats": _pick(cfg["stats"], "bootstrap", "keep_accuracy", "confidence"),
+        "seed": cfg["seed"],
+    }
+
+
+def _planted_stats(cfg: Config) -> dict[str, Any]:
+    return {
+        "variants": planted_variants(cfg),
+        "methods": planted_methods(cfg),
+        "planted": _pick(cfg["planted"], "replicates", "concentrated", "auprc_margin"),
+        "stats": _pick(cfg["stats"], "bootstrap", "confidence", "keep_accuracy", "top_fraction", "claims"),
+        "ablate": _pick(cfg["ablate"], "normalise"),
+        "seed": cfg["seed"],
+    }
+
+
 def _figure(cfg: Config) -> dict[str, Any]:
     return {
         "run": run_description(cfg),
         "formats": list(cfg["figures"]["formats"]),
         "dpi": cfg["figures"]["dpi"],
     }
+
+
+def _explain(cfg: Config) -> dict[str, Any]:
+    # The proteins file is the rule's input, not a setting; what the run decided (label policy,
+    # fill, ranking, IG settings) is read from the run's files, which are inputs too.
+    return {"explain": {k: v for k, v in cfg["explain"].items() if k != "proteins"}, "device": cfg["device"]}
 
 
 def _nothing(cfg: Config) -> dict[str, Any]:
@@ -412,6 +534,7 @@ RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
     "atlas": _atlas,
     "train_sae": _train_sae,
     "sae_report": _sae_report,
+    "sae_quality": _sae_quality,
     "score_features": _score_features,
     "ablate_features": _ablate_features,
     "same_site_bases": _same_site_bases,
@@ -419,6 +542,18 @@ RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
     "compactness": _feature_stats,
     "characterise_features": _characterise_features,
     "figure_feature_logos": _figure_feature_logos,
+    "planted_data": _planted_data,
+    "planted_base": _planted_base,
+    "planted_plant": _planted_plant,
+    "planted_head_only": _planted_head_only,
+    "planted_score": _planted_score,
+    "planted_ablate": _planted_ablate,
+    "planted_ground_truth": _planted_ground_truth,
+    "planted_curves": _planted_curves,
+    "planted_stats": _planted_stats,
+    "concepts": _concepts,
+    "concept_figures": _figure,
+    "explain": _explain,
     **{
         f"figure_{kind}": _figure
         for kind in (
@@ -431,6 +566,7 @@ RULES: dict[str, Callable[[Config], dict[str, Any]]] = {
             "confusion_matrix",
             "features_accuracy",
             "compactness",
+            "planted_precision_recall",
         )
     },
 }

@@ -38,3 +38,8 @@ BASIS_NAMES: dict[str, str] = {
 }
 #: The columns that identify one neuron in every table (a list: pandas indexes with it).
 NEURON_KEY: list[str] = ["layer", "module", "neuron"]
+
+
+def unit_id(layer: int, module: str, index: int) -> str:
+    """The name of one unit, e.g. ``L3.k_proj.17`` (a neuron) or ``L2.sae.288`` (an SAE feature)."""
+    return f"L{int(layer)}.{module}.{int(index)}"

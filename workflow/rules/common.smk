@@ -16,10 +16,10 @@ _SRC = str(Path(workflow.basedir) / "src")
 _PYTHONPATH = os.environ.get("PYTHONPATH")
 if _SRC not in (_PYTHONPATH or "").split(os.pathsep):
     os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC, _PYTHONPATH) if p))
-from kneurons.config import prefer_user_fill, validate_config  # noqa: E402
-from kneurons.config_cli import typed_config_values  # noqa: E402
+from kneurons.config_cli import workflow_config  # noqa: E402
 from kneurons.data.mmseqs import check_mmseqs_for_config  # noqa: E402
 from kneurons.io import check_output_dir  # noqa: E402
+from kneurons.planted.design import planted_methods, planted_variants  # noqa: E402
 from kneurons.scatter import (  # noqa: E402
     random_seed_chunks,
     score_layer_chunks,
@@ -29,12 +29,11 @@ from kneurons.scatter import (  # noqa: E402
 )
 from kneurons.settings import feature_fills, rule_params  # noqa: E402
 
-# One validation function (schema + semantic checks) for Snakefile, scripts and tests; nested
-# `--config` values arrive as strings ('36'), read as YAML where the schema needs another type.
-# A user's file with the old one-value ablate.fill wins over the embedded default's ablate.fills
+# The merged config (configfile:, --configfile, --config) validated as `kneurons plan` reads it
+# (kneurons.config_cli: nested `--config` strings typed, then the schema and semantic checks); a
+# user's file with the old one-value ablate.fill wins over the embedded default's ablate.fills
 # (Snakemake merges the two key by key).
-_GIVEN = workflow.config_settings.overwrite_config
-config.update(validate_config(typed_config_values(prefer_user_fill(config, _GIVEN))))
+config.update(workflow_config(config, workflow.config_settings.overwrite_config))
 
 R = config["results"]
 # A results path under a regular file, or not writable: one clear error before any job starts.
@@ -72,11 +71,13 @@ def get_final_output():
             *(pattern.replace("{rep}", "") for pattern in CHAR_NEURONS.values()),
             *CHAR_FIGURE_FILES,
         ]
-    final += [*STATS.values(), CLAIMS, *feature_outputs()]
+    final += [*STATS.values(), CLAIMS, *feature_outputs(), *concept_outputs()]
     final += [
         path.replace("{set}", name)
         for name in EXTERNAL
         for path in (*EXTERNAL_FILES.values(), *EXTERNAL_STATS.values())
     ]
-    final += [*FIGURE_FILES, ATLAS]
+    final += [*FIGURE_FILES, ATLAS, *explain_outputs()]
+    if config["planted"]["enabled"]:  # the planted-knowledge benchmark (planted.smk)
+        final += planted_outputs()
     return final

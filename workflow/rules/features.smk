@@ -1,6 +1,6 @@
 # SAE features as units beside neurons (units.features; docs/features.md): the workflow's own SAEs
-# trained per replicate and layer (train_sae), every SAE's reconstruction checked on the validation
-# split (sae_report), features scored by every method (score_features) and ablated in the global
+# trained per replicate and layer (train_sae), every SAE's fit checked on the validation split
+# (sae_report) and judged by the quality rule on every replicate (sae_quality), features scored by every method (score_features) and ablated in the global
 # scope against random features (ablate_features), their curve statistics pooled over replicates
 # (feature_stats); at each SAE's stream the features against the stream's other bases (dimensions,
 # PCA, a random basis), fitted, scored and ablated in one job per replicate and SAE
@@ -27,6 +27,8 @@ BASES_STATS = {
     name: f"{R}/stats/bases_{name}.tsv"
     for name in ("curves", "summary", "random_gap", "faithfulness")
 }
+#: The SAE quality rule on every replicate's SAE report (claim 6 rests on it).
+SAE_QUALITY = f"{R}/features/stats/sae_quality.tsv"
 #: Where the top IG features fire (the main run; the same tables as the neurons', CHAR_NEURONS).
 FEATURE_CHAR = {
     name: path.replace(f"{R}/{{rep}}characterise", f"{R}/features/characterise")
@@ -88,6 +90,33 @@ rule sae_report:
         "Checking the SAEs' reconstruction on the validation split"
     script:
         "../scripts/sae_report.py"
+
+
+rule sae_quality:
+    # every replicate's SAE report, replicate-major, against the rule fixed in advance (sae.quality)
+    input:
+        reports=per_replicate(SAE_REPORT),
+    output:
+        report(
+            SAE_QUALITY,
+            caption="../report/sae_quality.rst",
+            category="4. SAE features",
+            labels={"table": "does each SAE fit each replicate (TSV)"},
+        ),
+    log:
+        f"{R}/logs/features/sae_quality.log",
+    conda:
+        "../../envs/plots.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        **rule_params("sae_quality", config),
+    message:
+        "The SAE quality rule on every replicate"
+    script:
+        "../scripts/sae_quality.py"
 
 
 rule score_features:

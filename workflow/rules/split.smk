@@ -1,7 +1,8 @@
 # Train/val/test split (stratified random, or homology-aware: whole MMseqs2 clusters per
 # split) and the leakage report (class counts per split, shared clusters, max test-vs-train
-# identity when MMseqs2 is available). Logic: src/kneurons/data/split.py; jobs:
-# src/kneurons/jobs/data.py (run_split, run_leakage).
+# identity when MMseqs2 is available). Clusters and identities compare the full-length
+# sequences of data/proteins.tsv; the split keeps the labels' sequences, cropped for the model.
+# Logic: src/kneurons/data/split.py; jobs: src/kneurons/jobs/data.py (run_split, run_leakage).
 
 SPLIT = f"{R}/data/split.tsv"
 LEAKAGE = f"{R}/data/leakage_report.json"
@@ -9,7 +10,8 @@ LEAKAGE = f"{R}/data/leakage_report.json"
 
 rule split:
     input:
-        LABELS,
+        labels=LABELS,
+        proteins=PROTEINS,
     output:
         SPLIT,
     log:
@@ -29,7 +31,8 @@ rule split:
 
 rule leakage:
     input:
-        SPLIT,
+        split=SPLIT,
+        proteins=PROTEINS,
     output:
         LEAKAGE,
     log:
@@ -42,6 +45,6 @@ rule leakage:
     params:
         **rule_params("leakage", config),
     message:
-        "Writing the leakage report of {input}"
+        "Writing the leakage report of {input.split}"
     script:
         "../scripts/leakage.py"

@@ -9,8 +9,9 @@ job = start(snakemake)
 inputs = {
     "random_gap": snakemake.input.random_gap,
     "density": snakemake.input.density,
-    "metrics": list(snakemake.input.metrics),
+    "intact": list(snakemake.input.intact),
     "class_specificity": list(snakemake.input.get("class_specificity", [])),
+    "class_summary": list(snakemake.input.get("class_summary", [])),
     "external": list(snakemake.input.get("external", [])),
     "external_metrics": list(snakemake.input.get("external_metrics", [])),
     "compactness": snakemake.input.get("compactness"),

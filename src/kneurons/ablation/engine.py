@@ -80,11 +80,13 @@ Start = tuple[int, int]
 Chunk = tuple[np.ndarray, dict[Block, torch.Tensor]]
 
 
-def mask_start(mask: Mask, n_layers: int) -> Start:
-    """``(layer, resume point)`` of the first masked module of ``mask``; ``(n_layers, 0)`` if none."""
+def mask_start(mask: Mask, model: EsmClassifier) -> Start:
+    """``(layer, resume point)`` where the passes of ``mask`` start: the earliest
+    ``EsmClassifier.unit_start`` of its masked units (the resume point before their module;
+    ``(num_layers, 0)`` if nothing is masked)."""
     return min(
-        ((b[0], EsmClassifier.position_of(b[1])) for b, v in mask.items() if np.asarray(v).any()),
-        default=(n_layers, 0),
+        (model.unit_start(*b) for b, v in mask.items() if np.asarray(v).any()),
+        default=(model.num_layers, 0),
     )
 
 
@@ -148,7 +150,7 @@ def _plan(
     else:
         unique, inverse = masks, np.arange(len(masks))
     sizes = unit_sizes(model)
-    starts = [mask_start(m, model.num_layers) if reuse_prefix else (0, 0) for m in unique]
+    starts = [mask_start(m, model) if reuse_prefix else (0, 0) for m in unique]
     by_start: dict[Start, list[int]] = {}
     for i, s in enumerate(starts):
         by_start.setdefault(s, []).append(i)

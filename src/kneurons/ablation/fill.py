@@ -6,9 +6,11 @@
 * ``pretrained``: the unit outputs what its pre-fine-tuning weights give *on the input it
   receives*, ``W_pre[i] . x + b_pre[i]`` (a per-neuron rollback of fine-tuning). This needs no
   second forward pass, composes with the batched evaluation of the engine, and is defined for
-  every unit of every layer; it is refused for a model that was not initialised from pretrained
-  weights (there is no pre-fine-tuning output to give). Neurons only: an SAE feature has no
-  weights to roll back.
+  every unit of every layer; it is refused for a model fine-tuned from random initialisation
+  (there is no pre-fine-tuning output to give). The reference is the pretrained backbone, or,
+  for a model planted in a base model (``kneurons.planted``), that base checkpoint
+  (``kneurons.model.reference``, which checks its sha256 against the one the model records).
+  Neurons only: an SAE feature has no weights to roll back.
 * ``resample``: the unit outputs the activation it has on another protein of the scoring set, the
   donor drawn per evaluated protein with the run's seed, positions aligned from the start
   (``kneurons.ablation.resample``). Its values depend on the batch: the engine computes them per
@@ -35,12 +37,11 @@ from torch import nn
 
 from kneurons.ablation.masks import layout_of
 from kneurons.errors import ConfigError, InputError, ModelError
-from kneurons.model.backends import module_of
 from kneurons.model.classifier import MODULE_TYPES, EsmClassifier
-from kneurons.model.hooks import OutputRecorder, per_copy, per_copy_units
+from kneurons.model.hooks import module_output_hooks, per_copy, per_copy_units
 from kneurons.model.inference import Batch, run_batches
+from kneurons.model.reference import fine_tuned_from, reference_loader, reference_rows
 from kneurons.ranking import Block, NeuronLayout
-from kneurons.tables import WEIGHTS_KEY
 from kneurons.vocabulary import FEATURE_FILLS, FILLS
 
 __all__ = [
@@ -50,7 +51,6 @@ __all__ = [
     "fill_hooks",
     "make_fill",
     "mean_activations",
-    "pretrained_reference",
 ]
 
 log = logging.getLogger(__name__)
@@ -74,20 +74,7 @@ class Fill:
     @classmethod
     def from_reference(cls, reference: nn.Module, layout: NeuronLayout) -> Fill:
         """``pretrained`` fill from a reference (bare backbone or classifier) of the same architecture."""
-        weights: dict[Block, tuple[torch.Tensor, torch.Tensor | None]] = {}
-        for (layer, m), size in zip(layout.blocks, layout.sizes, strict=False):
-            try:
-                mod = module_of(reference, layer, m)
-            except (IndexError, AttributeError) as exc:
-                raise ModelError(f"reference model has no {m} in layer {layer}: {exc}") from exc
-            if mod.out_features != size:
-                raise ModelError(
-                    f"reference model's layer {layer} {m} has {mod.out_features} units, "
-                    f"the fine-tuned model {size}"
-                )
-            b = mod.bias.detach().clone() if mod.bias is not None else None
-            weights[(layer, m)] = (mod.weight.detach().clone(), b)
-        return cls(kind="pretrained", reference=weights)
+        return cls(kind="pretrained", reference=reference_rows(reference, layout.blocks, layout.sizes))
 
     def to(self, device: torch.device) -> Fill:
         """A copy with every tensor on ``device``."""
@@ -126,7 +113,8 @@ def mean_activations(
     device: torch.device | str = "cpu",
     modules: Sequence[str] = MODULE_TYPES,
 ) -> dict[Block, torch.Tensor]:
-    """Mean output of every unit over the non-padding tokens (BOS/EOS included) of ``sequences``.
+    """Mean output of every unit over the non-padding tokens (BOS/EOS included) of ``sequences``
+    (of a unit that exists at fewer tokens, over those: ``EsmClassifier.unit_mask``).
 
     The ``mean`` fill value. Computed in fp32 so that it does not depend on the device's autocast.
     ``modules``: the neuron modules (the default) or ``("sae",)``: the features of the attached SAEs
@@ -141,64 +129,29 @@ def mean_activations(
         b: torch.zeros(n, dtype=torch.float64, device=device)
         for b, n in zip(layout.blocks, layout.sizes, strict=False)
     }
-    names = {f"{layer}:{m}": model.module(layer, m) for layer, m in layout.blocks}
+    counts = dict.fromkeys(layout.blocks, 0)
 
-    def step(batch: Batch) -> tuple[dict[str, torch.Tensor], int]:
-        valid = model.token_mask(batch.tokens).double()
+    def step(batch: Batch) -> tuple[dict[Block, torch.Tensor], dict[Block, int]]:
+        batch_sums: dict[Block, torch.Tensor] = {}
+        valid = {b: model.unit_mask(batch.tokens, *b).double() for b in layout.blocks}
 
-        def reduce(out: torch.Tensor) -> torch.Tensor:
-            return (out.double() * valid).sum(tuple(range(out.dim() - 1)))
+        def reduce(block: Block) -> Callable[[torch.Tensor], None]:
+            def fn(out: torch.Tensor) -> None:
+                batch_sums[block] = (out.double() * valid[block]).sum(tuple(range(out.dim() - 1)))
 
-        with OutputRecorder(names, reduce=reduce) as rec:
+            return fn
+
+        with module_output_hooks([(model.module(*b), reduce(b)) for b in layout.blocks]):
             model(batch.tokens)
-        return {name: outs[0] for name, outs in rec.outputs.items()}, int(valid.sum().item())
+        return batch_sums, {b: int(v.sum().item()) for b, v in valid.items()}
 
-    count = 0
     for _batch, (batch_sums, tokens) in run_batches(
         model, sequences, step, token_budget, device, use_autocast=False, what="mean fill"
     ):
-        for name, s in batch_sums.items():
-            layer, m = name.split(":")
-            sums[(int(layer), m)] += s
-        count += tokens
-    return {b: (s / count).float() for b, s in sums.items()}
-
-
-def pretrained_reference(
-    info: Mapping[str, Any], model_cfg: Mapping[str, Any], source: str = "the checkpoint"
-) -> Callable[[], nn.Module]:
-    """Loader of the pre-fine-tuning backbone of a checkpoint with info ``info``.
-
-    The backbone name and backend are the checkpoint's (``info["backbone"]``), the weights
-    ``model.checkpoint`` (else the backend's cache); it downloads only if ``model.download`` allows.
-    The loaded weights must be the ones fine-tuning started from: their sha256 is compared with
-    the one the checkpoint (``source``) records, and a difference is an error.
-    """
-
-    def load() -> nn.Module:
-        from kneurons.model import loading
-        from kneurons.model.weights import weights_sha256
-
-        backbone = loading.load_reference_backbone(info["backbone"], dict(model_cfg))
-        recorded = info.get("meta", {}).get(WEIGHTS_KEY)
-        if not recorded:
-            log.warning(
-                "%s records no sha256 of the weights it was fine-tuned from (written by older code); "
-                "the pretrained fill's reference weights cannot be checked against them",
-                source,
-            )
-            return backbone
-        file = loading.reference_weights_path(info["backbone"], dict(model_cfg))
-        actual = weights_sha256(file)
-        if actual != recorded:
-            raise ModelError(
-                f"ablate.fills 'pretrained': the reference weights {file} (sha256 {actual}) are not "
-                f"the weights {source} was fine-tuned from (sha256 {recorded}); point model.checkpoint "
-                f"at the file fine-tuning used, or fine-tune again from {file}"
-            )
-        return backbone
-
-    return load
+        for b, s in batch_sums.items():
+            sums[b] += s
+            counts[b] += tokens[b]
+    return {b: (s / counts[b]).float() for b, s in sums.items()}
 
 
 def make_fill(
@@ -218,10 +171,11 @@ def make_fill(
 
     ``mean`` measures the mean activations of the units ``modules`` (neurons, or ``("sae",)``: the
     attached SAEs' features) on ``scoring_sequences``; ``resample`` takes its donors from them, drawn
-    with ``seed``. ``pretrained`` (neurons only) needs a model fine-tuned from pretrained weights
-    (``info["meta"]["pretrained"]``) and a reference: the pretrained backbone, or a function that
-    loads it (called only here, so a random-init model never triggers a download); by default
-    ``pretrained_reference(info, model_cfg)``.
+    with ``seed``. ``pretrained`` (neurons only) needs a model fine-tuned from a reference
+    (pretrained weights, or a base checkpoint: ``kneurons.model.reference.fine_tuned_from``) and
+    that reference: a module, or a function that loads it (called only here, so a random-init model
+    never triggers a download); by default ``reference_loader(info, model_cfg)``, the pretrained
+    weights.
     """
     if kind == "zero":
         return Fill()
@@ -239,14 +193,14 @@ def make_fill(
                 "ablate.fills 'pretrained' rolls neurons back to their pre-fine-tuning weights; "
                 "SAE features have no weights to roll back (use zero, mean or resample for them)"
             )
-        if not info.get("meta", {}).get("pretrained", False):
+        if fine_tuned_from(info) == "random init":
             raise ConfigError(
                 f"ablate.fills: 'pretrained' fills a neuron with the output of its pre-fine-tuning weights, "
                 f"but {source} was fine-tuned from random initialisation (model.pretrained: false); "
                 f"use fill 'zero', 'mean' or 'resample'"
             )
         if reference is None:
-            reference = pretrained_reference(info, model_cfg or {}, source)
+            reference = reference_loader(info, model_cfg, source)
         ref = reference() if not isinstance(reference, nn.Module) else reference
         return Fill.from_reference(ref, layout_of(model))
     raise ValueError(f"unknown fill {kind!r}; one of {', '.join(FILLS)}")

@@ -24,6 +24,7 @@ from kneurons.ablation.masks import Mask, build_masks, layout_of, metrics_table
 from kneurons.data.split import stratified_subset
 from kneurons.errors import InputError
 from kneurons.model.classifier import MODULE_TYPES, EsmClassifier
+from kneurons.progress import progress_callback
 from kneurons.tables import AblationResult, read_external_proteins, read_split_rows
 
 log = logging.getLogger(__name__)
@@ -107,9 +108,9 @@ def evaluate_rows(
         "%s: %d masks x %d fill(s) (%s) on %d test sequences",
         *(what, len(masks), len(fills), ", ".join(kinds), len(sequences)),
     )
-
-    def progress(done: int, total: int) -> None:
-        log.info("  batch %d/%d (%.1f s)", done, total, time.perf_counter() - t0)
+    progress = progress_callback(
+        f"ablation {what}, {len(masks)} masks x {len(fills)} fill(s)", "batches", log
+    )
 
     y_true = np.asarray(y_true, dtype=np.int64)
     ev = evaluate_fills(
@@ -161,14 +162,26 @@ def load_test_set(
     )
 
 
-def load_external_set(path: str | Path, labels: Sequence[str]) -> tuple[np.ndarray, list[str], np.ndarray]:
+def load_external_set(
+    path: str | Path, labels: Sequence[str], max_sequences: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, list[str], np.ndarray]:
     """``(accessions, sequences, label indices)`` of a labelled external set
-    (``external/<name>/proteins.tsv``)."""
+    (``external/<name>/proteins.tsv``); ``max_sequences`` keeps a label-stratified subset drawn with
+    ``seed``, as ``load_test_set`` does for the test split (``ablate.max_sequences`` caps both)."""
     ext = read_external_proteins(path)
     index = {lab: i for i, lab in enumerate(labels)}
     unknown = sorted(set(ext["label"]) - set(index))
     if unknown:
         raise InputError(f"{path}: labels {unknown} are not classes of the model ({list(labels)})")
+    evaluated = stratified_subset(ext, max_sequences, seed)
+    if len(evaluated) < len(ext):
+        log.info(
+            "%s: %d of %d proteins evaluated (ablate.max_sequences, stratified)",
+            path,
+            len(evaluated),
+            len(ext),
+        )
+    ext = evaluated
     return (
         ext["accession"].to_numpy(dtype=str),
         ext["sequence"].tolist(),

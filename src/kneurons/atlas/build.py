@@ -18,6 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kneurons.atlas.concepts import (
+    annotate_rows,
+    concept_details,
+    concept_names,
+    concept_overview,
+    concept_units,
+)
 from kneurons.atlas.features import feature_overview
 from kneurons.atlas.neurons import (
     MethodRanking,
@@ -69,8 +76,11 @@ class AtlasInputs:
     feature_scores: dict[str, Path] = field(default_factory=dict)  # method -> features/scores table
     feature_characterise: dict[str, Path] = field(default_factory=dict)  # features/characterise/<name>.tsv
     sae_report: Path | None = None  # features/saes.json
+    sae_quality: Path | None = None  # features/stats/sae_quality.tsv (every replicate)
     feature_random_gap: Path | None = None  # features/stats/random_gap.tsv
     compactness: Path | None = None  # stats/compactness.tsv (claim 6)
+    # concepts/<name>.tsv and info.json (the concept stage); empty without it
+    concepts: dict[str, Path] = field(default_factory=dict)
 
 
 def density_grid(density: pd.DataFrame) -> dict[str, Any]:
@@ -259,7 +269,11 @@ def _overview(inputs: AtlasInputs) -> dict[str, Any]:
         "intact": _intact(inputs.curves),
         "figures": figures,
         "features": feature_overview(
-            inputs.sae_report, inputs.feature_random_gap, inputs.compactness, inputs.figures
+            inputs.sae_report,
+            inputs.feature_random_gap,
+            inputs.compactness,
+            inputs.figures,
+            inputs.sae_quality,
         ),
     }
 
@@ -275,11 +289,17 @@ class _Units:
 
 
 def _units(
-    tables: Mapping[str, pd.DataFrame], char_paths: Mapping[str, Path], settings: Mapping[str, Any], what: str
+    tables: Mapping[str, pd.DataFrame],
+    char_paths: Mapping[str, Path],
+    settings: Mapping[str, Any],
+    what: str,
+    concepts: Mapping[str, Path] | None = None,
+    kind: str = "neurons",
 ) -> _Units:
     """Rank every unit of ``tables`` (one score table per method, one kind of unit) as the ablation
-    does and pick the shown ones: the characterised, then each method's top ``atlas.top_per_method``,
-    at most ``atlas.max_neurons``."""
+    does and pick the shown ones: the characterised, the units of ``kind`` aligned with a concept
+    (``concepts``: the concept stage's tables), then each method's top ``atlas.top_per_method``, at
+    most ``atlas.max_neurons``."""
     a = settings["atlas"]
     methods = list(tables)
     layout = NeuronLayout.from_scores(tables[methods[0]], f"{methods[0]} {what} scores")
@@ -292,6 +312,7 @@ def _units(
         if characterised is not None
         else np.zeros(0, np.int64)
     )
+    first = np.concatenate([first, concept_units(concepts or {}, layout, kind)])
     flat = select_neurons(rankings, first, a["top_per_method"], a["max_neurons"])
     profiles = class_profiles(tables.get("ig"), layout.keys(flat))
     sets = _class_sets(char.get("class_neurons"))
@@ -309,7 +330,11 @@ def build_atlas(inputs: AtlasInputs, settings: Mapping[str, Any]) -> dict[str, A
     a = settings["atlas"]
     methods = [m for m in settings["methods"] if m in inputs.scores]
     neurons = _units(
-        {m: read_score_table(inputs.scores[m])[0] for m in methods}, inputs.characterise, settings, "neurons"
+        {m: read_score_table(inputs.scores[m])[0] for m in methods},
+        inputs.characterise,
+        settings,
+        "neurons",
+        inputs.concepts,
     )
     rankings, rows = neurons.rankings, neurons.rows
     data = {
@@ -336,7 +361,9 @@ def build_atlas(inputs: AtlasInputs, settings: Mapping[str, Any]) -> dict[str, A
     feature_methods = [m for m in settings["methods"] if m in inputs.feature_scores]
     if feature_methods:
         tables = {m: read_score_table(inputs.feature_scores[m])[0] for m in feature_methods}
-        features = _units(tables, inputs.feature_characterise, settings, "SAE features")
+        features = _units(
+            tables, inputs.feature_characterise, settings, "SAE features", inputs.concepts, "features"
+        )
         data["features"] = {
             "methods": feature_methods,
             "n_total": features.total,
@@ -346,4 +373,16 @@ def build_atlas(inputs: AtlasInputs, settings: Mapping[str, Any]) -> dict[str, A
             "saes": data["overview"]["features"]["saes"] if data["overview"]["features"] else [],
         }
         data["details"].update(_details(features.char))
+    _add_concepts(data, inputs)
     return data
+
+
+def _add_concepts(data: dict[str, Any], inputs: AtlasInputs) -> None:
+    """Each shown unit's concepts (row and panel), the concept filter and the overview's concept
+    section (``kneurons.atlas.concepts``); nothing without the concept stage's tables."""
+    rows = data["neurons"] + (data["features"]["rows"] if "features" in data else [])
+    annotate_rows(rows, inputs.concepts)
+    for uid, found in concept_details(inputs.concepts, {r["id"] for r in rows}).items():
+        data["details"].setdefault(uid, {})["concepts"] = found
+    data["concept_names"] = concept_names(rows)
+    data["overview"]["concepts"] = concept_overview(inputs.concepts, inputs.figures)

@@ -1,5 +1,6 @@
-"""The atlas's SAE overview: each SAE's reconstruction (``features/saes.json``), the features'
-gap to random features, claim 6's compactness table and the feature figures.
+"""The atlas's SAE overview: each SAE's fit to the main run (``features/saes.json``), the quality
+rule on every replicate (``features/stats/sae_quality.tsv``), the features' gap to random features,
+claim 6's compactness table and the feature figures.
 
 The features themselves are units of the atlas's table (``build_atlas``: ranked among the
 features by ``kneurons.ranking``, as their ablation ranks them). Torch-free.
@@ -25,9 +26,10 @@ FEATURE_FIGURES = {
 
 
 def sae_summaries(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Per SAE of ``features/saes.json`` (in layer order): layer, format, F, k, FVU at its own
-    layer and at each neighbour it was measured on, dead share, validation tokens, and its
-    training's epochs and held-out FVU when the workflow trained it."""
+    """Per SAE of ``features/saes.json`` (in layer order): layer, format, F, k, its input point and
+    activation scale, FVU at its own layer, at the plain point (where its input point differs) and
+    at every other layer it was measured on, loss recovered, dead and dense shares, validation
+    tokens, and its training's epochs and held-out FVU when the workflow trained it."""
     out = []
     for sae in sorted(report["saes"], key=lambda s: int(s["layer"])):
         layer = int(sae["layer"])
@@ -39,9 +41,14 @@ def sae_summaries(report: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "format": sae.get("format"),
                 "n_features": int(sae["n_features"]),
                 "k": sae.get("k"),
+                "input_point": sae.get("input_point"),
+                "activation_scale": sae.get("activation_scale"),
                 "fvu_own": float(sae["fvu_own"]),
+                "fvu_plain": sae.get("fvu_plain"),
                 "fvu_neighbours": [{"layer": k, "fvu": v} for k, v in sorted(fvu.items()) if k != layer],
+                "loss_recovered": sae.get("loss_recovered"),
                 "dead_share": sae.get("dead_share"),
+                "dense_share": sae.get("dense_share"),
                 "n_tokens": sae.get("n_tokens"),
                 "epochs": training.get("epochs"),
                 "training_fvu": training.get("fvu"),
@@ -50,15 +57,29 @@ def sae_summaries(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def quality_rows(path: Path) -> list[dict[str, Any]]:
+    """The quality rule's rows (``features/stats/sae_quality.tsv``): every replicate and SAE."""
+    cols = ["replicate", "layer", "fvu_own", "fvu_plain", "best_other_layer", "fvu_best_other"]
+    cols += ["loss_recovered", "dead_share", "dense_share", "fits", "reason"]
+    return records(read_stats_table(path, "sae_quality")[cols])
+
+
 def feature_overview(
     sae_report: Path | None,
     random_gap: Path | None,
     compactness: Path | None,
     figures: Mapping[str, Path],
+    sae_quality: Path | None = None,
 ) -> dict[str, Any] | None:
     """The page's SAE section; None (no section) when no feature input is given."""
     drawn = {stem: path for stem, path in figures.items() if stem in FEATURE_FIGURES}
-    if sae_report is None and random_gap is None and compactness is None and not drawn:
+    if (
+        sae_report is None
+        and random_gap is None
+        and compactness is None
+        and sae_quality is None
+        and not drawn
+    ):
         return None
     gap = None
     if random_gap is not None:
@@ -71,6 +92,7 @@ def feature_overview(
         compact = records(c[[*cols, "ci_lo", "ci_hi", "k95_features", "k95_other", "n_features", "n_other"]])
     return {
         "saes": sae_summaries(read_sae_report(sae_report)) if sae_report is not None else [],
+        "quality": quality_rows(sae_quality) if sae_quality is not None else None,
         "random_gap": gap,
         "compactness": compact,
         "figures": [

@@ -22,7 +22,7 @@ from kneurons.ranking import (
     score_seeds,
     score_vector,
 )
-from kneurons.vocabulary import NEURON_KEY
+from kneurons.vocabulary import NEURON_KEY, unit_id
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,8 @@ class MethodRanking:
 
 
 def neuron_id(layer: int, module: str, neuron: int) -> str:
-    """The atlas's name of a neuron, e.g. ``L3.k_proj.17`` (the search box takes it)."""
-    return f"L{int(layer)}.{module}.{int(neuron)}"
+    """The atlas's name of a neuron, e.g. ``L3.k_proj.17`` (the search box takes it; ``unit_id``)."""
+    return unit_id(layer, module, neuron)
 
 
 def rank_method(

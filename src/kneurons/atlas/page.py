@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from kneurons.errors import InputError
 from kneurons.io import write_text_atomic
 
 
@@ -47,3 +49,29 @@ def write_atlas(data: dict[str, Any], path: str | Path, title: str = "kneurons n
     """Write the atlas page to ``path`` atomically; returns the path."""
     write_text_atomic(path, render_atlas(data, title))
     return Path(path)
+
+
+#: The element of the page that holds its data (``render_atlas``; ``read_atlas_data`` reads it back).
+DATA_ELEMENT = re.compile(r'<script type="application/json" id="atlas-data">(.*?)</script>', re.DOTALL)
+
+
+def read_atlas_data(path: str | Path) -> dict[str, Any]:
+    """The data an atlas page holds (``build_atlas``'s, less ``RENDERED_ONLY``): its ranking settings
+    (``normalise``, ``top_fraction``) and the units it has an entry for (``neurons``, ``features``).
+
+    InputError naming the file when it is not an atlas page this code wrote.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no atlas page")
+    match = DATA_ELEMENT.search(path.read_text(encoding="utf-8"))
+    if match is None:
+        raise InputError(f"{path}: not a kneurons atlas page (no atlas-data element)")
+    try:
+        data = json.loads(match.group(1))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: the atlas's data is not JSON ({exc})") from None
+    missing = [k for k in ("neurons", "normalise", "top_fraction") if k not in data]
+    if missing:
+        raise InputError(f"{path}: the atlas's data lacks {', '.join(missing)} (written by older code?)")
+    return data

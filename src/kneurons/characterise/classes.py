@@ -145,14 +145,24 @@ def neuron_class_profile(class_scores: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def _blocks(neurons: pd.DataFrame) -> dict[tuple[int, str], np.ndarray]:
+    """The listed neurons' indices per ``(layer, module)``, blocks in sorted order (as a sorted
+    ``groupby`` gives them), without pandas' per-group cost: masks are built per protein."""
+    out: dict[tuple[int, str], list[int]] = {}
+    layers = np.asarray(neurons["layer"], dtype=np.int64)
+    indices = np.asarray(neurons["neuron"], dtype=np.int64)
+    for layer, module, n in zip(layers, map(str, neurons["module"]), indices, strict=True):
+        out.setdefault((int(layer), module), []).append(int(n))
+    return {b: np.asarray(out[b], dtype=np.int64) for b in sorted(out)}
+
+
 def as_mask(neurons: pd.DataFrame, layout: NeuronLayout) -> Mask:
     """An ablation mask that fills the listed neurons (only the modules they touch)."""
     mask: Mask = {}
     sizes = dict(zip(layout.blocks, layout.sizes, strict=False))
-    for (layer, module), g in neurons.groupby(["layer", "module"], sort=True):
-        block = (int(layer), str(module))
+    for block, idx in _blocks(neurons).items():
         v = np.zeros(sizes[block], dtype=bool)
-        v[g["neuron"].astype(int).to_numpy()] = True
+        v[idx] = True
         mask[block] = v
     return mask
 
@@ -161,9 +171,8 @@ def random_matched_mask(neurons: pd.DataFrame, layout: NeuronLayout, rng: np.ran
     """A random mask with as many filled neurons in every (layer, module) as ``neurons`` has."""
     mask: Mask = {}
     sizes = dict(zip(layout.blocks, layout.sizes, strict=False))
-    for (layer, module), g in neurons.groupby(["layer", "module"], sort=True):
-        block = (int(layer), str(module))
+    for block, idx in _blocks(neurons).items():
         v = np.zeros(sizes[block], dtype=bool)
-        v[rng.choice(sizes[block], size=len(g), replace=False)] = True
+        v[rng.choice(sizes[block], size=len(idx), replace=False)] = True
         mask[block] = v
     return mask

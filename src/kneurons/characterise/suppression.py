@@ -22,6 +22,7 @@ from kneurons.ablation.masks import Mask, layout_of
 from kneurons.characterise.classes import as_mask, random_matched_mask
 from kneurons.errors import InputError
 from kneurons.model.classifier import EsmClassifier
+from kneurons.progress import progress_callback
 from kneurons.ranking import NeuronLayout
 from kneurons.stats.metrics import confusion_matrix, per_class_scores
 
@@ -122,7 +123,12 @@ def class_suppression(
         len(fills),
         len(sequences),
     )
-    ev = evaluate_fills(model, sequences, masks, fills, None, token_budget, device=device, bf16=bf16)
+    progress = progress_callback(
+        f"class suppression, {len(masks)} masks x {len(fills)} fill(s)", "batches", log
+    )
+    ev = evaluate_fills(
+        model, sequences, masks, fills, None, token_budget, device=device, bf16=bf16, progress=progress
+    )
     matrices, specs = [], []
     for f, preds in zip(fills, ev.pred, strict=True):
         matrix, spec = _suppression_tables(y_true, preds, labels, groups, label_index, random_sets)

@@ -59,6 +59,13 @@ class ECNumber:
         return ".".join(head)
 
 
+def level_labels(ecs: list[ECNumber], level: int) -> set[str]:
+    """The labels at ``level`` that a protein's EC numbers state: every number that defines the level
+    (complete, incomplete or preliminary alike: ``3.2.2.n1`` states class 3); one that leaves it
+    undefined (``3.-.-.-`` at level 2) states none."""
+    return {lab for lab in (e.prefix(level) for e in ecs) if lab is not None}
+
+
 def parse_ec(text: str) -> ECNumber:
     """Parse one EC number (surrounding whitespace and an ``EC`` prefix are tolerated).
 

@@ -14,6 +14,10 @@ read, the training proteins' from ``data/proteins.tsv``; only the model sees the
 
 * ``identical_to_train``: the sequence equals a training protein's (always checked);
 * ``label_conflict``: identical to a training protein of another label;
+* ``identical_input_to_train``: what the model reads (the sequence cropped to ``labels.max_length``)
+  equals a training protein's model input, although the full sequences may differ (a protein whose
+  first 256 residues are a training protein's); ``input_label_conflict``: so, with another label,
+  an input the model was trained to classify otherwise;
 * ``identity_to_train``: with MMseqs2 (``split.mmseqs.executable``) on PATH, each protein's best
   identity to any training protein (``mmseqs easy-search`` with the split's ``coverage`` and
   ``cov_mode``; empty when no hit qualifies), and ``evaluate.max_identity`` drops the proteins
@@ -26,6 +30,7 @@ import logging
 import re
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,20 +50,38 @@ log = logging.getLogger(__name__)
 OVERLAP_COLUMNS: tuple[str, ...] = (
     "identical_to_train",
     "label_conflict",
+    "identical_input_to_train",
+    "input_label_conflict",
     "identity_to_train",
     "nearest_train",
 )
 
 
+def missing_file_text(path: str | Path) -> str:
+    """Why ``path`` cannot be read, for a message that follows the key naming it: it does not exist (a
+    relative path with the absolute one it was looked for at: relative to the working directory) or
+    is not a file."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a directory, not a file"
+    if path.is_absolute():
+        return f"{path} does not exist"
+    return (
+        f"{path} does not exist (a relative path is relative to the working directory; "
+        f"looked for {path.resolve()})"
+    )
+
+
 def read_external(name: str, path: str | Path) -> pd.DataFrame:
-    """The proteins of external set ``name``; one InputError naming the set and file when unreadable."""
+    """The proteins of external set ``name``; one error naming the set's key and file when unreadable
+    (ConfigError for a missing file, InputError for one that does not read)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"evaluate.external.{name}: {path} does not exist")
+        raise ConfigError(f"evaluate.external.{name}: {missing_file_text(path)}")
     try:
         return read_proteins(path)
     except InputError as exc:
-        raise InputError(f"external set {name!r}: {exc}") from None
+        raise InputError(f"evaluate.external.{name}: {exc}") from None
 
 
 def external_set_problems(sets: dict[str, str], data_source: str) -> list[str]:
@@ -80,8 +103,8 @@ def external_set_problems(sets: dict[str, str], data_source: str) -> list[str]:
         else:
             try:
                 read_external(name, path)
-            except (ConfigError, InputError) as exc:
-                problems.append(f"evaluate.external.{name}: {exc}")
+            except (ConfigError, InputError) as exc:  # each names the set's key once
+                problems.append(str(exc))
     return problems
 
 
@@ -149,6 +172,36 @@ def label_external(
     return kept, report, dropped
 
 
+@dataclass
+class _Twins:
+    """Per external protein: whether a training protein has the same sequence (``same``), whether
+    one of those has another label (``conflict``), and the first of them (``nearest``, or "")."""
+
+    same: pd.Series
+    conflict: pd.Series
+    nearest: pd.Series
+
+
+def _same_sequence(
+    accessions: pd.Series, train_seqs: pd.Series, train_labels: pd.Series, seqs: pd.Series, labels: pd.Series
+) -> _Twins:
+    """The training proteins (``accessions``, ``train_seqs``, ``train_labels``) whose sequence equals
+    each of ``seqs`` (external proteins of ``labels``)."""
+    same: dict[str, list[tuple[str, str]]] = {}
+    for acc, seq, lab in zip(accessions, train_seqs, train_labels, strict=True):
+        same.setdefault(seq, []).append((acc, lab))
+    matches = [same.get(seq, []) for seq in seqs]
+    index = seqs.index
+    return _Twins(
+        pd.Series([bool(m) for m in matches], index=index),
+        pd.Series(
+            [any(lab != str(own) for _, lab in m) for m, own in zip(matches, labels, strict=True)],
+            index=index,
+        ),
+        pd.Series([m[0][0] if m else "" for m in matches], index=index),
+    )
+
+
 def overlap_with_train(
     proteins: pd.DataFrame,
     train: pd.DataFrame,
@@ -156,18 +209,23 @@ def overlap_with_train(
     mmseqs: Mapping[str, Any] | None = None,
     threads: int = 1,
     full_length: Mapping[str, str] | None = None,
+    train_input: Mapping[str, str] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame]:
     """Mark (and with ``max_identity`` drop) the external proteins that training already saw.
 
     ``train``: the training proteins (``accession``, full-length ``sequence``, ``label``);
     ``full_length``: the external proteins' full-length sequences by accession (default: their
-    ``sequence``), compared in place of the cropped ones the model reads; ``mmseqs``: the split's
-    MMseqs2 settings (``executable``, ``coverage``, ``cov_mode``; schema defaults when None).
+    ``sequence``), compared in place of the cropped ones the model reads; ``train_input``: the
+    training proteins' model inputs by accession (``data/split.tsv``'s cropped sequences; default:
+    ``train``'s sequences), compared with the external proteins' ``sequence`` (their model input);
+    ``mmseqs``: the split's MMseqs2 settings (``executable``, ``coverage``, ``cov_mode``; schema
+    defaults when None).
 
-    Adds ``OVERLAP_COLUMNS``; returns the proteins kept, a report (identical proteins, label
-    conflicts, the identity distribution, the proteins dropped) and the dropped proteins
-    (``DROPPED_COLUMNS``, step ``max_identity``). Without MMseqs2 only identical sequences are
-    found, and ``max_identity`` is a ConfigError (it cannot be honoured).
+    Adds ``OVERLAP_COLUMNS``; returns the proteins kept, a report (identical proteins and inputs,
+    label conflicts, the identity distribution, the proteins dropped) and the dropped proteins
+    (``DROPPED_COLUMNS``, step ``max_identity``: above it, identical, or of identical model input).
+    Without MMseqs2 only identical sequences are found, and ``max_identity`` is a ConfigError (it
+    cannot be honoured).
     """
     settings = with_defaults("split", {"mmseqs": mmseqs or {}})["mmseqs"]
     out = proteins.copy()
@@ -175,16 +233,17 @@ def overlap_with_train(
     if query.isna().any():
         missing = out.loc[query.isna(), "accession"].tolist()
         raise ValueError(f"no full-length sequence for external protein(s) {missing[:5]}")
-    same: dict[str, list[tuple[str, str]]] = {}
-    for acc, seq, lab in zip(train["accession"], train["sequence"], train["label"].astype(str), strict=True):
-        same.setdefault(seq, []).append((acc, lab))
-    matches = [same.get(seq, []) for seq in query]
-    out["identical_to_train"] = [bool(m) for m in matches]
-    out["label_conflict"] = [
-        any(lab != str(own) for _, lab in m) for m, own in zip(matches, out["label"], strict=True)
-    ]
+    labels = train["label"].astype(str)
+    inputs = train["accession"].map(train_input) if train_input is not None else train["sequence"]
+    if inputs.isna().any():
+        missing = train.loc[inputs.isna(), "accession"].tolist()
+        raise ValueError(f"no model input for training protein(s) {missing[:5]}")
+    twin = _same_sequence(train["accession"], train["sequence"], labels, query, out["label"])
+    out["identical_to_train"], out["label_conflict"] = twin.same, twin.conflict
+    input_twin = _same_sequence(train["accession"], inputs, labels, out["sequence"], out["label"])
+    out["identical_input_to_train"], out["input_label_conflict"] = input_twin.same, input_twin.conflict
     out["identity_to_train"] = np.nan
-    out["nearest_train"] = [m[0][0] if m else "" for m in matches]
+    out["nearest_train"] = twin.nearest.where(twin.same, input_twin.nearest)
     executable = settings["executable"]
     have_mmseqs = shutil.which(executable) is not None
     if have_mmseqs:
@@ -202,6 +261,8 @@ def overlap_with_train(
         nearest = out["accession"].map(hits["target"])
         out["nearest_train"] = out["nearest_train"].where(out["identical_to_train"], nearest.fillna(""))
         out.loc[out["identical_to_train"], "identity_to_train"] = 1.0
+        # the search's nearest protein, else (no hit) the one whose model input is the same
+        out["nearest_train"] = out["nearest_train"].mask(out["nearest_train"].eq(""), input_twin.nearest)
     elif max_identity is not None:
         raise ConfigError(
             f"evaluate.max_identity needs MMseqs2 ({executable!r}, split.mmseqs.executable) on PATH "
@@ -210,6 +271,9 @@ def overlap_with_train(
     report: dict[str, Any] = {
         "identical_to_train": int(out["identical_to_train"].sum()),
         "label_conflict": int(out["label_conflict"].sum()),
+        # the model reads them as a training protein, full sequences identical or not
+        "identical_input_to_train": int(out["identical_input_to_train"].sum()),
+        "input_label_conflict": int(out["input_label_conflict"].sum()),
         "mmseqs": have_mmseqs,
         "coverage": settings["coverage"],
         "cov_mode": settings["cov_mode"],
@@ -221,19 +285,23 @@ def overlap_with_train(
         report["at_least"] = {str(t): int((ident >= t).sum()) for t in (0.3, 0.5, 0.9)}
     dropped = _dropped([], "max_identity", max_identity, [])
     if max_identity is not None:
-        too_close = out["identical_to_train"] | (out["identity_to_train"] > max_identity)
-        gone = out[too_close]
+        too_close = (
+            out["identical_to_train"]
+            | out["identical_input_to_train"]
+            | (out["identity_to_train"] > max_identity)
+        )
+        gone = out[too_close].assign(twin=input_twin.nearest[too_close])
         dropped = _dropped(
             gone["accession"],
             "max_identity",
             max_identity,
             [
-                f"identical to training protein {near}"
-                if same_seq
-                else f"identity {ident:.3f} to training protein {near}"
-                for same_seq, ident, near in zip(
-                    gone["identical_to_train"], gone["identity_to_train"], gone["nearest_train"], strict=True
-                )
+                f"identical to training protein {r.nearest_train}"
+                if r.identical_to_train
+                else f"model input identical to training protein {r.twin}'s"
+                if r.identical_input_to_train
+                else f"identity {r.identity_to_train:.3f} to training protein {r.nearest_train}"
+                for r in gone.itertuples()
             ],
         )
         out = out[~too_close].reset_index(drop=True)
@@ -242,11 +310,14 @@ def overlap_with_train(
                 f"every external protein is more than {max_identity} identical to a training protein"
             )
     report["dropped_above_max_identity"] = len(dropped)
-    if report["identical_to_train"]:
+    if report["identical_to_train"] or report["identical_input_to_train"]:
         log.warning(
-            "%d external proteins are identical to training proteins (%d of them with another label)%s",
+            "%d external proteins are identical to training proteins (%d of them with another label), "
+            "%d give the model a training protein's input (%d with another label)%s",
             report["identical_to_train"],
             report["label_conflict"],
+            report["identical_input_to_train"],
+            report["input_label_conflict"],
             " (dropped)" if max_identity is not None else " (kept; set evaluate.max_identity to drop them)",
         )
     return out, report, dropped

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from kneurons.data.ec import ECNumber
+from kneurons.data.ec import ECNumber, level_labels
 from kneurons.data.normalise import NONSTANDARD_RESIDUES
 
 #: Columns of ``data/dropped.tsv``.
@@ -72,7 +72,7 @@ def _no_usable_number(t: LabelState, i: int, cfg: dict[str, Any]) -> str:
 
 def _multi_ec(t: LabelState, i: int, cfg: dict[str, Any]) -> str:
     if cfg["multi_ec"] == "agree":
-        labels = sorted(set(t.usable[i]))
+        labels = sorted(level_labels(t.ec_lists[i], cfg["level"]))
         return f"EC numbers give different level-{cfg['level']} labels {labels}: {_ecs(t, i)}"
     return f"{len(t.ec_lists[i])} EC numbers: {_ecs(t, i)}"
 

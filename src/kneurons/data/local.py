@@ -3,10 +3,11 @@
 These are first-class inputs (compute nodes of clusters are often offline).
 
 * **TSV** (plain or gzip): a UniProt export (``Entry``, ``EC number``, ``Sequence`` required;
-  ``Length``, ``Protein names``, ``Organism``, ``Active site``, ``Binding site`` carried when
+  ``Length``, ``Protein names``, ``Organism``, ``Active site``, ``Binding site`` and the other
+  per-residue feature columns of ``kneurons.data.annotations.FEATURE_COLUMNS`` carried when
   present), or a table that already uses the contract names (``accession``, ``ec``,
-  ``sequence``). Other columns are ignored. Tab- or comma-separated (the delimiter is sniffed
-  from the header line, whatever the file's name: a tab when it holds one), one header line; fields may be
+  ``sequence``). Other columns are ignored. Tab- or comma-separated (the delimiter comes from the
+  header line, whatever the file's name: ``DELIMITER_RULE``), one header line; fields may be
   quoted the way spreadsheet programs save them (``"..."``, ``""`` for a quote inside, the
   csv module's rules; one record per line), and empty trailing columns are ignored.
 * **FASTA** (plain or gzip): the accession is the UniProt one in ``>sp|P12345|NAME_HUMAN ...``
@@ -32,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from kneurons.data import OPTIONAL_COLUMNS, PROTEIN_COLUMNS
+from kneurons.data.annotations import FEATURE_COLUMNS
 from kneurons.data.normalise import NORMALISED, VALID_RESIDUES, normalise_proteins
 from kneurons.errors import InputError
 
@@ -47,6 +49,8 @@ UNIPROT_HEADERS: dict[str, str] = {
     "Organism": "organism",
     "Active site": "active_site",
     "Binding site": "binding_site",
+    # the other per-residue feature columns (Site, Motif, Region, Domain [FT], ..., Helix): concepts
+    **{c.header: c.column for c in FEATURE_COLUMNS},
 }
 _CONTRACT = set(PROTEIN_COLUMNS) | set(OPTIONAL_COLUMNS)
 _SEQ_LINE_RE = re.compile(f"[^{''.join(sorted(VALID_RESIDUES))}*]")
@@ -122,8 +126,15 @@ def sniff_format(path: str | Path) -> str:
     raise InputError(f"{path}: empty file")
 
 
-#: The delimiters a table may use, by name (sniffed from its header line).
+#: The delimiters a table may use, by name (sniffed from its header line), in the order they are tried.
 DELIMITERS: dict[str, str] = {"\t": "tab", ",": "comma"}
+#: How a table's delimiter is chosen (``sniff_delimiter``), in the words of messages and docs/data.md.
+DELIMITER_RULE = (
+    "a tab when the header line holds one, else a comma when it holds one, else a tab "
+    "(no other delimiter is tried)"
+)
+#: Characters people use as delimiters that are never read as one (named in the error about a header).
+_OTHER_DELIMITERS = {";": "semicolon", "|": "vertical bar"}
 
 
 def header_line(path: str | Path) -> str:
@@ -135,9 +146,25 @@ def header_line(path: str | Path) -> str:
 
 
 def sniff_delimiter(header: str) -> str:
-    """A table's delimiter, from its header line whatever the file's name: a tab when the line holds
-    one, else a comma when it holds one, else a tab (a one-column header)."""
+    """A table's delimiter, from its header line whatever the file's name (``DELIMITER_RULE``): a tab
+    when the line holds one, else a comma when it holds one, else a tab (a one-column header)."""
     return "\t" if "\t" in header or "," not in header else ","
+
+
+def delimiter_text(line: str, delimiter: str, sniffed: bool) -> str:
+    """How a header ``line`` was split, for an error about it: the delimiter used, the rule that chose
+    it (``sniffed``) or that it was asked for, and a delimiter the line seems to use that is never read."""
+    name = DELIMITERS.get(delimiter, repr(delimiter))
+    if not sniffed:
+        return f"read as {name}-separated (as asked)"
+    text = f"read as {name}-separated (sniffed from the header line: {DELIMITER_RULE})"
+    unread = [f"{n} ({c!r})" for c, n in _OTHER_DELIMITERS.items() if c in line and delimiter not in line]
+    if unread:
+        text += (
+            f"; the line holds a {' and a '.join(unread)}, not read as a delimiter: "
+            "save the file tab- or comma-separated"
+        )
+    return text
 
 
 def split_tsv_line(line: str, where_: str, delimiter: str = "\t") -> list[str]:
@@ -241,11 +268,9 @@ def read_uniprot_tsv(path: str | Path, require_ec: bool = True, delimiter: str |
         names = ", ".join(f"{want[c]!r} (or {c!r})" for c in required)
         hints = header_hints(header, [want[c] for c in required] + required)
         why = f"; {'; '.join(hints)}" if hints else ""
-        how = "sniffed from the header line" if sniffed else "as asked"
         raise InputError(
             f"{path}, line 1: missing required column(s) {names}; the header has: {', '.join(header)}{why}; "
-            f"read as {DELIMITERS.get(delimiter, repr(delimiter))}-separated ({how}), the header line with "
-            f"its separators shown: {line!r}"
+            f"{delimiter_text(line, delimiter, sniffed)}; the header line with its separators shown: {line!r}"
         )
     if not rows:
         raise InputError(f"{path}: no proteins (the file has a header but no rows)")

@@ -9,8 +9,9 @@ label report counts it there:
    (``3.4.-.-`` defines level 1 and 2; ``4.2.2.n1`` defines level 1 to 3). ``drop`` discards
    every incomplete (preliminary) number; ``keep`` keeps it where it defines the label.
    A protein left without a usable number is dropped.
-4. ``multi_ec`` = ``first`` / ``agree``: the first usable number gives the label, or the
-   protein is kept only when all its usable numbers give the same label.
+4. ``multi_ec`` = ``first`` / ``agree``: the first usable number gives the label; with ``agree``
+   (the default) the protein is kept only when every number that defines the label's level gives the
+   same one (``agree_at_level``).
 5. ``nonstandard``: sequences with U, O, B, Z or X are dropped, mapped (U/O/B/Z -> X) or kept.
 6. ``long_sequences``: sequences longer than ``max_length`` are cropped (first residues) or dropped.
 7. ``duplicates``: identical sequences; ``drop`` keeps one copy when the copies agree on the
@@ -32,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from kneurons.data.ec import ECNumber
+from kneurons.data.ec import ECNumber, level_labels
 from kneurons.data.normalise import NONSTANDARD_RESIDUES
 
 log = logging.getLogger(__name__)
@@ -169,15 +170,28 @@ def preliminary(t: Labelling, cfg: dict[str, Any]) -> tuple[Labelling, Step]:
     )
 
 
+def agree_at_level(ecs: list[ECNumber], level: int) -> bool:
+    """Whether a protein's EC numbers agree at ``level`` (``multi_ec: agree``): they state one label
+    there. Judged on the annotation, as ``drop`` is: a number the ``incomplete`` / ``preliminary``
+    policies keep from giving the label is still an activity of that class (``2.5.1.27; 3.2.2.n1``
+    is a transferase and a hydrolase, whichever number may label it)."""
+    return len(level_labels(ecs, level)) <= 1
+
+
 def multi_ec_resolve(t: Labelling, cfg: dict[str, Any]) -> tuple[Labelling, Step | None]:
     """Label the enzymes: the first usable number gives the label; with ``agree`` a protein whose
-    usable numbers give different labels leaves. A step only for ``first`` / ``agree``."""
+    numbers state different labels at the level leaves (``agree_at_level``). A step only for
+    ``first`` / ``agree``."""
     before, resolved = t.n, 0
     for i in range(len(t.ec_lists)):
         if not t.keep[i] or t.labels[i] == NON_ENZYME:
             continue
         labs = t.usable[i]
-        if len(t.ec_lists[i]) > 1 and cfg["multi_ec"] == "agree" and len(set(labs)) > 1:
+        if (
+            len(t.ec_lists[i]) > 1
+            and cfg["multi_ec"] == "agree"
+            and not agree_at_level(t.ec_lists[i], cfg["level"])
+        ):
             t.keep[i] = False
             continue
         if len(t.ec_lists[i]) > 1:

@@ -6,6 +6,12 @@ test protein shares a cluster with a training protein. :func:`leakage_report` me
 is left: class counts per split, clusters shared across splits, and (with MMseqs2, run by
 :mod:`kneurons.data.mmseqs`) the highest sequence identity of any test protein to any
 training protein.
+
+Homology is a property of whole proteins: clusters and identities are computed on the full-length
+sequences (``data/proteins.tsv``, ``full_length_sequences``), while the split table keeps the
+sequences the model reads, cropped to ``labels.max_length`` by the label policies. Clustering the
+crops merges and splits clusters by their first residues only (the Swiss-Prot sample's 7,389
+labelled proteins: 6,915 clusters of their 256-residue crops, 7,139 of the full sequences).
 """
 
 from __future__ import annotations
@@ -27,6 +33,18 @@ from kneurons.schema import with_defaults
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+
+
+def full_length_sequences(df: pd.DataFrame, proteins: pd.DataFrame, what: str = "proteins") -> pd.DataFrame:
+    """A copy of ``df`` whose ``sequence`` is each protein's full-length one from ``proteins`` (the
+    proteins table, as read; by accession), for homology: clusters, identities and overlaps compare
+    whole proteins, whatever crop the model reads. InputError naming ``what`` when ``proteins``
+    lacks one of ``df``'s accessions (not this run's table?)."""
+    full = proteins.drop_duplicates("accession").set_index("accession")["sequence"]
+    missing = sorted(set(df["accession"]) - set(full.index))
+    if missing:
+        raise InputError(f"{what} missing from the proteins table: {missing[:5]} (not this run's?)")
+    return df.assign(sequence=df["accession"].map(full).to_numpy())
 
 
 def _check_fractions(fractions: dict[str, float]) -> dict[str, float]:
@@ -218,11 +236,15 @@ def leakage_report(
     threads: int = 1,
     workdir: str | Path | None = None,
     compute_identity: bool = True,
+    proteins: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Class counts per split, clusters shared between splits and max test-vs-train identity.
 
-    Identity needs MMseqs2; where it is absent (a stratified split on a machine without it),
-    the report says so instead of failing.
+    ``proteins``: the proteins table, whose full-length sequences the identity search compares
+    (``full_length_sequences``; the split's own, cropped ones when None); ``sequences`` in the report
+    says which, with the number of split proteins the model reads cropped. Identity needs MMseqs2;
+    where it is absent (a stratified split on a machine without it), the report says so instead of
+    failing.
     """
     mmseqs_cfg = mmseqs_cfg or {}
     counts = (
@@ -236,6 +258,16 @@ def leakage_report(
         "proteins": {s: int((split_df["split"] == s).sum()) for s in SPLITS},
         "class_counts": {str(lab): {s: int(row[s]) for s in SPLITS} for lab, row in counts.iterrows()},
     }
+    searched = split_df
+    if proteins is not None:
+        searched = full_length_sequences(split_df, proteins, "split proteins")
+        cropped = int((searched["sequence"].str.len() > split_df["sequence"].str.len()).sum())
+        report["sequences"] = {
+            "compared": "full length (data/proteins.tsv)",
+            "cropped_for_the_model": cropped,
+        }
+    else:
+        report["sequences"] = {"compared": "as in the split (the model's input)"}
     if "cluster" in split_df.columns:
         by_split = {s: set(split_df.loc[split_df["split"] == s, "cluster"]) for s in SPLITS}
         report["clusters"] = {s: len(v) for s, v in by_split.items()}
@@ -260,7 +292,7 @@ def leakage_report(
             "computed": True,
             "tool": "mmseqs easy-search (default sensitivity), identity = fident, "
             "same coverage as clustering",
-            **max_identity_vs_train(split_df, executable, threads, workdir, **cov),
+            **max_identity_vs_train(searched, executable, threads, workdir, **cov),
         }
     return report
 
@@ -271,14 +303,18 @@ def split_labels(
     seed: int,
     threads: int = 1,
     workdir: str | Path | None = None,
+    proteins: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Split by the ``split`` config section: ``stratified`` or ``homology`` (MMseqs2 clusters)."""
+    """Split by the ``split`` config section: ``stratified`` or ``homology`` (MMseqs2 clusters of the
+    full-length sequences of ``proteins``, the proteins table; of ``labels_df``'s own when None). The
+    split keeps ``labels_df``'s columns, its sequences those the model reads."""
     fractions = split_cfg["fractions"]
     if split_cfg["method"] == "stratified":
         return stratified_split(labels_df, fractions, seed)
     mm = with_defaults("split", split_cfg)["mmseqs"]
+    whole = labels_df if proteins is None else full_length_sequences(labels_df, proteins, "labelled proteins")
     clusters = mmseqs_clusters(
-        labels_df, mm["min_seq_id"], mm["coverage"], mm["cov_mode"], mm["executable"], threads, workdir
+        whole, mm["min_seq_id"], mm["coverage"], mm["cov_mode"], mm["executable"], threads, workdir
     )
     log.info("MMseqs2: %d clusters for %d proteins", len(set(clusters.values())), len(labels_df))
     return homology_split(labels_df, fractions, seed, clusters)

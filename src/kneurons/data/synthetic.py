@@ -48,6 +48,32 @@ def _class_motifs(rng: np.random.Generator, n_classes: int, length: int) -> list
     return motifs
 
 
+def _plant(
+    rng: np.random.Generator,
+    seq: np.ndarray,
+    motifs: list[np.ndarray],
+    noise: float,
+    residues: np.ndarray,
+    p: np.ndarray,
+) -> list[int]:
+    """Put ``motifs`` (in that order) into ``seq`` at random non-overlapping slots of the motif
+    length, each residue mutated to background with probability ``noise``; the 1-based sites."""
+    if not motifs:
+        return []
+    length = len(motifs[0])
+    # Non-overlapping starts: pick from slots of width motif_length.
+    slots = rng.choice(len(seq) // length, size=len(motifs), replace=False)
+    sites: list[int] = []
+    for s, motif in zip(sorted(slots), motifs, strict=True):
+        start = int(s) * length
+        planted = motif.copy()
+        noisy = rng.random(length) < noise
+        planted[noisy] = rng.choice(residues, size=int(noisy.sum()), p=p)
+        seq[start : start + length] = planted
+        sites.extend(range(start + 1, start + length + 1))
+    return sites
+
+
 def generate_synthetic(
     n_classes: int = 4,
     n_per_class: int = 100,
@@ -92,15 +118,7 @@ def generate_synthetic(
         sites: list[int] = []
         if c:
             motif = np.array(list(motifs[c - 1]))
-            # Non-overlapping starts: pick from slots of width motif_length.
-            slots = rng.choice(length // motif_length, size=motifs_per_sequence, replace=False)
-            for s in sorted(slots):
-                start = int(s) * motif_length
-                planted = motif.copy()
-                noisy = rng.random(motif_length) < motif_noise
-                planted[noisy] = rng.choice(residues, size=int(noisy.sum()), p=p)
-                seq[start : start + motif_length] = planted
-                sites.extend(range(start + 1, start + motif_length + 1))
+            sites = _plant(rng, seq, [motif] * motifs_per_sequence, motif_noise, residues, p)
             ec = f"{c}.{1 + i % 3}.{1 + i % 2}.{1 + i % 5}"
             name = f"synthetic class {c} enzyme"
         else:
@@ -118,3 +136,65 @@ def generate_synthetic(
     proteins = pd.DataFrame(rows)
     motif_table = pd.DataFrame({"ec_class": [str(c) for c in range(1, n_classes + 1)], "motif": motifs})
     return proteins, motif_table
+
+
+#: The classes of the parity task (``generate_parity_task``): how many of its motifs a protein carries.
+PARITY_LABELS: tuple[str, str] = ("even", "odd")
+
+
+def generate_parity_task(
+    n_per_class: int = 200,
+    motifs: int = 2,
+    copies: int = 2,
+    length_min: int = 60,
+    length_max: int = 100,
+    motif_length: int = 6,
+    motif_noise: float = 0.05,
+    seed: int = 0,
+    accession_prefix: str = "PLT",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Proteins of the parity task: class ``odd`` when a protein carries an odd number of ``motifs``
+    distinct motifs, ``even`` otherwise (two motifs: their XOR). The planted-knowledge benchmark's
+    task (``kneurons.planted``).
+
+    Every motif present is planted ``copies`` times, the copies of all present motifs in a random
+    order, at non-overlapping slots in a Swiss-Prot-frequency background (as ``generate_synthetic``).
+    Each class cycles through the motif subsets of its parity, so they are equally frequent. A
+    model that only sums which motifs are present (a linear read-out of mean-pooled residues, as a
+    random network roughly gives) cannot tell the classes apart: the class needs the combination.
+
+    Returns ``(proteins, motifs)``: ``proteins`` has ``accession, sequence, label, present``
+    (the motifs carried, ``;``-joined indices) and ``motif_sites`` (1-based); ``motifs`` has
+    ``motif_index, motif``.
+    """
+    if motifs < 1:
+        raise ValueError("the parity task needs at least one motif")
+    if length_min > length_max:
+        raise ValueError("length_min must not exceed length_max")
+    if motif_length * motifs * copies > length_min // 2:
+        raise ValueError("motifs take more than half of the shortest sequence")
+    rng = np.random.default_rng([seed, 35])
+    residues = np.array(list(SWISSPROT_FREQUENCIES))
+    p = np.array(list(SWISSPROT_FREQUENCIES.values()))
+    p = p / p.sum()
+    drawn = [np.array(list(m)) for m in _class_motifs(rng, motifs, motif_length)]
+    subsets = [[j for j in range(motifs) if s >> j & 1] for s in range(2**motifs)]
+    rows = []
+    for c, label in enumerate(PARITY_LABELS):
+        mine = [sub for sub in subsets if len(sub) % 2 == c]
+        for i in range(n_per_class):
+            present = mine[i % len(mine)]
+            seq = rng.choice(residues, size=int(rng.integers(length_min, length_max + 1)), p=p)
+            kinds = rng.permutation([j for j in present for _ in range(copies)]).tolist()
+            sites = _plant(rng, seq, [drawn[j] for j in kinds], motif_noise, residues, p)
+            rows.append(
+                {
+                    "accession": f"{accession_prefix}{len(rows):06d}",
+                    "sequence": "".join(seq),
+                    "label": label,
+                    "present": ";".join(map(str, present)),
+                    "motif_sites": ";".join(map(str, sites)),
+                }
+            )
+    motif_table = pd.DataFrame({"motif_index": range(motifs), "motif": ["".join(m) for m in drawn]})
+    return pd.DataFrame(rows), motif_table

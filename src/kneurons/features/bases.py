@@ -38,13 +38,21 @@ import numpy as np
 import torch
 
 from kneurons.errors import InputError
-from kneurons.features.sae import SparseAutoencoder
+from kneurons.features.sae import InputPoint, SparseAutoencoder
 from kneurons.vocabulary import BASIS_NAMES, LINEAR_BASES
 
 
-def linear_basis(q: np.ndarray, mean: np.ndarray, layer: int, name: str, source: str) -> SparseAutoencoder:
+def linear_basis(
+    q: np.ndarray,
+    mean: np.ndarray,
+    layer: int,
+    name: str,
+    source: str,
+    input_point: InputPoint | None = None,
+) -> SparseAutoencoder:
     """The linear dictionary of an orthonormal basis ``q`` (``d x d``, one direction per column)
-    centred on ``mean`` (module docstring)."""
+    centred on ``mean`` (module docstring), reading the model at ``input_point`` (None: the stream
+    at every token of the model's own run; the SAE's own point, so that both edit the same vector)."""
     q = np.asarray(q, dtype=np.float64)
     d = q.shape[0]
     if q.shape != (d, d) or not np.allclose(q.T @ q, np.eye(d), atol=1e-6):
@@ -64,6 +72,7 @@ def linear_basis(q: np.ndarray, mean: np.ndarray, layer: int, name: str, source:
         source=source,
         linear=True,
         meta={"basis": name},
+        input_point=input_point,
     )
 
 
@@ -96,10 +105,12 @@ def fit_bases(
     kinds: Sequence[str] = LINEAR_BASES,
     seed: int = 0,
     where: str = "",
+    input_point: InputPoint | None = None,
 ) -> dict[str, SparseAutoencoder]:
     """The linear bases ``kinds`` of the stream entering ``layer``, from its residue tokens ``h``
     ``(N, d)`` (the scoring set's), each centred on their mean; ``where`` says whose stream it is
-    (named in each basis's ``source``). PCA's explained variance ratio is in its ``meta``."""
+    (named in each basis's ``source``); ``input_point``: where the bases read and edit the model (the
+    SAE's, whose tokens ``h`` are). PCA's explained variance ratio is in its ``meta``."""
     x = h.detach().double().cpu().numpy() if isinstance(h, torch.Tensor) else np.asarray(h, dtype=np.float64)
     if x.ndim != 2 or len(x) < 2:
         raise InputError(f"the bases of layer {layer}: need at least 2 residue tokens, got {x.shape}")
@@ -112,11 +123,11 @@ def fit_bases(
     for kind in kinds:
         source = f"{BASIS_NAMES[kind]} of the stream entering layer {layer}{where}"
         if kind == "dimensions":
-            out[kind] = linear_basis(np.eye(d), mean, layer, kind, source)
+            out[kind] = linear_basis(np.eye(d), mean, layer, kind, source, input_point)
         elif kind == "pca":
             q, ratio = pca_directions(x)
-            out[kind] = linear_basis(q, mean, layer, kind, source)
+            out[kind] = linear_basis(q, mean, layer, kind, source, input_point)
             out[kind].meta["explained_variance_ratio"] = ratio.tolist()
         else:
-            out[kind] = linear_basis(random_rotation(d, seed, layer), mean, layer, kind, source)
+            out[kind] = linear_basis(random_rotation(d, seed, layer), mean, layer, kind, source, input_point)
     return out

@@ -28,6 +28,7 @@ from kneurons.features.quality import active_features, fraction_unexplained, rec
 from kneurons.features.sae import SaeCode, SparseAutoencoder
 from kneurons.features.sizes import default_sizes
 from kneurons.model.classifier import EsmClassifier
+from kneurons.progress import eta_text, progress_extra
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ def train_sae(
     optimizer = torch.optim.Adam(params, lr=lr)
     n = len(z)
     steps, last_log = 0, time.monotonic()
+    fit_start = last_log
     for epoch in range(epochs):
         total = 0.0
         for idx in torch.randperm(n, generator=g).split(batch_tokens):
@@ -130,11 +132,20 @@ def train_sae(
                 sae.W_dec /= sae.W_dec.norm(dim=1, keepdim=True)
             steps += 1
             total += float(loss.detach()) * len(idx)
-        if time.monotonic() - last_log >= 5 or epoch == epochs - 1:
+        now = time.monotonic()
+        if now - last_log >= 5 or epoch == epochs - 1:
+            rate = (epoch + 1) / max(now - fit_start, 1e-9)
             log.info(
-                "SAE layer %d: epoch %d/%d, training MSE %.4g (z-scored)", layer, epoch + 1, epochs, total / n
+                "SAE layer %d: epoch %d/%d, training MSE %.4g (z-scored), %.3g epochs/s, ETA %s",
+                layer,
+                epoch + 1,
+                epochs,
+                total / n,
+                rate,
+                eta_text((epochs - epoch - 1) / rate),
+                extra=progress_extra(always=epoch == epochs - 1),
             )
-            last_log = time.monotonic()
+            last_log = now
 
     trained = SparseAutoencoder(
         **{name: getattr(sae, name).detach() for name in ("W_enc", "b_enc", "W_dec", "b_pre")},

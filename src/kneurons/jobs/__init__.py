@@ -16,6 +16,7 @@ from typing import Any
 
 from kneurons.errors import EXPECTED_ERRORS
 from kneurons.jobs.signals import exit_on_sigterm
+from kneurons.progress import ConsoleFormatter, ConsoleProgress
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
@@ -56,18 +57,22 @@ def report_error(log: logging.Logger, exc_type: type[BaseException], exc: BaseEx
         log.error("%s: %s", exc_type.__name__, exc, exc_info=(exc_type, exc, tb))
 
 
-def setup_logging(log_path: str, name: str = "kneurons", level: int = logging.INFO) -> logging.Logger:
-    """Log to ``log_path`` (the rule's log, rewritten) and warnings to stderr; an uncaught
-    exception is logged by ``report_error`` before the job exits non-zero, so the rule's log
-    (and the console) end with why it failed."""
+def setup_logging(
+    log_path: str, name: str = "kneurons", level: int = logging.INFO, job: str | None = None
+) -> logging.Logger:
+    """Log everything to ``log_path`` (the rule's log, rewritten); to stderr, which Snakemake shows on
+    the console, warnings and errors, and the progress of long steps at most every few seconds
+    (``kneurons.progress``), each line prefixed with ``job`` (default: ``name``). An uncaught exception
+    is logged by ``report_error`` before the job exits non-zero, so the rule's log (and the console)
+    end with why it failed."""
     root = logging.getLogger()
     root.setLevel(level)
-    fmt = logging.Formatter(LOG_FORMAT)
     file_handler = logging.FileHandler(log_path, mode="w")
+    file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
     console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.WARNING)  # Snakemake's console shows problems; the log has everything
+    console.addFilter(ConsoleProgress(job or name, str(log_path)))
+    console.setFormatter(ConsoleFormatter())
     for handler in (file_handler, console):
-        handler.setFormatter(fmt)
         root.addHandler(handler)
     log = logging.getLogger(name)
 
@@ -78,6 +83,15 @@ def setup_logging(log_path: str, name: str = "kneurons", level: int = logging.IN
     return log
 
 
+def job_label(snakemake: Any) -> str:
+    """The job's name on the console: its rule and wildcards (``finetune rep=replicates/1/``; an
+    empty wildcard, the main run's ``rep``, left out)."""
+    rule = getattr(snakemake, "rule", None) or "kneurons"
+    wildcards = getattr(snakemake, "wildcards", None)
+    items = list(wildcards.items()) if hasattr(wildcards, "items") else []
+    return " ".join([rule, *(f"{k}={v}" for k, v in items if str(v))])
+
+
 def start(snakemake: Any, model: bool = False) -> Job:
     """Start the job of a workflow script: logging, error hook, SIGTERM, and for a ``model``
     job torch's thread count (``snakemake.threads``) and seeding from ``params['seed']``.
@@ -85,7 +99,7 @@ def start(snakemake: Any, model: bool = False) -> Job:
     Returns the ``Job`` whose ``params`` are the rule's settings (built by ``kneurons.settings``).
     """
     name = f"kneurons.{snakemake.rule}" if getattr(snakemake, "rule", None) else "kneurons"
-    log = setup_logging(snakemake.log[0], name)
+    log = setup_logging(snakemake.log[0], name, job=job_label(snakemake))
     exit_on_sigterm()  # SIGTERM (Snakemake, SLURM) -> clean exit: no temporary files left
     params = dict(snakemake.params.items())
     threads = max(1, int(snakemake.threads))

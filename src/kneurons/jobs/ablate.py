@@ -15,6 +15,7 @@ from kneurons.ablation.fill import Fill, make_fill
 from kneurons.ablation.run import load_external_set, load_test_set, run_ablation
 from kneurons.errors import InputError
 from kneurons.features.attach import attach_scored_saes
+from kneurons.model.reference import checkpoint_reference
 from kneurons.tables import AblationResult, read_scoring_set, save_result
 from kneurons.vocabulary import FEATURE_FILLS, MODULE_TYPES
 
@@ -64,6 +65,34 @@ def job_fills(
     ]
 
 
+def job_fill(
+    kind: str,
+    model: nn.Module,
+    info: dict[str, Any],
+    model_settings: dict[str, Any],
+    scoring_set_path: str | Path | None,
+    token_budget: int,
+    device: torch.device,
+    source: str,
+    reference_loader: Callable[[], nn.Module] | None = None,
+    seed: int = 0,
+) -> Fill:
+    """One fill of a job, on the neurons (``job_fills`` with ``[kind]``): what ``kneurons explain``
+    rebuilds from the run's first fill."""
+    return job_fills(
+        [kind],
+        model,
+        info,
+        model_settings,
+        scoring_set_path,
+        token_budget,
+        device,
+        source,
+        reference_loader,
+        seed=seed,
+    )[0]
+
+
 def run_ablation_job(
     checkpoint: str | Path,
     split_path: str | Path,
@@ -78,16 +107,18 @@ def run_ablation_job(
     reference_loader: Callable[[], nn.Module] | None = None,
     external_path: str | Path | None = None,
     saes: Sequence[Mapping[str, Any]] | None = None,
+    reference_checkpoint: str | Path | None = None,
 ) -> AblationResult:
     """One job: every mask of ``method`` in ``scope`` on the test split; writes the table and predictions.
 
-    ``external_path``: evaluate on every protein of that external set (``external/<name>/proteins.tsv``)
-    instead of the test split (``ablate.max_sequences`` does not apply).
+    ``external_path``: evaluate on that external set (``external/<name>/proteins.tsv``) instead of the
+    test split; ``ablate.max_sequences`` caps both (a label-stratified subset drawn with the seed).
 
     ``settings`` are the rule's params (``kneurons.settings.job_settings('ablate', config)``): ``ablate``,
     ``model.attention``, ``model.checkpoint``, ``seed``; a whole validated config works too. For
     ``fill: pretrained`` the reference backbone comes from ``reference_loader`` (default: the
-    pretrained weights named in the checkpoint, ``kneurons.ablation.fill.pretrained_reference``).
+    pretrained weights named in the checkpoint, ``kneurons.model.reference.reference_loader``), or
+    the classifier ``reference_checkpoint`` the model was planted in (the planted-knowledge benchmark).
 
     ``saes``: ablate SAE features instead of neurons: each spec (``kneurons.features.attach``) is
     attached, the score table must record the same SAEs, and the masks rank and fill the features
@@ -103,7 +134,9 @@ def run_ablation_job(
     model, info = load_job_classifier(checkpoint, settings, device)
     labels = list(info["labels"])
     if external_path is not None:
-        accessions, sequences, y_true = load_external_set(external_path, labels)
+        accessions, sequences, y_true = load_external_set(
+            external_path, labels, ab.get("max_sequences"), settings.get("seed", 0)
+        )
     else:
         accessions, sequences, y_true = load_test_set(
             split_path, labels, ab.get("max_sequences"), settings.get("seed", 0)
@@ -123,6 +156,8 @@ def run_ablation_job(
                 f"SAE features take the fills {', '.join(FEATURE_FILLS)}; ablate.fills {ab['fills']} has none"
             )
         modules = attach_scored_saes(model, saes, scores_path, score_meta)
+    if reference_loader is None and reference_checkpoint is not None:
+        reference_loader = checkpoint_reference(reference_checkpoint, info, str(checkpoint))
     fills = job_fills(
         kinds,
         model,

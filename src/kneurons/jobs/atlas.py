@@ -7,7 +7,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from kneurons.atlas import FEATURE_FIGURES, OVERVIEW_FIGURES, AtlasInputs, build_atlas, write_atlas
+from kneurons.atlas import (
+    CONCEPT_FIGURES,
+    FEATURE_FIGURES,
+    OVERVIEW_FIGURES,
+    AtlasInputs,
+    build_atlas,
+    write_atlas,
+)
 from kneurons.tables.results import CHARACTERISE_TABLES
 
 log = logging.getLogger(__name__)
@@ -20,11 +27,13 @@ def run_atlas_job(inputs: Mapping[str, Any], settings: dict[str, Any], out: str 
     and where present ``random_gap``, ``metrics``, ``claims``, ``curves``, the figures as
     ``fig_<stem>`` (``fig_accuracy_preserve``, ``fig_compactness``, ...) and the characterisation
     tables by name (``neurons``, ``pfm``, ...). SAE features (all optional): ``feature_scores``
-    (one table per method, in ``settings['methods']`` order), ``sae_report``,
+    (one table per method, in ``settings['methods']`` order), ``sae_report``, ``sae_quality``,
     ``feature_random_gap``, ``compactness`` and the features' characterisation tables as
-    ``feature_<name>`` (``feature_neurons``, ``feature_pfm``, ...).
+    ``feature_<name>`` (``feature_neurons``, ``feature_pfm``, ...). The concept stage (optional): its
+    tables as ``concept_<name>`` (``concept_units``, ``concept_alignment``, ``concept_summary``,
+    ``concept_knowledge``, ``concept_info``) and its figures as ``fig_concepts_<name>``.
     """
-    figures = {**OVERVIEW_FIGURES, **FEATURE_FIGURES}
+    figures = {**OVERVIEW_FIGURES, **FEATURE_FIGURES, **CONCEPT_FIGURES}
     data = build_atlas(
         AtlasInputs(
             scores=_by_method(inputs["scores"], settings),
@@ -42,8 +51,12 @@ def run_atlas_job(inputs: Mapping[str, Any], settings: dict[str, Any], out: str 
                 if k.startswith(FEATURE_PREFIX) and k[len(FEATURE_PREFIX) :] in CHARACTERISE_TABLES
             },
             sae_report=_path(inputs.get("sae_report")),
+            sae_quality=_path(inputs.get("sae_quality")),
             feature_random_gap=_path(inputs.get("feature_random_gap")),
             compactness=_path(inputs.get("compactness")),
+            concepts={
+                k[len(CONCEPT_PREFIX) :]: Path(v) for k, v in inputs.items() if k.startswith(CONCEPT_PREFIX)
+            },
         ),
         settings,
     )
@@ -61,6 +74,8 @@ def run_atlas_job(inputs: Mapping[str, Any], settings: dict[str, Any], out: str 
 
 #: Prefix of the SAE features' characterisation tables among the job's inputs.
 FEATURE_PREFIX = "feature_"
+#: Prefix of the concept stage's tables among the job's inputs (``concept_units``, ``concept_info``, ...).
+CONCEPT_PREFIX = "concept_"
 
 
 def _by_method(paths: Any, settings: Mapping[str, Any]) -> dict[str, Path]:

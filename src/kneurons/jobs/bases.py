@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -74,11 +75,14 @@ def run_bases_job(
     sae = model.saes[layer]
     subset = read_scoring_set(scoring_set_path)
     score_cfg = settings["score"]
-    h = stream_tokens(
-        model, subset["sequence"].tolist(), [layer], score_cfg["token_budget"], device, residues=True
-    )
+    # the stream where the SAE reads it (its input point), residue tokens only for the PCA
+    point = replace(sae.input_point, positions="residues")
+    h = stream_tokens(model, subset["sequence"].tolist(), [layer], score_cfg["token_budget"], device, point)
     rep = f", replicate of {Path(checkpoint).name}"
-    bases = {"features": sae, **fit_bases(h[layer], layer, units["bases"], settings["seed"], rep)}
+    bases = {
+        "features": sae,
+        **fit_bases(h[layer], layer, units["bases"], settings["seed"], rep, sae.input_point),
+    }
     counts = direction_counts(model.embed_dim, units["directions"])
     kinds = [f for f in ab["fills"] if f in FEATURE_FILLS]
 

@@ -175,14 +175,23 @@ def run_split(
     out: str | Path,
     threads: int = 1,
     workdir: str | Path | None = None,
+    proteins_path: str | Path | None = None,
 ) -> pd.DataFrame:
     """Split the labelled proteins ``labels_path`` into train/val/test (stratified random, or
-    homology-aware: whole MMseqs2 clusters per split, with ``threads`` in ``workdir``); write ``out``.
+    homology-aware: whole MMseqs2 clusters per split, with ``threads`` in ``workdir``, of the
+    full-length sequences of ``proteins_path``, data/proteins.tsv); write ``out`` (the labels'
+    sequences, as the model reads them).
 
     ``settings``: the rule's params (``split``: method, fractions, mmseqs; ``seed``).
     """
+    proteins = read_proteins_table(proteins_path) if proteins_path is not None else None
     split = split_labels(
-        read_labels(labels_path), settings["split"], settings["seed"], threads=threads, workdir=workdir
+        read_labels(labels_path),
+        settings["split"],
+        settings["seed"],
+        threads=threads,
+        workdir=workdir,
+        proteins=proteins,
     )
     write_split(split, out)
     log.info("split: %s", split["split"].value_counts().to_dict())
@@ -195,9 +204,11 @@ def run_leakage(
     out: str | Path,
     threads: int = 1,
     workdir: str | Path | None = None,
+    proteins_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """The leakage report of the split ``split_path`` (class counts per split, shared clusters,
-    max test-vs-train identity; MMseqs2 runs with ``threads`` in ``workdir``); write ``out``.
+    max test-vs-train identity of the full-length sequences of ``proteins_path``, data/proteins.tsv;
+    MMseqs2 runs with ``threads`` in ``workdir``); write ``out``.
 
     ``settings``: the rule's params (``split``: method, mmseqs, identity).
     """
@@ -209,6 +220,7 @@ def run_leakage(
         threads=threads,
         workdir=workdir,
         compute_identity=cfg["identity"],
+        proteins=read_proteins_table(proteins_path) if proteins_path is not None else None,
     )
     write_leakage_report(out, report)
     log.info("leakage: %s", report.get("identity"))

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from kneurons.data.external import label_external, overlap_with_train, read_external
+from kneurons.data.split import full_length_sequences
 from kneurons.data.synthetic import generate_synthetic
-from kneurons.errors import InputError
 from kneurons.stats.curves import pool_replicates
 from kneurons.stats.metrics import accuracy, macro_f1, majority_share
 from kneurons.stats.random import compare_with_random
@@ -53,14 +53,8 @@ def run_external_synthetic(settings: Mapping[str, Any], out: str | Path) -> pd.D
 def training_proteins(split: pd.DataFrame, proteins: pd.DataFrame) -> pd.DataFrame:
     """The training proteins (``accession, sequence, label``) with their full-length sequences: the
     split holds them cropped to ``labels.max_length``, ``data/proteins.tsv`` as read."""
-    train = split.loc[split["split"] == "train", ["accession", "label"]]
-    full = proteins.set_index("accession")["sequence"]
-    missing = sorted(set(train["accession"]) - set(full.index))
-    if missing:
-        raise InputError(
-            f"training proteins missing from the proteins table: {missing[:5]} (not this run's?)"
-        )
-    return train.assign(sequence=train["accession"].map(full).to_numpy()).reset_index(drop=True)
+    train = split.loc[split["split"] == "train", ["accession", "sequence", "label"]]
+    return full_length_sequences(train, proteins, "training proteins").reset_index(drop=True)
 
 
 def _why_dropped(dropped: pd.DataFrame) -> str:
@@ -98,10 +92,13 @@ def run_external_set(
     proteins = read_external(name, path)
     labels = read_class_labels(classes_path)
     labelled, report, dropped = label_external(name, proteins, settings["labels"], labels, str(path))
-    train = training_proteins(read_split(split_path), read_proteins_table(proteins_path))
+    split = read_split(split_path)
+    train = training_proteins(split, read_proteins_table(proteins_path))
     full_length = dict(zip(proteins["accession"], proteins["sequence"], strict=True))
+    # what the model read of each training protein: the split's cropped sequences
+    train_input = dict(zip(split["accession"], split["sequence"], strict=True))
     checked, overlap, too_close = overlap_with_train(
-        labelled, train, settings["max_identity"], settings["mmseqs"], threads, full_length
+        labelled, train, settings["max_identity"], settings["mmseqs"], threads, full_length, train_input
     )
     dropped = pd.concat([dropped, too_close], ignore_index=True)
     report["overlap_with_train"] = overlap
@@ -112,7 +109,7 @@ def run_external_set(
     write_json_result(out["report"], report)
     log.info(
         "external set %s: %d proteins read, %d dropped (%s), %d evaluated; %d identical to training "
-        "(%d of another label)",
+        "(%d of another label), %d of identical model input (%d of another label)",
         name,
         report["read"],
         len(dropped),
@@ -120,6 +117,8 @@ def run_external_set(
         len(checked),
         overlap["identical_to_train"],
         overlap["label_conflict"],
+        overlap["identical_input_to_train"],
+        overlap["input_label_conflict"],
     )
     return checked
 

@@ -109,26 +109,30 @@ def run_sae_report(
     out_path: str | Path,
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
-    """Each SAE's reconstruction on the validation split: FVU at its layer and its neighbours (an
-    SAE that fits a neighbour far better is refused as attached to the wrong layer), the share of
-    its features that never fire, and what its file records of its training; JSON to ``out_path``.
+    """How each SAE fits this replicate's model on the validation split (``kneurons.features.quality``):
+    FVU at its layer and at every other stream point, at its input point (and at the plain point
+    where that differs), the loss recovered, its dead and dense features, what its file records
+    of its training; an SAE that fits another layer far better, or nothing at all, is refused.
+    JSON to ``out_path`` (one row per SAE; the quality rule reads it: ``kneurons.stats.sae_quality``).
 
     ``settings``: ``job_settings('sae_report', config)``: ``token_budget``, ``max_tokens`` (the
-    validation tokens read, whole proteins in split order), ``model.attention``.
+    validation tokens read, whole proteins in split order), ``quality`` (``sae.quality``: its
+    ``max_fvu`` is where an SAE fits another layer), ``model.attention``.
     """
     from kneurons.features.attach import attach_saes, sae_identities
     from kneurons.features.quality import reconstruction_report
     from kneurons.features.train import within_tokens
     from kneurons.io import sha256_file
     from kneurons.model.checkpoint import load_job_classifier
-    from kneurons.tables import write_json_result
+    from kneurons.tables import read_split_rows, write_json_result
 
     device = torch.device(device)
     model, info = load_job_classifier(checkpoint, settings, device)
-    sequences = _split_sequences(
-        split_path, "val", list(info["labels"]), "SAEs are checked on the validation split"
-    )
-    sequences = within_tokens(sequences, int(settings["max_tokens"]))
+    labels = list(info["labels"])
+    rows_val = read_split_rows(split_path, "val", labels, "SAEs are checked on the validation split")
+    sequences = within_tokens(rows_val["sequence"].astype(str).tolist(), int(settings["max_tokens"]))
+    index = {str(label): i for i, label in enumerate(labels)}
+    gold = [index[str(label)] for label in rows_val["label"].tolist()[: len(sequences)]]
     saes = attach_saes(model, specs)
     identities = sae_identities(saes, specs)
     model_sha = sha256_file(checkpoint)
@@ -136,31 +140,49 @@ def run_sae_report(
     for sae, identity in zip(saes, identities, strict=True):
         # attached SAEs leave the stream as it is until a feature is edited, so the other SAEs
         # attached here do not change what this one is measured on
-        report = reconstruction_report(model, sae, sequences, settings["token_budget"], device)
+        report = reconstruction_report(
+            model,
+            sae,
+            sequences,
+            gold,
+            settings["token_budget"],
+            device,
+            float(settings["quality"]["max_fvu"]),
+        )
         trained_on = sae.meta.get("model_sha256")
         if trained_on and trained_on != model_sha:
             log.warning(
                 "%s was trained on another checkpoint (sha256 %s), not %s", sae.source, trained_on, checkpoint
             )
+        loss = report["loss"]
         rows.append(
             {
                 **identity,
                 "fvu": {str(layer): value for layer, value in report["fvu"].items()},
                 "fvu_own": report["fvu"][sae.layer],
+                "fvu_plain": report["fvu_plain"],
+                "loss_recovered": loss["recovered"],
+                "loss": loss,
                 "dead_share": report["dead_share"],
+                "dense_share": report["dense_share"],
                 "n_tokens": report["n_tokens"],
                 "training": dict(sae.meta),
             }
         )
         log.info(
-            "SAE layer %d (%s): FVU %.4f on %d validation tokens, neighbours %s, dead %.1f%%",
+            "SAE layer %d (%s, %s): FVU %.4f on %d validation tokens (plain point %s), every layer %s, "
+            "loss recovered %.3f, dead %.1f%%, dense %.1f%%",
             *(
                 sae.layer,
                 sae.source,
+                report["input_point"],
                 rows[-1]["fvu_own"],
                 report["n_tokens"],
-                report["fvu"],
+                "the same" if report["fvu_plain"] is None else f"{report['fvu_plain']:.4f}",
+                {layer: round(v, 4) for layer, v in report["fvu"].items()},
+                loss["recovered"],
                 100 * rows[-1]["dead_share"],
+                100 * rows[-1]["dense_share"],
             ),
         )
     out = {"split": "val", "n_sequences": len(sequences), "checkpoint_sha256": model_sha, "saes": rows}

@@ -18,10 +18,11 @@ import torch
 from kneurons.errors import InputError
 from kneurons.features.attach import SAES_KEY, attach_saes, sae_identities
 from kneurons.io import sha256_file
+from kneurons.model.reference import reference_loader, reference_rows
 from kneurons.scoring import registry
 from kneurons.scoring.base import check_layer, score_layer
 from kneurons.scoring.subset import subset_hash
-from kneurons.tables import WEIGHTS_KEY, read_scoring_set, write_score_table
+from kneurons.tables import COMPLETENESS_KEY, WEIGHTS_KEY, read_scoring_set, write_score_table
 from kneurons.vocabulary import FEATURE_MODULE, MODULE_TYPES
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,10 @@ def run_score_job(
     out_path: str | Path,
     device: torch.device | str = "cpu",
     saes: Sequence[Mapping[str, Any]] | None = None,
+    reference_checkpoint: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Score the six modules of each of ``layers`` by one method; write one table to ``out_path``.
+    """Score the six modules of each of ``layers`` (None: every layer) by one method; write one
+    table to ``out_path``.
 
     The table holds the layers' rows in the order given, and its provenance records them as
     ``layers`` (each layer's time is in the log). ``settings`` are the rule's params
@@ -66,6 +69,11 @@ def run_score_job(
     ``saes``: score SAE features instead of neurons. Each spec (``kneurons.features.attach``) is
     attached to the model, ``layers`` (None: the SAEs' layers) are scored over the units ``"sae"``,
     and the provenance records the SAEs (``SAES_KEY``: description and file hashes).
+
+    A method that compares the model with the weights fine-tuning started from (``delta``) reads
+    them with ``kneurons.model.reference.reference_loader``: the classifier ``reference_checkpoint``
+    (the planted-knowledge benchmark's base model) when given, else the pretrained weights of
+    ``settings["model"]`` (``checkpoint``, ``download``); refused for a random-init model.
     """
     from kneurons import __version__ as version
     from kneurons.model.checkpoint import load_job_classifier
@@ -78,6 +86,8 @@ def run_score_job(
         identities = sae_identities(attach_saes(model, saes), saes)
         units = (FEATURE_MODULE,)
         layers = sorted(model.saes) if layers is None else layers
+    elif layers is None:  # every layer of the model
+        layers = range(model.num_layers)
     layers = [int(layer) for layer in layers or []]
     if not layers:
         raise ValueError("a scoring job needs at least one layer")
@@ -87,6 +97,13 @@ def run_score_job(
         check_layer(model, layer, units)
     score_cfg = settings["score"]
     recorded = registry.get(method).settings(score_cfg)
+    reference = None
+    if registry.needs_reference(method):
+        load = reference_loader(
+            info, settings.get("model", {}), str(checkpoint), reference_checkpoint, f"score method {method!r}"
+        )
+        blocks = [(layer, t) for layer in layers for t in units]
+        reference = reference_rows(load(), blocks, [model.module(*b).out_features for b in blocks])
     log.info(
         "scoring %s layers %s: %d sequences, device %s, settings %s",
         method,
@@ -96,10 +113,14 @@ def run_score_job(
         recorded,
     )
     start = time.monotonic()
-    frames = []
+    frames, completeness = [], []
     for layer in layers:
         began = time.monotonic()
-        frames.append(score_layer(model, subset, method, layer, score_cfg, device=device, module_types=units))
+        frames.append(
+            score_layer(model, subset, method, layer, score_cfg, device, units, reference=reference)
+        )
+        # attributions: per layer and module, the steps used and their completeness gap
+        completeness += frames[-1].attrs.get(COMPLETENESS_KEY, [])
         # per layer in the log only: the table's provenance keeps one timing field, `seconds`
         log.info("layer %d: %d rows in %.1f s", layer, len(frames[-1]), time.monotonic() - began)
     df = pd.concat(frames, ignore_index=True)
@@ -126,6 +147,8 @@ def run_score_job(
     }
     if identities is not None:
         meta[SAES_KEY] = identities
+    if completeness:
+        meta[COMPLETENESS_KEY] = completeness
     write_score_table(df, out_path, meta)
     log.info("wrote %s (%d rows) in %.1f s", out_path, len(df), meta["seconds"])
     return df

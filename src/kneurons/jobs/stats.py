@@ -158,3 +158,23 @@ def run_compactness(
             *(row.estimate, row.ci_lo, row.ci_hi),
         )
     return named
+
+
+def run_sae_quality(
+    reports: Sequence[str | Path], settings: Mapping[str, Any], out: str | Path
+) -> pd.DataFrame:
+    """The SAE quality rule (``kneurons.stats.sae_quality``) on every replicate's SAE report
+    (``features/saes.json``, in replicate order): writes ``out`` (``features/stats/sae_quality.tsv``),
+    one row per replicate and SAE. ``settings``: ``quality`` (``sae.quality``)."""
+    from kneurons.stats.sae_quality import quality_table
+    from kneurons.tables import read_sae_report, write_result_table
+
+    table = quality_table([read_sae_report(p) for p in reports], settings["quality"])
+    write_result_table(table, out)
+    for row in table.itertuples():
+        log.info(
+            "SAE replicate %d layer %d: FVU %.4g, loss recovered %s: %s",
+            *(row.replicate, row.layer, row.fvu_own, row.loss_recovered),
+            "fits" if row.fits else f"does not fit ({row.reason})",
+        )
+    return table

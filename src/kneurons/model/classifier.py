@@ -6,7 +6,11 @@ a caller can compute the residual stream entering layer ``l`` once and re-run on
 ``run_layer_with_states``, ``resume_layer``) and the named modules ``q_proj`` ... ``fc2``.
 Sparse autoencoders attached to the residual stream (``attach_sae``) add one more unit name,
 ``"sae"`` (``kneurons.vocabulary.FEATURE_MODULE``): ``module(layer, "sae")`` is the hook point of
-the features of the SAE on the stream entering ``layer`` (``kneurons.features``).
+the features of the SAE on the stream entering ``layer`` (``kneurons.features``). An SAE reads the
+model at its input point (``kneurons.features.sae.InputPoint``), which the classifier serves:
+the tokens of the batch last embedded (``sae_positions``), the stream that entered the block
+before a layer in the same pass (``stream_before``), and whether the embeddings get ESM-2's
+token-dropout rescale (``embedding_rescale``, set by the attached SAEs).
 
 What the backbone library does inside is its backend's business (``kneurons.model.backends``: the
 registry, ``base`` the protocol, one sub-package per family): callers never reach into ``model.esm``.
@@ -23,7 +27,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from kneurons.errors import ModelError
+from kneurons.errors import InputError, ModelError
 from kneurons.model.backends import backend_class, backend_for
 from kneurons.model.backends.base import (
     MODULE_TYPES,
@@ -38,7 +42,8 @@ from kneurons.model.hooks import HookPoint
 from kneurons.vocabulary import FEATURE_MODULE
 
 if TYPE_CHECKING:  # features sit above the model: named for types only
-    from kneurons.features.sae import SaeHookPoint, SparseAutoencoder
+    from kneurons.features.hook import SaeHookPoint
+    from kneurons.features.sae import SparseAutoencoder
 
 # Stages import the module names and fair-esm's tokenizer from here (model.tokenize is the API);
 # checkpoints of a classifier are ``kneurons.model.checkpoint``'s.
@@ -86,6 +91,8 @@ class EsmClassifier(nn.Module):
         # (checkpoints stay the same); ``_apply`` moves them with the model.
         self.saes: dict[int, SparseAutoencoder] = {}
         self._sae_points: dict[int, SaeHookPoint] = {}
+        # The tokens of the batch last embedded: which tokens an SAE's features exist at.
+        self._batch_tokens: torch.Tensor | None = None
 
     # -- the residual-stream API --------------------------------------------------------
     @property
@@ -112,8 +119,24 @@ class EsmClassifier(nn.Module):
         return bool(getattr(self.backend, "qk_bilinear", False))
 
     def embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Residual stream entering layer 0 and the padding mask ``(B, T)`` (None when nothing is padded)."""
+        """Residual stream entering layer 0 and the padding mask ``(B, T)`` (None when nothing is padded).
+
+        The tokens are kept until the next batch is embedded: every pass over a batch starts here,
+        and the attached SAEs' features exist only at their input tokens (``sae_positions``).
+        """
+        self._batch_tokens = tokens
         return self.backend.embed(tokens)
+
+    @property
+    def embedding_rescale(self) -> bool:
+        """Whether the embeddings get ESM-2's token-dropout rescale (x 0.88 without masked tokens),
+        as the model computes them; False while an SAE trained without it is attached (InterProt's
+        input point). A backbone without token dropout has no rescale either way."""
+        return bool(getattr(self.backend, "embedding_rescale", True))
+
+    @embedding_rescale.setter
+    def embedding_rescale(self, value: bool) -> None:
+        self.backend.embedding_rescale = bool(value)
 
     def run_layers(
         self,
@@ -195,6 +218,17 @@ class EsmClassifier(nn.Module):
             return self._sae_points[layer]
         return self.backend.module(layer, module_type)
 
+    def unit_start(self, layer: int, module_type: str) -> tuple[int, int]:
+        """``(layer, resume point)`` from which a pass computes the units ``module_type`` of ``layer``
+        with all they need: the resume point before a neuron's module; for SAE features the layer's
+        input, or the input of the layer before for an SAE that reads that block's update
+        (``InputPoint.update``: its pass must carry the stream entering that block)."""
+        if module_type == FEATURE_MODULE and layer > 0:
+            sae = self.saes.get(layer)
+            if sae is not None and sae.input_point.update:
+                return layer - 1, 0
+        return layer, position_of(module_type)
+
     def unit_layers(self, module_type: str) -> list[int]:
         """The layers that have units ``module_type``: every layer for a neuron-bearing module, the
         layers of the attached SAEs (``0..num_layers``) for ``"sae"``."""
@@ -214,19 +248,69 @@ class EsmClassifier(nn.Module):
     def attach_sae(self, sae: SparseAutoencoder) -> None:
         """Attach ``sae`` to the stream point of its layer (replacing any SAE there).
 
-        Its features become the units ``"sae"`` of that layer. Refused (``InputError`` naming the
-        SAE's file) when its width is not the stream's or its layer is not a stream point.
+        Its features become the units ``"sae"`` of that layer, read at its input point. Refused
+        (``InputError`` naming the SAE's file) when its width is not the stream's, its layer is not
+        a stream point, or it needs the model run otherwise than an SAE already attached (with and
+        without the embeddings' rescale: one run cannot serve both).
         """
         sae.check_fits(self.embed_dim, self.num_layers)
+        rescaled = sae.input_point.rescaled_embeddings
+        for other in self.saes.values():
+            if other.layer != sae.layer and other.input_point.rescaled_embeddings != rescaled:
+                raise InputError(
+                    f"{sae.source}: reads the model run {'with' if rescaled else 'without'} ESM-2's "
+                    f"token-dropout rescale of the embeddings, {other.source} (layer {other.layer}) "
+                    f"{'without' if rescaled else 'with'} it; one run of the model cannot serve both: "
+                    f"study them in separate runs"
+                )
         self.saes[sae.layer] = sae
-
-        self._sae_points[sae.layer] = sae.hook_point(self.stream_point(sae.layer))
+        self.embedding_rescale = rescaled
+        self._sae_points[sae.layer] = sae.hook_point(self.stream_point(sae.layer), self)
+        self._keep_streams()
         sae.to(self.head.weight)  # the model's device and dtype
 
     def detach_sae(self, layer: int) -> None:
         """Remove the SAE attached at ``layer`` (a no-op when there is none)."""
         self.saes.pop(layer, None)
         self._sae_points.pop(layer, None)
+        self._keep_streams()
+        if not self.saes:
+            self.embedding_rescale = True
+
+    def _keep_streams(self) -> None:
+        """Keep, in each pass, the stream entering the block before an SAE on that block's update."""
+        self.backend.streams.keep = {
+            s.layer - 1 for s in self.saes.values() if s.input_point.update and s.layer
+        }
+
+    def sae_positions(self, positions: str, h: torch.Tensor) -> torch.Tensor | None:
+        """``(T, rows, 1)`` True at the tokens ``positions`` (``"tokens"``: None, every token;
+        ``"residues"``: BOS, EOS and padding excluded) of the batch last embedded, repeated to the
+        ``rows`` (copies x batch, copy-major) of the time-first stream ``h``."""
+        if positions == "tokens":
+            return None
+        tokens = self._batch_tokens
+        if tokens is None or tokens.shape[1] != h.shape[0] or h.shape[1] % tokens.shape[0]:
+            raise ModelError(
+                f"the stream's {tuple(h.shape[:2])} (tokens, rows) do not belong to the batch last embedded "
+                f"{None if tokens is None else tuple(tokens.shape[::-1])}: an SAE's input tokens are unknown"
+            )
+        if positions != "residues":
+            raise ModelError(f"unknown SAE positions {positions!r}")
+        mask = self.residue_mask(tokens).to(h.device).T  # (T, B)
+        return mask.repeat(1, h.shape[1] // tokens.shape[0]).unsqueeze(-1)
+
+    def stream_before(self, layer: int, h: torch.Tensor) -> torch.Tensor:
+        """The stream, time-first, that entered block ``layer - 1`` in the pass now at stream point
+        ``layer`` with stream ``h`` (the update of that block is ``h - stream_before``). A pass that
+        did not come through block ``layer - 1`` is refused (``unit_start`` says where to start)."""
+        before = self.backend.streams.before(layer)
+        if before.shape != h.shape:
+            raise ModelError(
+                f"the stream entering layer {layer - 1} in this pass is {tuple(before.shape)}, the stream "
+                f"at layer {layer} {tuple(h.shape)}: not one pass"
+            )
+        return before
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> EsmClassifier:
         # Moves and casts (.to, .double(), ...) carry the attached SAEs along with the model.
@@ -256,3 +340,13 @@ class EsmClassifier(nn.Module):
     def token_mask(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(T, B, 1)`` True at non-padding tokens (BOS/EOS included): broadcasts against hooked outputs."""
         return tokens.ne(self.padding_idx).T.unsqueeze(-1)
+
+    def unit_mask(self, tokens: torch.Tensor, layer: int, module_type: str) -> torch.Tensor:
+        """``(T, B, 1)`` True at the tokens where the units ``module_type`` of ``layer`` exist: every
+        non-padding token for neurons, the SAE's input tokens for its features (residues only for
+        an InterPLM SAE). What per-token statistics of the units average over."""
+        mask = self.token_mask(tokens)
+        sae = self.saes.get(layer) if module_type == FEATURE_MODULE else None
+        if sae is not None and sae.input_point.positions == "residues":
+            return self.residue_mask(tokens).T.unsqueeze(-1) & mask
+        return mask

@@ -10,10 +10,19 @@ file may be large): it is assumed to have ``F = 8 d`` features (``DEFAULT_EXPANS
 workflow's own default; InterPLM's and InterProt's files are wider). ``F`` enters only the
 number of distinct ablation masks (``round(f F)`` per fraction), which it changes only for tiny
 SAEs; a trained SAE's ``F`` (``sae.n_features``, null = 8 d) also sets its optimisation FLOPs.
+Only an ESM C folder's small ``config.json`` is read: an SAE on each block's update
+(``use_residual_update_instead_of_states``) at layer ``l > 0`` runs its passes from ``l - 1``.
+
+The SAE report reads, per SAE, its input at every stream point (all ``L`` layers), at the plain
+point too where its input point differs (InterPLM: residues only; InterProt: the unrescaled run;
+layers ``0..l``), and runs the model three times for the loss recovered (clean, reconstruction,
+zero). IG counts the steps the run's score tables record (``kneurons.plan.recorded``).
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from kneurons.features.sizes import DEFAULT_EXPANSION, default_sizes, direction_counts
@@ -22,13 +31,36 @@ from kneurons.plan.passes import (
     DataSize,
     StageCost,
     ablation_job_forward,
+    attempts_cost,
     distinct_masks,
     fill_counts,
     score_job_cost,
 )
+from kneurons.plan.recorded import recorded_attempts
 from kneurons.ranking import NeuronLayout, top_k_count
 from kneurons.scatter import TRAIN_SAE, trained_sae_layers
 from kneurons.vocabulary import BASES_MODE, FEATURE_MODULE
+
+#: Formats whose input point is not the plain one (every token of the model's own run): the report
+#: reads their layer once more there (``kneurons.features.published``).
+NOT_PLAIN_FORMATS = ("interplm", "interprot")
+
+
+def reads_update(entry: dict[str, Any]) -> bool:
+    """True for an ESM C SAE folder whose ``config.json`` says it reads each block's update."""
+    if entry.get("format") != "esmc" or entry["sae"] == TRAIN_SAE:
+        return False
+    try:
+        cfg = json.loads((Path(entry["sae"]).expanduser() / "config.json").read_text())
+    except (OSError, ValueError):
+        return False  # the job refuses it, naming the file; the plan counts it as a stream SAE
+    return cfg.get("use_residual_update_instead_of_states") is True
+
+
+def pass_start(entry: dict[str, Any]) -> int:
+    """The layer an SAE's scoring and ablation passes start from (``EsmClassifier.unit_start``)."""
+    layer = int(entry["layer"])
+    return layer - 1 if layer > 0 and reads_update(entry) else layer
 
 
 def stream_layers(layer: int, layers: int) -> int:
@@ -68,9 +100,12 @@ def sae_training_tokens(cfg: dict[str, Any], data: DataSize) -> tuple[float, flo
 def feature_costs(cfg: dict[str, Any], data: DataSize, layers: int, dim: int) -> list[StageCost]:
     """The feature stages of ``cfg`` (validated), all replicates: none without ``units.features``.
 
-    ``train SAEs`` (one job per trained layer), ``SAE report`` (one job), ``score features`` and
+    ``train SAEs`` (one job per trained layer), ``SAE report`` (one job), ``SAE quality`` (one job
+    for all replicates, no pass), ``score features`` and
     ``ablate features`` (one job per method, every SAE in it; the ablation in the global scope,
-    the random baseline's seeds in its method's job).
+    the random baseline's seeds in its method's job), and with the characterisation stage
+    ``characterise features`` (the main run's one job, a pass over the held-out proteins, as the
+    neurons' characterisation).
     """
     if not cfg["units"]["features"]:
         return []
@@ -87,21 +122,38 @@ def feature_costs(cfg: dict[str, Any], data: DataSize, layers: int, dim: int) ->
         optimise = len(trained) * sae_training_flops(dim, trained_width(cfg, dim), fitted, sae["epochs"])
         cap = "sae.max_tokens; sae.epochs; sae.n_features" + rep_cap
         out.append(StageCost("train SAEs", reps * len(trained), reps * fwd, 0.0, cap, reps * optimise))
-    # the report reads the stream at each SAE's layer and its neighbours (through layer l + 1)
-    # once: its errors and dead-feature share come from the same tokens
+    # the report, per SAE: its input at every stream point, at the plain point where its own
+    # differs (through its layer), and three runs of the model for the loss recovered
     t_val = min(data.tokens("val"), float(sae["max_tokens"]))
-    report = sum(t_val * stream_layers(min(layer + 1, layers), layers) for layer in sae_layers)
+    report = 0.0
+    for e in cfg["units"]["features"]:
+        plain = stream_layers(int(e["layer"]), layers) if e["format"] in NOT_PLAIN_FORMATS else 0
+        report += t_val * (layers + plain + 3 * layers)
     out.append(StageCost("SAE report", reps, reps * report, 0.0, "sae.max_tokens" + rep_cap))
+    # the quality rule on every replicate's report: one torch-free job, no model pass
+    out.append(StageCost("SAE quality", 1, 0.0, 0.0, ""))
     t_score, steps = data.tokens(sc["split"], sc["max_sequences"]), sc["ig"]["steps"]
+    starts = {int(e["layer"]): pass_start(e) for e in cfg["units"]["features"]}
     fwd = bwd = 0.0
     for method in sc["methods"]:
         # random features are drawn among those active on the scoring set: a read of the stream
         as_method = "activation" if method == "random" else method
-        for layer in sae_layers:
-            f, b = score_job_cost(as_method, steps, layers, layer, t_score, passes=1)
-            fwd, bwd = fwd + f, bwd + b
-    cap = ("score.ig.steps; " if "ig" in sc["methods"] else "") + "score.max_sequences" + rep_cap
-    out.append(StageCost("score features", reps * len(sc["methods"]), reps * fwd, reps * bwd, cap))
+        for r in range(reps):
+            recorded = (
+                recorded_attempts(cfg, method, r, features=True) if method in ("ig", "gradxact") else {}
+            )
+            for layer in sae_layers:
+                if layer in recorded:
+                    f, b = attempts_cost(as_method, recorded[layer], layers, layer, starts[layer])
+                else:
+                    f, b = score_job_cost(as_method, steps, layers, layer, t_score, 1, 1, starts[layer])
+                fwd, bwd = fwd + f, bwd + b
+    cap = (
+        ("score.ig.steps; score.ig.max_steps; " if "ig" in sc["methods"] else "")
+        + "score.max_sequences"
+        + rep_cap
+    )
+    out.append(StageCost("score features", reps * len(sc["methods"]), fwd, bwd, cap))
     # one job per method: its intact pass once, every seed's masks of the random baseline, under
     # every feature fill
     t_eval = data.tokens("test", ab["max_sequences"])
@@ -109,13 +161,16 @@ def feature_costs(cfg: dict[str, Any], data: DataSize, layers: int, dim: int) ->
     fwd = sum(
         ablation_job_forward(
             layers,
-            distinct_masks(
-                layout,
-                "global",
-                ab["fractions"],
-                ab["modes"],
-                len(ab["random_seeds"]) if m == "random" else 1,
-            ),
+            [
+                starts.get(s, s)  # an SAE on a block's update starts its masks at that block
+                for s in distinct_masks(
+                    layout,
+                    "global",
+                    ab["fractions"],
+                    ab["modes"],
+                    len(ab["random_seeds"]) if m == "random" else 1,
+                )
+            ],
             t_eval,
             fills,
             resample,
@@ -126,6 +181,11 @@ def feature_costs(cfg: dict[str, Any], data: DataSize, layers: int, dim: int) ->
     out.append(StageCost("ablate features", reps * len(sc["methods"]), reps * fwd, 0.0, cap))
     if cfg["units"]["bases"]:
         out.append(same_site_cost(cfg, data, layers, dim, layout))
+    ch = cfg["characterise"]
+    if ch["enabled"]:
+        # where the top IG features fire, in the main run: one pass over the held-out proteins
+        t_held = data.tokens(ch["split"], ch["max_proteins"])
+        out.append(StageCost("characterise features", 1, t_held * layers, 0.0, "characterise.max_proteins"))
     return out
 
 
@@ -150,7 +210,7 @@ def same_site_cost(
         for _basis in cfg["units"]["bases"]:
             for method in sc["methods"]:
                 as_method = "activation" if method == "random" else method
-                f, b = score_job_cost(as_method, steps, layers, layer, t_score, passes=1)
+                f, b = score_job_cost(as_method, steps, layers, layer, t_score, 1, 1)
                 fwd, bwd = fwd + f, bwd + b
         for n in (n_features, *[dim] * len(cfg["units"]["bases"])):
             basis = NeuronLayout(((layer, FEATURE_MODULE),), (n,))

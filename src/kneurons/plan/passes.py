@@ -173,36 +173,89 @@ def fill_counts(cfg: dict[str, Any], features: bool = False, scope: str | None =
 
 
 def score_job_cost(
-    method: str, steps: int, layers: int, layer: int, tokens: float, passes: int = IG_PASSES_PER_LAYER
+    method: str,
+    steps: int,
+    layers: int,
+    layer: int,
+    tokens: float,
+    passes: int = IG_PASSES_PER_LAYER,
+    modules: int = len(MODULE_TYPES),
+    start: int | None = None,
 ) -> tuple[float, float]:
-    """``(forward, backward)`` token-layers of scoring ``layer`` (in any job): the prefix to ``layer``
-    without grad, then per pass (``passes`` x ``steps``) layers ``layer..L-1``.
+    """``(forward, backward)`` token-layers of scoring ``layer`` (in any job): the prefix to ``start``
+    (``layer``; ``layer - 1`` for an SAE on that block's update) without grad, then per pass
+    (``passes`` x ``steps``) layers ``start..L-1``, and for the attributions the completeness
+    check's forward tails: the intact target and one per module (``modules``) with its units zeroed.
 
-    Activation runs layers ``0..layer`` (``EsmClassifier.run_through``; all ``layers`` for the
+    Activation and delta run layers ``0..layer`` (``EsmClassifier.run_through``; all ``layers`` for the
     final stream's SAE at ``layer = layers``). ``passes``: gradient passes per step and layer,
     ``IG_PASSES_PER_LAYER`` for the neuron modules, 1 for an SAE's features (one leaf).
     """
     if method == "random":
         return 0.0, 0.0
-    if method == "activation":
+    if method in ("activation", "delta"):  # one pass to the layer (delta: its modules' inputs)
         return tokens * min(layer + 1, layers), 0.0
-    tail = tokens * passes * (steps if method == "ig" else 1) * (layers - layer)
-    return tokens * layer + tail, tail
+    first = layer if start is None else start
+    tail = tokens * passes * (steps if method == "ig" else 1) * (layers - first)
+    check = tokens * (1 + modules) * (layers - first)
+    return tokens * first + tail + check, tail
 
 
-def scoring_cost(method: str, cfg: dict[str, Any], layers: int, tokens: float) -> tuple[float, float]:
-    """``(forward, backward)`` token-layers of scoring one method's ``layers`` layers."""
-    per = [score_job_cost(method, cfg["score"]["ig"]["steps"], layers, lay, tokens) for lay in range(layers)]
-    return sum(p[0] for p in per), sum(p[1] for p in per)
+def attempts_cost(
+    method: str,
+    attempts: dict[str, list[tuple[int, int]]],
+    layers: int,
+    layer: int,
+    start: int | None = None,
+) -> tuple[float, float]:
+    """``(forward, backward)`` of scoring ``layer`` by its recorded attempts (``{module: [(steps,
+    tokens) of each try]}``, as a run's completeness records give them): each try rescores the
+    modules still above the tolerance on the tokens of its proteins, ``q_proj`` and ``k_proj``
+    sharing their passes when both are in it."""
+    fwd = bwd = 0.0
+    for k in range(max((len(v) for v in attempts.values()), default=0)):
+        todo = [m for m, tried in attempts.items() if len(tried) > k]
+        steps, tokens = attempts[todo[0]][k]
+        passes = len(todo) - (1 if {"q_proj", "k_proj"} <= set(todo) else 0)
+        f, b = score_job_cost(method, steps, layers, layer, tokens, passes, len(todo), start)
+        fwd, bwd = fwd + f, bwd + b
+    return fwd, bwd
+
+
+def scoring_cost(
+    method: str,
+    cfg: dict[str, Any],
+    layers: int,
+    tokens: float,
+    recorded: dict[int, dict[str, list[tuple[int, int]]]] | None = None,
+) -> tuple[float, float]:
+    """``(forward, backward)`` token-layers of scoring one method's ``layers`` layers: the steps a
+    run recorded for a layer (``recorded``: ``kneurons.plan.recorded.recorded_attempts``), else
+    ``score.ig.steps``."""
+    steps = cfg["score"]["ig"]["steps"]
+    fwd = bwd = 0.0
+    for lay in range(layers):
+        if recorded and lay in recorded:
+            f, b = attempts_cost(method, recorded[lay], layers, lay)
+        else:
+            f, b = score_job_cost(method, steps, layers, lay, tokens)
+        fwd, bwd = fwd + f, bwd + b
+    return fwd, bwd
 
 
 def external_tokens(cfg: dict[str, Any], name: str) -> float:
-    """Tokens of external set ``name``: its file read (torch-free), or the generated set's size."""
+    """Tokens of external set ``name`` evaluated by its ablation: its file read (torch-free), or the
+    generated set's size, at most ``ablate.max_sequences`` proteins of its mean length (the cap draws
+    a label-stratified subset; the label policies, which the plan does not run, may leave fewer)."""
     path = cfg["evaluate"]["external"][name]
+    cap = cfg["ablate"]["max_sequences"]
     if path == "synthetic":
         s, ev = cfg["data"]["synthetic"], cfg["evaluate"]["synthetic"]
-        return s["n_classes"] * ev["n_per_class"] * ((s["length_min"] + s["length_max"]) / 2 + 2)
-    from kneurons.data.external import read_external
+        n, mean = s["n_classes"] * ev["n_per_class"], (s["length_min"] + s["length_max"]) / 2 + 2
+    else:
+        from kneurons.data.external import read_external
 
-    proteins = read_external(name, path)
-    return float((proteins["sequence"].str.len().clip(upper=cfg["labels"]["max_length"]) + 2).sum())
+        proteins = read_external(name, path)
+        n = len(proteins)
+        mean = float((proteins["sequence"].str.len().clip(upper=cfg["labels"]["max_length"]) + 2).mean())
+    return float((n if cap is None else min(cap, n)) * mean)

@@ -2,7 +2,9 @@
 
 ``abs_mean`` = mean over tokens of ``|a_i|`` (default), ``mean`` = signed mean, ``max`` = largest
 ``|a_i|``; tokens are every non-padding token, BOS and EOS included (the tokens ablation masks act
-on). The table holds the mean over sequences.
+on), and for SAE features the SAE's input tokens (``EsmClassifier.unit_mask``: residues only for
+an InterPLM SAE, whose features do not exist at BOS and EOS). The table holds the mean over
+sequences.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import torch
 from kneurons.model.classifier import MODULE_TYPES, EsmClassifier
 from kneurons.model.hooks import module_output_hooks
 from kneurons.model.inference import Batch, run_batches
-from kneurons.scoring.base import PerSequenceMethod, Progress, at_least_fp32
+from kneurons.progress import Progress
+from kneurons.scoring.base import PerSequenceMethod, at_least_fp32
 
 ACTIVATION_REDUCTIONS: tuple[str, ...] = ("abs_mean", "mean", "max")
 
@@ -67,12 +70,12 @@ def activation_per_sequence(
     progress = Progress(what, n)
 
     def step(batch: Batch) -> dict[str, np.ndarray]:
-        mask = model.token_mask(batch.tokens)
-        counts = mask.sum(0).clamp_min(1).float()  # (B, 1)
         current: dict[str, torch.Tensor] = {}
-        hooks = [
-            (model.module(layer, t), _token_reducer(current, t, reduce, mask, counts)) for t in module_types
-        ]
+        hooks = []
+        for t in module_types:
+            mask = model.unit_mask(batch.tokens, layer, t)
+            counts = mask.sum(0).clamp_min(1).float()  # (B, 1)
+            hooks.append((model.module(layer, t), _token_reducer(current, t, reduce, mask, counts)))
         with torch.no_grad(), module_output_hooks(hooks):
             x, pm = model.embed(batch.tokens)
             model.run_through(x, pm, layer)

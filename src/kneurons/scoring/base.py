@@ -3,7 +3,7 @@
 
 A method class is built from the validated ``score`` config section (``from_config``) and holds its
 settings; ``score_layer(model, scoring_set, layer, device)`` gives the score-table rows of one layer.
-Methods that score sequences (activation, ig, gradxact) share ``attribute(model, sequences, gold,
+Methods that score sequences (activation, ig, gradxact, delta) share ``attribute(model, sequences, gold,
 layer, module_types, device) -> {module: (n_seq, n_neurons)}``, per-sequence scores whose means over
 all sequences (and, class-conditionally, over each class's sequences) are the table. Random scores
 do not look at sequences; that class draws its rows directly. The registry
@@ -13,9 +13,8 @@ do not look at sequences; that class draws its rows directly. The registry
 from __future__ import annotations
 
 import logging
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,31 +27,6 @@ from kneurons.scoring import registry
 from kneurons.scoring.rows import scores_table
 
 log = logging.getLogger(__name__)
-
-
-class Progress:
-    """Log progress of a scoring job at most every ``every`` seconds (and at the end)."""
-
-    def __init__(self, what: str, total: int, every: float = 10.0):
-        self.what, self.total, self.every = what, total, every
-        self.done = 0
-        self.start = self.last = time.monotonic()
-
-    def step(self, n: int) -> None:
-        """Count ``n`` more sequences done; log when ``every`` seconds have passed or all are done."""
-        self.done += n
-        now = time.monotonic()
-        if now - self.last >= self.every or self.done >= self.total:
-            rate = self.done / max(now - self.start, 1e-9)
-            log.info(
-                "%s: %d/%d sequences (%.1f seq/s, %.0f s)",
-                self.what,
-                self.done,
-                self.total,
-                rate,
-                now - self.start,
-            )
-            self.last = now
 
 
 def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
@@ -116,6 +90,19 @@ class PerSequenceMethod(ScoringMethod):
         ``gold``: the gold class index of each sequence (the target of attributions).
         """
 
+    def layer_scores(
+        self,
+        model: EsmClassifier,
+        sequences: Sequence[str],
+        gold: Sequence[int],
+        layer: int,
+        module_types: Sequence[str] = MODULE_TYPES,
+        device: torch.device | str = "cpu",
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """``(per-sequence scores, what the table records of how they were computed)``: ``attribute``
+        and nothing to record, unless a method has more to say (IG's completeness)."""
+        return self.attribute(model, sequences, gold, layer, module_types, device=device), {}
+
     def score_layer(
         self,
         model: EsmClassifier,
@@ -124,12 +111,15 @@ class PerSequenceMethod(ScoringMethod):
         device: torch.device | str = "cpu",
         module_types: Sequence[str] = MODULE_TYPES,
     ) -> pd.DataFrame:
-        """Means of ``attribute`` over all sequences, and over each class's with ``class_conditional``."""
+        """Means of ``attribute`` over all sequences, and over each class's with ``class_conditional``;
+        the table's ``attrs`` hold what ``layer_scores`` records (the job puts it in the metadata)."""
         seqs = scoring_set["sequence"].astype(str).tolist()
         labels = scoring_set["label"].astype(str).tolist()
         gold = scoring_set["label_index"].astype(int).tolist()
-        per = self.attribute(model, seqs, gold, layer, module_types, device=device)
-        return scores_table(per, self.name, layer, labels, class_conditional=self.class_conditional)
+        per, recorded = self.layer_scores(model, seqs, gold, layer, module_types, device=device)
+        table = scores_table(per, self.name, layer, labels, class_conditional=self.class_conditional)
+        table.attrs.update(recorded)
+        return table
 
 
 def check_layer(model: EsmClassifier, layer: int, module_types: Sequence[str] = MODULE_TYPES) -> None:
@@ -155,12 +145,20 @@ def score_layer(
     score_cfg: dict[str, Any],
     device: torch.device | str = "cpu",
     module_types: Sequence[str] = MODULE_TYPES,
+    reference: Mapping[tuple[int, str], Any] | None = None,
 ) -> pd.DataFrame:
     """The score table of one (method, layer): all six modules of ``layer``, or the units
     ``module_types`` (``("sae",)``: the features of the SAE attached at ``layer``).
 
     ``score_cfg`` is the validated ``score`` section of the config; ``scoring_set`` has columns
-    ``sequence, label, label_index``.
+    ``sequence, label, label_index``. ``reference``: the reference rows
+    (``kneurons.model.reference.reference_rows``) of a method that compares the model with the
+    weights fine-tuning started from (``MethodSpec.needs_reference``); ignored by the others.
     """
     check_layer(model, layer, module_types)
-    return registry.build(method, score_cfg).score_layer(model, scoring_set, layer, device, module_types)
+    scorer = registry.build(method, score_cfg)
+    if registry.needs_reference(method):
+        if reference is None:
+            raise ModelError(f"score method {method!r} needs the reference weights; none were given")
+        scorer = scorer.with_reference(reference)
+    return scorer.score_layer(model, scoring_set, layer, device, module_types)

@@ -32,7 +32,8 @@ from kneurons.model.classifier import MODULE_TYPES, EsmClassifier
 from kneurons.model.hooks import module_output_hooks
 from kneurons.model.inference import Batch, run_batches
 from kneurons.model.runtime import autocast
-from kneurons.scoring.base import PerSequenceMethod, Progress, at_least_fp32
+from kneurons.progress import Progress
+from kneurons.scoring.base import PerSequenceMethod, at_least_fp32
 from kneurons.scoring.integration import integration_points
 
 TARGETS: tuple[str, ...] = ("prob", "logit")
@@ -84,8 +85,12 @@ def _module_attribution(
     alpha_chunk: int,
     bf16: bool,
     riders: dict[str, torch.Tensor] | None = None,
+    from_layer: int | None = None,
+    per_token: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Attributions ``{module: (B, n_neurons)}`` for one batch whose residual stream ``x`` enters ``layer``.
+    """Attributions ``{module: (B, n_neurons)}`` for one batch whose residual stream ``x`` enters
+    layer ``from_layer`` (None: ``layer``; the block before for an SAE on that block's update)
+    (``per_token``: ``(T, B, n_neurons)``, each token's term of that sum, zero at padding).
 
     ``module_type``'s output is scaled by the alphas. Alpha steps are stacked in the batch
     dimension (block ``j`` of the repeated batch is step ``j``); the samples of a batch do not
@@ -112,7 +117,8 @@ def _module_attribution(
             for t in names
         ]
         with torch.enable_grad(), autocast(device, bf16), module_output_hooks(hooks):
-            y = model.run_layers(model.repeat_stream(x, k), model.repeat_padding(padding_mask, k), layer)
+            first = layer if from_layer is None else from_layer
+            y = model.run_layers(model.repeat_stream(x, k), model.repeat_padding(padding_mask, k), first)
             logits = model.classify(y, tokens.repeat(k, 1))
             f = target_value(logits, gold.repeat(k), target)
             grads = torch.autograd.grad(f.sum(), [held[t]["z"] for t in names])
@@ -123,7 +129,8 @@ def _module_attribution(
             if t not in a_unscaled:
                 a_unscaled[t] = at_least_fp32(held[t]["a"][:, :B])
     mask = model.token_mask(tokens)
-    return {t: (a_unscaled[t] * grad_sum[t] * mask).sum(0) for t in names}
+    terms = {t: a_unscaled[t] * grad_sum[t] * mask for t in names}
+    return terms if per_token else {t: v.sum(0) for t, v in terms.items()}
 
 
 def attribute_batch(
@@ -137,11 +144,18 @@ def attribute_batch(
     target: str = "prob",
     token_budget: int = 8192,
     bf16: bool = True,
+    effects: dict[str, torch.Tensor] | None = None,
+    per_token: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Attributions ``{module: (B, n_neurons)}`` for one batch of tokens (already on the model's device).
+    """Attributions ``{module: (B, n_neurons)}`` for one batch of tokens (already on the model's device);
+    ``per_token``: ``(T, B, n_neurons)``, every token's term of those sums (``kneurons.explain``
+    reads where along a protein a unit contributes).
 
     The residual stream entering ``layer`` is computed once, without grad, and shared by the
-    modules; alpha steps run in chunks of ``token_budget // tokens.numel()`` copies.
+    modules; alpha steps run in chunks of ``token_budget // tokens.numel()`` copies. ``effects``
+    (a dict to fill): each module's ``F(1) - F(0)`` per sequence ``(B,)``, the intact target minus
+    the target with the module's output zeroed, from the same stream (what completeness compares
+    the attributions' sum with: ``kneurons.scoring.completeness``).
 
     ``q_proj`` and ``k_proj`` share their passes. Attention logits are bilinear in ``q`` and ``k``
     (the head scaling and the rotary embedding are linear), so scaling ``q`` by ``alpha`` gives the
@@ -152,13 +166,17 @@ def attribute_batch(
     before the logits (``model.qk_bilinear`` False, e.g. ESM C's QK-LayerNorm) gets a pass each.
     """
     device = tokens.device
+    # Where the passes start: the layer itself, or the block before for an SAE on that block's update.
+    start = min(model.unit_start(layer, t)[0] for t in module_types)
     with torch.no_grad(), autocast(device, bf16):
         x, pm = model.embed(tokens)
-        x = model.run_layers(x, pm, 0, layer)
+        x = model.run_layers(x, pm, 0, start)
     chunk = max(1, min(len(alphas), token_budget // max(1, tokens.numel())))
 
     def run(t: str, al: torch.Tensor, wt: torch.Tensor, riders: dict[str, torch.Tensor] | None = None):
-        return _module_attribution(model, x, pm, tokens, gold, layer, t, al, wt, target, chunk, bf16, riders)
+        return _module_attribution(
+            model, x, pm, tokens, gold, layer, t, al, wt, target, chunk, bf16, riders, start, per_token
+        )
 
     out: dict[str, torch.Tensor] = {}
     todo = list(module_types)
@@ -172,7 +190,70 @@ def attribute_batch(
         todo = [t for t in todo if t not in out]
     for t in todo:
         out.update(run(t, alphas, weights))
+    if effects is not None:
+        with torch.no_grad(), autocast(device, bf16):
+            intact = target_value(model.classify(model.run_layers(x, pm, start), tokens), gold, target)
+            for t in module_types:
+                with module_output_hooks([(model.module(layer, t), torch.zeros_like)]):
+                    zeroed = target_value(
+                        model.classify(model.run_layers(x, pm, start), tokens), gold, target
+                    )
+                effects[t] = intact - zeroed
     return {t: out[t] for t in module_types}
+
+
+def input_attribution(
+    model: EsmClassifier,
+    tokens: torch.Tensor,
+    baseline: torch.Tensor,
+    gold: torch.Tensor,
+    alphas: torch.Tensor,
+    weights: torch.Tensor,
+    target: str = "prob",
+    token_budget: int = 8192,
+) -> torch.Tensor:
+    """Integrated gradients to the input embeddings, per token ``(T, B)`` (zero at padding), from
+    the embeddings of ``baseline`` (token ids of the same shape) to those of ``tokens``.
+
+    The stream entering layer 0 (the token embeddings as the first layer reads them) follows
+    ``b + alpha (x - b)``, and each token's attribution ``(x(t) - b(t)) . sum_k w_k dF/dx(t)`` is
+    summed over the stream's dimensions; a token the baseline shares (BOS, EOS) gets 0.
+    Completeness: the sum over tokens is ``F(x) - F(b)`` up to the integration rule's error.
+
+    Not a zero baseline: every layer of ESM-2 and ESM C opens with a LayerNorm, which is
+    scale-invariant, so ``F(alpha x)`` jumps at ``alpha = 0`` and a zero baseline's attributions
+    miss much of ``F(x) - F(0)`` (tests/test_explain.py shows it). Computed in float32 (no
+    autocast): an explanation is read residue by residue.
+    """
+    if baseline.shape != tokens.shape:
+        raise ValueError(f"baseline tokens {tuple(baseline.shape)} differ from tokens {tuple(tokens.shape)}")
+    B, T = tokens.shape
+    with torch.no_grad():
+        x, pm = model.embed(tokens)
+        xb, _ = model.embed(baseline)
+    chunk = max(1, min(len(alphas), token_budget // max(1, tokens.numel())))
+    bd = model.batch_dim  # the stream keeps its backend's layout; time-first below
+
+    def time_first(t: torch.Tensor) -> torch.Tensor:
+        return t.transpose(0, 1) if bd == 0 else t
+
+    total: torch.Tensor | None = None
+    for start in range(0, len(alphas), chunk):
+        al = alphas[start : start + chunk]
+        k = len(al)
+        xs, xbs = model.repeat_stream(x, k), model.repeat_stream(xb, k)
+        shape = [1, 1, 1]
+        shape[bd] = k * B
+        with torch.enable_grad():
+            s = (xbs + al.repeat_interleave(B).view(shape).to(xs.dtype) * (xs - xbs)).requires_grad_(True)
+            y = model.run_layers(s, model.repeat_padding(pm, k), 0)
+            f = target_value(model.classify(y, tokens.repeat(k, 1)), gold.repeat(k), target)
+            (g,) = torch.autograd.grad(f.sum(), [s])
+        g = time_first(g.float()).reshape(T, k, B, -1) * weights[start : start + k].view(1, k, 1, 1)
+        total = g.sum(1) if total is None else total + g.sum(1)
+    assert total is not None  # at least one integration point
+    diff = time_first((x - xb).float())
+    return (diff * total).sum(-1) * model.token_mask(tokens)[..., 0]
 
 
 def _check_gold(model: EsmClassifier, gold: Sequence[int], n: int) -> None:
@@ -198,11 +279,13 @@ def attribution_per_sequence(
     bf16: bool = True,
     dtype: torch.dtype = torch.float32,
     what: str = "attribution",
+    effects: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-sequence path attributions ``{module: (n_seq, n_neurons)}`` at points ``(alphas, weights)``.
 
     ``integration_points(m, rule)`` gives IG; ``alphas=(1,), weights=(1,)`` gives grad x activation.
-    ``token_budget`` bounds the padded tokens of one pass, alpha copies included.
+    ``token_budget`` bounds the padded tokens of one pass, alpha copies included. ``effects`` (a
+    dict to fill): each module's ``F(1) - F(0)`` per sequence ``(n_seq,)`` (``attribute_batch``).
     """
     if target not in TARGETS:
         raise ValueError(f"unknown attribution target {target!r}; one of {', '.join(TARGETS)}")
@@ -220,11 +303,26 @@ def attribution_per_sequence(
     progress = Progress(f"{what} layer {layer}", n)
     gold_arr = np.asarray(gold, dtype=np.int64)
 
-    def step(batch: Batch) -> dict[str, np.ndarray]:
+    if effects is not None:
+        effects.update({t: np.zeros(n, dtype=np.float64) for t in module_types})
+
+    def step(batch: Batch) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        held: dict[str, torch.Tensor] | None = {} if effects is not None else None
         attr = attribute_batch(
-            model, batch.tokens, batch.take(gold_arr), layer, module_types, al, wt, target, token_budget, bf16
+            model,
+            batch.tokens,
+            batch.take(gold_arr),
+            layer,
+            module_types,
+            al,
+            wt,
+            target,
+            token_budget,
+            bf16,
+            held,
         )
-        return {t: attr[t].double().cpu().numpy() for t in module_types}
+        moved = {t: v.double().cpu().numpy() for t, v in (held or {}).items()}
+        return {t: attr[t].double().cpu().numpy() for t in module_types}, moved
 
     # Attributions are per sequence (test_attribution_independent_of_padding_partner), so
     # run_batches may halve an out-of-memory batch; attribute_batch sets its own precision.
@@ -241,9 +339,11 @@ def attribution_per_sequence(
         use_autocast=False,
     )
     try:
-        for batch, res in batches:
+        for batch, (res, moved) in batches:
             for t in module_types:
                 out[t][batch.index] = res[t]
+            for t, values in moved.items():
+                effects[t][batch.index] = values  # type: ignore[index]
             progress.step(len(batch.index))
     finally:
         for p, r in zip(model.parameters(), req, strict=True):
@@ -253,15 +353,22 @@ def attribution_per_sequence(
 
 @dataclass(frozen=True)
 class IntegratedGradients(PerSequenceMethod):
-    """Integrated gradients with ``steps`` points of integration rule ``rule`` (``INTEGRATION_METHODS``)."""
+    """Integrated gradients with ``steps`` points of integration rule ``rule`` (``INTEGRATION_METHODS``),
+    raised per layer and module while the completeness gap exceeds ``tolerance``, up to
+    ``max_steps`` (``kneurons.scoring.completeness``). ``tolerance`` None: the gap is recorded, the
+    steps never raised (the workflow's configs always give one: ``score.ig.tolerance``)."""
 
     name: ClassVar[str] = "ig"
+    #: Whether the steps rise until the completeness gap is within ``tolerance``.
+    raises_steps: ClassVar[bool] = True
     steps: int = 20
     rule: str = "riemann_right"
     target: str = "prob"
     class_conditional: bool = True
     token_budget: int = 8192
     bf16: bool = True
+    tolerance: float | None = None
+    max_steps: int = 256
 
     @classmethod
     def from_config(cls, score_cfg: dict[str, Any]) -> IntegratedGradients:
@@ -272,8 +379,26 @@ class IntegratedGradients(PerSequenceMethod):
             rule=ig["method"],
             target=ig["target"],
             class_conditional=bool(ig.get("class_conditional", True)),
+            tolerance=None if ig.get("tolerance") is None else float(ig["tolerance"]),
+            max_steps=int(ig.get("max_steps", cls.max_steps)),
             **cls.batch_settings(score_cfg),
         )
+
+    def layer_scores(
+        self,
+        model: EsmClassifier,
+        sequences: Sequence[str],
+        gold: Sequence[int],
+        layer: int,
+        module_types: Sequence[str] = MODULE_TYPES,
+        device: torch.device | str = "cpu",
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The attributions, converged (IG) or checked (grad x activation), and their completeness
+        records under ``COMPLETENESS_KEY``."""
+        from kneurons.scoring.completeness import COMPLETENESS_KEY, converged_attributions
+
+        per, records = converged_attributions(self, model, sequences, gold, layer, module_types, device)
+        return per, {COMPLETENESS_KEY: records}
 
     def points(self) -> tuple[np.ndarray, np.ndarray]:
         """The integration points ``(alphas, weights)``."""
@@ -287,8 +412,10 @@ class IntegratedGradients(PerSequenceMethod):
         layer: int,
         module_types: Sequence[str] = MODULE_TYPES,
         device: torch.device | str = "cpu",
+        effects: dict[str, np.ndarray] | None = None,
     ) -> dict[str, np.ndarray]:
-        """``attribution_per_sequence`` with this method's points and settings; ``gold`` is required."""
+        """``attribution_per_sequence`` with this method's points and settings; ``gold`` is required.
+        ``effects`` (a dict to fill): each module's ``F(1) - F(0)`` per sequence (completeness)."""
         if gold is None:
             raise InputError(f"{self.name} attributions need the gold class of every sequence")
         alphas, weights = self.points()
@@ -305,6 +432,7 @@ class IntegratedGradients(PerSequenceMethod):
             device=device,
             bf16=self.bf16,
             what=self.name,
+            effects=effects,
         )
 
 
@@ -313,6 +441,7 @@ class GradientXActivation(IntegratedGradients):
     """grad x activation: one point, ``alpha = 1`` with weight 1 (``steps`` and ``rule`` are unused)."""
 
     name: ClassVar[str] = "gradxact"
+    raises_steps: ClassVar[bool] = False
 
     @classmethod
     def from_config(cls, score_cfg: dict[str, Any]) -> GradientXActivation:

@@ -85,10 +85,12 @@ class RandomScores(ScoringMethod):
         read. Features: drawn among those active on the scoring set's sequences (module docstring)."""
         eligible = None
         if FEATURE_MODULE in module_types:
-            from kneurons.features.quality import active_features, stream_tokens
+            from kneurons.features.quality import active_features, sae_inputs
 
+            # active where the SAE reads the model: its input tokens, its run, stream or update
             seqs = scoring_set["sequence"].astype(str).tolist()
-            h = stream_tokens(model, seqs, [layer], self.token_budget, device)[layer]
-            eligible = {FEATURE_MODULE: active_features(model.saes[layer], h).numpy()}
+            sae = model.saes[layer]
+            h = sae_inputs(model, sae, seqs, None, self.token_budget, device)[layer]
+            eligible = {FEATURE_MODULE: active_features(sae, h).numpy()}
         counts = {t: model.module(layer, t).out_features for t in module_types}
         return random_scores(counts, layer, self.seeds, eligible)

@@ -24,13 +24,16 @@ class MethodSpec:
     that section that determine its scores (``None``: all of them), in the order they are recorded,
     where ``fixed_settings`` (name, value) pairs supply constants recorded among them.
     ``implementation``: ``"module:Class"`` of the class implementing it.
+    ``needs_reference``: it compares the model with the weights fine-tuning started from
+    (``kneurons.model.reference``), so a model fine-tuned from random initialisation cannot be
+    scored by it, and its job is given the reference (``kneurons.scoring.base.score_layer``).
     """
 
     name: str
     label: str
     colour: str
     marker: str
-    linestyle: str
+    linestyle: str | tuple[int, tuple[int, ...]]  # a matplotlib line style
     hatch: str
     attribution: bool
     class_conditional: bool
@@ -38,6 +41,7 @@ class MethodSpec:
     settings_keys: tuple[str, ...] | None
     implementation: str
     fixed_settings: tuple[tuple[str, Any], ...] = ()
+    needs_reference: bool = False
 
     def settings(self, score_cfg: dict[str, Any]) -> dict[str, Any]:
         """The settings that determine this method's scores (recorded in the score-table metadata)."""
@@ -87,7 +91,15 @@ METHODS: dict[str, MethodSpec] = {
             attribution=True,
             class_conditional=True,
             section="ig",
-            settings_keys=("steps", "method", "target", "baseline", "class_conditional"),
+            settings_keys=(
+                "steps",
+                "method",
+                "target",
+                "baseline",
+                "class_conditional",
+                "tolerance",
+                "max_steps",
+            ),
             fixed_settings=(("baseline", "zero"),),
             implementation="kneurons.scoring.ig:IntegratedGradients",
         ),
@@ -103,6 +115,24 @@ METHODS: dict[str, MethodSpec] = {
             section="ig",
             settings_keys=("target", "class_conditional"),
             implementation="kneurons.scoring.ig:GradientXActivation",
+        ),
+        MethodSpec(
+            name="delta",
+            label="weight change (delta)",
+            colour="#E69F00",
+            marker="D",
+            linestyle=(0, (5, 1, 1, 1)),
+            hatch="\\\\",
+            attribution=False,
+            class_conditional=True,
+            section="delta",
+            settings_keys=None,
+            fixed_settings=(
+                ("tokens", "non-padding incl. BOS/EOS"),
+                ("form", "mean |(W - W_ref) x + (b - b_ref)|"),
+            ),
+            implementation="kneurons.scoring.delta:WeightChange",
+            needs_reference=True,
         ),
         MethodSpec(
             name="random",
@@ -133,6 +163,12 @@ def is_attribution(name: str) -> bool:
     """True for a known method whose scores are attributions (ranked without per-module normalisation)."""
     spec = METHODS.get(name)
     return spec is not None and spec.attribution
+
+
+def needs_reference(name: str) -> bool:
+    """True for a known method that compares the model with its reference weights (``delta``)."""
+    spec = METHODS.get(name)
+    return spec is not None and spec.needs_reference
 
 
 def build(name: str, score_cfg: dict[str, Any]) -> Any:

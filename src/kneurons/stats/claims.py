@@ -33,28 +33,43 @@ The claims (``CLAIMS``):
    directions kept, claimed positive (``stats/compactness.tsv``, see ``kneurons.stats.compactness``:
    a paired bootstrap over test proteins and replicates, one-sided bootstrap p-value). Test split
    only, where SAE features were ablated.
+7. knowledge units align with catalytic sites more than random units, per kind of unit (neurons,
+   SAE features): the knowledge units' (global top ``stats.top_fraction`` by IG) mean best
+   catalytic-concept F1 minus that of random units of the same module composition, claimed positive
+   (``concepts/knowledge.tsv``, see ``kneurons.concepts.knowledge``: a stratified bootstrap over
+   units, the p-value of random sets). Test split only; no row where no catalytic concept (active
+   site, binding site, planted motif) was scored.
 
 **Fills.** Claims 1, 2, 4, 5 and 6 are decided once per fill of ``ablate.fills`` (each row names
-its ``fill``); claim 3 (density) does not depend on the fill (``fill`` empty). With several fills,
-``robust`` says whether a claim's verdict is the same under every fill the run made, and
-``other_fills`` gives the other fills' verdicts in words; with one fill both are empty (nothing to
-compare). A verdict that changes with the way of ablating is not robust.
+its ``fill``); claims 3 (density) and 7 (concepts) do not depend on the fill (``fill`` empty). With
+several fills, ``robust`` says whether a claim's verdict is the same under every fill the run made,
+and ``other_fills`` gives the other fills' verdicts in words; with one fill both are empty (nothing
+to compare). A verdict that changes with the way of ablating is not robust.
 
-Every claim rests on the fine-tuned model having learned something on the set it is judged on: a
-model that predicts one class scores the majority-class share, and ablating it merely moves that
+Every claim rests on the fine-tuned model having learned something on the proteins it is judged on:
+a model that predicts one class scores the majority-class share, and ablating it merely moves that
 constant prediction to another class, which can look like an effect. So before any rule applies,
-the **baseline rule**: the intact model's accuracy on the set (``IntactModel``: the mean over the
-replicates, from ``model/metrics.json``'s test part or ``external/<name>/metrics.json``) must beat
-the set's majority-class share with its interval excluding it. The interval is the exact binomial
-(Clopper-Pearson) interval at ``stats.confidence`` over the set's ``n`` proteins, taken at the
-replicate-pooled count of correct proteins ``n x accuracy`` (not an integer when the replicates
-differ; the Beta quantiles take it as it is), and the majority share is a property of the set,
-not an estimate. Otherwise every claim row of that set keeps its statistics, its verdict is
-``inconclusive`` and ``note`` says why (``model at baseline: accuracy 0.312 [0.270, 0.356],
-majority 0.312 (n = 480)``). ``note`` is empty when the rule passes. A statistic that is undefined
-(the normalised faithfulness where ablating the whole scope changes nothing,
-``kneurons.stats.faithfulness.UNDEFINED_NOTE``) makes its row inconclusive too, its ``note`` saying
-why.
+the **baseline rule**: the intact model's accuracy on the proteins the claim was measured on
+(``IntactModel``: the mean over the replicates, all evaluated on the same ``n`` proteins) must beat
+their majority-class share with its interval excluding it. Those proteins are, per claim (the
+claims job reads them): the ablation's evaluated proteins for claims 1, 2, 4 and 6 (the test split's
+``ablate.max_sequences`` subset; an external set's, capped alike), and for claim 3, whose scores come
+from the training split, the same held-out subset (the rule asks whether the model learned the task);
+the characterisation's held-out proteins for claim 5 (``characterise.split``, ``max_proteins``). The
+interval is the exact binomial (Clopper-Pearson) interval at ``stats.confidence`` over the ``n``
+proteins, taken at the replicate-pooled count of correct proteins ``n x accuracy`` (not an integer
+when the replicates differ; the Beta quantiles take it as it is), and the majority share is a
+property of the proteins, not an estimate. Otherwise the claim row keeps its statistics, its verdict
+is ``inconclusive`` and ``note`` says why, and on which proteins (``model at baseline: accuracy 0.460
+[0.389, 0.532], majority 0.395 (n = 200; the test proteins of ablate.max_sequences)``). ``note`` is
+empty when the rule passes. A statistic that is undefined (the normalised faithfulness where
+ablating the whole scope changes nothing, ``kneurons.stats.faithfulness.UNDEFINED_NOTE``) makes its
+row inconclusive too, its ``note`` saying why.
+
+Claim 6 rests, besides, on the SAE features being features of the model they are ablated in: the
+**SAE quality rule** (``kneurons.stats.sae_quality``, ``sae.quality``) must pass for every SAE on
+every replicate, else claim 6 is ``inconclusive`` and ``note`` says which SAE failed where
+(``sae_quality_note``, ``with_sae_quality``: the claims job applies it to the claim 6 rows).
 
 Torch-free: runs in the plots environment.
 """
@@ -109,6 +124,7 @@ FIGURE_OF: dict[str, str] = {
     "4": "figures/accuracy_suppress.png",
     "5": "figures/characterise/class_specificity.png",
     "6": "figures/compactness.png",
+    "7": "figures/concepts/knowledge.png",
 }
 
 
@@ -131,12 +147,15 @@ class Evidence:
 
 @dataclass(frozen=True)
 class IntactModel:
-    """The fine-tuned (intact) model on one evaluation set: its accuracy (the mean over the
-    replicates, all evaluated on the same ``n`` proteins) and the set's majority-class share."""
+    """The fine-tuned (intact) model on the proteins a claim was measured on: its accuracy (the mean
+    over the replicates, all evaluated on the same ``n`` proteins), their majority-class share, and
+    which proteins they are, in words for the note (``the test proteins of ablate.max_sequences``;
+    empty: not named)."""
 
     accuracy: float
     n: int
     majority: float
+    proteins: str = ""
 
 
 def clopper_pearson(count: float, n: int, confidence: float) -> tuple[float, float]:
@@ -156,10 +175,41 @@ def baseline_note(model: IntactModel, confidence: float) -> str:
     lo, hi = clopper_pearson(model.accuracy * model.n, model.n, confidence)
     if lo > model.majority:
         return ""
+    which = f"; {model.proteins}" if model.proteins else ""
     return (
         f"model at baseline: accuracy {model.accuracy:.3f} [{lo:.3f}, {hi:.3f}], "
-        f"majority {model.majority:.3f} (n = {model.n})"
+        f"majority {model.majority:.3f} (n = {model.n}{which})"
     )
+
+
+#: The claims that rest on SAE features (the SAE quality rule applies to them).
+FEATURE_CLAIMS: tuple[str, ...] = ("6",)
+
+
+def sae_quality_note(quality: pd.DataFrame) -> str:
+    """The SAE quality rule (module docstring): ``""`` when every SAE fits every replicate
+    (``features/stats/sae_quality.tsv``), else the note that makes the feature claims inconclusive."""
+    failed = quality[~quality["fits"].astype(bool)]
+    if failed.empty:
+        return ""
+    where = "; ".join(
+        f"replicate {int(r.replicate)} layer {int(r.layer)}: {r.reason}" for r in failed.itertuples()
+    )
+    return f"SAE does not fit its model (sae.quality): {where}"
+
+
+def with_sae_quality(claims: pd.DataFrame, note: str) -> pd.DataFrame:
+    """``claims`` with the feature claims (``FEATURE_CLAIMS``) inconclusive and ``note`` added to
+    theirs, when ``note`` (``sae_quality_note``) is not empty; their statistics are kept (and
+    ``robust`` / ``other_fills`` follow the new verdicts)."""
+    if not note or claims.empty:
+        return claims
+    out = claims.copy()
+    rows = out["claim"].astype(str).isin(FEATURE_CLAIMS)
+    out.loc[rows, "verdict"] = "inconclusive"
+    out.loc[rows, "note"] = [f"{old}; {note}" if old else note for old in out.loc[rows, "note"].fillna("")]
+    # the verdicts changed: whether each holds under every fill is decided again
+    return robustness(out) if "robust" in out.columns else out
 
 
 def verdict(ci_lo: float, ci_hi: float, direction: int, margin: float) -> str:
@@ -372,6 +422,34 @@ def robustness(claims: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _concept_specs(table: pd.DataFrame | None, margin: float) -> list[Spec]:
+    """Claim 7's specs, one per kind of unit of ``concepts/knowledge.tsv`` with a measured gap (no
+    fill: the concept alignment ablates nothing)."""
+    if table is None or table.empty:
+        return []
+    rows = table.dropna(subset=["f1_gap", "ci_lo", "ci_hi"])
+    return [
+        (
+            "7",
+            "knowledge units align with catalytic sites more than random units",
+            "ig",
+            f"mean best catalytic-concept F1, top IG {r.units} minus random {r.units} (same modules)",
+            +1,
+            margin,
+            Evidence(
+                float(r.f1_gap),
+                float(r.ci_lo),
+                float(r.ci_hi),
+                float(r.p_value),
+                "concepts/knowledge.tsv",
+                float(r.p_floor),
+            ),
+            "",
+        )
+        for r in rows.itertuples(index=False)
+    ]
+
+
 def evaluate_claims(
     random_gap: pd.DataFrame,
     density: pd.DataFrame | None,
@@ -384,6 +462,8 @@ def evaluate_claims(
     compactness: pd.DataFrame | None = None,
     faithfulness: pd.DataFrame | None = None,
     faithfulness_source: str = "stats/faithfulness.tsv",
+    intact_by_claim: Mapping[str, IntactModel] | None = None,
+    concepts: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per claim and fill (``CLAIM_COLUMNS``), from the statistics tables of one evaluation
     set (``density`` None: no density measured, as on an external set).
@@ -397,11 +477,21 @@ def evaluate_claims(
     (named ``faithfulness_source``); None (a folder of older code): the AUC gaps of ``random_gap``
     (named ``random_gap_source``) do. ``compactness``: ``stats/compactness.tsv`` (None: no SAE
     features were ablated, no claim 6, and its margin ``claims.compactness_margin`` is not read).
-    The fills are those of the curve table, in its order. Verdicts are decided on these
-    full-precision values.
+    ``intact_by_claim``: the intact model on the proteins a claim was measured on where they are not
+    ``intact``'s (claim 5's held-out proteins), by claim number.
+    ``concepts``: ``concepts/knowledge.tsv`` (None: the concept stage did not run, no claim 7, and
+    ``claims.concept_margin`` is not read). The fills are those of the curve table, in its order.
+    Verdicts are decided on these full-precision values.
     """
     confidence = float(settings["confidence"])
-    note = baseline_note(intact, confidence) if intact is not None else ""
+    notes: dict[str, str] = {}
+
+    def note_of(claim: str) -> str:
+        model = (intact_by_claim or {}).get(claim, intact)
+        if claim not in notes:
+            notes[claim] = baseline_note(model, confidence) if model is not None else ""
+        return notes[claim]
+
     margins = settings["claims"]
     top = settings["top_fraction"]
     faithful = faithfulness is not None
@@ -443,10 +533,13 @@ def evaluate_claims(
     ]
     if compactness is not None:
         specs += _compactness_specs(compactness, margins["compactness_margin"])
+    if concepts is not None:
+        specs += _concept_specs(concepts, margins["concept_margin"])
     rows = []
     for claim, statement, method, statistic, direction, margin, ev, fill in specs:
         if ev is None:
             continue
+        note = note_of(claim)
         why = "; ".join(n for n in (note, ev.note) if n)
         rows.append(
             {

@@ -28,7 +28,8 @@ stats/{name}.tsv                        write_stats_tables / read_stats_table (f
                                         compactness included, the SAE features' and the same-site
                                         bases' curve tables: stats/bases_*.tsv)
 characterise/*.tsv, *.json              write_result_table, write_json_result /
-                                        read_characterise_table, read_sites_info
+                                        read_characterise_table, read_sites_info, read_intact_metrics
+                                        (class_summary.json's intact block: claim 5's baseline)
 features/saes.json                      write_json_result / read_sae_report
 stats/claims.tsv                        write_claims / read_claims (numbers rounded for people)
 stats/verdicts.html                     write_verdicts / (the report's first screen, for people)
@@ -39,6 +40,8 @@ external/<name>/random_gap.tsv, curves, faithfulness
                                         write_stats_tables / read_stats_table
 model/training_curve.tsv, metrics.json  write_training_curve, write_json_result /
                                         read_training_curve, read_metrics, read_intact_metrics
+concepts/{name}.tsv, info.json          write_concept_tables, write_concepts_info /
+                                        read_concept_table, read_concepts_info
 """
 
 from kneurons.tables.ablation import (
@@ -54,6 +57,12 @@ from kneurons.tables.ablation import (
 )
 from kneurons.tables.base import read_json, read_tsv, read_tsv_table
 from kneurons.tables.claims import read_claims, write_claims, write_verdicts
+from kneurons.tables.concepts import (
+    read_concept_table,
+    read_concepts_info,
+    write_concept_tables,
+    write_concepts_info,
+)
 from kneurons.tables.data import (
     read_class_labels,
     read_classes,
@@ -91,6 +100,7 @@ from kneurons.tables.results import (
     write_training_curve,
 )
 from kneurons.tables.scores import (
+    COMPLETENESS_KEY,
     METADATA_KEY,
     SCORE_COLUMNS,
     WEIGHTS_KEY,
@@ -105,6 +115,7 @@ __all__ = [
     "row_keys",
     "METADATA_KEY",
     "SCORE_COLUMNS",
+    "COMPLETENESS_KEY",
     "WEIGHTS_KEY",
     "AblationData",
     "gather_results",
@@ -113,6 +124,10 @@ __all__ = [
     "read_ablation_table",
     "read_characterise_table",
     "read_claims",
+    "read_concept_table",
+    "read_concepts_info",
+    "write_concept_tables",
+    "write_concepts_info",
     "read_external_proteins",
     "read_intact_metrics",
     "write_external_proteins",

@@ -148,22 +148,30 @@ SHOW_RESULT_JS = (
 
 #: The report shows its description in a narrow column centred in the window, beside the job
 #: graph; the verdict table needs the width, and a centred box wider than the window would lose its
-#: left edge, so the view that holds the table starts at the top left instead.
+#: left edge, so the view that holds the table starts at the top left instead. The table fits a
+#: 1280-px window (tests/test_report.py): short values are stacked in one cell (method, set and
+#: any further short column, ``STACKED``; the estimate above its p-value), and a note wraps under
+#: its claim's statement instead of taking a column of its own.
 _STYLE = """
 .prose.max-w-lg:has(#kn-verdicts) { max-width: 64rem; }
 #kn-verdicts { overflow-x: auto; }
 .justify-center:has(#kn-verdicts) { justify-content: flex-start; align-items: flex-start; }
 #kn-verdicts table { font-size: 0.8rem; line-height: 1.3; margin: 0.5em 0; }
 #kn-verdicts th, #kn-verdicts td { padding: 0.3em 0.5em; vertical-align: top; }
-#kn-verdicts td.num { white-space: nowrap; font-variant-numeric: tabular-nums; }
+#kn-verdicts td.num, #kn-verdicts td.short { white-space: nowrap; font-variant-numeric: tabular-nums; }
 #kn-verdicts td.claim { min-width: 16rem; }
 #kn-verdicts .verdict { font-weight: 700; white-space: nowrap; }
 #kn-verdicts .supported { color: #1a7f37; }
 #kn-verdicts .not-supported { color: #b42318; }
 #kn-verdicts .inconclusive { color: #8a6100; }
+#kn-verdicts .note { display: block; color: #8a6100; font-size: 0.75rem; margin-top: 0.2em; }
+#kn-verdicts .sets { font-weight: 600; }
 #kn-verdicts .atlas { font-size: 1rem; font-weight: 600; }
 #kn-verdicts .foot { font-size: 0.75rem; color: #555; }
 """
+#: Short columns shown stacked in one cell of the verdict table, in this order, where the table has
+#: them (another short column, a fill, joins them here instead of widening the table).
+STACKED: tuple[str, ...] = ("method", "set", "fill")
 
 
 def _link(target: str, text: str) -> str:
@@ -194,51 +202,120 @@ def claimed_text(direction: str, margin: str) -> str:
     return f"{side} (±{margin})" if margin else side
 
 
-def render_verdicts(claims: pd.DataFrame) -> str:
-    """The verdict table as an HTML fragment for the report's first screen: per claim its
-    statement and statistic, method, set, fill (where the table has fills), estimate with interval,
-    p-value, claimed direction and margin, verdict, whether the verdict holds under every fill
-    (where the run made several), the ``note`` where the table has one, and a link to its figure;
-    then a link that opens the neuron atlas."""
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
+
+
+def sets_summary(claims: pd.DataFrame) -> str:
+    """The evaluation sets the claims judged and those whose model is at its majority baseline, in
+    words for the first screen (``2 evaluation sets judged (test, new392); the model is at its
+    majority baseline on 1 of them: new392, whose claims are inconclusive``); a set at baseline
+    for some of its claims only (claim 5's held-out proteins) is named with those claims."""
+    if not len(claims) or "set" not in claims.columns:
+        return ""
+    rows = claims.astype(object).fillna("").astype(str)
+    notes = rows["note"] if "note" in rows.columns else pd.Series("", index=rows.index)
+    at_baseline = notes.str.startswith("model at baseline")
+    sets = list(dict.fromkeys(rows["set"]))
+    whole = [s for s in sets if at_baseline[rows["set"] == s].all()]
+    partly = {
+        s: sorted(set(rows.loc[(rows["set"] == s) & at_baseline, "claim"]))
+        for s in sets
+        if s not in whole and at_baseline[rows["set"] == s].any()
+    }
+    text = f"{len(sets)} evaluation set{'s' if len(sets) > 1 else ''} judged ({', '.join(sets)}); "
+    if not whole and not partly:
+        return text + "the model beats its majority baseline on each."
+    claims_of = _names([f"claim{'s' if len(c) > 1 else ''} {', '.join(c)} of {s}" for s, c in partly.items()])
+    if whole:
+        text += (
+            f"the model is at its majority baseline on {len(whole)} of them: {_names(whole)}, "
+            "whose claims are inconclusive"
+        )
+        text += f", and on the proteins of {claims_of}" if partly else ""
+    else:
+        text += f"the model beats its majority baseline on each, but not on the proteins of {claims_of}"
+    return text + " (the note under each claim says on which proteins)."
+
+
+#: What the report's verdict table says above and below its rows (``render_verdicts``); ``{pct}``
+#: is the interval's level. Another table of verdicts (the planted-knowledge benchmark's) says its own.
+CLAIMS_INTRO = (
+    "One row per claim of the paper (and ours), each decided by a rule fixed in advance: "
+    "<em>supported</em> when the {pct} interval lies on the claimed side of 0, <em>not supported</em> "
+    "when it lies on the other side or within the margin, <em>inconclusive</em> otherwise."
+)
+
+
+def render_verdicts(
+    claims: pd.DataFrame,
+    heading: str = "Verdicts",
+    intro: str = CLAIMS_INTRO,
+    table: str = "stats/claims.tsv",
+    atlas: bool = True,
+) -> str:
+    """The verdict table as an HTML fragment for the report's first screen: first how many sets were
+    judged and how many are at their baseline (``sets_summary``); then per claim its statement and
+    statistic (and its ``note``, where it has one, below them; a note the row above in its set
+    already shows, shortened to ``model at baseline (as above)``), method and set (``STACKED``),
+    estimate with interval above its p-value, claimed direction and margin, verdict (below it, where
+    the run made several fills, whether the verdict is the same under every fill: ``robust_text``),
+    and a link to its figure; then the decision rule in words and (``atlas``) a link that opens the
+    neuron atlas. ``heading``, ``intro`` (HTML, ``{pct}``: the interval's level) and ``table`` (the
+    TSV it renders) say what the table is."""
     text = claims_text(claims)
     cols = set(text.columns)
-    has_note = "note" in cols and text["note"].fillna("").astype(str).str.strip().ne("").any()
     conf = str(text["confidence"].iloc[0]) if "confidence" in cols and len(text) else "0.95"
     pct = f"{float(conf) * 100:g}%"
-    interval = f"estimate [{pct} interval]"
-    has_fill = "fill" in cols and text["fill"].fillna("").astype(str).str.strip().ne("").any()
+    # a column every row leaves empty (no fill: a table of older code) is not shown
+    stacked = [c for c in STACKED if c in cols and text[c].fillna("").astype(str).str.strip().ne("").any()]
     has_robust = "robust" in cols and text["robust"].fillna("").astype(str).str.strip().ne("").any()
-    head = ["#", "claim (statistic)", "method", "set", *(["fill"] if has_fill else [])]
-    head += [interval, "p", "claimed", "verdict"]
-    head += ["same verdict under every fill"] if has_robust else []
-    head += ["note"] if has_note else []
+    head = [
+        "#",
+        "claim (statistic)",
+        " / ".join(stacked),
+        f"estimate [{pct} interval], p",
+        "claimed",
+        "verdict",
+    ]
     head += ["figure"]
     rows = []
+    shown: dict[str, str] = {}  # per set, the note written out last
     for r in text.fillna("").astype(str).to_dict("records"):
         figure = r.get("figure", "")
         fig_cell = (
             _link(figure.rsplit(".", 1)[0], Path(figure).stem.replace("_", " "))
-            if figure.startswith("figures/")
+            if figure.startswith("figures/") or "/figures/" in figure
             else f'<span class="foot" title="{html.escape(figure)}">none (a table)</span>'
         )
         interval = f"{r.get('estimate', '')} [{r.get('ci_lo', '')}, {r.get('ci_hi', '')}]"
+        p_value = f'<br><span class="foot">p {html.escape(r["p_value"])}</span>' if r.get("p_value") else ""
         verdict = html.escape(r["verdict"])
+        note = r.get("note", "").strip()
+        if note and shown.get(r.get("set", "")) == note:
+            # the same note as the row above in its set, said once: the rows stay short
+            note_html = f'<span class="note">{html.escape(note.split(":")[0])} (as above)</span>'
+        else:
+            note_html = f'<span class="note">{html.escape(note)}</span>' if note else ""
+        shown[r.get("set", "")] = note
+        short = [  # a row's empty value (claim 3's fill) is left out of its cell
+            html.escape(r[c]) if i == 0 else f'<span class="foot">{html.escape(r[c])}</span>'
+            for i, c in enumerate(stacked)
+            if i == 0 or r[c].strip()
+        ]
+        robust = robust_text(r.get("robust"), r.get("other_fills")) if has_robust else ""
+        robust_html = f'<br><span class="foot">every fill: {html.escape(robust)}</span>' if robust else ""
         cells = [
             ("", html.escape(r["claim"])),
             (
                 "claim",
                 f'{html.escape(r.get("statement", ""))}<br><span class="foot">'
-                f"{html.escape(r.get('statistic', ''))}</span>",
+                f"{html.escape(r.get('statistic', ''))}</span>" + note_html,
             ),
-            ("", html.escape(r.get("method", ""))),
-            ("", html.escape(r.get("set", ""))),
-            *([("", html.escape(r.get("fill", "")))] if has_fill else []),
-            ("num", html.escape(interval)),
-            ("num", html.escape(r.get("p_value", ""))),
-            ("", html.escape(claimed_text(r.get("direction", ""), r.get("margin", "")))),
-            (f"verdict {verdict.replace(' ', '-')}", verdict),
-            *([("", html.escape(robust_text(r.get("robust"), r.get("other_fills"))))] if has_robust else []),
-            *([("claim", html.escape(r.get("note", "")))] if has_note else []),
+            ("short", "<br>".join(short)),
+            ("num", html.escape(interval) + p_value),
+            ("short", html.escape(claimed_text(r.get("direction", ""), r.get("margin", "")))),
+            (f"verdict {verdict.replace(' ', '-')}", verdict + robust_html),
             ("", fig_cell),
         ]
         rows.append(
@@ -262,28 +339,28 @@ def render_verdicts(claims: pd.DataFrame) -> str:
         )
     foot.append(
         "Numbers are rounded to what their interval supports; verdicts were decided on full precision. "
-        "The table: stats/claims.tsv (category 0. Verdicts)."
+        f"The table: {table} (category 0. Verdicts)."
     )
     atlas_line = (
         f'<p class="atlas">Browse the neurons: {_link("atlas/index", "open the neuron atlas")} '
         "(a self-contained page; from disk: atlas/index.html in the results folder)</p>"
     )
+    summary = sets_summary(claims)
     return (
         f"<style>{_STYLE}</style>\n"
         '<div id="kn-verdicts">\n'
-        "<h2>Verdicts</h2>\n"
-        f"<p>One row per claim of the paper (and ours), each decided by a rule fixed in advance: "
-        f"<em>supported</em> when the {pct} interval lies on the claimed side of 0, <em>not supported</em> "
-        f"when it lies on the other side or within the margin, <em>inconclusive</em> otherwise.{pooled} "
-        f"Click a figure to see it.</p>\n"
-        f"<table>\n<thead><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr></thead>\n"
+        f"<h2>{html.escape(heading)}</h2>\n"
+        + (f'<p class="sets">{html.escape(summary)}</p>\n' if summary else "")
+        + f"<table>\n<thead><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr></thead>\n"
         f"<tbody>\n{chr(10).join(rows)}\n</tbody>\n</table>\n"
-        f"{atlas_line}\n"
+        f"<p>{intro.format(pct=pct)}{pooled} Click a figure to see it.</p>\n"
+        f"{atlas_line if atlas else ''}\n"
         f'<p class="foot">{" ".join(html.escape(f) for f in foot)}</p>\n'
         "</div>\n"
     )
 
 
-def write_verdicts(claims: pd.DataFrame, path: str | Path) -> None:
-    """Write ``stats/verdicts.html`` (``render_verdicts``) atomically."""
-    write_text_atomic(path, render_verdicts(claims))
+def write_verdicts(claims: pd.DataFrame, path: str | Path, **how: Any) -> None:
+    """Write ``stats/verdicts.html`` (``render_verdicts``; ``how``: its heading, intro, table and
+    atlas link) atomically."""
+    write_text_atomic(path, render_verdicts(claims, **how))

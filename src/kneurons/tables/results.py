@@ -46,6 +46,8 @@ STATS_REQUIRED: dict[str, tuple[str, ...]] = {
         "gap_fraction",
         "gap_directions",
     ),
+    # features/stats/sae_quality.tsv (kneurons.stats.sae_quality.QUALITY_COLUMNS)
+    "sae_quality": ("replicate", "layer", "format", "fvu_own", "loss_recovered", "fits", "reason"),
 }
 _STATS_NUMERIC: dict[str, tuple[str, ...]] = {
     "curves": ("f", "accuracy"),
@@ -56,10 +58,16 @@ _STATS_NUMERIC: dict[str, tuple[str, ...]] = {
     "density": ("count", "enrichment", "p_enriched", "q_enriched"),
     "stability": ("k_fraction", "jaccard", "random_lo", "random_hi", "spearman"),
     "compactness": ("estimate", "ci_lo", "ci_hi", "p_value", "p_floor", "gap_fraction", "gap_directions"),
+    "sae_quality": ("replicate", "layer", "fvu_own"),
 }
 _STATS_DTYPES = {
     "fill": str,
     "metric": str,
+    "format": str,
+    "source": str,
+    "input_point": str,
+    "activation_scale": str,
+    "reason": str,
     "scope_name": str,
     "module": str,
     "method": str,
@@ -110,7 +118,7 @@ def write_stats_tables(frames: dict[str, pd.DataFrame], out: dict[str, str | Pat
 
 def read_stats_table(path: str | Path, name: str) -> pd.DataFrame:
     """Read ``stats/{name}.tsv`` (curves, summary, random_gap, paired_tests, faithfulness, density,
-    stability, compactness; the SAE features' curve tables alike).
+    stability, compactness; the SAE features' curve tables alike, and their ``sae_quality``).
 
     Names stay strings and ``layer`` / ``seed`` nullable ints, as the statistics wrote them;
     compactness's basis sizes are nullable ints (an older table's ``reached_*`` flags booleans).
@@ -124,12 +132,14 @@ def read_stats_table(path: str | Path, name: str) -> pd.DataFrame:
         dtype=_STATS_DTYPES,
         numeric=_STATS_NUMERIC[name],
     )
-    for col in ("layer", "seed", "n_neurons", "n_features", "n_other"):
+    for col in ("layer", "seed", "n_neurons", "n_features", "n_other", "best_other_layer", "n_tokens"):
         if col in df.columns:
             df[col] = df[col].astype("Int64")
-    for col in ("reached_neurons", "reached_features"):
+    for col in ("reached_neurons", "reached_features", "fits"):
         if col in df.columns:
             df[col] = _flags(df[col], path, col)
+    if "reason" in df.columns:  # a fitting SAE has no reason: empty, not NaN
+        df["reason"] = df["reason"].fillna("")
     return df
 
 
@@ -195,12 +205,14 @@ INTACT_KEYS = ("accuracy", "n", "majority_baseline")
 
 def read_intact_metrics(path: str | Path, part: str | None = None) -> dict[str, float]:
     """The intact model's ``accuracy``, the set's size ``n`` and its ``majority_baseline`` on one set:
-    ``part`` ``test`` of ``model/metrics.json``, or (``part`` None) ``external/<name>/metrics.json``.
+    ``part`` ``test`` of ``model/metrics.json``, ``part`` ``intact`` of a characterisation's
+    ``class_summary.json`` (its held-out proteins), or (``part`` None) ``external/<name>/metrics.json``.
 
     InputError naming the file when a value is missing (a file written before the majority baseline
     was recorded: rerun the rule that wrote it).
     """
-    data = read_json(path, "fine-tuning metrics" if part else "external set metrics")
+    what = {"test": "fine-tuning metrics", "intact": "class summary", None: "external set metrics"}
+    data = read_json(path, what.get(part, "metrics"))
     block = data.get(part) if part else data
     where = f"{path}" + (f" ({part!r})" if part else "")
     if not isinstance(block, dict):

@@ -27,6 +27,9 @@ METADATA_KEY = b"kneurons.scores"
 #: Provenance key (in score tables, ``best.pt``'s meta and run_metadata.json) of the backbone
 #: weights fine-tuning started from: the weights file's sha256, or ``random-init:<seed>``.
 WEIGHTS_KEY = "weights_sha256"
+#: The metadata key of an attribution table's completeness records, one per layer and module
+#: (``kneurons.scoring.completeness``); the plan reads the steps they record.
+COMPLETENESS_KEY = "completeness"
 
 _NUMERIC = ("layer", "neuron", "score")
 
@@ -129,4 +132,7 @@ def gather_score_tables(paths: Sequence[str | Path]) -> tuple[pd.DataFrame, dict
     if len(set(layers)) != len(layers):
         raise InputError(f"layer tables overlap: layers {layers}")
     meta = {**ref, "layers": layers}
+    records = [r for m in metas for r in m.get(COMPLETENESS_KEY) or []]
+    if records:
+        meta[COMPLETENESS_KEY] = sorted(records, key=lambda r: int(r["layer"]))
     return df.reset_index(drop=True)[SCORE_COLUMNS], meta

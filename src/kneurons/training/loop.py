@@ -34,8 +34,10 @@ from kneurons.model.batching import token_budget_batches
 from kneurons.model.checkpoint import save_classifier, save_tensors
 from kneurons.model.classifier import EsmClassifier
 from kneurons.model.inference import Batch, run_batches
+from kneurons.model.reference import FINE_TUNED_FROM
 from kneurons.model.runtime import to_device
 from kneurons.model.weights import Downloader
+from kneurons.progress import Progress, eta_text, progress_extra
 from kneurons.stats.metrics import classification_metrics, macro_f1
 from kneurons.tables import write_json_result, write_training_curve
 from kneurons.training.optim import class_weights, forward_backward, optimizer_step, warmup_linear_decay
@@ -66,20 +68,24 @@ def predict(
     token_budget: int = 8192,
     device: torch.device | str = "cpu",
     bf16: bool = True,
+    what: str = "evaluation",
 ) -> np.ndarray:
     """Logits (N, K) for ``sequences`` in their given order.
 
-    Evaluated through ``run_batches`` in length-sorted token-budget batches.
+    Evaluated through ``run_batches`` in length-sorted token-budget batches; its progress is logged
+    as ``what`` (``kneurons.progress``).
     """
     model.eval()
     out = np.zeros((len(sequences), model.num_classes), dtype=np.float32)
+    progress = Progress(what, len(sequences))
 
     def step(batch: Batch) -> np.ndarray:
         return model(batch.tokens).float().cpu().numpy()
 
     # Logits are per sequence, so an evaluation batch that runs out of memory is halved and retried.
-    for batch, logits in run_batches(model, sequences, step, token_budget, device, bf16, what="evaluation"):
+    for batch, logits in run_batches(model, sequences, step, token_budget, device, bf16, what=what):
         out[batch.index] = logits
+        progress.step(len(batch.index))
     return out
 
 
@@ -96,11 +102,6 @@ class _Clock:
 def _epoch_batches(lengths: np.ndarray, token_budget: int, seed: int, epoch: int) -> list[list[int]]:
     # Depends only on (seed, epoch): the data order of a resumed run equals the uninterrupted one.
     return token_budget_batches(lengths, token_budget, shuffle=True, seed=seed * 100_003 + epoch)
-
-
-def _fmt_eta(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def _train_epoch(run: TrainRun, state: TrainingState, clock: _Clock, log_every: int) -> dict[str, float]:
@@ -134,21 +135,28 @@ def _train_epoch(run: TrainRun, state: TrainingState, clock: _Clock, log_every: 
         if (b + 1) % accum and b + 1 < len(batches):
             continue
         optimizer_step(run.trainable, run.optimizer, run.scheduler, run.train_cfg["grad_clip"])
+        if run.after_step is not None:
+            run.after_step()
         state.step += 1
         now = time.perf_counter()
-        # Every log_every steps, and at least once a minute when steps are slow.
-        if (log_every and state.step % log_every == 0) or now - clock.last_log > 60:
+        # The run's first step (its rate, soon), every log_every steps, and at least every 10 s when
+        # steps are slow (the console shows one of these lines every few seconds at most:
+        # kneurons.progress).
+        first = state.step == clock.steps_at_start + 1
+        if first or (log_every and state.step % log_every == 0) or now - clock.last_log > 10:
             clock.last_log = now
             rate = (state.step - clock.steps_at_start) / max(time.perf_counter() - clock.start, 1e-9)
             log.info(
-                "epoch %d step %d/%d loss %.4f lr %.2e %.0f tokens/s ETA %s",
+                "epoch %d/%d step %d/%d loss %.4f lr %.2e %.0f tokens/s ETA %s",
                 state.epoch + 1,
+                run.train_cfg["epochs"],
                 state.step,
                 run.total_steps,
                 float(loss_sum) / max(loss_n, 1),
                 run.scheduler.get_last_lr()[0],
                 tokens_seen / max(time.perf_counter() - t0, 1e-9),
-                _fmt_eta((run.total_steps - state.step) / max(rate, 1e-9)),
+                eta_text((run.total_steps - state.step) / max(rate, 1e-9)),
+                extra=progress_extra(),
             )
         if state.step >= run.total_steps:
             break
@@ -165,7 +173,9 @@ def _evaluate(
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Validate after an epoch: the epoch's curve row, and the validation predictions."""
     val_y = run.data.y_of("val")
-    val_logits = predict(run.model, run.data.seqs_of("val"), run.token_budget, run.device, run.bf16)
+    val_logits = predict(
+        run.model, run.data.seqs_of("val"), run.token_budget, run.device, run.bf16, what="validation"
+    )
     val_pred = val_logits.argmax(1)
     row = {
         "epoch": state.epoch + 1,
@@ -207,6 +217,7 @@ def _early_stopping(
         row["tokens_per_s"],
         row["seconds"],
         " (early stop)" if state.stopped else "",
+        extra=progress_extra(always=True),
     )
 
 
@@ -223,7 +234,9 @@ def _final_metrics(run: TrainRun, state: TrainingState) -> dict[str, Any]:
     # The best epoch's validation predictions were made with these very weights: no second pass.
     metrics["val"] = classification_metrics(run.data.y_of("val"), np.asarray(state.best_val_pred), run.labels)
     if len(run.data.parts["test"]):
-        test_logits = predict(run.model, run.data.seqs_of("test"), run.token_budget, run.device, run.bf16)
+        test_logits = predict(
+            run.model, run.data.seqs_of("test"), run.token_budget, run.device, run.bf16, what="test"
+        )
         metrics["test"] = classification_metrics(run.data.y_of("test"), test_logits.argmax(1), run.labels)
     return metrics
 
@@ -265,6 +278,8 @@ def _run_metadata(run: TrainRun, resumed_from: int | None, wall_seconds: float) 
         "total_steps": run.total_steps,
         "resumed_from_epoch": resumed_from,
         "wall_seconds_this_run": wall_seconds,
+        **({"base_checkpoint": str(run.base)} if run.base is not None else {}),
+        **({"planted_units": len(run.planted)} if run.planted is not None else {}),
     }
 
 
@@ -285,6 +300,8 @@ def _write_outputs(
         "seed": run.seed,
         "best_epoch": state.best_epoch,
     }
+    if run.base is not None:  # fine-tuned from a classifier checkpoint: its sha256 is weights_sha256
+        meta[FINE_TUNED_FROM] = "checkpoint"
     out_dir.mkdir(parents=True, exist_ok=True)
     save_classifier(out_dir / "best.pt", run.model.cpu(), run.spec, run.labels, meta)
     write_json_result(out_dir / "metrics.json", metrics)
@@ -305,6 +322,8 @@ def fine_tune(
     resume: bool = True,
     log_every: int = 20,
     downloader: Downloader | None = None,
+    base: str | Path | None = None,
+    planted: Sequence[tuple[int, str, int]] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune an ESM-2 classifier; write ``best.pt``, ``metrics.json``, ``training_curve.tsv`` and
     ``run_metadata.json`` to ``out_dir``.
@@ -314,12 +333,17 @@ def fine_tune(
     ``train_cfg`` are the config sections (missing keys take the schema defaults). With
     ``resume`` a matching ``out_dir/checkpoints/last.pt`` (same config, data and seed) is
     continued; otherwise training starts afresh. Returns the content of ``metrics.json``.
+
+    ``base`` and ``planted`` plant knowledge (``kneurons.planted``): start from the classifier
+    checkpoint ``base`` and train only the rows of the ``planted`` units ``(layer, module, neuron)``
+    and the head (``[]``: the head alone); ``best.pt`` then records that it was fine-tuned from
+    ``base`` (``kneurons.model.reference.FINE_TUNED_FROM``, its sha256 as ``weights_sha256``).
     """
     out_dir = Path(out_dir)
     cfg = sections_with_defaults({"model": model_cfg, "train": train_cfg})
     labels = [str(x) for x in labels]
     data = prepare_data(split, labels)
-    run = setup_run(data, labels, cfg["model"], cfg["train"], seed, device, downloader)
+    run = setup_run(data, labels, cfg["model"], cfg["train"], seed, device, downloader, base, planted)
     ckpt_dir = out_dir / "checkpoints"
     best_state_path = ckpt_dir / "best_state.pt"
     state, resumed_from = resume_or_start(run, ckpt_dir, resume)
@@ -361,5 +385,6 @@ def fine_tune(
         f", test accuracy {metrics['test']['accuracy']:.4f}, test macro-F1 {metrics['test']['macro_f1']:.4f}"
         if "test" in metrics
         else "",
+        extra=progress_extra(always=True),
     )
     return metrics

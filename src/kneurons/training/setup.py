@@ -12,7 +12,9 @@ import json
 import logging
 import math
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +24,15 @@ import torch
 from torch import nn
 
 from kneurons.errors import InputError
+from kneurons.io import sha256_file
 from kneurons.model.backends.base import BackboneSpec
 from kneurons.model.batching import token_budget_batches
+from kneurons.model.checkpoint import load_classifier
 from kneurons.model.classifier import EsmClassifier
 from kneurons.model.loading import build_classifier, weights_identity
 from kneurons.model.runtime import resolve_device, seed_everything
 from kneurons.model.weights import Downloader
+from kneurons.planted.plant import plant_rows
 from kneurons.training.optim import apply_freezing, class_weights, make_optimizer, warmup_linear_decay
 from kneurons.training.state import TrainingState
 
@@ -107,6 +112,12 @@ class TrainRun:
     n_batches: int
     total_steps: int
     trainable: list[torch.Tensor]
+    #: Run after every optimiser step (planting: put the frozen rows back); None for a plain run.
+    after_step: Callable[[], None] | None = None
+    #: The classifier checkpoint the run started from (None: the configured backbone).
+    base: Path | None = None
+    #: The units whose rows train (planting; ``[]``: the head alone); None for a plain run.
+    planted: list[tuple[int, str, int]] | None = None
 
     @property
     def bf16(self) -> bool:
@@ -119,6 +130,19 @@ class TrainRun:
         return int(self.train_cfg["token_budget"])
 
 
+def _start_from(
+    base: Path, labels: list[str], model_cfg: dict[str, Any], seed: int, deterministic: bool
+) -> tuple[EsmClassifier, BackboneSpec, str]:
+    """The classifier checkpoint ``base`` (backbone and head) as a run's starting model, its spec and
+    its identity (the file's sha256); the run's randomness (data order) comes from ``seed``."""
+    seed_everything(seed, deterministic)
+    model, info = load_classifier(base, attention=model_cfg.get("attention", "sdpa"))
+    if list(info["labels"]) != labels:
+        raise InputError(f"{base}: the base model's classes {info['labels']} are not the task's {labels}")
+    model.train()
+    return model, BackboneSpec(**info["backbone"]), sha256_file(base)
+
+
 def setup_run(
     data: TrainData,
     labels: list[str],
@@ -127,6 +151,8 @@ def setup_run(
     seed: int,
     device: str,
     downloader: Downloader | None,
+    base: Path | None = None,
+    planted: Sequence[tuple[int, str, int]] | None = None,
 ) -> TrainRun:
     """Seed, then build model, optimiser and LR schedule (this order fixes the initial weights).
 
@@ -134,15 +160,23 @@ def setup_run(
     ``seed``, everything after the backbone (head, data order, dropout) is reseeded with ``seed``.
     Replicates (one ``seed`` each, one ``init_seed``) thus fine-tune the very same backbone, and a
     run whose two seeds agree draws exactly what it drew before replicates existed.
+
+    ``base``: start from this classifier checkpoint (backbone and head) instead; its sha256 is the
+    run's weights identity. ``planted``: train only these units' rows and the head
+    (``kneurons.planted.plant``; ``[]``: the head alone), whatever ``train.freeze_layers`` and
+    ``train.head_only`` say; the frozen rows are put back after every step.
     """
     dev = resolve_device(device)
     deterministic = train_cfg["deterministic"]
-    init_seed = model_cfg.get("init_seed")
-    init_seed = seed if init_seed is None else int(init_seed)
-    seed_everything(init_seed, deterministic)
-    reseed = None if init_seed == seed else (lambda: seed_everything(seed, deterministic))
-    model, spec = build_classifier(model_cfg, len(labels), downloader=downloader, reseed=reseed)
-    weights = weights_identity(model_cfg, init_seed)
+    if base is not None:
+        model, spec, weights = _start_from(Path(base), labels, model_cfg, seed, deterministic)
+    else:
+        init_seed = model_cfg.get("init_seed")
+        init_seed = seed if init_seed is None else int(init_seed)
+        seed_everything(init_seed, deterministic)
+        reseed = None if init_seed == seed else (lambda: seed_everything(seed, deterministic))
+        model, spec = build_classifier(model_cfg, len(labels), downloader=downloader, reseed=reseed)
+        weights = weights_identity(model_cfg, init_seed)
     log.info("backbone weights: %s", weights)
     # The weights' content, not only the checkpoint's path: a replaced file must not be resumed.
     fingerprint = {
@@ -153,8 +187,18 @@ def setup_run(
         "data": data.fingerprint,
         "weights": weights,
     }
+    if planted is not None:
+        fingerprint["planted"] = [list(u) for u in planted]
     model.to(dev)
-    apply_freezing(model, train_cfg["freeze_layers"], train_cfg["head_only"])
+    after_step = None
+    if planted is not None:
+        planting = plant_rows(model, planted)
+        after_step = partial(planting.restore, model)
+        log.info(
+            "planting: %d units' rows and the head train; every other weight stays the base's", len(planted)
+        )
+    else:
+        apply_freezing(model, train_cfg["freeze_layers"], train_cfg["head_only"])
     optimizer = make_optimizer(model, train_cfg["lr"], train_cfg["weight_decay"])
 
     lengths = np.array([len(s) for s in data.seqs_of("train")])
@@ -185,6 +229,9 @@ def setup_run(
         n_batches=n_batches,
         total_steps=total_steps,
         trainable=[p for p in model.parameters() if p.requires_grad],
+        after_step=after_step,
+        base=None if base is None else Path(base),
+        planted=None if planted is None else [tuple(u) for u in planted],
     )
 
 

@@ -4,7 +4,8 @@
 def atlas_inputs(wildcards):
     """Inputs of the atlas: scores, statistics, the claims' verdicts, training metrics, the
     overview figures (png) and, when the stage runs, the characterisation tables; with SAE
-    features, their score tables, the SAE report, their gap to random, claim 6's compactness
+    features, their score tables, the SAE report, the SAE quality rule on every replicate, their
+    gap to random, claim 6's compactness
     table and (when characterised) their characterisation tables.
     """
     inputs = {
@@ -42,6 +43,7 @@ def atlas_inputs(wildcards):
             {
                 "feature_scores": [feature_scores(m, "") for m in ABLATE_METHODS],
                 "sae_report": SAE_REPORT.replace("{rep}", ""),
+                "sae_quality": SAE_QUALITY,
                 "feature_random_gap": FEATURE_STATS["random_gap"],
             }
         )
@@ -50,4 +52,13 @@ def atlas_inputs(wildcards):
     if CHARACTERISE_FEATURES:
         tables = ("neurons", "windows", "pfm", "window_activations")
         inputs.update({f"feature_{name}": FEATURE_CHAR[name] for name in tables})
+    if CONCEPTS_ENABLED:  # each unit's concepts and the concept section (concepts.smk)
+        tables = ("units", "alignment", "summary", "knowledge", "info")
+        inputs.update({f"concept_{name}": CONCEPTS[name] for name in tables})
+        inputs.update(
+            {
+                f"fig_concepts_{name}": f"{CONCEPT_FIG}/{name}.png"
+                for name in CONCEPT_FIGURES
+            }
+        )
     return inputs

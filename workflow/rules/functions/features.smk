@@ -62,6 +62,7 @@ def feature_outputs():
         return []
     return [
         *per_replicate(SAE_REPORT),
+        SAE_QUALITY,
         *FEATURE_STATS.values(),
         *([COMPACTNESS, *BASES_STATS.values()] if SAME_SITE else []),
         *(FEATURE_CHAR.values() if CHARACTERISE_FEATURES else []),

@@ -8,28 +8,9 @@
   const rows = features ? data.neurons.concat(features.rows) : data.neurons;
   const FEATURE = "sae";
   function isFeature(r) { return r.module === FEATURE; }
-  const SVG = "http://www.w3.org/2000/svg";
   const COLOURS = { G: "#109648", S: "#109648", T: "#109648", Y: "#109648", C: "#109648",
     Q: "#5E239D", N: "#5E239D", K: "#255C99", R: "#255C99", H: "#255C99", D: "#D62839", E: "#D62839" };
 
-  function el(tag, attrs, text) {
-    const node = document.createElement(tag);
-    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
-    if (text !== undefined && text !== null) { node.textContent = text; }
-    return node;
-  }
-  function svgEl(tag, attrs, text) {
-    const node = document.createElementNS(SVG, tag);
-    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
-    if (text !== undefined) { node.textContent = text; }
-    return node;
-  }
-  function fmt(x, digits) {
-    if (x === null || x === undefined) { return ""; }
-    if (typeof x !== "number") { return String(x); }
-    const a = Math.abs(x);
-    return (a !== 0 && (a < 1e-3 || a >= 1e4)) ? x.toExponential(2) : x.toFixed(digits === undefined ? 3 : digits);
-  }
 
   // -- columns -------------------------------------------------------------------------------
   const columns = [
@@ -44,6 +25,11 @@
   columns.push({ key: "site_auroc", label: "site AUROC", num: true });
   columns.push({ key: "site_q", label: "site q", num: true });
   columns.push({ key: "consensus", label: "window consensus" });
+  const concepts = data.concept_names || [];
+  if (rows.some(function (r) { return r.concepts !== undefined; })) {
+    columns.push({ key: "concepts", label: "aligned concepts", list: true });
+    columns.push({ key: "best_concept_f1", label: "best concept F1", num: true });
+  }
 
   const state = { key: methods.indexOf("ig") >= 0 ? "rank_ig" : "rank_" + methods[0], dir: 1 };
   const table = document.getElementById("neurons");
@@ -81,6 +67,11 @@
   });
   const fUnit = document.getElementById("filter-unit");  // only on pages with SAE features
   if (fUnit) { fUnit.addEventListener("change", render); }
+  const fConcept = document.getElementById("filter-concept");  // only where units align with concepts
+  if (fConcept) {
+    concepts.forEach(function (c) { fConcept.appendChild(el("option", { value: c }, c)); });
+    fConcept.addEventListener("change", render);
+  }
   const fChar = document.getElementById("filter-characterised");
   fChar.addEventListener("change", render);
   const search = document.getElementById("search");
@@ -94,6 +85,7 @@
     if (fClass.value !== "" && r.top_class !== fClass.value) { return false; }
     if (fMethod.value !== "" && !r["top_" + fMethod.value]) { return false; }
     if (fUnit && fUnit.value !== "" && isFeature(r) !== (fUnit.value === "feature")) { return false; }
+    if (fConcept && fConcept.value !== "" && (r.concepts || []).indexOf(fConcept.value) < 0) { return false; }
     if (fChar.checked && !r.characterised) { return false; }
     return true;
   }
@@ -114,7 +106,8 @@
       if (r.id === selected) { tr.className = "selected"; }
       columns.forEach(function (c) {
         const v = r[c.key];
-        const td = el("td", {}, c.num ? fmt(v, c.digits) : (v === null ? "" : String(v)));
+        const text = c.list ? (v || []).join("; ") : c.num ? fmt(v, c.digits) : (v === null || v === undefined ? "" : String(v));
+        const td = el("td", {}, text);
         td.className = (c.num ? "num" : "") + (c.top && r[c.top] ? " top" : "");
         if (c.top && r[c.top]) { td.title = "in the global top " + data.top_fraction + " of " + c.key.slice(5); }
         tr.appendChild(td);
@@ -275,6 +268,31 @@
     return box;
   }
 
+  function conceptBlock(r, found) {
+    const box = el("div");
+    if (!found || !found.length) {
+      box.appendChild(el("p", { class: "note" }, r.best_concept === undefined || r.best_concept === null
+        ? "Not scored by the concept stage (concepts.max_units samples the units of large models)."
+        : "No concept above 0 F1 on validation."));
+      return box;
+    }
+    const t = el("table", { class: "small concepts" });
+    const head = el("tr");
+    ["concept", "threshold", "precision", "recall", "F1 (val)", "F1 (test)", "null p99 (within)", "null p99 (across)", "aligned"]
+      .forEach(function (h) { head.appendChild(el("th", {}, h)); });
+    t.appendChild(head);
+    found.forEach(function (c) {
+      const tr = el("tr");
+      [c.concept, fmt(c.threshold, 2), fmt(c.precision), fmt(c.recall), fmt(c.f1_val), fmt(c.f1),
+        fmt(c.null_within_p99), fmt(c.null_across_p99), c.aligned ? "yes" : "no"]
+        .forEach(function (v) { tr.appendChild(el("td", {}, v)); });
+      if (c.aligned) { tr.className = "aligned"; }
+      t.appendChild(tr);
+    });
+    box.appendChild(t);
+    return box;
+  }
+
   const panel = document.getElementById("panel");
   function open(id) {
     const r = rows.find(function (x) { return x.id === id; });
@@ -310,6 +328,10 @@
     if (r.site_auroc !== null) {
       parts.push(el("p", {}, "Site AUROC " + fmt(r.site_auroc) + ", q = " + fmt(r.site_q) +
         (r.site_q !== null && r.site_q <= data.alpha ? " (fires on annotated sites)" : "") + "."));
+    }
+    if (r.concepts !== undefined) {
+      parts.push(el("h4", {}, "Concepts (test F1 at the threshold chosen on validation)"));
+      parts.push(conceptBlock(r, d.concepts));
     }
     parts.push(el("h4", {}, "Class profile (class-conditional IG score)"));
     parts.push(Object.keys(r.profile).length ? profileChart(r.profile, r.top_class)

@@ -107,6 +107,13 @@ class Backend(Protocol):
     """
 
     batch_dim: int
+    #: The backend's stream points (``StreamPoints``): where hooks read the stream, and the stream
+    #: that entered the block before a point in the current pass (``StreamPoints.before``).
+    streams: StreamPoints
+    #: Whether ``embed`` applies the library's token-dropout rescale of the embeddings where the
+    #: backbone has one (ESM-2: x 0.88 without masked tokens); the classifier turns it off for an
+    #: SAE trained without it. A backend with no such rescale ignores it.
+    embedding_rescale: bool
 
     # -- what the registry asks of a backend class (kneurons.model.backends) ------------------
     @staticmethod
@@ -202,6 +209,12 @@ class StreamPoints:
         self.points: list[nn.Module | HookPoint] = [
             HookPoint(m, batch_first=True) if batch_first else m for m in self.modules
         ]
+        self.batch_first = batch_first
+        #: Points whose passing stream is kept for the next point's hooks (``before``): the block
+        #: inputs that an SAE on the following block's update needs (``EsmClassifier.attach_sae``).
+        self.keep: set[int] = set()
+        # The last point passed and, where kept, the stream that left it (after its hooks), detached.
+        self._last: tuple[int, torch.Tensor | None] | None = None
 
     def point(self, layer: int) -> nn.Module | HookPoint:
         """Hook point of the stream entering ``layer`` (the last index: after the final norm)."""
@@ -214,7 +227,25 @@ class StreamPoints:
 
     def run(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         """The stream ``x`` passing point ``layer``: its hooks fire and may replace it."""
-        return self.modules[layer](x)
+        out = self.modules[layer](x)
+        self._last = (layer, out.detach() if layer in self.keep else None)
+        return out
+
+    def before(self, layer: int) -> torch.Tensor:
+        """Time-first, the stream that passed point ``layer - 1`` (after its hooks) in the pass whose
+        hooks at point ``layer`` ask: the point passed just before. A pass that started at ``layer``
+        (point ``layer - 1`` was not its last) is refused: that stream belongs to another pass."""
+        last = self._last
+        if last is None or last[0] != layer - 1 or last[1] is None:
+            passed = "no stream point" if last is None else f"stream point {last[0]}"
+            kept = "" if layer - 1 in self.keep else f"; point {layer - 1} is not kept (StreamPoints.keep)"
+            raise ModelError(
+                f"the stream entering layer {layer - 1} is not known at layer {layer}: the pass came from "
+                f"{passed} (a pass over the update of block {layer - 1} must run that block: "
+                f"EsmClassifier.unit_start){kept}"
+            )
+        before = last[1]
+        return before.transpose(0, 1) if self.batch_first else before
 
 
 def run_keeping_inputs(

@@ -71,6 +71,8 @@ class EsmcBackend:
         self._esmc = transformers_esmc()
         self._hook_points: dict[tuple[int, str], HookPoint] = {}
         self.streams = StreamPoints(self.num_layers, self.embed_dim, batch_first=True)
+        # ESM C has no token-dropout rescale of its embeddings: nothing to turn off
+        self.embedding_rescale = True
 
     @staticmethod
     def accepts(backbone: nn.Module) -> bool:

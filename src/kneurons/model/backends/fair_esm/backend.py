@@ -120,6 +120,7 @@ class FairEsmBackend:
     def __init__(self, backbone: esm.model.esm2.ESM2) -> None:
         self.backbone = backbone
         self.streams = StreamPoints(self.num_layers, self.embed_dim, batch_first=False)
+        self.embedding_rescale = True
 
     @staticmethod
     def accepts(backbone: nn.Module) -> bool:
@@ -209,11 +210,15 @@ class FairEsmBackend:
 
     # -- the residual stream --------------------------------------------------------------
     def embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Token embedding as ESM2.forward computes it; returns ``(x (T,B,E), padding_mask (B,T) | None)``."""
+        """Token embedding as ESM2.forward computes it; returns ``(x (T,B,E), padding_mask (B,T) | None)``.
+
+        Without ``embedding_rescale`` the token-dropout block is skipped, as InterProt's ESM-2
+        wrapper (``interprot/esm_wrapper.py``) computes the embeddings its SAEs were trained on.
+        """
         e = self.backbone
         padding_mask = tokens.eq(e.padding_idx)
         x = e.embed_scale * e.embed_tokens(tokens)
-        if e.token_dropout:
+        if e.token_dropout and self.embedding_rescale:
             x = x.masked_fill((tokens == e.mask_idx).unsqueeze(-1), 0.0)
             mask_ratio_train = 0.15 * 0.8
             src_lengths = (~padding_mask).sum(-1)

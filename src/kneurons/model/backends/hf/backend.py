@@ -65,6 +65,7 @@ class HfEsmBackend:
         self.backbone = backbone
         self._hook_points: dict[tuple[int, str], HookPoint] = {}
         self.streams = StreamPoints(self.num_layers, self.embed_dim, batch_first=True)
+        self.embedding_rescale = True
         alphabet = get_alphabet()  # ESM-2's ids (check_config holds the snapshot to them)
         self._cls_idx, self._eos_idx = alphabet.cls_idx, alphabet.eos_idx
 
@@ -143,9 +144,16 @@ class HfEsmBackend:
     # -- the residual stream --------------------------------------------------------------
     def embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``EsmEmbeddings`` with the attention mask ``EsmModel`` gives it: token dropout's rescaling
-        over the unpadded length, padding zeroed. Returns ``(x (B,T,E), padding_mask (B,T) | None)``."""
+        over the unpadded length, padding zeroed. Returns ``(x (B,T,E), padding_mask (B,T) | None)``.
+        Without ``embedding_rescale``, ``EsmEmbeddings`` runs with its token dropout off for the call."""
         padding_mask = tokens.eq(self.padding_idx)
-        x = self.backbone.embeddings(input_ids=tokens, attention_mask=(~padding_mask).long())
+        embeddings = self.backbone.embeddings
+        token_dropout = embeddings.token_dropout
+        embeddings.token_dropout = token_dropout and self.embedding_rescale
+        try:
+            x = embeddings(input_ids=tokens, attention_mask=(~padding_mask).long())
+        finally:
+            embeddings.token_dropout = token_dropout
         return x, (padding_mask if padding_mask.any() else None)
 
     def _layer_inputs(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> dict[str, Any]:
