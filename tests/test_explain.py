@@ -395,6 +395,8 @@ def test_the_command_writes_the_page_and_refuses_what_is_not_a_finished_run(
     assert not (tmp_path / "none").exists()
     rc = cli_main(["explain", "--results", str(explain_run.results), str(fasta), "--top-units", "0"])
     assert rc == 2 and "explain.top_units" in capsys.readouterr().err
+    rc = cli_main(["explain", "--results", str(explain_run.results), str(fasta), "--threads", "0"])
+    assert rc == 2 and "--threads 0" in capsys.readouterr().err
 
 
 # -- bad input ---------------------------------------------------------------------------------------

@@ -63,6 +63,7 @@ def load_replicate(
     top_fraction, normalise = _ranking(atlas)
     layout = neuron_layout(model)
     neurons = knowledge_units(scores, layout, top_fraction, normalise, str(rep.ig_scores))
+    ig = IgSettings.from_meta(meta, str(rep.ig_scores))
     features = feature_layout = None
     if rep.feature_scores is not None:
         from kneurons.ablation.masks import layout_of
@@ -76,6 +77,7 @@ def load_replicate(
         units = attach_scored_saes(model, specs, rep.feature_scores, f_meta)
         feature_layout = layout_of(model, units)
         features = knowledge_units(f_scores, feature_layout, top_fraction, normalise, str(rep.feature_scores))
+        ig = ig.with_shares(f_meta)
     # The run's fill as its ablation built it (mean: the scoring set; pretrained: the weights the run
     # recorded, never downloaded here).
     model_settings = {**run.model, "download": False}
@@ -89,7 +91,7 @@ def load_replicate(
         neurons=neurons,
         features=features,
         fill=fill,
-        ig=IgSettings.from_meta(meta, str(rep.ig_scores)),
+        ig=ig,
         neuron_layout=layout,
         feature_layout=feature_layout,
     )
@@ -229,7 +231,7 @@ def explain_batch(
             },
             "top_fraction": _ranking(atlas)[0],
             "normalise": _ranking(atlas)[1],
-            "ig": replicates[0].ig.__dict__,
+            "ig": replicates[0].ig.as_json(),
             "knowledge_units": n_candidates,
             "atlas_link": link,
         },

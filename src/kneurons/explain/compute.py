@@ -66,10 +66,10 @@ def unit_contributions(
 
     The run's completeness rule applied to this protein (``kneurons.scoring.completeness``): a
     module whose attributions, summed over its units and tokens, miss its effect ``F(1) - F(0)`` by
-    more than ``ig.tolerance`` of it (and more than float32 rounding) is integrated again with twice
-    the steps, up to ``ig.max_steps`` (there its terms are kept as they are: an explanation names
-    units, it does not fail). The run judges the gap over its scoring set, so a protein may need
-    other steps here than it did there."""
+    more than the protein's share of the tolerance (``ig.shares``: the run's, ``tolerance`` x the
+    mean effect over its scoring set; else ``tolerance`` x this protein's effect) and more than
+    float32 rounding is integrated again with twice the steps, up to ``ig.max_steps`` (there its
+    terms are kept as they are: an explanation names units, it does not fail)."""
     out = np.zeros((tokens.shape[1], n_units), dtype=np.float64)
     for layer in sorted({b[0] for b in columns}):
         todo = [m for (lay, m) in columns if lay == layer]
@@ -98,14 +98,20 @@ def unit_contributions(
                 )
             if ig.tolerance is None or steps >= (ig.max_steps or steps):
                 break
-            todo = [
-                m
-                for m in todo
-                if abs(float(attr[m].double().sum()) - float(effects[m][0]))
-                > max(ig.tolerance * abs(float(effects[m][0])), PRECISION["float32"])
-            ]
+            todo = [m for m in todo if _error(attr[m], effects[m]) > _allowed(ig, layer, m, effects[m])]
             steps = min(2 * steps, ig.max_steps or steps)
     return out
+
+
+def _error(attributions: torch.Tensor, effect: torch.Tensor) -> float:
+    """How far a module's attributions on one protein, summed, miss its effect ``F(1) - F(0)``."""
+    return abs(float(attributions.double().sum()) - float(effect[0]))
+
+
+def _allowed(ig: IgSettings, layer: int, module: str, effect: torch.Tensor) -> float:
+    """The error a protein's module may keep: its share of the run's tolerance, or float32 rounding."""
+    share = ig.shares.get((layer, module), (ig.tolerance or 0.0) * abs(float(effect[0])))
+    return max(share, PRECISION["float32"])
 
 
 def unit_windows(tracks: np.ndarray, sequence: str, settings: ExplainSettings) -> list[list[dict[str, Any]]]:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from kneurons.errors import InputError
 from kneurons.model.classifier import EsmClassifier
 from kneurons.ranking import NeuronLayout
 from kneurons.scoring.integration import integration_points
+from kneurons.tables import COMPLETENESS_KEY
 from kneurons.vocabulary import NEURON_KEY
 
 
@@ -65,6 +67,10 @@ class IgSettings:
     #: while its attributions miss its effect by more than ``tolerance`` of it.
     tolerance: float | None = None
     max_steps: int | None = None
+    #: Per ``(layer, module)`` the run's error allowed per protein: ``tolerance`` x the mean
+    #: ``|F(1) - F(0)|`` over its scoring set (its score tables' completeness records); where the
+    #: run recorded none, a protein's own effect takes its place.
+    shares: Mapping[tuple[int, str], float] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any], source: str) -> IgSettings:
@@ -76,13 +82,29 @@ class IgSettings:
                 f"{source}: the IG score table records no {', '.join(missing)} in its provenance"
             )
         tolerance = s.get("tolerance")
-        return cls(
+        made = cls(
             int(s["steps"]),
             str(s["method"]),
             str(s["target"]),
             None if tolerance is None else float(tolerance),
             None if s.get("max_steps") is None else int(s["max_steps"]),
         )
+        return made.with_shares(meta)
+
+    def with_shares(self, meta: Mapping[str, Any]) -> IgSettings:
+        """These settings with the per-protein error shares of another score table of the run
+        (``meta``: its provenance; the SAE features' IG table beside the neurons')."""
+        n = int((meta.get("subset") or {}).get("n") or 0)
+        if self.tolerance is None or n == 0:
+            return self
+        shares = dict(self.shares)
+        for r in meta.get(COMPLETENESS_KEY) or []:
+            shares[(int(r["layer"]), str(r["module"]))] = self.tolerance * float(r["effect"]) / n
+        return dataclasses.replace(self, shares=shares)
+
+    def as_json(self) -> dict[str, Any]:
+        """What ``explain.json`` records of the run's IG settings (the shares are the run's tables')."""
+        return {k: v for k, v in self.__dict__.items() if k != "shares"}
 
     def points(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """The integration points ``(alphas, weights)`` as float32 tensors on ``device``."""
