@@ -6,16 +6,7 @@ from kneurons.jobs import start
 from kneurons.jobs.claims import run_claims
 
 job = start(snakemake)
-inputs = {
-    "random_gap": snakemake.input.random_gap,
-    "density": snakemake.input.density,
-    "intact": list(snakemake.input.intact),
-    "class_specificity": list(snakemake.input.get("class_specificity", [])),
-    "class_summary": list(snakemake.input.get("class_summary", [])),
-    "external": list(snakemake.input.get("external", [])),
-    "external_metrics": list(snakemake.input.get("external_metrics", [])),
-    "compactness": snakemake.input.get("compactness"),
-    "faithfulness": snakemake.input.get("faithfulness"),
-    "external_faithfulness": list(snakemake.input.get("external_faithfulness", [])),
-}
+# Every named input of the rule (workflow/rules/functions/stats.smk claims_inputs), lists as lists:
+# run_claims documents each; naming them here again once lost the SAE quality and concept tables.
+inputs = {name: value if isinstance(value, str) else list(value) for name, value in snakemake.input.items()}
 run_claims(inputs, settings=job.params, out=snakemake.output.claims, verdicts=snakemake.output.verdicts)
