@@ -507,6 +507,13 @@ def test_the_run_fill_is_the_first_the_ablation_recorded(tmp_path):
     assert fill == "mean" and "the first of mean, zero" in source
     write_table_atomic(table.drop(columns=["fill"]), tmp_path / "b.tsv")
     assert run_fill(tmp_path / "b.tsv")[0] == "zero"
+    # resample needs a donor protein drawn for each of the run's own evaluated proteins: skipped
+    write_table_atomic(table.assign(fill=["resample", "mean"]), tmp_path / "c.tsv")
+    fill, source = run_fill(tmp_path / "c.tsv")
+    assert fill == "mean" and "needs no donor protein" in source
+    write_table_atomic(table.assign(fill=["resample", "resample"]), tmp_path / "d.tsv")
+    fill, source = run_fill(tmp_path / "d.tsv")
+    assert fill == "zero" and "records only resample" in source
 
 
 # -- the workflow ---------------------------------------------------------------------------------------

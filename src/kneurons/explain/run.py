@@ -205,15 +205,30 @@ class RunSettings:
     model: dict[str, Any]  # the run's model section (attention, checkpoint, download)
 
 
+#: Fills an explanation cannot apply: ``resample`` takes each unit's activation on a donor protein
+#: of the run's scoring set, drawn per evaluated protein of the run's test split; a protein a user
+#: brings has no donor drawn for it.
+NOT_FOR_EXPLAIN = ("resample",)
+
+
 def run_fill(ablation: str | Path) -> tuple[str, str]:
     """The run's fill and where it came from: the first value of the ablation table's ``fill`` column
-    (a run ablating under several fills lists them in order), else ``zero`` (a table without it)."""
+    (a run ablating under several fills lists them in order) that an explanation can apply (not
+    ``NOT_FOR_EXPLAIN``), else ``zero`` (a table without it, or a run under resample only), said so."""
     table = read_ablation_table(ablation)
     if "fill" not in table.columns or table["fill"].dropna().empty:
         return DEFAULT_FILL, f"{ablation} records no fill; {DEFAULT_FILL} assumed"
     fills = list(dict.fromkeys(str(f) for f in table["fill"].dropna()))
+    usable = [f for f in fills if f not in NOT_FOR_EXPLAIN]
+    if not usable:
+        return DEFAULT_FILL, (
+            f"{ablation} records only {', '.join(fills)}, which needs donor proteins of the run's own "
+            f"evaluation; {DEFAULT_FILL} used"
+        )
     more = f" (the first of {', '.join(fills)})" if len(fills) > 1 else ""
-    return fills[0], f"{ablation}, column fill{more}"
+    if usable[0] != fills[0]:
+        more = f" (the first of {', '.join(fills)} that needs no donor protein)"
+    return usable[0], f"{ablation}, column fill{more}"
 
 
 def run_settings(files: RunFiles) -> RunSettings:
