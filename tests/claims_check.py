@@ -560,6 +560,11 @@ def compare(got: pd.DataFrame, want: pd.DataFrame, rel: float) -> list[str]:
                 ok = row[col] == value
             else:
                 written = _rounding(have[col]) * (1 + 1e-9)
+                if col == "p_value" and str(have.get("p_floor", "")).strip() not in ("", "nan"):
+                    # A bootstrap p counts the draws on the other side of 0; a draw at 0 up to float
+                    # rounding (two equal curves) may fall on either side in the two computations:
+                    # one draw, 1/B (p_floor), apart at most.
+                    written += _number(have["p_floor"])[0] * (1 + 1e-9)
                 ok = math.isclose(value, row[col], rel_tol=rel, abs_tol=max(written, 1e-12))
             if not ok:
                 problems.append(f"{k} {col}: {have[col]} vs recomputed {row[col]!r}")
