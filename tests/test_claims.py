@@ -676,6 +676,8 @@ def test_numbers_are_rounded_to_what_the_interval_supports():
     ]
     # a bootstrap p-value at its floor 1/B says so; above it, 3 significant digits
     assert p_text(0.001, 0.001) == "< 0.001" and p_text(0.002, 0.001) == "0.002"
+    # a permutation test's floor 1 / (B + 1) is written short and still a bound: rounded up
+    assert p_text(1 / 1001, 1 / 1001) == "< 0.001" and p_text(1 / 999, 1 / 999) == "< 0.00101"
     assert p_text(1.7e-17, float("nan")) == "1.7e-17" and p_text(0.0140709) == "0.0141"  # exact tails
 
 

@@ -304,6 +304,8 @@ DEPENDS: dict[str, set[str]] = {
     "ablate.modes": {"ablate", "ablate_seed", "ablate_external", "ablate_features", "planted_ablate"},
     # only the neuron jobs of a scope take the fills of their scope
     "ablate.fill_scopes": {"ablate", "ablate_seed"},
+    # and the modes of their scope
+    "ablate.mode_scopes": {"ablate", "ablate_seed"},
     # the planted benchmark's ablation job runs every scope (the run's are one job each: DAG_KEYS)
     "ablate.scopes": {"planted_ablate"},
     # features take the fills that apply to them (not `pretrained`); the planted benchmark always
@@ -457,6 +459,8 @@ CHANGES: dict[str, dict[str, object]] = {
     "model.custom.attention_heads": {"model.custom.attention_heads": 8},
     "score.ig.class_conditional": {"score.ig.class_conditional": False, "characterise.enabled": False},
     "score.random.seeds": {"score.random.seeds": [0, 1, 2, 3, 4, 5]},
+    # the motifs must fit in half of the shortest protein (30 residues in the default: at most 2 of 6)
+    "data.synthetic.motifs_per_sequence": {"data.synthetic.motifs_per_sequence": 1},
     "score.layers_per_job": {"score.layers_per_job": 2},  # from `auto`
     "characterise.site_columns": {"characterise.site_columns": ["active_site"]},
     "units.features": {"units.features": [{"layer": 1, "sae": "train"}]},
@@ -665,6 +669,17 @@ def test_random_seed_chunks_follow_seeds_per_job():
     every = {**cfg, "ablate": {**cfg["ablate"], "fill_scopes": None}}
     assert job_settings("ablate", every, scope="module_type")["ablate"]["fills"] == ["zero", "resample"]
     assert job_settings("ablate", cfg)["ablate"]["fills"] == ["zero", "resample"]  # no scope: every fill
+    # ... and in its scope's modes (ablate.mode_scopes): the other scopes run the first mode only
+    all_modes = {**cfg, "ablate": {**cfg["ablate"], "mode_scopes": None}}
+    both = ["preserve", "suppress"]
+    assert job_settings("ablate", all_modes, scope="layer_module")["ablate"]["modes"] == both
+    lean = {**cfg, "ablate": {**cfg["ablate"], "mode_scopes": ["global"]}}
+    assert job_settings("ablate", lean, scope="global")["ablate"]["modes"] == ["preserve", "suppress"]
+    assert job_settings("ablate", lean, scope="module_type")["ablate"]["modes"] == ["preserve"]
+    seed_job = job_settings("ablate_seed", lean, seeds="7_1", scope="layer_module")["ablate"]
+    assert seed_job["modes"] == ["preserve"] and seed_job["fills"] == ["zero"]
+    assert job_settings("ablate_external", lean)["ablate"]["modes"] == ["preserve", "suppress"]
+    assert job_settings("ablate", lean)["ablate"]["modes"] == ["preserve", "suppress"]  # no scope
     for bad in (0, "all"):
         cfg["ablate"]["seeds_per_job"] = bad
         with pytest.raises(ConfigError, match="seeds_per_job"):

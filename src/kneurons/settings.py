@@ -185,26 +185,40 @@ def scope_fills(ablate: Config, scope: str | None) -> list[str]:
     return fills if chosen is None or scope is None or scope in chosen else fills[:1]
 
 
+def scope_modes(ablate: Config, scope: str | None) -> list[str]:
+    """The modes a neuron ablation job of ``scope`` evaluates: every mode of ``ablate.modes`` for a
+    scope of ``ablate.mode_scopes`` (null: every scope), else the first mode only; ``scope`` None:
+    every mode (as ``scope_fills``)."""
+    modes, chosen = list(ablate["modes"]), ablate.get("mode_scopes")
+    return modes if chosen is None or scope is None or scope in chosen else modes[:1]
+
+
+def _scope_job(ablate: Config, scope: str | None) -> dict[str, Any]:
+    """The fills and modes of a neuron ablation job of ``scope`` (``scope_fills``, ``scope_modes``)."""
+    return {"fills": scope_fills(ablate, scope), "modes": scope_modes(ablate, scope)}
+
+
 def _ablate_scope(cfg: Config) -> dict[str, Any]:
-    # The fills depend on the job's scope (ablate.fill_scopes): a function of its wildcard.
+    # The fills and modes depend on the job's scope (ablate.fill_scopes, ablate.mode_scopes): a
+    # function of its wildcard.
     params = _ablate(cfg)
     ab = params["ablate"]
 
     def ablate(wildcards: Any) -> dict[str, Any]:
-        return {**ab, "fills": scope_fills(cfg["ablate"], getattr(wildcards, "scope", None))}
+        return {**ab, **_scope_job(cfg["ablate"], getattr(wildcards, "scope", None))}
 
     return {**params, "ablate": ablate}
 
 
 def _ablate_seed(cfg: Config) -> dict[str, Any]:
     # The job's seeds are its wildcard, so a seed added to ablate.random_seeds runs in a new job
-    # and leaves the jobs of the kept chunks unchanged; its fills follow its scope.
+    # and leaves the jobs of the kept chunks unchanged; its fills and modes follow its scope.
     params = _ablate(cfg)
     ab = params["ablate"]
 
     def ablate(wildcards: Any) -> dict[str, Any]:
-        fills = scope_fills(cfg["ablate"], getattr(wildcards, "scope", None))
-        return {**ab, "fills": fills, "random_seeds": seed_chunk_seeds(wildcards.seeds)}
+        scoped = _scope_job(cfg["ablate"], getattr(wildcards, "scope", None))
+        return {**ab, **scoped, "random_seeds": seed_chunk_seeds(wildcards.seeds)}
 
     return {**params, "ablate": ablate}
 

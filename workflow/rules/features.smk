@@ -53,6 +53,9 @@ rule train_sae:
         f"{R}/benchmarks/{{rep}}features/train_sae/layer{{layer}}.tsv"
     wildcard_constraints:
         layer=r"\d+",
+    # The chain to the same-site bases (the longest job of a replicate) starts early, so the bases
+    # do not run alone at the end with every short ablation job already done.
+    priority: 1
     conda:
         "../../envs/torch.yaml"
     threads: 1 if config["model"]["name"] == "custom" else 4
@@ -134,6 +137,8 @@ rule score_features:
         f"{R}/benchmarks/{{rep}}features/score/{{method}}.tsv"
     wildcard_constraints:
         method="|".join(SCORE_METHODS),
+    # as train_sae: the chain to the same-site bases starts early
+    priority: 1
     conda:
         "../../envs/torch.yaml"
     threads: 1 if config["model"]["name"] == "custom" else 4
@@ -215,6 +220,8 @@ rule same_site_bases:
         f"{R}/benchmarks/{{rep}}features/bases/layer{{layer}}.tsv"
     wildcard_constraints:
         layer=r"\d+",
+    # as train_sae: the chain to the same-site bases starts early
+    priority: 1
     conda:
         "../../envs/torch.yaml"
     threads: 1 if config["model"]["name"] == "custom" else 4

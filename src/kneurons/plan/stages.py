@@ -23,6 +23,7 @@ from kneurons.plan.passes import (
 from kneurons.plan.planted import planted_costs
 from kneurons.plan.recorded import recorded_attempts
 from kneurons.scatter import random_seed_chunks, score_layer_chunks
+from kneurons.settings import scope_modes
 
 #: FLOPs of counting one residue of one unit at one threshold (``kneurons.concepts.activations``: a
 #: comparison, the concept index-add, the instance scatter and its index-add).
@@ -166,11 +167,16 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
     random_jobs = len(random_seed_chunks(cfg)) if "random" in sc["methods"] else 0
     test_jobs = reps * (len([m for m in sc["methods"] if m != "random"]) + random_jobs)
 
-    def ablation(stage: str, scope: str, tokens: float, cap: str, jobs: int) -> StageCost:
-        fills, resample = fill_counts(cfg, scope=scope)
+    def ablation(
+        stage: str, scope: str, tokens: float, cap: str, jobs: int, scoped: bool = True
+    ) -> StageCost:
+        # scoped: a neuron job of the test split, whose fills and modes follow its scope
+        # (ablate.fill_scopes, ablate.mode_scopes); an external set's job takes every one
+        fills, resample = fill_counts(cfg, scope=scope if scoped else None)
+        modes = scope_modes(ab, scope if scoped else None)
         fwd = ablation_job_forward(
             layers,
-            distinct_mask_starts(layers, dim, scope, ab["fractions"], ab["modes"]),
+            distinct_mask_starts(layers, dim, scope, ab["fractions"], modes),
             tokens,
             fills,
             resample,
@@ -179,8 +185,10 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
 
     t_eval = data.tokens("test", ab["max_sequences"])
     for scope in ab["scopes"]:
-        cap = "ablate.max_sequences; ablate.fractions" + (
-            "; ablate.scopes" if scope == "layer_module" else ""
+        cap = (
+            "ablate.max_sequences; ablate.fractions"
+            + ("; ablate.scopes" if scope == "layer_module" else "")
+            + ("; ablate.mode_scopes" if scope != "global" else "")
         )
         out.append(ablation(f"ablate {scope}", scope, t_eval, cap, test_jobs))
     for name in cfg["evaluate"]["external"]:
@@ -192,6 +200,7 @@ def plan_costs(cfg: dict[str, Any]) -> tuple[list[StageCost], DataSize]:
                 tokens,
                 "ablate.max_sequences; evaluate.external; ablate.fractions",
                 reps * len(sc["methods"]),
+                scoped=False,
             )
         )
     ch = cfg["characterise"]

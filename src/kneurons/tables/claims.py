@@ -76,15 +76,24 @@ def interval_texts(estimate: Any, lo: Any, hi: Any, digits: int = 3) -> tuple[st
     return _plain(est, decimals), _plain(low, decimals), _plain(high, decimals)
 
 
+def _ceil_significant(x: float, digits: int = 3) -> float:
+    """``x > 0`` rounded up to ``digits`` significant digits (0.000999001 -> 0.001): a bound that
+    still holds when written short."""
+    scale = 10.0 ** (digits - 1 - math.floor(math.log10(x)))
+    # the float error of x * scale must not push an exact value (0.001) up a step
+    return math.ceil(round(x * scale, 9)) / scale
+
+
 def p_text(p: Any, floor: Any = None) -> str:
     """A p-value to 3 significant digits (trailing zeros dropped: ``0.0094``, ``1``), or ``< floor``
     where it sits at its test's floor (no bootstrap draw crossed zero: the bootstrap cannot resolve
-    a smaller p)."""
+    a smaller p), the floor rounded up to 3 significant digits (a permutation test's 1 / (B + 1) =
+    0.000999001 is ``< 0.001``)."""
     v, f = _number(p), _number(floor)
     if v is None:
         return "" if p is None else str(p)
     if f is not None and math.isfinite(f) and f > 0 and v <= f * (1 + 1e-9):
-        return f"< {f:g}"
+        return f"< {_ceil_significant(f):g}"
     return "" if math.isnan(v) else f"{v:.3g}"
 
 
@@ -161,6 +170,7 @@ _STYLE = """
 #kn-verdicts td.num, #kn-verdicts td.short { white-space: nowrap; font-variant-numeric: tabular-nums; }
 #kn-verdicts td.claim { min-width: 16rem; }
 #kn-verdicts .verdict { font-weight: 700; white-space: nowrap; }
+#kn-verdicts .verdict .foot { font-weight: 400; white-space: normal; }
 #kn-verdicts .supported { color: #1a7f37; }
 #kn-verdicts .not-supported { color: #b42318; }
 #kn-verdicts .inconclusive { color: #8a6100; }
