@@ -32,7 +32,7 @@ test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -rs -m "not slurm" $(PYTEST_ARGS)
 
 # The embedded default end to end through a real one-node SLURM cluster (tests/test_slurm.py): root,
-# with slurmctld, slurmd, slurm-client and munge installed (.ci/run installs them); 13-18 min on 2 cores.
+# with slurmctld, slurmd, slurm-client and munge installed (.ci/run installs them); about 22 min on 2 cores.
 test-slurm: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -rs -m slurm $(PYTEST_ARGS)
 
