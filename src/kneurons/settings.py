@@ -177,20 +177,25 @@ def _external_stats(cfg: Config) -> dict[str, Any]:
     }
 
 
+def _scoped(values: Any, chosen: list[str] | None, scope: str | None) -> list[str]:
+    """``values`` for a scope of ``chosen`` (null: every scope) or a job named by no scope (``scope``
+    None, e.g. one built outside the workflow), else the first value only."""
+    values = list(values)
+    return values if chosen is None or scope is None or scope in chosen else values[:1]
+
+
 def scope_fills(ablate: Config, scope: str | None) -> list[str]:
     """The fills a neuron ablation job of ``scope`` evaluates: every fill of ``ablate.fills`` for a
     scope of ``ablate.fill_scopes`` (null: every scope), else the first fill only; ``scope`` None (a
     job named by no scope, e.g. one built outside the workflow): every fill."""
-    fills, chosen = list(ablate["fills"]), ablate["fill_scopes"]
-    return fills if chosen is None or scope is None or scope in chosen else fills[:1]
+    return _scoped(ablate["fills"], ablate["fill_scopes"], scope)
 
 
 def scope_modes(ablate: Config, scope: str | None) -> list[str]:
     """The modes a neuron ablation job of ``scope`` evaluates: every mode of ``ablate.modes`` for a
     scope of ``ablate.mode_scopes`` (null: every scope), else the first mode only; ``scope`` None:
     every mode (as ``scope_fills``)."""
-    modes, chosen = list(ablate["modes"]), ablate.get("mode_scopes")
-    return modes if chosen is None or scope is None or scope in chosen else modes[:1]
+    return _scoped(ablate["modes"], ablate["mode_scopes"], scope)
 
 
 def _scope_job(ablate: Config, scope: str | None) -> dict[str, Any]:

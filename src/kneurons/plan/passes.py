@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kneurons.ranking import NeuronLayout, scope_members, top_k_count
+from kneurons.settings import scope_fills
 from kneurons.vocabulary import FEATURE_FILLS, MODULE_TYPES
 
 #: machine: 3.5e10-4.3e10 at the demo's 4 x 64 shape, 7.6e10-9.8e10 at 6 x 320). GPUs:
@@ -163,12 +164,8 @@ def fill_counts(cfg: dict[str, Any], features: bool = False, scope: str | None =
     fills = list(cfg["ablate"]["fills"])
     if features:
         fills = [f for f in fills if f in FEATURE_FILLS]
-    elif (
-        scope is not None
-        and cfg["ablate"]["fill_scopes"] is not None
-        and scope not in cfg["ablate"]["fill_scopes"]
-    ):
-        fills = fills[:1]
+    elif scope is not None:
+        fills = scope_fills(cfg["ablate"], scope)
     return len(fills), "resample" in fills
 
 
